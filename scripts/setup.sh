@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what dhtfs needs and builds it. Idempotent; called by `npm start`, `npm test`, `npm run bench`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npx tsc -p tsconfig.json

@@ -1,0 +1,935 @@
+/**
+ * The brick: serves one exported directory to DHT clients. A state machine over Storage, Clock and
+ * Random; no sockets, no `fs`. Each request is validated completely before it touches storage, and its
+ * metadata section runs without interleaving with other requests (Storage metadata calls are synchronous).
+ *
+ * On disk (GlusterFS conventions, names under a configurable prefix, `trusted.` as root):
+ *   <prefix>gfid                        16-byte id of every file and directory
+ *   <prefix>glusterfs.dht               16-byte layout range on directories
+ *   <prefix>glusterfs.dht.linkto        NUL-terminated brick name on linkto files (mode exactly 01000)
+ *   <prefix>glusterfs.dht.commithash    volume commit hash on the root, decimal ASCII + NUL
+ *   <prefix>glusterfs.volume-id         16-byte volume id on the root
+ *   .glusterfs/ab/cd/<gfid>             handle: hard link for files and symlinks, symlink for directories
+ */
+import { ELAYOUT, FsError, codeOf } from '../common/errors.js';
+import type { Clock, Random } from '../common/env.js';
+import { ROOT_GFID, gfidFromBytes, gfidToBytes, isGfid } from '../common/gfid.js';
+import { decodeRange, encodeRange, sameRange, type LayoutRange } from '../dht/layout.js';
+import type { RequestHandler } from '../wire/rpc.js';
+import { MAX_IO_SIZE } from '../wire/frame.js';
+import type { Attr, DirEntryAttr, RootInfo, StatFsReply } from '../wire/types.js';
+import {
+  O_ACCMODE,
+  O_APPEND,
+  O_RDONLY,
+  O_CREAT,
+  O_DIRECTORY,
+  O_EXCL,
+  O_RDWR,
+  O_TRUNC,
+  O_WRONLY,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
+  S_IFREG,
+  S_ISVTX,
+  type Stat,
+  type Storage,
+  type Timespec,
+} from '../storage/storage.js';
+import { LockTable, type LockMode } from './locks.js';
+
+export const HANDLE_DIR = '.glusterfs';
+const MAX_NAME = 255;
+const MAX_PATH = 4096;
+const MAX_XATTR_VALUE = 64 * 1024;
+const MAX_FDS_PER_SESSION = 65536;
+const LINKTO_MODE = S_IFREG | S_ISVTX;
+
+export interface BrickConfig {
+  /** The brick's subvolume name, as linkto xattrs name it (e.g. `vol-client-0`). */
+  name: string;
+  volumeId: string;
+  /** `trusted.` when running as root (GlusterFS's namespace), `user.` otherwise. */
+  xattrPrefix: string;
+}
+
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void;
+
+interface OpenFile {
+  h: number;
+  gfid: string | null;
+  flags: number;
+}
+
+export interface Session {
+  id: number;
+  remote: string;
+  client: string;
+  fds: Map<number, OpenFile>;
+  nextFd: number;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Argument validation: a request is checked field by field; anything unexpected is EINVAL.
+
+type Args = Record<string, unknown>;
+
+function bad(field: string, why = 'invalid'): FsError {
+  return new FsError('EINVAL', `argument '${field}': ${why}`);
+}
+function str(a: Args, k: string): string {
+  const v = a[k];
+  if (typeof v !== 'string') throw bad(k, 'must be a string');
+  return v;
+}
+function optStr(a: Args, k: string): string | undefined {
+  return a[k] === undefined || a[k] === null ? undefined : str(a, k);
+}
+function int(a: Args, k: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const v = a[k];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw bad(k, `must be an integer in [${min}, ${max}]`);
+  return v;
+}
+function optInt(a: Args, k: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  return a[k] === undefined || a[k] === null ? undefined : int(a, k, min, max);
+}
+function optBool(a: Args, k: string): boolean {
+  const v = a[k];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw bad(k, 'must be a boolean');
+  return v;
+}
+function bytes(a: Args, k: string): Uint8Array {
+  const v = a[k];
+  if (!(v instanceof Uint8Array)) throw bad(k, 'must be binary');
+  return v;
+}
+function gfidArg(a: Args, k: string): string {
+  const v = a[k];
+  if (!isGfid(v)) throw bad(k, 'must be a gfid');
+  return v;
+}
+function optGfid(a: Args, k: string): string | undefined {
+  return a[k] === undefined || a[k] === null ? undefined : gfidArg(a, k);
+}
+function timespec(a: Args, k: string): Timespec | undefined {
+  const v = a[k];
+  if (v === undefined || v === null) return undefined;
+  if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => Number.isSafeInteger(x)) || v[1] < 0 || v[1] >= 1e9) throw bad(k, 'must be [sec, nsec]');
+  return [v[0], v[1]];
+}
+const U32 = 0xffffffff;
+function rangeArg(a: Args, k: string): LayoutRange | null | undefined {
+  const v = a[k];
+  if (v === undefined) return undefined;
+  if (v === null) return null;
+  if (typeof v !== 'object') throw bad(k, 'must be a layout range');
+  const r = v as Args;
+  const out = { commit: int(r, 'commit', 0, U32), type: int(r, 'type', 0, 1), start: int(r, 'start', 0, U32), stop: int(r, 'stop', 0, U32) };
+  if (out.start > out.stop) throw bad(k, 'start > stop');
+  return out;
+}
+function lockMode(a: Args, k: string): LockMode | 'un' {
+  const v = a[k];
+  if (v !== 'rd' && v !== 'wr' && v !== 'un') throw bad(k, "must be 'rd', 'wr' or 'un'");
+  return v;
+}
+
+/**
+ * A volume path ('/a/b') to a brick-relative one ('a/b'; '' for the root). Rejects everything that could
+ * name something outside the brick or inside its private handle directory.
+ */
+export function relPath(p: unknown, field = 'path'): string {
+  if (typeof p !== 'string') throw bad(field, 'must be a string');
+  if (Buffer.byteLength(p) > MAX_PATH) throw new FsError('ENAMETOOLONG', `${field} is longer than ${MAX_PATH} bytes`);
+  if (!p.startsWith('/')) throw new FsError('EINVAL', `${field} must start with '/'`);
+  if (p === '/') return '';
+  const parts = p.slice(1).split('/');
+  for (const c of parts) {
+    if (c === '' || c === '.' || c === '..') throw new FsError('EINVAL', `${field} has an empty, '.' or '..' component`);
+    if (c.includes('\0')) throw new FsError('EINVAL', `${field} contains NUL`);
+    if (Buffer.byteLength(c) > MAX_NAME) throw new FsError('ENAMETOOLONG', `a name in ${field} is longer than ${MAX_NAME} bytes`);
+  }
+  if (parts[0] === HANDLE_DIR) throw new FsError('EPERM', `${HANDLE_DIR} is reserved`);
+  return parts.join('/');
+}
+
+function parentOf(rel: string): string {
+  const i = rel.lastIndexOf('/');
+  return i < 0 ? '' : rel.slice(0, i);
+}
+function baseOf(rel: string): string {
+  return rel.slice(rel.lastIndexOf('/') + 1);
+}
+function handlePath(gfid: string): string {
+  return `${HANDLE_DIR}/${gfid.slice(0, 2)}/${gfid.slice(2, 4)}/${gfid}`;
+}
+const isReg = (st: Stat) => (st.mode & S_IFMT) === S_IFREG;
+const isDir = (st: Stat) => (st.mode & S_IFMT) === S_IFDIR;
+const isLnk = (st: Stat) => (st.mode & S_IFMT) === S_IFLNK;
+
+// ---------------------------------------------------------------------------------------------------
+
+export class Brick implements RequestHandler<Session> {
+  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; reserved: string[] };
+  readonly locks = new LockTable();
+  private sessions = new Map<number, Session>();
+  private nextSession = 1;
+  private openCount = new Map<string, number>();
+  private handleDirs = new Set<string>();
+  private readonly ops: Record<string, (s: Session, a: Args) => unknown>;
+
+  constructor(
+    private readonly st: Storage,
+    readonly cfg: BrickConfig,
+    private readonly clock: Clock,
+    private readonly random: Random,
+    private readonly log: LogFn = () => {},
+  ) {
+    const p = cfg.xattrPrefix;
+    this.X = {
+      gfid: `${p}gfid`,
+      dht: `${p}glusterfs.dht`,
+      linkto: `${p}glusterfs.dht.linkto`,
+      commit: `${p}glusterfs.dht.commithash`,
+      volumeId: `${p}glusterfs.volume-id`,
+      reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
+    };
+    this.ops = {
+      lookup: (_s, a) => this.lookup(a),
+      lookupGfid: (_s, a) => this.lookupGfid(a),
+      rootInfo: () => this.rootInfo(),
+      statfs: () => this.statfs(),
+      mkdir: (_s, a) => this.mkdir(a),
+      setLayout: (_s, a) => this.setLayout(a),
+      setCommitHash: (_s, a) => this.setCommitHash(a),
+      create: (s, a) => this.create(s, a),
+      mklinkto: (_s, a) => this.mklinkto(a),
+      open: (s, a) => this.open(s, a),
+      read: (s, a) => this.read(s, a),
+      write: (s, a) => this.write(s, a),
+      fsync: (s, a) => this.fsync(s, a),
+      ftruncate: (s, a) => this.ftruncate(s, a),
+      fstat: (s, a) => this.fstat(s, a),
+      close: (s, a) => this.closeFd(s, a),
+      setattr: (s, a) => this.setattr(s, a),
+      unlink: (_s, a) => this.unlink(a),
+      rmdir: (_s, a) => this.rmdir(a),
+      rename: (_s, a) => this.rename(a),
+      link: (_s, a) => this.link(a),
+      symlink: (_s, a) => this.symlink(a),
+      readlink: (_s, a) => this.readlink(a),
+      readdir: (_s, a) => this.readdir(a),
+      getxattr: (_s, a) => this.getxattr(a),
+      setxattr: (_s, a) => this.setxattr(a),
+      listxattr: (_s, a) => this.listxattr(a),
+      removexattr: (_s, a) => this.removexattr(a),
+      inodelk: (s, a) => this.inodelk(s, a),
+      entrylk: (s, a) => this.entrylk(s, a),
+    };
+  }
+
+  /** Prepares the brick directory: volume id, root gfid, handle directory. Refuses a foreign brick. */
+  init(): void {
+    const root = this.st.lstat('');
+    if (!isDir(root)) throw new Error('brick root is not a directory');
+    const want = gfidToBytes(this.cfg.volumeId);
+    const have = this.st.getxattr('', this.X.volumeId);
+    if (have && !Buffer.from(have).equals(want)) {
+      throw new Error(`brick directory belongs to volume ${gfidFromBytes(have)}, not ${this.cfg.volumeId}`);
+    }
+    if (!have) this.st.setxattr('', this.X.volumeId, want);
+    const g = this.st.getxattr('', this.X.gfid);
+    if (!g) this.st.setxattr('', this.X.gfid, gfidToBytes(ROOT_GFID));
+    else if (gfidFromBytes(g) !== ROOT_GFID) throw new Error('brick root has a gfid other than the root gfid');
+    this.ensureDir(HANDLE_DIR, 0o700);
+    this.ensureHandleDir(ROOT_GFID);
+    try {
+      this.st.lstat(handlePath(ROOT_GFID));
+    } catch {
+      this.st.symlink('../../..', handlePath(ROOT_GFID));
+    }
+  }
+
+  private ensureDir(p: string, mode: number): void {
+    try {
+      this.st.mkdir(p, mode);
+    } catch (e) {
+      if (codeOf(e) !== 'EEXIST') throw e;
+    }
+  }
+
+  private ensureHandleDir(gfid: string): void {
+    const d = gfid.slice(0, 2) + '/' + gfid.slice(2, 4);
+    if (this.handleDirs.has(d)) return;
+    this.ensureDir(`${HANDLE_DIR}/${gfid.slice(0, 2)}`, 0o700);
+    this.ensureDir(`${HANDLE_DIR}/${d}`, 0o700);
+    this.handleDirs.add(d);
+  }
+
+  // --- sessions ------------------------------------------------------------------------------------
+
+  openSession(info: { remote: string; client: string }): Session {
+    const s: Session = { id: this.nextSession++, remote: info.remote, client: info.client, fds: new Map(), nextFd: 1 };
+    this.sessions.set(s.id, s);
+    return s;
+  }
+
+  closeSession(s: Session): void {
+    for (const f of s.fds.values()) this.release(f);
+    s.fds.clear();
+    this.locks.releaseSession(s.id);
+    this.sessions.delete(s.id);
+  }
+
+  handle(s: Session, op: string, args: Args): unknown {
+    const fn = Object.hasOwn(this.ops, op) ? this.ops[op] : undefined;
+    if (!fn) throw new FsError('ENOSYS', `unknown operation '${op.slice(0, 40)}'`);
+    return fn(s, args);
+  }
+
+  // --- paths and attributes ------------------------------------------------------------------------
+
+  /** Every component above the last must be a real directory: a symlink there could lead outside. */
+  private walk(rel: string): void {
+    let i = rel.indexOf('/');
+    while (i >= 0) {
+      const st = this.st.lstat(rel.slice(0, i));
+      if (!isDir(st)) throw new FsError(isLnk(st) ? 'ELOOP' : 'ENOTDIR', `${rel.slice(0, i)} is not a directory`);
+      i = rel.indexOf('/', i + 1);
+    }
+  }
+
+  private path(a: Args, k = 'path'): string {
+    const rel = relPath(a[k], k);
+    this.walk(rel);
+    return rel;
+  }
+
+  private readGfid(rel: string): string | null {
+    const b = this.st.getxattr(rel, this.X.gfid);
+    return b && b.length === 16 ? gfidFromBytes(b) : null;
+  }
+
+  private readLinkto(rel: string): string | null {
+    const b = this.st.getxattr(rel, this.X.linkto);
+    if (!b) return null;
+    const s = Buffer.from(b).toString('utf8');
+    return s.endsWith('\0') ? s.slice(0, -1) : s;
+  }
+
+  private attr(rel: string, st: Stat, gfid?: string | null): Attr {
+    const a: Attr = {
+      gfid: gfid === undefined ? this.readGfid(rel) : gfid,
+      ino: st.ino,
+      mode: st.mode,
+      nlink: isDir(st) ? st.nlink : Math.max(0, st.nlink - 1),
+      uid: st.uid,
+      gid: st.gid,
+      size: st.size,
+      blocks: st.blocks,
+      atime: st.atime,
+      mtime: st.mtime,
+      ctime: st.ctime,
+    };
+    if (st.mode === LINKTO_MODE) {
+      const l = this.readLinkto(rel);
+      if (l !== null) a.linkto = l;
+    } else if (isDir(st)) {
+      const b = this.st.getxattr(rel, this.X.dht);
+      a.layout = null;
+      if (b) {
+        try {
+          a.layout = decodeRange(b);
+        } catch (e) {
+          a.layoutErr = (e as Error).message;
+        }
+      }
+    }
+    return a;
+  }
+
+  private attrOf(rel: string): Attr {
+    return this.attr(rel, this.st.lstat(rel));
+  }
+
+  private readLayout(rel: string): LayoutRange | null {
+    const b = this.st.getxattr(rel, this.X.dht);
+    if (!b) return null;
+    try {
+      return decodeRange(b);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Entry operations carry the parent's range as the client knows it; a stale client must refresh. */
+  private checkParentLayout(rel: string, a: Args): void {
+    const want = rangeArg(a, 'parentLayout');
+    if (want === undefined) return;
+    const have = this.readLayout(parentOf(rel));
+    if (!sameRange(have, want)) throw new FsError(ELAYOUT, `layout of the parent of /${rel} on ${this.cfg.name} has changed`);
+  }
+
+  private setGfid(rel: string, gfid: string): void {
+    this.st.setxattr(rel, this.X.gfid, gfidToBytes(gfid));
+  }
+
+  private linkHandle(rel: string, gfid: string): void {
+    this.ensureHandleDir(gfid);
+    try {
+      this.st.link(rel, handlePath(gfid));
+    } catch (e) {
+      if (codeOf(e) !== 'EEXIST') throw e;
+      // A stale handle of a file that no longer has a name: replace it.
+      const h = this.st.lstat(handlePath(gfid));
+      if (h.nlink <= 1) {
+        this.st.unlink(handlePath(gfid));
+        this.st.link(rel, handlePath(gfid));
+      } else {
+        throw new FsError('EEXIST', `gfid ${gfid} is already in use on ${this.cfg.name}`);
+      }
+    }
+  }
+
+  private dirHandleTarget(rel: string): string {
+    const parent = parentOf(rel);
+    const pg = parent === '' ? ROOT_GFID : this.readGfid(parent);
+    if (!pg) throw new FsError('EIO', `parent of /${rel} has no gfid`);
+    return `../../${pg.slice(0, 2)}/${pg.slice(2, 4)}/${pg}/${baseOf(rel)}`;
+  }
+
+  private setDirHandle(rel: string, gfid: string): void {
+    this.ensureHandleDir(gfid);
+    const hp = handlePath(gfid);
+    try {
+      this.st.unlink(hp);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    this.st.symlink(this.dirHandleTarget(rel), hp);
+  }
+
+  /** After a name of a file went away: drop its handle when the handle is its last link. */
+  private dropHandleIfLast(gfid: string | null): void {
+    if (!gfid) return;
+    const hp = handlePath(gfid);
+    try {
+      const h = this.st.lstat(hp);
+      if (!isDir(h) && !isLnk(h) && h.nlink <= 1) this.st.unlink(hp);
+      else if (isLnk(h) && h.nlink <= 1 && !this.handleIsDirLink(hp)) this.st.unlink(hp);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+  }
+
+  private handleIsDirLink(hp: string): boolean {
+    return this.st.readlink(hp).startsWith('../../');
+  }
+
+  /** Resolves a gfid to a brick-relative path: the handle for files, the real path for directories. */
+  private resolveGfid(gfid: string): { rel: string; st: Stat } {
+    if (gfid === ROOT_GFID) return { rel: '', st: this.st.lstat('') };
+    const hp = handlePath(gfid);
+    const st = this.st.lstat(hp);
+    if (isLnk(st) && this.handleIsDirLink(hp)) {
+      const rel = this.dirPathOf(gfid, 0);
+      return { rel, st: this.st.lstat(rel) };
+    }
+    return { rel: hp, st };
+  }
+
+  private dirPathOf(gfid: string, depth: number): string {
+    if (gfid === ROOT_GFID) return '';
+    if (depth > 512) throw new FsError('ELOOP', 'directory handle chain too deep');
+    const target = this.st.readlink(handlePath(gfid));
+    const m = /^\.\.\/\.\.\/[0-9a-f]{2}\/[0-9a-f]{2}\/([0-9a-f-]{36})\/(.+)$/.exec(target);
+    if (!m) throw new FsError('EIO', `bad directory handle for ${gfid}`);
+    const parent = this.dirPathOf(m[1], depth + 1);
+    return parent === '' ? m[2] : `${parent}/${m[2]}`;
+  }
+
+  // --- fds -----------------------------------------------------------------------------------------
+
+  private addFd(s: Session, f: OpenFile): number {
+    if (s.fds.size >= MAX_FDS_PER_SESSION) {
+      this.release(f);
+      throw new FsError('EMFILE', 'too many open files on this connection');
+    }
+    const fd = s.nextFd++;
+    s.fds.set(fd, f);
+    if (f.gfid) this.openCount.set(f.gfid, (this.openCount.get(f.gfid) ?? 0) + 1);
+    return fd;
+  }
+
+  private release(f: OpenFile): void {
+    try {
+      this.st.close(f.h);
+    } catch (e) {
+      this.log('warn', `close failed: ${(e as Error).message}`);
+    }
+    if (f.gfid) {
+      const n = (this.openCount.get(f.gfid) ?? 1) - 1;
+      if (n <= 0) this.openCount.delete(f.gfid);
+      else this.openCount.set(f.gfid, n);
+    }
+  }
+
+  private fdOf(s: Session, a: Args): OpenFile {
+    const fd = int(a, 'fd', 0, 2 ** 31);
+    const f = s.fds.get(fd);
+    if (!f) throw new FsError('EBADF', `fd ${fd} is not open on this connection`);
+    return f;
+  }
+
+  private fattr(f: OpenFile): Attr {
+    const st = this.st.fstat(f.h);
+    return this.attr(f.gfid ? handlePath(f.gfid) : '', st, f.gfid);
+  }
+
+  openFdCount(gfid: string): number {
+    return this.openCount.get(gfid) ?? 0;
+  }
+
+  // --- operations ----------------------------------------------------------------------------------
+
+  lookup(a: Args): Attr {
+    return this.attrOf(this.path(a));
+  }
+
+  lookupGfid(a: Args): Attr {
+    const { rel, st } = this.resolveGfid(gfidArg(a, 'gfid'));
+    return this.attr(rel, st);
+  }
+
+  rootInfo(): RootInfo {
+    const b = this.st.getxattr('', this.X.commit);
+    let commitHash: number | null = null;
+    if (b) {
+      const n = Number(Buffer.from(b).toString('utf8').replace(/\0$/, ''));
+      if (Number.isSafeInteger(n) && n >= 0 && n <= U32) commitHash = n;
+    }
+    return { attr: this.attrOf(''), commitHash, brick: this.cfg.name };
+  }
+
+  statfs(): StatFsReply {
+    return this.st.statfs();
+  }
+
+  mkdir(a: Args): Attr {
+    const rel = this.path(a);
+    if (rel === '') throw new FsError('EEXIST', 'the root exists');
+    const mode = int(a, 'mode', 0, 0o7777);
+    const gfid = gfidArg(a, 'gfid');
+    const layout = rangeArg(a, 'layout');
+    const uid = optInt(a, 'uid', 0, U32);
+    const gid = optInt(a, 'gid', 0, U32);
+    this.checkParentLayout(rel, a);
+    this.st.mkdir(rel, mode);
+    try {
+      this.setGfid(rel, gfid);
+      if (layout) this.st.setxattr(rel, this.X.dht, encodeRange(layout));
+      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+      this.setDirHandle(rel, gfid);
+    } catch (e) {
+      try {
+        this.st.rmdir(rel);
+      } catch {
+        /* the original error matters */
+      }
+      throw e;
+    }
+    return this.attr(rel, this.st.lstat(rel), gfid);
+  }
+
+  setLayout(a: Args): Attr {
+    const rel = this.path(a);
+    const layout = rangeArg(a, 'layout');
+    if (layout === undefined) throw bad('layout', 'required');
+    const st = this.st.lstat(rel);
+    if (!isDir(st)) throw new FsError('ENOTDIR', `/${rel} is not a directory`);
+    if (layout === null) {
+      try {
+        this.st.removexattr(rel, this.X.dht);
+      } catch (e) {
+        if (codeOf(e) !== 'ENODATA') throw e;
+      }
+    } else this.st.setxattr(rel, this.X.dht, encodeRange(layout));
+    return this.attr(rel, st);
+  }
+
+  setCommitHash(a: Args): RootInfo {
+    const v = int(a, 'value', 0, U32);
+    this.st.setxattr('', this.X.commit, Buffer.from(`${v}\0`));
+    return this.rootInfo();
+  }
+
+  create(s: Session, a: Args): { fd: number; attr: Attr } {
+    const rel = this.path(a);
+    if (rel === '') throw new FsError('EEXIST', 'the root exists');
+    const mode = int(a, 'mode', 0, 0o7777);
+    const flags = int(a, 'flags', 0, U32);
+    const gfid = gfidArg(a, 'gfid');
+    const uid = optInt(a, 'uid', 0, U32);
+    const gid = optInt(a, 'gid', 0, U32);
+    this.checkParentLayout(rel, a);
+    const acc = flags & O_ACCMODE;
+    const oflags = (acc === O_WRONLY || acc === O_RDWR ? acc : O_RDWR) | O_CREAT | O_EXCL | (flags & O_APPEND);
+    const h = this.st.open(rel, oflags, mode);
+    try {
+      this.setGfid(rel, gfid);
+      this.linkHandle(rel, gfid);
+      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+    } catch (e) {
+      this.st.close(h);
+      try {
+        this.st.unlink(rel);
+      } catch {
+        /* keep the original error */
+      }
+      throw e;
+    }
+    const f: OpenFile = { h, gfid, flags: oflags };
+    const fd = this.addFd(s, f);
+    return { fd, attr: this.attr(rel, this.st.fstat(h), gfid) };
+  }
+
+  mklinkto(a: Args): Attr {
+    const rel = this.path(a);
+    if (rel === '') throw new FsError('EEXIST', 'the root exists');
+    const gfid = gfidArg(a, 'gfid');
+    const target = str(a, 'target');
+    if (target.length === 0 || target.length > 255 || target.includes('\0')) throw bad('target', 'must be a brick name');
+    const uid = optInt(a, 'uid', 0, U32);
+    const gid = optInt(a, 'gid', 0, U32);
+    this.checkParentLayout(rel, a);
+    const h = this.st.open(rel, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
+    this.st.close(h);
+    try {
+      this.setGfid(rel, gfid);
+      this.st.setxattr(rel, this.X.linkto, Buffer.from(`${target}\0`));
+      this.linkHandle(rel, gfid);
+      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+    } catch (e) {
+      try {
+        this.st.unlink(rel);
+      } catch {
+        /* keep the original error */
+      }
+      throw e;
+    }
+    return this.attr(rel, this.st.lstat(rel), gfid);
+  }
+
+  open(s: Session, a: Args): { fd: number; attr: Attr } {
+    const flags = int(a, 'flags', 0, U32);
+    if (flags & (O_CREAT | O_EXCL)) throw new FsError('EINVAL', 'open does not create; use create');
+    const g = optGfid(a, 'gfid');
+    let rel: string;
+    if (g !== undefined) rel = this.resolveGfid(g).rel;
+    else rel = this.path(a);
+    const h = this.st.open(rel, flags & (O_ACCMODE | O_TRUNC | O_APPEND | O_DIRECTORY), 0);
+    let f: OpenFile;
+    try {
+      const gfid = g ?? this.readGfid(rel);
+      f = { h, gfid, flags };
+      const st = this.st.fstat(h);
+      const fd = this.addFd(s, f);
+      return { fd, attr: this.attr(rel, st, gfid) };
+    } catch (e) {
+      this.st.close(h);
+      throw e;
+    }
+  }
+
+  async read(s: Session, a: Args): Promise<{ data: Buffer; attr: Attr }> {
+    const f = this.fdOf(s, a);
+    const offset = int(a, 'offset');
+    const length = int(a, 'length', 0, MAX_IO_SIZE);
+    if ((f.flags & O_ACCMODE) === O_WRONLY) throw new FsError('EBADF', 'fd is not open for reading');
+    const data = await this.st.read(f.h, offset, length);
+    return { data, attr: this.fattr(f) };
+  }
+
+  async write(s: Session, a: Args): Promise<{ written: number; attr: Attr }> {
+    const f = this.fdOf(s, a);
+    const offset = int(a, 'offset');
+    const data = bytes(a, 'data');
+    if (data.length > MAX_IO_SIZE) throw new FsError('EINVAL', `write larger than ${MAX_IO_SIZE} bytes`);
+    if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
+    let written = 0;
+    while (written < data.length) {
+      const n = await this.st.write(f.h, offset + written, data.subarray(written));
+      if (n <= 0) break;
+      written += n;
+    }
+    return { written, attr: this.fattr(f) };
+  }
+
+  async fsync(s: Session, a: Args): Promise<Attr> {
+    const f = this.fdOf(s, a);
+    await this.st.fsync(f.h, optBool(a, 'datasync'));
+    return this.fattr(f);
+  }
+
+  ftruncate(s: Session, a: Args): Attr {
+    const f = this.fdOf(s, a);
+    const size = int(a, 'size');
+    if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
+    this.st.ftruncate(f.h, size);
+    return this.fattr(f);
+  }
+
+  fstat(s: Session, a: Args): Attr {
+    return this.fattr(this.fdOf(s, a));
+  }
+
+  closeFd(s: Session, a: Args): Record<string, never> {
+    const f = this.fdOf(s, a);
+    s.fds.delete(a.fd as number);
+    this.release(f);
+    return {};
+  }
+
+  setattr(s: Session, a: Args): Attr {
+    let rel: string;
+    if (a.fd !== undefined && a.fd !== null) {
+      const f = this.fdOf(s, a);
+      if (!f.gfid) throw new FsError('EIO', 'open file has no gfid');
+      rel = this.resolveGfid(f.gfid).rel;
+    } else rel = this.path(a);
+    const mode = optInt(a, 'mode', 0, 0o7777);
+    const uid = optInt(a, 'uid', 0, U32);
+    const gid = optInt(a, 'gid', 0, U32);
+    const atime = timespec(a, 'atime');
+    const mtime = timespec(a, 'mtime');
+    const size = optInt(a, 'size');
+    let st = this.st.lstat(rel);
+    if (size !== undefined) {
+      if (!isReg(st)) throw new FsError(isDir(st) ? 'EISDIR' : 'EINVAL', 'truncate needs a regular file');
+      this.st.truncate(rel, size);
+    }
+    if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+    if (mode !== undefined && !isLnk(st)) this.st.chmod(rel, mode);
+    if (atime || mtime) {
+      st = this.st.lstat(rel);
+      this.st.lutimes(rel, atime ?? st.atime, mtime ?? st.mtime);
+    }
+    return this.attrOf(rel);
+  }
+
+  unlink(a: Args): Attr {
+    const rel = this.path(a);
+    const wantGfid = optGfid(a, 'gfid');
+    const onlyIfLinkto = optBool(a, 'onlyIfLinkto');
+    const ifNotOpen = optBool(a, 'ifNotOpen');
+    const st = this.st.lstat(rel);
+    if (isDir(st)) throw new FsError('EISDIR', `/${rel} is a directory`);
+    const at = this.attr(rel, st);
+    if (wantGfid && at.gfid !== wantGfid) throw new FsError('ESTALE', `/${rel} is another file now`);
+    if (onlyIfLinkto && at.linkto === undefined) throw new FsError('EBUSY', `/${rel} is not a linkto file`);
+    if (ifNotOpen && at.gfid && this.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `/${rel} is open`);
+    this.st.unlink(rel);
+    this.dropHandleIfLast(at.gfid);
+    return { ...at, nlink: Math.max(0, at.nlink - 1) };
+  }
+
+  rmdir(a: Args): Record<string, never> {
+    const rel = this.path(a);
+    if (rel === '') throw new FsError('EBUSY', 'cannot remove the root');
+    const st = this.st.lstat(rel);
+    if (!isDir(st)) throw new FsError('ENOTDIR', `/${rel} is not a directory`);
+    const gfid = this.readGfid(rel);
+    if (optBool(a, 'purgeLinktos')) {
+      // Linkto files are DHT's own; when the client has found the directory empty they are stale.
+      const entries = this.st.readdir(rel);
+      const children = entries.map((e) => ({ e, st: this.st.lstat(`${rel}/${e.name}`) }));
+      if (children.some((c) => c.st.mode !== LINKTO_MODE)) throw new FsError('ENOTEMPTY', `/${rel} is not empty`);
+      for (const c of children) {
+        const cr = `${rel}/${c.e.name}`;
+        const at = this.attr(cr, c.st);
+        if (at.linkto === undefined) throw new FsError('ENOTEMPTY', `/${rel} is not empty`);
+        if (at.gfid && this.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `${cr} is open`);
+      }
+      for (const c of children) {
+        const cr = `${rel}/${c.e.name}`;
+        const g = this.readGfid(cr);
+        this.st.unlink(cr);
+        this.dropHandleIfLast(g);
+      }
+    }
+    this.st.rmdir(rel);
+    if (gfid) {
+      try {
+        this.st.unlink(handlePath(gfid));
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      }
+    }
+    return {};
+  }
+
+  rename(a: Args): Attr {
+    const from = this.path(a, 'from');
+    const to = this.path(a, 'to');
+    if (from === '' || to === '') throw new FsError('EBUSY', 'cannot rename the root');
+    const wantGfid = optGfid(a, 'gfid');
+    this.checkParentLayout(to, a);
+    const st = this.st.lstat(from);
+    const gfid = this.readGfid(from);
+    if (wantGfid && gfid !== wantGfid) throw new FsError('ESTALE', `/${from} is another file now`);
+    let replaced: string | null = null;
+    try {
+      const tst = this.st.lstat(to);
+      if (tst.ino !== st.ino && !isDir(tst)) replaced = this.readGfid(to);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    this.st.rename(from, to);
+    if (replaced && replaced !== gfid) this.dropHandleIfLast(replaced);
+    if (isDir(st) && gfid) this.setDirHandle(to, gfid);
+    return this.attr(to, this.st.lstat(to), gfid);
+  }
+
+  link(a: Args): Attr {
+    const from = this.path(a, 'from');
+    const to = this.path(a, 'to');
+    this.checkParentLayout(to, a);
+    const st = this.st.lstat(from);
+    if (isDir(st)) throw new FsError('EPERM', 'hard links to directories are not allowed');
+    this.st.link(from, to);
+    return this.attrOf(to);
+  }
+
+  symlink(a: Args): Attr {
+    const rel = this.path(a);
+    const target = str(a, 'target');
+    if (target.length === 0 || Buffer.byteLength(target) > MAX_PATH || target.includes('\0')) throw bad('target', 'must be 1..4096 bytes without NUL');
+    const gfid = gfidArg(a, 'gfid');
+    const uid = optInt(a, 'uid', 0, U32);
+    const gid = optInt(a, 'gid', 0, U32);
+    this.checkParentLayout(rel, a);
+    this.st.symlink(target, rel);
+    try {
+      this.setGfid(rel, gfid);
+      this.linkHandle(rel, gfid);
+      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+    } catch (e) {
+      try {
+        this.st.unlink(rel);
+      } catch {
+        /* keep the original error */
+      }
+      throw e;
+    }
+    return this.attr(rel, this.st.lstat(rel), gfid);
+  }
+
+  readlink(a: Args): { target: string; attr: Attr } {
+    const rel = this.path(a);
+    const st = this.st.lstat(rel);
+    if (!isLnk(st)) throw new FsError('EINVAL', `/${rel} is not a symlink`);
+    return { target: this.st.readlink(rel), attr: this.attr(rel, st) };
+  }
+
+  readdir(a: Args): { entries: DirEntryAttr[]; eof: boolean; attr: Attr } {
+    const rel = this.path(a);
+    const offset = optInt(a, 'offset') ?? 0;
+    const limit = optInt(a, 'limit', 1, 100_000) ?? 1000;
+    const dst = this.st.lstat(rel);
+    if (!isDir(dst)) throw new FsError('ENOTDIR', `/${rel} is not a directory`);
+    let names = this.st.readdir(rel).map((e) => e.name);
+    if (rel === '') names = names.filter((n) => n !== HANDLE_DIR);
+    names.sort();
+    const page = names.slice(offset, offset + limit);
+    const entries: DirEntryAttr[] = [];
+    for (const name of page) {
+      const cr = rel === '' ? name : `${rel}/${name}`;
+      try {
+        entries.push({ name, attr: this.attrOf(cr) });
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      }
+    }
+    return { entries, eof: offset + limit >= names.length, attr: this.attr(rel, dst) };
+  }
+
+  private userXattr(a: Args): string {
+    const name = str(a, 'name');
+    if (name.length === 0 || name.length > 255) throw bad('name', 'must be 1..255 bytes');
+    if (!name.startsWith('user.') || this.X.reserved.some((r) => name.startsWith(r))) {
+      throw new FsError('EPERM', `xattr ${name} is not in the user namespace or is reserved`);
+    }
+    return name;
+  }
+
+  getxattr(a: Args): { value: Buffer } {
+    const rel = this.path(a);
+    const name = this.userXattr(a);
+    const v = this.st.getxattr(rel, name);
+    if (v === null) {
+      this.st.lstat(rel);
+      throw new FsError('ENODATA', `no xattr ${name}`);
+    }
+    return { value: v };
+  }
+
+  setxattr(a: Args): Attr {
+    const rel = this.path(a);
+    const name = this.userXattr(a);
+    const value = bytes(a, 'value');
+    if (value.length > MAX_XATTR_VALUE) throw new FsError('E2BIG', `xattr value larger than ${MAX_XATTR_VALUE} bytes`);
+    const create = optBool(a, 'create');
+    const replace = optBool(a, 'replace');
+    if (create || replace) {
+      const exists = this.st.getxattr(rel, name) !== null;
+      if (create && exists) throw new FsError('EEXIST', `xattr ${name} exists`);
+      if (replace && !exists) throw new FsError('ENODATA', `no xattr ${name}`);
+    }
+    this.st.setxattr(rel, name, value);
+    return this.attrOf(rel);
+  }
+
+  listxattr(a: Args): { names: string[] } {
+    const rel = this.path(a);
+    const names = this.st.listxattr(rel).filter((n) => n.startsWith('user.') && !this.X.reserved.some((r) => n.startsWith(r)));
+    return { names };
+  }
+
+  removexattr(a: Args): Attr {
+    const rel = this.path(a);
+    const name = this.userXattr(a);
+    this.st.removexattr(rel, name);
+    return this.attrOf(rel);
+  }
+
+  // --- locks ---------------------------------------------------------------------------------------
+
+  private lockOp(s: Session, a: Args, key: string): Promise<Record<string, never>> | Record<string, never> {
+    const mode = lockMode(a, 'type');
+    const owner = `${s.id}/${str(a, 'owner')}`;
+    if (mode === 'un') {
+      this.locks.release(key, owner);
+      return {};
+    }
+    const r = this.locks.acquire(key, owner, s.id, mode, optBool(a, 'block'));
+    return r ? r.then(() => ({})) : {};
+  }
+
+  inodelk(s: Session, a: Args): Promise<Record<string, never>> | Record<string, never> {
+    const domain = str(a, 'domain');
+    const gfid = optGfid(a, 'gfid') ?? this.readGfid(this.path(a));
+    if (!gfid) throw new FsError('EIO', 'inode has no gfid');
+    return this.lockOp(s, a, `i\0${domain}\0${gfid}`);
+  }
+
+  entrylk(s: Session, a: Args): Promise<Record<string, never>> | Record<string, never> {
+    const domain = str(a, 'domain');
+    const dir = this.path(a);
+    const name = str(a, 'name');
+    const gfid = dir === '' ? ROOT_GFID : this.readGfid(dir);
+    if (!gfid) throw new FsError('EIO', 'directory has no gfid');
+    return this.lockOp(s, a, `e\0${domain}\0${gfid}\0${name}`);
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * The narrow interfaces through which protocol logic reaches time and randomness. Real
+ * implementations are in ./real-env.ts; the simulator supplies deterministic ones.
+ */
+export interface Timer {
+  cancel(): void;
+}
+
+export interface Clock {
+  /** Milliseconds, monotonic. */
+  now(): number;
+  /** Wall-clock time in milliseconds since the epoch (for file times). */
+  wallNow(): number;
+  setTimer(ms: number, fn: () => void): Timer;
+  sleep(ms: number): Promise<void>;
+}
+
+export interface Random {
+  bytes(n: number): Uint8Array;
+  /** Uniform integer in [0, max). */
+  int(max: number): number;
+}

@@ -1,0 +1,162 @@
+/** Storage on a real directory: real files, real xattrs (edge code; the only brick file touching `fs`). */
+import fs from 'node:fs';
+import path from 'node:path';
+import { statfsSync } from 'node:fs';
+import * as xattr from '@napi-rs/xattr';
+import type { DirEntry, Stat, StatFs, Storage, Timespec } from './storage.js';
+import { O_NOFOLLOW } from './storage.js';
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: 'EPERM', 2: 'ENOENT', 5: 'EIO', 7: 'E2BIG', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 21: 'EISDIR',
+  22: 'EINVAL', 27: 'EFBIG', 28: 'ENOSPC', 30: 'EROFS', 34: 'ERANGE', 36: 'ENAMETOOLONG', 39: 'ENOTEMPTY',
+  40: 'ELOOP', 61: 'ENODATA', 95: 'EOPNOTSUPP', 122: 'EDQUOT',
+};
+
+/** @napi-rs/xattr reports "... (os error N)"; turn it into an errno-coded error. */
+function xattrError(e: unknown): Error {
+  const msg = (e as Error)?.message ?? String(e);
+  const m = /os error (\d+)/.exec(msg);
+  const code = m ? (ERRNO_NAMES[Number(m[1])] ?? 'EIO') : 'EIO';
+  return Object.assign(new Error(msg), { code });
+}
+
+function ts(ns: bigint): Timespec {
+  return [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)];
+}
+
+function toStat(s: fs.BigIntStats): Stat {
+  return {
+    ino: Number(s.ino),
+    mode: Number(s.mode),
+    nlink: Number(s.nlink),
+    uid: Number(s.uid),
+    gid: Number(s.gid),
+    size: Number(s.size),
+    blocks: Number(s.blocks),
+    atime: ts(s.atimeNs),
+    mtime: ts(s.mtimeNs),
+    ctime: ts(s.ctimeNs),
+  };
+}
+
+function dirent(d: fs.Dirent): DirEntry {
+  return {
+    name: d.name,
+    type: d.isFile() ? 'file' : d.isDirectory() ? 'dir' : d.isSymbolicLink() ? 'symlink' : 'other',
+  };
+}
+
+/** Timespec to the seconds value fs.utimes takes (double: loses sub-microsecond precision). */
+function secs(t: Timespec): number {
+  return t[0] + t[1] / 1e9;
+}
+
+export class DiskStorage implements Storage {
+  constructor(readonly root: string) {}
+
+  private abs(p: string): string {
+    return p === '' ? this.root : path.join(this.root, p);
+  }
+
+  lstat(p: string): Stat {
+    return toStat(fs.lstatSync(this.abs(p), { bigint: true }));
+  }
+  mkdir(p: string, mode: number): void {
+    fs.mkdirSync(this.abs(p), { mode });
+  }
+  rmdir(p: string): void {
+    fs.rmdirSync(this.abs(p));
+  }
+  unlink(p: string): void {
+    fs.unlinkSync(this.abs(p));
+  }
+  rename(from: string, to: string): void {
+    fs.renameSync(this.abs(from), this.abs(to));
+  }
+  link(existing: string, p: string): void {
+    fs.linkSync(this.abs(existing), this.abs(p));
+  }
+  symlink(target: string, p: string): void {
+    fs.symlinkSync(target, this.abs(p));
+  }
+  readlink(p: string): string {
+    return fs.readlinkSync(this.abs(p), 'utf8');
+  }
+  readdir(p: string): DirEntry[] {
+    return fs.readdirSync(this.abs(p), { withFileTypes: true }).map(dirent);
+  }
+  chmod(p: string, mode: number): void {
+    fs.chmodSync(this.abs(p), mode);
+  }
+  lchown(p: string, uid: number, gid: number): void {
+    fs.lchownSync(this.abs(p), uid, gid);
+  }
+  lutimes(p: string, atime: Timespec, mtime: Timespec): void {
+    fs.lutimesSync(this.abs(p), secs(atime), secs(mtime));
+  }
+  truncate(p: string, size: number): void {
+    fs.truncateSync(this.abs(p), size);
+  }
+
+  getxattr(p: string, name: string): Buffer | null {
+    try {
+      return xattr.getAttributeSync(this.abs(p), name);
+    } catch (e) {
+      throw xattrError(e);
+    }
+  }
+  setxattr(p: string, name: string, value: Uint8Array): void {
+    try {
+      xattr.setAttributeSync(this.abs(p), name, value);
+    } catch (e) {
+      throw xattrError(e);
+    }
+  }
+  removexattr(p: string, name: string): void {
+    try {
+      xattr.removeAttributeSync(this.abs(p), name);
+    } catch (e) {
+      throw xattrError(e);
+    }
+  }
+  listxattr(p: string): string[] {
+    try {
+      return xattr.listAttributesSync(this.abs(p));
+    } catch (e) {
+      throw xattrError(e);
+    }
+  }
+
+  open(p: string, flags: number, mode: number): number {
+    return fs.openSync(this.abs(p), flags | O_NOFOLLOW, mode);
+  }
+  close(h: number): void {
+    fs.closeSync(h);
+  }
+  fstat(h: number): Stat {
+    return toStat(fs.fstatSync(h, { bigint: true }));
+  }
+  ftruncate(h: number, size: number): void {
+    fs.ftruncateSync(h, size);
+  }
+  read(h: number, offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    return new Promise((resolve, reject) => {
+      fs.read(h, buf, 0, length, offset, (err, n) => (err ? reject(err) : resolve(n === length ? buf : buf.subarray(0, n))));
+    });
+  }
+  write(h: number, offset: number, data: Uint8Array): Promise<number> {
+    return new Promise((resolve, reject) => {
+      fs.write(h, data, 0, data.length, offset, (err, n) => (err ? reject(err) : resolve(n)));
+    });
+  }
+  fsync(h: number, datasync: boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
+      (datasync ? fs.fdatasync : fs.fsync)(h, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+  statfs(): StatFs {
+    const s = statfsSync(this.root);
+    return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree };
+  }
+}

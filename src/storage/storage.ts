@@ -1,0 +1,103 @@
+/**
+ * What a brick needs from its disk. Paths are relative to the brick's root and already validated by the
+ * brick ('' is the root, components joined by '/'). Nothing here follows a symlink in the last component.
+ *
+ * Metadata calls are synchronous on purpose: a brick is a single-threaded state machine, and each
+ * request's metadata section runs without interleaving with other requests, on disk and in simulation
+ * alike. Data calls (read, write, fsync) are asynchronous.
+ */
+
+export type Timespec = [sec: number, nsec: number];
+
+export interface Stat {
+  ino: number;
+  /** Full st_mode: type and permission bits, S_ISUID/S_ISGID/S_ISVTX included. */
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  size: number;
+  blocks: number;
+  atime: Timespec;
+  mtime: Timespec;
+  ctime: Timespec;
+}
+
+export interface DirEntry {
+  name: string;
+  type: 'file' | 'dir' | 'symlink' | 'other';
+}
+
+export interface StatFs {
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+}
+
+/** Storage errors are thrown as objects with an errno-name `code` (ENOENT, ENOSPC, ...). */
+export interface Storage {
+  lstat(p: string): Stat;
+  mkdir(p: string, mode: number): void;
+  rmdir(p: string): void;
+  unlink(p: string): void;
+  rename(from: string, to: string): void;
+  link(existing: string, p: string): void;
+  symlink(target: string, p: string): void;
+  readlink(p: string): string;
+  readdir(p: string): DirEntry[];
+  chmod(p: string, mode: number): void;
+  lchown(p: string, uid: number, gid: number): void;
+  lutimes(p: string, atime: Timespec, mtime: Timespec): void;
+  truncate(p: string, size: number): void;
+
+  getxattr(p: string, name: string): Buffer | null;
+  setxattr(p: string, name: string, value: Uint8Array): void;
+  removexattr(p: string, name: string): void;
+  listxattr(p: string): string[];
+
+  /** Opens with O_NOFOLLOW added; flags are Linux open(2) flags. Returns a handle. */
+  open(p: string, flags: number, mode: number): number;
+  close(h: number): void;
+  fstat(h: number): Stat;
+  ftruncate(h: number, size: number): void;
+  read(h: number, offset: number, length: number): Promise<Buffer>;
+  write(h: number, offset: number, data: Uint8Array): Promise<number>;
+  fsync(h: number, datasync: boolean): Promise<void>;
+
+  statfs(): StatFs;
+}
+
+export const S_IFMT = 0o170000;
+export const S_IFREG = 0o100000;
+export const S_IFDIR = 0o040000;
+export const S_IFLNK = 0o120000;
+export const S_ISUID = 0o4000;
+export const S_ISGID = 0o2000;
+export const S_ISVTX = 0o1000;
+
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
+export const O_RDWR = 2;
+export const O_ACCMODE = 3;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_TRUNC = 0o1000;
+export const O_APPEND = 0o2000;
+export const O_NOFOLLOW = 0o400000;
+export const O_DIRECTORY = 0o200000;
+
+export function fileType(mode: number): DirEntry['type'] {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return 'file';
+    case S_IFDIR:
+      return 'dir';
+    case S_IFLNK:
+      return 'symlink';
+    default:
+      return 'other';
+  }
+}

@@ -1,0 +1,227 @@
+/**
+ * Request/response over one connection: request ids, many requests in flight, the handshake.
+ * Client side (RpcClient) and server side (serveConnection). No `net` here: a Conn comes from a Network.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { FsError, codeOf } from '../common/errors.js';
+import type { Random } from '../common/env.js';
+import type { Conn, Network } from './transport.js';
+import { DEFAULT_MAX_FRAME, EVENT, FrameDecoder, PROTOCOL_VERSION, REPLY, REQ, encodeFrame, type Message, type WireError } from './frame.js';
+
+export interface AuthInfo {
+  volumeId: string;
+  secret: string;
+  clientName?: string;
+}
+
+export function authMac(secret: string, nonce: Uint8Array, volumeId: string): Buffer {
+  return createHmac('sha256', secret).update(nonce).update(volumeId).digest();
+}
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(e: Error): void;
+}
+
+export class RpcClient {
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private closeFns: ((reason?: string) => void)[] = [];
+  private eventFns: ((kind: string, payload: unknown) => void)[] = [];
+  private drainWaiters: (() => void)[] = [];
+  closed = false;
+  closeReason: string | undefined;
+
+  private constructor(private readonly conn: Conn, maxFrame: number) {
+    const dec = new FrameDecoder(maxFrame);
+    conn.onData((chunk) => {
+      let msgs: Message[];
+      try {
+        msgs = dec.push(chunk);
+      } catch (e) {
+        conn.close(`bad frame from server: ${(e as Error).message}`);
+        return;
+      }
+      for (const m of msgs) this.dispatch(m);
+    });
+    conn.onClose((reason) => {
+      this.closed = true;
+      this.closeReason = reason;
+      const err = new FsError('ENOTCONN', `connection to ${conn.remote} closed${reason ? `: ${reason}` : ''}`);
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+      for (const w of this.drainWaiters.splice(0)) w();
+      for (const f of this.closeFns) f(reason);
+    });
+  }
+
+  /** Connects and authenticates: waits for the brick's challenge, answers with an HMAC of the secret. */
+  static async connect(net: Network, host: string, port: number, auth: AuthInfo, maxFrame = DEFAULT_MAX_FRAME): Promise<RpcClient> {
+    const conn = await net.connect(host, port);
+    const c = new RpcClient(conn, maxFrame);
+    const challenge = await new Promise<{ proto: number; nonce: Uint8Array }>((resolve, reject) => {
+      c.onClose((r) => reject(new FsError('ENOTCONN', `closed during handshake${r ? `: ${r}` : ''}`)));
+      c.eventFns.push((kind, payload) => {
+        if (kind === 'challenge') resolve(payload as { proto: number; nonce: Uint8Array });
+      });
+    });
+    if (challenge.proto !== PROTOCOL_VERSION) {
+      c.close();
+      throw new FsError('EPROTO', `brick speaks protocol ${challenge.proto}, this client ${PROTOCOL_VERSION}`);
+    }
+    c.eventFns.length = 0;
+    await c.call('hello', {
+      proto: PROTOCOL_VERSION,
+      volumeId: auth.volumeId,
+      mac: authMac(auth.secret, challenge.nonce, auth.volumeId),
+      client: auth.clientName ?? '',
+    });
+    return c;
+  }
+
+  private dispatch(m: Message): void {
+    if (m[0] === REPLY) {
+      const p = this.pending.get(m[1]);
+      if (!p) return;
+      this.pending.delete(m[1]);
+      if (m[2]) p.reject(new FsError(m[2].code, m[2].message));
+      else p.resolve(m[3]);
+    } else if (m[0] === EVENT) {
+      for (const f of this.eventFns) f(m[1], m[2]);
+    }
+  }
+
+  call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    if (this.closed) return Promise.reject(new FsError('ENOTCONN', `connection to ${this.conn.remote} is closed`));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      if (!this.conn.write(encodeFrame([REQ, id, op, args]))) {
+        this.conn.onDrain(() => {
+          for (const w of this.drainWaiters.splice(0)) w();
+        });
+      }
+    });
+  }
+
+  /** Resolves when the connection can take more data (after write back-pressure). */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  onEvent(fn: (kind: string, payload: unknown) => void): void {
+    this.eventFns.push(fn);
+  }
+
+  onClose(fn: (reason?: string) => void): void {
+    if (this.closed) fn(this.closeReason);
+    else this.closeFns.push(fn);
+  }
+
+  close(): void {
+    this.conn.close('client closed');
+  }
+}
+
+/** What the server needs from the brick: a per-connection context and a request handler. */
+export interface RequestHandler<Ctx> {
+  openSession(info: { remote: string; client: string }): Ctx;
+  handle(ctx: Ctx, op: string, args: Record<string, unknown>): Promise<unknown> | unknown;
+  closeSession(ctx: Ctx): void;
+}
+
+export interface ServeOptions {
+  volumeId: string;
+  secret: string;
+  maxFrame?: number;
+  random: Random;
+  log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
+}
+
+/**
+ * Serves one connection: challenge, authentication, then requests to the handler. A malformed,
+ * oversized or unauthenticated frame closes this connection only, with a logged reason.
+ */
+export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, opts: ServeOptions): void {
+  const dec = new FrameDecoder(opts.maxFrame ?? DEFAULT_MAX_FRAME);
+  const nonce = opts.random.bytes(32);
+  let ctx: Ctx | null = null;
+  let open = true;
+  const drop = (reason: string) => {
+    if (!open) return;
+    open = false;
+    opts.log('warn', `closing connection from ${conn.remote}: ${reason}`, { remote: conn.remote });
+    conn.close(reason);
+  };
+  const reply = (id: number, err: WireError | null, result: unknown) => {
+    if (!open) return;
+    let frame: Buffer;
+    try {
+      frame = encodeFrame([REPLY, id, err, err ? null : (result ?? null)]);
+    } catch (e) {
+      frame = encodeFrame([REPLY, id, { code: 'EIO', message: `unencodable reply: ${(e as Error).message}` }, null]);
+    }
+    conn.write(frame);
+  };
+  conn.onClose(() => {
+    open = false;
+    if (ctx !== null) handler.closeSession(ctx);
+    ctx = null;
+  });
+  conn.write(encodeFrame([EVENT, 'challenge', { proto: PROTOCOL_VERSION, nonce }]));
+  conn.onData((chunk) => {
+    if (!open) return;
+    let msgs: Message[];
+    try {
+      msgs = dec.push(chunk);
+    } catch (e) {
+      drop((e as Error).message);
+      return;
+    }
+    for (const m of msgs) {
+      if (!open) return;
+      if (m[0] !== REQ) {
+        drop('client sent a non-request frame');
+        return;
+      }
+      const [, id, op, args] = m;
+      if (ctx === null) {
+        if (op !== 'hello') {
+          drop(`unauthenticated request '${op.slice(0, 40)}'`);
+          return;
+        }
+        const mac = args.mac;
+        const good =
+          args.proto === PROTOCOL_VERSION &&
+          args.volumeId === opts.volumeId &&
+          mac instanceof Uint8Array &&
+          mac.length === 32 &&
+          timingSafeEqual(mac, authMac(opts.secret, nonce, opts.volumeId));
+        if (!good) {
+          reply(id, { code: 'EACCES', message: 'authentication failed' }, null);
+          drop(args.proto !== PROTOCOL_VERSION ? 'protocol version mismatch' : args.volumeId !== opts.volumeId ? 'wrong volume id' : 'bad secret');
+          return;
+        }
+        ctx = handler.openSession({ remote: conn.remote, client: typeof args.client === 'string' ? args.client : '' });
+        reply(id, null, { ok: true });
+        continue;
+      }
+      const c = ctx;
+      let res: unknown;
+      try {
+        res = handler.handle(c, op, args);
+      } catch (e) {
+        reply(id, { code: codeOf(e), message: (e as Error)?.message }, null);
+        continue;
+      }
+      if (res instanceof Promise) {
+        res.then(
+          (v) => reply(id, null, v),
+          (e) => reply(id, { code: codeOf(e), message: (e as Error)?.message }, null),
+        );
+      } else {
+        reply(id, null, res);
+      }
+    }
+  });
+}

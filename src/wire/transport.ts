@@ -1,0 +1,25 @@
+/**
+ * The byte-stream transport that the wire protocol runs over: real TCP in the product (./tcp.ts), a
+ * simulated network in tests. Deliberately narrow.
+ */
+export interface Conn {
+  /** Queue bytes; returns false when the peer is slow (back-pressure, as net.Socket.write). */
+  write(data: Uint8Array): boolean;
+  /** Called once when the queue drains after write() returned false. */
+  onDrain(fn: () => void): void;
+  onData(fn: (chunk: Buffer) => void): void;
+  /** Called exactly once, however the connection ended. */
+  onClose(fn: (reason?: string) => void): void;
+  close(reason?: string): void;
+  readonly remote: string;
+}
+
+export interface Listener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export interface Network {
+  connect(host: string, port: number): Promise<Conn>;
+  listen(host: string, port: number, onConn: (c: Conn) => void): Promise<Listener>;
+}

@@ -1,0 +1,78 @@
+import type { Attr } from '../wire/types.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../storage/storage.js';
+
+const ms = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
+const ns = (t: [number, number]) => BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]);
+
+/** fs.Stats-like attributes of a file on a dhtfs volume. */
+export class Stats {
+  readonly dev = 0;
+  readonly rdev = 0;
+  readonly blksize = 4096;
+  readonly ino: number;
+  readonly mode: number;
+  readonly nlink: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly blocks: number;
+  readonly atimeMs: number;
+  readonly mtimeMs: number;
+  readonly ctimeMs: number;
+  readonly atimeNs: bigint;
+  readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
+  /** The file's gfid: the same on every brick, stable across renames. */
+  readonly gfid: string | null;
+
+  constructor(a: Attr) {
+    this.ino = a.ino;
+    this.mode = a.mode;
+    this.nlink = a.nlink;
+    this.uid = a.uid;
+    this.gid = a.gid;
+    this.size = a.size;
+    this.blocks = a.blocks;
+    this.atimeMs = ms(a.atime);
+    this.mtimeMs = ms(a.mtime);
+    this.ctimeMs = ms(a.ctime);
+    this.atimeNs = ns(a.atime);
+    this.mtimeNs = ns(a.mtime);
+    this.ctimeNs = ns(a.ctime);
+    this.gfid = a.gfid;
+  }
+  get atime(): Date {
+    return new Date(this.atimeMs);
+  }
+  get mtime(): Date {
+    return new Date(this.mtimeMs);
+  }
+  get ctime(): Date {
+    return new Date(this.ctimeMs);
+  }
+  isFile(): boolean {
+    return (this.mode & S_IFMT) === S_IFREG;
+  }
+  isDirectory(): boolean {
+    return (this.mode & S_IFMT) === S_IFDIR;
+  }
+  isSymbolicLink(): boolean {
+    return (this.mode & S_IFMT) === S_IFLNK;
+  }
+}
+
+export class Dirent {
+  constructor(
+    readonly name: string,
+    private readonly mode: number,
+  ) {}
+  isFile(): boolean {
+    return (this.mode & S_IFMT) === S_IFREG;
+  }
+  isDirectory(): boolean {
+    return (this.mode & S_IFMT) === S_IFDIR;
+  }
+  isSymbolicLink(): boolean {
+    return (this.mode & S_IFMT) === S_IFLNK;
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * The library API: a dhtfs volume with fs/promises-like methods and file handles.
+ *
+ *   import { Volume } from 'dhtfs';
+ *   const vol = await Volume.connect(spec);
+ *   await vol.writeFile('/hello.txt', 'hi');
+ */
+import { FsError, codeOf } from '../common/errors.js';
+import type { Clock, Random } from '../common/env.js';
+import { realClock, realRandom } from '../common/real-env.js';
+import { DhtClient, normPath, type Located, type Logger } from '../dht/client.js';
+import type { VolumeSpec } from '../dht/spec.js';
+import { tcpNetwork } from '../wire/tcp.js';
+import type { Network } from '../wire/transport.js';
+import type { Attr } from '../wire/types.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT } from '../storage/storage.js';
+import { Dirent, Stats } from './stats.js';
+
+/** Largest piece of one read or write request; bigger I/O is split and pipelined. */
+export const IO_CHUNK = 1024 * 1024;
+/** Requests in flight for one large read or write. */
+export const IO_WINDOW = 8;
+const MAX_SYMLINK_HOPS = 40;
+
+export type OpenFlags = 'r' | 'r+' | 'w' | 'w+' | 'wx' | 'wx+' | 'a' | 'a+' | 'ax' | 'ax+' | number;
+
+export function parseFlags(f: OpenFlags): number {
+  if (typeof f === 'number') return f;
+  const table: Record<string, number> = {
+    r: O_RDONLY,
+    'r+': O_RDWR,
+    w: O_WRONLY | O_CREAT | O_TRUNC,
+    'w+': O_RDWR | O_CREAT | O_TRUNC,
+    wx: O_WRONLY | O_CREAT | O_TRUNC | O_EXCL,
+    'wx+': O_RDWR | O_CREAT | O_TRUNC | O_EXCL,
+    a: O_WRONLY | O_CREAT | O_APPEND,
+    'a+': O_RDWR | O_CREAT | O_APPEND,
+    ax: O_WRONLY | O_CREAT | O_APPEND | O_EXCL,
+    'ax+': O_RDWR | O_CREAT | O_APPEND | O_EXCL,
+  };
+  const v = table[f];
+  if (v === undefined) throw new FsError('EINVAL', `unknown open flags '${f}'`);
+  return v;
+}
+
+export interface ConnectOptions {
+  network?: Network;
+  clock?: Clock;
+  random?: Random;
+  clientName?: string;
+  log?: Logger;
+}
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+/** Runs `fn` over [0, n) with at most `window` in flight; resolves when all are done. */
+async function pipelined(n: number, window: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failed: unknown = null;
+  const worker = async () => {
+    while (next < n && failed === null) {
+      const i = next++;
+      try {
+        await fn(i);
+      } catch (e) {
+        failed ??= e;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(window, n) }, worker));
+  if (failed !== null) throw failed;
+}
+
+/** An open file on a volume (like fs/promises' FileHandle). */
+export class FileHandle {
+  private pos = 0;
+  private closed = false;
+
+  constructor(
+    private readonly vol: Volume,
+    /** Where the data is and the brick's fd for it. */
+    public loc: Located,
+    public fd: number,
+    readonly flags: number,
+  ) {}
+
+  get path(): string {
+    return this.loc.path;
+  }
+
+  private check(): void {
+    if (this.closed) throw new FsError('EBADF', 'file handle is closed');
+  }
+
+  private call<T>(op: string, args: Record<string, unknown>): Promise<T> {
+    this.check();
+    return this.vol.client.sv(this.loc.cached).call<T>(op, { fd: this.fd, ...args });
+  }
+
+  /** Reads up to `length` bytes at `position` (or the current position, which then advances). */
+  async read(buffer: Uint8Array, offset = 0, length = buffer.length - offset, position: number | null = null): Promise<{ bytesRead: number; buffer: Uint8Array }> {
+    const at = position ?? this.pos;
+    let total = 0;
+    const pieces = Math.ceil(length / IO_CHUNK);
+    const got: number[] = new Array(pieces).fill(0);
+    await pipelined(pieces, IO_WINDOW, async (i) => {
+      const off = i * IO_CHUNK;
+      const len = Math.min(IO_CHUNK, length - off);
+      const r = await this.call<{ data: Uint8Array; attr: Attr }>('read', { offset: at + off, length: len });
+      buffer.set(r.data, offset + off);
+      got[i] = r.data.length;
+    });
+    // Bytes count up to the first short piece (end of file).
+    for (let i = 0; i < pieces; i++) {
+      total += got[i];
+      if (got[i] < Math.min(IO_CHUNK, length - i * IO_CHUNK)) break;
+    }
+    if (position === null) this.pos += total;
+    return { bytesRead: total, buffer };
+  }
+
+  /** Writes `length` bytes of `buffer` at `position` (or the current position, which then advances). */
+  async write(data: Uint8Array | string, offset = 0, length?: number, position: number | null = null): Promise<{ bytesWritten: number }> {
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    const len = length ?? buf.length - offset;
+    const append = (this.flags & O_APPEND) !== 0;
+    const at = position ?? this.pos;
+    let lastSize = 0;
+    if (append) {
+      // O_APPEND: the brick appends; pieces must go in order.
+      for (let off = 0; off < len; off += IO_CHUNK) {
+        const r = await this.call<{ written: number; attr: Attr }>('write', { offset: 0, data: buf.subarray(offset + off, offset + Math.min(len, off + IO_CHUNK)) });
+        lastSize = r.attr.size;
+      }
+      this.pos = lastSize;
+      return { bytesWritten: len };
+    }
+    const pieces = Math.ceil(len / IO_CHUNK);
+    await pipelined(pieces, IO_WINDOW, async (i) => {
+      const off = i * IO_CHUNK;
+      const piece = buf.subarray(offset + off, offset + Math.min(len, off + IO_CHUNK));
+      const r = await this.call<{ written: number }>('write', { offset: at + off, data: piece });
+      if (r.written !== piece.length) throw new FsError('EIO', `short write: ${r.written} of ${piece.length}`);
+    });
+    if (position === null) this.pos += len;
+    return { bytesWritten: len };
+  }
+
+  async readFile(): Promise<Buffer> {
+    const st = await this.stat();
+    const buf = Buffer.allocUnsafe(st.size);
+    const { bytesRead } = await this.read(buf, 0, st.size, 0);
+    return bytesRead === st.size ? buf : buf.subarray(0, bytesRead);
+  }
+
+  async stat(): Promise<Stats> {
+    return new Stats(await this.call<Attr>('fstat', {}));
+  }
+
+  async truncate(len = 0): Promise<void> {
+    await this.call('ftruncate', { size: len });
+  }
+
+  async sync(): Promise<void> {
+    await this.call('fsync', { datasync: false });
+  }
+
+  async datasync(): Promise<void> {
+    await this.call('fsync', { datasync: true });
+  }
+
+  async chmod(mode: number): Promise<void> {
+    await this.call('setattr', { mode: mode & 0o7777 });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.call('close', {});
+    } finally {
+      this.closed = true;
+      this.vol.forget(this);
+    }
+  }
+}
+
+/** A dhtfs volume, reached over its bricks. */
+export class Volume {
+  private handles = new Set<FileHandle>();
+
+  constructor(readonly client: DhtClient) {}
+
+  /** Connects to every brick of the spec over TCP. */
+  static async connect(spec: VolumeSpec, opts: ConnectOptions = {}): Promise<Volume> {
+    const c = new DhtClient(spec, opts.network ?? tcpNetwork, opts.clock ?? realClock, opts.random ?? realRandom, {
+      clientName: opts.clientName,
+      log: opts.log,
+    });
+    await c.connect();
+    return new Volume(c);
+  }
+
+  /** Closes every open file handle and brick connection. */
+  async close(): Promise<void> {
+    await Promise.all([...this.handles].map((h) => h.close().catch(() => {})));
+    this.client.close();
+  }
+
+  /** @internal */
+  forget(h: FileHandle): void {
+    this.handles.delete(h);
+  }
+
+  /** Follows a symlink in the last component (up to 40 hops), as stat(2) does. */
+  private async resolve(path: string): Promise<Located> {
+    let p = normPath(path);
+    for (let i = 0; i < MAX_SYMLINK_HOPS; i++) {
+      const loc = await this.client.locate(p);
+      if ((loc.attr.mode & S_IFMT) !== S_IFLNK) return loc;
+      const target = await this.client.readlink(p);
+      p = target.startsWith('/') ? normPath(target) : normPath(p.slice(0, p.lastIndexOf('/') + 1) + target);
+    }
+    throw new FsError('ELOOP', `${path}: too many levels of symbolic links`);
+  }
+
+  async open(path: string, flags: OpenFlags = 'r', mode = 0o666, owner?: Owner): Promise<FileHandle> {
+    const f = parseFlags(flags);
+    const loc = (f & O_CREAT) === 0 ? await this.resolve(path) : null;
+    const r = loc ? await this.client.openLocated(loc, f) : await this.client.open(path, f, mode, owner);
+    if ((r.attr.mode & S_IFMT) === S_IFDIR && (f & O_ACCMODE) !== O_RDONLY) throw new FsError('EISDIR', `${path}: is a directory`);
+    const h = new FileHandle(this, r.located, r.fd, f);
+    this.handles.add(h);
+    return h;
+  }
+
+  async readFile(path: string): Promise<Buffer>;
+  async readFile(path: string, encoding: BufferEncoding): Promise<string>;
+  async readFile(path: string, encoding?: BufferEncoding): Promise<Buffer | string> {
+    const h = await this.open(path, 'r');
+    try {
+      const b = await h.readFile();
+      return encoding ? b.toString(encoding) : b;
+    } finally {
+      await h.close();
+    }
+  }
+
+  async writeFile(path: string, data: Uint8Array | string, opts: { mode?: number; flag?: OpenFlags } = {}): Promise<void> {
+    const h = await this.open(path, opts.flag ?? 'w', opts.mode ?? 0o666);
+    try {
+      await h.write(data, 0, undefined, (h.flags & O_APPEND) !== 0 ? null : 0);
+    } finally {
+      await h.close();
+    }
+  }
+
+  async appendFile(path: string, data: Uint8Array | string): Promise<void> {
+    await this.writeFile(path, data, { flag: 'a' });
+  }
+
+  async stat(path: string): Promise<Stats> {
+    return new Stats((await this.resolve(path)).attr);
+  }
+
+  async lstat(path: string): Promise<Stats> {
+    return new Stats(await this.client.stat(path));
+  }
+
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.client.stat(path);
+      return true;
+    } catch (e) {
+      if (codeOf(e) === 'ENOENT') return false;
+      throw e;
+    }
+  }
+
+  async mkdir(path: string, opts: { mode?: number; recursive?: boolean } = {}): Promise<void> {
+    const mode = opts.mode ?? 0o777;
+    if (!opts.recursive) {
+      await this.client.mkdir(path, mode);
+      return;
+    }
+    const parts = normPath(path).split('/').filter(Boolean);
+    let p = '';
+    for (const c of parts) {
+      p += '/' + c;
+      try {
+        await this.client.mkdir(p, mode);
+      } catch (e) {
+        if (codeOf(e) !== 'EEXIST') throw e;
+        const st = await this.client.stat(p);
+        if ((st.mode & S_IFMT) !== S_IFDIR) throw new FsError('ENOTDIR', `${p}: not a directory`);
+      }
+    }
+  }
+
+  async readdir(path: string): Promise<string[]>;
+  async readdir(path: string, opts: { withFileTypes: true }): Promise<Dirent[]>;
+  async readdir(path: string, opts?: { withFileTypes?: boolean }): Promise<string[] | Dirent[]> {
+    const loc = await this.resolve(path);
+    if ((loc.attr.mode & S_IFMT) !== S_IFDIR) throw new FsError('ENOTDIR', `${path}: not a directory`);
+    const entries = await this.client.readdirAll(loc.path);
+    return opts?.withFileTypes ? entries.map((e) => new Dirent(e.name, e.attr.mode)) : entries.map((e) => e.name);
+  }
+
+  async unlink(path: string): Promise<void> {
+    await this.client.unlink(path);
+  }
+
+  async rmdir(path: string): Promise<void> {
+    await this.client.rmdir(path);
+  }
+
+  /** rm: a file, or with `recursive` a whole tree. `force` ignores a missing path. */
+  async rm(path: string, opts: { recursive?: boolean; force?: boolean } = {}): Promise<void> {
+    let st: Attr;
+    try {
+      st = await this.client.stat(path);
+    } catch (e) {
+      if (opts.force && codeOf(e) === 'ENOENT') return;
+      throw e;
+    }
+    if ((st.mode & S_IFMT) !== S_IFDIR) return this.unlink(path);
+    if (!opts.recursive) throw new FsError('EISDIR', `${path}: is a directory (use recursive)`);
+    const p = normPath(path);
+    for (const e of await this.client.readdirAll(p)) await this.rm(`${p === '/' ? '' : p}/${e.name}`, opts);
+    if (p !== '/') await this.rmdir(p);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    await this.client.rename(from, to);
+  }
+
+  async link(existing: string, newPath: string): Promise<void> {
+    await this.client.link(existing, newPath);
+  }
+
+  async symlink(target: string, path: string): Promise<void> {
+    await this.client.symlink(target, path);
+  }
+
+  async readlink(path: string): Promise<string> {
+    return this.client.readlink(path);
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    const loc = await this.resolve(path);
+    await this.client.setattr(loc.path, { mode: mode & 0o7777 });
+  }
+
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    const loc = await this.resolve(path);
+    await this.client.setattr(loc.path, { uid, gid });
+  }
+
+  async lchown(path: string, uid: number, gid: number): Promise<void> {
+    await this.client.setattr(path, { uid, gid });
+  }
+
+  async utimes(path: string, atime: number | Date, mtime: number | Date): Promise<void> {
+    const ts = (t: number | Date): [number, number] => {
+      const s = t instanceof Date ? t.getTime() / 1000 : t;
+      const sec = Math.floor(s);
+      return [sec, Math.round((s - sec) * 1e9) % 1e9];
+    };
+    const loc = await this.resolve(path);
+    await this.client.setattr(loc.path, { atime: ts(atime), mtime: ts(mtime) });
+  }
+
+  async truncate(path: string, len = 0): Promise<void> {
+    const loc = await this.resolve(path);
+    await this.client.setattr(loc.path, { size: len });
+  }
+
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    return this.client.getxattr(path, name);
+  }
+
+  async setxattr(path: string, name: string, value: Uint8Array | string, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
+    await this.client.setxattr(path, name, typeof value === 'string' ? Buffer.from(value) : value, flags);
+  }
+
+  async listxattr(path: string): Promise<string[]> {
+    return this.client.listxattr(path);
+  }
+
+  async removexattr(path: string, name: string): Promise<void> {
+    await this.client.removexattr(path, name);
+  }
+
+  async statfs(): Promise<{ bsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number }> {
+    return this.client.statfs();
+  }
+}

@@ -1,0 +1,442 @@
+/**
+ * The dhtfs command line, in the spirit of the gluster CLI.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { Volume } from '../api/volume.js';
+import { validateSpec, type VolumeSpec } from '../dht/spec.js';
+import { serveBrick } from '../brick/server.js';
+import { codeOf } from '../common/errors.js';
+import {
+  PACKAGE_ROOT,
+  brickPid,
+  createVolume,
+  freePort,
+  isLocalHost,
+  listVolumes,
+  loadVolume,
+  logFile,
+  probeBrick,
+  saveVolume,
+  specPath,
+  startBricks,
+  stopBricks,
+  volDir,
+  type StoredVolume,
+} from './state.js';
+
+const program = new Command();
+program
+  .name('dhtfs')
+  .description('A distributed file system: files spread over bricks by name hash, with safe live migration.')
+  .version('0.1.0', '--version')
+  .addHelpText(
+    'after',
+    `
+Volumes and their brick processes are kept under $DHTFS_HOME (default ~/.dhtfs).
+Quick start:  dhtfs up            3 bricks on loopback, volume "default"
+              dhtfs put ./f /f    copy a file in; see also ls, cat, get, rm, mkdir, stat`,
+  );
+
+function out(json: boolean, value: unknown, text: () => string): void {
+  process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
+}
+
+function fail(e: unknown): never {
+  const code = codeOf(e);
+  process.stderr.write(`dhtfs: ${(e as Error)?.message ?? String(e)}\n`);
+  process.exit(code === 'ENOENT' ? 2 : 1);
+}
+
+function action<A extends unknown[]>(fn: (...args: A) => Promise<void> | void): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (e) {
+      fail(e);
+    }
+  };
+}
+
+// --- brick ----------------------------------------------------------------------------------------
+
+const brick = program.command('brick').description('brick server');
+brick
+  .command('serve')
+  .description('export a directory over TCP (foreground)')
+  .option('--brick <name>', 'with --spec FILE: which brick of the spec to serve, all settings from the spec')
+  .option('--dir <dir>', 'directory to export')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--port <port>', 'TCP port (0: any free port)', (v) => Number(v))
+  .option('--name <name>', 'subvolume name of this brick (e.g. vol-client-0)')
+  .option('--volume-id <uuid>', 'volume id')
+  .option('--secret-file <file>', 'file holding the shared secret')
+  .option('--xattr-prefix <prefix>', "xattr namespace for DHT metadata ('trusted.' as root, else 'user.')")
+  .option('--log-level <level>', 'pino log level', 'info')
+  .action(
+    action(async (o, cmd: Command) => {
+      o = cmd.optsWithGlobals();
+      let opts;
+      if (o.spec) {
+        const spec = validateSpec(JSON.parse(fs.readFileSync(o.spec, 'utf8')));
+        const b = spec.bricks.find((x) => x.name === o.brick);
+        if (!b) throw new Error(`brick ${o.brick} is not in ${o.spec}`);
+        if (!b.dir) throw new Error(`brick ${o.brick} has no dir in the spec`);
+        opts = { dir: b.dir, host: b.host, port: b.port, name: b.name, volumeId: spec.volumeId, secret: spec.secret };
+      } else {
+        for (const k of ['dir', 'port', 'name', 'volumeId', 'secretFile']) if (o[k] === undefined) throw new Error(`--${k.replace(/[A-Z]/g, (c: string) => '-' + c.toLowerCase())} is required without --spec`);
+        opts = { dir: path.resolve(o.dir), host: o.host, port: o.port, name: o.name, volumeId: o.volumeId, secret: fs.readFileSync(o.secretFile, 'utf8').trim() };
+      }
+      const srv = await serveBrick({ ...opts, xattrPrefix: o.xattrPrefix, logLevel: o.logLevel });
+      process.stdout.write(JSON.stringify({ event: 'listening', port: srv.listener.port, brick: opts.name }) + '\n');
+      const stop = () => {
+        void srv.close().then(() => process.exit(0));
+        setTimeout(() => process.exit(0), 2000).unref();
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    }),
+  );
+
+// --- volume ---------------------------------------------------------------------------------------
+
+const volume = program.command('volume').description('create, start, stop and inspect volumes');
+
+volume
+  .command('create <name> <bricks...>')
+  .description('create a volume from bricks given as HOST:PORT:/DIR')
+  .option('--min-free-disk <n>', 'percent (< 100) or bytes kept free on each brick', (v) => Number(v), 10)
+  .option('--no-lookup-optimize', 'always look on every brick when a name is not on its hashed brick')
+  .option('--json', 'print the result as JSON')
+  .action(
+    action((name: string, bricks: string[], o) => {
+      const v = createVolume(name, bricks, { minFreeDisk: o.minFreeDisk, lookupOptimize: o.lookupOptimize });
+      out(o.json, { name: v.name, volumeId: v.volumeId, bricks: v.bricks }, () => `volume create: ${name}: success (${v.bricks.length} bricks); start it with: dhtfs volume start ${name}`);
+    }),
+  );
+
+volume
+  .command('start <name>')
+  .description("start this host's brick processes of a volume")
+  .option('--json', 'print the result as JSON')
+  .action(
+    action(async (name: string, o) => {
+      const v = loadVolume(name);
+      const r = await startBricks(v);
+      v.state = 'started';
+      saveVolume(v);
+      out(o.json, r, () => `volume start: ${name}: success\n` + r.map((x) => `  ${x.brick} pid ${x.pid}${x.started ? '' : ' (already running)'}`).join('\n'));
+    }),
+  );
+
+volume
+  .command('stop <name>')
+  .description("stop this host's brick processes of a volume")
+  .option('--json', 'print the result as JSON')
+  .action(
+    action(async (name: string, o) => {
+      const v = loadVolume(name);
+      const r = await stopBricks(v);
+      v.state = 'stopped';
+      saveVolume(v);
+      out(o.json, r, () => `volume stop: ${name}: success (${r.length} brick processes stopped)`);
+    }),
+  );
+
+volume
+  .command('delete <name>')
+  .description('forget a stopped volume (brick directories are left as they are)')
+  .action(
+    action((name: string) => {
+      const v = loadVolume(name);
+      if (v.bricks.some((b) => brickPid(v, b.name))) throw new Error(`volume ${name} has running bricks; stop it first`);
+      fs.rmSync(volDir(name), { recursive: true, force: true });
+      process.stdout.write(`volume delete: ${name}: success\n`);
+    }),
+  );
+
+volume
+  .command('info [name]')
+  .description('show volume configuration')
+  .option('--json', 'print as JSON')
+  .action(
+    action((name: string | undefined, o) => {
+      const vols = (name ? [name] : listVolumes()).map(loadVolume);
+      const pub = vols.map((v) => ({ name: v.name, volumeId: v.volumeId, state: v.state, type: 'Distribute', bricks: v.bricks.map(({ name: n, host, port, dir }) => ({ name: n, host, port, dir })), options: v.options ?? {} }));
+      out(o.json, name ? pub[0] : pub, () =>
+        pub.length === 0
+          ? 'No volumes present'
+          : pub
+              .map(
+                (v) =>
+                  `Volume Name: ${v.name}\nType: Distribute\nVolume ID: ${v.volumeId}\nStatus: ${v.state}\nNumber of Bricks: ${v.bricks.length}\nBricks:\n` +
+                  v.bricks.map((b, i) => `Brick${i + 1}: ${b.host}:${b.port}:${b.dir}  (${b.name})`).join('\n') +
+                  `\nOptions: ${JSON.stringify(v.options)}`,
+              )
+              .join('\n\n'),
+      );
+    }),
+  );
+
+volume
+  .command('status [name]')
+  .description('show whether each brick answers, its process and its free space')
+  .option('--json', 'print as JSON')
+  .action(
+    action(async (name: string | undefined, o) => {
+      const vols = (name ? [name] : listVolumes()).map(loadVolume);
+      const res: { volume: string; state: string; bricks: { brick: string; address: string; dir: string; online: boolean; pid: number | null; freeBytes: number | null; totalBytes: number | null }[] }[] = [];
+      for (const v of vols) {
+        const bricks = [];
+        for (const b of v.bricks) {
+          const online = await probeBrick(v, b);
+          let free: number | null = null;
+          let total: number | null = null;
+          if (online) {
+            try {
+              const st = fs.statfsSync(b.dir);
+              free = st.bavail * st.bsize;
+              total = st.blocks * st.bsize;
+            } catch {
+              /* remote brick */
+            }
+          }
+          bricks.push({ brick: b.name, address: `${b.host}:${b.port}`, dir: b.dir, online, pid: isLocalHost(b.host) ? brickPid(v, b.name) : null, freeBytes: free, totalBytes: total });
+        }
+        res.push({ volume: v.name, state: v.state, bricks });
+      }
+      out(o.json, name ? res[0] : res, () =>
+        res
+          .map(
+            (r) =>
+              `Status of volume: ${r.volume}\n${'Brick'.padEnd(40)} ${'Online'.padEnd(7)} ${'Pid'.padEnd(8)} Free\n` +
+              r.bricks
+                .map((b) => `${(b.address + ':' + b.dir).padEnd(40)} ${(b.online ? 'Y' : 'N').padEnd(7)} ${String(b.pid ?? 'N/A').padEnd(8)} ${b.freeBytes === null ? 'N/A' : (b.freeBytes / 2 ** 30).toFixed(1) + ' GiB'}`)
+                .join('\n'),
+          )
+          .join('\n\n'),
+      );
+    }),
+  );
+
+volume
+  .command('spec <name>')
+  .description('print the client spec of a volume (give it to clients on other hosts with --spec)')
+  .action(
+    action((name: string) => {
+      const v = loadVolume(name);
+      const spec: VolumeSpec = { name: v.name, volumeId: v.volumeId, secret: v.secret, bricks: v.bricks.map(({ name: n, host, port }) => ({ name: n, host, port })), options: v.options };
+      process.stdout.write(JSON.stringify(spec, null, 2) + '\n');
+    }),
+  );
+
+// --- embedded default -------------------------------------------------------------------------------
+
+program
+  .command('up')
+  .description('bring up the embedded default: volume "default", bricks on loopback, data under ./.dhtfs of the package')
+  .option('--bricks <n>', 'number of bricks', (v) => Number(v), 3)
+  .option('--data <dir>', 'where brick directories go', path.join(PACKAGE_ROOT, '.dhtfs', 'bricks'))
+  .option('--name <name>', 'volume name', 'default')
+  .action(
+    action(async (o) => {
+      let v: StoredVolume;
+      if (listVolumes().includes(o.name)) v = loadVolume(o.name);
+      else {
+        const bricks = [];
+        for (let i = 0; i < o.bricks; i++) bricks.push(`127.0.0.1:${await freePort()}:${path.resolve(o.data, `b${i}`)}`);
+        v = createVolume(o.name, bricks);
+        process.stdout.write(`created volume ${o.name} with ${o.bricks} bricks under ${path.resolve(o.data)}\n`);
+      }
+      const r = await startBricks(v);
+      v.state = 'started';
+      saveVolume(v);
+      const vol = await Volume.connect(v);
+      const st = await vol.statfs();
+      await vol.close();
+      process.stdout.write(
+        `volume ${v.name} is up: ${r.length} bricks (${r.map((x) => `${x.brick} pid ${x.pid}`).join(', ')}), ${(st.bavail * st.bsize / 2 ** 30).toFixed(1)} GiB free\n` +
+          `spec: ${specPath(v.name)}\n` +
+          `try:  ./bin/dhtfs put README.md /README.md && ./bin/dhtfs ls -l /\n` +
+          `stop: ./bin/dhtfs volume stop ${v.name}\n`,
+      );
+    }),
+  );
+
+// --- file commands ------------------------------------------------------------------------------------
+
+function specFrom(o: { volume?: string; spec?: string }): VolumeSpec {
+  if (o.spec) return validateSpec(JSON.parse(fs.readFileSync(o.spec, 'utf8')));
+  return loadVolume(o.volume ?? 'default');
+}
+
+async function withVolume<T>(cmd: Command, fn: (v: Volume) => Promise<T>): Promise<T> {
+  const o = cmd.optsWithGlobals();
+  const vol = await Volume.connect(specFrom(o));
+  try {
+    return await fn(vol);
+  } finally {
+    await vol.close();
+  }
+}
+
+program.addOption(new Option('-V, --volume <name>', 'volume for file commands').default('default'));
+program.addOption(new Option('--spec <file>', 'volume spec file for file commands (instead of --volume)'));
+
+function modeString(mode: number): string {
+  const t = { 0o040000: 'd', 0o120000: 'l', 0o100000: '-' }[mode & 0o170000] ?? '?';
+  const r = (b: number, c: string) => (mode & b ? c : '-');
+  let s = t + r(0o400, 'r') + r(0o200, 'w') + r(0o100, 'x') + r(0o40, 'r') + r(0o20, 'w') + r(0o10, 'x') + r(0o4, 'r') + r(0o2, 'w') + r(0o1, 'x');
+  const ch = s.split('');
+  if (mode & 0o4000) ch[3] = ch[3] === 'x' ? 's' : 'S';
+  if (mode & 0o2000) ch[6] = ch[6] === 'x' ? 's' : 'S';
+  if (mode & 0o1000) ch[9] = ch[9] === 'x' ? 't' : 'T';
+  s = ch.join('');
+  return s;
+}
+
+program
+  .command('ls [path]')
+  .description('list a directory on the volume')
+  .option('-l', 'long listing')
+  .option('--json', 'print as JSON')
+  .action(
+    action(async (p: string | undefined, o, cmd: Command) => {
+      await withVolume(cmd, async (vol) => {
+        const dir = p ?? '/';
+        const st = await vol.stat(dir);
+        const names = st.isDirectory() ? await vol.readdir(dir) : [path.posix.basename(dir)];
+        const base = st.isDirectory() ? dir : path.posix.dirname(dir);
+        if (!o.l && !o.json) return void process.stdout.write(names.map((n) => n + '\n').join(''));
+        const rows: { name: string; mode: number; size: number; uid: number; gid: number; nlink: number; mtime: string }[] = [];
+        for (const n of names) {
+          const s = await vol.lstat(path.posix.join(base, n));
+          rows.push({ name: n, mode: s.mode, size: s.size, uid: s.uid, gid: s.gid, nlink: s.nlink, mtime: s.mtime.toISOString() });
+        }
+        out(o.json, rows, () => rows.map((r) => `${modeString(r.mode)} ${String(r.nlink).padStart(2)} ${String(r.uid).padEnd(5)} ${String(r.gid).padEnd(5)} ${String(r.size).padStart(12)} ${r.mtime} ${r.name}`).join('\n'));
+      });
+    }),
+  );
+
+program
+  .command('cat <paths...>')
+  .description('print files of the volume')
+  .action(
+    action(async (paths: string[], _o, cmd: Command) => {
+      await withVolume(cmd, async (vol) => {
+        for (const p of paths) process.stdout.write(await vol.readFile(p));
+      });
+    }),
+  );
+
+program
+  .command('put <local> <remote>')
+  .description('copy a local file into the volume')
+  .action(
+    action(async (local: string, remote: string, _o, cmd: Command) => {
+      await withVolume(cmd, async (vol) => {
+        const st = fs.statSync(local);
+        let target = remote;
+        try {
+          if ((await vol.stat(remote)).isDirectory()) target = path.posix.join(remote, path.basename(local));
+        } catch (e) {
+          if (codeOf(e) !== 'ENOENT') throw e;
+        }
+        const h = await vol.open(target, 'w', st.mode & 0o777);
+        const fd = fs.openSync(local, 'r');
+        try {
+          const buf = Buffer.allocUnsafe(8 * 1024 * 1024);
+          let pos = 0;
+          for (;;) {
+            const n = fs.readSync(fd, buf, 0, buf.length, pos);
+            if (n === 0) break;
+            await h.write(buf, 0, n, pos);
+            pos += n;
+          }
+        } finally {
+          fs.closeSync(fd);
+          await h.close();
+        }
+      });
+    }),
+  );
+
+program
+  .command('get <remote> <local>')
+  .description('copy a file of the volume to a local file')
+  .action(
+    action(async (remote: string, local: string, _o, cmd: Command) => {
+      await withVolume(cmd, async (vol) => {
+        const h = await vol.open(remote, 'r');
+        const fd = fs.openSync(local, 'w');
+        try {
+          const buf = Buffer.allocUnsafe(8 * 1024 * 1024);
+          let pos = 0;
+          for (;;) {
+            const { bytesRead } = await h.read(buf, 0, buf.length, pos);
+            if (bytesRead === 0) break;
+            fs.writeSync(fd, buf, 0, bytesRead, pos);
+            pos += bytesRead;
+          }
+        } finally {
+          fs.closeSync(fd);
+          await h.close();
+        }
+      });
+    }),
+  );
+
+program
+  .command('rm <paths...>')
+  .description('remove files (and trees with -r)')
+  .option('-r, --recursive', 'remove directories and their contents')
+  .option('-f, --force', 'ignore missing files')
+  .action(
+    action(async (paths: string[], o, cmd: Command) => {
+      await withVolume(cmd, async (vol) => {
+        for (const p of paths) await vol.rm(p, { recursive: o.recursive, force: o.force });
+      });
+    }),
+  );
+
+program
+  .command('mkdir <paths...>')
+  .description('make directories')
+  .option('-p, --parents', 'make parents as needed, no error if existing')
+  .option('-m, --mode <octal>', 'mode', '755')
+  .action(
+    action(async (paths: string[], o, cmd: Command) => {
+      await withVolume(cmd, async (vol) => {
+        for (const p of paths) await vol.mkdir(p, { recursive: o.parents, mode: parseInt(o.mode, 8) });
+      });
+    }),
+  );
+
+program
+  .command('mv <from> <to>')
+  .description('rename a file or directory')
+  .action(
+    action(async (from: string, to: string, _o, cmd: Command) => {
+      await withVolume(cmd, (vol) => vol.rename(from, to));
+    }),
+  );
+
+program
+  .command('stat <path>')
+  .description('show attributes, the hashed brick and the brick holding the data')
+  .option('--json', 'print as JSON')
+  .action(
+    action(async (p: string, o, cmd: Command) => {
+      await withVolume(cmd, async (vol) => {
+        const loc = await vol.client.locate(p);
+        const s = await vol.lstat(p);
+        const r = { path: loc.path, gfid: s.gfid, mode: '0' + (s.mode & 0o7777).toString(8), type: s.isDirectory() ? 'directory' : s.isSymbolicLink() ? 'symlink' : 'file', size: s.size, nlink: s.nlink, uid: s.uid, gid: s.gid, mtime: s.mtime.toISOString(), hashedBrick: loc.hashed, dataBrick: loc.isDir ? null : loc.cached };
+        out(o.json, r, () => Object.entries(r).map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n'));
+      });
+    }),
+  );
+
+program.parseAsync(process.argv).catch(fail);
+
+export { logFile };

@@ -1,0 +1,887 @@
+/**
+ * The DHT client: places and finds files on bricks by hashing names into per-directory layouts, as
+ * GlusterFS's distribute translator does (shared/reference/glusterfs-dht.md §1, §2). Talks to bricks
+ * through RpcClient over an injected Network; time and randomness are injected too.
+ */
+import { ELAYOUT, FsError, codeOf } from '../common/errors.js';
+import type { Clock, Random } from '../common/env.js';
+import { ROOT_GFID, newGfid } from '../common/gfid.js';
+import { RpcClient } from '../wire/rpc.js';
+import type { Network } from '../wire/transport.js';
+import type { Attr, DirEntryAttr, RootInfo, StatFsReply } from '../wire/types.js';
+import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { dhtHash, type HashOptions } from './hash.js';
+import {
+  COMMIT_HASH_INVALID,
+  checkLayout,
+  isEmptyRange,
+  layoutCommit,
+  newLayout,
+  searchLayout,
+  type Layout,
+  type LayoutRange,
+} from './layout.js';
+import type { VolumeSpec } from './spec.js';
+
+export const DOMAIN_LAYOUT = 'dht.layout.heal';
+export const DOMAIN_ENTRY = 'dht.entry.sync';
+const RECONNECT_MS = 1000;
+const STATFS_TTL_MS = 1000;
+const LAYOUT_RETRIES = 4;
+
+export type Logger = (level: 'info' | 'warn' | 'error', msg: string) => void;
+
+/** One brick as the client sees it: a connection, re-dialled on demand after it drops. */
+class Subvol {
+  rpc: RpcClient | null = null;
+  private dialing: Promise<RpcClient> | null = null;
+  private lastFail = -Infinity;
+  statfs: { at: number; v: StatFsReply } | null = null;
+
+  constructor(
+    readonly name: string,
+    readonly host: string,
+    readonly port: number,
+    private readonly c: DhtClient,
+  ) {}
+
+  async conn(): Promise<RpcClient> {
+    if (this.rpc && !this.rpc.closed) return this.rpc;
+    if (this.dialing) return this.dialing;
+    if (this.c.clock.now() - this.lastFail < RECONNECT_MS && this.lastFail > -Infinity) {
+      throw new FsError('ENOTCONN', `brick ${this.name} (${this.host}:${this.port}) is down`);
+    }
+    this.dialing = RpcClient.connect(this.c.net, this.host, this.port, {
+      volumeId: this.c.spec.volumeId,
+      secret: this.c.spec.secret,
+      clientName: this.c.clientName,
+    })
+      .then((r) => {
+        this.rpc = r;
+        r.onClose(() => this.c.onBrickDown(this.name));
+        return r;
+      })
+      .catch((e) => {
+        this.lastFail = this.c.clock.now();
+        throw new FsError(codeOf(e) === 'EACCES' ? 'EACCES' : 'ENOTCONN', `brick ${this.name} (${this.host}:${this.port}): ${(e as Error).message}`);
+      })
+      .finally(() => {
+        this.dialing = null;
+      });
+    return this.dialing;
+  }
+
+  async call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const r = await this.conn();
+    return r.call<T>(op, args);
+  }
+
+  close(): void {
+    this.rpc?.close();
+  }
+}
+
+/** A directory's layout as merged from all bricks. */
+export interface DirInfo {
+  path: string;
+  gfid: string;
+  layout: Layout;
+  /** Attributes from the directory's hashed brick (or the first that answered). */
+  attr: Attr;
+}
+
+/** Where a name's data lives. */
+export interface Located {
+  path: string;
+  attr: Attr;
+  /** The brick holding the data (or, for directories, the name's hashed brick). */
+  cached: string;
+  /** The brick the name hashes to in its parent's layout (null for the root). */
+  hashed: string | null;
+  isDir: boolean;
+}
+
+export interface OpenResult {
+  located: Located;
+  fd: number;
+  attr: Attr;
+}
+
+function splitPath(path: string): { parent: string; name: string } {
+  const i = path.lastIndexOf('/');
+  return { parent: i <= 0 ? '/' : path.slice(0, i), name: path.slice(i + 1) };
+}
+
+/** Normalises a volume path: absolute, no trailing or repeated slashes. `.` and `..` are resolved. */
+export function normPath(p: string): string {
+  if (typeof p !== 'string' || p.length === 0) throw new FsError('EINVAL', 'path must be a non-empty string');
+  if (p.includes('\0')) throw new FsError('EINVAL', 'path contains NUL');
+  const out: string[] = [];
+  for (const c of p.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') out.pop();
+    else out.push(c);
+  }
+  return '/' + out.join('/');
+}
+
+const isDirAttr = (a: Attr) => (a.mode & S_IFMT) === S_IFDIR;
+
+export interface DhtClientOptions {
+  clientName?: string;
+  log?: Logger;
+}
+
+export class DhtClient {
+  readonly subvols = new Map<string, Subvol>();
+  readonly names: string[];
+  readonly clientName: string;
+  private dirs = new Map<string, DirInfo>();
+  private hashOpts: HashOptions;
+  volCommitHash: number = COMMIT_HASH_INVALID;
+  private lockSeq = 0;
+  private readonly log: Logger;
+  private readonly minFreeDisk: number;
+  private readonly minFreeInodes: number;
+  private readonly lookupOptimize: boolean;
+  private downListeners: ((brick: string) => void)[] = [];
+
+  constructor(
+    readonly spec: VolumeSpec,
+    readonly net: Network,
+    readonly clock: Clock,
+    readonly random: Random,
+    opts: DhtClientOptions = {},
+  ) {
+    this.clientName = opts.clientName ?? `client-${Buffer.from(random.bytes(4)).toString('hex')}`;
+    this.log = opts.log ?? (() => {});
+    for (const b of spec.bricks) this.subvols.set(b.name, new Subvol(b.name, b.host, b.port, this));
+    this.names = spec.bricks.map((b) => b.name);
+    const o = spec.options ?? {};
+    this.hashOpts = {
+      rsyncHashRegex: o.rsyncHashRegex === undefined ? undefined : o.rsyncHashRegex === null ? null : new RegExp(o.rsyncHashRegex),
+      extraHashRegex: o.extraHashRegex ? new RegExp(o.extraHashRegex) : null,
+    };
+    this.minFreeDisk = o.minFreeDisk ?? 10;
+    this.minFreeInodes = o.minFreeInodes ?? 5;
+    this.lookupOptimize = o.lookupOptimize ?? true;
+  }
+
+  // --- connection and root -------------------------------------------------------------------------
+
+  /** Connects to every brick, reads the volume commit hash and heals the root layout if needed. */
+  async connect(): Promise<void> {
+    const infos = await this.all<RootInfo>('rootInfo', {});
+    const down = infos.filter((r) => r.err);
+    if (down.length > 0) {
+      const e = down[0].err!;
+      if (codeOf(e) === 'EACCES') throw e;
+      this.log('warn', `bricks down at connect: ${down.map((d) => d.brick).join(', ')}`);
+    }
+    const hashes = infos.map((r) => r.value?.commitHash).filter((h): h is number => typeof h === 'number');
+    if (hashes.length > 0) this.volCommitHash = hashes[0];
+    const root = await this.dir('/');
+    if (this.needsHeal(root)) await this.healDirLayout('/');
+    if (hashes.length === 0 || hashes.some((h) => h !== hashes[0])) await this.initCommitHash();
+  }
+
+  private async initCommitHash(): Promise<void> {
+    await this.withLayoutLock('/', async () => {
+      const infos = await this.all<RootInfo>('rootInfo', {});
+      const existing = infos.map((r) => r.value?.commitHash).find((h) => typeof h === 'number');
+      const value = existing ?? (((this.random.int(0x7fffffff) << 1) | 1) >>> 0);
+      await this.everywhere('setCommitHash', { value });
+      this.volCommitHash = value;
+    });
+  }
+
+  onBrickDown(name: string): void {
+    for (const f of this.downListeners) f(name);
+  }
+
+  onDown(fn: (brick: string) => void): void {
+    this.downListeners.push(fn);
+  }
+
+  close(): void {
+    for (const s of this.subvols.values()) s.close();
+  }
+
+  sv(name: string): Subvol {
+    const s = this.subvols.get(name);
+    if (!s) throw new FsError('EIO', `unknown brick ${name}`);
+    return s;
+  }
+
+  /** Calls every brick; never throws, reports per-brick results. */
+  async all<T>(op: string, args: Record<string, unknown>): Promise<{ brick: string; value?: T; err?: FsError }[]> {
+    return Promise.all(
+      this.names.map((n) =>
+        this.sv(n)
+          .call<T>(op, args)
+          .then(
+            (value) => ({ brick: n, value }),
+            (err: FsError) => ({ brick: n, err }),
+          ),
+      ),
+    );
+  }
+
+  /** Calls every brick; throws the first error. */
+  private async everywhere<T>(op: string, args: Record<string, unknown>): Promise<T[]> {
+    const rs = await this.all<T>(op, args);
+    const bad = rs.find((r) => r.err);
+    if (bad) throw bad.err;
+    return rs.map((r) => r.value!);
+  }
+
+  private owner(): string {
+    return `${this.clientName}:${++this.lockSeq}`;
+  }
+
+  /** The layout write lock: write inodelk on every brick in name order (GlusterFS's ordering). */
+  private async withLayoutLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+    const owner = this.owner();
+    const order = [...this.names].sort();
+    const held: string[] = [];
+    try {
+      for (const n of order) {
+        await this.sv(n).call('inodelk', { domain: DOMAIN_LAYOUT, path, type: 'wr', block: true, owner });
+        held.push(n);
+      }
+      return await fn();
+    } finally {
+      for (const n of held.reverse()) {
+        await this.sv(n)
+          .call('inodelk', { domain: DOMAIN_LAYOUT, path, type: 'un', owner })
+          .catch(() => {});
+      }
+    }
+  }
+
+  // --- directories and layouts ---------------------------------------------------------------------
+
+  invalidate(path: string): void {
+    this.dirs.delete(path);
+  }
+
+  private invalidateTree(path: string): void {
+    for (const k of [...this.dirs.keys()]) if (k === path || k.startsWith(path === '/' ? '/' : path + '/')) this.dirs.delete(k);
+  }
+
+  /** The directory's merged layout, from cache or from all bricks. */
+  async dir(path: string): Promise<DirInfo> {
+    const c = this.dirs.get(path);
+    if (c) return c;
+    const rs = await this.all<Attr>('lookup', { path });
+    let gfid: string | null = null;
+    let attr: Attr | null = null;
+    const layout: Layout = [];
+    const missing: string[] = [];
+    for (const r of rs) {
+      if (r.err) {
+        const code = codeOf(r.err);
+        if (code === 'ENOENT') {
+          missing.push(r.brick);
+          continue;
+        }
+        if (code === 'ENOTDIR') throw new FsError('ENOTDIR', `${path}: not a directory`);
+        throw r.err;
+      }
+      const a = r.value!;
+      if (!isDirAttr(a)) throw new FsError('ENOTDIR', `${path}: not a directory`);
+      gfid ??= a.gfid;
+      attr ??= a;
+      const range: LayoutRange = a.layout ?? { commit: 0, type: 0, start: 0, stop: 0 };
+      layout.push({ brick: r.brick, ...range });
+    }
+    if (!attr || !gfid) throw new FsError('ENOENT', `${path}: no such directory`);
+    if (missing.length > 0) {
+      if (missing.length === this.names.length) throw new FsError('ENOENT', `${path}: no such directory`);
+      await this.healMissingDir(path, gfid, attr, missing);
+      for (const m of missing) layout.push({ brick: m, commit: 0, type: 0, start: 0, stop: 0 });
+    }
+    // Attributes of record: the directory's hashed brick, as GlusterFS's MDS.
+    const info: DirInfo = { path, gfid, layout, attr };
+    if (this.needsHeal(info) && path !== '/') {
+      await this.healDirLayout(path);
+      return this.dir(path);
+    }
+    this.dirs.set(path, info);
+    return info;
+  }
+
+  private needsHeal(d: DirInfo): boolean {
+    const a = checkLayout(d.layout);
+    return a.holes > 0 || a.overlaps > 0;
+  }
+
+  /** A directory missing on some bricks (one was down at mkdir): create it there, no range. */
+  private async healMissingDir(path: string, gfid: string, attr: Attr, bricks: string[]): Promise<void> {
+    this.log('info', `healing directory ${path} onto ${bricks.join(', ')}`);
+    await Promise.all(
+      bricks.map((b) =>
+        this.sv(b)
+          .call('mkdir', { path, mode: attr.mode & 0o7777, gfid, uid: attr.uid, gid: attr.gid, layout: null })
+          .catch((e) => {
+            if (codeOf(e) !== 'EEXIST') throw e;
+          }),
+      ),
+    );
+  }
+
+  private async brickWeights(): Promise<{ name: string; weight: number }[]> {
+    const out: { name: string; weight: number }[] = [];
+    for (const n of this.names) {
+      const s = await this.statfsOf(n).catch(() => null);
+      out.push({ name: n, weight: s ? Math.ceil((s.blocks * s.bsize) / (1024 * 1024)) : 0 });
+    }
+    return out;
+  }
+
+  /** Computes and writes a whole new layout for a directory with holes or overlaps. */
+  async healDirLayout(path: string): Promise<void> {
+    await this.withLayoutLock(path, async () => {
+      this.dirs.delete(path);
+      const rs = await this.everywhere<Attr>('lookup', { path });
+      const cur: Layout = rs.map((a, i) => ({ brick: this.names[i], ...(a.layout ?? { commit: 0, type: 0, start: 0, stop: 0 }) }));
+      const an = checkLayout(cur);
+      if (an.holes === 0 && an.overlaps === 0) return;
+      const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
+      this.log('info', `writing a new layout for ${path}`);
+      await Promise.all(l.map((e) => this.sv(e.brick).call('setLayout', { path, layout: { commit: e.commit, type: e.type, start: e.start, stop: e.stop } })));
+    });
+  }
+
+  hashedBrick(d: DirInfo, name: string): string {
+    const b = searchLayout(d.layout, dhtHash(name, this.hashOpts));
+    if (!b) throw new FsError('EIO', `layout of ${d.path} has a hole at ${name}`);
+    return b;
+  }
+
+  private rangeOf(d: DirInfo, brick: string): LayoutRange {
+    const e = d.layout.find((x) => x.brick === brick)!;
+    return { commit: e.commit, type: e.type, start: e.start, stop: e.stop };
+  }
+
+  /** Runs an entry operation; on a stale parent layout, refreshes it and tries again. */
+  private async withParent<T>(parent: string, fn: (d: DirInfo) => Promise<T>): Promise<T> {
+    for (let i = 0; ; i++) {
+      const d = await this.dir(parent);
+      try {
+        return await fn(d);
+      } catch (e) {
+        if (codeOf(e) !== ELAYOUT || i >= LAYOUT_RETRIES) throw e;
+        this.log('info', `stale layout of ${parent}; refreshing`);
+        this.dirs.delete(parent);
+      }
+    }
+  }
+
+  // --- lookup ----------------------------------------------------------------------------------------
+
+  private shouldLookupEverywhere(d: DirInfo): boolean {
+    if (!this.lookupOptimize) return true;
+    return layoutCommit(d.layout) !== this.volCommitHash || this.volCommitHash === COMMIT_HASH_INVALID;
+  }
+
+  /** Finds where a path's data lives. */
+  async locate(path: string): Promise<Located> {
+    path = normPath(path);
+    if (path === '/') {
+      const d = await this.dir('/');
+      return { path, attr: d.attr, cached: this.names[0], hashed: null, isDir: true };
+    }
+    const { parent, name } = splitPath(path);
+    const d = await this.dir(parent);
+    const hashed = this.hashedBrick(d, name);
+    let a: Attr;
+    try {
+      a = await this.sv(hashed).call<Attr>('lookup', { path });
+    } catch (e) {
+      if (codeOf(e) === 'ENOENT' && this.shouldLookupEverywhere(d)) return this.lookupEverywhere(path, d, hashed);
+      throw e;
+    }
+    if (isDirAttr(a)) return { path, attr: a, cached: hashed, hashed, isDir: true };
+    if (a.linkto === undefined) return { path, attr: a, cached: hashed, hashed, isDir: false };
+    // A linkto: follow it, accept only a data file with the same gfid.
+    const target = a.linkto;
+    if (this.subvols.has(target)) {
+      try {
+        const t = await this.sv(target).call<Attr>('lookup', { path });
+        if (!isDirAttr(t) && t.linkto === undefined && t.gfid === a.gfid) return { path, attr: t, cached: target, hashed, isDir: false };
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      }
+    }
+    return this.lookupEverywhere(path, d, hashed);
+  }
+
+  /**
+   * Looks on every brick: finds the data file, repairs a missing or wrong linkto on the hashed brick, and
+   * removes stale linkto files (only if still a linkto and not open, checked by the brick).
+   */
+  async lookupEverywhere(path: string, d: DirInfo, hashed: string): Promise<Located> {
+    const rs = await this.all<Attr>('lookup', { path });
+    const data = rs.filter((r) => r.value && r.value.linkto === undefined);
+    const links = rs.filter((r) => r.value && r.value.linkto !== undefined);
+    const dirHit = data.find((r) => isDirAttr(r.value!));
+    if (dirHit) return { path, attr: dirHit.value!, cached: dirHit.brick, hashed, isDir: true };
+    if (data.length > 1) this.log('warn', `multiple bricks have ${path}: ${data.map((r) => r.brick).join(', ')}`);
+    const found = data.find((r) => r.brick === hashed) ?? data[0];
+    for (const l of links) {
+      const good = found && l.brick === hashed && l.value!.linkto === found.brick && l.value!.gfid === found.value!.gfid;
+      if (good) continue;
+      await this.sv(l.brick)
+        .call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: l.value!.gfid ?? undefined })
+        .then(
+          () => this.log('info', `removed stale linkto ${path} on ${l.brick}`),
+          () => {},
+        );
+    }
+    if (!found) {
+      const err = rs.find((r) => r.err && codeOf(r.err) !== 'ENOENT');
+      if (err) throw err.err;
+      throw new FsError('ENOENT', `${path}: no such file or directory`);
+    }
+    const fa = found.value!;
+    if (found.brick !== hashed) {
+      const hasGood = links.some((l) => l.brick === hashed && l.value!.linkto === found.brick && l.value!.gfid === fa.gfid);
+      if (!hasGood && fa.gfid) {
+        await this.sv(hashed)
+          .call('mklinkto', { path, gfid: fa.gfid, target: found.brick, uid: fa.uid, gid: fa.gid })
+          .then(
+            () => this.log('info', `recreated linkto ${path} on ${hashed} -> ${found.brick}`),
+            () => {},
+          );
+      }
+    }
+    return { path, attr: fa, cached: found.brick, hashed, isDir: false };
+  }
+
+  // --- space -----------------------------------------------------------------------------------------
+
+  async statfsOf(brick: string): Promise<StatFsReply> {
+    const s = this.sv(brick);
+    const now = this.clock.now();
+    if (s.statfs && now - s.statfs.at < STATFS_TTL_MS) return s.statfs.v;
+    const v = await s.call<StatFsReply>('statfs', {});
+    s.statfs = { at: now, v };
+    return v;
+  }
+
+  /** Past min-free-disk or min-free-inodes (GlusterFS's "filled"). */
+  async isFilled(brick: string): Promise<boolean> {
+    const s = await this.statfsOf(brick);
+    const total = s.blocks * s.bsize;
+    const avail = s.bavail * s.bsize;
+    const diskLow = this.minFreeDisk < 100 ? total > 0 && (avail * 100) / total < this.minFreeDisk : avail < this.minFreeDisk;
+    const inodesLow = s.files > 0 && (s.ffree * 100) / s.files < this.minFreeInodes;
+    return diskLow || inodesLow;
+  }
+
+  /** The brick with the most free space that is not filled (dht_free_disk_available_subvol). */
+  private async mostFree(exclude: string): Promise<string | null> {
+    let best: string | null = null;
+    let bestAvail = -1;
+    for (const n of this.names) {
+      if (n === exclude) continue;
+      try {
+        if (await this.isFilled(n)) continue;
+        const s = await this.statfsOf(n);
+        if (s.bavail * s.bsize > bestAvail) {
+          best = n;
+          bestAvail = s.bavail * s.bsize;
+        }
+      } catch {
+        /* a down brick is not a candidate */
+      }
+    }
+    return best;
+  }
+
+  // --- entry operations ------------------------------------------------------------------------------
+
+  async mkdir(path: string, mode: number, owner?: { uid: number; gid: number }): Promise<Attr> {
+    path = normPath(path);
+    if (path === '/') throw new FsError('EEXIST', '/ exists');
+    const { parent, name } = splitPath(path);
+    const gfid = newGfid(this.random);
+    return this.withParent(parent, async (d) => {
+      const hashed = this.hashedBrick(d, name);
+      const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
+      const rangeFor = (b: string) => {
+        const e = l.find((x) => x.brick === b)!;
+        return { commit: e.commit, type: e.type, start: e.start, stop: e.stop };
+      };
+      const base = { path, mode: mode & 0o7777, gfid, uid: owner?.uid, gid: owner?.gid };
+      const attr = await this.sv(hashed).call<Attr>('mkdir', { ...base, layout: rangeFor(hashed), parentLayout: this.rangeOf(d, hashed) });
+      const others = this.names.filter((n) => n !== hashed);
+      const rs = await Promise.all(
+        others.map((n) =>
+          this.sv(n)
+            .call<Attr>('mkdir', { ...base, layout: rangeFor(n) })
+            .then(
+              () => null,
+              (e: FsError) => ({ n, e }),
+            ),
+        ),
+      );
+      const failed = rs.filter((r) => r !== null);
+      if (failed.length > 0) {
+        // Leave no half-made directory behind if we can help it; a later lookup heals what remains.
+        this.log('warn', `mkdir ${path} failed on ${failed.map((f) => f!.n).join(', ')}: ${failed[0]!.e.message}`);
+        if (failed.some((f) => codeOf(f!.e) !== 'ENOTCONN')) {
+          await Promise.all(this.names.filter((n) => !failed.some((f) => f!.n === n)).map((n) => this.sv(n).call('rmdir', { path }).catch(() => {})));
+          throw failed[0]!.e;
+        }
+      }
+      return attr;
+    });
+  }
+
+  async rmdir(path: string): Promise<void> {
+    path = normPath(path);
+    if (path === '/') throw new FsError('EBUSY', 'cannot remove /');
+    const loc = await this.locate(path);
+    if (!loc.isDir) throw new FsError('ENOTDIR', `${path}: not a directory`);
+    const entries = await this.readdirAll(path);
+    if (entries.length > 0) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
+    const d = await this.dir(path);
+    const hashed = loc.hashed!;
+    const others = this.names.filter((n) => n !== hashed);
+    const rs = await Promise.all(others.map((n) => this.sv(n).call('rmdir', { path, purgeLinktos: true }).then(() => null, (e: FsError) => ({ n, e }))));
+    const failed = rs.filter((r) => r !== null && codeOf(r.e) !== 'ENOENT');
+    if (failed.length === 0) {
+      try {
+        await this.sv(hashed).call('rmdir', { path, purgeLinktos: true });
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') {
+          failed.push({ n: hashed, e: e as FsError });
+        }
+      }
+    }
+    if (failed.length > 0) {
+      // Someone created an entry meanwhile: put the directory back where we removed it.
+      const removed = others.filter((n) => !failed.some((f) => f!.n === n));
+      await this.healMissingDir(path, d.gfid, d.attr, removed).catch(() => {});
+      for (const n of removed) {
+        const r = this.rangeOf(d, n);
+        await this.sv(n).call('setLayout', { path, layout: isEmptyRange(r) ? null : r }).catch(() => {});
+      }
+      throw failed[0]!.e;
+    }
+    this.invalidateTree(path);
+  }
+
+  /** Creates a regular file and opens it. Data goes to the hashed brick unless it is past min-free-disk. */
+  async create(path: string, flags: number, mode: number, owner?: { uid: number; gid: number }): Promise<OpenResult> {
+    path = normPath(path);
+    const { parent, name } = splitPath(path);
+    if (name === '') throw new FsError('EISDIR', '/ is a directory');
+    const gfid = newGfid(this.random);
+    return this.withParent(parent, async (d) => {
+      const hashed = this.hashedBrick(d, name);
+      let target = hashed;
+      if (await this.isFilled(hashed).catch(() => false)) {
+        const alt = await this.mostFree(hashed);
+        if (alt) target = alt;
+      }
+      const base = { path, mode: mode & 0o7777, flags, gfid, uid: owner?.uid, gid: owner?.gid };
+      if (target === hashed) {
+        const r = await this.sv(hashed).call<{ fd: number; attr: Attr }>('create', { ...base, parentLayout: this.rangeOf(d, hashed) });
+        return { located: { path, attr: r.attr, cached: hashed, hashed, isDir: false }, fd: r.fd, attr: r.attr };
+      }
+      await this.sv(hashed).call('mklinkto', { path, gfid, target, uid: owner?.uid, gid: owner?.gid, parentLayout: this.rangeOf(d, hashed) });
+      try {
+        const r = await this.sv(target).call<{ fd: number; attr: Attr }>('create', base);
+        this.log('info', `${hashed} is past min-free-disk: ${path} placed on ${target}`);
+        return { located: { path, attr: r.attr, cached: target, hashed, isDir: false }, fd: r.fd, attr: r.attr };
+      } catch (e) {
+        await this.sv(hashed).call('unlink', { path, onlyIfLinkto: true, gfid }).catch(() => {});
+        throw e;
+      }
+    });
+  }
+
+  /** Opens an existing file on its data brick. */
+  async openLocated(loc: Located, flags: number): Promise<OpenResult> {
+    const r = await this.sv(loc.cached).call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags: flags & ~(O_CREAT | O_EXCL) });
+    return { located: { ...loc, attr: r.attr }, fd: r.fd, attr: r.attr };
+  }
+
+  /** open(2): O_CREAT, O_EXCL and O_TRUNC as POSIX has them. */
+  async open(path: string, flags: number, mode = 0o666, owner?: { uid: number; gid: number }): Promise<OpenResult> {
+    path = normPath(path);
+    for (let attempt = 0; ; attempt++) {
+      let loc: Located | null = null;
+      try {
+        loc = await this.locate(path);
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT' || !(flags & O_CREAT)) throw e;
+      }
+      if (loc) {
+        if ((flags & O_CREAT) && (flags & O_EXCL)) throw new FsError('EEXIST', `${path}: file exists`);
+        if (loc.isDir && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR', `${path}: is a directory`);
+        try {
+          return await this.openLocated(loc, flags);
+        } catch (e) {
+          if (codeOf(e) === 'ENOENT' && attempt < 3) continue; // raced with an unlink or rename
+          throw e;
+        }
+      }
+      try {
+        return await this.create(path, flags & ~O_TRUNC, mode, owner);
+      } catch (e) {
+        if (codeOf(e) === 'EEXIST' && !(flags & O_EXCL) && attempt < 3) continue; // raced with another create
+        throw e;
+      }
+    }
+  }
+
+  async unlink(path: string): Promise<void> {
+    const loc = await this.locate(path);
+    if (loc.isDir) throw new FsError('EISDIR', `${path}: is a directory`);
+    await this.sv(loc.cached).call('unlink', { path: loc.path, gfid: loc.attr.gfid ?? undefined });
+    if (loc.hashed && loc.hashed !== loc.cached) {
+      await this.sv(loc.hashed)
+        .call('unlink', { path: loc.path, onlyIfLinkto: true, gfid: loc.attr.gfid ?? undefined })
+        .catch((e) => {
+          if (codeOf(e) !== 'ENOENT') this.log('warn', `leaving linkto ${path} on ${loc.hashed}: ${(e as Error).message}`);
+        });
+    }
+  }
+
+  private async entryLock<T>(brick: string, dir: string, name: string, fn: () => Promise<T>): Promise<T> {
+    const owner = this.owner();
+    await this.sv(brick).call('entrylk', { domain: DOMAIN_ENTRY, path: dir, name, type: 'wr', block: true, owner });
+    try {
+      return await fn();
+    } finally {
+      await this.sv(brick)
+        .call('entrylk', { domain: DOMAIN_ENTRY, path: dir, name, type: 'un', owner })
+        .catch(() => {});
+    }
+  }
+
+  /**
+   * rename(2) with GlusterFS's scheme: data never moves. If the new name hashes elsewhere, a linkto for
+   * it is made on its hashed brick pointing at the data brick, the data file is renamed in place, and the
+   * old name's linkto and the replaced file are cleaned up.
+   */
+  async rename(from: string, to: string): Promise<void> {
+    from = normPath(from);
+    to = normPath(to);
+    if (from === '/' || to === '/') throw new FsError('EBUSY', 'cannot rename /');
+    if (from === to) return;
+    if (to.startsWith(from + '/')) throw new FsError('EINVAL', `cannot move ${from} into itself`);
+    const src = await this.locate(from);
+    if (src.isDir) return this.renameDir(src, to);
+    let dst: Located | null = null;
+    try {
+      dst = await this.locate(to);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    if (dst?.isDir) throw new FsError('EISDIR', `${to}: is a directory`);
+    if (dst && dst.attr.gfid === src.attr.gfid) return; // two names of one file: POSIX says do nothing
+    const { parent: toParent, name: toName } = splitPath(to);
+    await this.withParent(toParent, async (d) => {
+      const dstHashed = this.hashedBrick(d, toName);
+      const gfid = src.attr.gfid ?? undefined;
+      await this.entryLock(dstHashed, toParent, toName, async () => {
+        if (dstHashed !== src.cached) {
+          // The new name's hashed brick gets a linkto to the data; whatever held the name there goes.
+          if (dst && (dst.cached === dstHashed || dst.hashed === dstHashed)) {
+            await this.sv(dstHashed).call('unlink', { path: to, gfid: dst.attr.gfid ?? undefined }).catch((e) => {
+              if (codeOf(e) !== 'ENOENT') throw e;
+            });
+          }
+          await this.sv(dstHashed).call('mklinkto', { path: to, gfid, target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, dstHashed) });
+          await this.sv(src.cached).call('rename', { from, to, gfid });
+        } else {
+          await this.sv(src.cached).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) });
+        }
+        if (dst && dst.cached !== src.cached && dst.cached !== dstHashed) {
+          await this.sv(dst.cached).call('unlink', { path: to, gfid: dst.attr.gfid ?? undefined }).catch(() => {});
+        }
+        if (src.hashed && src.hashed !== src.cached) {
+          await this.sv(src.hashed).call('unlink', { path: from, onlyIfLinkto: true, gfid }).catch(() => {});
+        }
+      });
+    });
+  }
+
+  private async renameDir(src: Located, to: string): Promise<void> {
+    let dst: Located | null = null;
+    try {
+      dst = await this.locate(to);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    if (dst && !dst.isDir) throw new FsError('ENOTDIR', `${to}: not a directory`);
+    if (dst) {
+      const entries = await this.readdirAll(to);
+      if (entries.length > 0) throw new FsError('ENOTEMPTY', `${to}: directory not empty`);
+    }
+    const { parent: toParent, name: toName } = splitPath(to);
+    await this.withParent(toParent, async (d) => {
+      const dstHashed = this.hashedBrick(d, toName);
+      if (dst) {
+        // An empty target directory is replaced; its linkto leftovers go with it.
+        await Promise.all(this.names.map((n) => this.sv(n).call('rmdir', { path: to, purgeLinktos: true }).catch(() => {})));
+      }
+      await this.sv(dstHashed).call('rename', { from: src.path, to, parentLayout: this.rangeOf(d, dstHashed) });
+      await Promise.all(
+        this.names
+          .filter((n) => n !== dstHashed)
+          .map((n) =>
+            this.sv(n)
+              .call('rename', { from: src.path, to })
+              .catch((e) => {
+                if (codeOf(e) !== 'ENOENT') throw e;
+              }),
+          ),
+      );
+    });
+    this.invalidateTree(src.path);
+    this.invalidateTree(to);
+  }
+
+  async link(existing: string, newPath: string): Promise<Attr> {
+    newPath = normPath(newPath);
+    const src = await this.locate(existing);
+    if (src.isDir) throw new FsError('EPERM', `${existing}: hard links to directories are not allowed`);
+    const { parent, name } = splitPath(newPath);
+    return this.withParent(parent, async (d) => {
+      const hashed = this.hashedBrick(d, name);
+      const gfid = src.attr.gfid ?? undefined;
+      if (hashed !== src.cached) {
+        await this.sv(hashed).call('mklinkto', { path: newPath, gfid, target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, hashed) });
+        try {
+          return await this.sv(src.cached).call<Attr>('link', { from: src.path, to: newPath });
+        } catch (e) {
+          await this.sv(hashed).call('unlink', { path: newPath, onlyIfLinkto: true, gfid }).catch(() => {});
+          throw e;
+        }
+      }
+      return this.sv(src.cached).call<Attr>('link', { from: src.path, to: newPath, parentLayout: this.rangeOf(d, hashed) });
+    });
+  }
+
+  async symlink(target: string, path: string, owner?: { uid: number; gid: number }): Promise<Attr> {
+    path = normPath(path);
+    const { parent, name } = splitPath(path);
+    const gfid = newGfid(this.random);
+    return this.withParent(parent, async (d) => {
+      const hashed = this.hashedBrick(d, name);
+      return this.sv(hashed).call<Attr>('symlink', { path, target, gfid, uid: owner?.uid, gid: owner?.gid, parentLayout: this.rangeOf(d, hashed) });
+    });
+  }
+
+  async readlink(path: string): Promise<string> {
+    const loc = await this.locate(path);
+    const r = await this.sv(loc.cached).call<{ target: string }>('readlink', { path: loc.path });
+    return r.target;
+  }
+
+  // --- attributes ------------------------------------------------------------------------------------
+
+  async stat(path: string): Promise<Attr> {
+    return (await this.locate(path)).attr;
+  }
+
+  /** chmod/chown/utimes/truncate: on the data brick; on every brick for a directory. */
+  async setattr(path: string, attrs: { mode?: number; uid?: number; gid?: number; atime?: [number, number]; mtime?: [number, number]; size?: number }): Promise<Attr> {
+    const loc = await this.locate(path);
+    if (loc.isDir) {
+      if (attrs.size !== undefined) throw new FsError('EISDIR', `${path}: is a directory`);
+      const first = loc.hashed ?? loc.cached;
+      const a = await this.sv(first).call<Attr>('setattr', { path: loc.path, ...attrs });
+      await Promise.all(this.names.filter((n) => n !== first).map((n) => this.sv(n).call('setattr', { path: loc.path, ...attrs })));
+      this.invalidate(loc.path);
+      return a;
+    }
+    return this.sv(loc.cached).call<Attr>('setattr', { path: loc.path, ...attrs });
+  }
+
+  // --- readdir ----------------------------------------------------------------------------------------
+
+  private async readdirBrick(brick: string, path: string): Promise<DirEntryAttr[]> {
+    const out: DirEntryAttr[] = [];
+    let offset = 0;
+    for (;;) {
+      const r = await this.sv(brick).call<{ entries: DirEntryAttr[]; eof: boolean }>('readdir', { path, offset, limit: 2000 });
+      out.push(...r.entries);
+      if (r.eof || r.entries.length === 0) return out;
+      offset += 2000;
+    }
+  }
+
+  /** All entries of a directory, merged over bricks: linkto files hidden, directories listed once. */
+  async readdirAll(path: string): Promise<DirEntryAttr[]> {
+    path = normPath(path);
+    const d = await this.dir(path);
+    const per = await Promise.all(d.layout.map((e) => this.readdirBrick(e.brick, path)));
+    const seen = new Map<string, DirEntryAttr>();
+    for (const list of per) {
+      for (const e of list) {
+        if (e.attr.linkto !== undefined) continue;
+        const prev = seen.get(e.name);
+        if (prev && !isDirAttr(e.attr) && !isDirAttr(prev.attr)) {
+          this.log('warn', `${path}/${e.name} has data on more than one brick`);
+        }
+        if (!prev) seen.set(e.name, e);
+      }
+    }
+    return [...seen.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  // --- xattrs and statfs -------------------------------------------------------------------------------
+
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    const loc = await this.locate(path);
+    return (await this.sv(loc.cached).call<{ value: Buffer }>('getxattr', { path: loc.path, name })).value;
+  }
+
+  async listxattr(path: string): Promise<string[]> {
+    const loc = await this.locate(path);
+    return (await this.sv(loc.cached).call<{ names: string[] }>('listxattr', { path: loc.path })).names;
+  }
+
+  async setxattr(path: string, name: string, value: Uint8Array, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
+    const loc = await this.locate(path);
+    const targets = loc.isDir ? [loc.cached, ...this.names.filter((n) => n !== loc.cached)] : [loc.cached];
+    for (const t of targets) await this.sv(t).call('setxattr', { path: loc.path, name, value, ...flags });
+  }
+
+  async removexattr(path: string, name: string): Promise<void> {
+    const loc = await this.locate(path);
+    const targets = loc.isDir ? [loc.cached, ...this.names.filter((n) => n !== loc.cached)] : [loc.cached];
+    for (const t of targets) await this.sv(t).call('removexattr', { path: loc.path, name });
+  }
+
+  async statfs(): Promise<StatFsReply> {
+    const rs = await this.everywhere<StatFsReply>('statfs', {});
+    const bsize = 4096;
+    const sum = (f: (s: StatFsReply) => number) => rs.reduce((acc, s) => acc + Math.floor((f(s) * s.bsize) / bsize), 0);
+    return {
+      bsize,
+      blocks: sum((s) => s.blocks),
+      bfree: sum((s) => s.bfree),
+      bavail: sum((s) => s.bavail),
+      files: rs.reduce((a, s) => a + s.files, 0),
+      ffree: rs.reduce((a, s) => a + s.ffree, 0),
+    };
+  }
+
+  /** Used by tests and tools: the hashed brick of a path in its parent's current layout. */
+  async hashedOf(path: string): Promise<string> {
+    path = normPath(path);
+    const { parent, name } = splitPath(path);
+    return this.hashedBrick(await this.dir(parent), name);
+  }
+}
+
+export const FILE_TYPE_BITS = { S_IFREG, S_IFDIR, S_IFLNK };
+export { ROOT_GFID };

@@ -1,0 +1,46 @@
+/** A volume spec: what a client needs to reach a volume. Stored as JSON by the CLI. */
+export interface BrickSpec {
+  /** Subvolume name, e.g. `vol-client-0`; linkto xattrs carry it. */
+  name: string;
+  host: string;
+  port: number;
+  /** The directory on the brick's host (informational for clients). */
+  dir?: string;
+}
+
+export interface VolumeOptions {
+  /** Percent of the brick when < 100, else bytes. GlusterFS default: 10%. */
+  minFreeDisk?: number;
+  /** Percent of inodes. GlusterFS default: 5%. */
+  minFreeInodes?: number;
+  /** Look up only the hashed brick when the directory's layout is committed (GlusterFS default on). */
+  lookupOptimize?: boolean;
+  /** Layout ranges proportional to brick size (default on). */
+  weightedRebalance?: boolean;
+  /** Regex source; its first group is hashed. `null` disables. Default: GlusterFS's rsync regex. */
+  rsyncHashRegex?: string | null;
+  extraHashRegex?: string | null;
+}
+
+export interface VolumeSpec {
+  name: string;
+  volumeId: string;
+  secret: string;
+  bricks: BrickSpec[];
+  options?: VolumeOptions;
+}
+
+export function validateSpec(s: unknown): VolumeSpec {
+  const v = s as VolumeSpec;
+  if (!v || typeof v.name !== 'string' || typeof v.volumeId !== 'string' || typeof v.secret !== 'string' || !Array.isArray(v.bricks)) {
+    throw new Error('volume spec needs name, volumeId, secret and bricks');
+  }
+  if (v.bricks.length === 0) throw new Error('volume spec has no bricks');
+  const names = new Set<string>();
+  for (const b of v.bricks) {
+    if (typeof b.name !== 'string' || typeof b.host !== 'string' || !Number.isInteger(b.port)) throw new Error(`bad brick entry ${JSON.stringify(b)}`);
+    if (names.has(b.name)) throw new Error(`duplicate brick name ${b.name}`);
+    names.add(b.name);
+  }
+  return v;
+}

@@ -180,9 +180,9 @@ export class DhtClient {
     }
     const hashes = infos.map((r) => r.value?.commitHash).filter((h): h is number => typeof h === 'number');
     if (hashes.length > 0) this.volCommitHash = hashes[0];
+    if (hashes.length === 0 || hashes.length < infos.length - down.length || hashes.some((h) => h !== hashes[0])) await this.initCommitHash();
     const root = await this.dir('/');
     if (this.needsHeal(root)) await this.healDirLayout('/');
-    if (hashes.length === 0 || hashes.some((h) => h !== hashes[0])) await this.initCommitHash();
   }
 
   private async initCommitHash(): Promise<void> {

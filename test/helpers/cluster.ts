@@ -1,0 +1,80 @@
+/** Test clusters of real brick processes on loopback, each brick in its own directory. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import type { VolumeSpec, VolumeOptions } from '../../src/dht/spec.js';
+import { MAIN_JS } from '../../src/cli/state.js';
+
+export interface Cluster {
+  spec: VolumeSpec;
+  dirs: string[];
+  base: string;
+  procs: (ChildProcess | null)[];
+  kill(i: number, signal?: NodeJS.Signals): Promise<void>;
+  restart(i: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startBrick(dir: string, name: string, port: number, volumeId: string, secretFile: string): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--port', String(port), '--name', name, '--volume-id', volumeId, '--secret-file', secretFile, '--log-level', 'warn'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const rl = createInterface({ input: proc.stdout! });
+  const line = await Promise.race([
+    once(rl, 'line').then(([l]) => l as string),
+    once(proc, 'exit').then(() => {
+      throw new Error(`brick ${name} exited: ${stderr}`);
+    }),
+  ]);
+  const ev = JSON.parse(line);
+  return { proc, port: ev.port };
+}
+
+export async function startCluster(n: number, opts: { options?: VolumeOptions; dirs?: string[]; name?: string } = {}): Promise<Cluster> {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-test-'));
+  const name = opts.name ?? 'tv';
+  const volumeId = randomUUID();
+  const secret = randomBytes(16).toString('hex');
+  const secretFile = path.join(base, 'secret');
+  fs.writeFileSync(secretFile, secret);
+  const dirs = opts.dirs ?? Array.from({ length: n }, (_, i) => path.join(base, `b${i}`));
+  for (const d of dirs) fs.mkdirSync(d, { recursive: true });
+  const procs: (ChildProcess | null)[] = [];
+  const bricks: { name: string; host: string; port: number; dir: string }[] = [];
+  for (let i = 0; i < n; i++) {
+    const b = await startBrick(dirs[i], `${name}-client-${i}`, 0, volumeId, secretFile);
+    procs.push(b.proc);
+    bricks.push({ name: `${name}-client-${i}`, host: '127.0.0.1', port: b.port, dir: dirs[i] });
+  }
+  const spec: VolumeSpec = { name, volumeId, secret, bricks, options: opts.options };
+  const c: Cluster = {
+    spec,
+    dirs,
+    base,
+    procs,
+    async kill(i, signal = 'SIGKILL') {
+      const p = procs[i];
+      if (!p) return;
+      procs[i] = null;
+      const done = once(p, 'exit');
+      p.kill(signal);
+      await done;
+    },
+    async restart(i) {
+      await c.kill(i);
+      const b = await startBrick(dirs[i], bricks[i].name, bricks[i].port, volumeId, secretFile);
+      procs[i] = b.proc;
+    },
+    async stop() {
+      for (let i = 0; i < procs.length; i++) await c.kill(i, 'SIGTERM');
+      if (!opts.dirs) fs.rmSync(base, { recursive: true, force: true });
+    },
+  };
+  return c;
+}

@@ -46,8 +46,12 @@ export function hashedIndex(dirs: string[], names: string[], parent: string, nam
 
 /** Names in `parent` that hash to brick `want`. */
 export function namesOn(dirs: string[], names: string[], parent: string, want: number, count: number, prefix = 'f'): string[] {
+  const layout = diskLayout(dirs, names, parent);
   const out: string[] = [];
-  for (let i = 0; out.length < count; i++) if (hashedIndex(dirs, names, parent, `${prefix}${i}`) === want) out.push(`${prefix}${i}`);
+  for (let i = 0; out.length < count; i++) {
+    if (i > 10_000_000) throw new Error(`no name hashes to brick ${want}`);
+    if (searchLayout(layout, dhtHash(`${prefix}${i}`)) === names[want]) out.push(`${prefix}${i}`);
+  }
   return out;
 }
 

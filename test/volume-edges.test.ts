@@ -171,3 +171,41 @@ test('a file is reachable by gfid after a rename, and fds survive the rename', a
     await c.stop();
   }
 });
+
+test('a full disk: ENOSPC comes back as an error, nothing written before is lost, the brick lives', { skip: !isRoot && 'needs root to mount a small tmpfs' }, async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-enospc-'));
+  const dir = path.join(base, 'b0');
+  fs.mkdirSync(dir);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir]);
+  const c = await startCluster(1, { dirs: [dir], options: { minFreeDisk: 0, minFreeInodes: 0 } });
+  try {
+    const vol = await Volume.connect(c.spec);
+    await vol.writeFile('/safe', 'kept');
+    const h = await vol.open('/filler', 'w');
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    let err: unknown = null;
+    let written = 0;
+    for (let i = 0; i < 32 && !err; i++) {
+      try {
+        await h.write(chunk, 0, chunk.length, written);
+        written += chunk.length;
+      } catch (e) {
+        err = e;
+      }
+    }
+    assert.equal((err as { code?: string })?.code, 'ENOSPC');
+    await h.close();
+    assert.equal(await vol.readFile('/safe', 'utf8'), 'kept');
+    const back = await vol.readFile('/filler');
+    assert.ok(back.length >= written, 'every acknowledged byte is there');
+    assert.ok(back.subarray(0, written).every((b) => b === 7));
+    await vol.unlink('/filler');
+    await vol.writeFile('/again', 'room again');
+    assert.equal(await vol.readFile('/again', 'utf8'), 'room again');
+    await vol.close();
+  } finally {
+    await c.stop();
+    execFileSync('umount', [dir]);
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+});

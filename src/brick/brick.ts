@@ -644,18 +644,18 @@ export class Brick implements RequestHandler<Session> {
   }
 
   async read(s: Session, a: Args): Promise<{ data: Buffer; attr: Attr }> {
-    const f = this.fdOf(s, a);
     const offset = int(a, 'offset');
     const length = int(a, 'length', 0, MAX_IO_SIZE);
+    const f = this.fdOf(s, a);
     if ((f.flags & O_ACCMODE) === O_WRONLY) throw new FsError('EBADF', 'fd is not open for reading');
     const data = await this.st.read(f.h, offset, length);
     return { data, attr: this.fattr(f) };
   }
 
   async write(s: Session, a: Args): Promise<{ written: number; attr: Attr }> {
-    const f = this.fdOf(s, a);
     const offset = int(a, 'offset');
     const data = bytes(a, 'data');
+    const f = this.fdOf(s, a);
     if (data.length > MAX_IO_SIZE) throw new FsError('EINVAL', `write larger than ${MAX_IO_SIZE} bytes`);
     if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
     let written = 0;
@@ -674,8 +674,8 @@ export class Brick implements RequestHandler<Session> {
   }
 
   ftruncate(s: Session, a: Args): Attr {
-    const f = this.fdOf(s, a);
     const size = int(a, 'size');
+    const f = this.fdOf(s, a);
     if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
     this.st.ftruncate(f.h, size);
     return this.fattr(f);

@@ -1,9 +1,12 @@
 /** Errors travel as errno names (`code`), as Node's fs does. */
 export class FsError extends Error {
   readonly code: string;
+  /** The message without the code prefix, as it travels on the wire. */
+  readonly detail: string;
   constructor(code: string, message?: string) {
     super(message ? `${code}: ${message}` : code);
     this.code = code;
+    this.detail = message ?? '';
     this.name = 'FsError';
   }
 }
@@ -20,3 +23,9 @@ export function codeOf(e: unknown): string {
 
 /** Custom code: an entry operation carried a parent layout that differs from the brick's. */
 export const ELAYOUT = 'ELAYOUT';
+
+/** The message of anything thrown, without an errno prefix. */
+export function detailOf(e: unknown): string {
+  if (e instanceof FsError) return e.detail;
+  return (e as Error)?.message ?? String(e);
+}

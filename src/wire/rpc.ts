@@ -3,7 +3,7 @@
  * Client side (RpcClient) and server side (serveConnection). No `net` here: a Conn comes from a Network.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { FsError, codeOf } from '../common/errors.js';
+import { FsError, codeOf, detailOf } from '../common/errors.js';
 import type { Random } from '../common/env.js';
 import type { Conn, Network } from './transport.js';
 import { DEFAULT_MAX_FRAME, EVENT, FrameDecoder, PROTOCOL_VERSION, REPLY, REQ, encodeFrame, type Message, type WireError } from './frame.js';
@@ -211,13 +211,13 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
       try {
         res = handler.handle(c, op, args);
       } catch (e) {
-        reply(id, { code: codeOf(e), message: (e as Error)?.message }, null);
+        reply(id, { code: codeOf(e), message: detailOf(e) }, null);
         continue;
       }
       if (res instanceof Promise) {
         res.then(
           (v) => reply(id, null, v),
-          (e) => reply(id, { code: codeOf(e), message: (e as Error)?.message }, null),
+          (e) => reply(id, { code: codeOf(e), message: detailOf(e) }, null),
         );
       } else {
         reply(id, null, res);

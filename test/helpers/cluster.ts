@@ -14,17 +14,22 @@ export interface Cluster {
   dirs: string[];
   base: string;
   procs: (ChildProcess | null)[];
+  /** What each brick process wrote to stderr (its pino log), so far. */
+  logs: string[];
   kill(i: number, signal?: NodeJS.Signals): Promise<void>;
   restart(i: number): Promise<void>;
   stop(): Promise<void>;
 }
 
-async function startBrick(dir: string, name: string, port: number, volumeId: string, secretFile: string): Promise<{ proc: ChildProcess; port: number }> {
+async function startBrick(dir: string, name: string, port: number, volumeId: string, secretFile: string, onLog: (s: string) => void = () => {}): Promise<{ proc: ChildProcess; port: number }> {
   const proc = spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--port', String(port), '--name', name, '--volume-id', volumeId, '--secret-file', secretFile, '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
-  proc.stderr!.on('data', (d) => (stderr += d));
+  proc.stderr!.on('data', (d) => {
+    stderr += d;
+    onLog(String(d));
+  });
   const rl = createInterface({ input: proc.stdout! });
   const line = await Promise.race([
     once(rl, 'line').then(([l]) => l as string),
@@ -46,9 +51,10 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
   const dirs = opts.dirs ?? Array.from({ length: n }, (_, i) => path.join(base, `b${i}`));
   for (const d of dirs) fs.mkdirSync(d, { recursive: true });
   const procs: (ChildProcess | null)[] = [];
+  const logs: string[] = dirs.map(() => '');
   const bricks: { name: string; host: string; port: number; dir: string }[] = [];
   for (let i = 0; i < n; i++) {
-    const b = await startBrick(dirs[i], `${name}-client-${i}`, 0, volumeId, secretFile);
+    const b = await startBrick(dirs[i], `${name}-client-${i}`, 0, volumeId, secretFile, (l) => (logs[i] += l));
     procs.push(b.proc);
     bricks.push({ name: `${name}-client-${i}`, host: '127.0.0.1', port: b.port, dir: dirs[i] });
   }
@@ -58,6 +64,7 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
     dirs,
     base,
     procs,
+    logs,
     async kill(i, signal = 'SIGKILL') {
       const p = procs[i];
       if (!p) return;
@@ -68,7 +75,7 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
     },
     async restart(i) {
       await c.kill(i);
-      const b = await startBrick(dirs[i], bricks[i].name, bricks[i].port, volumeId, secretFile);
+      const b = await startBrick(dirs[i], bricks[i].name, bricks[i].port, volumeId, secretFile, (l) => (logs[i] += l));
       procs[i] = b.proc;
     },
     async stop() {

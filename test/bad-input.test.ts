@@ -57,11 +57,15 @@ async function raw(c: Cluster): Promise<{ sock: net.Socket; nonce: Uint8Array; c
   return { sock, nonce: nonce!, closed, replies };
 }
 
+/** A frame around an arbitrary msgpack body (no attachment). */
 function frame(body: Buffer): Buffer {
-  const h = Buffer.alloc(4);
-  h.writeUInt32BE(body.length);
+  const h = Buffer.alloc(8);
+  h.writeUInt32BE(body.length + 4, 0);
+  h.writeUInt32BE(body.length, 4);
   return Buffer.concat([h, body]);
 }
+
+const enc = (m: Parameters<typeof encodeFrame>[0]) => Buffer.concat(encodeFrame(m));
 
 async function closesWithin(p: Promise<void>, ms = 3000): Promise<boolean> {
   return Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
@@ -84,12 +88,13 @@ test('a brick survives hostile input and keeps serving good clients', async () =
       ['oversized length', (s) => s.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 1, 2, 3]))],
       ['zero length', (s) => s.write(Buffer.from([0, 0, 0, 0]))],
       ['undecodable msgpack', (s) => s.write(frame(Buffer.from([0xc1, 0xc1, 0xc1])))],
+      ['body length beyond the frame', (s) => s.write(Buffer.from([0, 0, 0, 6, 0, 0, 0, 200, 1, 2]))],
       ['msgpack that is not a message', (s) => s.write(frame(packr.pack({ hello: 'world' })))],
-      ['request before hello', (s) => s.write(encodeFrame([0, 1, 'unlink', { path: '/keep' }]))],
-      ['wrong secret', (s, n) => s.write(encodeFrame([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: c.spec.volumeId, mac: authMac('wrong', n, c.spec.volumeId) }]))],
-      ['wrong volume id', (s, n) => s.write(encodeFrame([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: '00000000-0000-4000-8000-000000000000', mac: authMac(c.spec.secret, n, c.spec.volumeId) }]))],
-      ['wrong protocol version', (s, n) => s.write(encodeFrame([0, 1, 'hello', { proto: 999, volumeId: c.spec.volumeId, mac: authMac(c.spec.secret, n, c.spec.volumeId) }]))],
-      ['replayed mac from another nonce', (s) => s.write(encodeFrame([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: c.spec.volumeId, mac: authMac(c.spec.secret, Buffer.alloc(32), c.spec.volumeId) }]))],
+      ['request before hello', (s) => s.write(enc([0, 1, 'unlink', { path: '/keep' }]))],
+      ['wrong secret', (s, n) => s.write(enc([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: c.spec.volumeId, mac: authMac('wrong', n, c.spec.volumeId) }]))],
+      ['wrong volume id', (s, n) => s.write(enc([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: '00000000-0000-4000-8000-000000000000', mac: authMac(c.spec.secret, n, c.spec.volumeId) }]))],
+      ['wrong protocol version', (s, n) => s.write(enc([0, 1, 'hello', { proto: 999, volumeId: c.spec.volumeId, mac: authMac(c.spec.secret, n, c.spec.volumeId) }]))],
+      ['replayed mac from another nonce', (s) => s.write(enc([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: c.spec.volumeId, mac: authMac(c.spec.secret, Buffer.alloc(32), c.spec.volumeId) }]))],
     ];
     for (const [what, send] of bad) {
       const r = await raw(c);
@@ -166,7 +171,7 @@ test('a brick survives hostile input and keeps serving good clients', async () =
     await good.writeFile('/after', 'still serving');
     assert.equal(await good.readFile('/after', 'utf8'), 'still serving');
     assert.equal(snapshot(outside), before, 'nothing outside the brick changed');
-    for (const reason of ['exceeds limit', 'empty frame', 'undecodable frame', 'frame is not an array', 'unauthenticated request', 'bad secret', 'wrong volume id', 'protocol version mismatch']) {
+    for (const reason of ['exceeds limit', 'empty frame', 'bad body length', 'undecodable frame', 'frame is not an array', 'unauthenticated request', 'bad secret', 'wrong volume id', 'protocol version mismatch']) {
       assert.ok(c.logs[0].includes(reason), `brick logged '${reason}'`);
     }
     assert.ok(!fs.existsSync(path.join(path.dirname(brickDir), 'escape')));

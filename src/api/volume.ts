@@ -249,9 +249,20 @@ export class Volume {
   }
 
   async writeFile(path: string, data: Uint8Array | string, opts: { mode?: number; flag?: OpenFlags } = {}): Promise<void> {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    const flags = parseFlags(opts.flag ?? 'w');
+    if ((flags & O_CREAT) && !(flags & O_APPEND) && bytes.length <= IO_CHUNK && (await this.client.createWithoutLookup(path))) {
+      // A new small file: create, write and close in one round trip.
+      try {
+        await this.client.create(path, flags & ~O_TRUNC, opts.mode ?? 0o666, undefined, { data: bytes, close: true });
+        return;
+      } catch (e) {
+        if (codeOf(e) !== 'EEXIST' || (flags & O_EXCL)) throw e;
+      }
+    }
     const h = await this.open(path, opts.flag ?? 'w', opts.mode ?? 0o666);
     try {
-      await h.write(data, 0, undefined, (h.flags & O_APPEND) !== 0 ? null : 0);
+      await h.write(bytes, 0, undefined, (h.flags & O_APPEND) !== 0 ? null : 0);
     } finally {
       await h.close();
     }

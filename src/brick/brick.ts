@@ -565,7 +565,7 @@ export class Brick implements RequestHandler<Session> {
     return this.rootInfo();
   }
 
-  create(s: Session, a: Args): { fd: number; attr: Attr } {
+  create(s: Session, a: Args): { fd: number; attr: Attr } | Promise<{ fd: number; attr: Attr }> {
     const rel = this.path(a);
     if (rel === '') throw new FsError('EEXIST', 'the root exists');
     const mode = int(a, 'mode', 0, 0o7777);
@@ -573,6 +573,8 @@ export class Brick implements RequestHandler<Session> {
     const gfid = gfidArg(a, 'gfid');
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
+    if (a.data !== undefined && a.data !== null && bytes(a, 'data').length > MAX_IO_SIZE) throw new FsError('EINVAL', 'initial data too large');
+    optBool(a, 'close');
     this.checkParentLayout(rel, a);
     const acc = flags & O_ACCMODE;
     const oflags = (acc === O_WRONLY || acc === O_RDWR ? acc : O_RDWR) | O_CREAT | O_EXCL | (flags & O_APPEND);
@@ -592,7 +594,27 @@ export class Brick implements RequestHandler<Session> {
     }
     const f: OpenFile = { h, gfid, flags: oflags };
     const fd = this.addFd(s, f);
-    return { fd, attr: this.attr(rel, this.st.fstat(h), gfid) };
+    const data = a.data === undefined || a.data === null ? null : bytes(a, 'data');
+    if (data === null) return { fd, attr: this.attr(rel, this.st.fstat(h), gfid) };
+    // Compound create: write the initial data and optionally close, in one round trip.
+    return this.createWrite(s, fd, f, data, optBool(a, 'close'), rel, gfid);
+  }
+
+  private async createWrite(s: Session, fd: number, f: OpenFile, data: Uint8Array, close: boolean, rel: string, gfid: string): Promise<{ fd: number; attr: Attr }> {
+    try {
+      let off = 0;
+      while (off < data.length) {
+        const n = await this.st.write(f.h, off, data.subarray(off));
+        if (n <= 0) throw new FsError('EIO', 'short write');
+        off += n;
+      }
+      return { fd: close ? -1 : fd, attr: this.attr(rel, this.st.fstat(f.h), gfid) };
+    } finally {
+      if (close && s.fds.get(fd) === f) {
+        s.fds.delete(fd);
+        this.release(f);
+      }
+    }
   }
 
   mklinkto(a: Args): Attr {

@@ -575,7 +575,7 @@ export class DhtClient {
   }
 
   /** Creates a regular file and opens it. Data goes to the hashed brick unless it is past min-free-disk. */
-  async create(path: string, flags: number, mode: number, owner?: { uid: number; gid: number }): Promise<OpenResult> {
+  async create(path: string, flags: number, mode: number, owner?: { uid: number; gid: number }, init?: { data: Uint8Array; close: boolean }): Promise<OpenResult> {
     path = normPath(path);
     const { parent, name } = splitPath(path);
     if (name === '') throw new FsError('EISDIR', '/ is a directory');
@@ -587,7 +587,7 @@ export class DhtClient {
         const alt = await this.mostFree(hashed);
         if (alt) target = alt;
       }
-      const base = { path, mode: mode & 0o7777, flags, gfid, uid: owner?.uid, gid: owner?.gid };
+      const base = { path, mode: mode & 0o7777, flags, gfid, uid: owner?.uid, gid: owner?.gid, data: init?.data, close: init?.close };
       if (target === hashed) {
         const r = await this.sv(hashed).call<{ fd: number; attr: Attr }>('create', { ...base, parentLayout: this.rangeOf(d, hashed) });
         return { located: { path, attr: r.attr, cached: hashed, hashed, isDir: false }, fd: r.fd, attr: r.attr };
@@ -610,9 +610,26 @@ export class DhtClient {
     return { located: { ...loc, attr: r.attr }, fd: r.fd, attr: r.attr };
   }
 
+  /**
+   * Whether a create may skip the lookup: with lookup-optimize and a settled parent layout, a name that is
+   * not on its hashed brick (as data or linkto) does not exist, and the brick's O_EXCL create says so.
+   */
+  async createWithoutLookup(path: string): Promise<boolean> {
+    if (!this.lookupOptimize) return false;
+    const d = await this.dir(splitPath(normPath(path)).parent);
+    return !this.shouldLookupEverywhere(d);
+  }
+
   /** open(2): O_CREAT, O_EXCL and O_TRUNC as POSIX has them. */
   async open(path: string, flags: number, mode = 0o666, owner?: { uid: number; gid: number }): Promise<OpenResult> {
     path = normPath(path);
+    if ((flags & O_CREAT) && (await this.createWithoutLookup(path))) {
+      try {
+        return await this.create(path, flags & ~O_TRUNC, mode, owner);
+      } catch (e) {
+        if (codeOf(e) !== 'EEXIST' || (flags & O_EXCL)) throw e;
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       let loc: Located | null = null;
       try {

@@ -1,5 +1,7 @@
 /**
- * Frames: a 4-byte big-endian length, then a msgpack body. Messages:
+ * Frames: a 4-byte big-endian length L of the rest, a 4-byte length M of the msgpack body, the msgpack
+ * body, then L-4-M bytes of raw attachment. Bulk data (the `data` field of a request's args or of a
+ * reply's result) travels as the attachment, so it is never copied through msgpack. Messages:
  *   [0, id, op, args]          request
  *   [1, id, error|null, result] reply (error = { code, message })
  *   [2, kind, payload]          server event (the handshake challenge, later notifications)
@@ -27,12 +29,26 @@ export type Message =
 
 const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'number' } as never);
 
-export function encodeFrame(msg: Message): Buffer {
-  const body = packr.pack(msg);
-  const out = Buffer.allocUnsafe(4 + body.length);
-  out.writeUInt32BE(body.length, 0);
-  body.copy(out, 4);
-  return out;
+/** Data fields at least this large travel as the frame's attachment. */
+const ATTACH_MIN = 512;
+
+/** Encodes a message as a frame: one or two buffers (header+body, then the attachment if any). */
+export function encodeFrame(msg: Message): Buffer[] {
+  let att: Uint8Array | null = null;
+  let m: Message = msg;
+  if (msg[0] !== EVENT) {
+    const o = msg[3] as Record<string, unknown> | null;
+    if (o && typeof o === 'object' && o.data instanceof Uint8Array && o.data.length >= ATTACH_MIN) {
+      att = o.data;
+      m = [msg[0], msg[1], msg[2], { ...o, data: null }] as Message;
+    }
+  }
+  const body = packr.pack(m);
+  const head = Buffer.allocUnsafe(8 + body.length);
+  head.writeUInt32BE(4 + body.length + (att ? att.length : 0), 0);
+  head.writeUInt32BE(body.length, 4);
+  body.copy(head, 8);
+  return att ? [head, Buffer.from(att.buffer, att.byteOffset, att.length)] : [head];
 }
 
 export class FrameError extends Error {}
@@ -75,19 +91,27 @@ export class FrameDecoder {
         if (this.buffered < 4) break;
         const len = this.take(4).readUInt32BE(0);
         if (len > this.maxFrame) throw new FrameError(`frame of ${len} bytes exceeds limit ${this.maxFrame}`);
-        if (len === 0) throw new FrameError('empty frame');
+        if (len <= 4) throw new FrameError('empty frame');
         this.need = len;
       }
       if (this.buffered < this.need) break;
-      const body = this.take(this.need);
+      const frame = this.take(this.need);
       this.need = -1;
+      const m = frame.readUInt32BE(0);
+      if (m === 0 || m > frame.length - 4) throw new FrameError(`bad body length ${m} in a frame of ${frame.length}`);
       let decoded: unknown;
       try {
-        decoded = packr.unpack(body);
+        decoded = packr.unpack(frame.subarray(4, 4 + m));
       } catch (e) {
         throw new FrameError(`undecodable frame: ${(e as Error).message}`);
       }
-      out.push(checkMessage(decoded));
+      const msg = checkMessage(decoded);
+      if (frame.length > 4 + m) {
+        const o = msg[0] === EVENT ? null : msg[3];
+        if (!o || typeof o !== 'object' || Array.isArray(o)) throw new FrameError('attachment on a message without a map');
+        (o as Record<string, unknown>).data = frame.subarray(4 + m);
+      }
+      out.push(msg);
     }
     return out;
   }

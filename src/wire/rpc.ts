@@ -155,7 +155,7 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
   };
   const reply = (id: number, err: WireError | null, result: unknown) => {
     if (!open) return;
-    let frame: Buffer;
+    let frame: Buffer[];
     try {
       frame = encodeFrame([REPLY, id, err, err ? null : (result ?? null)]);
     } catch (e) {

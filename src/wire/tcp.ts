@@ -16,7 +16,15 @@ function wrap(sock: net.Socket): Conn {
   });
   return {
     remote: `${sock.remoteAddress}:${sock.remotePort}`,
-    write: (d) => (closed ? false : sock.write(d)),
+    write: (bufs) => {
+      if (closed) return false;
+      if (bufs.length === 1) return sock.write(bufs[0]);
+      sock.cork();
+      let ok = true;
+      for (const b of bufs) ok = sock.write(b) && ok;
+      sock.uncork();
+      return ok;
+    },
     onDrain: (fn) => void sock.once('drain', fn),
     onData: (fn) => void sock.on('data', fn),
     onClose: (fn) => {

@@ -3,8 +3,8 @@
  * simulated network in tests. Deliberately narrow.
  */
 export interface Conn {
-  /** Queue bytes; returns false when the peer is slow (back-pressure, as net.Socket.write). */
-  write(data: Uint8Array): boolean;
+  /** Queue buffers, sent in order as one unit; false when the peer is slow (back-pressure). */
+  write(data: Uint8Array[]): boolean;
   /** Called once when the queue drains after write() returned false. */
   onDrain(fn: () => void): void;
   onData(fn: (chunk: Buffer) => void): void;

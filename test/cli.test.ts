@@ -1,0 +1,68 @@
+/** The dhtfs CLI end to end: volume lifecycle and file commands, as a user runs them. */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { freePort } from '../src/cli/state.js';
+import { MAIN_JS } from '../src/cli/state.js';
+
+const run = promisify(execFile);
+
+test('volume create, start, status, file commands, stop', async () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-cli-'));
+  const env = { ...process.env, DHTFS_HOME: home };
+  const cli = async (...args: string[]) => (await run(process.execPath, [MAIN_JS, ...args], { env })).stdout;
+  const bricks = [];
+  for (let i = 0; i < 3; i++) bricks.push(`127.0.0.1:${await freePort()}:${path.join(home, `b${i}`)}`);
+  try {
+    assert.match(await cli('volume', 'create', 'cv', ...bricks), /volume create: cv: success/);
+    await assert.rejects(cli('volume', 'create', 'cv', ...bricks), /already exists/);
+    await assert.rejects(cli('volume', 'create', 'bad', 'nohostport'), /HOST:PORT/);
+    const info = JSON.parse(await cli('volume', 'info', 'cv', '--json'));
+    assert.equal(info.bricks.length, 3);
+    assert.equal(info.state, 'created');
+    assert.match(await cli('volume', 'start', 'cv'), /volume start: cv: success/);
+    const st = JSON.parse(await cli('volume', 'status', 'cv', '--json'));
+    assert.deepEqual(st.bricks.map((b: { online: boolean }) => b.online), [true, true, true]);
+    assert.ok(st.bricks.every((b: { pid: number }) => b.pid > 0));
+
+    const local = path.join(home, 'in.txt');
+    fs.writeFileSync(local, 'from the command line\n');
+    await cli('-V', 'cv', 'mkdir', '-p', '/x/y');
+    await cli('-V', 'cv', 'put', local, '/x/y/f.txt');
+    await cli('-V', 'cv', 'put', local, '/x'); // into a directory: keeps the base name
+    assert.equal(await cli('-V', 'cv', 'cat', '/x/y/f.txt'), 'from the command line\n');
+    assert.deepEqual((await cli('-V', 'cv', 'ls', '/x')).trim().split('\n'), ['in.txt', 'y']);
+    const stat = JSON.parse(await cli('-V', 'cv', 'stat', '/x/y/f.txt', '--json'));
+    assert.equal(stat.size, 22);
+    assert.match(stat.hashedBrick, /^cv-client-\d$/);
+    assert.ok(fs.existsSync(path.join(home, `b${stat.dataBrick.slice(-1)}`, 'x/y/f.txt')), 'the data is a real file on the brick');
+    const out = path.join(home, 'out.txt');
+    await cli('-V', 'cv', 'get', '/x/y/f.txt', out);
+    assert.equal(fs.readFileSync(out, 'utf8'), 'from the command line\n');
+    await cli('-V', 'cv', 'mv', '/x/y/f.txt', '/x/g.txt');
+    assert.deepEqual((await cli('-V', 'cv', 'ls', '/x')).trim().split('\n'), ['g.txt', 'in.txt', 'y']);
+    await assert.rejects(cli('-V', 'cv', 'rm', '/x'), /EISDIR/);
+    await cli('-V', 'cv', 'rm', '-r', '/x');
+    assert.equal((await cli('-V', 'cv', 'ls', '/')).trim(), '');
+    await assert.rejects(cli('-V', 'cv', 'cat', '/x/g.txt'), /ENOENT/);
+    // A spec file works from anywhere.
+    const spec = path.join(home, 'spec.json');
+    fs.writeFileSync(spec, await cli('volume', 'spec', 'cv'));
+    await cli('--spec', spec, 'mkdir', '/via-spec');
+    assert.match(await cli('-V', 'cv', 'ls'), /via-spec/);
+
+    assert.match(await cli('volume', 'stop', 'cv'), /3 brick processes stopped/);
+    const down = JSON.parse(await cli('volume', 'status', 'cv', '--json'));
+    assert.deepEqual(down.bricks.map((b: { online: boolean }) => b.online), [false, false, false]);
+    await assert.rejects(cli('-V', 'cv', 'ls', '/'), /ENOTCONN/);
+    await cli('volume', 'delete', 'cv');
+    await assert.rejects(cli('volume', 'info', 'cv'), /does not exist/);
+  } finally {
+    await run(process.execPath, [MAIN_JS, 'volume', 'stop', 'cv'], { env }).catch(() => {});
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});

@@ -11,7 +11,7 @@
  *   <prefix>glusterfs.volume-id         16-byte volume id on the root
  *   .glusterfs/ab/cd/<gfid>             handle: hard link for files and symlinks, symlink for directories
  */
-import { ELAYOUT, FsError, codeOf } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes, isGfid } from '../common/gfid.js';
 import { decodeRange, encodeRange, sameRange, type LayoutRange } from '../dht/layout.js';
@@ -38,8 +38,12 @@ import {
   type Timespec,
 } from '../storage/storage.js';
 import { LockTable, type LockMode } from './locks.js';
+import { SrcMigrations, formatMoved, parseMoved, type DirtyRecord, type Moved } from './migration.js';
 
 export const HANDLE_DIR = '.glusterfs';
+/** Where dst keeps migration copies until they are installed: outside the namespace. */
+export const MIGRATE_DIR = `${HANDLE_DIR}/dhtfs-migrate`;
+const MAX_LEASE_MS = 10 * 60 * 1000;
 const MAX_NAME = 255;
 const MAX_PATH = 4096;
 const MAX_XATTR_VALUE = 64 * 1024;
@@ -60,6 +64,8 @@ interface OpenFile {
   h: number;
   gfid: string | null;
   flags: number;
+  /** A migration copy on dst (not in the namespace yet). */
+  tempRel?: string;
 }
 
 export interface Session {
@@ -172,7 +178,8 @@ const isLnk = (st: Stat) => (st.mode & S_IFMT) === S_IFLNK;
 // ---------------------------------------------------------------------------------------------------
 
 export class Brick implements RequestHandler<Session> {
-  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; reserved: string[] };
+  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; reserved: string[] };
+  readonly mig: SrcMigrations;
   readonly locks = new LockTable();
   private sessions = new Map<number, Session>();
   private nextSession = 1;
@@ -194,9 +201,21 @@ export class Brick implements RequestHandler<Session> {
       linkto: `${p}glusterfs.dht.linkto`,
       commit: `${p}glusterfs.dht.commithash`,
       volumeId: `${p}glusterfs.volume-id`,
+      migration: `${p}dhtfs.migration`,
       reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
     };
+    this.mig = new SrcMigrations(clock, random, (m) => log('info', m));
     this.ops = {
+      migLease: (s, a) => this.migLease(s, a),
+      migRenew: (_s, a) => this.migRenew(a),
+      migDirty: (_s, a) => this.migDirty(a),
+      migFreeze: (_s, a) => this.migFreeze(a),
+      migCommit: (_s, a) => this.migCommit(a),
+      migAbort: (_s, a) => this.migAbort(a),
+      migCleanup: (_s, a) => this.migCleanup(a),
+      migPrepare: (s, a) => this.migPrepare(s, a),
+      migFinalize: (s, a) => this.migFinalize(s, a),
+      migInstall: (_s, a) => this.migInstall(a),
       lookup: (_s, a) => this.lookup(a),
       lookupGfid: (_s, a) => this.lookupGfid(a),
       rootInfo: () => this.rootInfo(),
@@ -280,6 +299,7 @@ export class Brick implements RequestHandler<Session> {
     for (const f of s.fds.values()) this.release(f);
     s.fds.clear();
     this.locks.releaseSession(s.id);
+    this.mig.sessionClosed(s.id);
     this.sessions.delete(s.id);
   }
 
@@ -336,6 +356,9 @@ export class Brick implements RequestHandler<Session> {
     if (st.mode === LINKTO_MODE) {
       const l = this.readLinkto(rel);
       if (l !== null) a.linkto = l;
+    } else if (isReg(st) && rel !== '' && gfid === undefined) {
+      const m = this.movedOf(rel, a.gfid);
+      if (m) a.moved = m;
     } else if (isDir(st)) {
       const b = this.st.getxattr(rel, this.X.dht);
       a.layout = null;
@@ -448,6 +471,44 @@ export class Brick implements RequestHandler<Session> {
     if (!m) throw new FsError('EIO', `bad directory handle for ${gfid}`);
     const parent = this.dirPathOf(m[1], depth + 1);
     return parent === '' ? m[2] : `${parent}/${m[2]}`;
+  }
+
+  /** The commit record of a file at src, if its commit is in force. */
+  private movedOf(rel: string, gfid: string | null): Moved | null {
+    const known = this.mig.movedTo(gfid);
+    if (known) return known;
+    const m = parseMoved(this.st.getxattr(rel, this.X.migration));
+    if (!m || !gfid || this.mig.committing(gfid)) return null;
+    this.mig.rememberMoved(gfid, m);
+    return m;
+  }
+
+  private refuseMoved(rel: string, gfid: string | null): void {
+    const m = this.movedOf(rel, gfid);
+    if (m) throw new FsError(EMOVED, `/${rel} was migrated to ${m.dst}`, { ...m });
+  }
+
+  /**
+   * Runs a change to a file under the migration rules: refused if the file moved, held while a
+   * migration is frozen, and recorded in the migration's dirty record (`range`, or attributes).
+   */
+  private async change<T>(gfid: string | null, fn: () => Promise<T> | T, range: (r: T) => [number, number] | null): Promise<T> {
+    for (;;) {
+      const e = this.mig.enter(gfid);
+      if (e instanceof Promise) {
+        await e;
+        continue;
+      }
+      let r: T;
+      try {
+        r = await fn();
+      } catch (err) {
+        e(null);
+        throw err;
+      }
+      e(range(r));
+      return r;
+    }
   }
 
   // --- fds -----------------------------------------------------------------------------------------
@@ -626,6 +687,10 @@ export class Brick implements RequestHandler<Session> {
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
     this.checkParentLayout(rel, a);
+    return this.makeLinkto(rel, gfid, target, uid, gid);
+  }
+
+  private makeLinkto(rel: string, gfid: string, target: string, uid?: number, gid?: number): Attr {
     const h = this.st.open(rel, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
     this.st.close(h);
     try {
@@ -651,10 +716,14 @@ export class Brick implements RequestHandler<Session> {
     let rel: string;
     if (g !== undefined) rel = this.resolveGfid(g).rel;
     else rel = this.path(a);
+    const gfid0 = g ?? this.readGfid(rel);
+    if (g === undefined) this.refuseMoved(rel, gfid0);
+    else this.mig.checkRead(g);
+    if ((flags & O_TRUNC) && gfid0 && this.mig.isActive(gfid0)) throw new FsError('EBUSY', 'O_TRUNC on a file being migrated: truncate after open');
     const h = this.st.open(rel, flags & (O_ACCMODE | O_TRUNC | O_APPEND | O_DIRECTORY), 0);
     let f: OpenFile;
     try {
-      const gfid = g ?? this.readGfid(rel);
+      const gfid = gfid0;
       f = { h, gfid, flags };
       const st = this.st.fstat(h);
       const fd = this.addFd(s, f);
@@ -670,7 +739,9 @@ export class Brick implements RequestHandler<Session> {
     const length = int(a, 'length', 0, MAX_IO_SIZE);
     const f = this.fdOf(s, a);
     if ((f.flags & O_ACCMODE) === O_WRONLY) throw new FsError('EBADF', 'fd is not open for reading');
+    this.mig.checkRead(f.gfid);
     const data = await this.st.read(f.h, offset, length);
+    this.mig.checkRead(f.gfid);
     return { data, attr: this.fattr(f) };
   }
 
@@ -680,31 +751,50 @@ export class Brick implements RequestHandler<Session> {
     const f = this.fdOf(s, a);
     if (data.length > MAX_IO_SIZE) throw new FsError('EINVAL', `write larger than ${MAX_IO_SIZE} bytes`);
     if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
-    let written = 0;
-    while (written < data.length) {
-      const n = await this.st.write(f.h, offset + written, data.subarray(written));
-      if (n <= 0) break;
-      written += n;
-    }
-    return { written, attr: this.fattr(f) };
+    const append = (f.flags & O_APPEND) !== 0;
+    return this.change(
+      f.tempRel ? null : f.gfid,
+      async () => {
+        let written = 0;
+        while (written < data.length) {
+          const n = await this.st.write(f.h, offset + written, data.subarray(written));
+          if (n <= 0) break;
+          written += n;
+        }
+        return { written, attr: this.fattr(f) };
+      },
+      (r) => (append ? [r.attr.size - r.written, r.attr.size] : [offset, offset + r.written]),
+    );
   }
 
   async fsync(s: Session, a: Args): Promise<Attr> {
     const f = this.fdOf(s, a);
+    this.mig.checkRead(f.gfid);
     await this.st.fsync(f.h, optBool(a, 'datasync'));
+    this.mig.checkRead(f.gfid);
     return this.fattr(f);
   }
 
-  ftruncate(s: Session, a: Args): Attr {
+  ftruncate(s: Session, a: Args): Promise<Attr> {
     const size = int(a, 'size');
     const f = this.fdOf(s, a);
     if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
-    this.st.ftruncate(f.h, size);
-    return this.fattr(f);
+    let old = 0;
+    return this.change(
+      f.tempRel ? null : f.gfid,
+      () => {
+        old = this.st.fstat(f.h).size;
+        this.st.ftruncate(f.h, size);
+        return this.fattr(f);
+      },
+      () => [Math.min(old, size), Math.max(old, size)],
+    );
   }
 
   fstat(s: Session, a: Args): Attr {
-    return this.fattr(this.fdOf(s, a));
+    const f = this.fdOf(s, a);
+    this.mig.checkRead(f.gfid);
+    return this.fattr(f);
   }
 
   closeFd(s: Session, a: Args): Record<string, never> {
@@ -714,19 +804,39 @@ export class Brick implements RequestHandler<Session> {
     return {};
   }
 
-  setattr(s: Session, a: Args): Attr {
+  setattr(s: Session, a: Args): Promise<Attr> {
     let rel: string;
+    let gfid: string | null;
     if (a.fd !== undefined && a.fd !== null) {
       const f = this.fdOf(s, a);
       if (!f.gfid) throw new FsError('EIO', 'open file has no gfid');
+      this.mig.checkRead(f.gfid);
       rel = this.resolveGfid(f.gfid).rel;
-    } else rel = this.path(a);
+      gfid = f.gfid;
+    } else {
+      rel = this.path(a);
+      gfid = this.readGfid(rel);
+      this.refuseMoved(rel, gfid);
+    }
     const mode = optInt(a, 'mode', 0, 0o7777);
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
     const atime = timespec(a, 'atime');
     const mtime = timespec(a, 'mtime');
     const size = optInt(a, 'size');
+    let old = 0;
+    return this.change(
+      gfid,
+      () => {
+        old = this.st.lstat(rel).size;
+        return this.applyAttrs(rel, { mode, uid, gid, atime, mtime, size });
+      },
+      () => (size === undefined ? null : [Math.min(old, size), Math.max(old, size)]),
+    );
+  }
+
+  private applyAttrs(rel: string, o: { mode?: number; uid?: number; gid?: number; atime?: Timespec; mtime?: Timespec; size?: number }): Attr {
+    const { mode, uid, gid, atime, mtime, size } = o;
     let st = this.st.lstat(rel);
     if (size !== undefined) {
       if (!isReg(st)) throw new FsError(isDir(st) ? 'EISDIR' : 'EINVAL', 'truncate needs a regular file');
@@ -752,6 +862,7 @@ export class Brick implements RequestHandler<Session> {
     if (wantGfid && at.gfid !== wantGfid) throw new FsError('ESTALE', `/${rel} is another file now`);
     if (onlyIfLinkto && at.linkto === undefined) throw new FsError('EBUSY', `/${rel} is not a linkto file`);
     if (ifNotOpen && at.gfid && this.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `/${rel} is open`);
+    this.mig.entryChanged(at.gfid);
     this.st.unlink(rel);
     this.dropHandleIfLast(at.gfid);
     return { ...at, nlink: Math.max(0, at.nlink - 1) };
@@ -767,12 +878,11 @@ export class Brick implements RequestHandler<Session> {
       // Linkto files are DHT's own; when the client has found the directory empty they are stale.
       const entries = this.st.readdir(rel);
       const children = entries.map((e) => ({ e, st: this.st.lstat(`${rel}/${e.name}`) }));
-      if (children.some((c) => c.st.mode !== LINKTO_MODE)) throw new FsError('ENOTEMPTY', `/${rel} is not empty`);
       for (const c of children) {
         const cr = `${rel}/${c.e.name}`;
         const at = this.attr(cr, c.st);
-        if (at.linkto === undefined) throw new FsError('ENOTEMPTY', `/${rel} is not empty`);
-        if (at.gfid && this.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `${cr} is open`);
+        if (at.linkto === undefined && at.moved === undefined) throw new FsError('ENOTEMPTY', `/${rel} is not empty`);
+        if (at.linkto !== undefined && at.gfid && this.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `${cr} is open`);
       }
       for (const c of children) {
         const cr = `${rel}/${c.e.name}`;
@@ -808,6 +918,9 @@ export class Brick implements RequestHandler<Session> {
     } catch (e) {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
+    if (!isDir(st)) this.refuseMoved(from, gfid);
+    this.mig.entryChanged(gfid);
+    if (replaced) this.mig.entryChanged(replaced);
     this.st.rename(from, to);
     if (replaced && replaced !== gfid) this.dropHandleIfLast(replaced);
     if (isDir(st) && gfid) this.setDirHandle(to, gfid);
@@ -889,6 +1002,7 @@ export class Brick implements RequestHandler<Session> {
   getxattr(a: Args): { value: Buffer } {
     const rel = this.path(a);
     const name = this.userXattr(a);
+    this.refuseMoved(rel, this.readGfid(rel));
     const v = this.st.getxattr(rel, name);
     if (v === null) {
       this.st.lstat(rel);
@@ -897,8 +1011,14 @@ export class Brick implements RequestHandler<Session> {
     return { value: v };
   }
 
-  setxattr(a: Args): Attr {
+  setxattr(a: Args): Promise<Attr> {
     const rel = this.path(a);
+    const gfid = this.readGfid(rel);
+    this.refuseMoved(rel, gfid);
+    return this.change(gfid, () => this.setxattrNow(rel, a), () => null);
+  }
+
+  private setxattrNow(rel: string, a: Args): Attr {
     const name = this.userXattr(a);
     const value = bytes(a, 'value');
     if (value.length > MAX_XATTR_VALUE) throw new FsError('E2BIG', `xattr value larger than ${MAX_XATTR_VALUE} bytes`);
@@ -915,14 +1035,220 @@ export class Brick implements RequestHandler<Session> {
 
   listxattr(a: Args): { names: string[] } {
     const rel = this.path(a);
+    this.refuseMoved(rel, this.readGfid(rel));
     const names = this.st.listxattr(rel).filter((n) => n.startsWith('user.') && !this.X.reserved.some((r) => n.startsWith(r)));
     return { names };
   }
 
-  removexattr(a: Args): Attr {
+  removexattr(a: Args): Promise<Attr> {
     const rel = this.path(a);
     const name = this.userXattr(a);
-    this.st.removexattr(rel, name);
+    const gfid = this.readGfid(rel);
+    this.refuseMoved(rel, gfid);
+    return this.change(
+      gfid,
+      () => {
+        this.st.removexattr(rel, name);
+        return this.attrOf(rel);
+      },
+      () => null,
+    );
+  }
+
+
+  // --- migration (docs/MIGRATION.md): this brick as src ------------------------------------------------
+
+  /** step `lease`: a lease with a token on a regular file, tied to this connection. */
+  migLease(s: Session, a: Args): { token: string; attr: Attr } {
+    const rel = this.path(a);
+    const gfid = gfidArg(a, 'gfid');
+    const dst = str(a, 'dst');
+    const leaseMs = int(a, 'leaseMs', 1, MAX_LEASE_MS);
+    const st = this.st.lstat(rel);
+    const at = this.attr(rel, st);
+    if (!isReg(st) || at.linkto !== undefined) throw new FsError('EINVAL', `/${rel} is not a data file`);
+    if (at.gfid !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
+    if (at.moved) throw new FsError(EMOVED, `/${rel} was migrated already`, { ...at.moved });
+    if (at.nlink > 1) throw new FsError('EMLINK', `/${rel} has hard links; they are not migrated`);
+    const token = this.mig.lease(gfid, s.id, dst, leaseMs);
+    return { token, attr: at };
+  }
+
+  migRenew(a: Args): Record<string, never> {
+    this.mig.renew(gfidArg(a, 'gfid'), str(a, 'token'), int(a, 'leaseMs', 1, MAX_LEASE_MS));
+    return {};
+  }
+
+  /** step `recopy`: the ranges changed since the last call. */
+  migDirty(a: Args): DirtyRecord & { size: number } {
+    const gfid = gfidArg(a, 'gfid');
+    const rec = this.mig.takeDirty(gfid, str(a, 'token'));
+    return { ...rec, size: this.st.lstat(handlePath(gfid)).size };
+  }
+
+  /** step `freeze`: changes are held from now on; the last ranges and the attributes to copy. */
+  async migFreeze(a: Args): Promise<{ dirty: DirtyRecord; attr: Attr; xattrs: [string, Buffer][] }> {
+    const gfid = gfidArg(a, 'gfid');
+    const dirty = await this.mig.freeze(gfid, str(a, 'token'));
+    const hp = handlePath(gfid);
+    const attr = this.attr(hp, this.st.lstat(hp), gfid);
+    const xattrs: [string, Buffer][] = [];
+    for (const n of this.st.listxattr(hp)) {
+      if (!n.startsWith('user.') || this.X.reserved.some((r) => n.startsWith(r))) continue;
+      const v = this.st.getxattr(hp, n);
+      if (v) xattrs.push([n, v]);
+    }
+    return { dirty, attr, xattrs };
+  }
+
+  /** step `commit`: under the lease and frozen, the durable record "moved to dst". */
+  async migCommit(a: Args): Promise<{ moved: Moved }> {
+    const gfid = gfidArg(a, 'gfid');
+    const token = str(a, 'token');
+    const act = this.mig.beginCommit(gfid, token);
+    const hp = handlePath(gfid);
+    try {
+      this.st.setxattr(hp, this.X.migration, formatMoved({ dst: act.dst, token }));
+      const h = this.st.open(hp, O_RDONLY, 0);
+      try {
+        await this.st.fsync(h, false);
+      } finally {
+        this.st.close(h);
+      }
+    } catch (e) {
+      this.mig.failCommit(gfid);
+      try {
+        this.st.removexattr(hp, this.X.migration);
+      } catch {
+        /* the original error matters */
+      }
+      throw e;
+    }
+    return { moved: this.mig.endCommit(gfid, token) };
+  }
+
+  migAbort(a: Args): Record<string, never> {
+    this.mig.abort(gfidArg(a, 'gfid'), str(a, 'token'), 'migrator gave up');
+    return {};
+  }
+
+  /** step `cleanup`: remove src's data file of a committed migration. */
+  migCleanup(a: Args): Record<string, never> {
+    const rel = this.path(a);
+    const gfid = gfidArg(a, 'gfid');
+    const st = this.st.lstat(rel);
+    const at = this.attr(rel, st);
+    if (at.gfid !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
+    if (!at.moved) throw new FsError('EINVAL', `/${rel} has not been migrated`);
+    this.st.unlink(rel);
+    this.dropHandleIfLast(gfid);
+    return {};
+  }
+
+  // --- migration: this brick as dst --------------------------------------------------------------------
+
+  private tempPath(gfid: string, token: string): string {
+    if (!/^[0-9a-f]{1,32}$/.test(token)) throw bad('token', 'must be hex');
+    return `${MIGRATE_DIR}/${gfid}.${token}`;
+  }
+
+  /** step `prepare-dst`: a linkto to src at the name if there is nothing, and a private copy to fill. */
+  migPrepare(s: Session, a: Args): { fd: number } {
+    const rel = this.path(a);
+    const gfid = gfidArg(a, 'gfid');
+    const src = str(a, 'src');
+    const tmp = this.tempPath(gfid, str(a, 'token'));
+    const uid = optInt(a, 'uid', 0, U32);
+    const gid = optInt(a, 'gid', 0, U32);
+    let cur: Attr | null = null;
+    try {
+      cur = this.attrOf(rel);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    if (!cur) this.makeLinkto(rel, gfid, src, uid, gid);
+    else if (cur.linkto === undefined || cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is not a linkto of this file`);
+    else if (cur.linkto !== src) this.st.setxattr(rel, this.X.linkto, Buffer.from(`${src}\0`));
+    this.ensureDir(MIGRATE_DIR, 0o700);
+    const h = this.st.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o600);
+    try {
+      this.setGfid(tmp, gfid);
+    } catch (e) {
+      this.st.close(h);
+      throw e;
+    }
+    return { fd: this.addFd(s, { h, gfid, flags: O_RDWR, tempRel: tmp }) };
+  }
+
+  /** step `final-copy`: size, attributes and xattrs of the copy, then make it durable. */
+  async migFinalize(s: Session, a: Args): Promise<Attr> {
+    const f = this.fdOf(s, a);
+    if (!f.tempRel) throw new FsError('EINVAL', 'fd is not a migration copy');
+    const size = int(a, 'size');
+    const mode = int(a, 'mode', 0, 0o7777);
+    const uid = int(a, 'uid', 0, U32);
+    const gid = int(a, 'gid', 0, U32);
+    const atime = timespec(a, 'atime');
+    const mtime = timespec(a, 'mtime');
+    const xattrs = a.xattrs;
+    if (!Array.isArray(xattrs) || !xattrs.every((x) => Array.isArray(x) && typeof x[0] === 'string' && x[1] instanceof Uint8Array)) throw bad('xattrs', 'must be [name, value] pairs');
+    this.st.ftruncate(f.h, size);
+    this.st.lchown(f.tempRel, uid, gid);
+    this.st.chmod(f.tempRel, mode);
+    for (const [n, v] of xattrs as [string, Uint8Array][]) {
+      if (!n.startsWith('user.') || this.X.reserved.some((r) => n.startsWith(r))) continue;
+      this.st.setxattr(f.tempRel, n, v);
+    }
+    await this.st.fsync(f.h, false);
+    if (atime && mtime) this.st.lutimes(f.tempRel, atime, mtime);
+    await this.fsyncDir(MIGRATE_DIR);
+    return this.attr(f.tempRel, this.st.fstat(f.h), f.gfid);
+  }
+
+  private async fsyncDir(rel: string): Promise<void> {
+    const h = this.st.open(rel, O_RDONLY | O_DIRECTORY, 0);
+    try {
+      await this.st.fsync(h, false);
+    } finally {
+      this.st.close(h);
+    }
+  }
+
+  /** step `install`: the committed copy replaces the linkto at the name. Idempotent. */
+  async migInstall(a: Args): Promise<Attr> {
+    const rel = this.path(a);
+    const gfid = gfidArg(a, 'gfid');
+    const tmp = this.tempPath(gfid, str(a, 'token'));
+    let cur: Attr | null = null;
+    try {
+      cur = this.attrOf(rel);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    let hasTemp = true;
+    try {
+      this.st.lstat(tmp);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+      hasTemp = false;
+    }
+    if (cur && cur.linkto === undefined) {
+      // Installed already (by another client, or an earlier try).
+      if (cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is another file`);
+      return cur;
+    }
+    if (!hasTemp) throw new FsError('ENOENT', `no migration copy ${tmp} on ${this.cfg.name}`);
+    if (cur && cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is a linkto of another file`);
+    this.st.rename(tmp, rel);
+    // The handle pointed at the linkto's inode; point it at the data.
+    this.ensureHandleDir(gfid);
+    try {
+      this.st.unlink(handlePath(gfid));
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    this.st.link(rel, handlePath(gfid));
+    await this.fsyncDir(parentOf(rel));
     return this.attrOf(rel);
   }
 

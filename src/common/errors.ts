@@ -3,12 +3,22 @@ export class FsError extends Error {
   readonly code: string;
   /** The message without the code prefix, as it travels on the wire. */
   readonly detail: string;
-  constructor(code: string, message?: string) {
+  /** Machine-readable details that travel with the error (e.g. where a moved file went). */
+  readonly info?: Record<string, unknown>;
+  constructor(code: string, message?: string, info?: Record<string, unknown>) {
     super(message ? `${code}: ${message}` : code);
     this.code = code;
     this.detail = message ?? '';
+    this.info = info;
     this.name = 'FsError';
   }
+}
+
+/** Custom code: the file was migrated; `info` = { dst, token }. Clients follow it to dst. */
+export const EMOVED = 'EMOVED';
+
+export function infoOf(e: unknown): Record<string, unknown> | undefined {
+  return e instanceof FsError ? e.info : undefined;
 }
 
 export function fsErr(code: string, message?: string): FsError {

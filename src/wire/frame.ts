@@ -20,6 +20,7 @@ export const EVENT = 2;
 export interface WireError {
   code: string;
   message?: string;
+  info?: Record<string, unknown>;
 }
 
 export type Message =

@@ -3,7 +3,7 @@
  * Client side (RpcClient) and server side (serveConnection). No `net` here: a Conn comes from a Network.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { FsError, codeOf, detailOf } from '../common/errors.js';
+import { FsError, codeOf, detailOf, infoOf } from '../common/errors.js';
 import type { Random } from '../common/env.js';
 import type { Conn, Network } from './transport.js';
 import { DEFAULT_MAX_FRAME, EVENT, FrameDecoder, PROTOCOL_VERSION, REPLY, REQ, encodeFrame, type Message, type WireError } from './frame.js';
@@ -84,7 +84,7 @@ export class RpcClient {
       const p = this.pending.get(m[1]);
       if (!p) return;
       this.pending.delete(m[1]);
-      if (m[2]) p.reject(new FsError(m[2].code, m[2].message));
+      if (m[2]) p.reject(new FsError(m[2].code, m[2].message, m[2].info && typeof m[2].info === 'object' ? m[2].info : undefined));
       else p.resolve(m[3]);
     } else if (m[0] === EVENT) {
       for (const f of this.eventFns) f(m[1], m[2]);
@@ -153,6 +153,10 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     opts.log('warn', `closing connection from ${conn.remote}: ${reason}`, { remote: conn.remote });
     conn.close(reason);
   };
+  const fail = (id: number, e: unknown) => {
+    const info = infoOf(e);
+    reply(id, info ? { code: codeOf(e), message: detailOf(e), info } : { code: codeOf(e), message: detailOf(e) }, null);
+  };
   const reply = (id: number, err: WireError | null, result: unknown) => {
     if (!open) return;
     let frame: Buffer[];
@@ -211,13 +215,13 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
       try {
         res = handler.handle(c, op, args);
       } catch (e) {
-        reply(id, { code: codeOf(e), message: detailOf(e) }, null);
+        fail(id, e);
         continue;
       }
       if (res instanceof Promise) {
         res.then(
           (v) => reply(id, null, v),
-          (e) => reply(id, { code: codeOf(e), message: detailOf(e) }, null),
+          (e) => fail(id, e),
         );
       } else {
         reply(id, null, res);

@@ -24,6 +24,8 @@ export interface Attr {
   layout?: LayoutRange | null;
   /** Directories: set when the layout xattr is unreadable or malformed. */
   layoutErr?: string;
+  /** Regular files on a migration's src after its commit: the file is dst's now. */
+  moved?: { dst: string; token: string };
 }
 
 export interface DirEntryAttr {

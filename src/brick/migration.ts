@@ -1,0 +1,227 @@
+/**
+ * The brick's half of the safe migration protocol (docs/MIGRATION.md), as src: leases with tokens,
+ * tracking of writes during the copy, the freeze that holds writes for the final copy, and the record of
+ * files whose commit this brick made. Pure state and rules; Brick does the storage work around it.
+ */
+import { EMOVED, FsError } from '../common/errors.js';
+import type { Clock, Random, Timer } from '../common/env.js';
+
+/** Custom code: a migration step made without a live lease (a fenced migrator). */
+export const EFENCED = 'EFENCED';
+
+export interface Moved {
+  dst: string;
+  token: string;
+}
+
+export interface DirtyRecord {
+  ranges: [number, number][];
+  /** Mode, owner, times or xattrs changed. */
+  attrs: boolean;
+}
+
+interface Active {
+  token: string;
+  session: number;
+  dst: string;
+  timer: Timer;
+  dirty: [number, number][];
+  attrs: boolean;
+  frozen: boolean;
+  /** The commit's xattr is being made durable: not moved yet for anyone. */
+  committing: boolean;
+  inflight: number;
+  drained: (() => void)[];
+  held: (() => void)[];
+}
+
+export type MigLog = (msg: string) => void;
+
+/** Merges [start, end) into a sorted list of disjoint ranges. */
+export function addRange(list: [number, number][], start: number, end: number): void {
+  if (end <= start) return;
+  let s = start;
+  let e = end;
+  const out: [number, number][] = [];
+  let placed = false;
+  for (const [a, b] of list) {
+    if (b < s) out.push([a, b]);
+    else if (a > e) {
+      if (!placed) {
+        out.push([s, e]);
+        placed = true;
+      }
+      out.push([a, b]);
+    } else {
+      s = Math.min(s, a);
+      e = Math.max(e, b);
+    }
+  }
+  if (!placed) out.push([s, e]);
+  list.length = 0;
+  list.push(...out);
+}
+
+export class SrcMigrations {
+  private active = new Map<string, Active>();
+  private moved = new Map<string, Moved>();
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly random: Random,
+    private readonly log: MigLog,
+  ) {}
+
+  /** step `lease`: one live migration per file. */
+  lease(gfid: string, session: number, dst: string, leaseMs: number): string {
+    if (this.moved.has(gfid)) throw new FsError(EMOVED, 'file already migrated', { ...this.moved.get(gfid) });
+    if (this.active.has(gfid)) throw new FsError('EBUSY', `file ${gfid} is being migrated`);
+    const token = Buffer.from(this.random.bytes(8)).toString('hex');
+    const a: Active = {
+      token,
+      session,
+      dst,
+      timer: this.clock.setTimer(leaseMs, () => this.abort(gfid, token, 'lease expired')),
+      dirty: [],
+      attrs: false,
+      frozen: false,
+      committing: false,
+      inflight: 0,
+      drained: [],
+      held: [],
+    };
+    this.active.set(gfid, a);
+    return token;
+  }
+
+  private check(gfid: string, token: string): Active {
+    const a = this.active.get(gfid);
+    if (!a || a.token !== token) throw new FsError(EFENCED, `no live migration lease ${token} on ${gfid}`);
+    return a;
+  }
+
+  renew(gfid: string, token: string, leaseMs: number): void {
+    const a = this.check(gfid, token);
+    a.timer.cancel();
+    a.timer = this.clock.setTimer(leaseMs, () => this.abort(gfid, token, 'lease expired'));
+  }
+
+  /** step `recopy`: fetch and clear what was changed since the last fetch. */
+  takeDirty(gfid: string, token: string): DirtyRecord {
+    const a = this.check(gfid, token);
+    const r = { ranges: a.dirty, attrs: a.attrs };
+    a.dirty = [];
+    a.attrs = false;
+    return r;
+  }
+
+  /** step `freeze`: hold new changes, wait for those in flight, return the last record. */
+  async freeze(gfid: string, token: string): Promise<DirtyRecord> {
+    const a = this.check(gfid, token);
+    a.frozen = true;
+    if (a.inflight > 0) await new Promise<void>((r) => a.drained.push(r));
+    return this.takeDirty(gfid, token);
+  }
+
+  /** step `commit`, first half: checks the lease; the brick then makes the record durable. */
+  beginCommit(gfid: string, token: string): Active {
+    const a = this.check(gfid, token);
+    if (!a.frozen) throw new FsError('EINVAL', 'commit before freeze');
+    a.committing = true;
+    return a;
+  }
+
+  /** step `commit`, second half: the record is durable; the file is dst's now. */
+  endCommit(gfid: string, token: string): Moved {
+    const a = this.check(gfid, token);
+    a.timer.cancel();
+    this.active.delete(gfid);
+    const m = { dst: a.dst, token };
+    this.moved.set(gfid, m);
+    for (const h of a.held.splice(0)) h();
+    return m;
+  }
+
+  /** The commit could not be made durable: back to frozen, the migrator may retry or abort. */
+  failCommit(gfid: string): void {
+    const a = this.active.get(gfid);
+    if (a) a.committing = false;
+  }
+
+  /** Drops a migration that has not committed: held changes go on at src. */
+  abort(gfid: string, token: string | null, why: string): void {
+    const a = this.active.get(gfid);
+    if (!a || (token !== null && a.token !== token) || a.committing) return;
+    a.timer.cancel();
+    this.active.delete(gfid);
+    this.log(`migration of ${gfid} aborted: ${why}`);
+    for (const h of a.held.splice(0)) h();
+    for (const d of a.drained.splice(0)) d();
+  }
+
+  /** The migrator's connection closed. */
+  sessionClosed(session: number): void {
+    for (const [gfid, a] of [...this.active]) if (a.session === session) this.abort(gfid, a.token, 'migrator disconnected');
+  }
+
+  /** A file removed or renamed at src: a migration that has not committed is void. */
+  entryChanged(gfid: string | null): void {
+    if (gfid) this.abort(gfid, null, 'file renamed or removed');
+  }
+
+  /** Learnt from the xattr after a restart. */
+  rememberMoved(gfid: string, m: Moved): void {
+    if (!this.active.get(gfid)?.committing) this.moved.set(gfid, m);
+  }
+
+  forgetMoved(gfid: string): void {
+    this.moved.delete(gfid);
+  }
+
+  movedTo(gfid: string | null): Moved | null {
+    return gfid ? (this.moved.get(gfid) ?? null) : null;
+  }
+
+  /** Whether a commit record on disk is not yet in force (its fsync is in progress). */
+  committing(gfid: string): boolean {
+    return this.active.get(gfid)?.committing ?? false;
+  }
+
+  /** Reads of a moved file are refused. */
+  checkRead(gfid: string | null): void {
+    const m = this.movedTo(gfid);
+    if (m) throw new FsError(EMOVED, 'file was migrated', { ...m });
+  }
+
+  /**
+   * Before a change to a file (write, truncate, attributes): refused if moved, held while frozen,
+   * otherwise counted in flight. Returns a Promise to wait on (then call again), or a finish function.
+   */
+  enter(gfid: string | null): Promise<void> | ((range: [number, number] | null) => void) {
+    this.checkRead(gfid);
+    const a = gfid ? this.active.get(gfid) : undefined;
+    if (!a) return () => {};
+    if (a.frozen) return new Promise<void>((r) => a.held.push(r));
+    a.inflight++;
+    return (range) => {
+      if (range) addRange(a.dirty, range[0], range[1]);
+      else a.attrs = true;
+      if (--a.inflight === 0) for (const d of a.drained.splice(0)) d();
+    };
+  }
+
+  isActive(gfid: string): boolean {
+    return this.active.has(gfid);
+  }
+}
+
+/** Parses the commit record `moved <dst> <token>`. */
+export function parseMoved(b: Uint8Array | null): Moved | null {
+  if (!b) return null;
+  const m = /^moved (\S+) ([0-9a-f]+)$/.exec(Buffer.from(b).toString('utf8').replace(/\0$/, ''));
+  return m ? { dst: m[1], token: m[2] } : null;
+}
+
+export function formatMoved(m: Moved): Buffer {
+  return Buffer.from(`moved ${m.dst} ${m.token}`);
+}

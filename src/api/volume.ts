@@ -5,7 +5,7 @@
  *   const vol = await Volume.connect(spec);
  *   await vol.writeFile('/hello.txt', 'hi');
  */
-import { FsError, codeOf } from '../common/errors.js';
+import { EMOVED, FsError, codeOf, infoOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { realClock, realRandom } from '../common/real-env.js';
 import { DhtClient, normPath, type Located, type Logger } from '../dht/client.js';
@@ -95,9 +95,40 @@ export class FileHandle {
     if (this.closed) throw new FsError('EBADF', 'file handle is closed');
   }
 
-  private call<T>(op: string, args: Record<string, unknown>): Promise<T> {
-    this.check();
-    return this.vol.client.sv(this.loc.cached).call<T>(op, { fd: this.fd, ...args });
+  get gfid(): string | null {
+    return this.loc.attr.gfid;
+  }
+
+  /**
+   * Every fd operation goes to the brick the fd is on. If that brick answers that the file moved, the
+   * volume installs dst's copy, moves every handle of the file there, and the operation is re-issued.
+   */
+  private async call<T>(op: string, args: Record<string, unknown>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      this.check();
+      const brick = this.loc.cached;
+      try {
+        return await this.vol.client.sv(brick).call<T>(op, { fd: this.fd, ...args });
+      } catch (e) {
+        if (codeOf(e) !== EMOVED || attempt >= 5) throw e;
+        const info = infoOf(e) as { dst: string; token: string; path: string } | undefined;
+        if (!info || !this.gfid) throw e;
+        if (this.loc.cached === brick) await this.vol.followMove(this.gfid, info);
+      }
+    }
+  }
+
+  /** @internal Reopens this handle on the brick a migration moved its file to. */
+  async reopenOn(dst: string, path: string, attr: Attr): Promise<void> {
+    if (this.closed || this.loc.cached === dst || !this.gfid) return;
+    const r = await this.vol.client.sv(dst).call<{ fd: number; attr: Attr }>('open', { gfid: this.gfid, flags: this.flags & ~(O_CREAT | O_EXCL | O_TRUNC) });
+    const old = { brick: this.loc.cached, fd: this.fd };
+    this.loc = { ...this.loc, path, attr, cached: dst };
+    this.fd = r.fd;
+    await this.vol.client
+      .sv(old.brick)
+      .call('close', { fd: old.fd })
+      .catch(() => {});
   }
 
   /** Reads up to `length` bytes at `position` (or the current position, which then advances). */
@@ -190,6 +221,7 @@ export class FileHandle {
 /** A dhtfs volume, reached over its bricks. */
 export class Volume {
   private handles = new Set<FileHandle>();
+  private moving = new Map<string, Promise<void>>();
 
   constructor(readonly client: DhtClient) {}
 
@@ -212,6 +244,18 @@ export class Volume {
   /** @internal */
   forget(h: FileHandle): void {
     this.handles.delete(h);
+  }
+
+  /** @internal A file's migration committed: install dst's copy and move every handle of the file. */
+  followMove(gfid: string, m: { dst: string; token: string; path: string }): Promise<void> {
+    let p = this.moving.get(gfid);
+    if (p) return p;
+    p = (async () => {
+      const attr = await this.client.installMoved(gfid, m);
+      await Promise.all([...this.handles].filter((h) => h.gfid === gfid).map((h) => h.reopenOn(m.dst, m.path, attr)));
+    })().finally(() => this.moving.delete(gfid));
+    this.moving.set(gfid, p);
+    return p;
   }
 
   /** Follows a symlink in the last component (up to 40 hops), as stat(2) does. */

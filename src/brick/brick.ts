@@ -1070,7 +1070,7 @@ export class Brick implements RequestHandler<Session> {
     if (at.gfid !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
     if (at.moved) throw new FsError(EMOVED, `/${rel} was migrated already`, { ...at.moved });
     if (at.nlink > 1) throw new FsError('EMLINK', `/${rel} has hard links; they are not migrated`);
-    const token = this.mig.lease(gfid, s.id, dst, leaseMs);
+    const token = this.mig.lease(gfid, s.id, dst, '/' + rel, leaseMs);
     return { token, attr: at };
   }
 
@@ -1105,10 +1105,10 @@ export class Brick implements RequestHandler<Session> {
   async migCommit(a: Args): Promise<{ moved: Moved }> {
     const gfid = gfidArg(a, 'gfid');
     const token = str(a, 'token');
-    const act = this.mig.beginCommit(gfid, token);
+    const rec = this.mig.beginCommit(gfid, token);
     const hp = handlePath(gfid);
     try {
-      this.st.setxattr(hp, this.X.migration, formatMoved({ dst: act.dst, token }));
+      this.st.setxattr(hp, this.X.migration, formatMoved(rec));
       const h = this.st.open(hp, O_RDONLY, 0);
       try {
         await this.st.fsync(h, false);

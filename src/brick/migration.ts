@@ -12,6 +12,8 @@ export const EFENCED = 'EFENCED';
 export interface Moved {
   dst: string;
   token: string;
+  /** The file's path when it was committed: where dst installs the copy. */
+  path: string;
 }
 
 export interface DirtyRecord {
@@ -24,6 +26,7 @@ interface Active {
   token: string;
   session: number;
   dst: string;
+  path: string;
   timer: Timer;
   dirty: [number, number][];
   attrs: boolean;
@@ -73,7 +76,7 @@ export class SrcMigrations {
   ) {}
 
   /** step `lease`: one live migration per file. */
-  lease(gfid: string, session: number, dst: string, leaseMs: number): string {
+  lease(gfid: string, session: number, dst: string, path: string, leaseMs: number): string {
     if (this.moved.has(gfid)) throw new FsError(EMOVED, 'file already migrated', { ...this.moved.get(gfid) });
     if (this.active.has(gfid)) throw new FsError('EBUSY', `file ${gfid} is being migrated`);
     const token = Buffer.from(this.random.bytes(8)).toString('hex');
@@ -81,6 +84,7 @@ export class SrcMigrations {
       token,
       session,
       dst,
+      path,
       timer: this.clock.setTimer(leaseMs, () => this.abort(gfid, token, 'lease expired')),
       dirty: [],
       attrs: false,
@@ -124,11 +128,11 @@ export class SrcMigrations {
   }
 
   /** step `commit`, first half: checks the lease; the brick then makes the record durable. */
-  beginCommit(gfid: string, token: string): Active {
+  beginCommit(gfid: string, token: string): Moved {
     const a = this.check(gfid, token);
     if (!a.frozen) throw new FsError('EINVAL', 'commit before freeze');
     a.committing = true;
-    return a;
+    return { dst: a.dst, token, path: a.path };
   }
 
   /** step `commit`, second half: the record is durable; the file is dst's now. */
@@ -136,7 +140,7 @@ export class SrcMigrations {
     const a = this.check(gfid, token);
     a.timer.cancel();
     this.active.delete(gfid);
-    const m = { dst: a.dst, token };
+    const m = { dst: a.dst, token, path: a.path };
     this.moved.set(gfid, m);
     for (const h of a.held.splice(0)) h();
     return m;
@@ -215,13 +219,18 @@ export class SrcMigrations {
   }
 }
 
-/** Parses the commit record `moved <dst> <token>`. */
+/** Parses the commit record: JSON {"moved": dst, "token": ..., "path": ...}. */
 export function parseMoved(b: Uint8Array | null): Moved | null {
   if (!b) return null;
-  const m = /^moved (\S+) ([0-9a-f]+)$/.exec(Buffer.from(b).toString('utf8').replace(/\0$/, ''));
-  return m ? { dst: m[1], token: m[2] } : null;
+  try {
+    const v = JSON.parse(Buffer.from(b).toString('utf8'));
+    if (typeof v.moved === 'string' && typeof v.token === 'string' && typeof v.path === 'string') return { dst: v.moved, token: v.token, path: v.path };
+  } catch {
+    /* not a record of ours */
+  }
+  return null;
 }
 
 export function formatMoved(m: Moved): Buffer {
-  return Buffer.from(`moved ${m.dst} ${m.token}`);
+  return Buffer.from(JSON.stringify({ moved: m.dst, token: m.token, path: m.path }));
 }

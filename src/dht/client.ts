@@ -3,7 +3,7 @@
  * GlusterFS's distribute translator does (shared/reference/glusterfs-dht.md §1, §2). Talks to bricks
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
-import { ELAYOUT, FsError, codeOf } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, newGfid } from '../common/gfid.js';
 import { RpcClient } from '../wire/rpc.js';
@@ -403,13 +403,17 @@ export class DhtClient {
       throw e;
     }
     if (isDirAttr(a)) return { path, attr: a, cached: hashed, hashed, isDir: true };
+    if (a.moved && a.gfid) return this.finishMove(path, a.gfid, a.moved, hashed);
     if (a.linkto === undefined) return { path, attr: a, cached: hashed, hashed, isDir: false };
     // A linkto: follow it, accept only a data file with the same gfid.
     const target = a.linkto;
     if (this.subvols.has(target)) {
       try {
         const t = await this.sv(target).call<Attr>('lookup', { path });
-        if (!isDirAttr(t) && t.linkto === undefined && t.gfid === a.gfid) return { path, attr: t, cached: target, hashed, isDir: false };
+        if (!isDirAttr(t) && t.linkto === undefined && t.gfid === a.gfid) {
+          if (t.moved && t.gfid) return this.finishMove(path, t.gfid, t.moved, hashed);
+          return { path, attr: t, cached: target, hashed, isDir: false };
+        }
       } catch (e) {
         if (codeOf(e) !== 'ENOENT') throw e;
       }
@@ -418,13 +422,37 @@ export class DhtClient {
   }
 
   /**
+   * src's brick committed a migration of this file: dst's copy is the file. Install it at the name on dst
+   * (idempotent: whoever meets the commit first does it) and use it.
+   */
+  async finishMove(path: string, gfid: string, m: { dst: string; token: string; path: string }, hashed: string | null): Promise<Located> {
+    const attr = await this.installMoved(gfid, m);
+    return { path, attr, cached: m.dst, hashed, isDir: false };
+  }
+
+  installMoved(gfid: string, m: { dst: string; token: string; path: string }): Promise<Attr> {
+    return this.sv(m.dst).call<Attr>('migInstall', { path: m.path, gfid, token: m.token });
+  }
+
+  /**
    * Looks on every brick: finds the data file, repairs a missing or wrong linkto on the hashed brick, and
    * removes stale linkto files (only if still a linkto and not open, checked by the brick).
    */
   async lookupEverywhere(path: string, d: DirInfo, hashed: string): Promise<Located> {
     const rs = await this.all<Attr>('lookup', { path });
-    const data = rs.filter((r) => r.value && r.value.linkto === undefined);
+    const movedHit = rs.find((r) => r.value?.moved && r.value.gfid);
+    const data = rs.filter((r) => r.value && r.value.linkto === undefined && !r.value.moved);
     const links = rs.filter((r) => r.value && r.value.linkto !== undefined);
+    if (movedHit && !data.some((r) => r.value!.gfid === movedHit.value!.gfid)) {
+      // Committed but not installed yet: finish it.
+      return this.finishMove(path, movedHit.value!.gfid!, movedHit.value!.moved!, hashed);
+    }
+    if (movedHit) {
+      // Installed; src's old copy is a leftover of the migration.
+      await this.sv(movedHit.brick)
+        .call('migCleanup', { path, gfid: movedHit.value!.gfid })
+        .catch(() => {});
+    }
     const dirHit = data.find((r) => isDirAttr(r.value!));
     if (dirHit) return { path, attr: dirHit.value!, cached: dirHit.brick, hashed, isDir: true };
     if (data.length > 1) this.log('warn', `multiple bricks have ${path}: ${data.map((r) => r.brick).join(', ')}`);
@@ -841,9 +869,15 @@ export class DhtClient {
     const d = await this.dir(path);
     const per = await Promise.all(d.layout.map((e) => this.readdirBrick(e.brick, path)));
     const seen = new Map<string, DirEntryAttr>();
+    const movedOnly = new Map<string, DirEntryAttr>();
     for (const list of per) {
       for (const e of list) {
         if (e.attr.linkto !== undefined) continue;
+        // A src copy whose migration committed stands for the file only until dst's copy is installed.
+        if (e.attr.moved) {
+          movedOnly.set(e.name, e);
+          continue;
+        }
         const prev = seen.get(e.name);
         if (prev && !isDirAttr(e.attr) && !isDirAttr(prev.attr)) {
           this.log('warn', `${path}/${e.name} has data on more than one brick`);
@@ -851,6 +885,7 @@ export class DhtClient {
         if (!prev) seen.set(e.name, e);
       }
     }
+    for (const [name, e] of movedOnly) if (!seen.has(name)) seen.set(name, e);
     return [...seen.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
@@ -901,4 +936,5 @@ export class DhtClient {
 }
 
 export const FILE_TYPE_BITS = { S_IFREG, S_IFDIR, S_IFLNK };
+export { EMOVED };
 export { ROOT_GFID };

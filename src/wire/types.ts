@@ -25,7 +25,7 @@ export interface Attr {
   /** Directories: set when the layout xattr is unreadable or malformed. */
   layoutErr?: string;
   /** Regular files on a migration's src after its commit: the file is dst's now. */
-  moved?: { dst: string; token: string };
+  moved?: { dst: string; token: string; path: string };
 }
 
 export interface DirEntryAttr {

@@ -1,0 +1,167 @@
+/**
+ * The migrator's half of the safe migration protocol (docs/MIGRATION.md): moves one file from the brick
+ * that holds it (src) to its hashed brick (dst), step by step, in the order of SAFE_STEPS. The bricks'
+ * half is in src/brick/migration.ts and the migration section of src/brick/brick.ts.
+ */
+import { EMOVED, FsError, codeOf } from '../common/errors.js';
+import type { Timer } from '../common/env.js';
+import type { DhtClient } from '../dht/client.js';
+import type { Attr } from '../wire/types.js';
+import { S_IFMT, S_IFREG, O_RDONLY } from '../storage/storage.js';
+import type { SafeStep } from './steps.js';
+
+export interface MigrateOptions {
+  /** Lease length; the migrator renews it at a third of this. */
+  leaseMs?: number;
+  /** Called after each step; a test can hold the migrator there. */
+  afterStep?: (step: SafeStep, path: string) => Promise<void> | void;
+  /** Bytes per copy request. */
+  chunk?: number;
+  /** Copy requests in flight. */
+  window?: number;
+  /** Stop re-copying when a round leaves less than this many dirty bytes. */
+  settleBytes?: number;
+  maxRecopyRounds?: number;
+  /** Counts copied bytes as they go (progress). */
+  onBytes?: (n: number) => void;
+}
+
+export type MigrateOutcome =
+  | { result: 'migrated'; bytes: number; src: string; dst: string }
+  | { result: 'nothing'; reason: string }
+  | { result: 'skipped'; reason: string };
+
+interface Dirty {
+  ranges: [number, number][];
+  attrs: boolean;
+}
+
+const DEFAULTS = { leaseMs: 5000, chunk: 1024 * 1024, window: 4, settleBytes: 1024 * 1024, maxRecopyRounds: 8 };
+
+/** Copies ranges of src (through the migrator's fd) to the temp file on dst, pipelined. */
+async function copyRanges(c: DhtClient, src: string, srcFd: number, dst: string, dstFd: number, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions): Promise<number> {
+  const pieces: [number, number][] = [];
+  for (const [a, b] of ranges) for (let off = a; off < b; off += o.chunk) pieces.push([off, Math.min(b, off + o.chunk)]);
+  let next = 0;
+  let copied = 0;
+  const worker = async () => {
+    while (next < pieces.length) {
+      const [a, b] = pieces[next++];
+      const r = await c.sv(src).call<{ data: Uint8Array }>('read', { fd: srcFd, offset: a, length: b - a });
+      if (r.data.length === 0) continue; // beyond src's end now: the final size settles it
+      await c.sv(dst).call('write', { fd: dstFd, offset: a, data: r.data });
+      copied += r.data.length;
+      o.onBytes?.(r.data.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.window, pieces.length) }, worker));
+  return copied;
+}
+
+const total = (rs: [number, number][]) => rs.reduce((s, [a, b]) => s + (b - a), 0);
+
+/**
+ * Migrates one file to its hashed brick. Before the commit, any failure aborts the migration (src drops
+ * the lease and the file stays where it was); after it, the remaining steps are finished by whoever
+ * meets the file next if this run cannot.
+ */
+export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptions = {}): Promise<MigrateOutcome> {
+  const o = { ...DEFAULTS, ...opts };
+  const step = async (s: SafeStep) => {
+    await o.afterStep?.(s, path);
+  };
+  const loc = await c.locate(path);
+  if (loc.isDir) return { result: 'nothing', reason: 'directory' };
+  if ((loc.attr.mode & S_IFMT) !== S_IFREG) return { result: 'skipped', reason: 'not a regular file' };
+  const src = loc.cached;
+  const dst = loc.hashed;
+  const gfid = loc.attr.gfid;
+  if (!dst || dst === src) return { result: 'nothing', reason: 'already on its hashed brick' };
+  if (!gfid) return { result: 'skipped', reason: 'no gfid' };
+  if (loc.attr.nlink > 1) return { result: 'skipped', reason: 'hard links' };
+
+  // lease: src grants a token and starts tracking changes.
+  let lease: { token: string; attr: Attr };
+  try {
+    lease = await c.sv(src).call('migLease', { path, gfid, dst, leaseMs: o.leaseMs });
+  } catch (e) {
+    if (codeOf(e) === 'EMLINK') return { result: 'skipped', reason: 'hard links' };
+    if (codeOf(e) === EMOVED) return { result: 'nothing', reason: 'migrated meanwhile' };
+    throw e;
+  }
+  const token = lease.token;
+  let renewer: Timer | null = null;
+  let ended = false;
+  const renew = () => {
+    if (ended) return;
+    renewer = c.clock.setTimer(o.leaseMs / 3, () => {
+      c.sv(src)
+        .call('migRenew', { gfid, token, leaseMs: o.leaseMs })
+        .then(renew, () => {});
+    });
+  };
+  renew();
+  let srcFd = -1;
+  let dstFd = -1;
+  let committed = false;
+  try {
+    await step('lease');
+
+    // prepare-dst: a linkto to src at the name on dst, and a private temp file for this token.
+    dstFd = (await c.sv(dst).call<{ fd: number }>('migPrepare', { path, gfid, src, token, uid: lease.attr.uid, gid: lease.attr.gid })).fd;
+    await step('prepare-dst');
+
+    // copy: everything, through the migrator's own fd on src.
+    srcFd = (await c.sv(src).call<{ fd: number }>('open', { gfid, flags: O_RDONLY })).fd;
+    let bytes = await copyRanges(c, src, srcFd, dst, dstFd, [[0, lease.attr.size]], o);
+    await step('copy');
+
+    // recopy: what clients changed meanwhile, until little is left.
+    for (let round = 0; round < o.maxRecopyRounds; round++) {
+      const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
+      bytes += await copyRanges(c, src, srcFd, dst, dstFd, d.ranges, o);
+      if (total(d.ranges) < o.settleBytes) break;
+    }
+    await step('recopy');
+
+    // freeze: src holds changes; the last ranges and the attributes.
+    const fr = await c.sv(src).call<{ dirty: Dirty; attr: Attr; xattrs: [string, Uint8Array][] }>('migFreeze', { gfid, token });
+    await step('freeze');
+
+    // final-copy: the last ranges, size, attributes, xattrs; the copy made durable.
+    bytes += await copyRanges(c, src, srcFd, dst, dstFd, fr.dirty.ranges, o);
+    const a = fr.attr;
+    await c.sv(dst).call('migFinalize', { fd: dstFd, size: a.size, mode: a.mode & 0o7777, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs: fr.xattrs });
+    await step('final-copy');
+
+    // commit: src records "moved to dst" under the lease. From here on, dst's copy is the file.
+    await c.sv(src).call('migCommit', { gfid, token });
+    committed = true;
+    await step('commit');
+
+    // install: the copy replaces the linkto at the name on dst.
+    await c.sv(dst).call('migInstall', { path, gfid, token });
+    await step('install');
+
+    // cleanup: src's old copy goes.
+    await c.sv(src).call('migCleanup', { path, gfid });
+    await step('cleanup');
+
+    // release: the lease ended with the commit; close what the migrator opened.
+    await step('release');
+    return { result: 'migrated', bytes, src, dst };
+  } catch (e) {
+    if (!committed) {
+      await c.sv(src)
+        .call('migAbort', { gfid, token })
+        .catch(() => {});
+    }
+    if (codeOf(e) === 'ENOSPC') return { result: 'skipped', reason: `no space on ${dst}` };
+    throw e instanceof FsError ? e : new FsError(codeOf(e), (e as Error)?.message);
+  } finally {
+    ended = true;
+    (renewer as Timer | null)?.cancel();
+    if (srcFd >= 0) await c.sv(src).call('close', { fd: srcFd }).catch(() => {});
+    if (dstFd >= 0) await c.sv(dst).call('close', { fd: dstFd }).catch(() => {});
+  }
+}

@@ -1,0 +1,186 @@
+/** The safe migration protocol on real brick processes. */
+import test, { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Volume } from '../src/api/volume.js';
+import { migrateFile } from '../src/rebalance/migrate.js';
+import { SAFE_STEPS } from '../src/rebalance/steps.js';
+import { startCluster, type Cluster } from './helpers/cluster.js';
+import { namesOn, onDisk, scanBrick } from './helpers/disk.js';
+import { rotateLayout } from './helpers/layout.js';
+
+let c: Cluster;
+let names: string[];
+let app1: Volume; // connected before the layout changed; holds fds from before
+let files: string[];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+before(async () => {
+  c = await startCluster(2);
+  names = c.spec.bricks.map((b) => b.name);
+  app1 = await Volume.connect(c.spec);
+  files = namesOn(c.dirs, names, '/', 0, 20, 'm');
+  for (const f of files) await app1.writeFile(`/${f}`, Buffer.from(`old-content-of-${f}`.padEnd(64, '.')), { mode: 0o640 });
+  rotateLayout(c.dirs, names); // every file now hashes to brick 1 but lives on brick 0
+});
+after(async () => {
+  await app1?.close();
+  await c?.stop();
+});
+
+/** The end state of a migrated file: one data file on brick 1, nothing on brick 0, no temp copies. */
+function assertMigrated(f: string, gfid: string | null): void {
+  const d = onDisk(c.dirs[1], f)!;
+  assert.ok(d, `${f} on brick 1`);
+  assert.equal(d.linkto, null, 'a data file, not a linkto');
+  assert.equal(d.gfid, gfid);
+  assert.equal(d.mode & 0o7777, 0o640, 'the user mode, no S/T bits');
+  assert.equal(onDisk(c.dirs[0], f), null, 'nothing left on brick 0');
+  for (const dir of c.dirs) {
+    const tmp = path.join(dir, '.glusterfs', 'dhtfs-migrate');
+    if (fs.existsSync(tmp)) assert.deepEqual(fs.readdirSync(tmp).filter((n) => n.startsWith(gfid!)), [], 'no temp copy left');
+  }
+}
+
+test('a file migrates with its bytes, mode, owner, times and xattrs', async () => {
+  const f = files[0];
+  const v = await Volume.connect(c.spec);
+  const data = randomBytes(3 * 1024 * 1024 + 17);
+  await v.writeFile(`/${f}`, data);
+  await v.chown(`/${f}`, 4321, 8765);
+  await v.setxattr(`/${f}`, 'user.tag', 'kept');
+  await v.utimes(`/${f}`, 1_500_000_000, 1_600_000_000);
+  const before = await v.stat(`/${f}`);
+  const r = await migrateFile(v.client, `/${f}`, { chunk: 256 * 1024 });
+  assert.equal(r.result, 'migrated');
+  assertMigrated(f, before.gfid);
+  const v2 = await Volume.connect(c.spec);
+  assert.ok((await v2.readFile(`/${f}`)).equals(data));
+  const st = await v2.stat(`/${f}`);
+  assert.equal(st.uid, 4321);
+  assert.equal(st.gid, 8765);
+  assert.equal(st.mode & 0o7777, 0o640);
+  assert.equal(st.mtimeMs, 1_600_000_000_000);
+  assert.equal((await v2.getxattr(`/${f}`, 'user.tag')).toString(), 'kept');
+  assert.equal(st.gfid, before.gfid);
+  assert.equal((await migrateFile(v2.client, `/${f}`)).result, 'nothing', 'already on its hashed brick');
+  assert.deepEqual((await v2.readdir('/')).filter((n) => n === f), [f]);
+  await v.close();
+  await v2.close();
+});
+
+SAFE_STEPS.forEach((pauseAt, i) => {
+  test(`seed timeline, migrator paused after '${pauseAt}': app1 never reads stale data`, async () => {
+    const f = files[i + 1];
+    const p = `/${f}`;
+    const h1 = await app1.open(p, 'r+'); // app1's fd is on src (brick 0)
+    const migrator = await Volume.connect(c.spec);
+    let paused!: () => void;
+    let resume!: () => void;
+    const atPause = new Promise<void>((r) => (paused = r));
+    const resumed = new Promise<void>((r) => (resume = r));
+    const mig = migrateFile(migrator.client, p, {
+      afterStep: async (s) => {
+        if (s === pauseAt) {
+          paused();
+          await resumed;
+        }
+      },
+    });
+    await atPause;
+    // app2 looks the file up now, opens it, writes, fsyncs, and notifies app1.
+    const app2 = await Volume.connect(c.spec);
+    const w = (async () => {
+      const h2 = await app2.open(p, 'r+');
+      await h2.write('NEW!', 0, 4, 0);
+      await h2.sync();
+      await h2.close();
+    })();
+    // While frozen, src holds app2's write: let the migrator go on if app2 does not finish soon.
+    await Promise.race([w, sleep(300)]);
+    resume();
+    await w;
+    // notify -> app1 reads through the fd it opened before the migration.
+    const buf = Buffer.alloc(64);
+    const { bytesRead } = await h1.read(buf, 0, 64, 0);
+    assert.equal(bytesRead, 64);
+    assert.equal(buf.toString('utf8', 0, 4), 'NEW!', 'app1 sees app2\'s fsynced write');
+    assert.equal(buf.toString("utf8", 4, 4 + `content-of-${f}`.length), `content-of-${f}`, "bytes app2 did not write are intact");
+    const r = await mig;
+    assert.equal(r.result, 'migrated');
+    // app1's fd now works on dst for writes too.
+    await h1.write('app1', 0, 4, 60);
+    await h1.close();
+    const back = await app2.readFile(p);
+    assert.equal(back.toString('utf8', 0, 4), 'NEW!');
+    assert.equal(back.toString('utf8', 60, 64), 'app1');
+    assertMigrated(f, (await app2.stat(p)).gfid);
+    await app2.close();
+    await migrator.close();
+  });
+});
+
+test('writes during the copy are re-copied: nothing is lost', async () => {
+  const f = files[15];
+  const p = `/${f}`;
+  const v = await Volume.connect(c.spec);
+  const size = 8 * 1024 * 1024;
+  const model = Buffer.alloc(size, 0);
+  await v.writeFile(p, model);
+  const h = await v.open(p, 'r+');
+  let stop = false;
+  let writes = 0;
+  const writer = (async () => {
+    while (!stop) {
+      const off = Math.floor(Math.random() * (size - 8));
+      const val = Buffer.from(randomBytes(8));
+      await h.write(val, 0, 8, off); // acknowledged: must survive the migration
+      val.copy(model, off);
+      writes++;
+    }
+  })();
+  const r = await migrateFile(v.client, p, { chunk: 64 * 1024, window: 1 });
+  stop = true;
+  await writer;
+  assert.equal(r.result, 'migrated');
+  assert.ok(writes > 10, `the writer made ${writes} writes during the migration`);
+  await h.close();
+  const v2 = await Volume.connect(c.spec);
+  assert.ok((await v2.readFile(p)).equals(model), 'every acknowledged write is in the migrated file');
+  await v.close();
+  await v2.close();
+});
+
+test('a migrator whose lease expired is fenced; client I/O goes on at src', async () => {
+  const f = files[16];
+  const p = `/${f}`;
+  const v = await Volume.connect(c.spec);
+  const mig = await Volume.connect(c.spec);
+  let hung!: () => void;
+  const wake = new Promise<void>((r) => (hung = r));
+  const run = migrateFile(mig.client, p, {
+    leaseMs: 300,
+    afterStep: async (s) => {
+      if (s === 'copy') {
+        mig.client.close(); // a partitioned migrator: its connection (and lease renewals) are gone
+        await wake;
+      }
+    },
+  });
+  await sleep(100);
+  // Client I/O goes on at src while the migrator hangs.
+  await v.writeFile(p, 'written while the migrator hung');
+  hung();
+  await assert.rejects(run, (e: { code?: string }) => e.code === 'EFENCED' || e.code === 'ENOTCONN');
+  assert.equal(await v.readFile(p, 'utf8'), 'written while the migrator hung');
+  assert.ok(onDisk(c.dirs[0], f) && onDisk(c.dirs[0], f)!.linkto === null, 'the file is still on src');
+  // A new run completes.
+  const again = await Volume.connect(c.spec);
+  assert.equal((await migrateFile(again.client, p)).result, 'migrated');
+  assert.equal(await again.readFile(p, 'utf8'), 'written while the migrator hung');
+  await v.close();
+  await mig.close();
+  await again.close();
+});

@@ -131,7 +131,8 @@ test('a brick survives hostile input and keeps serving good clients', async () =
       ['setxattr', { path: '/keep', name: 'trusted.glusterfs.dht.linkto', value: Buffer.from('x') }, 'EPERM'],
       ['setxattr', { path: '/keep', name: 'user.x', value: Buffer.alloc(100_000) }, 'E2BIG'],
       ['mkdir', { path: '/d', mode: 0o755, gfid: 'not-a-gfid' }, 'EINVAL'],
-      ['setLayout', { path: '/', layout: { commit: 1, type: 7, start: 0, stop: 1 } }, 'EINVAL'],
+      ["setLayout", { path: "/", layout: [{ commit: 1, type: 7, start: 0, stop: 1 }] }, "EINVAL"],
+      ["setLayout", { path: "/", layout: { commit: 1, type: 0, start: 0, stop: 1 } }, "EINVAL"],
       ['inodelk', { domain: 'd', path: '/', type: 'bogus', owner: 'o' }, 'EINVAL'],
       ['readdir', { path: '/keep' }, 'ENOTDIR'],
     ];

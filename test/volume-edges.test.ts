@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { Volume } from '../src/api/volume.js';
 import { RpcClient } from '../src/wire/rpc.js';
 import { tcpNetwork } from '../src/wire/tcp.js';
-import { encodeRange } from '../src/dht/layout.js';
+import { encodeRanges } from '../src/dht/layout.js';
 import * as xattr from '@napi-rs/xattr';
 import { startCluster } from './helpers/cluster.js';
 import { P, diskLayout, hashedIndex, namesOn, onDisk } from './helpers/disk.js';
@@ -67,8 +67,8 @@ test('a client with a stale layout is told to refresh and then places files by t
     // Another actor rewrites the root layout: rotate the ranges one brick on.
     const old = diskLayout(c.dirs, names, '/');
     for (let i = 0; i < 3; i++) {
-      const r = old[(i + 1) % 3];
-      xattr.setAttributeSync(c.dirs[i], P + 'glusterfs.dht', encodeRange(r));
+      const rs = old.filter((e) => e.brick === names[(i + 1) % 3]);
+      xattr.setAttributeSync(c.dirs[i], P + 'glusterfs.dht', encodeRanges(rs));
     }
     const now = diskLayout(c.dirs, names, '/');
     assert.notDeepEqual(now.map((e) => e.start), old.map((e) => e.start));

@@ -5,7 +5,7 @@
  *
  * On disk (GlusterFS conventions, names under a configurable prefix, `trusted.` as root):
  *   <prefix>gfid                        16-byte id of every file and directory
- *   <prefix>glusterfs.dht               16-byte layout range on directories
+ *   <prefix>glusterfs.dht               layout ranges on directories, 16 bytes each (one: GlusterFS's value)
  *   <prefix>glusterfs.dht.linkto        NUL-terminated brick name on linkto files (mode exactly 01000)
  *   <prefix>glusterfs.dht.commithash    volume commit hash on the root, decimal ASCII + NUL
  *   <prefix>glusterfs.volume-id         16-byte volume id on the root
@@ -14,7 +14,7 @@
 import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes, isGfid } from '../common/gfid.js';
-import { decodeRange, encodeRange, sameRange, type LayoutRange } from '../dht/layout.js';
+import { decodeRanges, encodeRanges, sameRanges, MAX_RANGES_PER_BRICK, type LayoutRange } from '../dht/layout.js';
 import type { RequestHandler } from '../wire/rpc.js';
 import { MAX_IO_SIZE } from '../wire/frame.js';
 import type { Attr, DirEntryAttr, RootInfo, StatFsReply } from '../wire/types.js';
@@ -126,15 +126,20 @@ function timespec(a: Args, k: string): Timespec | undefined {
   return [v[0], v[1]];
 }
 const U32 = 0xffffffff;
-function rangeArg(a: Args, k: string): LayoutRange | null | undefined {
-  const v = a[k];
-  if (v === undefined) return undefined;
-  if (v === null) return null;
-  if (typeof v !== 'object') throw bad(k, 'must be a layout range');
+function oneRange(v: unknown, k: string): LayoutRange {
+  if (typeof v !== 'object' || v === null) throw bad(k, 'must be a layout range');
   const r = v as Args;
   const out = { commit: int(r, 'commit', 0, U32), type: int(r, 'type', 0, 1), start: int(r, 'start', 0, U32), stop: int(r, 'stop', 0, U32) };
   if (out.start > out.stop) throw bad(k, 'start > stop');
   return out;
+}
+/** A list of layout ranges; `null` means none; undefined means the field is absent. */
+function rangesArg(a: Args, k: string): LayoutRange[] | null | undefined {
+  const v = a[k];
+  if (v === undefined) return undefined;
+  if (v === null) return null;
+  if (!Array.isArray(v) || v.length > MAX_RANGES_PER_BRICK) throw bad(k, `must be a list of at most ${MAX_RANGES_PER_BRICK} layout ranges`);
+  return v.map((r) => oneRange(r, k));
 }
 function lockMode(a: Args, k: string): LockMode | 'un' {
   const v = a[k];
@@ -364,7 +369,7 @@ export class Brick implements RequestHandler<Session> {
       a.layout = null;
       if (b) {
         try {
-          a.layout = decodeRange(b);
+          a.layout = decodeRanges(b);
         } catch (e) {
           a.layoutErr = (e as Error).message;
         }
@@ -377,22 +382,22 @@ export class Brick implements RequestHandler<Session> {
     return this.attr(rel, this.st.lstat(rel));
   }
 
-  private readLayout(rel: string): LayoutRange | null {
+  private readLayout(rel: string): LayoutRange[] | null {
     const b = this.st.getxattr(rel, this.X.dht);
     if (!b) return null;
     try {
-      return decodeRange(b);
+      return decodeRanges(b);
     } catch {
       return null;
     }
   }
 
-  /** Entry operations carry the parent's range as the client knows it; a stale client must refresh. */
+  /** Entry operations carry the parent's ranges as the client knows them; a stale client must refresh. */
   private checkParentLayout(rel: string, a: Args): void {
-    const want = rangeArg(a, 'parentLayout');
+    const want = rangesArg(a, 'parentLayout');
     if (want === undefined) return;
     const have = this.readLayout(parentOf(rel));
-    if (!sameRange(have, want)) throw new FsError(ELAYOUT, `layout of the parent of /${rel} on ${this.cfg.name} has changed`);
+    if (!sameRanges(have, want)) throw new FsError(ELAYOUT, `layout of the parent of /${rel} on ${this.cfg.name} has changed`);
   }
 
   private setGfid(rel: string, gfid: string): void {
@@ -583,14 +588,14 @@ export class Brick implements RequestHandler<Session> {
     if (rel === '') throw new FsError('EEXIST', 'the root exists');
     const mode = int(a, 'mode', 0, 0o7777);
     const gfid = gfidArg(a, 'gfid');
-    const layout = rangeArg(a, 'layout');
+    const layout = rangesArg(a, 'layout');
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
     this.checkParentLayout(rel, a);
     this.st.mkdir(rel, mode);
     try {
       this.setGfid(rel, gfid);
-      if (layout) this.st.setxattr(rel, this.X.dht, encodeRange(layout));
+      if (layout) this.st.setxattr(rel, this.X.dht, encodeRanges(layout));
       if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
       this.setDirHandle(rel, gfid);
     } catch (e) {
@@ -606,7 +611,7 @@ export class Brick implements RequestHandler<Session> {
 
   setLayout(a: Args): Attr {
     const rel = this.path(a);
-    const layout = rangeArg(a, 'layout');
+    const layout = rangesArg(a, 'layout');
     if (layout === undefined) throw bad('layout', 'required');
     const st = this.st.lstat(rel);
     if (!isDir(st)) throw new FsError('ENOTDIR', `/${rel} is not a directory`);
@@ -616,7 +621,7 @@ export class Brick implements RequestHandler<Session> {
       } catch (e) {
         if (codeOf(e) !== 'ENODATA') throw e;
       }
-    } else this.st.setxattr(rel, this.X.dht, encodeRange(layout));
+    } else this.st.setxattr(rel, this.X.dht, encodeRanges(layout));
     return this.attr(rel, st);
   }
 

@@ -17,6 +17,7 @@ import {
   isEmptyRange,
   layoutCommit,
   newLayout,
+  rangesOf,
   searchLayout,
   type Layout,
   type LayoutRange,
@@ -292,8 +293,8 @@ export class DhtClient {
       if (!isDirAttr(a)) throw new FsError('ENOTDIR', `${path}: not a directory`);
       gfid ??= a.gfid;
       attr ??= a;
-      const range: LayoutRange = a.layout ?? { commit: 0, type: 0, start: 0, stop: 0 };
-      layout.push({ brick: r.brick, ...range });
+      const ranges = a.layout && a.layout.length > 0 ? a.layout : [{ commit: 0, type: 0, start: 0, stop: 0 }];
+      for (const range of ranges) layout.push({ brick: r.brick, ...range });
     }
     if (!attr || !gfid) throw new FsError('ENOENT', `${path}: no such directory`);
     if (missing.length > 0) {
@@ -344,12 +345,12 @@ export class DhtClient {
     await this.withLayoutLock(path, async () => {
       this.dirs.delete(path);
       const rs = await this.everywhere<Attr>('lookup', { path });
-      const cur: Layout = rs.map((a, i) => ({ brick: this.names[i], ...(a.layout ?? { commit: 0, type: 0, start: 0, stop: 0 }) }));
+      const cur: Layout = rs.flatMap((a, i) => (a.layout ?? []).map((r) => ({ brick: this.names[i], ...r })));
       const an = checkLayout(cur);
       if (an.holes === 0 && an.overlaps === 0) return;
       const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
       this.log('info', `writing a new layout for ${path}`);
-      await Promise.all(l.map((e) => this.sv(e.brick).call('setLayout', { path, layout: { commit: e.commit, type: e.type, start: e.start, stop: e.stop } })));
+      await Promise.all(this.names.map((n) => this.sv(n).call('setLayout', { path, layout: rangesOf(l, n) })));
     });
   }
 
@@ -359,9 +360,8 @@ export class DhtClient {
     return b;
   }
 
-  private rangeOf(d: DirInfo, brick: string): LayoutRange {
-    const e = d.layout.find((x) => x.brick === brick)!;
-    return { commit: e.commit, type: e.type, start: e.start, stop: e.stop };
+  private rangeOf(d: DirInfo, brick: string): LayoutRange[] {
+    return rangesOf(d.layout, brick);
   }
 
   /** Runs an entry operation; on a stale parent layout, refreshes it and tries again. */
@@ -538,10 +538,7 @@ export class DhtClient {
     return this.withParent(parent, async (d) => {
       const hashed = this.hashedBrick(d, name);
       const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
-      const rangeFor = (b: string) => {
-        const e = l.find((x) => x.brick === b)!;
-        return { commit: e.commit, type: e.type, start: e.start, stop: e.stop };
-      };
+      const rangeFor = (b: string) => rangesOf(l, b);
       const base = { path, mode: mode & 0o7777, gfid, uid: owner?.uid, gid: owner?.gid };
       const attr = await this.sv(hashed).call<Attr>('mkdir', { ...base, layout: rangeFor(hashed), parentLayout: this.rangeOf(d, hashed) });
       const others = this.names.filter((n) => n !== hashed);
@@ -594,8 +591,7 @@ export class DhtClient {
       const removed = others.filter((n) => !failed.some((f) => f!.n === n));
       await this.healMissingDir(path, d.gfid, d.attr, removed).catch(() => {});
       for (const n of removed) {
-        const r = this.rangeOf(d, n);
-        await this.sv(n).call('setLayout', { path, layout: isEmptyRange(r) ? null : r }).catch(() => {});
+        await this.sv(n).call('setLayout', { path, layout: this.rangeOf(d, n) }).catch(() => {});
       }
       throw failed[0]!.e;
     }
@@ -867,7 +863,7 @@ export class DhtClient {
   async readdirAll(path: string): Promise<DirEntryAttr[]> {
     path = normPath(path);
     const d = await this.dir(path);
-    const per = await Promise.all(d.layout.map((e) => this.readdirBrick(e.brick, path)));
+    const per = await Promise.all([...new Set(d.layout.map((e) => e.brick))].map((b) => this.readdirBrick(b, path)));
     const seen = new Map<string, DirEntryAttr>();
     const movedOnly = new Map<string, DirEntryAttr>();
     for (const list of per) {

@@ -144,3 +144,149 @@ export function layoutCommit(layout: Layout): number {
   const c = layout[0].commit;
   return layout.every((e) => e.commit === c) ? c : COMMIT_HASH_INVALID;
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Several ranges per brick. GlusterFS gives a brick one range per directory; dhtfs allows several, so
+// that a layout change moves only what it must. The xattr holds one 16-byte record per range: a brick
+// with one range has exactly GlusterFS's value.
+
+export const MAX_RANGES_PER_BRICK = 64;
+const EMPTY: LayoutRange = { commit: 0, type: HASH_TYPE_DM, start: 0, stop: 0 };
+
+export function encodeRanges(rs: LayoutRange[]): Buffer {
+  const list = rs.filter((r) => !isEmptyRange(r));
+  if (list.length === 0) return encodeRange({ ...EMPTY, commit: rs[0]?.commit ?? 0 });
+  return Buffer.concat(list.map(encodeRange));
+}
+
+export function decodeRanges(b: Uint8Array): LayoutRange[] {
+  if (b.length === 0 || b.length % 16 !== 0 || b.length / 16 > MAX_RANGES_PER_BRICK) throw new Error(`layout xattr of ${b.length} bytes is not 1..${MAX_RANGES_PER_BRICK} records of 16`);
+  const out: LayoutRange[] = [];
+  for (let i = 0; i < b.length; i += 16) out.push(decodeRange(b.subarray(i, i + 16)));
+  return out;
+}
+
+export function sameRanges(a: LayoutRange[] | null | undefined, b: LayoutRange[] | null | undefined): boolean {
+  const x = (a ?? []).filter((r) => !isEmptyRange(r));
+  const y = (b ?? []).filter((r) => !isEmptyRange(r));
+  return x.length === y.length && x.every((r, i) => sameRange(r, y[i]));
+}
+
+/** A brick's ranges in a layout (possibly none). */
+export function rangesOf(layout: Layout, brick: string): LayoutRange[] {
+  return layout.filter((e) => e.brick === brick && !isEmptyRange(e)).map(({ commit, type, start, stop }) => ({ commit, type, start, stop }));
+}
+
+/** Per-brick hash-space share of a layout, in hash values. */
+export function shares(layout: Layout): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const e of layout) m.set(e.brick, (m.get(e.brick) ?? 0) + (isEmptyRange(e) ? 0 : e.stop - e.start + 1));
+  return m;
+}
+
+/** Target share of each brick, proportional to weight (equal if any weight is unknown), summing to 2^32. */
+export function targetShares(bricks: BrickWeight[], weighted = true): Map<string, number> {
+  const sorted = [...bricks].sort(byName);
+  const useW = weighted && sorted.every((b) => b.weight > 0);
+  const total = useW ? sorted.reduce((s, b) => s + b.weight, 0) : sorted.length;
+  const out = new Map<string, number>();
+  let given = 0;
+  sorted.forEach((b, i) => {
+    const t = i === sorted.length - 1 ? RING_MAX + 1 - given : Math.floor(((RING_MAX + 1) * (useW ? b.weight : 1)) / total);
+    out.set(b.name, t);
+    given += t;
+  });
+  return out;
+}
+
+/**
+ * Fix-layout that moves the least data: every brick keeps as much of its current ranges as its new
+ * share allows; bricks over their share (and bricks leaving) give up the ends of their ranges, and bricks
+ * under their share (new bricks) take those pieces. The hash space that changes owner is exactly
+ * sum(max(0, old share - new share)), the least any layout can move, whatever the weights.
+ */
+export function fixLayout(old: Layout, bricks: BrickWeight[], opts: { commit: number; weighted?: boolean }): Layout {
+  const target = targetShares(bricks, opts.weighted !== false);
+  type Piece = [number, number];
+  const own = new Map<string, Piece[]>();
+  for (const b of bricks) own.set(b.name, []);
+  const freed: Piece[] = [];
+  // Old ranges, resolving overlaps (first owner keeps) and finding holes.
+  const ranges = old.filter((e) => !isEmptyRange(e)).sort((a, b) => a.start - b.start || byName({ name: a.brick }, { name: b.brick }));
+  let next = 0;
+  for (const e of ranges) {
+    const s = Math.max(e.start, next);
+    if (e.start > next) freed.push([next, e.start - 1]);
+    if (s <= e.stop) {
+      if (own.has(e.brick)) own.get(e.brick)!.push([s, e.stop]);
+      else freed.push([s, e.stop]); // a brick that leaves
+      next = e.stop + 1;
+    }
+  }
+  if (next <= RING_MAX) freed.push([next, RING_MAX]);
+  const len = (p: Piece) => p[1] - p[0] + 1;
+  const names = [...own.keys()].sort((a, b) => byName({ name: a }, { name: b }));
+  // Bricks over their share give up the ends of their last ranges.
+  for (const n of names) {
+    const ps = own.get(n)!;
+    let excess = ps.reduce((s, p) => s + len(p), 0) - target.get(n)!;
+    while (excess > 0 && ps.length > 0) {
+      const last = ps[ps.length - 1];
+      if (len(last) <= excess) {
+        freed.push(ps.pop()!);
+        excess -= len(last);
+      } else {
+        freed.push([last[1] - excess + 1, last[1]]);
+        last[1] -= excess;
+        excess = 0;
+      }
+    }
+  }
+  freed.sort((a, b) => a[0] - b[0]);
+  // Bricks under their share take freed pieces in ring order.
+  for (const n of names) {
+    const ps = own.get(n)!;
+    let need = target.get(n)! - ps.reduce((s, p) => s + len(p), 0);
+    while (need > 0 && freed.length > 0) {
+      const f = freed[0];
+      if (len(f) <= need) {
+        ps.push(freed.shift()!);
+        need -= len(f);
+      } else {
+        ps.push([f[0], f[0] + need - 1]);
+        f[0] += need;
+        need = 0;
+      }
+    }
+  }
+  const out: Layout = [];
+  for (const n of names) {
+    const ps = own.get(n)!.sort((a, b) => a[0] - b[0]);
+    const merged: Piece[] = [];
+    for (const p of ps) {
+      const m = merged[merged.length - 1];
+      if (m && m[1] + 1 === p[0]) m[1] = p[1];
+      else merged.push([p[0], p[1]]);
+    }
+    if (merged.length === 0) out.push({ brick: n, ...EMPTY, commit: opts.commit });
+    for (const [start, stop] of merged) out.push({ brick: n, commit: opts.commit, type: HASH_TYPE_DM, start, stop });
+  }
+  return out;
+}
+
+/** Hash values whose owner differs between two layouts. */
+export function movedShare(a: Layout, b: Layout): number {
+  const cuts = new Set<number>([0, RING_MAX + 1]);
+  for (const e of [...a, ...b]) {
+    if (isEmptyRange(e)) continue;
+    cuts.add(e.start);
+    cuts.add(e.stop + 1);
+  }
+  const points = [...cuts].sort((x, y) => x - y);
+  let moved = 0;
+  for (let i = 0; i + 1 < points.length; i++) {
+    const h = points[i];
+    if (searchLayout(a, h) !== searchLayout(b, h)) moved += points[i + 1] - h;
+  }
+  return moved;
+}

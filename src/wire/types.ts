@@ -20,8 +20,8 @@ export interface Attr {
   ctime: Timespec;
   /** Set when this is a linkto file (mode exactly 01000 and the linkto xattr): the brick it points to. */
   linkto?: string;
-  /** Directories: this brick's range of the directory's layout, null if it has none. */
-  layout?: LayoutRange | null;
+  /** Directories: this brick's ranges of the directory's layout, null if it has no layout xattr. */
+  layout?: LayoutRange[] | null;
   /** Directories: set when the layout xattr is unreadable or malformed. */
   layoutErr?: string;
   /** Regular files on a migration's src after its commit: the file is dst's now. */

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as xattr from '@napi-rs/xattr';
-import { decodeRange, searchLayout, type Layout } from '../../src/dht/layout.js';
+import { decodeRanges, searchLayout, type Layout } from '../../src/dht/layout.js';
 import { dhtHash } from '../../src/dht/hash.js';
 import { gfidFromBytes } from '../../src/common/gfid.js';
 
@@ -31,10 +31,10 @@ export function onDisk(dir: string, p: string): OnDisk | null {
 
 /** A directory's layout as written on the bricks' disks. */
 export function diskLayout(dirs: string[], names: string[], dirPath: string): Layout {
-  return dirs.map((d, i) => {
+  return dirs.flatMap((d, i) => {
     const b = xattr.getAttributeSync(path.join(d, dirPath), P + 'glusterfs.dht');
-    if (!b) return { brick: names[i], commit: 0, type: 0, start: 0, stop: 0 };
-    return { brick: names[i], ...decodeRange(b) };
+    if (!b) return [{ brick: names[i], commit: 0, type: 0, start: 0, stop: 0 }];
+    return decodeRanges(b).map((r) => ({ brick: names[i], ...r }));
   });
 }
 

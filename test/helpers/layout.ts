@@ -1,7 +1,7 @@
 /** Test helpers that change a directory's layout behind the clients' backs, as a fix-layout would. */
 import * as xattr from '@napi-rs/xattr';
 import path from 'node:path';
-import { encodeRange, COMMIT_HASH_INVALID } from '../../src/dht/layout.js';
+import { encodeRanges, rangesOf, COMMIT_HASH_INVALID } from '../../src/dht/layout.js';
 import { P, diskLayout } from './disk.js';
 
 /**
@@ -11,7 +11,7 @@ import { P, diskLayout } from './disk.js';
 export function rotateLayout(dirs: string[], names: string[], dir = '/'): void {
   const old = diskLayout(dirs, names, dir);
   for (let i = 0; i < dirs.length; i++) {
-    const r = old[(i + 1) % dirs.length];
-    xattr.setAttributeSync(path.join(dirs[i], dir), P + 'glusterfs.dht', encodeRange({ ...r, commit: COMMIT_HASH_INVALID }));
+    const rs = rangesOf(old, names[(i + 1) % dirs.length]).map((r) => ({ ...r, commit: COMMIT_HASH_INVALID }));
+    xattr.setAttributeSync(path.join(dirs[i], dir), P + 'glusterfs.dht', encodeRanges(rs));
   }
 }

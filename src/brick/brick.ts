@@ -183,7 +183,7 @@ const isLnk = (st: Stat) => (st.mode & S_IFMT) === S_IFLNK;
 // ---------------------------------------------------------------------------------------------------
 
 export class Brick implements RequestHandler<Session> {
-  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; reserved: string[] };
+  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; topology: string; reserved: string[] };
   readonly mig: SrcMigrations;
   readonly locks = new LockTable();
   private sessions = new Map<number, Session>();
@@ -207,6 +207,7 @@ export class Brick implements RequestHandler<Session> {
       commit: `${p}glusterfs.dht.commithash`,
       volumeId: `${p}glusterfs.volume-id`,
       migration: `${p}dhtfs.migration`,
+      topology: `${p}dhtfs.volume`,
       reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
     };
     this.mig = new SrcMigrations(clock, random, (m) => log('info', m));
@@ -224,6 +225,8 @@ export class Brick implements RequestHandler<Session> {
       lookup: (_s, a) => this.lookup(a),
       lookupGfid: (_s, a) => this.lookupGfid(a),
       rootInfo: () => this.rootInfo(),
+      getTopology: () => this.getTopology(),
+      setTopology: (_s, a) => this.setTopology(a),
       statfs: () => this.statfs(),
       mkdir: (_s, a) => this.mkdir(a),
       setLayout: (_s, a) => this.setLayout(a),
@@ -577,6 +580,30 @@ export class Brick implements RequestHandler<Session> {
       if (Number.isSafeInteger(n) && n >= 0 && n <= U32) commitHash = n;
     }
     return { attr: this.attrOf(''), commitHash, brick: this.cfg.name };
+  }
+
+  /** The volume's bricks as last written by the CLI (add-brick, remove-brick); null if never. */
+  getTopology(): { topology: unknown } {
+    const b = this.st.getxattr('', this.X.topology);
+    if (!b) return { topology: null };
+    try {
+      return { topology: JSON.parse(Buffer.from(b).toString('utf8')) };
+    } catch {
+      return { topology: null };
+    }
+  }
+
+  setTopology(a: Args): { topology: unknown } {
+    const t = a.topology;
+    if (typeof t !== 'object' || t === null) throw bad('topology', 'must be a map');
+    const json = JSON.stringify(t);
+    if (json.length > 3500) throw new FsError('E2BIG', 'topology too large for one xattr');
+    const cur = this.getTopology().topology as { version?: number } | null;
+    const v = (t as { version?: unknown }).version;
+    if (!Number.isSafeInteger(v)) throw bad('topology', 'needs a version');
+    if (cur && typeof cur.version === 'number' && cur.version > (v as number)) throw new FsError('ESTALE', `topology version ${v as number} is older than ${cur.version}`);
+    this.st.setxattr('', this.X.topology, Buffer.from(json));
+    return { topology: t };
   }
 
   statfs(): StatFsReply {

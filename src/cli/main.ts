@@ -8,6 +8,8 @@ import { Volume } from '../api/volume.js';
 import { validateSpec, type VolumeSpec } from '../dht/spec.js';
 import { serveBrick } from '../brick/server.js';
 import { codeOf } from '../common/errors.js';
+import { addBricks, formatStatus, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
+import type { DirEntryAttr } from '../wire/types.js';
 import {
   PACKAGE_ROOT,
   brickPid,
@@ -228,6 +230,152 @@ volume
       const v = loadVolume(name);
       const spec: VolumeSpec = { name: v.name, volumeId: v.volumeId, secret: v.secret, bricks: v.bricks.map(({ name: n, host, port }) => ({ name: n, host, port })), options: v.options };
       process.stdout.write(JSON.stringify(spec, null, 2) + '\n');
+    }),
+  );
+
+volume
+  .command('add-brick <name> <bricks...>')
+  .description('add bricks (HOST:PORT:/DIR) to a volume; run "volume rebalance NAME start" to move files onto them')
+  .option('--json', 'print the result as JSON')
+  .action(
+    action(async (name: string, bricks: string[], o) => {
+      const v = loadVolume(name);
+      const added = await addBricks(v, bricks);
+      out(o.json, { added }, () => `volume add-brick: ${name}: success (${added.join(', ')}); start a rebalance to use them: dhtfs volume rebalance ${name} start`);
+    }),
+  );
+
+function pickBricks(v: StoredVolume, args: string[]): string[] {
+  return args.map((a) => {
+    const byName = v.bricks.find((b) => b.name === a);
+    if (byName) return byName.name;
+    const m = /^(\[[^\]]+\]|[^:]+):(\d+)(?::.*)?$/.exec(a);
+    const b = m && v.bricks.find((x) => x.host === m[1].replace(/^\[|\]$/g, '') && x.port === Number(m[2]));
+    if (!b) throw new Error(`${a} is not a brick of volume ${v.name}`);
+    return b.name;
+  });
+}
+
+/** Data files still on a brick (linkto files and directories do not count). */
+async function filesOn(vol: Volume, brick: string, dir = '/'): Promise<number> {
+  let n = 0;
+  for (let offset = 0; ; offset += 1000) {
+    const r = await vol.client.sv(brick).call<{ entries: DirEntryAttr[]; eof: boolean }>('readdir', { path: dir, offset, limit: 1000 });
+    for (const e of r.entries) {
+      const p = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
+      if ((e.attr.mode & 0o170000) === 0o040000) n += await filesOn(vol, brick, p);
+      else if (e.attr.linkto === undefined && !e.attr.moved) n++;
+    }
+    if (r.eof || r.entries.length === 0) return n;
+  }
+}
+
+volume
+  .command('remove-brick <name> <args...>')
+  .description('drain bricks: BRICK... start | status | stop | commit  (BRICK as a name or HOST:PORT)')
+  .option('--json', 'print as JSON')
+  .option('--force', 'commit even if files remain on the bricks (they stay in the brick directories)')
+  .action(
+    action(async (name: string, args: string[], o) => {
+      const verb = args.pop();
+      if (!verb || !['start', 'status', 'stop', 'commit'].includes(verb)) throw new Error('remove-brick needs BRICK... followed by start, status, stop or commit');
+      const v = loadVolume(name);
+      const bricks = args.length > 0 ? pickBricks(v, args) : [...(v.decommissioned ?? [])];
+      if (bricks.length === 0) throw new Error('name the bricks to remove');
+      if (verb === 'start') {
+        if (bricks.length >= v.bricks.length) throw new Error('cannot remove every brick of a volume');
+        v.decommissioned = [...new Set([...(v.decommissioned ?? []), ...bricks])];
+        await pushTopology(v);
+        const pid = startRebalance(v, { mode: 'full', force: true, throttle: 'normal', restart: true });
+        return out(o.json, { bricks, pid }, () => `volume remove-brick start: ${name}: draining ${bricks.join(', ')} (rebalance pid ${pid}); see: dhtfs volume remove-brick ${name} status`);
+      }
+      if (verb === 'status') {
+        const st = rebalanceStatus(v);
+        return out(o.json, { bricks, draining: v.decommissioned ?? [], rebalance: st }, () => `Draining: ${(v.decommissioned ?? []).join(', ') || 'none'}\n` + (st ? formatStatus(st, process.stdout.isTTY) : 'no rebalance has run'));
+      }
+      if (verb === 'stop') {
+        const pid = rebalancePid(v);
+        if (pid) process.kill(pid, 'SIGTERM');
+        v.decommissioned = (v.decommissioned ?? []).filter((b) => !bricks.includes(b));
+        await pushTopology(v);
+        return out(o.json, { stopped: bricks }, () => `volume remove-brick stop: ${name}: ${bricks.join(', ')} back in service; files already moved stay where they are (run "volume rebalance ${name} start" to balance)`);
+      }
+      // commit
+      const st = rebalanceStatus(v);
+      const vol = await Volume.connect(v);
+      try {
+        const left: Record<string, number> = {};
+        for (const b of bricks) left[b] = await filesOn(vol, b);
+        const remaining = Object.values(left).reduce((a, b) => a + b, 0);
+        if (!o.force) {
+          if (!bricks.every((b) => (v.decommissioned ?? []).includes(b))) throw new Error(`run "volume remove-brick ${name} ${bricks.join(' ')} start" first`);
+          if (!st || st.state !== 'completed') throw new Error(`the drain has not completed (rebalance ${st?.state ?? 'not started'}); commit refused`);
+          if (st.counters.failed > 0 || st.counters.skipped > 0) throw new Error(`the drain had ${st.counters.failed} failures and ${st.counters.skipped} skipped files; commit refused`);
+          if (remaining > 0) throw new Error(`${remaining} files remain on ${Object.entries(left).filter(([, n]) => n > 0).map(([b, n]) => `${b} (${n})`).join(', ')}; commit refused`);
+        }
+        const pids: number[] = [];
+        for (const b of bricks) {
+          const pid = brickPid(v, b);
+          if (pid) {
+            process.kill(pid, 'SIGTERM');
+            pids.push(pid);
+          }
+        }
+        v.bricks = v.bricks.filter((b) => !bricks.includes(b.name));
+        v.decommissioned = (v.decommissioned ?? []).filter((b) => !bricks.includes(b));
+        await pushTopology(v);
+        out(o.json, { removed: bricks, filesLeft: left }, () => `volume remove-brick commit: ${name}: removed ${bricks.join(', ')}${remaining ? ` (${remaining} files left in their directories)` : ''}`);
+      } finally {
+        await vol.close();
+      }
+    }),
+  );
+
+volume
+  .command('rebalance <name> <verb> [flags...]')
+  .description('start [fix-layout] [force] | status | stop: move files to the bricks their names hash to')
+  .option('--throttle <t>', 'parallel migrations: lazy, normal, aggressive or a number', 'normal')
+  .option('--restart', 'start over instead of resuming an unfinished run')
+  .option('--migration-protocol <p>', 'safe (default) or legacy (GlusterFS order; not yet available)', 'safe')
+  .option('--json', 'print as JSON')
+  .action(
+    action(async (name: string, verb: string, flags: string[], o) => {
+      const v = loadVolume(name);
+      if (verb === 'start') {
+        const bad = flags.filter((f) => f !== 'fix-layout' && f !== 'force');
+        if (bad.length) throw new Error(`unknown rebalance flags: ${bad.join(' ')}`);
+        if (o.migrationProtocol !== 'safe') throw new Error(`migration protocol '${o.migrationProtocol}' is not available; use safe`);
+        parseThrottle(o.throttle);
+        const pid = startRebalance(v, { mode: flags.includes('fix-layout') ? 'fix-layout' : 'full', force: flags.includes('force'), throttle: o.throttle, restart: o.restart });
+        return out(o.json, { pid }, () => `volume rebalance: ${name}: started (pid ${pid}); see: dhtfs volume rebalance ${name} status`);
+      }
+      if (verb === 'status') {
+        const st = rebalanceStatus(v);
+        if (!st) return out(o.json, null, () => `no rebalance has run on ${name}`);
+        return out(o.json, st, () => formatStatus(st, process.stdout.isTTY));
+      }
+      if (verb === 'stop') {
+        const pid = rebalancePid(v);
+        if (!pid) throw new Error(`no rebalance of ${name} is running`);
+        process.kill(pid, 'SIGTERM');
+        return out(o.json, { pid }, () => `volume rebalance: ${name}: stopping (pid ${pid}); "start" resumes where it stopped`);
+      }
+      throw new Error(`unknown rebalance verb '${verb}': start, status or stop`);
+    }),
+  );
+
+program
+  .command('rebalance-run <name>', { hidden: true })
+  .option('--mode <m>', 'full or fix-layout', 'full')
+  .option('--throttle <t>', 'parallel migrations', 'normal')
+  .option('--force')
+  .option('--restart')
+  .action(
+    action(async (name: string, o) => {
+      const v = loadVolume(name);
+      const r = await runRebalance(v, { mode: o.mode, force: !!o.force, throttle: o.throttle, restart: !!o.restart });
+      console.log(`${new Date().toISOString()} rebalance ${r.state}: ${JSON.stringify(r.counters)}`);
+      process.exit(r.state === 'failed' ? 1 : 0);
     }),
   );
 

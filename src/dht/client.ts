@@ -22,7 +22,7 @@ import {
   type Layout,
   type LayoutRange,
 } from './layout.js';
-import type { VolumeSpec } from './spec.js';
+import { validateTopology, type Topology, type VolumeSpec } from './spec.js';
 
 export const DOMAIN_LAYOUT = 'dht.layout.heal';
 export const DOMAIN_ENTRY = 'dht.entry.sync';
@@ -135,7 +135,12 @@ export interface DhtClientOptions {
 
 export class DhtClient {
   readonly subvols = new Map<string, Subvol>();
-  readonly names: string[];
+  /** Bricks of the volume, in topology order; decommissioned ones included. */
+  names: string[];
+  /** Bricks being drained: no hash range in new or fixed layouts, no new files. */
+  decommissioned = new Set<string>();
+  topologyVersion = 0;
+  private topoCheckedAt = -Infinity;
   readonly clientName: string;
   private dirs = new Map<string, DirInfo>();
   private hashOpts: HashOptions;
@@ -158,6 +163,8 @@ export class DhtClient {
     this.log = opts.log ?? (() => {});
     for (const b of spec.bricks) this.subvols.set(b.name, new Subvol(b.name, b.host, b.port, this));
     this.names = spec.bricks.map((b) => b.name);
+    this.decommissioned = new Set(spec.decommissioned ?? []);
+    this.topologyVersion = spec.version ?? 0;
     const o = spec.options ?? {};
     this.hashOpts = {
       rsyncHashRegex: o.rsyncHashRegex === undefined ? undefined : o.rsyncHashRegex === null ? null : new RegExp(o.rsyncHashRegex),
@@ -172,6 +179,7 @@ export class DhtClient {
 
   /** Connects to every brick, reads the volume commit hash and heals the root layout if needed. */
   async connect(): Promise<void> {
+    await this.refreshTopology(true);
     const infos = await this.all<RootInfo>('rootInfo', {});
     const down = infos.filter((r) => r.err);
     if (down.length > 0) {
@@ -194,6 +202,52 @@ export class DhtClient {
       await this.everywhere('setCommitHash', { value });
       this.volCommitHash = value;
     });
+  }
+
+  /**
+   * Reads the topology the bricks keep (add-brick and remove-brick write it to every brick) and adopts
+   * a newer one. Returns whether anything changed. At most every 300 ms unless forced.
+   */
+  async refreshTopology(force = false): Promise<boolean> {
+    const now = this.clock.now();
+    if (!force && now - this.topoCheckedAt < 300) return false;
+    this.topoCheckedAt = now;
+    const rs = await this.all<{ topology: unknown }>('getTopology', {});
+    let best: Topology | null = null;
+    for (const r of rs) {
+      if (!r.value?.topology) continue;
+      try {
+        const t = validateTopology(r.value.topology);
+        if (!best || t.version > best.version) best = t;
+      } catch {
+        /* a brick with a damaged record */
+      }
+    }
+    if (!best || best.version <= this.topologyVersion) return false;
+    this.adoptTopology(best);
+    return true;
+  }
+
+  adoptTopology(t: Topology): void {
+    const keep = new Set(t.bricks.map((b) => b.name));
+    for (const [n, sv] of [...this.subvols]) {
+      const nb = t.bricks.find((b) => b.name === n);
+      if (!keep.has(n) || (nb && (nb.host !== sv.host || nb.port !== sv.port))) {
+        sv.close();
+        this.subvols.delete(n);
+      }
+    }
+    for (const b of t.bricks) if (!this.subvols.has(b.name)) this.subvols.set(b.name, new Subvol(b.name, b.host, b.port, this));
+    this.names = t.bricks.map((b) => b.name);
+    this.decommissioned = new Set(t.decommissioned);
+    this.topologyVersion = t.version;
+    this.dirs.clear();
+    this.log('info', `topology version ${t.version}: ${this.names.join(', ')}${t.decommissioned.length ? ` (draining ${t.decommissioned.join(', ')})` : ''}`);
+  }
+
+  /** Bricks that take new ranges and new files. */
+  activeBricks(): string[] {
+    return this.names.filter((n) => !this.decommissioned.has(n));
   }
 
   onBrickDown(name: string): void {
@@ -304,9 +358,13 @@ export class DhtClient {
     }
     // Attributes of record: the directory's hashed brick, as GlusterFS's MDS.
     const info: DirInfo = { path, gfid, layout, attr };
-    if (this.needsHeal(info) && path !== '/') {
-      await this.healDirLayout(path);
-      return this.dir(path);
+    if (this.needsHeal(info)) {
+      // A hole may be a brick this client does not know yet (added since it connected).
+      if (await this.refreshTopology()) return this.dir(path);
+      if (path !== '/') {
+        await this.healDirLayout(path);
+        return this.dir(path);
+      }
     }
     this.dirs.set(path, info);
     return info;
@@ -331,9 +389,9 @@ export class DhtClient {
     );
   }
 
-  private async brickWeights(): Promise<{ name: string; weight: number }[]> {
+  async brickWeights(): Promise<{ name: string; weight: number }[]> {
     const out: { name: string; weight: number }[] = [];
-    for (const n of this.names) {
+    for (const n of this.activeBricks()) {
       const s = await this.statfsOf(n).catch(() => null);
       out.push({ name: n, weight: s ? Math.ceil((s.blocks * s.bsize) / (1024 * 1024)) : 0 });
     }
@@ -407,6 +465,7 @@ export class DhtClient {
     if (a.linkto === undefined) return { path, attr: a, cached: hashed, hashed, isDir: false };
     // A linkto: follow it, accept only a data file with the same gfid.
     const target = a.linkto;
+    if (!this.subvols.has(target)) await this.refreshTopology();
     if (this.subvols.has(target)) {
       try {
         const t = await this.sv(target).call<Attr>('lookup', { path });
@@ -512,7 +571,7 @@ export class DhtClient {
   private async mostFree(exclude: string): Promise<string | null> {
     let best: string | null = null;
     let bestAvail = -1;
-    for (const n of this.names) {
+    for (const n of this.activeBricks()) {
       if (n === exclude) continue;
       try {
         if (await this.isFilled(n)) continue;

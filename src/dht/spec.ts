@@ -28,6 +28,24 @@ export interface VolumeSpec {
   secret: string;
   bricks: BrickSpec[];
   options?: VolumeOptions;
+  /** Bricks being drained by remove-brick: they get no hash range and no new files. */
+  decommissioned?: string[];
+  /** Topology version: every add-brick and remove-brick step raises it. */
+  version?: number;
+}
+
+/** What every brick keeps on its root so that clients learn about added and removed bricks. */
+export interface Topology {
+  version: number;
+  bricks: BrickSpec[];
+  decommissioned: string[];
+}
+
+export function validateTopology(t: unknown): Topology {
+  const v = t as Topology;
+  if (!v || !Number.isSafeInteger(v.version) || !Array.isArray(v.bricks) || !Array.isArray(v.decommissioned)) throw new Error('bad topology');
+  for (const b of v.bricks) if (typeof b.name !== 'string' || typeof b.host !== 'string' || !Number.isInteger(b.port)) throw new Error('bad topology brick');
+  return { version: v.version, bricks: v.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: v.decommissioned.filter((x) => typeof x === 'string') };
 }
 
 export function validateSpec(s: unknown): VolumeSpec {

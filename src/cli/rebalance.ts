@@ -1,0 +1,177 @@
+/** CLI side of rebalance, add-brick and remove-brick: topology pushes, the rebalance process, status. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { Volume } from '../api/volume.js';
+import { RpcClient } from '../wire/rpc.js';
+import { tcpNetwork } from '../wire/tcp.js';
+import type { Topology } from '../dht/spec.js';
+import { Rebalancer, THROTTLE, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
+import { MAIN_JS, parseBrickArg, saveVolume, startBricks, volDir, type StoredVolume } from './state.js';
+
+export function checkpointFile(v: StoredVolume): string {
+  return path.join(volDir(v.name), 'rebalance.json');
+}
+
+function pidFile(v: StoredVolume): string {
+  return path.join(volDir(v.name), 'run', 'rebalance.pid');
+}
+
+export function fileStore(file: string): CheckpointStore {
+  return {
+    load() {
+      try {
+        return JSON.parse(fs.readFileSync(file, 'utf8')) as Checkpoint;
+      } catch {
+        return null;
+      }
+    },
+    save(c) {
+      const tmp = `${file}.tmp`;
+      fs.writeFileSync(tmp, JSON.stringify(c, null, 1));
+      fs.renameSync(tmp, file);
+    },
+  };
+}
+
+export function rebalancePid(v: StoredVolume): number | null {
+  try {
+    const pid = Number(fs.readFileSync(pidFile(v), 'utf8'));
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return null;
+  }
+}
+
+/** Writes the volume's topology to every brick (new ones included), one version up. */
+export async function pushTopology(v: StoredVolume): Promise<void> {
+  v.version = (v.version ?? 0) + 1;
+  const t: Topology = { version: v.version, bricks: v.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: v.decommissioned ?? [] };
+  for (const b of v.bricks) {
+    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, clientName: 'cli' });
+    try {
+      await c.call('setTopology', { topology: t });
+    } finally {
+      c.close();
+    }
+  }
+  saveVolume(v);
+}
+
+export async function addBricks(v: StoredVolume, args: string[]): Promise<string[]> {
+  const parsed = args.map(parseBrickArg);
+  for (const p of parsed) if (v.bricks.some((b) => b.host === p.host && b.port === p.port)) throw new Error(`brick ${p.host}:${p.port} is already in volume ${v.name}`);
+  let next = Math.max(-1, ...v.bricks.map((b) => Number(/-client-(\d+)$/.exec(b.name)?.[1] ?? -1))) + 1;
+  const added = parsed.map((p) => ({ name: `${v.name}-client-${next++}`, host: p.host, port: p.port, dir: p.dir }));
+  v.bricks.push(...added);
+  saveVolume(v);
+  await startBricks(v);
+  await pushTopology(v);
+  return added.map((b) => b.name);
+}
+
+/** Starts the rebalance process for a volume (detached). */
+export function startRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-layout'; force: boolean; throttle: string; restart?: boolean }): number {
+  const running = rebalancePid(v);
+  if (running) throw new Error(`a rebalance of ${v.name} is already running (pid ${running})`);
+  fs.mkdirSync(path.join(volDir(v.name), 'run'), { recursive: true });
+  fs.mkdirSync(path.join(volDir(v.name), 'logs'), { recursive: true });
+  const log = fs.openSync(path.join(volDir(v.name), 'logs', 'rebalance.log'), 'a');
+  const args = [MAIN_JS, 'rebalance-run', v.name, '--mode', o.mode, '--throttle', o.throttle];
+  if (o.force) args.push('--force');
+  if (o.restart) args.push('--restart');
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: process.env });
+  child.unref();
+  fs.closeSync(log);
+  fs.writeFileSync(pidFile(v), String(child.pid));
+  return child.pid!;
+}
+
+export function parseThrottle(t: string): number {
+  if (THROTTLE[t] !== undefined) return THROTTLE[t];
+  const n = Number(t);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`throttle must be lazy, normal, aggressive or 1..64, not '${t}'`);
+  return n;
+}
+
+/** The rebalance process's body: runs until done, stopped (SIGTERM) or failed. */
+export async function runRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-layout'; force: boolean; throttle: string; restart: boolean }): Promise<Checkpoint> {
+  let stop = false;
+  process.on('SIGTERM', () => (stop = true));
+  process.on('SIGINT', () => (stop = true));
+  fs.writeFileSync(pidFile(v), String(process.pid));
+  const vol = await Volume.connect(v, { clientName: 'rebalance', log: (l, m) => console.log(`${new Date().toISOString()} ${l} ${m}`) });
+  try {
+    const r = new Rebalancer(vol.client, {
+      mode: o.mode,
+      force: o.force,
+      throttle: parseThrottle(o.throttle),
+      restart: o.restart,
+      store: fileStore(checkpointFile(v)),
+      shouldStop: () => stop,
+      log: (m) => console.log(`${new Date().toISOString()} ${m}`),
+    });
+    return await r.run();
+  } finally {
+    await vol.close();
+    fs.rmSync(pidFile(v), { force: true });
+  }
+}
+
+export interface RebalanceStatus extends Checkpoint {
+  volume: string;
+  pid: number | null;
+  rateBytes: number;
+  rateFiles: number;
+  etaSeconds: number | null;
+  percent: number | null;
+}
+
+export function rebalanceStatus(v: StoredVolume): RebalanceStatus | null {
+  const c = fileStore(checkpointFile(v)).load();
+  if (!c) return null;
+  const pid = rebalancePid(v);
+  // A run whose process died without saying so failed.
+  const state = c.state === 'running' && !pid ? 'failed' : c.state;
+  const elapsed = state === 'running' ? Date.now() - c.startedAt : c.elapsedMs;
+  const secs = Math.max(0.001, elapsed / 1000);
+  const rateBytes = c.counters.bytes / secs;
+  const rateFiles = c.counters.migrated / secs;
+  // GlusterFS's estimate: all used bytes over the byte rate; an upper bound (not every byte moves).
+  const percent = c.counters.totalBytes > 0 ? Math.min(100, (c.counters.bytes * 100) / c.counters.totalBytes) : null;
+  const etaSeconds = state !== 'running' ? 0 : rateBytes > 0 ? Math.max(0, (c.counters.totalBytes - c.counters.bytes) / rateBytes) : null;
+  return { ...c, state, elapsedMs: elapsed, volume: v.name, pid, rateBytes, rateFiles, etaSeconds, percent };
+}
+
+function human(n: number): string {
+  const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+function hms(s: number): string {
+  const t = Math.round(s);
+  return `${String(Math.floor(t / 3600)).padStart(2, '0')}:${String(Math.floor((t % 3600) / 60)).padStart(2, '0')}:${String(t % 60).padStart(2, '0')}`;
+}
+
+export function formatStatus(s: RebalanceStatus, tty: boolean): string {
+  const c = s.counters;
+  const lines = [
+    `Rebalance of volume ${s.volume}: ${s.state}${s.pid ? ` (pid ${s.pid})` : ''}${s.mode === 'fix-layout' ? ', fix-layout only' : ''}${s.force ? ', force' : ''}`,
+    `  scanned ${c.scanned}  migrated ${c.migrated}  skipped ${c.skipped}  failed ${c.failed}  directories ${c.dirs}`,
+    `  moved ${human(c.bytes)} in ${hms(s.elapsedMs / 1000)}: ${human(s.rateBytes)}/s, ${s.rateFiles.toFixed(1)} files/s` + (s.state === 'running' ? `; ETA ${s.etaSeconds === null ? 'unknown' : hms(s.etaSeconds)} (upper bound)` : ''),
+  ];
+  if (s.position && s.state !== 'completed') lines.push(`  at ${s.position}`);
+  if (s.error) lines.push(`  error: ${s.error}`);
+  if (tty && s.percent !== null && s.state === 'running') {
+    const w = 30;
+    const k = Math.round((s.percent / 100) * w);
+    lines.push(`  [${'#'.repeat(k)}${'-'.repeat(w - k)}] ${s.percent.toFixed(0)}% of used bytes`);
+  }
+  return lines.join('\n');
+}

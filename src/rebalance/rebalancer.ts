@@ -1,0 +1,314 @@
+/**
+ * The rebalancer: a client of the bricks that walks the volume's directories in a fixed order, gives
+ * each directory a layout over the current bricks that moves the least data (fixLayout), and migrates
+ * the files whose hashed brick changed, with the safe protocol (migrate.ts). Its progress is saved
+ * through a CheckpointStore after every directory, so a stopped or crashed run resumes where it was.
+ */
+import { codeOf } from '../common/errors.js';
+import { newGfid } from '../common/gfid.js';
+import type { DhtClient } from '../dht/client.js';
+import { fixLayout, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
+import { dhtHash } from '../dht/hash.js';
+import type { DirEntryAttr } from '../wire/types.js';
+import { S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { migrateFile, type MigrateOptions } from './migrate.js';
+
+export type RebalanceMode = 'full' | 'fix-layout';
+export type RebalanceState = 'running' | 'completed' | 'stopped' | 'failed';
+
+export interface Counters {
+  scanned: number;
+  migrated: number;
+  skipped: number;
+  failed: number;
+  bytes: number;
+  dirs: number;
+  /** Bytes held by files that may move (estimate for the ETA). */
+  totalBytes: number;
+}
+
+export interface Checkpoint {
+  runId: string;
+  mode: RebalanceMode;
+  force: boolean;
+  /** The directory being processed when the checkpoint was written; earlier ones (DFS order) are done. */
+  position: string | null;
+  counters: Counters;
+  commitHash: number;
+  startedAt: number;
+  elapsedMs: number;
+  state: RebalanceState;
+  error?: string;
+  topologyVersion: number;
+}
+
+export interface CheckpointStore {
+  load(): Checkpoint | null;
+  save(c: Checkpoint): void;
+}
+
+export interface RebalanceOptions {
+  mode?: RebalanceMode;
+  /** Bypass the fuller-to-emptier rule (GlusterFS's `force`; remove-brick uses it). */
+  force?: boolean;
+  /** Parallel migrations: lazy 1, normal 2, aggressive 4, or a number. */
+  throttle?: number;
+  store: CheckpointStore;
+  /** Start over even if a checkpoint says a run was under way. */
+  restart?: boolean;
+  migrate?: MigrateOptions;
+  /** Polled between files: true asks the run to stop at the next checkpoint. */
+  shouldStop?: () => boolean;
+  onProgress?: (c: Checkpoint) => void;
+  log?: (msg: string) => void;
+}
+
+export const THROTTLE: Record<string, number> = { lazy: 1, normal: 2, aggressive: 4 };
+
+const zero = (): Counters => ({ scanned: 0, migrated: 0, skipped: 0, failed: 0, bytes: 0, dirs: 0, totalBytes: 0 });
+
+/** DFS order of directory paths: a directory comes before its children, siblings by name. */
+export function dfsBefore(a: string, b: string): boolean {
+  const x = a === '/' ? [] : a.slice(1).split('/');
+  const y = b === '/' ? [] : b.slice(1).split('/');
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return Buffer.compare(Buffer.from(x[i]), Buffer.from(y[i])) < 0;
+  }
+  return x.length < y.length;
+}
+
+const join = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${dir}/${name}`);
+
+export class Rebalancer {
+  private cp!: Checkpoint;
+  private lastSave = 0;
+  private stopping = false;
+
+  constructor(
+    private readonly c: DhtClient,
+    private readonly o: RebalanceOptions,
+  ) {}
+
+  private log(m: string): void {
+    this.o.log?.(m);
+  }
+
+  private save(force = false): void {
+    const now = this.c.clock.now();
+    if (!force && now - this.lastSave < 500) return;
+    this.lastSave = now;
+    this.cp.elapsedMs = this.c.clock.wallNow() - this.cp.startedAt;
+    this.o.store.save(this.cp);
+    this.o.onProgress?.(this.cp);
+  }
+
+  async run(): Promise<Checkpoint> {
+    await this.c.refreshTopology(true);
+    const prev = this.o.store.load();
+    const mode = this.o.mode ?? 'full';
+    const resume = !this.o.restart && prev && (prev.state === 'running' || prev.state === 'stopped' || prev.state === 'failed') && prev.mode === mode;
+    if (resume) {
+      this.cp = { ...prev, state: 'running', error: undefined, startedAt: this.c.clock.wallNow() - prev.elapsedMs };
+      this.log(`resuming rebalance ${prev.runId} at ${prev.position ?? '/'}`);
+    } else {
+      // A new run: a new volume commit hash, so clients look everywhere until each directory is settled.
+      const commitHash = ((this.c.random.int(0x7fffffff) << 1) | 1) >>> 0;
+      this.cp = {
+        runId: newGfid(this.c.random),
+        mode,
+        force: !!this.o.force,
+        position: null,
+        counters: zero(),
+        commitHash,
+        startedAt: this.c.clock.wallNow(),
+        elapsedMs: 0,
+        state: 'running',
+        topologyVersion: this.c.topologyVersion,
+      };
+      if (mode === 'full') {
+        await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setCommitHash', { value: commitHash })));
+        this.c.volCommitHash = commitHash;
+      }
+      this.cp.counters.totalBytes = await this.usedBytes();
+    }
+    this.save(true);
+    try {
+      await this.walk('/');
+      this.cp.state = this.stopping ? 'stopped' : 'completed';
+      if (!this.stopping) this.cp.position = null;
+    } catch (e) {
+      this.cp.state = 'failed';
+      this.cp.error = (e as Error)?.message ?? String(e);
+      this.log(`rebalance failed: ${this.cp.error}`);
+    }
+    this.save(true);
+    return this.cp;
+  }
+
+  private async usedBytes(): Promise<number> {
+    let used = 0;
+    for (const n of this.c.names) {
+      try {
+        const s = await this.c.statfsOf(n);
+        used += (s.blocks - s.bfree) * s.bsize;
+      } catch {
+        /* a down brick */
+      }
+    }
+    return used;
+  }
+
+  private wantStop(): boolean {
+    if (!this.stopping && this.o.shouldStop?.()) {
+      this.stopping = true;
+      this.log('stop requested: finishing the migrations under way');
+    }
+    return this.stopping;
+  }
+
+  /** Directories in DFS order; the checkpoint's position and everything after it are (re)done. */
+  private async walk(dir: string): Promise<void> {
+    if (this.wantStop()) return;
+    const pos = this.cp.position;
+    const done = pos !== null && dfsBefore(dir, pos); // pre-order: ancestors of the position are done too
+    if (!done) {
+      this.cp.position = dir;
+      this.save(true);
+      await this.processDir(dir);
+      this.cp.counters.dirs++;
+    }
+    if (this.wantStop()) return;
+    const subdirs = (await this.c.readdirAll(dir)).filter((e) => (e.attr.mode & S_IFMT) === S_IFDIR).map((e) => e.name);
+    for (const name of subdirs) {
+      await this.walk(join(dir, name));
+      if (this.stopping) return;
+    }
+  }
+
+  private async processDir(dir: string): Promise<void> {
+    const layout = await this.fixDirLayout(dir);
+    if (this.cp.mode === 'fix-layout') return;
+    await this.migrateDir(dir, layout);
+    // Settle: the directory's layout now carries the run's commit hash; lookups may trust it again.
+    await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setLayout', { path: dir, layout: rangesOf(layout, n).map((r) => ({ ...r, commit: this.cp.commitHash })) })));
+    this.c.invalidate(dir);
+  }
+
+  /** Gives the directory a layout over the active bricks that moves the least data. */
+  private async fixDirLayout(dir: string): Promise<Layout> {
+    const d = await this.c.dir(dir); // creates the directory on bricks that lack it
+    const weights = await this.c.brickWeights();
+    const fixed = fixLayout(d.layout, weights, { commit: COMMIT_HASH_INVALID, weighted: this.c.spec.options?.weightedRebalance });
+    const same = movedShare(d.layout, fixed) === 0 && this.c.names.every((n) => rangesOf(d.layout, n).length === rangesOf(fixed, n).length);
+    if (!same || this.cp.mode === 'full') {
+      await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setLayout', { path: dir, layout: rangesOf(fixed, n) })));
+      this.c.invalidate(dir);
+    }
+    return fixed;
+  }
+
+  private async listBrick(brick: string, dir: string): Promise<DirEntryAttr[]> {
+    const out: DirEntryAttr[] = [];
+    for (let offset = 0; ; offset += 1000) {
+      const r = await this.c.sv(brick).call<{ entries: DirEntryAttr[]; eof: boolean }>('readdir', { path: dir, offset, limit: 1000 });
+      out.push(...r.entries);
+      if (r.eof || r.entries.length === 0) return out;
+    }
+  }
+
+  private async migrateDir(dir: string, layout: Layout): Promise<void> {
+    const work: { path: string; from: string; to: string; size: number }[] = [];
+    for (const brick of this.c.names) {
+      let entries: DirEntryAttr[];
+      try {
+        entries = await this.listBrick(brick, dir);
+      } catch (e) {
+        if (codeOf(e) === 'ENOENT') continue;
+        throw e;
+      }
+      for (const e of entries) {
+        if ((e.attr.mode & S_IFMT) === S_IFDIR) continue;
+        const path = join(dir, e.name);
+        if (e.attr.linkto !== undefined) {
+          // Linkto files on a draining brick are of no use any more.
+          if (this.c.decommissioned.has(brick)) await this.c.sv(brick).call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true }).catch(() => {});
+          continue;
+        }
+        this.cp.counters.scanned++;
+        if (e.attr.moved) {
+          // A committed migration of an earlier run: finishing it is a lookup away.
+          await this.c.locate(path).catch(() => {});
+          continue;
+        }
+        const to = searchLayout(layout, dhtHash(e.name));
+        if (!to || to === brick) continue;
+        if ((e.attr.mode & S_IFMT) !== S_IFREG) {
+          this.cp.counters.skipped++;
+          continue;
+        }
+        work.push({ path, from: brick, to, size: e.attr.size });
+      }
+    }
+    const width = Math.max(1, this.o.throttle ?? THROTTLE.normal);
+    let next = 0;
+    const worker = async () => {
+      while (next < work.length && !this.wantStop()) {
+        const w = work[next++];
+        await this.migrateOne(w);
+        this.save();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(width, work.length) }, worker));
+  }
+
+  /** GlusterFS's space rules: the target must stay above min-free-disk; without force, fuller to emptier only. */
+  private async spaceAllows(from: string, to: string, size: number): Promise<string | null> {
+    const [s, d] = await Promise.all([this.c.statfsOf(from), this.c.statfsOf(to)]);
+    const dTotal = d.blocks * d.bsize;
+    const dAvail = d.bavail * d.bsize - size;
+    if (dAvail < 0) return `no room for ${size} bytes on ${to}`;
+    if (await this.c.isFilled(to)) return `${to} is past min-free-disk`;
+    // Fuller to emptier only (GlusterFS's rule, which it checks after reserving the file on dst and
+    // without crediting src). Bricks on one filesystem gain nothing from each other: the rule is moot.
+    const sameFs = s.blocks === d.blocks && s.files === d.files && s.bsize === d.bsize;
+    if (!this.cp.force && !this.c.decommissioned.has(from) && !sameFs) {
+      const srcPct = (s.bavail * s.bsize * 100) / (s.blocks * s.bsize);
+      const dstPct = (dAvail * 100) / dTotal;
+      if (dstPct < srcPct) return `would leave ${to} with less free space than ${from}`;
+    }
+    return null;
+  }
+
+  private async migrateOne(w: { path: string; from: string; to: string; size: number }): Promise<void> {
+    try {
+      const why = await this.spaceAllows(w.from, w.to, w.size);
+      if (why) {
+        this.cp.counters.skipped++;
+        this.log(`skipped ${w.path}: ${why}`);
+        return;
+      }
+      const r = await migrateFile(this.c, w.path, {
+        ...this.o.migrate,
+        onBytes: (n) => {
+          this.cp.counters.bytes += n;
+          this.o.migrate?.onBytes?.(n);
+        },
+      });
+      if (r.result === 'migrated') this.cp.counters.migrated++;
+      else if (r.result === 'skipped') {
+        this.cp.counters.skipped++;
+        this.log(`skipped ${w.path}: ${r.reason}`);
+      }
+    } catch (e) {
+      const code = codeOf(e);
+      if (code === 'ENOENT' || code === 'ESTALE') return; // removed or renamed meanwhile
+      if (code === 'EBUSY') {
+        this.cp.counters.skipped++;
+        return;
+      }
+      this.cp.counters.failed++;
+      this.log(`failed to migrate ${w.path}: ${(e as Error)?.message}`);
+      if (code === 'ENOTCONN') throw e; // a brick is down: stop the run, as GlusterFS does
+    }
+  }
+}

@@ -18,6 +18,7 @@ import {
   layoutCommit,
   newLayout,
   rangesOf,
+  sameRanges,
   searchLayout,
   type Layout,
   type LayoutRange,
@@ -443,8 +444,21 @@ export class DhtClient {
     return layoutCommit(d.layout) !== this.volCommitHash || this.volCommitHash === COMMIT_HASH_INVALID;
   }
 
+  /**
+   * Whether the hashed brick's view of a directory differs from the cached layout (a rebalance changed
+   * it). If so, the cached layout and the volume commit hash are refreshed.
+   */
+  private async parentChanged(parent: string, d: DirInfo, hashed: string): Promise<boolean> {
+    const fresh = await this.sv(hashed).call<Attr>('lookup', { path: parent });
+    if (sameRanges(fresh.layout ?? [], this.rangeOf(d, hashed)) && layoutCommit(d.layout) === (fresh.layout?.[0]?.commit ?? COMMIT_HASH_INVALID)) return false;
+    this.dirs.delete(parent);
+    const root = await this.sv(hashed).call<RootInfo>('rootInfo', {});
+    if (root.commitHash !== null) this.volCommitHash = root.commitHash;
+    return true;
+  }
+
   /** Finds where a path's data lives. */
-  async locate(path: string): Promise<Located> {
+  async locate(path: string, revalidated = false): Promise<Located> {
     path = normPath(path);
     if (path === '/') {
       const d = await this.dir('/');
@@ -457,7 +471,10 @@ export class DhtClient {
     try {
       a = await this.sv(hashed).call<Attr>('lookup', { path });
     } catch (e) {
-      if (codeOf(e) === 'ENOENT' && this.shouldLookupEverywhere(d)) return this.lookupEverywhere(path, d, hashed);
+      if (codeOf(e) !== 'ENOENT') throw e;
+      if (this.shouldLookupEverywhere(d)) return this.lookupEverywhere(path, d, hashed);
+      // lookup-optimize trusts the parent's layout: make sure ours is not stale before saying ENOENT.
+      if (!revalidated && (await this.parentChanged(parent, d, hashed))) return this.locate(path, true);
       throw e;
     }
     if (isDirAttr(a)) return { path, attr: a, cached: hashed, hashed, isDir: true };

@@ -8,6 +8,8 @@ import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { VolumeSpec, VolumeOptions } from '../../src/dht/spec.js';
 import { MAIN_JS } from '../../src/cli/state.js';
+import { RpcClient } from '../../src/wire/rpc.js';
+import { tcpNetwork } from '../../src/wire/tcp.js';
 
 export interface Cluster {
   spec: VolumeSpec;
@@ -17,6 +19,10 @@ export interface Cluster {
   /** What each brick process wrote to stderr (its pino log), so far. */
   logs: string[];
   kill(i: number, signal?: NodeJS.Signals): Promise<void>;
+  /** Starts one more brick process of this volume and adds it to the spec (not to the bricks' topology). */
+  addBrick(): Promise<number>;
+  /** Writes the spec's bricks (and the drained ones) to every brick's topology record. */
+  pushTopology(decommissioned?: string[]): Promise<void>;
   restart(i: number): Promise<void>;
   stop(): Promise<void>;
 }
@@ -58,7 +64,8 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
     procs.push(b.proc);
     bricks.push({ name: `${name}-client-${i}`, host: '127.0.0.1', port: b.port, dir: dirs[i] });
   }
-  const spec: VolumeSpec = { name, volumeId, secret, bricks, options: opts.options };
+  const spec: VolumeSpec = { name, volumeId, secret, bricks: [...bricks], options: opts.options };
+  let version = 0;
   const c: Cluster = {
     spec,
     dirs,
@@ -77,6 +84,30 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
       await c.kill(i);
       const b = await startBrick(dirs[i], bricks[i].name, bricks[i].port, volumeId, secretFile, (l) => (logs[i] += l));
       procs[i] = b.proc;
+    },
+    async addBrick() {
+      const i = dirs.length;
+      const dir = path.join(base, `b${i}`);
+      fs.mkdirSync(dir, { recursive: true });
+      dirs.push(dir);
+      logs.push('');
+      const b = await startBrick(dir, `${name}-client-${i}`, 0, volumeId, secretFile, (l) => (logs[i] += l));
+      procs.push(b.proc);
+      const spec0 = { name: `${name}-client-${i}`, host: '127.0.0.1', port: b.port, dir };
+      bricks.push(spec0);
+      spec.bricks = [...bricks];
+      return i;
+    },
+    async pushTopology(decommissioned = []) {
+      version++;
+      spec.version = version;
+      spec.decommissioned = decommissioned;
+      const t = { version, bricks: bricks.map(({ name: n, host, port }) => ({ name: n, host, port })), decommissioned };
+      for (const b of bricks) {
+        const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId, secret });
+        await r.call('setTopology', { topology: t });
+        r.close();
+      }
     },
     async stop() {
       for (let i = 0; i < procs.length; i++) await c.kill(i, 'SIGTERM');

@@ -21,7 +21,7 @@ before(async () => {
   c = await startCluster(2);
   names = c.spec.bricks.map((b) => b.name);
   app1 = await Volume.connect(c.spec);
-  files = namesOn(c.dirs, names, '/', 0, 20, 'm');
+  files = namesOn(c.dirs, names, '/', 0, 24, 'm');
   for (const f of files) await app1.writeFile(`/${f}`, Buffer.from(`old-content-of-${f}`.padEnd(64, '.')), { mode: 0o640 });
   rotateLayout(c.dirs, names); // every file now hashes to brick 1 but lives on brick 0
 });
@@ -120,6 +120,27 @@ SAFE_STEPS.forEach((pauseAt, i) => {
     await app2.close();
     await migrator.close();
   });
+});
+
+test('every fd operation of an old fd follows the file: SEEK_DATA/SEEK_HOLE, fstat, truncate, fsync', async () => {
+  const f = files[17];
+  const p = `/${f}`;
+  const h = await app1.open(p, 'r+');
+  const src = h.loc.cached;
+  assert.equal(await h.seek(0, 'data'), 0);
+  const v = await Volume.connect(c.spec);
+  assert.equal((await migrateFile(v.client, p)).result, 'migrated');
+  // The first operation after the commit is answered by dst, not by the old copy (F9).
+  assert.equal(await h.seek(3, 'data'), 3);
+  assert.notEqual(h.loc.cached, src, 'the handle moved to dst');
+  assert.equal(await h.seek(0, 'hole'), 64);
+  await assert.rejects(h.seek(64, 'data'), { code: 'ENXIO' });
+  await h.truncate(10);
+  await h.sync();
+  assert.equal((await h.stat()).size, 10);
+  assert.equal((await v.stat(p)).size, 10, 'others see it');
+  await h.close();
+  await v.close();
 });
 
 test('writes during the copy are re-copied: nothing is lost', async () => {

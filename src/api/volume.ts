@@ -191,6 +191,11 @@ export class FileHandle {
     return new Stats(await this.call<Attr>('fstat', {}));
   }
 
+  /** lseek with SEEK_DATA or SEEK_HOLE: the next data or hole at or after `offset` (ENXIO past the end). */
+  async seek(offset: number, whence: 'data' | 'hole'): Promise<number> {
+    return (await this.call<{ offset: number }>('seek', { offset, whence })).offset;
+  }
+
   async truncate(len = 0): Promise<void> {
     await this.call('ftruncate', { size: len });
   }

@@ -239,6 +239,8 @@ export class Brick implements RequestHandler<Session> {
       fsync: (s, a) => this.fsync(s, a),
       ftruncate: (s, a) => this.ftruncate(s, a),
       fstat: (s, a) => this.fstat(s, a),
+      seek: (s, a) => this.seek(s, a),
+      migSweep: (_s, a) => this.migSweep(a),
       close: (s, a) => this.closeFd(s, a),
       setattr: (s, a) => this.setattr(s, a),
       unlink: (_s, a) => this.unlink(a),
@@ -829,6 +831,22 @@ export class Brick implements RequestHandler<Session> {
     return this.fattr(f);
   }
 
+  /**
+   * lseek(2) with SEEK_DATA or SEEK_HOLE. The brick does not track holes (Node has no lseek), so it
+   * answers as Linux file systems without hole support do: all of the file is data, the only hole is
+   * at its end. Like every fd operation, it is refused on a moved file (F9).
+   */
+  seek(s: Session, a: Args): { offset: number; attr: Attr } {
+    const offset = int(a, 'offset');
+    const whence = a.whence;
+    if (whence !== 'data' && whence !== 'hole') throw bad('whence', "must be 'data' or 'hole'");
+    const f = this.fdOf(s, a);
+    this.mig.checkRead(f.gfid);
+    const attr = this.fattr(f);
+    if (offset >= attr.size) throw new FsError('ENXIO', 'offset is at or past the end of the file');
+    return { offset: whence === 'data' ? offset : attr.size, attr };
+  }
+
   closeFd(s: Session, a: Args): Record<string, never> {
     const f = this.fdOf(s, a);
     s.fds.delete(a.fd as number);
@@ -1175,6 +1193,34 @@ export class Brick implements RequestHandler<Session> {
     this.st.unlink(rel);
     this.dropHandleIfLast(gfid);
     return {};
+  }
+
+  /**
+   * Removes migration copies that no migration will install: not open here, and older than `olderThanMs`.
+   * The rebalancer calls it after a complete run (which installed every committed copy it met).
+   */
+  migSweep(a: Args): { removed: number } {
+    const olderThan = int(a, 'olderThanMs');
+    let names: string[];
+    try {
+      names = this.st.readdir(MIGRATE_DIR).map((e) => e.name);
+    } catch (e) {
+      if (codeOf(e) === 'ENOENT') return { removed: 0 };
+      throw e;
+    }
+    const open = new Set<string>();
+    for (const s of this.sessions.values()) for (const f of s.fds.values()) if (f.tempRel) open.add(f.tempRel);
+    let removed = 0;
+    const now = this.clock.wallNow();
+    for (const n of names) {
+      const rel = `${MIGRATE_DIR}/${n}`;
+      if (open.has(rel)) continue;
+      const st = this.st.lstat(rel);
+      if (now - (st.ctime[0] * 1000 + st.ctime[1] / 1e6) < olderThan) continue; // ctime: the last change
+      this.st.unlink(rel);
+      removed++;
+    }
+    return { removed };
   }
 
   // --- migration: this brick as dst --------------------------------------------------------------------

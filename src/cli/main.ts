@@ -8,7 +8,8 @@ import { Volume } from '../api/volume.js';
 import { validateSpec, type VolumeSpec } from '../dht/spec.js';
 import { serveBrick } from '../brick/server.js';
 import { codeOf } from '../common/errors.js';
-import { addBricks, formatStatus, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
+import { addBricks, formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
+import { migrateFile } from '../rebalance/migrate.js';
 import type { DirEntryAttr } from '../wire/types.js';
 import {
   PACKAGE_ROOT,
@@ -336,6 +337,7 @@ volume
   .description('start [fix-layout] [force] | status | stop: move files to the bricks their names hash to')
   .option('--throttle <t>', 'parallel migrations: lazy, normal, aggressive or a number', 'normal')
   .option('--restart', 'start over instead of resuming an unfinished run')
+  .option('--lease-ms <ms>', 'migration lease: how long a hung rebalance can hold a file (default 5000)', (v) => Number(v))
   .option('--migration-protocol <p>', 'safe (default) or legacy (GlusterFS order; not yet available)', 'safe')
   .option('--json', 'print as JSON')
   .action(
@@ -346,7 +348,7 @@ volume
         if (bad.length) throw new Error(`unknown rebalance flags: ${bad.join(' ')}`);
         if (o.migrationProtocol !== 'safe') throw new Error(`migration protocol '${o.migrationProtocol}' is not available; use safe`);
         parseThrottle(o.throttle);
-        const pid = startRebalance(v, { mode: flags.includes('fix-layout') ? 'fix-layout' : 'full', force: flags.includes('force'), throttle: o.throttle, restart: o.restart });
+        const pid = startRebalance(v, { mode: flags.includes('fix-layout') ? 'fix-layout' : 'full', force: flags.includes('force'), throttle: o.throttle, restart: o.restart, leaseMs: o.leaseMs });
         return out(o.json, { pid }, () => `volume rebalance: ${name}: started (pid ${pid}); see: dhtfs volume rebalance ${name} status`);
       }
       if (verb === 'status') {
@@ -364,16 +366,36 @@ volume
     }),
   );
 
+volume
+  .command('migrate <name> <paths...>')
+  .description('migrate files to their hashed bricks now, with the safe protocol')
+  .option('--lease-ms <ms>', 'migration lease', (v) => Number(v))
+  .option('--json', 'print as JSON')
+  .action(
+    action(async (name: string, paths: string[], o) => {
+      const v = loadVolume(name);
+      const vol = await Volume.connect(v, { clientName: 'migrate' });
+      try {
+        const results: ({ path: string } & Awaited<ReturnType<typeof migrateFile>>)[] = [];
+        for (const p of paths) results.push({ path: p, ...(await migrateFile(vol.client, p, migratorOptions(o.leaseMs))) });
+        out(o.json, results, () => results.map((r) => `${r.path}: ${r.result}${'reason' in r ? ` (${r.reason})` : ''}`).join('\n'));
+      } finally {
+        await vol.close();
+      }
+    }),
+  );
+
 program
   .command('rebalance-run <name>', { hidden: true })
   .option('--mode <m>', 'full or fix-layout', 'full')
   .option('--throttle <t>', 'parallel migrations', 'normal')
   .option('--force')
   .option('--restart')
+  .option('--lease-ms <ms>', 'migration lease', (v) => Number(v))
   .action(
     action(async (name: string, o) => {
       const v = loadVolume(name);
-      const r = await runRebalance(v, { mode: o.mode, force: !!o.force, throttle: o.throttle, restart: !!o.restart });
+      const r = await runRebalance(v, { mode: o.mode, force: !!o.force, throttle: o.throttle, restart: !!o.restart, leaseMs: o.leaseMs });
       console.log(`${new Date().toISOString()} rebalance ${r.state}: ${JSON.stringify(r.counters)}`);
       process.exit(r.state === 'failed' ? 1 : 0);
     }),

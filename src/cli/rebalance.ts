@@ -7,6 +7,7 @@ import { RpcClient } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import type { Topology } from '../dht/spec.js';
 import { Rebalancer, THROTTLE, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
+import type { MigrateOptions } from '../rebalance/migrate.js';
 import { MAIN_JS, parseBrickArg, saveVolume, startBricks, volDir, type StoredVolume } from './state.js';
 
 export function checkpointFile(v: StoredVolume): string {
@@ -72,7 +73,7 @@ export async function addBricks(v: StoredVolume, args: string[]): Promise<string
 }
 
 /** Starts the rebalance process for a volume (detached). */
-export function startRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-layout'; force: boolean; throttle: string; restart?: boolean }): number {
+export function startRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-layout'; force: boolean; throttle: string; restart?: boolean; leaseMs?: number }): number {
   const running = rebalancePid(v);
   if (running) throw new Error(`a rebalance of ${v.name} is already running (pid ${running})`);
   fs.mkdirSync(path.join(volDir(v.name), 'run'), { recursive: true });
@@ -81,6 +82,7 @@ export function startRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-layout'
   const args = [MAIN_JS, 'rebalance-run', v.name, '--mode', o.mode, '--throttle', o.throttle];
   if (o.force) args.push('--force');
   if (o.restart) args.push('--restart');
+  if (o.leaseMs) args.push('--lease-ms', String(o.leaseMs));
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: process.env });
   child.unref();
   fs.closeSync(log);
@@ -95,11 +97,33 @@ export function parseThrottle(t: string): number {
   return n;
 }
 
+/**
+ * Migration options of a migrator process. Fault injection for the crash tests: with
+ * DHTFS_FAULT_KILL_AFTER_STEP=<step> (and optionally DHTFS_FAULT_KILL_PATH=<path>), the process
+ * kills itself with SIGKILL right after that step.
+ */
+export function migratorOptions(leaseMs?: number): MigrateOptions {
+  const step = process.env.DHTFS_FAULT_KILL_AFTER_STEP;
+  const only = process.env.DHTFS_FAULT_KILL_PATH;
+  return {
+    leaseMs,
+    afterStep: step
+      ? (s, p) => {
+          if (s === step && (!only || only === p)) {
+            console.log(`${new Date().toISOString()} fault injection: SIGKILL after ${s} of ${p}`);
+            process.kill(process.pid, 'SIGKILL');
+          }
+        }
+      : undefined,
+  };
+}
+
 /** The rebalance process's body: runs until done, stopped (SIGTERM) or failed. */
-export async function runRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-layout'; force: boolean; throttle: string; restart: boolean }): Promise<Checkpoint> {
+export async function runRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-layout'; force: boolean; throttle: string; restart: boolean; leaseMs?: number }): Promise<Checkpoint> {
   let stop = false;
   process.on('SIGTERM', () => (stop = true));
   process.on('SIGINT', () => (stop = true));
+  fs.mkdirSync(path.dirname(pidFile(v)), { recursive: true });
   fs.writeFileSync(pidFile(v), String(process.pid));
   const vol = await Volume.connect(v, { clientName: 'rebalance', log: (l, m) => console.log(`${new Date().toISOString()} ${l} ${m}`) });
   try {
@@ -109,6 +133,7 @@ export async function runRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-lay
       throttle: parseThrottle(o.throttle),
       restart: o.restart,
       store: fileStore(checkpointFile(v)),
+      migrate: migratorOptions(o.leaseMs),
       shouldStop: () => stop,
       log: (m) => console.log(`${new Date().toISOString()} ${m}`),
     });

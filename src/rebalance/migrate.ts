@@ -66,7 +66,8 @@ const total = (rs: [number, number][]) => rs.reduce((s, [a, b]) => s + (b - a), 
  * meets the file next if this run cannot.
  */
 export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptions = {}): Promise<MigrateOutcome> {
-  const o = { ...DEFAULTS, ...opts };
+  const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as MigrateOptions;
+  const o = { ...DEFAULTS, ...given };
   const step = async (s: SafeStep) => {
     await o.afterStep?.(s, path);
   };

@@ -135,7 +135,12 @@ export class Rebalancer {
     try {
       await this.walk('/');
       this.cp.state = this.stopping ? 'stopped' : 'completed';
-      if (!this.stopping) this.cp.position = null;
+      if (!this.stopping) {
+        this.cp.position = null;
+        // Every committed copy met on the way was installed: what is left in the copy areas is garbage.
+        const olderThanMs = Math.max(0, this.c.clock.wallNow() - this.cp.startedAt);
+        for (const n of this.c.names) await this.c.sv(n).call('migSweep', { olderThanMs }).catch(() => {});
+      }
     } catch (e) {
       this.cp.state = 'failed';
       this.cp.error = (e as Error)?.message ?? String(e);
@@ -235,9 +240,12 @@ export class Rebalancer {
           continue;
         }
         this.cp.counters.scanned++;
-        if (e.attr.moved) {
-          // A committed migration of an earlier run: finishing it is a lookup away.
-          await this.c.locate(path).catch(() => {});
+        if (e.attr.moved && e.attr.gfid) {
+          // A committed migration of an earlier run: make sure dst's copy is installed, then drop src's.
+          const loc = await this.c.locate(path).catch(() => null);
+          if (loc && loc.cached === e.attr.moved.dst && loc.attr.gfid === e.attr.gfid) {
+            await this.c.sv(brick).call('migCleanup', { path, gfid: e.attr.gfid }).catch(() => {});
+          }
           continue;
         }
         const to = searchLayout(layout, dhtHash(e.name));

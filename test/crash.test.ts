@@ -145,3 +145,51 @@ for (const kind of ['none', 'writer', 'readers-writers'] as WorkloadKind[]) {
     });
   }
 }
+
+function procState(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1][0];
+  } catch {
+    return 'gone';
+  }
+}
+
+test('a hung migrator (SIGSTOP after freeze): client I/O goes on after its lease; after SIGCONT it is fenced', async () => {
+  const dir = '/hung';
+  const p = `${dir}/data`;
+  const vol = await Volume.connect(c.spec);
+  await vol.mkdir(dir);
+  await vol.writeFile(p, Buffer.alloc(SIZE, 7), { mode: 0o600 });
+  rotateLayout(c.dirs, c.spec.bricks.map((b) => b.name), dir);
+  const h = await vol.open(p, 'r+');
+  const mig = spawn(process.execPath, [MAIN_JS, 'volume', 'migrate', 'cv', p, '--lease-ms', '600'], {
+    env: { ...process.env, DHTFS_HOME: home, DHTFS_FAULT_STOP_AFTER_STEP: 'freeze' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  mig.stdout.on('data', (d) => (out += d));
+  mig.stderr.on('data', (d) => (out += d));
+  const exited = once(mig, 'exit');
+  try {
+    while (procState(mig.pid!) !== 'T') await sleep(10);
+    // The migrator froze the file and hung. This write is held by src until the lease runs out...
+    await h.write('written while the migrator hangs', 0, undefined, 0);
+    await h.sync();
+    assert.equal(procState(mig.pid!), 'T', 'the write completed while the migrator was still stopped');
+    mig.kill('SIGCONT');
+    const [code] = await exited;
+    assert.notEqual(code, 0, 'the fenced migrator fails');
+    assert.match(out, /EFENCED/, `its next step was refused: ${out}`);
+  } finally {
+    mig.kill('SIGCONT');
+    await h.close();
+  }
+  const v2 = await Volume.connect(c.spec);
+  assert.equal((await v2.readFile(p)).toString('utf8', 0, 32), 'written while the migrator hangs');
+  const rb = await cli(['rebalance-run', 'cv', '--restart']);
+  assert.equal(rb.code, 0, rb.out);
+  assertClean();
+  assert.equal((await v2.readFile(p)).toString('utf8', 0, 32), 'written while the migrator hangs');
+  await v2.close();
+  await vol.close();
+});

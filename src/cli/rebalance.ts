@@ -99,22 +99,30 @@ export function parseThrottle(t: string): number {
 
 /**
  * Migration options of a migrator process. Fault injection for the crash tests: with
- * DHTFS_FAULT_KILL_AFTER_STEP=<step> (and optionally DHTFS_FAULT_KILL_PATH=<path>), the process
- * kills itself with SIGKILL right after that step.
+ * DHTFS_FAULT_KILL_AFTER_STEP=<step> the process kills itself with SIGKILL right after that step; with
+ * DHTFS_FAULT_STOP_AFTER_STEP=<step> it stops itself (SIGSTOP) there, as a hung migrator; both only for
+ * DHTFS_FAULT_KILL_PATH=<path> if set.
  */
 export function migratorOptions(leaseMs?: number): MigrateOptions {
-  const step = process.env.DHTFS_FAULT_KILL_AFTER_STEP;
+  const kill = process.env.DHTFS_FAULT_KILL_AFTER_STEP;
+  const hang = process.env.DHTFS_FAULT_STOP_AFTER_STEP;
   const only = process.env.DHTFS_FAULT_KILL_PATH;
   return {
     leaseMs,
-    afterStep: step
-      ? (s, p) => {
-          if (s === step && (!only || only === p)) {
-            console.log(`${new Date().toISOString()} fault injection: SIGKILL after ${s} of ${p}`);
-            process.kill(process.pid, 'SIGKILL');
+    afterStep:
+      kill || hang
+        ? (s, p) => {
+            if (only && only !== p) return;
+            if (s === kill) {
+              console.log(`${new Date().toISOString()} fault injection: SIGKILL after ${s} of ${p}`);
+              process.kill(process.pid, 'SIGKILL');
+            }
+            if (s === hang) {
+              console.log(`${new Date().toISOString()} fault injection: SIGSTOP after ${s} of ${p}`);
+              process.kill(process.pid, 'SIGSTOP');
+            }
           }
-        }
-      : undefined,
+        : undefined,
   };
 }
 

@@ -506,7 +506,8 @@ export class DhtClient {
     return { path, attr, cached: m.dst, hashed, isDir: false };
   }
 
-  installMoved(gfid: string, m: { dst: string; token: string; path: string }): Promise<Attr> {
+  async installMoved(gfid: string, m: { dst: string; token: string; path: string }): Promise<Attr> {
+    if (!this.subvols.has(m.dst)) await this.refreshTopology(true); // moved to a brick added since we connected
     return this.sv(m.dst).call<Attr>('migInstall', { path: m.path, gfid, token: m.token });
   }
 

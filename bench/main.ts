@@ -11,11 +11,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { Volume } from '../src/api/volume.js';
 import { startCluster } from '../test/helpers/cluster.js';
+import { namesOn } from '../test/helpers/disk.js';
+import { rotateLayout } from '../test/helpers/layout.js';
+import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 
 const SIZE = Number(process.env.BENCH_SIZE_MB ?? 1024) * 1024 * 1024;
 const FILES = Number(process.env.BENCH_FILES ?? 10000);
 const PIECE = 8 * 1024 * 1024;
 const CONCURRENCY = 16;
+const REB_FILES = Number(process.env.BENCH_REBALANCE_FILES ?? 3000);
+const REB_BIG_MB = Number(process.env.BENCH_REBALANCE_MB ?? 256);
 
 function dropCaches(): boolean {
   try {
@@ -51,6 +56,129 @@ interface Row {
 
 function fmtRate(bytes: number, s: number): string {
   return `${(bytes / s / 1e6).toFixed(0)} MB/s`;
+}
+
+function memStore() {
+  let saved: Checkpoint | null = null;
+  return { load: () => saved, save: (c: Checkpoint) => void (saved = structuredClone(c)) };
+}
+
+/**
+ * Copies files between brick folders the plain way (the reference for rebalance throughput). With
+ * `durable`, each copy is fsynced, as a migration must make its copy durable before it commits.
+ */
+async function plainCopy(pairs: [string, string][], width: number, durable: boolean): Promise<number> {
+  return timed(() =>
+    pool(pairs.length, width, async (i) => {
+      await fsp.copyFile(pairs[i][0], pairs[i][1]);
+      if (durable) {
+        const h = await fsp.open(pairs[i][1], 'r');
+        await h.sync();
+        await h.close();
+      }
+    }),
+  );
+}
+
+/**
+ * Rebalance throughput on small and on large files, against a plain copy of the same files between the
+ * same brick folders; and the longest wait of a client writing to a large file while it migrates.
+ */
+async function rebalanceBench(rows: Row[]): Promise<string[]> {
+  const notes: string[] = [];
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-rbench-'));
+  const c = await startCluster(2, { dirs: [0, 1].map((i) => path.join(base, `b${i}`)) });
+  const names = c.spec.bricks.map((b) => b.name);
+  try {
+    const vol = await Volume.connect(c.spec);
+    await vol.mkdir('/s');
+    await vol.mkdir('/l');
+    // Files on brick 0 that belong on brick 1 once the directory's layout is rotated.
+    const small = namesOn(c.dirs, names, '/s', 0, REB_FILES, 'f');
+    const data = Buffer.alloc(4096, 5);
+    await pool(small.length, 16, (i) => vol.writeFile(`/s/${small[i]}`, data));
+    const big = namesOn(c.dirs, names, '/l', 0, 2, 'big');
+    const piece = Buffer.alloc(PIECE, 9);
+    for (const n of big) {
+      const h = await vol.open(`/l/${n}`, 'w');
+      for (let off = 0; off < REB_BIG_MB << 20; off += PIECE) await h.write(piece, 0, PIECE, off);
+      await h.close();
+    }
+    // Reference: plain copies of the same files between the same brick folders.
+    const scratch = path.join(c.dirs[1], 'copy-ref');
+    fs.mkdirSync(scratch);
+    const smallCopy = await plainCopy(small.map((n) => [path.join(c.dirs[0], 's', n), path.join(scratch, n)]), 2, false);
+    fs.rmSync(scratch, { recursive: true });
+    fs.mkdirSync(scratch);
+    const smallCopyDurable = await plainCopy(small.map((n) => [path.join(c.dirs[0], 's', n), path.join(scratch, n)]), 2, true);
+    fs.rmSync(scratch, { recursive: true });
+    fs.mkdirSync(scratch);
+    dropCaches();
+    const bigCopyFast = await plainCopy(big.map((n) => [path.join(c.dirs[0], 'l', n), path.join(scratch, n)]), 2, false);
+    fs.rmSync(scratch, { recursive: true });
+    fs.mkdirSync(scratch);
+    dropCaches();
+    const bigCopy = await plainCopy(big.map((n) => [path.join(c.dirs[0], 'l', n), path.join(scratch, n)]), 2, true);
+    fs.rmSync(scratch, { recursive: true });
+    notes.push(`plain copies between the brick folders: ${small.length} small files ${(small.length / smallCopy).toFixed(0)}/s (${(small.length / smallCopyDurable).toFixed(0)}/s with fsync); large files ${fmtRate(big.length * (REB_BIG_MB << 20), bigCopyFast)} (${fmtRate(big.length * (REB_BIG_MB << 20), bigCopy)} with fsync)`);
+
+    rotateLayout(c.dirs, names, '/s');
+    const rb = await Volume.connect(c.spec);
+    const rs = await new Rebalancer(rb.client, { store: memStore(), throttle: Number(process.env.BENCH_THROTTLE ?? 2) }).run();
+    const smallRate = rs.counters.migrated / (rs.elapsedMs / 1000);
+    rows.push({ work: `rebalance ${small.length} files of 4 KiB`, local: `${(small.length / smallCopyDurable).toFixed(0)} files/s`, dhtfs: `${smallRate.toFixed(0)} files/s`, ratio: smallRate / (small.length / smallCopyDurable) });
+
+    // Large files: a client keeps writing to one of them while it migrates; its longest wait is the switch pause.
+    rotateLayout(c.dirs, names, '/l');
+    const writer = await Volume.connect(c.spec);
+    const h = await writer.open(`/l/${big[0]}`, 'r+');
+    const lat: number[] = [];
+    const spans: [number, number][] = [];
+    let stop = false;
+    const rec = Buffer.alloc(4096, 1);
+    const w = (async () => {
+      for (let i = 0; !stop; i++) {
+        const t = performance.now();
+        await h.write(rec, 0, rec.length, (i * 4096) % (REB_BIG_MB << 20));
+        const e = performance.now();
+        lat.push(e - t);
+        spans.push([t, e]);
+      }
+    })();
+    dropCaches();
+    // The switch of the written file: from just before its freeze to the end of its install.
+    let switchStart = Infinity;
+    let switchEnd = -Infinity;
+    const migrate = {
+      chunk: Number(process.env.BENCH_CHUNK_MB ?? 2) << 20,
+      window: Number(process.env.BENCH_WINDOW ?? 4),
+      afterStep: (st: string, p: string) => {
+        if (p !== `/l/${big[0]}`) return;
+        if (st === 'recopy') switchStart = performance.now();
+        if (st === 'install') switchEnd = performance.now();
+      },
+    };
+    const rl = await new Rebalancer(rb.client, { store: memStore(), throttle: Number(process.env.BENCH_THROTTLE ?? 2), restart: true, migrate }).run();
+    stop = true;
+    await w;
+    await h.close();
+    const bytes = rl.counters.bytes;
+    const rate = bytes / (rl.elapsedMs / 1000);
+    const refRate = (big.length * (REB_BIG_MB << 20)) / bigCopy;
+    rows.push({ work: `rebalance ${big.length} files of ${REB_BIG_MB} MiB`, local: fmtRate(big.length * (REB_BIG_MB << 20), bigCopy), dhtfs: `${(rate / 1e6).toFixed(0)} MB/s`, ratio: rate / refRate, target: 0.7 });
+    const atSwitch = spans.filter(([a, b]) => b >= switchStart && a <= switchEnd).map(([a, b]) => b - a);
+    const pause = atSwitch.length ? Math.max(...atSwitch) : 0;
+    lat.sort((a, b) => a - b);
+    const p99 = lat[Math.floor(lat.length * 0.99)] ?? 0;
+    const max = lat[lat.length - 1] ?? 0;
+    rows.push({ work: `client write wait at the file's switch (freeze..install)`, local: `${atSwitch.length} writes`, dhtfs: `${pause.toFixed(1)} ms`, ratio: pause < 50 ? 1 : 0, target: 1 });
+    notes.push(`switch pause: the longest client write in flight during the switch (freeze to install, ${(switchEnd - switchStart).toFixed(1)} ms) waited ${pause.toFixed(1)} ms (target < 50 ms: ${pause < 50 ? 'met' : 'NOT met'}); over the whole migration, ${lat.length} writes: p99 ${p99.toFixed(1)} ms, longest ${max.toFixed(1)} ms (I/O contention with the copy)`);
+    for (const v of [vol, rb, writer]) await v.close();
+  } finally {
+    await c.stop();
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+  return notes;
 }
 
 async function main(): Promise<void> {
@@ -117,12 +245,15 @@ async function main(): Promise<void> {
     await c.stop();
     fs.rmSync(base, { recursive: true, force: true });
   }
+  const notes = process.env.BENCH_SKIP_REBALANCE ? [] : await rebalanceBench(rows);
   console.log(`\ndhtfs benchmark: library API over 3 local bricks vs the local disk (${os.cpus().length} cores)\n`);
   console.log(`${'work'.padEnd(48)} ${'local disk'.padStart(14)} ${'dhtfs'.padStart(14)} ${'ratio'.padStart(7)}  target`);
   for (const r of rows) {
     const verdict = r.target === undefined ? '' : `>= ${r.target} ${r.ratio >= r.target ? 'met' : 'NOT met'}`;
     console.log(`${r.work.padEnd(48)} ${r.local.padStart(14)} ${r.dhtfs.padStart(14)} ${r.ratio.toFixed(2).padStart(7)}  ${verdict}`);
   }
+  for (const n of notes) console.log(n);
+  console.log('(rebalance rows: "local disk" is a plain copy of the same files between the same brick folders, each copy fsynced as a migration\'s must be)');
   if (process.env.BENCH_JSON) fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify(rows, null, 2));
 }
 

@@ -76,7 +76,7 @@ test('add-brick and rebalance: at most 1.1 x 1/4 of the files move, all end on t
     const store = memStore();
     const rb = await Volume.connect(c.spec);
     const r = await new Rebalancer(rb.client, { store }).run();
-    assert.equal(r.state, 'completed');
+    assert.equal(r.state, 'completed', r.error);
     assert.equal(r.counters.failed, 0);
     assert.equal(r.counters.scanned, 400);
     const after = placement(c);
@@ -112,7 +112,7 @@ test('a stopped rebalance resumes from its checkpoint', async () => {
     assert.ok(first.position, 'a position is saved');
     assert.ok(first.counters.migrated >= 20 && first.counters.migrated < 120, `stopped after ${first.counters.migrated}`);
     const second = await new Rebalancer(rb.client, { store }).run();
-    assert.equal(second.state, 'completed');
+    assert.equal(second.state, 'completed', second.error);
     assert.equal(second.runId, first.runId, 'the same run, resumed');
     assert.ok(second.counters.migrated > first.counters.migrated);
     assertCanonical(c, paths, [0, 1, 2]);
@@ -133,7 +133,7 @@ test('remove-brick: the drained brick is left with no data files', async () => {
     await c.pushTopology([names[1]]);
     const rb = await Volume.connect(c.spec);
     const r = await new Rebalancer(rb.client, { store: memStore(), force: true }).run();
-    assert.equal(r.state, 'completed');
+    assert.equal(r.state, 'completed', r.error);
     assert.equal(r.counters.failed + r.counters.skipped, 0);
     const where = placement(c);
     for (const p of paths) assert.notEqual(where.get(p)![0], 1, `${p} left brick 1`);

@@ -1231,7 +1231,7 @@ export class Brick implements RequestHandler<Session> {
   }
 
   /** step `prepare-dst`: a linkto to src at the name if there is nothing, and a private copy to fill. */
-  migPrepare(s: Session, a: Args): { fd: number } {
+  async migPrepare(s: Session, a: Args): Promise<{ fd: number }> {
     const rel = this.path(a);
     const gfid = gfidArg(a, 'gfid');
     const src = str(a, 'src');
@@ -1255,7 +1255,9 @@ export class Brick implements RequestHandler<Session> {
       this.st.close(h);
       throw e;
     }
-    return { fd: this.addFd(s, { h, gfid, flags: O_RDWR, tempRel: tmp }) };
+    const fd = this.addFd(s, { h, gfid, flags: O_RDWR, tempRel: tmp });
+    await this.fsyncDir(MIGRATE_DIR); // the copy's name is durable before any commit can rely on it
+    return { fd };
   }
 
   /** step `final-copy`: size, attributes and xattrs of the copy, then make it durable. */
@@ -1277,9 +1279,8 @@ export class Brick implements RequestHandler<Session> {
       if (!n.startsWith('user.') || this.X.reserved.some((r) => n.startsWith(r))) continue;
       this.st.setxattr(f.tempRel, n, v);
     }
-    await this.st.fsync(f.h, false);
     if (atime && mtime) this.st.lutimes(f.tempRel, atime, mtime);
-    await this.fsyncDir(MIGRATE_DIR);
+    await this.st.fsync(f.h, false);
     return this.attr(f.tempRel, this.st.fstat(f.h), f.gfid);
   }
 
@@ -1292,11 +1293,16 @@ export class Brick implements RequestHandler<Session> {
     }
   }
 
-  /** step `install`: the committed copy replaces the linkto at the name. Idempotent. */
+  /**
+   * step `install`: the committed copy replaces the linkto at the name. Idempotent. `durable` (the
+   * migrator, before it removes src's commit record) makes the rename durable; a client that follows a
+   * move does not need to wait for that: src's record still says where the copy is.
+   */
   async migInstall(a: Args): Promise<Attr> {
     const rel = this.path(a);
     const gfid = gfidArg(a, 'gfid');
     const tmp = this.tempPath(gfid, str(a, 'token'));
+    const durable = optBool(a, 'durable');
     let cur: Attr | null = null;
     try {
       cur = this.attrOf(rel);
@@ -1313,6 +1319,7 @@ export class Brick implements RequestHandler<Session> {
     if (cur && cur.linkto === undefined) {
       // Installed already (by another client, or an earlier try).
       if (cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is another file`);
+      if (durable) await this.fsyncDir(parentOf(rel));
       return cur;
     }
     if (!hasTemp) throw new FsError('ENOENT', `no migration copy ${tmp} on ${this.cfg.name}`);
@@ -1326,7 +1333,7 @@ export class Brick implements RequestHandler<Session> {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
     this.st.link(rel, handlePath(gfid));
-    await this.fsyncDir(parentOf(rel));
+    if (durable) await this.fsyncDir(parentOf(rel));
     return this.attrOf(rel);
   }
 

@@ -296,7 +296,7 @@ export class DhtClient {
   }
 
   /** The layout write lock: write inodelk on every brick in name order (GlusterFS's ordering). */
-  private async withLayoutLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  async withLayoutLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
     const owner = this.owner();
     const order = [...this.names].sort();
     const held: string[] = [];

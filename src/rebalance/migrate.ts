@@ -36,7 +36,7 @@ interface Dirty {
   attrs: boolean;
 }
 
-const DEFAULTS = { leaseMs: 5000, chunk: 1024 * 1024, window: 4, settleBytes: 1024 * 1024, maxRecopyRounds: 8 };
+const DEFAULTS = { leaseMs: 5000, chunk: 2 * 1024 * 1024, window: 4, settleBytes: 1024 * 1024, maxRecopyRounds: 8 };
 
 /** Copies ranges of src (through the migrator's fd) to the temp file on dst, pipelined. */
 async function copyRanges(c: DhtClient, src: string, srcFd: number, dst: string, dstFd: number, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions): Promise<number> {
@@ -123,6 +123,8 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
       bytes += await copyRanges(c, src, srcFd, dst, dstFd, d.ranges, o);
       if (total(d.ranges) < o.settleBytes) break;
     }
+    // Make the bulk of the copy (and of src) durable now, so the fsyncs inside the freeze have little to do.
+    await Promise.all([c.sv(dst).call('fsync', { fd: dstFd, datasync: true }), c.sv(src).call('fsync', { fd: srcFd, datasync: true })]);
     await step('recopy');
 
     // freeze: src holds changes; the last ranges and the attributes.
@@ -141,7 +143,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     await step('commit');
 
     // install: the copy replaces the linkto at the name on dst.
-    await c.sv(dst).call('migInstall', { path, gfid, token });
+    await c.sv(dst).call('migInstall', { path, gfid, token, durable: true });
     await step('install');
 
     // cleanup: src's old copy goes.

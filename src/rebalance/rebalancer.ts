@@ -201,15 +201,19 @@ export class Rebalancer {
 
   /** Gives the directory a layout over the active bricks that moves the least data. */
   private async fixDirLayout(dir: string): Promise<Layout> {
-    const d = await this.c.dir(dir); // creates the directory on bricks that lack it
     const weights = await this.c.brickWeights();
-    const fixed = fixLayout(d.layout, weights, { commit: COMMIT_HASH_INVALID, weighted: this.c.spec.options?.weightedRebalance });
-    const same = movedShare(d.layout, fixed) === 0 && this.c.names.every((n) => rangesOf(d.layout, n).length === rangesOf(fixed, n).length);
-    if (!same || this.cp.mode === 'full') {
-      await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setLayout', { path: dir, layout: rangesOf(fixed, n) })));
+    await this.c.dir(dir); // creates the directory on bricks that lack it (new ones), so all can be locked
+    return this.c.withLayoutLock(dir, async () => {
       this.c.invalidate(dir);
-    }
-    return fixed;
+      const d = await this.c.dir(dir); // read fresh under the lock; creates the directory on bricks that lack it
+      const fixed = fixLayout(d.layout, weights, { commit: COMMIT_HASH_INVALID, weighted: this.c.spec.options?.weightedRebalance });
+      const same = movedShare(d.layout, fixed) === 0 && this.c.names.every((n) => rangesOf(d.layout, n).length === rangesOf(fixed, n).length);
+      if (!same || this.cp.mode === 'full') {
+        await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setLayout', { path: dir, layout: rangesOf(fixed, n) })));
+        this.c.invalidate(dir);
+      }
+      return fixed;
+    });
   }
 
   private async listBrick(brick: string, dir: string): Promise<DirEntryAttr[]> {
@@ -243,7 +247,10 @@ export class Rebalancer {
         if (e.attr.moved && e.attr.gfid) {
           // A committed migration of an earlier run: make sure dst's copy is installed, then drop src's.
           const loc = await this.c.locate(path).catch(() => null);
-          if (loc && loc.cached === e.attr.moved.dst && loc.attr.gfid === e.attr.gfid) {
+          const m = e.attr.moved;
+          const installed = loc && loc.cached === m.dst && loc.attr.gfid === e.attr.gfid;
+          // Make the install durable before the commit record that points at the copy goes.
+          if (installed && (await this.c.sv(m.dst).call('migInstall', { path: m.path, gfid: e.attr.gfid, token: m.token, durable: true }).then(() => true, () => false))) {
             await this.c.sv(brick).call('migCleanup', { path, gfid: e.attr.gfid }).catch(() => {});
           }
           continue;

@@ -4,13 +4,26 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../storage/storage.js';
 const ms = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
 const ns = (t: [number, number]) => BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]);
 
+/** The file-type tests of fs.Stats and fs.Dirent, from a mode. */
+class ModeType {
+  constructor(readonly mode: number) {}
+  isFile(): boolean {
+    return (this.mode & S_IFMT) === S_IFREG;
+  }
+  isDirectory(): boolean {
+    return (this.mode & S_IFMT) === S_IFDIR;
+  }
+  isSymbolicLink(): boolean {
+    return (this.mode & S_IFMT) === S_IFLNK;
+  }
+}
+
 /** fs.Stats-like attributes of a file on a dhtfs volume. */
-export class Stats {
+export class Stats extends ModeType {
   readonly dev = 0;
   readonly rdev = 0;
   readonly blksize = 4096;
   readonly ino: number;
-  readonly mode: number;
   readonly nlink: number;
   readonly uid: number;
   readonly gid: number;
@@ -26,8 +39,8 @@ export class Stats {
   readonly gfid: string | null;
 
   constructor(a: Attr) {
+    super(a.mode);
     this.ino = a.ino;
-    this.mode = a.mode;
     this.nlink = a.nlink;
     this.uid = a.uid;
     this.gid = a.gid;
@@ -50,29 +63,14 @@ export class Stats {
   get ctime(): Date {
     return new Date(this.ctimeMs);
   }
-  isFile(): boolean {
-    return (this.mode & S_IFMT) === S_IFREG;
-  }
-  isDirectory(): boolean {
-    return (this.mode & S_IFMT) === S_IFDIR;
-  }
-  isSymbolicLink(): boolean {
-    return (this.mode & S_IFMT) === S_IFLNK;
-  }
 }
 
-export class Dirent {
+/** fs.Dirent-like entry of a directory listing. */
+export class Dirent extends ModeType {
   constructor(
     readonly name: string,
-    private readonly mode: number,
-  ) {}
-  isFile(): boolean {
-    return (this.mode & S_IFMT) === S_IFREG;
-  }
-  isDirectory(): boolean {
-    return (this.mode & S_IFMT) === S_IFDIR;
-  }
-  isSymbolicLink(): boolean {
-    return (this.mode & S_IFMT) === S_IFLNK;
+    mode: number,
+  ) {
+    super(mode);
   }
 }

@@ -405,6 +405,23 @@ export class Brick implements RequestHandler<Session> {
     if (!sameRanges(have, want)) throw new FsError(ELAYOUT, `layout of the parent of /${rel} on ${this.cfg.name} has changed`);
   }
 
+  /** A new name was just made: its gfid, `more`, its handle and owner; if any fails, the name goes again. */
+  private adoptNew(rel: string, gfid: string, uid: number | undefined, gid: number | undefined, more?: () => void): void {
+    try {
+      this.setGfid(rel, gfid);
+      more?.();
+      this.linkHandle(rel, gfid);
+      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+    } catch (e) {
+      try {
+        this.st.unlink(rel);
+      } catch {
+        /* keep the original error */
+      }
+      throw e;
+    }
+  }
+
   private setGfid(rel: string, gfid: string): void {
     this.st.setxattr(rel, this.X.gfid, gfidToBytes(gfid));
   }
@@ -675,16 +692,9 @@ export class Brick implements RequestHandler<Session> {
     const oflags = (acc === O_WRONLY || acc === O_RDWR ? acc : O_RDWR) | O_CREAT | O_EXCL | (flags & O_APPEND);
     const h = this.st.open(rel, oflags, mode);
     try {
-      this.setGfid(rel, gfid);
-      this.linkHandle(rel, gfid);
-      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+      this.adoptNew(rel, gfid, uid, gid);
     } catch (e) {
       this.st.close(h);
-      try {
-        this.st.unlink(rel);
-      } catch {
-        /* keep the original error */
-      }
       throw e;
     }
     const f: OpenFile = { h, gfid, flags: oflags };
@@ -727,19 +737,7 @@ export class Brick implements RequestHandler<Session> {
   private makeLinkto(rel: string, gfid: string, target: string, uid?: number, gid?: number): Attr {
     const h = this.st.open(rel, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
     this.st.close(h);
-    try {
-      this.setGfid(rel, gfid);
-      this.st.setxattr(rel, this.X.linkto, Buffer.from(`${target}\0`));
-      this.linkHandle(rel, gfid);
-      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
-    } catch (e) {
-      try {
-        this.st.unlink(rel);
-      } catch {
-        /* keep the original error */
-      }
-      throw e;
-    }
+    this.adoptNew(rel, gfid, uid, gid, () => this.st.setxattr(rel, this.X.linkto, Buffer.from(`${target}\0`)));
     return this.attr(rel, this.st.lstat(rel), gfid);
   }
 
@@ -996,18 +994,7 @@ export class Brick implements RequestHandler<Session> {
     const gid = optInt(a, 'gid', 0, U32);
     this.checkParentLayout(rel, a);
     this.st.symlink(target, rel);
-    try {
-      this.setGfid(rel, gfid);
-      this.linkHandle(rel, gfid);
-      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
-    } catch (e) {
-      try {
-        this.st.unlink(rel);
-      } catch {
-        /* keep the original error */
-      }
-      throw e;
-    }
+    this.adoptNew(rel, gfid, uid, gid);
     return this.attr(rel, this.st.lstat(rel), gfid);
   }
 

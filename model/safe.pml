@@ -24,6 +24,9 @@
  *   MUT_NO_FENCING              src commits without checking the migrator's lease
  *   MUT_READ_IGNORES_MOVED      src serves reads of a committed (moved) file
  *   MUT_INSTALL_BEFORE_COMMIT   dst's copy becomes the named data file before src commits
+ *   MUT_TRACK_AT_ENTER          a write is tracked only if a migration was live when it entered
+ *                               (a write in flight when the lease is granted is lost from the copy)
+ *   MUT_FREEZE_NO_WAIT          freeze does not wait for writes in flight
  */
 
 #define SRC 1
@@ -62,6 +65,7 @@ bool app2_done = 0;
 bool migrator_done = 0;
 bool expired_once = 0;
 bool fenced = 0;           /* the migrator's last step was refused */
+byte inflight = 0;         /* writes entered at src and not landed yet */
 
 /* dst's brick: rename the committed temp file over the name. Idempotent. */
 inline install(tok) {
@@ -134,7 +138,11 @@ inline fd_read(fd, v) {
   fi
 }
 
-/* Writes wait while src is frozen; after a commit they are answered "moved". */
+/*
+ * Writes wait while src is frozen; after a commit they are answered "moved". A write at src is two
+ * steps: it enters (counted in flight) and later lands; it is recorded as dirty in the migration that is
+ * live when it lands, which may have begun after the write entered.
+ */
 inline fd_write(fd, val) {
   if
   :: fd == SRC ->
@@ -144,16 +152,23 @@ inline fd_write(fd, val) {
 #endif
          if
          :: moved -> tok_seen = moved_token; go = 1
-#ifndef MUT_NO_DIRTY_TRACKING
-         :: else -> src_data = val; dirty = (mig == M_TRACK || dirty); go = 0
-#else
-         :: else -> src_data = val; go = 0
-#endif
+         :: else -> inflight++; tracked = (mig != M_NONE); go = 0
          fi
        };
        if
        :: go -> follow(fd); atomic { dst_data = val }
-       :: else -> skip
+       :: else ->
+            atomic {
+              src_data = val;
+#if defined(MUT_NO_DIRTY_TRACKING)
+              skip;
+#elif defined(MUT_TRACK_AT_ENTER)
+              dirty = (dirty || tracked);
+#else
+              dirty = (dirty || mig != M_NONE);
+#endif
+              inflight--
+            }
        fi
   :: else -> atomic { dst_data = val }
   fi
@@ -192,6 +207,7 @@ active proctype app2() {
   byte fd;
   byte tok_seen;
   bool go;
+  bool tracked;
   lookup(fd);
   fd_write(fd, 1);
   fd_fsync(fd);
@@ -252,7 +268,17 @@ step_recopy:
 step_freeze:
   atomic {
     if
-    :: lease == t -> mig = M_FROZEN; d = dirty; dirty = 0
+    :: lease == t -> mig = M_FROZEN
+    :: else -> fenced = 1
+    fi
+  };
+  if :: fenced -> goto abort :: else -> skip fi;
+#ifndef MUT_FREEZE_NO_WAIT
+  (inflight == 0);   /* wait for the writes in flight */
+#endif
+  atomic {
+    if
+    :: lease == t -> d = dirty; dirty = 0
     :: else -> fenced = 1
     fi
   };

@@ -33,7 +33,6 @@ interface Active {
   frozen: boolean;
   /** The commit's xattr is being made durable: not moved yet for anyone. */
   committing: boolean;
-  inflight: number;
   drained: (() => void)[];
   held: (() => void)[];
 }
@@ -68,6 +67,8 @@ export function addRange(list: [number, number][], start: number, end: number): 
 export class SrcMigrations {
   private active = new Map<string, Active>();
   private moved = new Map<string, Moved>();
+  /** Changes in flight per file, migration or not: one that began before a lease ends inside it. */
+  private inflight = new Map<string, number>();
 
   constructor(
     private readonly clock: Clock,
@@ -90,7 +91,6 @@ export class SrcMigrations {
       attrs: false,
       frozen: false,
       committing: false,
-      inflight: 0,
       drained: [],
       held: [],
     };
@@ -123,7 +123,7 @@ export class SrcMigrations {
   async freeze(gfid: string, token: string): Promise<DirtyRecord> {
     const a = this.check(gfid, token);
     a.frozen = true;
-    if (a.inflight > 0) await new Promise<void>((r) => a.drained.push(r));
+    if ((this.inflight.get(gfid) ?? 0) > 0) await new Promise<void>((r) => a.drained.push(r));
     return this.takeDirty(gfid, token);
   }
 
@@ -203,14 +203,23 @@ export class SrcMigrations {
    */
   enter(gfid: string | null): Promise<void> | ((range: [number, number] | null) => void) {
     this.checkRead(gfid);
-    const a = gfid ? this.active.get(gfid) : undefined;
-    if (!a) return () => {};
-    if (a.frozen) return new Promise<void>((r) => a.held.push(r));
-    a.inflight++;
+    if (!gfid) return () => {};
+    const a = this.active.get(gfid);
+    if (a?.frozen) return new Promise<void>((r) => a.held.push(r));
+    this.inflight.set(gfid, (this.inflight.get(gfid) ?? 0) + 1);
     return (range) => {
-      if (range) addRange(a.dirty, range[0], range[1]);
-      else a.attrs = true;
-      if (--a.inflight === 0) for (const d of a.drained.splice(0)) d();
+      // Recorded in the migration live when the change is done, even if it began before the lease.
+      const cur = this.active.get(gfid);
+      if (cur) {
+        if (range) addRange(cur.dirty, range[0], range[1]);
+        else cur.attrs = true;
+      }
+      const n = (this.inflight.get(gfid) ?? 1) - 1;
+      if (n > 0) this.inflight.set(gfid, n);
+      else {
+        this.inflight.delete(gfid);
+        if (cur) for (const d of cur.drained.splice(0)) d();
+      }
     };
   }
 

@@ -13,7 +13,7 @@ import type { VolumeSpec } from '../dht/spec.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import type { Network } from '../wire/transport.js';
 import type { Attr } from '../wire/types.js';
-import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT } from '../storage/storage.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISVTX } from '../storage/storage.js';
 import { Dirent, Stats } from './stats.js';
 
 /** Largest piece of one read or write request; bigger I/O is split and pipelined. */
@@ -99,6 +99,9 @@ export class FileHandle {
     return this.loc.attr.gfid;
   }
 
+  /** Legacy protocol: an fd on dst to mirror phase-1 writes to. */
+  private mirror: { brick: string; fd: number } | null = null;
+
   /**
    * Every fd operation goes to the brick the fd is on. If that brick answers that the file moved, the
    * volume installs dst's copy, moves every handle of the file there, and the operation is re-issued.
@@ -108,7 +111,9 @@ export class FileHandle {
       this.check();
       const brick = this.loc.cached;
       try {
-        return await this.vol.client.sv(brick).call<T>(op, { fd: this.fd, ...args });
+        const r = await this.vol.client.sv(brick).call<T>(op, { fd: this.fd, ...args });
+        if (this.vol.legacy) return await this.legacyAfter(op, args, r, attempt);
+        return r;
       } catch (e) {
         if (codeOf(e) !== EMOVED || attempt >= 5) throw e;
         const info = infoOf(e) as { dst: string; token: string; path: string } | undefined;
@@ -116,6 +121,46 @@ export class FileHandle {
         if (this.loc.cached === brick) await this.vol.followMove(this.gfid, info);
       }
     }
+  }
+
+  /**
+   * GlusterFS's client rules (reference §3.4), for the legacy protocol: a reply showing phase 2 (mode
+   * exactly 01000) makes every fd of the file move to where a fresh lookup finds it, and the operation is
+   * re-issued there; a write-type operation on a phase-1 file (S+T, linkto xattr) is re-issued on dst;
+   * reads ignore phase 1.
+   */
+  private async legacyAfter<T>(op: string, args: Record<string, unknown>, r: T, attempt: number): Promise<T> {
+    const attr = ((r as { attr?: Attr })?.attr ?? r) as Attr;
+    if (!attr || typeof attr.mode !== 'number') return r;
+    const phase2 = (attr.mode & S_IFMT) === S_IFREG && (attr.mode & 0o7777) === S_ISVTX;
+    if (phase2 && attempt < 3) {
+      const before = this.loc.cached;
+      await this.vol.legacyRelocate(this);
+      if (this.loc.cached !== before) return this.call<T>(op, args);
+    }
+    const writeOp = op === 'write' || op === 'ftruncate' || op === 'fsync' || op === 'setattr';
+    if (writeOp && attr.phase1To && this.gfid) {
+      if (!this.mirror || this.mirror.brick !== attr.phase1To) {
+        const m = await this.vol.client.sv(attr.phase1To).call<{ fd: number }>('open', { gfid: this.gfid, flags: O_RDWR });
+        this.mirror = { brick: attr.phase1To, fd: m.fd };
+      }
+      await this.vol.client.sv(this.mirror.brick).call(op, { ...args, fd: this.mirror.fd });
+    }
+    return r;
+  }
+
+  /** @internal Legacy protocol: reopen on the brick a fresh lookup names. */
+  async reopenAt(brick: string, attr: Attr): Promise<void> {
+    if (this.closed || this.loc.cached === brick) return;
+    const r = await this.vol.client.sv(brick).call<{ fd: number; attr: Attr }>('open', { path: this.loc.path, flags: this.flags & ~(O_CREAT | O_EXCL | O_TRUNC) });
+    const old = { brick: this.loc.cached, fd: this.fd };
+    this.loc = { ...this.loc, attr, cached: brick };
+    this.fd = r.fd;
+    this.mirror = null;
+    await this.vol.client
+      .sv(old.brick)
+      .call('close', { fd: old.fd })
+      .catch(() => {});
   }
 
   /** @internal Reopens this handle on the brick a migration moved its file to. */
@@ -227,8 +272,24 @@ export class FileHandle {
 export class Volume {
   private handles = new Set<FileHandle>();
   private moving = new Map<string, Promise<void>>();
+  /** GlusterFS's client rules (volume option migrationProtocol: 'legacy'). */
+  readonly legacy: boolean;
 
-  constructor(readonly client: DhtClient) {}
+  constructor(readonly client: DhtClient) {
+    this.legacy = client.spec.options?.migrationProtocol === 'legacy';
+  }
+
+  /** @internal Legacy protocol: every handle of the file moves to where a fresh lookup finds it. */
+  async legacyRelocate(h: FileHandle): Promise<void> {
+    const loc = await this.client.locate(h.path);
+    await Promise.all([...this.handles].filter((x) => x.gfid === h.gfid).map((x) => x.reopenAt(loc.cached, loc.attr)));
+  }
+
+  /** GlusterFS strips its phase-1 flags (S+T together) from every attribute it returns. */
+  private stats(a: Attr): Stats {
+    const both = S_ISGID | S_ISVTX;
+    return new Stats(this.legacy && (a.mode & both) === both ? { ...a, mode: a.mode & ~both } : a);
+  }
 
   /** Connects to every brick of the spec over TCP. */
   static async connect(spec: VolumeSpec, opts: ConnectOptions = {}): Promise<Volume> {
@@ -322,11 +383,11 @@ export class Volume {
   }
 
   async stat(path: string): Promise<Stats> {
-    return new Stats((await this.resolve(path)).attr);
+    return this.stats((await this.resolve(path)).attr);
   }
 
   async lstat(path: string): Promise<Stats> {
-    return new Stats(await this.client.stat(path));
+    return this.stats(await this.client.stat(path));
   }
 
   async exists(path: string): Promise<boolean> {

@@ -32,6 +32,7 @@ import {
   S_IFLNK,
   S_IFMT,
   S_IFREG,
+  S_ISGID,
   S_ISVTX,
   type Stat,
   type Storage,
@@ -241,6 +242,7 @@ export class Brick implements RequestHandler<Session> {
       fstat: (s, a) => this.fstat(s, a),
       seek: (s, a) => this.seek(s, a),
       migSweep: (_s, a) => this.migSweep(a),
+      legacySetLinkto: (_s, a) => this.legacySetLinkto(a),
       close: (s, a) => this.closeFd(s, a),
       setattr: (s, a) => this.setattr(s, a),
       unlink: (_s, a) => this.unlink(a),
@@ -366,9 +368,16 @@ export class Brick implements RequestHandler<Session> {
     if (st.mode === LINKTO_MODE) {
       const l = this.readLinkto(rel);
       if (l !== null) a.linkto = l;
-    } else if (isReg(st) && rel !== '' && gfid === undefined) {
-      const m = this.movedOf(rel, a.gfid);
-      if (m) a.moved = m;
+    } else if (isReg(st) && rel !== '') {
+      if ((st.mode & (S_ISGID | S_ISVTX)) === (S_ISGID | S_ISVTX)) {
+        // GlusterFS's phase 1 of a (legacy) migration: S+T and a linkto xattr naming dst.
+        const l = this.readLinkto(rel);
+        if (l !== null) a.phase1To = l;
+      }
+      if (gfid === undefined) {
+        const m = this.movedOf(rel, a.gfid);
+        if (m) a.moved = m;
+      }
     } else if (isDir(st)) {
       const b = this.st.getxattr(rel, this.X.dht);
       a.layout = null;
@@ -1208,6 +1217,28 @@ export class Brick implements RequestHandler<Session> {
       removed++;
     }
     return { removed };
+  }
+
+  /**
+   * The legacy (GlusterFS) protocol's xattr steps: set the linkto xattr on a data file (phase 1 on src)
+   * or remove it (dst-remove-linkto on dst). `target` null removes it.
+   */
+  legacySetLinkto(a: Args): Attr {
+    const rel = this.path(a);
+    const st = this.st.lstat(rel);
+    if (!isReg(st)) throw new FsError('EINVAL', `/${rel} is not a regular file`);
+    if (a.target === null) {
+      try {
+        this.st.removexattr(rel, this.X.linkto);
+      } catch (e) {
+        if (codeOf(e) !== 'ENODATA') throw e;
+      }
+    } else {
+      const target = str(a, 'target');
+      if (target.length === 0 || target.length > 255 || target.includes('\0')) throw bad('target', 'must be a brick name');
+      this.st.setxattr(rel, this.X.linkto, Buffer.from(`${target}\0`));
+    }
+    return this.attrOf(rel);
   }
 
   // --- migration: this brick as dst --------------------------------------------------------------------

@@ -20,6 +20,11 @@ export interface VolumeOptions {
   /** Regex source; its first group is hashed. `null` disables. Default: GlusterFS's rsync regex. */
   rsyncHashRegex?: string | null;
   extraHashRegex?: string | null;
+  /**
+   * `safe` (default): dhtfs's protocol. `legacy`: GlusterFS's order and client rules (phase bits in mode,
+   * writes mirrored in phase 1, reads ignoring phase 1), kept to show its stale read on the real system.
+   */
+  migrationProtocol?: 'safe' | 'legacy';
 }
 
 export interface VolumeSpec {

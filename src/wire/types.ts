@@ -13,6 +13,8 @@ export interface Attr extends Stat {
   layout?: LayoutRange[] | null;
   /** Directories: set when the layout xattr is unreadable or malformed. */
   layoutErr?: string;
+  /** Legacy (GlusterFS) migration, phase 1: the file has S+T mode bits and a linkto xattr naming dst. */
+  phase1To?: string;
   /** Regular files on a migration's src after its commit: the file is dst's now. */
   moved?: { dst: string; token: string; path: string };
 }

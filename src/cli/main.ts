@@ -10,6 +10,7 @@ import { serveBrick } from '../brick/server.js';
 import { codeOf } from '../common/errors.js';
 import { addBricks, formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
 import { migrateFile } from '../rebalance/migrate.js';
+import { migrateFileLegacy } from '../rebalance/legacy.js';
 import type { DirEntryAttr } from '../wire/types.js';
 import {
   PACKAGE_ROOT,
@@ -111,10 +112,12 @@ volume
   .description('create a volume from bricks given as HOST:PORT:/DIR')
   .option('--min-free-disk <n>', 'percent (< 100) or bytes kept free on each brick', (v) => Number(v), 10)
   .option('--no-lookup-optimize', 'always look on every brick when a name is not on its hashed brick')
+  .option('--migration-protocol <p>', "safe, or legacy: GlusterFS's order and client rules, to show its stale read (unsafe)", 'safe')
   .option('--json', 'print the result as JSON')
   .action(
     action((name: string, bricks: string[], o) => {
-      const v = createVolume(name, bricks, { minFreeDisk: o.minFreeDisk, lookupOptimize: o.lookupOptimize });
+      if (o.migrationProtocol !== 'safe' && o.migrationProtocol !== 'legacy') throw new Error('--migration-protocol is safe or legacy');
+      const v = createVolume(name, bricks, { minFreeDisk: o.minFreeDisk, lookupOptimize: o.lookupOptimize, ...(o.migrationProtocol === 'legacy' ? { migrationProtocol: 'legacy' as const } : {}) });
       out(o.json, { name: v.name, volumeId: v.volumeId, bricks: v.bricks }, () => `volume create: ${name}: success (${v.bricks.length} bricks); start it with: dhtfs volume start ${name}`);
     }),
   );
@@ -338,7 +341,7 @@ volume
   .option('--throttle <t>', 'parallel migrations: lazy, normal, aggressive or a number', 'normal')
   .option('--restart', 'start over instead of resuming an unfinished run')
   .option('--lease-ms <ms>', 'migration lease: how long a hung rebalance can hold a file (default 5000)', (v) => Number(v))
-  .option('--migration-protocol <p>', 'safe (default) or legacy (GlusterFS order; not yet available)', 'safe')
+  .option('--migration-protocol <p>', "safe or legacy; must be the volume's (see volume create)")
   .option('--json', 'print as JSON')
   .action(
     action(async (name: string, verb: string, flags: string[], o) => {
@@ -346,7 +349,8 @@ volume
       if (verb === 'start') {
         const bad = flags.filter((f) => f !== 'fix-layout' && f !== 'force');
         if (bad.length) throw new Error(`unknown rebalance flags: ${bad.join(' ')}`);
-        if (o.migrationProtocol !== 'safe') throw new Error(`migration protocol '${o.migrationProtocol}' is not available; use safe`);
+        const proto = v.options?.migrationProtocol ?? 'safe';
+        if (o.migrationProtocol && o.migrationProtocol !== proto) throw new Error(`volume ${name} uses the ${proto} protocol (its clients follow its rules); create it with --migration-protocol ${o.migrationProtocol} to use that one`);
         parseThrottle(o.throttle);
         const pid = startRebalance(v, { mode: flags.includes('fix-layout') ? 'fix-layout' : 'full', force: flags.includes('force'), throttle: o.throttle, restart: o.restart, leaseMs: o.leaseMs });
         return out(o.json, { pid }, () => `volume rebalance: ${name}: started (pid ${pid}); see: dhtfs volume rebalance ${name} status`);
@@ -377,7 +381,8 @@ volume
       const vol = await Volume.connect(v, { clientName: 'migrate' });
       try {
         const results: ({ path: string } & Awaited<ReturnType<typeof migrateFile>>)[] = [];
-        for (const p of paths) results.push({ path: p, ...(await migrateFile(vol.client, p, migratorOptions(o.leaseMs))) });
+        const legacy = v.options?.migrationProtocol === 'legacy';
+        for (const p of paths) results.push({ path: p, ...(legacy ? await migrateFileLegacy(vol.client, p) : await migrateFile(vol.client, p, migratorOptions(o.leaseMs))) });
         out(o.json, results, () => results.map((r) => `${r.path}: ${r.result}${'reason' in r ? ` (${r.reason})` : ''}`).join('\n'));
       } finally {
         await vol.close();

@@ -12,6 +12,7 @@ import { dhtHash } from '../dht/hash.js';
 import type { DirEntryAttr } from '../wire/types.js';
 import { S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
 import { migrateFile, type MigrateOptions } from './migrate.js';
+import { migrateFileLegacy } from './legacy.js';
 
 export type RebalanceMode = 'full' | 'fix-layout';
 export type RebalanceState = 'running' | 'completed' | 'stopped' | 'failed';
@@ -302,13 +303,15 @@ export class Rebalancer {
         this.log(`skipped ${w.path}: ${why}`);
         return;
       }
-      const r = await migrateFile(this.c, w.path, {
-        ...this.o.migrate,
-        onBytes: (n) => {
-          this.cp.counters.bytes += n;
-          this.o.migrate?.onBytes?.(n);
-        },
-      });
+      const onBytes = (n: number) => {
+        this.cp.counters.bytes += n;
+        this.o.migrate?.onBytes?.(n);
+      };
+      // The volume's protocol: GlusterFS's order only where clients follow GlusterFS's rules.
+      const r =
+        this.c.spec.options?.migrationProtocol === 'legacy'
+          ? await migrateFileLegacy(this.c, w.path, { onBytes })
+          : await migrateFile(this.c, w.path, { ...this.o.migrate, onBytes });
       if (r.result === 'migrated') this.cp.counters.migrated++;
       else if (r.result === 'skipped') {
         this.cp.counters.skipped++;

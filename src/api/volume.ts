@@ -99,6 +99,19 @@ export class FileHandle {
     return this.loc.attr.gfid;
   }
 
+  /** The connection generation of the brick the fd was opened on (-1: not known yet). */
+  generation = -1;
+
+  /** Opens the file again on the same brick, over the current connection (by gfid). */
+  private async reopenHere(): Promise<void> {
+    if (!this.gfid) throw new FsError('EBADF', 'cannot reopen a file without a gfid');
+    const sv = this.vol.client.sv(this.loc.cached);
+    const r = await sv.call<{ fd: number; attr: Attr }>('open', { gfid: this.gfid, flags: this.flags & ~(O_CREAT | O_EXCL | O_TRUNC) });
+    this.fd = r.fd;
+    this.generation = sv.generation;
+    this.mirror = null;
+  }
+
   /** Legacy protocol: an fd on dst to mirror phase-1 writes to. */
   private mirror: { brick: string; fd: number } | null = null;
 
@@ -111,11 +124,24 @@ export class FileHandle {
       this.check();
       const brick = this.loc.cached;
       try {
+        // The brick's connection was made again (it restarted, or the network broke): its fds are gone.
+        const sv = this.vol.client.sv(brick);
+        if (this.generation >= 0 && this.generation !== sv.generation && sv.rpc && !sv.rpc.closed) await this.reopenHere();
         const r = await this.vol.client.sv(brick).call<T>(op, { fd: this.fd, ...args });
         if (this.vol.legacy) return await this.legacyAfter(op, args, r, attempt);
         return r;
       } catch (e) {
-        if (codeOf(e) !== EMOVED || attempt >= 5) throw e;
+        const code = codeOf(e);
+        if ((code === 'ENOENT' || code === 'ESTALE') && attempt < 5 && this.gfid) {
+          // The brick no longer has the file (a migration finished and cleaned up, and the brick then
+          // forgot it): find the file again by its path, as GlusterFS's complete-check does.
+          // If that lookup fails (say the file's new brick is down), its error is the true one.
+          const loc = await this.vol.client.locate(this.path);
+          if (loc.attr.gfid !== this.gfid || loc.cached === brick) throw e;
+          await this.reopenAt(loc.cached, loc.attr);
+          continue;
+        }
+        if (code !== EMOVED || attempt >= 5) throw e;
         const info = infoOf(e) as { dst: string; token: string; path: string } | undefined;
         if (!info || !this.gfid) throw e;
         if (this.loc.cached === brick) await this.vol.followMove(this.gfid, info);
@@ -156,6 +182,7 @@ export class FileHandle {
     const old = { brick: this.loc.cached, fd: this.fd };
     this.loc = { ...this.loc, attr, cached: brick };
     this.fd = r.fd;
+    this.generation = this.vol.client.sv(brick).generation;
     this.mirror = null;
     await this.vol.client
       .sv(old.brick)
@@ -170,6 +197,7 @@ export class FileHandle {
     const old = { brick: this.loc.cached, fd: this.fd };
     this.loc = { ...this.loc, path, attr, cached: dst };
     this.fd = r.fd;
+    this.generation = this.vol.client.sv(dst).generation;
     await this.vol.client
       .sv(old.brick)
       .call('close', { fd: old.fd })
@@ -342,6 +370,7 @@ export class Volume {
     const r = loc ? await this.client.openLocated(loc, f) : await this.client.open(path, f, mode, owner);
     if ((r.attr.mode & S_IFMT) === S_IFDIR && (f & O_ACCMODE) !== O_RDONLY) throw new FsError('EISDIR', `${path}: is a directory`);
     const h = new FileHandle(this, r.located, r.fd, f);
+    h.generation = this.client.sv(r.located.cached).generation;
     this.handles.add(h);
     return h;
   }

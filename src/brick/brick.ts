@@ -758,8 +758,8 @@ export class Brick implements RequestHandler<Session> {
     if (g !== undefined) rel = this.resolveGfid(g).rel;
     else rel = this.path(a);
     const gfid0 = g ?? this.readGfid(rel);
-    if (g === undefined) this.refuseMoved(rel, gfid0);
-    else this.mig.checkRead(g);
+    // By path or by gfid, the commit record on disk counts (this process may have restarted since).
+    this.refuseMoved(rel, gfid0);
     if ((flags & O_TRUNC) && gfid0 && this.mig.isActive(gfid0)) throw new FsError('EBUSY', 'O_TRUNC on a file being migrated: truncate after open');
     const h = this.st.open(rel, flags & (O_ACCMODE | O_TRUNC | O_APPEND | O_DIRECTORY), 0);
     let f: OpenFile;

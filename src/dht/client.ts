@@ -36,6 +36,8 @@ export type Logger = (level: 'info' | 'warn' | 'error', msg: string) => void;
 /** One brick as the client sees it: a connection, re-dialled on demand after it drops. */
 class Subvol {
   rpc: RpcClient | null = null;
+  /** Counts connections made: an fd opened under an older one is gone from the brick. */
+  generation = 0;
   private dialing: Promise<RpcClient> | null = null;
   private lastFail = -Infinity;
   statfs: { at: number; v: StatFsReply } | null = null;
@@ -60,6 +62,7 @@ class Subvol {
     })
       .then((r) => {
         this.rpc = r;
+        this.generation++;
         r.onClose(() => this.c.onBrickDown(this.name));
         return r;
       })
@@ -553,8 +556,10 @@ export class DhtClient {
     if (found.brick !== hashed) {
       const hasGood = links.some((l) => l.brick === hashed && l.value!.linkto === found.brick && l.value!.gfid === fa.gfid);
       if (!hasGood && fa.gfid) {
+        // With the parent's ranges as a precondition: a client with a stale layout must not put a
+        // linkto on a brick that is not the name's hashed brick any more.
         await this.sv(hashed)
-          .call('mklinkto', { path, gfid: fa.gfid, target: found.brick, uid: fa.uid, gid: fa.gid })
+          .call('mklinkto', { path, gfid: fa.gfid, target: found.brick, uid: fa.uid, gid: fa.gid, parentLayout: this.rangeOf(d, hashed) })
           .then(
             () => this.log('info', `recreated linkto ${path} on ${hashed} -> ${found.brick}`),
             () => {},
@@ -959,6 +964,15 @@ export class DhtClient {
       }
     }
     for (const [name, e] of movedOnly) if (!seen.has(name)) seen.set(name, e);
+    // The bricks answer at different instants: a file can be a linkto on one brick's answer and already
+    // gone from the other's (a migration's install and cleanup fell between them). A name that is only a
+    // linkto is looked up before it is left out (S4: a file is listed exactly once).
+    const linktoOnly = new Set<string>();
+    for (const list of per) for (const e of list) if (e.attr.linkto !== undefined && !seen.has(e.name)) linktoOnly.add(e.name);
+    for (const name of linktoOnly) {
+      const loc = await this.locate(path === '/' ? `/${name}` : `${path}/${name}`).catch(() => null);
+      if (loc && !loc.isDir) seen.set(name, { name, attr: loc.attr });
+    }
     return [...seen.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 

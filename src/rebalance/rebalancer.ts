@@ -139,7 +139,7 @@ export class Rebalancer {
       if (!this.stopping) {
         this.cp.position = null;
         // Every committed copy met on the way was installed: what is left in the copy areas is garbage.
-        const olderThanMs = Math.max(0, this.c.clock.wallNow() - this.cp.startedAt);
+        const olderThanMs = Math.max(0, Math.floor(this.c.clock.wallNow() - this.cp.startedAt));
         for (const n of this.c.names) await this.c.sv(n).call('migSweep', { olderThanMs }).catch(() => {});
       }
     } catch (e) {
@@ -240,8 +240,10 @@ export class Rebalancer {
         if ((e.attr.mode & S_IFMT) === S_IFDIR) continue;
         const path = join(dir, e.name);
         if (e.attr.linkto !== undefined) {
-          // Linkto files on a draining brick are of no use any more.
-          if (this.c.decommissioned.has(brick)) await this.c.sv(brick).call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true }).catch(() => {});
+          // A linkto is of use only on the name's hashed brick (and never on a draining one).
+          if (this.c.decommissioned.has(brick) || searchLayout(layout, dhtHash(e.name)) !== brick) {
+            await this.c.sv(brick).call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: e.attr.gfid ?? undefined }).catch(() => {});
+          }
           continue;
         }
         this.cp.counters.scanned++;

@@ -1,0 +1,7 @@
+/**
+ * Planted bugs, for showing that the simulator and the tests catch them (like FoundationDB's BUGGIFY).
+ * Empty in the product; only the simulator's `--plant` and tests add to it.
+ *   read-ignores-moved   src serves reads of a file whose migration committed
+ *   track-at-enter       a change is tracked only if a migration was live when it began
+ */
+export const planted = new Set<string>();

@@ -66,3 +66,48 @@ test('volume create, start, status, file commands, stop', async () => {
     fs.rmSync(home, { recursive: true, force: true });
   }
 });
+
+test('add-brick, rebalance start/status, remove-brick start/status/commit through the CLI', { timeout: 300_000 }, async () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-cli-rb-'));
+  const env = { ...process.env, DHTFS_HOME: home };
+  const cli = async (...args: string[]) => (await run(process.execPath, [MAIN_JS, ...args], { env })).stdout;
+  const brick = async (i: number) => `127.0.0.1:${await freePort()}:${path.join(home, `b${i}`)}`;
+  try {
+    await cli('volume', 'create', 'rv', await brick(0), await brick(1));
+    await cli('volume', 'start', 'rv');
+    const local = path.join(home, 'f');
+    for (let i = 0; i < 40; i++) {
+      fs.writeFileSync(local, `file ${i}\n`);
+      await cli('-V', 'rv', 'put', local, `/f${i}`);
+    }
+    assert.match(await cli('volume', 'add-brick', 'rv', await brick(2)), /success \(rv-client-2\)/);
+    await cli('volume', 'rebalance', 'rv', 'start');
+    let st: { state: string; counters: { migrated: number; failed: number; scanned: number } } | null = null;
+    for (let i = 0; i < 300; i++) {
+      st = JSON.parse(await cli('volume', 'rebalance', 'rv', 'status', '--json'));
+      if (st && st.state !== 'running') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(st!.state, 'completed');
+    assert.equal(st!.counters.scanned, 40);
+    assert.ok(st!.counters.migrated > 0, 'some files moved to the new brick');
+    assert.ok(fs.readdirSync(path.join(home, 'b2')).some((n) => /^f\d+$/.test(n)), 'the new brick holds files');
+    assert.match(await cli('volume', 'rebalance', 'rv', 'status'), /Rebalance of volume rv: completed/);
+    // Drain the first brick: commit is refused until the drain completed, then allowed.
+    await assert.rejects(cli('volume', 'remove-brick', 'rv', 'rv-client-0', 'commit'), /start" first|refused/);
+    await cli('volume', 'remove-brick', 'rv', 'rv-client-0', 'start');
+    for (let i = 0; i < 300; i++) {
+      const s = JSON.parse(await cli('volume', 'remove-brick', 'rv', 'rv-client-0', 'status', '--json'));
+      if (s.rebalance && s.rebalance.state !== 'running') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.match(await cli('volume', 'remove-brick', 'rv', 'rv-client-0', 'commit'), /removed rv-client-0/);
+    const info = JSON.parse(await cli('volume', 'info', 'rv', '--json'));
+    assert.deepEqual(info.bricks.map((b: { name: string }) => b.name), ['rv-client-1', 'rv-client-2']);
+    for (let i = 0; i < 40; i++) assert.equal(await cli('-V', 'rv', 'cat', `/f${i}`), `file ${i}\n`);
+    assert.ok(!fs.readdirSync(path.join(home, 'b0')).some((n) => /^f\d+$/.test(n)), 'the removed brick holds no file');
+  } finally {
+    await run(process.execPath, [MAIN_JS, 'volume', 'stop', 'rv'], { env }).catch(() => {});
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});

@@ -372,7 +372,7 @@ volume
 
 volume
   .command('migrate <name> <paths...>')
-  .description('migrate files to their hashed bricks now, with the safe protocol')
+  .description("migrate files to their hashed bricks now, with the volume's migration protocol")
   .option('--lease-ms <ms>', 'migration lease', (v) => Number(v))
   .option('--json', 'print as JSON')
   .action(

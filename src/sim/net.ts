@@ -47,9 +47,13 @@ export class SimNetwork implements Network {
         // In order on this connection; independent of other connections.
         const at = Math.max(e.lastAt, this.w.now + 0.01 + this.w.rng.int(this.maxDelay * 100) / 100);
         e.lastAt = at;
-        this.w.at(at - this.w.now, () => {
-          if (!peer.closed) for (const f of peer.onData) f(data);
-        });
+        this.w.at(
+          at - this.w.now,
+          () => {
+            if (!peer.closed) for (const f of peer.onData) f(data);
+          },
+          peer,
+        );
         return true;
       },
       onDrain: (fn) => void e.onDrain.push(fn),
@@ -71,7 +75,7 @@ export class SimNetwork implements Network {
     this.shut(e, reason);
     if (p && !p.closed) {
       const at = graceful ? Math.max(e.lastAt, this.w.now) : this.w.now;
-      this.w.at(at - this.w.now, () => this.shut(p, reason));
+      this.w.at(at - this.w.now, () => this.shut(p, reason), graceful ? p : undefined);
     }
   }
 

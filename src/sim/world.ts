@@ -35,6 +35,8 @@ interface Ev {
   seq: number;
   fn: () => void;
   dead: boolean;
+  /** Events of one channel (bytes of one connection) keep their order, even when exploring. */
+  ch?: object;
 }
 
 const EPOCH_MS = 1_800_000_000_000;
@@ -45,14 +47,21 @@ export class World {
   private queue: Ev[] = [];
   readonly rng: Prng;
   events = 0;
+  /**
+   * Exploration: when set, the next event is chosen among the first `window` pending ones (0 = the
+   * earliest, the default schedule; anything else is a preemption). An event run ahead of earlier ones
+   * happens at the current time: time never goes back.
+   */
+  chooser: ((candidates: number) => number) | null = null;
+  window = 2;
 
   constructor(readonly seed: number) {
     this.rng = new Prng(seed);
   }
 
   /** Runs `fn` after `delay` virtual ms. */
-  at(delay: number, fn: () => void): Ev {
-    const ev = { t: this.now + Math.max(0, delay), seq: this.seq++, fn, dead: false };
+  at(delay: number, fn: () => void, ch?: object): Ev {
+    const ev: Ev = { t: this.now + Math.max(0, delay), seq: this.seq++, fn, dead: false, ch };
     // Insert keeping (t, seq) order; queues stay small, a binary search suffices.
     let lo = 0;
     let hi = this.queue.length;
@@ -94,11 +103,25 @@ export class World {
     for (;;) {
       await new Promise<void>((r) => setImmediate(r));
       if (done()) return;
-      const ev = this.queue.shift();
+      while (this.queue.length && this.queue[0].dead) this.queue.shift();
+      let idx = 0;
+      if (this.chooser) {
+        const cands: number[] = [];
+        const seen = new Set<object>();
+        for (let i = 0; i < this.queue.length && cands.length < this.window; i++) {
+          const q = this.queue[i];
+          if (q.dead) continue;
+          if (q.ch && seen.has(q.ch)) continue; // an earlier event of its channel is still pending
+          if (q.ch) seen.add(q.ch);
+          cands.push(i);
+        }
+        if (cands.length > 1) idx = cands[Math.min(cands.length - 1, this.chooser(cands.length))];
+      }
+      const ev = this.queue.splice(idx, 1)[0];
       if (!ev) return;
       if (ev.dead) continue;
       if (ev.t > limitMs) throw new Error(`simulation passed ${limitMs} virtual ms without finishing (seed ${this.seed})`);
-      this.now = ev.t;
+      this.now = Math.max(this.now, ev.t);
       this.events++;
       ev.fn();
     }

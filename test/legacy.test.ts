@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { Volume } from '../src/api/volume.js';
 import { migrateFileLegacy } from '../src/rebalance/legacy.js';
 import { LEGACY_STEPS } from '../src/rebalance/steps.js';
-import { startCluster, type Cluster } from './helpers/cluster.js';
+import { pauseAfter, startCluster, type Cluster } from './helpers/cluster.js';
 import { namesOn, onDisk } from './helpers/disk.js';
 import { rotateLayout } from './helpers/layout.js';
 
@@ -37,19 +37,9 @@ LEGACY_STEPS.forEach((pauseAt, i) => {
     const p = `/${files[i]}`;
     const h1 = await app1.open(p, 'r'); // app1's fd is on src
     const migrator = await Volume.connect(c.spec);
-    let paused!: () => void;
-    let resume!: () => void;
-    const atPause = new Promise<void>((r) => (paused = r));
-    const resumed = new Promise<void>((r) => (resume = r));
-    const mig = migrateFileLegacy(migrator.client, p, {
-      afterStep: async (s) => {
-        if (s === pauseAt) {
-          paused();
-          await resumed;
-        }
-      },
-    });
-    await atPause;
+    const pause = pauseAfter(pauseAt);
+    const mig = migrateFileLegacy(migrator.client, p, { afterStep: pause.hook });
+    await pause.paused;
     const app2 = await Volume.connect(c.spec);
     const h2 = await app2.open(p, 'r+');
     await h2.write('NEW!', 0, 4, 0);
@@ -57,7 +47,7 @@ LEGACY_STEPS.forEach((pauseAt, i) => {
     // notify -> app1 reads through its fd from before the migration
     const buf = Buffer.alloc(4);
     await h1.read(buf, 0, 4, 0);
-    resume();
+    pause.resume();
     assert.equal((await mig).result, 'migrated');
     if (racy) assert.equal(buf.toString(), 'OLD-', 'the stale read happens: app1 misses the fsynced write');
     else assert.equal(buf.toString(), 'NEW!');

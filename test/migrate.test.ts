@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { Volume } from '../src/api/volume.js';
 import { migrateFile } from '../src/rebalance/migrate.js';
 import { SAFE_STEPS } from '../src/rebalance/steps.js';
-import { startCluster, type Cluster } from './helpers/cluster.js';
+import { pauseAfter, startCluster, type Cluster } from './helpers/cluster.js';
 import { namesOn, onDisk, scanBrick } from './helpers/disk.js';
 import { rotateLayout } from './helpers/layout.js';
 
@@ -77,19 +77,9 @@ SAFE_STEPS.forEach((pauseAt, i) => {
     const p = `/${f}`;
     const h1 = await app1.open(p, 'r+'); // app1's fd is on src (brick 0)
     const migrator = await Volume.connect(c.spec);
-    let paused!: () => void;
-    let resume!: () => void;
-    const atPause = new Promise<void>((r) => (paused = r));
-    const resumed = new Promise<void>((r) => (resume = r));
-    const mig = migrateFile(migrator.client, p, {
-      afterStep: async (s) => {
-        if (s === pauseAt) {
-          paused();
-          await resumed;
-        }
-      },
-    });
-    await atPause;
+    const pause = pauseAfter(pauseAt);
+    const mig = migrateFile(migrator.client, p, { afterStep: pause.hook });
+    await pause.paused;
     // app2 looks the file up now, opens it, writes, fsyncs, and notifies app1.
     const app2 = await Volume.connect(c.spec);
     const w = (async () => {
@@ -100,7 +90,7 @@ SAFE_STEPS.forEach((pauseAt, i) => {
     })();
     // While frozen, src holds app2's write: let the migrator go on if app2 does not finish soon.
     await Promise.race([w, sleep(300)]);
-    resume();
+    pause.resume();
     await w;
     // notify -> app1 reads through the fd it opened before the migration.
     const buf = Buffer.alloc(64);

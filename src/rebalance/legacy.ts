@@ -6,9 +6,9 @@
  */
 import type { DhtClient } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
-import { O_RDONLY, O_RDWR, S_IFMT, S_IFREG, S_ISGID, S_ISVTX } from '../storage/storage.js';
+import { O_RDONLY, O_RDWR, S_ISGID, S_ISVTX } from '../storage/storage.js';
 import type { LegacyStep } from './steps.js';
-import type { MigrateOutcome } from './migrate.js';
+import { migrationTarget, type MigrateOutcome } from './migrate.js';
 
 export interface LegacyOptions {
   afterStep?: (step: LegacyStep, path: string) => Promise<void> | void;
@@ -21,14 +21,9 @@ export async function migrateFileLegacy(c: DhtClient, path: string, o: LegacyOpt
     await o.afterStep?.(s, path);
   };
   const chunk = o.chunk ?? 1024 * 1024;
-  const loc = await c.locate(path);
-  if (loc.isDir) return { result: 'nothing', reason: 'directory' };
-  if ((loc.attr.mode & S_IFMT) !== S_IFREG) return { result: 'skipped', reason: 'not a regular file' };
-  const src = loc.cached;
-  const dst = loc.hashed;
-  const gfid = loc.attr.gfid;
-  if (!dst || dst === src) return { result: 'nothing', reason: 'already on its hashed brick' };
-  if (!gfid) return { result: 'skipped', reason: 'no gfid' };
+  const target = await migrationTarget(c, path);
+  if ('result' in target) return target;
+  const { loc, src, dst, gfid } = target;
   const mode = loc.attr.mode & 0o7777;
   const size = loc.attr.size;
 

@@ -5,7 +5,7 @@
  */
 import { EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Timer } from '../common/env.js';
-import type { DhtClient } from '../dht/client.js';
+import type { DhtClient, Located } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
 import { S_IFMT, S_IFREG, O_RDONLY } from '../storage/storage.js';
 import type { SafeStep } from './steps.js';
@@ -60,6 +60,19 @@ async function copyRanges(c: DhtClient, src: string, srcFd: number, dst: string,
 
 const total = (rs: [number, number][]) => rs.reduce((s, [a, b]) => s + (b - a), 0);
 
+/** What a migration of `path` would move, or why there is nothing to do (shared by both protocols). */
+export async function migrationTarget(c: DhtClient, path: string): Promise<{ loc: Located; src: string; dst: string; gfid: string } | MigrateOutcome> {
+  const loc = await c.locate(path);
+  if (loc.isDir) return { result: 'nothing', reason: 'directory' };
+  if ((loc.attr.mode & S_IFMT) !== S_IFREG) return { result: 'skipped', reason: 'not a regular file' };
+  const src = loc.cached;
+  const dst = loc.hashed;
+  const gfid = loc.attr.gfid;
+  if (!dst || dst === src) return { result: 'nothing', reason: 'already on its hashed brick' };
+  if (!gfid) return { result: 'skipped', reason: 'no gfid' };
+  return { loc, src, dst, gfid };
+}
+
 /**
  * Migrates one file to its hashed brick. Before the commit, any failure aborts the migration (src drops
  * the lease and the file stays where it was); after it, the remaining steps are finished by whoever
@@ -71,14 +84,9 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
   const step = async (s: SafeStep) => {
     await o.afterStep?.(s, path);
   };
-  const loc = await c.locate(path);
-  if (loc.isDir) return { result: 'nothing', reason: 'directory' };
-  if ((loc.attr.mode & S_IFMT) !== S_IFREG) return { result: 'skipped', reason: 'not a regular file' };
-  const src = loc.cached;
-  const dst = loc.hashed;
-  const gfid = loc.attr.gfid;
-  if (!dst || dst === src) return { result: 'nothing', reason: 'already on its hashed brick' };
-  if (!gfid) return { result: 'skipped', reason: 'no gfid' };
+  const target = await migrationTarget(c, path);
+  if ('result' in target) return target;
+  const { loc, src, dst, gfid } = target;
   if (loc.attr.nlink > 1) return { result: 'skipped', reason: 'hard links' };
 
   // lease: src grants a token and starts tracking changes.

@@ -1,5 +1,5 @@
 /** Types of the brick protocol's replies, shared by bricks and clients. */
-import type { Stat, Timespec } from '../storage/storage.js';
+import type { Stat, StatFs, Timespec } from '../storage/storage.js';
 import type { LayoutRange } from '../dht/layout.js';
 
 export type { Timespec, LayoutRange };
@@ -24,14 +24,8 @@ export interface DirEntryAttr {
   attr: Attr;
 }
 
-export interface StatFsReply {
-  bsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-}
+/** statfs of a brick's file system. */
+export type StatFsReply = StatFs;
 
 export interface RootInfo {
   attr: Attr;

@@ -116,3 +116,21 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
   };
   return c;
 }
+
+/** A hook that holds a migrator after one named step until `resume()`; `paused` resolves when it gets there. */
+export function pauseAfter<S extends string>(step: S): { hook: (s: S) => Promise<void>; paused: Promise<void>; resume: () => void } {
+  let reached!: () => void;
+  let resume!: () => void;
+  const paused = new Promise<void>((r) => (reached = r));
+  const resumed = new Promise<void>((r) => (resume = r));
+  return {
+    paused,
+    resume,
+    hook: async (s: S) => {
+      if (s === step) {
+        reached();
+        await resumed;
+      }
+    },
+  };
+}

@@ -366,8 +366,21 @@ export class Volume {
 
   async open(path: string, flags: OpenFlags = 'r', mode = 0o666, owner?: Owner): Promise<FileHandle> {
     const f = parseFlags(flags);
-    const loc = (f & O_CREAT) === 0 ? await this.resolve(path) : null;
-    const r = loc ? await this.client.openLocated(loc, f) : await this.client.open(path, f, mode, owner);
+    let r: Awaited<ReturnType<DhtClient['open']>>;
+    if (f & O_CREAT) r = await this.client.open(path, f, mode, owner);
+    else {
+      for (let attempt = 0; ; attempt++) {
+        const loc = await this.resolve(path);
+        try {
+          r = await this.client.openLocated(loc, f);
+          break;
+        } catch (e) {
+          // A migration moved the file between the lookup and the open: look it up again.
+          const code = codeOf(e);
+          if (attempt >= 3 || (code !== 'ENOENT' && code !== 'ESTALE' && code !== EMOVED)) throw e;
+        }
+      }
+    }
     if ((r.attr.mode & S_IFMT) === S_IFDIR && (f & O_ACCMODE) !== O_RDONLY) throw new FsError('EISDIR', `${path}: is a directory`);
     const h = new FileHandle(this, r.located, r.fd, f);
     h.generation = this.client.sv(r.located.cached).generation;

@@ -28,6 +28,8 @@ export interface SimOptions {
   clients?: number;
   opsPerClient?: number;
   faults?: boolean;
+  /** add-brick or remove-brick (default: one or the other, by the seed). */
+  topology?: 'add-brick' | 'remove-brick';
   /** Debugging: record the bricks' view of the files in the trace every `probe` virtual ms. */
   probe?: number;
 }
@@ -87,6 +89,8 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
 
   // --- bricks ----------------------------------------------------------------------------------------
   const nBricks = 3;
+  const removeBrick = o.topology === 'remove-brick' || (o.topology === undefined && rng.chance(0.5));
+  const drained = removeBrick ? `sv-client-${rng.int(3)}` : null;
   const storages = Array.from({ length: nBricks }, () => new SimStorage(w));
   const listeners: (Listener | null)[] = new Array(nBricks).fill(null);
   const names = storages.map((_, i) => `sv-client-${i}`);
@@ -100,7 +104,8 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     name: 'sv',
     volumeId: VOLUME_ID,
     secret: 's',
-    bricks: names.slice(0, 2).map((n, i) => ({ name: n, host: `b${i}`, port: 1000 })),
+    // add-brick: two bricks, a third joins; remove-brick: three bricks, one is drained.
+    bricks: names.slice(0, removeBrick ? 3 : 2).map((n, i) => ({ name: n, host: `b${i}`, port: 1000 })),
     options: { migrationProtocol: o.protocol ?? 'safe', minFreeDisk: 0 },
   };
   let procSeq = 0;
@@ -132,15 +137,18 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       await h.close();
     }
     await admin.close();
-    // The third brick joins: clients learn it from the bricks' topology; files must move.
+    // The topology changes: a third brick joins, or one is drained. Clients learn it from the bricks.
+    const before = spec.bricks;
     spec.bricks = names.map((n, i) => ({ name: n, host: `b${i}`, port: 1000 }));
     spec.version = 1;
+    spec.decommissioned = drained ? [drained] : [];
+    log(removeBrick ? `remove-brick ${drained}` : 'add-brick sv-client-2');
     for (let i = 0; i < nBricks; i++) {
       const r = await RpcClient.connect(net.as('cli'), `b${i}`, 1000, { volumeId: VOLUME_ID, secret: 's' });
-      await r.call('setTopology', { topology: { version: 1, bricks: spec.bricks, decommissioned: [] } });
+      await r.call('setTopology', { topology: { version: 1, bricks: spec.bricks, decommissioned: spec.decommissioned } });
       r.close();
     }
-    const clientSpec: VolumeSpec = { ...spec, bricks: spec.bricks.slice(0, 2), version: 0 }; // clients connected before add-brick
+    const clientSpec: VolumeSpec = { ...spec, bricks: before, version: 0, decommissioned: [] }; // clients connected before the change
     const apps = await Promise.all(
       Array.from({ length: C }, async (_, k) => {
         const v = new Volume(new DhtClient(clientSpec, net.as(`app${k}`), w.clock, w.random, { clientName: `app${k}` }));
@@ -174,7 +182,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
           });
         }
         log(`rebalance ${who} starts`);
-        const r = await new Rebalancer(vol.client, { store, throttle: 1 + rng.int(2), migrate: { leaseMs: 50, chunk: 4 } })
+        const r = await new Rebalancer(vol.client, { store, force: removeBrick, throttle: 1 + rng.int(2), migrate: { leaseMs: 50, chunk: 4 } })
           .run()
           .catch((e) => ({ state: 'failed', error: String(e) }) as Checkpoint);
         log(`rebalance ${who}: ${r.state}${r.error ? ` (${r.error})` : ''}, ${r.counters?.migrated ?? 0} migrated`);
@@ -295,13 +303,13 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     // A last, fault-free rebalance finishes whatever the crashed ones left.
     if (!rebalanceDone) {
       const vol = await connect(`mig${++procSeq}`);
-      const r = await new Rebalancer(vol.client, { store, restart: true }).run();
+      const r = await new Rebalancer(vol.client, { store, restart: true, force: removeBrick }).run();
       if (r.state !== 'completed') violations.push(`L1 final rebalance ${r.state}: ${r.error}`);
       lateMigrations += r.counters.migrated;
       vol.client.close();
     }
     const vol = await connect(`final${++procSeq}`);
-    const r = await new Rebalancer(vol.client, { store, restart: true }).run();
+    const r = await new Rebalancer(vol.client, { store, restart: true, force: removeBrick }).run();
     if (r.state !== 'completed') violations.push(`L1 final rebalance ${r.state}: ${r.error}`);
 
     // S2: a final read of every region, after everything.
@@ -317,7 +325,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     await vol.close();
     for (const a of apps) await a.v.close().catch(() => {});
     checkHistory(ops, powerLosses, violations);
-    checkBricks(storages, names, fileNames, violations);
+    checkBricks(storages, names, fileNames, violations, drained);
   };
 
   if (o.probe) {
@@ -410,7 +418,7 @@ function checkHistory(ops: Op[], powerLosses: number[], violations: string[]): v
 }
 
 /** S5: each file once, as a plain data file, on its hashed brick; no linkto, copy or commit record left. */
-function checkBricks(storages: SimStorage[], names: string[], files: string[], violations: string[]): void {
+function checkBricks(storages: SimStorage[], names: string[], files: string[], violations: string[], drained: string | null): void {
   const seen = new Map<string, number>();
   storages.forEach((st, i) => {
     const walk = (dir: string) => {
@@ -430,6 +438,7 @@ function checkBricks(storages: SimStorage[], names: string[], files: string[], v
         if (s.mode & 0o7000) violations.push(`S5 S/T bits on ${p} on ${names[i]}`);
         if (st.getxattr(p, 'trusted.dhtfs.migration')) violations.push(`S5 commit record left on ${p} on ${names[i]}`);
         if (seen.has(p)) violations.push(`S5 ${p} has data on ${names[seen.get(p)!]} and ${names[i]}`);
+        if (names[i] === drained) violations.push(`remove-brick: ${p} is still on the drained brick ${drained}`);
         seen.set(p, i);
       }
     };

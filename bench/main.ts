@@ -158,7 +158,7 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
         if (st === 'install') switchEnd = performance.now();
       },
     };
-    const rl = await new Rebalancer(rb.client, { store: memStore(), throttle: Number(process.env.BENCH_THROTTLE ?? 2), restart: true, migrate }).run();
+    const rl = await new Rebalancer(rb.client, { store: memStore(), throttle: Number(process.env.BENCH_THROTTLE ?? 2), restart: true, migrate, log: (m) => { if (/failed/.test(m)) notes.push(m); } }).run();
     stop = true;
     await w;
     await h.close();
@@ -172,6 +172,7 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
     const p99 = lat[Math.floor(lat.length * 0.99)] ?? 0;
     const max = lat[lat.length - 1] ?? 0;
     rows.push({ work: `client write wait at the file's switch (freeze..install)`, local: `${atSwitch.length} writes`, dhtfs: `${pause.toFixed(1)} ms`, ratio: pause < 50 ? 1 : 0, target: 1 });
+    notes.push(`large-file rebalance: ${rl.state}, migrated ${rl.counters.migrated}, skipped ${rl.counters.skipped}, failed ${rl.counters.failed}${rl.error ? `, ${rl.error}` : ''}`);
     notes.push(`switch pause: the longest client write in flight during the switch (freeze to install, ${(switchEnd - switchStart).toFixed(1)} ms) waited ${pause.toFixed(1)} ms (target < 50 ms: ${pause < 50 ? 'met' : 'NOT met'}); over the whole migration, ${lat.length} writes: p99 ${p99.toFixed(1)} ms, longest ${max.toFixed(1)} ms (I/O contention with the copy)`);
     for (const v of [vol, rb, writer]) await v.close();
   } finally {

@@ -8,7 +8,7 @@ import { Volume } from '../src/api/volume.js';
 import { migrateFile } from '../src/rebalance/migrate.js';
 import { SAFE_STEPS } from '../src/rebalance/steps.js';
 import { pauseAfter, startCluster, type Cluster } from './helpers/cluster.js';
-import { namesOn, onDisk, scanBrick } from './helpers/disk.js';
+import { namesOn, onDisk } from './helpers/disk.js';
 import { rotateLayout } from './helpers/layout.js';
 
 let c: Cluster;

@@ -90,9 +90,6 @@ function str(a: Args, k: string): string {
   if (typeof v !== 'string') throw bad(k, 'must be a string');
   return v;
 }
-function optStr(a: Args, k: string): string | undefined {
-  return a[k] === undefined || a[k] === null ? undefined : str(a, k);
-}
 function int(a: Args, k: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const v = a[k];
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw bad(k, `must be an integer in [${min}, ${max}]`);
@@ -197,7 +194,7 @@ export class Brick implements RequestHandler<Session> {
     private readonly st: Storage,
     readonly cfg: BrickConfig,
     private readonly clock: Clock,
-    private readonly random: Random,
+    random: Random,
     private readonly log: LogFn = () => {},
   ) {
     const p = cfg.xattrPrefix;

@@ -20,7 +20,6 @@ import {
   isLocalHost,
   listVolumes,
   loadVolume,
-  logFile,
   probeBrick,
   saveVolume,
   specPath,
@@ -614,4 +613,3 @@ program
 
 program.parseAsync(process.argv).catch(fail);
 
-export { logFile };

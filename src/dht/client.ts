@@ -3,18 +3,17 @@
  * GlusterFS's distribute translator does (shared/reference/glusterfs-dht.md §1, §2). Talks to bricks
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
-import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
+import { ELAYOUT, FsError, codeOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
-import { ROOT_GFID, newGfid } from '../common/gfid.js';
+import { newGfid } from '../common/gfid.js';
 import { RpcClient } from '../wire/rpc.js';
 import type { Network } from '../wire/transport.js';
 import type { Attr, DirEntryAttr, RootInfo, StatFsReply } from '../wire/types.js';
-import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFMT } from '../storage/storage.js';
 import { dhtHash, type HashOptions } from './hash.js';
 import {
   COMMIT_HASH_INVALID,
   checkLayout,
-  isEmptyRange,
   layoutCommit,
   newLayout,
   rangesOf,
@@ -1022,6 +1021,3 @@ export class DhtClient {
   }
 }
 
-export const FILE_TYPE_BITS = { S_IFREG, S_IFDIR, S_IFLNK };
-export { EMOVED };
-export { ROOT_GFID };

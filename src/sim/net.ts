@@ -12,7 +12,6 @@ interface End {
   host: string;
   onData: ((c: Buffer) => void)[];
   onClose: ((r?: string) => void)[];
-  onDrain: (() => void)[];
   closed: boolean;
   lastAt: number;
   peer: End | null;
@@ -32,7 +31,6 @@ export class SimNetwork implements Network {
       host,
       onData: [],
       onClose: [],
-      onDrain: [],
       closed: false,
       lastAt: 0,
       peer: null,
@@ -56,7 +54,6 @@ export class SimNetwork implements Network {
         );
         return true;
       },
-      onDrain: (fn) => void e.onDrain.push(fn),
       onData: (fn) => void e.onData.push(fn),
       onClose: (fn) => {
         if (e.closed) fn();

@@ -28,7 +28,6 @@ export class RpcClient {
   private pending = new Map<number, Pending>();
   private closeFns: ((reason?: string) => void)[] = [];
   private eventFns: ((kind: string, payload: unknown) => void)[] = [];
-  private drainWaiters: (() => void)[] = [];
   closed = false;
   closeReason: string | undefined;
 
@@ -50,7 +49,6 @@ export class RpcClient {
       const err = new FsError('ENOTCONN', `connection to ${conn.remote} closed${reason ? `: ${reason}` : ''}`);
       for (const p of this.pending.values()) p.reject(err);
       this.pending.clear();
-      for (const w of this.drainWaiters.splice(0)) w();
       for (const f of this.closeFns) f(reason);
     });
   }
@@ -96,17 +94,8 @@ export class RpcClient {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      if (!this.conn.write(encodeFrame([REQ, id, op, args]))) {
-        this.conn.onDrain(() => {
-          for (const w of this.drainWaiters.splice(0)) w();
-        });
-      }
+      this.conn.write(encodeFrame([REQ, id, op, args]));
     });
-  }
-
-  /** Resolves when the connection can take more data (after write back-pressure). */
-  get inFlight(): number {
-    return this.pending.size;
   }
 
   onEvent(fn: (kind: string, payload: unknown) => void): void {

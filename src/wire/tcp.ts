@@ -25,7 +25,6 @@ function wrap(sock: net.Socket): Conn {
       sock.uncork();
       return ok;
     },
-    onDrain: (fn) => void sock.once('drain', fn),
     onData: (fn) => void sock.on('data', fn),
     onClose: (fn) => {
       if (closed) fn(closeReason);

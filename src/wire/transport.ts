@@ -5,8 +5,6 @@
 export interface Conn {
   /** Queue buffers, sent in order as one unit; false when the peer is slow (back-pressure). */
   write(data: Uint8Array[]): boolean;
-  /** Called once when the queue drains after write() returned false. */
-  onDrain(fn: () => void): void;
   onData(fn: (chunk: Buffer) => void): void;
   /** Called exactly once, however the connection ended. */
   onClose(fn: (reason?: string) => void): void;

@@ -406,8 +406,7 @@ export class Volume {
     if ((flags & O_CREAT) && !(flags & O_APPEND) && bytes.length <= IO_CHUNK && (await this.client.createWithoutLookup(path))) {
       // A new small file: create, write and close in one round trip.
       try {
-        await this.client.create(path, flags & ~O_TRUNC, opts.mode ?? 0o666, undefined, { data: bytes, close: true });
-        return;
+        if (await this.client.tryCreate(path, flags & ~O_TRUNC, opts.mode ?? 0o666, undefined, { data: bytes, close: true }, true)) return;
       } catch (e) {
         if (codeOf(e) !== 'EEXIST' || (flags & O_EXCL)) throw e;
       }

@@ -681,11 +681,21 @@ export class DhtClient {
 
   /** Creates a regular file and opens it. Data goes to the hashed brick unless it is past min-free-disk. */
   async create(path: string, flags: number, mode: number, owner?: { uid: number; gid: number }, init?: { data: Uint8Array; close: boolean }): Promise<OpenResult> {
+    return (await this.tryCreate(path, flags, mode, owner, init, false))!;
+  }
+
+  /**
+   * Creates a file; `withoutLookup`: the caller skipped the lookup because the parent's layout was
+   * settled. If the parent's layout turns out to have changed (a rebalance is under way), the name may
+   * exist on another brick: returns null, and the caller must look it up first.
+   */
+  async tryCreate(path: string, flags: number, mode: number, owner: { uid: number; gid: number } | undefined, init: { data: Uint8Array; close: boolean } | undefined, withoutLookup: boolean): Promise<OpenResult | null> {
     path = normPath(path);
     const { parent, name } = splitPath(path);
     if (name === '') throw new FsError('EISDIR', '/ is a directory');
     const gfid = newGfid(this.random);
     return this.withParent(parent, async (d) => {
+      if (withoutLookup && this.shouldLookupEverywhere(d)) return null;
       const hashed = this.hashedBrick(d, name);
       let target = hashed;
       if (await this.isFilled(hashed).catch(() => false)) {
@@ -730,7 +740,8 @@ export class DhtClient {
     path = normPath(path);
     if ((flags & O_CREAT) && (await this.createWithoutLookup(path))) {
       try {
-        return await this.create(path, flags & ~O_TRUNC, mode, owner);
+        const r = await this.tryCreate(path, flags & ~O_TRUNC, mode, owner, undefined, true);
+        if (r) return r;
       } catch (e) {
         if (codeOf(e) !== 'EEXIST' || (flags & O_EXCL)) throw e;
       }

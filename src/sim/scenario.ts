@@ -1,10 +1,11 @@
 /**
  * One simulated run of the real code from one seed: bricks (real Brick on SimStorage), clients (real
  * Volume/DhtClient), a rebalancer (real Rebalancer, safe or legacy protocol) over SimNetwork, a workload
- * of clients with open fds that write, fsync, read, look up, list and notify each other, and faults:
+ * of clients with open fds that write, truncate, fsync, read, look up, list and notify each other, and
+ * that create, truncate, rename and unlink files of their own while the others read them, and faults:
  * migrator crashes and restarts, broken connections, brick restarts and power losses. The history is
  * checked for S1 (no stale read), S2 (no lost write), S4 (always visible) and, at the end, S5 (clean
- * bricks).
+ * bricks). Namespace operations are checked against a model of each client's own names (see NsModel).
  */
 import { codeOf } from '../common/errors.js';
 import { planted } from '../common/plant.js';
@@ -81,6 +82,8 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   // Names drawn from the seed, so that which files must move differs from seed to seed.
   const fileNames = Array.from({ length: o.files ?? 2 }, (_, j) => `f${j}-${w.rng.int(1_000_000)}`);
   const fp = (f: number) => `/d/${fileNames[f]}`;
+  // Each client's own names, which it creates, truncates, renames and unlinks while the others read them.
+  const ownNames = Array.from({ length: o.clients ?? 3 }, (_, k) => Array.from({ length: 3 }, (_, j) => `n${k}${j}-${w.rng.int(1_000_000)}`));
   const trace: string[] = [];
   const log = (m: string) => trace.push(`${w.now.toFixed(2).padStart(9)} ${m}`);
   const violations: string[] = [];
@@ -125,6 +128,17 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   let migrated = 0;
   let rebalanceRuns = 0;
   let lateMigrations = 0;
+  const models = ownNames.map((ns, k) => new NsModel(k, ns, violations));
+  const ownerOf = new Map(ownNames.flatMap((ns, k) => ns.map((n) => [n, k] as const)));
+  const allOwn = ownNames.flat();
+  // Reads of names are checked once the workload is over, when every operation they overlapped is known.
+  const nsChecks: (() => void)[] = [];
+  const parseToken = (b: Buffer, what: string): number | null => {
+    if (b.length === 0) return 0;
+    if (/^\d{8}$/.test(b.toString())) return Number(b.toString());
+    violations.push(`S1 ${what}: read garbage ${JSON.stringify(b.toString())}`);
+    return null;
+  };
 
   const driver = async () => {
     // Setup: files on the first two bricks.
@@ -194,6 +208,83 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       }
     };
 
+    // Namespace operations on a client's own names, checked against its model.
+    const notifyOther = (k: number) => {
+      const to = (k + 1 + rng.int(C - 1)) % C;
+      const vc = [...vcs[k]];
+      w.at(0.01 + rng.int(50) / 100, () => {
+        vcs[to] = vcs[to].map((x, j) => Math.max(x, vc[j]));
+        log(`app${k} notifies app${to}`);
+      });
+    };
+    const nsOp = async (k: number, v: Volume) => {
+      const m = models[k];
+      const r = rng.int(100);
+      const kind: NsKind = r < 40 ? 'put' : r < 55 ? 'trunc' : r < 80 ? 'rename' : 'unlink';
+      const a = m.names[rng.int(m.names.length)];
+      const b = m.names.filter((n) => n !== a)[rng.int(m.names.length - 1)];
+      const token = kind === 'put' ? tokenSeq++ : 0;
+      const issue = [...vcs[k]];
+      const t0 = w.now;
+      let outcome: 'ok' | 'ENOENT' | 'unknown' = 'ok';
+      try {
+        if (kind === 'put') {
+          const h = await v.open(`/d/${a}`, 'w');
+          try {
+            await h.write(token8(token), 0, REGION, 0);
+            await h.sync();
+          } finally {
+            await h.close().catch(() => {});
+          }
+        } else if (kind === 'trunc') {
+          const h = await v.open(`/d/${a}`, 'r+');
+          try {
+            await h.truncate(0);
+            await h.sync();
+          } finally {
+            await h.close().catch(() => {});
+          }
+        } else if (kind === 'rename') await v.rename(`/d/${a}`, `/d/${b}`);
+        else await v.unlink(`/d/${a}`);
+      } catch (e) {
+        outcome = codeOf(e) === 'ENOENT' ? 'ENOENT' : 'unknown';
+      }
+      vcs[k][k]++;
+      const ack = [...vcs[k]];
+      m.record({ kind, a, b, token, issue, ack, t0, t1: w.now, outcome });
+      log(`app${k} ${kind} ${a}${kind === 'rename' ? ` -> ${b}` : ''}${kind === 'put' ? ` = ${token}` : ''}: ${outcome}`);
+      if (outcome === 'ok' && rng.chance(0.5)) notifyOther(k);
+    };
+    // A read by path of any client's name: its content, or absent.
+    const nsRead = async (k: number, v: Volume) => {
+      const name = allOwn[rng.int(allOwn.length)];
+      const issue = [...vcs[k]];
+      let got: number | null;
+      try {
+        const h = await v.open(`/d/${name}`, 'r');
+        try {
+          const b = Buffer.alloc(REGION + 1);
+          const { bytesRead } = await h.read(b, 0, REGION + 1, 0);
+          const t = parseToken(b.subarray(0, bytesRead), `app${k} read /d/${name}`);
+          if (t === null) return;
+          got = t;
+        } finally {
+          await h.close().catch(() => {});
+        }
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') {
+          log(`app${k} read ${name} failed: ${codeOf(e)}`);
+          vcs[k][k]++;
+          return;
+        }
+        got = null;
+      }
+      const t1 = w.now;
+      nsChecks.push(() => models[ownerOf.get(name)!].check(k, name, got, issue, t1, `read at ${t1.toFixed(2)}`));
+      log(`app${k} read ${name} = ${got === null ? 'absent' : got}`);
+      vcs[k][k]++;
+    };
+
     // The workload: each client runs its ops one after another.
     const client = async (k: number) => {
       const { v, fds } = apps[k];
@@ -201,10 +292,27 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       for (let i = 0; i < N || (!rebalanceDone && rebalanceRuns < 6 && i < 6 * N); i++) {
         const roll = rng.int(100);
         const f = rng.int(F);
-        const region = rng.int(R);
+        let region = rng.int(R);
         const op: Op = { id: ops.length, client: k, kind: 'read', file: f, region, token: 0, issue: [...vcs[k]], ack: null, t0: w.now, t1: 0, failed: false };
         try {
-          if (roll < 35) {
+          if (roll >= 70 && roll < 86) {
+            await nsOp(k, v);
+            await w.clock.sleep(rng.int(300) / 100);
+            continue;
+          }
+          if (roll >= 86 && roll < 92) {
+            await nsRead(k, v);
+            await w.clock.sleep(rng.int(300) / 100);
+            continue;
+          }
+          if (roll < 6) {
+            // truncate through the fd: the size is register R, its value the bytes past the regions.
+            op.kind = 'write';
+            op.token = tokenSeq++;
+            op.region = region = R;
+            ops.push(op);
+            await fds[f].truncate(R * REGION + op.token);
+          } else if (roll < 28) {
             op.kind = 'write';
             op.token = tokenSeq++;
             ops.push(op);
@@ -220,17 +328,23 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
                 log(`app${k} notifies app${to}`);
               });
             }
-          } else if (roll < 50) {
+          } else if (roll < 38) {
             op.kind = 'fsync';
             ops.push(op);
             await fds[f].sync();
-          } else if (roll < 80) {
+          } else if (roll < 58) {
             ops.push(op);
+            if (rng.chance(1 / (R + 1))) {
+              op.region = region = R;
+              op.token = (await fds[f].stat()).size - R * REGION;
+              if (op.token < 0) violations.push(`S1 ${fmt(op)}: size ${op.token + R * REGION} is below the regions`);
+            } else {
             const b = Buffer.alloc(REGION);
             await fds[f].read(b, 0, REGION, region * REGION);
             op.token = Number(b.toString());
             if (!/^\d{8}$/.test(b.toString())) violations.push(`S1 ${fmt(op)}: read garbage ${JSON.stringify(b.toString())}`);
-          } else if (roll < 88) {
+            }
+          } else if (roll < 64) {
             // A fresh lookup by path (S4), then a read through it.
             ops.push(op);
             const h = await v.open(fp(f), 'r');
@@ -238,10 +352,22 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
             await h.read(b, 0, REGION, region * REGION);
             await h.close();
             op.token = Number(b.toString());
-          } else if (roll < 94) {
+          } else if (roll < 70) {
+            const issue = [...vcs[k]];
             const list = await v.readdir('/d');
-            const want = [...fileNames].sort();
-            if (JSON.stringify(list) !== JSON.stringify(want)) violations.push(`S4 client ${k} listed ${JSON.stringify(list)}`);
+            const fixed = list.filter((n) => !ownerOf.has(n));
+            if (JSON.stringify(fixed) !== JSON.stringify([...fileNames].sort())) violations.push(`S4 client ${k} listed ${JSON.stringify(list)}`);
+            const unknown = fixed.filter((n) => !fileNames.includes(n));
+            if (unknown.length) violations.push(`S4 client ${k} listed unknown names ${JSON.stringify(unknown)}`);
+            const t1 = w.now;
+            nsChecks.push(() => {
+              for (const n of allOwn) {
+                const m = models[ownerOf.get(n)!];
+                const present = list.includes(n);
+                const allowed = [...m.allowed(n, issue, t1)];
+                if (!allowed.some((x) => (x !== null) === present)) violations.push(`S4 app${k} readdir ${present ? 'listed' : 'missed'} ${n} at ${t1.toFixed(2)}: app${m.owner}'s states allow only ${allowed.map((x) => (x === null ? 'absent' : 'present')).join('/')}`);
+              }
+            });
           } else {
             // notify: another client's next operations happen after everything this one has done.
             const to = rng.int(C);
@@ -255,7 +381,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
           op.t1 = w.now;
           vcs[k][k]++;
           op.ack[k] = vcs[k][k];
-          if (op.kind !== 'read' || roll < 80) log(`app${k} ${op.kind} f${f}[${region}]${op.kind === 'fsync' ? '' : ` = ${op.token}`}`);
+          if (op.kind !== 'read' || roll < 58) log(`app${k} ${op.kind} f${f}[${region}]${op.kind === 'fsync' ? '' : ` = ${op.token}`}`);
         } catch (e) {
           op.failed = true;
           op.t1 = w.now;
@@ -316,16 +442,34 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     const finalVc = vcs.reduce((a, b) => a.map((x, j) => Math.max(x, b[j])));
     for (let f = 0; f < F; f++) {
       const data = await vol.readFile(fp(f));
-      for (let region = 0; region < R; region++) {
-        const t = Number(data.toString('utf8', region * REGION, region * REGION + REGION));
+      for (let region = 0; region <= R; region++) {
+        const t = region === R ? data.length - R * REGION : Number(data.toString('utf8', region * REGION, region * REGION + REGION));
         ops.push({ id: ops.length, client: -1, kind: 'read', file: f, region, token: t, issue: finalVc, ack: finalVc, t0: w.now, t1: w.now, failed: false });
       }
     }
-    if (JSON.stringify(await vol.readdir('/d')) !== JSON.stringify([...fileNames].sort())) violations.push('S4 final listing is wrong');
+    for (const c of nsChecks) c();
+    // The namespace: every client's names together must match one state its model allows.
+    const present: string[] = [];
+    for (const m of models) {
+      const seen: NsState = {};
+      for (const n of m.names) {
+        try {
+          const t = parseToken(await vol.readFile(`/d/${n}`), `final read of /d/${n}`);
+          if (t !== null) seen[n] = t;
+          present.push(n);
+        } catch (e) {
+          if (codeOf(e) !== 'ENOENT') throw e;
+        }
+      }
+      if (!m.current.some((s) => key(s) === key(seen))) violations.push(`S2 app${m.owner}'s names end as ${key(seen)}, but its operations allow only ${m.current.map(key).join(' | ')}`);
+    }
+    const want = [...fileNames, ...present].sort();
+    const list = await vol.readdir('/d');
+    if (JSON.stringify(list) !== JSON.stringify(want)) violations.push(`S4 final listing is ${JSON.stringify(list)}, expected ${JSON.stringify(want)}`);
     await vol.close();
     for (const a of apps) await a.v.close().catch(() => {});
     checkHistory(ops, powerLosses, violations);
-    checkBricks(storages, names, fileNames, violations, drained);
+    checkBricks(storages, names, want, violations, drained);
   };
 
   if (o.probe) {
@@ -340,7 +484,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
                 const s2 = st.lstat(p);
                 const mv = st.getxattr(p, 'trusted.dhtfs.migration') ? '@moved' : '';
                 const lt = st.getxattr(p, 'trusted.glusterfs.dht.linkto') && (s2.mode & 0o7777) === 0o1000 ? '>linkto' : '';
-                return `${e.name.slice(0, 2)}${lt}${mv}`;
+                return `${e.name.slice(0, 3)}${lt}${mv}`;
               });
             } catch {
               return [];
@@ -451,4 +595,112 @@ function checkBricks(storages: SimStorage[], names: string[], files: string[], v
     }
   });
   for (const f of files) if (!seen.has(`d/${f}`)) violations.push(`S5 d/${f} has no data file`);
+}
+
+// --- the namespace model ---------------------------------------------------------------------------
+
+/** A client's own names and their contents: name -> token (0 = empty file); a missing name is absent. */
+type NsState = Record<string, number>;
+export type NsKind = 'put' | 'trunc' | 'rename' | 'unlink';
+interface NsOp {
+  kind: NsKind;
+  a: string;
+  b: string;
+  token: number;
+  issue: VC;
+  ack: VC;
+  t0: number;
+  t1: number;
+  outcome: 'ok' | 'ENOENT' | 'unknown';
+  /** What a reader may see while the operation runs (put: the truncated file before the data). */
+  mid: NsState[];
+  /** The possible states after it. */
+  after: NsState[];
+}
+
+const key = (s: NsState) => JSON.stringify(Object.entries(s).sort());
+const uniq = (ss: NsState[]) => [...new Map(ss.map((s) => [key(s), s])).values()];
+
+/** The operation applied to one state; null when it fails with ENOENT there. */
+function applyNs(s: NsState, op: { kind: NsKind; a: string; b: string; token: number }): NsState | null {
+  const n = { ...s };
+  if (op.kind === 'put') {
+    n[op.a] = op.token;
+    return n;
+  }
+  if (!(op.a in n)) return null;
+  if (op.kind === 'trunc') n[op.a] = 0;
+  else if (op.kind === 'unlink') delete n[op.a];
+  else {
+    n[op.b] = n[op.a];
+    delete n[op.a];
+  }
+  return n;
+}
+
+/**
+ * Each client creates, truncates, renames and unlinks only its own names, one operation at a time, so
+ * the states its names go through form one sequence; an operation whose outcome the client could not
+ * learn (a broken connection) leaves both possibilities open, and later results narrow them again.
+ * Another client's read of a name must return its value in a state no older than the last operation
+ * that happened before the read, and no newer than the operations issued before the read returned.
+ */
+export class NsModel {
+  readonly ops: NsOp[] = [];
+  private states: NsState[] = [{}];
+  constructor(
+    readonly owner: number,
+    readonly names: string[],
+    private readonly violations: string[],
+  ) {}
+
+  /** Records a finished operation; returns false when its result fits no possible state. */
+  record(op: Omit<NsOp, 'mid' | 'after'>): void {
+    const before = this.states;
+    const applied = before.map((s) => applyNs(s, op));
+    let after: NsState[];
+    if (op.outcome === 'ok') after = applied.filter((s): s is NsState => s !== null);
+    else if (op.outcome === 'ENOENT') after = before.filter((_, i) => applied[i] === null);
+    else after = [...before, ...applied.filter((s): s is NsState => s !== null), ...(op.kind === 'put' ? before.map((s) => ({ ...s, [op.a]: 0 })) : [])];
+    const mid = op.kind === 'put' ? before.map((s) => ({ ...s, [op.a]: 0 })) : [];
+    if (after.length === 0) {
+      this.violations.push(`S4 app${this.owner} ${op.kind} ${op.a}${op.kind === 'rename' ? ` -> ${op.b}` : ''} ${op.outcome === 'ok' ? 'succeeded' : 'failed with ENOENT'} at ${op.t0.toFixed(2)}, impossible in every state its own earlier operations left: ${before.map(key).join(' | ')}`);
+      after = before; // go on checking from the states before
+    }
+    this.states = uniq(after).slice(0, 256);
+    this.ops.push({ ...op, mid, after: this.states });
+  }
+
+  /** The values (null: absent) a read of `name` issued at `issue` and returning at `t1` may see. */
+  allowed(name: string, issue: VC, t1: number): Set<number | null> {
+    let j0 = -1;
+    this.ops.forEach((o, j) => {
+      if (o.ack[this.owner] <= issue[this.owner]) j0 = j;
+    });
+    const out = new Set<number | null>();
+    const add = (ss: NsState[]) => ss.forEach((s) => out.add(name in s ? s[name] : null));
+    add(j0 < 0 ? [{}] : this.ops[j0].after);
+    for (let j = j0 + 1; j < this.ops.length && this.ops[j].t0 <= t1; j++) {
+      add(this.ops[j].mid);
+      add(this.ops[j].after);
+    }
+    return out;
+  }
+
+  check(reader: number, name: string, got: number | null, issue: VC, t1: number, what: string): void {
+    const ok = this.allowed(name, issue, t1);
+    if (ok.has(got)) return;
+    const recent = this.ops
+      .filter((o) => o.a === name || o.b === name)
+      .slice(-4)
+      .map((o) => `${o.kind} ${o.a}${o.kind === 'rename' ? `->${o.b}` : ''}${o.kind === 'put' ? `=${o.token}` : ''} [${o.t0.toFixed(2)}-${o.t1.toFixed(2)} ${o.outcome}]`)
+      .join(', ');
+    const show = (v: number | null) => (v === null ? 'absent' : String(v));
+    this.violations.push(`${got === null ? 'S4' : 'S1'} app${reader} ${what} ${name}: got ${show(got)}, allowed ${[...ok].map(show).join('/')}; app${this.owner}'s last operations on it: ${recent}`);
+  }
+
+  /** The states the names may be in now. */
+  get current(): NsState[] {
+    return this.states;
+  }
 }

@@ -44,6 +44,8 @@ import { SrcMigrations, formatMoved, parseMoved, type DirtyRecord, type Moved } 
 export const HANDLE_DIR = '.glusterfs';
 /** Where dst keeps migration copies until they are installed: outside the namespace. */
 export const MIGRATE_DIR = `${HANDLE_DIR}/dhtfs-migrate`;
+/** Where a linkto that replaces a name is made before it is renamed over the name. */
+const RENAME_DIR = `${HANDLE_DIR}/dhtfs-rename`;
 const MAX_LEASE_MS = 10 * 60 * 1000;
 const MAX_NAME = 255;
 const MAX_PATH = 4096;
@@ -737,7 +739,28 @@ export class Brick implements RequestHandler<Session> {
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
     this.checkParentLayout(rel, a);
-    return this.makeLinkto(rel, gfid, target, uid, gid);
+    if (!optBool(a, 'replace')) return this.makeLinkto(rel, gfid, target, uid, gid);
+    // Replace whatever file holds the name, atomically: the name never goes missing (rename(2)).
+    let replaced: string | null = null;
+    try {
+      const tst = this.st.lstat(rel);
+      if (isDir(tst)) throw new FsError('EISDIR', `/${rel} is a directory`);
+      replaced = this.readGfid(rel);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    this.ensureDir(RENAME_DIR, 0o700);
+    const tmp = `${RENAME_DIR}/${gfid}`;
+    try {
+      this.st.unlink(tmp); // a leftover of a crash between the two steps
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    this.makeLinkto(tmp, gfid, target, uid, gid);
+    if (replaced) this.mig.entryChanged(replaced);
+    this.st.rename(tmp, rel);
+    if (replaced && replaced !== gfid) this.dropHandleIfLast(replaced);
+    return this.attr(rel, this.st.lstat(rel), gfid);
   }
 
   private makeLinkto(rel: string, gfid: string, target: string, uid?: number, gid?: number): Attr {

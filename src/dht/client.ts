@@ -3,7 +3,7 @@
  * GlusterFS's distribute translator does (shared/reference/glusterfs-dht.md §1, §2). Talks to bricks
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
-import { ELAYOUT, FsError, codeOf } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { newGfid } from '../common/gfid.js';
 import { RpcClient } from '../wire/rpc.js';
@@ -721,8 +721,23 @@ export class DhtClient {
 
   /** Opens an existing file on its data brick. */
   async openLocated(loc: Located, flags: number): Promise<OpenResult> {
-    const r = await this.sv(loc.cached).call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags: flags & ~(O_CREAT | O_EXCL) });
-    return { located: { ...loc, attr: r.attr }, fd: r.fd, attr: r.attr };
+    const sv = this.sv(loc.cached);
+    flags &= ~(O_CREAT | O_EXCL);
+    try {
+      const r = await sv.call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags });
+      return { located: { ...loc, attr: r.attr }, fd: r.fd, attr: r.attr };
+    } catch (e) {
+      if (codeOf(e) !== 'EBUSY' || !(flags & O_TRUNC)) throw e;
+    }
+    // The file is being migrated: the brick wants the truncation as a write it can track.
+    const r = await sv.call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags: flags & ~O_TRUNC });
+    try {
+      const attr = await sv.call<Attr>('ftruncate', { fd: r.fd, size: 0 });
+      return { located: { ...loc, attr }, fd: r.fd, attr };
+    } catch (e) {
+      await sv.call('close', { fd: r.fd }).catch(() => {});
+      throw e;
+    }
   }
 
   /**
@@ -759,7 +774,8 @@ export class DhtClient {
         try {
           return await this.openLocated(loc, flags);
         } catch (e) {
-          if (codeOf(e) === 'ENOENT' && attempt < 3) continue; // raced with an unlink or rename
+          const code = codeOf(e);
+          if ((code === 'ENOENT' || code === 'ESTALE' || code === EMOVED) && attempt < 3) continue; // raced with an unlink, a rename or a migration
           throw e;
         }
       }
@@ -798,9 +814,11 @@ export class DhtClient {
   }
 
   /**
-   * rename(2) with GlusterFS's scheme: data never moves. If the new name hashes elsewhere, a linkto for
-   * it is made on its hashed brick pointing at the data brick, the data file is renamed in place, and the
-   * old name's linkto and the replaced file are cleaned up.
+   * rename(2) with GlusterFS's scheme: data never moves. The data file is renamed in place; if the new
+   * name hashes elsewhere, its hashed brick then gets a linkto pointing at the data, made aside and
+   * renamed over whatever held the name there, so the new name never goes missing: readers see the old
+   * file until that step and the new one after it. Then the replaced file's data (on a third brick) and
+   * the old name's linkto are cleaned up.
    */
   async rename(from: string, to: string): Promise<void> {
     from = normPath(from);
@@ -808,6 +826,17 @@ export class DhtClient {
     if (from === '/' || to === '/') throw new FsError('EBUSY', 'cannot rename /');
     if (from === to) return;
     if (to.startsWith(from + '/')) throw new FsError('EINVAL', `cannot move ${from} into itself`);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.renameOnce(from, to);
+      } catch (e) {
+        // A migration moved the data file between the lookup and the rename: look it up again.
+        if (!(e instanceof SourceMoved) || attempt >= 3) throw e instanceof SourceMoved ? e.original : e;
+      }
+    }
+  }
+
+  private async renameOnce(from: string, to: string): Promise<void> {
     const src = await this.locate(from);
     if (src.isDir) return this.renameDir(src, to);
     let dst: Located | null = null;
@@ -819,21 +848,17 @@ export class DhtClient {
     if (dst?.isDir) throw new FsError('EISDIR', `${to}: is a directory`);
     if (dst && dst.attr.gfid === src.attr.gfid) return; // two names of one file: POSIX says do nothing
     const { parent: toParent, name: toName } = splitPath(to);
+    const gfid = src.attr.gfid ?? undefined;
+    let renamed = false; // the data file has its new name (a retry on a refreshed layout must not redo it)
     await this.withParent(toParent, async (d) => {
       const dstHashed = this.hashedBrick(d, toName);
-      const gfid = src.attr.gfid ?? undefined;
       await this.entryLock(dstHashed, toParent, toName, async () => {
         if (dstHashed !== src.cached) {
-          // The new name's hashed brick gets a linkto to the data; whatever held the name there goes.
-          if (dst && (dst.cached === dstHashed || dst.hashed === dstHashed)) {
-            await this.sv(dstHashed).call('unlink', { path: to, gfid: dst.attr.gfid ?? undefined }).catch((e) => {
-              if (codeOf(e) !== 'ENOENT') throw e;
-            });
-          }
-          await this.sv(dstHashed).call('mklinkto', { path: to, gfid, target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, dstHashed) });
-          await this.sv(src.cached).call('rename', { from, to, gfid });
-        } else {
-          await this.sv(src.cached).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) });
+          if (!renamed) await this.sv(src.cached).call('rename', { from, to, gfid }).catch(sourceMoved);
+          renamed = true;
+          await this.sv(dstHashed).call('mklinkto', { path: to, gfid, target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, dstHashed), replace: true });
+        } else if (!renamed) {
+          await this.sv(src.cached).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) }).catch(sourceMoved);
         }
         if (dst && dst.cached !== src.cached && dst.cached !== dstHashed) {
           await this.sv(dst.cached).call('unlink', { path: to, gfid: dst.attr.gfid ?? undefined }).catch(() => {});
@@ -1032,3 +1057,14 @@ export class DhtClient {
   }
 }
 
+
+/** rename's data file was not where the lookup found it (a migration moved it): look it up again. */
+class SourceMoved extends Error {
+  constructor(readonly original: unknown) {
+    super('moved');
+  }
+}
+function sourceMoved(e: unknown): never {
+  const code = codeOf(e);
+  throw code === 'ENOENT' || code === 'ESTALE' || code === EMOVED ? new SourceMoved(e) : e;
+}

@@ -248,6 +248,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
         else await v.unlink(`/d/${a}`);
       } catch (e) {
         outcome = codeOf(e) === 'ENOENT' ? 'ENOENT' : 'unknown';
+        log(`app${k} ${kind} ${a}: ${(e as Error).message}`);
       }
       vcs[k][k]++;
       const ack = [...vcs[k]];

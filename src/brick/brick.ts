@@ -69,6 +69,8 @@ interface OpenFile {
   flags: number;
   /** A migration copy on dst (not in the namespace yet). */
   tempRel?: string;
+  /** The file was migrated away and its src copy removed: every operation but close says EMOVED. */
+  moved?: Moved;
 }
 
 export interface Session {
@@ -572,10 +574,11 @@ export class Brick implements RequestHandler<Session> {
     }
   }
 
-  private fdOf(s: Session, a: Args): OpenFile {
+  private fdOf(s: Session, a: Args, closing = false): OpenFile {
     const fd = int(a, 'fd', 0, 2 ** 31);
     const f = s.fds.get(fd);
     if (!f) throw new FsError('EBADF', `fd ${fd} is not open on this connection`);
+    if (f.moved && !closing) throw new FsError(EMOVED, 'file was migrated', { ...f.moved });
     return f;
   }
 
@@ -875,7 +878,7 @@ export class Brick implements RequestHandler<Session> {
   }
 
   closeFd(s: Session, a: Args): Record<string, never> {
-    const f = this.fdOf(s, a);
+    const f = this.fdOf(s, a, true);
     s.fds.delete(a.fd as number);
     this.release(f);
     return {};
@@ -1208,6 +1211,10 @@ export class Brick implements RequestHandler<Session> {
     if (!at.moved) throw new FsError('EINVAL', `/${rel} has not been migrated`);
     this.st.unlink(rel);
     this.dropHandleIfLast(gfid);
+    // The fds still open on the old copy keep saying EMOVED; the gfid itself is free here again (the
+    // file may migrate back to this brick one day).
+    for (const s of this.sessions.values()) for (const f of s.fds.values()) if (f.gfid === gfid && !f.tempRel) f.moved = at.moved;
+    this.mig.forgetMoved(gfid);
     return {};
   }
 

@@ -196,7 +196,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
           });
         }
         log(`rebalance ${who} starts`);
-        const r = await new Rebalancer(vol.client, { store, force: removeBrick, throttle: 1 + rng.int(2), migrate: { leaseMs: 50, chunk: 4 } })
+        const r = await new Rebalancer(vol.client, { store, force: removeBrick, throttle: 1 + rng.int(2), migrate: { leaseMs: 50, chunk: 4 }, log: (m) => log(`${who}: ${m}`) })
           .run()
           .catch((e) => ({ state: 'failed', error: String(e) }) as Checkpoint);
         log(`rebalance ${who}: ${r.state}${r.error ? ` (${r.error})` : ''}, ${r.counters?.migrated ?? 0} migrated`);
@@ -430,13 +430,13 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     // A last, fault-free rebalance finishes whatever the crashed ones left.
     if (!rebalanceDone) {
       const vol = await connect(`mig${++procSeq}`);
-      const r = await new Rebalancer(vol.client, { store, restart: true, force: removeBrick }).run();
+      const r = await new Rebalancer(vol.client, { store, restart: true, force: removeBrick, log: (m) => log(`last rebalance: ${m}`) }).run();
       if (r.state !== 'completed') violations.push(`L1 final rebalance ${r.state}: ${r.error}`);
       lateMigrations += r.counters.migrated;
       vol.client.close();
     }
     const vol = await connect(`final${++procSeq}`);
-    const r = await new Rebalancer(vol.client, { store, restart: true, force: removeBrick }).run();
+    const r = await new Rebalancer(vol.client, { store, restart: true, force: removeBrick, log: (m) => log(`final rebalance: ${m}`) }).run();
     if (r.state !== 'completed') violations.push(`L1 final rebalance ${r.state}: ${r.error}`);
 
     // S2: a final read of every region, after everything.

@@ -733,7 +733,7 @@ export class Brick implements RequestHandler<Session> {
     }
   }
 
-  mklinkto(a: Args): Attr {
+  mklinkto(a: Args): Attr | Promise<Attr> {
     const rel = this.path(a);
     if (rel === '') throw new FsError('EEXIST', 'the root exists');
     const gfid = gfidArg(a, 'gfid');
@@ -743,6 +743,10 @@ export class Brick implements RequestHandler<Session> {
     const gid = optInt(a, 'gid', 0, U32);
     this.checkParentLayout(rel, a);
     if (!optBool(a, 'replace')) return this.makeLinkto(rel, gfid, target, uid, gid);
+    return this.replaceWithLinkto(rel, gfid, target, uid, gid);
+  }
+
+  private replaceWithLinkto(rel: string, gfid: string, target: string, uid?: number, gid?: number): Attr | Promise<Attr> {
     // Replace whatever file holds the name, atomically: the name never goes missing (rename(2)).
     let replaced: string | null = null;
     try {
@@ -752,6 +756,8 @@ export class Brick implements RequestHandler<Session> {
     } catch (e) {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
+    const wait = this.mig.whenSettled(replaced);
+    if (wait) return wait.then(() => this.replaceWithLinkto(rel, gfid, target, uid, gid));
     this.ensureDir(RENAME_DIR, 0o700);
     const tmp = `${RENAME_DIR}/${gfid}`;
     try {
@@ -931,7 +937,7 @@ export class Brick implements RequestHandler<Session> {
     return this.attrOf(rel);
   }
 
-  unlink(a: Args): Attr {
+  unlink(a: Args): Attr | Promise<Attr> {
     const rel = this.path(a);
     const wantGfid = optGfid(a, 'gfid');
     const onlyIfLinkto = optBool(a, 'onlyIfLinkto');
@@ -939,6 +945,8 @@ export class Brick implements RequestHandler<Session> {
     const st = this.st.lstat(rel);
     if (isDir(st)) throw new FsError('EISDIR', `/${rel} is a directory`);
     const at = this.attr(rel, st);
+    const wait = this.mig.whenSettled(at.gfid);
+    if (wait) return wait.then(() => this.unlink(a));
     if (wantGfid && at.gfid !== wantGfid) throw new FsError('ESTALE', `/${rel} is another file now`);
     if (onlyIfLinkto && at.linkto === undefined) throw new FsError('EBUSY', `/${rel} is not a linkto file`);
     if (ifNotOpen && at.gfid && this.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `/${rel} is open`);
@@ -982,7 +990,7 @@ export class Brick implements RequestHandler<Session> {
     return {};
   }
 
-  rename(a: Args): Attr {
+  rename(a: Args): Attr | Promise<Attr> {
     const from = this.path(a, 'from');
     const to = this.path(a, 'to');
     if (from === '' || to === '') throw new FsError('EBUSY', 'cannot rename the root');
@@ -998,6 +1006,8 @@ export class Brick implements RequestHandler<Session> {
     } catch (e) {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
+    const wait = this.mig.whenSettled(gfid) ?? this.mig.whenSettled(replaced);
+    if (wait) return wait.then(() => this.rename(a));
     if (!isDir(st)) this.refuseMoved(from, gfid);
     this.mig.entryChanged(gfid);
     if (replaced) this.mig.entryChanged(replaced);

@@ -192,6 +192,16 @@ export class SrcMigrations {
     return this.active.get(gfid)?.committing ?? false;
   }
 
+  /**
+   * While a commit is being made durable (it can no longer be aborted), a rename or unlink of the file
+   * waits for its outcome: otherwise the record would land on a name that no longer is the file's.
+   */
+  whenSettled(gfid: string | null): Promise<void> | null {
+    const a = gfid ? this.active.get(gfid) : undefined;
+    if (!a?.committing) return null;
+    return new Promise<void>((r) => a.held.push(r));
+  }
+
   /** Reads of a moved file are refused. */
   checkRead(gfid: string | null): void {
     if (planted.has('read-ignores-moved')) return;

@@ -856,7 +856,16 @@ export class DhtClient {
         if (dstHashed !== src.cached) {
           if (!renamed) await this.sv(src.cached).call('rename', { from, to, gfid }).catch(sourceMoved);
           renamed = true;
-          await this.sv(dstHashed).call('mklinkto', { path: to, gfid, target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, dstHashed), replace: true });
+          const link = { path: to, gfid, target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, dstHashed), replace: true };
+          if (src.hashed === dstHashed) {
+            // Both names hash to one brick, which has the old name's linkto: it becomes the new name's.
+            await this.sv(dstHashed)
+              .call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) })
+              .catch((e) => {
+                if (codeOf(e) !== 'ENOENT') throw e;
+                return this.sv(dstHashed).call('mklinkto', link);
+              });
+          } else await this.sv(dstHashed).call('mklinkto', link);
         } else if (!renamed) {
           await this.sv(src.cached).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) }).catch(sourceMoved);
         }

@@ -765,7 +765,20 @@ export class Brick implements RequestHandler<Session> {
     } catch (e) {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
-    this.makeLinkto(tmp, gfid, target, uid, gid);
+    // A stale linkto of this file under another name (left by an earlier rename) holds the gfid's handle:
+    // that inode becomes this linkto; the stale name is removed when it is next met.
+    let reused = false;
+    try {
+      const hp = handlePath(gfid);
+      if (this.st.lstat(hp).mode === LINKTO_MODE && this.readLinkto(hp) !== null) {
+        this.st.link(hp, tmp);
+        this.st.setxattr(tmp, this.X.linkto, Buffer.from(`${target}\0`));
+        reused = true;
+      }
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    if (!reused) this.makeLinkto(tmp, gfid, target, uid, gid);
     if (replaced) this.mig.entryChanged(replaced);
     this.st.rename(tmp, rel);
     if (replaced && replaced !== gfid) this.dropHandleIfLast(replaced);
@@ -942,9 +955,11 @@ export class Brick implements RequestHandler<Session> {
     const wantGfid = optGfid(a, 'gfid');
     const onlyIfLinkto = optBool(a, 'onlyIfLinkto');
     const ifNotOpen = optBool(a, 'ifNotOpen');
+    const ifOtherNames = optBool(a, 'ifOtherNames');
     const st = this.st.lstat(rel);
     if (isDir(st)) throw new FsError('EISDIR', `/${rel} is a directory`);
     const at = this.attr(rel, st);
+    if (ifOtherNames && at.nlink < 2) throw new FsError('EBUSY', `/${rel} is the file's only name`);
     const wait = this.mig.whenSettled(at.gfid);
     if (wait) return wait.then(() => this.unlink(a));
     if (wantGfid && at.gfid !== wantGfid) throw new FsError('ESTALE', `/${rel} is another file now`);
@@ -1017,12 +1032,27 @@ export class Brick implements RequestHandler<Session> {
     return this.attr(to, this.st.lstat(to), gfid);
   }
 
-  link(a: Args): Attr {
+  link(a: Args): Attr | Promise<Attr> {
     const from = this.path(a, 'from');
     const to = this.path(a, 'to');
+    const wantGfid = optGfid(a, 'gfid');
     this.checkParentLayout(to, a);
     const st = this.st.lstat(from);
     if (isDir(st)) throw new FsError('EPERM', 'hard links to directories are not allowed');
+    const gfid = this.readGfid(from);
+    if (wantGfid && gfid !== wantGfid) throw new FsError('ESTALE', `/${from} is another file now`);
+    const wait = this.mig.whenSettled(gfid);
+    if (wait) return wait.then(() => this.link(a));
+    this.refuseMoved(from, gfid);
+    this.mig.entryChanged(gfid); // a file with two names is not migrated
+    if (wantGfid) {
+      // Made already (a client taking up its interrupted rename again): nothing to do.
+      try {
+        if (this.readGfid(to) === wantGfid) return this.attrOf(to);
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      }
+    }
     this.st.link(from, to);
     return this.attrOf(to);
   }
@@ -1372,8 +1402,9 @@ export class Brick implements RequestHandler<Session> {
       hasTemp = false;
     }
     if (cur && cur.linkto === undefined) {
-      // Installed already (by another client, or an earlier try).
-      if (cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is another file`);
+      // Installed already (by another client, or an earlier try); if the name is another file's now and
+      // the copy is gone, it was installed and then renamed or unlinked (ENOENT says so).
+      if (cur.gfid !== gfid) throw new FsError(hasTemp ? 'EEXIST' : 'ENOENT', `/${rel} on ${this.cfg.name} is another file`);
       if (durable) await this.fsyncDir(parentOf(rel));
       return cur;
     }

@@ -27,6 +27,8 @@ import { validateTopology, type Topology, type VolumeSpec } from './spec.js';
 export const DOMAIN_LAYOUT = 'dht.layout.heal';
 export const DOMAIN_ENTRY = 'dht.entry.sync';
 const RECONNECT_MS = 1000;
+/** How often a rename cut off by a lost brick is taken up again before it reports the failure. */
+const RENAME_RESUMES = 12;
 const STATFS_TTL_MS = 1000;
 const LAYOUT_RETRIES = 4;
 
@@ -409,7 +411,9 @@ export class DhtClient {
       const cur: Layout = rs.flatMap((a, i) => (a.layout ?? []).map((r) => ({ brick: this.names[i], ...r })));
       const an = checkLayout(cur);
       if (an.holes === 0 && an.overlaps === 0) return;
-      const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
+      // Never settled: names placed under the ranges it replaces may sit anywhere until a rebalance has
+      // been through the directory, so lookups must look everywhere on a miss until then.
+      const l = newLayout(await this.brickWeights(), path, { commit: COMMIT_HASH_INVALID, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
       this.log('info', `writing a new layout for ${path}`);
       await Promise.all(this.names.map((n) => this.sv(n).call('setLayout', { path, layout: rangesOf(l, n) })));
     });
@@ -480,7 +484,7 @@ export class DhtClient {
       throw e;
     }
     if (isDirAttr(a)) return { path, attr: a, cached: hashed, hashed, isDir: true };
-    if (a.moved && a.gfid) return this.finishMove(path, a.gfid, a.moved, hashed);
+    if (a.moved && a.gfid) return this.finishMove(path, a.gfid, a.moved, hashed, hashed);
     if (a.linkto === undefined) return { path, attr: a, cached: hashed, hashed, isDir: false };
     // A linkto: follow it, accept only a data file with the same gfid.
     const target = a.linkto;
@@ -489,7 +493,7 @@ export class DhtClient {
       try {
         const t = await this.sv(target).call<Attr>('lookup', { path });
         if (!isDirAttr(t) && t.linkto === undefined && t.gfid === a.gfid) {
-          if (t.moved && t.gfid) return this.finishMove(path, t.gfid, t.moved, hashed);
+          if (t.moved && t.gfid) return this.finishMove(path, t.gfid, t.moved, hashed, target);
           return { path, attr: t, cached: target, hashed, isDir: false };
         }
       } catch (e) {
@@ -501,10 +505,25 @@ export class DhtClient {
 
   /**
    * src's brick committed a migration of this file: dst's copy is the file. Install it at the name on dst
-   * (idempotent: whoever meets the commit first does it) and use it.
+   * (idempotent: whoever meets the commit first does it), durably, then remove the old copy holding the
+   * commit record on `recordOn` (a migrator that died after its commit leaves that to whoever comes
+   * next; left in place, the old copy would outlive an unlink or rename of the file).
    */
-  async finishMove(path: string, gfid: string, m: { dst: string; token: string; path: string }, hashed: string | null): Promise<Located> {
-    const attr = await this.installMoved(gfid, m);
+  async finishMove(path: string, gfid: string, m: { dst: string; token: string; path: string }, hashed: string | null, recordOn: string): Promise<Located> {
+    if (!this.subvols.has(m.dst)) await this.refreshTopology(true);
+    let attr: Attr;
+    try {
+      attr = await this.sv(m.dst).call<Attr>('migInstall', { path: m.path, gfid, token: m.token, durable: true });
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+      // dst has neither the copy nor the file at the name: it was installed and has been renamed or
+      // unlinked since. The record is stale: remove it and look again.
+      await this.sv(recordOn).call('migCleanup', { path, gfid });
+      return this.locate(path, true);
+    }
+    await this.sv(recordOn)
+      .call('migCleanup', { path, gfid })
+      .catch(() => {});
     return { path, attr, cached: m.dst, hashed, isDir: false };
   }
 
@@ -524,7 +543,7 @@ export class DhtClient {
     const links = rs.filter((r) => r.value && r.value.linkto !== undefined);
     if (movedHit && !data.some((r) => r.value!.gfid === movedHit.value!.gfid)) {
       // Committed but not installed yet: finish it.
-      return this.finishMove(path, movedHit.value!.gfid!, movedHit.value!.moved!, hashed);
+      return this.finishMove(path, movedHit.value!.gfid!, movedHit.value!.moved!, hashed, movedHit.brick);
     }
     if (movedHit) {
       // Installed; src's old copy is a leftover of the migration.
@@ -618,7 +637,9 @@ export class DhtClient {
     const gfid = newGfid(this.random);
     return this.withParent(parent, async (d) => {
       const hashed = this.hashedBrick(d, name);
-      const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
+      // Never settled: names placed under the ranges it replaces may sit anywhere until a rebalance has
+      // been through the directory, so lookups must look everywhere on a miss until then.
+      const l = newLayout(await this.brickWeights(), path, { commit: COMMIT_HASH_INVALID, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
       const rangeFor = (b: string) => rangesOf(l, b);
       const base = { path, mode: mode & 0o7777, gfid, uid: owner?.uid, gid: owner?.gid };
       const attr = await this.sv(hashed).call<Attr>('mkdir', { ...base, layout: rangeFor(hashed), parentLayout: this.rangeOf(d, hashed) });
@@ -801,6 +822,30 @@ export class DhtClient {
     }
   }
 
+  /**
+   * A data file at `path` on `brick` that the name does not reach, whose inode has another name there: a
+   * rename interrupted between giving the data its new name and switching the name's hashed brick to it.
+   * Removes that name (nothing is lost: the data keeps its other name). Returns whether it did.
+   */
+  async removeUnreachableName(path: string, brick: string, gfid: string): Promise<boolean> {
+    const { parent, name } = splitPath(normPath(path));
+    const d = await this.dir(parent);
+    const hashed = this.hashedBrick(d, name);
+    if (hashed === brick) return false;
+    return this.entryLock(hashed, parent, name, async () => {
+      let loc: Located | null = null;
+      try {
+        loc = await this.locate(path);
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      }
+      if (!loc || loc.attr.gfid === gfid || loc.cached === brick) return false;
+      await this.sv(brick).call('unlink', { path, gfid, ifOtherNames: true });
+      this.log('info', `removed ${path} on ${brick}: an interrupted rename's unreachable name`);
+      return true;
+    });
+  }
+
   private async entryLock<T>(brick: string, dir: string, name: string, fn: () => Promise<T>): Promise<T> {
     const owner = this.owner();
     await this.sv(brick).call('entrylk', { domain: DOMAIN_ENTRY, path: dir, name, type: 'wr', block: true, owner });
@@ -826,19 +871,46 @@ export class DhtClient {
     if (from === '/' || to === '/') throw new FsError('EBUSY', 'cannot rename /');
     if (from === to) return;
     if (to.startsWith(from + '/')) throw new FsError('EINVAL', `cannot move ${from} into itself`);
+    // The gfid of the file an interrupted attempt was renaming: the next attempt finishes its work.
+    let resume: string | null = null;
+    let moves = 0;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.renameOnce(from, to);
+        return await this.renameOnce(from, to, resume);
       } catch (e) {
         // A migration moved the data file between the lookup and the rename: look it up again.
-        if (!(e instanceof SourceMoved) || attempt >= 3) throw e instanceof SourceMoved ? e.original : e;
+        if (e instanceof SourceMoved && ++moves <= 3) continue;
+        // A brick went away between two steps: wait for it and carry on from where the rename stopped, so
+        // that a broken connection leaves no half-renamed file behind while this client lives.
+        if (e instanceof Interrupted && attempt < RENAME_RESUMES) {
+          resume = e.gfid;
+          await this.clock.sleep(RECONNECT_MS / 4);
+          continue;
+        }
+        throw e instanceof SourceMoved || e instanceof Interrupted ? e.original : e;
       }
     }
   }
 
-  private async renameOnce(from: string, to: string): Promise<void> {
-    const src = await this.locate(from);
+  private async renameOnce(from: string, to: string, resume: string | null): Promise<void> {
+    let src: Located;
+    try {
+      src = await this.locate(from);
+    } catch (e) {
+      // An earlier attempt got as far as removing the old name: done.
+      if (resume && codeOf(e) === 'ENOENT' && (await this.locate(to).catch(() => null))?.attr.gfid === resume) return;
+      throw resume ? interrupted(e, resume) : e;
+    }
     if (src.isDir) return this.renameDir(src, to);
+    const gfid = src.attr.gfid ?? undefined;
+    try {
+      await this.renameFile(src, from, to, resume !== null && resume === gfid);
+    } catch (e) {
+      throw gfid ? interrupted(e, gfid) : e;
+    }
+  }
+
+  private async renameFile(src: Located, from: string, to: string, resuming: boolean): Promise<void> {
     let dst: Located | null = null;
     try {
       dst = await this.locate(to);
@@ -846,28 +918,68 @@ export class DhtClient {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
     if (dst?.isDir) throw new FsError('EISDIR', `${to}: is a directory`);
-    if (dst && dst.attr.gfid === src.attr.gfid) return; // two names of one file: POSIX says do nothing
+    // Two names of one file: POSIX says do nothing, unless they are this rename's own unfinished work.
+    if (dst && dst.attr.gfid === src.attr.gfid && !resuming) return;
     const { parent: toParent, name: toName } = splitPath(to);
     const gfid = src.attr.gfid ?? undefined;
-    let renamed = false; // the data file has its new name (a retry on a refreshed layout must not redo it)
+    // The data file has its new name (a retry on a refreshed layout must not redo it) ...
+    let renamed = resuming && dst !== null && dst.attr.gfid === src.attr.gfid;
+    let linked = renamed; // ... and still its old one
     await this.withParent(toParent, async (d) => {
       const dstHashed = this.hashedBrick(d, toName);
       await this.entryLock(dstHashed, toParent, toName, async () => {
         if (dstHashed !== src.cached) {
-          if (!renamed) await this.sv(src.cached).call('rename', { from, to, gfid }).catch(sourceMoved);
+          // The data file gets the new name beside the old one first, so that a failure before the
+          // switch below leaves the old state (plus an unreachable name the rebalancer removes), never a
+          // file reachable by neither name.
+          if (!renamed) {
+            const again = () => this.sv(src.cached).call('rename', { from, to, gfid }).catch(sourceMoved);
+            if (dst && dst.cached === src.cached) await again();
+            else {
+              linked = await this.sv(src.cached)
+                .call('link', { from, to, gfid })
+                .then(
+                  () => true,
+                  (e) => (codeOf(e) === 'EEXIST' ? again().then(() => false) : sourceMoved(e)),
+                );
+            }
+          }
           renamed = true;
           const link = { path: to, gfid, target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, dstHashed), replace: true };
+          // If the new name's hashed brick has the old name's linkto, that one becomes the new name's.
+          const viaOldLinkto = () => this.sv(dstHashed).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) });
           if (src.hashed === dstHashed) {
-            // Both names hash to one brick, which has the old name's linkto: it becomes the new name's.
+            await viaOldLinkto().catch((e) => {
+              if (codeOf(e) !== 'ENOENT') throw e;
+              return this.sv(dstHashed).call('mklinkto', link);
+            });
+          } else {
             await this.sv(dstHashed)
-              .call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) })
-              .catch((e) => {
-                if (codeOf(e) !== 'ENOENT') throw e;
-                return this.sv(dstHashed).call('mklinkto', link);
+              .call('mklinkto', link)
+              .catch(async (e) => {
+                // The switch failed: take the new name off the data again (best effort), so that it
+                // cannot surface later. A layout change is retried by withParent with the name kept.
+                if (linked && codeOf(e) !== ELAYOUT) {
+                  await this.sv(src.cached)
+                    .call('unlink', { path: to, gfid, ifOtherNames: true })
+                    .then(() => (linked = renamed = false))
+                    .catch(() => {});
+                }
+                throw e;
               });
-          } else await this.sv(dstHashed).call('mklinkto', link);
+          }
         } else if (!renamed) {
           await this.sv(src.cached).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) }).catch(sourceMoved);
+          renamed = true;
+        }
+        if (linked) {
+          // The new name is in force: the old one goes.
+          await this.sv(src.cached)
+            .call('unlink', { path: from, gfid })
+            .catch((e) => {
+              if (codeOf(e) !== 'ENOENT') throw e;
+            });
+          linked = false;
         }
         if (dst && dst.cached !== src.cached && dst.cached !== dstHashed) {
           await this.sv(dst.cached).call('unlink', { path: to, gfid: dst.attr.gfid ?? undefined }).catch(() => {});
@@ -1007,7 +1119,13 @@ export class DhtClient {
         if (!prev) seen.set(e.name, e);
       }
     }
-    for (const [name, e] of movedOnly) if (!seen.has(name)) seen.set(name, e);
+    // A record with no data file beside it: the file, unless the migration's copy was installed and the
+    // file renamed or unlinked since (its lookup removes such a stale record).
+    for (const [name, e] of movedOnly) {
+      if (seen.has(name)) continue;
+      const loc = await this.locate(path === '/' ? `/${name}` : `${path}/${name}`).catch(() => null);
+      if (loc && !loc.isDir) seen.set(name, { name, attr: loc.attr });
+    }
     // The bricks answer at different instants: a file can be a linkto on one brick's answer and already
     // gone from the other's (a migration's install and cleanup fell between them). A name that is only a
     // linkto is looked up before it is left out (S4: a file is listed exactly once).
@@ -1072,6 +1190,18 @@ class SourceMoved extends Error {
   constructor(readonly original: unknown) {
     super('moved');
   }
+}
+/** A rename step failed for want of a brick, after the file (this gfid) may have been partly renamed. */
+class Interrupted extends Error {
+  constructor(
+    readonly original: unknown,
+    readonly gfid: string,
+  ) {
+    super('interrupted');
+  }
+}
+function interrupted(e: unknown, gfid: string): unknown {
+  return codeOf(e) === 'ENOTCONN' ? new Interrupted(e, gfid) : e;
 }
 function sourceMoved(e: unknown): never {
   const code = codeOf(e);

@@ -248,18 +248,23 @@ export class Rebalancer {
         }
         this.cp.counters.scanned++;
         if (e.attr.moved && e.attr.gfid) {
-          // A committed migration of an earlier run: make sure dst's copy is installed, then drop src's.
-          const loc = await this.c.locate(path).catch(() => null);
+          // A committed migration of an earlier run: make sure dst's copy is installed (durably, before the
+          // commit record that points at the copy goes), then drop src's. If dst has neither the copy nor
+          // the file at the name (ENOENT), the copy was installed and the file since renamed or unlinked.
           const m = e.attr.moved;
-          const installed = loc && loc.cached === m.dst && loc.attr.gfid === e.attr.gfid;
-          // Make the install durable before the commit record that points at the copy goes.
-          if (installed && (await this.c.sv(m.dst).call('migInstall', { path: m.path, gfid: e.attr.gfid, token: m.token, durable: true }).then(() => true, () => false))) {
-            await this.c.sv(brick).call('migCleanup', { path, gfid: e.attr.gfid }).catch(() => {});
-          }
+          const done = await this.c.sv(m.dst).call('migInstall', { path: m.path, gfid: e.attr.gfid, token: m.token, durable: true }).then(
+            () => true,
+            (err) => codeOf(err) === 'ENOENT',
+          );
+          if (done) await this.c.sv(brick).call('migCleanup', { path, gfid: e.attr.gfid }).catch(() => {});
           continue;
         }
         const to = searchLayout(layout, dhtHash(e.name));
         if (!to || to === brick) continue;
+        if (e.attr.nlink > 1 && e.attr.gfid && (e.attr.mode & S_IFMT) === S_IFREG) {
+          // Possibly an interrupted rename's extra name: removed if the name reaches another file.
+          if (await this.c.removeUnreachableName(path, brick, e.attr.gfid).catch(() => false)) continue;
+        }
         if ((e.attr.mode & S_IFMT) !== S_IFREG) {
           this.cp.counters.skipped++;
           continue;

@@ -662,7 +662,12 @@ export class NsModel {
     let after: NsState[];
     if (op.outcome === 'ok') after = applied.filter((s): s is NsState => s !== null);
     else if (op.outcome === 'ENOENT') after = before.filter((_, i) => applied[i] === null);
-    else after = [...before, ...applied.filter((s): s is NsState => s !== null), ...(op.kind === 'put' ? before.map((s) => ({ ...s, [op.a]: 0 })) : [])];
+    else {
+      // Not known whether it happened. A put may have truncated without writing; a rename interrupted
+      // between its steps may leave the file under both names (never under neither: nothing is lost).
+      const partial = op.kind === 'put' ? before.map((s) => ({ ...s, [op.a]: 0 })) : op.kind === 'rename' ? before.filter((s) => op.a in s).map((s) => ({ ...s, [op.b]: s[op.a] })) : [];
+      after = [...before, ...applied.filter((s): s is NsState => s !== null), ...partial];
+    }
     const mid = op.kind === 'put' ? before.map((s) => ({ ...s, [op.a]: 0 })) : [];
     if (after.length === 0) {
       this.violations.push(`S4 app${this.owner} ${op.kind} ${op.a}${op.kind === 'rename' ? ` -> ${op.b}` : ''} ${op.outcome === 'ok' ? 'succeeded' : 'failed with ENOENT'} at ${op.t0.toFixed(2)}, impossible in every state its own earlier operations left: ${before.map(key).join(' | ')}`);

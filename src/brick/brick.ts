@@ -965,6 +965,8 @@ export class Brick implements RequestHandler<Session> {
     if (wantGfid && at.gfid !== wantGfid) throw new FsError('ESTALE', `/${rel} is another file now`);
     if (onlyIfLinkto && at.linkto === undefined) throw new FsError('EBUSY', `/${rel} is not a linkto file`);
     if (ifNotOpen && at.gfid && this.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `/${rel} is open`);
+    // A committed migration's old copy is not the file any more: the client must unlink dst's copy.
+    if (at.linkto === undefined) this.refuseMoved(rel, at.gfid);
     this.mig.entryChanged(at.gfid);
     this.st.unlink(rel);
     this.dropHandleIfLast(at.gfid);

@@ -515,9 +515,9 @@ export class DhtClient {
     try {
       attr = await this.sv(m.dst).call<Attr>('migInstall', { path: m.path, gfid, token: m.token, durable: true });
     } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
-      // dst has neither the copy nor the file at the name: it was installed and has been renamed or
-      // unlinked since. The record is stale: remove it and look again.
+      if (!supersededInstall(e)) throw e;
+      // dst's name is another file's, or dst has neither the copy nor the file: the file was renamed
+      // over, renamed or unlinked after the commit. The record is stale: remove it and look again.
       await this.sv(recordOn).call('migCleanup', { path, gfid });
       return this.locate(path, true);
     }
@@ -810,9 +810,23 @@ export class DhtClient {
   }
 
   async unlink(path: string): Promise<void> {
-    const loc = await this.locate(path);
-    if (loc.isDir) throw new FsError('EISDIR', `${path}: is a directory`);
-    await this.sv(loc.cached).call('unlink', { path: loc.path, gfid: loc.attr.gfid ?? undefined });
+    let loc: Located;
+    for (let attempt = 0; ; attempt++) {
+      loc = await this.locate(path);
+      if (loc.isDir) throw new FsError('EISDIR', `${path}: is a directory`);
+      try {
+        await this.sv(loc.cached).call('unlink', { path: loc.path, gfid: loc.attr.gfid ?? undefined });
+        break;
+      } catch (e) {
+        // A migration moved the file between the lookup and the unlink: look it up again.
+        if (attempt >= 3) throw e;
+        try {
+          sourceMoved(e);
+        } catch (m) {
+          if (!(m instanceof SourceMoved)) throw m;
+        }
+      }
+    }
     if (loc.hashed && loc.hashed !== loc.cached) {
       await this.sv(loc.hashed)
         .call('unlink', { path: loc.path, onlyIfLinkto: true, gfid: loc.attr.gfid ?? undefined })
@@ -982,7 +996,15 @@ export class DhtClient {
           linked = false;
         }
         if (dst && dst.cached !== src.cached && dst.cached !== dstHashed) {
-          await this.sv(dst.cached).call('unlink', { path: to, gfid: dst.attr.gfid ?? undefined }).catch(() => {});
+          const replaced = dst.attr.gfid ?? undefined;
+          await this.sv(dst.cached)
+            .call('unlink', { path: to, gfid: replaced })
+            .catch((e) =>
+              // The replaced file's migration committed meanwhile; its copy can never be installed at the
+              // name (this rename holds it), so the commit record goes instead.
+              codeOf(e) === EMOVED ? this.sv(dst.cached).call('migCleanup', { path: to, gfid: replaced }) : undefined,
+            )
+            .catch(() => {});
         }
         if (src.hashed && src.hashed !== src.cached) {
           await this.sv(src.hashed).call('unlink', { path: from, onlyIfLinkto: true, gfid }).catch(() => {});
@@ -1191,6 +1213,15 @@ class SourceMoved extends Error {
     super('moved');
   }
 }
+/**
+ * migInstall's answer when a committed copy can never be installed: the name on dst is another file's
+ * (EEXIST), or neither the copy nor the file is there (ENOENT: installed, then renamed or unlinked).
+ */
+export function supersededInstall(e: unknown): boolean {
+  const c = codeOf(e);
+  return c === 'ENOENT' || c === 'EEXIST';
+}
+
 /** A rename step failed for want of a brick, after the file (this gfid) may have been partly renamed. */
 class Interrupted extends Error {
   constructor(

@@ -5,7 +5,7 @@
  */
 import { EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Timer } from '../common/env.js';
-import type { DhtClient, Located } from '../dht/client.js';
+import { supersededInstall, type DhtClient, type Located } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
 import { S_IFMT, S_IFREG, O_RDONLY } from '../storage/storage.js';
 import type { SafeStep } from './steps.js';
@@ -150,8 +150,18 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     committed = true;
     await step('commit');
 
-    // install: the copy replaces the linkto at the name on dst.
-    await c.sv(dst).call('migInstall', { path, gfid, token, durable: true });
+    // install: the copy replaces the linkto at the name on dst. A client may have renamed another file
+    // over the name, or renamed or unlinked this one, since the commit: then the copy is not the file's
+    // any more, and the commit record goes with the old copy.
+    const superseded = await c.sv(dst)
+      .call('migInstall', { path, gfid, token, durable: true })
+      .then(
+        () => false,
+        (e) => {
+          if (!supersededInstall(e)) throw e;
+          return true;
+        },
+      );
     await step('install');
 
     // cleanup: src's old copy goes.
@@ -160,6 +170,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
 
     // release: the lease ended with the commit; close what the migrator opened.
     await step('release');
+    if (superseded) return { result: 'skipped', reason: 'renamed over, renamed or unlinked while it was migrated' };
     return { result: 'migrated', bytes, src, dst };
   } catch (e) {
     if (!committed) {

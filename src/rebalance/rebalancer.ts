@@ -6,7 +6,7 @@
  */
 import { codeOf } from '../common/errors.js';
 import { newGfid } from '../common/gfid.js';
-import type { DhtClient } from '../dht/client.js';
+import { supersededInstall, type DhtClient } from '../dht/client.js';
 import { fixLayout, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
 import { dhtHash } from '../dht/hash.js';
 import type { DirEntryAttr } from '../wire/types.js';
@@ -249,12 +249,12 @@ export class Rebalancer {
         this.cp.counters.scanned++;
         if (e.attr.moved && e.attr.gfid) {
           // A committed migration of an earlier run: make sure dst's copy is installed (durably, before the
-          // commit record that points at the copy goes), then drop src's. If dst has neither the copy nor
-          // the file at the name (ENOENT), the copy was installed and the file since renamed or unlinked.
+          // commit record that points at the copy goes), then drop src's. If the copy can never be installed
+          // (the file was renamed over, renamed or unlinked since), the record is stale and goes too.
           const m = e.attr.moved;
           const done = await this.c.sv(m.dst).call('migInstall', { path: m.path, gfid: e.attr.gfid, token: m.token, durable: true }).then(
             () => true,
-            (err) => codeOf(err) === 'ENOENT',
+            (err) => supersededInstall(err),
           );
           if (done) await this.c.sv(brick).call('migCleanup', { path, gfid: e.attr.gfid }).catch(() => {});
           continue;

@@ -946,7 +946,9 @@ export class DhtClient {
           // The data file gets the new name beside the old one first, so that a failure before the
           // switch below leaves the old state (plus an unreachable name the rebalancer removes), never a
           // file reachable by neither name.
-          if (!renamed) {
+          // (Linked on an earlier try, whose entry lock has been let go since: made again, idempotently,
+          // as the rebalancer may have removed the then unreachable name meanwhile.)
+          if (!renamed || linked) {
             const again = () => this.sv(src.cached).call('rename', { from, to, gfid }).catch(sourceMoved);
             if (dst && dst.cached === src.cached) await again();
             else {
@@ -988,8 +990,9 @@ export class DhtClient {
         }
         if (linked) {
           // The new name is in force: the old one goes.
+          // Only while the data has another name: nothing is lost whatever happened meanwhile.
           await this.sv(src.cached)
-            .call('unlink', { path: from, gfid })
+            .call('unlink', { path: from, gfid, ifOtherNames: true })
             .catch((e) => {
               if (codeOf(e) !== 'ENOENT') throw e;
             });

@@ -1148,8 +1148,13 @@ export class DhtClient {
     // file renamed or unlinked since (its lookup removes such a stale record).
     for (const [name, e] of movedOnly) {
       if (seen.has(name)) continue;
-      const loc = await this.locate(path === '/' ? `/${name}` : `${path}/${name}`).catch(() => null);
-      if (loc && !loc.isDir) seen.set(name, { name, attr: loc.attr });
+      try {
+        const loc = await this.locate(path === '/' ? `/${name}` : `${path}/${name}`);
+        if (!loc.isDir) seen.set(name, { name, attr: loc.attr });
+      } catch (err) {
+        // dst is out of reach: the record still stands for the file.
+        if (codeOf(err) !== 'ENOENT') seen.set(name, e);
+      }
     }
     // The bricks answer at different instants: a file can be a linkto on one brick's answer and already
     // gone from the other's (a migration's install and cleanup fell between them). A name that is only a

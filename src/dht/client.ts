@@ -888,9 +888,10 @@ export class DhtClient {
     // The gfid of the file an interrupted attempt was renaming: the next attempt finishes its work.
     let resume: string | null = null;
     let moves = 0;
+    const left: ReplacedFile = { at: null };
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.renameOnce(from, to, resume);
+        return await this.renameOnce(from, to, resume, left);
       } catch (e) {
         // A migration moved the data file between the lookup and the rename: look it up again.
         if (e instanceof SourceMoved && ++moves <= 3) continue;
@@ -906,25 +907,50 @@ export class DhtClient {
     }
   }
 
-  private async renameOnce(from: string, to: string, resume: string | null): Promise<void> {
+  private async renameOnce(from: string, to: string, resume: string | null, left: ReplacedFile): Promise<void> {
     let src: Located;
     try {
       src = await this.locate(from);
     } catch (e) {
-      // An earlier attempt got as far as removing the old name: done.
-      if (resume && codeOf(e) === 'ENOENT' && (await this.locate(to).catch(() => null))?.attr.gfid === resume) return;
+      // An earlier attempt got as far as removing the old name: done, but for the replaced file's data.
+      if (resume && codeOf(e) === 'ENOENT' && (await this.locate(to).catch(() => null))?.attr.gfid === resume) {
+        await this.dropReplaced(to, left).catch((e2) => {
+          throw interrupted(e2, resume);
+        });
+        return;
+      }
       throw resume ? interrupted(e, resume) : e;
     }
     if (src.isDir) return this.renameDir(src, to);
     const gfid = src.attr.gfid ?? undefined;
     try {
-      await this.renameFile(src, from, to, resume !== null && resume === gfid);
+      await this.renameFile(src, from, to, resume !== null && resume === gfid, left);
+      await this.dropReplaced(to, left);
     } catch (e) {
       throw gfid ? interrupted(e, gfid) : e;
     }
   }
 
-  private async renameFile(src: Located, from: string, to: string, resuming: boolean): Promise<void> {
+  /** Removes the data of the file a rename replaced, when it sits on a brick the new name does not use. */
+  private async dropReplaced(to: string, left: ReplacedFile): Promise<void> {
+    const r = left.at;
+    if (!r) return;
+    await this.sv(r.brick)
+      .call('unlink', { path: to, gfid: r.gfid })
+      .catch((e) => {
+        // The replaced file's migration committed meanwhile; its copy can never be installed at the
+        // name (this rename holds it), so the commit record goes instead.
+        if (codeOf(e) === EMOVED) return this.sv(r.brick).call('migCleanup', { path: to, gfid: r.gfid });
+        if (codeOf(e) === 'ENOTCONN') throw e; // taken up again when the brick is back
+        // ENOENT, ESTALE (the name is another file there now: the switch replaced it), EBUSY: nothing to do.
+      })
+      .catch((e) => {
+        if (codeOf(e) === 'ENOTCONN') throw e;
+      });
+    left.at = null;
+  }
+
+  private async renameFile(src: Located, from: string, to: string, resuming: boolean, left: ReplacedFile): Promise<void> {
     let dst: Located | null = null;
     try {
       dst = await this.locate(to);
@@ -936,6 +962,9 @@ export class DhtClient {
     if (dst && dst.attr.gfid === src.attr.gfid && !resuming) return;
     const { parent: toParent, name: toName } = splitPath(to);
     const gfid = src.attr.gfid ?? undefined;
+    // The replaced file's data goes once the switch is done (if the switch replaced it on its brick
+    // already, the unlink, bound to its gfid, finds another file there and leaves it alone).
+    if (dst && dst.attr.gfid !== gfid && dst.cached !== src.cached) left.at = { brick: dst.cached, gfid: dst.attr.gfid ?? undefined };
     // The data file has its new name (a retry on a refreshed layout must not redo it) ...
     let renamed = resuming && dst !== null && dst.attr.gfid === src.attr.gfid;
     let linked = renamed; // ... and still its old one
@@ -998,17 +1027,7 @@ export class DhtClient {
             });
           linked = false;
         }
-        if (dst && dst.cached !== src.cached && dst.cached !== dstHashed) {
-          const replaced = dst.attr.gfid ?? undefined;
-          await this.sv(dst.cached)
-            .call('unlink', { path: to, gfid: replaced })
-            .catch((e) =>
-              // The replaced file's migration committed meanwhile; its copy can never be installed at the
-              // name (this rename holds it), so the commit record goes instead.
-              codeOf(e) === EMOVED ? this.sv(dst.cached).call('migCleanup', { path: to, gfid: replaced }) : undefined,
-            )
-            .catch(() => {});
-        }
+
         if (src.hashed && src.hashed !== src.cached) {
           await this.sv(src.hashed).call('unlink', { path: from, onlyIfLinkto: true, gfid }).catch(() => {});
         }
@@ -1228,6 +1247,11 @@ class SourceMoved extends Error {
 export function supersededInstall(e: unknown): boolean {
   const c = codeOf(e);
   return c === 'ENOENT' || c === 'EEXIST';
+}
+
+/** The data of the file a rename replaced, still to be removed (kept across the rename's tries). */
+interface ReplacedFile {
+  at: { brick: string; gfid: string | undefined } | null;
 }
 
 /** A rename step failed for want of a brick, after the file (this gfid) may have been partly renamed. */

@@ -800,6 +800,12 @@ export class Brick implements RequestHandler<Session> {
     if (g !== undefined) rel = this.resolveGfid(g).rel;
     else rel = this.path(a);
     const gfid0 = g ?? this.readGfid(rel);
+    // A client that looked the name up says which file it expects: a rename or migration may have put
+    // another file, or a linkto, at the name since.
+    const expect = optGfid(a, 'expect');
+    if (expect !== undefined && g === undefined && (gfid0 !== expect || this.st.lstat(rel).mode === LINKTO_MODE)) {
+      throw new FsError('ESTALE', `/${rel} is not the file looked up any more`);
+    }
     // By path or by gfid, the commit record on disk counts (this process may have restarted since).
     this.refuseMoved(rel, gfid0);
     if ((flags & O_TRUNC) && gfid0 && this.mig.isActive(gfid0)) throw new FsError('EBUSY', 'O_TRUNC on a file being migrated: truncate after open');

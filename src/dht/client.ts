@@ -411,9 +411,11 @@ export class DhtClient {
       const cur: Layout = rs.flatMap((a, i) => (a.layout ?? []).map((r) => ({ brick: this.names[i], ...r })));
       const an = checkLayout(cur);
       if (an.holes === 0 && an.overlaps === 0) return;
-      // Never settled: names placed under the ranges it replaces may sit anywhere until a rebalance has
-      // been through the directory, so lookups must look everywhere on a miss until then.
-      const l = newLayout(await this.brickWeights(), path, { commit: COMMIT_HASH_INVALID, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
+      // If it replaces ranges, never settled: names placed under them may sit anywhere until a rebalance
+      // has been through the directory, so lookups must look everywhere on a miss until then. A directory
+      // with no range anywhere (a new volume's root) can hold no file placed by hash.
+      const replaces = cur.some((r) => r.stop > r.start);
+      const l = newLayout(await this.brickWeights(), path, { commit: replaces ? COMMIT_HASH_INVALID : this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
       this.log('info', `writing a new layout for ${path}`);
       await Promise.all(this.names.map((n) => this.sv(n).call('setLayout', { path, layout: rangesOf(l, n) })));
     });
@@ -637,9 +639,7 @@ export class DhtClient {
     const gfid = newGfid(this.random);
     return this.withParent(parent, async (d) => {
       const hashed = this.hashedBrick(d, name);
-      // Never settled: names placed under the ranges it replaces may sit anywhere until a rebalance has
-      // been through the directory, so lookups must look everywhere on a miss until then.
-      const l = newLayout(await this.brickWeights(), path, { commit: COMMIT_HASH_INVALID, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
+      const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
       const rangeFor = (b: string) => rangesOf(l, b);
       const base = { path, mode: mode & 0o7777, gfid, uid: owner?.uid, gid: owner?.gid };
       const attr = await this.sv(hashed).call<Attr>('mkdir', { ...base, layout: rangeFor(hashed), parentLayout: this.rangeOf(d, hashed) });
@@ -744,14 +744,15 @@ export class DhtClient {
   async openLocated(loc: Located, flags: number): Promise<OpenResult> {
     const sv = this.sv(loc.cached);
     flags &= ~(O_CREAT | O_EXCL);
+    const expect = loc.isDir ? undefined : (loc.attr.gfid ?? undefined);
     try {
-      const r = await sv.call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags });
+      const r = await sv.call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags, expect });
       return { located: { ...loc, attr: r.attr }, fd: r.fd, attr: r.attr };
     } catch (e) {
       if (codeOf(e) !== 'EBUSY' || !(flags & O_TRUNC)) throw e;
     }
     // The file is being migrated: the brick wants the truncation as a write it can track.
-    const r = await sv.call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags: flags & ~O_TRUNC });
+    const r = await sv.call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags: flags & ~O_TRUNC, expect });
     try {
       const attr = await sv.call<Attr>('ftruncate', { fd: r.fd, size: 0 });
       return { located: { ...loc, attr }, fd: r.fd, attr };
@@ -1003,8 +1004,9 @@ export class DhtClient {
               .call('mklinkto', link)
               .catch(async (e) => {
                 // The switch failed: take the new name off the data again (best effort), so that it
-                // cannot surface later. A layout change is retried by withParent with the name kept.
-                if (linked && codeOf(e) !== ELAYOUT) {
+                // cannot surface later. A layout change is retried by withParent with the name kept; a
+                // lost brick leaves the outcome unknown, and the rename is taken up again from there.
+                if (linked && codeOf(e) !== ELAYOUT && codeOf(e) !== 'ENOTCONN') {
                   await this.sv(src.cached)
                     .call('unlink', { path: to, gfid, ifOtherNames: true })
                     .then(() => (linked = renamed = false))

@@ -164,8 +164,12 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
       );
     await step('install');
 
-    // cleanup: src's old copy goes.
-    await c.sv(src).call('migCleanup', { path, gfid });
+    // cleanup: src's old copy goes (unless a client that met the commit record removed it already).
+    await c.sv(src)
+      .call('migCleanup', { path, gfid })
+      .catch((e) => {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      });
     await step('cleanup');
 
     // release: the lease ended with the commit; close what the migrator opened.

@@ -11,6 +11,7 @@
  *   <prefix>glusterfs.volume-id         16-byte volume id on the root
  *   .glusterfs/ab/cd/<gfid>             handle: hard link for files and symlinks, symlink for directories
  */
+import { planted } from '../common/plant.js';
 import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes, isGfid } from '../common/gfid.js';
@@ -574,6 +575,7 @@ export class Brick implements RequestHandler<Session> {
     }
   }
 
+  /** The open file an fd names; EMOVED once its migration committed (but for `closing` it). */
   private fdOf(s: Session, a: Args, closing = false): OpenFile {
     const fd = int(a, 'fd', 0, 2 ** 31);
     const f = s.fds.get(fd);
@@ -758,6 +760,11 @@ export class Brick implements RequestHandler<Session> {
     }
     const wait = this.mig.whenSettled(replaced);
     if (wait) return wait.then(() => this.replaceWithLinkto(rel, gfid, target, uid, gid));
+    if (replaced === gfid && this.st.lstat(rel).mode === LINKTO_MODE) {
+      // This file's linkto already (a client taking up its interrupted rename again): point it at target.
+      this.st.setxattr(rel, this.X.linkto, Buffer.from(`${target}\0`));
+      return this.attr(rel, this.st.lstat(rel), gfid);
+    }
     this.ensureDir(RENAME_DIR, 0o700);
     const tmp = `${RENAME_DIR}/${gfid}`;
     try {
@@ -781,6 +788,11 @@ export class Brick implements RequestHandler<Session> {
     if (!reused) this.makeLinkto(tmp, gfid, target, uid, gid);
     if (replaced) this.mig.entryChanged(replaced);
     this.st.rename(tmp, rel);
+    try {
+      this.st.unlink(tmp); // still there if it and rel were one inode already (rename(2) then does nothing)
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
     if (replaced && replaced !== gfid) this.dropHandleIfLast(replaced);
     return this.attr(rel, this.st.lstat(rel), gfid);
   }
@@ -826,7 +838,7 @@ export class Brick implements RequestHandler<Session> {
   async read(s: Session, a: Args): Promise<{ data: Buffer; attr: Attr }> {
     const offset = int(a, 'offset');
     const length = int(a, 'length', 0, MAX_IO_SIZE);
-    const f = this.fdOf(s, a);
+    const f = this.fdOf(s, a, planted.has('read-ignores-moved'));
     if ((f.flags & O_ACCMODE) === O_WRONLY) throw new FsError('EBADF', 'fd is not open for reading');
     this.mig.checkRead(f.gfid);
     const data = await this.st.read(f.h, offset, length);

@@ -14,3 +14,18 @@ if ! command -v spin >/dev/null 2>&1 || ! command -v gcc >/dev/null 2>&1; then
     echo "setup: SPIN is missing; install Debian's 'spin' package (the model tests need it)" >&2
   fi
 fi
+# FUSE mount (src/fuse): Debian's libfuse 3 (headers for the addon, fusermount3) and pkg-config, then the
+# small N-API addon in native/, built by the node-gyp that ships with npm against Node's own headers.
+if ! pkg-config --exists fuse3 2>/dev/null || ! command -v fusermount3 >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y --no-install-recommends libfuse3-dev fuse3 pkg-config >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y --no-install-recommends libfuse3-dev fuse3 pkg-config >/dev/null))
+  else
+    echo "setup: libfuse 3 is missing; install Debian's 'libfuse3-dev', 'fuse3' and 'pkg-config' (dhtfs mount needs them)" >&2
+  fi
+fi
+ADDON=native/build/Release/dhtfs_fuse.node
+if [ ! -f "$ADDON" ] || [ native/fuse.c -nt "$ADDON" ] || [ native/binding.gyp -nt "$ADDON" ]; then
+  GYP="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
+  NODEDIR="$(dirname "$(dirname "$(command -v node)")")"
+  (cd native && node "$GYP" rebuild --nodedir="$NODEDIR" >build.log 2>&1) || { echo "setup: the FUSE addon did not build (native/build.log); dhtfs mount is unavailable" >&2; tail -20 native/build.log >&2; }
+fi

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { Volume } from '../api/volume.js';
 import { validateSpec, type VolumeSpec } from '../dht/spec.js';
+import { FsError } from '../common/errors.js';
 import { serveBrick } from '../brick/server.js';
 import { codeOf } from '../common/errors.js';
 import { addBricks, formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
@@ -608,6 +609,58 @@ program
         const r = { path: loc.path, gfid: s.gfid, mode: '0' + (s.mode & 0o7777).toString(8), type: s.isDirectory() ? 'directory' : s.isSymbolicLink() ? 'symlink' : 'file', size: s.size, nlink: s.nlink, uid: s.uid, gid: s.gid, mtime: s.mtime.toISOString(), hashedBrick: loc.hashed, dataBrick: loc.isDir ? null : loc.cached };
         out(o.json, r, () => Object.entries(r).map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n'));
       });
+    }),
+  );
+
+// --- FUSE mount -----------------------------------------------------------------------------------------
+
+program
+  .command('mount <volume> <mountpoint>')
+  .description('mount a volume through FUSE (in the foreground; Ctrl-C or SIGTERM unmounts cleanly)')
+  .option('-o, --options <opts>', 'extra FUSE mount options, comma-separated')
+  .action(
+    action(async (name: string, mnt: string, o) => {
+      const { FuseMount, fuseAvailable } = await import('../fuse/mount.js');
+      const avail = fuseAvailable();
+      if (!avail.ok) throw new FsError('ENODEV', `cannot mount: ${avail.why}`);
+      const spec = fs.existsSync(name) && name.endsWith('.json') ? validateSpec(JSON.parse(fs.readFileSync(name, 'utf8'))) : loadVolume(name);
+      const vol = await Volume.connect(spec);
+      const m = new FuseMount(vol, path.resolve(mnt), {
+        options: o.options ? String(o.options).split(',') : [],
+        onError: (op, p, e) => process.stderr.write(`dhtfs mount: ${op} ${p}: ${(e as Error)?.message ?? e}\n`),
+      });
+      m.mount();
+      process.stdout.write(`mounted volume ${spec.name} on ${path.resolve(mnt)}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          void m
+            .unmount()
+            .then(() => vol.close())
+            .finally(resolve);
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      });
+      process.stdout.write(`unmounted ${path.resolve(mnt)}\n`);
+      process.exit(0);
+    }),
+  );
+
+program
+  .command('umount <mountpoint>')
+  .description('unmount a dhtfs mount, also one whose process died ("Transport endpoint is not connected")')
+  .action(
+    action(async (mnt: string) => {
+      const { spawnSync } = await import('node:child_process');
+      const target = path.resolve(mnt);
+      for (const [cmd, args] of [['fusermount3', ['-u', target]], ['fusermount3', ['-uz', target]], ['umount', ['-l', target]]] as const) {
+        const r = spawnSync(cmd, [...args], { stdio: 'pipe' });
+        if (r.status === 0) {
+          process.stdout.write(`unmounted ${target}\n`);
+          return;
+        }
+      }
+      throw new FsError('EINVAL', `${target} is not mounted (or cannot be unmounted)`);
     }),
   );
 

@@ -1,0 +1,257 @@
+/**
+ * The FUSE mount: a volume as a kernel file system, so that unmodified programs work on it.
+ *
+ * The kernel's requests arrive through dhtfs's libfuse 3 addon (native/fuse.c) as (op, path, numbers,
+ * buffer) and are answered from the library API. Open files are the library's FileHandles, so every
+ * fd operation follows a migration's commit exactly as library users do (docs/MIGRATION.md). The kernel
+ * caches neither attributes nor entries (timeouts 0) and drops a file's pages at each open, so no cache
+ * can hide a migration from the data path.
+ */
+import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { codeOf } from '../common/errors.js';
+import type { FileHandle, Volume } from '../api/volume.js';
+import type { Stats } from '../api/stats.js';
+import type { Attr } from '../wire/types.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
+
+interface Native {
+  mount(mountpoint: string, options: string[], maxIo: number, handler: Handler): void;
+  unmount(): void;
+  reply(req: unknown, result: number, extra?: unknown): void;
+}
+type Handler = (req: unknown, op: string, path: string | null, path2: string | null, nums: number[], buf: Buffer | null) => void;
+
+/** Where the addon is built (scripts/setup.sh runs node-gyp in native/). */
+export function addonPath(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // dist/src/fuse -> repo root
+  return join(here, '..', '..', '..', 'native', 'build', 'Release', 'dhtfs_fuse.node');
+}
+
+export function fuseAvailable(): { ok: boolean; why?: string } {
+  if (!existsSync('/dev/fuse')) return { ok: false, why: '/dev/fuse is missing' };
+  if (!existsSync(addonPath())) return { ok: false, why: `the FUSE addon is not built (${addonPath()}); run npm run setup` };
+  return { ok: true };
+}
+
+const UTIME_NOW = (1 << 30) - 1;
+const UTIME_OMIT = (1 << 30) - 2;
+const XATTR_CREATE = 1;
+const XATTR_REPLACE = 2;
+const RENAME_NOREPLACE = 1;
+const MAX_IO = 1024 * 1024;
+
+function errnoOf(e: unknown): number {
+  const code = codeOf(e);
+  const n = (osConstants.errno as Record<string, number>)[code ?? ''];
+  return n ? -n : -osConstants.errno.EIO;
+}
+
+/** The inode number programs see: from the gfid (a brick's own inode numbers repeat across bricks). */
+function inoOf(gfid: string | null, fallback: number): number {
+  return gfid ? parseInt(gfid.replace(/-/g, '').slice(-12), 16) : fallback;
+}
+
+function statArray(a: Attr): number[] {
+  return [a.mode, a.nlink, a.uid, a.gid, a.size, Math.ceil(a.size / 512), a.atime[0], a.atime[1], a.mtime[0], a.mtime[1], a.ctime[0], a.ctime[1], inoOf(a.gfid, a.ino ?? 0), 0];
+}
+
+/** xattr namespaces the volume does not store (the kernel's and the security modules'). */
+function foreignXattr(name: string): boolean {
+  return name.startsWith('system.') || name.startsWith('security.');
+}
+
+function statsArray(s: Stats): number[] {
+  const t = (x: bigint): [number, number] => [Number(x / 1_000_000_000n), Number(x % 1_000_000_000n)];
+  return [s.mode, s.nlink, s.uid, s.gid, s.size, s.blocks, ...t(s.atimeNs), ...t(s.mtimeNs), ...t(s.ctimeNs), inoOf(s.gfid, s.ino), 0];
+}
+
+export interface MountOptions {
+  /** Extra -o options for libfuse. */
+  options?: string[];
+  /** Called with each failed request (for logs). */
+  onError?: (op: string, path: string | null, e: unknown) => void;
+}
+
+export class FuseMount {
+  private native: Native;
+  private handles = new Map<number, FileHandle>();
+  private nextFh = 1;
+  private mounted = false;
+
+  constructor(
+    readonly volume: Volume,
+    readonly mountpoint: string,
+    private readonly o: MountOptions = {},
+  ) {
+    const require = createRequire(import.meta.url);
+    this.native = require(addonPath()) as Native;
+  }
+
+  mount(): void {
+    const opts = ['fsname=dhtfs', 'subtype=dhtfs', 'default_permissions', `max_read=${MAX_IO}`, ...(process.getuid?.() === 0 ? ['allow_other'] : []), ...(this.o.options ?? [])];
+    this.native.mount(this.mountpoint, opts, MAX_IO, (req, op, path, path2, nums, buf) => {
+      this.handle(op, path, path2, nums, buf).then(
+        (r) => this.native.reply(req, r.result, r.extra),
+        (e) => {
+          const code = errnoOf(e);
+          if (code === -osConstants.errno.EIO) this.o.onError?.(op, path, e);
+          this.native.reply(req, code);
+        },
+      );
+    });
+    this.mounted = true;
+  }
+
+  /** Unmounts; open handles are closed. */
+  async unmount(): Promise<void> {
+    if (!this.mounted) return;
+    this.mounted = false;
+    this.native.unmount();
+    await Promise.all([...this.handles.values()].map((h) => h.close().catch(() => {})));
+    this.handles.clear();
+  }
+
+  private fh(n: number): FileHandle {
+    const h = this.handles.get(n);
+    if (!h) throw Object.assign(new Error('bad file handle'), { code: 'EBADF' });
+    return h;
+  }
+
+  private async handle(op: string, path: string | null, path2: string | null, n: number[], buf: Buffer | null): Promise<{ result: number; extra?: unknown }> {
+    const v = this.volume;
+    const c = v.client;
+    const p = path ?? '/';
+    const [uid, gid] = [n[5], n[6]];
+    const owner = { uid, gid };
+    switch (op) {
+      case 'getattr': {
+        if (n[0] >= 0 && this.handles.has(n[0])) {
+          return { result: 0, extra: statsArray(await this.fh(n[0]).stat()) };
+        }
+        return { result: 0, extra: statArray(await c.stat(p)) };
+      }
+      case 'readlink':
+        return { result: 0, extra: Buffer.from(await c.readlink(p)) };
+      case 'mkdir': {
+        await c.mkdir(p, n[0] & 0o7777, owner);
+        return { result: 0 };
+      }
+      case 'mknod': {
+        if ((n[0] & S_IFMT) !== S_IFREG) return { result: -osConstants.errno.EPERM };
+        const r = await c.open(p, O_CREAT | O_EXCL, n[0] & 0o7777, owner);
+        await c.sv(r.located.cached).call('close', { fd: r.fd });
+        return { result: 0 };
+      }
+      case 'unlink':
+        await c.unlink(p);
+        return { result: 0 };
+      case 'rmdir':
+        await c.rmdir(p);
+        return { result: 0 };
+      case 'symlink':
+        await c.symlink(path2!, p, owner);
+        return { result: 0 };
+      case 'rename': {
+        if (n[0] & ~RENAME_NOREPLACE) return { result: -osConstants.errno.EINVAL };
+        if (n[0] & RENAME_NOREPLACE) {
+          const exists = await c.stat(path2!).then(
+            () => true,
+            (e) => (codeOf(e) === 'ENOENT' ? false : Promise.reject(e)),
+          );
+          if (exists) return { result: -osConstants.errno.EEXIST };
+        }
+        await c.rename(p, path2!);
+        return { result: 0 };
+      }
+      case 'link':
+        await c.link(p, path2!);
+        return { result: 0 };
+      case 'chmod':
+        await c.setattr(p, { mode: n[0] & 0o7777 });
+        return { result: 0 };
+      case 'chown': {
+        const attrs: { uid?: number; gid?: number } = {};
+        if (n[0] >= 0) attrs.uid = n[0];
+        if (n[1] >= 0) attrs.gid = n[1];
+        await c.setattr(p, attrs);
+        return { result: 0 };
+      }
+      case 'truncate':
+        if (n[1] >= 0 && this.handles.has(n[1])) await this.fh(n[1]).truncate(n[0]);
+        else await c.setattr(p, { size: n[0] });
+        return { result: 0 };
+      case 'open':
+      case 'create': {
+        const flags = n[0] & (O_ACCMODE | O_APPEND | O_TRUNC | (op === 'create' ? O_CREAT | O_EXCL : 0));
+        const h = await v.open(p, op === 'create' ? flags | O_CREAT : flags, op === 'create' ? n[1] & 0o7777 : 0o666, owner);
+        const fh = this.nextFh++;
+        this.handles.set(fh, h);
+        return { result: 0, extra: [fh, 0] };
+      }
+      case 'read': {
+        const { bytesRead } = await this.fh(n[0]).read(buf!, 0, buf!.length, n[1]);
+        return { result: bytesRead };
+      }
+      case 'write': {
+        const { bytesWritten } = await this.fh(n[0]).write(buf!, 0, buf!.length, n[1]);
+        return { result: bytesWritten };
+      }
+      case 'statfs': {
+        const s = await c.statfs();
+        return { result: 0, extra: [s.bsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, 255] };
+      }
+      case 'flush':
+        return { result: 0 };
+      case 'release': {
+        const h = this.handles.get(n[0]);
+        this.handles.delete(n[0]);
+        await h?.close();
+        return { result: 0 };
+      }
+      case 'fsync':
+        if (n[1]) await this.fh(n[0]).datasync();
+        else await this.fh(n[0]).sync();
+        return { result: 0 };
+      case 'setxattr':
+        // ACLs and security labels are not supported (cp -a and rsync -X skip them on ENOTSUP).
+        if (foreignXattr(path2!)) return { result: -osConstants.errno.EOPNOTSUPP };
+        await c.setxattr(p, path2!, Buffer.from(buf ?? Buffer.alloc(0)), { create: (n[0] & XATTR_CREATE) !== 0, replace: (n[0] & XATTR_REPLACE) !== 0 });
+        return { result: 0 };
+      case 'getxattr':
+        if (foreignXattr(path2!)) return { result: -osConstants.errno.ENODATA };
+        return { result: 0, extra: Buffer.from(await c.getxattr(p, path2!)) };
+      case 'listxattr': {
+        const names = await c.listxattr(p);
+        return { result: 0, extra: Buffer.from(names.map((x) => `${x}\0`).join('')) };
+      }
+      case 'removexattr':
+        if (foreignXattr(path2!)) return { result: -osConstants.errno.ENODATA };
+        await c.removexattr(p, path2!);
+        return { result: 0 };
+      case 'readdir': {
+        const st = await c.stat(p);
+        if ((st.mode & S_IFMT) !== S_IFDIR) return { result: -osConstants.errno.ENOTDIR };
+        const entries = await c.readdirAll(p);
+        return { result: 0, extra: ['.', '..', ...entries.map((e) => e.name)] };
+      }
+      case 'utimens': {
+        const now = (): [number, number] => {
+          const t = c.clock.wallNow();
+          return [Math.floor(t / 1000), Math.round((t % 1000) * 1e6)];
+        };
+        const pick = (s: number, ns: number): [number, number] | undefined => (ns === UTIME_OMIT ? undefined : ns === UTIME_NOW ? now() : [s, ns]);
+        const atime = pick(n[0], n[1]);
+        const mtime = pick(n[2], n[3]);
+        if (atime || mtime) await c.setattr(p, { ...(atime ? { atime } : {}), ...(mtime ? { mtime } : {}) });
+        return { result: 0 };
+      }
+      default:
+        return { result: -osConstants.errno.ENOSYS };
+    }
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The FUSE mount on real brick processes: unmodified programs (coreutils, tar, git) on `dhtfs mount`,
+ * POSIX errors and mode bits through the kernel, a rebalance while a program keeps a file open and
+ * writes to it, clean unmount on SIGTERM and `dhtfs umount` after a crash. Skipped where the machine has
+ * no /dev/fuse or the addon could not be built.
+ */
+import test, { after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { once } from 'node:events';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { Volume } from '../src/api/volume.js';
+import { fuseAvailable } from '../src/fuse/mount.js';
+import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
+import { startCluster, type Cluster } from './helpers/cluster.js';
+
+const run = promisify(execFile);
+const MAIN_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
+// Where /dev/fuse exists the addon must have been built (a failed build fails these tests, not skips them).
+const skip = fs.existsSync('/dev/fuse') ? false : 'no /dev/fuse on this machine';
+
+let c: Cluster;
+let specFile: string;
+let mnt: string;
+let daemon: ChildProcess | null = null;
+
+function mounted(dir: string): boolean {
+  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === dir);
+}
+
+async function mount(): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [MAIN_JS, 'mount', specFile, mnt], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  p.stderr!.on('data', (d) => (err += d));
+  for (let i = 0; i < 100 && !mounted(mnt); i++) await new Promise((r) => setTimeout(r, 50));
+  // The kernel sends INIT right after the mount; the first stat proves the daemon answers.
+  for (let i = 0; i < 100; i++) {
+    try {
+      fs.statSync(path.join(mnt, '.'));
+      if (mounted(mnt)) return p;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`mount did not come up: ${err}`);
+}
+
+before(async () => {
+  if (skip) return;
+  const avail = fuseAvailable();
+  assert.ok(avail.ok, avail.why);
+  c = await startCluster(3, { name: 'fv' });
+  specFile = path.join(c.base, 'spec.json');
+  fs.writeFileSync(specFile, JSON.stringify(c.spec));
+  mnt = path.join(c.base, 'mnt');
+  fs.mkdirSync(mnt);
+  daemon = await mount();
+});
+
+after(async () => {
+  if (skip) return;
+  if (daemon && daemon.exitCode === null) {
+    daemon.kill('SIGTERM');
+    await once(daemon, 'exit');
+  }
+  if (mounted(mnt)) spawnSync('umount', ['-l', mnt]);
+  await c?.stop();
+});
+
+const m = (p: string) => path.join(mnt, p);
+
+test('files, directories, links and errors through the mount', { skip }, async () => {
+  fs.mkdirSync(m('d1/d2'), { recursive: true });
+  fs.writeFileSync(m('d1/a.txt'), 'hello');
+  fs.appendFileSync(m('d1/a.txt'), ' world');
+  assert.equal(fs.readFileSync(m('d1/a.txt'), 'utf8'), 'hello world');
+  assert.equal(fs.statSync(m('d1/a.txt')).size, 11);
+  assert.deepEqual(fs.readdirSync(m('d1')).sort(), ['a.txt', 'd2']);
+  // The file is a real file on one brick, by its own name.
+  assert.equal(c.dirs.filter((d) => fs.existsSync(path.join(d, 'd1/a.txt')) && fs.statSync(path.join(d, 'd1/a.txt')).size === 11).length, 1);
+  fs.renameSync(m('d1/a.txt'), m('d1/d2/b.txt'));
+  assert.equal(fs.readFileSync(m('d1/d2/b.txt'), 'utf8'), 'hello world');
+  assert.throws(() => fs.statSync(m('d1/a.txt')), { code: 'ENOENT' });
+  fs.symlinkSync('d2/b.txt', m('d1/link'));
+  assert.equal(fs.readlinkSync(m('d1/link')), 'd2/b.txt');
+  assert.equal(fs.readFileSync(m('d1/link'), 'utf8'), 'hello world');
+  fs.linkSync(m('d1/d2/b.txt'), m('d1/hard'));
+  assert.equal(fs.statSync(m('d1/hard')).nlink, 2);
+  fs.truncateSync(m('d1/hard'), 5);
+  assert.equal(fs.readFileSync(m('d1/d2/b.txt'), 'utf8'), 'hello');
+  // Errors as POSIX has them.
+  assert.throws(() => fs.mkdirSync(m('d1')), { code: 'EEXIST' });
+  assert.throws(() => fs.rmdirSync(m('d1')), { code: 'ENOTEMPTY' });
+  assert.throws(() => fs.readFileSync(m('nope')), { code: 'ENOENT' });
+  assert.throws(() => fs.writeFileSync(m('d1'), 'x'), { code: 'EISDIR' });
+  assert.throws(() => fs.openSync(m('d1/hard'), fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY), { code: 'EEXIST' });
+  // Mode bits are the user's own, S and T included; times are set to the nanosecond.
+  fs.chmodSync(m('d1/hard'), 0o4755);
+  assert.equal(fs.statSync(m('d1/hard')).mode & 0o7777, 0o4755);
+  fs.chmodSync(m('d1/hard'), 0o1644);
+  assert.equal(fs.statSync(m('d1/hard')).mode & 0o7777, 0o1644);
+  fs.utimesSync(m('d1/hard'), new Date('2020-01-02T03:04:05.678Z'), new Date('2021-02-03T04:05:06.789Z'));
+  assert.equal(fs.statSync(m('d1/hard')).mtime.toISOString(), '2021-02-03T04:05:06.789Z');
+  fs.unlinkSync(m('d1/hard'));
+  fs.unlinkSync(m('d1/link'));
+  fs.unlinkSync(m('d1/d2/b.txt'));
+  fs.rmdirSync(m('d1/d2'));
+  fs.rmdirSync(m('d1'));
+  assert.deepEqual(fs.readdirSync(mnt), []);
+  // statfs reports the volume.
+  const st = fs.statfsSync(mnt);
+  assert.ok(st.blocks > 0 && st.bsize > 0);
+});
+
+test('an unlinked file stays readable and writable through an fd open on it', { skip }, async () => {
+  fs.writeFileSync(m('open-unlinked'), 'still here');
+  const fd = fs.openSync(m('open-unlinked'), 'r+');
+  fs.unlinkSync(m('open-unlinked'));
+  const b = Buffer.alloc(10);
+  fs.readSync(fd, b, 0, 10, 0);
+  assert.equal(b.toString(), 'still here');
+  fs.writeSync(fd, 'STILL', 0);
+  fs.closeSync(fd);
+  assert.throws(() => fs.statSync(m('open-unlinked')), { code: 'ENOENT' });
+});
+
+test('unmodified programs: cp -a, tar and git on the mount', { skip }, async () => {
+  const src = path.join(path.dirname(MAIN_JS), '..', '..', '..', 'src');
+  await run('cp', ['-a', src, m('copy')]);
+  await run('diff', ['-r', src, m('copy')]);
+  await run('tar', ['-cf', m('src.tar'), '-C', src, '.']);
+  fs.mkdirSync(m('untar'));
+  await run('tar', ['-xf', m('src.tar'), '-C', m('untar')]);
+  await run('diff', ['-r', src, m('untar')]);
+  // git: a repository made on the mount, committed to, cloned and checked out on the mount.
+  const g = (cwd: string, ...args: string[]) => run('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', '-c', 'init.defaultBranch=main', ...args], { cwd });
+  fs.mkdirSync(m('repo'));
+  await g(m('repo'), 'init', '-q');
+  fs.writeFileSync(m('repo/one.txt'), 'one\n');
+  await g(m('repo'), 'add', '.');
+  await g(m('repo'), 'commit', '-qm', 'one');
+  fs.writeFileSync(m('repo/one.txt'), 'two\n');
+  await g(m('repo'), 'commit', '-qam', 'two');
+  await g(mnt, 'clone', '-q', m('repo'), m('clone'));
+  assert.equal(fs.readFileSync(m('clone/one.txt'), 'utf8'), 'two\n');
+  await g(m('clone'), 'checkout', '-q', 'HEAD~1');
+  assert.equal(fs.readFileSync(m('clone/one.txt'), 'utf8'), 'one\n');
+  const { stdout } = await g(m('clone'), 'fsck', '--no-progress');
+  assert.doesNotMatch(stdout, /error|missing/i);
+  await run('rm', ['-rf', m('copy'), m('untar'), m('src.tar'), m('repo'), m('clone')]);
+  assert.deepEqual(fs.readdirSync(mnt), []);
+});
+
+test('rebalance while a program keeps a file open on the mount and writes to it', { skip }, async () => {
+  // Many files, so that some move to the new brick; one of them held open by a writing process.
+  fs.mkdirSync(m('w'));
+  for (let i = 0; i < 60; i++) fs.writeFileSync(m(`w/f${i}`), `file ${i}\n`);
+  const writer = spawn('bash', ['-c', `exec 3>>"$1"; for i in $(seq 1 300); do echo "line $i" >&3; sleep 0.005; done; exec 3>&-`, 'bash', m('w/log')], { stdio: 'ignore' });
+  const readers = spawn('bash', ['-c', `exec 4<"$1"; n=0; while kill -0 $2 2>/dev/null; do cat <&4 >/dev/null; n=$((n+1)); done; echo $n`, 'bash', m('w/f7'), String(writer.pid)], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise((r) => setTimeout(r, 100));
+  await c.addBrick();
+  await c.pushTopology();
+  const rb = await Volume.connect(c.spec);
+  let cp: Checkpoint | null = null;
+  const store = { load: () => cp, save: (x: Checkpoint) => void (cp = structuredClone(x)) };
+  const r = await new Rebalancer(rb.client, { store }).run();
+  assert.equal(r.state, 'completed', r.error);
+  assert.equal(r.counters.failed, 0);
+  assert.ok(r.counters.migrated > 0, 'files moved to the new brick');
+  await once(writer, 'exit');
+  await once(readers, 'exit');
+  const lines = fs.readFileSync(m('w/log'), 'utf8').trim().split('\n');
+  assert.deepEqual(lines, Array.from({ length: 300 }, (_, i) => `line ${i + 1}`));
+  for (let i = 0; i < 60; i++) assert.equal(fs.readFileSync(m(`w/f${i}`), 'utf8'), `file ${i}\n`);
+  assert.equal(fs.readdirSync(m('w')).length, 61);
+  // The new brick holds some of the files now.
+  const newest = c.dirs[c.dirs.length - 1];
+  assert.ok(fs.readdirSync(path.join(newest, 'w')).length > 0);
+  await rb.close();
+});
+
+test('SIGTERM unmounts cleanly; after a crash, dhtfs umount recovers the mount point', { skip }, async () => {
+  daemon!.kill('SIGTERM');
+  const [code] = await once(daemon!, 'exit');
+  assert.equal(code, 0);
+  assert.ok(!mounted(mnt), 'unmounted');
+  daemon = await mount();
+  fs.writeFileSync(m('after-remount'), 'x');
+  daemon.kill('SIGKILL');
+  await once(daemon, 'exit');
+  assert.throws(() => fs.statSync(m('after-remount')), { code: 'ENOTCONN' });
+  await run(process.execPath, [MAIN_JS, 'umount', mnt]);
+  assert.ok(!mounted(mnt));
+  daemon = await mount();
+  assert.equal(fs.readFileSync(m('after-remount'), 'utf8'), 'x');
+});

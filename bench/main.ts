@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Volume } from '../src/api/volume.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { namesOn } from '../test/helpers/disk.js';
@@ -182,6 +184,70 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
   return notes;
 }
 
+const FUSE_MB = Number(process.env.BENCH_FUSE_MB ?? 512);
+const FUSE_FILES = Number(process.env.BENCH_FUSE_FILES ?? 2000);
+
+/** Runs a command; resolves with its wall time in seconds. */
+function runTimed(cmd: string, args: string[]): Promise<number> {
+  return timed(
+    () =>
+      new Promise<void>((resolve, reject) => {
+        const p = spawn(cmd, args, { stdio: 'ignore' });
+        p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))));
+      }),
+  );
+}
+
+/**
+ * The same sequential and small-file work through a FUSE mount of 3 local bricks (`dhtfs mount`, its own
+ * process) and on the local disk: dd with 1 MiB blocks (fsync at the end; reads after dropping caches)
+ * and 4 KiB files written by this process, 16 at a time.
+ */
+async function fuseBench(rows: Row[]): Promise<string[]> {
+  const { fuseAvailable } = await import('../src/fuse/mount.js');
+  const avail = fuseAvailable();
+  if (!avail.ok) return [`FUSE rows skipped: ${avail.why}`];
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-fbench-'));
+  const localDir = path.join(base, 'local');
+  const mnt = path.join(base, 'mnt');
+  fs.mkdirSync(localDir);
+  fs.mkdirSync(mnt);
+  const c = await startCluster(3, { dirs: [0, 1, 2].map((i) => path.join(base, `b${i}`)) });
+  const specFile = path.join(base, 'spec.json');
+  fs.writeFileSync(specFile, JSON.stringify(c.spec));
+  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
+  const daemon = spawn(process.execPath, [main, 'mount', specFile, mnt], { stdio: 'ignore' });
+  const isMounted = () => fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `);
+  try {
+    for (let i = 0; i < 200 && !isMounted(); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!isMounted()) return ['FUSE rows skipped: the mount did not come up'];
+    const label = `${FUSE_MB} MiB`;
+    const ddW = (dir: string) => runTimed('dd', ['if=/dev/zero', `of=${dir}/big`, 'bs=1M', `count=${FUSE_MB}`, 'conv=fsync']);
+    const ddR = (dir: string) => {
+      dropCaches();
+      return runTimed('dd', [`if=${dir}/big`, 'of=/dev/null', 'bs=1M']);
+    };
+    const lw = await ddW(localDir);
+    const fw = await ddW(mnt);
+    rows.push({ work: `FUSE: sequential write ${label} (dd, fsync)`, local: fmtRate(FUSE_MB << 20, lw), dhtfs: fmtRate(FUSE_MB << 20, fw), ratio: lw / fw, target: 0.5 });
+    const lr = await ddR(localDir);
+    const fr = await ddR(mnt);
+    rows.push({ work: `FUSE: sequential read ${label} (dd)`, local: fmtRate(FUSE_MB << 20, lr), dhtfs: fmtRate(FUSE_MB << 20, fr), ratio: lr / fr, target: 0.5 });
+    const small = Buffer.alloc(4096, 7);
+    fs.mkdirSync(path.join(localDir, 's'));
+    fs.mkdirSync(path.join(mnt, 's'));
+    const lc = await timed(() => pool(FUSE_FILES, CONCURRENCY, (i) => fsp.writeFile(path.join(localDir, 's', `f${i}`), small)));
+    const fc = await timed(() => pool(FUSE_FILES, CONCURRENCY, (i) => fsp.writeFile(path.join(mnt, 's', `f${i}`), small)));
+    rows.push({ work: `FUSE: create ${FUSE_FILES} files of 4 KiB`, local: `${(FUSE_FILES / lc).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / fc).toFixed(0)} files/s`, ratio: lc / fc });
+    return ['(FUSE rows: the same work on the local disk and through `dhtfs mount` of 3 local bricks; GlusterFS side by side is not run yet)'];
+  } finally {
+    daemon.kill('SIGTERM');
+    await new Promise((r) => daemon.once('exit', r));
+    await c.stop();
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-bench-'));
   const localDir = path.join(base, 'local');
@@ -246,7 +312,8 @@ async function main(): Promise<void> {
     await c.stop();
     fs.rmSync(base, { recursive: true, force: true });
   }
-  const notes = process.env.BENCH_SKIP_REBALANCE ? [] : await rebalanceBench(rows);
+  const fuseNotes = process.env.BENCH_SKIP_FUSE ? [] : await fuseBench(rows);
+  const notes = [...fuseNotes, ...(process.env.BENCH_SKIP_REBALANCE ? [] : await rebalanceBench(rows))];
   console.log(`\ndhtfs benchmark: library API over 3 local bricks vs the local disk (${os.cpus().length} cores)\n`);
   console.log(`${'work'.padEnd(48)} ${'local disk'.padStart(14)} ${'dhtfs'.padStart(14)} ${'ratio'.padStart(7)}  target`);
   for (const r of rows) {

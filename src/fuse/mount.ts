@@ -9,7 +9,7 @@
  */
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { codeOf } from '../common/errors.js';
@@ -105,6 +105,23 @@ export class FuseMount {
       );
     });
     this.mounted = true;
+    this.raiseReadahead();
+  }
+
+  /**
+   * Sequential reads come as the kernel's read-ahead: 128 KiB requests by default. 1 MiB requests cut the
+   * round trips eightfold. Best effort (root only). The device is found in /proc/self/mountinfo: a stat
+   * of the mount point from this process would wait for a request only this process can answer.
+   */
+  private raiseReadahead(): void {
+    try {
+      for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+        const f = line.split(' ');
+        if (f[4] === this.mountpoint) writeFileSync(`/sys/class/bdi/${f[2]}/read_ahead_kb`, String(MAX_IO / 1024));
+      }
+    } catch {
+      /* not root, or no sysfs: the default read-ahead stays */
+    }
   }
 
   /** Unmounts; open handles are closed. */

@@ -8,7 +8,7 @@
 import { EMOVED, FsError, codeOf, infoOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { realClock, realRandom } from '../common/real-env.js';
-import { DhtClient, normPath, type Located, type Logger } from '../dht/client.js';
+import { DhtClient, movedAway, normPath, type Located, type Logger } from '../dht/client.js';
 import type { VolumeSpec } from '../dht/spec.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import type { Network } from '../wire/transport.js';
@@ -376,8 +376,7 @@ export class Volume {
           break;
         } catch (e) {
           // A migration moved the file between the lookup and the open: look it up again.
-          const code = codeOf(e);
-          if (attempt >= 3 || (code !== 'ENOENT' && code !== 'ESTALE' && code !== EMOVED)) throw e;
+          if (attempt >= 3 || !movedAway(e)) throw e;
         }
       }
     }

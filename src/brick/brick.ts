@@ -762,7 +762,7 @@ export class Brick implements RequestHandler<Session> {
     if (wait) return wait.then(() => this.replaceWithLinkto(rel, gfid, target, uid, gid));
     if (replaced === gfid && this.st.lstat(rel).mode === LINKTO_MODE) {
       // This file's linkto already (a client taking up its interrupted rename again): point it at target.
-      this.st.setxattr(rel, this.X.linkto, Buffer.from(`${target}\0`));
+      this.setLinkto(rel, target);
       return this.attr(rel, this.st.lstat(rel), gfid);
     }
     this.ensureDir(RENAME_DIR, 0o700);
@@ -779,7 +779,7 @@ export class Brick implements RequestHandler<Session> {
       const hp = handlePath(gfid);
       if (this.st.lstat(hp).mode === LINKTO_MODE && this.readLinkto(hp) !== null) {
         this.st.link(hp, tmp);
-        this.st.setxattr(tmp, this.X.linkto, Buffer.from(`${target}\0`));
+        this.setLinkto(tmp, target);
         reused = true;
       }
     } catch (e) {
@@ -797,10 +797,15 @@ export class Brick implements RequestHandler<Session> {
     return this.attr(rel, this.st.lstat(rel), gfid);
   }
 
+  /** The linkto xattr: the target brick's name, NUL-terminated as GlusterFS writes it. */
+  private setLinkto(rel: string, target: string): void {
+    this.st.setxattr(rel, this.X.linkto, Buffer.from(`${target}\0`));
+  }
+
   private makeLinkto(rel: string, gfid: string, target: string, uid?: number, gid?: number): Attr {
     const h = this.st.open(rel, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
     this.st.close(h);
-    this.adoptNew(rel, gfid, uid, gid, () => this.st.setxattr(rel, this.X.linkto, Buffer.from(`${target}\0`)));
+    this.adoptNew(rel, gfid, uid, gid, () => this.setLinkto(rel, target));
     return this.attr(rel, this.st.lstat(rel), gfid);
   }
 
@@ -1323,7 +1328,7 @@ export class Brick implements RequestHandler<Session> {
     } else {
       const target = str(a, 'target');
       if (target.length === 0 || target.length > 255 || target.includes('\0')) throw bad('target', 'must be a brick name');
-      this.st.setxattr(rel, this.X.linkto, Buffer.from(`${target}\0`));
+      this.setLinkto(rel, target);
     }
     return this.attrOf(rel);
   }
@@ -1351,7 +1356,7 @@ export class Brick implements RequestHandler<Session> {
     }
     if (!cur) this.makeLinkto(rel, gfid, src, uid, gid);
     else if (cur.linkto === undefined || cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is not a linkto of this file`);
-    else if (cur.linkto !== src) this.st.setxattr(rel, this.X.linkto, Buffer.from(`${src}\0`));
+    else if (cur.linkto !== src) this.setLinkto(rel, src);
     this.ensureDir(MIGRATE_DIR, 0o700);
     const h = this.st.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o600);
     try {

@@ -113,6 +113,11 @@ export interface OpenResult {
   attr: Attr;
 }
 
+/** A directory's path and a name in it, as one volume path. */
+export function joinPath(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
 function splitPath(path: string): { parent: string; name: string } {
   const i = path.lastIndexOf('/');
   return { parent: i <= 0 ? '/' : path.slice(0, i), name: path.slice(i + 1) };
@@ -512,26 +517,35 @@ export class DhtClient {
    * next; left in place, the old copy would outlive an unlink or rename of the file).
    */
   async finishMove(path: string, gfid: string, m: { dst: string; token: string; path: string }, hashed: string | null, recordOn: string): Promise<Located> {
-    if (!this.subvols.has(m.dst)) await this.refreshTopology(true);
-    let attr: Attr;
-    try {
-      attr = await this.sv(m.dst).call<Attr>('migInstall', { path: m.path, gfid, token: m.token, durable: true });
-    } catch (e) {
-      if (!supersededInstall(e)) throw e;
-      // dst's name is another file's, or dst has neither the copy nor the file: the file was renamed
-      // over, renamed or unlinked after the commit. The record is stale: remove it and look again.
-      await this.sv(recordOn).call('migCleanup', { path, gfid });
-      return this.locate(path, true);
-    }
-    await this.sv(recordOn)
-      .call('migCleanup', { path, gfid })
-      .catch(() => {});
+    const attr = await this.settleMove(path, gfid, m, recordOn);
+    if (!attr) return this.locate(path, true); // the record was stale: look again
     return { path, attr, cached: m.dst, hashed, isDir: false };
   }
 
-  async installMoved(gfid: string, m: { dst: string; token: string; path: string }): Promise<Attr> {
+  /**
+   * Ends a committed migration whose record sits at `path` on `recordOn`: installs dst's copy durably (the
+   * record that points at the copy goes next), then removes the old copy. Returns dst's attributes, or
+   * null if the copy can never be installed (dst's name is another file's, or neither the copy nor the
+   * file is there: the file was renamed over, renamed or unlinked after the commit); the stale record is
+   * removed then, and an error doing so is thrown.
+   */
+  async settleMove(path: string, gfid: string, m: { dst: string; token: string; path: string }, recordOn: string): Promise<Attr | null> {
+    let attr: Attr | null;
+    try {
+      attr = await this.installMoved(gfid, m, true);
+    } catch (e) {
+      if (!supersededInstall(e)) throw e;
+      attr = null;
+    }
+    const cleanup = this.sv(recordOn).call('migCleanup', { path, gfid });
+    if (attr) await cleanup.catch(() => {});
+    else await cleanup;
+    return attr;
+  }
+
+  async installMoved(gfid: string, m: { dst: string; token: string; path: string }, durable = false): Promise<Attr> {
     if (!this.subvols.has(m.dst)) await this.refreshTopology(true); // moved to a brick added since we connected
-    return this.sv(m.dst).call<Attr>('migInstall', { path: m.path, gfid, token: m.token });
+    return this.sv(m.dst).call<Attr>('migInstall', { path: m.path, gfid, token: m.token, durable });
   }
 
   /**
@@ -796,8 +810,7 @@ export class DhtClient {
         try {
           return await this.openLocated(loc, flags);
         } catch (e) {
-          const code = codeOf(e);
-          if ((code === 'ENOENT' || code === 'ESTALE' || code === EMOVED) && attempt < 3) continue; // raced with an unlink, a rename or a migration
+          if (movedAway(e) && attempt < 3) continue; // raced with an unlink, a rename or a migration
           throw e;
         }
       }
@@ -820,12 +833,7 @@ export class DhtClient {
         break;
       } catch (e) {
         // A migration moved the file between the lookup and the unlink: look it up again.
-        if (attempt >= 3) throw e;
-        try {
-          sourceMoved(e);
-        } catch (m) {
-          if (!(m instanceof SourceMoved)) throw m;
-        }
+        if (attempt >= 3 || !movedAway(e)) throw e;
       }
     }
     if (loc.hashed && loc.hashed !== loc.cached) {
@@ -874,11 +882,12 @@ export class DhtClient {
   }
 
   /**
-   * rename(2) with GlusterFS's scheme: data never moves. The data file is renamed in place; if the new
-   * name hashes elsewhere, its hashed brick then gets a linkto pointing at the data, made aside and
-   * renamed over whatever held the name there, so the new name never goes missing: readers see the old
-   * file until that step and the new one after it. Then the replaced file's data (on a third brick) and
-   * the old name's linkto are cleaned up.
+   * rename(2) with GlusterFS's scheme: data never moves. If the new name hashes to the data's brick, the
+   * data file is renamed in place. Otherwise the data file gets the new name by a hard link, then the new
+   * name's hashed brick gets a linkto pointing at the data, made aside and renamed over whatever held the
+   * name there, so the new name never goes missing: readers see the old file until that step and the new
+   * one after it; then the old name goes. Then the replaced file's data (on a third brick) and the old
+   * name's linkto are cleaned up. A rename cut off by a lost brick is taken up again when it is back.
    */
   async rename(from: string, to: string): Promise<void> {
     from = normPath(from);
@@ -936,18 +945,19 @@ export class DhtClient {
   private async dropReplaced(to: string, left: ReplacedFile): Promise<void> {
     const r = left.at;
     if (!r) return;
-    await this.sv(r.brick)
-      .call('unlink', { path: to, gfid: r.gfid })
-      .catch((e) => {
-        // The replaced file's migration committed meanwhile; its copy can never be installed at the
-        // name (this rename holds it), so the commit record goes instead.
-        if (codeOf(e) === EMOVED) return this.sv(r.brick).call('migCleanup', { path: to, gfid: r.gfid });
-        if (codeOf(e) === 'ENOTCONN') throw e; // taken up again when the brick is back
-        // ENOENT, ESTALE (the name is another file there now: the switch replaced it), EBUSY: nothing to do.
-      })
-      .catch((e) => {
-        if (codeOf(e) === 'ENOTCONN') throw e;
-      });
+    // A lost brick is thrown (the rename is taken up again when it is back); ENOENT, ESTALE (the name is
+    // another file there now: the switch replaced it) and EBUSY leave nothing to do.
+    const unlessGone = (e: unknown) => {
+      if (codeOf(e) === 'ENOTCONN') throw e;
+    };
+    try {
+      await this.sv(r.brick).call('unlink', { path: to, gfid: r.gfid });
+    } catch (e) {
+      unlessGone(e);
+      // The replaced file's migration committed meanwhile; its copy can never be installed at the name
+      // (this rename holds it), so the commit record goes instead.
+      if (codeOf(e) === EMOVED) await this.sv(r.brick).call('migCleanup', { path: to, gfid: r.gfid }).catch(unlessGone);
+    }
     left.at = null;
   }
 
@@ -1170,7 +1180,7 @@ export class DhtClient {
     for (const [name, e] of movedOnly) {
       if (seen.has(name)) continue;
       try {
-        const loc = await this.locate(path === '/' ? `/${name}` : `${path}/${name}`);
+        const loc = await this.locate(joinPath(path, name));
         if (!loc.isDir) seen.set(name, { name, attr: loc.attr });
       } catch (err) {
         // dst is out of reach: the record still stands for the file.
@@ -1183,7 +1193,7 @@ export class DhtClient {
     const linktoOnly = new Set<string>();
     for (const list of per) for (const e of list) if (e.attr.linkto !== undefined && !seen.has(e.name)) linktoOnly.add(e.name);
     for (const name of linktoOnly) {
-      const loc = await this.locate(path === '/' ? `/${name}` : `${path}/${name}`).catch(() => null);
+      const loc = await this.locate(joinPath(path, name)).catch(() => null);
       if (loc && !loc.isDir) seen.set(name, { name, attr: loc.attr });
     }
     return [...seen.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -1268,7 +1278,11 @@ class Interrupted extends Error {
 function interrupted(e: unknown, gfid: string): unknown {
   return codeOf(e) === 'ENOTCONN' ? new Interrupted(e, gfid) : e;
 }
-function sourceMoved(e: unknown): never {
+/** A file operation's error that means the file is not where its lookup found it any more. */
+export function movedAway(e: unknown): boolean {
   const code = codeOf(e);
-  throw code === 'ENOENT' || code === 'ESTALE' || code === EMOVED ? new SourceMoved(e) : e;
+  return code === 'ENOENT' || code === 'ESTALE' || code === EMOVED;
+}
+function sourceMoved(e: unknown): never {
+  throw movedAway(e) ? new SourceMoved(e) : e;
 }

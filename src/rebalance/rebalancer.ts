@@ -6,7 +6,7 @@
  */
 import { codeOf } from '../common/errors.js';
 import { newGfid } from '../common/gfid.js';
-import { supersededInstall, type DhtClient } from '../dht/client.js';
+import { joinPath, type DhtClient } from '../dht/client.js';
 import { fixLayout, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
 import { dhtHash } from '../dht/hash.js';
 import type { DirEntryAttr } from '../wire/types.js';
@@ -78,7 +78,6 @@ export function dfsBefore(a: string, b: string): boolean {
   return x.length < y.length;
 }
 
-const join = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${dir}/${name}`);
 
 export class Rebalancer {
   private cp!: Checkpoint;
@@ -186,7 +185,7 @@ export class Rebalancer {
     if (this.wantStop()) return;
     const subdirs = (await this.c.readdirAll(dir)).filter((e) => (e.attr.mode & S_IFMT) === S_IFDIR).map((e) => e.name);
     for (const name of subdirs) {
-      await this.walk(join(dir, name));
+      await this.walk(joinPath(dir, name));
       if (this.stopping) return;
     }
   }
@@ -238,7 +237,7 @@ export class Rebalancer {
       }
       for (const e of entries) {
         if ((e.attr.mode & S_IFMT) === S_IFDIR) continue;
-        const path = join(dir, e.name);
+        const path = joinPath(dir, e.name);
         if (e.attr.linkto !== undefined) {
           // A linkto is of use only on the name's hashed brick (and never on a draining one).
           if (this.c.decommissioned.has(brick) || searchLayout(layout, dhtHash(e.name)) !== brick) {
@@ -251,12 +250,7 @@ export class Rebalancer {
           // A committed migration of an earlier run: make sure dst's copy is installed (durably, before the
           // commit record that points at the copy goes), then drop src's. If the copy can never be installed
           // (the file was renamed over, renamed or unlinked since), the record is stale and goes too.
-          const m = e.attr.moved;
-          const done = await this.c.sv(m.dst).call('migInstall', { path: m.path, gfid: e.attr.gfid, token: m.token, durable: true }).then(
-            () => true,
-            (err) => supersededInstall(err),
-          );
-          if (done) await this.c.sv(brick).call('migCleanup', { path, gfid: e.attr.gfid }).catch(() => {});
+          await this.c.settleMove(path, e.attr.gfid, e.attr.moved, brick).catch(() => null);
           continue;
         }
         const to = searchLayout(layout, dhtHash(e.name));

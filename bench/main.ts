@@ -10,10 +10,10 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { Volume } from '../src/api/volume.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { namesOn } from '../test/helpers/disk.js';
+import { startMount } from '../test/helpers/mount.js';
 import { rotateLayout } from '../test/helpers/layout.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 
@@ -215,12 +215,9 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
   const c = await startCluster(3, { dirs: [0, 1, 2].map((i) => path.join(base, `b${i}`)) });
   const specFile = path.join(base, 'spec.json');
   fs.writeFileSync(specFile, JSON.stringify(c.spec));
-  const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
-  const daemon = spawn(process.execPath, [main, 'mount', specFile, mnt], { stdio: 'ignore' });
-  const isMounted = () => fs.readFileSync('/proc/mounts', 'utf8').includes(` ${mnt} `);
+  const daemon = await startMount(specFile, mnt).catch(() => null);
   try {
-    for (let i = 0; i < 200 && !isMounted(); i++) await new Promise((r) => setTimeout(r, 50));
-    if (!isMounted()) return ['FUSE rows skipped: the mount did not come up'];
+    if (!daemon) return ['FUSE rows skipped: the mount did not come up'];
     const label = `${FUSE_MB} MiB`;
     const ddW = (dir: string) => runTimed('dd', ['if=/dev/zero', `of=${dir}/big`, 'bs=1M', `count=${FUSE_MB}`, 'conv=fsync']);
     const ddR = (dir: string) => {
@@ -241,8 +238,10 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
     rows.push({ work: `FUSE: create ${FUSE_FILES} files of 4 KiB`, local: `${(FUSE_FILES / lc).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / fc).toFixed(0)} files/s`, ratio: lc / fc });
     return ['(FUSE rows: the same work on the local disk and through `dhtfs mount` of 3 local bricks; GlusterFS side by side is not run yet)'];
   } finally {
-    daemon.kill('SIGTERM');
-    await new Promise((r) => daemon.once('exit', r));
+    if (daemon) {
+      daemon.kill('SIGTERM');
+      await new Promise((r) => daemon.once('exit', r));
+    }
     await c.stop();
     fs.rmSync(base, { recursive: true, force: true });
   }

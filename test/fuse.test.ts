@@ -11,14 +11,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import { promisify } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { Volume } from '../src/api/volume.js';
 import { fuseAvailable } from '../src/fuse/mount.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
+import { MAIN_JS, mounted, startMount } from './helpers/mount.js';
 
 const run = promisify(execFile);
-const MAIN_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
 // Where /dev/fuse exists the addon must have been built (a failed build fails these tests, not skips them).
 const skip = fs.existsSync('/dev/fuse') ? false : 'no /dev/fuse on this machine';
 
@@ -26,28 +25,6 @@ let c: Cluster;
 let specFile: string;
 let mnt: string;
 let daemon: ChildProcess | null = null;
-
-function mounted(dir: string): boolean {
-  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === dir);
-}
-
-async function mount(): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [MAIN_JS, 'mount', specFile, mnt], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  p.stderr!.on('data', (d) => (err += d));
-  for (let i = 0; i < 100 && !mounted(mnt); i++) await new Promise((r) => setTimeout(r, 50));
-  // The kernel sends INIT right after the mount; the first stat proves the daemon answers.
-  for (let i = 0; i < 100; i++) {
-    try {
-      fs.statSync(path.join(mnt, '.'));
-      if (mounted(mnt)) return p;
-    } catch {
-      /* not yet */
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`mount did not come up: ${err}`);
-}
 
 before(async () => {
   if (skip) return;
@@ -58,7 +35,7 @@ before(async () => {
   fs.writeFileSync(specFile, JSON.stringify(c.spec));
   mnt = path.join(c.base, 'mnt');
   fs.mkdirSync(mnt);
-  daemon = await mount();
+  daemon = await startMount(specFile, mnt);
 });
 
 after(async () => {
@@ -188,13 +165,13 @@ test('SIGTERM unmounts cleanly; after a crash, dhtfs umount recovers the mount p
   const [code] = await once(daemon!, 'exit');
   assert.equal(code, 0);
   assert.ok(!mounted(mnt), 'unmounted');
-  daemon = await mount();
+  daemon = await startMount(specFile, mnt);
   fs.writeFileSync(m('after-remount'), 'x');
   daemon.kill('SIGKILL');
   await once(daemon, 'exit');
   assert.throws(() => fs.statSync(m('after-remount')), { code: 'ENOTCONN' });
   await run(process.execPath, [MAIN_JS, 'umount', mnt]);
   assert.ok(!mounted(mnt));
-  daemon = await mount();
+  daemon = await startMount(specFile, mnt);
   assert.equal(fs.readFileSync(m('after-remount'), 'utf8'), 'x');
 });

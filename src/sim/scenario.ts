@@ -209,9 +209,9 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     };
 
     // Namespace operations on a client's own names, checked against its model.
-    const notifyOther = (k: number) => {
+    // Another application learns, a little later, of everything `vc` covers (by default: app k's past).
+    const notifyOther = (k: number, vc: VC = [...vcs[k]]) => {
       const to = (k + 1 + rng.int(C - 1)) % C;
-      const vc = [...vcs[k]];
       w.at(0.01 + rng.int(50) / 100, () => {
         vcs[to] = vcs[to].map((x, j) => Math.max(x, vc[j]));
         log(`app${k} notifies app${to}`);
@@ -321,13 +321,9 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
             if (rng.chance(0.5)) {
               // The seed timeline: write, fsync, notify another application.
               await fds[f].sync();
-              const to = (k + 1 + rng.int(C - 1)) % C;
               const vc = [...vcs[k]];
-              vc[k]++;
-              w.at(0.01 + rng.int(50) / 100, () => {
-                vcs[to] = vcs[to].map((x, j) => Math.max(x, vc[j]));
-                log(`app${k} notifies app${to}`);
-              });
+              vc[k]++; // the write itself
+              notifyOther(k, vc);
             }
           } else if (roll < 38) {
             op.kind = 'fsync';

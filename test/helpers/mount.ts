@@ -1,0 +1,34 @@
+/** `dhtfs mount` as its own process (a daemon must never be called synchronously from its own thread). */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const MAIN_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+
+export function mounted(dir: string): boolean {
+  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === dir);
+}
+
+/** Mounts the volume of `specFile` on `mnt`; resolves once the mount answers a stat. */
+export async function startMount(specFile: string, mnt: string): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [MAIN_JS, 'mount', specFile, mnt], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  p.stderr!.on('data', (d) => (err += d));
+  p.stdout!.resume();
+  for (let i = 0; i < 200; i++) {
+    if (mounted(mnt)) {
+      try {
+        // The kernel sends INIT right after the mount; the first stat proves the daemon answers.
+        fs.statSync(mnt);
+        return p;
+      } catch {
+        /* not yet */
+      }
+    }
+    if (p.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  p.kill('SIGKILL');
+  throw new Error(`mount did not come up: ${err}`);
+}

@@ -2,6 +2,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FrameDecoder, FrameError, encodeFrame, type Message } from '../src/wire/frame.js';
+import { BufferPool } from '../src/wire/pool.js';
 
 test('frames round-trip whatever way the stream is cut, attachments included', () => {
   fc.assert(
@@ -17,7 +18,10 @@ test('frames round-trip whatever way the stream is cut, attachments included', (
         let i = 0;
         while (off < bytes.length) {
           const n = cuts[i++ % cuts.length];
-          got.push(...dec.push(bytes.subarray(off, off + n)));
+          // The transport reuses its read buffer: the decoder may not keep a pushed chunk.
+          const chunk = Buffer.from(bytes.subarray(off, off + n));
+          got.push(...dec.push(chunk));
+          chunk.fill(0xee);
           off += n;
         }
         assert.equal(got.length, frames.length);
@@ -47,4 +51,41 @@ test('the decoder rejects oversized and inconsistent frames', () => {
   assert.throws(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0])), FrameError);
   assert.throws(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 5, 0, 0, 0, 9, 0x90])), FrameError);
   assert.throws(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 5, 0, 0, 0, 1, 0x90])), FrameError, 'empty array is not a message');
+});
+
+test('a reply\'s attachment lands in the buffer its target names; others get a fresh one', () => {
+  const into = Buffer.alloc(300_000, 1);
+  const dec = new FrameDecoder(undefined, (m, len) => (m[0] === 1 && m[1] === 7 ? into.subarray(1000, 1000 + len) : null));
+  const a = Buffer.alloc(200_000);
+  for (let i = 0; i < a.length; i++) a[i] = i % 251;
+  const bytes = Buffer.concat([...encodeFrame([1, 7, null, { data: a }]), ...encodeFrame([1, 8, null, { data: a }])]);
+  const got: Message[] = [];
+  for (let off = 0; off < bytes.length; off += 65536) got.push(...dec.push(bytes.subarray(off, off + 65536)));
+  assert.equal(got.length, 2);
+  const d7 = (got[0][3] as { data: Buffer }).data;
+  const d8 = (got[1][3] as { data: Buffer }).data;
+  assert.equal(d7.buffer, into.buffer, 'received in place');
+  assert.equal(d7.byteOffset, into.byteOffset + 1000);
+  assert.deepEqual(Buffer.from(d7), a);
+  assert.deepEqual(into.subarray(0, 1000), Buffer.alloc(1000, 1), 'nothing written before the target');
+  assert.notEqual(d8.buffer, into.buffer);
+  assert.deepEqual(Buffer.from(d8), a);
+});
+
+test('the buffer pool reuses what is given back, ignores foreign buffers, refuses a double give', () => {
+  const pool = new BufferPool();
+  const a = pool.take(1 << 20);
+  assert.equal(a.length, 1 << 20);
+  assert.ok(pool.owns(a) && pool.owns(a.subarray(5)));
+  pool.give(a.subarray(0, 10));
+  const b = pool.take(900_000);
+  assert.equal(b.buffer, a.buffer, 'the block came back');
+  assert.equal(b.length, 900_000);
+  const c = pool.take(1 << 20);
+  assert.notEqual(c.buffer, a.buffer, 'a taken block is not handed out twice');
+  pool.give(Buffer.alloc(1 << 20));
+  assert.ok(!pool.owns(Buffer.alloc(10)));
+  assert.ok(!pool.owns(pool.take(100)), 'small buffers are not pooled');
+  pool.give(b);
+  assert.throws(() => pool.give(b), /twice/);
 });

@@ -18,6 +18,7 @@ import { ROOT_GFID, gfidFromBytes, gfidToBytes, isGfid } from '../common/gfid.js
 import { decodeRanges, encodeRanges, sameRanges, MAX_RANGES_PER_BRICK, type LayoutRange } from '../dht/layout.js';
 import type { RequestHandler } from '../wire/rpc.js';
 import { MAX_IO_SIZE } from '../wire/frame.js';
+import { ioBuffers } from '../wire/pool.js';
 import type { Attr, DirEntryAttr, RootInfo, StatFsReply } from '../wire/types.js';
 import {
   O_ACCMODE,
@@ -846,7 +847,7 @@ export class Brick implements RequestHandler<Session> {
     const f = this.fdOf(s, a, planted.has('read-ignores-moved'));
     if ((f.flags & O_ACCMODE) === O_WRONLY) throw new FsError('EBADF', 'fd is not open for reading');
     this.mig.checkRead(f.gfid);
-    const data = await this.st.read(f.h, offset, length);
+    const data = await this.st.read(f.h, offset, length, ioBuffers.take(length));
     this.mig.checkRead(f.gfid);
     return { data, attr: this.fattr(f) };
   }

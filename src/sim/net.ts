@@ -38,9 +38,10 @@ export class SimNetwork implements Network {
     };
     e.conn = {
       remote,
-      write: (bufs) => {
+      write: (bufs, onSent) => {
         if (e.closed || !e.peer) return false;
         const data = Buffer.concat(bufs.map((b) => Buffer.from(b))); // the sender may reuse its buffers
+        onSent?.();
         const peer = e.peer;
         // In order on this connection; independent of other connections.
         const at = Math.max(e.lastAt, this.w.now + 0.01 + this.w.rng.int(this.maxDelay * 100) / 100);

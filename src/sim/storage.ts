@@ -275,10 +275,15 @@ export class SimStorage implements Storage {
       }),
     );
   }
-  read(h: number, offset: number, length: number): Promise<Buffer> {
+  read(h: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     return this.later(() => {
       const { n } = this.fd(h);
-      return Buffer.from(n.data.subarray(Math.min(offset, n.data.length), Math.min(offset + length, n.data.length)));
+      const part = n.data.subarray(Math.min(offset, n.data.length), Math.min(offset + length, n.data.length));
+      if (into && into.length >= length) {
+        into.set(part);
+        return into.subarray(0, part.length);
+      }
+      return Buffer.from(part);
     });
   }
   write(h: number, offset: number, data: Uint8Array): Promise<number> {

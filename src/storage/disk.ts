@@ -139,8 +139,8 @@ export class DiskStorage implements Storage {
   ftruncate(h: number, size: number): void {
     fs.ftruncateSync(h, size);
   }
-  read(h: number, offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
+  read(h: number, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     return new Promise((resolve, reject) => {
       fs.read(h, buf, 0, length, offset, (err, n) => (err ? reject(err) : resolve(n === length ? buf : buf.subarray(0, n))));
     });

@@ -63,7 +63,8 @@ export interface Storage {
   close(h: number): void;
   fstat(h: number): Stat;
   ftruncate(h: number, size: number): void;
-  read(h: number, offset: number, length: number): Promise<Buffer>;
+  /** Reads up to `length` bytes at `offset`, into `into` when given (then the result is a view of it). */
+  read(h: number, offset: number, length: number, into?: Buffer): Promise<Buffer>;
   write(h: number, offset: number, data: Uint8Array): Promise<number>;
   fsync(h: number, datasync: boolean): Promise<void>;
 

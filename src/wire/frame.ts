@@ -76,67 +76,97 @@ export function checkMessage(m: unknown): Message {
   throw new FrameError(`unknown frame type ${String(t)}`);
 }
 
-/** Incremental decoder: push chunks, get whole messages. Throws FrameError on a bad stream. */
+/**
+ * Where a frame's attachment should land: called once the body is decoded, before the attachment's
+ * bytes are copied. Returning a buffer of at least `length` bytes lets a reply's data go straight to
+ * its reader's buffer (one copy from the socket); null means a fresh buffer.
+ */
+export type AttachTarget = (msg: Message, length: number) => Uint8Array | null;
+
+/**
+ * Incremental decoder: push chunks, get whole messages. Throws FrameError on a bad stream. A pushed
+ * chunk is only read during the call (the transport may reuse its memory); every byte kept is copied
+ * exactly once, into the body or the attachment of the frame it belongs to.
+ */
 export class FrameDecoder {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  private need = -1;
-  constructor(private readonly maxFrame = DEFAULT_MAX_FRAME) {}
+  private readonly head = Buffer.alloc(8);
+  private headFill = 0;
+  /** Bytes of the frame after its 4-byte length (0: reading a header). */
+  private frameLen = 0;
+  private body: Buffer | null = null;
+  private bodyFill = 0;
+  private msg: Message | null = null;
+  private att: Uint8Array | null = null;
+  private attFill = 0;
+  constructor(
+    private readonly maxFrame = DEFAULT_MAX_FRAME,
+    private readonly target: AttachTarget | null = null,
+  ) {}
 
-  push(chunk: Buffer): Message[] {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
+  push(chunk: Uint8Array): Message[] {
     const out: Message[] = [];
-    for (;;) {
-      if (this.need < 0) {
-        if (this.buffered < 4) break;
-        const len = this.take(4).readUInt32BE(0);
-        if (len > this.maxFrame) throw new FrameError(`frame of ${len} bytes exceeds limit ${this.maxFrame}`);
-        if (len <= 4) throw new FrameError('empty frame');
-        this.need = len;
+    let pos = 0;
+    const n = chunk.length;
+    while (pos < n) {
+      if (this.body === null && this.msg === null) {
+        // Header: total length, then body length.
+        const k = Math.min(8 - this.headFill, n - pos);
+        this.head.set(chunk.subarray(pos, pos + k), this.headFill);
+        this.headFill += k;
+        pos += k;
+        if (this.headFill >= 4 && this.frameLen === 0) {
+          const len = this.head.readUInt32BE(0);
+          if (len > this.maxFrame) throw new FrameError(`frame of ${len} bytes exceeds limit ${this.maxFrame}`);
+          if (len <= 4) throw new FrameError('empty frame');
+          this.frameLen = len;
+        }
+        if (this.headFill < 8) continue;
+        const m = this.head.readUInt32BE(4);
+        if (m === 0 || m > this.frameLen - 4) throw new FrameError(`bad body length ${m} in a frame of ${this.frameLen}`);
+        this.body = Buffer.allocUnsafe(m);
+        this.bodyFill = 0;
+        continue;
       }
-      if (this.buffered < this.need) break;
-      const frame = this.take(this.need);
-      this.need = -1;
-      const m = frame.readUInt32BE(0);
-      if (m === 0 || m > frame.length - 4) throw new FrameError(`bad body length ${m} in a frame of ${frame.length}`);
-      let decoded: unknown;
-      try {
-        decoded = packr.unpack(frame.subarray(4, 4 + m));
-      } catch (e) {
-        throw new FrameError(`undecodable frame: ${(e as Error).message}`);
+      if (this.msg === null) {
+        const body = this.body as Buffer;
+        const k = Math.min(body.length - this.bodyFill, n - pos);
+        body.set(chunk.subarray(pos, pos + k), this.bodyFill);
+        this.bodyFill += k;
+        pos += k;
+        if (this.bodyFill < body.length) continue;
+        let decoded: unknown;
+        try {
+          decoded = packr.unpack(body);
+        } catch (e) {
+          throw new FrameError(`undecodable frame: ${(e as Error).message}`);
+        }
+        this.msg = checkMessage(decoded);
+        const attLen = this.frameLen - 4 - body.length;
+        if (attLen > 0) {
+          const o = this.msg[0] === EVENT ? null : this.msg[3];
+          if (!o || typeof o !== 'object' || Array.isArray(o)) throw new FrameError('attachment on a message without a map');
+          const t = this.target?.(this.msg, attLen);
+          this.att = t && t.length >= attLen ? t.subarray(0, attLen) : Buffer.allocUnsafe(attLen);
+          this.attFill = 0;
+        }
+      } else if (this.att !== null) {
+        const att = this.att;
+        const k = Math.min(att.length - this.attFill, n - pos);
+        att.set(chunk.subarray(pos, pos + k), this.attFill);
+        this.attFill += k;
+        pos += k;
+        if (this.attFill < att.length) continue;
+        ((this.msg as Message)[3] as Record<string, unknown>).data = att instanceof Buffer ? att : Buffer.from(att.buffer, att.byteOffset, att.length);
       }
-      const msg = checkMessage(decoded);
-      if (frame.length > 4 + m) {
-        const o = msg[0] === EVENT ? null : msg[3];
-        if (!o || typeof o !== 'object' || Array.isArray(o)) throw new FrameError('attachment on a message without a map');
-        (o as Record<string, unknown>).data = frame.subarray(4 + m);
+      if (this.att === null || this.attFill === this.att.length) {
+        out.push(this.msg as Message);
+        this.msg = null;
+        this.body = null;
+        this.att = null;
+        this.headFill = 0;
+        this.frameLen = 0;
       }
-      out.push(msg);
     }
-    return out;
-  }
-
-  private take(n: number): Buffer {
-    const first = this.chunks[0];
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let off = 0;
-      while (off < n) {
-        const c = this.chunks[0];
-        const k = Math.min(c.length, n - off);
-        c.copy(out, off, 0, k);
-        off += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
-    }
-    this.buffered -= n;
     return out;
   }
 }

@@ -6,6 +6,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { FsError, codeOf, detailOf, infoOf } from '../common/errors.js';
 import type { Random } from '../common/env.js';
 import type { Conn, Network } from './transport.js';
+import { ioBuffers } from './pool.js';
 import { DEFAULT_MAX_FRAME, EVENT, FrameDecoder, PROTOCOL_VERSION, REPLY, REQ, encodeFrame, type Message, type WireError } from './frame.js';
 
 export interface AuthInfo {
@@ -21,6 +22,8 @@ export function authMac(secret: string, nonce: Uint8Array, volumeId: string): Bu
 interface Pending {
   resolve(v: unknown): void;
   reject(e: Error): void;
+  /** Where the reply's data goes (a reader's buffer), if the caller gave one. */
+  into?: Uint8Array;
 }
 
 export class RpcClient {
@@ -32,7 +35,11 @@ export class RpcClient {
   closeReason: string | undefined;
 
   private constructor(private readonly conn: Conn, maxFrame: number) {
-    const dec = new FrameDecoder(maxFrame);
+    const dec = new FrameDecoder(maxFrame, (m, len) => {
+      if (m[0] !== REPLY || m[2] !== null) return null;
+      const into = this.pending.get(m[1])?.into;
+      return into && into.length >= len ? into : null;
+    });
     conn.onData((chunk) => {
       let msgs: Message[];
       try {
@@ -89,11 +96,15 @@ export class RpcClient {
     }
   }
 
-  call<T = unknown>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+  /**
+   * Sends a request and waits for its reply. With `into`, a reply's data (a read's bytes) is received
+   * straight into that buffer, and the result's `data` is a view of it.
+   */
+  call<T = unknown>(op: string, args: Record<string, unknown> = {}, into?: Uint8Array): Promise<T> {
     if (this.closed) return Promise.reject(new FsError('ENOTCONN', `connection to ${this.conn.remote} is closed`));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, into });
       this.conn.write(encodeFrame([REQ, id, op, args]));
     });
   }
@@ -132,7 +143,8 @@ export interface ServeOptions {
  * oversized or unauthenticated frame closes this connection only, with a logged reason.
  */
 export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, opts: ServeOptions): void {
-  const dec = new FrameDecoder(opts.maxFrame ?? DEFAULT_MAX_FRAME);
+  // A request's bulk data lands in a pooled buffer, given back when its handler has finished.
+  const dec = new FrameDecoder(opts.maxFrame ?? DEFAULT_MAX_FRAME, (m, len) => (m[0] === REQ ? ioBuffers.take(len) : null));
   const nonce = opts.random.bytes(32);
   let ctx: Ctx | null = null;
   let open = true;
@@ -154,7 +166,10 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     } catch (e) {
       frame = encodeFrame([REPLY, id, { code: 'EIO', message: `unencodable reply: ${(e as Error).message}` }, null]);
     }
-    conn.write(frame);
+    // A reply's pooled data (a read's bytes) goes back to the pool once sent.
+    const data = (result as { data?: unknown } | null)?.data;
+    if (ioBuffers.owns(data)) conn.write(frame, () => ioBuffers.give(data));
+    else conn.write(frame);
   };
   conn.onClose(() => {
     open = false;
@@ -200,19 +215,28 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
         continue;
       }
       const c = ctx;
+      const done = () => ioBuffers.give(args.data as Uint8Array | undefined);
       let res: unknown;
       try {
         res = handler.handle(c, op, args);
       } catch (e) {
+        done();
         fail(id, e);
         continue;
       }
       if (res instanceof Promise) {
         res.then(
-          (v) => reply(id, null, v),
-          (e) => fail(id, e),
+          (v) => {
+            done();
+            reply(id, null, v);
+          },
+          (e) => {
+            done();
+            fail(id, e);
+          },
         );
       } else {
+        done();
         reply(id, null, res);
       }
     }

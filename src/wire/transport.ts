@@ -3,8 +3,12 @@
  * simulated network in tests. Deliberately narrow.
  */
 export interface Conn {
-  /** Queue buffers, sent in order as one unit; false when the peer is slow (back-pressure). */
-  write(data: Uint8Array[]): boolean;
+  /**
+   * Queue buffers, sent in order as one unit; false when the peer is slow (back-pressure). `onSent` is
+   * called once the transport no longer needs the buffers (never, if the connection ends first).
+   */
+  write(data: Uint8Array[], onSent?: () => void): boolean;
+  /** Received bytes, in order. A chunk is only valid during the call: the transport may reuse it. */
   onData(fn: (chunk: Buffer) => void): void;
   /** Called exactly once, however the connection ended. */
   onClose(fn: (reason?: string) => void): void;

@@ -16,10 +16,16 @@ import type { Attr } from '../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISVTX } from '../storage/storage.js';
 import { Dirent, Stats } from './stats.js';
 
-/** Largest piece of one read or write request; bigger I/O is split and pipelined. */
+/** Largest piece of one write request; bigger writes are split and pipelined. */
 export const IO_CHUNK = 1024 * 1024;
-/** Requests in flight for one large read or write. */
+/** Requests in flight for one large write. */
 export const IO_WINDOW = 8;
+/**
+ * Reads go in larger pieces, fewer in flight: measured on loopback, 2 MiB x 4 keeps the brick's disk
+ * reads and its sends overlapped with the fewest requests (1 MiB x 8 and 8 MiB x 1 were 15-25% slower).
+ */
+export const READ_CHUNK = 2 * 1024 * 1024;
+export const READ_WINDOW = 4;
 const MAX_SYMLINK_HOPS = 40;
 
 export type OpenFlags = 'r' | 'r+' | 'w' | 'w+' | 'wx' | 'wx+' | 'a' | 'a+' | 'ax' | 'ax+' | number;
@@ -119,7 +125,7 @@ export class FileHandle {
    * Every fd operation goes to the brick the fd is on. If that brick answers that the file moved, the
    * volume installs dst's copy, moves every handle of the file there, and the operation is re-issued.
    */
-  private async call<T>(op: string, args: Record<string, unknown>): Promise<T> {
+  private async call<T>(op: string, args: Record<string, unknown>, into?: Uint8Array): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       this.check();
       const brick = this.loc.cached;
@@ -127,8 +133,8 @@ export class FileHandle {
         // The brick's connection was made again (it restarted, or the network broke): its fds are gone.
         const sv = this.vol.client.sv(brick);
         if (this.generation >= 0 && this.generation !== sv.generation && sv.rpc && !sv.rpc.closed) await this.reopenHere();
-        const r = await this.vol.client.sv(brick).call<T>(op, { fd: this.fd, ...args });
-        if (this.vol.legacy) return await this.legacyAfter(op, args, r, attempt);
+        const r = await this.vol.client.sv(brick).call<T>(op, { fd: this.fd, ...args }, into);
+        if (this.vol.legacy) return await this.legacyAfter(op, args, r, attempt, into);
         return r;
       } catch (e) {
         const code = codeOf(e);
@@ -155,14 +161,14 @@ export class FileHandle {
    * re-issued there; a write-type operation on a phase-1 file (S+T, linkto xattr) is re-issued on dst;
    * reads ignore phase 1.
    */
-  private async legacyAfter<T>(op: string, args: Record<string, unknown>, r: T, attempt: number): Promise<T> {
+  private async legacyAfter<T>(op: string, args: Record<string, unknown>, r: T, attempt: number, into?: Uint8Array): Promise<T> {
     const attr = ((r as { attr?: Attr })?.attr ?? r) as Attr;
     if (!attr || typeof attr.mode !== 'number') return r;
     const phase2 = (attr.mode & S_IFMT) === S_IFREG && (attr.mode & 0o7777) === S_ISVTX;
     if (phase2 && attempt < 3) {
       const before = this.loc.cached;
       await this.vol.legacyRelocate(this);
-      if (this.loc.cached !== before) return this.call<T>(op, args);
+      if (this.loc.cached !== before) return this.call<T>(op, args, into);
     }
     const writeOp = op === 'write' || op === 'ftruncate' || op === 'fsync' || op === 'setattr';
     if (writeOp && attr.phase1To && this.gfid) {
@@ -208,19 +214,21 @@ export class FileHandle {
   async read(buffer: Uint8Array, offset = 0, length = buffer.length - offset, position: number | null = null): Promise<{ bytesRead: number; buffer: Uint8Array }> {
     const at = position ?? this.pos;
     let total = 0;
-    const pieces = Math.ceil(length / IO_CHUNK);
+    const pieces = Math.ceil(length / READ_CHUNK);
     const got: number[] = new Array(pieces).fill(0);
-    await pipelined(pieces, IO_WINDOW, async (i) => {
-      const off = i * IO_CHUNK;
-      const len = Math.min(IO_CHUNK, length - off);
-      const r = await this.call<{ data: Uint8Array; attr: Attr }>('read', { offset: at + off, length: len });
-      buffer.set(r.data, offset + off);
+    await pipelined(pieces, READ_WINDOW, async (i) => {
+      const off = i * READ_CHUNK;
+      const len = Math.min(READ_CHUNK, length - off);
+      const dst = buffer.subarray(offset + off, offset + off + len);
+      const r = await this.call<{ data: Uint8Array; attr: Attr }>('read', { offset: at + off, length: len }, dst);
+      // The bytes are normally received straight into the caller's buffer.
+      if (r.data.buffer !== dst.buffer || r.data.byteOffset !== dst.byteOffset) dst.set(r.data);
       got[i] = r.data.length;
     });
     // Bytes count up to the first short piece (end of file).
     for (let i = 0; i < pieces; i++) {
       total += got[i];
-      if (got[i] < Math.min(IO_CHUNK, length - i * IO_CHUNK)) break;
+      if (got[i] < Math.min(READ_CHUNK, length - i * READ_CHUNK)) break;
     }
     if (position === null) this.pos += total;
     return { bytesRead: total, buffer };

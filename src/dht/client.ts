@@ -77,9 +77,9 @@ class Subvol {
     return this.dialing;
   }
 
-  async call<T>(op: string, args: Record<string, unknown> = {}): Promise<T> {
+  async call<T>(op: string, args: Record<string, unknown> = {}, into?: Uint8Array): Promise<T> {
     const r = await this.conn();
-    return r.call<T>(op, args);
+    return r.call<T>(op, args, into);
   }
 
   close(): void {

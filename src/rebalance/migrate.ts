@@ -45,9 +45,12 @@ async function copyRanges(c: DhtClient, src: string, srcFd: number, dst: string,
   let next = 0;
   let copied = 0;
   const worker = async () => {
+    // Each worker reads into its own buffer, reused: its write has been answered (so sent) before the
+    // next read lands there. Fresh multi-megabyte buffers per piece cost more than the copy.
+    const buf = Buffer.allocUnsafe(o.chunk);
     while (next < pieces.length) {
       const [a, b] = pieces[next++];
-      const r = await c.sv(src).call<{ data: Uint8Array }>('read', { fd: srcFd, offset: a, length: b - a });
+      const r = await c.sv(src).call<{ data: Uint8Array }>('read', { fd: srcFd, offset: a, length: b - a }, buf);
       if (r.data.length === 0) continue; // beyond src's end now: the final size settles it
       await c.sv(dst).call('write', { fd: dstFd, offset: a, data: r.data });
       copied += r.data.length;

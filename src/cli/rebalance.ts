@@ -165,8 +165,9 @@ export function rebalanceStatus(v: StoredVolume): RebalanceStatus | null {
   const c = fileStore(checkpointFile(v)).load();
   if (!c) return null;
   const pid = rebalancePid(v);
-  // A run whose process died without saying so failed.
-  const state = c.state === 'running' && !pid ? 'failed' : c.state;
+  // A run whose process died without saying so failed. While a process runs, the run is on, even if
+  // the checkpoint still tells how the previous run ended (the new process has not written yet).
+  const state = pid ? 'running' : c.state === 'running' ? 'failed' : c.state;
   const elapsed = state === 'running' ? Date.now() - c.startedAt : c.elapsedMs;
   const secs = Math.max(0.001, elapsed / 1000);
   const rateBytes = c.counters.bytes / secs;

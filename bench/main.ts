@@ -254,13 +254,35 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
   }
 }
 
+/** BENCH_ONLY=basic,fuse,rebalance runs only the named parts (all by default). */
+function only(part: string): boolean {
+  const want = process.env.BENCH_ONLY;
+  return !want || want.split(',').includes(part);
+}
+
 async function main(): Promise<void> {
+  const rows: Row[] = [];
+  if (only('basic')) await basicBench(rows);
+  const fuseNotes = process.env.BENCH_SKIP_FUSE || !only('fuse') ? [] : await fuseBench(rows);
+  const notes = [...fuseNotes, ...(process.env.BENCH_SKIP_REBALANCE || !only('rebalance') ? [] : await rebalanceBench(rows))];
+  console.log(`\ndhtfs benchmark: library API over 3 local bricks vs the local disk (${os.cpus().length} cores)\n`);
+  console.log(`${'work'.padEnd(48)} ${'local disk'.padStart(14)} ${'dhtfs'.padStart(14)} ${'ratio'.padStart(7)}  target`);
+  for (const r of rows) {
+    const verdict = r.target === undefined ? '' : `>= ${r.target} ${r.ratio >= r.target ? 'met' : 'NOT met'}`;
+    console.log(`${r.work.padEnd(48)} ${r.local.padStart(14)} ${r.dhtfs.padStart(14)} ${r.ratio.toFixed(2).padStart(7)}  ${verdict}`);
+  }
+  for (const n of notes) console.log(n);
+  console.log('(rebalance rows: "local disk" is a plain copy of the same files between the same brick folders, each copy fsynced as a migration\'s must be)');
+  if (process.env.BENCH_JSON) fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify(rows, null, 2));
+}
+
+/** Sequential write and read of one large file, small-file creation, stat and listing: library API against the local disk. */
+async function basicBench(rows: Row[]): Promise<void> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-bench-'));
   const localDir = path.join(base, 'local');
   fs.mkdirSync(localDir);
   const c = await startCluster(3, { dirs: [0, 1, 2].map((i) => path.join(base, `b${i}`)) });
   const vol = await Volume.connect(c.spec);
-  const rows: Row[] = [];
   const data = Buffer.alloc(PIECE);
   for (let i = 0; i < PIECE; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
   const cold = dropCaches();
@@ -334,17 +356,6 @@ async function main(): Promise<void> {
     await c.stop();
     fs.rmSync(base, { recursive: true, force: true });
   }
-  const fuseNotes = process.env.BENCH_SKIP_FUSE ? [] : await fuseBench(rows);
-  const notes = [...fuseNotes, ...(process.env.BENCH_SKIP_REBALANCE ? [] : await rebalanceBench(rows))];
-  console.log(`\ndhtfs benchmark: library API over 3 local bricks vs the local disk (${os.cpus().length} cores)\n`);
-  console.log(`${'work'.padEnd(48)} ${'local disk'.padStart(14)} ${'dhtfs'.padStart(14)} ${'ratio'.padStart(7)}  target`);
-  for (const r of rows) {
-    const verdict = r.target === undefined ? '' : `>= ${r.target} ${r.ratio >= r.target ? 'met' : 'NOT met'}`;
-    console.log(`${r.work.padEnd(48)} ${r.local.padStart(14)} ${r.dhtfs.padStart(14)} ${r.ratio.toFixed(2).padStart(7)}  ${verdict}`);
-  }
-  for (const n of notes) console.log(n);
-  console.log('(rebalance rows: "local disk" is a plain copy of the same files between the same brick folders, each copy fsynced as a migration\'s must be)');
-  if (process.env.BENCH_JSON) fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify(rows, null, 2));
 }
 
 main().catch((e) => {

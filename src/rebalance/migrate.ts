@@ -22,6 +22,8 @@ export interface MigrateOptions {
   /** Stop re-copying when a round leaves less than this many dirty bytes. */
   settleBytes?: number;
   maxRecopyRounds?: number;
+  /** Shared by the migrations of one rebalancer, so that their bulk copying holds while a file switches. */
+  gate?: SwitchGate;
   /** Counts copied bytes as they go (progress). */
   onBytes?: (n: number) => void;
 }
@@ -31,15 +33,45 @@ export type MigrateOutcome =
   | { result: 'nothing'; reason: string }
   | { result: 'skipped'; reason: string };
 
+/**
+ * While a file switches (freeze to install), clients of that file wait; the switch's fsyncs must not
+ * also write out what other migrations are copying at the time (a journal commit flushes other files'
+ * allocated data too). So the migrations of one rebalancer share a gate: bulk copying and pre-freeze
+ * fsyncs wait while any file is switching. Promises only: no timers, same in the simulator.
+ */
+export class SwitchGate {
+  private switching = 0;
+  private waiters: (() => void)[] = [];
+
+  enter(): void {
+    this.switching++;
+  }
+
+  leave(): void {
+    if (--this.switching > 0) return;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves when no file is switching. */
+  async open(): Promise<void> {
+    while (this.switching > 0) await new Promise<void>((r) => this.waiters.push(r));
+  }
+}
+
 interface Dirty {
   ranges: [number, number][];
   attrs: boolean;
 }
 
-const DEFAULTS = { leaseMs: 5000, chunk: 2 * 1024 * 1024, window: 4, settleBytes: 1024 * 1024, maxRecopyRounds: 8 };
+const DEFAULTS = { leaseMs: 5000, chunk: 2 * 1024 * 1024, window: 4, settleBytes: 256 * 1024, maxRecopyRounds: 8 };
 
-/** Copies ranges of src (through the migrator's fd) to the temp file on dst, pipelined. */
-async function copyRanges(c: DhtClient, src: string, srcFd: number, dst: string, dstFd: number, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions): Promise<number> {
+/**
+ * Copies ranges of src (through the migrator's fd) to the temp file on dst, pipelined. `bulk` copies
+ * (before the freeze) hold while another file switches.
+ */
+async function copyRanges(c: DhtClient, src: string, srcFd: number, dst: string, dstFd: number, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions, bulk: boolean): Promise<number> {
   const pieces: [number, number][] = [];
   for (const [a, b] of ranges) for (let off = a; off < b; off += o.chunk) pieces.push([off, Math.min(b, off + o.chunk)]);
   let next = 0;
@@ -49,6 +81,8 @@ async function copyRanges(c: DhtClient, src: string, srcFd: number, dst: string,
     // next read lands there. Fresh multi-megabyte buffers per piece cost more than the copy.
     const buf = Buffer.allocUnsafe(o.chunk);
     while (next < pieces.length) {
+      if (bulk) await o.gate?.open();
+      if (next >= pieces.length) break;
       const [a, b] = pieces[next++];
       const r = await c.sv(src).call<{ data: Uint8Array }>('read', { fd: srcFd, offset: a, length: b - a }, buf);
       if (r.data.length === 0) continue; // beyond src's end now: the final size settles it
@@ -116,6 +150,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
   let srcFd = -1;
   let dstFd = -1;
   let committed = false;
+  let switching = false;
   try {
     await step('lease');
 
@@ -125,25 +160,30 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
 
     // copy: everything, through the migrator's own fd on src.
     srcFd = (await c.sv(src).call<{ fd: number }>('open', { gfid, flags: O_RDONLY })).fd;
-    let bytes = await copyRanges(c, src, srcFd, dst, dstFd, [[0, lease.attr.size]], o);
+    let bytes = await copyRanges(c, src, srcFd, dst, dstFd, [[0, lease.attr.size]], o, true);
     await step('copy');
 
-    // recopy: what clients changed meanwhile, until little is left.
+    // recopy: what clients changed meanwhile, until little is left. Each round ends with the copy (and
+    // src) made durable, so what the freeze still has to copy and fsync is only what clients wrote
+    // during the last round: the switch's pause is short, however large the file.
     for (let round = 0; round < o.maxRecopyRounds; round++) {
       const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
-      bytes += await copyRanges(c, src, srcFd, dst, dstFd, d.ranges, o);
-      if (total(d.ranges) < o.settleBytes) break;
+      bytes += await copyRanges(c, src, srcFd, dst, dstFd, d.ranges, o, true);
+      await o.gate?.open();
+      await Promise.all([c.sv(dst).call('fsync', { fd: dstFd, datasync: true }), c.sv(src).call('fsync', { fd: srcFd, datasync: true })]);
+      const left = total(d.ranges);
+      if (left === 0 || (round > 0 && left < o.settleBytes)) break;
     }
-    // Make the bulk of the copy (and of src) durable now, so the fsyncs inside the freeze have little to do.
-    await Promise.all([c.sv(dst).call('fsync', { fd: dstFd, datasync: true }), c.sv(src).call('fsync', { fd: srcFd, datasync: true })]);
     await step('recopy');
 
     // freeze: src holds changes; the last ranges and the attributes.
+    o.gate?.enter();
+    switching = true;
     const fr = await c.sv(src).call<{ dirty: Dirty; attr: Attr; xattrs: [string, Uint8Array][] }>('migFreeze', { gfid, token });
     await step('freeze');
 
     // final-copy: the last ranges, size, attributes, xattrs; the copy made durable.
-    bytes += await copyRanges(c, src, srcFd, dst, dstFd, fr.dirty.ranges, o);
+    bytes += await copyRanges(c, src, srcFd, dst, dstFd, fr.dirty.ranges, o, false);
     const a = fr.attr;
     await c.sv(dst).call('migFinalize', { fd: dstFd, size: a.size, mode: a.mode & 0o7777, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs: fr.xattrs });
     await step('final-copy');
@@ -165,6 +205,8 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
           return true;
         },
       );
+    switching = false;
+    o.gate?.leave();
     await step('install');
 
     // cleanup: src's old copy goes (unless a client that met the commit record removed it already).
@@ -188,6 +230,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     if (codeOf(e) === 'ENOSPC') return { result: 'skipped', reason: `no space on ${dst}` };
     throw e instanceof FsError ? e : new FsError(codeOf(e), (e as Error)?.message);
   } finally {
+    if (switching) o.gate?.leave();
     ended = true;
     (renewer as Timer | null)?.cancel();
     if (srcFd >= 0) await c.sv(src).call('close', { fd: srcFd }).catch(() => {});

@@ -11,7 +11,7 @@ import { fixLayout, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, typ
 import { dhtHash } from '../dht/hash.js';
 import type { DirEntryAttr } from '../wire/types.js';
 import { S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
-import { migrateFile, type MigrateOptions } from './migrate.js';
+import { SwitchGate, migrateFile, type MigrateOptions } from './migrate.js';
 import { migrateFileLegacy } from './legacy.js';
 
 export type RebalanceMode = 'full' | 'fix-layout';
@@ -83,6 +83,9 @@ export class Rebalancer {
   private cp!: Checkpoint;
   private lastSave = 0;
   private stopping = false;
+
+  /** While one file switches, the other migrations hold their bulk copying (migrate.ts). */
+  private readonly gate = new SwitchGate();
 
   constructor(
     private readonly c: DhtClient,
@@ -312,7 +315,7 @@ export class Rebalancer {
       const r =
         this.c.spec.options?.migrationProtocol === 'legacy'
           ? await migrateFileLegacy(this.c, w.path, { onBytes })
-          : await migrateFile(this.c, w.path, { ...this.o.migrate, onBytes });
+          : await migrateFile(this.c, w.path, { gate: this.gate, ...this.o.migrate, onBytes });
       if (r.result === 'migrated') this.cp.counters.migrated++;
       else if (r.result === 'skipped') {
         this.cp.counters.skipped++;

@@ -72,6 +72,41 @@ test('a reply\'s attachment lands in the buffer its target names; others get a f
   assert.deepEqual(Buffer.from(d8), a);
 });
 
+test('a transport that reads into the landing zone delivers the attachment in place, whatever the read sizes', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: 200_000 }), { minLength: 1, maxLength: 30 }), (reads) => {
+      const into = Buffer.alloc(500_000);
+      const dec = new FrameDecoder(undefined, (m, len) => (m[0] === 1 && m[1] === 3 ? into.subarray(0, len) : null));
+      const a = Buffer.alloc(400_000);
+      for (let i = 0; i < a.length; i++) a[i] = (i * 7) % 253;
+      const stream = Buffer.concat([...encodeFrame([1, 3, null, { data: a }]), ...encodeFrame([1, 4, null, { ok: true }])]);
+      const own = Buffer.alloc(1 << 20);
+      const got: Message[] = [];
+      let pos = 0;
+      let landed = 0;
+      for (let r = 0; pos < stream.length; r++) {
+        // As tcp.ts does: the next read goes to the landing zone if the decoder names one.
+        const zone = dec.landingZone();
+        const buf = zone ?? own;
+        const n = Math.min(reads[r % reads.length], buf.length, stream.length - pos);
+        stream.copy(buf, 0, pos, pos + n);
+        if (zone) landed += n;
+        pos += n;
+        // A chunk read into our own buffer is overwritten by the next read; the decoder must not keep it.
+        got.push(...dec.push(buf.subarray(0, n)));
+        if (!zone) own.fill(0xee, 0, n);
+      }
+      assert.equal(got.length, 2);
+      const d = (got[0][3] as { data: Buffer }).data;
+      assert.equal(d.buffer, into.buffer, 'the data is the reader\'s buffer');
+      assert.deepEqual(Buffer.from(d), a);
+      assert.deepEqual(got[1][3], { ok: true });
+      assert.ok(landed > 0 || reads.every((x) => x >= a.length), 'some reads landed in place');
+    }),
+    { numRuns: 60 },
+  );
+});
+
 test('the buffer pool reuses what is given back, ignores foreign buffers, refuses a double give', () => {
   const pool = new BufferPool();
   const a = pool.take(1 << 20);

@@ -81,6 +81,9 @@ export function checkMessage(m: unknown): Message {
  * bytes are copied. Returning a buffer of at least `length` bytes lets a reply's data go straight to
  * its reader's buffer (one copy from the socket); null means a fresh buffer.
  */
+/** Attachment remainders smaller than this are read with what follows them, not on their own. */
+const MIN_LANDING = 64 * 1024;
+
 export type AttachTarget = (msg: Message, length: number) => Uint8Array | null;
 
 /**
@@ -102,6 +105,17 @@ export class FrameDecoder {
     private readonly maxFrame = DEFAULT_MAX_FRAME,
     private readonly target: AttachTarget | null = null,
   ) {}
+
+  /**
+   * Where the transport may read the next bytes directly: the rest of the attachment being received,
+   * when enough of it is left to be worth a read of its own. Bytes read there and pushed as a view of
+   * that very memory are not copied again.
+   */
+  landingZone(): Uint8Array | null {
+    const att = this.att;
+    if (att === null || this.msg === null || att.length - this.attFill < MIN_LANDING) return null;
+    return att.subarray(this.attFill);
+  }
 
   push(chunk: Uint8Array): Message[] {
     const out: Message[] = [];
@@ -152,7 +166,8 @@ export class FrameDecoder {
       } else if (this.att !== null) {
         const att = this.att;
         const k = Math.min(att.length - this.attFill, n - pos);
-        att.set(chunk.subarray(pos, pos + k), this.attFill);
+        const inPlace = chunk.buffer === att.buffer && chunk.byteOffset + pos === att.byteOffset + this.attFill;
+        if (!inPlace) att.set(chunk.subarray(pos, pos + k), this.attFill);
         this.attFill += k;
         pos += k;
         if (this.attFill < att.length) continue;

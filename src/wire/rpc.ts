@@ -40,6 +40,8 @@ export class RpcClient {
       const into = this.pending.get(m[1])?.into;
       return into && into.length >= len ? into : null;
     });
+    // A reply's data bigger than a read goes straight from the socket into its reader's buffer.
+    conn.landing?.(() => dec.landingZone());
     conn.onData((chunk) => {
       let msgs: Message[];
       try {

@@ -10,7 +10,12 @@ const READ_BUFFER = 4 * 1024 * 1024;
 
 type DataFn = (chunk: Buffer) => void;
 
-function wrap(sock: net.Socket, dataFns: DataFn[] | null = null): Conn {
+interface ClientReads {
+  fns: DataFn[];
+  landing: (() => Uint8Array | null) | null;
+}
+
+function wrap(sock: net.Socket, reads: ClientReads | null = null): Conn {
   sock.setNoDelay(true);
   let closed = false;
   let closeReason: string | undefined;
@@ -35,9 +40,10 @@ function wrap(sock: net.Socket, dataFns: DataFn[] | null = null): Conn {
       return ok;
     },
     onData: (fn) => {
-      if (dataFns) dataFns.push(fn);
+      if (reads) reads.fns.push(fn);
       else sock.on('data', fn);
     },
+    ...(reads ? { landing: (fn: () => Uint8Array | null) => void (reads.landing = fn) } : {}),
     onClose: (fn) => {
       if (closed) fn(closeReason);
       else closeFns.push(fn);
@@ -52,16 +58,17 @@ function wrap(sock: net.Socket, dataFns: DataFn[] | null = null): Conn {
 export const tcpNetwork: Network = {
   connect(host, port) {
     return new Promise((resolve, reject) => {
-      const fns: DataFn[] = [];
-      const buffer = Buffer.allocUnsafe(READ_BUFFER);
+      const reads: ClientReads = { fns: [], landing: null };
+      const own = Buffer.allocUnsafe(READ_BUFFER);
       const s = net.connect({
         host,
         port,
         onread: {
-          buffer,
+          // Asked after every read: the next bytes go where the reader wants them, or to our buffer.
+          buffer: () => reads.landing?.() ?? own,
           callback: (n: number, buf: Uint8Array) => {
             const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
-            for (const f of fns) f(chunk);
+            for (const f of reads.fns) f(chunk);
             return true;
           },
         },
@@ -70,7 +77,7 @@ export const tcpNetwork: Network = {
       s.once('error', onErr);
       s.once('connect', () => {
         s.off('error', onErr);
-        resolve(wrap(s, fns));
+        resolve(wrap(s, reads));
       });
     });
   },

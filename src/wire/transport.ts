@@ -10,6 +10,12 @@ export interface Conn {
   write(data: Uint8Array[], onSent?: () => void): boolean;
   /** Received bytes, in order. A chunk is only valid during the call: the transport may reuse it. */
   onData(fn: (chunk: Buffer) => void): void;
+  /**
+   * Optional: before each read the transport asks where the bytes should go (null: its own buffer); a
+   * chunk given to onData is then a view of the buffer returned. Lets a reader receive bulk data in
+   * place, without a copy.
+   */
+  landing?(fn: () => Uint8Array | null): void;
   /** Called exactly once, however the connection ended. */
   onClose(fn: (reason?: string) => void): void;
   close(reason?: string): void;

@@ -232,6 +232,23 @@ static void noop_finalize(napi_env env, void *data, void *hint) { (void)env; (vo
 static void call_js(napi_env env, napi_value handler, void *context, void *data) {
   (void)context;
   req_t *r = data;
+  if (!r) {
+    /* The loop ended: handler(null, "ended", ...) tells the JS side the file system is unmounted. */
+    if (!env) return;
+    napi_value argv[6], undefined;
+    napi_get_null(env, &argv[0]);
+    napi_create_string_utf8(env, "ended", NAPI_AUTO_LENGTH, &argv[1]);
+    napi_get_null(env, &argv[2]);
+    napi_get_null(env, &argv[3]);
+    napi_create_array_with_length(env, 0, &argv[4]);
+    napi_get_null(env, &argv[5]);
+    napi_get_undefined(env, &undefined);
+    if (napi_call_function(env, undefined, handler, 6, argv, NULL) != napi_ok) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+    }
+    return;
+  }
   if (!env) { r->result = -ENOTCONN; sem_post(&r->done); return; }
   napi_value argv[6], undefined, nums;
   napi_create_external(env, r, NULL, NULL, &argv[0]);
@@ -362,7 +379,8 @@ static void *loop_thread(void *arg) {
   fuse_loop_cfg_destroy(cfg);
   m->running = 0;
   fuse_unmount(m->fuse);
-  /* Lets the JS side know the loop ended (an unmount from outside, or exit()). */
+  /* Lets the JS side know the loop ended (an unmount from outside, or exit()), then lets it go. */
+  napi_call_threadsafe_function(m->tsfn, NULL, napi_tsfn_blocking);
   napi_release_threadsafe_function(m->tsfn, napi_tsfn_release);
   return NULL;
 }

@@ -16,6 +16,7 @@ import { fuseAvailable } from '../src/fuse/mount.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { MAIN_JS, mounted, startMount } from './helpers/mount.js';
+import { scanBrick } from './helpers/disk.js';
 
 const run = promisify(execFile);
 // Where /dev/fuse exists the addon must have been built (a failed build fails these tests, not skips them).
@@ -132,6 +133,82 @@ test('unmodified programs: cp -a, tar and git on the mount', { skip }, async () 
   assert.deepEqual(fs.readdirSync(mnt), []);
 });
 
+test('rsync and sqlite3 on the mount; rsync\'s temp files land on the final name\'s brick', { skip }, async () => {
+  const src = path.join(path.dirname(MAIN_JS), '..', '..', '..', 'src');
+  await run('rsync', ['-a', `${src}/`, m('rs')]);
+  await run('diff', ['-r', src, m('rs')]);
+  // A second pass after changes: rsync rewrites each changed file through a temp name and a rename.
+  fs.appendFileSync(m('rs/index.ts'), '// changed on the mount\n');
+  const { stdout } = await run('rsync', ['-a', '--itemize-changes', `${src}/`, m('rs')]);
+  assert.match(stdout, /index\.ts/, 'rsync put the file back');
+  await run('diff', ['-r', src, m('rs')]);
+  // Every rename of `.name.XXXXXX` to `name` stayed on one brick: no linkto anywhere, one data file each.
+  for (const d of c.dirs) {
+    for (const [rel, f] of scanBrick(path.join(d, 'rs'))) assert.equal(f.linkto, null, `linkto left for rs/${rel} on ${d}`);
+  }
+  // sqlite3: a database made, filled in a transaction, queried and checked on the mount.
+  const db = m('t.db');
+  const sql = (q: string) => run('sqlite3', [db, q]).then((r) => r.stdout.trim());
+  await sql('create table t (k integer primary key, v text); create index tv on t(v);');
+  await sql(`begin; ${Array.from({ length: 2000 }, (_, i) => `insert into t (v) values ('row ${i}');`).join(' ')} commit;`);
+  await sql("update t set v = v || ' updated' where k % 3 = 0; delete from t where k % 7 = 0;");
+  assert.equal(await sql('select count(*) from t;'), String(2000 - Math.floor(2000 / 7)));
+  assert.equal(await sql("select count(*) from t where v like '% updated';"), String(Array.from({ length: 2000 }, (_, i) => i + 1).filter((k) => k % 3 === 0 && k % 7 !== 0).length));
+  assert.equal(await sql('pragma integrity_check;'), 'ok');
+  await run('rm', ['-rf', m('rs'), db]);
+  assert.deepEqual(fs.readdirSync(mnt), []);
+});
+
+// Runs a shell command on the mount as another user (root only); resolves with its exit status and stderr.
+const asUser = (uid: number, cmd: string) => {
+  const r = spawnSync('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'sh', '-c', cmd], { cwd: mnt, encoding: 'utf8' });
+  return { status: r.status, err: r.stderr };
+};
+const root = process.getuid?.() === 0;
+
+test('permissions as other users: owners, modes, sticky directories', { skip: skip || (!root && 'needs root to act as other users') }, async () => {
+  const A = 65534; // nobody
+  const B = 4242;
+  fs.mkdirSync(m('locked'), { mode: 0o755 });
+  fs.mkdirSync(m('shared'));
+  fs.chmodSync(m('shared'), 0o1777);
+  fs.writeFileSync(m('shared/roots'), 'root\'s');
+  fs.chmodSync(m('shared/roots'), 0o644);
+  // A root-owned 0755 directory refuses other users' creates.
+  let r = asUser(A, 'echo x > locked/f');
+  assert.notEqual(r.status, 0);
+  assert.match(r.err, /Permission denied/);
+  // Files created by a user are that user's, on the mount and on the brick.
+  assert.equal(asUser(A, 'echo mine > shared/a && chmod 644 shared/a').status, 0);
+  assert.equal(fs.statSync(m('shared/a')).uid, A);
+  const onBrick = c.dirs.map((d) => path.join(d, 'shared/a')).filter((f) => fs.existsSync(f));
+  assert.equal(onBrick.length, 1);
+  assert.equal(fs.statSync(onBrick[0]).uid, A);
+  // Sticky directory: B can neither remove nor rename A's file; A can, and root can.
+  r = asUser(B, 'rm -f shared/a');
+  assert.notEqual(r.status, 0);
+  assert.match(r.err, /Operation not permitted/);
+  r = asUser(B, 'mv shared/a shared/b');
+  assert.notEqual(r.status, 0);
+  assert.ok(fs.existsSync(m('shared/a')));
+  // Mode bits: B may not write A's 0644 file, nor chmod or chown it; A may chmod its own.
+  r = asUser(B, 'echo x >> shared/a');
+  assert.match(r.err, /Permission denied/);
+  assert.notEqual(asUser(B, 'chmod 666 shared/a').status, 0);
+  assert.notEqual(asUser(A, `chown ${B} shared/a`).status, 0);
+  assert.notEqual(asUser(A, 'chmod 600 shared/roots').status, 0);
+  assert.equal(asUser(A, 'chmod 600 shared/a').status, 0);
+  assert.match(asUser(B, 'cat shared/a').err, /Permission denied/);
+  assert.equal(fs.readFileSync(m('shared/a'), 'utf8'), 'mine\n', 'root reads anything');
+  assert.equal(asUser(A, 'rm shared/a').status, 0);
+  fs.writeFileSync(m('shared/c'), '');
+  fs.chownSync(m('shared/c'), B, B);
+  assert.equal(fs.statSync(m('shared/c')).uid, B);
+  fs.rmSync(m('shared'), { recursive: true });
+  fs.rmdirSync(m('locked'));
+  assert.deepEqual(fs.readdirSync(mnt), []);
+});
+
 test('rebalance while a program keeps a file open on the mount and writes to it', { skip }, async () => {
   // Many files, so that some move to the new brick; one of them held open by a writing process.
   fs.mkdirSync(m('w'));
@@ -174,4 +251,49 @@ test('SIGTERM unmounts cleanly; after a crash, dhtfs umount recovers the mount p
   assert.ok(!mounted(mnt));
   daemon = await startMount(specFile, mnt);
   assert.equal(fs.readFileSync(m('after-remount'), 'utf8'), 'x');
+});
+
+test('mount -t dhtfs and an fstab line work through the mount helper; an unmount from outside ends the mount process', { skip: skip || (!root && 'needs root for mount(8) and /sbin') }, async () => {
+  const helperFile = '/sbin/mount.dhtfs';
+  const before = fs.existsSync(helperFile) ? fs.readFileSync(helperFile) : null;
+  await run(process.execPath, [MAIN_JS, 'mount-helper', 'install']);
+  const mnt2 = path.join(c.base, 'mnt2');
+  fs.mkdirSync(mnt2);
+  const pidOf = (out: string) => Number(/process (\d+)/.exec(out)?.[1]);
+  const gone = async (pid: number) => {
+    for (let i = 0; i < 200 && fs.existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50));
+    return !fs.existsSync(`/proc/${pid}`);
+  };
+  try {
+    fs.writeFileSync(m('via-main'), 'seen from both mounts');
+    // mount -t dhtfs SPEC DIR -o ...: mount(8) returns once the file system is mounted.
+    const r1 = await run('mount', ['-t', 'dhtfs', '-o', '_netdev,noatime', specFile, mnt2]);
+    const pid1 = pidOf(r1.stdout);
+    assert.ok(pid1 > 0, r1.stdout);
+    assert.ok(mounted(mnt2));
+    assert.equal(fs.readFileSync(path.join(mnt2, 'via-main'), 'utf8'), 'seen from both mounts');
+    // umount(8) from outside: the mount process notices and exits.
+    await run('umount', [mnt2]);
+    assert.ok(await gone(pid1), 'the mount process exited after umount');
+    assert.ok(!mounted(mnt2));
+    // An fstab line (an alternative fstab, as mount -T takes it).
+    const fstab = path.join(c.base, 'fstab');
+    fs.writeFileSync(fstab, `# test\n${specFile} ${mnt2} dhtfs defaults,_netdev,noauto 0 0\n`);
+    const r2 = await run('mount', ['-T', fstab, mnt2]);
+    const pid2 = pidOf(r2.stdout);
+    assert.ok(mounted(mnt2));
+    fs.writeFileSync(path.join(mnt2, 'via-fstab'), 'x');
+    assert.equal(fs.readFileSync(m('via-fstab'), 'utf8'), 'x');
+    await run(process.execPath, [MAIN_JS, 'umount', mnt2]);
+    assert.ok(await gone(pid2));
+    // A mount that cannot come up fails mount(8) with the reason, and leaves nothing mounted.
+    await assert.rejects(run('mount', ['-t', 'dhtfs', path.join(c.base, 'no-such-spec.json'), mnt2]), /does not exist|ENOENT|exited/);
+    assert.ok(!mounted(mnt2));
+  } finally {
+    if (mounted(mnt2)) spawnSync('umount', ['-l', mnt2]);
+    if (before) fs.writeFileSync(helperFile, before, { mode: 0o755 });
+    else fs.rmSync(helperFile, { force: true });
+    fs.rmSync(m('via-main'), { force: true });
+    fs.rmSync(m('via-fstab'), { force: true });
+  }
 });

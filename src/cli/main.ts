@@ -615,32 +615,20 @@ program
 
 program
   .command('mount <volume> <mountpoint>')
-  .description('mount a volume through FUSE (in the foreground; Ctrl-C or SIGTERM unmounts cleanly)')
-  .option('-o, --options <opts>', 'extra FUSE mount options, comma-separated')
+  .description('mount a volume through FUSE: in the foreground (Ctrl-C or SIGTERM unmounts cleanly), or with --background as mount(8) does. <volume> is a volume name or the path of a spec file')
+  .option('-o, --options <opts>', 'mount options, comma-separated: FUSE options (ro, allow_other, ...), home=DIR (the DHTFS_HOME holding the volume); fstab-only ones (defaults, _netdev, noauto, ...) are ignored')
+  .option('--background', 'start the mount as its own process and return once it is mounted (its log: DHTFS_HOME/logs/mount-*.log)')
   .action(
     action(async (name: string, mnt: string, o) => {
-      const { FuseMount, fuseAvailable } = await import('../fuse/mount.js');
-      const avail = fuseAvailable();
-      if (!avail.ok) throw new FsError('ENODEV', `cannot mount: ${avail.why}`);
-      const spec = fs.existsSync(name) && name.endsWith('.json') ? validateSpec(JSON.parse(fs.readFileSync(name, 'utf8'))) : loadVolume(name);
-      const vol = await Volume.connect(spec);
-      const m = new FuseMount(vol, path.resolve(mnt), {
-        options: o.options ? String(o.options).split(',') : [],
-        onError: (op, p, e) => process.stderr.write(`dhtfs mount: ${op} ${p}: ${(e as Error)?.message ?? e}\n`),
-      });
-      m.mount();
-      process.stdout.write(`mounted volume ${spec.name} on ${path.resolve(mnt)}\n`);
-      await new Promise<void>((resolve) => {
-        const stop = () => {
-          void m
-            .unmount()
-            .then(() => vol.close())
-            .finally(resolve);
-        };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
-      });
-      process.stdout.write(`unmounted ${path.resolve(mnt)}\n`);
+      const { mountBackground, mountForeground, parseMountOptions } = await import('./mount.js');
+      const opts = parseMountOptions(o.options);
+      if (opts.home) process.env.DHTFS_HOME = opts.home;
+      if (o.background) {
+        const r = await mountBackground(name, mnt, o.options);
+        process.stdout.write(`mounted ${name} on ${path.resolve(mnt)} (process ${r.pid}, log ${r.log})\n`);
+        return;
+      }
+      await mountForeground(name, mnt, opts, (s) => process.stdout.write(s));
       process.exit(0);
     }),
   );
@@ -650,16 +638,31 @@ program
   .description('unmount a dhtfs mount, also one whose process died ("Transport endpoint is not connected")')
   .action(
     action(async (mnt: string) => {
-      const { spawnSync } = await import('node:child_process');
-      const target = path.resolve(mnt);
-      for (const [cmd, args] of [['fusermount3', ['-u', target]], ['fusermount3', ['-uz', target]], ['umount', ['-l', target]]] as const) {
-        const r = spawnSync(cmd, [...args], { stdio: 'pipe' });
-        if (r.status === 0) {
-          process.stdout.write(`unmounted ${target}\n`);
-          return;
-        }
-      }
-      throw new FsError('EINVAL', `${target} is not mounted (or cannot be unmounted)`);
+      const { unmount } = await import('./mount.js');
+      unmount(mnt);
+      process.stdout.write(`unmounted ${path.resolve(mnt)}\n`);
+    }),
+  );
+
+const helper = program.command('mount-helper').description('the mount(8) helper: mount -t dhtfs VOLUME DIR, and fstab lines of type dhtfs');
+helper
+  .command('install')
+  .description('write mount.dhtfs (calling this installation) where mount(8) looks for helpers')
+  .option('--dir <dir>', 'where to write it', '/sbin')
+  .action(
+    action(async (o) => {
+      const { installHelper } = await import('./mount.js');
+      const file = installHelper(o.dir);
+      process.stdout.write(`wrote ${file}: mount -t dhtfs VOLUME DIR [-o home=DIR,...] now works; fstab: VOLUME DIR dhtfs defaults,_netdev 0 0\n`);
+    }),
+  );
+helper
+  .command('uninstall')
+  .description('remove mount.dhtfs')
+  .option('--dir <dir>', 'where it is', '/sbin')
+  .action(
+    action(async (o) => {
+      fs.rmSync(path.join(o.dir, 'mount.dhtfs'), { force: true });
     }),
   );
 

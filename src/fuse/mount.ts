@@ -75,6 +75,8 @@ export interface MountOptions {
   options?: string[];
   /** Called with each failed request (for logs). */
   onError?: (op: string, path: string | null, e: unknown) => void;
+  /** Called once the kernel mount is gone: unmount(), or an unmount from outside (umount, fusermount3 -u). */
+  onEnded?: () => void;
 }
 
 export class FuseMount {
@@ -95,6 +97,11 @@ export class FuseMount {
   mount(): void {
     const opts = ['fsname=dhtfs', 'subtype=dhtfs', 'default_permissions', `max_read=${MAX_IO}`, ...(process.getuid?.() === 0 ? ['allow_other'] : []), ...(this.o.options ?? [])];
     this.native.mount(this.mountpoint, opts, MAX_IO, (req, op, path, path2, nums, buf) => {
+      if (op === 'ended') {
+        this.mounted = false;
+        void this.closeHandles().finally(() => this.o.onEnded?.());
+        return;
+      }
       this.handle(op, path, path2, nums, buf).then(
         (r) => this.native.reply(req, r.result, r.extra),
         (e) => {
@@ -129,8 +136,13 @@ export class FuseMount {
     if (!this.mounted) return;
     this.mounted = false;
     this.native.unmount();
-    await Promise.all([...this.handles.values()].map((h) => h.close().catch(() => {})));
+    await this.closeHandles();
+  }
+
+  private async closeHandles(): Promise<void> {
+    const hs = [...this.handles.values()];
     this.handles.clear();
+    await Promise.all(hs.map((h) => h.close().catch(() => {})));
   }
 
   private fh(n: number): FileHandle {

@@ -5,12 +5,16 @@
  *   BENCH_SIZE_MB (default 1024)   size of the sequential file
  *   BENCH_FILES   (default 10000)  number of 4 KiB files
  *   BENCH_ROUNDS  (default 3)      rounds of the sequential write and read (the median is reported)
+ *   BENCH_ONLY    (default all)    basic,fuse,rebalance: the parts to run
+ *   BENCH_GLUSTER (default on)     0 leaves GlusterFS's FUSE mount out of the FUSE part
+ *   BENCH_FUSE_MB, BENCH_FUSE_FILES, BENCH_REBALANCE_FILES, BENCH_REBALANCE_MB: sizes of the other parts
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Volume } from '../src/api/volume.js';
 import { startCluster } from '../test/helpers/cluster.js';
 import { namesOn } from '../test/helpers/disk.js';
@@ -205,6 +209,38 @@ function runTimed(cmd: string, args: string[]): Promise<number> {
   );
 }
 
+const GL_SCRIPTS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'peers', 'glusterfs');
+
+/**
+ * GlusterFS's FUSE mount of 3 bricks, side by side (../shared/peers/glusterfs/setup.sh), when glusterd is
+ * installed (BENCH_GLUSTER=0 leaves it out). Torn down after use.
+ */
+function glusterPeer(): { dir: string | null; why: string; teardown: () => void } {
+  const none = (why: string) => ({ dir: null, why, teardown: () => {} });
+  if (process.env.BENCH_GLUSTER === '0') return none('left out (BENCH_GLUSTER=0)');
+  if (!fs.existsSync(path.join(GL_SCRIPTS, 'setup.sh'))) return none(`no peer scripts at ${GL_SCRIPTS}`);
+  if (spawnSync('sh', ['-c', 'command -v glusterd'], { stdio: 'ignore' }).status !== 0) return none('glusterd is not installed');
+  // The scripts' defaults; a peer that was already up is used and left up.
+  const mntDir = '/mnt/glpeer';
+  const wasUp = spawnSync('mountpoint', ['-q', mntDir]).status === 0;
+  const up = spawnSync('bash', [path.join(GL_SCRIPTS, 'setup.sh')], { encoding: 'utf8' });
+  const teardown = () => void (wasUp || spawnSync('bash', [path.join(GL_SCRIPTS, 'teardown.sh')], { stdio: 'ignore' }));
+  if (up.status !== 0) {
+    teardown();
+    return none(`setup failed: ${(up.stderr || up.stdout).trim().split('\n').pop()}`);
+  }
+  const dir = path.join(mntDir, `bench-${process.pid}`);
+  fs.mkdirSync(dir);
+  return {
+    dir,
+    why: `FUSE mount of 3 bricks at ${mntDir}`,
+    teardown: () => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      teardown();
+    },
+  };
+}
+
 /**
  * The same sequential and small-file work through a FUSE mount of 3 local bricks (`dhtfs mount`, its own
  * process) and on the local disk: dd with 1 MiB blocks (fsync at the end; reads after dropping caches)
@@ -226,24 +262,37 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
   try {
     if (!daemon) return ['FUSE rows skipped: the mount did not come up'];
     const label = `${FUSE_MB} MiB`;
+    const gl = glusterPeer();
+    const glNote = gl.dir ? `GlusterFS ${gl.why}` : `GlusterFS not compared: ${gl.why}`;
     const ddW = (dir: string) => runTimed('dd', ['if=/dev/zero', `of=${dir}/big`, 'bs=1M', `count=${FUSE_MB}`, 'conv=fsync']);
     const ddR = (dir: string) => {
       dropCaches();
       return runTimed('dd', [`if=${dir}/big`, 'of=/dev/null', 'bs=1M']);
     };
-    const lw = await ddW(localDir);
-    const fw = await ddW(mnt);
-    rows.push({ work: `FUSE: sequential write ${label} (dd, fsync)`, local: fmtRate(FUSE_MB << 20, lw), dhtfs: fmtRate(FUSE_MB << 20, fw), ratio: lw / fw, target: 0.5 });
-    const lr = await ddR(localDir);
-    const fr = await ddR(mnt);
-    rows.push({ work: `FUSE: sequential read ${label} (dd)`, local: fmtRate(FUSE_MB << 20, lr), dhtfs: fmtRate(FUSE_MB << 20, fr), ratio: lr / fr, target: 0.5 });
     const small = Buffer.alloc(4096, 7);
-    fs.mkdirSync(path.join(localDir, 's'));
-    fs.mkdirSync(path.join(mnt, 's'));
-    const lc = await timed(() => pool(FUSE_FILES, CONCURRENCY, (i) => fsp.writeFile(path.join(localDir, 's', `f${i}`), small)));
-    const fc = await timed(() => pool(FUSE_FILES, CONCURRENCY, (i) => fsp.writeFile(path.join(mnt, 's', `f${i}`), small)));
-    rows.push({ work: `FUSE: create ${FUSE_FILES} files of 4 KiB`, local: `${(FUSE_FILES / lc).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / fc).toFixed(0)} files/s`, ratio: lc / fc });
-    return ['(FUSE rows: the same work on the local disk and through `dhtfs mount` of 3 local bricks; GlusterFS side by side is not run yet)'];
+    const creates = async (dir: string) => {
+      fs.mkdirSync(path.join(dir, 's'));
+      return timed(() => pool(FUSE_FILES, CONCURRENCY, (i) => fsp.writeFile(path.join(dir, 's', `f${i}`), small)));
+    };
+    // The same three pieces of work on the local disk, the dhtfs mount and (if there) the GlusterFS mount.
+    const targets = [localDir, mnt, ...(gl.dir ? [gl.dir] : [])];
+    const w = [];
+    const r = [];
+    const cr = [];
+    for (const t of targets) w.push(await ddW(t));
+    for (const t of targets) r.push(await ddR(t));
+    for (const t of targets) cr.push(await creates(t));
+    rows.push({ work: `FUSE: sequential write ${label} (dd, fsync)`, local: fmtRate(FUSE_MB << 20, w[0]), dhtfs: fmtRate(FUSE_MB << 20, w[1]), ratio: w[0] / w[1], target: 0.5 });
+    rows.push({ work: `FUSE: sequential read ${label} (dd)`, local: fmtRate(FUSE_MB << 20, r[0]), dhtfs: fmtRate(FUSE_MB << 20, r[1]), ratio: r[0] / r[1], target: 0.5 });
+    rows.push({ work: `FUSE: create ${FUSE_FILES} files of 4 KiB`, local: `${(FUSE_FILES / cr[0]).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / cr[1]).toFixed(0)} files/s`, ratio: cr[0] / cr[1] });
+    if (gl.dir) {
+      // Rows against GlusterFS's FUSE mount: "local disk" column is GlusterFS here; ratio = dhtfs / GlusterFS.
+      rows.push({ work: `FUSE vs GlusterFS: sequential write`, local: fmtRate(FUSE_MB << 20, w[2]), dhtfs: fmtRate(FUSE_MB << 20, w[1]), ratio: w[2] / w[1] });
+      rows.push({ work: `FUSE vs GlusterFS: sequential read`, local: fmtRate(FUSE_MB << 20, r[2]), dhtfs: fmtRate(FUSE_MB << 20, r[1]), ratio: r[2] / r[1] });
+      rows.push({ work: `FUSE vs GlusterFS: create 4 KiB files`, local: `${(FUSE_FILES / cr[2]).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / cr[1]).toFixed(0)} files/s`, ratio: cr[2] / cr[1], target: 1 });
+      gl.teardown();
+    }
+    return [`(FUSE rows: the same work on the local disk and through \`dhtfs mount\` of 3 local bricks; "FUSE vs GlusterFS" rows put GlusterFS's FUSE mount of 3 bricks in the "local disk" column, ratio = dhtfs / GlusterFS. ${glNote})`];
   } finally {
     if (daemon) {
       daemon.kill('SIGTERM');

@@ -58,7 +58,13 @@ typedef struct mount {
   napi_threadsafe_function tsfn;
   int running;
   unsigned max_io;
+  double entry_timeout;
+  int unmounted; /* set by whichever of unmount() and the loop's end unmounts first */
 } mount_t;
+
+static void unmount_once(mount_t *m) {
+  if (!__atomic_exchange_n(&m->unmounted, 1, __ATOMIC_SEQ_CST)) fuse_unmount(m->fuse);
+}
 
 /* One mount per process is what dhtfs needs; kept global so the C callbacks reach it. */
 static mount_t *current = NULL;
@@ -147,9 +153,17 @@ static int d_statfs(const char *p, struct statvfs *sv) {
   REQ(OP_STATFS); r.path = p; r.sv = sv;
   return dispatch(&r);
 }
+/* flush has nothing to do (writes reach the brick before they return; fsync is its own request): answered
+ * here, without a trip to the JS thread. */
 static int d_flush(const char *p, struct fuse_file_info *fi) {
-  REQ(OP_FLUSH); r.path = p; r.nums[0] = (double)fi->fh;
-  return dispatch(&r);
+  (void)p; (void)fi;
+  return 0;
+}
+
+/* The kernel's and the security modules' xattrs (security.capability is asked before every write) are not
+ * stored by the volume: answered here, without a trip to the JS thread. */
+static int foreign_xattr(const char *name) {
+  return strncmp(name, "security.", 9) == 0 || strncmp(name, "system.", 7) == 0;
 }
 static int d_release(const char *p, struct fuse_file_info *fi) {
   REQ(OP_RELEASE); r.path = p; r.nums[0] = (double)fi->fh;
@@ -160,10 +174,12 @@ static int d_fsync(const char *p, int datasync, struct fuse_file_info *fi) {
   return dispatch(&r);
 }
 static int d_setxattr(const char *p, const char *name, const char *value, size_t size, int flags) {
+  if (foreign_xattr(name)) return -EOPNOTSUPP;
   REQ(OP_SETXATTR); r.path = p; r.path2 = name; r.buf = (char *)value; r.size = size; r.nums[0] = flags;
   return dispatch(&r);
 }
 static int d_getxattr(const char *p, const char *name, char *value, size_t size) {
+  if (foreign_xattr(name)) return -ENODATA;
   REQ(OP_GETXATTR); r.path = p; r.path2 = name; r.buf = value; r.size = size;
   return dispatch(&r);
 }
@@ -172,6 +188,7 @@ static int d_listxattr(const char *p, char *list, size_t size) {
   return dispatch(&r);
 }
 static int d_removexattr(const char *p, const char *name) {
+  if (foreign_xattr(name)) return -ENODATA;
   REQ(OP_REMOVEXATTR); r.path = p; r.path2 = name;
   return dispatch(&r);
 }
@@ -192,7 +209,7 @@ static int d_utimens(const char *p, const struct timespec tv[2], struct fuse_fil
 
 static void *d_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
   /* Attributes and entries are not cached by the kernel: another client or a migration may change them. */
-  cfg->entry_timeout = 0;
+  cfg->entry_timeout = current ? current->entry_timeout : 0;
   cfg->attr_timeout = 0;
   cfg->negative_timeout = 0;
   cfg->use_ino = 1; /* inode numbers from the file's gfid: hard links share one */
@@ -378,17 +395,17 @@ static void *loop_thread(void *arg) {
   fuse_loop_mt(m->fuse, cfg);
   fuse_loop_cfg_destroy(cfg);
   m->running = 0;
-  fuse_unmount(m->fuse);
+  unmount_once(m);
   /* Lets the JS side know the loop ended (an unmount from outside, or exit()), then lets it go. */
   napi_call_threadsafe_function(m->tsfn, NULL, napi_tsfn_blocking);
   napi_release_threadsafe_function(m->tsfn, napi_tsfn_release);
   return NULL;
 }
 
-/* mount(mountpoint, options: string[], maxIo: number, handler) */
+/* mount(mountpoint, options: string[], maxIo: number, handler, entryTimeout: number) */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (current) { napi_throw_error(env, "EBUSY", "already mounted"); return NULL; }
   char mnt[4096];
@@ -412,6 +429,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   struct fuse_args args = FUSE_ARGS_INIT(fargc, fargv);
   mount_t *m = calloc(1, sizeof *m);
   m->max_io = (unsigned)maxio;
+  m->entry_timeout = 0;
+  if (argc >= 5) napi_get_value_double(env, argv[4], &m->entry_timeout);
   napi_value name;
   napi_create_string_utf8(env, "dhtfs-fuse", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[3], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &m->tsfn) != napi_ok) {
@@ -460,7 +479,7 @@ static napi_value js_unmount(napi_env env, napi_callback_info info) {
   if (m->running) {
     fuse_exit(m->fuse);
     /* fuse_exit only sets a flag: unmounting wakes the threads blocked reading /dev/fuse. */
-    fuse_unmount(m->fuse);
+    unmount_once(m);
   }
   return NULL;
 }

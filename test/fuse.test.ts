@@ -12,7 +12,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { Volume } from '../src/api/volume.js';
-import { fuseAvailable } from '../src/fuse/mount.js';
+import { ENTRY_TIMEOUT, fuseAvailable } from '../src/fuse/mount.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { MAIN_JS, mounted, startMount } from './helpers/mount.js';
@@ -207,6 +207,40 @@ test('permissions as other users: owners, modes, sticky directories', { skip: sk
   fs.rmSync(m('shared'), { recursive: true });
   fs.rmdirSync(m('locked'));
   assert.deepEqual(fs.readdirSync(mnt), []);
+});
+
+test('caching: file sizes and bytes from another client show at once; directory changes at once from the mount, within the entry timeout from others', { skip }, async () => {
+  const other = await Volume.connect(c.spec);
+  try {
+    fs.mkdirSync(m('cache'));
+    fs.writeFileSync(m('cache/f'), 'one');
+    const fd = fs.openSync(m('cache/f'), 'r');
+    const b = Buffer.alloc(64);
+    assert.equal(fs.readSync(fd, b, 0, 64, 0), 3);
+    // Another client writes (and its write has returned): the mount's next stat and read see it, through
+    // the fd already open and by path (no attribute or page cache hides it).
+    await other.writeFile('/cache/f', 'two, longer');
+    assert.equal(fs.statSync(m('cache/f')).size, 11);
+    assert.equal(fs.readSync(fd, b, 0, 64, 0), 11);
+    assert.equal(b.subarray(0, 11).toString(), 'two, longer');
+    fs.closeSync(fd);
+    // The mount's own directory changes show at once.
+    const before = fs.statSync(m('cache'));
+    fs.chmodSync(m('cache'), 0o700);
+    assert.equal(fs.statSync(m('cache')).mode & 0o777, 0o700);
+    fs.mkdirSync(m('cache/sub'));
+    assert.equal(fs.statSync(m('cache')).nlink, before.nlink + 1);
+    // Another client's directory changes show within the entry timeout.
+    await other.chmod('/cache', 0o755);
+    await other.writeFile('/cache/g', 'new');
+    await new Promise((r) => setTimeout(r, ENTRY_TIMEOUT * 1000 + 100));
+    assert.equal(fs.statSync(m('cache')).mode & 0o777, 0o755);
+    assert.equal(fs.readFileSync(m('cache/g'), 'utf8'), 'new');
+    assert.deepEqual(fs.readdirSync(m('cache')).sort(), ['f', 'g', 'sub']);
+    fs.rmSync(m('cache'), { recursive: true });
+  } finally {
+    await other.close();
+  }
 });
 
 test('rebalance while a program keeps a file open on the mount and writes to it', { skip }, async () => {

@@ -616,7 +616,7 @@ program
 program
   .command('mount <volume> <mountpoint>')
   .description('mount a volume through FUSE: in the foreground (Ctrl-C or SIGTERM unmounts cleanly), or with --background as mount(8) does. <volume> is a volume name or the path of a spec file')
-  .option('-o, --options <opts>', 'mount options, comma-separated: FUSE options (ro, allow_other, ...), home=DIR (the DHTFS_HOME holding the volume); fstab-only ones (defaults, _netdev, noauto, ...) are ignored')
+  .option('-o, --options <opts>', 'mount options, comma-separated: FUSE options (ro, allow_other, ...), home=DIR (the DHTFS_HOME holding the volume), entry_timeout=SECONDS (how long names stay looked up, default 1; 0: never); fstab-only ones (defaults, _netdev, noauto, ...) are ignored')
   .option('--background', 'start the mount as its own process and return once it is mounted (its log: DHTFS_HOME/logs/mount-*.log)')
   .action(
     action(async (name: string, mnt: string, o) => {

@@ -18,6 +18,8 @@ export interface MountOptionSet {
   fuse: string[];
   /** `home=DIR`: where the volume's state lives (DHTFS_HOME), for mounts made by mount(8) at boot. */
   home?: string;
+  /** `entry_timeout=SECONDS`: how long the kernel keeps names (and the mount directories' attributes). */
+  entryTimeout?: number;
 }
 
 /** Splits a comma-separated -o list into libfuse options and dhtfs's own. */
@@ -27,7 +29,11 @@ export function parseMountOptions(list: string | undefined): MountOptionSet {
     const o = raw.trim();
     if (!o || MOUNT8_ONLY.has(o) || o.startsWith('x-') || o.startsWith('comment=')) continue;
     if (o.startsWith('home=')) r.home = o.slice(5);
-    else r.fuse.push(o);
+    else if (o.startsWith('entry_timeout=')) {
+      const t = Number(o.slice(14));
+      if (!Number.isFinite(t) || t < 0) throw new FsError('EINVAL', `bad mount option ${o}: seconds expected`);
+      r.entryTimeout = t;
+    } else r.fuse.push(o);
   }
   return r;
 }
@@ -67,6 +73,7 @@ export async function mountForeground(name: string, mnt: string, opts: MountOpti
   const done = new Promise<void>((r) => (ended = r));
   const m = new FuseMount(vol, target, {
     options: opts.fuse,
+    entryTimeout: opts.entryTimeout,
     onError: (op, p, e) => process.stderr.write(`dhtfs mount: ${op} ${p}: ${(e as Error)?.message ?? e}\n`),
     onEnded: () => ended(),
   });

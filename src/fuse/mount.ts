@@ -19,7 +19,7 @@ import type { Attr } from '../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
 
 interface Native {
-  mount(mountpoint: string, options: string[], maxIo: number, handler: Handler): void;
+  mount(mountpoint: string, options: string[], maxIo: number, handler: Handler, entryTimeout: number): void;
   unmount(): void;
   reply(req: unknown, result: number, extra?: unknown): void;
 }
@@ -44,6 +44,15 @@ const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const RENAME_NOREPLACE = 1;
 const MAX_IO = 1024 * 1024;
+/**
+ * Names stay looked up in the kernel this long: a migration never changes a name, so a cached entry
+ * cannot hide one (another client's rename or unlink shows within this time; negative entries and
+ * attributes are never cached, so reads always see fresh sizes and times).
+ */
+export const ENTRY_TIMEOUT = 1;
+
+/** Operations that may change a directory's attributes (its times, link count, mode or owner). */
+const CHANGES_NAMESPACE = new Set(['mkdir', 'mknod', 'create', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'chmod', 'chown', 'utimens', 'truncate', 'setxattr', 'removexattr']);
 
 function errnoOf(e: unknown): number {
   const code = codeOf(e);
@@ -75,6 +84,8 @@ export interface MountOptions {
   options?: string[];
   /** Called with each failed request (for logs). */
   onError?: (op: string, path: string | null, e: unknown) => void;
+  /** Seconds the kernel keeps a name's lookup (default ENTRY_TIMEOUT; 0: none). */
+  entryTimeout?: number;
   /** Called once the kernel mount is gone: unmount(), or an unmount from outside (umount, fusermount3 -u). */
   onEnded?: () => void;
 }
@@ -82,6 +93,10 @@ export interface MountOptions {
 export class FuseMount {
   private native: Native;
   private handles = new Map<number, FileHandle>();
+  /** A new file's attributes from its create, for the getattr libfuse makes inside that same create. */
+  private created = new Map<number, number[]>();
+  /** Directories' attributes, kept ENTRY_TIMEOUT like the kernel keeps names (see dirAttr). */
+  private dirs = new Map<string, { attr: number[]; until: number }>();
   private nextFh = 1;
   private mounted = false;
 
@@ -110,7 +125,7 @@ export class FuseMount {
           this.native.reply(req, code);
         },
       );
-    });
+    }, this.o.entryTimeout ?? ENTRY_TIMEOUT);
     this.mounted = true;
     this.raiseReadahead();
   }
@@ -145,6 +160,38 @@ export class FuseMount {
     await Promise.all(hs.map((h) => h.close().catch(() => {})));
   }
 
+  /**
+   * A path's attributes for the kernel. A directory's are kept ENTRY_TIMEOUT, as the kernel keeps names:
+   * with no attribute caching in the kernel (so that file sizes and times are always fresh for reads),
+   * every permission check on a path's directories asks for them, several times per create. No
+   * migration changes a directory; this mount's own changes drop what they touch at once, another
+   * client's show within ENTRY_TIMEOUT (as its renames do). Files' attributes are never kept.
+   */
+  private async attrOf(p: string): Promise<number[]> {
+    const ttl = (this.o.entryTimeout ?? ENTRY_TIMEOUT) * 1000;
+    const now = performance.now();
+    const kept = this.dirs.get(p);
+    if (kept && kept.until > now) return kept.attr;
+    const a = await this.volume.client.stat(p);
+    const arr = statArray(a);
+    if ((a.mode & S_IFMT) === S_IFDIR && ttl > 0) {
+      if (this.dirs.size > 10_000) this.dirs.clear();
+      this.dirs.set(p, { attr: arr, until: now + ttl });
+    } else this.dirs.delete(p);
+    return arr;
+  }
+
+  /** Drops kept directory attributes an operation on `p` (and `p2`) may change: the paths and their parents. */
+  private forgetDirs(op: string, p: string, p2: string | null): void {
+    if (this.dirs.size === 0) return;
+    for (const x of p2 && p2.startsWith('/') ? [p, p2] : [p]) {
+      this.dirs.delete(x);
+      this.dirs.delete(x.slice(0, Math.max(1, x.lastIndexOf('/'))));
+    }
+    // A directory renamed or removed takes its subtree's paths with it.
+    if (op === 'rename' || op === 'rmdir') for (const k of this.dirs.keys()) if (k.startsWith(p + '/')) this.dirs.delete(k);
+  }
+
   private fh(n: number): FileHandle {
     const h = this.handles.get(n);
     if (!h) throw Object.assign(new Error('bad file handle'), { code: 'EBADF' });
@@ -157,12 +204,15 @@ export class FuseMount {
     const p = path ?? '/';
     const [uid, gid] = [n[5], n[6]];
     const owner = { uid, gid };
+    if (CHANGES_NAMESPACE.has(op)) this.forgetDirs(op, p, path2);
     switch (op) {
       case 'getattr': {
         if (n[0] >= 0 && this.handles.has(n[0])) {
-          return { result: 0, extra: statsArray(await this.fh(n[0]).stat()) };
+          const made = this.created.get(n[0]);
+          this.created.delete(n[0]);
+          return { result: 0, extra: made ?? statsArray(await this.fh(n[0]).stat()) };
         }
-        return { result: 0, extra: statArray(await c.stat(p)) };
+        return { result: 0, extra: await this.attrOf(p) };
       }
       case 'readlink':
         return { result: 0, extra: Buffer.from(await c.readlink(p)) };
@@ -220,6 +270,7 @@ export class FuseMount {
         const h = await v.open(p, op === 'create' ? flags | O_CREAT : flags, op === 'create' ? n[1] & 0o7777 : 0o666, owner);
         const fh = this.nextFh++;
         this.handles.set(fh, h);
+        if (op === 'create') this.created.set(fh, statArray(h.loc.attr));
         return { result: 0, extra: [fh, 0] };
       }
       case 'read': {
@@ -234,11 +285,10 @@ export class FuseMount {
         const s = await c.statfs();
         return { result: 0, extra: [s.bsize, s.blocks, s.bfree, s.bavail, s.files, s.ffree, 255] };
       }
-      case 'flush':
-        return { result: 0 };
       case 'release': {
         const h = this.handles.get(n[0]);
         this.handles.delete(n[0]);
+        this.created.delete(n[0]);
         await h?.close();
         return { result: 0 };
       }

@@ -94,6 +94,79 @@ test('files, directories, links and errors through the mount', { skip }, async (
   assert.ok(st.blocks > 0 && st.bsize > 0);
 });
 
+test('rename, link and errno semantics as POSIX has them', { skip }, async () => {
+  const code = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code;
+    }
+    return 'ok';
+  };
+  fs.mkdirSync(m('px/a/deep'), { recursive: true });
+  fs.mkdirSync(m('px/empty'));
+  fs.writeFileSync(m('px/f1'), 'one');
+  fs.writeFileSync(m('px/f2'), 'two');
+  // A file renamed over another replaces it, keeping its own inode.
+  const ino = fs.statSync(m('px/f1')).ino;
+  fs.renameSync(m('px/f1'), m('px/f2'));
+  assert.equal(fs.readFileSync(m('px/f2'), 'utf8'), 'one');
+  assert.equal(fs.statSync(m('px/f2')).ino, ino);
+  assert.equal(code(() => fs.statSync(m('px/f1'))), 'ENOENT');
+  fs.renameSync(m('px/f2'), m('px/f2'));
+  assert.equal(fs.readFileSync(m('px/f2'), 'utf8'), 'one', 'rename onto itself changes nothing');
+  // Directories: over an empty one, not over a non-empty one; never into themselves.
+  fs.mkdirSync(m('px/d'));
+  fs.writeFileSync(m('px/d/in'), 'x');
+  fs.renameSync(m('px/d'), m('px/empty'));
+  assert.equal(fs.readFileSync(m('px/empty/in'), 'utf8'), 'x');
+  assert.equal(code(() => fs.renameSync(m('px/a'), m('px/empty'))), 'ENOTEMPTY');
+  assert.equal(code(() => fs.renameSync(m('px/f2'), m('px/a'))), 'EISDIR');
+  assert.equal(code(() => fs.renameSync(m('px/a'), m('px/f2'))), 'ENOTDIR');
+  assert.equal(code(() => fs.renameSync(m('px/a'), m('px/a/deep/a'))), 'EINVAL');
+  assert.equal(code(() => fs.renameSync(m('px/nope'), m('px/x'))), 'ENOENT');
+  // Wrong kinds and missing parents.
+  assert.equal(code(() => fs.unlinkSync(m('px/a'))), 'EISDIR');
+  assert.equal(code(() => fs.rmdirSync(m('px/f2'))), 'ENOTDIR');
+  assert.equal(code(() => fs.mkdirSync(m('px/missing/x'))), 'ENOENT');
+  assert.equal(code(() => fs.writeFileSync(m('px/f2/x'), '')), 'ENOTDIR');
+  assert.equal(code(() => fs.openSync(m('px/a'), 'w')), 'EISDIR');
+  assert.equal(code(() => fs.truncateSync(m('px/a'))), 'EISDIR');
+  assert.equal(code(() => fs.writeFileSync(m(`px/${'n'.repeat(256)}`), '')), 'ENAMETOOLONG');
+  // Hard links: not to directories, not onto an existing name; nlink and ctime follow.
+  assert.equal(code(() => fs.linkSync(m('px/a'), m('px/alink'))), 'EPERM');
+  assert.equal(code(() => fs.linkSync(m('px/f2'), m('px/empty/in'))), 'EEXIST');
+  const ctime0 = fs.statSync(m('px/f2')).ctimeMs;
+  await new Promise((r) => setTimeout(r, 20));
+  fs.linkSync(m('px/f2'), m('px/a/f2link'));
+  const st = fs.statSync(m('px/f2'));
+  assert.equal(st.nlink, 2);
+  assert.ok(st.ctimeMs > ctime0, 'link changes ctime');
+  fs.renameSync(m('px/a/f2link'), m('px/f3'));
+  assert.equal(fs.readFileSync(m('px/f3'), 'utf8'), 'one');
+  assert.equal(fs.statSync(m('px/f3')).ino, st.ino);
+  // Symlinks: dangling ones exist as links, loops are ELOOP.
+  fs.symlinkSync('nowhere', m('px/dangling'));
+  assert.equal(fs.lstatSync(m('px/dangling')).isSymbolicLink(), true);
+  assert.equal(code(() => fs.statSync(m('px/dangling'))), 'ENOENT');
+  fs.symlinkSync('loop2', m('px/loop1'));
+  fs.symlinkSync('loop1', m('px/loop2'));
+  assert.equal(code(() => fs.readFileSync(m('px/loop1'))), 'ELOOP');
+  // Times: a write moves mtime and ctime, a chmod ctime only.
+  const t0 = fs.statSync(m('px/f3'));
+  await new Promise((r) => setTimeout(r, 20));
+  fs.appendFileSync(m('px/f3'), '!');
+  const t1 = fs.statSync(m('px/f3'));
+  assert.ok(t1.mtimeMs > t0.mtimeMs && t1.ctimeMs > t0.ctimeMs);
+  await new Promise((r) => setTimeout(r, 20));
+  fs.chmodSync(m('px/f3'), 0o600);
+  const t2 = fs.statSync(m('px/f3'));
+  assert.equal(t2.mtimeMs, t1.mtimeMs);
+  assert.ok(t2.ctimeMs > t1.ctimeMs);
+  fs.rmSync(m('px'), { recursive: true });
+  assert.deepEqual(fs.readdirSync(mnt), []);
+});
+
 test('an unlinked file stays readable and writable through an fd open on it', { skip }, async () => {
   fs.writeFileSync(m('open-unlinked'), 'still here');
   const fd = fs.openSync(m('open-unlinked'), 'r+');

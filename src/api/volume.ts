@@ -8,7 +8,7 @@
 import { EMOVED, FsError, codeOf, infoOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { realClock, realRandom } from '../common/real-env.js';
-import { DhtClient, movedAway, normPath, type Located, type Logger } from '../dht/client.js';
+import { DhtClient, fdGone, movedAway, normPath, type Located, type Logger } from '../dht/client.js';
 import type { VolumeSpec } from '../dht/spec.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import type { Network } from '../wire/transport.js';
@@ -132,12 +132,14 @@ export class FileHandle {
       try {
         // The brick's connection was made again (it restarted, or the network broke): its fds are gone.
         const sv = this.vol.client.sv(brick);
-        if (this.generation >= 0 && this.generation !== sv.generation && sv.rpc && !sv.rpc.closed) await this.reopenHere();
-        const r = await this.vol.client.sv(brick).call<T>(op, { fd: this.fd, ...args }, into);
+        if (this.generation >= 0 && this.generation !== sv.generation) await this.reopenHere();
+        // The call is refused if the connection changed since (the fd's number may name another file now).
+        const r = await sv.call<T>(op, { fd: this.fd, ...args }, into, this.generation >= 0 ? this.generation : undefined);
         if (this.vol.legacy) return await this.legacyAfter(op, args, r, attempt, into);
         return r;
       } catch (e) {
         const code = codeOf(e);
+        if (fdGone(e) && attempt < 5) continue; // reopened at the top of the loop
         if ((code === 'ENOENT' || code === 'ESTALE') && attempt < 5 && this.gfid) {
           // The brick no longer has the file (a migration finished and cleaned up, and the brick then
           // forgot it): find the file again by its path, as GlusterFS's complete-check does.

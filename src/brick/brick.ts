@@ -15,7 +15,7 @@ import { planted } from '../common/plant.js';
 import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes, isGfid } from '../common/gfid.js';
-import { decodeRanges, encodeRanges, sameRanges, MAX_RANGES_PER_BRICK, type LayoutRange } from '../dht/layout.js';
+import { COMMIT_HASH_INVALID, decodeRanges, encodeRanges, sameRanges, MAX_RANGES_PER_BRICK, type LayoutRange } from '../dht/layout.js';
 import type { RequestHandler } from '../wire/rpc.js';
 import { MAX_IO_SIZE } from '../wire/frame.js';
 import { ioBuffers } from '../wire/pool.js';
@@ -596,8 +596,24 @@ export class Brick implements RequestHandler<Session> {
 
   // --- operations ----------------------------------------------------------------------------------
 
+  /**
+   * With `parentLayout` (and `parentCommit`), an ENOENT is answered only if the client's view of the
+   * parent's layout on this brick is this brick's own: otherwise ELAYOUT, and the client refreshes
+   * before it trusts the absence (lookup-optimize's check, in the same step as the lookup).
+   */
   lookup(a: Args): Attr {
-    return this.attrOf(this.path(a));
+    const rel = this.path(a);
+    try {
+      return this.attrOf(rel);
+    } catch (e) {
+      if (codeOf(e) === 'ENOENT' && a.parentLayout !== undefined) {
+        this.checkParentLayout(rel, a);
+        const commit = optInt(a, 'parentCommit', 0, U32);
+        const have = this.readLayout(parentOf(rel))?.[0]?.commit ?? COMMIT_HASH_INVALID;
+        if (commit !== undefined && commit !== have) throw new FsError(ELAYOUT, `commit hash of the parent of /${rel} on ${this.cfg.name} has changed`);
+      }
+      throw e;
+    }
   }
 
   lookupGfid(a: Args): Attr {

@@ -3,7 +3,7 @@
  * GlusterFS's distribute translator does (shared/reference/glusterfs-dht.md §1, §2). Talks to bricks
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
-import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, codeOf, infoOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { newGfid } from '../common/gfid.js';
 import { RpcClient } from '../wire/rpc.js';
@@ -77,8 +77,16 @@ class Subvol {
     return this.dialing;
   }
 
-  async call<T>(op: string, args: Record<string, unknown> = {}, into?: Uint8Array): Promise<T> {
+  /**
+   * With `generation` (an fd's connection), the call is refused with ENOTCONN (info `fdGone`) if the
+   * connection was made again since: a brick numbers fds per connection, so an old fd's number may
+   * name another file on the new one.
+   */
+  async call<T>(op: string, args: Record<string, unknown> = {}, into?: Uint8Array, generation?: number): Promise<T> {
     const r = await this.conn();
+    if (generation !== undefined && generation !== this.generation) {
+      throw new FsError('ENOTCONN', `brick ${this.name}: the connection fd ${String(args.fd)} was opened on is gone`, { fdGone: true });
+    }
     return r.call<T>(op, args, into);
   }
 
@@ -94,6 +102,18 @@ export interface DirInfo {
   layout: Layout;
   /** Attributes from the directory's hashed brick (or the first that answered). */
   attr: Attr;
+}
+
+/** An fd and the connection it was opened on (see Subvol.call). */
+export interface BrickFd {
+  brick: string;
+  fd: number;
+  generation: number;
+}
+
+/** Whether an error says an fd's connection is gone (the fd must be opened again). */
+export function fdGone(e: unknown): boolean {
+  return (infoOf(e) as { fdGone?: boolean } | undefined)?.fdGone === true;
 }
 
 /** Where a name's data lives. */
@@ -270,6 +290,16 @@ export class DhtClient {
 
   close(): void {
     for (const s of this.subvols.values()) s.close();
+  }
+
+  /** Binds an fd `brick` has just returned to the connection it came on. */
+  fdOn(brick: string, fd: number): BrickFd {
+    return { brick, fd, generation: this.sv(brick).generation };
+  }
+
+  /** An operation on an fd, refused if the fd's connection is gone. */
+  fdCall<T>(f: BrickFd, op: string, args: Record<string, unknown> = {}, into?: Uint8Array): Promise<T> {
+    return this.sv(f.brick).call<T>(op, { fd: f.fd, ...args }, into, f.generation);
   }
 
   sv(name: string): Subvol {
@@ -461,13 +491,11 @@ export class DhtClient {
    * Whether the hashed brick's view of a directory differs from the cached layout (a rebalance changed
    * it). If so, the cached layout and the volume commit hash are refreshed.
    */
-  private async parentChanged(parent: string, d: DirInfo, hashed: string): Promise<boolean> {
-    const fresh = await this.sv(hashed).call<Attr>('lookup', { path: parent });
-    if (sameRanges(fresh.layout ?? [], this.rangeOf(d, hashed)) && layoutCommit(d.layout) === (fresh.layout?.[0]?.commit ?? COMMIT_HASH_INVALID)) return false;
+  /** The parent's layout changed under us: forget it, and learn the volume's commit hash again. */
+  private async parentChanged(parent: string, hashed: string): Promise<void> {
     this.dirs.delete(parent);
     const root = await this.sv(hashed).call<RootInfo>('rootInfo', {});
     if (root.commitHash !== null) this.volCommitHash = root.commitHash;
-    return true;
   }
 
   /** Finds where a path's data lives. */
@@ -481,13 +509,19 @@ export class DhtClient {
     const d = await this.dir(parent);
     const hashed = this.hashedBrick(d, name);
     let a: Attr;
+    // lookup-optimize trusts the parent's layout for an absence: the brick answers ENOENT only if our
+    // view of its part of the parent's layout is still its own (else ELAYOUT: refresh, look again).
+    const everywhere = this.shouldLookupEverywhere(d);
+    const check = !everywhere && !revalidated ? { parentLayout: this.rangeOf(d, hashed), parentCommit: layoutCommit(d.layout) } : {};
     try {
-      a = await this.sv(hashed).call<Attr>('lookup', { path });
+      a = await this.sv(hashed).call<Attr>('lookup', { path, ...check });
     } catch (e) {
+      if (codeOf(e) === ELAYOUT && !revalidated) {
+        await this.parentChanged(parent, hashed);
+        return this.locate(path, true);
+      }
       if (codeOf(e) !== 'ENOENT') throw e;
-      if (this.shouldLookupEverywhere(d)) return this.lookupEverywhere(path, d, hashed);
-      // lookup-optimize trusts the parent's layout: make sure ours is not stale before saying ENOENT.
-      if (!revalidated && (await this.parentChanged(parent, d, hashed))) return this.locate(path, true);
+      if (everywhere) return this.lookupEverywhere(path, d, hashed);
       throw e;
     }
     if (isDirAttr(a)) return { path, attr: a, cached: hashed, hashed, isDir: true };
@@ -923,11 +957,19 @@ export class DhtClient {
       src = await this.locate(from);
     } catch (e) {
       // An earlier attempt got as far as removing the old name: done, but for the replaced file's data.
-      if (resume && codeOf(e) === 'ENOENT' && (await this.locate(to).catch(() => null))?.attr.gfid === resume) {
-        await this.dropReplaced(to, left).catch((e2) => {
+      // Whether the new name has the file must be known: a brick still away is waited for, not taken
+      // for an absence.
+      if (resume && codeOf(e) === 'ENOENT') {
+        const there = await this.locate(to).catch((e2) => {
+          if (codeOf(e2) === 'ENOENT') return null;
           throw interrupted(e2, resume);
         });
-        return;
+        if (there?.attr.gfid === resume) {
+          await this.dropReplaced(to, left).catch((e2) => {
+            throw interrupted(e2, resume);
+          });
+          return;
+        }
       }
       throw resume ? interrupted(e, resume) : e;
     }

@@ -34,8 +34,9 @@ export async function migrateFileLegacy(c: DhtClient, path: string, o: LegacyOpt
     .catch((e) => {
       if ((e as { code?: string }).code !== 'EEXIST') throw e;
     });
-  const dstFd = (await c.sv(dst).call<{ fd: number }>('open', { path, flags: O_RDWR })).fd;
-  await c.sv(dst).call('ftruncate', { fd: dstFd, size });
+  // fds bound to their connections (see Subvol.call): a reconnect aborts the migration.
+  const dstFd = c.fdOn(dst, (await c.sv(dst).call<{ fd: number }>('open', { path, flags: O_RDWR })).fd);
+  await c.fdCall(dstFd, 'ftruncate', { size });
   await step('create-dst');
 
   // phase1: src gets the linkto xattr to dst and mode M|S|T: clients mirror their writes to dst.
@@ -44,21 +45,21 @@ export async function migrateFileLegacy(c: DhtClient, path: string, o: LegacyOpt
   await step('phase1');
 
   // copy
-  const srcFd = (await c.sv(src).call<{ fd: number }>('open', { path, flags: O_RDONLY })).fd;
+  const srcFd = c.fdOn(src, (await c.sv(src).call<{ fd: number }>('open', { path, flags: O_RDONLY })).fd);
   let bytes = 0;
   for (let off = 0; off < size; off += chunk) {
-    const r = await c.sv(src).call<{ data: Uint8Array }>('read', { fd: srcFd, offset: off, length: Math.min(chunk, size - off) });
+    const r = await c.fdCall<{ data: Uint8Array }>(srcFd, 'read', { offset: off, length: Math.min(chunk, size - off) });
     if (r.data.length === 0) break;
-    await c.sv(dst).call('write', { fd: dstFd, offset: off, data: r.data });
+    await c.fdCall(dstFd, 'write', { offset: off, data: r.data });
     bytes += r.data.length;
     o.onBytes?.(r.data.length);
   }
-  await c.sv(dst).call('fsync', { fd: dstFd });
+  await c.fdCall(dstFd, 'fsync');
   await step('copy');
 
   // dst-data: dst gets the user's mode: now two data files exist (the race window opens).
-  const st = await c.sv(src).call<Attr>('fstat', { fd: srcFd });
-  await c.sv(dst).call('setattr', { fd: dstFd, mode, uid: st.uid, gid: st.gid });
+  const st = await c.fdCall<Attr>(srcFd, 'fstat');
+  await c.fdCall(dstFd, 'setattr', { mode, uid: st.uid, gid: st.gid });
   await step('dst-data');
 
   // src-linkto: src becomes a linkto by mode (phase 2; the window closes).
@@ -73,7 +74,7 @@ export async function migrateFileLegacy(c: DhtClient, path: string, o: LegacyOpt
 
   await c.sv(src).call('unlink', { path, gfid });
   await step('unlink-src');
-  await c.sv(src).call('close', { fd: srcFd }).catch(() => {});
-  await c.sv(dst).call('close', { fd: dstFd }).catch(() => {});
+  await c.fdCall(srcFd, 'close').catch(() => {});
+  await c.fdCall(dstFd, 'close').catch(() => {});
   return { result: 'migrated', bytes, src, dst };
 }

@@ -5,7 +5,7 @@
  */
 import { EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Timer } from '../common/env.js';
-import { supersededInstall, type DhtClient, type Located } from '../dht/client.js';
+import { supersededInstall, type BrickFd, type DhtClient, type Located } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
 import { S_IFMT, S_IFREG, O_RDONLY } from '../storage/storage.js';
 import type { SafeStep } from './steps.js';
@@ -71,7 +71,7 @@ const DEFAULTS = { leaseMs: 5000, chunk: 2 * 1024 * 1024, window: 4, settleBytes
  * Copies ranges of src (through the migrator's fd) to the temp file on dst, pipelined. `bulk` copies
  * (before the freeze) hold while another file switches.
  */
-async function copyRanges(c: DhtClient, src: string, srcFd: number, dst: string, dstFd: number, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions, bulk: boolean): Promise<number> {
+async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions, bulk: boolean): Promise<number> {
   const pieces: [number, number][] = [];
   for (const [a, b] of ranges) for (let off = a; off < b; off += o.chunk) pieces.push([off, Math.min(b, off + o.chunk)]);
   let next = 0;
@@ -84,9 +84,9 @@ async function copyRanges(c: DhtClient, src: string, srcFd: number, dst: string,
       if (bulk) await o.gate?.open();
       if (next >= pieces.length) break;
       const [a, b] = pieces[next++];
-      const r = await c.sv(src).call<{ data: Uint8Array }>('read', { fd: srcFd, offset: a, length: b - a }, buf);
+      const r = await c.fdCall<{ data: Uint8Array }>(srcFd, 'read', { offset: a, length: b - a }, buf);
       if (r.data.length === 0) continue; // beyond src's end now: the final size settles it
-      await c.sv(dst).call('write', { fd: dstFd, offset: a, data: r.data });
+      await c.fdCall(dstFd, 'write', { offset: a, data: r.data });
       copied += r.data.length;
       o.onBytes?.(r.data.length);
     }
@@ -147,20 +147,23 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     });
   };
   renew();
-  let srcFd = -1;
-  let dstFd = -1;
+  // The migrator's fds, each bound to its connection: after a reconnect, their numbers may name other
+  // files (another migration's copy), so a call on them is refused and the migration aborts.
+  let srcFd: BrickFd | null = null;
+  let dstFd: BrickFd | null = null;
   let committed = false;
   let switching = false;
   try {
     await step('lease');
 
     // prepare-dst: a linkto to src at the name on dst, and a private temp file for this token.
-    dstFd = (await c.sv(dst).call<{ fd: number }>('migPrepare', { path, gfid, src, token, uid: lease.attr.uid, gid: lease.attr.gid })).fd;
+    dstFd = c.fdOn(dst, (await c.sv(dst).call<{ fd: number }>('migPrepare', { path, gfid, src, token, uid: lease.attr.uid, gid: lease.attr.gid })).fd);
     await step('prepare-dst');
 
     // copy: everything, through the migrator's own fd on src.
-    srcFd = (await c.sv(src).call<{ fd: number }>('open', { gfid, flags: O_RDONLY })).fd;
-    let bytes = await copyRanges(c, src, srcFd, dst, dstFd, [[0, lease.attr.size]], o, true);
+    srcFd = c.fdOn(src, (await c.sv(src).call<{ fd: number }>('open', { gfid, flags: O_RDONLY })).fd);
+    const [sF, dF] = [srcFd, dstFd];
+    let bytes = await copyRanges(c, sF, dF, [[0, lease.attr.size]], o, true);
     await step('copy');
 
     // recopy: what clients changed meanwhile, until little is left. Each round ends with the copy (and
@@ -168,9 +171,9 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     // during the last round: the switch's pause is short, however large the file.
     for (let round = 0; round < o.maxRecopyRounds; round++) {
       const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
-      bytes += await copyRanges(c, src, srcFd, dst, dstFd, d.ranges, o, true);
+      bytes += await copyRanges(c, sF, dF, d.ranges, o, true);
       await o.gate?.open();
-      await Promise.all([c.sv(dst).call('fsync', { fd: dstFd, datasync: true }), c.sv(src).call('fsync', { fd: srcFd, datasync: true })]);
+      await Promise.all([c.fdCall(dF, 'fsync', { datasync: true }), c.fdCall(sF, 'fsync', { datasync: true })]);
       const left = total(d.ranges);
       if (left === 0 || (round > 0 && left < o.settleBytes)) break;
     }
@@ -183,9 +186,9 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     await step('freeze');
 
     // final-copy: the last ranges, size, attributes, xattrs; the copy made durable.
-    bytes += await copyRanges(c, src, srcFd, dst, dstFd, fr.dirty.ranges, o, false);
+    bytes += await copyRanges(c, sF, dF, fr.dirty.ranges, o, false);
     const a = fr.attr;
-    await c.sv(dst).call('migFinalize', { fd: dstFd, size: a.size, mode: a.mode & 0o7777, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs: fr.xattrs });
+    await c.fdCall(dF, 'migFinalize', { size: a.size, mode: a.mode & 0o7777, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs: fr.xattrs });
     await step('final-copy');
 
     // commit: src records "moved to dst" under the lease. From here on, dst's copy is the file.
@@ -233,7 +236,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     if (switching) o.gate?.leave();
     ended = true;
     (renewer as Timer | null)?.cancel();
-    if (srcFd >= 0) await c.sv(src).call('close', { fd: srcFd }).catch(() => {});
-    if (dstFd >= 0) await c.sv(dst).call('close', { fd: dstFd }).catch(() => {});
+    if (srcFd) await c.fdCall(srcFd, 'close').catch(() => {});
+    if (dstFd) await c.fdCall(dstFd, 'close').catch(() => {});
   }
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Volume } from '../src/api/volume.js';
 import { migrateFile } from '../src/rebalance/migrate.js';
-import { SAFE_STEPS } from '../src/rebalance/steps.js';
+import { SAFE_STEPS, type SafeStep } from '../src/rebalance/steps.js';
 import { pauseAfter, startCluster, type Cluster } from './helpers/cluster.js';
 import { namesOn, onDisk } from './helpers/disk.js';
 import { rotateLayout } from './helpers/layout.js';
@@ -194,4 +194,32 @@ test('a migrator whose lease expired is fenced; client I/O goes on at src', asyn
   await v.close();
   await mig.close();
   await again.close();
+});
+
+test('a migrator whose connection to dst was made again aborts: its old fd numbers never reach another file', async () => {
+  const f = files[17];
+  const p = `/${f}`;
+  const mig = await Volume.connect(c.spec);
+  const pause = pauseAfter<SafeStep>('copy');
+  const run = migrateFile(mig.client, p, { afterStep: pause.hook }).then(
+    (r) => ({ ok: true as const, r }),
+    (e: unknown) => ({ ok: false as const, e }),
+  );
+  await pause.paused;
+  // dst restarts: the migrator's connection (and its fds there) are gone; a new connection numbers fds anew.
+  await c.restart(1);
+  await sleep(1100); // the client waits a second before re-dialling
+  const victimName = `victim-${f}`;
+  const victim = await mig.open(`/${victimName}`, 'w'); // the first fd on the new connection to dst
+  await victim.write(Buffer.from('VICTIM'));
+  // A client changes the file meanwhile, so the migrator has ranges to re-copy (through its dst fd).
+  await app1.writeFile(p, Buffer.from('changed during the migration'.padEnd(64, '!')));
+  pause.resume();
+  const out = await run;
+  assert.equal(out.ok, false, 'the migration is aborted');
+  assert.equal(await mig.readFile(`/${victimName}`, 'utf8'), 'VICTIM', 'the other file is untouched');
+  assert.equal(onDisk(c.dirs[1], victimName)!.size, 6);
+  assert.equal(await app1.readFile(p, 'utf8'), 'changed during the migration'.padEnd(64, '!'));
+  await victim.close();
+  await mig.close();
 });

@@ -197,7 +197,7 @@ test('a migrator whose lease expired is fenced; client I/O goes on at src', asyn
 });
 
 test('a migrator whose connection to dst was made again aborts: its old fd numbers never reach another file', async () => {
-  const f = files[17];
+  const f = files[18];
   const p = `/${f}`;
   const mig = await Volume.connect(c.spec);
   const pause = pauseAfter<SafeStep>('copy');
@@ -205,11 +205,12 @@ test('a migrator whose connection to dst was made again aborts: its old fd numbe
     (r) => ({ ok: true as const, r }),
     (e: unknown) => ({ ok: false as const, e }),
   );
-  await pause.paused;
+  const first = await Promise.race([pause.paused.then(() => null), run]);
+  assert.equal(first, null, `the migration got to its copy (${JSON.stringify(first)})`);
   // dst restarts: the migrator's connection (and its fds there) are gone; a new connection numbers fds anew.
   await c.restart(1);
   await sleep(1100); // the client waits a second before re-dialling
-  const victimName = `victim-${f}`;
+  const victimName = namesOn(c.dirs, names, '/', 1, 1, 'victim')[0]; // on dst, as the migrator's copy
   const victim = await mig.open(`/${victimName}`, 'w'); // the first fd on the new connection to dst
   await victim.write(Buffer.from('VICTIM'));
   // A client changes the file meanwhile, so the migrator has ranges to re-copy (through its dst fd).

@@ -179,6 +179,8 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     ctx = null;
   });
   conn.write(encodeFrame([EVENT, 'challenge', { proto: PROTOCOL_VERSION, nonce }]));
+  // A write's bulk data goes straight from the socket into its pooled buffer.
+  conn.landing?.(() => dec.landingZone());
   conn.onData((chunk) => {
     if (!open) return;
     let msgs: Message[];

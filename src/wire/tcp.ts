@@ -3,8 +3,9 @@ import net from 'node:net';
 import type { Conn, Listener, Network } from './transport.js';
 
 /**
- * Client sockets read into one reused buffer of this size (net's `onread`): far fewer, larger reads
- * than the default 64 KiB 'data' chunks; the frame decoder copies each byte once out of it.
+ * Sockets read into one reused buffer of this size (net's `onread`), or straight into a landing zone
+ * the frame decoder names: far fewer, larger reads than the default 64 KiB 'data' chunks, and bulk
+ * data copied once, from the kernel to where it is used.
  */
 const READ_BUFFER = 4 * 1024 * 1024;
 
@@ -55,24 +56,47 @@ function wrap(sock: net.Socket, reads: ClientReads | null = null): Conn {
   };
 }
 
+/** net's `onread` option: reads into the reader's landing zone or one reused buffer. */
+function onreadFor(reads: ClientReads): net.OnReadOpts {
+  const own = Buffer.allocUnsafe(READ_BUFFER);
+  return {
+    // Asked after every read: the next bytes go where the reader wants them, or to our buffer.
+    buffer: () => reads.landing?.() ?? own,
+    callback: (n: number, buf: Uint8Array) => {
+      const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+      for (const f of reads.fns) f(chunk);
+      return true;
+    },
+  };
+}
+
+/**
+ * An accepted socket, re-wrapped so that it reads through `onread` like a client socket (net gives
+ * accepted sockets no such option): the paused socket's handle moves to a new Socket. Node's `handle`
+ * option is not documented, so if this Node does not take it, the accepted socket is used as it is.
+ */
+function adopt(s: net.Socket): { sock: net.Socket; reads: ClientReads | null } {
+  const handle = (s as unknown as { _handle?: unknown })._handle;
+  if (!handle) return { sock: s, reads: null };
+  const reads: ClientReads = { fns: [], landing: null };
+  try {
+    const t = new net.Socket({ handle, onread: onreadFor(reads), readable: true, writable: true } as net.SocketConstructorOpts);
+    if ((t as unknown as { _handle?: unknown })._handle !== handle) throw new Error('handle not taken');
+    (s as unknown as { _handle: unknown })._handle = null;
+    s.destroy();
+    t.resume();
+    return { sock: t, reads };
+  } catch {
+    s.resume();
+    return { sock: s, reads: null };
+  }
+}
+
 export const tcpNetwork: Network = {
   connect(host, port) {
     return new Promise((resolve, reject) => {
       const reads: ClientReads = { fns: [], landing: null };
-      const own = Buffer.allocUnsafe(READ_BUFFER);
-      const s = net.connect({
-        host,
-        port,
-        onread: {
-          // Asked after every read: the next bytes go where the reader wants them, or to our buffer.
-          buffer: () => reads.landing?.() ?? own,
-          callback: (n: number, buf: Uint8Array) => {
-            const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
-            for (const f of reads.fns) f(chunk);
-            return true;
-          },
-        },
-      });
+      const s = net.connect({ host, port, onread: onreadFor(reads) });
       const onErr = (e: Error) => reject(Object.assign(new Error(`connect ${host}:${port}: ${e.message}`), { code: 'ENOTCONN' }));
       s.once('error', onErr);
       s.once('connect', () => {
@@ -83,7 +107,10 @@ export const tcpNetwork: Network = {
   },
   listen(host, port, onConn) {
     return new Promise((resolve, reject) => {
-      const srv = net.createServer((s) => onConn(wrap(s)));
+      const srv = net.createServer({ pauseOnConnect: true }, (s) => {
+        const { sock, reads } = adopt(s);
+        onConn(wrap(sock, reads));
+      });
       srv.once('error', reject);
       srv.listen({ host, port }, () => {
         const addr = srv.address() as net.AddressInfo;

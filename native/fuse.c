@@ -355,6 +355,21 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
         char name[1024];
         size_t len = 0;
         napi_get_element(env, extra, i, &v);
+        /* A name, or [name, mode, ino]: the type and inode number go with the entry (d_type), so that
+         * programs listing a directory need not stat every entry to know what it is. */
+        bool entry = false;
+        napi_is_array(env, v, &entry);
+        if (entry) {
+          napi_value nv;
+          napi_get_element(env, v, 0, &nv);
+          if (napi_get_value_string_utf8(env, nv, name, sizeof name, &len) != napi_ok) continue;
+          struct stat st;
+          memset(&st, 0, sizeof st);
+          st.st_mode = (mode_t)num_at(env, v, 1);
+          st.st_ino = (ino_t)num_at(env, v, 2);
+          if (r->filler(r->dirbuf, name, &st, 0, 0)) break;
+          continue;
+        }
         if (napi_get_value_string_utf8(env, v, name, sizeof name, &len) != napi_ok) continue;
         if (r->filler(r->dirbuf, name, NULL, 0, 0)) break;
       }

@@ -338,7 +338,8 @@ export class FuseMount {
         const st = await c.stat(p);
         if ((st.mode & S_IFMT) !== S_IFDIR) return { result: -osConstants.errno.ENOTDIR };
         const entries = await c.readdirAll(p);
-        return { result: 0, extra: ['.', '..', ...entries.map((e) => e.name)] };
+        // Each entry with its type and inode number (the same as stat gives).
+        return { result: 0, extra: ['.', '..', ...entries.map((e) => [e.name, e.attr.mode, inoOf(e.attr.gfid, e.attr.ino ?? 0)])] };
       }
       case 'utimens': {
         const now = (): [number, number] => {

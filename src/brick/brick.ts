@@ -409,12 +409,19 @@ export class Brick implements RequestHandler<Session> {
     }
   }
 
-  /** Entry operations carry the parent's ranges as the client knows them; a stale client must refresh. */
+  /**
+   * Entry operations (and lookups that find nothing) carry the parent's ranges as the client knows them,
+   * and lookups the layout's commit hash too; a stale client must refresh.
+   */
   private checkParentLayout(rel: string, a: Args): void {
     const want = rangesArg(a, 'parentLayout');
     if (want === undefined) return;
     const have = this.readLayout(parentOf(rel));
     if (!sameRanges(have, want)) throw new FsError(ELAYOUT, `layout of the parent of /${rel} on ${this.cfg.name} has changed`);
+    const commit = optInt(a, 'parentCommit', 0, U32);
+    if (commit !== undefined && commit !== (have?.[0]?.commit ?? COMMIT_HASH_INVALID)) {
+      throw new FsError(ELAYOUT, `commit hash of the parent of /${rel} on ${this.cfg.name} has changed`);
+    }
   }
 
   /** A new name was just made: its gfid, `more`, its handle and owner; if any fails, the name goes again. */
@@ -606,12 +613,7 @@ export class Brick implements RequestHandler<Session> {
     try {
       return this.attrOf(rel);
     } catch (e) {
-      if (codeOf(e) === 'ENOENT' && a.parentLayout !== undefined) {
-        this.checkParentLayout(rel, a);
-        const commit = optInt(a, 'parentCommit', 0, U32);
-        const have = this.readLayout(parentOf(rel))?.[0]?.commit ?? COMMIT_HASH_INVALID;
-        if (commit !== undefined && commit !== have) throw new FsError(ELAYOUT, `commit hash of the parent of /${rel} on ${this.cfg.name} has changed`);
-      }
+      if (codeOf(e) === 'ENOENT') this.checkParentLayout(rel, a);
       throw e;
     }
   }

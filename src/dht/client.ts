@@ -487,10 +487,6 @@ export class DhtClient {
     return layoutCommit(d.layout) !== this.volCommitHash || this.volCommitHash === COMMIT_HASH_INVALID;
   }
 
-  /**
-   * Whether the hashed brick's view of a directory differs from the cached layout (a rebalance changed
-   * it). If so, the cached layout and the volume commit hash are refreshed.
-   */
   /** The parent's layout changed under us: forget it, and learn the volume's commit hash again. */
   private async parentChanged(parent: string, hashed: string): Promise<void> {
     this.dirs.delete(parent);

@@ -153,6 +153,12 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
   let dstFd: BrickFd | null = null;
   let committed = false;
   let switching = false;
+  const switchOn = (on: boolean) => {
+    if (on === switching) return;
+    switching = on;
+    if (on) o.gate?.enter();
+    else o.gate?.leave();
+  };
   try {
     await step('lease');
 
@@ -173,10 +179,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     // their bulk copying meanwhile so that these fsyncs and the freeze's wait on nothing but this file.
     for (let round = 0; round < o.maxRecopyRounds; round++) {
       const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
-      if (round === 1) {
-        o.gate?.enter();
-        switching = true;
-      }
+      if (round === 1) switchOn(true);
       bytes += await copyRanges(c, sF, dF, d.ranges, o, round === 0);
       if (round === 0) await o.gate?.open();
       await Promise.all([c.fdCall(dF, 'fsync', { datasync: true }), c.fdCall(sF, 'fsync', { datasync: true })]);
@@ -186,10 +189,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     await step('recopy');
 
     // freeze: src holds changes; the last ranges and the attributes.
-    if (!switching) {
-      o.gate?.enter();
-      switching = true;
-    }
+    switchOn(true);
     const fr = await c.sv(src).call<{ dirty: Dirty; attr: Attr; xattrs: [string, Uint8Array][] }>('migFreeze', { gfid, token });
     await step('freeze');
 
@@ -216,8 +216,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
           return true;
         },
       );
-    switching = false;
-    o.gate?.leave();
+    switchOn(false);
     await step('install');
 
     // cleanup: src's old copy goes (unless a client that met the commit record removed it already).
@@ -241,7 +240,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     if (codeOf(e) === 'ENOSPC') return { result: 'skipped', reason: `no space on ${dst}` };
     throw e instanceof FsError ? e : new FsError(codeOf(e), (e as Error)?.message);
   } finally {
-    if (switching) o.gate?.leave();
+    switchOn(false);
     ended = true;
     (renewer as Timer | null)?.cancel();
     if (srcFd) await c.fdCall(srcFd, 'close').catch(() => {});

@@ -161,7 +161,8 @@ static int d_flush(const char *p, struct fuse_file_info *fi) {
 }
 
 /* The kernel's and the security modules' xattrs (security.capability is asked before every write) are not
- * stored by the volume: answered here, without a trip to the JS thread. */
+ * stored by the volume: answered here, without a trip to the JS thread. ACLs and security labels are not
+ * supported (cp -a and rsync -X skip them on ENOTSUP). */
 static int foreign_xattr(const char *name) {
   return strncmp(name, "security.", 9) == 0 || strncmp(name, "system.", 7) == 0;
 }
@@ -208,7 +209,8 @@ static int d_utimens(const char *p, const struct timespec tv[2], struct fuse_fil
 }
 
 static void *d_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
-  /* Attributes and entries are not cached by the kernel: another client or a migration may change them. */
+  /* Names are kept entry_timeout (a migration never changes one); attributes and negative entries are not
+   * cached by the kernel: another client or a migration may change them. */
   cfg->entry_timeout = current ? current->entry_timeout : 0;
   cfg->attr_timeout = 0;
   cfg->negative_timeout = 0;
@@ -359,19 +361,17 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
          * programs listing a directory need not stat every entry to know what it is. */
         bool entry = false;
         napi_is_array(env, v, &entry);
+        napi_value nv = v;
+        struct stat st, *stp = NULL;
         if (entry) {
-          napi_value nv;
           napi_get_element(env, v, 0, &nv);
-          if (napi_get_value_string_utf8(env, nv, name, sizeof name, &len) != napi_ok) continue;
-          struct stat st;
           memset(&st, 0, sizeof st);
           st.st_mode = (mode_t)num_at(env, v, 1);
           st.st_ino = (ino_t)num_at(env, v, 2);
-          if (r->filler(r->dirbuf, name, &st, 0, 0)) break;
-          continue;
+          stp = &st;
         }
-        if (napi_get_value_string_utf8(env, v, name, sizeof name, &len) != napi_ok) continue;
-        if (r->filler(r->dirbuf, name, NULL, 0, 0)) break;
+        if (napi_get_value_string_utf8(env, nv, name, sizeof name, &len) != napi_ok) continue;
+        if (r->filler(r->dirbuf, name, stp, 0, 0)) break;
       }
     } else if ((r->op == OP_OPEN || r->op == OP_CREATE) && isarr) {
       /* [fh, direct_io] */

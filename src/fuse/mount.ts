@@ -53,6 +53,16 @@ export const ENTRY_TIMEOUT = 1;
 /** How long after a create its reply may answer libfuse's and the kernel's getattr of the new file. */
 const CREATED_FRESH_MS = 20;
 
+/**
+ * A create's attributes, once, and only right after the create (libfuse and the kernel ask at once):
+ * never a size from long ago.
+ */
+function takeFresh<K>(m: Map<K, { attr: number[]; at: number }>, k: K): number[] | undefined {
+  const made = m.get(k);
+  m.delete(k);
+  return made && performance.now() - made.at < CREATED_FRESH_MS ? made.attr : undefined;
+}
+
 /** Operations that may change a directory's attributes (its times, link count, mode or owner). */
 const CHANGES_NAMESPACE = new Set(['mkdir', 'mknod', 'create', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'chmod', 'chown', 'utimens', 'truncate', 'setxattr', 'removexattr']);
 
@@ -69,11 +79,6 @@ function inoOf(gfid: string | null, fallback: number): number {
 
 function statArray(a: Attr): number[] {
   return [a.mode, a.nlink, a.uid, a.gid, a.size, Math.ceil(a.size / 512), a.atime[0], a.atime[1], a.mtime[0], a.mtime[1], a.ctime[0], a.ctime[1], inoOf(a.gfid, a.ino ?? 0), 0];
-}
-
-/** xattr namespaces the volume does not store (the kernel's and the security modules'). */
-function foreignXattr(name: string): boolean {
-  return name.startsWith('system.') || name.startsWith('security.');
 }
 
 function statsArray(s: Stats): number[] {
@@ -101,7 +106,7 @@ export class FuseMount {
    */
   private created = new Map<number, { attr: number[]; at: number }>();
   private createdPath = new Map<string, { attr: number[]; at: number }>();
-  /** Directories' attributes, kept ENTRY_TIMEOUT like the kernel keeps names (see dirAttr). */
+  /** Directories' attributes, kept ENTRY_TIMEOUT like the kernel keeps names (see attrOf). */
   private dirs = new Map<string, { attr: number[]; until: number }>();
   private nextFh = 1;
   private mounted = false;
@@ -217,16 +222,9 @@ export class FuseMount {
     switch (op) {
       case 'getattr': {
         if (n[0] >= 0 && this.handles.has(n[0])) {
-          const made = this.created.get(n[0]);
-          this.created.delete(n[0]);
-          if (made && performance.now() - made.at < CREATED_FRESH_MS) return { result: 0, extra: made.attr };
-          return { result: 0, extra: statsArray(await this.fh(n[0]).stat()) };
+          return { result: 0, extra: takeFresh(this.created, n[0]) ?? statsArray(await this.fh(n[0]).stat()) };
         }
-        // Only right after the create (the kernel asks at once): never a size from long ago.
-        const made = this.createdPath.get(p);
-        this.createdPath.delete(p);
-        if (made && performance.now() - made.at < CREATED_FRESH_MS) return { result: 0, extra: made.attr };
-        return { result: 0, extra: await this.attrOf(p) };
+        return { result: 0, extra: takeFresh(this.createdPath, p) ?? (await this.attrOf(p)) };
       }
       case 'readlink':
         return { result: 0, extra: Buffer.from(await c.readlink(p)) };
@@ -319,19 +317,15 @@ export class FuseMount {
         else await this.fh(n[0]).sync();
         return { result: 0 };
       case 'setxattr':
-        // ACLs and security labels are not supported (cp -a and rsync -X skip them on ENOTSUP).
-        if (foreignXattr(path2!)) return { result: -osConstants.errno.EOPNOTSUPP };
         await c.setxattr(p, path2!, Buffer.from(buf ?? Buffer.alloc(0)), { create: (n[0] & XATTR_CREATE) !== 0, replace: (n[0] & XATTR_REPLACE) !== 0 });
         return { result: 0 };
       case 'getxattr':
-        if (foreignXattr(path2!)) return { result: -osConstants.errno.ENODATA };
         return { result: 0, extra: Buffer.from(await c.getxattr(p, path2!)) };
       case 'listxattr': {
         const names = await c.listxattr(p);
         return { result: 0, extra: Buffer.from(names.map((x) => `${x}\0`).join('')) };
       }
       case 'removexattr':
-        if (foreignXattr(path2!)) return { result: -osConstants.errno.ENODATA };
         await c.removexattr(p, path2!);
         return { result: 0 };
       case 'readdir': {

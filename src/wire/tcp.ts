@@ -11,12 +11,12 @@ const READ_BUFFER = 4 * 1024 * 1024;
 
 type DataFn = (chunk: Buffer) => void;
 
-interface ClientReads {
+interface SocketReads {
   fns: DataFn[];
   landing: (() => Uint8Array | null) | null;
 }
 
-function wrap(sock: net.Socket, reads: ClientReads | null = null): Conn {
+function wrap(sock: net.Socket, reads: SocketReads | null = null): Conn {
   sock.setNoDelay(true);
   let closed = false;
   let closeReason: string | undefined;
@@ -57,7 +57,7 @@ function wrap(sock: net.Socket, reads: ClientReads | null = null): Conn {
 }
 
 /** net's `onread` option: reads into the reader's landing zone or one reused buffer. */
-function onreadFor(reads: ClientReads): net.OnReadOpts {
+function onreadFor(reads: SocketReads): net.OnReadOpts {
   const own = Buffer.allocUnsafe(READ_BUFFER);
   return {
     // Asked after every read: the next bytes go where the reader wants them, or to our buffer.
@@ -75,10 +75,10 @@ function onreadFor(reads: ClientReads): net.OnReadOpts {
  * accepted sockets no such option): the paused socket's handle moves to a new Socket. Node's `handle`
  * option is not documented, so if this Node does not take it, the accepted socket is used as it is.
  */
-function adopt(s: net.Socket): { sock: net.Socket; reads: ClientReads | null } {
+function adopt(s: net.Socket): { sock: net.Socket; reads: SocketReads | null } {
   const handle = (s as unknown as { _handle?: unknown })._handle;
   if (!handle) return { sock: s, reads: null };
-  const reads: ClientReads = { fns: [], landing: null };
+  const reads: SocketReads = { fns: [], landing: null };
   try {
     const t = new net.Socket({ handle, onread: onreadFor(reads), readable: true, writable: true } as net.SocketConstructorOpts);
     if ((t as unknown as { _handle?: unknown })._handle !== handle) throw new Error('handle not taken');
@@ -95,7 +95,7 @@ function adopt(s: net.Socket): { sock: net.Socket; reads: ClientReads | null } {
 export const tcpNetwork: Network = {
   connect(host, port) {
     return new Promise((resolve, reject) => {
-      const reads: ClientReads = { fns: [], landing: null };
+      const reads: SocketReads = { fns: [], landing: null };
       const s = net.connect({ host, port, onread: onreadFor(reads) });
       const onErr = (e: Error) => reject(Object.assign(new Error(`connect ${host}:${port}: ${e.message}`), { code: 'ENOTCONN' }));
       s.once('error', onErr);

@@ -316,6 +316,49 @@ test('caching: file sizes and bytes from another client show at once; directory 
   }
 });
 
+test('a directory\'s times move with every name made or removed in it, whichever brick holds the name; writes through a write-only fd show at once to a reader', { skip }, async () => {
+  fs.mkdirSync(m('times'));
+  const mtime = () => fs.statSync(m('times')).mtimeMs;
+  const sleep = () => new Promise((r) => setTimeout(r, 15));
+  // Ten names spread over the three bricks; the directory's stat comes from one of them.
+  for (let i = 0; i < 10; i++) {
+    const t0 = mtime();
+    await sleep();
+    fs.writeFileSync(m(`times/f${i}`), 'x');
+    assert.ok(mtime() > t0, `creating f${i} moved the directory's mtime`);
+  }
+  for (const [what, act] of [
+    ['symlink', () => fs.symlinkSync('f0', m('times/s'))],
+    ['link', () => fs.linkSync(m('times/f1'), m('times/h'))],
+    ['unlink', () => fs.unlinkSync(m('times/f2'))],
+  ] as const) {
+    const t0 = mtime();
+    await sleep();
+    act();
+    assert.ok(mtime() > t0, `${what} moved the directory's mtime`);
+  }
+  // A failed create changes nothing.
+  const t0 = mtime();
+  await sleep();
+  assert.throws(() => fs.writeFileSync(m('times/f3'), 'y', { flag: 'wx' }), { code: 'EEXIST' });
+  assert.equal(mtime(), t0);
+
+  // A reader holds the file open (its pages cached); a write-only fd (which bypasses the page cache)
+  // rewrites it: the reader's next read has the new bytes.
+  fs.writeFileSync(m('times/g'), 'a'.repeat(8192));
+  const r = fs.openSync(m('times/g'), 'r');
+  const b = Buffer.alloc(8192);
+  fs.readSync(r, b, 0, 8192, 0);
+  assert.equal(b.toString(), 'a'.repeat(8192));
+  const w = fs.openSync(m('times/g'), 'w');
+  fs.writeSync(w, 'b'.repeat(8192), 0);
+  fs.closeSync(w);
+  assert.equal(fs.readSync(r, b, 0, 8192, 0), 8192);
+  assert.equal(b.toString(), 'b'.repeat(8192));
+  fs.closeSync(r);
+  fs.rmSync(m('times'), { recursive: true });
+});
+
 test('rebalance while a program keeps a file open on the mount and writes to it', { skip }, async () => {
   // Many files, so that some move to the new brick; one of them held open by a writing process.
   fs.mkdirSync(m('w'));

@@ -16,7 +16,7 @@ import { codeOf } from '../common/errors.js';
 import type { FileHandle, Volume } from '../api/volume.js';
 import type { Stats } from '../api/stats.js';
 import type { Attr } from '../wire/types.js';
-import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
 
 interface Native {
   mount(mountpoint: string, options: string[], maxIo: number, handler: Handler, entryTimeout: number): void;
@@ -62,6 +62,10 @@ function takeFresh<K>(m: Map<K, { attr: number[]; at: number }>, k: K): number[]
   m.delete(k);
   return made && performance.now() - made.at < CREATED_FRESH_MS ? made.attr : undefined;
 }
+
+/** Operations that make or remove a name that is not a directory: its parent's times change, nothing else. */
+const ENTRY_OPS = new Set(['mknod', 'create', 'unlink', 'symlink', 'link']);
+const parentOf = (p: string) => p.slice(0, Math.max(1, p.lastIndexOf('/')));
 
 /** Operations that may change a directory's attributes (its times, link count, mode or owner). */
 const CHANGES_NAMESPACE = new Set(['mkdir', 'mknod', 'create', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'chmod', 'chown', 'utimens', 'truncate', 'setxattr', 'removexattr']);
@@ -194,13 +198,29 @@ export class FuseMount {
 
   /** Drops kept directory attributes an operation on `p` (and `p2`) may change: the paths and their parents. */
   private forgetDirs(op: string, p: string, p2: string | null): void {
-    if (this.dirs.size === 0) return;
+    if (this.dirs.size === 0 || ENTRY_OPS.has(op)) return; // see touchParent
     for (const x of p2 && p2.startsWith('/') ? [p, p2] : [p]) {
       this.dirs.delete(x);
-      this.dirs.delete(x.slice(0, Math.max(1, x.lastIndexOf('/'))));
+      this.dirs.delete(parentOf(x));
     }
     // A directory renamed or removed takes its subtree's paths with it.
     if (op === 'rename' || op === 'rmdir') for (const k of this.dirs.keys()) if (k.startsWith(p + '/')) this.dirs.delete(k);
+  }
+
+  /**
+   * A name that is not a directory's, made or removed: only its parent's times change, and kept ones are
+   * set to now in place (as the brick that holds the entry does) rather than dropped, so that the next
+   * permission check on the directory needs no round trip. (A directory's stat comes from one brick,
+   * which a name hashed to another brick does not touch: this way its times move either way.)
+   */
+  private touchParent(name: string): void {
+    const kept = this.dirs.get(parentOf(name));
+    if (!kept) return;
+    const t = this.volume.client.clock.wallNow();
+    const attr = kept.attr.slice();
+    attr[8] = attr[10] = Math.floor(t / 1000); // mtime, ctime
+    attr[9] = attr[11] = Math.round((t % 1000) * 1e6);
+    kept.attr = attr;
   }
 
   private fh(n: number): FileHandle {
@@ -210,6 +230,12 @@ export class FuseMount {
   }
 
   private async handle(op: string, path: string | null, path2: string | null, n: number[], buf: Buffer | null): Promise<{ result: number; extra?: unknown }> {
+    const r = await this.run(op, path, path2, n, buf);
+    if (r.result >= 0 && ENTRY_OPS.has(op)) this.touchParent(op === 'link' ? path2! : path!);
+    return r;
+  }
+
+  private async run(op: string, path: string | null, path2: string | null, n: number[], buf: Buffer | null): Promise<{ result: number; extra?: unknown }> {
     const v = this.volume;
     const c = v.client;
     const p = path ?? '/';
@@ -287,7 +313,10 @@ export class FuseMount {
           this.created.set(fh, made);
           this.createdPath.set(p, made);
         }
-        return { result: 0, extra: [fh, 0] };
+        // A write-only file goes around the kernel's page cache (direct I/O): without write-back caching
+        // the cache would only hold a second copy of every byte written, costly to fill, and a write-only
+        // descriptor cannot be mapped, so nothing needs the pages. Others read and map through the cache.
+        return { result: 0, extra: [fh, (n[0] & O_ACCMODE) === O_WRONLY ? 1 : 0] };
       }
       case 'read': {
         const { bytesRead } = await this.fh(n[0]).read(buf!, 0, buf!.length, n[1]);

@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Volume } from '../src/api/volume.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
-import { hashedIndex, namesOn, onDisk, scanBrick } from './helpers/disk.js';
+import * as xattr from '@napi-rs/xattr';
+import { hashedIndex, namesOn, onDisk, P, scanBrick } from './helpers/disk.js';
 
 let c: Cluster;
 let vol: Volume;
@@ -142,6 +143,43 @@ test('rename across bricks keeps data in place and adds a linkto (GlusterFS sche
   // And unlink removes both data file and linkto.
   await vol.unlink(`/ren/${z}`);
   assert.equal(c.dirs.map((d) => scanBrick(d)).flatMap((m) => [...m.keys()]).filter((p) => p.startsWith('ren/')).length, 0);
+});
+
+test('a rename cut off between its steps is finished (switched) or undone (not switched) by the next client that meets the file', async () => {
+  await vol.mkdir('/cut');
+  const [a, c2] = namesOn(c.dirs, names, '/cut', 0, 2, 'a');
+  const [b, d] = namesOn(c.dirs, names, '/cut', 1, 2, 'b');
+  await vol.writeFile(`/cut/${a}`, 'first');
+  await vol.writeFile(`/cut/${c2}`, 'second');
+  const g1 = (await vol.stat(`/cut/${a}`)).gfid!;
+  const g2 = (await vol.stat(`/cut/${c2}`)).gfid!;
+  const data = vol.client.sv(names[0]);
+  const rename = (x: string) => xattr.getAttributeSync(path.join(c.dirs[0], 'cut', x), `${P}dhtfs.rename`);
+  // The renamer of a -> b gave the data file its new name and switched b's hashed brick to it, then was
+  // cut off before the old name went; the renamer of c2 -> d was cut off right after the new name.
+  await data.call('link', { from: `/cut/${a}`, to: `/cut/${b}`, gfid: g1, intent: true });
+  await vol.client.sv(names[1]).call('mklinkto', { path: `/cut/${b}`, gfid: g1, target: names[0], replace: true });
+  await data.call('link', { from: `/cut/${c2}`, to: `/cut/${d}`, gfid: g2, intent: true });
+  assert.ok(rename(a) && rename(d), 'each file is marked with its rename');
+  // Another client meets the files: each rename is settled before it answers, one name left per file.
+  const other = await Volume.connect(c.spec);
+  try {
+    await assert.rejects(other.stat(`/cut/${a}`), { code: 'ENOENT' });
+    assert.equal(await other.readFile(`/cut/${b}`, 'utf8'), 'first');
+    assert.equal(await other.readFile(`/cut/${c2}`, 'utf8'), 'second');
+    await assert.rejects(other.stat(`/cut/${d}`), { code: 'ENOENT' });
+    assert.deepEqual((await other.readdir('/cut')).sort(), [b, c2].sort());
+  } finally {
+    await other.close();
+  }
+  // On the bricks: one data file per file, with one name and no mark; b's linkto; nothing of a or d.
+  assert.equal(onDisk(c.dirs[0], `cut/${b}`)!.nlink, 2, 'the new name and the gfid handle');
+  assert.equal(onDisk(c.dirs[0], `cut/${c2}`)!.nlink, 2, 'the old name and the gfid handle');
+  assert.equal(rename(b), null);
+  assert.equal(rename(c2), null);
+  assert.equal(onDisk(c.dirs[1], `cut/${b}`)!.linkto, names[0]);
+  for (const x of [a, d]) assert.equal(where(`cut/${x}`).filter(Boolean).length, 0, `${x} is gone everywhere`);
+  await vol.rm('/cut', { recursive: true });
 });
 
 test('a linkto whose data vanished is cleaned up by lookup', async () => {

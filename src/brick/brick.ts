@@ -187,7 +187,7 @@ const isLnk = (st: Stat) => (st.mode & S_IFMT) === S_IFLNK;
 // ---------------------------------------------------------------------------------------------------
 
 export class Brick implements RequestHandler<Session> {
-  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; topology: string; reserved: string[] };
+  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; rename: string; topology: string; reserved: string[] };
   readonly mig: SrcMigrations;
   readonly locks = new LockTable();
   private sessions = new Map<number, Session>();
@@ -211,6 +211,7 @@ export class Brick implements RequestHandler<Session> {
       commit: `${p}glusterfs.dht.commithash`,
       volumeId: `${p}glusterfs.volume-id`,
       migration: `${p}dhtfs.migration`,
+      rename: `${p}dhtfs.rename`,
       topology: `${p}dhtfs.volume`,
       reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
     };
@@ -252,6 +253,7 @@ export class Brick implements RequestHandler<Session> {
       rmdir: (_s, a) => this.rmdir(a),
       rename: (_s, a) => this.rename(a),
       link: (_s, a) => this.link(a),
+      renameSettled: (_s, a) => this.renameSettled(a),
       symlink: (_s, a) => this.symlink(a),
       readlink: (_s, a) => this.readlink(a),
       readdir: (_s, a) => this.readdir(a),
@@ -380,6 +382,10 @@ export class Brick implements RequestHandler<Session> {
       if (gfid === undefined) {
         const m = this.movedOf(rel, a.gfid);
         if (m) a.moved = m;
+        if (a.nlink > 1) {
+          const r = this.renameIntentOf(rel);
+          if (r) a.renaming = r;
+        }
       }
     } else if (isDir(st)) {
       const b = this.st.getxattr(rel, this.X.dht);
@@ -520,6 +526,27 @@ export class Brick implements RequestHandler<Session> {
   }
 
   /** The commit record of a file at src, if its commit is in force. */
+  /** The rename this file's second name belongs to, while it is not finished (see link). */
+  private renameIntentOf(rel: string): { from: string; to: string } | null {
+    const b = this.st.getxattr(rel, this.X.rename);
+    if (!b) return null;
+    try {
+      const r = JSON.parse(b.toString()) as { from?: unknown; to?: unknown };
+      return typeof r.from === 'string' && typeof r.to === 'string' ? { from: r.from, to: r.to } : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Forgets the file's unfinished rename (no error if there is none). */
+  private clearRenameIntent(gfid: string): void {
+    try {
+      this.st.removexattr(handlePath(gfid), this.X.rename);
+    } catch (e) {
+      if (codeOf(e) !== 'ENODATA' && codeOf(e) !== 'ENOENT') throw e;
+    }
+  }
+
   private movedOf(rel: string, gfid: string | null): Moved | null {
     const known = this.mig.movedTo(gfid);
     if (known) return known;
@@ -998,6 +1025,7 @@ export class Brick implements RequestHandler<Session> {
     const onlyIfLinkto = optBool(a, 'onlyIfLinkto');
     const ifNotOpen = optBool(a, 'ifNotOpen');
     const ifOtherNames = optBool(a, 'ifOtherNames');
+    const clearIntent = optBool(a, 'clearIntent');
     const st = this.st.lstat(rel);
     if (isDir(st)) throw new FsError('EISDIR', `/${rel} is a directory`);
     const at = this.attr(rel, st);
@@ -1012,6 +1040,7 @@ export class Brick implements RequestHandler<Session> {
     this.mig.entryChanged(at.gfid);
     this.st.unlink(rel);
     this.dropHandleIfLast(at.gfid);
+    if (clearIntent && at.gfid && at.nlink > 1) this.clearRenameIntent(at.gfid);
     return { ...at, nlink: Math.max(0, at.nlink - 1) };
   }
 
@@ -1098,7 +1127,24 @@ export class Brick implements RequestHandler<Session> {
       }
     }
     this.st.link(from, to);
+    if (optBool(a, 'intent')) {
+      // A rename's second name (DhtClient.rename): the file says which rename it belongs to until the
+      // renamer (or whoever meets the file first, should the renamer be cut off) finishes or undoes it.
+      try {
+        this.st.setxattr(to, this.X.rename, Buffer.from(JSON.stringify({ from: '/' + from, to: '/' + to })));
+      } catch (e) {
+        this.st.unlink(to);
+        throw e;
+      }
+    }
     return this.attrOf(to);
+  }
+
+  /** The file's unfinished rename is settled (DhtClient.settleRename): it forgets it. */
+  renameSettled(a: Args): Record<string, never> {
+    const gfid = gfidArg(a, 'gfid');
+    this.clearRenameIntent(gfid);
+    return {};
   }
 
   symlink(a: Args): Attr {

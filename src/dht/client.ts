@@ -494,8 +494,19 @@ export class DhtClient {
     if (root.commitHash !== null) this.volCommitHash = root.commitHash;
   }
 
-  /** Finds where a path's data lives. */
-  async locate(path: string, revalidated = false): Promise<Located> {
+  /**
+   * Finds where a path's data lives. A file met with a rename left unfinished (its renamer cut off between
+   * giving it the new name and taking the old one away) has that rename settled first (settleRename), so
+   * that no one goes on seeing the file under both names.
+   */
+  async locate(path: string): Promise<Located> {
+    for (let i = 0; ; i++) {
+      const loc = await this.locateOnce(path);
+      if (!loc.attr.renaming || i >= 2 || !(await this.settleRename(loc))) return loc;
+    }
+  }
+
+  private async locateOnce(path: string, revalidated = false): Promise<Located> {
     path = normPath(path);
     if (path === '/') {
       const d = await this.dir('/');
@@ -514,7 +525,7 @@ export class DhtClient {
     } catch (e) {
       if (codeOf(e) === ELAYOUT && !revalidated) {
         await this.parentChanged(parent, hashed);
-        return this.locate(path, true);
+        return this.locateOnce(path, true);
       }
       if (codeOf(e) !== 'ENOENT') throw e;
       if (everywhere) return this.lookupEverywhere(path, d, hashed);
@@ -548,7 +559,7 @@ export class DhtClient {
    */
   async finishMove(path: string, gfid: string, m: { dst: string; token: string; path: string }, hashed: string | null, recordOn: string): Promise<Located> {
     const attr = await this.settleMove(path, gfid, m, recordOn);
-    if (!attr) return this.locate(path, true); // the record was stale: look again
+    if (!attr) return this.locateOnce(path, true); // the record was stale: look again
     return { path, attr, cached: m.dst, hashed, isDir: false };
   }
 
@@ -888,7 +899,7 @@ export class DhtClient {
     return this.entryLock(hashed, parent, name, async () => {
       let loc: Located | null = null;
       try {
-        loc = await this.locate(path);
+        loc = await this.locateOnce(path); // (settling a rename here would wait for this lock)
       } catch (e) {
         if (codeOf(e) !== 'ENOENT') throw e;
       }
@@ -908,6 +919,52 @@ export class DhtClient {
       await this.sv(brick)
         .call('entrylk', { domain: DOMAIN_ENTRY, path: dir, name, type: 'un', owner })
         .catch(() => {});
+    }
+  }
+
+  /**
+   * Ends a rename its renamer left unfinished (cut off between giving the data file its new name, which
+   * marked the file with the rename, and taking the old name away): under the new name's entry lock, which
+   * the renamer holds through those steps, the rename is done if the new name's hashed brick already
+   * leads to the file (the switch happened: the old name and its linkto go) and undone otherwise (the new
+   * name goes). Either way nothing is lost and one name is left. Returns false if it could not get that
+   * far (a brick away leaves the file as it is, to be settled by the next one who meets it), true when the
+   * file may have changed (settled here or by someone else meanwhile) and is to be looked up again.
+   */
+  async settleRename(loc: Located): Promise<boolean> {
+    const r = loc.attr.renaming;
+    const gfid = loc.attr.gfid;
+    if (!r || !gfid || loc.isDir) return false;
+    try {
+      const { parent, name } = splitPath(normPath(r.to));
+      const d = await this.dir(parent);
+      const toHashed = this.hashedBrick(d, name);
+      return await this.entryLock(toHashed, parent, name, async () => {
+        const data = this.sv(loc.cached);
+        const absent = (e: unknown) => (codeOf(e) === 'ENOENT' ? null : Promise.reject(e));
+        // Still unfinished? (The renamer may have finished, or someone else settled it, meanwhile: the
+        // caller looks again.)
+        const toOnData = await data.call<Attr>('lookup', { path: r.to }).catch(absent);
+        const now = toOnData ?? (await data.call<Attr>('lookup', { path: r.from }).catch(absent));
+        if (!now || now.gfid !== gfid || now.renaming?.from !== r.from || now.renaming.to !== r.to) return true;
+        const atTo = toHashed === loc.cached ? toOnData : await this.sv(toHashed).call<Attr>('lookup', { path: r.to }).catch(absent);
+        const switched = atTo?.gfid === gfid;
+        const drop = switched ? r.from : r.to;
+        await data.call('unlink', { path: drop, gfid, ifOtherNames: true, clearIntent: true }).catch(async (e) => {
+          // The name is not (or no longer) the file's: only the mark is left.
+          if (codeOf(e) !== 'ENOENT' && codeOf(e) !== 'ESTALE' && codeOf(e) !== 'EBUSY') throw e;
+          await data.call('renameSettled', { gfid });
+        });
+        if (switched) {
+          const fromHashed = this.hashedBrick(await this.dir(splitPath(normPath(r.from)).parent), splitPath(normPath(r.from)).name);
+          if (fromHashed !== loc.cached) await this.sv(fromHashed).call('unlink', { path: r.from, onlyIfLinkto: true, gfid }).catch(() => {});
+        }
+        this.log('info', `${switched ? 'finished' : 'undid'} an interrupted rename of ${r.from} to ${r.to}`);
+        return true;
+      });
+    } catch (e) {
+      this.log('warn', `leaving the interrupted rename of ${r.from} to ${r.to} for later: ${(e as Error).message}`);
+      return false;
     }
   }
 
@@ -933,8 +990,12 @@ export class DhtClient {
       try {
         return await this.renameOnce(from, to, resume, left);
       } catch (e) {
-        // A migration moved the data file between the lookup and the rename: look it up again.
-        if (e instanceof SourceMoved && ++moves <= 3) continue;
+        // The data file was not where the lookup found it (a migration moved it, or another client settled
+        // this rename meanwhile, see settleRename): look it up again, as a rename that may have begun.
+        if (e instanceof SourceMoved && ++moves <= 3) {
+          resume = e.gfid ?? resume;
+          continue;
+        }
         // A brick went away between two steps: wait for it and carry on from where the rename stopped, so
         // that a broken connection leaves no half-renamed file behind while this client lives.
         if (e instanceof Interrupted && attempt < RENAME_RESUMES) {
@@ -975,6 +1036,7 @@ export class DhtClient {
       await this.renameFile(src, from, to, resume !== null && resume === gfid, left);
       await this.dropReplaced(to, left);
     } catch (e) {
+      if (e instanceof SourceMoved) e.gfid = gfid;
       throw gfid ? interrupted(e, gfid) : e;
     }
   }
@@ -1031,7 +1093,7 @@ export class DhtClient {
             if (dst && dst.cached === src.cached) await again();
             else {
               linked = await this.sv(src.cached)
-                .call('link', { from, to, gfid })
+                .call('link', { from, to, gfid, intent: true })
                 .then(
                   () => true,
                   (e) => (codeOf(e) === 'EEXIST' ? again().then(() => false) : sourceMoved(e)),
@@ -1056,7 +1118,7 @@ export class DhtClient {
                 // lost brick leaves the outcome unknown, and the rename is taken up again from there.
                 if (linked && codeOf(e) !== ELAYOUT && codeOf(e) !== 'ENOTCONN') {
                   await this.sv(src.cached)
-                    .call('unlink', { path: to, gfid, ifOtherNames: true })
+                    .call('unlink', { path: to, gfid, ifOtherNames: true, clearIntent: true })
                     .then(() => (linked = renamed = false))
                     .catch(() => {});
                 }
@@ -1071,7 +1133,7 @@ export class DhtClient {
           // The new name is in force: the old one goes.
           // Only while the data has another name: nothing is lost whatever happened meanwhile.
           await this.sv(src.cached)
-            .call('unlink', { path: from, gfid, ifOtherNames: true })
+            .call('unlink', { path: from, gfid, ifOtherNames: true, clearIntent: true })
             .catch((e) => {
               if (codeOf(e) !== 'ENOENT') throw e;
             });
@@ -1286,6 +1348,8 @@ export class DhtClient {
 
 /** rename's data file was not where the lookup found it (a migration moved it): look it up again. */
 class SourceMoved extends Error {
+  /** The file being renamed (set by renameOnce). */
+  gfid?: string;
   constructor(readonly original: unknown) {
     super('moved');
   }

@@ -9,7 +9,7 @@ import { newGfid } from '../common/gfid.js';
 import { joinPath, type DhtClient } from '../dht/client.js';
 import { fixLayout, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
 import { dhtHash } from '../dht/hash.js';
-import type { DirEntryAttr } from '../wire/types.js';
+import type { Attr, DirEntryAttr } from '../wire/types.js';
 import { S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
 import { SwitchGate, migrateFile, type MigrateOptions } from './migrate.js';
 import { migrateFileLegacy } from './legacy.js';
@@ -249,24 +249,33 @@ export class Rebalancer {
           continue;
         }
         this.cp.counters.scanned++;
-        if (e.attr.moved && e.attr.gfid) {
+        let a = e.attr;
+        if (a.renaming) {
+          // A rename its renamer left unfinished: settled now (one of the file's two names goes), then the
+          // name is taken as it is left, if it is left.
+          await this.c.settleRename({ path, attr: a, cached: brick, hashed: null, isDir: false });
+          const again = await this.c.sv(brick).call<Attr>('lookup', { path }).catch(() => null);
+          if (!again || again.renaming) continue;
+          a = again;
+        }
+        if (a.moved && a.gfid) {
           // A committed migration of an earlier run: make sure dst's copy is installed (durably, before the
           // commit record that points at the copy goes), then drop src's. If the copy can never be installed
           // (the file was renamed over, renamed or unlinked since), the record is stale and goes too.
-          await this.c.settleMove(path, e.attr.gfid, e.attr.moved, brick).catch(() => null);
+          await this.c.settleMove(path, a.gfid, a.moved, brick).catch(() => null);
           continue;
         }
         const to = searchLayout(layout, dhtHash(e.name));
         if (!to || to === brick) continue;
-        if (e.attr.nlink > 1 && e.attr.gfid && (e.attr.mode & S_IFMT) === S_IFREG) {
+        if (a.nlink > 1 && a.gfid && (a.mode & S_IFMT) === S_IFREG) {
           // Possibly an interrupted rename's extra name: removed if the name reaches another file.
-          if (await this.c.removeUnreachableName(path, brick, e.attr.gfid).catch(() => false)) continue;
+          if (await this.c.removeUnreachableName(path, brick, a.gfid).catch(() => false)) continue;
         }
-        if ((e.attr.mode & S_IFMT) !== S_IFREG) {
+        if ((a.mode & S_IFMT) !== S_IFREG) {
           this.cp.counters.skipped++;
           continue;
         }
-        work.push({ path, from: brick, to, size: e.attr.size });
+        work.push({ path, from: brick, to, size: a.size });
       }
     }
     const width = Math.max(1, this.o.throttle ?? THROTTLE.normal);

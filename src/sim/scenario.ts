@@ -578,6 +578,7 @@ function checkBricks(storages: SimStorage[], names: string[], files: string[], v
         }
         if (s.mode & 0o7000) violations.push(`S5 S/T bits on ${p} on ${names[i]}`);
         if (st.getxattr(p, 'trusted.dhtfs.migration')) violations.push(`S5 commit record left on ${p} on ${names[i]}`);
+        if (st.getxattr(p, 'trusted.dhtfs.rename')) violations.push(`S5 unfinished rename left on ${p} on ${names[i]}`);
         if (seen.has(p)) violations.push(`S5 ${p} has data on ${names[seen.get(p)!]} and ${names[i]}`);
         if (names[i] === drained) violations.push(`remove-brick: ${p} is still on the drained brick ${drained}`);
         seen.set(p, i);

@@ -17,6 +17,11 @@ export interface Attr extends Stat {
   phase1To?: string;
   /** Regular files on a migration's src after its commit: the file is dst's now. */
   moved?: { dst: string; token: string; path: string };
+  /**
+   * Regular files with more than one name, one of them a rename's new name given before the rename
+   * finished (DhtClient.rename): the rename, with the volume paths of its old and new name.
+   */
+  renaming?: { from: string; to: string };
 }
 
 export interface DirEntryAttr {

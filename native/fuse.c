@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <stdint.h>
+#include <time.h>
 
 enum op {
   OP_GETATTR, OP_READLINK, OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_CHMOD,
@@ -89,7 +91,49 @@ static int dispatch(req_t *r) {
 
 #define REQ(o) req_t r; memset(&r, 0, sizeof r); r.op = (o)
 
+/*
+ * Directories' attributes as the JS side keeps them (FuseMount.keepDir): with no attribute caching in the
+ * kernel, every permission check on a path's directories asks for them, several times per create. A
+ * getattr by path is answered from here, without a trip to JavaScript, until the entry's time is up or
+ * JavaScript drops it. Direct-mapped: a colliding path takes the slot.
+ */
+#define DCACHE_SLOTS 4096
+typedef struct {
+  char *path;
+  struct stat st;
+  struct timespec until;
+} dattr_t;
+static dattr_t dcache[DCACHE_SLOTS];
+static pthread_mutex_t dcache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned dcache_slot(const char *p) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+  return h % DCACHE_SLOTS;
+}
+static int before(const struct timespec *a, const struct timespec *b) {
+  return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+static int dcache_get(const char *p, struct stat *st) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int hit = 0;
+  pthread_mutex_lock(&dcache_lock);
+  dattr_t *e = &dcache[dcache_slot(p)];
+  if (e->path && strcmp(e->path, p) == 0 && before(&now, &e->until)) {
+    *st = e->st;
+    hit = 1;
+  }
+  pthread_mutex_unlock(&dcache_lock);
+  return hit;
+}
+static void dcache_drop_locked(dattr_t *e) {
+  free(e->path);
+  e->path = NULL;
+}
+
 static int d_getattr(const char *p, struct stat *st, struct fuse_file_info *fi) {
+  if (!fi && dcache_get(p, st)) return 0;
   REQ(OP_GETATTR); r.path = p; r.st = st; r.fi = fi;
   r.nums[0] = fi ? (double)fi->fh : -1;
   return dispatch(&r);
@@ -303,6 +347,75 @@ static double num_at(napi_env env, napi_value arr, uint32_t i) {
   return d;
 }
 
+/* [mode, nlink, uid, gid, size, blocks, atime s, ns, mtime s, ns, ctime s, ns, ino, rdev] */
+static void stat_from(napi_env env, napi_value a, struct stat *st) {
+  memset(st, 0, sizeof *st);
+  st->st_mode = (mode_t)num_at(env, a, 0);
+  st->st_nlink = (nlink_t)num_at(env, a, 1);
+  st->st_uid = (uid_t)num_at(env, a, 2);
+  st->st_gid = (gid_t)num_at(env, a, 3);
+  st->st_size = (off_t)num_at(env, a, 4);
+  st->st_blocks = (blkcnt_t)num_at(env, a, 5);
+  st->st_atim.tv_sec = (time_t)num_at(env, a, 6);
+  st->st_atim.tv_nsec = (long)num_at(env, a, 7);
+  st->st_mtim.tv_sec = (time_t)num_at(env, a, 8);
+  st->st_mtim.tv_nsec = (long)num_at(env, a, 9);
+  st->st_ctim.tv_sec = (time_t)num_at(env, a, 10);
+  st->st_ctim.tv_nsec = (long)num_at(env, a, 11);
+  st->st_ino = (ino_t)num_at(env, a, 12);
+  st->st_rdev = (dev_t)num_at(env, a, 13);
+  st->st_blksize = 1024 * 1024;
+}
+
+/* keepDir(path, stat array, ms): getattr of `path` is answered with these attributes for `ms`. */
+static napi_value js_keep_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char path[4096];
+  size_t len = 0;
+  double ms = 0;
+  if (argc < 3 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1) return NULL;
+  CHECK(napi_get_value_double(env, argv[2], &ms));
+  struct stat st;
+  stat_from(env, argv[1], &st);
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  long long ns = (long long)until.tv_nsec + (long long)(ms * 1e6);
+  until.tv_sec += ns / 1000000000LL;
+  until.tv_nsec = ns % 1000000000LL;
+  char *copy = strdup(path);
+  if (!copy) return NULL;
+  pthread_mutex_lock(&dcache_lock);
+  dattr_t *e = &dcache[dcache_slot(path)];
+  dcache_drop_locked(e);
+  e->path = copy;
+  e->st = st;
+  e->until = until;
+  pthread_mutex_unlock(&dcache_lock);
+  return NULL;
+}
+
+/* dropDir(path) drops what keepDir kept for `path`; dropDir() drops everything. */
+static napi_value js_drop_dir(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char path[4096];
+  size_t len = 0;
+  napi_valuetype t = napi_undefined;
+  if (argc >= 1) napi_typeof(env, argv[0], &t);
+  pthread_mutex_lock(&dcache_lock);
+  if (t != napi_string) {
+    for (int i = 0; i < DCACHE_SLOTS; i++) dcache_drop_locked(&dcache[i]);
+  } else if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) == napi_ok) {
+    dattr_t *e = &dcache[dcache_slot(path)];
+    if (e->path && strcmp(e->path, path) == 0) dcache_drop_locked(e);
+  }
+  pthread_mutex_unlock(&dcache_lock);
+  return NULL;
+}
+
 /* reply(req, result, extra) */
 static napi_value js_reply(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -320,24 +433,7 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
     napi_is_buffer(env, extra, &isbuf);
     napi_is_array(env, extra, &isarr);
     if (r->op == OP_GETATTR && isarr) {
-      /* [mode, nlink, uid, gid, size, blocks, atime s, ns, mtime s, ns, ctime s, ns, ino, rdev] */
-      struct stat *st = r->st;
-      memset(st, 0, sizeof *st);
-      st->st_mode = (mode_t)num_at(env, extra, 0);
-      st->st_nlink = (nlink_t)num_at(env, extra, 1);
-      st->st_uid = (uid_t)num_at(env, extra, 2);
-      st->st_gid = (gid_t)num_at(env, extra, 3);
-      st->st_size = (off_t)num_at(env, extra, 4);
-      st->st_blocks = (blkcnt_t)num_at(env, extra, 5);
-      st->st_atim.tv_sec = (time_t)num_at(env, extra, 6);
-      st->st_atim.tv_nsec = (long)num_at(env, extra, 7);
-      st->st_mtim.tv_sec = (time_t)num_at(env, extra, 8);
-      st->st_mtim.tv_nsec = (long)num_at(env, extra, 9);
-      st->st_ctim.tv_sec = (time_t)num_at(env, extra, 10);
-      st->st_ctim.tv_nsec = (long)num_at(env, extra, 11);
-      st->st_ino = (ino_t)num_at(env, extra, 12);
-      st->st_rdev = (dev_t)num_at(env, extra, 13);
-      st->st_blksize = 1024 * 1024;
+      stat_from(env, extra, r->st);
     } else if (r->op == OP_STATFS && isarr) {
       /* [bsize, blocks, bfree, bavail, files, ffree, namemax] */
       struct statvfs *sv = r->sv;
@@ -504,6 +600,8 @@ static napi_value init(napi_env env, napi_value exports) {
     {"mount", NULL, js_mount, NULL, NULL, NULL, napi_default, NULL},
     {"unmount", NULL, js_unmount, NULL, NULL, NULL, napi_default, NULL},
     {"reply", NULL, js_reply, NULL, NULL, NULL, napi_default, NULL},
+    {"keepDir", NULL, js_keep_dir, NULL, NULL, NULL, napi_default, NULL},
+    {"dropDir", NULL, js_drop_dir, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -22,6 +22,10 @@ interface Native {
   mount(mountpoint: string, options: string[], maxIo: number, handler: Handler, entryTimeout: number): void;
   unmount(): void;
   reply(req: unknown, result: number, extra?: unknown): void;
+  /** The addon answers the kernel's getattr of `path` with `attr` for `ms` (until dropped). */
+  keepDir(path: string, attr: number[], ms: number): void;
+  /** Drops what keepDir kept for `path`, or everything. */
+  dropDir(path?: string): void;
 }
 type Handler = (req: unknown, op: string, path: string | null, path2: string | null, nums: number[], buf: Buffer | null) => void;
 
@@ -126,6 +130,7 @@ export class FuseMount {
 
   mount(): void {
     const opts = ['fsname=dhtfs', 'subtype=dhtfs', 'default_permissions', `max_read=${MAX_IO}`, ...(process.getuid?.() === 0 ? ['allow_other'] : []), ...(this.o.options ?? [])];
+    this.dropDirs(); // (the addon's are per process)
     this.native.mount(this.mountpoint, opts, MAX_IO, (req, op, path, path2, nums, buf) => {
       if (op === 'ended') {
         this.mounted = false;
@@ -190,9 +195,9 @@ export class FuseMount {
     const a = await this.volume.client.stat(p);
     const arr = statArray(a);
     if ((a.mode & S_IFMT) === S_IFDIR && ttl > 0) {
-      if (this.dirs.size > 10_000) this.dirs.clear();
-      this.dirs.set(p, { attr: arr, until: now + ttl });
-    } else this.dirs.delete(p);
+      if (this.dirs.size > 10_000) this.dropDirs();
+      this.keepDir(p, arr, now + ttl);
+    } else this.dropDir(p);
     return arr;
   }
 
@@ -200,11 +205,11 @@ export class FuseMount {
   private forgetDirs(op: string, p: string, p2: string | null): void {
     if (this.dirs.size === 0 || ENTRY_OPS.has(op)) return; // see touchParent
     for (const x of p2 && p2.startsWith('/') ? [p, p2] : [p]) {
-      this.dirs.delete(x);
-      this.dirs.delete(parentOf(x));
+      this.dropDir(x);
+      this.dropDir(parentOf(x));
     }
     // A directory renamed or removed takes its subtree's paths with it.
-    if (op === 'rename' || op === 'rmdir') for (const k of this.dirs.keys()) if (k.startsWith(p + '/')) this.dirs.delete(k);
+    if (op === 'rename' || op === 'rmdir') for (const k of this.dirs.keys()) if (k.startsWith(p + '/')) this.dropDir(k);
   }
 
   /**
@@ -220,7 +225,25 @@ export class FuseMount {
     const attr = kept.attr.slice();
     attr[8] = attr[10] = Math.floor(t / 1000); // mtime, ctime
     attr[9] = attr[11] = Math.round((t % 1000) * 1e6);
-    kept.attr = attr;
+    this.keepDir(parentOf(name), attr, kept.until);
+  }
+
+  /**
+   * Kept directory attributes live here and, for the kernel's getattrs by path, in the addon, which
+   * answers them without a trip to JavaScript (the two are changed together, here).
+   */
+  private keepDir(p: string, attr: number[], until: number): void {
+    this.dirs.set(p, { attr, until });
+    this.native.keepDir(p, attr, until - performance.now());
+  }
+
+  private dropDir(p: string): void {
+    if (this.dirs.delete(p)) this.native.dropDir(p);
+  }
+
+  private dropDirs(): void {
+    this.dirs.clear();
+    this.native.dropDir();
   }
 
   private fh(n: number): FileHandle {

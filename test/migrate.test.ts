@@ -224,3 +224,64 @@ test('a migrator whose connection to dst was made again aborts: its old fd numbe
   await victim.close();
   await mig.close();
 });
+
+test('bricks of one host: dst reads the file from src\'s disk and no byte passes through the migrator; migPull takes nothing but this file of a brick of this volume', async () => {
+  const v = await Volume.connect(c.spec);
+  try {
+    // What the migrator's own fds carry.
+    const seen: Record<string, number> = {};
+    const fdCall = v.client.fdCall.bind(v.client);
+    v.client.fdCall = ((fd, op, args, into) => {
+      seen[op] = (seen[op] ?? 0) + 1;
+      return fdCall(fd, op, args, into);
+    }) as typeof v.client.fdCall;
+    const data = randomBytes(5 * 1024 * 1024 + 3);
+    for (const [f, pull] of [
+      [files[19], true],
+      [files[20], false],
+    ] as const) {
+      await v.writeFile(`/${f}`, data, { mode: 0o640 });
+      const gfid = (await v.stat(`/${f}`)).gfid;
+      for (const k of Object.keys(seen)) delete seen[k];
+      assert.equal((await migrateFile(v.client, `/${f}`, { chunk: 1 << 20, pull })).result, 'migrated');
+      assertMigrated(f, gfid);
+      assert.ok((await v.readFile(`/${f}`)).equals(data));
+      if (pull) {
+        assert.ok((seen.migPull ?? 0) >= 6, 'dst pulled the pieces');
+        assert.equal((seen.read ?? 0) + (seen.write ?? 0), 0, 'no piece went through the migrator');
+      } else {
+        assert.equal(seen.migPull ?? 0, 0);
+        assert.ok((seen.read ?? 0) >= 6, 'the pieces went through the migrator');
+      }
+    }
+
+    const f = files[21];
+    await v.writeFile(`/${f}`, 'the file');
+    const gfid = (await v.stat(`/${f}`)).gfid!;
+    const [src, dst] = names;
+    const lease = await v.client.sv(src).call<{ token: string }>('migLease', { path: `/${f}`, gfid, dst, leaseMs: 5000 });
+    const { source } = await v.client.sv(src).call<{ source: { host: string; root: string; path: string } }>('migSource', { gfid, token: lease.token });
+    assert.equal(source.root, path.resolve(c.dirs[0]));
+    await assert.rejects(v.client.sv(src).call('migSource', { gfid, token: 'not-the-token' }), { code: 'EFENCED' });
+    const { fd } = await v.client.sv(dst).call<{ fd: number }>('migPrepare', { path: `/${f}`, gfid, src, token: lease.token, uid: 0, gid: 0 });
+    const pull = (s: unknown, onFd = fd) => v.client.sv(dst).call<{ copied: number }>('migPull', { fd: onFd, source: s, offset: 0, length: 100 });
+    // A directory laid out like a brick, with the same file name, but not a brick of this volume.
+    const fake = fs.mkdtempSync(path.join(c.base, 'fake-'));
+    fs.mkdirSync(path.dirname(path.join(fake, source.path)), { recursive: true });
+    fs.writeFileSync(path.join(fake, source.path), 'not of this volume');
+    await assert.rejects(pull({ ...source, root: fake }), { code: 'EXDEV' });
+    await assert.rejects(pull({ ...source, host: 'another-host' }), { code: 'EXDEV' });
+    await assert.rejects(pull({ ...source, path: '.glusterfs/../../../etc/passwd' }), { code: 'EINVAL' });
+    await assert.rejects(pull(null), { code: 'EINVAL' });
+    // Only into a migration copy.
+    const other = await v.client.sv(dst).call<{ fd: number }>('open', { gfid: (await v.stat(`/${files[19]}`)).gfid, flags: 2 });
+    await assert.rejects(pull(source, other.fd), { code: 'EBADF' });
+    await v.client.sv(dst).call('close', { fd: other.fd });
+    assert.equal((await pull(source)).copied, 8, 'the real source is copied');
+    await v.client.sv(src).call('migAbort', { gfid, token: lease.token });
+    await v.client.sv(dst).call('close', { fd }).catch(() => {});
+    fs.rmSync(fake, { recursive: true, force: true });
+  } finally {
+    await v.close();
+  }
+});

@@ -36,6 +36,7 @@ import {
   S_IFREG,
   S_ISGID,
   S_ISVTX,
+  type LocalName,
   type Stat,
   type Storage,
   type Timespec,
@@ -218,6 +219,8 @@ export class Brick implements RequestHandler<Session> {
     this.mig = new SrcMigrations(clock, random, (m) => log('info', m));
     this.ops = {
       migLease: (s, a) => this.migLease(s, a),
+      migSource: (_s, a) => this.migSource(a),
+      migPull: (s, a) => this.migPull(s, a),
       migRenew: (_s, a) => this.migRenew(a),
       migDirty: (_s, a) => this.migDirty(a),
       migFreeze: (_s, a) => this.migFreeze(a),
@@ -527,12 +530,12 @@ export class Brick implements RequestHandler<Session> {
 
   /** The commit record of a file at src, if its commit is in force. */
   /** The rename this file's second name belongs to, while it is not finished (see link). */
-  private renameIntentOf(rel: string): { from: string; to: string } | null {
+  private renameIntentOf(rel: string): Attr['renaming'] | null {
     const b = this.st.getxattr(rel, this.X.rename);
     if (!b) return null;
     try {
-      const r = JSON.parse(b.toString()) as { from?: unknown; to?: unknown };
-      return typeof r.from === 'string' && typeof r.to === 'string' ? { from: r.from, to: r.to } : null;
+      const r = JSON.parse(b.toString()) as { from?: unknown; to?: unknown; replaced?: { brick: string; gfid?: string } };
+      return typeof r.from === 'string' && typeof r.to === 'string' ? { from: r.from, to: r.to, ...(r.replaced ? { replaced: r.replaced } : {}) } : null;
     } catch {
       return null;
     }
@@ -1131,7 +1134,9 @@ export class Brick implements RequestHandler<Session> {
       // A rename's second name (DhtClient.rename): the file says which rename it belongs to until the
       // renamer (or whoever meets the file first, should the renamer be cut off) finishes or undoes it.
       try {
-        this.st.setxattr(to, this.X.rename, Buffer.from(JSON.stringify({ from: '/' + from, to: '/' + to })));
+        const rep = a.replaced as { brick?: unknown; gfid?: unknown } | undefined;
+        const replaced = rep && typeof rep.brick === 'string' && rep.brick.length <= 255 ? { brick: rep.brick, ...(typeof rep.gfid === 'string' && isGfid(rep.gfid) ? { gfid: rep.gfid } : {}) } : undefined;
+        this.st.setxattr(to, this.X.rename, Buffer.from(JSON.stringify({ from: '/' + from, to: '/' + to, ...(replaced ? { replaced } : {}) })));
       } catch (e) {
         this.st.unlink(to);
         throw e;
@@ -1278,6 +1283,17 @@ export class Brick implements RequestHandler<Session> {
     return {};
   }
 
+  /**
+   * Where a brick on this host can read the file under migration directly (migPull), so that its bytes
+   * need not cross the network twice through the migrator; null when this storage cannot be shared.
+   */
+  migSource(a: Args): { source: (LocalName & { path: string }) | null } {
+    const gfid = gfidArg(a, 'gfid');
+    this.mig.holds(gfid, str(a, 'token'));
+    const name = this.st.localName?.() ?? null;
+    return { source: name ? { ...name, path: handlePath(gfid) } : null };
+  }
+
   /** step `recopy`: the ranges changed since the last call. */
   migDirty(a: Args): DirtyRecord & { size: number } {
     const gfid = gfidArg(a, 'gfid');
@@ -1399,6 +1415,50 @@ export class Brick implements RequestHandler<Session> {
   }
 
   // --- migration: this brick as dst --------------------------------------------------------------------
+
+  /**
+   * Copies a range of the file under migration into this migration copy straight from src's disk, when
+   * src is a brick of this volume on this host (migSource named its file): the bytes cross neither the
+   * network nor the migrator. Anything else is refused (EXDEV) and the migrator copies through itself.
+   * What src's clients change meanwhile is tracked by src and copied again, as with any copy.
+   */
+  async migPull(s: Session, a: Args): Promise<{ copied: number }> {
+    const f = this.fdOf(s, a);
+    if (!f.tempRel || !f.gfid) throw new FsError('EBADF', 'fd is not a migration copy');
+    const offset = int(a, 'offset');
+    const length = int(a, 'length', 0, MAX_IO_SIZE);
+    const src = a.source as Record<string, unknown> | null;
+    if (!src || typeof src !== 'object') throw bad('source', 'must be an object');
+    const name = { host: str(src, 'host'), root: str(src, 'root') };
+    if (str(src, 'path') !== handlePath(f.gfid)) throw bad('source', 'is not the file of this copy');
+    const peer = this.st.peer?.(name) ?? null;
+    if (!peer) throw new FsError('EXDEV', 'the source is not on this host');
+    // Only a brick of this very volume: its root carries this volume's id.
+    const theirs = (() => {
+      try {
+        return peer.getxattr('', this.X.volumeId);
+      } catch {
+        return null;
+      }
+    })();
+    const ours = this.st.getxattr('', this.X.volumeId);
+    if (!theirs || !ours || !Buffer.from(theirs).equals(Buffer.from(ours))) throw new FsError('EXDEV', 'the source is not a brick of this volume');
+    const h = peer.open(str(src, 'path'), O_RDONLY, 0);
+    const buf = ioBuffers.take(length);
+    try {
+      const data = await peer.read(h, offset, length, buf);
+      let written = 0;
+      while (written < data.length) {
+        const n = await this.st.write(f.h, offset + written, data.subarray(written));
+        if (n <= 0) throw new FsError('EIO', 'short write to the migration copy');
+        written += n;
+      }
+      return { copied: data.length };
+    } finally {
+      peer.close(h);
+      ioBuffers.give(buf);
+    }
+  }
 
   private tempPath(gfid: string, token: string): string {
     if (!/^[0-9a-f]{1,32}$/.test(token)) throw bad('token', 'must be hex');

@@ -105,6 +105,11 @@ export class SrcMigrations {
     return a;
   }
 
+  /** Throws EFENCED unless the lease `token` on the file is live. */
+  holds(gfid: string, token: string): void {
+    this.check(gfid, token);
+  }
+
   renew(gfid: string, token: string, leaseMs: number): void {
     const a = this.check(gfid, token);
     a.timer.cancel();

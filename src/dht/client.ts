@@ -937,6 +937,7 @@ export class DhtClient {
     if (!r || !gfid || loc.isDir) return false;
     try {
       const { parent, name } = splitPath(normPath(r.to));
+      this.dirs.delete(parent); // (the layout as the bricks have it now)
       const d = await this.dir(parent);
       const toHashed = this.hashedBrick(d, name);
       return await this.entryLock(toHashed, parent, name, async () => {
@@ -944,11 +945,9 @@ export class DhtClient {
         const absent = (e: unknown) => (codeOf(e) === 'ENOENT' ? null : Promise.reject(e));
         // Still unfinished? (The renamer may have finished, or someone else settled it, meanwhile: the
         // caller looks again.)
-        const toOnData = await data.call<Attr>('lookup', { path: r.to }).catch(absent);
-        const now = toOnData ?? (await data.call<Attr>('lookup', { path: r.from }).catch(absent));
+        const now = (await data.call<Attr>('lookup', { path: r.to }).catch(absent)) ?? (await data.call<Attr>('lookup', { path: r.from }).catch(absent));
         if (!now || now.gfid !== gfid || now.renaming?.from !== r.from || now.renaming.to !== r.to) return true;
-        const atTo = toHashed === loc.cached ? toOnData : await this.sv(toHashed).call<Attr>('lookup', { path: r.to }).catch(absent);
-        const switched = atTo?.gfid === gfid;
+        const switched = await this.nameLeadsTo(r.to, gfid);
         const drop = switched ? r.from : r.to;
         await data.call('unlink', { path: drop, gfid, ifOtherNames: true, clearIntent: true }).catch(async (e) => {
           // The name is not (or no longer) the file's: only the mark is left.
@@ -956,8 +955,10 @@ export class DhtClient {
           await data.call('renameSettled', { gfid });
         });
         if (switched) {
+          // As the renamer would have: the old name's linkto and the data of the file the rename replaced.
           const fromHashed = this.hashedBrick(await this.dir(splitPath(normPath(r.from)).parent), splitPath(normPath(r.from)).name);
           if (fromHashed !== loc.cached) await this.sv(fromHashed).call('unlink', { path: r.from, onlyIfLinkto: true, gfid }).catch(() => {});
+          await this.dropReplaced(r.to, { at: r.replaced ? { brick: r.replaced.brick, gfid: r.replaced.gfid } : null });
         }
         this.log('info', `${switched ? 'finished' : 'undid'} an interrupted rename of ${r.from} to ${r.to}`);
         return true;
@@ -966,6 +967,31 @@ export class DhtClient {
       this.log('warn', `leaving the interrupted rename of ${r.from} to ${r.to} for later: ${(e as Error).message}`);
       return false;
     }
+  }
+
+  /**
+   * Whether a rename of the file `gfid` to `path` got as far as its switch: some brick has a linkto at
+   * `path` to the file (the switch makes one, and only the switch; it may be on a brick that hashed the
+   * name before a layout change), or the name's hashed brick has the file's data under it (renamed in
+   * place). Asked of every brick: a lookup by name may find the replaced file's data first, or miss a
+   * linkto made under the layout before. With `anyData` (the old name is gone), the file's data under
+   * the name on any brick counts too: lookups find it there.
+   */
+  private async nameLeadsTo(path: string, gfid: string, anyData = false): Promise<boolean> {
+    const { parent, name } = splitPath(normPath(path));
+    this.dirs.delete(parent); // (the layout as the bricks have it now)
+    const hashed = this.hashedBrick(await this.dir(parent), name);
+    const found = await Promise.all(
+      this.names.map((b) =>
+        this.sv(b)
+          .call<Attr>('lookup', { path })
+          .then(
+            (a) => ({ b, a }),
+            (e) => (codeOf(e) === 'ENOENT' ? null : Promise.reject(e)),
+          ),
+      ),
+    );
+    return found.some((f) => f !== null && f.a.gfid === gfid && (anyData || f.a.linkto !== undefined || f.b === hashed));
   }
 
   /**
@@ -1017,11 +1043,12 @@ export class DhtClient {
       // Whether the new name has the file must be known: a brick still away is waited for, not taken
       // for an absence.
       if (resume && codeOf(e) === 'ENOENT') {
-        const there = await this.locate(to).catch((e2) => {
-          if (codeOf(e2) === 'ENOENT') return null;
+        // (Asked of the new name's hashed brick itself: while the replaced file's data is still there, a
+        // lookup of the name everywhere may find that one.)
+        const switched = await this.nameLeadsTo(to, resume, true).catch((e2) => {
           throw interrupted(e2, resume);
         });
-        if (there?.attr.gfid === resume) {
+        if (switched) {
           await this.dropReplaced(to, left).catch((e2) => {
             throw interrupted(e2, resume);
           });
@@ -1093,7 +1120,7 @@ export class DhtClient {
             if (dst && dst.cached === src.cached) await again();
             else {
               linked = await this.sv(src.cached)
-                .call('link', { from, to, gfid, intent: true })
+                .call('link', { from, to, gfid, intent: true, ...(left.at ? { replaced: left.at } : {}) })
                 .then(
                   () => true,
                   (e) => (codeOf(e) === 'EEXIST' ? again().then(() => false) : sourceMoved(e)),
@@ -1276,15 +1303,16 @@ export class DhtClient {
       }
     }
     // A record with no data file beside it: the file, unless the migration's copy was installed and the
-    // file renamed or unlinked since (its lookup removes such a stale record).
-    for (const [name, e] of movedOnly) {
+    // file renamed or unlinked since (its lookup removes such a stale record). Which one it is cannot be
+    // told while a brick of the lookup is out of reach: the listing fails then, as it does when a brick
+    // cannot be listed (rather than show a file that may be gone, or hide one that may be there).
+    for (const name of movedOnly.keys()) {
       if (seen.has(name)) continue;
       try {
         const loc = await this.locate(joinPath(path, name));
         if (!loc.isDir) seen.set(name, { name, attr: loc.attr });
       } catch (err) {
-        // dst is out of reach: the record still stands for the file.
-        if (codeOf(err) !== 'ENOENT') seen.set(name, e);
+        if (codeOf(err) !== 'ENOENT') throw err;
       }
     }
     // The bricks answer at different instants: a file can be a linkto on one brick's answer and already

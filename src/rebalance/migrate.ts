@@ -26,6 +26,13 @@ export interface MigrateOptions {
   gate?: SwitchGate;
   /** Counts copied bytes as they go (progress). */
   onBytes?: (n: number) => void;
+  /** Let dst read src's file straight from its disk when both bricks are on one host (default true). */
+  pull?: boolean;
+}
+
+/** src's file as dst may read it directly (migSource), while that works. */
+interface Pull {
+  source: unknown;
 }
 
 export type MigrateOutcome =
@@ -68,10 +75,11 @@ interface Dirty {
 const DEFAULTS = { leaseMs: 5000, chunk: 2 * 1024 * 1024, window: 4, settleBytes: 256 * 1024, maxRecopyRounds: 8 };
 
 /**
- * Copies ranges of src (through the migrator's fd) to the temp file on dst, pipelined. `bulk` copies
+ * Copies ranges of src to the temp file on dst, pipelined: dst reads them from src's disk itself when the
+ * two bricks share a host (`pull`), otherwise they come through the migrator's fd on src. `bulk` copies
  * (before the freeze) hold while another file switches.
  */
-async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions, bulk: boolean): Promise<number> {
+async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions, bulk: boolean, pull: Pull): Promise<number> {
   const pieces: [number, number][] = [];
   for (const [a, b] of ranges) for (let off = a; off < b; off += o.chunk) pieces.push([off, Math.min(b, off + o.chunk)]);
   let next = 0;
@@ -79,11 +87,24 @@ async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: 
   const worker = async () => {
     // Each worker reads into its own buffer, reused: its write has been answered (so sent) before the
     // next read lands there. Fresh multi-megabyte buffers per piece cost more than the copy.
-    const buf = Buffer.allocUnsafe(o.chunk);
+    let buf: Buffer | null = null;
     while (next < pieces.length) {
       if (bulk) await o.gate?.open();
       if (next >= pieces.length) break;
       const [a, b] = pieces[next++];
+      if (pull.source) {
+        try {
+          const r = await c.fdCall<{ copied: number }>(dstFd, 'migPull', { source: pull.source, offset: a, length: b - a });
+          copied += r.copied;
+          o.onBytes?.(r.copied);
+          continue;
+        } catch (e) {
+          // dst cannot read src's disk (another host, an older brick): the copy goes through here.
+          if (codeOf(e) !== 'EXDEV' && codeOf(e) !== 'ENOSYS') throw e;
+          pull.source = null;
+        }
+      }
+      buf ??= Buffer.allocUnsafe(o.chunk);
       const r = await c.fdCall<{ data: Uint8Array }>(srcFd, 'read', { offset: a, length: b - a }, buf);
       if (r.data.length === 0) continue; // beyond src's end now: the final size settles it
       await c.fdCall(dstFd, 'write', { offset: a, data: r.data });
@@ -169,7 +190,11 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     // copy: everything, through the migrator's own fd on src.
     srcFd = c.fdOn(src, (await c.sv(src).call<{ fd: number }>('open', { gfid, flags: O_RDONLY })).fd);
     const [sF, dF] = [srcFd, dstFd];
-    let bytes = await copyRanges(c, sF, dF, [[0, lease.attr.size]], o, true);
+    // Bricks of one host: dst reads the file from src's disk itself (what clients change meanwhile is
+    // tracked by src all the same).
+    const pull: Pull = { source: null };
+    if (o.pull !== false) pull.source = await c.sv(src).call<{ source: unknown }>('migSource', { gfid, token }).then((r) => r.source, () => null);
+    let bytes = await copyRanges(c, sF, dF, [[0, lease.attr.size]], o, true, pull);
     await step('copy');
 
     // recopy: what clients changed meanwhile, until little is left. Each round ends with the copy (and
@@ -180,7 +205,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     for (let round = 0; round < o.maxRecopyRounds; round++) {
       const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
       if (round === 1) switchOn(true);
-      bytes += await copyRanges(c, sF, dF, d.ranges, o, round === 0);
+      bytes += await copyRanges(c, sF, dF, d.ranges, o, round === 0, pull);
       if (round === 0) await o.gate?.open();
       await Promise.all([c.fdCall(dF, 'fsync', { datasync: true }), c.fdCall(sF, 'fsync', { datasync: true })]);
       const left = total(d.ranges);
@@ -194,7 +219,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     await step('freeze');
 
     // final-copy: the last ranges, size, attributes, xattrs; the copy made durable.
-    bytes += await copyRanges(c, sF, dF, fr.dirty.ranges, o, false);
+    bytes += await copyRanges(c, sF, dF, fr.dirty.ranges, o, false, pull);
     const a = fr.attr;
     await c.fdCall(dF, 'migFinalize', { size: a.size, mode: a.mode & 0o7777, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs: fr.xattrs });
     await step('final-copy');

@@ -95,6 +95,16 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   const removeBrick = o.topology === 'remove-brick' || (o.topology === undefined && rng.chance(0.5));
   const drained = removeBrick ? `sv-client-${rng.int(3)}` : null;
   const storages = Array.from({ length: nBricks }, () => new SimStorage(w));
+  // Even seeds put the bricks on one host, so that migrations copy from disk to disk (migPull); odd
+  // seeds copy through the migrator.
+  if (o.seed % 2 === 0) {
+    const host = { name: 'host0', storages: new Map<string, SimStorage>() };
+    storages.forEach((st, i) => {
+      st.id = `/bricks/b${i}`;
+      st.host = host;
+      host.storages.set(st.id, st);
+    });
+  }
   const listeners: (Listener | null)[] = new Array(nBricks).fill(null);
   const names = storages.map((_, i) => `sv-client-${i}`);
   const start = async (i: number) => {

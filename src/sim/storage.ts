@@ -5,7 +5,7 @@
  * virtual delay.
  */
 import { FsError } from '../common/errors.js';
-import type { DirEntry, Stat, StatFs, Storage, Timespec } from '../storage/storage.js';
+import type { DirEntry, LocalName, Stat, StatFs, Storage, Timespec } from '../storage/storage.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_RDONLY, O_TRUNC, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../storage/storage.js';
 import type { World } from './world.js';
 
@@ -40,6 +40,13 @@ export class SimStorage implements Storage {
   private nextFd = 3;
   /** Capacity in bytes (for statfs and ENOSPC). */
   capacity = 1 << 30;
+  /**
+   * Storages of one simulated host, which a brick may read directly (a migration's copy between two
+   * bricks of one host, Brick.migPull); null: this storage is not shared.
+   */
+  host: { name: string; storages: Map<string, SimStorage> } | null = null;
+  /** This storage's name on its host. */
+  id = '';
 
   constructor(private readonly w: World) {
     this.inodes.set(1, this.inode(S_IFDIR | 0o755, 1));
@@ -55,6 +62,14 @@ export class SimStorage implements Storage {
     const n: Inode = { ino, mode, uid: 0, gid: 0, nlink: 1, data: Buffer.alloc(0), durable: Buffer.alloc(0), xattrs: new Map(), entries: (mode & S_IFMT) === S_IFDIR ? new Map() : null, target: null, atime: t, mtime: t, ctime: t };
     this.inodes.set(ino, n);
     return n;
+  }
+
+  localName(): LocalName | null {
+    return this.host ? { host: this.host.name, root: this.id } : null;
+  }
+
+  peer(name: LocalName): Storage | null {
+    return this.host && name.host === this.host.name ? (this.host.storages.get(name.root) ?? null) : null;
   }
 
   /** Power loss: unsynced file data is gone; open files are closed. */

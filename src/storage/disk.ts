@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { statfsSync } from 'node:fs';
 import * as xattr from '@napi-rs/xattr';
-import type { DirEntry, Stat, StatFs, Storage, Timespec } from './storage.js';
+import type { DirEntry, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
 import { O_NOFOLLOW } from './storage.js';
 
 const ERRNO_NAMES: Record<number, string> = {
@@ -51,8 +51,39 @@ function secs(t: Timespec): number {
   return t[0] + t[1] / 1e9;
 }
 
+let hostIdentity: string | null | undefined;
+/** This boot of this machine: machine id and boot id (two bricks with the same one share a disk view). */
+function hostId(): string | null {
+  if (hostIdentity === undefined) {
+    try {
+      const read = (f: string) => fs.readFileSync(f, 'utf8').trim();
+      hostIdentity = `${read('/etc/machine-id')}/${read('/proc/sys/kernel/random/boot_id')}`;
+    } catch {
+      hostIdentity = null;
+    }
+  }
+  return hostIdentity;
+}
+
 export class DiskStorage implements Storage {
+  private peers = new Map<string, DiskStorage>();
   constructor(readonly root: string) {}
+
+  localName(): LocalName | null {
+    const host = hostId();
+    return host ? { host, root: path.resolve(this.root) } : null;
+  }
+
+  peer(name: LocalName): Storage | null {
+    if (!hostId() || name.host !== hostId() || !path.isAbsolute(name.root)) return null;
+    let p = this.peers.get(name.root);
+    if (!p) {
+      if (this.peers.size > 64) this.peers.clear();
+      p = new DiskStorage(name.root);
+      this.peers.set(name.root, p);
+    }
+    return p;
+  }
 
   private abs(p: string): string {
     return p === '' ? this.root : path.join(this.root, p);

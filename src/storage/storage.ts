@@ -69,6 +69,20 @@ export interface Storage {
   fsync(h: number, datasync: boolean): Promise<void>;
 
   statfs(): StatFs;
+
+  /**
+   * Optional, for a migration between two bricks of one host: how a brick on this host names this
+   * storage, to read a file of it directly (Brick.migSource); null when it cannot be shared.
+   */
+  localName?(): LocalName | null;
+  /** Optional: the storage another brick of this host named (read only use); null if it is not here. */
+  peer?(name: LocalName): Storage | null;
+}
+
+/** A storage as bricks of one host name it: the host's identity and the storage's root there. */
+export interface LocalName {
+  host: string;
+  root: string;
 }
 
 export const S_IFMT = 0o170000;

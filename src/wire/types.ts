@@ -19,9 +19,10 @@ export interface Attr extends Stat {
   moved?: { dst: string; token: string; path: string };
   /**
    * Regular files with more than one name, one of them a rename's new name given before the rename
-   * finished (DhtClient.rename): the rename, with the volume paths of its old and new name.
+   * finished (DhtClient.rename): the rename, with the volume paths of its old and new name, and where the
+   * data of the file it replaces is (to be removed once it is done).
    */
-  renaming?: { from: string; to: string };
+  renaming?: { from: string; to: string; replaced?: { brick: string; gfid?: string } };
 }
 
 export interface DirEntryAttr {

@@ -1444,6 +1444,22 @@ export class Brick implements RequestHandler<Session> {
     const ours = this.st.getxattr('', this.X.volumeId);
     if (!theirs || !ours || !Buffer.from(theirs).equals(Buffer.from(ours))) throw new FsError('EXDEV', 'the source is not a brick of this volume');
     const h = peer.open(str(src, 'path'), O_RDONLY, 0);
+    try {
+      // In the kernel where the storage can (copy_file_range); through memory otherwise.
+      if (this.st.copyRange) {
+        const copied = await this.st.copyRange(peer, h, f.h, offset, length).catch((e) => {
+          if (['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOSYS'].includes(codeOf(e))) return null;
+          throw e;
+        });
+        if (copied !== null) {
+          peer.close(h);
+          return { copied };
+        }
+      }
+    } catch (e) {
+      peer.close(h);
+      throw e;
+    }
     const buf = ioBuffers.take(length);
     try {
       const data = await peer.read(h, offset, length, buf);

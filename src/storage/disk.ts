@@ -2,6 +2,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { statfsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import * as xattr from '@napi-rs/xattr';
 import type { DirEntry, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
 import { O_NOFOLLOW } from './storage.js';
@@ -65,6 +67,21 @@ function hostId(): string | null {
   return hostIdentity;
 }
 
+/** native/copy: copy_file_range, when it was built (scripts/setup.sh); null otherwise. */
+let copyAddon: { copyRange(fdIn: number, fdOut: number, offset: number, length: number): Promise<number> } | null | undefined;
+function copier(): typeof copyAddon {
+  if (copyAddon === undefined) {
+    try {
+      // dist/src/storage -> the repository's root
+      const here = path.dirname(fileURLToPath(import.meta.url));
+      copyAddon = createRequire(import.meta.url)(path.join(here, '..', '..', '..', 'native', 'copy', 'build', 'Release', 'dhtfs_copy.node'));
+    } catch {
+      copyAddon = null;
+    }
+  }
+  return copyAddon;
+}
+
 export class DiskStorage implements Storage {
   private peers = new Map<string, DiskStorage>();
   constructor(readonly root: string) {}
@@ -72,6 +89,12 @@ export class DiskStorage implements Storage {
   localName(): LocalName | null {
     const host = hostId();
     return host ? { host, root: path.resolve(this.root) } : null;
+  }
+
+  copyRange(peer: Storage, from: number, h: number, offset: number, length: number): Promise<number> {
+    const c = copier();
+    if (!c || !(peer instanceof DiskStorage)) return Promise.reject(Object.assign(new Error('no copy_file_range here'), { code: 'ENOSYS' }));
+    return c.copyRange(from, h, offset, length);
   }
 
   peer(name: LocalName): Storage | null {

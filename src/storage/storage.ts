@@ -77,6 +77,12 @@ export interface Storage {
   localName?(): LocalName | null;
   /** Optional: the storage another brick of this host named (read only use); null if it is not here. */
   peer?(name: LocalName): Storage | null;
+  /**
+   * Optional: copies `length` bytes at `offset` of the file open as `from` in `peer` to the same offset
+   * of `h`, in the kernel; resolves to the bytes copied (fewer at the end of the source). Rejects with
+   * EXDEV, EINVAL, EOPNOTSUPP or ENOSYS where it cannot, and the caller copies through memory.
+   */
+  copyRange?(peer: Storage, from: number, h: number, offset: number, length: number): Promise<number>;
 }
 
 /** A storage as bricks of one host name it: the host's identity and the storage's root there. */

@@ -1,0 +1,9 @@
+{
+  "targets": [
+    {
+      "target_name": "dhtfs_copy",
+      "sources": ["copy.c"],
+      "cflags": ["-O2", "-Wall"]
+    }
+  ]
+}

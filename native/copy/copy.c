@@ -1,0 +1,103 @@
+/*
+ * copy_file_range(2) for the brick (DiskStorage.copyRange): a range of one open file into another at the
+ * same offset, in the kernel, on a libuv worker thread. Node's fs has no binding for it with offsets.
+ *
+ * copyRange(fdIn, fdOut, offset, length) -> Promise<bytes copied>; rejects with an Error whose `code` is
+ * the errno name for the cases the caller falls back on (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS) or EIO.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+  int in, out;
+  int64_t offset;
+  int64_t length;
+  int64_t copied;
+  int err;
+  napi_deferred deferred;
+  napi_async_work work;
+} job_t;
+
+static void execute(napi_env env, void *data) {
+  (void)env;
+  job_t *j = data;
+  while (j->copied < j->length) {
+    loff_t a = j->offset + j->copied, b = j->offset + j->copied;
+    ssize_t n = copy_file_range(j->in, &a, j->out, &b, (size_t)(j->length - j->copied), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      j->err = errno;
+      break;
+    }
+    if (n == 0) break; /* end of the source */
+    j->copied += n;
+  }
+}
+
+static const char *errno_name(int e) {
+  switch (e) {
+    case EXDEV: return "EXDEV";
+    case EINVAL: return "EINVAL";
+    case EOPNOTSUPP: return "EOPNOTSUPP";
+    case ENOSYS: return "ENOSYS";
+    case ENOSPC: return "ENOSPC";
+    case EBADF: return "EBADF";
+    default: return "EIO";
+  }
+}
+
+static void complete(napi_env env, napi_status status, void *data) {
+  job_t *j = data;
+  if (j->err && j->copied == 0) {
+    napi_value msg, code, err;
+    napi_create_string_utf8(env, strerror(j->err), NAPI_AUTO_LENGTH, &msg);
+    napi_create_string_utf8(env, errno_name(j->err), NAPI_AUTO_LENGTH, &code);
+    napi_create_error(env, code, msg, &err);
+    napi_set_named_property(env, err, "code", code);
+    napi_reject_deferred(env, j->deferred, err);
+  } else {
+    napi_value v;
+    napi_create_double(env, (double)j->copied, &v);
+    napi_resolve_deferred(env, j->deferred, v);
+  }
+  napi_delete_async_work(env, j->work);
+  free(j);
+}
+
+static napi_value copy_range(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4], promise, name;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
+    napi_throw_type_error(env, NULL, "copyRange(fdIn, fdOut, offset, length)");
+    return NULL;
+  }
+  job_t *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  int32_t in, out;
+  if (napi_get_value_int32(env, argv[0], &in) != napi_ok || napi_get_value_int32(env, argv[1], &out) != napi_ok ||
+      napi_get_value_int64(env, argv[2], &j->offset) != napi_ok || napi_get_value_int64(env, argv[3], &j->length) != napi_ok ||
+      j->offset < 0 || j->length < 0) {
+    free(j);
+    napi_throw_type_error(env, NULL, "copyRange(fdIn, fdOut, offset, length): numbers >= 0");
+    return NULL;
+  }
+  j->in = in;
+  j->out = out;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "dhtfs_copy_range", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
+NAPI_MODULE_INIT() {
+  napi_value fn;
+  napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &fn);
+  napi_set_named_property(env, exports, "copyRange", fn);
+  return exports;
+}

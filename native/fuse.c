@@ -132,7 +132,75 @@ static void dcache_drop_locked(dattr_t *e) {
   e->path = NULL;
 }
 
+/*
+ * A new file's attributes from its create, for the getattrs libfuse (by handle, inside the create) and
+ * the kernel (by path, right after it) make: each answered once, within 20 ms, and never after a write,
+ * truncate or release of the file or any change to the namespace. Slots by handle number.
+ */
+#define FRESH_SLOTS 64
+#define FRESH_NS (20 * 1000000L)
+typedef struct {
+  uint64_t fh;
+  char *path;
+  struct stat st;
+  struct timespec until;
+  int fh_used, path_used;
+} fresh_t;
+static fresh_t fresh[FRESH_SLOTS];
+static pthread_mutex_t fresh_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void fresh_free_locked(fresh_t *e) {
+  free(e->path);
+  e->path = NULL;
+}
+static void fresh_put(uint64_t fh, const char *path, const struct stat *st) {
+  char *copy = strdup(path);
+  if (!copy) return;
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  until.tv_nsec += FRESH_NS;
+  if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+  pthread_mutex_lock(&fresh_lock);
+  fresh_t *e = &fresh[fh % FRESH_SLOTS];
+  fresh_free_locked(e);
+  e->fh = fh;
+  e->path = copy;
+  e->st = *st;
+  e->until = until;
+  e->fh_used = e->path_used = 0;
+  pthread_mutex_unlock(&fresh_lock);
+}
+/* by_fh: answer a getattr by handle (fi) or, with fi NULL, by path. */
+static int fresh_take(const struct fuse_file_info *fi, const char *path, struct stat *st) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int hit = 0;
+  pthread_mutex_lock(&fresh_lock);
+  for (int i = 0; i < FRESH_SLOTS && !hit; i++) {
+    fresh_t *e = fi ? &fresh[fi->fh % FRESH_SLOTS] : &fresh[i];
+    if (e->path && before(&now, &e->until)) {
+      if (fi && e->fh == fi->fh && !e->fh_used) hit = e->fh_used = 1;
+      else if (!fi && !e->path_used && strcmp(e->path, path) == 0) hit = e->path_used = 1;
+      if (hit) *st = e->st;
+    }
+    if (fi) break;
+  }
+  pthread_mutex_unlock(&fresh_lock);
+  return hit;
+}
+static void fresh_drop(const struct fuse_file_info *fi) {
+  pthread_mutex_lock(&fresh_lock);
+  if (fi) {
+    fresh_t *e = &fresh[fi->fh % FRESH_SLOTS];
+    if (e->path && e->fh == fi->fh) fresh_free_locked(e);
+  } else {
+    for (int i = 0; i < FRESH_SLOTS; i++) fresh_free_locked(&fresh[i]);
+  }
+  pthread_mutex_unlock(&fresh_lock);
+}
+
 static int d_getattr(const char *p, struct stat *st, struct fuse_file_info *fi) {
+  if (fresh_take(fi, p, st)) return 0;
   if (!fi && dcache_get(p, st)) return 0;
   REQ(OP_GETATTR); r.path = p; r.st = st; r.fi = fi;
   r.nums[0] = fi ? (double)fi->fh : -1;
@@ -143,37 +211,45 @@ static int d_readlink(const char *p, char *buf, size_t size) {
   return dispatch(&r);
 }
 static int d_mkdir(const char *p, mode_t mode) {
+  fresh_drop(NULL);
   REQ(OP_MKDIR); r.path = p; r.nums[0] = mode;
   return dispatch(&r);
 }
 static int d_mknod(const char *p, mode_t mode, dev_t dev) {
+  fresh_drop(NULL);
   REQ(OP_MKNOD); r.path = p; r.nums[0] = mode; r.nums[1] = (double)dev;
   return dispatch(&r);
 }
-static int d_unlink(const char *p) { REQ(OP_UNLINK); r.path = p; return dispatch(&r); }
-static int d_rmdir(const char *p) { REQ(OP_RMDIR); r.path = p; return dispatch(&r); }
+static int d_unlink(const char *p) { fresh_drop(NULL); REQ(OP_UNLINK); r.path = p; return dispatch(&r); }
+static int d_rmdir(const char *p) { fresh_drop(NULL); REQ(OP_RMDIR); r.path = p; return dispatch(&r); }
 static int d_symlink(const char *target, const char *p) {
+  fresh_drop(NULL);
   REQ(OP_SYMLINK); r.path = p; r.path2 = target;
   return dispatch(&r);
 }
 static int d_rename(const char *from, const char *to, unsigned int flags) {
+  fresh_drop(NULL);
   REQ(OP_RENAME); r.path = from; r.path2 = to; r.nums[0] = flags;
   return dispatch(&r);
 }
 static int d_link(const char *from, const char *to) {
+  fresh_drop(NULL);
   REQ(OP_LINK); r.path = from; r.path2 = to;
   return dispatch(&r);
 }
 static int d_chmod(const char *p, mode_t mode, struct fuse_file_info *fi) {
+  fresh_drop(NULL);
   REQ(OP_CHMOD); r.path = p; r.nums[0] = mode; r.nums[1] = fi ? (double)fi->fh : -1;
   return dispatch(&r);
 }
 static int d_chown(const char *p, uid_t uid, gid_t gid, struct fuse_file_info *fi) {
+  fresh_drop(NULL);
   REQ(OP_CHOWN); r.path = p; r.nums[0] = uid == (uid_t)-1 ? -1.0 : (double)uid; r.nums[1] = gid == (gid_t)-1 ? -1.0 : (double)gid;
   r.nums[2] = fi ? (double)fi->fh : -1;
   return dispatch(&r);
 }
 static int d_truncate(const char *p, off_t size, struct fuse_file_info *fi) {
+  fresh_drop(NULL);
   REQ(OP_TRUNCATE); r.path = p; r.nums[0] = (double)size; r.nums[1] = fi ? (double)fi->fh : -1;
   return dispatch(&r);
 }
@@ -190,6 +266,7 @@ static int d_read(const char *p, char *buf, size_t size, off_t off, struct fuse_
   return dispatch(&r);
 }
 static int d_write(const char *p, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  fresh_drop(fi);
   REQ(OP_WRITE); r.path = p; r.buf = (char *)buf; r.size = size; r.nums[0] = (double)fi->fh; r.nums[1] = (double)off;
   return dispatch(&r);
 }
@@ -211,6 +288,7 @@ static int foreign_xattr(const char *name) {
   return strncmp(name, "security.", 9) == 0 || strncmp(name, "system.", 7) == 0;
 }
 static int d_release(const char *p, struct fuse_file_info *fi) {
+  fresh_drop(fi);
   REQ(OP_RELEASE); r.path = p; r.nums[0] = (double)fi->fh;
   return dispatch(&r);
 }
@@ -219,6 +297,7 @@ static int d_fsync(const char *p, int datasync, struct fuse_file_info *fi) {
   return dispatch(&r);
 }
 static int d_setxattr(const char *p, const char *name, const char *value, size_t size, int flags) {
+  fresh_drop(NULL);
   if (foreign_xattr(name)) return -EOPNOTSUPP;
   REQ(OP_SETXATTR); r.path = p; r.path2 = name; r.buf = (char *)value; r.size = size; r.nums[0] = flags;
   return dispatch(&r);
@@ -233,6 +312,7 @@ static int d_listxattr(const char *p, char *list, size_t size) {
   return dispatch(&r);
 }
 static int d_removexattr(const char *p, const char *name) {
+  fresh_drop(NULL);
   if (foreign_xattr(name)) return -ENODATA;
   REQ(OP_REMOVEXATTR); r.path = p; r.path2 = name;
   return dispatch(&r);
@@ -244,6 +324,7 @@ static int d_readdir(const char *p, void *dirbuf, fuse_fill_dir_t filler, off_t 
   return dispatch(&r);
 }
 static int d_utimens(const char *p, const struct timespec tv[2], struct fuse_file_info *fi) {
+  fresh_drop(NULL);
   REQ(OP_UTIMENS); r.path = p;
   /* seconds and nanoseconds of atime and mtime; nanoseconds carry UTIME_NOW / UTIME_OMIT. */
   r.nums[0] = (double)tv[0].tv_sec; r.nums[1] = (double)tv[0].tv_nsec;
@@ -470,10 +551,24 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
         if (r->filler(r->dirbuf, name, stp, 0, 0)) break;
       }
     } else if ((r->op == OP_OPEN || r->op == OP_CREATE) && isarr) {
-      /* [fh, direct_io] */
+      /* [fh, direct_io] or, for a create, [fh, direct_io, the new file's attributes...] */
       r->fi->fh = (uint64_t)num_at(env, extra, 0);
       r->fi->direct_io = num_at(env, extra, 1) != 0;
       r->fi->keep_cache = 0;
+      uint32_t n = 0;
+      napi_get_array_length(env, extra, &n);
+      if (r->op == OP_CREATE && n >= 16) {
+        napi_value rest;
+        struct stat st;
+        napi_create_array_with_length(env, 14, &rest);
+        for (uint32_t i = 0; i < 14; i++) {
+          napi_value v;
+          napi_get_element(env, extra, i + 2, &v);
+          napi_set_element(env, rest, i, v);
+        }
+        stat_from(env, rest, &st);
+        fresh_put(r->fi->fh, r->path, &st);
+      }
     } else if (isbuf && (r->op == OP_READLINK || r->op == OP_GETXATTR || r->op == OP_LISTXATTR)) {
       void *data;
       size_t len;

@@ -54,19 +54,6 @@ const MAX_IO = 1024 * 1024;
  * attributes are never cached, so reads always see fresh sizes and times).
  */
 export const ENTRY_TIMEOUT = 1;
-/** How long after a create its reply may answer libfuse's and the kernel's getattr of the new file. */
-const CREATED_FRESH_MS = 20;
-
-/**
- * A create's attributes, once, and only right after the create (libfuse and the kernel ask at once):
- * never a size from long ago.
- */
-function takeFresh<K>(m: Map<K, { attr: number[]; at: number }>, k: K): number[] | undefined {
-  const made = m.get(k);
-  m.delete(k);
-  return made && performance.now() - made.at < CREATED_FRESH_MS ? made.attr : undefined;
-}
-
 /** Operations that make or remove a name that is not a directory: its parent's times change, nothing else. */
 const ENTRY_OPS = new Set(['mknod', 'create', 'unlink', 'symlink', 'link']);
 const parentOf = (p: string) => p.slice(0, Math.max(1, p.lastIndexOf('/')));
@@ -108,12 +95,6 @@ export interface MountOptions {
 export class FuseMount {
   private native: Native;
   private handles = new Map<number, FileHandle>();
-  /**
-   * A new file's attributes from its create: for the getattr libfuse makes inside that same create (by
-   * handle), and for the kernel's one by path that follows the create before any write.
-   */
-  private created = new Map<number, { attr: number[]; at: number }>();
-  private createdPath = new Map<string, { attr: number[]; at: number }>();
   /** Directories' attributes, kept ENTRY_TIMEOUT like the kernel keeps names (see attrOf). */
   private dirs = new Map<string, { attr: number[]; until: number }>();
   private nextFh = 1;
@@ -264,16 +245,13 @@ export class FuseMount {
     const p = path ?? '/';
     const [uid, gid] = [n[5], n[6]];
     const owner = { uid, gid };
-    if (CHANGES_NAMESPACE.has(op)) {
-      this.forgetDirs(op, p, path2);
-      if (op !== 'create') this.createdPath.clear();
-    }
+    if (CHANGES_NAMESPACE.has(op)) this.forgetDirs(op, p, path2);
     switch (op) {
       case 'getattr': {
         if (n[0] >= 0 && this.handles.has(n[0])) {
-          return { result: 0, extra: takeFresh(this.created, n[0]) ?? statsArray(await this.fh(n[0]).stat()) };
+          return { result: 0, extra: statsArray(await this.fh(n[0]).stat()) };
         }
-        return { result: 0, extra: takeFresh(this.createdPath, p) ?? (await this.attrOf(p)) };
+        return { result: 0, extra: await this.attrOf(p) };
       }
       case 'readlink':
         return { result: 0, extra: Buffer.from(await c.readlink(p)) };
@@ -331,24 +309,19 @@ export class FuseMount {
         const h = await v.open(p, op === 'create' ? flags | O_CREAT : flags, op === 'create' ? n[1] & 0o7777 : 0o666, owner);
         const fh = this.nextFh++;
         this.handles.set(fh, h);
-        if (op === 'create') {
-          const made = { attr: statArray(h.loc.attr), at: performance.now() };
-          this.created.set(fh, made);
-          this.createdPath.set(p, made);
-        }
         // A write-only file goes around the kernel's page cache (direct I/O): without write-back caching
         // the cache would only hold a second copy of every byte written, costly to fill, and a write-only
         // descriptor cannot be mapped, so nothing needs the pages. Others read and map through the cache.
-        return { result: 0, extra: [fh, (n[0] & O_ACCMODE) === O_WRONLY ? 1 : 0] };
+        const direct = (n[0] & O_ACCMODE) === O_WRONLY ? 1 : 0;
+        // A new file's attributes go with the reply: the addon answers the getattrs libfuse (by handle)
+        // and the kernel (by path) make right after the create, once each, within 20 ms, before any write.
+        return { result: 0, extra: op === 'create' ? [fh, direct, ...statArray(h.loc.attr)] : [fh, direct] };
       }
       case 'read': {
         const { bytesRead } = await this.fh(n[0]).read(buf!, 0, buf!.length, n[1]);
         return { result: bytesRead };
       }
       case 'write': {
-        // Never serve a size from before a write.
-        this.created.delete(n[0]);
-        this.createdPath.delete(p);
         const { bytesWritten } = await this.fh(n[0]).write(buf!, 0, buf!.length, n[1]);
         return { result: bytesWritten };
       }
@@ -359,8 +332,6 @@ export class FuseMount {
       case 'release': {
         const h = this.handles.get(n[0]);
         this.handles.delete(n[0]);
-        this.created.delete(n[0]);
-        this.createdPath.delete(p);
         await h?.close();
         return { result: 0 };
       }

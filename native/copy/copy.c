@@ -2,8 +2,9 @@
  * copy_file_range(2) for the brick (DiskStorage.copyRange): a range of one open file into another at the
  * same offset, in the kernel, on a libuv worker thread. Node's fs has no binding for it with offsets.
  *
- * copyRange(fdIn, fdOut, offset, length) -> Promise<bytes copied>; rejects with an Error whose `code` is
- * the errno name for the cases the caller falls back on (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS) or EIO.
+ * copyRange(fdIn, fdOut, offset, length) -> Promise<bytes copied> (fewer only at the end of the source);
+ * rejects with an Error whose `code` is the errno name (EXDEV, EINVAL, EOPNOTSUPP and ENOSYS, on which
+ * the caller copies through memory instead; ENOSPC, EBADF; EIO for the rest), even after a partial copy.
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -53,7 +54,8 @@ static const char *errno_name(int e) {
 
 static void complete(napi_env env, napi_status status, void *data) {
   job_t *j = data;
-  if (j->err && j->copied == 0) {
+  /* A failure part way fails the whole range: the caller must not take a partial copy for a whole one. */
+  if (j->err) {
     napi_value msg, code, err;
     napi_create_string_utf8(env, strerror(j->err), NAPI_AUTO_LENGTH, &msg);
     napi_create_string_utf8(env, errno_name(j->err), NAPI_AUTO_LENGTH, &code);

@@ -49,6 +49,25 @@ export type MigrateOutcome =
 export class SwitchGate {
   private switching = 0;
   private waiters: (() => void)[] = [];
+  /** Bulk work in flight: copy pieces and first-round fsyncs (begun before a switch began, not held). */
+  private inFlight = 0;
+  private drained: (() => void)[] = [];
+
+  pieceBegins(): void {
+    this.inFlight++;
+  }
+
+  pieceEnds(): void {
+    if (--this.inFlight > 0) return;
+    const w = this.drained;
+    this.drained = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves when no bulk work is in flight (the freeze waits for what began before the switch). */
+  async quiet(): Promise<void> {
+    while (this.inFlight > 0) await new Promise<void>((r) => this.drained.push(r));
+  }
 
   enter(): void {
     this.switching++;
@@ -84,32 +103,39 @@ async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: 
   for (const [a, b] of ranges) for (let off = a; off < b; off += o.chunk) pieces.push([off, Math.min(b, off + o.chunk)]);
   let next = 0;
   let copied = 0;
+  /** One piece; `buf` is the worker's own (see below). Returns the bytes copied. */
+  const copyPiece = async (a: number, b: number, buf: () => Buffer): Promise<number> => {
+    if (pull.source) {
+      try {
+        return (await c.fdCall<{ copied: number }>(dstFd, 'migPull', { source: pull.source, offset: a, length: b - a })).copied;
+      } catch (e) {
+        // dst cannot read src's disk (another host, an older brick): the copy goes through here.
+        if (codeOf(e) !== 'EXDEV' && codeOf(e) !== 'ENOSYS') throw e;
+        pull.source = null;
+      }
+    }
+    const r = await c.fdCall<{ data: Uint8Array }>(srcFd, 'read', { offset: a, length: b - a }, buf());
+    if (r.data.length === 0) return 0; // beyond src's end now: the final size settles it
+    await c.fdCall(dstFd, 'write', { offset: a, data: r.data });
+    return r.data.length;
+  };
   const worker = async () => {
     // Each worker reads into its own buffer, reused: its write has been answered (so sent) before the
     // next read lands there. Fresh multi-megabyte buffers per piece cost more than the copy.
-    let buf: Buffer | null = null;
+    let own: Buffer | null = null;
+    const buf = () => (own ??= Buffer.allocUnsafe(o.chunk));
     while (next < pieces.length) {
       if (bulk) await o.gate?.open();
       if (next >= pieces.length) break;
       const [a, b] = pieces[next++];
-      if (pull.source) {
-        try {
-          const r = await c.fdCall<{ copied: number }>(dstFd, 'migPull', { source: pull.source, offset: a, length: b - a });
-          copied += r.copied;
-          o.onBytes?.(r.copied);
-          continue;
-        } catch (e) {
-          // dst cannot read src's disk (another host, an older brick): the copy goes through here.
-          if (codeOf(e) !== 'EXDEV' && codeOf(e) !== 'ENOSYS') throw e;
-          pull.source = null;
-        }
+      if (bulk) o.gate?.pieceBegins();
+      try {
+        const n = await copyPiece(a, b, buf);
+        copied += n;
+        o.onBytes?.(n);
+      } finally {
+        if (bulk) o.gate?.pieceEnds();
       }
-      buf ??= Buffer.allocUnsafe(o.chunk);
-      const r = await c.fdCall<{ data: Uint8Array }>(srcFd, 'read', { offset: a, length: b - a }, buf);
-      if (r.data.length === 0) continue; // beyond src's end now: the final size settles it
-      await c.fdCall(dstFd, 'write', { offset: a, data: r.data });
-      copied += r.data.length;
-      o.onBytes?.(r.data.length);
     }
   };
   await Promise.all(Array.from({ length: Math.min(o.window, pieces.length) }, worker));
@@ -206,15 +232,26 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
       const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
       if (round === 1) switchOn(true);
       bytes += await copyRanges(c, sF, dF, d.ranges, o, round === 0, pull);
-      if (round === 0) await o.gate?.open();
-      await Promise.all([c.fdCall(dF, 'fsync', { datasync: true }), c.fdCall(sF, 'fsync', { datasync: true })]);
+      const fsyncs = () => Promise.all([c.fdCall(dF, 'fsync', { datasync: true }), c.fdCall(sF, 'fsync', { datasync: true })]);
+      if (round === 0) {
+        // The first round's fsync writes out the whole copy: bulk work, like the copying.
+        await o.gate?.open();
+        o.gate?.pieceBegins();
+        try {
+          await fsyncs();
+        } finally {
+          o.gate?.pieceEnds();
+        }
+      } else await fsyncs();
       const left = total(d.ranges);
       if (left === 0 || (round > 0 && left < o.settleBytes)) break;
     }
     await step('recopy');
 
-    // freeze: src holds changes; the last ranges and the attributes.
+    // freeze: src holds changes; the last ranges and the attributes. (Not while other migrations' bulk
+    // work begun before this switch still runs: the switch's fsyncs would wait for its writeback.)
     switchOn(true);
+    await o.gate?.quiet();
     const fr = await c.sv(src).call<{ dirty: Dirty; attr: Attr; xattrs: [string, Uint8Array][] }>('migFreeze', { gfid, token });
     await step('freeze');
 

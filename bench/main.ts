@@ -8,6 +8,7 @@
  *   BENCH_ONLY    (default all)    basic,fuse,rebalance: the parts to run
  *   BENCH_GLUSTER (default on)     0 leaves GlusterFS's FUSE mount out of the FUSE part
  *   BENCH_FUSE_MB, BENCH_FUSE_FILES, BENCH_REBALANCE_FILES, BENCH_REBALANCE_MB: sizes of the other parts
+ *   BENCH_PULL    (default on)     0 makes large-file migrations copy through the rebalancer (as between hosts)
  */
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
@@ -169,6 +170,7 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
     const migrate = {
       chunk: Number(process.env.BENCH_CHUNK_MB ?? 2) << 20,
       window: Number(process.env.BENCH_WINDOW ?? 4),
+      pull: process.env.BENCH_PULL !== '0',
       afterStep: (st: string, p: string) => {
         if (st === 'lease') firstLease = Math.min(firstLease, performance.now());
         if (st === 'release') lastRelease = Math.max(lastRelease, performance.now());

@@ -1,5 +1,5 @@
 /*
- * copy_file_range(2) for the brick (DiskStorage.copyRange): a range of one open file into another at the
+ * copy_file_range(2) and syncfs(2) for the brick (DiskStorage.copyRange, syncAll). copyRange: a range of one open file into another at the
  * same offset, in the kernel, on a libuv worker thread. Node's fs has no binding for it with offsets.
  *
  * copyRange(fdIn, fdOut, offset, length) -> Promise<bytes copied> (fewer only at the end of the source);
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 typedef struct {
+  int syncfs; /* syncFs(fd) rather than copyRange */
   int in, out;
   int64_t offset;
   int64_t length;
@@ -27,6 +28,10 @@ typedef struct {
 static void execute(napi_env env, void *data) {
   (void)env;
   job_t *j = data;
+  if (j->syncfs) {
+    if (syncfs(j->in) != 0) j->err = errno;
+    return;
+  }
   while (j->copied < j->length) {
     loff_t a = j->offset + j->copied, b = j->offset + j->copied;
     ssize_t n = copy_file_range(j->in, &a, j->out, &b, (size_t)(j->length - j->copied), 0);
@@ -97,9 +102,31 @@ static napi_value copy_range(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+/* syncFs(fd) -> Promise<0>: syncfs(2), everything of the file system the file is on, made durable. */
+static napi_value sync_fs(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], promise, name;
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "syncFs(fd)");
+    return NULL;
+  }
+  job_t *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  j->syncfs = 1;
+  j->in = fd;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "dhtfs_syncfs", NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &fn);
   napi_set_named_property(env, exports, "copyRange", fn);
+  napi_create_function(env, "syncFs", NAPI_AUTO_LENGTH, sync_fs, NULL, &fn);
+  napi_set_named_property(env, exports, "syncFs", fn);
   return exports;
 }

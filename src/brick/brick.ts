@@ -925,7 +925,10 @@ export class Brick implements RequestHandler<Session> {
   async fsync(s: Session, a: Args): Promise<Attr> {
     const f = this.fdOf(s, a);
     this.mig.checkRead(f.gfid);
-    await this.st.fsync(f.h, optBool(a, 'datasync'));
+    // `all`: the whole file system (a migration about to switch, so that the switch's own fsyncs find
+    // nothing else to write out); the file alone where the storage cannot.
+    if (optBool(a, 'all') && this.st.syncAll) await this.st.syncAll(f.h);
+    else await this.st.fsync(f.h, optBool(a, 'datasync'));
     this.mig.checkRead(f.gfid);
     return this.fattr(f);
   }

@@ -232,7 +232,10 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
       const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
       if (round === 1) switchOn(true);
       bytes += await copyRanges(c, sF, dF, d.ranges, o, round === 0, pull);
-      const fsyncs = () => Promise.all([c.fdCall(dF, 'fsync', { datasync: true }), c.fdCall(sF, 'fsync', { datasync: true })]);
+      // From the second round on, the file is about to switch: its bricks' whole file systems are made
+      // durable, so that the switch's fsyncs have nothing but the switch to write out.
+      const all = round > 0;
+      const fsyncs = () => Promise.all([c.fdCall(dF, 'fsync', { datasync: true, all }), c.fdCall(sF, 'fsync', { datasync: true, all })]);
       if (round === 0) {
         // The first round's fsync writes out the whole copy: bulk work, like the copying.
         await o.gate?.open();

@@ -68,7 +68,7 @@ function hostId(): string | null {
 }
 
 /** native/copy: copy_file_range, when it was built (scripts/setup.sh); null otherwise. */
-let copyAddon: { copyRange(fdIn: number, fdOut: number, offset: number, length: number): Promise<number> } | null | undefined;
+let copyAddon: { copyRange(fdIn: number, fdOut: number, offset: number, length: number): Promise<number>; syncFs(fd: number): Promise<number> } | null | undefined;
 function copier(): typeof copyAddon {
   if (copyAddon === undefined) {
     try {
@@ -95,6 +95,12 @@ export class DiskStorage implements Storage {
     const c = copier();
     if (!c || !(peer instanceof DiskStorage)) return Promise.reject(Object.assign(new Error('no copy_file_range here'), { code: 'ENOSYS' }));
     return c.copyRange(from, h, offset, length);
+  }
+
+  async syncAll(h: number): Promise<void> {
+    const c = copier();
+    if (c) await c.syncFs(h);
+    else await new Promise<void>((resolve, reject) => fs.fdatasync(h, (e) => (e ? reject(e) : resolve())));
   }
 
   peer(name: LocalName): Storage | null {

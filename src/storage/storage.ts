@@ -83,6 +83,8 @@ export interface Storage {
    * EXDEV, EINVAL, EOPNOTSUPP or ENOSYS where it cannot, and the caller copies through memory.
    */
   copyRange?(peer: Storage, from: number, h: number, offset: number, length: number): Promise<number>;
+  /** Optional: makes everything written to this storage's file system durable (syncfs), through `h`. */
+  syncAll?(h: number): Promise<void>;
 }
 
 /** A storage as bricks of one host name it: the host's identity and the storage's root there. */

@@ -252,10 +252,13 @@ export class FileHandle {
       this.pos = lastSize;
       return { bytesWritten: len };
     }
-    const pieces = Math.ceil(len / IO_CHUNK);
+    // A single write of up to IO_CHUNK (a FUSE mount's 1 MiB requests, one at a time) goes in four
+    // pieces: the brick writes the first while the others are still on the wire.
+    const chunk = len > IO_CHUNK / 2 && len <= IO_CHUNK ? IO_CHUNK / 4 : IO_CHUNK;
+    const pieces = Math.ceil(len / chunk);
     await pipelined(pieces, IO_WINDOW, async (i) => {
-      const off = i * IO_CHUNK;
-      const piece = buf.subarray(offset + off, offset + Math.min(len, off + IO_CHUNK));
+      const off = i * chunk;
+      const piece = buf.subarray(offset + off, offset + Math.min(len, off + chunk));
       const r = await this.call<{ written: number }>('write', { offset: at + off, data: piece });
       if (r.written !== piece.length) throw new FsError('EIO', `short write: ${r.written} of ${piece.length}`);
     });

@@ -1043,8 +1043,7 @@ export class DhtClient {
       // Whether the new name has the file must be known: a brick still away is waited for, not taken
       // for an absence.
       if (resume && codeOf(e) === 'ENOENT') {
-        // (Asked of the new name's hashed brick itself: while the replaced file's data is still there, a
-        // lookup of the name everywhere may find that one.)
+        // (Asked of every brick, not by a lookup of the name: that may find the replaced file's data.)
         const switched = await this.nameLeadsTo(to, resume, true).catch((e2) => {
           throw interrupted(e2, resume);
         });
@@ -1286,13 +1285,13 @@ export class DhtClient {
     const d = await this.dir(path);
     const per = await Promise.all([...new Set(d.layout.map((e) => e.brick))].map((b) => this.readdirBrick(b, path)));
     const seen = new Map<string, DirEntryAttr>();
-    const movedOnly = new Map<string, DirEntryAttr>();
+    const movedOnly = new Set<string>();
     for (const list of per) {
       for (const e of list) {
         if (e.attr.linkto !== undefined) continue;
         // A src copy whose migration committed stands for the file only until dst's copy is installed.
         if (e.attr.moved) {
-          movedOnly.set(e.name, e);
+          movedOnly.add(e.name);
           continue;
         }
         const prev = seen.get(e.name);
@@ -1306,7 +1305,7 @@ export class DhtClient {
     // file renamed or unlinked since (its lookup removes such a stale record). Which one it is cannot be
     // told while a brick of the lookup is out of reach: the listing fails then, as it does when a brick
     // cannot be listed (rather than show a file that may be gone, or hide one that may be there).
-    for (const name of movedOnly.keys()) {
+    for (const name of movedOnly) {
       if (seen.has(name)) continue;
       try {
         const loc = await this.locate(joinPath(path, name));

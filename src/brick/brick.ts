@@ -1449,32 +1449,30 @@ export class Brick implements RequestHandler<Session> {
     const h = peer.open(str(src, 'path'), O_RDONLY, 0);
     try {
       // In the kernel where the storage can (copy_file_range); through memory otherwise.
-      if (this.st.copyRange) {
-        const copied = await this.st.copyRange(peer, h, f.h, offset, length).catch((e) => {
-          if (['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOSYS'].includes(codeOf(e))) return null;
-          throw e;
-        });
-        if (copied !== null) {
-          peer.close(h);
-          return { copied };
-        }
-      }
-    } catch (e) {
+      const inKernel = this.st.copyRange
+        ? await this.st.copyRange(peer, h, f.h, offset, length).catch((e) => {
+            if (['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOSYS'].includes(codeOf(e))) return null;
+            throw e;
+          })
+        : null;
+      return { copied: inKernel ?? (await this.copyThroughMemory(peer, h, f.h, offset, length)) };
+    } finally {
       peer.close(h);
-      throw e;
     }
+  }
+
+  private async copyThroughMemory(peer: Storage, from: number, h: number, offset: number, length: number): Promise<number> {
     const buf = ioBuffers.take(length);
     try {
-      const data = await peer.read(h, offset, length, buf);
+      const data = await peer.read(from, offset, length, buf);
       let written = 0;
       while (written < data.length) {
-        const n = await this.st.write(f.h, offset + written, data.subarray(written));
+        const n = await this.st.write(h, offset + written, data.subarray(written));
         if (n <= 0) throw new FsError('EIO', 'short write to the migration copy');
         written += n;
       }
-      return { copied: data.length };
+      return data.length;
     } finally {
-      peer.close(h);
       ioBuffers.give(buf);
     }
   }

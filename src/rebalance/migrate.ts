@@ -47,42 +47,58 @@ export type MigrateOutcome =
  * fsyncs wait while any file is switching. Promises only: no timers, same in the simulator.
  */
 export class SwitchGate {
-  private switching = 0;
-  private waiters: (() => void)[] = [];
+  /** Files switching. */
+  private switching = new Count();
   /** Bulk work in flight: copy pieces and first-round fsyncs (begun before a switch began, not held). */
-  private inFlight = 0;
-  private drained: (() => void)[] = [];
-
-  pieceBegins(): void {
-    this.inFlight++;
-  }
-
-  pieceEnds(): void {
-    if (--this.inFlight > 0) return;
-    const w = this.drained;
-    this.drained = [];
-    for (const f of w) f();
-  }
-
-  /** Resolves when no bulk work is in flight (the freeze waits for what began before the switch). */
-  async quiet(): Promise<void> {
-    while (this.inFlight > 0) await new Promise<void>((r) => this.drained.push(r));
-  }
+  private bulkWork = new Count();
 
   enter(): void {
-    this.switching++;
+    this.switching.up();
   }
 
   leave(): void {
-    if (--this.switching > 0) return;
+    this.switching.down();
+  }
+
+  /** Resolves when no file is switching. */
+  open(): Promise<void> {
+    return this.switching.zero();
+  }
+
+  /** A piece of bulk work begins (counted for quiet()) ... */
+  bulkBegins(): void {
+    this.bulkWork.up();
+  }
+
+  /** ... and ends. */
+  bulkEnds(): void {
+    this.bulkWork.down();
+  }
+
+  /** Resolves when no bulk work is in flight (the freeze waits for what began before the switch). */
+  quiet(): Promise<void> {
+    return this.bulkWork.zero();
+  }
+}
+
+/** A count and the promises waiting for it to be zero. */
+class Count {
+  private n = 0;
+  private waiters: (() => void)[] = [];
+
+  up(): void {
+    this.n++;
+  }
+
+  down(): void {
+    if (--this.n > 0) return;
     const w = this.waiters;
     this.waiters = [];
     for (const f of w) f();
   }
 
-  /** Resolves when no file is switching. */
-  async open(): Promise<void> {
-    while (this.switching > 0) await new Promise<void>((r) => this.waiters.push(r));
+  async zero(): Promise<void> {
+    while (this.n > 0) await new Promise<void>((r) => this.waiters.push(r));
   }
 }
 
@@ -128,13 +144,13 @@ async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: 
       if (bulk) await o.gate?.open();
       if (next >= pieces.length) break;
       const [a, b] = pieces[next++];
-      if (bulk) o.gate?.pieceBegins();
+      if (bulk) o.gate?.bulkBegins();
       try {
         const n = await copyPiece(a, b, buf);
         copied += n;
         o.onBytes?.(n);
       } finally {
-        if (bulk) o.gate?.pieceEnds();
+        if (bulk) o.gate?.bulkEnds();
       }
     }
   };
@@ -239,11 +255,11 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
       if (round === 0) {
         // The first round's fsync writes out the whole copy: bulk work, like the copying.
         await o.gate?.open();
-        o.gate?.pieceBegins();
+        o.gate?.bulkBegins();
         try {
           await fsyncs();
         } finally {
-          o.gate?.pieceEnds();
+          o.gate?.bulkEnds();
         }
       } else await fsyncs();
       const left = total(d.ranges);

@@ -114,6 +114,15 @@ static unsigned dcache_slot(const char *p) {
 static int before(const struct timespec *a, const struct timespec *b) {
   return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
 }
+/* The monotonic time `ns` from now. */
+static struct timespec after_ns(long long ns) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  ns += t.tv_nsec;
+  t.tv_sec += ns / 1000000000LL;
+  t.tv_nsec = ns % 1000000000LL;
+  return t;
+}
 static int dcache_get(const char *p, struct stat *st) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -156,10 +165,7 @@ static void fresh_free_locked(fresh_t *e) {
 static void fresh_put(uint64_t fh, const char *path, const struct stat *st) {
   char *copy = strdup(path);
   if (!copy) return;
-  struct timespec until;
-  clock_gettime(CLOCK_MONOTONIC, &until);
-  until.tv_nsec += FRESH_NS;
-  if (until.tv_nsec >= 1000000000L) { until.tv_sec++; until.tv_nsec -= 1000000000L; }
+  struct timespec until = after_ns(FRESH_NS);
   pthread_mutex_lock(&fresh_lock);
   fresh_t *e = &fresh[fh % FRESH_SLOTS];
   fresh_free_locked(e);
@@ -170,23 +176,24 @@ static void fresh_put(uint64_t fh, const char *path, const struct stat *st) {
   e->fh_used = e->path_used = 0;
   pthread_mutex_unlock(&fresh_lock);
 }
-/* by_fh: answer a getattr by handle (fi) or, with fi NULL, by path. */
+/* Answers a getattr by handle (fi) from the handle's slot, or by path (fi NULL) from any slot. */
 static int fresh_take(const struct fuse_file_info *fi, const char *path, struct stat *st) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
-  int hit = 0;
+  fresh_t *hit = NULL;
   pthread_mutex_lock(&fresh_lock);
-  for (int i = 0; i < FRESH_SLOTS && !hit; i++) {
-    fresh_t *e = fi ? &fresh[fi->fh % FRESH_SLOTS] : &fresh[i];
-    if (e->path && before(&now, &e->until)) {
-      if (fi && e->fh == fi->fh && !e->fh_used) hit = e->fh_used = 1;
-      else if (!fi && !e->path_used && strcmp(e->path, path) == 0) hit = e->path_used = 1;
-      if (hit) *st = e->st;
+  if (fi) {
+    fresh_t *e = &fresh[fi->fh % FRESH_SLOTS];
+    if (e->path && before(&now, &e->until) && e->fh == fi->fh && !e->fh_used) (hit = e)->fh_used = 1;
+  } else {
+    for (int i = 0; i < FRESH_SLOTS && !hit; i++) {
+      fresh_t *e = &fresh[i];
+      if (e->path && before(&now, &e->until) && !e->path_used && strcmp(e->path, path) == 0) (hit = e)->path_used = 1;
     }
-    if (fi) break;
   }
+  if (hit) *st = hit->st;
   pthread_mutex_unlock(&fresh_lock);
-  return hit;
+  return hit != NULL;
 }
 static void fresh_drop(const struct fuse_file_info *fi) {
   pthread_mutex_lock(&fresh_lock);
@@ -428,23 +435,23 @@ static double num_at(napi_env env, napi_value arr, uint32_t i) {
   return d;
 }
 
-/* [mode, nlink, uid, gid, size, blocks, atime s, ns, mtime s, ns, ctime s, ns, ino, rdev] */
-static void stat_from(napi_env env, napi_value a, struct stat *st) {
+/* [mode, nlink, uid, gid, size, blocks, atime s, ns, mtime s, ns, ctime s, ns, ino, rdev], from a[at] on */
+static void stat_from(napi_env env, napi_value a, uint32_t at, struct stat *st) {
   memset(st, 0, sizeof *st);
-  st->st_mode = (mode_t)num_at(env, a, 0);
-  st->st_nlink = (nlink_t)num_at(env, a, 1);
-  st->st_uid = (uid_t)num_at(env, a, 2);
-  st->st_gid = (gid_t)num_at(env, a, 3);
-  st->st_size = (off_t)num_at(env, a, 4);
-  st->st_blocks = (blkcnt_t)num_at(env, a, 5);
-  st->st_atim.tv_sec = (time_t)num_at(env, a, 6);
-  st->st_atim.tv_nsec = (long)num_at(env, a, 7);
-  st->st_mtim.tv_sec = (time_t)num_at(env, a, 8);
-  st->st_mtim.tv_nsec = (long)num_at(env, a, 9);
-  st->st_ctim.tv_sec = (time_t)num_at(env, a, 10);
-  st->st_ctim.tv_nsec = (long)num_at(env, a, 11);
-  st->st_ino = (ino_t)num_at(env, a, 12);
-  st->st_rdev = (dev_t)num_at(env, a, 13);
+  st->st_mode = (mode_t)num_at(env, a, at + 0);
+  st->st_nlink = (nlink_t)num_at(env, a, at + 1);
+  st->st_uid = (uid_t)num_at(env, a, at + 2);
+  st->st_gid = (gid_t)num_at(env, a, at + 3);
+  st->st_size = (off_t)num_at(env, a, at + 4);
+  st->st_blocks = (blkcnt_t)num_at(env, a, at + 5);
+  st->st_atim.tv_sec = (time_t)num_at(env, a, at + 6);
+  st->st_atim.tv_nsec = (long)num_at(env, a, at + 7);
+  st->st_mtim.tv_sec = (time_t)num_at(env, a, at + 8);
+  st->st_mtim.tv_nsec = (long)num_at(env, a, at + 9);
+  st->st_ctim.tv_sec = (time_t)num_at(env, a, at + 10);
+  st->st_ctim.tv_nsec = (long)num_at(env, a, at + 11);
+  st->st_ino = (ino_t)num_at(env, a, at + 12);
+  st->st_rdev = (dev_t)num_at(env, a, at + 13);
   st->st_blksize = 1024 * 1024;
 }
 
@@ -459,12 +466,8 @@ static napi_value js_keep_dir(napi_env env, napi_callback_info info) {
   if (argc < 3 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1) return NULL;
   CHECK(napi_get_value_double(env, argv[2], &ms));
   struct stat st;
-  stat_from(env, argv[1], &st);
-  struct timespec until;
-  clock_gettime(CLOCK_MONOTONIC, &until);
-  long long ns = (long long)until.tv_nsec + (long long)(ms * 1e6);
-  until.tv_sec += ns / 1000000000LL;
-  until.tv_nsec = ns % 1000000000LL;
+  stat_from(env, argv[1], 0, &st);
+  struct timespec until = after_ns((long long)(ms * 1e6));
   char *copy = strdup(path);
   if (!copy) return NULL;
   pthread_mutex_lock(&dcache_lock);
@@ -514,7 +517,7 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
     napi_is_buffer(env, extra, &isbuf);
     napi_is_array(env, extra, &isarr);
     if (r->op == OP_GETATTR && isarr) {
-      stat_from(env, extra, r->st);
+      stat_from(env, extra, 0, r->st);
     } else if (r->op == OP_STATFS && isarr) {
       /* [bsize, blocks, bfree, bavail, files, ffree, namemax] */
       struct statvfs *sv = r->sv;
@@ -558,15 +561,8 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
       uint32_t n = 0;
       napi_get_array_length(env, extra, &n);
       if (r->op == OP_CREATE && n >= 16) {
-        napi_value rest;
         struct stat st;
-        napi_create_array_with_length(env, 14, &rest);
-        for (uint32_t i = 0; i < 14; i++) {
-          napi_value v;
-          napi_get_element(env, extra, i + 2, &v);
-          napi_set_element(env, rest, i, v);
-        }
-        stat_from(env, rest, &st);
+        stat_from(env, extra, 2, &st);
         fresh_put(r->fi->fh, r->path, &st);
       }
     } else if (isbuf && (r->op == OP_READLINK || r->op == OP_GETXATTR || r->op == OP_LISTXATTR)) {

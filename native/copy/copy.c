@@ -1,6 +1,6 @@
 /*
- * copy_file_range(2) and syncfs(2) for the brick (DiskStorage.copyRange, syncAll). copyRange: a range of one open file into another at the
- * same offset, in the kernel, on a libuv worker thread. Node's fs has no binding for it with offsets.
+ * copy_file_range(2) and syncfs(2) for the brick (DiskStorage.copyRange, syncAll), on libuv's worker
+ * threads. Node's fs has no binding for either (nor for copy_file_range with offsets).
  *
  * copyRange(fdIn, fdOut, offset, length) -> Promise<bytes copied> (fewer only at the end of the source);
  * rejects with an Error whose `code` is the errno name (EXDEV, EINVAL, EOPNOTSUPP and ENOSYS, on which
@@ -76,9 +76,19 @@ static void complete(napi_env env, napi_status status, void *data) {
   free(j);
 }
 
+/* Runs the job on a worker thread; its promise. */
+static napi_value queue(napi_env env, job_t *j, const char *what) {
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name);
+  napi_create_async_work(env, NULL, name, execute, complete, j, &j->work);
+  napi_queue_async_work(env, j->work);
+  return promise;
+}
+
 static napi_value copy_range(napi_env env, napi_callback_info info) {
   size_t argc = 4;
-  napi_value argv[4], promise, name;
+  napi_value argv[4];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
     napi_throw_type_error(env, NULL, "copyRange(fdIn, fdOut, offset, length)");
     return NULL;
@@ -95,17 +105,13 @@ static napi_value copy_range(napi_env env, napi_callback_info info) {
   }
   j->in = in;
   j->out = out;
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_string_utf8(env, "dhtfs_copy_range", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return queue(env, j, "dhtfs_copy_range");
 }
 
 /* syncFs(fd) -> Promise<0>: syncfs(2), everything of the file system the file is on, made durable. */
 static napi_value sync_fs(napi_env env, napi_callback_info info) {
   size_t argc = 1;
-  napi_value argv[1], promise, name;
+  napi_value argv[1];
   int32_t fd;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
     napi_throw_type_error(env, NULL, "syncFs(fd)");
@@ -115,11 +121,7 @@ static napi_value sync_fs(napi_env env, napi_callback_info info) {
   if (!j) return NULL;
   j->syncfs = 1;
   j->in = fd;
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_string_utf8(env, "dhtfs_syncfs", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
-  return promise;
+  return queue(env, j, "dhtfs_syncfs");
 }
 
 NAPI_MODULE_INIT() {

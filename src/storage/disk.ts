@@ -100,7 +100,7 @@ export class DiskStorage implements Storage {
   async syncAll(h: number): Promise<void> {
     const c = copier();
     if (c) await c.syncFs(h);
-    else await new Promise<void>((resolve, reject) => fs.fdatasync(h, (e) => (e ? reject(e) : resolve())));
+    else await this.fsync(h, true);
   }
 
   peer(name: LocalName): Storage | null {

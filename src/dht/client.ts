@@ -947,7 +947,7 @@ export class DhtClient {
         // caller looks again.)
         const now = (await data.call<Attr>('lookup', { path: r.to }).catch(absent)) ?? (await data.call<Attr>('lookup', { path: r.from }).catch(absent));
         if (!now || now.gfid !== gfid || now.renaming?.from !== r.from || now.renaming.to !== r.to) return true;
-        const switched = await this.nameLeadsTo(r.to, gfid);
+        const switched = await this.nameLeadsTo(r.to, gfid, false, toHashed);
         const drop = switched ? r.from : r.to;
         await data.call('unlink', { path: drop, gfid, ifOtherNames: true, clearIntent: true }).catch(async (e) => {
           // The name is not (or no longer) the file's: only the mark is left.
@@ -975,12 +975,15 @@ export class DhtClient {
    * name before a layout change), or the name's hashed brick has the file's data under it (renamed in
    * place). Asked of every brick: a lookup by name may find the replaced file's data first, or miss a
    * linkto made under the layout before. With `anyData` (the old name is gone), the file's data under
-   * the name on any brick counts too: lookups find it there.
+   * the name on any brick counts too: lookups find it there. `hashed`: the name's hashed brick by the
+   * layout as the bricks have it now, if the caller has just read it.
    */
-  private async nameLeadsTo(path: string, gfid: string, anyData = false): Promise<boolean> {
-    const { parent, name } = splitPath(normPath(path));
-    this.dirs.delete(parent); // (the layout as the bricks have it now)
-    const hashed = this.hashedBrick(await this.dir(parent), name);
+  private async nameLeadsTo(path: string, gfid: string, anyData = false, hashed?: string): Promise<boolean> {
+    if (hashed === undefined) {
+      const { parent, name } = splitPath(normPath(path));
+      this.dirs.delete(parent); // (the layout as the bricks have it now)
+      hashed = this.hashedBrick(await this.dir(parent), name);
+    }
     const found = await Promise.all(
       this.names.map((b) =>
         this.sv(b)

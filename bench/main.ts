@@ -31,6 +31,18 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const REB_FILES = Number(process.env.BENCH_REBALANCE_FILES ?? 3000);
 const REB_BIG_MB = Number(process.env.BENCH_REBALANCE_MB ?? 256);
 
+/**
+ * The bench's files are removed only at the end of the run. ext4 skips free inodes whose deletion is
+ * recent (a minute, or five while their table block is dirty) and checks each one it skips, so creating
+ * files soon after thousands were removed costs up to 40 times as much (seen here: 20 us -> 900 us per
+ * create): removing one part's files before the next part creates its own would slow that part down,
+ * and whichever of the compared columns ran later.
+ */
+const atEnd: (() => void)[] = [];
+function removeLater(dir: string): void {
+  atEnd.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+}
+
 function dropCaches(): boolean {
   try {
     fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
@@ -119,21 +131,23 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
       await h.close();
     }
     // Reference: plain copies of the same files between the same brick folders.
-    const scratch = path.join(c.dirs[1], 'copy-ref');
-    fs.mkdirSync(scratch);
-    const smallCopy = await plainCopy(small.map((n) => [path.join(c.dirs[0], 's', n), path.join(scratch, n)]), 2, false);
-    fs.rmSync(scratch, { recursive: true });
-    fs.mkdirSync(scratch);
-    const smallCopyDurable = await plainCopy(small.map((n) => [path.join(c.dirs[0], 's', n), path.join(scratch, n)]), 2, true);
-    fs.rmSync(scratch, { recursive: true });
-    fs.mkdirSync(scratch);
+    // Each reference copy goes to a folder of its own, all removed at the end of the run (see `removeLater`).
+    let copies = 0;
+    const scratch = () => {
+      const d = path.join(c.dirs[1], `copy-ref-${copies++}`);
+      fs.mkdirSync(d);
+      return d;
+    };
+    let to = scratch();
+    const smallCopy = await plainCopy(small.map((n) => [path.join(c.dirs[0], 's', n), path.join(to, n)]), 2, false);
+    to = scratch();
+    const smallCopyDurable = await plainCopy(small.map((n) => [path.join(c.dirs[0], 's', n), path.join(to, n)]), 2, true);
+    to = scratch();
     dropCaches();
-    const bigCopyFast = await plainCopy(big.map((n) => [path.join(c.dirs[0], 'l', n), path.join(scratch, n)]), 2, false);
-    fs.rmSync(scratch, { recursive: true });
-    fs.mkdirSync(scratch);
+    const bigCopyFast = await plainCopy(big.map((n) => [path.join(c.dirs[0], 'l', n), path.join(to, n)]), 2, false);
+    to = scratch();
     dropCaches();
-    const bigCopy = await plainCopy(big.map((n) => [path.join(c.dirs[0], 'l', n), path.join(scratch, n)]), 2, true);
-    fs.rmSync(scratch, { recursive: true });
+    const bigCopy = await plainCopy(big.map((n) => [path.join(c.dirs[0], 'l', n), path.join(to, n)]), 2, true);
     notes.push(`plain copies between the brick folders: ${small.length} small files ${(small.length / smallCopy).toFixed(0)}/s (${(small.length / smallCopyDurable).toFixed(0)}/s with fsync); large files ${fmtRate(big.length * (REB_BIG_MB << 20), bigCopyFast)} (${fmtRate(big.length * (REB_BIG_MB << 20), bigCopy)} with fsync)`);
 
     rotateLayout(c.dirs, names, '/s');
@@ -203,13 +217,14 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
     for (const v of [vol, rb, writer]) await v.close();
   } finally {
     await c.stop();
-    fs.rmSync(base, { recursive: true, force: true });
+    removeLater(base);
   }
   return notes;
 }
 
 const FUSE_MB = Number(process.env.BENCH_FUSE_MB ?? 512);
 const FUSE_FILES = Number(process.env.BENCH_FUSE_FILES ?? 2000);
+const FUSE_SLICES = 4;
 
 /** Runs a command; resolves with its wall time in seconds. */
 function runTimed(cmd: string, args: string[]): Promise<number> {
@@ -222,11 +237,14 @@ function runTimed(cmd: string, args: string[]): Promise<number> {
   );
 }
 
+/** Where ../shared/peers/glusterfs/setup.sh mounts its volume and keeps its bricks (its defaults). */
+const GL_MOUNT = '/mnt/glpeer';
+const GL_BRICKS = '/srv/glpeer';
 const GL_SCRIPTS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'peers', 'glusterfs');
 
 /**
  * GlusterFS's FUSE mount of 3 bricks, side by side (../shared/peers/glusterfs/setup.sh), when glusterd is
- * installed (BENCH_GLUSTER=0 leaves it out). Torn down after use.
+ * installed (BENCH_GLUSTER=0 leaves it out). Torn down at the end of the run.
  */
 function glusterPeer(): { dir: string | null; why: string; teardown: () => void } {
   const none = (why: string) => ({ dir: null, why, teardown: () => {} });
@@ -234,7 +252,7 @@ function glusterPeer(): { dir: string | null; why: string; teardown: () => void 
   if (!fs.existsSync(path.join(GL_SCRIPTS, 'setup.sh'))) return none(`no peer scripts at ${GL_SCRIPTS}`);
   if (spawnSync('sh', ['-c', 'command -v glusterd'], { stdio: 'ignore' }).status !== 0) return none('glusterd is not installed');
   // The scripts' defaults; a peer that was already up is used and left up.
-  const mntDir = '/mnt/glpeer';
+  const mntDir = GL_MOUNT;
   const wasUp = spawnSync('mountpoint', ['-q', mntDir]).status === 0;
   const up = spawnSync('bash', [path.join(GL_SCRIPTS, 'setup.sh')], { encoding: 'utf8' });
   const teardown = () => void (wasUp || spawnSync('bash', [path.join(GL_SCRIPTS, 'teardown.sh')], { stdio: 'ignore' }));
@@ -263,7 +281,13 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
   const { fuseAvailable } = await import('../src/fuse/mount.js');
   const avail = fuseAvailable();
   if (!avail.ok) return [`FUSE rows skipped: ${avail.why}`];
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-fbench-'));
+  const gl = glusterPeer();
+  atEnd.push(gl.teardown);
+  const glNote = gl.dir ? `GlusterFS ${gl.why}` : `GlusterFS not compared: ${gl.why}`;
+  // The local folder and dhtfs's bricks sit beside GlusterFS's bricks when it is compared, so that all
+  // three take their inodes from the same part of the file system.
+  const base = fs.mkdtempSync(path.join(gl.dir ? path.dirname(GL_BRICKS) : os.tmpdir(), 'dhtfs-fbench-'));
+  removeLater(base);
   const localDir = path.join(base, 'local');
   const mnt = path.join(base, 'mnt');
   fs.mkdirSync(localDir);
@@ -275,26 +299,29 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
   try {
     if (!daemon) return ['FUSE rows skipped: the mount did not come up'];
     const label = `${FUSE_MB} MiB`;
-    const gl = glusterPeer();
-    const glNote = gl.dir ? `GlusterFS ${gl.why}` : `GlusterFS not compared: ${gl.why}`;
     const ddW = (dir: string) => runTimed('dd', ['if=/dev/zero', `of=${dir}/big`, 'bs=1M', `count=${FUSE_MB}`, 'conv=fsync']);
     const ddR = (dir: string) => {
       dropCaches();
       return runTimed('dd', [`if=${dir}/big`, 'of=/dev/null', 'bs=1M']);
     };
     const small = Buffer.alloc(4096, 7);
-    const creates = async (dir: string) => {
-      fs.mkdirSync(path.join(dir, 's'));
-      return timed(() => pool(FUSE_FILES, CONCURRENCY, (i) => fsp.writeFile(path.join(dir, 's', `f${i}`), small)));
-    };
     // The same three pieces of work on the local disk, the dhtfs mount and (if there) the GlusterFS mount.
     const targets = [localDir, mnt, ...(gl.dir ? [gl.dir] : [])];
     const w = [];
     const r = [];
-    const cr = [];
     for (const t of targets) w.push(await ddW(t));
     for (const t of targets) r.push(await ddR(t));
-    for (const t of targets) cr.push(await creates(t));
+    // The files are created in slices, the targets taking turns, so that a change in the machine's
+    // speed during the run (a VM's disk, the file system's inode allocation) falls on all of them alike.
+    for (const t of targets) fs.mkdirSync(path.join(t, 's'));
+    const cr = targets.map(() => 0);
+    for (let slice = 0; slice < FUSE_SLICES; slice++) {
+      const from = Math.floor((FUSE_FILES * slice) / FUSE_SLICES);
+      const to = Math.floor((FUSE_FILES * (slice + 1)) / FUSE_SLICES);
+      for (let k = 0; k < targets.length; k++) {
+        cr[k] += await timed(() => pool(to - from, CONCURRENCY, (i) => fsp.writeFile(path.join(targets[k], 's', `f${from + i}`), small)));
+      }
+    }
     rows.push({ work: `FUSE: sequential write ${label} (dd, fsync)`, local: fmtRate(FUSE_MB << 20, w[0]), dhtfs: fmtRate(FUSE_MB << 20, w[1]), ratio: w[0] / w[1], target: 0.5 });
     rows.push({ work: `FUSE: sequential read ${label} (dd)`, local: fmtRate(FUSE_MB << 20, r[0]), dhtfs: fmtRate(FUSE_MB << 20, r[1]), ratio: r[0] / r[1], target: 0.5 });
     rows.push({ work: `FUSE: create ${FUSE_FILES} files of 4 KiB`, local: `${(FUSE_FILES / cr[0]).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / cr[1]).toFixed(0)} files/s`, ratio: cr[0] / cr[1] });
@@ -303,16 +330,14 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
       rows.push({ work: `FUSE vs GlusterFS: sequential write`, local: fmtRate(FUSE_MB << 20, w[2]), dhtfs: fmtRate(FUSE_MB << 20, w[1]), ratio: w[2] / w[1] });
       rows.push({ work: `FUSE vs GlusterFS: sequential read`, local: fmtRate(FUSE_MB << 20, r[2]), dhtfs: fmtRate(FUSE_MB << 20, r[1]), ratio: r[2] / r[1] });
       rows.push({ work: `FUSE vs GlusterFS: create 4 KiB files`, local: `${(FUSE_FILES / cr[2]).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / cr[1]).toFixed(0)} files/s`, ratio: cr[2] / cr[1], target: 1 });
-      gl.teardown();
     }
-    return [`(FUSE rows: the same work on the local disk and through \`dhtfs mount\` of 3 local bricks; "FUSE vs GlusterFS" rows put GlusterFS's FUSE mount of 3 bricks in the "local disk" column, ratio = dhtfs / GlusterFS. ${glNote})`];
+    return [`(FUSE rows: the same work on the local disk and through \`dhtfs mount\` of 3 local bricks; "FUSE vs GlusterFS" rows put GlusterFS's FUSE mount of 3 bricks in the "local disk" column, ratio = dhtfs / GlusterFS. Files are created in ${FUSE_SLICES} slices, the targets taking turns. ${glNote})`];
   } finally {
     if (daemon) {
       daemon.kill('SIGTERM');
       await new Promise((r) => daemon.once('exit', r));
     }
     await c.stop();
-    fs.rmSync(base, { recursive: true, force: true });
   }
 }
 
@@ -324,9 +349,14 @@ function only(part: string): boolean {
 
 async function main(): Promise<void> {
   const rows: Row[] = [];
-  if (only('basic')) await basicBench(rows);
-  const fuseNotes = process.env.BENCH_SKIP_FUSE || !only('fuse') ? [] : await fuseBench(rows);
-  const notes = [...fuseNotes, ...(process.env.BENCH_SKIP_REBALANCE || !only('rebalance') ? [] : await rebalanceBench(rows))];
+  const notes: string[] = [];
+  try {
+    if (only('basic')) await basicBench(rows);
+    if (!process.env.BENCH_SKIP_FUSE && only('fuse')) notes.push(...(await fuseBench(rows)));
+    if (!process.env.BENCH_SKIP_REBALANCE && only('rebalance')) notes.push(...(await rebalanceBench(rows)));
+  } finally {
+    for (const f of atEnd) f();
+  }
   console.log(`\ndhtfs benchmark: library API over 3 local bricks vs the local disk (${os.cpus().length} cores)\n`);
   console.log(`${'work'.padEnd(48)} ${'local disk'.padStart(14)} ${'dhtfs'.padStart(14)} ${'ratio'.padStart(7)}  target`);
   for (const r of rows) {
@@ -416,7 +446,7 @@ async function basicBench(rows: Row[]): Promise<void> {
   } finally {
     await vol.close();
     await c.stop();
-    fs.rmSync(base, { recursive: true, force: true });
+    removeLater(base);
   }
 }
 

@@ -593,7 +593,7 @@ static void *loop_thread(void *arg) {
   mount_t *m = arg;
   struct fuse_loop_config *cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, 16);
-  fuse_loop_cfg_set_idle_threads(cfg, 4);
+  fuse_loop_cfg_set_idle_threads(cfg, 16);
   fuse_loop_mt(m->fuse, cfg);
   fuse_loop_cfg_destroy(cfg);
   m->running = 0;

@@ -21,6 +21,13 @@ function wrap(sock: net.Socket, reads: SocketReads | null = null): Conn {
   let closed = false;
   let closeReason: string | undefined;
   const closeFns: ((r?: string) => void)[] = [];
+  // Frames written in one turn of the event loop leave in one writev: the requests (or replies) that
+  // the same burst of input caused share a system call and a loopback packet instead of one each.
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    sock.uncork();
+  };
   sock.on('error', (e) => {
     closeReason ??= e.message;
   });
@@ -33,11 +40,13 @@ function wrap(sock: net.Socket, reads: SocketReads | null = null): Conn {
     write: (bufs, onSent) => {
       if (closed) return false;
       const cb = onSent ? (e?: Error | null) => void (e ? undefined : onSent()) : undefined;
-      if (bufs.length === 1) return sock.write(bufs[0], cb);
-      sock.cork();
+      if (!corked) {
+        corked = true;
+        sock.cork();
+        setImmediate(uncork);
+      }
       let ok = true;
       bufs.forEach((b, i) => (ok = sock.write(b, i === bufs.length - 1 ? cb : undefined) && ok));
-      sock.uncork();
       return ok;
     },
     onData: (fn) => {

@@ -12,6 +12,20 @@ export class FsError extends Error {
     this.info = info;
     this.name = 'FsError';
   }
+
+  /**
+   * An error as a brick's reply carries it: no stack is captured (it would only show the RPC layer's
+   * frames, and capturing one costs more than the rest of a negative lookup's handling here).
+   */
+  static fromWire(code: string, message?: string, info?: Record<string, unknown>): FsError {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      return new FsError(code, message, info);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+  }
 }
 
 /** Custom code: the file was migrated; `info` = { dst, token }. Clients follow it to dst. */

@@ -13,7 +13,22 @@ export const realClock: Clock = {
   sleep: (ms: number) => new Promise((r) => setTimeout(r, ms)),
 };
 
+/** Small requests (gfids: 16 bytes per create) are served from a pool filled 4 KiB at a time. */
+const POOL = 4096;
+let pool = Buffer.alloc(0);
+let used = 0;
+function pooledBytes(n: number): Uint8Array {
+  if (n > 256) return randomBytes(n);
+  if (used + n > pool.length) {
+    pool = randomBytes(POOL);
+    used = 0;
+  }
+  const b = Buffer.from(pool.subarray(used, used + n));
+  used += n;
+  return b;
+}
+
 export const realRandom: Random = {
-  bytes: (n: number) => randomBytes(n),
+  bytes: pooledBytes,
   int: (max: number) => randomInt(max),
 };

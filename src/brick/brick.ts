@@ -300,9 +300,13 @@ export class Brick implements RequestHandler<Session> {
   }
 
   private ensureHandleDir(gfid: string): void {
-    const d = gfid.slice(0, 2) + '/' + gfid.slice(2, 4);
+    const top = gfid.slice(0, 2);
+    const d = top + '/' + gfid.slice(2, 4);
     if (this.handleDirs.has(d)) return;
-    this.ensureDir(`${HANDLE_DIR}/${gfid.slice(0, 2)}`, 0o700);
+    if (!this.handleDirs.has(top)) {
+      this.ensureDir(`${HANDLE_DIR}/${top}`, 0o700);
+      this.handleDirs.add(top);
+    }
     this.ensureDir(`${HANDLE_DIR}/${d}`, 0o700);
     this.handleDirs.add(d);
   }

@@ -14,10 +14,11 @@ export class FsError extends Error {
   }
 
   /**
-   * An error as a brick's reply carries it: no stack is captured (it would only show the RPC layer's
-   * frames, and capturing one costs more than the rest of a negative lookup's handling here).
+   * An error without a captured stack, for outcomes that code expects and handles: an error a brick's
+   * reply carries (its stack would only show the RPC layer's frames), a name that is not there. Capturing
+   * a stack costs more than the rest of a negative lookup's handling.
    */
-  static fromWire(code: string, message?: string, info?: Record<string, unknown>): FsError {
+  static quiet(code: string, message?: string, info?: Record<string, unknown>): FsError {
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
     try {

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as xattr from '@napi-rs/xattr';
 import type { DirEntry, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
 import { O_NOFOLLOW } from './storage.js';
+import { FsError } from '../common/errors.js';
 
 const ERRNO_NAMES: Record<number, string> = {
   1: 'EPERM', 2: 'ENOENT', 5: 'EIO', 7: 'E2BIG', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 21: 'EISDIR',
@@ -119,7 +120,10 @@ export class DiskStorage implements Storage {
   }
 
   lstat(p: string): Stat {
-    return toStat(fs.lstatSync(this.abs(p), { bigint: true }));
+    // A missing name is a common answer (every negative lookup): no exception from Node for it.
+    const st = fs.lstatSync(this.abs(p), { bigint: true, throwIfNoEntry: false });
+    if (!st) throw FsError.quiet('ENOENT', `/${p}: no such file or directory`);
+    return toStat(st);
   }
   mkdir(p: string, mode: number): void {
     fs.mkdirSync(this.abs(p), { mode });

@@ -91,7 +91,7 @@ export class RpcClient {
       const p = this.pending.get(m[1]);
       if (!p) return;
       this.pending.delete(m[1]);
-      if (m[2]) p.reject(FsError.fromWire(m[2].code, m[2].message, m[2].info && typeof m[2].info === 'object' ? m[2].info : undefined));
+      if (m[2]) p.reject(FsError.quiet(m[2].code, m[2].message, m[2].info && typeof m[2].info === 'object' ? m[2].info : undefined));
       else p.resolve(m[3]);
     } else if (m[0] === EVENT) {
       for (const f of this.eventFns) f(m[1], m[2]);

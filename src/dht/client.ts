@@ -144,7 +144,11 @@ function splitPath(path: string): { parent: string; name: string } {
 }
 
 /** Normalises a volume path: absolute, no trailing or repeated slashes. `.` and `..` are resolved. */
+/** A path that normPath would return unchanged: '/'-separated names, none empty, '.' or '..', no NUL. */
+const NORMAL_PATH = /^(?:\/(?!\.\.?(?:\/|$))[^/\0]+)+$/;
+
 export function normPath(p: string): string {
+  if (typeof p === 'string' && NORMAL_PATH.test(p)) return p;
   if (typeof p !== 'string' || p.length === 0) throw new FsError('EINVAL', 'path must be a non-empty string');
   if (p.includes('\0')) throw new FsError('EINVAL', 'path contains NUL');
   const out: string[] = [];

@@ -240,7 +240,8 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
 }
 
 const FUSE_MB = Number(process.env.BENCH_FUSE_MB ?? 512);
-const FUSE_FILES = Number(process.env.BENCH_FUSE_FILES ?? 2000);
+// The same small-file work as the library part (10,000 files by default).
+const FUSE_FILES = Number(process.env.BENCH_FUSE_FILES ?? FILES);
 const FUSE_SLICES = 4;
 
 /** Runs a command; resolves with its wall time in seconds. */

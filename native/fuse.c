@@ -3,8 +3,9 @@
  *
  * libfuse runs its multi-threaded loop on native threads. Each request is packed into a `req_t`, handed
  * to the JavaScript thread through one threadsafe function, and the native thread waits on the
- * request's semaphore until JavaScript answers with `reply()`. The event loop stays free: many
- * requests can be in flight. Read and write buffers reach JavaScript as external Buffers (no copy).
+ * request's semaphore until JavaScript answers with `reply()` (but for release, which the kernel does not
+ * wait for: answered at once, handed over all the same). The event loop stays free: many requests can be
+ * in flight. Read and write buffers reach JavaScript as external Buffers (no copy).
  *
  * JavaScript sees one dispatcher: handler(req, op, path, path2, nums, buf) where `nums` is an array of
  * numbers (mode, flags, offsets, sizes, caller uid/gid/pid, times...) whose meaning depends on `op`.
@@ -51,6 +52,7 @@ typedef struct req {
   fuse_fill_dir_t filler;
   struct fuse_file_info *fi;
   int result;
+  int detached;       /* answered to the kernel already: JavaScript's reply only frees it (release) */
   sem_t done;
 } req_t;
 
@@ -294,10 +296,20 @@ static int d_flush(const char *p, struct fuse_file_info *fi) {
 static int foreign_xattr(const char *name) {
   return strncmp(name, "security.", 9) == 0 || strncmp(name, "system.", 7) == 0;
 }
+/* release: the kernel does not wait for its answer (nor does the program, whose close(2) has returned),
+ * so the native thread answers at once and the request goes to JavaScript on its own: the handle is
+ * closed there a moment later, and the native thread is free without waiting for that. */
 static int d_release(const char *p, struct fuse_file_info *fi) {
+  (void)p;
   fresh_drop(fi);
-  REQ(OP_RELEASE); r.path = p; r.nums[0] = (double)fi->fh;
-  return dispatch(&r);
+  if (!current || !current->running) return 0;
+  req_t *r = calloc(1, sizeof *r);
+  if (!r) return 0;
+  r->op = OP_RELEASE;
+  r->detached = 1;
+  r->nums[0] = (double)fi->fh;
+  if (napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) free(r);
+  return 0;
 }
 static int d_fsync(const char *p, int datasync, struct fuse_file_info *fi) {
   REQ(OP_FSYNC); r.path = p; r.nums[0] = (double)fi->fh; r.nums[1] = datasync;
@@ -400,7 +412,11 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
     }
     return;
   }
-  if (!env) { r->result = -ENOTCONN; sem_post(&r->done); return; }
+  if (!env) {
+    if (r->detached) free(r);
+    else { r->result = -ENOTCONN; sem_post(&r->done); }
+    return;
+  }
   napi_value argv[6], undefined, nums;
   napi_create_external(env, r, NULL, NULL, &argv[0]);
   napi_create_string_utf8(env, op_names[r->op], NAPI_AUTO_LENGTH, &argv[1]);
@@ -423,6 +439,7 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
     /* The handler threw: answer EIO rather than leave the kernel waiting. */
     napi_value exc;
     napi_get_and_clear_last_exception(env, &exc);
+    if (r->detached) { free(r); return; }
     r->result = -EIO;
     sem_post(&r->done);
   }
@@ -583,6 +600,10 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
         result = (int32_t)len;
       }
     }
+  }
+  if (r->detached) {
+    free(r);
+    return NULL;
   }
   r->result = result;
   sem_post(&r->done);

@@ -4,7 +4,7 @@
  *
  *   BENCH_SIZE_MB (default 1024)   size of the sequential file
  *   BENCH_FILES   (default 10000)  number of 4 KiB files
- *   BENCH_ROUNDS  (default 3)      rounds of the sequential write and read (the median is reported)
+  *   BENCH_ROUNDS  (default 5)      rounds of the sequential write and read (the median is reported)
  *   BENCH_ONLY    (default all)    basic,fuse,rebalance: the parts to run
  *   BENCH_GLUSTER (default on)     0 leaves GlusterFS's FUSE mount out of the FUSE part
  *   BENCH_FUSE_MB, BENCH_FUSE_FILES, BENCH_REBALANCE_FILES, BENCH_REBALANCE_MB: sizes of the other parts
@@ -27,7 +27,7 @@ const SIZE = Number(process.env.BENCH_SIZE_MB ?? 1024) * 1024 * 1024;
 const FILES = Number(process.env.BENCH_FILES ?? 10000);
 const PIECE = 8 * 1024 * 1024;
 const CONCURRENCY = 16;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const REB_FILES = Number(process.env.BENCH_REBALANCE_FILES ?? 3000);
 const REB_BIG_MB = Number(process.env.BENCH_REBALANCE_MB ?? 256);
 
@@ -398,46 +398,53 @@ async function basicBench(rows: Row[]): Promise<void> {
   const cold = dropCaches();
   try {
     // --- sequential write (fsync included) and read (caches dropped) ---------------------------------
-    // ROUNDS rounds, local and dhtfs interleaved; the median of each is reported (the disk under a VM is
+    // ROUNDS rounds, local and dhtfs interleaved, taking turns to go first; the median of each is reported (the disk under a VM is
     // noisy, and the first round also pays for the JIT).
     const lw: number[] = [];
     const dw: number[] = [];
     const lr: number[] = [];
     const dr: number[] = [];
     const buf = Buffer.alloc(PIECE);
+    const localWrite = () =>
+      timed(async () => {
+        const h = await fsp.open(path.join(localDir, 'big'), 'w');
+        for (let off = 0; off < SIZE; off += PIECE) await h.write(data, 0, Math.min(PIECE, SIZE - off), off);
+        await h.sync();
+        await h.close();
+      });
+    const dhtWrite = () =>
+      timed(async () => {
+        const h = await vol.open('/big', 'w');
+        for (let off = 0; off < SIZE; off += PIECE) await h.write(data, 0, Math.min(PIECE, SIZE - off), off);
+        await h.sync();
+        await h.close();
+      });
+    const localRead = () => {
+      dropCaches();
+      return timed(async () => {
+        const h = await fsp.open(path.join(localDir, 'big'), 'r');
+        for (let off = 0; off < SIZE; off += PIECE) await h.read(buf, 0, PIECE, off);
+        await h.close();
+      });
+    };
+    const dhtRead = () => {
+      dropCaches();
+      return timed(async () => {
+        const h = await vol.open('/big', 'r');
+        for (let off = 0; off < SIZE; off += PIECE) await h.read(buf, 0, PIECE, off);
+        await h.close();
+      });
+    };
+    // Odd rounds run dhtfs first: whichever goes second meets the disk as the first left it (its
+    // write-back still going, the VM's disk slowing down after a burst).
     for (let round = 0; round < ROUNDS; round++) {
-      lw.push(
-        await timed(async () => {
-          const h = await fsp.open(path.join(localDir, 'big'), 'w');
-          for (let off = 0; off < SIZE; off += PIECE) await h.write(data, 0, Math.min(PIECE, SIZE - off), off);
-          await h.sync();
-          await h.close();
-        }),
-      );
-      dw.push(
-        await timed(async () => {
-          const h = await vol.open('/big', 'w');
-          for (let off = 0; off < SIZE; off += PIECE) await h.write(data, 0, Math.min(PIECE, SIZE - off), off);
-          await h.sync();
-          await h.close();
-        }),
-      );
-      dropCaches();
-      lr.push(
-        await timed(async () => {
-          const h = await fsp.open(path.join(localDir, 'big'), 'r');
-          for (let off = 0; off < SIZE; off += PIECE) await h.read(buf, 0, PIECE, off);
-          await h.close();
-        }),
-      );
-      dropCaches();
-      dr.push(
-        await timed(async () => {
-          const h = await vol.open('/big', 'r');
-          for (let off = 0; off < SIZE; off += PIECE) await h.read(buf, 0, PIECE, off);
-          await h.close();
-        }),
-      );
+      const first = round % 2 === 0;
+      if (first) lw.push(await localWrite());
+      dw.push(await dhtWrite());
+      if (!first) lw.push(await localWrite());
+      if (first) lr.push(await localRead());
+      dr.push(await dhtRead());
+      if (!first) lr.push(await localRead());
     }
     const [localW, dhtW, localR, dhtR] = [lw, dw, lr, dr].map(median);
     const of = ` (median of ${ROUNDS})`;

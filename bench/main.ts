@@ -398,8 +398,8 @@ async function basicBench(rows: Row[]): Promise<void> {
   const cold = dropCaches();
   try {
     // --- sequential write (fsync included) and read (caches dropped) ---------------------------------
-    // ROUNDS rounds, local and dhtfs interleaved, taking turns to go first; the median of each is reported (the disk under a VM is
-    // noisy, and the first round also pays for the JIT).
+    // ROUNDS rounds, local and dhtfs interleaved and taking turns to go first; the median of each is
+    // reported (the disk under a VM is noisy, and the first round also pays for the JIT).
     const lw: number[] = [];
     const dw: number[] = [];
     const lr: number[] = [];

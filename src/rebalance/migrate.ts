@@ -244,7 +244,11 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     // during the last round: the switch's pause is short, however large the file.
     // From the second round on, the file is switching: its rounds are small, and other migrations hold
     // their bulk copying meanwhile so that these fsyncs and the freeze's wait on nothing but this file.
-    for (let round = 0; round < o.maxRecopyRounds; round++) {
+    // A small file goes straight to the freeze, which hands over all that clients changed since the
+    // lease: copying and syncing that much is quick, and the rounds (each with two fsyncs) exist only
+    // to keep a large file's switch short.
+    const rounds = bytes <= o.settleBytes ? 0 : o.maxRecopyRounds;
+    for (let round = 0; round < rounds; round++) {
       const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
       if (round === 1) switchOn(true);
       bytes += await copyRanges(c, sF, dF, d.ranges, o, round === 0, pull);

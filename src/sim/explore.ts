@@ -71,8 +71,9 @@ export async function runSchedule(script: Map<number, number>, app2Delay: number
     let notified!: () => void;
     const notify = new Promise<void>((r) => (notified = r));
     // A migration may fail (a schedule can delay the migrator past its lease: it is fenced); the file
-    // must stay correct either way, which is what the reader checks.
-    const migration = (protocol === 'legacy' ? migrateFileLegacy(mv.client, '/f') : migrateFile(mv.client, '/f', { chunk: 4 })).catch((e) => {
+    // must stay correct either way, which is what the reader checks. settleBytes 0: every step, the
+    // recopy rounds included, although the file is small.
+    const migration = (protocol === 'legacy' ? migrateFileLegacy(mv.client, '/f') : migrateFile(mv.client, '/f', { chunk: 4, settleBytes: 0 })).catch((e) => {
       const code = (e as { code?: string }).code;
       if (code !== 'EFENCED' && code !== 'EBUSY') violation ??= `migration failed: ${(e as Error).message}`;
     });

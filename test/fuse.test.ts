@@ -179,6 +179,44 @@ test('an unlinked file stays readable and writable through an fd open on it', { 
   assert.throws(() => fs.statSync(m('open-unlinked')), { code: 'ENOENT' });
 });
 
+/** Files of the volume (not sockets, not the brick's own logs) that brick processes hold open now. */
+function brickFilesOpen(): number {
+  let n = 0;
+  for (const [i, p] of c.procs.entries()) {
+    if (!p?.pid) continue;
+    for (const fd of fs.readdirSync(`/proc/${p.pid}/fd`)) {
+      try {
+        if (fs.readlinkSync(`/proc/${p.pid}/fd/${fd}`).startsWith(c.dirs[i] + '/')) n++;
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+  }
+  return n;
+}
+
+async function settles(want: number): Promise<number> {
+  let got = brickFilesOpen();
+  for (let i = 0; i < 100 && got !== want; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    got = brickFilesOpen();
+  }
+  return got;
+}
+
+test('a file closed on the mount is closed on its brick (the kernel is answered at once, the close follows)', { skip }, async () => {
+  fs.mkdirSync(m('closes'));
+  const base = await settles(brickFilesOpen());
+  const fd = fs.openSync(m('closes/held'), 'w');
+  fs.writeSync(fd, 'x');
+  assert.equal(await settles(base + 1), base + 1, 'an open file holds one fd on its brick');
+  fs.closeSync(fd);
+  assert.equal(await settles(base), base);
+  await Promise.all(Array.from({ length: 200 }, (_, i) => fs.promises.writeFile(m(`closes/f${i}`), `file ${i}`)));
+  for (let i = 0; i < 200; i += 10) assert.equal(fs.readFileSync(m(`closes/f${i}`), 'utf8'), `file ${i}`);
+  assert.equal(await settles(base), base, 'no brick fd outlives its file\'s last close');
+});
+
 test('unmodified programs: cp -a, tar and git on the mount', { skip }, async () => {
   const src = path.join(path.dirname(MAIN_JS), '..', '..', '..', 'src');
   await run('cp', ['-a', src, m('copy')]);

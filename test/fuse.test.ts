@@ -215,6 +215,7 @@ test('a file closed on the mount is closed on its brick (the kernel is answered 
   await Promise.all(Array.from({ length: 200 }, (_, i) => fs.promises.writeFile(m(`closes/f${i}`), `file ${i}`)));
   for (let i = 0; i < 200; i += 10) assert.equal(fs.readFileSync(m(`closes/f${i}`), 'utf8'), `file ${i}`);
   assert.equal(await settles(base), base, 'no brick fd outlives its file\'s last close');
+  fs.rmSync(m('closes'), { recursive: true });
 });
 
 test('unmodified programs: cp -a, tar and git on the mount', { skip }, async () => {

@@ -1,19 +1,26 @@
 /*
- * dhtfs's FUSE binding: a small N-API addon over Debian's libfuse 3 (high-level, path-based API).
+ * dhtfs's FUSE binding: a small N-API addon over Debian's libfuse 3 (low-level, inode-based API).
  *
- * libfuse runs its multi-threaded loop on native threads. Each request is packed into a `req_t`, handed
- * to the JavaScript thread through one threadsafe function, and the native thread waits on the
- * request's semaphore until JavaScript answers with `reply()` (but for release, which the kernel does not
- * wait for: answered at once, handed over all the same). The event loop stays free: many requests can be
- * in flight. Read and write buffers reach JavaScript as external Buffers (no copy).
+ * libfuse runs its multi-threaded loop on native threads. The addon keeps the kernel's inodes (node ids)
+ * as names under their parents, so that JavaScript sees paths as the volume has them. Each request is
+ * packed into a `req_t`, handed to the JavaScript thread through one threadsafe function, and the native
+ * thread waits on the request's semaphore until JavaScript answers with `reply()`; the native thread then
+ * answers the kernel (a release, which the kernel does not wait for, is answered at once and handed over
+ * all the same). The event loop stays free: many requests can be in flight. Read and write buffers reach
+ * JavaScript as external Buffers (no copy).
+ *
+ * Attribute caching is per inode: a directory's attributes are kept by the kernel as long as names
+ * (entryTimeout; a migration never changes a directory), a file's never (a migration, or another client,
+ * may change its size at any time). So the permission checks on a path's directories cost no request.
  *
  * JavaScript sees one dispatcher: handler(req, op, path, path2, nums, buf) where `nums` is an array of
- * numbers (mode, flags, offsets, sizes, caller uid/gid/pid, times...) whose meaning depends on `op`.
- * It answers with reply(req, result, extra): result >= 0 or -errno; `extra` carries a stat array
- * (getattr), names (readdir), bytes (readlink, getxattr, listxattr) or statvfs numbers (statfs).
+ * numbers (mode, flags, offsets, sizes, ...; the last three are the caller's uid, gid and pid) whose
+ * meaning depends on `op`. It answers with reply(req, result, extra): result >= 0 or -errno; `extra`
+ * carries a stat array (getattr, setattr and the operations that make a name), names (readdir), bytes
+ * (readlink, getxattr, listxattr), statvfs numbers (statfs) or [fh, direct_io, stat...] (open, create).
  */
 #define FUSE_USE_VERSION 312
-#include <fuse3/fuse.h>
+#include <fuse3/fuse_lowlevel.h>
 #include <node_api.h>
 #include <errno.h>
 #include <pthread.h>
@@ -26,38 +33,49 @@
 #include <time.h>
 
 enum op {
-  OP_GETATTR, OP_READLINK, OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_CHMOD,
-  OP_CHOWN, OP_TRUNCATE, OP_OPEN, OP_READ, OP_WRITE, OP_STATFS, OP_FLUSH, OP_RELEASE, OP_FSYNC,
-  OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR, OP_REMOVEXATTR, OP_READDIR, OP_CREATE, OP_UTIMENS, OP_MKNOD,
-  OP_COUNT
+  OP_GETATTR, OP_READLINK, OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_SETATTR,
+  OP_OPEN, OP_READ, OP_WRITE, OP_STATFS, OP_RELEASE, OP_FSYNC, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR,
+  OP_REMOVEXATTR, OP_READDIR, OP_CREATE, OP_MKNOD, OP_COUNT
 };
 static const char *op_names[OP_COUNT] = {
-  "getattr", "readlink", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "chmod",
-  "chown", "truncate", "open", "read", "write", "statfs", "flush", "release", "fsync",
-  "setxattr", "getxattr", "listxattr", "removexattr", "readdir", "create", "utimens", "mknod",
+  "getattr", "readlink", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "setattr",
+  "open", "read", "write", "statfs", "release", "fsync", "setxattr", "getxattr", "listxattr",
+  "removexattr", "readdir", "create", "mknod",
 };
 
-#define MAX_NUMS 8
+#define MAX_NUMS 16
+
+/* One directory listing, taken whole at the first readdir of an open directory. */
+typedef struct {
+  size_t n;
+  char **names;
+  mode_t *modes;
+  ino_t *inos;
+  int loaded;
+} listing_t;
 
 typedef struct req {
   enum op op;
-  const char *path, *path2;
+  char *path, *path2;  /* owned */
   double nums[MAX_NUMS];
-  int n;
-  char *buf;          /* read: where data goes; write, setxattr: the data */
-  size_t size;        /* its size */
-  struct stat *st;
-  struct statvfs *sv;
-  void *dirbuf;
-  fuse_fill_dir_t filler;
-  struct fuse_file_info *fi;
+  char *buf;           /* read: where data goes; write, setxattr: the data */
+  size_t size;         /* its size */
   int result;
-  int detached;       /* answered to the kernel already: JavaScript's reply only frees it (release) */
+  int detached;        /* answered to the kernel already: JavaScript's reply only frees it (release) */
+  /* what JavaScript answered, for the native thread's reply */
+  struct stat st;
+  int has_st;
+  struct statvfs sv;
+  uint64_t fh;
+  int direct_io;
+  char *out;           /* readlink, getxattr, listxattr: owned */
+  size_t out_len;
+  listing_t *listing;  /* readdir: filled */
   sem_t done;
 } req_t;
 
 typedef struct mount {
-  struct fuse *fuse;
+  struct fuse_session *se;
   pthread_t thread;
   napi_threadsafe_function tsfn;
   int running;
@@ -67,37 +85,146 @@ typedef struct mount {
 } mount_t;
 
 static void unmount_once(mount_t *m) {
-  if (!__atomic_exchange_n(&m->unmounted, 1, __ATOMIC_SEQ_CST)) fuse_unmount(m->fuse);
+  if (!__atomic_exchange_n(&m->unmounted, 1, __ATOMIC_SEQ_CST)) fuse_session_unmount(m->se);
 }
 
 /* One mount per process is what dhtfs needs; kept global so the C callbacks reach it. */
 static mount_t *current = NULL;
 
-static int dispatch(req_t *r) {
-  struct fuse_context *ctx = fuse_get_context();
-  /* The caller: the last three numbers of every request. */
-  r->nums[MAX_NUMS - 3] = ctx ? ctx->uid : 0;
-  r->nums[MAX_NUMS - 2] = ctx ? ctx->gid : 0;
-  r->nums[MAX_NUMS - 1] = ctx ? ctx->pid : 0;
-  if (!current || !current->running) return -ENOTCONN;
-  sem_init(&r->done, 0, 0);
-  if (napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) {
-    sem_destroy(&r->done);
-    return -ENOTCONN;
+/* --- the kernel's inodes as names under their parents ------------------------------------------------ */
+
+typedef struct node {
+  uint64_t id, parent;
+  char *name;          /* NULL once the name is gone (unlinked, renamed over): reachable by id only */
+  uint64_t nlookup;
+  struct node *next_id, *next_name;
+} node_t;
+
+#define BUCKETS 65536
+static node_t *by_id[BUCKETS], *by_name[BUCKETS];
+static uint64_t next_id = 2; /* 1 is the root */
+static pthread_rwlock_t nodes_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+static unsigned name_slot(uint64_t parent, const char *name) {
+  uint32_t h = 2166136261u ^ (uint32_t)parent; /* FNV-1a */
+  for (; *name; name++) h = (h ^ (unsigned char)*name) * 16777619u;
+  return h % BUCKETS;
+}
+static node_t *find_id(uint64_t id) {
+  for (node_t *n = by_id[id % BUCKETS]; n; n = n->next_id)
+    if (n->id == id) return n;
+  return NULL;
+}
+static node_t *find_name(uint64_t parent, const char *name) {
+  for (node_t *n = by_name[name_slot(parent, name)]; n; n = n->next_name)
+    if (n->parent == parent && strcmp(n->name, name) == 0) return n;
+  return NULL;
+}
+static void unlink_name(node_t *n) {
+  if (!n->name) return;
+  node_t **p = &by_name[name_slot(n->parent, n->name)];
+  while (*p && *p != n) p = &(*p)->next_name;
+  if (*p) *p = n->next_name;
+  free(n->name);
+  n->name = NULL;
+}
+static void link_name(node_t *n, uint64_t parent, const char *name) {
+  n->parent = parent;
+  n->name = strdup(name);
+  unsigned s = name_slot(parent, name);
+  n->next_name = by_name[s];
+  by_name[s] = n;
+}
+/* The node of (parent, name), made if new; one more lookup of it. Returns its id (0: out of memory). */
+static uint64_t remember(uint64_t parent, const char *name) {
+  pthread_rwlock_wrlock(&nodes_lock);
+  node_t *n = find_name(parent, name);
+  if (!n && (n = calloc(1, sizeof *n))) {
+    n->id = next_id++;
+    n->next_id = by_id[n->id % BUCKETS];
+    by_id[n->id % BUCKETS] = n;
+    link_name(n, parent, name);
   }
-  while (sem_wait(&r->done) != 0 && errno == EINTR) {
+  uint64_t id = 0;
+  if (n) {
+    n->nlookup++;
+    id = n->id;
   }
-  sem_destroy(&r->done);
-  return r->result;
+  pthread_rwlock_unlock(&nodes_lock);
+  return id;
+}
+static void forget_locked(uint64_t id, uint64_t nlookup) {
+  node_t *n = find_id(id);
+  if (!n || id == FUSE_ROOT_ID) return;
+  n->nlookup = nlookup >= n->nlookup ? 0 : n->nlookup - nlookup;
+  if (n->nlookup > 0) return;
+  unlink_name(n);
+  node_t **p = &by_id[id % BUCKETS];
+  while (*p && *p != n) p = &(*p)->next_id;
+  if (*p) *p = n->next_id;
+  free(n);
+}
+/* The name (parent, name) is gone (unlink, rmdir): its node stays for the kernel's open files. */
+static void drop_name(uint64_t parent, const char *name) {
+  pthread_rwlock_wrlock(&nodes_lock);
+  node_t *n = find_name(parent, name);
+  if (n) unlink_name(n);
+  pthread_rwlock_unlock(&nodes_lock);
+}
+static void move_name(uint64_t parent, const char *name, uint64_t newparent, const char *newname) {
+  pthread_rwlock_wrlock(&nodes_lock);
+  node_t *over = find_name(newparent, newname);
+  if (over) unlink_name(over);
+  node_t *n = find_name(parent, name);
+  if (n) {
+    unlink_name(n);
+    link_name(n, newparent, newname);
+  }
+  pthread_rwlock_unlock(&nodes_lock);
+}
+/* The path of node `id` (with `/name` after it if name is given); NULL if the node has no name now. */
+static char *path_of(uint64_t id, const char *name) {
+  char *parts[256];
+  int k = 0;
+  size_t len = name ? strlen(name) + 1 : 0;
+  pthread_rwlock_rdlock(&nodes_lock);
+  while (id != FUSE_ROOT_ID) {
+    node_t *n = find_id(id);
+    if (!n || !n->name || k == 256) {
+      pthread_rwlock_unlock(&nodes_lock);
+      return NULL;
+    }
+    parts[k++] = n->name;
+    len += strlen(n->name) + 1;
+    id = n->parent;
+  }
+  char *p = malloc(len + 2);
+  if (p) {
+    char *q = p;
+    for (int i = k - 1; i >= 0; i--) {
+      *q++ = '/';
+      size_t l = strlen(parts[i]);
+      memcpy(q, parts[i], l);
+      q += l;
+    }
+    if (name) {
+      *q++ = '/';
+      strcpy(q, name);
+      q += strlen(name);
+    }
+    if (q == p) *q++ = '/';
+    *q = 0;
+  }
+  pthread_rwlock_unlock(&nodes_lock);
+  return p;
 }
 
-#define REQ(o) req_t r; memset(&r, 0, sizeof r); r.op = (o)
-
 /*
- * Directories' attributes as the JS side keeps them (FuseMount.keepDir): with no attribute caching in the
- * kernel, every permission check on a path's directories asks for them, several times per create. A
- * getattr by path is answered from here, without a trip to JavaScript, until the entry's time is up or
- * JavaScript drops it. Direct-mapped: a colliding path takes the slot.
+ * Directories' attributes as the JS side keeps them (FuseMount.keepDir). The kernel keeps them too, but
+ * drops a directory's whenever it changes the directory itself (a name made or removed there), and the
+ * next permission check asks: once per create in a directory being filled. A getattr by path is answered
+ * from here, without a trip to JavaScript, until the entry's time is up or JavaScript drops it.
+ * Direct-mapped: a colliding path takes the slot.
  */
 #define DCACHE_SLOTS 4096
 typedef struct {
@@ -180,6 +307,7 @@ static void fresh_put(uint64_t fh, const char *path, const struct stat *st) {
 }
 /* Answers a getattr by handle (fi) from the handle's slot, or by path (fi NULL) from any slot. */
 static int fresh_take(const struct fuse_file_info *fi, const char *path, struct stat *st) {
+  if (!fi && !path) return 0;
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   fresh_t *hit = NULL;
@@ -208,84 +336,298 @@ static void fresh_drop(const struct fuse_file_info *fi) {
   pthread_mutex_unlock(&fresh_lock);
 }
 
-static int d_getattr(const char *p, struct stat *st, struct fuse_file_info *fi) {
-  if (fresh_take(fi, p, st)) return 0;
-  if (!fi && dcache_get(p, st)) return 0;
-  REQ(OP_GETATTR); r.path = p; r.st = st; r.fi = fi;
-  r.nums[0] = fi ? (double)fi->fh : -1;
-  return dispatch(&r);
+/* --- requests ------------------------------------------------------------------------------------------ */
+
+static req_t *new_req(fuse_req_t fr, enum op op) {
+  req_t *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->op = op;
+  const struct fuse_ctx *ctx = fuse_req_ctx(fr);
+  /* The caller: the last three numbers of every request. */
+  r->nums[MAX_NUMS - 3] = ctx ? ctx->uid : 0;
+  r->nums[MAX_NUMS - 2] = ctx ? ctx->gid : 0;
+  r->nums[MAX_NUMS - 1] = ctx ? ctx->pid : 0;
+  return r;
 }
-static int d_readlink(const char *p, char *buf, size_t size) {
-  REQ(OP_READLINK); r.path = p; r.buf = buf; r.size = size;
-  return dispatch(&r);
+static void free_req(req_t *r) {
+  free(r->path);
+  free(r->path2);
+  free(r->out);
+  free(r);
 }
-static int d_mkdir(const char *p, mode_t mode) {
+/* Hands r to JavaScript and waits for its answer: r->result (-errno on failure). */
+static int run(req_t *r) {
+  if (!current || !current->running) return -ENOTCONN;
+  sem_init(&r->done, 0, 0);
+  if (napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) {
+    sem_destroy(&r->done);
+    return -ENOTCONN;
+  }
+  while (sem_wait(&r->done) != 0 && errno == EINTR) {
+  }
+  sem_destroy(&r->done);
+  return r->result;
+}
+
+static double timeout_for(mode_t mode) {
+  return S_ISDIR(mode) && current ? current->entry_timeout : 0;
+}
+static void reply_entry(fuse_req_t fr, uint64_t parent, const char *name, req_t *r) {
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  e.ino = remember(parent, name);
+  if (!e.ino) {
+    fuse_reply_err(fr, ENOMEM);
+    return;
+  }
+  e.attr = r->st;
+  e.attr_timeout = timeout_for(r->st.st_mode);
+  e.entry_timeout = current ? current->entry_timeout : 0;
+  fuse_reply_entry(fr, &e);
+}
+/* A request on a name under `parent`: its path, or ENOENT answered (the parent has no name any more). */
+#define NAMED(op, parent, name)                     \
+  req_t *r = new_req(fr, op);                       \
+  if (!r) { fuse_reply_err(fr, ENOMEM); return; }   \
+  r->path = path_of(parent, name);                  \
+  if (!r->path) { free_req(r); fuse_reply_err(fr, ENOENT); return; }
+#define ON_INODE(op, ino) NAMED(op, ino, NULL)
+/* Answers an error or 0 and frees r. */
+static void reply_status(fuse_req_t fr, req_t *r, int res) {
+  fuse_reply_err(fr, res < 0 ? -res : 0);
+  free_req(r);
+}
+
+static void ll_lookup(fuse_req_t fr, fuse_ino_t parent, const char *name) {
+  NAMED(OP_GETATTR, parent, name);
+  r->nums[0] = -1;
+  int res = dcache_get(r->path, &r->st) ? (r->has_st = 1, 0) : run(r);
+  if (res < 0 || !r->has_st) reply_status(fr, r, res < 0 ? res : -EIO);
+  else {
+    reply_entry(fr, parent, name, r);
+    free_req(r);
+  }
+}
+static void ll_forget(fuse_req_t fr, fuse_ino_t ino, uint64_t nlookup) {
+  pthread_rwlock_wrlock(&nodes_lock);
+  forget_locked(ino, nlookup);
+  pthread_rwlock_unlock(&nodes_lock);
+  fuse_reply_none(fr);
+}
+static void ll_forget_multi(fuse_req_t fr, size_t count, struct fuse_forget_data *forgets) {
+  pthread_rwlock_wrlock(&nodes_lock);
+  for (size_t i = 0; i < count; i++) forget_locked(forgets[i].ino, forgets[i].nlookup);
+  pthread_rwlock_unlock(&nodes_lock);
+  fuse_reply_none(fr);
+}
+static void reply_attr(fuse_req_t fr, req_t *r, int res) {
+  if (res < 0 || !r->has_st) reply_status(fr, r, res < 0 ? res : -EIO);
+  else {
+    fuse_reply_attr(fr, &r->st, timeout_for(r->st.st_mode));
+    free_req(r);
+  }
+}
+static void ll_getattr(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
+  req_t *r = new_req(fr, OP_GETATTR);
+  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
+  r->path = path_of(ino, NULL);
+  /* An open file whose name is gone is still there through its handle. */
+  if (!r->path && !fi) { free_req(r); fuse_reply_err(fr, ENOENT); return; }
+  r->nums[0] = fi ? (double)fi->fh : -1;
+  if (fresh_take(fi, r->path, &r->st) || (!fi && r->path && dcache_get(r->path, &r->st))) {
+    r->has_st = 1;
+    reply_attr(fr, r, 0);
+    return;
+  }
+  reply_attr(fr, r, run(r));
+}
+static void ll_setattr(fuse_req_t fr, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   fresh_drop(NULL);
-  REQ(OP_MKDIR); r.path = p; r.nums[0] = mode;
-  return dispatch(&r);
+  req_t *r = new_req(fr, OP_SETATTR);
+  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
+  r->path = path_of(ino, NULL);
+  if (!r->path && !fi) { free_req(r); fuse_reply_err(fr, ENOENT); return; }
+  /* [which, mode, uid, gid, size, atime s, ns, mtime s, ns, fh]; ns = UTIME_NOW for "now" */
+  r->nums[0] = to_set;
+  r->nums[1] = attr->st_mode & 07777;
+  r->nums[2] = (double)attr->st_uid;
+  r->nums[3] = (double)attr->st_gid;
+  r->nums[4] = (double)attr->st_size;
+  r->nums[5] = (double)attr->st_atim.tv_sec;
+  r->nums[6] = to_set & FUSE_SET_ATTR_ATIME_NOW ? (double)UTIME_NOW : (double)attr->st_atim.tv_nsec;
+  r->nums[7] = (double)attr->st_mtim.tv_sec;
+  r->nums[8] = to_set & FUSE_SET_ATTR_MTIME_NOW ? (double)UTIME_NOW : (double)attr->st_mtim.tv_nsec;
+  r->nums[9] = fi ? (double)fi->fh : -1;
+  reply_attr(fr, r, run(r));
 }
-static int d_mknod(const char *p, mode_t mode, dev_t dev) {
+static void ll_readlink(fuse_req_t fr, fuse_ino_t ino) {
+  ON_INODE(OP_READLINK, ino);
+  int res = run(r);
+  if (res < 0 || !r->out) reply_status(fr, r, res < 0 ? res : -EIO);
+  else {
+    fuse_reply_readlink(fr, r->out);
+    free_req(r);
+  }
+}
+/* The operations that make a name answer with its attributes: the kernel's entry for it. */
+static void made(fuse_req_t fr, fuse_ino_t parent, const char *name, req_t *r) {
+  int res = run(r);
+  if (res < 0 || !r->has_st) reply_status(fr, r, res < 0 ? res : -EIO);
+  else {
+    reply_entry(fr, parent, name, r);
+    free_req(r);
+  }
+}
+static void ll_mknod(fuse_req_t fr, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
   fresh_drop(NULL);
-  REQ(OP_MKNOD); r.path = p; r.nums[0] = mode; r.nums[1] = (double)dev;
-  return dispatch(&r);
+  NAMED(OP_MKNOD, parent, name);
+  r->nums[0] = mode;
+  r->nums[1] = (double)rdev;
+  made(fr, parent, name, r);
 }
-static int d_unlink(const char *p) { fresh_drop(NULL); REQ(OP_UNLINK); r.path = p; return dispatch(&r); }
-static int d_rmdir(const char *p) { fresh_drop(NULL); REQ(OP_RMDIR); r.path = p; return dispatch(&r); }
-static int d_symlink(const char *target, const char *p) {
+static void ll_mkdir(fuse_req_t fr, fuse_ino_t parent, const char *name, mode_t mode) {
   fresh_drop(NULL);
-  REQ(OP_SYMLINK); r.path = p; r.path2 = target;
-  return dispatch(&r);
+  NAMED(OP_MKDIR, parent, name);
+  r->nums[0] = mode;
+  made(fr, parent, name, r);
 }
-static int d_rename(const char *from, const char *to, unsigned int flags) {
+static void ll_symlink(fuse_req_t fr, const char *link, fuse_ino_t parent, const char *name) {
   fresh_drop(NULL);
-  REQ(OP_RENAME); r.path = from; r.path2 = to; r.nums[0] = flags;
-  return dispatch(&r);
+  NAMED(OP_SYMLINK, parent, name);
+  r->path2 = strdup(link);
+  made(fr, parent, name, r);
 }
-static int d_link(const char *from, const char *to) {
+static void ll_link(fuse_req_t fr, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
   fresh_drop(NULL);
-  REQ(OP_LINK); r.path = from; r.path2 = to;
-  return dispatch(&r);
+  ON_INODE(OP_LINK, ino);
+  r->path2 = path_of(newparent, newname);
+  if (!r->path2) { reply_status(fr, r, -ENOENT); return; }
+  made(fr, newparent, newname, r);
 }
-static int d_chmod(const char *p, mode_t mode, struct fuse_file_info *fi) {
+static void ll_unlink(fuse_req_t fr, fuse_ino_t parent, const char *name) {
   fresh_drop(NULL);
-  REQ(OP_CHMOD); r.path = p; r.nums[0] = mode; r.nums[1] = fi ? (double)fi->fh : -1;
-  return dispatch(&r);
+  NAMED(OP_UNLINK, parent, name);
+  int res = run(r);
+  if (res >= 0) drop_name(parent, name);
+  reply_status(fr, r, res);
 }
-static int d_chown(const char *p, uid_t uid, gid_t gid, struct fuse_file_info *fi) {
+static void ll_rmdir(fuse_req_t fr, fuse_ino_t parent, const char *name) {
   fresh_drop(NULL);
-  REQ(OP_CHOWN); r.path = p; r.nums[0] = uid == (uid_t)-1 ? -1.0 : (double)uid; r.nums[1] = gid == (gid_t)-1 ? -1.0 : (double)gid;
-  r.nums[2] = fi ? (double)fi->fh : -1;
-  return dispatch(&r);
+  NAMED(OP_RMDIR, parent, name);
+  int res = run(r);
+  if (res >= 0) drop_name(parent, name);
+  reply_status(fr, r, res);
 }
-static int d_truncate(const char *p, off_t size, struct fuse_file_info *fi) {
+static void ll_rename(fuse_req_t fr, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
   fresh_drop(NULL);
-  REQ(OP_TRUNCATE); r.path = p; r.nums[0] = (double)size; r.nums[1] = fi ? (double)fi->fh : -1;
-  return dispatch(&r);
+  NAMED(OP_RENAME, parent, name);
+  r->path2 = path_of(newparent, newname);
+  if (!r->path2) { reply_status(fr, r, -ENOENT); return; }
+  r->nums[0] = flags;
+  int res = run(r);
+  if (res >= 0) move_name(parent, name, newparent, newname);
+  reply_status(fr, r, res);
 }
-static int d_open(const char *p, struct fuse_file_info *fi) {
-  REQ(OP_OPEN); r.path = p; r.fi = fi; r.nums[0] = fi->flags;
-  return dispatch(&r);
+static void ll_open(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
+  ON_INODE(OP_OPEN, ino);
+  r->nums[0] = fi->flags;
+  int res = run(r);
+  if (res < 0) { reply_status(fr, r, res); return; }
+  fi->fh = r->fh;
+  fi->direct_io = r->direct_io;
+  fi->keep_cache = 0;
+  free_req(r);
+  fuse_reply_open(fr, fi);
 }
-static int d_create(const char *p, mode_t mode, struct fuse_file_info *fi) {
-  REQ(OP_CREATE); r.path = p; r.fi = fi; r.nums[0] = fi->flags; r.nums[1] = mode;
-  return dispatch(&r);
+static void ll_create(fuse_req_t fr, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  NAMED(OP_CREATE, parent, name);
+  r->nums[0] = fi->flags;
+  r->nums[1] = mode;
+  int res = run(r);
+  if (res < 0 || !r->has_st) { reply_status(fr, r, res < 0 ? res : -EIO); return; }
+  fi->fh = r->fh;
+  fi->direct_io = r->direct_io;
+  fi->keep_cache = 0;
+  fresh_put(r->fh, r->path, &r->st);
+  struct fuse_entry_param e;
+  memset(&e, 0, sizeof e);
+  e.ino = remember(parent, name);
+  e.attr = r->st;
+  e.attr_timeout = 0;
+  e.entry_timeout = current ? current->entry_timeout : 0;
+  free_req(r);
+  if (!e.ino) fuse_reply_err(fr, ENOMEM);
+  else if (fuse_reply_create(fr, &e, fi) == -ENOENT) {
+    /* The kernel gave up on the request (interrupted): it will never release this handle. */
+    pthread_rwlock_wrlock(&nodes_lock);
+    forget_locked(e.ino, 1);
+    pthread_rwlock_unlock(&nodes_lock);
+  }
 }
-static int d_read(const char *p, char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
-  REQ(OP_READ); r.path = p; r.buf = buf; r.size = size; r.nums[0] = (double)fi->fh; r.nums[1] = (double)off;
-  return dispatch(&r);
+static void ll_read(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)ino;
+  req_t *r = new_req(fr, OP_READ);
+  char *buf = malloc(size ? size : 1);
+  if (!r || !buf) { free(r); free(buf); fuse_reply_err(fr, ENOMEM); return; }
+  r->buf = buf;
+  r->size = size;
+  r->nums[0] = (double)fi->fh;
+  r->nums[1] = (double)off;
+  int res = run(r);
+  if (res < 0) fuse_reply_err(fr, -res);
+  else fuse_reply_buf(fr, buf, (size_t)res);
+  free(buf);
+  free_req(r);
 }
-static int d_write(const char *p, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+static void ll_write(fuse_req_t fr, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  (void)ino;
   fresh_drop(fi);
-  REQ(OP_WRITE); r.path = p; r.buf = (char *)buf; r.size = size; r.nums[0] = (double)fi->fh; r.nums[1] = (double)off;
-  return dispatch(&r);
+  req_t *r = new_req(fr, OP_WRITE);
+  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
+  r->buf = (char *)buf; /* libfuse's, valid while this thread waits */
+  r->size = size;
+  r->nums[0] = (double)fi->fh;
+  r->nums[1] = (double)off;
+  int res = run(r);
+  r->buf = NULL;
+  if (res < 0) fuse_reply_err(fr, -res);
+  else fuse_reply_write(fr, (size_t)res);
+  free_req(r);
 }
-static int d_statfs(const char *p, struct statvfs *sv) {
-  REQ(OP_STATFS); r.path = p; r.sv = sv;
-  return dispatch(&r);
+static void ll_statfs(fuse_req_t fr, fuse_ino_t ino) {
+  (void)ino;
+  req_t *r = new_req(fr, OP_STATFS);
+  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
+  r->path = strdup("/");
+  int res = run(r);
+  if (res < 0) reply_status(fr, r, res);
+  else {
+    fuse_reply_statfs(fr, &r->sv);
+    free_req(r);
+  }
 }
-/* flush has nothing to do (writes reach the brick before they return; fsync is its own request): there is
- * no flush operation, so libfuse answers the first FLUSH with ENOSYS and the kernel sends no more (one
- * round trip less per close(2)). */
+/* release: the kernel does not wait for its answer (nor does the program, whose close(2) has returned),
+ * so the native thread answers at once and the request goes to JavaScript on its own: the handle is
+ * closed there a moment later, and the native thread is free without waiting for that. */
+static void ll_release(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino;
+  fresh_drop(fi);
+  req_t *r = current && current->running ? new_req(fr, OP_RELEASE) : NULL;
+  if (r) {
+    r->detached = 1;
+    r->nums[0] = (double)fi->fh;
+    if (napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) free_req(r);
+  }
+  fuse_reply_err(fr, 0);
+}
+static void ll_fsync(fuse_req_t fr, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  (void)ino;
+  req_t *r = new_req(fr, OP_FSYNC);
+  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
+  r->nums[0] = (double)fi->fh;
+  r->nums[1] = datasync;
+  reply_status(fr, r, run(r));
+}
 
 /* The kernel's and the security modules' xattrs (security.capability is asked before every write) are not
  * stored by the volume: answered here, without a trip to the JS thread. ACLs and security labels are not
@@ -293,86 +635,112 @@ static int d_statfs(const char *p, struct statvfs *sv) {
 static int foreign_xattr(const char *name) {
   return strncmp(name, "security.", 9) == 0 || strncmp(name, "system.", 7) == 0;
 }
-/* release: the kernel does not wait for its answer (nor does the program, whose close(2) has returned),
- * so the native thread answers at once and the request goes to JavaScript on its own: the handle is
- * closed there a moment later, and the native thread is free without waiting for that. */
-static int d_release(const char *p, struct fuse_file_info *fi) {
-  (void)p;
-  fresh_drop(fi);
-  if (!current || !current->running) return 0;
-  req_t *r = calloc(1, sizeof *r);
-  if (!r) return 0;
-  r->op = OP_RELEASE;
-  r->detached = 1;
-  r->nums[0] = (double)fi->fh;
-  if (napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) free(r);
-  return 0;
-}
-static int d_fsync(const char *p, int datasync, struct fuse_file_info *fi) {
-  REQ(OP_FSYNC); r.path = p; r.nums[0] = (double)fi->fh; r.nums[1] = datasync;
-  return dispatch(&r);
-}
-static int d_setxattr(const char *p, const char *name, const char *value, size_t size, int flags) {
+static void ll_setxattr(fuse_req_t fr, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
   fresh_drop(NULL);
-  if (foreign_xattr(name)) return -EOPNOTSUPP;
-  REQ(OP_SETXATTR); r.path = p; r.path2 = name; r.buf = (char *)value; r.size = size; r.nums[0] = flags;
-  return dispatch(&r);
+  if (foreign_xattr(name)) { fuse_reply_err(fr, EOPNOTSUPP); return; }
+  ON_INODE(OP_SETXATTR, ino);
+  r->path2 = strdup(name);
+  r->buf = (char *)value; /* libfuse's, valid while this thread waits */
+  r->size = size;
+  r->nums[0] = flags;
+  int res = run(r);
+  r->buf = NULL;
+  reply_status(fr, r, res);
 }
-static int d_getxattr(const char *p, const char *name, char *value, size_t size) {
-  if (foreign_xattr(name)) return -ENODATA;
-  REQ(OP_GETXATTR); r.path = p; r.path2 = name; r.buf = value; r.size = size;
-  return dispatch(&r);
+/* getxattr and listxattr: size 0 asks for the size only. */
+static void reply_bytes(fuse_req_t fr, req_t *r, int res, size_t size) {
+  if (res < 0) reply_status(fr, r, res);
+  else if (size == 0) { fuse_reply_xattr(fr, r->out_len); free_req(r); }
+  else if (r->out_len > size) reply_status(fr, r, -ERANGE);
+  else { fuse_reply_buf(fr, r->out ? r->out : "", r->out_len); free_req(r); }
 }
-static int d_listxattr(const char *p, char *list, size_t size) {
-  REQ(OP_LISTXATTR); r.path = p; r.buf = list; r.size = size;
-  return dispatch(&r);
+static void ll_getxattr(fuse_req_t fr, fuse_ino_t ino, const char *name, size_t size) {
+  if (foreign_xattr(name)) { fuse_reply_err(fr, ENODATA); return; }
+  ON_INODE(OP_GETXATTR, ino);
+  r->path2 = strdup(name);
+  reply_bytes(fr, r, run(r), size);
 }
-static int d_removexattr(const char *p, const char *name) {
+static void ll_listxattr(fuse_req_t fr, fuse_ino_t ino, size_t size) {
+  ON_INODE(OP_LISTXATTR, ino);
+  reply_bytes(fr, r, run(r), size);
+}
+static void ll_removexattr(fuse_req_t fr, fuse_ino_t ino, const char *name) {
   fresh_drop(NULL);
-  if (foreign_xattr(name)) return -ENODATA;
-  REQ(OP_REMOVEXATTR); r.path = p; r.path2 = name;
-  return dispatch(&r);
-}
-static int d_readdir(const char *p, void *dirbuf, fuse_fill_dir_t filler, off_t off, struct fuse_file_info *fi,
-                     enum fuse_readdir_flags flags) {
-  (void)off; (void)fi; (void)flags;
-  REQ(OP_READDIR); r.path = p; r.dirbuf = dirbuf; r.filler = filler;
-  return dispatch(&r);
-}
-static int d_utimens(const char *p, const struct timespec tv[2], struct fuse_file_info *fi) {
-  fresh_drop(NULL);
-  REQ(OP_UTIMENS); r.path = p;
-  /* seconds and nanoseconds of atime and mtime; nanoseconds carry UTIME_NOW / UTIME_OMIT. */
-  r.nums[0] = (double)tv[0].tv_sec; r.nums[1] = (double)tv[0].tv_nsec;
-  r.nums[2] = (double)tv[1].tv_sec; r.nums[3] = (double)tv[1].tv_nsec;
-  r.nums[4] = fi ? (double)fi->fh : -1;
-  return dispatch(&r);
+  if (foreign_xattr(name)) { fuse_reply_err(fr, ENODATA); return; }
+  ON_INODE(OP_REMOVEXATTR, ino);
+  r->path2 = strdup(name);
+  reply_status(fr, r, run(r));
 }
 
-static void *d_init(struct fuse_conn_info *conn, struct fuse_config *cfg) {
-  /* Names are kept entry_timeout (a migration never changes one); attributes and negative entries are not
-   * cached by the kernel: another client or a migration may change them. */
-  cfg->entry_timeout = current ? current->entry_timeout : 0;
-  cfg->attr_timeout = 0;
-  cfg->negative_timeout = 0;
-  cfg->use_ino = 1; /* inode numbers from the file's gfid: hard links share one */
-  cfg->hard_remove = 1; /* unlink of an open file: the daemon's handle keeps the file */
-  cfg->nullpath_ok = 0;
+static void free_listing(listing_t *l) {
+  if (!l) return;
+  for (size_t i = 0; i < l->n; i++) free(l->names[i]);
+  free(l->names);
+  free(l->modes);
+  free(l->inos);
+  free(l);
+}
+static void ll_opendir(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino;
+  listing_t *l = calloc(1, sizeof *l);
+  if (!l) { fuse_reply_err(fr, ENOMEM); return; }
+  fi->fh = (uint64_t)(uintptr_t)l;
+  fuse_reply_open(fr, fi);
+}
+/* The listing is read whole at offset 0 and served from the open directory's copy after that. */
+static void ll_readdir(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  listing_t *l = (listing_t *)(uintptr_t)fi->fh;
+  if (off == 0 || !l->loaded) {
+    ON_INODE(OP_READDIR, ino);
+    r->listing = l;
+    for (size_t i = 0; i < l->n; i++) free(l->names[i]);
+    l->n = 0;
+    int res = run(r);
+    if (res < 0) { reply_status(fr, r, res); return; }
+    free_req(r);
+    l->loaded = 1;
+  }
+  char *buf = malloc(size);
+  if (!buf) { fuse_reply_err(fr, ENOMEM); return; }
+  size_t used = 0;
+  for (size_t i = (size_t)off; i < l->n; i++) {
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    st.st_mode = l->modes[i];
+    st.st_ino = l->inos[i];
+    size_t need = fuse_add_direntry(fr, buf + used, size - used, l->names[i], &st, (off_t)(i + 1));
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(fr, buf, used);
+  free(buf);
+}
+static void ll_releasedir(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
+  (void)ino;
+  free_listing((listing_t *)(uintptr_t)fi->fh);
+  fuse_reply_err(fr, 0);
+}
+
+static void ll_init(void *userdata, struct fuse_conn_info *conn) {
+  (void)userdata;
   if (current) {
     conn->max_write = current->max_io;
     conn->max_read = current->max_io;
     conn->max_readahead = current->max_io;
   }
-  return NULL;
 }
 
-static const struct fuse_operations ops = {
-  .getattr = d_getattr, .readlink = d_readlink, .mknod = d_mknod, .mkdir = d_mkdir, .unlink = d_unlink,
-  .rmdir = d_rmdir, .symlink = d_symlink, .rename = d_rename, .link = d_link, .chmod = d_chmod,
-  .chown = d_chown, .truncate = d_truncate, .open = d_open, .read = d_read, .write = d_write,
-  .statfs = d_statfs, .release = d_release, .fsync = d_fsync, .setxattr = d_setxattr,
-  .getxattr = d_getxattr, .listxattr = d_listxattr, .removexattr = d_removexattr, .readdir = d_readdir,
-  .init = d_init, .create = d_create, .utimens = d_utimens,
+/* No flush (nothing to do: writes reach the brick before they return, fsync is its own request):
+ * libfuse answers the first FLUSH with ENOSYS and the kernel sends no more. No access: the kernel
+ * checks permissions itself (default_permissions). */
+static const struct fuse_lowlevel_ops ops = {
+  .init = ll_init, .lookup = ll_lookup, .forget = ll_forget, .forget_multi = ll_forget_multi,
+  .getattr = ll_getattr, .setattr = ll_setattr, .readlink = ll_readlink, .mknod = ll_mknod,
+  .mkdir = ll_mkdir, .unlink = ll_unlink, .rmdir = ll_rmdir, .symlink = ll_symlink, .rename = ll_rename,
+  .link = ll_link, .open = ll_open, .read = ll_read, .write = ll_write, .release = ll_release,
+  .fsync = ll_fsync, .opendir = ll_opendir, .readdir = ll_readdir, .releasedir = ll_releasedir,
+  .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr, .listxattr = ll_listxattr,
+  .removexattr = ll_removexattr, .create = ll_create,
 };
 
 /* --- JavaScript side -------------------------------------------------------------------------------- */
@@ -387,6 +755,16 @@ static napi_value str_or_null(napi_env env, const char *s) {
 }
 
 static void noop_finalize(napi_env env, void *data, void *hint) { (void)env; (void)data; (void)hint; }
+
+/* Wakes the native thread waiting for r (or frees r if nobody waits). */
+static void answer(req_t *r, int result) {
+  if (r->detached) {
+    free_req(r);
+    return;
+  }
+  r->result = result;
+  sem_post(&r->done);
+}
 
 /* Runs on the JS thread: calls handler(req, op, path, path2, nums, buf). */
 static void call_js(napi_env env, napi_value handler, void *context, void *data) {
@@ -410,8 +788,7 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
     return;
   }
   if (!env) {
-    if (r->detached) free(r);
-    else { r->result = -ENOTCONN; sem_post(&r->done); }
+    answer(r, -ENOTCONN);
     return;
   }
   napi_value argv[6], undefined, nums;
@@ -426,7 +803,7 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
     napi_set_element(env, nums, i, n);
   }
   argv[4] = nums;
-  if (r->buf && r->size > 0 && r->op != OP_READLINK) {
+  if (r->buf && r->size > 0) {
     napi_create_external_buffer(env, r->size, r->buf, noop_finalize, NULL, &argv[5]);
   } else {
     napi_get_null(env, &argv[5]);
@@ -436,9 +813,7 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
     /* The handler threw: answer EIO rather than leave the kernel waiting. */
     napi_value exc;
     napi_get_and_clear_last_exception(env, &exc);
-    if (r->detached) { free(r); return; }
-    r->result = -EIO;
-    sem_post(&r->done);
+    answer(r, -EIO);
   }
 }
 
@@ -467,6 +842,40 @@ static void stat_from(napi_env env, napi_value a, uint32_t at, struct stat *st) 
   st->st_ino = (ino_t)num_at(env, a, at + 12);
   st->st_rdev = (dev_t)num_at(env, a, at + 13);
   st->st_blksize = 1024 * 1024;
+}
+
+/* A listing's entries: names, or [name, mode, ino] (the type and inode number go with the entry, so that
+ * programs listing a directory need not stat every entry to know what it is). */
+static void listing_from(napi_env env, napi_value a, listing_t *l) {
+  uint32_t n = 0;
+  napi_get_array_length(env, a, &n);
+  l->names = calloc(n ? n : 1, sizeof(char *));
+  l->modes = calloc(n ? n : 1, sizeof(mode_t));
+  l->inos = calloc(n ? n : 1, sizeof(ino_t));
+  if (!l->names || !l->modes || !l->inos) return;
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value v, nv;
+    bool entry = false;
+    napi_get_element(env, a, i, &v);
+    napi_is_array(env, v, &entry);
+    nv = v;
+    mode_t mode = S_IFDIR;
+    ino_t ino = 0xffffffff; /* FUSE_UNKNOWN_INO, as libfuse gives '.' and '..' */
+    if (entry) {
+      napi_get_element(env, v, 0, &nv);
+      mode = (mode_t)num_at(env, v, 1);
+      ino = (ino_t)num_at(env, v, 2);
+    }
+    size_t len = 0;
+    if (napi_get_value_string_utf8(env, nv, NULL, 0, &len) != napi_ok) continue;
+    char *name = malloc(len + 1);
+    if (!name) continue;
+    napi_get_value_string_utf8(env, nv, name, len + 1, &len);
+    l->names[l->n] = name;
+    l->modes[l->n] = mode;
+    l->inos[l->n] = ino;
+    l->n++;
+  }
 }
 
 /* keepDir(path, stat array, ms): getattr of `path` is answered with these attributes for `ms`. */
@@ -525,16 +934,14 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_int32(env, argv[1], &result));
   napi_valuetype t = napi_undefined;
   if (argc >= 3) napi_typeof(env, argv[2], &t);
-  if (result >= 0 && t == napi_object) {
+  if (result >= 0 && t == napi_object && !r->detached) {
     napi_value extra = argv[2];
     bool isbuf = false, isarr = false;
     napi_is_buffer(env, extra, &isbuf);
     napi_is_array(env, extra, &isarr);
-    if (r->op == OP_GETATTR && isarr) {
-      stat_from(env, extra, 0, r->st);
-    } else if (r->op == OP_STATFS && isarr) {
+    if (r->op == OP_STATFS && isarr) {
       /* [bsize, blocks, bfree, bavail, files, ffree, namemax] */
-      struct statvfs *sv = r->sv;
+      struct statvfs *sv = &r->sv;
       memset(sv, 0, sizeof *sv);
       sv->f_bsize = sv->f_frsize = (unsigned long)num_at(env, extra, 0);
       sv->f_blocks = (fsblkcnt_t)num_at(env, extra, 1);
@@ -544,66 +951,34 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
       sv->f_ffree = sv->f_favail = (fsfilcnt_t)num_at(env, extra, 5);
       sv->f_namemax = (unsigned long)num_at(env, extra, 6);
     } else if (r->op == OP_READDIR && isarr) {
-      uint32_t n = 0;
-      napi_get_array_length(env, extra, &n);
-      for (uint32_t i = 0; i < n; i++) {
-        napi_value v;
-        char name[1024];
-        size_t len = 0;
-        napi_get_element(env, extra, i, &v);
-        /* A name, or [name, mode, ino]: the type and inode number go with the entry (d_type), so that
-         * programs listing a directory need not stat every entry to know what it is. */
-        bool entry = false;
-        napi_is_array(env, v, &entry);
-        napi_value nv = v;
-        struct stat st, *stp = NULL;
-        if (entry) {
-          napi_get_element(env, v, 0, &nv);
-          memset(&st, 0, sizeof st);
-          st.st_mode = (mode_t)num_at(env, v, 1);
-          st.st_ino = (ino_t)num_at(env, v, 2);
-          stp = &st;
-        }
-        if (napi_get_value_string_utf8(env, nv, name, sizeof name, &len) != napi_ok) continue;
-        if (r->filler(r->dirbuf, name, stp, 0, 0)) break;
-      }
+      listing_from(env, extra, r->listing);
     } else if ((r->op == OP_OPEN || r->op == OP_CREATE) && isarr) {
       /* [fh, direct_io] or, for a create, [fh, direct_io, the new file's attributes...] */
-      r->fi->fh = (uint64_t)num_at(env, extra, 0);
-      r->fi->direct_io = num_at(env, extra, 1) != 0;
-      r->fi->keep_cache = 0;
+      r->fh = (uint64_t)num_at(env, extra, 0);
+      r->direct_io = num_at(env, extra, 1) != 0;
       uint32_t n = 0;
       napi_get_array_length(env, extra, &n);
       if (r->op == OP_CREATE && n >= 16) {
-        struct stat st;
-        stat_from(env, extra, 2, &st);
-        fresh_put(r->fi->fh, r->path, &st);
+        stat_from(env, extra, 2, &r->st);
+        r->has_st = 1;
       }
+    } else if (isarr) {
+      /* getattr, setattr, and the operations that make a name: the attributes */
+      stat_from(env, extra, 0, &r->st);
+      r->has_st = 1;
     } else if (isbuf && (r->op == OP_READLINK || r->op == OP_GETXATTR || r->op == OP_LISTXATTR)) {
       void *data;
       size_t len;
       napi_get_buffer_info(env, extra, &data, &len);
-      if (r->op == OP_READLINK) {
-        size_t n = len < r->size - 1 ? len : r->size - 1;
-        memcpy(r->buf, data, n);
-        r->buf[n] = 0;
-        result = 0;
-      } else if (r->size == 0) {
-        result = (int32_t)len; /* the size asked for */
-      } else if (len > r->size) {
-        result = -ERANGE;
-      } else {
-        memcpy(r->buf, data, len);
-        result = (int32_t)len;
-      }
+      r->out = malloc(len + 1);
+      if (r->out) {
+        memcpy(r->out, data, len);
+        r->out[len] = 0;
+        r->out_len = len;
+      } else result = -ENOMEM;
     }
   }
-  if (r->detached) {
-    free(r);
-    return NULL;
-  }
-  r->result = result;
-  sem_post(&r->done);
+  answer(r, result);
   return NULL;
 }
 
@@ -612,7 +987,7 @@ static void *loop_thread(void *arg) {
   struct fuse_loop_config *cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, 16);
   fuse_loop_cfg_set_idle_threads(cfg, 16);
-  fuse_loop_mt(m->fuse, cfg);
+  fuse_session_loop_mt(m->se, cfg);
   fuse_loop_cfg_destroy(cfg);
   m->running = 0;
   unmount_once(m);
@@ -659,19 +1034,19 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   current = m;
-  m->fuse = fuse_new(&args, &ops, sizeof ops, NULL);
+  m->se = fuse_session_new(&args, &ops, sizeof ops, NULL);
   fuse_opt_free_args(&args);
   for (int i = 0; i < fargc; i++) free(fargv[i]);
   free(fargv);
-  if (!m->fuse) {
+  if (!m->se) {
     current = NULL;
     napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
     free(m);
-    napi_throw_error(env, "EINVAL", "fuse_new failed (bad mount options?)");
+    napi_throw_error(env, "EINVAL", "fuse_session_new failed (bad mount options?)");
     return NULL;
   }
-  if (fuse_mount(m->fuse, mnt) != 0) {
-    fuse_destroy(m->fuse);
+  if (fuse_session_mount(m->se, mnt) != 0) {
+    fuse_session_destroy(m->se);
     current = NULL;
     napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
     free(m);
@@ -680,8 +1055,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   m->running = 1;
   if (pthread_create(&m->thread, NULL, loop_thread, m) != 0) {
-    fuse_unmount(m->fuse);
-    fuse_destroy(m->fuse);
+    fuse_session_unmount(m->se);
+    fuse_session_destroy(m->se);
     current = NULL;
     napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
     free(m);
@@ -693,12 +1068,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 
 /* unmount(): ends the loop; the kernel mount goes when the loop thread unmounts. */
 static napi_value js_unmount(napi_env env, napi_callback_info info) {
+  (void)env;
   (void)info;
   mount_t *m = current;
   if (!m) return NULL;
   if (m->running) {
-    fuse_exit(m->fuse);
-    /* fuse_exit only sets a flag: unmounting wakes the threads blocked reading /dev/fuse. */
+    fuse_session_exit(m->se);
+    /* fuse_session_exit only sets a flag: unmounting wakes the threads blocked reading /dev/fuse. */
     unmount_once(m);
   }
   return NULL;

@@ -43,7 +43,6 @@ export function fuseAvailable(): { ok: boolean; why?: string } {
 }
 
 const UTIME_NOW = (1 << 30) - 1;
-const UTIME_OMIT = (1 << 30) - 2;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const RENAME_NOREPLACE = 1;
@@ -59,7 +58,15 @@ const ENTRY_OPS = new Set(['mknod', 'create', 'unlink', 'symlink', 'link']);
 const parentOf = (p: string) => p.slice(0, Math.max(1, p.lastIndexOf('/')));
 
 /** Operations that may change a directory's attributes (its times, link count, mode or owner). */
-const CHANGES_NAMESPACE = new Set(['mkdir', 'mknod', 'create', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'chmod', 'chown', 'utimens', 'truncate', 'setxattr', 'removexattr']);
+const CHANGES_NAMESPACE = new Set(['mkdir', 'mknod', 'create', 'unlink', 'rmdir', 'symlink', 'rename', 'link', 'setattr', 'setxattr', 'removexattr']);
+
+/** setattr's `which` bits (FUSE_SET_ATTR_*). */
+const SET_MODE = 1 << 0;
+const SET_UID = 1 << 1;
+const SET_GID = 1 << 2;
+const SET_SIZE = 1 << 3;
+const SET_ATIME = 1 << 4;
+const SET_MTIME = 1 << 5;
 
 function errnoOf(e: unknown): number {
   const code = codeOf(e);
@@ -169,15 +176,17 @@ export class FuseMount {
    * client's show within ENTRY_TIMEOUT (as its renames do). Files' attributes are never kept.
    */
   private async attrOf(p: string): Promise<number[]> {
-    const ttl = (this.o.entryTimeout ?? ENTRY_TIMEOUT) * 1000;
-    const now = performance.now();
     const kept = this.dirs.get(p);
-    if (kept && kept.until > now) return kept.attr;
-    const a = await this.volume.client.stat(p);
-    const arr = statArray(a);
-    if ((a.mode & S_IFMT) === S_IFDIR && ttl > 0) {
+    if (kept && kept.until > performance.now()) return kept.attr;
+    return this.kept(p, statArray(await this.volume.client.stat(p)));
+  }
+
+  /** Keeps a directory's attributes (see attrOf), as a lookup or a mkdir brought them; returns them. */
+  private kept(p: string, arr: number[]): number[] {
+    const ttl = (this.o.entryTimeout ?? ENTRY_TIMEOUT) * 1000;
+    if ((arr[0] & S_IFMT) === S_IFDIR && ttl > 0) {
       if (this.dirs.size > 10_000) this.dropDirs();
-      this.keepDir(p, arr, now + ttl);
+      this.keepDir(p, arr, performance.now() + ttl);
     } else this.dropDir(p);
     return arr;
   }
@@ -227,6 +236,37 @@ export class FuseMount {
     this.native.dropDir();
   }
 
+  /**
+   * setattr: [which, mode, uid, gid, size, atime s, ns, mtime s, ns, fh] (times' ns may be UTIME_NOW),
+   * each part as chmod, chown, truncate and utimensat do it; the attributes after. A size goes through
+   * the open handle when there is one (ftruncate), which also serves a file whose name is gone.
+   */
+  private async setattr(path: string | null, n: number[]): Promise<number[]> {
+    const c = this.volume.client;
+    const [which, mode, uid, gid, size] = n;
+    const fh = n[9] >= 0 && this.handles.has(n[9]) ? this.fh(n[9]) : null;
+    if (path === null && !fh) throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+    const byPath = (attrs: Parameters<typeof c.setattr>[1]) => (path === null ? Promise.reject(Object.assign(new Error('the name is gone'), { code: 'ENOENT' })) : c.setattr(path, attrs));
+    if (which & (SET_UID | SET_GID)) await byPath({ ...(which & SET_UID ? { uid } : {}), ...(which & SET_GID ? { gid } : {}) });
+    if (which & SET_SIZE) {
+      if (fh) await fh.truncate(size);
+      else await byPath({ size });
+    }
+    if (which & SET_MODE) await byPath({ mode: mode & 0o7777 });
+    if (which & (SET_ATIME | SET_MTIME)) {
+      const now = (): [number, number] => {
+        const t = c.clock.wallNow();
+        return [Math.floor(t / 1000), Math.round((t % 1000) * 1e6)];
+      };
+      const at = (set: number, sec: number, ns: number): [number, number] | undefined => (which & set ? (ns === UTIME_NOW ? now() : [sec, ns]) : undefined);
+      const atime = at(SET_ATIME, n[5], n[6]);
+      const mtime = at(SET_MTIME, n[7], n[8]);
+      await byPath({ ...(atime ? { atime } : {}), ...(mtime ? { mtime } : {}) });
+    }
+    if (fh) return statsArray(await fh.stat());
+    return this.attrOf(path!);
+  }
+
   private fh(n: number): FileHandle {
     const h = this.handles.get(n);
     if (!h) throw Object.assign(new Error('bad file handle'), { code: 'EBADF' });
@@ -243,7 +283,8 @@ export class FuseMount {
     const v = this.volume;
     const c = v.client;
     const p = path ?? '/';
-    const [uid, gid] = [n[5], n[6]];
+    // The caller's uid and gid: the last numbers but one and two of every request.
+    const [uid, gid] = [n[n.length - 3], n[n.length - 2]];
     const owner = { uid, gid };
     if (CHANGES_NAMESPACE.has(op)) this.forgetDirs(op, p, path2);
     switch (op) {
@@ -251,19 +292,19 @@ export class FuseMount {
         if (n[0] >= 0 && this.handles.has(n[0])) {
           return { result: 0, extra: statsArray(await this.fh(n[0]).stat()) };
         }
+        if (path === null) return { result: -osConstants.errno.ENOENT };
         return { result: 0, extra: await this.attrOf(p) };
       }
       case 'readlink':
         return { result: 0, extra: Buffer.from(await c.readlink(p)) };
-      case 'mkdir': {
-        await c.mkdir(p, n[0] & 0o7777, owner);
-        return { result: 0 };
-      }
+      // The operations that make a name answer with its attributes (the kernel's entry for it).
+      case 'mkdir':
+        return { result: 0, extra: this.kept(p, statArray(await c.mkdir(p, n[0] & 0o7777, owner))) };
       case 'mknod': {
         if ((n[0] & S_IFMT) !== S_IFREG) return { result: -osConstants.errno.EPERM };
         const r = await c.open(p, O_CREAT | O_EXCL, n[0] & 0o7777, owner);
         await c.sv(r.located.cached).call('close', { fd: r.fd });
-        return { result: 0 };
+        return { result: 0, extra: statArray(r.attr) };
       }
       case 'unlink':
         await c.unlink(p);
@@ -272,8 +313,7 @@ export class FuseMount {
         await c.rmdir(p);
         return { result: 0 };
       case 'symlink':
-        await c.symlink(path2!, p, owner);
-        return { result: 0 };
+        return { result: 0, extra: statArray(await c.symlink(path2!, p, owner)) };
       case 'rename': {
         if (n[0] & ~RENAME_NOREPLACE) return { result: -osConstants.errno.EINVAL };
         if (n[0] & RENAME_NOREPLACE) {
@@ -287,22 +327,9 @@ export class FuseMount {
         return { result: 0 };
       }
       case 'link':
-        await c.link(p, path2!);
-        return { result: 0 };
-      case 'chmod':
-        await c.setattr(p, { mode: n[0] & 0o7777 });
-        return { result: 0 };
-      case 'chown': {
-        const attrs: { uid?: number; gid?: number } = {};
-        if (n[0] >= 0) attrs.uid = n[0];
-        if (n[1] >= 0) attrs.gid = n[1];
-        await c.setattr(p, attrs);
-        return { result: 0 };
-      }
-      case 'truncate':
-        if (n[1] >= 0 && this.handles.has(n[1])) await this.fh(n[1]).truncate(n[0]);
-        else await c.setattr(p, { size: n[0] });
-        return { result: 0 };
+        return { result: 0, extra: statArray(await c.link(p, path2!)) };
+      case 'setattr':
+        return { result: 0, extra: await this.setattr(path, n) };
       case 'open':
       case 'create': {
         const flags = n[0] & (O_ACCMODE | O_APPEND | O_TRUNC | (op === 'create' ? O_CREAT | O_EXCL : 0));
@@ -357,17 +384,6 @@ export class FuseMount {
         const entries = await c.readdirAll(p);
         // Each entry with its type and inode number (the same as stat gives).
         return { result: 0, extra: ['.', '..', ...entries.map((e) => [e.name, e.attr.mode, inoOf(e.attr.gfid, e.attr.ino ?? 0)])] };
-      }
-      case 'utimens': {
-        const now = (): [number, number] => {
-          const t = c.clock.wallNow();
-          return [Math.floor(t / 1000), Math.round((t % 1000) * 1e6)];
-        };
-        const pick = (s: number, ns: number): [number, number] | undefined => (ns === UTIME_OMIT ? undefined : ns === UTIME_NOW ? now() : [s, ns]);
-        const atime = pick(n[0], n[1]);
-        const mtime = pick(n[2], n[3]);
-        if (atime || mtime) await c.setattr(p, { ...(atime ? { atime } : {}), ...(mtime ? { mtime } : {}) });
-        return { result: 0 };
       }
       default:
         return { result: -osConstants.errno.ENOSYS };

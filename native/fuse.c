@@ -56,13 +56,20 @@ typedef struct {
 
 typedef struct req {
   enum op op;
+  fuse_req_t fr;       /* the kernel's request, answered by finish() */
+  int async;           /* finish() runs on the JavaScript thread, in reply(); else the native thread waits */
+  int detached;        /* answered to the kernel already: JavaScript's reply only frees it (release) */
+  int lookup;          /* OP_GETATTR for a lookup: answered with an entry */
   char *path, *path2;  /* owned */
+  fuse_ino_t parent, newparent; /* the names an answer makes, removes or moves, */
+  char *name, *newname;         /* owned */
+  struct fuse_file_info fi;     /* open, create: the kernel's, copied */
+  size_t xsize;        /* getxattr, listxattr: the size asked for (0: the size only) */
   double nums[MAX_NUMS];
-  char *buf;           /* read: where data goes; write, setxattr: the data */
+  char *buf;           /* read: where data goes (ours); write, setxattr: the data (libfuse's) */
   size_t size;         /* its size */
   int result;
-  int detached;        /* answered to the kernel already: JavaScript's reply only frees it (release) */
-  /* what JavaScript answered, for the native thread's reply */
+  /* what JavaScript answered */
   struct stat st;
   int has_st;
   struct statvfs sv;
@@ -338,10 +345,23 @@ static void fresh_drop(const struct fuse_file_info *fi) {
 
 /* --- requests ------------------------------------------------------------------------------------------ */
 
-static req_t *new_req(fuse_req_t fr, enum op op) {
+/*
+ * Most requests are answered from the JavaScript thread: the native thread hands the request over and
+ * goes back to reading the next one, and reply() answers the kernel (libfuse's replies may come from any
+ * thread). A write's and a setxattr's data live in libfuse's buffer, which the native thread must keep
+ * until JavaScript is done with it: those wait, and so do a read (its reply copies up to a megabyte into
+ * the kernel: better done on the native threads, in parallel, than on the JS one) and a readdir (served
+ * from the open directory's listing).
+ */
+static req_t *new_req(fuse_req_t fr, enum op op, int async) {
   req_t *r = calloc(1, sizeof *r);
-  if (!r) return NULL;
+  if (!r) {
+    fuse_reply_err(fr, ENOMEM);
+    return NULL;
+  }
   r->op = op;
+  r->fr = fr;
+  r->async = async;
   const struct fuse_ctx *ctx = fuse_req_ctx(fr);
   /* The caller: the last three numbers of every request. */
   r->nums[MAX_NUMS - 3] = ctx ? ctx->uid : 0;
@@ -352,61 +372,158 @@ static req_t *new_req(fuse_req_t fr, enum op op) {
 static void free_req(req_t *r) {
   free(r->path);
   free(r->path2);
+  free(r->name);
+  free(r->newname);
   free(r->out);
   free(r);
-}
-/* Hands r to JavaScript and waits for its answer: r->result (-errno on failure). */
-static int run(req_t *r) {
-  if (!current || !current->running) return -ENOTCONN;
-  sem_init(&r->done, 0, 0);
-  if (napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) {
-    sem_destroy(&r->done);
-    return -ENOTCONN;
-  }
-  while (sem_wait(&r->done) != 0 && errno == EINTR) {
-  }
-  sem_destroy(&r->done);
-  return r->result;
 }
 
 static double timeout_for(mode_t mode) {
   return S_ISDIR(mode) && current ? current->entry_timeout : 0;
 }
-static void reply_entry(fuse_req_t fr, uint64_t parent, const char *name, req_t *r) {
+/* The kernel's entry for the name (r->parent, r->name), with r->st. */
+static void reply_entry(req_t *r) {
   struct fuse_entry_param e;
   memset(&e, 0, sizeof e);
-  e.ino = remember(parent, name);
+  e.ino = remember(r->parent, r->name);
   if (!e.ino) {
-    fuse_reply_err(fr, ENOMEM);
+    fuse_reply_err(r->fr, ENOMEM);
     return;
   }
   e.attr = r->st;
   e.attr_timeout = timeout_for(r->st.st_mode);
   e.entry_timeout = current ? current->entry_timeout : 0;
-  fuse_reply_entry(fr, &e);
+  if (r->op != OP_CREATE) {
+    fuse_reply_entry(r->fr, &e);
+    return;
+  }
+  fresh_put(r->fh, r->path, &r->st);
+  r->fi.fh = r->fh;
+  r->fi.direct_io = r->direct_io;
+  r->fi.keep_cache = 0;
+  if (fuse_reply_create(r->fr, &e, &r->fi) == -ENOENT) {
+    /* The kernel gave up on the request (interrupted): it will never release this handle. */
+    pthread_rwlock_wrlock(&nodes_lock);
+    forget_locked(e.ino, 1);
+    pthread_rwlock_unlock(&nodes_lock);
+  }
 }
-/* A request on a name under `parent`: its path, or ENOENT answered (the parent has no name any more). */
-#define NAMED(op, parent, name)                     \
-  req_t *r = new_req(fr, op);                       \
-  if (!r) { fuse_reply_err(fr, ENOMEM); return; }   \
-  r->path = path_of(parent, name);                  \
-  if (!r->path) { free_req(r); fuse_reply_err(fr, ENOENT); return; }
-#define ON_INODE(op, ino) NAMED(op, ino, NULL)
-/* Answers an error or 0 and frees r. */
-static void reply_status(fuse_req_t fr, req_t *r, int res) {
-  fuse_reply_err(fr, res < 0 ? -res : 0);
+
+/* Answers the kernel from what JavaScript answered (res: its result), and frees r. */
+static void finish(req_t *r, int res) {
+  fuse_req_t fr = r->fr;
+  if (res < 0) {
+    if (r->op == OP_READ) free(r->buf);
+    fuse_reply_err(fr, -res);
+    free_req(r);
+    return;
+  }
+  switch (r->op) {
+    case OP_GETATTR: case OP_SETATTR: case OP_MKDIR: case OP_MKNOD: case OP_SYMLINK: case OP_LINK: case OP_CREATE:
+      if (!r->has_st) fuse_reply_err(fr, EIO);
+      else if (r->lookup || r->name) reply_entry(r);
+      else fuse_reply_attr(fr, &r->st, timeout_for(r->st.st_mode));
+      break;
+    case OP_READLINK:
+      if (r->out) fuse_reply_readlink(fr, r->out);
+      else fuse_reply_err(fr, EIO);
+      break;
+    case OP_UNLINK: case OP_RMDIR:
+      drop_name(r->parent, r->name);
+      fuse_reply_err(fr, 0);
+      break;
+    case OP_RENAME:
+      move_name(r->parent, r->name, r->newparent, r->newname);
+      fuse_reply_err(fr, 0);
+      break;
+    case OP_OPEN:
+      r->fi.fh = r->fh;
+      r->fi.direct_io = r->direct_io;
+      r->fi.keep_cache = 0;
+      fuse_reply_open(fr, &r->fi);
+      break;
+    case OP_READ:
+      fuse_reply_buf(fr, r->buf, (size_t)res);
+      free(r->buf);
+      break;
+    case OP_WRITE:
+      fuse_reply_write(fr, (size_t)res);
+      break;
+    case OP_STATFS:
+      fuse_reply_statfs(fr, &r->sv);
+      break;
+    case OP_GETXATTR: case OP_LISTXATTR:
+      /* size 0 asks for the size only */
+      if (r->xsize == 0) fuse_reply_xattr(fr, r->out_len);
+      else if (r->out_len > r->xsize) fuse_reply_err(fr, ERANGE);
+      else fuse_reply_buf(fr, r->out ? r->out : "", r->out_len);
+      break;
+    default: /* fsync, setxattr, removexattr */
+      fuse_reply_err(fr, 0);
+  }
   free_req(r);
 }
 
-static void ll_lookup(fuse_req_t fr, fuse_ino_t parent, const char *name) {
-  NAMED(OP_GETATTR, parent, name);
-  r->nums[0] = -1;
-  int res = dcache_get(r->path, &r->st) ? (r->has_st = 1, 0) : run(r);
-  if (res < 0 || !r->has_st) reply_status(fr, r, res < 0 ? res : -EIO);
-  else {
-    reply_entry(fr, parent, name, r);
-    free_req(r);
+/* Hands r to JavaScript: answered from there (async), or here once JavaScript has answered (a readdir's
+ * caller reads r->result itself). */
+static void go(req_t *r) {
+  /* Once handed over, an async r belongs to the JavaScript thread, which may answer and free it before
+   * this thread reads another field of it. */
+  const int async = r->async;
+  int ok = current && current->running;
+  if (ok && !async) sem_init(&r->done, 0, 0);
+  if (ok && napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) {
+    if (!async) sem_destroy(&r->done);
+    ok = 0;
   }
+  if (!ok) {
+    if (r->op == OP_READDIR) r->result = -ENOTCONN;
+    else finish(r, -ENOTCONN);
+    return;
+  }
+  if (async) return;
+  while (sem_wait(&r->done) != 0 && errno == EINTR) {
+  }
+  sem_destroy(&r->done);
+  if (r->op != OP_READDIR) finish(r, r->result);
+}
+
+/* A request about the name (parent, name): its path, or ENOENT answered (the parent has no name now). */
+static req_t *named(fuse_req_t fr, enum op op, fuse_ino_t parent, const char *name) {
+  req_t *r = new_req(fr, op, 1);
+  if (!r) return NULL;
+  r->path = path_of(parent, name);
+  r->parent = parent;
+  r->name = strdup(name);
+  if (!r->path || !r->name) {
+    fuse_reply_err(fr, r->path ? ENOMEM : ENOENT);
+    free_req(r);
+    return NULL;
+  }
+  return r;
+}
+/* A request about inode `ino` by its path (NULL allowed when `fi` names an open file). */
+static req_t *on_inode(fuse_req_t fr, enum op op, fuse_ino_t ino, struct fuse_file_info *fi, int async) {
+  req_t *r = new_req(fr, op, async);
+  if (!r) return NULL;
+  r->path = path_of(ino, NULL);
+  if (!r->path && !fi) {
+    fuse_reply_err(fr, ENOENT);
+    free_req(r);
+    return NULL;
+  }
+  return r;
+}
+
+static void ll_lookup(fuse_req_t fr, fuse_ino_t parent, const char *name) {
+  req_t *r = named(fr, OP_GETATTR, parent, name);
+  if (!r) return;
+  r->lookup = 1;
+  r->nums[0] = -1;
+  if (dcache_get(r->path, &r->st)) {
+    r->has_st = 1;
+    finish(r, 0);
+  } else go(r);
 }
 static void ll_forget(fuse_req_t fr, fuse_ino_t ino, uint64_t nlookup) {
   pthread_rwlock_wrlock(&nodes_lock);
@@ -420,33 +537,20 @@ static void ll_forget_multi(fuse_req_t fr, size_t count, struct fuse_forget_data
   pthread_rwlock_unlock(&nodes_lock);
   fuse_reply_none(fr);
 }
-static void reply_attr(fuse_req_t fr, req_t *r, int res) {
-  if (res < 0 || !r->has_st) reply_status(fr, r, res < 0 ? res : -EIO);
-  else {
-    fuse_reply_attr(fr, &r->st, timeout_for(r->st.st_mode));
-    free_req(r);
-  }
-}
 static void ll_getattr(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
-  req_t *r = new_req(fr, OP_GETATTR);
-  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
-  r->path = path_of(ino, NULL);
   /* An open file whose name is gone is still there through its handle. */
-  if (!r->path && !fi) { free_req(r); fuse_reply_err(fr, ENOENT); return; }
+  req_t *r = on_inode(fr, OP_GETATTR, ino, fi, 1);
+  if (!r) return;
   r->nums[0] = fi ? (double)fi->fh : -1;
   if (fresh_take(fi, r->path, &r->st) || (!fi && r->path && dcache_get(r->path, &r->st))) {
     r->has_st = 1;
-    reply_attr(fr, r, 0);
-    return;
-  }
-  reply_attr(fr, r, run(r));
+    finish(r, 0);
+  } else go(r);
 }
 static void ll_setattr(fuse_req_t fr, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   fresh_drop(NULL);
-  req_t *r = new_req(fr, OP_SETATTR);
-  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
-  r->path = path_of(ino, NULL);
-  if (!r->path && !fi) { free_req(r); fuse_reply_err(fr, ENOENT); return; }
+  req_t *r = on_inode(fr, OP_SETATTR, ino, fi, 1);
+  if (!r) return;
   /* [which, mode, uid, gid, size, atime s, ns, mtime s, ns, fh]; ns = UTIME_NOW for "now" */
   r->nums[0] = to_set;
   r->nums[1] = attr->st_mode & 07777;
@@ -458,162 +562,132 @@ static void ll_setattr(fuse_req_t fr, fuse_ino_t ino, struct stat *attr, int to_
   r->nums[7] = (double)attr->st_mtim.tv_sec;
   r->nums[8] = to_set & FUSE_SET_ATTR_MTIME_NOW ? (double)UTIME_NOW : (double)attr->st_mtim.tv_nsec;
   r->nums[9] = fi ? (double)fi->fh : -1;
-  reply_attr(fr, r, run(r));
+  go(r);
 }
 static void ll_readlink(fuse_req_t fr, fuse_ino_t ino) {
-  ON_INODE(OP_READLINK, ino);
-  int res = run(r);
-  if (res < 0 || !r->out) reply_status(fr, r, res < 0 ? res : -EIO);
-  else {
-    fuse_reply_readlink(fr, r->out);
-    free_req(r);
-  }
+  req_t *r = on_inode(fr, OP_READLINK, ino, NULL, 1);
+  if (r) go(r);
 }
 /* The operations that make a name answer with its attributes: the kernel's entry for it. */
-static void made(fuse_req_t fr, fuse_ino_t parent, const char *name, req_t *r) {
-  int res = run(r);
-  if (res < 0 || !r->has_st) reply_status(fr, r, res < 0 ? res : -EIO);
-  else {
-    reply_entry(fr, parent, name, r);
-    free_req(r);
-  }
-}
 static void ll_mknod(fuse_req_t fr, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
   fresh_drop(NULL);
-  NAMED(OP_MKNOD, parent, name);
+  req_t *r = named(fr, OP_MKNOD, parent, name);
+  if (!r) return;
   r->nums[0] = mode;
   r->nums[1] = (double)rdev;
-  made(fr, parent, name, r);
+  go(r);
 }
 static void ll_mkdir(fuse_req_t fr, fuse_ino_t parent, const char *name, mode_t mode) {
   fresh_drop(NULL);
-  NAMED(OP_MKDIR, parent, name);
+  req_t *r = named(fr, OP_MKDIR, parent, name);
+  if (!r) return;
   r->nums[0] = mode;
-  made(fr, parent, name, r);
+  go(r);
 }
 static void ll_symlink(fuse_req_t fr, const char *link, fuse_ino_t parent, const char *name) {
   fresh_drop(NULL);
-  NAMED(OP_SYMLINK, parent, name);
+  req_t *r = named(fr, OP_SYMLINK, parent, name);
+  if (!r) return;
   r->path2 = strdup(link);
-  made(fr, parent, name, r);
+  go(r);
 }
 static void ll_link(fuse_req_t fr, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
   fresh_drop(NULL);
-  ON_INODE(OP_LINK, ino);
-  r->path2 = path_of(newparent, newname);
-  if (!r->path2) { reply_status(fr, r, -ENOENT); return; }
-  made(fr, newparent, newname, r);
+  req_t *r = named(fr, OP_LINK, newparent, newname);
+  if (!r) return;
+  /* JavaScript: link(path: the existing file, path2: the new name) */
+  r->path2 = r->path;
+  r->path = path_of(ino, NULL);
+  if (!r->path) {
+    fuse_reply_err(fr, ENOENT);
+    free_req(r);
+    return;
+  }
+  go(r);
 }
 static void ll_unlink(fuse_req_t fr, fuse_ino_t parent, const char *name) {
   fresh_drop(NULL);
-  NAMED(OP_UNLINK, parent, name);
-  int res = run(r);
-  if (res >= 0) drop_name(parent, name);
-  reply_status(fr, r, res);
+  req_t *r = named(fr, OP_UNLINK, parent, name);
+  if (r) go(r);
 }
 static void ll_rmdir(fuse_req_t fr, fuse_ino_t parent, const char *name) {
   fresh_drop(NULL);
-  NAMED(OP_RMDIR, parent, name);
-  int res = run(r);
-  if (res >= 0) drop_name(parent, name);
-  reply_status(fr, r, res);
+  req_t *r = named(fr, OP_RMDIR, parent, name);
+  if (r) go(r);
 }
 static void ll_rename(fuse_req_t fr, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname, unsigned int flags) {
   fresh_drop(NULL);
-  NAMED(OP_RENAME, parent, name);
+  req_t *r = named(fr, OP_RENAME, parent, name);
+  if (!r) return;
   r->path2 = path_of(newparent, newname);
-  if (!r->path2) { reply_status(fr, r, -ENOENT); return; }
+  r->newparent = newparent;
+  r->newname = strdup(newname);
+  if (!r->path2 || !r->newname) {
+    fuse_reply_err(fr, r->path2 ? ENOMEM : ENOENT);
+    free_req(r);
+    return;
+  }
   r->nums[0] = flags;
-  int res = run(r);
-  if (res >= 0) move_name(parent, name, newparent, newname);
-  reply_status(fr, r, res);
+  go(r);
 }
 static void ll_open(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
-  ON_INODE(OP_OPEN, ino);
+  req_t *r = on_inode(fr, OP_OPEN, ino, NULL, 1);
+  if (!r) return;
+  r->fi = *fi;
   r->nums[0] = fi->flags;
-  int res = run(r);
-  if (res < 0) { reply_status(fr, r, res); return; }
-  fi->fh = r->fh;
-  fi->direct_io = r->direct_io;
-  fi->keep_cache = 0;
-  free_req(r);
-  fuse_reply_open(fr, fi);
+  go(r);
 }
 static void ll_create(fuse_req_t fr, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
-  NAMED(OP_CREATE, parent, name);
+  req_t *r = named(fr, OP_CREATE, parent, name);
+  if (!r) return;
+  r->fi = *fi;
   r->nums[0] = fi->flags;
   r->nums[1] = mode;
-  int res = run(r);
-  if (res < 0 || !r->has_st) { reply_status(fr, r, res < 0 ? res : -EIO); return; }
-  fi->fh = r->fh;
-  fi->direct_io = r->direct_io;
-  fi->keep_cache = 0;
-  fresh_put(r->fh, r->path, &r->st);
-  struct fuse_entry_param e;
-  memset(&e, 0, sizeof e);
-  e.ino = remember(parent, name);
-  e.attr = r->st;
-  e.attr_timeout = 0;
-  e.entry_timeout = current ? current->entry_timeout : 0;
-  free_req(r);
-  if (!e.ino) fuse_reply_err(fr, ENOMEM);
-  else if (fuse_reply_create(fr, &e, fi) == -ENOENT) {
-    /* The kernel gave up on the request (interrupted): it will never release this handle. */
-    pthread_rwlock_wrlock(&nodes_lock);
-    forget_locked(e.ino, 1);
-    pthread_rwlock_unlock(&nodes_lock);
-  }
+  go(r);
 }
 static void ll_read(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)ino;
-  req_t *r = new_req(fr, OP_READ);
-  char *buf = malloc(size ? size : 1);
-  if (!r || !buf) { free(r); free(buf); fuse_reply_err(fr, ENOMEM); return; }
-  r->buf = buf;
+  /* Waits: the reply copies the data into the kernel, which this thread does better than the JS one. */
+  req_t *r = new_req(fr, OP_READ, 0);
+  if (!r) return;
+  r->buf = malloc(size ? size : 1);
+  if (!r->buf) {
+    fuse_reply_err(fr, ENOMEM);
+    free_req(r);
+    return;
+  }
   r->size = size;
   r->nums[0] = (double)fi->fh;
   r->nums[1] = (double)off;
-  int res = run(r);
-  if (res < 0) fuse_reply_err(fr, -res);
-  else fuse_reply_buf(fr, buf, (size_t)res);
-  free(buf);
-  free_req(r);
+  go(r);
 }
 static void ll_write(fuse_req_t fr, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)ino;
   fresh_drop(fi);
-  req_t *r = new_req(fr, OP_WRITE);
-  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
+  req_t *r = new_req(fr, OP_WRITE, 0);
+  if (!r) return;
   r->buf = (char *)buf; /* libfuse's, valid while this thread waits */
   r->size = size;
   r->nums[0] = (double)fi->fh;
   r->nums[1] = (double)off;
-  int res = run(r);
-  r->buf = NULL;
-  if (res < 0) fuse_reply_err(fr, -res);
-  else fuse_reply_write(fr, (size_t)res);
-  free_req(r);
+  go(r);
 }
 static void ll_statfs(fuse_req_t fr, fuse_ino_t ino) {
   (void)ino;
-  req_t *r = new_req(fr, OP_STATFS);
-  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
+  req_t *r = new_req(fr, OP_STATFS, 1);
+  if (!r) return;
   r->path = strdup("/");
-  int res = run(r);
-  if (res < 0) reply_status(fr, r, res);
-  else {
-    fuse_reply_statfs(fr, &r->sv);
-    free_req(r);
-  }
+  go(r);
 }
 /* release: the kernel does not wait for its answer (nor does the program, whose close(2) has returned),
- * so the native thread answers at once and the request goes to JavaScript on its own: the handle is
- * closed there a moment later, and the native thread is free without waiting for that. */
+ * so it is answered at once and the request goes to JavaScript on its own: the handle is closed there a
+ * moment later. */
 static void ll_release(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)ino;
   fresh_drop(fi);
-  req_t *r = current && current->running ? new_req(fr, OP_RELEASE) : NULL;
+  req_t *r = current && current->running ? calloc(1, sizeof *r) : NULL;
   if (r) {
+    r->op = OP_RELEASE;
     r->detached = 1;
     r->nums[0] = (double)fi->fh;
     if (napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) free_req(r);
@@ -622,11 +696,11 @@ static void ll_release(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 static void ll_fsync(fuse_req_t fr, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
   (void)ino;
-  req_t *r = new_req(fr, OP_FSYNC);
-  if (!r) { fuse_reply_err(fr, ENOMEM); return; }
+  req_t *r = new_req(fr, OP_FSYNC, 1);
+  if (!r) return;
   r->nums[0] = (double)fi->fh;
   r->nums[1] = datasync;
-  reply_status(fr, r, run(r));
+  go(r);
 }
 
 /* The kernel's and the security modules' xattrs (security.capability is asked before every write) are not
@@ -638,38 +712,35 @@ static int foreign_xattr(const char *name) {
 static void ll_setxattr(fuse_req_t fr, fuse_ino_t ino, const char *name, const char *value, size_t size, int flags) {
   fresh_drop(NULL);
   if (foreign_xattr(name)) { fuse_reply_err(fr, EOPNOTSUPP); return; }
-  ON_INODE(OP_SETXATTR, ino);
+  req_t *r = on_inode(fr, OP_SETXATTR, ino, NULL, 0);
+  if (!r) return;
   r->path2 = strdup(name);
   r->buf = (char *)value; /* libfuse's, valid while this thread waits */
   r->size = size;
   r->nums[0] = flags;
-  int res = run(r);
-  r->buf = NULL;
-  reply_status(fr, r, res);
-}
-/* getxattr and listxattr: size 0 asks for the size only. */
-static void reply_bytes(fuse_req_t fr, req_t *r, int res, size_t size) {
-  if (res < 0) reply_status(fr, r, res);
-  else if (size == 0) { fuse_reply_xattr(fr, r->out_len); free_req(r); }
-  else if (r->out_len > size) reply_status(fr, r, -ERANGE);
-  else { fuse_reply_buf(fr, r->out ? r->out : "", r->out_len); free_req(r); }
+  go(r);
 }
 static void ll_getxattr(fuse_req_t fr, fuse_ino_t ino, const char *name, size_t size) {
   if (foreign_xattr(name)) { fuse_reply_err(fr, ENODATA); return; }
-  ON_INODE(OP_GETXATTR, ino);
+  req_t *r = on_inode(fr, OP_GETXATTR, ino, NULL, 1);
+  if (!r) return;
   r->path2 = strdup(name);
-  reply_bytes(fr, r, run(r), size);
+  r->xsize = size;
+  go(r);
 }
 static void ll_listxattr(fuse_req_t fr, fuse_ino_t ino, size_t size) {
-  ON_INODE(OP_LISTXATTR, ino);
-  reply_bytes(fr, r, run(r), size);
+  req_t *r = on_inode(fr, OP_LISTXATTR, ino, NULL, 1);
+  if (!r) return;
+  r->xsize = size;
+  go(r);
 }
 static void ll_removexattr(fuse_req_t fr, fuse_ino_t ino, const char *name) {
   fresh_drop(NULL);
   if (foreign_xattr(name)) { fuse_reply_err(fr, ENODATA); return; }
-  ON_INODE(OP_REMOVEXATTR, ino);
+  req_t *r = on_inode(fr, OP_REMOVEXATTR, ino, NULL, 1);
+  if (!r) return;
   r->path2 = strdup(name);
-  reply_status(fr, r, run(r));
+  go(r);
 }
 
 static void free_listing(listing_t *l) {
@@ -691,13 +762,24 @@ static void ll_opendir(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi)
 static void ll_readdir(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   listing_t *l = (listing_t *)(uintptr_t)fi->fh;
   if (off == 0 || !l->loaded) {
-    ON_INODE(OP_READDIR, ino);
+    req_t *r = on_inode(fr, OP_READDIR, ino, NULL, 0);
+    if (!r) return;
     r->listing = l;
     for (size_t i = 0; i < l->n; i++) free(l->names[i]);
+    free(l->names);
+    free(l->modes);
+    free(l->inos);
+    l->names = NULL;
+    l->modes = NULL;
+    l->inos = NULL;
     l->n = 0;
-    int res = run(r);
-    if (res < 0) { reply_status(fr, r, res); return; }
+    go(r); /* waits; the listing is filled by reply() */
+    int res = r->result;
     free_req(r);
+    if (res < 0) {
+      fuse_reply_err(fr, -res);
+      return;
+    }
     l->loaded = 1;
   }
   char *buf = malloc(size);
@@ -758,12 +840,12 @@ static void noop_finalize(napi_env env, void *data, void *hint) { (void)env; (vo
 
 /* Wakes the native thread waiting for r (or frees r if nobody waits). */
 static void answer(req_t *r, int result) {
-  if (r->detached) {
-    free_req(r);
-    return;
+  if (r->detached) free_req(r);
+  else if (r->async) finish(r, result);
+  else {
+    r->result = result;
+    sem_post(&r->done);
   }
-  r->result = result;
-  sem_post(&r->done);
 }
 
 /* Runs on the JS thread: calls handler(req, op, path, path2, nums, buf). */

@@ -1,11 +1,12 @@
 /**
  * The FUSE mount: a volume as a kernel file system, so that unmodified programs work on it.
  *
- * The kernel's requests arrive through dhtfs's libfuse 3 addon (native/fuse.c) as (op, path, numbers,
- * buffer) and are answered from the library API. Open files are the library's FileHandles, so every
- * fd operation follows a migration's commit exactly as library users do (docs/MIGRATION.md). The kernel
- * caches neither attributes nor entries (timeouts 0) and drops a file's pages at each open, so no cache
- * can hide a migration from the data path.
+ * The kernel's requests arrive through dhtfs's libfuse 3 addon (native/fuse.c, on libfuse's low-level
+ * API: it keeps the kernel's inodes as names under their parents) as (op, path, numbers, buffer) and are
+ * answered from the library API. Open files are the library's FileHandles, so every fd operation follows
+ * a migration's commit exactly as library users do (docs/MIGRATION.md). The kernel keeps names and
+ * directories' attributes ENTRY_TIMEOUT (no migration changes either), never a file's attributes, and
+ * drops a file's pages at each open, so no cache can hide a migration from the data path.
  */
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
@@ -48,9 +49,10 @@ const XATTR_REPLACE = 2;
 const RENAME_NOREPLACE = 1;
 const MAX_IO = 1024 * 1024;
 /**
- * Names stay looked up in the kernel this long: a migration never changes a name, so a cached entry
- * cannot hide one (another client's rename or unlink shows within this time; negative entries and
- * attributes are never cached, so reads always see fresh sizes and times).
+ * Names and directories' attributes stay in the kernel this long: a migration never changes a name or a
+ * directory, so a cached one cannot hide it (another client's rename, unlink or chmod of a directory
+ * shows within this time; negative entries and files' attributes are never cached, so reads always see
+ * fresh sizes and times).
  */
 export const ENTRY_TIMEOUT = 1;
 /** Operations that make or remove a name that is not a directory: its parent's times change, nothing else. */
@@ -169,11 +171,12 @@ export class FuseMount {
   }
 
   /**
-   * A path's attributes for the kernel. A directory's are kept ENTRY_TIMEOUT, as the kernel keeps names:
-   * with no attribute caching in the kernel (so that file sizes and times are always fresh for reads),
-   * every permission check on a path's directories asks for them, several times per create. No
-   * migration changes a directory; this mount's own changes drop what they touch at once, another
-   * client's show within ENTRY_TIMEOUT (as its renames do). Files' attributes are never kept.
+   * A path's attributes for the kernel. A directory's are kept ENTRY_TIMEOUT, as the kernel keeps them:
+   * the kernel drops its own copy whenever it changes the directory (a name made or removed there) and
+   * asks again at the next permission check, once per create in a directory being filled. No migration
+   * changes a directory; this mount's own changes drop what they touch at once (or, for a name made or
+   * removed, set the times to now), another client's show within ENTRY_TIMEOUT (as its renames do).
+   * Files' attributes are never kept.
    */
   private async attrOf(p: string): Promise<number[]> {
     const kept = this.dirs.get(p);

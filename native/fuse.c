@@ -189,16 +189,19 @@ static void move_name(uint64_t parent, const char *name, uint64_t newparent, con
   }
   pthread_rwlock_unlock(&nodes_lock);
 }
-/* The path of node `id` (with `/name` after it if name is given); NULL if the node has no name now. */
+/* The path of node `id` (with `/name` after it if name is given); NULL with errno ENOENT if the node has
+ * no name now, ENAMETOOLONG if the path is deeper than any path can be (PATH_MAX). */
+#define MAX_DEPTH 2048 /* PATH_MAX / 2: names of one byte and their slashes */
 static char *path_of(uint64_t id, const char *name) {
-  char *parts[256];
+  const char *parts[MAX_DEPTH];
   int k = 0;
   size_t len = name ? strlen(name) + 1 : 0;
   pthread_rwlock_rdlock(&nodes_lock);
   while (id != FUSE_ROOT_ID) {
     node_t *n = find_id(id);
-    if (!n || !n->name || k == 256) {
+    if (!n || !n->name || k == MAX_DEPTH) {
       pthread_rwlock_unlock(&nodes_lock);
+      errno = k == MAX_DEPTH ? ENAMETOOLONG : ENOENT;
       return NULL;
     }
     parts[k++] = n->name;
@@ -378,6 +381,16 @@ static void free_req(req_t *r) {
   free(r);
 }
 
+/* Hands JavaScript the release of handle `fh`, answered to nobody. */
+static void release_fh(uint64_t fh) {
+  req_t *r = current && current->running ? calloc(1, sizeof *r) : NULL;
+  if (!r) return;
+  r->op = OP_RELEASE;
+  r->detached = 1;
+  r->nums[0] = (double)fh;
+  if (napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) free_req(r);
+}
+
 static double timeout_for(mode_t mode) {
   return S_ISDIR(mode) && current ? current->entry_timeout : 0;
 }
@@ -402,10 +415,12 @@ static void reply_entry(req_t *r) {
   r->fi.direct_io = r->direct_io;
   r->fi.keep_cache = 0;
   if (fuse_reply_create(r->fr, &e, &r->fi) == -ENOENT) {
-    /* The kernel gave up on the request (interrupted): it will never release this handle. */
+    /* The kernel gave up on the request (interrupted): it will never forget the inode nor release the
+     * handle, so both go here. */
     pthread_rwlock_wrlock(&nodes_lock);
     forget_locked(e.ino, 1);
     pthread_rwlock_unlock(&nodes_lock);
+    release_fh(r->fh);
   }
 }
 
@@ -440,7 +455,7 @@ static void finish(req_t *r, int res) {
       r->fi.fh = r->fh;
       r->fi.direct_io = r->direct_io;
       r->fi.keep_cache = 0;
-      fuse_reply_open(fr, &r->fi);
+      if (fuse_reply_open(fr, &r->fi) == -ENOENT) release_fh(r->fh); /* interrupted: never released */
       break;
     case OP_READ:
       fuse_reply_buf(fr, r->buf, (size_t)res);
@@ -488,15 +503,17 @@ static void go(req_t *r) {
   if (r->op != OP_READDIR) finish(r, r->result);
 }
 
-/* A request about the name (parent, name): its path, or ENOENT answered (the parent has no name now). */
+/* A request about the name (parent, name): its path, or the error answered (ENOENT: the parent has no
+ * name now). */
 static req_t *named(fuse_req_t fr, enum op op, fuse_ino_t parent, const char *name) {
   req_t *r = new_req(fr, op, 1);
   if (!r) return NULL;
   r->path = path_of(parent, name);
+  int err = r->path ? ENOMEM : errno;
   r->parent = parent;
   r->name = strdup(name);
   if (!r->path || !r->name) {
-    fuse_reply_err(fr, r->path ? ENOMEM : ENOENT);
+    fuse_reply_err(fr, err);
     free_req(r);
     return NULL;
   }
@@ -508,7 +525,7 @@ static req_t *on_inode(fuse_req_t fr, enum op op, fuse_ino_t ino, struct fuse_fi
   if (!r) return NULL;
   r->path = path_of(ino, NULL);
   if (!r->path && !fi) {
-    fuse_reply_err(fr, ENOENT);
+    fuse_reply_err(fr, errno);
     free_req(r);
     return NULL;
   }
@@ -599,7 +616,7 @@ static void ll_link(fuse_req_t fr, fuse_ino_t ino, fuse_ino_t newparent, const c
   r->path2 = r->path;
   r->path = path_of(ino, NULL);
   if (!r->path) {
-    fuse_reply_err(fr, ENOENT);
+    fuse_reply_err(fr, errno);
     free_req(r);
     return;
   }
@@ -620,10 +637,11 @@ static void ll_rename(fuse_req_t fr, fuse_ino_t parent, const char *name, fuse_i
   req_t *r = named(fr, OP_RENAME, parent, name);
   if (!r) return;
   r->path2 = path_of(newparent, newname);
+  int err = r->path2 ? ENOMEM : errno;
   r->newparent = newparent;
   r->newname = strdup(newname);
   if (!r->path2 || !r->newname) {
-    fuse_reply_err(fr, r->path2 ? ENOMEM : ENOENT);
+    fuse_reply_err(fr, err);
     free_req(r);
     return;
   }
@@ -685,13 +703,7 @@ static void ll_statfs(fuse_req_t fr, fuse_ino_t ino) {
 static void ll_release(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)ino;
   fresh_drop(fi);
-  req_t *r = current && current->running ? calloc(1, sizeof *r) : NULL;
-  if (r) {
-    r->op = OP_RELEASE;
-    r->detached = 1;
-    r->nums[0] = (double)fi->fh;
-    if (napi_call_threadsafe_function(current->tsfn, r, napi_tsfn_blocking) != napi_ok) free_req(r);
-  }
+  release_fh(fi->fh);
   fuse_reply_err(fr, 0);
 }
 static void ll_fsync(fuse_req_t fr, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {

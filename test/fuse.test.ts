@@ -167,6 +167,17 @@ test('rename, link and errno semantics as POSIX has them', { skip }, async () =>
   assert.deepEqual(fs.readdirSync(mnt), []);
 });
 
+test('a path 300 directories deep', { skip }, async () => {
+  // The addon builds each request's path from the kernel's inodes, parent by parent.
+  const deep = m(path.join('deep', ...Array(300).fill('d')));
+  fs.mkdirSync(deep, { recursive: true });
+  fs.writeFileSync(path.join(deep, 'f'), 'at the bottom');
+  assert.equal(fs.readFileSync(path.join(deep, 'f'), 'utf8'), 'at the bottom');
+  assert.deepEqual(fs.readdirSync(deep), ['f']);
+  fs.rmSync(m('deep'), { recursive: true });
+  assert.ok(!fs.existsSync(m('deep')));
+});
+
 test('an unlinked file stays readable and writable through an fd open on it', { skip }, async () => {
   fs.writeFileSync(m('open-unlinked'), 'still here');
   const fd = fs.openSync(m('open-unlinked'), 'r+');

@@ -143,14 +143,19 @@ function splitPath(path: string): { parent: string; name: string } {
   return { parent: i <= 0 ? '/' : path.slice(0, i), name: path.slice(i + 1) };
 }
 
-/** Normalises a volume path: absolute, no trailing or repeated slashes. `.` and `..` are resolved. */
 /** A path that normPath would return unchanged: '/'-separated names, none empty, '.' or '..', no NUL. */
 const NORMAL_PATH = /^(?:\/(?!\.\.?(?:\/|$))[^/\0]+)+$/;
 
+/** Normalises a volume path: absolute, no trailing or repeated slashes. `.` and `..` are resolved. */
 export function normPath(p: string): string {
   if (typeof p === 'string' && NORMAL_PATH.test(p)) return p;
   if (typeof p !== 'string' || p.length === 0) throw new FsError('EINVAL', 'path must be a non-empty string');
   if (p.includes('\0')) throw new FsError('EINVAL', 'path contains NUL');
+  return walkPath(p);
+}
+
+/** normPath's component walk: empty and '.' components dropped, '..' removes the one before. */
+export function walkPath(p: string): string {
   const out: string[] = [];
   for (const c of p.split('/')) {
     if (c === '' || c === '.') continue;

@@ -205,6 +205,12 @@ export class FuseMount {
     if (op === 'rename' || op === 'rmdir') for (const k of this.dirs.keys()) if (k.startsWith(p + '/')) this.dropDir(k);
   }
 
+  /** The volume client's wall clock as [seconds, nanoseconds]. */
+  private wallNow(): [number, number] {
+    const t = this.volume.client.clock.wallNow();
+    return [Math.floor(t / 1000), Math.round((t % 1000) * 1e6)];
+  }
+
   /**
    * A name that is not a directory's, made or removed: only its parent's times change, and kept ones are
    * set to now in place (as the brick that holds the entry does) rather than dropped, so that the next
@@ -214,10 +220,10 @@ export class FuseMount {
   private touchParent(name: string): void {
     const kept = this.dirs.get(parentOf(name));
     if (!kept) return;
-    const t = this.volume.client.clock.wallNow();
+    const [sec, ns] = this.wallNow();
     const attr = kept.attr.slice();
-    attr[8] = attr[10] = Math.floor(t / 1000); // mtime, ctime
-    attr[9] = attr[11] = Math.round((t % 1000) * 1e6);
+    attr[8] = attr[10] = sec; // mtime, ctime
+    attr[9] = attr[11] = ns;
     this.keepDir(parentOf(name), attr, kept.until);
   }
 
@@ -257,11 +263,7 @@ export class FuseMount {
     }
     if (which & SET_MODE) await byPath({ mode: mode & 0o7777 });
     if (which & (SET_ATIME | SET_MTIME)) {
-      const now = (): [number, number] => {
-        const t = c.clock.wallNow();
-        return [Math.floor(t / 1000), Math.round((t % 1000) * 1e6)];
-      };
-      const at = (set: number, sec: number, ns: number): [number, number] | undefined => (which & set ? (ns === UTIME_NOW ? now() : [sec, ns]) : undefined);
+      const at = (set: number, sec: number, ns: number): [number, number] | undefined => (which & set ? (ns === UTIME_NOW ? this.wallNow() : [sec, ns]) : undefined);
       const atime = at(SET_ATIME, n[5], n[6]);
       const mtime = at(SET_MTIME, n[7], n[8]);
       await byPath({ ...(atime ? { atime } : {}), ...(mtime ? { mtime } : {}) });

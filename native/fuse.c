@@ -503,16 +503,21 @@ static void go(req_t *r) {
   if (r->op != OP_READDIR) finish(r, r->result);
 }
 
-/* A request about the name (parent, name): its path, or the error answered (ENOENT: the parent has no
- * name now). */
+/* The path of (parent, name) into *path and a copy of the name into *copy: 0, or the errno (ENOENT: the
+ * parent has no name now). */
+static int take_name(fuse_ino_t parent, const char *name, char **path, char **copy) {
+  *path = path_of(parent, name);
+  if (!*path) return errno;
+  *copy = strdup(name);
+  return *copy ? 0 : ENOMEM;
+}
+/* A request about the name (parent, name), or NULL with the error answered. */
 static req_t *named(fuse_req_t fr, enum op op, fuse_ino_t parent, const char *name) {
   req_t *r = new_req(fr, op, 1);
   if (!r) return NULL;
-  r->path = path_of(parent, name);
-  int err = r->path ? ENOMEM : errno;
   r->parent = parent;
-  r->name = strdup(name);
-  if (!r->path || !r->name) {
+  int err = take_name(parent, name, &r->path, &r->name);
+  if (err) {
     fuse_reply_err(fr, err);
     free_req(r);
     return NULL;
@@ -636,11 +641,9 @@ static void ll_rename(fuse_req_t fr, fuse_ino_t parent, const char *name, fuse_i
   fresh_drop(NULL);
   req_t *r = named(fr, OP_RENAME, parent, name);
   if (!r) return;
-  r->path2 = path_of(newparent, newname);
-  int err = r->path2 ? ENOMEM : errno;
   r->newparent = newparent;
-  r->newname = strdup(newname);
-  if (!r->path2 || !r->newname) {
+  int err = take_name(newparent, newname, &r->path2, &r->newname);
+  if (err) {
     fuse_reply_err(fr, err);
     free_req(r);
     return;

@@ -130,26 +130,23 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
       for (let off = 0; off < REB_BIG_MB << 20; off += PIECE) await h.write(piece, 0, PIECE, off);
       await h.close();
     }
-    // Reference: plain copies of the same files from the source brick's folder to a folder beside the
-    // bricks (the same file system), a folder of its own for each copy, all removed at the end of the run
-    // (see `removeLater`).
+    // Reference: plain copies of the same files from a brick's folder to a folder beside the bricks (the
+    // same file system), a folder of its own for each copy, all removed at the end of the run (see
+    // `removeLater`).
     let copies = 0;
-    const scratch = () => {
-      const d = path.join(base, `copy-ref-${copies++}`);
-      fs.mkdirSync(d);
-      return d;
+    const copyRef = (names: string[], from: string, durable: boolean) => {
+      const to = path.join(base, `copy-ref-${copies++}`);
+      fs.mkdirSync(to);
+      return plainCopy(names.map((n) => [path.join(from, n), path.join(to, n)]), 2, durable);
     };
-    let to = scratch();
-    const smallCopy = await plainCopy(small.map((n) => [path.join(c.dirs[0], 's', n), path.join(to, n)]), 2, false);
-    to = scratch();
-    const smallCopyDurable = await plainCopy(small.map((n) => [path.join(c.dirs[0], 's', n), path.join(to, n)]), 2, true);
-    to = scratch();
+    const smallCopy = await copyRef(small, path.join(c.dirs[0], 's'), false);
+    const smallCopyDurable = await copyRef(small, path.join(c.dirs[0], 's'), true);
     dropCaches();
-    const bigCopyFast = await plainCopy(big.map((n) => [path.join(c.dirs[0], 'l', n), path.join(to, n)]), 2, false);
-    to = scratch();
+    const bigCopyFast = await copyRef(big, path.join(c.dirs[0], 'l'), false);
     dropCaches();
-    const bigCopy = await plainCopy(big.map((n) => [path.join(c.dirs[0], 'l', n), path.join(to, n)]), 2, true);
-    notes.push(`plain copies from the source brick's folder: ${small.length} small files ${(small.length / smallCopy).toFixed(0)}/s (${(small.length / smallCopyDurable).toFixed(0)}/s with fsync); large files ${fmtRate(big.length * (REB_BIG_MB << 20), bigCopyFast)} (${fmtRate(big.length * (REB_BIG_MB << 20), bigCopy)} with fsync)`);
+    const bigCopy = await copyRef(big, path.join(c.dirs[0], 'l'), true);
+    const bigBytes = big.length * (REB_BIG_MB << 20);
+    notes.push(`plain copies from the source brick's folder: ${small.length} small files ${(small.length / smallCopy).toFixed(0)}/s (${(small.length / smallCopyDurable).toFixed(0)}/s with fsync); large files ${fmtRate(bigBytes, bigCopyFast)} (${fmtRate(bigBytes, bigCopy)} with fsync)`);
 
     rotateLayout(c.dirs, names, '/s');
     const rb = await Volume.connect(c.spec);
@@ -160,7 +157,6 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
     // Large files, twice. First on an idle volume, as the plain copy ran: the throughput. Then back to
     // their first brick while a client keeps writing to one of them: its longest wait is the switch pause
     // (and the throughput under that load is reported too).
-    const bigBytes = big.length * (REB_BIG_MB << 20);
     const migrateBig = async (withWriter: boolean) => {
       rotateLayout(c.dirs, names, '/l');
       const writer = await Volume.connect(c.spec);
@@ -212,8 +208,7 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
     // The reference copy again, now from the files' new brick: the disk's speed drifts over a run (a VM's
     // disk more than most), so the reference is the mean rate of a copy just before and one just after.
     dropCaches();
-    to = scratch();
-    const bigCopyAfter = await plainCopy(big.map((n) => [path.join(c.dirs[1], 'l', n), path.join(to, n)]), 2, true);
+    const bigCopyAfter = await copyRef(big, path.join(c.dirs[1], 'l'), true);
     const refRate = (bigBytes * (1 / bigCopy + 1 / bigCopyAfter)) / 2;
     notes.push(`large-file reference: plain copies with fsync ${fmtRate(bigBytes, bigCopy)} before the rebalance, ${fmtRate(bigBytes, bigCopyAfter)} after`);
     rows.push({ work: `rebalance ${big.length} files of ${REB_BIG_MB} MiB`, local: `${(refRate / 1e6).toFixed(0)} MB/s`, dhtfs: `${(idle.rate / 1e6).toFixed(0)} MB/s`, ratio: idle.rate / refRate, target: 0.7 });
@@ -405,36 +400,30 @@ async function basicBench(rows: Row[]): Promise<void> {
     const lr: number[] = [];
     const dr: number[] = [];
     const buf = Buffer.alloc(PIECE);
-    const localWrite = () =>
+    // The same sequential work through either API: their handles' write, read, sync and close agree.
+    type SeqHandle = Pick<fsp.FileHandle, 'sync' | 'close'> & {
+      write(b: Buffer, o: number, l: number, p: number): Promise<unknown>;
+      read(b: Buffer, o: number, l: number, p: number): Promise<unknown>;
+    };
+    const seqWrite = (open: () => Promise<SeqHandle>) =>
       timed(async () => {
-        const h = await fsp.open(path.join(localDir, 'big'), 'w');
+        const h = await open();
         for (let off = 0; off < SIZE; off += PIECE) await h.write(data, 0, Math.min(PIECE, SIZE - off), off);
         await h.sync();
         await h.close();
       });
-    const dhtWrite = () =>
-      timed(async () => {
-        const h = await vol.open('/big', 'w');
-        for (let off = 0; off < SIZE; off += PIECE) await h.write(data, 0, Math.min(PIECE, SIZE - off), off);
-        await h.sync();
-        await h.close();
-      });
-    const localRead = () => {
+    const seqRead = (open: () => Promise<SeqHandle>) => {
       dropCaches();
       return timed(async () => {
-        const h = await fsp.open(path.join(localDir, 'big'), 'r');
+        const h = await open();
         for (let off = 0; off < SIZE; off += PIECE) await h.read(buf, 0, PIECE, off);
         await h.close();
       });
     };
-    const dhtRead = () => {
-      dropCaches();
-      return timed(async () => {
-        const h = await vol.open('/big', 'r');
-        for (let off = 0; off < SIZE; off += PIECE) await h.read(buf, 0, PIECE, off);
-        await h.close();
-      });
-    };
+    const localWrite = () => seqWrite(() => fsp.open(path.join(localDir, 'big'), 'w'));
+    const dhtWrite = () => seqWrite(() => vol.open('/big', 'w'));
+    const localRead = () => seqRead(() => fsp.open(path.join(localDir, 'big'), 'r'));
+    const dhtRead = () => seqRead(() => vol.open('/big', 'r'));
     // Odd rounds run dhtfs first: whichever goes second meets the disk as the first left it (its
     // write-back still going, the VM's disk slowing down after a burst).
     for (let round = 0; round < ROUNDS; round++) {

@@ -31,6 +31,8 @@
 #include <sys/statvfs.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/xattr.h>
 
 enum op {
   OP_GETATTR, OP_READLINK, OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_SETATTR,
@@ -346,6 +348,115 @@ static void fresh_drop(const struct fuse_file_info *fi) {
   pthread_mutex_unlock(&fresh_lock);
 }
 
+/* --- local reads -------------------------------------------------------------------------------------- */
+
+/*
+ * A handle whose data file sits on a brick of this host reads it directly: JavaScript opens the very
+ * inode the brick serves for the handle (same host, same path, same inode number, the gfid it expects)
+ * and gives the descriptor to setLocal(). A read then checks that the file carries no commit record
+ * (the migration xattr, which src's brick sets before a commit takes effect and never removes from a
+ * committed copy) and answers from the descriptor, without a trip to the JavaScript thread; with a record
+ * (or any error) the read goes the usual way, through the brick, which follows the file to its new
+ * brick. Data read after a check that found no record is at least as new as what the brick would have
+ * answered at the check: writes reach the same inode until the commit, and none after it.
+ */
+typedef struct local {
+  uint64_t fh;
+  int fd;
+  int refs;            /* reads using fd now */
+  uint64_t ino;        /* the inode number the kernel knows the file by */
+  int gone;            /* replaced or released: closed when the last read is done */
+  char *record;        /* the commit record's xattr name */
+  struct local *next;
+} local_t;
+#define LOCAL_SLOTS 1024
+static local_t *locals[LOCAL_SLOTS];
+static pthread_mutex_t locals_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void local_free_locked(local_t *e) {
+  close(e->fd);
+  free(e->record);
+  free(e);
+}
+/* Unlinks fh's entry; it is freed now, or by the last read using it. */
+static void local_drop_locked(uint64_t fh) {
+  for (local_t **pp = &locals[fh % LOCAL_SLOTS]; *pp; pp = &(*pp)->next) {
+    local_t *e = *pp;
+    if (e->fh != fh) continue;
+    *pp = e->next;
+    e->gone = 1;
+    if (e->refs == 0) local_free_locked(e);
+    return;
+  }
+}
+static void local_drop(uint64_t fh) {
+  pthread_mutex_lock(&locals_lock);
+  local_drop_locked(fh);
+  pthread_mutex_unlock(&locals_lock);
+}
+static local_t *local_take(uint64_t fh) {
+  local_t *hit = NULL;
+  pthread_mutex_lock(&locals_lock);
+  for (local_t *e = locals[fh % LOCAL_SLOTS]; e; e = e->next)
+    if (e->fh == fh) {
+      (hit = e)->refs++;
+      break;
+    }
+  pthread_mutex_unlock(&locals_lock);
+  return hit;
+}
+static void local_put(local_t *e) {
+  pthread_mutex_lock(&locals_lock);
+  if (--e->refs == 0 && e->gone) local_free_locked(e);
+  pthread_mutex_unlock(&locals_lock);
+}
+/* Whether the file of e carries no commit record (checked after the data or attributes were taken). */
+static int local_unmoved(local_t *e) {
+  return fgetxattr(e->fd, e->record, NULL, 0) < 0 && errno == ENODATA;
+}
+/* Answers a read from fh's local descriptor; 0 when it cannot (no descriptor, a commit record, an error). */
+static int local_read(fuse_req_t fr, uint64_t fh, size_t size, off_t off) {
+  /* Each native thread keeps one buffer for its local reads (the kernel's reads are up to max_io). */
+  static __thread char *buf;
+  static __thread size_t cap;
+  local_t *e = local_take(fh);
+  if (!e) return 0;
+  if (cap < size) {
+    free(buf);
+    buf = malloc(size);
+    cap = buf ? size : 0;
+  }
+  ssize_t got = buf ? 0 : -1;
+  while (got >= 0 && (size_t)got < size) {
+    ssize_t n = pread(e->fd, buf + got, size - (size_t)got, off + got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n < 0) got = -1;
+      break;
+    }
+    got += n;
+  }
+  int done = got >= 0 && local_unmoved(e);
+  local_put(e);
+  if (done) fuse_reply_buf(fr, buf, (size_t)got);
+  return done;
+}
+/* A getattr by handle from fh's local descriptor, as the brick's fstat gives it; 0 when it cannot. */
+static int local_stat(uint64_t fh, struct stat *st) {
+  local_t *e = local_take(fh);
+  if (!e) return 0;
+  int done = fstat(e->fd, st) == 0 && local_unmoved(e);
+  if (done) {
+    st->st_ino = e->ino;
+    /* the brick's handle (.glusterfs/xx/yy/gfid) is a name of its own */
+    st->st_nlink = st->st_nlink > 0 ? st->st_nlink - 1 : 0;
+    st->st_rdev = 0;
+    st->st_dev = 0;
+  }
+  local_put(e);
+  return done;
+}
+
 /* --- requests ------------------------------------------------------------------------------------------ */
 
 /*
@@ -564,7 +675,7 @@ static void ll_getattr(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi)
   req_t *r = on_inode(fr, OP_GETATTR, ino, fi, 1);
   if (!r) return;
   r->nums[0] = fi ? (double)fi->fh : -1;
-  if (fresh_take(fi, r->path, &r->st) || (!fi && r->path && dcache_get(r->path, &r->st))) {
+  if ((fi && local_stat(fi->fh, &r->st)) || fresh_take(fi, r->path, &r->st) || (!fi && r->path && dcache_get(r->path, &r->st))) {
     r->has_st = 1;
     finish(r, 0);
   } else go(r);
@@ -668,6 +779,7 @@ static void ll_create(fuse_req_t fr, fuse_ino_t parent, const char *name, mode_t
 }
 static void ll_read(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)ino;
+  if (local_read(fr, fi->fh, size, off)) return;
   /* Waits: the reply copies the data into the kernel, which this thread does better than the JS one. */
   req_t *r = new_req(fr, OP_READ, 0);
   if (!r) return;
@@ -706,6 +818,7 @@ static void ll_statfs(fuse_req_t fr, fuse_ino_t ino) {
 static void ll_release(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)ino;
   fresh_drop(fi);
+  local_drop(fi->fh);
   release_fh(fi->fh);
   fuse_reply_err(fr, 0);
 }
@@ -1020,6 +1133,60 @@ static napi_value js_drop_dir(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * setLocal(fh, fd, record, gfidName, gfid): reads of handle fh are answered from descriptor fd (this addon
+ * owns it from now on) while the file has no xattr `record`; fd must carry xattr gfidName = gfid (which
+ * also proves this process can read that namespace), or it is closed and false returned.
+ * setLocal(fh) drops what was set for fh.
+ */
+static napi_value js_set_local(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  double fhd = 0, fdd = -1, inod = 0;
+  if (argc < 1) return NULL;
+  CHECK(napi_get_value_double(env, argv[0], &fhd));
+  uint64_t fh = (uint64_t)fhd;
+  napi_value ok;
+  napi_get_boolean(env, false, &ok);
+  if (argc < 6) {
+    local_drop(fh);
+    return ok;
+  }
+  CHECK(napi_get_value_double(env, argv[1], &fdd));
+  CHECK(napi_get_value_double(env, argv[5], &inod));
+  int fd = (int)fdd;
+  char record[256], gname[256];
+  size_t len = 0;
+  void *want = NULL;
+  size_t want_len = 0;
+  int good = napi_get_value_string_utf8(env, argv[2], record, sizeof record, &len) == napi_ok && len > 0 && len < sizeof record - 1 &&
+             napi_get_value_string_utf8(env, argv[3], gname, sizeof gname, &len) == napi_ok && len > 0 && len < sizeof gname - 1 &&
+             napi_get_buffer_info(env, argv[4], &want, &want_len) == napi_ok && want_len > 0 && want_len <= 64;
+  char have[64];
+  if (good) {
+    ssize_t n = fgetxattr(fd, gname, have, sizeof have);
+    good = n == (ssize_t)want_len && memcmp(have, want, want_len) == 0;
+  }
+  local_t *e = good ? calloc(1, sizeof *e) : NULL;
+  if (e) e->record = strdup(record);
+  if (!e || !e->record) {
+    if (e) free(e);
+    if (fd >= 0) close(fd);
+    return ok;
+  }
+  e->fh = fh;
+  e->fd = fd;
+  e->ino = (uint64_t)inod;
+  pthread_mutex_lock(&locals_lock);
+  local_drop_locked(fh);
+  e->next = locals[fh % LOCAL_SLOTS];
+  locals[fh % LOCAL_SLOTS] = e;
+  pthread_mutex_unlock(&locals_lock);
+  napi_get_boolean(env, true, &ok);
+  return ok;
+}
+
 /* reply(req, result, extra) */
 static napi_value js_reply(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -1184,6 +1351,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"reply", NULL, js_reply, NULL, NULL, NULL, napi_default, NULL},
     {"keepDir", NULL, js_keep_dir, NULL, NULL, NULL, napi_default, NULL},
     {"dropDir", NULL, js_drop_dir, NULL, NULL, NULL, napi_default, NULL},
+    {"setLocal", NULL, js_set_local, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -14,9 +14,11 @@ import { promisify } from 'node:util';
 import { Volume } from '../src/api/volume.js';
 import { ENTRY_TIMEOUT, fuseAvailable } from '../src/fuse/mount.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
+import { migrateFile } from '../src/rebalance/migrate.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { MAIN_JS, mounted, startMount } from './helpers/mount.js';
 import { scanBrick } from './helpers/disk.js';
+import { rotateLayout } from './helpers/layout.js';
 
 const run = promisify(execFile);
 // Where /dev/fuse exists the addon must have been built (a failed build fails these tests, not skips them).
@@ -407,6 +409,68 @@ test('a directory\'s times move with every name made or removed in it, whichever
   assert.equal(b.toString(), 'b'.repeat(8192));
   fs.closeSync(r);
   fs.rmSync(m('times'), { recursive: true });
+});
+
+/** The files of this host the mount process holds open, as /proc shows them. */
+function mountHolds(): string[] {
+  const dir = `/proc/${daemon!.pid}/fd`;
+  const out: string[] = [];
+  for (const n of fs.readdirSync(dir)) {
+    try {
+      out.push(fs.readlinkSync(path.join(dir, n)));
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
+async function until(what: string, ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(ok(), what);
+}
+
+test('local reads: a reader on the mount reads its brick\'s file itself, and follows the file when it migrates', { skip }, async () => {
+  const other = await Volume.connect(c.spec);
+  try {
+    fs.mkdirSync(m('lr'));
+    const a = Buffer.alloc(300 * 1024, 'a');
+    fs.writeFileSync(m('lr/f'), a);
+    const src = c.dirs.findIndex((d) => fs.existsSync(path.join(d, 'lr/f')));
+    const gfid = (await other.stat('/lr/f')).gfid!;
+    const handle = (dir: string) => path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
+    const fd = fs.openSync(m('lr/f'), 'r');
+    const b = Buffer.alloc(a.length + 4096);
+    assert.equal(fs.readSync(fd, b, 0, b.length, 0), a.length);
+    assert.ok(b.subarray(0, a.length).equals(a));
+    // The first read went through the brick; the mount then opened the brick's own file for the next ones.
+    await until('the mount holds the brick\'s data file', () => mountHolds().includes(handle(c.dirs[src])));
+    // Another client writes: the local reads and getattrs see it at once.
+    await other.writeFile('/lr/f', 'short now');
+    assert.equal(fs.fstatSync(fd).size, 9);
+    assert.equal(fs.readSync(fd, b, 0, b.length, 0), 9);
+    assert.equal(b.subarray(0, 9).toString(), 'short now');
+    // The file migrates to another brick; then a write lands on its new brick. The reader, its fd open
+    // all along, sees the new bytes and size, never the old copy's.
+    rotateLayout(c.dirs, c.spec.bricks.map((x) => x.name), '/lr');
+    const migrator = await Volume.connect(c.spec); // one that learns the new layout
+    assert.equal((await migrateFile(migrator.client, '/lr/f')).result, 'migrated');
+    await migrator.close();
+    const dst = c.dirs.findIndex((d) => fs.existsSync(path.join(d, 'lr/f')) && fs.statSync(path.join(d, 'lr/f')).size > 0);
+    assert.notEqual(dst, src);
+    await other.writeFile('/lr/f', 'after the move, longer');
+    assert.equal(fs.fstatSync(fd).size, 22);
+    assert.equal(fs.readSync(fd, b, 0, b.length, 0), 22);
+    assert.equal(b.subarray(0, 22).toString(), 'after the move, longer');
+    // The mount now reads the new brick's file, and has let the old copy go.
+    await until('the mount holds the new brick\'s data file', () => mountHolds().includes(handle(c.dirs[dst])));
+    assert.ok(!mountHolds().some((l) => l.startsWith(handle(c.dirs[src]))), 'the old copy is closed');
+    fs.closeSync(fd);
+    await until('closing the fd closes the local one', () => !mountHolds().some((l) => l.includes(gfid)));
+    fs.rmSync(m('lr'), { recursive: true });
+  } finally {
+    await other.close();
+  }
 });
 
 test('rebalance while a program keeps a file open on the mount and writes to it', { skip }, async () => {

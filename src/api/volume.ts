@@ -80,6 +80,18 @@ async function pipelined(n: number, window: number, fn: (i: number) => Promise<v
   if (failed !== null) throw failed;
 }
 
+/** A brick's answer to fdLocal: where its host keeps the data file of an open fd. */
+export interface LocalSource {
+  /** null when the brick's storage cannot be read by others. */
+  source: { host: string; root: string; path: string } | null;
+  /** The inode the brick reads for the fd. */
+  ino: number;
+  gfidXattr: string;
+  recordXattr: string;
+  /** FileHandle.at() when the brick answered. */
+  at: string;
+}
+
 /** An open file on a volume (like fs/promises' FileHandle). */
 export class FileHandle {
   private pos = 0;
@@ -275,6 +287,22 @@ export class FileHandle {
 
   async stat(): Promise<Stats> {
     return new Stats(await this.call<Attr>('fstat', {}));
+  }
+
+  /**
+   * Where this host can read the file's data itself (see Brick.fdLocal), with the place the handle is at
+   * when it was asked (`at`: it changes when the file moves); null for the legacy protocol, whose
+   * migrations leave no commit record to check.
+   */
+  async localSource(): Promise<LocalSource | null> {
+    if (this.vol.legacy) return null;
+    const r = await this.call<Omit<LocalSource, 'at'>>('fdLocal', {});
+    return { ...r, at: this.at() };
+  }
+
+  /** Names where the handle's fd is: brick, connection generation and fd number. */
+  at(): string {
+    return `${this.loc.cached}/${this.generation}/${this.fd}`;
   }
 
   /** lseek with SEEK_DATA or SEEK_HOLE: the next data or hole at or after `offset` (ENXIO past the end). */

@@ -247,6 +247,7 @@ export class Brick implements RequestHandler<Session> {
       fsync: (s, a) => this.fsync(s, a),
       ftruncate: (s, a) => this.ftruncate(s, a),
       fstat: (s, a) => this.fstat(s, a),
+      fdLocal: (s, a) => this.fdLocal(s, a),
       seek: (s, a) => this.seek(s, a),
       migSweep: (_s, a) => this.migSweep(a),
       legacySetLinkto: (_s, a) => this.legacySetLinkto(a),
@@ -957,6 +958,23 @@ export class Brick implements RequestHandler<Session> {
     const f = this.fdOf(s, a);
     this.mig.checkRead(f.gfid);
     return this.fattr(f);
+  }
+
+  /**
+   * Where a client on this host can read the data file of an open fd itself (the FUSE mount's local
+   * reads): the host and this storage's root (null when the storage cannot be shared), the file's handle
+   * path under it, the inode the fd reads (a client must open that very inode), and the names of the
+   * xattrs that carry the file's gfid and a migration's commit record. A client reading on its own must
+   * check, after each read, that the file carries no commit record (docs/MIGRATION.md, "Local reads").
+   */
+  fdLocal(s: Session, a: Args): { source: (LocalName & { path: string }) | null; ino: number; gfidXattr: string; recordXattr: string } {
+    const f = this.fdOf(s, a);
+    if (f.tempRel || !f.gfid) throw new FsError('EINVAL', 'fd is not a file of the volume');
+    this.mig.checkRead(f.gfid);
+    const st = this.st.fstat(f.h);
+    if (!isReg(st)) throw new FsError('EINVAL', 'fd is not a regular file');
+    const name = this.st.localName?.() ?? null;
+    return { source: name ? { ...name, path: handlePath(f.gfid) } : null, ino: st.ino, gfidXattr: this.X.gfid, recordXattr: this.X.migration };
   }
 
   /**

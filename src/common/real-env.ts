@@ -1,5 +1,6 @@
 /** Real clock and randomness, for the product (edge code). */
 import { randomBytes, randomInt } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Clock, Random, Timer } from './env.js';
 
 export const realClock: Clock = {
@@ -32,3 +33,20 @@ export const realRandom: Random = {
   bytes: pooledBytes,
   int: (max: number) => randomInt(max),
 };
+
+let hostIdentity: string | null | undefined;
+/**
+ * This boot of this machine: machine id and boot id. Two processes with the same one see the same
+ * files (a brick's storage shared with another brick, or with a client, of this host).
+ */
+export function hostId(): string | null {
+  if (hostIdentity === undefined) {
+    try {
+      const read = (f: string) => readFileSync(f, 'utf8').trim();
+      hostIdentity = `${read('/etc/machine-id')}/${read('/proc/sys/kernel/random/boot_id')}`;
+    } catch {
+      hostIdentity = null;
+    }
+  }
+  return hostIdentity;
+}

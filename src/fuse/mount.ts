@@ -10,14 +10,16 @@
  */
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { close, existsSync, fstat, open, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { codeOf } from '../common/errors.js';
+import { gfidToBytes } from '../common/gfid.js';
+import { hostId } from '../common/real-env.js';
 import type { FileHandle, Volume } from '../api/volume.js';
 import type { Stats } from '../api/stats.js';
 import type { Attr } from '../wire/types.js';
-import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
 
 interface Native {
   mount(mountpoint: string, options: string[], maxIo: number, handler: Handler, entryTimeout: number): void;
@@ -27,6 +29,12 @@ interface Native {
   keepDir(path: string, attr: number[], ms: number): void;
   /** Drops what keepDir kept for `path`, or everything. */
   dropDir(path?: string): void;
+  /**
+   * Reads and getattrs of handle `fh` are answered from descriptor `fd` (the addon owns it from now on)
+   * while the file carries no xattr `record`, with `ino` for its inode number; false (and fd closed) if fd
+   * does not carry xattr `gfidXattr` = `gfid`. setLocal(fh) drops it.
+   */
+  setLocal(fh: number, fd?: number, record?: string, gfidXattr?: string, gfid?: Buffer, ino?: number): boolean;
 }
 type Handler = (req: unknown, op: string, path: string | null, path2: string | null, nums: number[], buf: Buffer | null) => void;
 
@@ -108,6 +116,8 @@ export class FuseMount {
   private dirs = new Map<string, { attr: number[]; until: number }>();
   private nextFh = 1;
   private mounted = false;
+  /** Handles given a local descriptor, or being given one, or that cannot have one: where the handle was. */
+  private local = new Map<number, string>();
 
   constructor(
     readonly volume: Volume,
@@ -166,6 +176,8 @@ export class FuseMount {
 
   private async closeHandles(): Promise<void> {
     const hs = [...this.handles.values()];
+    for (const fh of this.handles.keys()) this.native.setLocal(fh);
+    this.local.clear();
     this.handles.clear();
     await Promise.all(hs.map((h) => h.close().catch(() => {})));
   }
@@ -272,6 +284,39 @@ export class FuseMount {
     return this.attrOf(path!);
   }
 
+  /**
+   * Local reads. A read the addon sent here was not answered locally: the handle has no local descriptor
+   * yet, or the file carries a commit record (it migrated, and the read above followed it). When the brick
+   * the handle is on now shares this host's files, the addon is given a descriptor of the very inode that
+   * brick reads, and answers the handle's next reads and getattrs from it itself while the file carries no
+   * commit record (native/fuse.c; why this is safe: docs/MIGRATION.md, "Local reads"). Once per place the
+   * handle is at; every failure just leaves the reads going through the brick.
+   */
+  private async readLocally(fh: number, h: FileHandle): Promise<void> {
+    const at = h.at();
+    if (this.local.get(fh) === at) return;
+    this.local.set(fh, at);
+    this.native.setLocal(fh); // a descriptor of the handle's old place
+    let fd: number | null = null;
+    try {
+      const src = await h.localSource();
+      const gfid = h.gfid;
+      if (!src?.source || src.source.host !== hostId() || src.at !== at || !gfid) return;
+      const file = join(src.source.root, src.source.path);
+      fd = await new Promise<number>((res, rej) => open(file, O_RDONLY | O_NOFOLLOW, (e, d) => (e ? rej(e) : res(d))));
+      const st = await new Promise<{ ino: number; mode: number }>((res, rej) => fstat(fd!, (e, s) => (e ? rej(e) : res(s))));
+      // Still the handle's place and the brick's inode, and the handle still open.
+      if (st.ino !== src.ino || (st.mode & S_IFMT) !== S_IFREG || this.handles.get(fh) !== h || h.at() !== at || this.local.get(fh) !== at) return;
+      const given = fd;
+      fd = null; // the addon's now, even if it refuses it
+      this.native.setLocal(fh, given, src.recordXattr, src.gfidXattr, gfidToBytes(gfid), inoOf(gfid, 0));
+    } catch {
+      /* the reads go through the brick */
+    } finally {
+      if (fd !== null) close(fd, () => {});
+    }
+  }
+
   private fh(n: number): FileHandle {
     const h = this.handles.get(n);
     if (!h) throw Object.assign(new Error('bad file handle'), { code: 'EBADF' });
@@ -350,7 +395,9 @@ export class FuseMount {
         return { result: 0, extra: op === 'create' ? [fh, direct, ...statArray(h.loc.attr)] : [fh, direct] };
       }
       case 'read': {
-        const { bytesRead } = await this.fh(n[0]).read(buf!, 0, buf!.length, n[1]);
+        const h = this.fh(n[0]);
+        const { bytesRead } = await h.read(buf!, 0, buf!.length, n[1]);
+        void this.readLocally(n[0], h);
         return { result: bytesRead };
       }
       case 'write': {
@@ -364,6 +411,8 @@ export class FuseMount {
       case 'release': {
         const h = this.handles.get(n[0]);
         this.handles.delete(n[0]);
+        this.native.setLocal(n[0]);
+        this.local.delete(n[0]);
         await h?.close();
         return { result: 0 };
       }

@@ -8,6 +8,7 @@ import * as xattr from '@napi-rs/xattr';
 import type { DirEntry, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
 import { O_NOFOLLOW } from './storage.js';
 import { FsError } from '../common/errors.js';
+import { hostId } from '../common/real-env.js';
 
 const ERRNO_NAMES: Record<number, string> = {
   1: 'EPERM', 2: 'ENOENT', 5: 'EIO', 7: 'E2BIG', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 21: 'EISDIR',
@@ -52,20 +53,6 @@ function dirent(d: fs.Dirent): DirEntry {
 /** Timespec to the seconds value fs.utimes takes (double: loses sub-microsecond precision). */
 function secs(t: Timespec): number {
   return t[0] + t[1] / 1e9;
-}
-
-let hostIdentity: string | null | undefined;
-/** This boot of this machine: machine id and boot id (two bricks with the same one share a disk view). */
-function hostId(): string | null {
-  if (hostIdentity === undefined) {
-    try {
-      const read = (f: string) => fs.readFileSync(f, 'utf8').trim();
-      hostIdentity = `${read('/etc/machine-id')}/${read('/proc/sys/kernel/random/boot_id')}`;
-    } catch {
-      hostIdentity = null;
-    }
-  }
-  return hostIdentity;
 }
 
 /** native/copy: copy_file_range, when it was built (scripts/setup.sh); null otherwise. */

@@ -7,7 +7,9 @@
  * thread waits on the request's semaphore until JavaScript answers with `reply()`; the native thread then
  * answers the kernel (a release, which the kernel does not wait for, is answered at once and handed over
  * all the same). The event loop stays free: many requests can be in flight. Read and write buffers reach
- * JavaScript as external Buffers (no copy).
+ * JavaScript as external Buffers (no copy). Handles given a local descriptor (see "local reads") have
+ * their reads and getattrs answered here, on the native threads, without JavaScript. The addon sets
+ * max_read itself (a spliced reply must fit a pipe).
  *
  * Attribute caching is per inode: a directory's attributes are kept by the kernel as long as names
  * (entryTimeout; a migration never changes a directory), a file's never (a migration, or another client,
@@ -20,6 +22,7 @@
  * (readlink, getxattr, listxattr), statvfs numbers (statfs) or [fh, direct_io, stat...] (open, create).
  */
 #define FUSE_USE_VERSION 312
+#define _GNU_SOURCE
 #include <fuse3/fuse_lowlevel.h>
 #include <node_api.h>
 #include <errno.h>
@@ -32,6 +35,9 @@
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <stdio.h>
 #include <sys/xattr.h>
 
 enum op {
@@ -89,6 +95,8 @@ typedef struct mount {
   napi_threadsafe_function tsfn;
   int running;
   unsigned max_io;
+  unsigned max_read;   /* max_io, or less where a pipe cannot hold a max_io reply (see splice_read_size) */
+  int splice;          /* local reads' replies are spliced */
   double entry_timeout;
   int unmounted; /* set by whichever of unmount() and the loop's end unmounts first */
 } mount_t;
@@ -414,21 +422,70 @@ static void local_put(local_t *e) {
 static int local_unmoved(local_t *e) {
   return fgetxattr(e->fd, e->record, NULL, 0) < 0 && errno == ENODATA;
 }
+/*
+ * Each native thread keeps, for its local reads, a buffer and a pipe (freed when the thread ends). With
+ * the pipe, a read splices the file's pages into it (no copy) and libfuse splices them on into the
+ * kernel, which copies them once, into the reader's page cache; without it (splice unavailable), the
+ * bytes are read into the buffer first.
+ */
+typedef struct {
+  char *buf;
+  size_t cap;
+  int pipe[2];
+} reader_t;
+static pthread_key_t reader_key;
+static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
+static int devnull = -1;
+static void reader_free(void *p) {
+  reader_t *r = p;
+  free(r->buf);
+  if (r->pipe[0] >= 0) close(r->pipe[0]);
+  if (r->pipe[1] >= 0) close(r->pipe[1]);
+  free(r);
+}
+static void reader_init(void) {
+  pthread_key_create(&reader_key, reader_free);
+  devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+}
+static reader_t *reader(void) {
+  pthread_once(&reader_once, reader_init);
+  reader_t *r = pthread_getspecific(reader_key);
+  if (r) return r;
+  r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->pipe[0] = r->pipe[1] = -1;
+  if (current && current->splice && pipe2(r->pipe, O_CLOEXEC) == 0 && fcntl(r->pipe[0], F_SETPIPE_SZ, (int)current->max_read) < 0) {
+    close(r->pipe[0]);
+    close(r->pipe[1]);
+    r->pipe[0] = r->pipe[1] = -1;
+  }
+  pthread_setspecific(reader_key, r);
+  return r;
+}
+/* Empties the pipe of what a failed reply left in it. */
+static void reader_drain(reader_t *r) {
+  int left = 0;
+  while (ioctl(r->pipe[0], FIONREAD, &left) == 0 && left > 0)
+    if (splice(r->pipe[0], NULL, devnull, NULL, (size_t)left, 0) <= 0) break;
+}
+
 /* Answers a read from fh's local descriptor; 0 when it cannot (no descriptor, a commit record, an error). */
 static int local_read(fuse_req_t fr, uint64_t fh, size_t size, off_t off) {
-  /* Each native thread keeps one buffer for its local reads (the kernel's reads are up to max_io). */
-  static __thread char *buf;
-  static __thread size_t cap;
+  reader_t *r = reader();
+  if (!r) return 0;
   local_t *e = local_take(fh);
   if (!e) return 0;
-  if (cap < size) {
-    free(buf);
-    buf = malloc(size);
-    cap = buf ? size : 0;
+  ssize_t got = 0;
+  int piped = r->pipe[0] >= 0 && devnull >= 0;
+  if (!piped && r->cap < size) {
+    free(r->buf);
+    r->buf = malloc(size);
+    r->cap = r->buf ? size : 0;
+    if (!r->buf) got = -1;
   }
-  ssize_t got = buf ? 0 : -1;
+  loff_t at = off;
   while (got >= 0 && (size_t)got < size) {
-    ssize_t n = pread(e->fd, buf + got, size - (size_t)got, off + got);
+    ssize_t n = piped ? splice(e->fd, &at, r->pipe[1], NULL, size - (size_t)got, 0) : pread(e->fd, r->buf + got, size - (size_t)got, off + got);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n < 0) got = -1;
@@ -438,7 +495,13 @@ static int local_read(fuse_req_t fr, uint64_t fh, size_t size, off_t off) {
   }
   int done = got >= 0 && local_unmoved(e);
   local_put(e);
-  if (done) fuse_reply_buf(fr, buf, (size_t)got);
+  if (done && piped) {
+    struct fuse_bufvec bv = FUSE_BUFVEC_INIT((size_t)got);
+    bv.buf[0].flags = FUSE_BUF_IS_FD;
+    bv.buf[0].fd = r->pipe[0];
+    fuse_reply_data(fr, &bv, 0);
+  } else if (done) fuse_reply_buf(fr, r->buf, (size_t)got);
+  if (piped) reader_drain(r);
   return done;
 }
 /* A getattr by handle from fh's local descriptor, as the brick's fstat gives it; 0 when it cannot. */
@@ -935,9 +998,11 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   (void)userdata;
   if (current) {
     conn->max_write = current->max_io;
-    conn->max_read = current->max_io;
+    conn->max_read = current->max_read;
     conn->max_readahead = current->max_io;
   }
+  if (current && current->splice && (conn->capable & FUSE_CAP_SPLICE_WRITE)) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  else if (current) current->splice = 0;
 }
 
 /* No flush (nothing to do: writes reach the brick before they return, fsync is its own request):
@@ -1261,6 +1326,32 @@ static void *loop_thread(void *arg) {
   return NULL;
 }
 
+/*
+ * The largest read whose reply can be spliced, 0 if none: libfuse moves a spliced reply through a pipe
+ * that holds the data, its header and three pages more, and a pipe grows past
+ * /proc/sys/fs/pipe-max-size (1 MiB by default) only with CAP_SYS_RESOURCE, which root may lack (a
+ * container's). Then reads are made a little smaller than max_io rather than not spliced.
+ */
+static unsigned splice_read_size(unsigned max_io) {
+  long page = sysconf(_SC_PAGESIZE);
+  int p[2];
+  if (page <= 0 || pipe2(p, O_CLOEXEC) != 0) return 0;
+  unsigned n = 0;
+  if (fcntl(p[0], F_SETPIPE_SZ, (int)(max_io + 4 * page)) >= 0) n = max_io;
+  else {
+    long most = 0;
+    FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+    if (f) {
+      if (fscanf(f, "%ld", &most) != 1) most = 0;
+      fclose(f);
+    }
+    if (most - 4 * page >= 256 * 1024 && fcntl(p[0], F_SETPIPE_SZ, (int)most) >= 0) n = (unsigned)(most - 4 * page);
+  }
+  close(p[0]);
+  close(p[1]);
+  return n < max_io ? n - n % (unsigned)page : max_io;
+}
+
 /* mount(mountpoint, options: string[], maxIo: number, handler, entryTimeout: number) */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -1274,9 +1365,14 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   CHECK(napi_get_array_length(env, argv[1], &nopts));
   int32_t maxio = 1 << 20;
   napi_get_value_int32(env, argv[2], &maxio);
-  char **fargv = calloc(nopts * 2 + 2, sizeof(char *));
+  unsigned spliced = splice_read_size((unsigned)maxio);
+  char **fargv = calloc(nopts * 2 + 4, sizeof(char *));
   int fargc = 0;
   fargv[fargc++] = strdup("dhtfs");
+  char max_read[64];
+  snprintf(max_read, sizeof max_read, "max_read=%u", spliced ? spliced : (unsigned)maxio);
+  fargv[fargc++] = strdup("-o");
+  fargv[fargc++] = strdup(max_read);
   for (uint32_t i = 0; i < nopts; i++) {
     napi_value v;
     char buf[1024];
@@ -1288,6 +1384,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   struct fuse_args args = FUSE_ARGS_INIT(fargc, fargv);
   mount_t *m = calloc(1, sizeof *m);
   m->max_io = (unsigned)maxio;
+  m->max_read = spliced ? spliced : (unsigned)maxio;
+  m->splice = spliced > 0;
   m->entry_timeout = 0;
   if (argc >= 5) napi_get_value_double(env, argv[4], &m->entry_timeout);
   napi_value name;

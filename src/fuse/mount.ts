@@ -131,7 +131,7 @@ export class FuseMount {
   }
 
   mount(): void {
-    const opts = ['fsname=dhtfs', 'subtype=dhtfs', 'default_permissions', `max_read=${MAX_IO}`, ...(process.getuid?.() === 0 ? ['allow_other'] : []), ...(this.o.options ?? [])];
+    const opts = ['fsname=dhtfs', 'subtype=dhtfs', 'default_permissions', ...(process.getuid?.() === 0 ? ['allow_other'] : []), ...(this.o.options ?? [])];
     this.dropDirs(); // (the addon's are per process)
     this.native.mount(this.mountpoint, opts, MAX_IO, (req, op, path, path2, nums, buf) => {
       if (op === 'ended') {

@@ -13,22 +13,29 @@ test(`the safe protocol: ${SEEDS} seeds, no violation of S1, S2, S4, S5`, { time
   const t = performance.now();
   let ops = 0;
   let migrated = 0;
+  let local = 0;
+  let moved = 0;
   const bad: string[] = [];
   for (let s = 1; s <= SEEDS; s++) {
     const r = await runSeed({ seed: s });
     ops += r.ops;
     migrated += r.migrated;
+    local += r.localReads.local;
+    moved += r.localReads.moved;
     if (r.violations.length) bad.push(`seed ${s}: ${r.violations[0]} (replay: npm run sim -- --seed ${s} --trace)`);
   }
   const secs = (performance.now() - t) / 1000;
-  console.log(`${SEEDS} seeds: ${ops} operations, ${migrated} files migrated under load, ${(ops / secs).toFixed(0)} simulated operations/s`);
+  console.log(`${SEEDS} seeds: ${ops} operations, ${migrated} files migrated under load, ${local} local reads (${moved} sent to the brick by a commit record), ${(ops / secs).toFixed(0)} simulated operations/s`);
   assert.deepEqual(bad, []);
   assert.ok(migrated > SEEDS / 5, `migrations met the workload in enough seeds (${migrated})`);
+  // Local reads (the FUSE mount's, on the bricks' host) met committed migrations too.
+  assert.ok(local > SEEDS && moved > SEEDS / 50, `local reads: ${local}, sent to the brick by a commit record: ${moved}`);
 });
 
 const catches: [string, Partial<SimOptions>][] = [
   ['the legacy (GlusterFS) protocol', { protocol: 'legacy' }],
   ['a planted bug: src serves reads after the commit', { plant: ['read-ignores-moved'] }],
+  ['a planted bug: local reads that do not check for a commit record', { plant: ['local-read-ignores-record'] }],
 ];
 for (const [what, opts] of catches) {
   test(`the simulator catches ${what} within ${SEEDS} seeds`, { timeout: 600_000 }, async () => {

@@ -12,7 +12,7 @@ const program = new Command()
   .option('--from <s>', 'first seed', (v) => Number(v), 1)
   .option('--seed <s>', 'run exactly this seed', (v) => Number(v))
   .option('--protocol <p>', 'safe or legacy', 'safe')
-  .option('--plant <bug>', 'a planted bug: read-ignores-moved, track-at-enter')
+  .option('--plant <bug>', 'a planted bug: read-ignores-moved, track-at-enter, local-read-ignores-record')
   .option('--no-faults', 'no crashes, restarts or broken connections')
   .option('--trace', 'print the trace of failing seeds (or of --seed)')
   .option('--stop-at-first', 'stop at the first failing seed')
@@ -38,11 +38,14 @@ async function main(): Promise<void> {
   let ops = 0;
   let failed = 0;
   let migrated = 0;
+  const local = { local: 0, moved: 0 };
   let firstBad: number | null = null;
   for (let s = o.from; s < o.from + o.seeds; s++) {
     const r = await runSeed({ ...base, seed: s });
     ops += r.ops;
     migrated += r.migrated;
+    local.local += r.localReads.local;
+    local.moved += r.localReads.moved;
     if (r.violations.length) {
       failed++;
       firstBad ??= s;
@@ -51,7 +54,7 @@ async function main(): Promise<void> {
     }
   }
   const secs = (performance.now() - t) / 1000;
-  console.log(`${o.seeds} seeds from ${o.from}: ${failed} with violations${firstBad !== null ? ` (first: seed ${firstBad})` : ''}; ${ops} operations, ${migrated} files migrated under load, ${(ops / secs).toFixed(0)} simulated operations/s, ${secs.toFixed(1)} s`);
+  console.log(`${o.seeds} seeds from ${o.from}: ${failed} with violations${firstBad !== null ? ` (first: seed ${firstBad})` : ''}; ${ops} operations, ${migrated} files migrated under load, ${local.local} local reads (${local.moved} sent to the brick by a commit record), ${(ops / secs).toFixed(0)} simulated operations/s, ${secs.toFixed(1)} s`);
   process.exit(failed ? 1 : 0);
 }
 

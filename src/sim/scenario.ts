@@ -19,6 +19,7 @@ import type { Listener } from '../wire/transport.js';
 import { World } from './world.js';
 import { SimNetwork } from './net.js';
 import { SimStorage } from './storage.js';
+import { SimLocalReads } from './local.js';
 
 export interface SimOptions {
   seed: number;
@@ -40,6 +41,8 @@ export interface SimResult {
   /** Files migrated while the workload ran (the most any one run reports), and by the closing runs. */
   migrated: number;
   lateMigrations: number;
+  /** Reads the clients answered from the bricks' files (local reads), and ones a commit record sent to the brick. */
+  localReads: { local: number; moved: number };
   violations: string[];
   ops: number;
   events: number;
@@ -100,8 +103,8 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   const settleBytes = Math.floor(o.seed / 2) % 2 === 1 ? 0 : undefined;
   // Even seeds put the bricks on one host, so that migrations copy from disk to disk (migPull); odd
   // seeds copy through the migrator.
-  if (o.seed % 2 === 0) {
-    const host = { name: 'host0', storages: new Map<string, SimStorage>() };
+  const host = o.seed % 2 === 0 ? { name: 'host0', storages: new Map<string, SimStorage>() } : null;
+  if (host) {
     storages.forEach((st, i) => {
       st.id = `/bricks/b${i}`;
       st.host = host;
@@ -141,6 +144,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   let migrated = 0;
   let rebalanceRuns = 0;
   let lateMigrations = 0;
+  const localReads = { local: 0, moved: 0 };
   const models = ownNames.map((ns, k) => new NsModel(k, ns, violations));
   const ownerOf = new Map(ownNames.flatMap((ns, k) => ns.map((n) => [n, k] as const)));
   const allOwn = ownNames.flat();
@@ -182,7 +186,10 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
         await v.client.connect();
         const fds: FileHandle[] = [];
         for (let f = 0; f < F; f++) fds.push(await v.open(fp(f), 'r+'));
-        return { v, fds };
+        // With the bricks on one host, each client is also a FUSE mount there: it reads some of its fds'
+        // bytes from the bricks' files itself (local reads).
+        const local = host ? new SimLocalReads(host.name, host.storages) : null;
+        return { v, fds, local };
       }),
     );
 
@@ -301,7 +308,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
 
     // The workload: each client runs its ops one after another.
     const client = async (k: number) => {
-      const { v, fds } = apps[k];
+      const { v, fds, local } = apps[k];
       // At least N operations, and on until the rebalance is over (so migrations meet live I/O).
       for (let i = 0; i < N || (!rebalanceDone && rebalanceRuns < 6 && i < 6 * N); i++) {
         const roll = rng.int(100);
@@ -350,7 +357,8 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
               if (op.token < 0) violations.push(`S1 ${fmt(op)}: size ${op.token + R * REGION} is below the regions`);
             } else {
             const b = Buffer.alloc(REGION);
-            await fds[f].read(b, 0, REGION, region * REGION);
+            if (local && rng.chance(0.5)) await local.read(fds[f], b, REGION, region * REGION);
+            else await fds[f].read(b, 0, REGION, region * REGION);
             op.token = Number(b.toString());
             if (!/^\d{8}$/.test(b.toString())) violations.push(`S1 ${fmt(op)}: read garbage ${JSON.stringify(b.toString())}`);
             }
@@ -477,7 +485,14 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     const list = await vol.readdir('/d');
     if (JSON.stringify(list) !== JSON.stringify(want)) violations.push(`S4 final listing is ${JSON.stringify(list)}, expected ${JSON.stringify(want)}`);
     await vol.close();
-    for (const a of apps) await a.v.close().catch(() => {});
+    for (const a of apps) {
+      if (a.local) {
+        localReads.local += a.local.counts.local;
+        localReads.moved += a.local.counts.moved;
+        a.local.close();
+      }
+      await a.v.close().catch(() => {});
+    }
     checkHistory(ops, powerLosses, violations);
     checkBricks(storages, names, want, violations, drained);
   };
@@ -527,7 +542,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   if (driverError) violations.push(`driver: ${(driverError as Error)?.stack ?? driverError}`);
   if (!finished) violations.push('L1: the run did not finish (deadlock)');
   planted.clear();
-  return { seed: o.seed, migrated, lateMigrations, violations, ops: ops.length, events: w.events, virtualMs: w.now, trace, storages };
+  return { seed: o.seed, migrated, lateMigrations, localReads, violations, ops: ops.length, events: w.events, virtualMs: w.now, trace, storages };
 }
 
 function fmt(op: Op): string {

@@ -230,6 +230,10 @@ export class SimStorage implements Storage {
     const { node } = this.walk(p);
     return node?.xattrs.get(name) ?? null;
   }
+  /** An xattr of the inode open as `h` (the simulator's local readers check the one they read). */
+  fgetxattr(h: number, name: string): Buffer | null {
+    return this.fd(h).n.xattrs.get(name) ?? null;
+  }
   setxattr(p: string, name: string, value: Uint8Array): void {
     this.get(p).xattrs.set(name, Buffer.from(value));
   }

@@ -361,12 +361,13 @@ static void fresh_drop(const struct fuse_file_info *fi) {
 /*
  * A handle whose data file sits on a brick of this host reads it directly: JavaScript opens the very
  * inode the brick serves for the handle (same host, same path, same inode number, the gfid it expects)
- * and gives the descriptor to setLocal(). A read then checks that the file carries no commit record
- * (the migration xattr, which src's brick sets before a commit takes effect and never removes from a
- * committed copy) and answers from the descriptor, without a trip to the JavaScript thread; with a record
- * (or any error) the read goes the usual way, through the brick, which follows the file to its new
- * brick. Data read after a check that found no record is at least as new as what the brick would have
- * answered at the check: writes reach the same inode until the commit, and none after it.
+ * and gives the descriptor to setLocal(). A read (or a getattr by handle) then takes the data from the
+ * descriptor and afterwards checks that the file carries no commit record (the migration xattr, which
+ * src's brick sets before a commit takes effect and never removes from a committed copy), and answers
+ * without a trip to the JavaScript thread; with a record (or any error) the read goes the usual way,
+ * through the brick, which follows the file to its new brick. No record at the check means no commit was
+ * in force when the data was taken, so every write acknowledged before the read began had reached this
+ * inode (docs/MIGRATION.md, "Local reads").
  */
 typedef struct local {
   uint64_t fh;

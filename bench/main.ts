@@ -8,6 +8,7 @@
  *   BENCH_ONLY    (default all)    basic,fuse,rebalance: the parts to run
  *   BENCH_GLUSTER (default on)     0 leaves GlusterFS's FUSE mount out of the FUSE part
  *   BENCH_FUSE_MB, BENCH_FUSE_FILES, BENCH_REBALANCE_FILES, BENCH_REBALANCE_MB: sizes of the other parts
+ *   BENCH_FUSE_ROUNDS (default 3)  rounds of the FUSE part's sequential write and read (the median is reported)
  *   BENCH_PULL    (default on)     0 makes large-file migrations copy through the rebalancer (as between hosts)
  */
 import fs from 'node:fs';
@@ -238,6 +239,7 @@ const FUSE_MB = Number(process.env.BENCH_FUSE_MB ?? 512);
 // The same small-file work as the library part (10,000 files by default).
 const FUSE_FILES = Number(process.env.BENCH_FUSE_FILES ?? FILES);
 const FUSE_SLICES = 4;
+const FUSE_ROUNDS = Number(process.env.BENCH_FUSE_ROUNDS ?? 3);
 
 /** Runs a command; resolves with its wall time in seconds. */
 function runTimed(cmd: string, args: string[]): Promise<number> {
@@ -287,7 +289,7 @@ function glusterPeer(): { dir: string | null; why: string; teardown: () => void 
 
 /**
  * The same sequential and small-file work through a FUSE mount of 3 local bricks (`dhtfs mount`, its own
- * process) and on the local disk: dd with 1 MiB blocks (fsync at the end; reads after dropping caches)
+ * process) and on the local disk: dd with 1 MiB blocks (fsync at the end; reads after dropping caches; the median of BENCH_FUSE_ROUNDS rounds)
  * and 4 KiB files written by this process, 16 at a time.
  */
 async function fuseBench(rows: Row[]): Promise<string[]> {
@@ -320,10 +322,17 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
     const small = Buffer.alloc(4096, 7);
     // The same three pieces of work on the local disk, the dhtfs mount and (if there) the GlusterFS mount.
     const targets = [localDir, mnt, ...(gl.dir ? [gl.dir] : [])];
-    const w = [];
-    const r = [];
-    for (const t of targets) w.push(await ddW(t));
-    for (const t of targets) r.push(await ddR(t));
+    // FUSE_ROUNDS rounds of the sequential write and read, the targets taking turns (each round starts
+    // with the next one); the median of each is reported, as for the library rows.
+    const ws: number[][] = targets.map(() => []);
+    const rs: number[][] = targets.map(() => []);
+    for (let round = 0; round < FUSE_ROUNDS; round++) {
+      const order = targets.map((_, k) => (k + round) % targets.length);
+      for (const k of order) ws[k].push(await ddW(targets[k]));
+      for (const k of order) rs[k].push(await ddR(targets[k]));
+    }
+    const w = ws.map(median);
+    const r = rs.map(median);
     // The files are created in slices, the targets taking turns, so that a change in the machine's
     // speed during the run (a VM's disk, the file system's inode allocation) falls on all of them alike.
     for (const t of targets) fs.mkdirSync(path.join(t, 's'));
@@ -335,8 +344,8 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
         cr[k] += await timed(() => pool(to - from, CONCURRENCY, (i) => fsp.writeFile(path.join(targets[k], 's', `f${from + i}`), small)));
       }
     }
-    rows.push({ work: `FUSE: sequential write ${label} (dd, fsync)`, local: fmtRate(FUSE_MB << 20, w[0]), dhtfs: fmtRate(FUSE_MB << 20, w[1]), ratio: w[0] / w[1], target: 0.5 });
-    rows.push({ work: `FUSE: sequential read ${label} (dd)`, local: fmtRate(FUSE_MB << 20, r[0]), dhtfs: fmtRate(FUSE_MB << 20, r[1]), ratio: r[0] / r[1], target: 0.5 });
+    rows.push({ work: `FUSE: sequential write ${label} (dd, fsync; median of ${FUSE_ROUNDS})`, local: fmtRate(FUSE_MB << 20, w[0]), dhtfs: fmtRate(FUSE_MB << 20, w[1]), ratio: w[0] / w[1], target: 0.5 });
+    rows.push({ work: `FUSE: sequential read ${label} (dd; median of ${FUSE_ROUNDS})`, local: fmtRate(FUSE_MB << 20, r[0]), dhtfs: fmtRate(FUSE_MB << 20, r[1]), ratio: r[0] / r[1], target: 0.5 });
     rows.push({ work: `FUSE: create ${FUSE_FILES} files of 4 KiB`, local: `${(FUSE_FILES / cr[0]).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / cr[1]).toFixed(0)} files/s`, ratio: cr[0] / cr[1] });
     if (gl.dir) {
       // Rows against GlusterFS's FUSE mount: "local disk" column is GlusterFS here; ratio = dhtfs / GlusterFS.

@@ -285,3 +285,43 @@ test('bricks of one host: dst reads the file from src\'s disk and no byte passes
     await v.close();
   }
 });
+
+/** Files of this host the test process holds open, as /proc shows them. */
+function held(): string[] {
+  const out: string[] = [];
+  for (const n of fs.readdirSync('/proc/self/fd')) {
+    try {
+      out.push(fs.readlinkSync(path.join('/proc/self/fd', n)));
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
+test('local reads: a library handle reads its brick\'s file itself, sees other clients\' writes, and follows the file when it migrates', async () => {
+  const f = files[22];
+  const other = await Volume.connect(c.spec);
+  const h = await app1.open(`/${f}`, 'r');
+  const gfid = h.gfid!;
+  const handle = (dir: string) => path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
+  const b = Buffer.alloc(128);
+  const read = async () => b.subarray(0, (await h.read(b, 0, b.length, 0)).bytesRead).toString();
+  assert.equal(await read(), `old-content-of-${f}`.padEnd(64, '.'));
+  // After a read through the brick, the handle opens the brick's own file (brick 0 holds it).
+  for (let i = 0; i < 100 && !held().includes(handle(c.dirs[0])); i++) await sleep(10);
+  assert.ok(held().includes(handle(c.dirs[0])), 'the client holds brick 0\'s data file');
+  await other.writeFile(`/${f}`, 'written by another client');
+  assert.equal(await read(), 'written by another client');
+  // The file migrates to brick 1 and is written there: the handle's next read has the new bytes.
+  assert.equal((await migrateFile(other.client, `/${f}`)).result, 'migrated');
+  await other.writeFile(`/${f}`, 'written on its new brick, longer');
+  assert.equal(await read(), 'written on its new brick, longer');
+  for (let i = 0; i < 100 && !held().includes(handle(c.dirs[1])); i++) await sleep(10);
+  assert.ok(held().includes(handle(c.dirs[1])), 'the client holds brick 1\'s data file now');
+  assert.ok(!held().some((l) => l.startsWith(handle(c.dirs[0]))), 'and no longer the old copy');
+  await h.close();
+  for (let i = 0; i < 100 && held().some((l) => l.includes(gfid)); i++) await sleep(10);
+  assert.ok(!held().some((l) => l.includes(gfid)), 'closing the handle closes the local file');
+  await other.close();
+});

@@ -6,6 +6,7 @@
  * the copied range's write-out to disk begun (sync_file_range WRITE, not waited for);
  * rejects with an Error whose `code` is the errno name (EXDEV, EINVAL, EOPNOTSUPP and ENOSYS, on which
  * the caller copies through memory instead; ENOSPC, EBADF; EIO for the rest), even after a partial copy.
+ * fgetxattr(fd, name): see below (clients' local reads).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/xattr.h>
 
 typedef struct {
   int syncfs; /* syncFs(fd) rather than copyRange */
@@ -129,11 +131,57 @@ static napi_value sync_fs(napi_env env, napi_callback_info info) {
   return queue(env, j, "dhtfs_syncfs");
 }
 
+/*
+ * fgetxattr(fd, name) -> Buffer | null (no such xattr): an xattr of an open file. A client's local reads
+ * check the brick's file they read for a migration's commit record on that very inode (by path, through
+ * /proc/self/fd, @napi-rs/xattr reads the link itself). Throws (code EIO) on any other error.
+ */
+static napi_value fget_xattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd;
+  char name[256];
+  size_t len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], name, sizeof name, &len) != napi_ok || len == 0 || len >= sizeof name - 1) {
+    napi_throw_type_error(env, NULL, "fgetxattr(fd, name)");
+    return NULL;
+  }
+  napi_value out;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    ssize_t size = fgetxattr(fd, name, NULL, 0);
+    if (size < 0 && errno == ENODATA) {
+      napi_get_null(env, &out);
+      return out;
+    }
+    if (size < 0) break;
+    char *buf = malloc(size > 0 ? (size_t)size : 1);
+    if (!buf) break;
+    ssize_t n = fgetxattr(fd, name, buf, (size_t)size);
+    if (n >= 0) {
+      void *data;
+      napi_status st = napi_create_buffer_copy(env, (size_t)n, buf, &data, &out);
+      free(buf);
+      return st == napi_ok ? out : NULL;
+    }
+    free(buf);
+    if (errno == ENODATA) {
+      napi_get_null(env, &out);
+      return out;
+    }
+    if (errno != ERANGE) break; /* ERANGE: it grew meanwhile */
+  }
+  napi_throw_error(env, "EIO", "fgetxattr failed");
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &fn);
   napi_set_named_property(env, exports, "copyRange", fn);
   napi_create_function(env, "syncFs", NAPI_AUTO_LENGTH, sync_fs, NULL, &fn);
   napi_set_named_property(env, exports, "syncFs", fn);
+  napi_create_function(env, "fgetxattr", NAPI_AUTO_LENGTH, fget_xattr, NULL, &fn);
+  napi_set_named_property(env, exports, "fgetxattr", fn);
   return exports;
 }

@@ -68,7 +68,8 @@ export async function mountForeground(name: string, mnt: string, opts: MountOpti
   if (!avail.ok) throw new FsError('ENODEV', `cannot mount: ${avail.why}`);
   const spec = volumeSpec(name);
   const target = path.resolve(mnt);
-  const vol = await Volume.connect(spec);
+  // The addon makes the mount's local reads itself (native/fuse.c), not the library.
+  const vol = await Volume.connect(spec, { localFiles: null });
   let ended!: () => void;
   const done = new Promise<void>((r) => (ended = r));
   const m = new FuseMount(vol, target, {

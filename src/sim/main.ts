@@ -38,14 +38,14 @@ async function main(): Promise<void> {
   let ops = 0;
   let failed = 0;
   let migrated = 0;
-  const local = { local: 0, moved: 0 };
+  const local = { reads: 0, recorded: 0 };
   let firstBad: number | null = null;
   for (let s = o.from; s < o.from + o.seeds; s++) {
     const r = await runSeed({ ...base, seed: s });
     ops += r.ops;
     migrated += r.migrated;
-    local.local += r.localReads.local;
-    local.moved += r.localReads.moved;
+    local.reads += r.localReads.reads;
+    local.recorded += r.localReads.recorded;
     if (r.violations.length) {
       failed++;
       firstBad ??= s;
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
     }
   }
   const secs = (performance.now() - t) / 1000;
-  console.log(`${o.seeds} seeds from ${o.from}: ${failed} with violations${firstBad !== null ? ` (first: seed ${firstBad})` : ''}; ${ops} operations, ${migrated} files migrated under load, ${local.local} local reads (${local.moved} sent to the brick by a commit record), ${(ops / secs).toFixed(0)} simulated operations/s, ${secs.toFixed(1)} s`);
+  console.log(`${o.seeds} seeds from ${o.from}: ${failed} with violations${firstBad !== null ? ` (first: seed ${firstBad})` : ''}; ${ops} operations, ${migrated} files migrated under load, ${local.reads} local reads (${local.recorded} found a commit record and went to the brick), ${(ops / secs).toFixed(0)} simulated operations/s, ${secs.toFixed(1)} s`);
   process.exit(failed ? 1 : 0);
 }
 

@@ -19,7 +19,7 @@ import type { Listener } from '../wire/transport.js';
 import { World } from './world.js';
 import { SimNetwork } from './net.js';
 import { SimStorage } from './storage.js';
-import { SimLocalReads } from './local.js';
+import { simLocalFiles, type LocalCounts } from './local.js';
 
 export interface SimOptions {
   seed: number;
@@ -41,8 +41,8 @@ export interface SimResult {
   /** Files migrated while the workload ran (the most any one run reports), and by the closing runs. */
   migrated: number;
   lateMigrations: number;
-  /** Reads the clients answered from the bricks' files (local reads), and ones a commit record sent to the brick. */
-  localReads: { local: number; moved: number };
+  /** Reads the clients made from the bricks' files (local reads), and the checks that found a commit record. */
+  localReads: LocalCounts;
   violations: string[];
   ops: number;
   events: number;
@@ -144,7 +144,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   let migrated = 0;
   let rebalanceRuns = 0;
   let lateMigrations = 0;
-  const localReads = { local: 0, moved: 0 };
+  const localReads: LocalCounts = { reads: 0, recorded: 0 };
   const models = ownNames.map((ns, k) => new NsModel(k, ns, violations));
   const ownerOf = new Map(ownNames.flatMap((ns, k) => ns.map((n) => [n, k] as const)));
   const allOwn = ownNames.flat();
@@ -182,14 +182,14 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     const clientSpec: VolumeSpec = { ...spec, bricks: before, version: 0, decommissioned: [] }; // clients connected before the change
     const apps = await Promise.all(
       Array.from({ length: C }, async (_, k) => {
-        const v = new Volume(new DhtClient(clientSpec, net.as(`app${k}`), w.clock, w.random, { clientName: `app${k}` }));
+        // With the bricks on one host, the clients are on it too: they read some of their files' bytes
+        // from the bricks' files themselves (local reads).
+        const local = host ? simLocalFiles(host.name, host.storages, () => rng.chance(0.5), localReads) : null;
+        const v = new Volume(new DhtClient(clientSpec, net.as(`app${k}`), w.clock, w.random, { clientName: `app${k}` }), local);
         await v.client.connect();
         const fds: FileHandle[] = [];
         for (let f = 0; f < F; f++) fds.push(await v.open(fp(f), 'r+'));
-        // With the bricks on one host, each client is also a FUSE mount there: it reads some of its fds'
-        // bytes from the bricks' files itself (local reads).
-        const local = host ? new SimLocalReads(host.name, host.storages) : null;
-        return { v, fds, local };
+        return { v, fds };
       }),
     );
 
@@ -308,7 +308,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
 
     // The workload: each client runs its ops one after another.
     const client = async (k: number) => {
-      const { v, fds, local } = apps[k];
+      const { v, fds } = apps[k];
       // At least N operations, and on until the rebalance is over (so migrations meet live I/O).
       for (let i = 0; i < N || (!rebalanceDone && rebalanceRuns < 6 && i < 6 * N); i++) {
         const roll = rng.int(100);
@@ -357,8 +357,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
               if (op.token < 0) violations.push(`S1 ${fmt(op)}: size ${op.token + R * REGION} is below the regions`);
             } else {
             const b = Buffer.alloc(REGION);
-            if (local && rng.chance(0.5)) await local.read(fds[f], b, REGION, region * REGION);
-            else await fds[f].read(b, 0, REGION, region * REGION);
+            await fds[f].read(b, 0, REGION, region * REGION);
             op.token = Number(b.toString());
             if (!/^\d{8}$/.test(b.toString())) violations.push(`S1 ${fmt(op)}: read garbage ${JSON.stringify(b.toString())}`);
             }
@@ -485,14 +484,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     const list = await vol.readdir('/d');
     if (JSON.stringify(list) !== JSON.stringify(want)) violations.push(`S4 final listing is ${JSON.stringify(list)}, expected ${JSON.stringify(want)}`);
     await vol.close();
-    for (const a of apps) {
-      if (a.local) {
-        localReads.local += a.local.counts.local;
-        localReads.moved += a.local.counts.moved;
-        a.local.close();
-      }
-      await a.v.close().catch(() => {});
-    }
+    for (const a of apps) await a.v.close().catch(() => {});
     checkHistory(ops, powerLosses, violations);
     checkBricks(storages, names, want, violations, drained);
   };

@@ -5,8 +5,8 @@ import { statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as xattr from '@napi-rs/xattr';
-import type { DirEntry, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
-import { O_NOFOLLOW } from './storage.js';
+import type { DirEntry, LocalFile, LocalFiles, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
+import { O_NOFOLLOW, O_RDONLY } from './storage.js';
 import { FsError } from '../common/errors.js';
 import { hostId } from '../common/real-env.js';
 
@@ -56,7 +56,7 @@ function secs(t: Timespec): number {
 }
 
 /** native/copy: copy_file_range, when it was built (scripts/setup.sh); null otherwise. */
-let copyAddon: { copyRange(fdIn: number, fdOut: number, offset: number, length: number): Promise<number>; syncFs(fd: number): Promise<number> } | null | undefined;
+let copyAddon: { copyRange(fdIn: number, fdOut: number, offset: number, length: number): Promise<number>; syncFs(fd: number): Promise<number>; fgetxattr?(fd: number, name: string): Buffer | null } | null | undefined;
 function copier(): typeof copyAddon {
   if (copyAddon === undefined) {
     try {
@@ -209,5 +209,62 @@ export class DiskStorage implements Storage {
   statfs(): StatFs {
     const s = statfsSync(this.root);
     return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree };
+  }
+}
+
+/**
+ * Local reads on this host's disks (LocalFiles): the brick's file opened by its path, kept only if it is
+ * the inode the brick named and carries the gfid; its commit record read on the descriptor (native/copy's
+ * fgetxattr), so none without that addon.
+ */
+export const diskLocalFiles: LocalFiles = {
+  async open(src, gfid) {
+    const c = copier();
+    if (!c?.fgetxattr || !src.source || src.source.host !== hostId() || !path.isAbsolute(src.source.root)) return null;
+    const fd = await new Promise<number>((res, rej) => fs.open(path.join(src.source!.root, src.source!.path), O_RDONLY | O_NOFOLLOW, (e, d) => (e ? rej(e) : res(d)))).catch(() => null);
+    if (fd === null) return null;
+    try {
+      const st = fs.fstatSync(fd);
+      const g = c.fgetxattr(fd, src.gfidXattr);
+      if (st.isFile() && st.ino === src.ino && g && g.equals(Buffer.from(gfid.replace(/-/g, ''), 'hex'))) return new DiskLocalFile(fd, src.recordXattr, c.fgetxattr.bind(c));
+    } catch {
+      /* not this file */
+    }
+    fs.close(fd, () => {});
+    return null;
+  },
+};
+
+class DiskLocalFile implements LocalFile {
+  private reading = 0;
+  private closing = false;
+  constructor(
+    private readonly fd: number,
+    private readonly record: string,
+    private readonly fgetxattr: (fd: number, name: string) => Buffer | null,
+  ) {}
+
+  read(into: Uint8Array, length: number, position: number): Promise<number> {
+    if (this.closing) return Promise.reject(new FsError('EBADF', 'local file closed'));
+    this.reading++;
+    return new Promise<number>((res, rej) => fs.read(this.fd, into, 0, length, position, (e, n) => (e ? rej(e) : res(n)))).finally(() => {
+      // The descriptor is closed only once no read uses it: its number could name another file next.
+      if (--this.reading === 0 && this.closing) fs.close(this.fd, () => {});
+    });
+  }
+
+  recorded(): boolean {
+    if (this.closing) return true;
+    try {
+      return this.fgetxattr(this.fd, this.record) !== null;
+    } catch {
+      return true;
+    }
+  }
+
+  close(): void {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.reading === 0) fs.close(this.fd, () => {});
   }
 }

@@ -87,6 +87,26 @@ export interface Storage {
   syncAll?(h: number): Promise<void>;
 }
 
+/**
+ * A client's local reads (docs/MIGRATION.md, "Local reads"): the data file of a handle, read on the
+ * brick's host without the brick, checked after each read for a migration's commit record.
+ */
+export interface LocalFiles {
+  /**
+   * Opens the file a brick named (Brick.fdLocal: host, root, path, the inode its fd reads, the xattr
+   * names), if it is on this host and is that very inode with this gfid; null otherwise.
+   */
+  open(src: { source: (LocalName & { path: string }) | null; ino: number; gfidXattr: string; recordXattr: string }, gfid: string): Promise<LocalFile | null>;
+}
+export interface LocalFile {
+  /** Reads up to `length` bytes at `position` into `into`; resolves to the count. */
+  read(into: Uint8Array, length: number, position: number): Promise<number>;
+  /** Whether the file carries a commit record now (true also when that cannot be told). */
+  recorded(): boolean;
+  /** Closed once the reads in flight are done. */
+  close(): void;
+}
+
 /** A storage as bricks of one host name it: the host's identity and the storage's root there. */
 export interface LocalName {
   host: string;

@@ -10,16 +10,16 @@
  */
 import { createRequire } from 'node:module';
 import { constants as osConstants } from 'node:os';
-import { close, existsSync, fstat, open, readFileSync, writeFileSync } from 'node:fs';
+import { close, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { codeOf } from '../common/errors.js';
 import { gfidToBytes } from '../common/gfid.js';
-import { hostId } from '../common/real-env.js';
+import { openLocalFile } from '../storage/disk.js';
 import type { FileHandle, Volume } from '../api/volume.js';
 import type { Stats } from '../api/stats.js';
 import type { Attr } from '../wire/types.js';
-import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_NOFOLLOW, O_RDONLY, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
 
 interface Native {
   mount(mountpoint: string, options: string[], maxIo: number, handler: Handler, entryTimeout: number): void;
@@ -306,12 +306,10 @@ export class FuseMount {
     try {
       const src = await h.localSource();
       const gfid = h.gfid;
-      if (!src?.source || src.source.host !== hostId() || src.at !== at || !gfid) return;
-      const file = join(src.source.root, src.source.path);
-      fd = await new Promise<number>((res, rej) => open(file, O_RDONLY | O_NOFOLLOW, (e, d) => (e ? rej(e) : res(d))));
-      const st = await new Promise<{ ino: number; mode: number }>((res, rej) => fstat(fd!, (e, s) => (e ? rej(e) : res(s))));
-      // Still the handle's place and the brick's inode, and the handle still open.
-      if (st.ino !== src.ino || (st.mode & S_IFMT) !== S_IFREG || this.handles.get(fh) !== h || h.at() !== at || this.local.get(fh) !== at) return;
+      if (!src || src.at !== at || !gfid) return;
+      fd = await openLocalFile(src, gfid);
+      // Still the handle's place, and the handle still open.
+      if (fd === null || this.handles.get(fh) !== h || h.at() !== at || this.local.get(fh) !== at) return;
       const given = fd;
       fd = null; // the addon's now, even if it refuses it
       this.native.setLocal(fh, given, src.recordXattr, src.gfidXattr, gfidToBytes(gfid), inoOf(gfid, 0));

@@ -213,25 +213,32 @@ export class DiskStorage implements Storage {
 }
 
 /**
- * Local reads on this host's disks (LocalFiles): the brick's file opened by its path, kept only if it is
- * the inode the brick named and carries the gfid; its commit record read on the descriptor (native/copy's
- * fgetxattr), so none without that addon.
+ * Opens, for a client's local reads, the brick's file that Brick.fdLocal named: only on this host, and
+ * only if the descriptor is that very inode (a regular file with the inode number the brick reads, and
+ * the gfid xattr the client expects); null otherwise. The FUSE mount hands the descriptor to its addon.
  */
+export async function openLocalFile(src: Parameters<LocalFiles['open']>[0], gfid: string): Promise<number | null> {
+  const c = copier();
+  if (!c?.fgetxattr || !src.source || src.source.host !== hostId() || !path.isAbsolute(src.source.root)) return null;
+  const fd = await new Promise<number>((res, rej) => fs.open(path.join(src.source!.root, src.source!.path), O_RDONLY | O_NOFOLLOW, (e, d) => (e ? rej(e) : res(d)))).catch(() => null);
+  if (fd === null) return null;
+  try {
+    const st = fs.fstatSync(fd);
+    const g = c.fgetxattr(fd, src.gfidXattr);
+    if (st.isFile() && st.ino === src.ino && g && g.equals(Buffer.from(gfid.replace(/-/g, ''), 'hex'))) return fd;
+  } catch {
+    /* not this file */
+  }
+  fs.close(fd, () => {});
+  return null;
+}
+
+/** Local reads on this host's disks (LocalFiles); the commit record is read with native/copy's fgetxattr. */
 export const diskLocalFiles: LocalFiles = {
   async open(src, gfid) {
+    const fd = await openLocalFile(src, gfid);
     const c = copier();
-    if (!c?.fgetxattr || !src.source || src.source.host !== hostId() || !path.isAbsolute(src.source.root)) return null;
-    const fd = await new Promise<number>((res, rej) => fs.open(path.join(src.source!.root, src.source!.path), O_RDONLY | O_NOFOLLOW, (e, d) => (e ? rej(e) : res(d)))).catch(() => null);
-    if (fd === null) return null;
-    try {
-      const st = fs.fstatSync(fd);
-      const g = c.fgetxattr(fd, src.gfidXattr);
-      if (st.isFile() && st.ino === src.ino && g && g.equals(Buffer.from(gfid.replace(/-/g, ''), 'hex'))) return new DiskLocalFile(fd, src.recordXattr, c.fgetxattr.bind(c));
-    } catch {
-      /* not this file */
-    }
-    fs.close(fd, () => {});
-    return null;
+    return fd === null || !c?.fgetxattr ? null : new DiskLocalFile(fd, src.recordXattr, c.fgetxattr.bind(c));
   },
 };
 

@@ -3,7 +3,7 @@
  * The legacy model must yield the stale-read counterexample; the safe model must pass an exhaustive
  * check; each planted mutation of the safe model must fail it; step names must match the code's.
  */
-import test from 'node:test';
+import test, { after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,6 +13,11 @@ import { PACKAGE_ROOT } from '../src/cli/state.js';
 import { LEGACY_STEPS, SAFE_STEPS } from '../src/rebalance/steps.js';
 
 const MODELS = path.join(PACKAGE_ROOT, 'model');
+/** The checks' scratch directories (the model, pan and its trail), removed at the end. */
+const scratch: string[] = [];
+after(() => {
+  for (const d of scratch) fs.rmSync(d, { recursive: true, force: true });
+});
 
 interface PanResult {
   errors: number;
@@ -24,6 +29,7 @@ interface PanResult {
 /** spin -a, compile the verifier, run it. `bfs` finds the shortest counterexample. */
 function check(model: string, defines: string[] = [], bfs = false): PanResult {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-spin-'));
+  scratch.push(dir);
   fs.copyFileSync(path.join(MODELS, model), path.join(dir, model));
   execFileSync('spin', [...defines.map((d) => `-D${d}`), '-a', model], { cwd: dir });
   execFileSync('gcc', ['-O2', '-w', '-DSAFETY', ...(bfs ? ['-DBFS'] : []), '-o', 'pan', 'pan.c'], { cwd: dir });

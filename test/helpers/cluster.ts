@@ -111,7 +111,8 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
     },
     async stop() {
       for (let i = 0; i < procs.length; i++) await c.kill(i, 'SIGTERM');
-      if (!opts.dirs) fs.rmSync(base, { recursive: true, force: true });
+      // base holds the secret, and the bricks unless the caller gave their folders (those stay its own).
+      fs.rmSync(base, { recursive: true, force: true });
     },
   };
   return c;

@@ -14,7 +14,7 @@ import type { VolumeSpec } from '../dht/spec.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import type { Network } from '../wire/transport.js';
 import type { Attr } from '../wire/types.js';
-import type { LocalFile, LocalFiles } from '../storage/storage.js';
+import type { FdLocal, LocalFile, LocalFiles } from '../storage/storage.js';
 import { diskLocalFiles } from '../storage/disk.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISVTX } from '../storage/storage.js';
 import { Dirent, Stats } from './stats.js';
@@ -85,17 +85,8 @@ async function pipelined(n: number, window: number, fn: (i: number) => Promise<v
   if (failed !== null) throw failed;
 }
 
-/** A brick's answer to fdLocal: where its host keeps the data file of an open fd. */
-export interface LocalSource {
-  /** null when the brick's storage cannot be read by others. */
-  source: { host: string; root: string; path: string } | null;
-  /** The inode the brick reads for the fd. */
-  ino: number;
-  gfidXattr: string;
-  recordXattr: string;
-  /** FileHandle.at() when the brick answered. */
-  at: string;
-}
+/** A brick's answer to fdLocal, with FileHandle.at() when the brick answered. */
+export type LocalSource = FdLocal & { at: string };
 
 /** An open file on a volume (like fs/promises' FileHandle). */
 export class FileHandle {
@@ -338,7 +329,7 @@ export class FileHandle {
    */
   async localSource(): Promise<LocalSource | null> {
     if (this.vol.legacy) return null;
-    const r = await this.call<Omit<LocalSource, 'at'>>('fdLocal', {});
+    const r = await this.call<FdLocal>('fdLocal', {});
     return { ...r, at: this.at() };
   }
 

@@ -36,6 +36,7 @@ import {
   S_IFREG,
   S_ISGID,
   S_ISVTX,
+  type FdLocal,
   type LocalName,
   type Stat,
   type Storage,
@@ -961,13 +962,13 @@ export class Brick implements RequestHandler<Session> {
   }
 
   /**
-   * Where a client on this host can read the data file of an open fd itself (the FUSE mount's local
-   * reads): the host and this storage's root (null when the storage cannot be shared), the file's handle
+   * Where a client on this host can read the data file of an open fd itself (local reads, of library
+   * handles and of the FUSE mount): the host and this storage's root (null when the storage cannot be shared), the file's handle
    * path under it, the inode the fd reads (a client must open that very inode), and the names of the
    * xattrs that carry the file's gfid and a migration's commit record. A client reading on its own must
    * check, after each read, that the file carries no commit record (docs/MIGRATION.md, "Local reads").
    */
-  fdLocal(s: Session, a: Args): { source: (LocalName & { path: string }) | null; ino: number; gfidXattr: string; recordXattr: string } {
+  fdLocal(s: Session, a: Args): FdLocal {
     const f = this.fdOf(s, a);
     if (f.tempRel || !f.gfid) throw new FsError('EINVAL', 'fd is not a file of the volume');
     this.mig.checkRead(f.gfid);

@@ -3,6 +3,6 @@
  * Empty in the product; only the simulator's `--plant` and tests add to it.
  *   read-ignores-moved   src serves reads of a file whose migration committed
  *   track-at-enter       a change is tracked only if a migration was live when it began
- *   local-read-ignores-record   a local read (FUSE mount on a brick's host) does not check for a commit record
+ *   local-read-ignores-record   a library handle's local read does not check for a commit record
  */
 export const planted = new Set<string>();

@@ -5,6 +5,7 @@
  * interleave with migrations, crashes and restarts. Half of the opens are refused, so that reads also go
  * through the bricks.
  */
+import { gfidToBytes } from '../common/gfid.js';
 import type { LocalFile, LocalFiles } from '../storage/storage.js';
 import { O_RDONLY } from '../storage/storage.js';
 import type { SimStorage } from './storage.js';
@@ -29,7 +30,7 @@ export function simLocalFiles(host: string, storages: Map<string, SimStorage>, c
         return null;
       }
       const g = st.fgetxattr(h, src.gfidXattr);
-      if (st.fstat(h).ino !== src.ino || !g || !g.equals(Buffer.from(gfid.replace(/-/g, ''), 'hex'))) {
+      if (st.fstat(h).ino !== src.ino || !g || !g.equals(gfidToBytes(gfid))) {
         st.close(h);
         return null;
       }

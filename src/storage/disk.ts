@@ -5,10 +5,11 @@ import { statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as xattr from '@napi-rs/xattr';
-import type { DirEntry, LocalFile, LocalFiles, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
+import type { DirEntry, FdLocal, LocalFile, LocalFiles, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
 import { O_NOFOLLOW, O_RDONLY } from './storage.js';
 import { FsError } from '../common/errors.js';
 import { hostId } from '../common/real-env.js';
+import { gfidToBytes } from '../common/gfid.js';
 
 const ERRNO_NAMES: Record<number, string> = {
   1: 'EPERM', 2: 'ENOENT', 5: 'EIO', 7: 'E2BIG', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 21: 'EISDIR',
@@ -217,7 +218,7 @@ export class DiskStorage implements Storage {
  * only if the descriptor is that very inode (a regular file with the inode number the brick reads, and
  * the gfid xattr the client expects); null otherwise. The FUSE mount hands the descriptor to its addon.
  */
-export async function openLocalFile(src: Parameters<LocalFiles['open']>[0], gfid: string): Promise<number | null> {
+export async function openLocalFile(src: FdLocal, gfid: string): Promise<number | null> {
   const c = copier();
   if (!c?.fgetxattr || !src.source || src.source.host !== hostId() || !path.isAbsolute(src.source.root)) return null;
   const fd = await new Promise<number>((res, rej) => fs.open(path.join(src.source!.root, src.source!.path), O_RDONLY | O_NOFOLLOW, (e, d) => (e ? rej(e) : res(d)))).catch(() => null);
@@ -225,7 +226,7 @@ export async function openLocalFile(src: Parameters<LocalFiles['open']>[0], gfid
   try {
     const st = fs.fstatSync(fd);
     const g = c.fgetxattr(fd, src.gfidXattr);
-    if (st.isFile() && st.ino === src.ino && g && g.equals(Buffer.from(gfid.replace(/-/g, ''), 'hex'))) return fd;
+    if (st.isFile() && st.ino === src.ino && g && g.equals(gfidToBytes(gfid))) return fd;
   } catch {
     /* not this file */
   }

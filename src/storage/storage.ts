@@ -92,11 +92,18 @@ export interface Storage {
  * brick's host without the brick, checked after each read for a migration's commit record.
  */
 export interface LocalFiles {
-  /**
-   * Opens the file a brick named (Brick.fdLocal: host, root, path, the inode its fd reads, the xattr
-   * names), if it is on this host and is that very inode with this gfid; null otherwise.
-   */
-  open(src: { source: (LocalName & { path: string }) | null; ino: number; gfidXattr: string; recordXattr: string }, gfid: string): Promise<LocalFile | null>;
+  /** Opens the file a brick named, if it is on this host and is that very inode with this gfid; null otherwise. */
+  open(src: FdLocal, gfid: string): Promise<LocalFile | null>;
+}
+/** Brick.fdLocal's answer: where the brick's host keeps the data file of an open fd. */
+export interface FdLocal {
+  /** The host, the storage's root there and the file's path under it; null when it cannot be shared. */
+  source: (LocalName & { path: string }) | null;
+  /** The inode the brick reads for the fd. */
+  ino: number;
+  /** The names of the xattrs that carry the file's gfid and a migration's commit record. */
+  gfidXattr: string;
+  recordXattr: string;
 }
 export interface LocalFile {
   /** Reads up to `length` bytes at `position` into `into`; resolves to the count. */

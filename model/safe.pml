@@ -11,7 +11,8 @@
  * - The migrator can crash at every step and is restarted; its lease can also expire while it runs
  *   (a hung migrator), after which its steps are refused.
  *
- * Checked: S1 (app1's read after app2's write+fsync+notify returns 1, through the brick or as a local read), S3 (dst never becomes data before
+ * Checked: S1 (app1's read after app2's write+fsync+notify returns 1, through the brick or as a local
+ * read; app2 writes through the brick or as a local write), S3 (dst never becomes data before
  * the commit; at the commit the copies are identical), S4 (every lookup finds the file), S2 and S5 at
  * the end (after a final recovery pass: the file holds 1 in one data copy, no leftover state), and no
  * deadlock (held writes are released when the lease goes).
@@ -28,6 +29,10 @@
  *                               (a write in flight when the lease is granted is lost from the copy)
  *   MUT_FREEZE_NO_WAIT          freeze does not wait for writes in flight
  *   MUT_LOCAL_READ_NO_CHECK     a local read (FUSE mount on src's host) does not check for the commit record
+ *   MUT_LEASE_IGNORES_WRITERS   src grants a lease without closing the gate to local writers and waiting
+ *                               for those in flight (a local write then lands untracked during the copy)
+ *   MUT_LOCAL_WRITE_NO_CHECK    a local write does not check for the commit record (it lands on src's
+ *                               inode after the commit, where no one reads it)
  */
 
 #define SRC 1
@@ -67,6 +72,8 @@ bool migrator_done = 0;
 bool expired_once = 0;
 bool fenced = 0;           /* the migrator's last step was refused */
 byte inflight = 0;         /* writes entered at src and not landed yet */
+bool locked = 0;           /* src holds the gate and the writers' lock exclusive (a migration starting or live) */
+byte writers = 0;          /* local writes holding the writers' lock shared */
 
 /* dst's brick: rename the committed temp file over the name. Idempotent. */
 inline install(tok) {
@@ -82,7 +89,7 @@ inline install(tok) {
 inline drop_lease(tok) {
   atomic {
     if
-    :: lease == tok -> lease = 0; mig = M_NONE; dirty = 0
+    :: lease == tok -> lease = 0; mig = M_NONE; dirty = 0; locked = 0
     :: else -> skip
     fi
   }
@@ -194,6 +201,35 @@ inline fd_write(fd, val) {
   fi
 }
 
+/*
+ * A local write (docs/MIGRATION.md, "Local writes"): a writer on src's host writes src's inode itself.
+ * It passes the gate into the writers' lock (shared), which src holds exclusive while a migration starts
+ * or is live; then it checks the inode for the commit record; then the write lands and the lock is let
+ * go. Refused at the gate, or with a record, the write goes through the brick.
+ */
+inline fd_write_local(fd, val) {
+  if
+  :: fd == SRC ->
+       atomic {
+         if
+         :: !locked -> writers++; go = 1
+         :: else -> go = 0
+         fi
+       };
+       if
+       :: go ->
+            if
+#ifndef MUT_LOCAL_WRITE_NO_CHECK
+            :: moved -> atomic { writers-- }; fd_write(fd, val)
+#endif
+            :: else -> atomic { src_data = val; writers-- }
+            fi
+       :: else -> fd_write(fd, val)
+       fi
+  :: else -> fd_write(fd, val)
+  fi
+}
+
 /* fsync acknowledges on the brick the fd is on; a moved file's fsync goes to dst. */
 inline fd_fsync(fd) {
   if
@@ -232,7 +268,10 @@ active proctype app2() {
   bool go;
   bool tracked;
   lookup(fd);
-  fd_write(fd, 1);
+  if
+  :: true -> fd_write(fd, 1)         /* through the brick */
+  :: true -> fd_write_local(fd, 1)   /* or as a FUSE mount on src's host does */
+  fi;
   fd_fsync(fd);
   notified = 1;
   app2_done = 1
@@ -241,7 +280,7 @@ active proctype app2() {
 /* A hung migrator: its lease expires while it still runs (at most once). */
 active proctype lease_expiry() {
   if
-  :: atomic { lease != 0 && !expired_once -> expired_once = 1; lease = 0; mig = M_NONE; dirty = 0 }
+  :: atomic { lease != 0 && !expired_once -> expired_once = 1; lease = 0; mig = M_NONE; dirty = 0; locked = 0 }
   :: skip
   fi
 }
@@ -262,7 +301,13 @@ restart:
   :: else -> skip
   fi;
 step_lease:
+  /* src closes the gate to local writers, waits for those in flight, then grants the lease */
+#ifndef MUT_LEASE_IGNORES_WRITERS
+  atomic { lease == 0 && !locked -> locked = 1 };
+  atomic { writers == 0 -> t = next_token; next_token++; lease = t; mig = M_TRACK; dirty = 0 };
+#else
   atomic { lease == 0 -> t = next_token; next_token++; lease = t; mig = M_TRACK; dirty = 0 };
+#endif
   if :: goto crash :: skip fi;
 step_prepare_dst:
   atomic {
@@ -326,7 +371,7 @@ step_commit:
     :: true ->
 #endif
          assert(tmp_data[t] == src_data);   /* S3: the copies are identical at the commit */
-         moved = 1; moved_token = t; lease = 0; mig = M_NONE
+         moved = 1; moved_token = t; lease = 0; mig = M_NONE; locked = 0
     :: else -> fenced = 1
     fi
   };

@@ -14,28 +14,34 @@ test(`the safe protocol: ${SEEDS} seeds, no violation of S1, S2, S4, S5`, { time
   let ops = 0;
   let migrated = 0;
   let local = 0;
+  let writes = 0;
   let moved = 0;
   const bad: string[] = [];
   for (let s = 1; s <= SEEDS; s++) {
     const r = await runSeed({ seed: s });
     ops += r.ops;
     migrated += r.migrated;
-    local += r.localReads.reads;
-    moved += r.localReads.recorded;
+    local += r.local.reads;
+    writes += r.local.writes;
+    moved += r.local.recorded;
     if (r.violations.length) bad.push(`seed ${s}: ${r.violations[0]} (replay: npm run sim -- --seed ${s} --trace)`);
   }
   const secs = (performance.now() - t) / 1000;
-  console.log(`${SEEDS} seeds: ${ops} operations, ${migrated} files migrated under load, ${local} local reads (${moved} found a commit record and went to the brick), ${(ops / secs).toFixed(0)} simulated operations/s`);
+  console.log(`${SEEDS} seeds: ${ops} operations, ${migrated} files migrated under load, ${local} local reads and ${writes} local writes (${moved} checks found a commit record and went to the brick), ${(ops / secs).toFixed(0)} simulated operations/s`);
   assert.deepEqual(bad, []);
   assert.ok(migrated > SEEDS / 5, `migrations met the workload in enough seeds (${migrated})`);
   // Local reads (the FUSE mount's, on the bricks' host) met committed migrations too.
   assert.ok(local > SEEDS && moved > SEEDS / 50, `local reads: ${local}, sent to the brick by a commit record: ${moved}`);
+  // Local writes too, under the gate and writers' lock that each migration takes.
+  assert.ok(writes > SEEDS, `local writes: ${writes}`);
 });
 
 const catches: [string, Partial<SimOptions>][] = [
   ['the legacy (GlusterFS) protocol', { protocol: 'legacy' }],
   ['a planted bug: src serves reads after the commit', { plant: ['read-ignores-moved'] }],
   ['a planted bug: local reads that do not check for a commit record', { plant: ['local-read-ignores-record'] }],
+  ['a planted bug: src leases a file without shutting out local writers', { plant: ['lease-ignores-local-writers'] }],
+  ['a planted bug: local writes that do not check for a commit record', { plant: ['local-write-ignores-record'] }],
 ];
 for (const [what, opts] of catches) {
   test(`the simulator catches ${what} within ${SEEDS} seeds`, { timeout: 600_000 }, async () => {

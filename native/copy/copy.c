@@ -7,6 +7,7 @@
  * rejects with an Error whose `code` is the errno name (EXDEV, EINVAL, EOPNOTSUPP and ENOSYS, on which
  * the caller copies through memory instead; ENOSPC, EBADF; EIO for the rest), even after a partial copy.
  * fgetxattr(fd, name): see below (clients' local reads).
+ * lock(fd, byte, mode): see below (local writes: the gate and writers' locks).
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -175,8 +176,44 @@ static napi_value fget_xattr(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * lock(fd, byte, mode) -> boolean: an open file description lock (F_OFD_SETLK, never waiting) on one
+ * byte of the file: mode 0 unlocks, 1 locks shared, 2 exclusive. False when another description holds
+ * a conflicting lock. Local writes use byte 0 as the gate and byte 1 as the writers' lock
+ * (docs/MIGRATION.md, "Local writes"); Node's fs has no file locks. Throws (code EIO) on other errors.
+ */
+static napi_value ofd_lock(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd, byte, mode;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &byte) != napi_ok || napi_get_value_int32(env, argv[2], &mode) != napi_ok || byte < 0 || mode < 0 || mode > 2) {
+    napi_throw_type_error(env, NULL, "lock(fd, byte, mode)");
+    return NULL;
+  }
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = mode == 0 ? F_UNLCK : mode == 1 ? F_RDLCK : F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  napi_value out;
+  if (fcntl(fd, F_OFD_SETLK, &fl) == 0) {
+    napi_get_boolean(env, true, &out);
+    return out;
+  }
+  if (errno == EAGAIN || errno == EACCES) {
+    napi_get_boolean(env, false, &out);
+    return out;
+  }
+  napi_throw_error(env, errno == EBADF ? "EBADF" : "EIO", "lock failed");
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
+  napi_create_function(env, "lock", NAPI_AUTO_LENGTH, ofd_lock, NULL, &fn);
+  napi_set_named_property(env, exports, "lock", fn);
   napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &fn);
   napi_set_named_property(env, exports, "copyRange", fn);
   napi_create_function(env, "syncFs", NAPI_AUTO_LENGTH, sync_fs, NULL, &fn);

@@ -16,7 +16,7 @@ import type { Network } from '../wire/transport.js';
 import type { Attr } from '../wire/types.js';
 import type { FdLocal, LocalFile, LocalFiles } from '../storage/storage.js';
 import { diskLocalFiles } from '../storage/disk.js';
-import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISVTX } from '../storage/storage.js';
+import { LOCK_GATE, LOCK_WRITERS, O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISVTX } from '../storage/storage.js';
 import { Dirent, Stats } from './stats.js';
 
 /** Largest piece of one write request; bigger writes are split and pipelined. */
@@ -231,7 +231,7 @@ export class FileHandle {
       const len = Math.min(READ_CHUNK, length - off);
       const dst = buffer.subarray(offset + off, offset + off + len);
       const lf = this.local?.file;
-      if (lf) {
+      if (lf && (this.flags & O_ACCMODE) !== O_WRONLY) {
         // A local read: the brick's file itself, then the check for a commit record (docs/MIGRATION.md).
         const n = await lf.read(dst, len, at + off).catch(() => -1);
         if (n >= 0 && (!lf.recorded() || planted.has('local-read-ignores-record'))) {
@@ -254,30 +254,64 @@ export class FileHandle {
     return { bytesRead: total, buffer };
   }
 
-  /** Local reads: the brick's file of this handle's place (`at`), once opened; null file: not here. */
-  private local: { at: string; file: LocalFile | null } | null = null;
+  /**
+   * Local reads and writes: the brick's file of this handle's place (`at`), once opened (null file: not
+   * here); whether it is open for writing, and how many local writes are in flight (the writers' lock
+   * is held while there are).
+   */
+  private local: { at: string; file: LocalFile | null; writable: boolean; writing: number } | null = null;
 
   /**
-   * After a read through the brick: opens the brick's file for the next reads when it is on this host
-   * (once per place of the handle; a handle that moved opens its new place's file).
+   * After a read or write through the brick: opens the brick's file for the next reads and writes when
+   * it is on this host (once per place of the handle; a handle that moved opens its new place's file).
    */
   private async openLocal(): Promise<void> {
     const lfs = this.vol.localFiles;
-    if (!lfs || this.vol.legacy || this.closed || (this.flags & O_ACCMODE) === O_WRONLY) return;
+    if (!lfs || this.vol.legacy || this.closed) return;
     const at = this.at();
     if (this.local?.at === at) return;
     this.local?.file?.close();
-    const mine: { at: string; file: LocalFile | null } = { at, file: null };
+    // O_APPEND writes go through the brick, which appends each at the end it knows.
+    const writable = (this.flags & O_ACCMODE) !== O_RDONLY && !(this.flags & O_APPEND);
+    const mine: NonNullable<FileHandle['local']> = { at, file: null, writable: false, writing: 0 };
     this.local = mine;
     try {
       const src = await this.localSource();
       const gfid = this.gfid;
       if (!src || src.at !== at || !gfid) return;
-      const f = await lfs.open(src, gfid);
+      const f = await lfs.open(src, gfid, writable);
       if (f && (this.local !== mine || this.closed || this.at() !== at)) f.close();
-      else mine.file = f;
+      else {
+        mine.file = f;
+        mine.writable = writable && src.writers;
+      }
     } catch {
-      /* the reads go through the brick */
+      /* the reads and writes go through the brick */
+    }
+  }
+
+  /**
+   * A local write (docs/MIGRATION.md, "Local writes"): the brick's file itself, written through the
+   * gate (closed from the start of a migration of the file to its end) under the writers' lock held
+   * shared, and only if the file has no commit record. False: the write is to go through the brick.
+   */
+  private async writeLocally(data: Uint8Array, position: number): Promise<boolean> {
+    const l = this.local;
+    const lf = l?.file;
+    if (!l || !lf || !l.writable) return false;
+    if (!lf.lock(LOCK_GATE, 'shared')) return false;
+    const entered = l.writing > 0 || lf.lock(LOCK_WRITERS, 'shared');
+    lf.lock(LOCK_GATE, 'unlock');
+    if (!entered) return false;
+    l.writing++;
+    try {
+      // Taken after the lock: a migration that committed set the record before it let the lock go.
+      if (lf.recorded() && !planted.has('local-write-ignores-record')) return false;
+      return (await lf.write(data, data.length, position)) === data.length;
+    } catch {
+      return false;
+    } finally {
+      if (--l.writing === 0) lf.lock(LOCK_WRITERS, 'unlock');
     }
   }
 
@@ -297,6 +331,10 @@ export class FileHandle {
       this.pos = lastSize;
       return { bytesWritten: len };
     }
+    if (await this.writeLocally(buf.subarray(offset, offset + len), at)) {
+      if (position === null) this.pos += len;
+      return { bytesWritten: len };
+    }
     // A single write of up to IO_CHUNK (a FUSE mount's 1 MiB requests, one at a time) goes in four
     // pieces: the brick writes the first while the others are still on the wire.
     const chunk = len > IO_CHUNK / 2 && len <= IO_CHUNK ? IO_CHUNK / 4 : IO_CHUNK;
@@ -307,6 +345,7 @@ export class FileHandle {
       const r = await this.call<{ written: number }>('write', { offset: at + off, data: piece });
       if (r.written !== piece.length) throw new FsError('EIO', `short write: ${r.written} of ${piece.length}`);
     });
+    void this.openLocal();
     if (position === null) this.pos += len;
     return { bytesWritten: len };
   }

@@ -36,6 +36,8 @@ import {
   S_IFREG,
   S_ISGID,
   S_ISVTX,
+  LOCK_GATE,
+  LOCK_WRITERS,
   type FdLocal,
   type LocalName,
   type Stat,
@@ -51,6 +53,8 @@ export const MIGRATE_DIR = `${HANDLE_DIR}/dhtfs-migrate`;
 /** Where a linkto that replaces a name is made before it is renamed over the name. */
 const RENAME_DIR = `${HANDLE_DIR}/dhtfs-rename`;
 const MAX_LEASE_MS = 10 * 60 * 1000;
+/** How long a lease waits for the local writes of its file in flight to end before giving up (EBUSY). */
+const LOCAL_WRITERS_WAIT_MS = 5000;
 const MAX_NAME = 255;
 const MAX_PATH = 4096;
 const MAX_XATTR_VALUE = 64 * 1024;
@@ -217,7 +221,7 @@ export class Brick implements RequestHandler<Session> {
       topology: `${p}dhtfs.volume`,
       reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
     };
-    this.mig = new SrcMigrations(clock, random, (m) => log('info', m));
+    this.mig = new SrcMigrations(clock, random, (m) => log('info', m), (gfid) => this.unlockWriters(gfid));
     this.ops = {
       migLease: (s, a) => this.migLease(s, a),
       migSource: (_s, a) => this.migSource(a),
@@ -975,7 +979,7 @@ export class Brick implements RequestHandler<Session> {
     const st = this.st.fstat(f.h);
     if (!isReg(st)) throw new FsError('EINVAL', 'fd is not a regular file');
     const name = this.st.localName?.() ?? null;
-    return { source: name ? { ...name, path: handlePath(f.gfid) } : null, ino: st.ino, gfidXattr: this.X.gfid, recordXattr: this.X.migration };
+    return { source: name ? { ...name, path: handlePath(f.gfid) } : null, ino: st.ino, gfidXattr: this.X.gfid, recordXattr: this.X.migration, writers: !!this.st.lock };
   }
 
   /**
@@ -1288,20 +1292,74 @@ export class Brick implements RequestHandler<Session> {
 
   // --- migration (docs/MIGRATION.md): this brick as src ------------------------------------------------
 
-  /** step `lease`: a lease with a token on a regular file, tied to this connection. */
-  migLease(s: Session, a: Args): { token: string; attr: Attr } {
+  /**
+   * step `lease`: a lease with a token on a regular file, tied to this connection. Where clients may
+   * write the file themselves (local writes), src first closes the file's gate and takes its writers'
+   * lock, both held until the commit or the abort: no local write is then in flight or can begin, and
+   * every change goes through this brick, which tracks it (docs/MIGRATION.md, "Local writes").
+   */
+  async migLease(s: Session, a: Args): Promise<{ token: string; attr: Attr }> {
     const rel = this.path(a);
     const gfid = gfidArg(a, 'gfid');
     const dst = str(a, 'dst');
     const leaseMs = int(a, 'leaseMs', 1, MAX_LEASE_MS);
-    const st = this.st.lstat(rel);
-    const at = this.attr(rel, st);
-    if (!isReg(st) || at.linkto !== undefined) throw new FsError('EINVAL', `/${rel} is not a data file`);
-    if (at.gfid !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
-    if (at.moved) throw new FsError(EMOVED, `/${rel} was migrated already`, { ...at.moved });
-    if (at.nlink > 1) throw new FsError('EMLINK', `/${rel} has hard links; they are not migrated`);
-    const token = this.mig.lease(gfid, s.id, dst, '/' + rel, leaseMs);
-    return { token, attr: at };
+    const check = (locked: boolean): Attr => {
+      const st = this.st.lstat(rel);
+      const at = this.attr(rel, st);
+      if (!isReg(st) || at.linkto !== undefined) throw new FsError('EINVAL', `/${rel} is not a data file`);
+      if (at.gfid !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
+      if (at.moved) throw new FsError(EMOVED, `/${rel} was migrated already`, { ...at.moved });
+      if (at.nlink > 1) throw new FsError('EMLINK', `/${rel} has hard links; they are not migrated`);
+      if (this.mig.isActive(gfid) || (!locked && this.writerLocks.has(gfid))) throw new FsError('EBUSY', `file ${gfid} is being migrated`);
+      // The migrator's connection closed while local writes drained: no one would use the lease.
+      if (!this.sessions.has(s.id)) throw new FsError('ENOTCONN', 'the migrator is gone');
+      return at;
+    };
+    check(false);
+    if (this.st.lock && !planted.has('lease-ignores-local-writers')) {
+      this.writerLocks.set(gfid, this.st.open(handlePath(gfid), O_RDWR, 0));
+      try {
+        await this.lockOut(this.writerLocks.get(gfid)!);
+      } catch (e) {
+        this.unlockWriters(gfid);
+        throw e;
+      }
+    }
+    try {
+      const at = check(true); // the file may have changed while local writes drained
+      return { token: this.mig.lease(gfid, s.id, dst, '/' + rel, leaseMs), attr: at };
+    } catch (e) {
+      this.unlockWriters(gfid);
+      throw e;
+    }
+  }
+
+  /** Migrations' holds on files' gate and writers' lock (the handle each is taken through), by gfid. */
+  private writerLocks = new Map<string, number>();
+
+  /** Closes the gate, then waits for local writes in flight to end and takes the writers' lock. */
+  private async lockOut(h: number): Promise<void> {
+    const lock = this.st.lock!.bind(this.st);
+    const deadline = this.clock.now() + LOCAL_WRITERS_WAIT_MS;
+    for (const byte of [LOCK_GATE, LOCK_WRITERS]) {
+      while (!lock(h, byte, 'exclusive')) {
+        if (this.clock.now() >= deadline) throw new FsError('EBUSY', 'local writes of the file did not end');
+        await this.clock.sleep(1);
+      }
+    }
+  }
+
+  /** A migration of the file ended (commit or abort), or never began: local writes may go on. */
+  private unlockWriters(gfid: string): void {
+    const h = this.writerLocks.get(gfid);
+    if (h === undefined) return;
+    this.writerLocks.delete(gfid);
+    try {
+      // Closing the description drops both locks: the writers' one first would be no safer.
+      this.st.close(h);
+    } catch (e) {
+      this.log('warn', `close failed: ${(e as Error).message}`);
+    }
   }
 
   migRenew(a: Args): Record<string, never> {

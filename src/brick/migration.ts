@@ -75,6 +75,8 @@ export class SrcMigrations {
     private readonly clock: Clock,
     private readonly random: Random,
     private readonly log: MigLog,
+    /** A migration of the file ended, committed or aborted (after its record is durable, if committed). */
+    private readonly ended: (gfid: string) => void = () => {},
   ) {}
 
   /** step `lease`: one live migration per file. */
@@ -148,6 +150,7 @@ export class SrcMigrations {
     this.active.delete(gfid);
     const m = { dst: a.dst, token, path: a.path };
     this.moved.set(gfid, m);
+    this.ended(gfid);
     for (const h of a.held.splice(0)) h();
     return m;
   }
@@ -165,6 +168,7 @@ export class SrcMigrations {
     a.timer.cancel();
     this.active.delete(gfid);
     this.log(`migration of ${gfid} aborted: ${why}`);
+    this.ended(gfid);
     for (const h of a.held.splice(0)) h();
     for (const d of a.drained.splice(0)) d();
   }

@@ -4,5 +4,7 @@
  *   read-ignores-moved   src serves reads of a file whose migration committed
  *   track-at-enter       a change is tracked only if a migration was live when it began
  *   local-read-ignores-record   a library handle's local read does not check for a commit record
+ *   lease-ignores-local-writers src leases a file for migration without taking its writers' lock
+ *   local-write-ignores-record  a library handle's local write does not check for a commit record
  */
 export const planted = new Set<string>();

@@ -307,7 +307,7 @@ export class FuseMount {
       const src = await h.localSource();
       const gfid = h.gfid;
       if (!src || src.at !== at || !gfid) return;
-      fd = await openLocalFile(src, gfid);
+      fd = await openLocalFile(src, gfid, false);
       // Still the handle's place, and the handle still open.
       if (fd === null || this.handles.get(fh) !== h || h.at() !== at || this.local.get(fh) !== at) return;
       const given = fd;

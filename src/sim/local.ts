@@ -1,31 +1,34 @@
 /**
- * Local reads on the simulator's disks: the LocalFiles a client on the bricks' host is given (the real
- * one reads this host's disks, storage/disk.ts). FileHandle's own code opens the brick's file, reads it
- * and checks it for a commit record (docs/MIGRATION.md, "Local reads"), so the checker sees those steps
- * interleave with migrations, crashes and restarts. Half of the opens are refused, so that reads also go
+ * Local reads and writes on the simulator's disks: the LocalFiles a client on the bricks' host is given
+ * (the real one uses this host's disks, storage/disk.ts). FileHandle's own code opens the brick's file,
+ * reads it and checks it for a commit record, and writes it under the gate and writers' lock
+ * (docs/MIGRATION.md, "Local reads", "Local writes"), so the checker sees those steps interleave with
+ * migrations, crashes and restarts. Half of the opens are refused, so that reads also go
  * through the bricks.
  */
 import { gfidToBytes } from '../common/gfid.js';
 import type { LocalFile, LocalFiles } from '../storage/storage.js';
-import { O_RDONLY } from '../storage/storage.js';
+import { O_RDONLY, O_RDWR } from '../storage/storage.js';
 import type { SimStorage } from './storage.js';
 
 export interface LocalCounts {
   /** Reads made from a brick's file. */
   reads: number;
+  /** Writes made to a brick's file. */
+  writes: number;
   /** Checks that found a commit record (the read then went through the brick). */
   recorded: number;
 }
 
 export function simLocalFiles(host: string, storages: Map<string, SimStorage>, chance: () => boolean, counts: LocalCounts): LocalFiles {
   return {
-    async open(src, gfid) {
+    async open(src, gfid, writable) {
       if (!src.source || src.source.host !== host || !chance()) return null;
       const st = storages.get(src.source.root);
       if (!st) return null;
       let h: number;
       try {
-        h = st.open(src.source.path, O_RDONLY, 0);
+        h = st.openLocal(src.source.path, writable && src.writers ? O_RDWR : O_RDONLY);
       } catch {
         return null;
       }
@@ -34,7 +37,7 @@ export function simLocalFiles(host: string, storages: Map<string, SimStorage>, c
         st.close(h);
         return null;
       }
-      return new SimLocalFile(st, h, src.recordXattr, counts);
+      return new SimLocalFile(st, h, src.recordXattr, counts, writable && src.writers);
     },
   };
 }
@@ -46,6 +49,7 @@ class SimLocalFile implements LocalFile {
     private readonly h: number,
     private readonly record: string,
     private readonly counts: LocalCounts,
+    private readonly writable: boolean,
   ) {}
 
   async read(into: Uint8Array, length: number, position: number): Promise<number> {
@@ -55,6 +59,23 @@ class SimLocalFile implements LocalFile {
     into.set(data);
     this.counts.reads++;
     return data.length;
+  }
+
+  async write(data: Uint8Array, length: number, position: number): Promise<number> {
+    if (this.closed || !this.writable) throw new Error('not open for writing');
+    const n = await this.st.write(this.h, position, data.subarray(0, length));
+    this.counts.writes++;
+    return n;
+  }
+
+  lock(byte: number, mode: 'unlock' | 'shared' | 'exclusive'): boolean {
+    if (this.closed) return mode === 'unlock';
+    if (!this.writable) return false;
+    try {
+      return this.st.lock(this.h, byte, mode);
+    } catch {
+      return mode === 'unlock'; // gone with a power loss, and its locks with it
+    }
   }
 
   recorded(): boolean {

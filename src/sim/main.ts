@@ -38,14 +38,15 @@ async function main(): Promise<void> {
   let ops = 0;
   let failed = 0;
   let migrated = 0;
-  const local = { reads: 0, recorded: 0 };
+  const local = { reads: 0, writes: 0, recorded: 0 };
   let firstBad: number | null = null;
   for (let s = o.from; s < o.from + o.seeds; s++) {
     const r = await runSeed({ ...base, seed: s });
     ops += r.ops;
     migrated += r.migrated;
-    local.reads += r.localReads.reads;
-    local.recorded += r.localReads.recorded;
+    local.reads += r.local.reads;
+    local.recorded += r.local.recorded;
+    local.writes += r.local.writes;
     if (r.violations.length) {
       failed++;
       firstBad ??= s;
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
     }
   }
   const secs = (performance.now() - t) / 1000;
-  console.log(`${o.seeds} seeds from ${o.from}: ${failed} with violations${firstBad !== null ? ` (first: seed ${firstBad})` : ''}; ${ops} operations, ${migrated} files migrated under load, ${local.reads} local reads (${local.recorded} found a commit record and went to the brick), ${(ops / secs).toFixed(0)} simulated operations/s, ${secs.toFixed(1)} s`);
+  console.log(`${o.seeds} seeds from ${o.from}: ${failed} with violations${firstBad !== null ? ` (first: seed ${firstBad})` : ''}; ${ops} operations, ${migrated} files migrated under load, ${local.reads} local reads and ${local.writes} local writes (${local.recorded} checks found a commit record and went to the brick), ${(ops / secs).toFixed(0)} simulated operations/s, ${secs.toFixed(1)} s`);
   process.exit(failed ? 1 : 0);
 }
 

@@ -41,8 +41,8 @@ export interface SimResult {
   /** Files migrated while the workload ran (the most any one run reports), and by the closing runs. */
   migrated: number;
   lateMigrations: number;
-  /** Reads the clients made from the bricks' files (local reads), and the checks that found a commit record. */
-  localReads: LocalCounts;
+  /** Reads and writes the clients made on the bricks' files themselves (local reads and writes), and the checks that found a commit record. */
+  local: LocalCounts;
   violations: string[];
   ops: number;
   events: number;
@@ -144,7 +144,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   let migrated = 0;
   let rebalanceRuns = 0;
   let lateMigrations = 0;
-  const localReads: LocalCounts = { reads: 0, recorded: 0 };
+  const local: LocalCounts = { reads: 0, writes: 0, recorded: 0 };
   const models = ownNames.map((ns, k) => new NsModel(k, ns, violations));
   const ownerOf = new Map(ownNames.flatMap((ns, k) => ns.map((n) => [n, k] as const)));
   const allOwn = ownNames.flat();
@@ -184,8 +184,8 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       Array.from({ length: C }, async (_, k) => {
         // With the bricks on one host, the clients are on it too: they read some of their files' bytes
         // from the bricks' files themselves (local reads).
-        const local = host ? simLocalFiles(host.name, host.storages, () => rng.chance(0.5), localReads) : null;
-        const v = new Volume(new DhtClient(clientSpec, net.as(`app${k}`), w.clock, w.random, { clientName: `app${k}` }), local);
+        const files = host ? simLocalFiles(host.name, host.storages, () => rng.chance(0.5), local) : null;
+        const v = new Volume(new DhtClient(clientSpec, net.as(`app${k}`), w.clock, w.random, { clientName: `app${k}` }), files);
         await v.client.connect();
         const fds: FileHandle[] = [];
         for (let f = 0; f < F; f++) fds.push(await v.open(fp(f), 'r+'));
@@ -426,6 +426,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
           log(`brick b${i} restarts${power ? ' after a power loss' : ''}`);
           await listeners[i]?.close();
           net.cut(`b${i}`);
+          storages[i].brickExited();
           if (power) {
             storages[i].crash();
             powerLosses.push(w.now);
@@ -534,7 +535,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   if (driverError) violations.push(`driver: ${(driverError as Error)?.stack ?? driverError}`);
   if (!finished) violations.push('L1: the run did not finish (deadlock)');
   planted.clear();
-  return { seed: o.seed, migrated, lateMigrations, localReads, violations, ops: ops.length, events: w.events, virtualMs: w.now, trace, storages };
+  return { seed: o.seed, migrated, lateMigrations, local, violations, ops: ops.length, events: w.events, virtualMs: w.now, trace, storages };
 }
 
 function fmt(op: Op): string {

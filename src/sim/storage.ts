@@ -29,6 +29,10 @@ interface Inode {
 interface Open {
   ino: number;
   flags: number;
+  /** Opened by the brick's process, or by a client's (local reads and writes). */
+  owner: 'brick' | 'client';
+  /** Open file description locks, by byte. */
+  locks: Map<number, 'shared' | 'exclusive'>;
 }
 
 const err = (code: string, m: string) => new FsError(code, m);
@@ -245,7 +249,7 @@ export class SimStorage implements Storage {
     return [...this.get(p).xattrs.keys()];
   }
 
-  open(p: string, flags: number, mode: number): number {
+  open(p: string, flags: number, mode: number, owner: Open['owner'] = 'brick'): number {
     const w = this.walk(p);
     let n = w.node;
     if (!n) {
@@ -261,8 +265,31 @@ export class SimStorage implements Storage {
       if (flags & O_TRUNC) this.resize(n, 0);
     }
     const fd = this.nextFd++;
-    this.fds.set(fd, { ino: n.ino, flags });
+    this.fds.set(fd, { ino: n.ino, flags, owner, locks: new Map() });
     return fd;
+  }
+  /** A client's open of a brick's file (local reads and writes): its locks outlive a brick's restart. */
+  openLocal(p: string, flags: number): number {
+    return this.open(p, flags, 0, 'client');
+  }
+  /** Open file description locks on one byte, never waiting (Storage.lock). */
+  lock(h: number, byte: number, mode: 'unlock' | 'shared' | 'exclusive'): boolean {
+    const { f } = this.fd(h);
+    if (mode === 'unlock') {
+      f.locks.delete(byte);
+      return true;
+    }
+    for (const [k, o] of this.fds) {
+      if (k === h || o.ino !== f.ino) continue;
+      const other = o.locks.get(byte);
+      if (other && (other === 'exclusive' || mode === 'exclusive')) return false;
+    }
+    f.locks.set(byte, mode);
+    return true;
+  }
+  /** The brick's process ended: the kernel drops the locks of its descriptions. */
+  brickExited(): void {
+    for (const f of this.fds.values()) if (f.owner === 'brick') f.locks.clear();
   }
   private fd(h: number): { f: Open; n: Inode } {
     const f = this.fds.get(h);

@@ -5,8 +5,8 @@ import { statfsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as xattr from '@napi-rs/xattr';
-import type { DirEntry, FdLocal, LocalFile, LocalFiles, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
-import { O_NOFOLLOW, O_RDONLY } from './storage.js';
+import type { DirEntry, FdLocal, FileLockMode, LocalFile, LocalFiles, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
+import { O_NOFOLLOW, O_RDONLY, O_RDWR } from './storage.js';
 import { FsError } from '../common/errors.js';
 import { hostId } from '../common/real-env.js';
 import { gfidToBytes } from '../common/gfid.js';
@@ -57,7 +57,15 @@ function secs(t: Timespec): number {
 }
 
 /** native/copy: copy_file_range, when it was built (scripts/setup.sh); null otherwise. */
-let copyAddon: { copyRange(fdIn: number, fdOut: number, offset: number, length: number): Promise<number>; syncFs(fd: number): Promise<number>; fgetxattr?(fd: number, name: string): Buffer | null } | null | undefined;
+let copyAddon:
+  | {
+      copyRange(fdIn: number, fdOut: number, offset: number, length: number): Promise<number>;
+      syncFs(fd: number): Promise<number>;
+      fgetxattr?(fd: number, name: string): Buffer | null;
+      lock?(fd: number, byte: number, mode: number): boolean;
+    }
+  | null
+  | undefined;
 function copier(): typeof copyAddon {
   if (copyAddon === undefined) {
     try {
@@ -71,8 +79,17 @@ function copier(): typeof copyAddon {
   return copyAddon;
 }
 
+const LOCK_MODES: Record<FileLockMode, number> = { unlock: 0, shared: 1, exclusive: 2 };
+
+/** Storage.lock through native/copy (open file description locks); undefined where it was not built. */
+function fileLock(): ((fd: number, byte: number, mode: FileLockMode) => boolean) | undefined {
+  const c = copier();
+  return c?.lock ? (fd, byte, mode) => c.lock!(fd, byte, LOCK_MODES[mode]) : undefined;
+}
+
 export class DiskStorage implements Storage {
   private peers = new Map<string, DiskStorage>();
+  readonly lock = fileLock();
   constructor(readonly root: string) {}
 
   localName(): LocalName | null {
@@ -214,14 +231,16 @@ export class DiskStorage implements Storage {
 }
 
 /**
- * Opens, for a client's local reads, the brick's file that Brick.fdLocal named: only on this host, and
- * only if the descriptor is that very inode (a regular file with the inode number the brick reads, and
- * the gfid xattr the client expects); null otherwise. The FUSE mount hands the descriptor to its addon.
+ * Opens, for a client's local reads and writes, the brick's file that Brick.fdLocal named: only on this
+ * host, and only if the descriptor is that very inode (a regular file with the inode number the brick
+ * reads, and the gfid xattr the client expects); null otherwise. `writable`: read and write (a shared
+ * lock needs a readable descriptor). The FUSE mount hands the descriptor to its addon.
  */
-export async function openLocalFile(src: FdLocal, gfid: string): Promise<number | null> {
+export async function openLocalFile(src: FdLocal, gfid: string, writable: boolean): Promise<number | null> {
   const c = copier();
   if (!c?.fgetxattr || !src.source || src.source.host !== hostId() || !path.isAbsolute(src.source.root)) return null;
-  const fd = await new Promise<number>((res, rej) => fs.open(path.join(src.source!.root, src.source!.path), O_RDONLY | O_NOFOLLOW, (e, d) => (e ? rej(e) : res(d)))).catch(() => null);
+  const flags = (writable ? O_RDWR : O_RDONLY) | O_NOFOLLOW;
+  const fd = await new Promise<number>((res, rej) => fs.open(path.join(src.source!.root, src.source!.path), flags, (e, d) => (e ? rej(e) : res(d)))).catch(() => null);
   if (fd === null) return null;
   try {
     const st = fs.fstatSync(fd);
@@ -234,31 +253,45 @@ export async function openLocalFile(src: FdLocal, gfid: string): Promise<number 
   return null;
 }
 
-/** Local reads on this host's disks (LocalFiles); the commit record is read with native/copy's fgetxattr. */
+/**
+ * Local reads and writes on this host's disks (LocalFiles); the commit record is read with native/copy's
+ * fgetxattr, and its locks are native/copy's too (none where the brick does not take them: no writes).
+ */
 export const diskLocalFiles: LocalFiles = {
-  async open(src, gfid) {
-    const fd = await openLocalFile(src, gfid);
+  async open(src, gfid, writable) {
+    const lock = src.writers && writable ? fileLock() : undefined;
+    const fd = await openLocalFile(src, gfid, !!lock);
     const c = copier();
-    return fd === null || !c?.fgetxattr ? null : new DiskLocalFile(fd, src.recordXattr, c.fgetxattr.bind(c));
+    return fd === null || !c?.fgetxattr ? null : new DiskLocalFile(fd, src.recordXattr, c.fgetxattr.bind(c), lock ?? null);
   },
 };
 
 class DiskLocalFile implements LocalFile {
-  private reading = 0;
+  /** Reads and writes in flight. */
+  private busy = 0;
   private closing = false;
   constructor(
     private readonly fd: number,
     private readonly record: string,
     private readonly fgetxattr: (fd: number, name: string) => Buffer | null,
+    private readonly locker: ((fd: number, byte: number, mode: FileLockMode) => boolean) | null,
   ) {}
 
-  read(into: Uint8Array, length: number, position: number): Promise<number> {
+  private io(run: (done: (e: Error | null, n: number) => void) => void): Promise<number> {
     if (this.closing) return Promise.reject(new FsError('EBADF', 'local file closed'));
-    this.reading++;
-    return new Promise<number>((res, rej) => fs.read(this.fd, into, 0, length, position, (e, n) => (e ? rej(e) : res(n)))).finally(() => {
-      // The descriptor is closed only once no read uses it: its number could name another file next.
-      if (--this.reading === 0 && this.closing) fs.close(this.fd, () => {});
+    this.busy++;
+    return new Promise<number>((res, rej) => run((e, n) => (e ? rej(e) : res(n)))).finally(() => {
+      // The descriptor is closed only once nothing uses it: its number could name another file next.
+      if (--this.busy === 0 && this.closing) fs.close(this.fd, () => {});
     });
+  }
+
+  read(into: Uint8Array, length: number, position: number): Promise<number> {
+    return this.io((done) => fs.read(this.fd, into, 0, length, position, done));
+  }
+
+  write(data: Uint8Array, length: number, position: number): Promise<number> {
+    return this.io((done) => fs.write(this.fd, data, 0, length, position, done));
   }
 
   recorded(): boolean {
@@ -270,9 +303,20 @@ class DiskLocalFile implements LocalFile {
     }
   }
 
+  lock(byte: number, mode: FileLockMode): boolean {
+    // Once closed, the descriptor's locks are gone with it (and its number may name another file).
+    if (this.closing && this.busy === 0) return mode === 'unlock';
+    if (!this.locker || (this.closing && mode !== 'unlock')) return false;
+    try {
+      return this.locker(this.fd, byte, mode);
+    } catch {
+      return false;
+    }
+  }
+
   close(): void {
     if (this.closing) return;
     this.closing = true;
-    if (this.reading === 0) fs.close(this.fd, () => {});
+    if (this.busy === 0) fs.close(this.fd, () => {});
   }
 }

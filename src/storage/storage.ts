@@ -85,15 +85,33 @@ export interface Storage {
   copyRange?(peer: Storage, from: number, h: number, offset: number, length: number): Promise<number>;
   /** Optional: makes everything written to this storage's file system durable (syncfs), through `h`. */
   syncAll?(h: number): Promise<void>;
+  /**
+   * Optional: an open file description lock on one byte of the file open as `h`, never waiting: false
+   * when another description holds a conflicting lock. Migrations take the gate and the writers' lock of
+   * a file with it (LOCK_GATE, LOCK_WRITERS); without it, clients get no local writes.
+   */
+  lock?(h: number, byte: number, mode: FileLockMode): boolean;
 }
+
+/**
+ * Local writes (docs/MIGRATION.md, "Local writes"): a client writing a brick's file itself holds byte 1
+ * of it (the writers' lock) shared, having passed byte 0 (the gate) shared; src holds both exclusive
+ * from a migration's lease to its commit or abort.
+ */
+export const LOCK_GATE = 0;
+export const LOCK_WRITERS = 1;
+export type FileLockMode = 'unlock' | 'shared' | 'exclusive';
 
 /**
  * A client's local reads (docs/MIGRATION.md, "Local reads"): the data file of a handle, read on the
  * brick's host without the brick, checked after each read for a migration's commit record.
  */
 export interface LocalFiles {
-  /** Opens the file a brick named, if it is on this host and is that very inode with this gfid; null otherwise. */
-  open(src: FdLocal, gfid: string): Promise<LocalFile | null>;
+  /**
+   * Opens the file a brick named, if it is on this host and is that very inode with this gfid; null
+   * otherwise. `writable`: for local writes too (read and write).
+   */
+  open(src: FdLocal, gfid: string, writable: boolean): Promise<LocalFile | null>;
 }
 /** Brick.fdLocal's answer: where the brick's host keeps the data file of an open fd. */
 export interface FdLocal {
@@ -104,12 +122,18 @@ export interface FdLocal {
   /** The names of the xattrs that carry the file's gfid and a migration's commit record. */
   gfidXattr: string;
   recordXattr: string;
+  /** Whether src takes the file's gate and writers' lock for each migration, so that a client may write it itself. */
+  writers: boolean;
 }
 export interface LocalFile {
   /** Reads up to `length` bytes at `position` into `into`; resolves to the count. */
   read(into: Uint8Array, length: number, position: number): Promise<number>;
+  /** Writes `length` bytes of `data` at `position`; resolves to the count written. */
+  write(data: Uint8Array, length: number, position: number): Promise<number>;
   /** Whether the file carries a commit record now (true also when that cannot be told). */
   recorded(): boolean;
+  /** A lock on byte LOCK_GATE or LOCK_WRITERS of the file, as Storage.lock (false: held elsewhere, or no locks here). */
+  lock(byte: number, mode: FileLockMode): boolean;
   /** Closed once the reads in flight are done. */
   close(): void;
 }

@@ -7,9 +7,9 @@
  * thread waits on the request's semaphore until JavaScript answers with `reply()`; the native thread then
  * answers the kernel (a release, which the kernel does not wait for, is answered at once and handed over
  * all the same). The event loop stays free: many requests can be in flight. Read and write buffers reach
- * JavaScript as external Buffers (no copy). Handles given a local descriptor (see "local reads") have
- * their reads and getattrs answered here, on the native threads, without JavaScript. The addon sets
- * max_read itself (a spliced reply must fit a pipe).
+ * JavaScript as external Buffers (no copy). Handles given a local descriptor (see "local reads and
+ * writes") have their reads, writes and getattrs answered here, on the native threads, without
+ * JavaScript. The addon sets max_read itself (a spliced reply must fit a pipe).
  *
  * Attribute caching is per inode: a directory's attributes are kept by the kernel as long as names
  * (entryTimeout; a migration never changes a directory), a file's never (a migration, or another client,
@@ -356,38 +356,50 @@ static void fresh_drop(const struct fuse_file_info *fi) {
   pthread_mutex_unlock(&fresh_lock);
 }
 
-/* --- local reads -------------------------------------------------------------------------------------- */
+/* --- local reads and writes --------------------------------------------------------------------------- */
 
 /*
- * A handle whose data file sits on a brick of this host reads it directly: JavaScript opens the very
- * inode the brick serves for the handle (same host, same path, same inode number, the gfid it expects)
- * and gives the descriptor to setLocal(). A read (or a getattr by handle) then takes the data from the
- * descriptor and afterwards checks that the file carries no commit record (the migration xattr, which
- * src's brick sets before a commit takes effect and never removes from a committed copy), and answers
- * without a trip to the JavaScript thread; with a record (or any error) the read goes the usual way,
- * through the brick, which follows the file to its new brick. No record at the check means no commit was
- * in force when the data was taken, so every write acknowledged before the read began had reached this
- * inode (docs/MIGRATION.md, "Local reads").
+ * A handle whose data file sits on a brick of this host reads and writes it directly: JavaScript opens
+ * the very inode the brick serves for the handle (same host, same path, same inode number, the gfid it
+ * expects) and gives the descriptor to setLocal(). A read (or a getattr by handle) then takes the data
+ * from the descriptor and afterwards checks that the file carries no commit record (the migration xattr,
+ * which src's brick sets before a commit takes effect and never removes from a committed copy), and
+ * answers without a trip to the JavaScript thread; with a record (or any error) the read goes the usual
+ * way, through the brick, which follows the file to its new brick. No record at the check means no commit
+ * was in force when the data was taken, so every write acknowledged before the read began had reached
+ * this inode (docs/MIGRATION.md, "Local reads").
+ *
+ * A write (on a handle given a writable descriptor) passes the file's gate into its writers' lock: open
+ * file description locks, shared, on bytes 0 and 1, which src's brick holds exclusive from the start of a
+ * migration of the file to its commit or abort. Holding the writers' lock, it checks for the commit
+ * record, writes, and lets the lock go; refused at the gate or the lock, or with a record, the write goes
+ * through the brick (docs/MIGRATION.md, "Local writes").
  */
 typedef struct local {
   uint64_t fh;
   int fd;
-  int refs;            /* reads using fd now */
+  int refs;            /* reads and writes using fd now */
   uint64_t ino;        /* the inode number the kernel knows the file by */
-  int gone;            /* replaced or released: closed when the last read is done */
+  int gone;            /* replaced or released: closed when the last read or write is done */
+  int writable;        /* local writes allowed */
+  int writing;         /* local writes holding the writers' lock (under wmu) */
+  pthread_mutex_t wmu;
   char *record;        /* the commit record's xattr name */
   struct local *next;
 } local_t;
 #define LOCAL_SLOTS 1024
+#define LOCK_GATE 0
+#define LOCK_WRITERS 1
 static local_t *locals[LOCAL_SLOTS];
 static pthread_mutex_t locals_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void local_free_locked(local_t *e) {
   close(e->fd);
+  pthread_mutex_destroy(&e->wmu);
   free(e->record);
   free(e);
 }
-/* Unlinks fh's entry; it is freed now, or by the last read using it. */
+/* Unlinks fh's entry; it is freed now, or by the last read or write using it. */
 static void local_drop_locked(uint64_t fh) {
   for (local_t **pp = &locals[fh % LOCAL_SLOTS]; *pp; pp = &(*pp)->next) {
     local_t *e = *pp;
@@ -418,6 +430,33 @@ static void local_put(local_t *e) {
   pthread_mutex_lock(&locals_lock);
   if (--e->refs == 0 && e->gone) local_free_locked(e);
   pthread_mutex_unlock(&locals_lock);
+}
+/* An open file description lock on one byte, never waiting: 1 when taken (or let go). */
+static int byte_lock(int fd, int byte, short type) {
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = type;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  return fcntl(fd, F_OFD_SETLK, &fl) == 0;
+}
+/* Through the gate into the writers' lock (held while any local write of e is in flight); 0: shut out. */
+static int local_enter(local_t *e) {
+  pthread_mutex_lock(&e->wmu);
+  int in = byte_lock(e->fd, LOCK_GATE, F_RDLCK);
+  if (in) {
+    in = e->writing > 0 || byte_lock(e->fd, LOCK_WRITERS, F_RDLCK);
+    if (in) e->writing++;
+    byte_lock(e->fd, LOCK_GATE, F_UNLCK);
+  }
+  pthread_mutex_unlock(&e->wmu);
+  return in;
+}
+static void local_leave(local_t *e) {
+  pthread_mutex_lock(&e->wmu);
+  if (--e->writing == 0) byte_lock(e->fd, LOCK_WRITERS, F_UNLCK);
+  pthread_mutex_unlock(&e->wmu);
 }
 /* Whether the file of e carries no commit record (checked after the data or attributes were taken). */
 static int local_unmoved(local_t *e) {
@@ -503,6 +542,30 @@ static int local_read(fuse_req_t fr, uint64_t fh, size_t size, off_t off) {
     fuse_reply_data(fr, &bv, 0);
   } else if (done) fuse_reply_buf(fr, r->buf, (size_t)got);
   if (piped) reader_drain(r);
+  return done;
+}
+/* Answers a write with fh's local descriptor; 0 when it cannot (not writable, shut out, a commit record, an error). */
+static int local_write(fuse_req_t fr, uint64_t fh, const char *buf, size_t size, off_t off) {
+  local_t *e = local_take(fh);
+  if (!e) return 0;
+  int done = 0;
+  if (e->writable && local_enter(e)) {
+    /* After the lock: a migration that committed set the record before it let the lock go. */
+    if (local_unmoved(e)) {
+      size_t put = 0;
+      while (put < size) {
+        ssize_t n = pwrite(e->fd, buf + put, size - put, off + (off_t)put);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        put += (size_t)n;
+      }
+      /* Short of that (a full disk, say), the write goes through the brick, which tells the error. */
+      done = put == size;
+    }
+    local_leave(e);
+  }
+  local_put(e);
+  if (done) fuse_reply_write(fr, size);
   return done;
 }
 /* A getattr by handle from fh's local descriptor, as the brick's fstat gives it; 0 when it cannot. */
@@ -861,6 +924,7 @@ static void ll_read(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struc
 static void ll_write(fuse_req_t fr, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
   (void)ino;
   fresh_drop(fi);
+  if (local_write(fr, fi->fh, buf, size, off)) return;
   req_t *r = new_req(fr, OP_WRITE, 0);
   if (!r) return;
   r->buf = (char *)buf; /* libfuse's, valid while this thread waits */
@@ -1200,40 +1264,33 @@ static napi_value js_drop_dir(napi_env env, napi_callback_info info) {
 }
 
 /*
- * setLocal(fh, fd, record, gfidName, gfid): reads of handle fh are answered from descriptor fd (this addon
- * owns it from now on) while the file has no xattr `record`; fd must carry xattr gfidName = gfid (which
- * also proves this process can read that namespace), or it is closed and false returned.
- * setLocal(fh) drops what was set for fh.
+ * setLocal(fh, fd, record, ino, writable): reads of handle fh are answered from descriptor fd (this addon
+ * owns it from now on) while the file has no xattr `record`, and so are its writes if `writable`; the
+ * caller has checked that fd is the handle's file (storage/disk.ts, openLocalFile). `ino` is the inode
+ * number the kernel knows the file by. setLocal(fh) drops what was set for fh.
  */
 static napi_value js_set_local(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   double fhd = 0, fdd = -1, inod = 0;
+  bool writable = false;
   if (argc < 1) return NULL;
   CHECK(napi_get_value_double(env, argv[0], &fhd));
   uint64_t fh = (uint64_t)fhd;
   napi_value ok;
   napi_get_boolean(env, false, &ok);
-  if (argc < 6) {
+  if (argc < 5) {
     local_drop(fh);
     return ok;
   }
   CHECK(napi_get_value_double(env, argv[1], &fdd));
-  CHECK(napi_get_value_double(env, argv[5], &inod));
+  CHECK(napi_get_value_double(env, argv[3], &inod));
+  CHECK(napi_get_value_bool(env, argv[4], &writable));
   int fd = (int)fdd;
-  char record[256], gname[256];
+  char record[256];
   size_t len = 0;
-  void *want = NULL;
-  size_t want_len = 0;
-  int good = napi_get_value_string_utf8(env, argv[2], record, sizeof record, &len) == napi_ok && len > 0 && len < sizeof record - 1 &&
-             napi_get_value_string_utf8(env, argv[3], gname, sizeof gname, &len) == napi_ok && len > 0 && len < sizeof gname - 1 &&
-             napi_get_buffer_info(env, argv[4], &want, &want_len) == napi_ok && want_len > 0 && want_len <= 64;
-  char have[64];
-  if (good) {
-    ssize_t n = fgetxattr(fd, gname, have, sizeof have);
-    good = n == (ssize_t)want_len && memcmp(have, want, want_len) == 0;
-  }
+  int good = napi_get_value_string_utf8(env, argv[2], record, sizeof record, &len) == napi_ok && len > 0 && len < sizeof record - 1;
   local_t *e = good ? calloc(1, sizeof *e) : NULL;
   if (e) e->record = strdup(record);
   if (!e || !e->record) {
@@ -1244,6 +1301,8 @@ static napi_value js_set_local(napi_env env, napi_callback_info info) {
   e->fh = fh;
   e->fd = fd;
   e->ino = (uint64_t)inod;
+  e->writable = writable;
+  pthread_mutex_init(&e->wmu, NULL);
   pthread_mutex_lock(&locals_lock);
   local_drop_locked(fh);
   e->next = locals[fh % LOCAL_SLOTS];

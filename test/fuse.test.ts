@@ -473,6 +473,96 @@ test('local reads: a reader on the mount reads its brick\'s file itself, and fol
   }
 });
 
+/** The access modes (O_RDONLY, O_WRONLY or O_RDWR) of the mount process's descriptors of `file`. */
+function mountModes(file: string): number[] {
+  const dir = `/proc/${daemon!.pid}/fd`;
+  const out: number[] = [];
+  for (const n of fs.readdirSync(dir)) {
+    try {
+      if (fs.readlinkSync(path.join(dir, n)) !== file) continue;
+      const flags = /flags:\s*([0-7]+)/.exec(fs.readFileSync(`/proc/${daemon!.pid}/fdinfo/${n}`, 'utf8'))![1];
+      out.push(parseInt(flags, 8) & 3);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
+/** A child process that writes through the mount as `script` says, told to go on by lines on stdin. */
+function writer(script: string, file: string): { proc: ChildProcess; said: (what: string) => Promise<void> } {
+  const proc = spawn(process.execPath, ['-e', script, file], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  const waiting: [string, () => void][] = [];
+  proc.stdout!.on('data', (d) => {
+    out += String(d);
+    for (const [w, r] of waiting) if (out.includes(w)) r();
+  });
+  const ended = new Promise<never>((_, reject) => proc.once('exit', (code) => reject(new Error(`the writer ended (${code}) before it said so; it said: ${out}`))));
+  ended.catch(() => {});
+  return { proc, said: (what) => Promise.race([new Promise<void>((r) => (out.includes(what) ? r() : waiting.push([what, r]))), ended]) };
+}
+
+test('local writes: a writer on the mount writes its brick\'s file itself, even with the brick stopped, and follows the file when it migrates', { skip }, async () => {
+  const other = await Volume.connect(c.spec);
+  const pieces = 16;
+  const piece = 64 * 1024;
+  // Writes `pieces` pieces of 64 KiB of 'w' after 4 KiB of a first write, once told to on stdin.
+  const burst = `const fs = require('fs'); const fd = fs.openSync(process.argv[1], 'r+'); fs.writeSync(fd, 'first', 0);
+    console.log('ready'); process.stdin.once('data', () => { for (let i = 0; i < ${pieces}; i++) fs.writeSync(fd, Buffer.alloc(${piece}, 'w'), 0, ${piece}, 4096 + i * ${piece}); console.log('done'); fs.closeSync(fd); process.exit(0); });`;
+  try {
+    fs.mkdirSync(m('lw'));
+    fs.writeFileSync(m('lw/f'), 'x');
+    const src = c.dirs.findIndex((d) => fs.existsSync(path.join(d, 'lw/f')));
+    const gfid = (await other.stat('/lw/f')).gfid!;
+    const handle = (dir: string) => path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
+    // The first write goes through the brick; the mount then opens the brick's own file, for writing.
+    const w = writer(burst, m('lw/f'));
+    await w.said('ready');
+    await until('the mount holds the brick\'s data file open for writing', () => mountModes(handle(c.dirs[src])).includes(2));
+    // With the brick's process stopped, the writes still complete: the mount makes them itself (an fsync
+    // would wait for the brick, which makes the file durable).
+    c.procs[src]!.kill('SIGSTOP');
+    try {
+      w.proc.stdin!.write('go\n');
+      const t = setTimeout(() => w.proc.kill(), 20_000);
+      try {
+        await w.said('done');
+      } finally {
+        clearTimeout(t);
+      }
+    } finally {
+      c.procs[src]!.kill('SIGCONT');
+    }
+    if (w.proc.exitCode === null) await once(w.proc, 'exit');
+    const onDisk = fs.readFileSync(path.join(c.dirs[src], 'lw/f'));
+    assert.equal(onDisk.length, 4096 + pieces * piece);
+    assert.equal(onDisk.subarray(0, 5).toString(), 'first');
+    assert.ok(onDisk.subarray(4096).equals(Buffer.alloc(pieces * piece, 'w')));
+
+    // A writer keeps writing lines while the file migrates, and then on its new brick: every line is there.
+    const lines = 400;
+    const keep = `const fs = require('fs'); const fd = fs.openSync(process.argv[1], 'r+'); fs.ftruncateSync(fd, 0);
+      let i = 0; const next = () => { if (i === ${lines}) { fs.closeSync(fd); console.log('done'); return; } fs.writeSync(fd, 'line ' + String(i).padStart(4, '0') + '\\n', i * 10); i++; if (i === 50) console.log('writing'); setTimeout(next, 2); }; next();`;
+    const k = writer(keep, m('lw/f'));
+    await k.said('writing');
+    rotateLayout(c.dirs, c.spec.bricks.map((x) => x.name), '/lw');
+    const migrator = await Volume.connect(c.spec);
+    assert.equal((await migrateFile(migrator.client, '/lw/f')).result, 'migrated');
+    await migrator.close();
+    const dst = c.dirs.findIndex((d) => fs.existsSync(path.join(d, 'lw/f')) && fs.statSync(path.join(d, 'lw/f')).size > 0);
+    assert.notEqual(dst, src);
+    await k.said('done');
+    if (k.proc.exitCode === null) await once(k.proc, 'exit');
+    const want = Array.from({ length: lines }, (_, i) => `line ${String(i).padStart(4, '0')}`).join('\n') + '\n';
+    assert.equal(fs.readFileSync(m('lw/f'), 'utf8'), want);
+    assert.equal(fs.readFileSync(path.join(c.dirs[dst], 'lw/f'), 'utf8'), want);
+    fs.rmSync(m('lw'), { recursive: true });
+  } finally {
+    await other.close();
+  }
+});
+
 test('rebalance while a program keeps a file open on the mount and writes to it', { skip }, async () => {
   // Many files, so that some move to the new brick; one of them held open by a writing process.
   fs.mkdirSync(m('w'));

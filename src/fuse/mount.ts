@@ -14,12 +14,11 @@ import { close, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { codeOf } from '../common/errors.js';
-import { gfidToBytes } from '../common/gfid.js';
 import { openLocalFile } from '../storage/disk.js';
 import type { FileHandle, Volume } from '../api/volume.js';
 import type { Stats } from '../api/stats.js';
 import type { Attr } from '../wire/types.js';
-import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
 
 interface Native {
   mount(mountpoint: string, options: string[], maxIo: number, handler: Handler, entryTimeout: number): void;
@@ -30,11 +29,11 @@ interface Native {
   /** Drops what keepDir kept for `path`, or everything. */
   dropDir(path?: string): void;
   /**
-   * Reads and getattrs of handle `fh` are answered from descriptor `fd` (the addon owns it from now on)
-   * while the file carries no xattr `record`, with `ino` for its inode number; false (and fd closed) if fd
-   * does not carry xattr `gfidXattr` = `gfid`. setLocal(fh) drops it.
+   * Reads and getattrs of handle `fh`, and its writes if `writable`, are answered from descriptor `fd`
+   * (the addon owns it from now on; openLocalFile checked it is the handle's file) while the file carries
+   * no xattr `record`, with `ino` for its inode number. setLocal(fh) drops it.
    */
-  setLocal(fh: number, fd?: number, record?: string, gfidXattr?: string, gfid?: Buffer, ino?: number): boolean;
+  setLocal(fh: number, fd?: number, record?: string, ino?: number, writable?: boolean): boolean;
 }
 type Handler = (req: unknown, op: string, path: string | null, path2: string | null, nums: number[], buf: Buffer | null) => void;
 
@@ -290,14 +289,16 @@ export class FuseMount {
   }
 
   /**
-   * Local reads. A read the addon sent here was not answered locally: the handle has no local descriptor
-   * yet, or the file carries a commit record (it migrated, and the read above followed it). When the brick
-   * the handle is on now shares this host's files, the addon is given a descriptor of the very inode that
-   * brick reads, and answers the handle's next reads and getattrs from it itself while the file carries no
-   * commit record (native/fuse.c; why this is safe: docs/MIGRATION.md, "Local reads"). Once per place the
-   * handle is at; every failure just leaves the reads going through the brick.
+   * Local reads and writes. A read or write the addon sent here was not answered locally: the handle has
+   * no local descriptor yet, or the file carries a commit record (it migrated, and the call above followed
+   * it), or a migration of the file is starting or live (writes). When the brick the handle is on now
+   * shares this host's files, the addon is given a descriptor of the very inode that brick serves, and
+   * answers the handle's next reads, getattrs and (for a handle open for writing, not appending, on a
+   * brick that shuts local writers out of its migrations) writes from it itself (native/fuse.c; why this
+   * is safe: docs/MIGRATION.md, "Local reads", "Local writes"). Once per place the handle is at; every
+   * failure just leaves the calls going through the brick.
    */
-  private async readLocally(fh: number, h: FileHandle): Promise<void> {
+  private async goLocal(fh: number, h: FileHandle): Promise<void> {
     const at = h.at();
     if (this.local.get(fh) === at) return;
     this.local.set(fh, at);
@@ -307,14 +308,15 @@ export class FuseMount {
       const src = await h.localSource();
       const gfid = h.gfid;
       if (!src || src.at !== at || !gfid) return;
-      fd = await openLocalFile(src, gfid, false);
+      const writable = src.writers && (h.flags & O_ACCMODE) !== O_RDONLY && !(h.flags & O_APPEND);
+      fd = await openLocalFile(src, gfid, writable);
       // Still the handle's place, and the handle still open.
       if (fd === null || this.handles.get(fh) !== h || h.at() !== at || this.local.get(fh) !== at) return;
       const given = fd;
       fd = null; // the addon's now, even if it refuses it
-      this.native.setLocal(fh, given, src.recordXattr, src.gfidXattr, gfidToBytes(gfid), inoOf(gfid, 0));
+      this.native.setLocal(fh, given, src.recordXattr, inoOf(gfid, 0), writable);
     } catch {
-      /* the reads go through the brick */
+      /* the calls go through the brick */
     } finally {
       if (fd !== null) close(fd, () => {});
     }
@@ -400,11 +402,13 @@ export class FuseMount {
       case 'read': {
         const h = this.fh(n[0]);
         const { bytesRead } = await h.read(buf!, 0, buf!.length, n[1]);
-        void this.readLocally(n[0], h);
+        void this.goLocal(n[0], h);
         return { result: bytesRead };
       }
       case 'write': {
-        const { bytesWritten } = await this.fh(n[0]).write(buf!, 0, buf!.length, n[1]);
+        const h = this.fh(n[0]);
+        const { bytesWritten } = await h.write(buf!, 0, buf!.length, n[1]);
+        void this.goLocal(n[0], h);
         return { result: bytesWritten };
       }
       case 'statfs': {

@@ -508,7 +508,7 @@ test('local writes: a writer on the mount writes its brick\'s file itself, even 
   const pieces = 16;
   const piece = 64 * 1024;
   // Writes `pieces` pieces of 64 KiB of 'w' after 4 KiB of a first write, once told to on stdin.
-  const burst = `const fs = require('fs'); const fd = fs.openSync(process.argv[1], 'r+'); fs.writeSync(fd, 'first', 0);
+  const burst = `const fs = require('fs'); const fd = fs.openSync(process.argv[1], 'r+'); fs.writeSync(fd, 'first', 0); fs.writeSync(fd, ' and second', 5);
     console.log('ready'); process.stdin.once('data', () => { for (let i = 0; i < ${pieces}; i++) fs.writeSync(fd, Buffer.alloc(${piece}, 'w'), 0, ${piece}, 4096 + i * ${piece}); console.log('done'); fs.closeSync(fd); process.exit(0); });`;
   try {
     fs.mkdirSync(m('lw'));
@@ -516,7 +516,7 @@ test('local writes: a writer on the mount writes its brick\'s file itself, even 
     const src = c.dirs.findIndex((d) => fs.existsSync(path.join(d, 'lw/f')));
     const gfid = (await other.stat('/lw/f')).gfid!;
     const handle = (dir: string) => path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
-    // The first write goes through the brick; the mount then opens the brick's own file, for writing.
+    // The first writes go through the brick; the mount then opens the brick's own file, for writing.
     const w = writer(burst, m('lw/f'));
     await w.said('ready');
     await until('the mount holds the brick\'s data file open for writing', () => mountModes(handle(c.dirs[src])).includes(2));
@@ -537,7 +537,7 @@ test('local writes: a writer on the mount writes its brick\'s file itself, even 
     if (w.proc.exitCode === null) await once(w.proc, 'exit');
     const onDisk = fs.readFileSync(path.join(c.dirs[src], 'lw/f'));
     assert.equal(onDisk.length, 4096 + pieces * piece);
-    assert.equal(onDisk.subarray(0, 5).toString(), 'first');
+    assert.equal(onDisk.subarray(0, 16).toString(), 'first and second');
     assert.ok(onDisk.subarray(4096).equals(Buffer.alloc(pieces * piece, 'w')));
 
     // A writer keeps writing lines while the file migrates, and then on its new brick: every line is there.

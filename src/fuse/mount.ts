@@ -55,6 +55,8 @@ const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const RENAME_NOREPLACE = 1;
 const MAX_IO = 1024 * 1024;
+/** A single write through the brick this large makes its handle go local at once (see 'write'). */
+const LOCAL_AFTER_BYTES = 128 * 1024;
 /** Sequential reads keep this many requests of MAX_IO in flight (see raiseReadahead). */
 const READAHEAD_REQUESTS = 4;
 /**
@@ -119,6 +121,8 @@ export class FuseMount {
   private mounted = false;
   /** Handles given a local descriptor, or being given one, or that cannot have one: where the handle was. */
   private local = new Map<number, string>();
+  /** Writes each handle made through the brick (see 'write'). */
+  private brickWrites = new Map<number, number>();
 
   constructor(
     readonly volume: Volume,
@@ -408,7 +412,11 @@ export class FuseMount {
       case 'write': {
         const h = this.fh(n[0]);
         const { bytesWritten } = await h.write(buf!, 0, buf!.length, n[1]);
-        void this.goLocal(n[0], h);
+        // A handle goes local for writes once it shows it writes more than a small file's worth: a new
+        // file written once and closed would pay the brick's answer and an open for nothing.
+        const seen = (this.brickWrites.get(n[0]) ?? 0) + 1;
+        this.brickWrites.set(n[0], seen);
+        if (seen >= 2 || bytesWritten >= LOCAL_AFTER_BYTES) void this.goLocal(n[0], h);
         return { result: bytesWritten };
       }
       case 'statfs': {
@@ -420,6 +428,7 @@ export class FuseMount {
         this.handles.delete(n[0]);
         this.native.setLocal(n[0]);
         this.local.delete(n[0]);
+        this.brickWrites.delete(n[0]);
         await h?.close();
         return { result: 0 };
       }

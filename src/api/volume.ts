@@ -29,6 +29,11 @@ export const IO_WINDOW = 8;
  */
 export const READ_CHUNK = 2 * 1024 * 1024;
 export const READ_WINDOW = 4;
+/**
+ * Local writes (a handle writing its brick's file itself) begin after a handle's second write through
+ * the brick, or after one this large: a small file written once and closed would pay for nothing.
+ */
+export const LOCAL_AFTER_BYTES = 128 * 1024;
 const MAX_SYMLINK_HOPS = 40;
 
 export type OpenFlags = 'r' | 'r+' | 'w' | 'w+' | 'wx' | 'wx+' | 'a' | 'a+' | 'ax' | 'ax+' | number;
@@ -260,6 +265,8 @@ export class FileHandle {
    * is held while there are).
    */
   private local: { at: string; file: LocalFile | null; writable: boolean; writing: number } | null = null;
+  /** Writes this handle made through the brick. */
+  private brickWrites = 0;
 
   /**
    * After a read or write through the brick: opens the brick's file for the next reads and writes when
@@ -345,7 +352,7 @@ export class FileHandle {
       const r = await this.call<{ written: number }>('write', { offset: at + off, data: piece });
       if (r.written !== piece.length) throw new FsError('EIO', `short write: ${r.written} of ${piece.length}`);
     });
-    void this.openLocal();
+    if (++this.brickWrites >= 2 || len >= LOCAL_AFTER_BYTES) void this.openLocal();
     if (position === null) this.pos += len;
     return { bytesWritten: len };
   }

@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { codeOf } from '../common/errors.js';
 import { openLocalFile } from '../storage/disk.js';
-import type { FileHandle, Volume } from '../api/volume.js';
+import { LOCAL_AFTER_BYTES, type FileHandle, type Volume } from '../api/volume.js';
 import type { Stats } from '../api/stats.js';
 import type { Attr } from '../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
@@ -55,8 +55,6 @@ const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const RENAME_NOREPLACE = 1;
 const MAX_IO = 1024 * 1024;
-/** A single write through the brick this large makes its handle go local at once (see 'write'). */
-const LOCAL_AFTER_BYTES = 128 * 1024;
 /** Sequential reads keep this many requests of MAX_IO in flight (see raiseReadahead). */
 const READAHEAD_REQUESTS = 4;
 /**
@@ -412,8 +410,7 @@ export class FuseMount {
       case 'write': {
         const h = this.fh(n[0]);
         const { bytesWritten } = await h.write(buf!, 0, buf!.length, n[1]);
-        // A handle goes local for writes once it shows it writes more than a small file's worth: a new
-        // file written once and closed would pay the brick's answer and an open for nothing.
+        // Local writes from the second write through the brick, or a large one (LOCAL_AFTER_BYTES).
         const seen = (this.brickWrites.get(n[0]) ?? 0) + 1;
         this.brickWrites.set(n[0], seen);
         if (seen >= 2 || bytesWritten >= LOCAL_AFTER_BYTES) void this.goLocal(n[0], h);

@@ -274,27 +274,48 @@ export class FileHandle {
    */
   private async openLocal(): Promise<void> {
     const lfs = this.vol.localFiles;
-    if (!lfs || this.vol.legacy || this.closed) return;
+    if (!lfs || this.closed) return;
     const at = this.at();
     if (this.local?.at === at) return;
     this.local?.file?.close();
-    // O_APPEND writes go through the brick, which appends each at the end it knows.
-    const writable = (this.flags & O_ACCMODE) !== O_RDONLY && !(this.flags & O_APPEND);
     const mine: NonNullable<FileHandle['local']> = { at, file: null, writable: false, writing: 0 };
     this.local = mine;
-    try {
-      const src = await this.localSource();
-      const gfid = this.gfid;
-      if (!src || src.at !== at || !gfid) return;
-      const f = await lfs.open(src, gfid, writable);
-      if (f && (this.local !== mine || this.closed || this.at() !== at)) f.close();
-      else {
-        mine.file = f;
-        mine.writable = writable && src.writers;
-      }
-    } catch {
-      /* the reads and writes go through the brick */
+    const r = await this.openPlace(
+      (src, gfid, writable) => lfs.open(src, gfid, writable),
+      (f) => f.close(),
+      () => this.local === mine,
+    ).catch(() => null); // the reads and writes go through the brick
+    if (r) {
+      mine.file = r.file;
+      mine.writable = r.writable;
     }
+  }
+
+  /**
+   * Opens, with `open`, the brick's data file of this handle's place for local reads, and for local
+   * writes too (`writable`) if the handle may make them: open for writing and not appending (an append
+   * needs the brick's idea of the end), on a brick that shuts local writers out of its migrations. Null
+   * when the brick is not on this host, when the handle moved or closed meanwhile, or when the caller no
+   * longer `wants` it (what `open` gave is then closed with `close`). For FileHandle's own local reads
+   * and writes, and the FUSE mount's addon. The legacy protocol leaves no commit record: never local.
+   */
+  async openPlace<T>(
+    open: (src: LocalSource, gfid: string, writable: boolean) => Promise<T | null>,
+    close: (file: T) => void,
+    wants: () => boolean,
+  ): Promise<{ file: T; writable: boolean } | null> {
+    const at = this.at();
+    const src = await this.localSource();
+    const gfid = this.gfid;
+    if (!src || src.at !== at || !gfid) return null;
+    const writable = src.writers && (this.flags & O_ACCMODE) !== O_RDONLY && !(this.flags & O_APPEND);
+    const file = await open(src, gfid, writable);
+    if (file === null) return null;
+    if (this.closed || this.at() !== at || !wants()) {
+      close(file);
+      return null;
+    }
+    return { file, writable };
   }
 
   /**
@@ -373,7 +394,7 @@ export class FileHandle {
    * when it was asked (`at`: it changes when the file moves); null for the legacy protocol, whose
    * migrations leave no commit record to check.
    */
-  async localSource(): Promise<LocalSource | null> {
+  private async localSource(): Promise<LocalSource | null> {
     if (this.vol.legacy) return null;
     const r = await this.call<FdLocal>('fdLocal', {});
     return { ...r, at: this.at() };

@@ -18,7 +18,7 @@ import { openLocalFile } from '../storage/disk.js';
 import { LOCAL_AFTER_BYTES, type FileHandle, type Volume } from '../api/volume.js';
 import type { Stats } from '../api/stats.js';
 import type { Attr } from '../wire/types.js';
-import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
 
 interface Native {
   mount(mountpoint: string, options: string[], maxIo: number, handler: Handler, entryTimeout: number): void;
@@ -305,23 +305,18 @@ export class FuseMount {
     if (this.local.get(fh) === at) return;
     this.local.set(fh, at);
     this.native.setLocal(fh); // a descriptor of the handle's old place
-    let fd: number | null = null;
-    try {
-      const src = await h.localSource();
-      const gfid = h.gfid;
-      if (!src || src.at !== at || !gfid) return;
-      const writable = src.writers && (h.flags & O_ACCMODE) !== O_RDONLY && !(h.flags & O_APPEND);
-      fd = await openLocalFile(src, gfid, writable);
-      // Still the handle's place, and the handle still open.
-      if (fd === null || this.handles.get(fh) !== h || h.at() !== at || this.local.get(fh) !== at) return;
-      const given = fd;
-      fd = null; // the addon's now, even if it refuses it
-      this.native.setLocal(fh, given, src.recordXattr, inoOf(gfid, 0), writable);
-    } catch {
-      /* the calls go through the brick */
-    } finally {
-      if (fd !== null) close(fd, () => {});
-    }
+    const r = await h
+      .openPlace(
+        async (src, gfid, writable) => {
+          const fd = await openLocalFile(src, gfid, writable);
+          return fd === null ? null : { fd, record: src.recordXattr, ino: inoOf(gfid, 0) };
+        },
+        (x) => close(x.fd, () => {}),
+        () => this.handles.get(fh) === h && this.local.get(fh) === at, // still open, and still at that place
+      )
+      .catch(() => null); // the calls go through the brick
+    // The addon owns the descriptor from now on.
+    if (r) this.native.setLocal(fh, r.file.fd, r.file.record, r.file.ino, r.writable);
   }
 
   private fh(n: number): FileHandle {

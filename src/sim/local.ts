@@ -28,7 +28,7 @@ export function simLocalFiles(host: string, storages: Map<string, SimStorage>, c
       if (!st) return null;
       let h: number;
       try {
-        h = st.openLocal(src.source.path, writable && src.writers ? O_RDWR : O_RDONLY);
+        h = st.openLocal(src.source.path, writable ? O_RDWR : O_RDONLY);
       } catch {
         return null;
       }
@@ -37,7 +37,7 @@ export function simLocalFiles(host: string, storages: Map<string, SimStorage>, c
         st.close(h);
         return null;
       }
-      return new SimLocalFile(st, h, src.recordXattr, counts, writable && src.writers);
+      return new SimLocalFile(st, h, src.recordXattr, counts, writable);
     },
   };
 }

@@ -259,7 +259,7 @@ export async function openLocalFile(src: FdLocal, gfid: string, writable: boolea
  */
 export const diskLocalFiles: LocalFiles = {
   async open(src, gfid, writable) {
-    const lock = src.writers && writable ? fileLock() : undefined;
+    const lock = writable ? fileLock() : undefined;
     const fd = await openLocalFile(src, gfid, !!lock);
     const c = copier();
     return fd === null || !c?.fgetxattr ? null : new DiskLocalFile(fd, src.recordXattr, c.fgetxattr.bind(c), lock ?? null);

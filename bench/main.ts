@@ -8,7 +8,7 @@
  *   BENCH_ONLY    (default all)    basic,fuse,rebalance: the parts to run
  *   BENCH_GLUSTER (default on)     0 leaves GlusterFS's FUSE mount out of the FUSE part
  *   BENCH_FUSE_MB, BENCH_FUSE_FILES, BENCH_REBALANCE_FILES, BENCH_REBALANCE_MB: sizes of the other parts
- *   BENCH_FUSE_ROUNDS (default 3)  rounds of the FUSE part's sequential write and read (the median is reported)
+ *   BENCH_FUSE_ROUNDS (default 5)  rounds of the FUSE part's sequential write and read (the median is reported)
  *   BENCH_PULL    (default on)     0 makes large-file migrations copy through the rebalancer (as between hosts)
  */
 import fs from 'node:fs';
@@ -239,7 +239,7 @@ const FUSE_MB = Number(process.env.BENCH_FUSE_MB ?? 512);
 // The same small-file work as the library part (10,000 files by default).
 const FUSE_FILES = Number(process.env.BENCH_FUSE_FILES ?? FILES);
 const FUSE_SLICES = 4;
-const FUSE_ROUNDS = Number(process.env.BENCH_FUSE_ROUNDS ?? 3);
+const FUSE_ROUNDS = Number(process.env.BENCH_FUSE_ROUNDS ?? 5);
 
 /** Runs a command; resolves with its wall time in seconds. */
 function runTimed(cmd: string, args: string[]): Promise<number> {

@@ -325,3 +325,73 @@ test('local reads: a library handle reads its brick\'s file itself, sees other c
   assert.ok(!held().some((l) => l.includes(gfid)), 'closing the handle closes the local file');
   await other.close();
 });
+
+/** The access modes (O_RDONLY, O_WRONLY or O_RDWR) of this process's descriptors of `file`. */
+function heldModes(file: string): number[] {
+  const out: number[] = [];
+  for (const n of fs.readdirSync('/proc/self/fd')) {
+    try {
+      if (fs.readlinkSync(path.join('/proc/self/fd', n)) !== file) continue;
+      out.push(parseInt(/flags:\s*([0-7]+)/.exec(fs.readFileSync(`/proc/self/fdinfo/${n}`, 'utf8'))![1], 8) & 3);
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return out;
+}
+
+test('local writes: a library handle writes its brick\'s file itself, is shut out while a migration is live (its writes then go through the brick, which tracks them), and loses no write to a migration', async () => {
+  const f = files[23];
+  const other = await Volume.connect(c.spec);
+  const h = await app1.open(`/${f}`, 'r+');
+  const gfid = h.gfid!;
+  const file = (dir: string) => path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
+  const [src, dst] = names;
+  const stopped = async (what: () => Promise<unknown>, ms: number): Promise<boolean> => {
+    // Whether `what` completes within `ms` while brick 0's process is stopped.
+    c.procs[0]!.kill('SIGSTOP');
+    try {
+      return await Promise.race([what().then(() => true), sleep(ms).then(() => false)]);
+    } finally {
+      c.procs[0]!.kill('SIGCONT');
+    }
+  };
+  try {
+    // Two writes through the brick; then the handle opens the brick's file for reading and writing.
+    await h.write('first', 0, 5, 0);
+    await h.write('second', 0, 6, 5);
+    for (let i = 0; i < 100 && !heldModes(file(c.dirs[0])).includes(2); i++) await sleep(10);
+    assert.ok(heldModes(file(c.dirs[0])).includes(2), 'the client holds brick 0\'s data file open for writing');
+    // With brick 0's process stopped, a write completes: the client makes it itself.
+    assert.ok(await stopped(() => h.write('LOCAL', 0, 5, 20), 3000), 'a local write needs no brick');
+    const onDisk = fs.readFileSync(path.join(c.dirs[0], f), 'utf8');
+    assert.equal(onDisk.slice(0, 11) + onDisk.slice(20, 25), 'firstsecondLOCAL');
+    // A migration's lease shuts local writers out: a write now needs the brick, which tracks it.
+    const lease = await other.client.sv(src).call<{ token: string }>('migLease', { path: `/${f}`, gfid, dst, leaseMs: 10_000 });
+    const w = h.write('TRACKED', 0, 7, 30);
+    assert.equal(await stopped(() => w, 300), false, 'the write waits for the stopped brick');
+    await w;
+    const dirty = await other.client.sv(src).call<{ ranges: [number, number][] }>('migDirty', { gfid, token: lease.token });
+    assert.ok(dirty.ranges.some(([a, b]) => a <= 30 && b >= 37), `the brick tracked the write: ${JSON.stringify(dirty.ranges)}`);
+    await other.client.sv(src).call('migAbort', { gfid, token: lease.token });
+    // The migration is gone: local writes again.
+    assert.ok(await stopped(() => h.write('AGAIN', 0, 5, 40), 3000), 'local writes resume once the migration ends');
+    // A whole migration while the handle keeps writing, and writes after it, on the new brick: all there.
+    const writes = (async () => {
+      for (let i = 0; i < 200; i++) await h.write(`w${String(i).padStart(3, '0')};`, 0, 5, 64 + i * 5);
+    })();
+    await sleep(5);
+    assert.equal((await migrateFile(other.client, `/${f}`)).result, 'migrated');
+    await writes;
+    const want = Array.from({ length: 200 }, (_, i) => `w${String(i).padStart(3, '0')};`).join('');
+    const back = await other.readFile(`/${f}`);
+    assert.equal(back.subarray(64).toString(), want);
+    assert.equal(back.subarray(30, 37).toString(), 'TRACKED');
+    assert.equal(back.subarray(40, 45).toString(), 'AGAIN');
+    for (let i = 0; i < 100 && !heldModes(file(c.dirs[1])).includes(2); i++) await sleep(10);
+    assert.ok(heldModes(file(c.dirs[1])).includes(2), 'the client writes brick 1\'s data file now');
+  } finally {
+    await h.close();
+    await other.close();
+  }
+});

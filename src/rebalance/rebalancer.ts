@@ -334,7 +334,9 @@ export class Rebalancer {
       const code = codeOf(e);
       if (code === 'ENOENT' || code === 'ESTALE') return; // removed or renamed meanwhile
       if (code === 'EBUSY') {
+        // Another migration of the file is live, or its local writes did not end in time: a later run moves it.
         this.cp.counters.skipped++;
+        this.log(`skipped ${w.path}: ${(e as Error)?.message}`);
         return;
       }
       this.cp.counters.failed++;

@@ -265,8 +265,16 @@ export class FileHandle {
    * is held while there are).
    */
   private local: { at: string; file: LocalFile | null; writable: boolean; writing: number } | null = null;
-  /** Writes this handle made through the brick. */
+  /** Writes this handle made through the brick, one of LOCAL_AFTER_BYTES or more counting as two. */
   private brickWrites = 0;
+
+  /**
+   * Whether the handle has written more than a small file's worth through the brick (two writes, or a
+   * large one): its local writes begin then, here and in the FUSE mount's addon.
+   */
+  get writesMuch(): boolean {
+    return this.brickWrites >= 2;
+  }
 
   /**
    * After a read or write through the brick: opens the brick's file for the next reads and writes when
@@ -351,6 +359,7 @@ export class FileHandle {
     const at = position ?? this.pos;
     let lastSize = 0;
     if (append) {
+      this.brickWrites++;
       // O_APPEND: the brick appends; pieces must go in order.
       for (let off = 0; off < len; off += IO_CHUNK) {
         const r = await this.call<{ written: number; attr: Attr }>('write', { offset: 0, data: buf.subarray(offset + off, offset + Math.min(len, off + IO_CHUNK)) });
@@ -373,7 +382,8 @@ export class FileHandle {
       const r = await this.call<{ written: number }>('write', { offset: at + off, data: piece });
       if (r.written !== piece.length) throw new FsError('EIO', `short write: ${r.written} of ${piece.length}`);
     });
-    if (++this.brickWrites >= 2 || len >= LOCAL_AFTER_BYTES) void this.openLocal();
+    this.brickWrites += len >= LOCAL_AFTER_BYTES ? 2 : 1;
+    if (this.writesMuch) void this.openLocal();
     if (position === null) this.pos += len;
     return { bytesWritten: len };
   }

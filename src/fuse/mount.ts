@@ -15,7 +15,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { codeOf } from '../common/errors.js';
 import { openLocalFile } from '../storage/disk.js';
-import { LOCAL_AFTER_BYTES, type FileHandle, type Volume } from '../api/volume.js';
+import type { FileHandle, Volume } from '../api/volume.js';
 import type { Stats } from '../api/stats.js';
 import type { Attr } from '../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
@@ -119,8 +119,6 @@ export class FuseMount {
   private mounted = false;
   /** Handles given a local descriptor, or being given one, or that cannot have one: where the handle was. */
   private local = new Map<number, string>();
-  /** Writes each handle made through the brick (see 'write'). */
-  private brickWrites = new Map<number, number>();
 
   constructor(
     readonly volume: Volume,
@@ -405,10 +403,7 @@ export class FuseMount {
       case 'write': {
         const h = this.fh(n[0]);
         const { bytesWritten } = await h.write(buf!, 0, buf!.length, n[1]);
-        // Local writes from the second write through the brick, or a large one (LOCAL_AFTER_BYTES).
-        const seen = (this.brickWrites.get(n[0]) ?? 0) + 1;
-        this.brickWrites.set(n[0], seen);
-        if (seen >= 2 || bytesWritten >= LOCAL_AFTER_BYTES) void this.goLocal(n[0], h);
+        if (h.writesMuch) void this.goLocal(n[0], h);
         return { result: bytesWritten };
       }
       case 'statfs': {
@@ -420,7 +415,6 @@ export class FuseMount {
         this.handles.delete(n[0]);
         this.native.setLocal(n[0]);
         this.local.delete(n[0]);
-        this.brickWrites.delete(n[0]);
         await h?.close();
         return { result: 0 };
       }

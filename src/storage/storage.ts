@@ -103,8 +103,9 @@ export const LOCK_WRITERS = 1;
 export type FileLockMode = 'unlock' | 'shared' | 'exclusive';
 
 /**
- * A client's local reads (docs/MIGRATION.md, "Local reads"): the data file of a handle, read on the
- * brick's host without the brick, checked after each read for a migration's commit record.
+ * A client's local reads and writes (docs/MIGRATION.md, "Local reads", "Local writes"): the data file of
+ * a handle, read and written on the brick's host without the brick, checked for a migration's commit
+ * record after each read and before each write.
  */
 export interface LocalFiles {
   /**
@@ -134,7 +135,7 @@ export interface LocalFile {
   recorded(): boolean;
   /** A lock on byte LOCK_GATE or LOCK_WRITERS of the file, as Storage.lock (false: held elsewhere, or no locks here). */
   lock(byte: number, mode: FileLockMode): boolean;
-  /** Closed once the reads in flight are done. */
+  /** Closed once the reads and writes in flight are done. */
   close(): void;
 }
 

@@ -39,6 +39,7 @@
 #include <sys/ioctl.h>
 #include <stdio.h>
 #include <sys/xattr.h>
+#include "byte_lock.h"
 
 enum op {
   OP_GETATTR, OP_READLINK, OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_SETATTR,
@@ -431,22 +432,12 @@ static void local_put(local_t *e) {
   if (--e->refs == 0 && e->gone) local_free_locked(e);
   pthread_mutex_unlock(&locals_lock);
 }
-/* An open file description lock on one byte, never waiting: 1 when taken (or let go). */
-static int byte_lock(int fd, int byte, short type) {
-  struct flock fl;
-  memset(&fl, 0, sizeof fl);
-  fl.l_type = type;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
-  return fcntl(fd, F_OFD_SETLK, &fl) == 0;
-}
 /* Through the gate into the writers' lock (held while any local write of e is in flight); 0: shut out. */
 static int local_enter(local_t *e) {
   pthread_mutex_lock(&e->wmu);
-  int in = byte_lock(e->fd, LOCK_GATE, F_RDLCK);
+  int in = byte_lock(e->fd, LOCK_GATE, F_RDLCK) == 0;
   if (in) {
-    in = e->writing > 0 || byte_lock(e->fd, LOCK_WRITERS, F_RDLCK);
+    in = e->writing > 0 || byte_lock(e->fd, LOCK_WRITERS, F_RDLCK) == 0;
     if (in) e->writing++;
     byte_lock(e->fd, LOCK_GATE, F_UNLCK);
   }
@@ -1426,11 +1417,12 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   int32_t maxio = 1 << 20;
   napi_get_value_int32(env, argv[2], &maxio);
   unsigned spliced = splice_read_size((unsigned)maxio);
+  unsigned max_read_n = spliced ? spliced : (unsigned)maxio;
   char **fargv = calloc(nopts * 2 + 4, sizeof(char *));
   int fargc = 0;
   fargv[fargc++] = strdup("dhtfs");
   char max_read[64];
-  snprintf(max_read, sizeof max_read, "max_read=%u", spliced ? spliced : (unsigned)maxio);
+  snprintf(max_read, sizeof max_read, "max_read=%u", max_read_n);
   fargv[fargc++] = strdup("-o");
   fargv[fargc++] = strdup(max_read);
   for (uint32_t i = 0; i < nopts; i++) {
@@ -1444,7 +1436,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   struct fuse_args args = FUSE_ARGS_INIT(fargc, fargv);
   mount_t *m = calloc(1, sizeof *m);
   m->max_io = (unsigned)maxio;
-  m->max_read = spliced ? spliced : (unsigned)maxio;
+  m->max_read = max_read_n;
   m->splice = spliced > 0;
   m->entry_timeout = 0;
   if (argc >= 5) napi_get_value_double(env, argv[4], &m->entry_timeout);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/xattr.h>
+#include "../byte_lock.h"
 
 typedef struct {
   int syncfs; /* syncFs(fd) rather than copyRange */
@@ -191,14 +192,8 @@ static napi_value ofd_lock(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "lock(fd, byte, mode)");
     return NULL;
   }
-  struct flock fl;
-  memset(&fl, 0, sizeof fl);
-  fl.l_type = mode == 0 ? F_UNLCK : mode == 1 ? F_RDLCK : F_WRLCK;
-  fl.l_whence = SEEK_SET;
-  fl.l_start = byte;
-  fl.l_len = 1;
   napi_value out;
-  if (fcntl(fd, F_OFD_SETLK, &fl) == 0) {
+  if (byte_lock(fd, byte, mode == 0 ? F_UNLCK : mode == 1 ? F_RDLCK : F_WRLCK) == 0) {
     napi_get_boolean(env, true, &out);
     return out;
   }

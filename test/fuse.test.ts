@@ -18,6 +18,7 @@ import { migrateFile } from '../src/rebalance/migrate.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { MAIN_JS, mounted, startMount } from './helpers/mount.js';
 import { scanBrick } from './helpers/disk.js';
+import { openFiles, openModes } from './helpers/fds.js';
 import { rotateLayout } from './helpers/layout.js';
 
 const run = promisify(execFile);
@@ -412,18 +413,7 @@ test('a directory\'s times move with every name made or removed in it, whichever
 });
 
 /** The files of this host the mount process holds open, as /proc shows them. */
-function mountHolds(): string[] {
-  const dir = `/proc/${daemon!.pid}/fd`;
-  const out: string[] = [];
-  for (const n of fs.readdirSync(dir)) {
-    try {
-      out.push(fs.readlinkSync(path.join(dir, n)));
-    } catch {
-      /* closed meanwhile */
-    }
-  }
-  return out;
-}
+const mountHolds = (): string[] => openFiles(daemon!.pid!);
 
 async function until(what: string, ok: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
@@ -474,20 +464,7 @@ test('local reads: a reader on the mount reads its brick\'s file itself, and fol
 });
 
 /** The access modes (O_RDONLY, O_WRONLY or O_RDWR) of the mount process's descriptors of `file`. */
-function mountModes(file: string): number[] {
-  const dir = `/proc/${daemon!.pid}/fd`;
-  const out: number[] = [];
-  for (const n of fs.readdirSync(dir)) {
-    try {
-      if (fs.readlinkSync(path.join(dir, n)) !== file) continue;
-      const flags = /flags:\s*([0-7]+)/.exec(fs.readFileSync(`/proc/${daemon!.pid}/fdinfo/${n}`, 'utf8'))![1];
-      out.push(parseInt(flags, 8) & 3);
-    } catch {
-      /* closed meanwhile */
-    }
-  }
-  return out;
-}
+const mountModes = (file: string): number[] => openModes(daemon!.pid!, file);
 
 /** A child process that writes through the mount as `script` says, told to go on by lines on stdin. */
 function writer(script: string, file: string): { proc: ChildProcess; said: (what: string) => Promise<void> } {

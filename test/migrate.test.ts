@@ -9,6 +9,7 @@ import { migrateFile } from '../src/rebalance/migrate.js';
 import { SAFE_STEPS, type SafeStep } from '../src/rebalance/steps.js';
 import { pauseAfter, startCluster, type Cluster } from './helpers/cluster.js';
 import { namesOn, onDisk } from './helpers/disk.js';
+import { openFiles, openModes } from './helpers/fds.js';
 import { rotateLayout } from './helpers/layout.js';
 
 let c: Cluster;
@@ -287,17 +288,7 @@ test('bricks of one host: dst reads the file from src\'s disk and no byte passes
 });
 
 /** Files of this host the test process holds open, as /proc shows them. */
-function held(): string[] {
-  const out: string[] = [];
-  for (const n of fs.readdirSync('/proc/self/fd')) {
-    try {
-      out.push(fs.readlinkSync(path.join('/proc/self/fd', n)));
-    } catch {
-      /* closed meanwhile */
-    }
-  }
-  return out;
-}
+const held = (): string[] => openFiles('self');
 
 test('local reads: a library handle reads its brick\'s file itself, sees other clients\' writes, and follows the file when it migrates', async () => {
   const f = files[22];
@@ -327,18 +318,7 @@ test('local reads: a library handle reads its brick\'s file itself, sees other c
 });
 
 /** The access modes (O_RDONLY, O_WRONLY or O_RDWR) of this process's descriptors of `file`. */
-function heldModes(file: string): number[] {
-  const out: number[] = [];
-  for (const n of fs.readdirSync('/proc/self/fd')) {
-    try {
-      if (fs.readlinkSync(path.join('/proc/self/fd', n)) !== file) continue;
-      out.push(parseInt(/flags:\s*([0-7]+)/.exec(fs.readFileSync(`/proc/self/fdinfo/${n}`, 'utf8'))![1], 8) & 3);
-    } catch {
-      /* closed meanwhile */
-    }
-  }
-  return out;
-}
+const heldModes = (file: string): number[] => openModes('self', file);
 
 test('local writes: a library handle writes its brick\'s file itself, is shut out while a migration is live (its writes then go through the brick, which tracks them), and loses no write to a migration', async () => {
   const f = files[23];

@@ -39,7 +39,13 @@
 #include <sys/ioctl.h>
 #include <stdio.h>
 #include <sys/xattr.h>
+#include <sys/uio.h>
+#include <linux/fuse.h>
 #include "byte_lock.h"
+
+#ifndef FUSE_DIRECT_IO_ALLOW_MMAP
+#define FUSE_DIRECT_IO_ALLOW_MMAP (1ULL << 36) /* protocol 7.39, Linux 6.6; libfuse knows it from 3.16 */
+#endif
 
 enum op {
   OP_GETATTR, OP_READLINK, OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_SETATTR,
@@ -98,6 +104,7 @@ typedef struct mount {
   unsigned max_io;
   unsigned max_read;   /* max_io, or less where a pipe cannot hold a max_io reply (see splice_read_size) */
   int splice;          /* local reads' replies are spliced */
+  int direct_mmap;     /* the kernel maps direct-I/O files MAP_SHARED (see "direct I/O and mmap") */
   double entry_timeout;
   int unmounted; /* set by whichever of unmount() and the loop's end unmounts first */
 } mount_t;
@@ -1050,6 +1057,65 @@ static void ll_releasedir(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *
   fuse_reply_err(fr, 0);
 }
 
+/* --- direct I/O and mmap ------------------------------------------------------------------------------
+ * A file opened for direct I/O has its reads and writes go to the mount whole, around the kernel's page
+ * cache: a read costs one copy from the brick's file instead of two (into the FUSE file's pages, then to
+ * the program). But the kernel refuses to map such a file MAP_SHARED unless the mount said
+ * FUSE_DIRECT_IO_ALLOW_MMAP at INIT (Linux 6.6), and Debian's libfuse (3.14) cannot say it: it arrived
+ * in libfuse 3.16. So the addon talks to /dev/fuse through libfuse's custom I/O hooks, which read and
+ * write exactly what libfuse would, and adds that one flag to libfuse's INIT reply when the kernel
+ * offered it. mount_t.direct_mmap records the outcome; the JavaScript side asks directMmap() before it
+ * opens a file for reading with direct I/O. */
+
+static uint64_t init_unique;   /* the INIT request's id, while its reply is pending */
+static int init_offers_mmap;   /* the kernel's INIT offered FUSE_DIRECT_IO_ALLOW_MMAP */
+
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
+  (void)userdata;
+  ssize_t n = read(fd, buf, len);
+  if (n >= (ssize_t)(sizeof(struct fuse_in_header) + sizeof(struct fuse_init_in))) {
+    const struct fuse_in_header *in = buf;
+    if (in->opcode == FUSE_INIT) {
+      const struct fuse_init_in *arg = (const void *)(in + 1);
+      uint64_t flags = arg->flags;
+      if (flags & FUSE_INIT_EXT) flags |= (uint64_t)arg->flags2 << 32;
+      __atomic_store_n(&init_offers_mmap, (flags & FUSE_DIRECT_IO_ALLOW_MMAP) != 0, __ATOMIC_SEQ_CST);
+      __atomic_store_n(&init_unique, in->unique, __ATOMIC_SEQ_CST);
+    }
+  }
+  return n;
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
+  (void)userdata;
+  uint64_t pending = __atomic_load_n(&init_unique, __ATOMIC_SEQ_CST);
+  if (pending && count >= 2 && iov[0].iov_len >= sizeof(struct fuse_out_header)) {
+    const struct fuse_out_header *out = iov[0].iov_base;
+    if (out->unique == pending && out->error == 0 && iov[1].iov_len >= sizeof(struct fuse_init_out)) {
+      struct fuse_init_out *arg = iov[1].iov_base;
+      __atomic_store_n(&init_unique, 0, __ATOMIC_SEQ_CST);
+      if (init_offers_mmap && current) {
+        arg->flags |= FUSE_INIT_EXT;
+        arg->flags2 |= (uint32_t)(FUSE_DIRECT_IO_ALLOW_MMAP >> 32);
+        ssize_t n = writev(fd, iov, count);
+        if (n >= 0) current->direct_mmap = 1;
+        return n;
+      }
+    }
+  }
+  return writev(fd, iov, count);
+}
+
+static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len, unsigned flags,
+                              void *userdata) {
+  (void)userdata;
+  return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+static const struct fuse_custom_io custom_io = {
+  .writev = io_writev, .read = io_read, .splice_send = io_splice_send,
+};
+
 static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   (void)userdata;
   if (current) {
@@ -1467,6 +1533,10 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EIO", "fuse_mount failed (is /dev/fuse there, and the mount point an empty directory?)");
     return NULL;
   }
+  /* Same descriptor, same reads and writes; see "direct I/O and mmap". Without the hooks the mount
+   * works as before, with direct_mmap 0. */
+  if (fuse_session_custom_io(m->se, &custom_io, fuse_session_fd(m->se)) != 0)
+    fprintf(stderr, "dhtfs: libfuse refused custom I/O: files read with direct I/O stay in the page cache\n");
   m->running = 1;
   if (pthread_create(&m->thread, NULL, loop_thread, m) != 0) {
     fuse_session_unmount(m->se);
@@ -1478,6 +1548,15 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   return NULL;
+}
+
+/* directMmap(): whether the kernel accepted FUSE_DIRECT_IO_ALLOW_MMAP (known once INIT is answered,
+ * before the kernel sends any open). */
+static napi_value js_direct_mmap(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value v;
+  napi_get_boolean(env, current && current->direct_mmap, &v);
+  return v;
 }
 
 /* unmount(): ends the loop; the kernel mount goes when the loop thread unmounts. */
@@ -1501,6 +1580,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"reply", NULL, js_reply, NULL, NULL, NULL, napi_default, NULL},
     {"keepDir", NULL, js_keep_dir, NULL, NULL, NULL, napi_default, NULL},
     {"dropDir", NULL, js_drop_dir, NULL, NULL, NULL, napi_default, NULL},
+    {"directMmap", NULL, js_direct_mmap, NULL, NULL, NULL, napi_default, NULL},
     {"setLocal", NULL, js_set_local, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -281,7 +281,38 @@ test('rsync and sqlite3 on the mount; rsync\'s temp files land on the final name
   assert.equal(await sql('select count(*) from t;'), String(2000 - Math.floor(2000 / 7)));
   assert.equal(await sql("select count(*) from t where v like '% updated';"), String(Array.from({ length: 2000 }, (_, i) => i + 1).filter((k) => k % 3 === 0 && k % 7 !== 0).length));
   assert.equal(await sql('pragma integrity_check;'), 'ok');
-  await run('rm', ['-rf', m('rs'), db]);
+  // In WAL mode sqlite3 maps the -shm file MAP_SHARED, and with mmap_size it reads the database through a
+  // shared mapping too: the mount's files are open for direct I/O, which the kernel maps only because the
+  // mount asked it to (FUSE_DIRECT_IO_ALLOW_MMAP). A reader process sees each commit of a writer process.
+  const wal = m('w.db');
+  const wsql = (q: string) => run('sqlite3', [wal, `pragma mmap_size = 67108864; ${q}`]).then((r) => r.stdout.trim().split('\n').pop());
+  assert.equal(await wsql('pragma journal_mode = wal;'), 'wal');
+  await wsql('create table t (k integer primary key, v text);');
+  const reader = spawn('sqlite3', [wal], { cwd: mnt, stdio: ['pipe', 'pipe', 'pipe'] });
+  let seen = '';
+  reader.stdout.on('data', (d: Buffer) => (seen += d.toString()));
+  const ask = async (q: string, lines: number) => {
+    const want = seen.split('\n').length - 1 + lines;
+    reader.stdin.write(`${q}\n`);
+    for (let t = 0; seen.split('\n').length - 1 < want; t++) {
+      assert.ok(t < 1000, `sqlite3 did not answer ${q}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return seen.trim().split('\n').pop();
+  };
+  try {
+    await ask('pragma mmap_size = 67108864;', 1);
+    for (let i = 1; i <= 5; i++) {
+      await wsql(`insert into t (v) values (hex(randomblob(2000))); insert into t (v) values ('commit ${i}');`);
+      assert.equal(await ask('select count(*) from t;', 1), String(2 * i));
+      assert.equal(await ask('select v from t order by k desc limit 1;', 1), `commit ${i}`);
+    }
+    assert.equal(await wsql('pragma integrity_check;'), 'ok');
+  } finally {
+    reader.stdin.end();
+    await once(reader, 'exit');
+  }
+  await run('rm', ['-rf', m('rs'), db, wal, `${wal}-wal`, `${wal}-shm`]);
   assert.deepEqual(fs.readdirSync(mnt), []);
 });
 

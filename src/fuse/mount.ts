@@ -34,6 +34,8 @@ interface Native {
    * no xattr `record`, with `ino` for its inode number. setLocal(fh) drops it.
    */
   setLocal(fh: number, fd?: number, record?: string, ino?: number, writable?: boolean): boolean;
+  /** Whether the kernel maps files open for direct I/O MAP_SHARED (FUSE_DIRECT_IO_ALLOW_MMAP, Linux 6.6). */
+  directMmap(): boolean;
 }
 type Handler = (req: unknown, op: string, path: string | null, path2: string | null, nums: number[], buf: Buffer | null) => void;
 
@@ -386,10 +388,13 @@ export class FuseMount {
         const h = await v.open(p, op === 'create' ? flags | O_CREAT : flags, op === 'create' ? n[1] & 0o7777 : 0o666, owner);
         const fh = this.nextFh++;
         this.handles.set(fh, h);
-        // A write-only file goes around the kernel's page cache (direct I/O): without write-back caching
-        // the cache would only hold a second copy of every byte written, costly to fill, and a write-only
-        // descriptor cannot be mapped, so nothing needs the pages. Others read and map through the cache.
-        const direct = (n[0] & O_ACCMODE) === O_WRONLY ? 1 : 0;
+        // Files go around the kernel's page cache (direct I/O): a read is then one copy from the brick's
+        // file to the program, not two through the cache, and a write is not copied into pages that only
+        // hold a second copy of it (there is no write-back caching). The kernel's cache was dropped at
+        // every open anyway (a migration or another client may have changed the file). Where the kernel
+        // cannot map such files MAP_SHARED (directMmap: no FUSE_DIRECT_IO_ALLOW_MMAP, before Linux 6.6),
+        // only a write-only file does, since it cannot be mapped; the others read and map through the cache.
+        const direct = (n[0] & O_ACCMODE) === O_WRONLY || this.native.directMmap() ? 1 : 0;
         // A new file's attributes go with the reply: the addon answers the getattrs libfuse (by handle)
         // and the kernel (by path) make right after the create, once each, within 20 ms, before any write.
         return { result: 0, extra: op === 'create' ? [fh, direct, ...statArray(h.loc.attr)] : [fh, direct] };

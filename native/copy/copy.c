@@ -6,7 +6,7 @@
  * the copied range's write-out to disk begun (sync_file_range WRITE, not waited for);
  * rejects with an Error whose `code` is the errno name (EXDEV, EINVAL, EOPNOTSUPP and ENOSYS, on which
  * the caller copies through memory instead; ENOSPC, EBADF; EIO for the rest), even after a partial copy.
- * fgetxattr(fd, name): see below (clients' local reads).
+ * fgetxattr(fd, name), lgetxattr(path, name): see below (clients' local reads, the brick's xattrs).
  * lock(fd, byte, mode): see below (local writes: the gate and writers' locks).
  */
 #define _GNU_SOURCE
@@ -137,7 +137,52 @@ static napi_value sync_fs(napi_env env, napi_callback_info info) {
  * fgetxattr(fd, name) -> Buffer | null (no such xattr): an xattr of an open file. A client's local reads
  * check the brick's file they read for a migration's commit record on that very inode (by path, through
  * /proc/self/fd, @napi-rs/xattr reads the link itself). Throws (code EIO) on any other error.
+ * lgetxattr(path, name) -> Buffer | null: an xattr of a path, not following a last symlink, for the
+ * brick's Storage.getxattr. Throws with `code` the errno's name (ENOENT, ENOTDIR, EOPNOTSUPP, ...).
+ * Both read small values (gfids, layouts, records: 16 to a few hundred bytes) in one system call, into
+ * a buffer on the stack; @napi-rs/xattr asks for the size first, and reads after, every time.
  */
+static napi_value get_xattr(napi_env env, int fd, const char *path, const char *name) {
+  napi_value out;
+  char small[512];
+  for (int attempt = 0; attempt < 4; attempt++) {
+    /* First the stack buffer; where the value is larger, its size, then the value. */
+    ssize_t size = sizeof small;
+    char *buf = small;
+    if (attempt > 0) {
+      size = path ? lgetxattr(path, name, NULL, 0) : fgetxattr(fd, name, NULL, 0);
+      if (size < 0) break;
+      buf = malloc(size > 0 ? (size_t)size : 1);
+      if (!buf) {
+        errno = ENOMEM;
+        break;
+      }
+    }
+    ssize_t n = path ? lgetxattr(path, name, buf, (size_t)size) : fgetxattr(fd, name, buf, (size_t)size);
+    int err = errno;
+    if (n >= 0) {
+      void *data;
+      napi_status st = napi_create_buffer_copy(env, (size_t)n, buf, &data, &out);
+      if (buf != small) free(buf);
+      return st == napi_ok ? out : NULL;
+    }
+    if (buf != small) free(buf);
+    errno = err;
+    if (errno != ERANGE) break; /* ERANGE: larger than the buffer (or it grew meanwhile) */
+  }
+  if (errno == ENODATA) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  if (!path) {
+    napi_throw_error(env, "EIO", "fgetxattr failed");
+    return NULL;
+  }
+  const char *code = strerrorname_np(errno);
+  napi_throw_error(env, code ? code : "EIO", strerror(errno));
+  return NULL;
+}
+
 static napi_value fget_xattr(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -149,32 +194,21 @@ static napi_value fget_xattr(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "fgetxattr(fd, name)");
     return NULL;
   }
-  napi_value out;
-  for (int attempt = 0; attempt < 3; attempt++) {
-    ssize_t size = fgetxattr(fd, name, NULL, 0);
-    if (size < 0 && errno == ENODATA) {
-      napi_get_null(env, &out);
-      return out;
-    }
-    if (size < 0) break;
-    char *buf = malloc(size > 0 ? (size_t)size : 1);
-    if (!buf) break;
-    ssize_t n = fgetxattr(fd, name, buf, (size_t)size);
-    if (n >= 0) {
-      void *data;
-      napi_status st = napi_create_buffer_copy(env, (size_t)n, buf, &data, &out);
-      free(buf);
-      return st == napi_ok ? out : NULL;
-    }
-    free(buf);
-    if (errno == ENODATA) {
-      napi_get_null(env, &out);
-      return out;
-    }
-    if (errno != ERANGE) break; /* ERANGE: it grew meanwhile */
+  return get_xattr(env, fd, NULL, name);
+}
+
+static napi_value lget_xattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char path[4097], name[256];
+  size_t plen = 0, len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1 ||
+      napi_get_value_string_utf8(env, argv[1], name, sizeof name, &len) != napi_ok || len == 0 || len >= sizeof name - 1) {
+    napi_throw_type_error(env, NULL, "lgetxattr(path, name)");
+    return NULL;
   }
-  napi_throw_error(env, "EIO", "fgetxattr failed");
-  return NULL;
+  return get_xattr(env, -1, path, name);
 }
 
 /*
@@ -215,5 +249,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "syncFs", fn);
   napi_create_function(env, "fgetxattr", NAPI_AUTO_LENGTH, fget_xattr, NULL, &fn);
   napi_set_named_property(env, exports, "fgetxattr", fn);
+  napi_create_function(env, "lgetxattr", NAPI_AUTO_LENGTH, lget_xattr, NULL, &fn);
+  napi_set_named_property(env, exports, "lgetxattr", fn);
   return exports;
 }

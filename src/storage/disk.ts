@@ -62,6 +62,7 @@ let copyAddon:
       copyRange(fdIn: number, fdOut: number, offset: number, length: number): Promise<number>;
       syncFs(fd: number): Promise<number>;
       fgetxattr?(fd: number, name: string): Buffer | null;
+      lgetxattr?(path: string, name: string): Buffer | null;
       lock?(fd: number, byte: number, mode: number): boolean;
     }
   | null
@@ -79,6 +80,9 @@ function copier(): typeof copyAddon {
   return copyAddon;
 }
 
+/** Writes up to this size are made on the event loop (see DiskStorage.write). */
+const SYNC_WRITE_MAX = 64 * 1024;
+
 const LOCK_MODES: Record<FileLockMode, number> = { unlock: 0, shared: 1, exclusive: 2 };
 
 /** Storage.lock through native/copy (open file description locks); undefined where it was not built. */
@@ -87,9 +91,23 @@ function fileLock(): ((fd: number, byte: number, mode: FileLockMode) => boolean)
   return c?.lock ? (fd, byte, mode) => c.lock!(fd, byte, LOCK_MODES[mode]) : undefined;
 }
 
+/** An xattr of a path: native/copy's lgetxattr (one system call for small values), else @napi-rs/xattr. */
+function xattrReader(): (p: string, name: string) => Buffer | null {
+  const c = copier();
+  if (c?.lgetxattr) return c.lgetxattr.bind(c);
+  return (p, name) => {
+    try {
+      return xattr.getAttributeSync(p, name);
+    } catch (e) {
+      throw xattrError(e);
+    }
+  };
+}
+
 export class DiskStorage implements Storage {
   private peers = new Map<string, DiskStorage>();
   readonly lock = fileLock();
+  private readonly readXattr = xattrReader();
   constructor(readonly root: string) {}
 
   localName(): LocalName | null {
@@ -168,11 +186,7 @@ export class DiskStorage implements Storage {
   }
 
   getxattr(p: string, name: string): Buffer | null {
-    try {
-      return xattr.getAttributeSync(this.abs(p), name);
-    } catch (e) {
-      throw xattrError(e);
-    }
+    return this.readXattr(this.abs(p), name);
   }
   setxattr(p: string, name: string, value: Uint8Array): void {
     try {
@@ -215,6 +229,16 @@ export class DiskStorage implements Storage {
     });
   }
   write(h: number, offset: number, data: Uint8Array): Promise<number> {
+    // A small write goes to the page cache at once, on the event loop: through libuv's thread pool it
+    // would cost two thread switches and a wakeup of the loop, more than the copy itself. Large ones
+    // stay off the event loop.
+    if (data.length <= SYNC_WRITE_MAX) {
+      try {
+        return Promise.resolve(fs.writeSync(h, data, 0, data.length, offset));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     return new Promise((resolve, reject) => {
       fs.write(h, data, 0, data.length, offset, (err, n) => (err ? reject(err) : resolve(n)));
     });

@@ -1,0 +1,68 @@
+/** DiskStorage, the brick's real disk: xattrs read in one system call or two, small writes on the event loop. */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as xattr from '@napi-rs/xattr';
+import { DiskStorage } from '../src/storage/disk.js';
+import { O_CREAT, O_RDONLY, O_RDWR } from '../src/storage/storage.js';
+
+const isRoot = process.getuid?.() === 0;
+const NS = isRoot ? 'trusted' : 'user';
+
+test('xattrs: values of any size, a missing one is null, a missing path is an error by name', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
+  try {
+    const st = new DiskStorage(dir);
+    fs.writeFileSync(path.join(dir, 'f'), 'x');
+    fs.symlinkSync('f', path.join(dir, 'l'));
+    // 16 bytes (a gfid), either side of the one-call buffer (512 bytes), and a large one (ext4 keeps a
+    // file's xattrs in one 4 KiB block: each but the gfid goes again after its check).
+    for (const size of [16, 511, 512, 513, 3000]) {
+      const v = Buffer.alloc(size, size % 251);
+      st.setxattr('f', `${NS}.v${size}`, v);
+      assert.deepEqual(st.getxattr('f', `${NS}.v${size}`), v, `${size} bytes`);
+      // What another reader of the disk sees is the same.
+      assert.deepEqual(xattr.getAttributeSync(path.join(dir, 'f'), `${NS}.v${size}`), v);
+      if (size > 16) st.removexattr('f', `${NS}.v${size}`);
+    }
+    assert.equal(st.getxattr('f', `${NS}.none`), null);
+    assert.equal(st.getxattr('', `${NS}.none`), null);
+    assert.throws(() => st.getxattr('nope', `${NS}.v16`), { code: 'ENOENT' });
+    assert.throws(() => st.getxattr('f/x', `${NS}.v16`), { code: 'ENOTDIR' });
+    // A symlink's own xattrs, never its target's.
+    assert.equal(st.getxattr('l', `${NS}.v16`), null);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('writes: small ones on the event loop and large ones off it land at their offsets; errors reject', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
+  try {
+    const st = new DiskStorage(dir);
+    const h = st.open('f', O_RDWR | O_CREAT, 0o644);
+    const small = Buffer.alloc(4096, 1);
+    const large = Buffer.alloc(256 * 1024, 2);
+    assert.equal(await st.write(h, 0, small), small.length);
+    assert.equal(await st.write(h, 8192, large), large.length);
+    assert.equal(await st.write(h, 100, Buffer.from('mid')), 3);
+    st.close(h);
+    const got = fs.readFileSync(path.join(dir, 'f'));
+    assert.equal(got.length, 8192 + large.length);
+    assert.equal(got.subarray(100, 103).toString(), 'mid');
+    assert.ok(got.subarray(0, 100).every((b) => b === 1) && got.subarray(103, 4096).every((b) => b === 1));
+    assert.ok(got.subarray(4096, 8192).every((b) => b === 0), 'the hole reads as zeros');
+    assert.ok(got.subarray(8192).every((b) => b === 2));
+    // A write the file refuses is a rejected promise, not an exception, whatever its size.
+    const ro = st.open('f', O_RDONLY, 0);
+    const small$ = st.write(ro, 0, small);
+    assert.ok(small$ instanceof Promise);
+    await assert.rejects(small$, { code: 'EBADF' });
+    await assert.rejects(st.write(ro, 0, large), { code: 'EBADF' });
+    st.close(ro);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

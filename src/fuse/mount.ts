@@ -154,7 +154,8 @@ export class FuseMount {
   }
 
   /**
-   * Sequential reads come as the kernel's read-ahead: 128 KiB requests by default. A window of four
+   * Reads through the page cache (of a mapped file, or any file where the kernel cannot map direct-I/O
+   * files) come as the kernel's read-ahead: 128 KiB requests by default. A window of four
    * 1 MiB requests cuts the round trips eightfold and keeps several in flight, so that a read from disk
    * on one native thread overlaps the copies of the others (seen here, cold reads: 1.2-2 GB/s with one
    * request's window, 2.3 GB/s with four, less again with 16 or 64). Best effort (root only). The device

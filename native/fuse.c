@@ -1064,8 +1064,8 @@ static void ll_releasedir(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *
  * FUSE_DIRECT_IO_ALLOW_MMAP at INIT (Linux 6.6), and Debian's libfuse (3.14) cannot say it: it arrived
  * in libfuse 3.16. So the addon talks to /dev/fuse through libfuse's custom I/O hooks, which read and
  * write exactly what libfuse would, and adds that one flag to libfuse's INIT reply when the kernel
- * offered it. mount_t.direct_mmap records the outcome; the JavaScript side asks directMmap() before it
- * opens a file for reading with direct I/O. */
+ * offered it. mount_t.direct_mmap records the outcome, which the JavaScript side asks with directMmap():
+ * where it is set, every file is opened for direct I/O; elsewhere only write-only ones (never mapped). */
 
 static uint64_t init_unique;   /* the INIT request's id, while its reply is pending */
 static int init_offers_mmap;   /* the kernel's INIT offered FUSE_DIRECT_IO_ALLOW_MMAP */
@@ -1536,7 +1536,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   /* Same descriptor, same reads and writes; see "direct I/O and mmap". Without the hooks the mount
    * works as before, with direct_mmap 0. */
   if (fuse_session_custom_io(m->se, &custom_io, fuse_session_fd(m->se)) != 0)
-    fprintf(stderr, "dhtfs: libfuse refused custom I/O: files read with direct I/O stay in the page cache\n");
+    fprintf(stderr, "dhtfs: libfuse refused custom I/O: only write-only files bypass the page cache\n");
   m->running = 1;
   if (pthread_create(&m->thread, NULL, loop_thread, m) != 0) {
     fuse_session_unmount(m->se);

@@ -17,7 +17,7 @@ import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 import { migrateFile } from '../src/rebalance/migrate.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { MAIN_JS, mounted, startMount } from './helpers/mount.js';
-import { scanBrick } from './helpers/disk.js';
+import { handleFile, scanBrick } from './helpers/disk.js';
 import { openFiles, openModes } from './helpers/fds.js';
 import { rotateLayout } from './helpers/layout.js';
 
@@ -459,7 +459,7 @@ test('local reads: a reader on the mount reads its brick\'s file itself, and fol
     fs.writeFileSync(m('lr/f'), a);
     const src = c.dirs.findIndex((d) => fs.existsSync(path.join(d, 'lr/f')));
     const gfid = (await other.stat('/lr/f')).gfid!;
-    const handle = (dir: string) => path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
+    const handle = (dir: string) => handleFile(dir, gfid);
     const fd = fs.openSync(m('lr/f'), 'r');
     const b = Buffer.alloc(a.length + 4096);
     assert.equal(fs.readSync(fd, b, 0, b.length, 0), a.length);
@@ -523,7 +523,7 @@ test('local writes: a writer on the mount writes its brick\'s file itself, even 
     fs.writeFileSync(m('lw/f'), 'x');
     const src = c.dirs.findIndex((d) => fs.existsSync(path.join(d, 'lw/f')));
     const gfid = (await other.stat('/lw/f')).gfid!;
-    const handle = (dir: string) => path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
+    const handle = (dir: string) => handleFile(dir, gfid);
     // The first writes go through the brick; the mount then opens the brick's own file, for writing.
     const w = writer(burst, m('lw/f'));
     await w.said('ready');

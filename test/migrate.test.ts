@@ -8,7 +8,7 @@ import { Volume } from '../src/api/volume.js';
 import { migrateFile } from '../src/rebalance/migrate.js';
 import { SAFE_STEPS, type SafeStep } from '../src/rebalance/steps.js';
 import { pauseAfter, startCluster, type Cluster } from './helpers/cluster.js';
-import { namesOn, onDisk } from './helpers/disk.js';
+import { handleFile, namesOn, onDisk } from './helpers/disk.js';
 import { openFiles, openModes } from './helpers/fds.js';
 import { rotateLayout } from './helpers/layout.js';
 
@@ -295,7 +295,7 @@ test('local reads: a library handle reads its brick\'s file itself, sees other c
   const other = await Volume.connect(c.spec);
   const h = await app1.open(`/${f}`, 'r');
   const gfid = h.gfid!;
-  const handle = (dir: string) => path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
+  const handle = (dir: string) => handleFile(dir, gfid);
   const b = Buffer.alloc(128);
   const read = async () => b.subarray(0, (await h.read(b, 0, b.length, 0)).bytesRead).toString();
   assert.equal(await read(), `old-content-of-${f}`.padEnd(64, '.'));
@@ -325,7 +325,7 @@ test('local writes: a library handle writes its brick\'s file itself, is shut ou
   const other = await Volume.connect(c.spec);
   const h = await app1.open(`/${f}`, 'r+');
   const gfid = h.gfid!;
-  const file = (dir: string) => path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
+  const file = (dir: string) => handleFile(dir, gfid);
   const [src, dst] = names;
   const stopped = async (what: () => Promise<unknown>, ms: number): Promise<boolean> => {
     // Whether `what` completes within `ms` while brick 0's process is stopped.

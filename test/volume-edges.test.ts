@@ -11,7 +11,7 @@ import { tcpNetwork } from '../src/wire/tcp.js';
 import { encodeRanges } from '../src/dht/layout.js';
 import * as xattr from '@napi-rs/xattr';
 import { startCluster } from './helpers/cluster.js';
-import { P, diskLayout, hashedIndex, namesOn, onDisk } from './helpers/disk.js';
+import { P, diskLayout, handleFile, hashedIndex, namesOn, onDisk } from './helpers/disk.js';
 import type { Attr } from '../src/wire/types.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -165,7 +165,7 @@ test('a file is reachable by gfid after a rename, and fds survive the rename', a
     r.close();
     // The handle goes when the last name goes.
     await vol.unlink('/renamed');
-    assert.equal(fs.existsSync(path.join(c.dirs[0], '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid)), false);
+    assert.equal(fs.existsSync(handleFile(c.dirs[0], gfid)), false);
     await vol.close();
   } finally {
     await c.stop();

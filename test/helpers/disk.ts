@@ -8,6 +8,11 @@ import { gfidFromBytes } from '../../src/common/gfid.js';
 
 export const P = process.getuid?.() === 0 ? 'trusted.' : 'user.';
 
+/** A file's gfid handle on a brick: .glusterfs/xx/yy/GFID, a hard link to its data file. */
+export function handleFile(dir: string, gfid: string): string {
+  return path.join(dir, '.glusterfs', gfid.slice(0, 2), gfid.slice(2, 4), gfid);
+}
+
 export interface OnDisk {
   mode: number;
   size: number;

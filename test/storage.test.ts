@@ -31,6 +31,7 @@ test('xattrs: values of any size, a missing one is null, a missing path is an er
     assert.equal(st.getxattr('', `${NS}.none`), null);
     assert.throws(() => st.getxattr('nope', `${NS}.v16`), { code: 'ENOENT' });
     assert.throws(() => st.getxattr('f/x', `${NS}.v16`), { code: 'ENOTDIR' });
+    assert.throws(() => st.getxattr(`${'d/'.repeat(2100)}f`, `${NS}.v16`), { code: 'ENAMETOOLONG' });
     // A symlink's own xattrs, never its target's.
     assert.equal(st.getxattr('l', `${NS}.v16`), null);
   } finally {

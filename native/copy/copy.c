@@ -200,15 +200,24 @@ static napi_value fget_xattr(napi_env env, napi_callback_info info) {
 static napi_value lget_xattr(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
-  char path[4097], name[256];
+  char name[256];
   size_t plen = 0, len = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
-      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1 ||
+      napi_get_value_string_utf8(env, argv[0], NULL, 0, &plen) != napi_ok || plen == 0 ||
       napi_get_value_string_utf8(env, argv[1], name, sizeof name, &len) != napi_ok || len == 0 || len >= sizeof name - 1) {
     napi_throw_type_error(env, NULL, "lgetxattr(path, name)");
     return NULL;
   }
-  return get_xattr(env, -1, path, name);
+  /* The whole path, however long: the kernel answers ENAMETOOLONG, as it does @napi-rs/xattr. */
+  char *path = malloc(plen + 1);
+  if (!path) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  napi_get_value_string_utf8(env, argv[0], path, plen + 1, &plen);
+  napi_value out = get_xattr(env, -1, path, name);
+  free(path);
+  return out;
 }
 
 /*

@@ -400,6 +400,24 @@ test('caching: file sizes and bytes from another client show at once; directory 
   }
 });
 
+test('a name another client makes in a directory the mount made shows at once (the mount\'s cache of names not there is told)', { skip }, async () => {
+  const other = await Volume.connect(c.spec);
+  try {
+    fs.mkdirSync(m('neg'));
+    fs.writeFileSync(m('neg/mine'), 'mine');
+    for (const n of ['x', 'y', 'z']) assert.throws(() => fs.statSync(m(`neg/${n}`)), { code: 'ENOENT' });
+    await other.writeFile('/neg/x', 'from another client');
+    assert.equal(fs.readFileSync(m('neg/x'), 'utf8'), 'from another client');
+    await other.mkdir('/neg/y');
+    assert.ok(fs.statSync(m('neg/y')).isDirectory());
+    assert.throws(() => fs.statSync(m('neg/z')), { code: 'ENOENT' });
+    assert.deepEqual(fs.readdirSync(m('neg')).sort(), ['mine', 'x', 'y']);
+    fs.rmSync(m('neg'), { recursive: true });
+  } finally {
+    await other.close();
+  }
+});
+
 test('a directory\'s times move with every name made or removed in it, whichever brick holds the name; writes through a write-only fd show at once to a reader', { skip }, async () => {
   fs.mkdirSync(m('times'));
   const mtime = () => fs.statSync(m('times')).mtimeMs;

@@ -46,6 +46,7 @@ import {
 } from '../storage/storage.js';
 import { LockTable, type LockMode } from './locks.js';
 import { SrcMigrations, formatMoved, parseMoved, type DirtyRecord, type Moved } from './migration.js';
+import { DirWatches, watchedStorage, type Watcher } from './watch.js';
 
 export const HANDLE_DIR = '.glusterfs';
 /** Where dst keeps migration copies until they are installed: outside the namespace. */
@@ -81,7 +82,7 @@ interface OpenFile {
   moved?: Moved;
 }
 
-export interface Session {
+export interface Session extends Watcher {
   id: number;
   remote: string;
   client: string;
@@ -201,14 +202,19 @@ export class Brick implements RequestHandler<Session> {
   private openCount = new Map<string, number>();
   private handleDirs = new Set<string>();
   private readonly ops: Record<string, (s: Session, a: Args) => unknown>;
+  /** Clients' watches of directories (watch.ts): every change of a name goes through `st`, which reports it. */
+  private readonly watches: DirWatches;
+  private readonly st: Storage;
 
   constructor(
-    private readonly st: Storage,
+    st: Storage,
     readonly cfg: BrickConfig,
     private readonly clock: Clock,
     random: Random,
     private readonly log: LogFn = () => {},
   ) {
+    this.watches = new DirWatches(clock);
+    this.st = watchedStorage(st, this.watches, (rel) => rel === HANDLE_DIR || rel.startsWith(`${HANDLE_DIR}/`));
     const p = cfg.xattrPrefix;
     this.X = {
       gfid: `${p}gfid`,
@@ -241,7 +247,8 @@ export class Brick implements RequestHandler<Session> {
       getTopology: () => this.getTopology(),
       setTopology: (_s, a) => this.setTopology(a),
       statfs: () => this.statfs(),
-      mkdir: (_s, a) => this.mkdir(a),
+      mkdir: (s, a) => this.mkdir(a, s),
+      watchAck: (_s, a) => this.watches.ack(int(a, 'id', 0, Number.MAX_SAFE_INTEGER)),
       setLayout: (_s, a) => this.setLayout(a),
       setCommitHash: (_s, a) => this.setCommitHash(a),
       create: (s, a) => this.create(s, a),
@@ -319,8 +326,8 @@ export class Brick implements RequestHandler<Session> {
 
   // --- sessions ------------------------------------------------------------------------------------
 
-  openSession(info: { remote: string; client: string }): Session {
-    const s: Session = { id: this.nextSession++, remote: info.remote, client: info.client, fds: new Map(), nextFd: 1 };
+  openSession(info: { remote: string; client: string; notify?: (kind: string, payload: unknown) => void }): Session {
+    const s: Session = { id: this.nextSession++, remote: info.remote, client: info.client, fds: new Map(), nextFd: 1, notify: info.notify ?? (() => {}), watching: new Set() };
     this.sessions.set(s.id, s);
     return s;
   }
@@ -330,13 +337,15 @@ export class Brick implements RequestHandler<Session> {
     s.fds.clear();
     this.locks.releaseSession(s.id);
     this.mig.sessionClosed(s.id);
+    this.watches.drop(s);
     this.sessions.delete(s.id);
   }
 
   handle(s: Session, op: string, args: Args): unknown {
     const fn = Object.hasOwn(this.ops, op) ? this.ops[op] : undefined;
     if (!fn) throw new FsError('ENOSYS', `unknown operation '${op.slice(0, 40)}'`);
-    return fn(s, args);
+    // Changes of names that other connections watch: the reply waits for their acknowledgements (watch.ts).
+    return this.watches.run(s, () => fn(s, args));
   }
 
   // --- paths and attributes ------------------------------------------------------------------------
@@ -701,9 +710,11 @@ export class Brick implements RequestHandler<Session> {
     return this.st.statfs();
   }
 
-  mkdir(a: Args): Attr {
+  /** With `watch`, the session watches the new directory (watch.ts): it knows the directory is empty. */
+  mkdir(a: Args, s?: Session): Attr {
     const rel = this.path(a);
     if (rel === '') throw new FsError('EEXIST', 'the root exists');
+    const watch = optBool(a, 'watch');
     const mode = int(a, 'mode', 0, 0o7777);
     const gfid = gfidArg(a, 'gfid');
     const layout = rangesArg(a, 'layout');
@@ -724,6 +735,7 @@ export class Brick implements RequestHandler<Session> {
       }
       throw e;
     }
+    if (watch && s) this.watches.add(s, rel);
     return this.attr(rel, this.st.lstat(rel), gfid);
   }
 
@@ -740,6 +752,8 @@ export class Brick implements RequestHandler<Session> {
         if (codeOf(e) !== 'ENODATA') throw e;
       }
     } else this.st.setxattr(rel, this.X.dht, encodeRanges(layout));
+    // A new layout may give ranges to a brick the watchers do not watch the directory on (add-brick).
+    this.watches.changedIn(rel, true);
     return this.attr(rel, st);
   }
 
@@ -818,7 +832,7 @@ export class Brick implements RequestHandler<Session> {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
     const wait = this.mig.whenSettled(replaced);
-    if (wait) return wait.then(() => this.replaceWithLinkto(rel, gfid, target, uid, gid));
+    if (wait) return wait.then(this.watches.resumed(() => this.replaceWithLinkto(rel, gfid, target, uid, gid)));
     if (replaced === gfid && this.st.lstat(rel).mode === LINKTO_MODE) {
       // This file's linkto already (a client taking up its interrupted rename again): point it at target.
       this.setLinkto(rel, target);
@@ -1064,7 +1078,7 @@ export class Brick implements RequestHandler<Session> {
     const at = this.attr(rel, st);
     if (ifOtherNames && at.nlink < 2) throw new FsError('EBUSY', `/${rel} is the file's only name`);
     const wait = this.mig.whenSettled(at.gfid);
-    if (wait) return wait.then(() => this.unlink(a));
+    if (wait) return wait.then(this.watches.resumed(() => this.unlink(a)));
     if (wantGfid && at.gfid !== wantGfid) throw new FsError('ESTALE', `/${rel} is another file now`);
     if (onlyIfLinkto && at.linkto === undefined) throw new FsError('EBUSY', `/${rel} is not a linkto file`);
     if (ifNotOpen && at.gfid && this.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `/${rel} is open`);
@@ -1128,7 +1142,7 @@ export class Brick implements RequestHandler<Session> {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
     const wait = this.mig.whenSettled(gfid) ?? this.mig.whenSettled(replaced);
-    if (wait) return wait.then(() => this.rename(a));
+    if (wait) return wait.then(this.watches.resumed(() => this.rename(a)));
     if (!isDir(st)) this.refuseMoved(from, gfid);
     this.mig.entryChanged(gfid);
     if (replaced) this.mig.entryChanged(replaced);
@@ -1148,7 +1162,7 @@ export class Brick implements RequestHandler<Session> {
     const gfid = this.readGfid(from);
     if (wantGfid && gfid !== wantGfid) throw new FsError('ESTALE', `/${from} is another file now`);
     const wait = this.mig.whenSettled(gfid);
-    if (wait) return wait.then(() => this.link(a));
+    if (wait) return wait.then(this.watches.resumed(() => this.link(a)));
     this.refuseMoved(from, gfid);
     this.mig.entryChanged(gfid); // a file with two names is not migrated
     if (wantGfid) {

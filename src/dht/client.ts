@@ -8,7 +8,7 @@ import type { Clock, Random } from '../common/env.js';
 import { newGfid } from '../common/gfid.js';
 import { RpcClient } from '../wire/rpc.js';
 import type { Network } from '../wire/transport.js';
-import type { Attr, DirEntryAttr, RootInfo, StatFsReply } from '../wire/types.js';
+import { DIR_CHANGED, type Attr, type DirChanged, type DirEntryAttr, type RootInfo, type StatFsReply } from '../wire/types.js';
 import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFMT } from '../storage/storage.js';
 import { dhtHash, type HashOptions } from './hash.js';
 import {
@@ -31,6 +31,14 @@ const RECONNECT_MS = 1000;
 const RENAME_RESUMES = 12;
 const STATFS_TTL_MS = 1000;
 const LAYOUT_RETRIES = 4;
+/**
+ * A negative lookup answered from the cache (see DhtClient.knownAbsent) needs an answer from every brick
+ * within this long: a connection that went silent may have lost the news of a name made since. The same
+ * bound as the FUSE mount's names (its entry timeout).
+ */
+const NEG_FRESH_MS = 1000;
+/** Names a negative-lookup cache holds for one directory before it is dropped. */
+const NEG_MAX_NAMES = 100_000;
 
 export type Logger = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
@@ -39,6 +47,8 @@ class Subvol {
   rpc: RpcClient | null = null;
   /** Counts connections made: an fd opened under an older one is gone from the brick. */
   generation = 0;
+  /** When the brick last answered: every event it sent before that answer has been taken in. */
+  heard = -Infinity;
   private dialing: Promise<RpcClient> | null = null;
   private lastFail = -Infinity;
   statfs: { at: number; v: StatFsReply } | null = null;
@@ -65,6 +75,7 @@ class Subvol {
         this.rpc = r;
         this.generation++;
         r.onClose(() => this.c.onBrickDown(this.name));
+        r.onEvent((kind, payload) => this.c.onBrickEvent(this, kind, payload));
         return r;
       })
       .catch((e) => {
@@ -87,7 +98,11 @@ class Subvol {
     if (generation !== undefined && generation !== this.generation) {
       throw new FsError('ENOTCONN', `brick ${this.name}: the connection fd ${String(args.fd)} was opened on is gone`, { fdGone: true });
     }
-    return r.call<T>(op, args, into);
+    try {
+      return await r.call<T>(op, args, into);
+    } finally {
+      this.heard = this.c.clock.now();
+    }
   }
 
   close(): void {
@@ -190,6 +205,14 @@ export class DhtClient {
   private readonly minFreeInodes: number;
   private readonly lookupOptimize: boolean;
   private downListeners: ((brick: string) => void)[] = [];
+  /**
+   * Negative lookups (brick/watch.ts): for each directory this client made, with every brick watching it
+   * for us, the names that may be in it (those this client made there since). A lookup of any other name
+   * is answered ENOENT without asking a brick, as GlusterFS's nl-cache does. An event from a brick (another
+   * client changed a name there, or the directory was renamed, removed or given a new layout), a lost
+   * connection or a new topology drops the directory's entry. `ready` once every brick's mkdir is done.
+   */
+  private negDirs = new Map<string, { names: Set<string>; ready: boolean }>();
 
   constructor(
     readonly spec: VolumeSpec,
@@ -281,6 +304,7 @@ export class DhtClient {
     this.decommissioned = new Set(t.decommissioned);
     this.topologyVersion = t.version;
     this.dirs.clear();
+    this.negDirs.clear(); // new bricks watch nothing for us
     this.log('info', `topology version ${t.version}: ${this.names.join(', ')}${t.decommissioned.length ? ` (draining ${t.decommissioned.join(', ')})` : ''}`);
   }
 
@@ -290,7 +314,46 @@ export class DhtClient {
   }
 
   onBrickDown(name: string): void {
+    this.negDirs.clear(); // the brick forgot our watches with the connection
     for (const f of this.downListeners) f(name);
+  }
+
+  /** An event brick `sv` sent (brick/watch.ts): a cache to drop, then the acknowledgement the brick waits for. */
+  onBrickEvent(sv: Subvol, kind: string, payload: unknown): void {
+    if (kind !== DIR_CHANGED) return;
+    const p = payload as Partial<DirChanged> | null;
+    if (!p || typeof p.path !== 'string') this.negDirs.clear();
+    else if (p.subtree) this.negGone(p.path);
+    else this.negDirs.delete(p.path);
+    if (typeof p?.id === 'number') sv.call('watchAck', { id: p.id }).catch(() => {});
+  }
+
+  /** Whether `path` is known not to exist without asking (see negDirs). */
+  private knownAbsent(parent: string, name: string): boolean {
+    const e = this.negDirs.get(parent);
+    if (!e || !e.ready || e.names.has(name)) return false;
+    const now = this.clock.now();
+    for (const n of this.names) {
+      const sv = this.subvols.get(n);
+      if (!sv || now - sv.heard > NEG_FRESH_MS) return false;
+    }
+    return true;
+  }
+
+  /** This client is about to make the name `path` (in any way): lookups of it must ask. */
+  private mayExist(path: string): void {
+    const { parent, name } = splitPath(path);
+    const e = this.negDirs.get(parent);
+    if (!e) return;
+    e.names.add(name);
+    if (e.names.size > NEG_MAX_NAMES) this.negDirs.delete(parent);
+  }
+
+  /** `path` is renamed or removed: no cache for it or below. */
+  private negGone(path: string): void {
+    if (this.negDirs.size === 0) return;
+    const below = path === '/' ? '/' : `${path}/`;
+    for (const k of [...this.negDirs.keys()]) if (k === path || k.startsWith(below)) this.negDirs.delete(k);
   }
 
   onDown(fn: (brick: string) => void): void {
@@ -522,6 +585,7 @@ export class DhtClient {
       return { path, attr: d.attr, cached: this.names[0], hashed: null, isDir: true };
     }
     const { parent, name } = splitPath(path);
+    if (this.knownAbsent(parent, name)) throw FsError.quiet('ENOENT', `${path}: no such file or directory`);
     const d = await this.dir(parent);
     const hashed = this.hashedBrick(d, name);
     let a: Attr;
@@ -701,11 +765,16 @@ export class DhtClient {
     if (path === '/') throw new FsError('EEXIST', '/ exists');
     const { parent, name } = splitPath(path);
     const gfid = newGfid(this.random);
-    return this.withParent(parent, async (d) => {
+    this.mayExist(path);
+    // The new directory's negative-lookup cache: in place before the first brick makes it (so that an
+    // event about it is not missed), of use once every brick has made it and watches it.
+    const neg = { names: new Set<string>(), ready: false };
+    this.negDirs.set(path, neg);
+    const attr = await this.withParent(parent, async (d) => {
       const hashed = this.hashedBrick(d, name);
       const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
       const rangeFor = (b: string) => rangesOf(l, b);
-      const base = { path, mode: mode & 0o7777, gfid, uid: owner?.uid, gid: owner?.gid };
+      const base = { path, mode: mode & 0o7777, gfid, uid: owner?.uid, gid: owner?.gid, watch: true };
       const attr = await this.sv(hashed).call<Attr>('mkdir', { ...base, layout: rangeFor(hashed), parentLayout: this.rangeOf(d, hashed) });
       const others = this.names.filter((n) => n !== hashed);
       const rs = await Promise.all(
@@ -726,9 +795,18 @@ export class DhtClient {
           await Promise.all(this.names.filter((n) => !failed.some((f) => f!.n === n)).map((n) => this.sv(n).call('rmdir', { path }).catch(() => {})));
           throw failed[0]!.e;
         }
+        return { attr, everywhere: false };
       }
-      return attr;
+      return { attr, everywhere: others.length + 1 === this.names.length };
+    }).catch((e) => {
+      if (this.negDirs.get(path) === neg) this.negDirs.delete(path);
+      throw e;
     });
+    if (this.negDirs.get(path) === neg) {
+      if (attr.everywhere) neg.ready = true;
+      else this.negDirs.delete(path);
+    }
+    return attr.attr;
   }
 
   async rmdir(path: string): Promise<void> {
@@ -736,6 +814,7 @@ export class DhtClient {
     if (path === '/') throw new FsError('EBUSY', 'cannot remove /');
     const loc = await this.locate(path);
     if (!loc.isDir) throw new FsError('ENOTDIR', `${path}: not a directory`);
+    this.negGone(path);
     const entries = await this.readdirAll(path);
     if (entries.length > 0) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
     const d = await this.dir(path);
@@ -779,6 +858,7 @@ export class DhtClient {
     const { parent, name } = splitPath(path);
     if (name === '') throw new FsError('EISDIR', '/ is a directory');
     const gfid = newGfid(this.random);
+    this.mayExist(path);
     return this.withParent(parent, async (d) => {
       if (withoutLookup && this.shouldLookupEverywhere(d)) return null;
       const hashed = this.hashedBrick(d, name);
@@ -1020,6 +1100,10 @@ export class DhtClient {
     if (from === '/' || to === '/') throw new FsError('EBUSY', 'cannot rename /');
     if (from === to) return;
     if (to.startsWith(from + '/')) throw new FsError('EINVAL', `cannot move ${from} into itself`);
+    // Caches of the names in a directory renamed, or replaced, go; the new name may exist from now on.
+    this.negGone(from);
+    this.negGone(to);
+    this.mayExist(to);
     // The gfid of the file an interrupted attempt was renaming: the next attempt finishes its work.
     let resume: string | null = null;
     let moves = 0;
@@ -1226,6 +1310,7 @@ export class DhtClient {
     const src = await this.locate(existing);
     if (src.isDir) throw new FsError('EPERM', `${existing}: hard links to directories are not allowed`);
     const { parent, name } = splitPath(newPath);
+    this.mayExist(newPath);
     return this.withParent(parent, async (d) => {
       const hashed = this.hashedBrick(d, name);
       const gfid = src.attr.gfid ?? undefined;
@@ -1246,6 +1331,7 @@ export class DhtClient {
     path = normPath(path);
     const { parent, name } = splitPath(path);
     const gfid = newGfid(this.random);
+    this.mayExist(path);
     return this.withParent(parent, async (d) => {
       const hashed = this.hashedBrick(d, name);
       return this.sv(hashed).call<Attr>('symlink', { path, target, gfid, uid: owner?.uid, gid: owner?.gid, parentLayout: this.rangeOf(d, hashed) });

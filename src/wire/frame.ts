@@ -8,7 +8,7 @@
  */
 import { Packr } from 'msgpackr';
 
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 /** Default largest frame body accepted; the largest read or write is a little smaller. */
 export const DEFAULT_MAX_FRAME = 8 * 1024 * 1024 + 64 * 1024;
 export const MAX_IO_SIZE = 8 * 1024 * 1024;

@@ -127,7 +127,8 @@ export class RpcClient {
 
 /** What the server needs from the brick: a per-connection context and a request handler. */
 export interface RequestHandler<Ctx> {
-  openSession(info: { remote: string; client: string }): Ctx;
+  /** `notify` sends the connection an event (an EVENT message) at any time while it is open. */
+  openSession(info: { remote: string; client: string; notify: (kind: string, payload: unknown) => void }): Ctx;
   handle(ctx: Ctx, op: string, args: Record<string, unknown>): Promise<unknown> | unknown;
   closeSession(ctx: Ctx): void;
 }
@@ -214,7 +215,13 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
           drop(args.proto !== PROTOCOL_VERSION ? 'protocol version mismatch' : args.volumeId !== opts.volumeId ? 'wrong volume id' : 'bad secret');
           return;
         }
-        ctx = handler.openSession({ remote: conn.remote, client: typeof args.client === 'string' ? args.client : '' });
+        ctx = handler.openSession({
+          remote: conn.remote,
+          client: typeof args.client === 'string' ? args.client : '',
+          notify: (kind, payload) => {
+            if (open) conn.write(encodeFrame([EVENT, kind, payload]));
+          },
+        });
         reply(id, null, { ok: true });
         continue;
       }

@@ -38,3 +38,15 @@ export interface RootInfo {
   commitHash: number | null;
   brick: string;
 }
+
+/**
+ * The event a brick sends a connection that watches a directory (brick/watch.ts) when its negative-lookup
+ * cache of `path` (and, with `subtree`, of every directory below) is void. The client acknowledges it
+ * with the request `watchAck` { id }.
+ */
+export const DIR_CHANGED = 'dirChanged';
+export interface DirChanged {
+  path: string;
+  subtree: boolean;
+  id: number;
+}

@@ -542,11 +542,25 @@ static int local_read(fuse_req_t fr, uint64_t fh, size_t size, off_t off) {
   if (piped) reader_drain(r);
   return done;
 }
-/* Answers a write with fh's local descriptor; 0 when it cannot (not writable, shut out, a commit record, an error). */
+/* A write by a caller other than root must drop the file's set-user-ID bit, and its set-group-ID bit
+ * where the group may execute (the kernel leaves that to the file system on direct I/O): the brick does
+ * it, so such a file's writes go through it. */
+static int drops_privs(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return 1;
+  return (st.st_mode & S_ISUID) || (st.st_mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP);
+}
+/* Answers a write with fh's local descriptor; 0 when it cannot (not writable, shut out, a commit record,
+ * set-id bits a caller other than root drops, an error). */
 static int local_write(fuse_req_t fr, uint64_t fh, const char *buf, size_t size, off_t off) {
   local_t *e = local_take(fh);
   if (!e) return 0;
   int done = 0;
+  const struct fuse_ctx *ctx = fuse_req_ctx(fr);
+  if (e->writable && ctx && ctx->uid != 0 && drops_privs(e->fd)) {
+    local_put(e);
+    return 0;
+  }
   if (e->writable && local_enter(e)) {
     /* After the lock: a migration that committed set the record before it let the lock go. */
     if (local_unmoved(e)) {
@@ -1125,6 +1139,10 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   }
   if (current && current->splice && (conn->capable & FUSE_CAP_SPLICE_WRITE)) conn->want |= FUSE_CAP_SPLICE_WRITE;
   else if (current) current->splice = 0;
+  /* The kernel drops set-user-ID and set-group-ID bits on a write, truncate or chown by a caller without
+   * CAP_FSETID, as it does on a local disk: libfuse would leave that to the file system, but the bricks
+   * do the work as root, whom the rule spares. */
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
 }
 
 /* No flush (nothing to do: writes reach the brick before they return, fsync is its own request):

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Volume } from '../src/api/volume.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import * as xattr from '@napi-rs/xattr';
-import { hashedIndex, namesOn, onDisk, P, scanBrick } from './helpers/disk.js';
+import { handleFile, hashedIndex, namesOn, onDisk, P, scanBrick } from './helpers/disk.js';
 
 let c: Cluster;
 let vol: Volume;
@@ -237,6 +237,35 @@ test('hard links and symlinks', async () => {
   assert.ok((await vol.lstat(`/links/${s}`)).isSymbolicLink());
   assert.equal(await vol.readFile(`/links/${s}`, 'utf8'), 'SHared', 'open follows the symlink');
   assert.deepEqual((await vol.readdir('/links')).sort(), [b, s].sort());
+});
+
+test('hard links whose names hash to one brick, not the data\'s: one linkto inode there, as many names', async () => {
+  await vol.mkdir('/links2');
+  const [a] = namesOn(c.dirs, names, '/links2', 0, 1, 'a');
+  const [b1, b2, b3] = namesOn(c.dirs, names, '/links2', 2, 3, 'b');
+  await vol.writeFile(`/links2/${a}`, 'data');
+  const gfid = onDisk(c.dirs[0], `links2/${a}`)!.gfid!;
+  for (const b of [b1, b2, b3]) await vol.link(`/links2/${a}`, `/links2/${b}`);
+  assert.equal((await vol.stat(`/links2/${b3}`)).nlink, 4);
+  // Brick 2 holds the three linktos as names of one inode (and its gfid handle); brick 0 the data under all four.
+  const ino = (d: string, n: string) => fs.lstatSync(path.join(d, 'links2', n)).ino;
+  assert.equal(new Set([b1, b2, b3].map((n) => ino(c.dirs[2], n))).size, 1);
+  assert.equal(fs.lstatSync(path.join(c.dirs[2], 'links2', b1)).nlink, 4);
+  assert.equal(new Set([a, b1, b2, b3].map((n) => ino(c.dirs[0], n))).size, 1);
+  for (const b of [b1, b2, b3]) assert.equal(await vol.readFile(`/links2/${b}`, 'utf8'), 'data');
+  await vol.unlink(`/links2/${b1}`);
+  await vol.unlink(`/links2/${a}`);
+  assert.equal((await vol.stat(`/links2/${b2}`)).nlink, 2);
+  assert.equal(await vol.readFile(`/links2/${b3}`, 'utf8'), 'data');
+  assert.equal(fs.lstatSync(path.join(c.dirs[2], 'links2', b2)).nlink, 3, 'two linktos and the handle');
+  await vol.unlink(`/links2/${b2}`);
+  await vol.unlink(`/links2/${b3}`);
+  assert.deepEqual(await vol.readdir('/links2'), []);
+  assert.deepEqual(
+    c.dirs.map((d) => fs.readdirSync(path.join(d, 'links2'))),
+    [[], [], []],
+  );
+  assert.deepEqual(c.dirs.map((d) => fs.existsSync(handleFile(d, gfid))), [false, false, false], 'no gfid handle left');
 });
 
 test('xattrs on files and directories', async () => {

@@ -351,24 +351,29 @@ export class FileHandle {
     }
   }
 
-  /** Writes `length` bytes of `buffer` at `position` (or the current position, which then advances). */
-  async write(data: Uint8Array | string, offset = 0, length?: number, position: number | null = null): Promise<{ bytesWritten: number }> {
+  /**
+   * Writes `length` bytes of `buffer` at `position` (or the current position, which then advances).
+   * `dropPrivs` (a FUSE mount, for a writer other than root): the file's set-user-ID bit falls, and its
+   * set-group-ID bit where its group may execute, as the kernel does for a writer without CAP_FSETID.
+   */
+  async write(data: Uint8Array | string, offset = 0, length?: number, position: number | null = null, opts?: { dropPrivs?: boolean }): Promise<{ bytesWritten: number }> {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     const len = length ?? buf.length - offset;
     const append = (this.flags & O_APPEND) !== 0;
     const at = position ?? this.pos;
+    const dropPrivs = opts?.dropPrivs ? { dropPrivs: true } : {};
     let lastSize = 0;
     if (append) {
       this.brickWrites++;
       // O_APPEND: the brick appends; pieces must go in order.
       for (let off = 0; off < len; off += IO_CHUNK) {
-        const r = await this.call<{ written: number; attr: Attr }>('write', { offset: 0, data: buf.subarray(offset + off, offset + Math.min(len, off + IO_CHUNK)) });
+        const r = await this.call<{ written: number; attr: Attr }>('write', { offset: 0, data: buf.subarray(offset + off, offset + Math.min(len, off + IO_CHUNK)), ...dropPrivs });
         lastSize = r.attr.size;
       }
       this.pos = lastSize;
       return { bytesWritten: len };
     }
-    if (await this.writeLocally(buf.subarray(offset, offset + len), at)) {
+    if (!opts?.dropPrivs && (await this.writeLocally(buf.subarray(offset, offset + len), at))) {
       if (position === null) this.pos += len;
       return { bytesWritten: len };
     }
@@ -379,7 +384,7 @@ export class FileHandle {
     await pipelined(pieces, IO_WINDOW, async (i) => {
       const off = i * chunk;
       const piece = buf.subarray(offset + off, offset + Math.min(len, off + chunk));
-      const r = await this.call<{ written: number }>('write', { offset: at + off, data: piece });
+      const r = await this.call<{ written: number }>('write', { offset: at + off, data: piece, ...dropPrivs });
       if (r.written !== piece.length) throw new FsError('EIO', `short write: ${r.written} of ${piece.length}`);
     });
     this.brickWrites += len >= LOCAL_AFTER_BYTES ? 2 : 1;

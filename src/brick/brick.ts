@@ -35,7 +35,9 @@ import {
   S_IFMT,
   S_IFREG,
   S_ISGID,
+  S_ISUID,
   S_ISVTX,
+  S_IXGRP,
   LOCK_GATE,
   LOCK_WRITERS,
   type FdLocal,
@@ -458,6 +460,7 @@ export class Brick implements RequestHandler<Session> {
       this.setGfid(rel, gfid);
       more?.();
       this.linkHandle(rel, gfid);
+      gid = this.newGid(rel, gid);
       if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
     } catch (e) {
       try {
@@ -467,6 +470,17 @@ export class Brick implements RequestHandler<Session> {
       }
       throw e;
     }
+  }
+
+  /**
+   * The group of a name just made for a caller of group `gid`: the parent's where the parent is
+   * set-group-ID, as the kernel gives it (this process made the name as root, so the caller's group
+   * is set after).
+   */
+  private newGid(rel: string, gid: number | undefined): number | undefined {
+    if (gid === undefined) return undefined;
+    const p = this.st.lstat(parentOf(rel));
+    return p.mode & S_ISGID ? p.gid : gid;
   }
 
   private setGfid(rel: string, gfid: string): void {
@@ -725,7 +739,8 @@ export class Brick implements RequestHandler<Session> {
     try {
       this.setGfid(rel, gfid);
       if (layout) this.st.setxattr(rel, this.X.dht, encodeRanges(layout));
-      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+      const g = this.newGid(rel, gid);
+      if (uid !== undefined || g !== undefined) this.st.lchown(rel, uid ?? -1, g ?? -1);
       this.setDirHandle(rel, gfid);
     } catch (e) {
       try {
@@ -845,20 +860,7 @@ export class Brick implements RequestHandler<Session> {
     } catch (e) {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
-    // A stale linkto of this file under another name (left by an earlier rename) holds the gfid's handle:
-    // that inode becomes this linkto; the stale name is removed when it is next met.
-    let reused = false;
-    try {
-      const hp = handlePath(gfid);
-      if (this.st.lstat(hp).mode === LINKTO_MODE && this.readLinkto(hp) !== null) {
-        this.st.link(hp, tmp);
-        this.setLinkto(tmp, target);
-        reused = true;
-      }
-    } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
-    }
-    if (!reused) this.makeLinkto(tmp, gfid, target, uid, gid);
+    this.makeLinkto(tmp, gfid, target, uid, gid);
     if (replaced) this.mig.entryChanged(replaced);
     this.st.rename(tmp, rel);
     try {
@@ -876,6 +878,19 @@ export class Brick implements RequestHandler<Session> {
   }
 
   private makeLinkto(rel: string, gfid: string, target: string, uid?: number, gid?: number): Attr {
+    // A linkto of this file under another name holds the gfid's handle here: another hard link whose name
+    // hashes to this brick, or a stale linkto left by an earlier rename (removed when it is next met).
+    // This name becomes one more link to that inode, as GlusterFS's posix links a linkto to its gfid.
+    try {
+      const hp = handlePath(gfid);
+      if (this.st.lstat(hp).mode === LINKTO_MODE && this.readLinkto(hp) !== null) {
+        this.st.link(hp, rel);
+        this.setLinkto(rel, target);
+        return this.attr(rel, this.st.lstat(rel), gfid);
+      }
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
     const h = this.st.open(rel, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
     this.st.close(h);
     this.adoptNew(rel, gfid, uid, gid, () => this.setLinkto(rel, target));
@@ -931,9 +946,11 @@ export class Brick implements RequestHandler<Session> {
     if (data.length > MAX_IO_SIZE) throw new FsError('EINVAL', `write larger than ${MAX_IO_SIZE} bytes`);
     if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
     const append = (f.flags & O_APPEND) !== 0;
+    const dropPrivs = optBool(a, 'dropPrivs') && !f.tempRel && f.gfid !== null;
     return this.change(
       f.tempRel ? null : f.gfid,
       async () => {
+        if (dropPrivs) this.dropPrivs(f);
         let written = 0;
         while (written < data.length) {
           const n = await this.st.write(f.h, offset + written, data.subarray(written));
@@ -944,6 +961,18 @@ export class Brick implements RequestHandler<Session> {
       },
       (r) => (append ? [r.attr.size - r.written, r.attr.size] : [offset, offset + r.written]),
     );
+  }
+
+  /**
+   * A write by a caller without CAP_FSETID (`dropPrivs`, from a FUSE mount) drops the set-user-ID bit,
+   * and the set-group-ID bit where the group may execute, as the kernel does on a local disk (this
+   * process writes as root, whom the rule spares).
+   */
+  private dropPrivs(f: OpenFile): void {
+    const mode = this.st.fstat(f.h).mode & 0o7777;
+    let keep = mode & ~S_ISUID;
+    if ((mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP)) keep &= ~S_ISGID;
+    if (keep !== mode) this.st.chmod(handlePath(f.gfid!), keep);
   }
 
   async fsync(s: Session, a: Args): Promise<Attr> {
@@ -1039,25 +1068,27 @@ export class Brick implements RequestHandler<Session> {
     const atime = timespec(a, 'atime');
     const mtime = timespec(a, 'mtime');
     const size = optInt(a, 'size');
+    // `ctime` alone: the change time moves and nothing else (chown(2) with -1 for both).
+    const ctime = optBool(a, 'ctime');
     let old = 0;
     return this.change(
       gfid,
       () => {
         old = this.st.lstat(rel).size;
-        return this.applyAttrs(rel, { mode, uid, gid, atime, mtime, size });
+        return this.applyAttrs(rel, { mode, uid, gid, atime, mtime, size, ctime });
       },
       () => (size === undefined ? null : [Math.min(old, size), Math.max(old, size)]),
     );
   }
 
-  private applyAttrs(rel: string, o: { mode?: number; uid?: number; gid?: number; atime?: Timespec; mtime?: Timespec; size?: number }): Attr {
-    const { mode, uid, gid, atime, mtime, size } = o;
+  private applyAttrs(rel: string, o: { mode?: number; uid?: number; gid?: number; atime?: Timespec; mtime?: Timespec; size?: number; ctime?: boolean }): Attr {
+    const { mode, uid, gid, atime, mtime, size, ctime } = o;
     let st = this.st.lstat(rel);
     if (size !== undefined) {
       if (!isReg(st)) throw new FsError(isDir(st) ? 'EISDIR' : 'EINVAL', 'truncate needs a regular file');
       this.st.truncate(rel, size);
     }
-    if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+    if (uid !== undefined || gid !== undefined || ctime) this.st.lchown(rel, uid ?? -1, gid ?? -1);
     if (mode !== undefined && !isLnk(st)) this.st.chmod(rel, mode);
     if (atime || mtime) {
       st = this.st.lstat(rel);

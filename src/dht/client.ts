@@ -1351,7 +1351,8 @@ export class DhtClient {
   }
 
   /** chmod/chown/utimes/truncate: on the data brick; on every brick for a directory. */
-  async setattr(path: string, attrs: { mode?: number; uid?: number; gid?: number; atime?: [number, number]; mtime?: [number, number]; size?: number }): Promise<Attr> {
+  /** `ctime`: the change time moves, nothing else need change (as chown(2) with -1 for both does). */
+  async setattr(path: string, attrs: { mode?: number; uid?: number; gid?: number; atime?: [number, number]; mtime?: [number, number]; size?: number; ctime?: boolean }): Promise<Attr> {
     const loc = await this.locate(path);
     if (loc.isDir) {
       if (attrs.size !== undefined) throw new FsError('EISDIR', `${path}: is a directory`);

@@ -281,6 +281,8 @@ export class FuseMount {
       else await byPath({ size });
     }
     if (which & SET_MODE) await byPath({ mode: mode & 0o7777 });
+    // The change time alone (a chown to -1 and -1 comes with no attribute to set): nothing above moved it.
+    if (!(which & (SET_UID | SET_GID | SET_SIZE | SET_MODE | SET_ATIME | SET_MTIME)) && path !== null) await byPath({ ctime: true });
     if (which & (SET_ATIME | SET_MTIME)) {
       const at = (set: number, sec: number, ns: number): [number, number] | undefined => (which & set ? (ns === UTIME_NOW ? this.wallNow() : [sec, ns]) : undefined);
       const atime = at(SET_ATIME, n[5], n[6]);
@@ -408,7 +410,8 @@ export class FuseMount {
       }
       case 'write': {
         const h = this.fh(n[0]);
-        const { bytesWritten } = await h.write(buf!, 0, buf!.length, n[1]);
+        // A writer other than root drops the file's set-id bits, as the kernel's rule has it.
+        const { bytesWritten } = await h.write(buf!, 0, buf!.length, n[1], { dropPrivs: uid !== 0 });
         if (h.writesMuch) void this.goLocal(n[0], h);
         return { result: bytesWritten };
       }

@@ -152,6 +152,7 @@ export const S_IFLNK = 0o120000;
 export const S_ISUID = 0o4000;
 export const S_ISGID = 0o2000;
 export const S_ISVTX = 0o1000;
+export const S_IXGRP = 0o0010;
 
 export const O_RDONLY = 0;
 export const O_WRONLY = 1;

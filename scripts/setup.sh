@@ -23,10 +23,13 @@ if ! pkg-config --exists fuse3 2>/dev/null || ! command -v fusermount3 >/dev/nul
     echo "setup: libfuse 3 is missing; install Debian's 'libfuse3-dev', 'fuse3' and 'pkg-config' (dhtfs mount needs them)" >&2
   fi
 fi
-# Programs the FUSE tests run unmodified on the mount (git, tar and coreutils are in the base system).
-for prog in rsync sqlite3; do
-  if ! command -v "$prog" >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    (apt-get install -y --no-install-recommends "$prog" >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y --no-install-recommends "$prog" >/dev/null)) || echo "setup: could not install $prog (the FUSE tests need it)" >&2
+# Programs the FUSE tests run unmodified on the mount (git, tar and coreutils are in the base system), and
+# Debian's python3 (test/helpers/posix-runner.ts: mkfifo, utimensat and xattrs as other users, who may
+# not run a python3 under /root).
+for prog in /usr/bin/rsync /usr/bin/sqlite3 /usr/bin/python3; do
+  if [ ! -x "$prog" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    pkg=$(basename "$prog")
+    (apt-get install -y --no-install-recommends "$pkg" >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y --no-install-recommends "$pkg" >/dev/null)) || echo "setup: could not install $pkg (the FUSE tests need it)" >&2
   fi
 done
 ADDON=native/build/Release/dhtfs_fuse.node

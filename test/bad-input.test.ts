@@ -135,6 +135,11 @@ test('a brick survives hostile input and keeps serving good clients', async () =
       ["setLayout", { path: "/", layout: { commit: 1, type: 0, start: 0, stop: 1 } }, "EINVAL"],
       ['inodelk', { domain: 'd', path: '/', type: 'bogus', owner: 'o' }, 'EINVAL'],
       ['readdir', { path: '/keep' }, 'ENOTDIR'],
+      ['mknod', { path: '/dev', mode: 0o020644, gfid: '11111111-1111-4111-8111-111111111113' }, 'EPERM'],
+      ['mknod', { path: '/reg', mode: 0o100644, gfid: '11111111-1111-4111-8111-111111111114' }, 'EPERM'],
+      ['mknod', { path: '/fifo', mode: -1, gfid: '11111111-1111-4111-8111-111111111115' }, 'EINVAL'],
+      ['mknod', { path: '/../fifo', mode: 0o010644, gfid: '11111111-1111-4111-8111-111111111116' }, 'EINVAL'],
+      ['mknod', { path: '/.glusterfs/fifo', mode: 0o010644, gfid: '11111111-1111-4111-8111-111111111117' }, 'EPERM'],
     ];
     for (const [op, args, code] of refused) {
       await assert.rejects(r.call(op, args), { code }, `${op} ${JSON.stringify(args).slice(0, 80)}`);

@@ -268,6 +268,35 @@ test('hard links whose names hash to one brick, not the data\'s: one linkto inod
   assert.deepEqual(c.dirs.map((d) => fs.existsSync(handleFile(d, gfid))), [false, false, false], 'no gfid handle left');
 });
 
+test('FIFOs and sockets: made on the hashed brick, renamed across bricks, removed; no device nodes', async () => {
+  await vol.mkdir('/special');
+  const [f] = namesOn(c.dirs, names, '/special', 0, 1, 'f');
+  const [g] = namesOn(c.dirs, names, '/special', 1, 1, 'g');
+  const [s] = namesOn(c.dirs, names, '/special', 2, 1, 's');
+  const a = await vol.client.mknod(`/special/${f}`, 0o010640, { uid: 4001, gid: 4002 });
+  assert.equal(a.mode, 0o010640);
+  await vol.mkfifo('/special/pipe', 0o600);
+  assert.equal((await vol.lstat('/special/pipe')).mode, 0o010600);
+  await vol.unlink('/special/pipe');
+  const onBrick = fs.lstatSync(path.join(c.dirs[0], 'special', f));
+  assert.ok(onBrick.isFIFO());
+  assert.deepEqual([onBrick.uid, onBrick.gid], [4001, 4002]);
+  await vol.client.mknod(`/special/${s}`, 0o140755);
+  assert.ok(fs.lstatSync(path.join(c.dirs[2], 'special', s)).isSocket());
+  assert.ok((await vol.lstat(`/special/${s}`)).isSocket());
+  await assert.rejects(vol.client.mknod(`/special/${f}`, 0o010644), { code: 'EEXIST' });
+  await assert.rejects(vol.client.mknod('/special/dev', 0o020644), { code: 'EPERM' });
+  await assert.rejects(vol.client.mknod('/special/blk', 0o060644), { code: 'EPERM' });
+  // Renamed to a name of another brick: the FIFO stays where it is, a linkto points at it.
+  await vol.rename(`/special/${f}`, `/special/${g}`);
+  assert.ok((await vol.lstat(`/special/${g}`)).isFIFO());
+  assert.ok(fs.lstatSync(path.join(c.dirs[0], 'special', g)).isFIFO());
+  assert.deepEqual((await vol.readdir('/special')).sort(), [g, s].sort());
+  await vol.unlink(`/special/${g}`);
+  await vol.unlink(`/special/${s}`);
+  assert.deepEqual(c.dirs.map((d) => fs.readdirSync(path.join(d, 'special'))), [[], [], []]);
+});
+
 test('xattrs on files and directories', async () => {
   await vol.writeFile('/xa', '1');
   await vol.setxattr('/xa', 'user.color', 'blue');

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include "../byte_lock.h"
 
@@ -248,6 +249,41 @@ static napi_value ofd_lock(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * mknod(path, mode) -> undefined: a FIFO or a socket (mode's type bits say which) for the brick's
+ * Storage.mknod; Node's fs has no mknod. Device nodes are refused here (EPERM): a brick makes no device
+ * on its disk for a client. Throws with `code` the errno's name (EEXIST, ENOENT, ...).
+ */
+static napi_value make_node(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint32_t mode;
+  size_t plen = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], NULL, 0, &plen) != napi_ok || plen == 0 || napi_get_value_uint32(env, argv[1], &mode) != napi_ok) {
+    napi_throw_type_error(env, NULL, "mknod(path, mode)");
+    return NULL;
+  }
+  if (!S_ISFIFO(mode) && !S_ISSOCK(mode)) {
+    napi_throw_error(env, "EPERM", "only FIFOs and sockets");
+    return NULL;
+  }
+  char *path = malloc(plen + 1);
+  if (!path) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  napi_get_value_string_utf8(env, argv[0], path, plen + 1, &plen);
+  int r = mknod(path, (mode_t)mode, 0);
+  int err = errno;
+  free(path);
+  if (r != 0) {
+    const char *code = strerrorname_np(err);
+    napi_throw_error(env, code ? code : "EIO", strerror(err));
+  }
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "lock", NAPI_AUTO_LENGTH, ofd_lock, NULL, &fn);
@@ -260,5 +296,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "fgetxattr", fn);
   napi_create_function(env, "lgetxattr", NAPI_AUTO_LENGTH, lget_xattr, NULL, &fn);
   napi_set_named_property(env, exports, "lgetxattr", fn);
+  napi_create_function(env, "mknod", NAPI_AUTO_LENGTH, make_node, NULL, &fn);
+  napi_set_named_property(env, exports, "mknod", fn);
   return exports;
 }

@@ -1,5 +1,5 @@
 import type { Attr } from '../wire/types.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../storage/storage.js';
 
 const ms = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
 const ns = (t: [number, number]) => BigInt(t[0]) * 1_000_000_000n + BigInt(t[1]);
@@ -15,6 +15,19 @@ class ModeType {
   }
   isSymbolicLink(): boolean {
     return (this.mode & S_IFMT) === S_IFLNK;
+  }
+  isFIFO(): boolean {
+    return (this.mode & S_IFMT) === S_IFIFO;
+  }
+  isSocket(): boolean {
+    return (this.mode & S_IFMT) === S_IFSOCK;
+  }
+  /** dhtfs makes no device nodes; one put on a brick by hand still shows as one. */
+  isBlockDevice(): boolean {
+    return (this.mode & S_IFMT) === 0o060000;
+  }
+  isCharacterDevice(): boolean {
+    return (this.mode & S_IFMT) === 0o020000;
   }
 }
 

@@ -16,7 +16,7 @@ import type { Network } from '../wire/transport.js';
 import type { Attr } from '../wire/types.js';
 import type { FdLocal, LocalFile, LocalFiles } from '../storage/storage.js';
 import { diskLocalFiles } from '../storage/disk.js';
-import { LOCK_GATE, LOCK_WRITERS, O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISVTX } from '../storage/storage.js';
+import { LOCK_GATE, LOCK_WRITERS, O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISVTX } from '../storage/storage.js';
 import { Dirent, Stats } from './stats.js';
 
 /** Largest piece of one write request; bigger writes are split and pipelined. */
@@ -665,6 +665,11 @@ export class Volume {
 
   async symlink(target: string, path: string): Promise<void> {
     await this.client.symlink(target, path);
+  }
+
+  /** A named pipe (mkfifo(3)); `mode` as for mkdir. Opening it is for a FUSE mount, where the kernel joins its ends. */
+  async mkfifo(path: string, mode = 0o644): Promise<void> {
+    await this.client.mknod(path, S_IFIFO | (mode & 0o7777));
   }
 
   async readlink(path: string): Promise<string> {

@@ -34,6 +34,8 @@ import {
   S_IFLNK,
   S_IFMT,
   S_IFREG,
+  S_IFIFO,
+  S_IFSOCK,
   S_ISGID,
   S_ISUID,
   S_ISVTX,
@@ -273,6 +275,7 @@ export class Brick implements RequestHandler<Session> {
       link: (_s, a) => this.link(a),
       renameSettled: (_s, a) => this.renameSettled(a),
       symlink: (_s, a) => this.symlink(a),
+      mknod: (_s, a) => this.mknod(a),
       readlink: (_s, a) => this.readlink(a),
       readdir: (_s, a) => this.readdir(a),
       getxattr: (_s, a) => this.getxattr(a),
@@ -1236,6 +1239,22 @@ export class Brick implements RequestHandler<Session> {
     const gid = optInt(a, 'gid', 0, U32);
     this.checkParentLayout(rel, a);
     this.st.symlink(target, rel);
+    this.adoptNew(rel, gfid, uid, gid);
+    return this.attr(rel, this.st.lstat(rel), gfid);
+  }
+
+  /** A FIFO or a socket (`mode`: type and permission bits); no device nodes. */
+  mknod(a: Args): Attr {
+    const rel = this.path(a);
+    const mode = int(a, 'mode', 0, 0o177777);
+    const type = mode & S_IFMT;
+    if (type !== S_IFIFO && type !== S_IFSOCK) throw new FsError('EPERM', 'mknod makes FIFOs and sockets only');
+    if (!this.st.mknod) throw new FsError('EPERM', `${this.cfg.name} cannot make special files`);
+    const gfid = gfidArg(a, 'gfid');
+    const uid = optInt(a, 'uid', 0, U32);
+    const gid = optInt(a, 'gid', 0, U32);
+    this.checkParentLayout(rel, a);
+    this.st.mknod(rel, mode);
     this.adoptNew(rel, gfid, uid, gid);
     return this.attr(rel, this.st.lstat(rel), gfid);
   }

@@ -1328,13 +1328,23 @@ export class DhtClient {
   }
 
   async symlink(target: string, path: string, owner?: { uid: number; gid: number }): Promise<Attr> {
+    return this.makeOnHashed('symlink', path, { target }, owner);
+  }
+
+  /** A FIFO or a socket (`mode`: type and permission bits), on the name's hashed brick like a symlink. */
+  async mknod(path: string, mode: number, owner?: { uid: number; gid: number }): Promise<Attr> {
+    return this.makeOnHashed('mknod', path, { mode }, owner);
+  }
+
+  /** A new name that has no data elsewhere (a symlink, a FIFO, a socket): made on its hashed brick only. */
+  private async makeOnHashed(op: 'symlink' | 'mknod', path: string, args: object, owner?: { uid: number; gid: number }): Promise<Attr> {
     path = normPath(path);
     const { parent, name } = splitPath(path);
     const gfid = newGfid(this.random);
     this.mayExist(path);
     return this.withParent(parent, async (d) => {
       const hashed = this.hashedBrick(d, name);
-      return this.sv(hashed).call<Attr>('symlink', { path, target, gfid, uid: owner?.uid, gid: owner?.gid, parentLayout: this.rangeOf(d, hashed) });
+      return this.sv(hashed).call<Attr>(op, { path, ...args, gfid, uid: owner?.uid, gid: owner?.gid, parentLayout: this.rangeOf(d, hashed) });
     });
   }
 

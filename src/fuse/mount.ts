@@ -356,7 +356,8 @@ export class FuseMount {
       case 'mkdir':
         return { result: 0, extra: this.kept(p, statArray(await c.mkdir(p, n[0] & 0o7777, owner))) };
       case 'mknod': {
-        if ((n[0] & S_IFMT) !== S_IFREG) return { result: -osConstants.errno.EPERM };
+        // FIFOs and sockets are made by the brick; device nodes are refused (EPERM).
+        if ((n[0] & S_IFMT) !== S_IFREG) return { result: 0, extra: statArray(await c.mknod(p, n[0] & 0o177777, owner)) };
         const r = await c.open(p, O_CREAT | O_EXCL, n[0] & 0o7777, owner);
         await c.sv(r.located.cached).call('close', { fd: r.fd });
         return { result: 0, extra: statArray(r.attr) };

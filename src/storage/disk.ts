@@ -63,6 +63,7 @@ let copyAddon:
       syncFs(fd: number): Promise<number>;
       fgetxattr?(fd: number, name: string): Buffer | null;
       lgetxattr?(path: string, name: string): Buffer | null;
+      mknod?(path: string, mode: number): void;
       lock?(fd: number, byte: number, mode: number): boolean;
     }
   | null
@@ -165,6 +166,12 @@ export class DiskStorage implements Storage {
   }
   symlink(target: string, p: string): void {
     fs.symlinkSync(target, this.abs(p));
+  }
+  /** FIFOs and sockets, through native/copy (Node's fs has no mknod); EPERM where it was not built. */
+  mknod(p: string, mode: number): void {
+    const c = copier();
+    if (!c?.mknod) throw new FsError('EPERM', 'special files need the native/copy addon');
+    c.mknod(this.abs(p), mode);
   }
   readlink(p: string): string {
     return fs.readlinkSync(this.abs(p), 'utf8');

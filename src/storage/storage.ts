@@ -91,6 +91,8 @@ export interface Storage {
    * a file with it (LOCK_GATE, LOCK_WRITERS); without it, clients get no local writes.
    */
   lock?(h: number, byte: number, mode: FileLockMode): boolean;
+  /** Optional: makes a FIFO or a socket (`mode`'s type bits say which); without it, a brick refuses them. */
+  mknod?(p: string, mode: number): void;
 }
 
 /**
@@ -149,6 +151,8 @@ export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000;
 export const S_IFDIR = 0o040000;
 export const S_IFLNK = 0o120000;
+export const S_IFIFO = 0o010000;
+export const S_IFSOCK = 0o140000;
 export const S_ISUID = 0o4000;
 export const S_ISGID = 0o2000;
 export const S_ISVTX = 0o1000;

@@ -8,6 +8,7 @@
  * code, or what the step reads (a stat's kind, mode, owner, links and size; a listing; bytes; a link's
  * target; which of a file's times moved since it was stamped, under its name or the key given).
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 
 export interface User {
@@ -37,8 +38,27 @@ function become(name: string): void {
   current = name;
 }
 
+/**
+ * What Node has no call for (mkfifo, utimensat with UTIME_NOW, xattrs with their flags) goes through
+ * Debian's python3, started with this process's effective user: `code` runs with the step's arguments
+ * as `a`; the answer is `r` when the code sets it, else "ok", or the errno code.
+ */
+const PY = `import os, sys, errno
+a = sys.argv[2:]
+try:
+    r = 'ok'
+    exec(sys.argv[1])
+    print(r)
+except OSError as e:
+    print(errno.errorcode[e.errno])`;
+function py(code: string, args: (string | number)[]): string {
+  const r = spawnSync('/usr/bin/python3', ['-c', PY, code, ...args.map(String)], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`python3: ${r.stderr || r.error}`);
+  return r.stdout.trim();
+}
+
 const kind = (st: fs.Stats) =>
-  st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFIFO() ? 'fifo' : 'other';
+  st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'other';
 
 /** What a test may compare between two file systems: not inode numbers, block counts or times. */
 function describe(st: fs.Stats): string {
@@ -99,6 +119,23 @@ function run(op: string, a: (string | number)[]): string {
       fs.closeSync(held.get(p)!);
       held.delete(p);
       return 'ok';
+    case 'mkfifo':
+      return py('os.mkfifo(a[0], int(a[1]))', a);
+    case 'mksock':
+      // bind(2) of a Unix socket makes its name (mknod with S_IFSOCK).
+      return py('import socket\ns = socket.socket(socket.AF_UNIX)\ns.bind(a[0])\ns.close()', a);
+    case 'touch':
+      // utimensat(2) with both times UTIME_NOW: allowed to the owner and to anyone who may write the file.
+      return py('os.utime(a[0], None)', a);
+    case 'setxattr':
+      // a[3]: 'create' (XATTR_CREATE), 'replace' (XATTR_REPLACE) or nothing.
+      return py("os.setxattr(a[0], a[1], a[2].encode(), {'create': os.XATTR_CREATE, 'replace': os.XATTR_REPLACE}.get(a[3] if len(a) > 3 else '', 0))", a);
+    case 'getxattr':
+      return py("r = 'value=' + os.getxattr(a[0], a[1]).decode()", a);
+    case 'listxattr':
+      return py("r = 'names=' + ','.join(sorted(os.listxattr(a[0])))", a);
+    case 'removexattr':
+      return py('os.removexattr(a[0], a[1])', a);
     case 'read':
       return `data=${fs.readFileSync(p, 'utf8')}`;
     case 'unlink':

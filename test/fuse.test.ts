@@ -13,10 +13,10 @@ import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { Volume } from '../src/api/volume.js';
 import { ENTRY_TIMEOUT, fuseAvailable } from '../src/fuse/mount.js';
-import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 import { migrateFile } from '../src/rebalance/migrate.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { MAIN_JS, mounted, startMount } from './helpers/mount.js';
+import { rebalanceOntoNewBrick } from './helpers/rebalance.js';
 import { handleFile, scanBrick } from './helpers/disk.js';
 import { openFiles, openModes } from './helpers/fds.js';
 import { rotateLayout } from './helpers/layout.js';
@@ -596,15 +596,7 @@ test('rebalance while a program keeps a file open on the mount and writes to it'
   const writer = spawn('bash', ['-c', `exec 3>>"$1"; for i in $(seq 1 300); do echo "line $i" >&3; sleep 0.005; done; exec 3>&-`, 'bash', m('w/log')], { stdio: 'ignore' });
   const readers = spawn('bash', ['-c', `exec 4<"$1"; n=0; while kill -0 $2 2>/dev/null; do cat <&4 >/dev/null; n=$((n+1)); done; echo $n`, 'bash', m('w/f7'), String(writer.pid)], { stdio: ['ignore', 'pipe', 'ignore'] });
   await new Promise((r) => setTimeout(r, 100));
-  await c.addBrick();
-  await c.pushTopology();
-  const rb = await Volume.connect(c.spec);
-  let cp: Checkpoint | null = null;
-  const store = { load: () => cp, save: (x: Checkpoint) => void (cp = structuredClone(x)) };
-  const r = await new Rebalancer(rb.client, { store }).run();
-  assert.equal(r.state, 'completed', r.error);
-  assert.equal(r.counters.failed, 0);
-  assert.ok(r.counters.migrated > 0, 'files moved to the new brick');
+  await rebalanceOntoNewBrick(c);
   await once(writer, 'exit');
   await once(readers, 'exit');
   const lines = fs.readFileSync(m('w/log'), 'utf8').trim().split('\n');
@@ -614,7 +606,6 @@ test('rebalance while a program keeps a file open on the mount and writes to it'
   // The new brick holds some of the files now.
   const newest = c.dirs[c.dirs.length - 1];
   assert.ok(fs.readdirSync(path.join(newest, 'w')).length > 0);
-  await rb.close();
 });
 
 test('SIGTERM unmounts cleanly, right after a burst of requests; after a crash, dhtfs umount recovers the mount point', { skip }, async () => {

@@ -297,6 +297,23 @@ test('FIFOs and sockets: made on the hashed brick, renamed across bricks, remove
   assert.deepEqual(c.dirs.map((d) => fs.readdirSync(path.join(d, 'special'))), [[], [], []]);
 });
 
+test('a directory\'s times are its copies\' latest: a name made on a brick other than the directory\'s own moves them', async () => {
+  await vol.mkdir('/dtimes');
+  const own = hashedIndex(c.dirs, names, '/', 'dtimes');
+  const other = (own + 1) % names.length;
+  const [f] = namesOn(c.dirs, names, '/dtimes', other, 1, 'f');
+  const t0 = (await vol.stat('/dtimes')).mtimeNs;
+  await new Promise((r) => setTimeout(r, 20));
+  await vol.writeFile(`/dtimes/${f}`, 'x');
+  const onOther = fs.statSync(path.join(c.dirs[other], 'dtimes'), { bigint: true }).mtimeNs;
+  assert.ok(onOther > t0, 'the other brick\'s copy moved');
+  assert.ok(fs.statSync(path.join(c.dirs[own], 'dtimes'), { bigint: true }).mtimeNs <= t0, 'the directory\'s own copy did not');
+  assert.equal((await vol.stat('/dtimes')).mtimeNs, onOther);
+  const other2 = await Volume.connect(c.spec);
+  assert.equal((await other2.stat('/dtimes')).mtimeNs, onOther, 'another client sees the same');
+  await other2.close();
+});
+
 test('xattrs on files and directories', async () => {
   await vol.writeFile('/xa', '1');
   await vol.setxattr('/xa', 'user.color', 'blue');

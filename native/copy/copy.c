@@ -143,6 +143,7 @@ static napi_value sync_fs(napi_env env, napi_callback_info info) {
  * Both read small values (gfids, layouts, records: 16 to a few hundred bytes) in one system call, into
  * a buffer on the stack; @napi-rs/xattr asks for the size first, and reads after, every time.
  */
+static void throw_errno(napi_env env, int err);
 static napi_value get_xattr(napi_env env, int fd, const char *path, const char *name) {
   napi_value out;
   char small[512];
@@ -179,8 +180,7 @@ static napi_value get_xattr(napi_env env, int fd, const char *path, const char *
     napi_throw_error(env, "EIO", "fgetxattr failed");
     return NULL;
   }
-  const char *code = strerrorname_np(errno);
-  napi_throw_error(env, code ? code : "EIO", strerror(errno));
+  throw_errno(env, errno);
   return NULL;
 }
 
@@ -198,24 +198,41 @@ static napi_value fget_xattr(napi_env env, napi_callback_info info) {
   return get_xattr(env, fd, NULL, name);
 }
 
-static napi_value lget_xattr(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  char name[256];
-  size_t plen = 0, len = 0;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
-      napi_get_value_string_utf8(env, argv[0], NULL, 0, &plen) != napi_ok || plen == 0 ||
-      napi_get_value_string_utf8(env, argv[1], name, sizeof name, &len) != napi_ok || len == 0 || len >= sizeof name - 1) {
-    napi_throw_type_error(env, NULL, "lgetxattr(path, name)");
+/* A path argument, whole however long (the kernel answers ENAMETOOLONG): malloc'd; NULL after throwing. */
+static char *path_arg(napi_env env, napi_value v) {
+  size_t plen = 0;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &plen) != napi_ok || plen == 0) {
+    napi_throw_type_error(env, NULL, "a path");
     return NULL;
   }
-  /* The whole path, however long: the kernel answers ENAMETOOLONG, as it does @napi-rs/xattr. */
   char *path = malloc(plen + 1);
   if (!path) {
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
-  napi_get_value_string_utf8(env, argv[0], path, plen + 1, &plen);
+  napi_get_value_string_utf8(env, v, path, plen + 1, &plen);
+  return path;
+}
+
+/* Throws the errno's name (EEXIST, ENOENT, ...) as `code`. */
+static void throw_errno(napi_env env, int err) {
+  const char *code = strerrorname_np(err);
+  napi_throw_error(env, code ? code : "EIO", strerror(err));
+}
+
+static napi_value lget_xattr(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char name[256];
+  size_t len = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[1], name, sizeof name, &len) != napi_ok || len == 0 || len >= sizeof name - 1) {
+    napi_throw_type_error(env, NULL, "lgetxattr(path, name)");
+    return NULL;
+  }
+  /* The whole path, however long: the kernel answers ENAMETOOLONG, as it does @napi-rs/xattr. */
+  char *path = path_arg(env, argv[0]);
+  if (!path) return NULL;
   napi_value out = get_xattr(env, -1, path, name);
   free(path);
   return out;
@@ -258,9 +275,7 @@ static napi_value make_node(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   uint32_t mode;
-  size_t plen = 0;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
-      napi_get_value_string_utf8(env, argv[0], NULL, 0, &plen) != napi_ok || plen == 0 || napi_get_value_uint32(env, argv[1], &mode) != napi_ok) {
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || napi_get_value_uint32(env, argv[1], &mode) != napi_ok) {
     napi_throw_type_error(env, NULL, "mknod(path, mode)");
     return NULL;
   }
@@ -268,19 +283,37 @@ static napi_value make_node(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EPERM", "only FIFOs and sockets");
     return NULL;
   }
-  char *path = malloc(plen + 1);
-  if (!path) {
-    napi_throw_error(env, "ENOMEM", "out of memory");
-    return NULL;
-  }
-  napi_get_value_string_utf8(env, argv[0], path, plen + 1, &plen);
+  char *path = path_arg(env, argv[0]);
+  if (!path) return NULL;
   int r = mknod(path, (mode_t)mode, 0);
   int err = errno;
   free(path);
-  if (r != 0) {
-    const char *code = strerrorname_np(err);
-    napi_throw_error(env, code ? code : "EIO", strerror(err));
+  if (r != 0) throw_errno(env, err);
+  return NULL;
+}
+
+/*
+ * lutimes(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec) -> undefined: utimensat(2) to the nanosecond,
+ * not following a last symlink, for the brick's Storage.lutimes (Node's takes seconds as a double, which
+ * keeps no more than microseconds of today's times). Throws with `code` the errno's name.
+ */
+static napi_value lutimes_ns(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  int64_t v[4];
+  int ok = napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= 5;
+  for (int i = 0; ok && i < 4; i++) ok = napi_get_value_int64(env, argv[i + 1], &v[i]) == napi_ok;
+  if (!ok || v[1] < 0 || v[1] > 999999999 || v[3] < 0 || v[3] > 999999999) {
+    napi_throw_type_error(env, NULL, "lutimes(path, atimeSec, atimeNsec, mtimeSec, mtimeNsec)");
+    return NULL;
   }
+  char *path = path_arg(env, argv[0]);
+  if (!path) return NULL;
+  struct timespec ts[2] = {{.tv_sec = v[0], .tv_nsec = v[1]}, {.tv_sec = v[2], .tv_nsec = v[3]}};
+  int r = utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW);
+  int err = errno;
+  free(path);
+  if (r != 0) throw_errno(env, err);
   return NULL;
 }
 
@@ -298,5 +331,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "lgetxattr", fn);
   napi_create_function(env, "mknod", NAPI_AUTO_LENGTH, make_node, NULL, &fn);
   napi_set_named_property(env, exports, "mknod", fn);
+  napi_create_function(env, "lutimes", NAPI_AUTO_LENGTH, lutimes_ns, NULL, &fn);
+  napi_set_named_property(env, exports, "lutimes", fn);
   return exports;
 }

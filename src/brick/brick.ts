@@ -476,6 +476,30 @@ export class Brick implements RequestHandler<Session> {
   }
 
   /**
+   * Runs `fn`, a change of `rel`'s directory's entries that no user made (a migration, a repair, a new
+   * brick's copy of a directory): the directory keeps its access and modification times, which the
+   * volume shows as its copies' latest (its ctime moves, as it must). A brick runs one such change at a
+   * time, so no user's change falls between the reading and the setting.
+   */
+  private keepingTimes<T>(rel: string, keep: boolean, fn: () => T): T {
+    if (!keep) return fn();
+    const parent = parentOf(rel);
+    const was = this.st.lstat(parent);
+    const restore = () => {
+      try {
+        this.st.lutimes(parent, was.atime, was.mtime);
+      } catch {
+        /* the directory went meanwhile: nothing to keep */
+      }
+    };
+    try {
+      return fn();
+    } finally {
+      restore();
+    }
+  }
+
+  /**
    * The group of a name just made for a caller of group `gid`: the parent's where the parent is
    * set-group-ID, as the kernel gives it (this process made the name as root, so the caller's group
    * is set after).
@@ -737,14 +761,21 @@ export class Brick implements RequestHandler<Session> {
     const layout = rangesArg(a, 'layout');
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
+    const atime = timespec(a, 'atime');
+    const mtime = timespec(a, 'mtime');
     this.checkParentLayout(rel, a);
-    this.st.mkdir(rel, mode);
+    // keepTimes (a copy made for a brick that lacks it): see keepingTimes.
+    this.keepingTimes(rel, optBool(a, 'keepTimes'), () => this.st.mkdir(rel, mode));
     try {
+      // mkdir(2) takes no set-group-ID bit from its mode (only from the parent): a copy of a directory
+      // made for a new brick must have all of the directory's bits.
+      if (mode & S_ISGID && !(this.st.lstat(rel).mode & S_ISGID)) this.st.chmod(rel, (this.st.lstat(rel).mode | mode) & 0o7777);
       this.setGfid(rel, gfid);
       if (layout) this.st.setxattr(rel, this.X.dht, encodeRanges(layout));
       const g = this.newGid(rel, gid);
       if (uid !== undefined || g !== undefined) this.st.lchown(rel, uid ?? -1, g ?? -1);
       this.setDirHandle(rel, gfid);
+      if (atime && mtime) this.st.lutimes(rel, atime, mtime);
     } catch (e) {
       try {
         this.st.rmdir(rel);
@@ -835,7 +866,8 @@ export class Brick implements RequestHandler<Session> {
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
     this.checkParentLayout(rel, a);
-    if (!optBool(a, 'replace')) return this.makeLinkto(rel, gfid, target, uid, gid);
+    // keepTimes (a repair's linkto): see keepingTimes.
+    if (!optBool(a, 'replace')) return this.keepingTimes(rel, optBool(a, 'keepTimes'), () => this.makeLinkto(rel, gfid, target, uid, gid));
     return this.replaceWithLinkto(rel, gfid, target, uid, gid);
   }
 
@@ -1119,7 +1151,7 @@ export class Brick implements RequestHandler<Session> {
     // A committed migration's old copy is not the file any more: the client must unlink dst's copy.
     if (at.linkto === undefined) this.refuseMoved(rel, at.gfid);
     this.mig.entryChanged(at.gfid);
-    this.st.unlink(rel);
+    this.keepingTimes(rel, optBool(a, 'keepTimes'), () => this.st.unlink(rel));
     this.dropHandleIfLast(at.gfid);
     if (clearIntent && at.gfid && at.nlink > 1) this.clearRenameIntent(at.gfid);
     return { ...at, nlink: Math.max(0, at.nlink - 1) };
@@ -1503,7 +1535,7 @@ export class Brick implements RequestHandler<Session> {
     const at = this.attr(rel, st);
     if (at.gfid !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
     if (!at.moved) throw new FsError('EINVAL', `/${rel} has not been migrated`);
-    this.st.unlink(rel);
+    this.keepingTimes(rel, true, () => this.st.unlink(rel));
     this.dropHandleIfLast(gfid);
     // The fds still open on the old copy keep saying EMOVED; the gfid itself is free here again (the
     // file may migrate back to this brick one day).
@@ -1722,7 +1754,7 @@ export class Brick implements RequestHandler<Session> {
     }
     if (!hasTemp) throw new FsError('ENOENT', `no migration copy ${tmp} on ${this.cfg.name}`);
     if (cur && cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is a linkto of another file`);
-    this.st.rename(tmp, rel);
+    this.keepingTimes(rel, true, () => this.st.rename(tmp, rel));
     // The handle pointed at the linkto's inode; point it at the data.
     this.ensureHandleDir(gfid);
     try {

@@ -181,6 +181,22 @@ export function walkPath(p: string): string {
 }
 
 const isDirAttr = (a: Attr) => (a.mode & S_IFMT) === S_IFDIR;
+const later = (x: [number, number], y: [number, number]): [number, number] => (y[0] > x[0] || (y[0] === x[0] && y[1] > x[1]) ? y : x);
+
+/**
+ * A directory's attributes: `base`'s, with the latest times of all its copies (`copies`), as GlusterFS
+ * merges them: a name made or removed on any brick moves the directory's times, and only such a change
+ * does (the bricks keep a directory's times where a migration or a repair changes its entries).
+ */
+function latestTimes(base: Attr, copies: Attr[]): Attr {
+  const out = { ...base };
+  for (const c of copies) {
+    out.atime = later(out.atime, c.atime);
+    out.mtime = later(out.mtime, c.mtime);
+    out.ctime = later(out.ctime, c.ctime);
+  }
+  return out;
+}
 
 export interface DhtClientOptions {
   clientName?: string;
@@ -458,7 +474,7 @@ export class DhtClient {
       const a = r.value!;
       if (!isDirAttr(a)) throw new FsError('ENOTDIR', `${path}: not a directory`);
       gfid ??= a.gfid;
-      attr ??= a;
+      attr = attr ? latestTimes(attr, [a]) : a;
       const ranges = a.layout && a.layout.length > 0 ? a.layout : [{ commit: 0, type: 0, start: 0, stop: 0 }];
       for (const range of ranges) layout.push({ brick: r.brick, ...range });
     }
@@ -487,13 +503,34 @@ export class DhtClient {
     return a.holes > 0 || a.overlaps > 0;
   }
 
-  /** A directory missing on some bricks (one was down at mkdir): create it there, no range. */
+  /**
+   * A directory's attributes as a stat shows them: `a` (from `from`, its hashed brick; null: none), with
+   * the latest times of its copies on the other bricks (latestTimes).
+   */
+  private async dirAttr(path: string, from: string | null, a: Attr): Promise<Attr> {
+    const rs = await Promise.all(
+      this.names
+        .filter((n) => n !== from)
+        .map((n) =>
+          this.sv(n)
+            .call<Attr>('lookup', { path })
+            .catch(() => null),
+        ),
+    );
+    const copies = rs.filter((r): r is Attr => r !== null && isDirAttr(r) && r.gfid === a.gfid);
+    return latestTimes(from === null && copies.length > 0 ? copies[0] : a, copies);
+  }
+
+  /**
+   * A directory missing on some bricks (one was down at mkdir, or a brick is new): create it there, no
+   * range, with the directory's times, and keeping its parent's (no name a user made or removed).
+   */
   private async healMissingDir(path: string, gfid: string, attr: Attr, bricks: string[]): Promise<void> {
     this.log('info', `healing directory ${path} onto ${bricks.join(', ')}`);
     await Promise.all(
       bricks.map((b) =>
         this.sv(b)
-          .call('mkdir', { path, mode: attr.mode & 0o7777, gfid, uid: attr.uid, gid: attr.gid, layout: null })
+          .call('mkdir', { path, mode: attr.mode & 0o7777, gfid, uid: attr.uid, gid: attr.gid, layout: null, atime: attr.atime, mtime: attr.mtime, keepTimes: true })
           .catch((e) => {
             if (codeOf(e) !== 'EEXIST') throw e;
           }),
@@ -582,7 +619,7 @@ export class DhtClient {
     path = normPath(path);
     if (path === '/') {
       const d = await this.dir('/');
-      return { path, attr: d.attr, cached: this.names[0], hashed: null, isDir: true };
+      return { path, attr: await this.dirAttr(path, null, d.attr), cached: this.names[0], hashed: null, isDir: true };
     }
     const { parent, name } = splitPath(path);
     if (this.knownAbsent(parent, name)) throw FsError.quiet('ENOENT', `${path}: no such file or directory`);
@@ -604,7 +641,7 @@ export class DhtClient {
       if (everywhere) return this.lookupEverywhere(path, d, hashed);
       throw e;
     }
-    if (isDirAttr(a)) return { path, attr: a, cached: hashed, hashed, isDir: true };
+    if (isDirAttr(a)) return { path, attr: await this.dirAttr(path, hashed, a), cached: hashed, hashed, isDir: true };
     if (a.moved && a.gfid) return this.finishMove(path, a.gfid, a.moved, hashed, hashed);
     if (a.linkto === undefined) return { path, attr: a, cached: hashed, hashed, isDir: false };
     // A linkto: follow it, accept only a data file with the same gfid.
@@ -682,14 +719,14 @@ export class DhtClient {
         .catch(() => {});
     }
     const dirHit = data.find((r) => isDirAttr(r.value!));
-    if (dirHit) return { path, attr: dirHit.value!, cached: dirHit.brick, hashed, isDir: true };
+    if (dirHit) return { path, attr: latestTimes(dirHit.value!, data.filter((r) => isDirAttr(r.value!)).map((r) => r.value!)), cached: dirHit.brick, hashed, isDir: true };
     if (data.length > 1) this.log('warn', `multiple bricks have ${path}: ${data.map((r) => r.brick).join(', ')}`);
     const found = data.find((r) => r.brick === hashed) ?? data[0];
     for (const l of links) {
       const good = found && l.brick === hashed && l.value!.linkto === found.brick && l.value!.gfid === found.value!.gfid;
       if (good) continue;
       await this.sv(l.brick)
-        .call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: l.value!.gfid ?? undefined })
+        .call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: l.value!.gfid ?? undefined, keepTimes: true })
         .then(
           () => this.log('info', `removed stale linkto ${path} on ${l.brick}`),
           () => {},
@@ -707,7 +744,7 @@ export class DhtClient {
         // With the parent's ranges as a precondition: a client with a stale layout must not put a
         // linkto on a brick that is not the name's hashed brick any more.
         await this.sv(hashed)
-          .call('mklinkto', { path, gfid: fa.gfid, target: found.brick, uid: fa.uid, gid: fa.gid, parentLayout: this.rangeOf(d, hashed) })
+          .call('mklinkto', { path, gfid: fa.gfid, target: found.brick, uid: fa.uid, gid: fa.gid, parentLayout: this.rangeOf(d, hashed), keepTimes: true })
           .then(
             () => this.log('info', `recreated linkto ${path} on ${hashed} -> ${found.brick}`),
             () => {},

@@ -244,7 +244,7 @@ export class Rebalancer {
         if (e.attr.linkto !== undefined) {
           // A linkto is of use only on the name's hashed brick (and never on a draining one).
           if (this.c.decommissioned.has(brick) || searchLayout(layout, dhtHash(e.name)) !== brick) {
-            await this.c.sv(brick).call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: e.attr.gfid ?? undefined }).catch(() => {});
+            await this.c.sv(brick).call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: e.attr.gfid ?? undefined, keepTimes: true }).catch(() => {});
           }
           continue;
         }

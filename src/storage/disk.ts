@@ -64,6 +64,7 @@ let copyAddon:
       fgetxattr?(fd: number, name: string): Buffer | null;
       lgetxattr?(path: string, name: string): Buffer | null;
       mknod?(path: string, mode: number): void;
+      lutimes?(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
       lock?(fd: number, byte: number, mode: number): boolean;
     }
   | null
@@ -185,8 +186,11 @@ export class DiskStorage implements Storage {
   lchown(p: string, uid: number, gid: number): void {
     fs.lchownSync(this.abs(p), uid, gid);
   }
+  /** To the nanosecond through native/copy (utimensat); Node's own keeps microseconds only. */
   lutimes(p: string, atime: Timespec, mtime: Timespec): void {
-    fs.lutimesSync(this.abs(p), secs(atime), secs(mtime));
+    const c = copier();
+    if (c?.lutimes) c.lutimes(this.abs(p), atime[0], atime[1], mtime[0], mtime[1]);
+    else fs.lutimesSync(this.abs(p), secs(atime), secs(mtime));
   }
   truncate(p: string, size: number): void {
     fs.truncateSync(this.abs(p), size);

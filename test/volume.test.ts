@@ -312,6 +312,14 @@ test('a directory\'s times are its copies\' latest: a name made on a brick other
   const other2 = await Volume.connect(c.spec);
   assert.equal((await other2.stat('/dtimes')).mtimeNs, onOther, 'another client sees the same');
   await other2.close();
+  // A hung brick (other than the directory's own) does not hold up the directory's stat.
+  c.procs[other]!.kill('SIGSTOP');
+  try {
+    const st = await Promise.race([vol.stat('/dtimes'), new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+    assert.ok(st?.isDirectory(), 'the stat completes with a brick stopped');
+  } finally {
+    c.procs[other]!.kill('SIGCONT');
+  }
 });
 
 test('xattrs on files and directories', async () => {

@@ -4,7 +4,7 @@
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
 import { ELAYOUT, EMOVED, FsError, codeOf, infoOf } from '../common/errors.js';
-import type { Clock, Random } from '../common/env.js';
+import type { Clock, Random, Timer } from '../common/env.js';
 import { newGfid } from '../common/gfid.js';
 import { RpcClient } from '../wire/rpc.js';
 import type { Network } from '../wire/transport.js';
@@ -37,6 +37,8 @@ const LAYOUT_RETRIES = 4;
  * bound as the FUSE mount's names (its entry timeout).
  */
 const NEG_FRESH_MS = 1000;
+/** How long a stat of a directory waits for its copies' times on the bricks other than its own. */
+const DIR_TIMES_WAIT_MS = 500;
 /** Names a negative-lookup cache holds for one directory before it is dropped. */
 const NEG_MAX_NAMES = 100_000;
 
@@ -508,16 +510,22 @@ export class DhtClient {
    * the latest times of its copies on the other bricks (latestTimes).
    */
   private async dirAttr(path: string, from: string | null, a: Attr): Promise<Attr> {
-    const rs = await Promise.all(
-      this.names
-        .filter((n) => n !== from)
-        .map((n) =>
-          this.sv(n)
-            .call<Attr>('lookup', { path })
-            .catch(() => null),
+    // A brick that does not answer within DIR_TIMES_WAIT_MS (hung: calls have no timeout) is left out
+    // rather than holding up every stat of a directory.
+    const others = this.names.filter((n) => n !== from);
+    const rs: (Attr | null)[] = others.map(() => null);
+    const asks = others.map((n, i) =>
+      this.sv(n)
+        .call<Attr>('lookup', { path })
+        .then(
+          (r) => void (rs[i] = r),
+          () => {},
         ),
     );
-    const copies = rs.filter((r): r is Attr => r !== null && isDirAttr(r) && r.gfid === a.gfid);
+    let timer: Timer | undefined;
+    await Promise.race([Promise.all(asks), new Promise<void>((done) => (timer = this.clock.setTimer(DIR_TIMES_WAIT_MS, done)))]);
+    timer?.cancel();
+    const copies = rs.filter((r): r is Attr => r !== null && isDirAttr(r) && (from === null || r.gfid === a.gfid));
     return latestTimes(from === null && copies.length > 0 ? copies[0] : a, copies);
   }
 

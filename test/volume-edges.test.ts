@@ -209,3 +209,43 @@ test('a full disk: ENOSPC comes back as an error, nothing written before is lost
     fs.rmSync(base, { recursive: true, force: true });
   }
 });
+
+test('ping-timeout: a hung brick is cut off and its calls fail with ENOTCONN, not wait for ever; it is used again once it answers; a call that waits on a live brick (a blocking lock) is not cut off', async () => {
+  const c = await startCluster(2, { options: { pingTimeout: 1 } });
+  const vol = await Volume.connect(c.spec);
+  const vol2 = await Volume.connect(c.spec);
+  const within = <T>(p: Promise<T>, ms: number) => Promise.race([p.then((v) => ({ v }), (e: unknown) => ({ e })), new Promise<null>((r) => setTimeout(() => r(null), ms))]);
+  try {
+    await vol.writeFile('/f', 'data');
+    const i = c.dirs.findIndex((d) => fs.existsSync(path.join(d, 'f')));
+    const brick = c.spec.bricks[i].name;
+    // A blocking lock held by another client: the waiter is pinged, the brick answers, the wait goes on.
+    await vol2.client.sv(brick).call('inodelk', { domain: 'd', path: '/', type: 'wr', block: false, owner: 'holder' });
+    const waiting = vol.client.sv(brick).call('inodelk', { domain: 'd', path: '/', type: 'wr', block: true, owner: 'waiter' });
+    assert.equal(await within(waiting, 3000), null, 'still waiting after three ping-timeouts');
+    await vol2.client.sv(brick).call('inodelk', { domain: 'd', path: '/', type: 'un', block: false, owner: 'holder' });
+    assert.ok(await within(waiting, 3000), 'granted once the holder lets go');
+    // The brick's process stops: a read fails within the timeout and a little, and so does a new dial.
+    c.procs[i]!.kill('SIGSTOP');
+    try {
+      const r = await within(vol.readFile('/f', 'utf8'), 10_000);
+      assert.ok(r && 'e' in r, 'the read fails rather than hangs');
+      assert.equal((r as { e: { code: string } }).e.code, 'ENOTCONN');
+      const again = await within(vol.client.sv(brick).call('lookup', { path: '/f' }), 10_000);
+      assert.ok(again && 'e' in again, 'a call on a new connection fails too');
+    } finally {
+      c.procs[i]!.kill('SIGCONT');
+    }
+    // Answering again, the brick is used again (after the client's reconnect back-off).
+    let back: string | null = null;
+    for (let t = 0; t < 50 && back === null; t++) {
+      back = await vol.readFile('/f', 'utf8').catch(() => null);
+      if (back === null) await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.equal(back, 'data');
+  } finally {
+    await vol.close();
+    await vol2.close();
+    await c.stop();
+  }
+});

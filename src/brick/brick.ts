@@ -276,6 +276,8 @@ export class Brick implements RequestHandler<Session> {
       renameSettled: (_s, a) => this.renameSettled(a),
       symlink: (_s, a) => this.symlink(a),
       mknod: (_s, a) => this.mknod(a),
+      // A client's watchdog (ping-timeout) asks whether this brick is alive; answered at once.
+      ping: () => ({}),
       readlink: (_s, a) => this.readlink(a),
       readdir: (_s, a) => this.readdir(a),
       getxattr: (_s, a) => this.getxattr(a),

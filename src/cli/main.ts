@@ -111,12 +111,19 @@ volume
   .description('create a volume from bricks given as HOST:PORT:/DIR')
   .option('--min-free-disk <n>', 'percent (< 100) or bytes kept free on each brick', (v) => Number(v), 10)
   .option('--no-lookup-optimize', 'always look on every brick when a name is not on its hashed brick')
+  .option('--ping-timeout <s>', 'seconds a brick with calls in flight may stay silent before clients cut it off (0: never)', (v) => Number(v), 42)
   .option('--migration-protocol <p>', "safe, or legacy: GlusterFS's order and client rules, to show its stale read (unsafe)", 'safe')
   .option('--json', 'print the result as JSON')
   .action(
     action((name: string, bricks: string[], o) => {
       if (o.migrationProtocol !== 'safe' && o.migrationProtocol !== 'legacy') throw new Error('--migration-protocol is safe or legacy');
-      const v = createVolume(name, bricks, { minFreeDisk: o.minFreeDisk, lookupOptimize: o.lookupOptimize, ...(o.migrationProtocol === 'legacy' ? { migrationProtocol: 'legacy' as const } : {}) });
+      if (!Number.isFinite(o.pingTimeout) || o.pingTimeout < 0) throw new Error('--ping-timeout is a number of seconds, 0 or more');
+      const v = createVolume(name, bricks, {
+        minFreeDisk: o.minFreeDisk,
+        lookupOptimize: o.lookupOptimize,
+        pingTimeout: o.pingTimeout,
+        ...(o.migrationProtocol === 'legacy' ? { migrationProtocol: 'legacy' as const } : {}),
+      });
       out(o.json, { name: v.name, volumeId: v.volumeId, bricks: v.bricks }, () => `volume create: ${name}: success (${v.bricks.length} bricks); start it with: dhtfs volume start ${name}`);
     }),
   );

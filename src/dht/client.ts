@@ -37,6 +37,8 @@ const LAYOUT_RETRIES = 4;
  * bound as the FUSE mount's names (its entry timeout).
  */
 const NEG_FRESH_MS = 1000;
+/** Seconds a brick with calls in flight may say nothing before its connection is cut (GlusterFS's network.ping-timeout). */
+export const DEFAULT_PING_TIMEOUT = 42;
 /** How long a stat of a directory waits for its copies' times on the bricks other than its own. */
 const DIR_TIMES_WAIT_MS = 500;
 /** Names a negative-lookup cache holds for one directory before it is dropped. */
@@ -51,6 +53,11 @@ class Subvol {
   generation = 0;
   /** When the brick last answered: every event it sent before that answer has been taken in. */
   heard = -Infinity;
+  /** Calls in flight, and the watchdog that runs while there are any (see watch). */
+  private inFlight = 0;
+  private alive = -Infinity;
+  private watchdog: Timer | null = null;
+  private pinging = false;
   private dialing: Promise<RpcClient> | null = null;
   private lastFail = -Infinity;
   statfs: { at: number; v: StatFsReply } | null = null;
@@ -68,16 +75,15 @@ class Subvol {
     if (this.c.clock.now() - this.lastFail < RECONNECT_MS && this.lastFail > -Infinity) {
       throw new FsError('ENOTCONN', `brick ${this.name} (${this.host}:${this.port}) is down`);
     }
-    this.dialing = RpcClient.connect(this.c.net, this.host, this.port, {
-      volumeId: this.c.spec.volumeId,
-      secret: this.c.spec.secret,
-      clientName: this.c.clientName,
-    })
+    this.dialing = this.dial()
       .then((r) => {
         this.rpc = r;
         this.generation++;
         r.onClose(() => this.c.onBrickDown(this.name));
-        r.onEvent((kind, payload) => this.c.onBrickEvent(this, kind, payload));
+        r.onEvent((kind, payload) => {
+          this.alive = this.c.clock.now();
+          this.c.onBrickEvent(this, kind, payload);
+        });
         return r;
       })
       .catch((e) => {
@@ -91,6 +97,34 @@ class Subvol {
   }
 
   /**
+   * Connects and authenticates; a brick that does not finish the handshake within the ping-timeout (a
+   * hung process still accepts connections: the kernel does that) is given up, and a connection that
+   * comes after all is closed.
+   */
+  private dial(): Promise<RpcClient> {
+    const d = RpcClient.connect(this.c.net, this.host, this.port, {
+      volumeId: this.c.spec.volumeId,
+      secret: this.c.spec.secret,
+      clientName: this.c.clientName,
+    });
+    const timeout = this.c.pingTimeoutMs;
+    if (timeout <= 0) return d;
+    let late = false;
+    let timer: Timer | undefined;
+    const given = new Promise<never>((_, fail) => {
+      timer = this.c.clock.setTimer(timeout, () => {
+        late = true;
+        fail(new FsError('ETIMEDOUT', `no handshake within ${timeout / 1000} s (ping-timeout)`));
+      });
+    });
+    d.then(
+      (r) => (late ? r.close('handshake after the ping-timeout') : timer?.cancel()),
+      () => timer?.cancel(),
+    );
+    return Promise.race([d, given]);
+  }
+
+  /**
    * With `generation` (an fd's connection), the call is refused with ENOTCONN (info `fdGone`) if the
    * connection was made again since: a brick numbers fds per connection, so an old fd's number may
    * name another file on the new one.
@@ -100,14 +134,56 @@ class Subvol {
     if (generation !== undefined && generation !== this.generation) {
       throw new FsError('ENOTCONN', `brick ${this.name}: the connection fd ${String(args.fd)} was opened on is gone`, { fdGone: true });
     }
+    if (this.inFlight++ === 0) this.watch(r);
     try {
       return await r.call<T>(op, args, into);
     } finally {
-      this.heard = this.c.clock.now();
+      this.heard = this.alive = this.c.clock.now();
+      if (--this.inFlight === 0) this.unwatch();
     }
   }
 
+  /**
+   * GlusterFS's ping-timeout: while calls are in flight on a connection, a brick that has said nothing
+   * (no reply, no event) for a quarter of the timeout is pinged, and one silent for the whole timeout
+   * (a hung process, a lost network: no reset ever comes) is cut off, so that its calls fail with
+   * ENOTCONN (and are retried on a new connection) rather than wait for ever. A brick answers a ping at
+   * once, even while a call of the connection waits (a blocking lock, a migration settling).
+   */
+  private watch(r: RpcClient): void {
+    const timeout = this.c.pingTimeoutMs;
+    if (timeout <= 0) return;
+    this.alive = Math.max(this.alive, this.c.clock.now());
+    const tick = () => {
+      this.watchdog = null;
+      if (this.inFlight === 0 || r.closed) return;
+      const silent = this.c.clock.now() - this.alive;
+      if (silent >= timeout) {
+        this.c.log('warn', `brick ${this.name} (${this.host}:${this.port}) said nothing for ${Math.round(silent / 1000)} s: disconnecting (ping-timeout)`);
+        r.close(`no answer for ${Math.round(silent / 1000)} s (ping-timeout)`);
+        return;
+      }
+      if (silent >= timeout / 4 && !this.pinging) {
+        this.pinging = true;
+        r.call('ping', {})
+          .catch(() => {})
+          .finally(() => {
+            this.pinging = false;
+            if (!r.closed) this.alive = this.c.clock.now();
+          });
+      }
+      this.watchdog = this.c.clock.setTimer(Math.max(50, timeout / 8), tick);
+    };
+    this.watchdog = this.c.clock.setTimer(Math.max(50, timeout / 8), tick);
+  }
+
+  private unwatch(): void {
+    this.watchdog?.cancel();
+    this.watchdog = null;
+  }
+
   close(): void {
+    this.unwatch();
     this.rpc?.close();
   }
 }
@@ -218,7 +294,9 @@ export class DhtClient {
   private hashOpts: HashOptions;
   volCommitHash: number = COMMIT_HASH_INVALID;
   private lockSeq = 0;
-  private readonly log: Logger;
+  readonly log: Logger;
+  /** Milliseconds (0: never); see Subvol.watch. */
+  readonly pingTimeoutMs: number;
   private readonly minFreeDisk: number;
   private readonly minFreeInodes: number;
   private readonly lookupOptimize: boolean;
@@ -250,6 +328,7 @@ export class DhtClient {
       rsyncHashRegex: o.rsyncHashRegex === undefined ? undefined : o.rsyncHashRegex === null ? null : new RegExp(o.rsyncHashRegex),
       extraHashRegex: o.extraHashRegex ? new RegExp(o.extraHashRegex) : null,
     };
+    this.pingTimeoutMs = (o.pingTimeout ?? DEFAULT_PING_TIMEOUT) * 1000;
     this.minFreeDisk = o.minFreeDisk ?? 10;
     this.minFreeInodes = o.minFreeInodes ?? 5;
     this.lookupOptimize = o.lookupOptimize ?? true;

@@ -25,6 +25,12 @@ export interface VolumeOptions {
    * writes mirrored in phase 1, reads ignoring phase 1), kept to show its stale read on the real system.
    */
   migrationProtocol?: 'safe' | 'legacy';
+  /**
+   * Seconds a brick with calls in flight may stay silent (no reply, no answer to a ping) before a client
+   * cuts its connection and its calls fail with ENOTCONN: GlusterFS's network.ping-timeout (default 42).
+   * 0: wait for ever.
+   */
+  pingTimeout?: number;
 }
 
 export interface VolumeSpec {

@@ -120,8 +120,8 @@ export class RpcClient {
     else this.closeFns.push(fn);
   }
 
-  close(): void {
-    this.conn.close('client closed');
+  close(reason = 'client closed'): void {
+    this.conn.close(reason);
   }
 }
 

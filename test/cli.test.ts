@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { freePort } from '../src/cli/state.js';
 import { MAIN_JS } from '../src/cli/state.js';
+import { Volume } from '../src/api/volume.js';
 
 const run = promisify(execFile);
 
@@ -54,6 +55,37 @@ test('volume create, start, status, file commands, stop', async () => {
     fs.writeFileSync(spec, await cli('volume', 'spec', 'cv'));
     await cli('--spec', spec, 'mkdir', '/via-spec');
     assert.match(await cli('-V', 'cv', 'ls'), /via-spec/);
+
+    // Options set on the running volume: a client connected now takes them up at once.
+    const client = await Volume.connect(JSON.parse(fs.readFileSync(spec, 'utf8')));
+    try {
+      const until = async (what: string, ok: () => boolean) => {
+        for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 20));
+        assert.ok(ok(), what);
+      };
+      assert.equal(client.client.liveOptions().pingTimeout, 42);
+      assert.match(await cli('volume', 'set', 'cv', 'network.ping-timeout', '7'), /success/);
+      await until('the client took the ping-timeout up', () => client.client.liveOptions().pingTimeout === 7);
+      await cli('volume', 'set', 'cv', 'lookup-optimize', 'off');
+      await until('the client took lookup-optimize up', () => client.client.liveOptions().lookupOptimize === false);
+      const got = JSON.parse(await cli('volume', 'get', 'cv', '--json')) as { option: string; value: unknown }[];
+      assert.deepEqual(Object.fromEntries(got.map((r) => [r.option, r.value])), {
+        'cluster.min-free-disk': 10,
+        'cluster.min-free-inodes': 5,
+        'cluster.lookup-optimize': false,
+        'network.ping-timeout': 7,
+      });
+      assert.match(await cli('volume', 'info', 'cv'), /network\.ping-timeout: 7/);
+      await cli('volume', 'reset', 'cv', 'ping-timeout');
+      await until('the client went back to the default', () => client.client.liveOptions().pingTimeout === 42);
+      await assert.rejects(cli('volume', 'set', 'cv', 'no-such-option', '1'), /unknown option/);
+      await assert.rejects(cli('volume', 'set', 'cv', 'ping-timeout', '-1'), /not a number of 0 or more/);
+      await assert.rejects(cli('volume', 'set', 'cv', 'lookup-optimize', 'maybe'), /not on or off/);
+      // The volume's files are still all there for that client.
+      assert.deepEqual(await client.readdir('/'), ['via-spec']);
+    } finally {
+      await client.close();
+    }
 
     assert.match(await cli('volume', 'stop', 'cv'), /3 brick processes stopped/);
     const down = JSON.parse(await cli('volume', 'status', 'cv', '--json'));

@@ -20,6 +20,7 @@ import type { RequestHandler } from '../wire/rpc.js';
 import { MAX_IO_SIZE } from '../wire/frame.js';
 import { ioBuffers } from '../wire/pool.js';
 import type { Attr, DirEntryAttr, RootInfo, StatFsReply } from '../wire/types.js';
+import { TOPOLOGY_CHANGED } from '../wire/types.js';
 import {
   O_ACCMODE,
   O_APPEND,
@@ -746,6 +747,8 @@ export class Brick implements RequestHandler<Session> {
     if (!Number.isSafeInteger(v)) throw bad('topology', 'needs a version');
     if (cur && typeof cur.version === 'number' && cur.version > (v as number)) throw new FsError('ESTALE', `topology version ${v as number} is older than ${cur.version}`);
     this.st.setxattr('', this.X.topology, Buffer.from(json));
+    // Clients connected now read it at once (new bricks, options set with `volume set`).
+    for (const s of this.sessions.values()) s.notify(TOPOLOGY_CHANGED, { version: v });
     return { topology: t };
   }
 

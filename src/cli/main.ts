@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { Volume } from '../api/volume.js';
-import { validateSpec, type VolumeSpec } from '../dht/spec.js';
+import { LIVE_OPTIONS, liveOption, liveOptionsIn, validateSpec, type VolumeSpec } from '../dht/spec.js';
 import { serveBrick } from '../brick/server.js';
 import { FsError, codeOf } from '../common/errors.js';
 import { addBricks, formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
@@ -192,10 +192,59 @@ volume
                 (v) =>
                   `Volume Name: ${v.name}\nType: Distribute\nVolume ID: ${v.volumeId}\nStatus: ${v.state}\nNumber of Bricks: ${v.bricks.length}\nBricks:\n` +
                   v.bricks.map((b, i) => `Brick${i + 1}: ${b.host}:${b.port}:${b.dir}  (${b.name})`).join('\n') +
-                  `\nOptions: ${JSON.stringify(v.options)}`,
+                  `\nOptions:` +
+                  Object.entries(v.options)
+                    .filter(([, x]) => x !== undefined)
+                    .map(([k, x]) => `\n${Object.entries(LIVE_OPTIONS).find(([, l]) => l.key === k)?.[0] ?? k}: ${x === true ? 'on' : x === false ? 'off' : String(x)}`)
+                    .join(''),
               )
               .join('\n\n'),
       );
+    }),
+  );
+
+volume
+  .command('set <name> <option> <value>')
+  .description(`set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')})`)
+  .action(
+    action(async (name: string, option: string, value: string) => {
+      const v = loadVolume(name);
+      const o = liveOption(option);
+      v.options = { ...v.options, [o.key]: o.parse(value) };
+      if (v.state === 'started') await pushTopology(v);
+      else saveVolume(v);
+      console.log(`volume set: ${name}: ${o.name} = ${value}: success`);
+    }),
+  );
+
+volume
+  .command('get <name> [option]')
+  .description('show the options of a volume, or one of them, with their values in force')
+  .option('--json', 'print as JSON')
+  .action(
+    action((name: string, option: string | undefined, o) => {
+      const v = loadVolume(name);
+      const inForce = liveOptionsIn(v.options);
+      const rows = Object.entries(LIVE_OPTIONS)
+        .filter(([full]) => !option || full === liveOption(option).name)
+        .map(([full, l]) => ({ option: full, value: inForce[l.key], help: l.help }));
+      out(o.json, rows, () => rows.map((r) => `${r.option.padEnd(26)} ${String(r.value === true ? 'on' : r.value === false ? 'off' : r.value).padEnd(8)} ${r.help}`).join('\n'));
+    }),
+  );
+
+volume
+  .command('reset <name> <option>')
+  .description('set an option of a volume back to its default')
+  .action(
+    action(async (name: string, option: string) => {
+      const v = loadVolume(name);
+      const o = liveOption(option);
+      const rest = { ...v.options };
+      delete rest[o.key];
+      v.options = rest;
+      if (v.state === 'started') await pushTopology(v);
+      else saveVolume(v);
+      console.log(`volume reset: ${name}: ${o.name}: success`);
     }),
   );
 

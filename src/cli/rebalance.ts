@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { Volume } from '../api/volume.js';
 import { RpcClient } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
-import type { Topology } from '../dht/spec.js';
+import { liveOptionsIn, type Topology } from '../dht/spec.js';
 import { Rebalancer, THROTTLE, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
 import type { MigrateOptions } from '../rebalance/migrate.js';
 import { MAIN_JS, parseBrickArg, saveVolume, startBricks, volDir, type StoredVolume } from './state.js';
@@ -45,10 +45,15 @@ export function rebalancePid(v: StoredVolume): number | null {
   }
 }
 
-/** Writes the volume's topology to every brick (new ones included), one version up. */
+/** Writes the volume's topology (bricks, draining bricks, live options) to every brick (new ones included), one version up; connected clients take it up at once. */
 export async function pushTopology(v: StoredVolume): Promise<void> {
   v.version = (v.version ?? 0) + 1;
-  const t: Topology = { version: v.version, bricks: v.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: v.decommissioned ?? [] };
+  const t: Topology = {
+    version: v.version,
+    bricks: v.bricks.map(({ name, host, port }) => ({ name, host, port })),
+    decommissioned: v.decommissioned ?? [],
+    options: liveOptionsIn(v.options),
+  };
   for (const b of v.bricks) {
     const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, clientName: 'cli' });
     try {

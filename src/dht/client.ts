@@ -8,7 +8,7 @@ import type { Clock, Random, Timer } from '../common/env.js';
 import { newGfid } from '../common/gfid.js';
 import { RpcClient } from '../wire/rpc.js';
 import type { Network } from '../wire/transport.js';
-import { DIR_CHANGED, type Attr, type DirChanged, type DirEntryAttr, type RootInfo, type StatFsReply } from '../wire/types.js';
+import { DIR_CHANGED, TOPOLOGY_CHANGED, type Attr, type DirChanged, type DirEntryAttr, type RootInfo, type StatFsReply } from '../wire/types.js';
 import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFMT } from '../storage/storage.js';
 import { dhtHash, type HashOptions } from './hash.js';
 import {
@@ -22,7 +22,7 @@ import {
   type Layout,
   type LayoutRange,
 } from './layout.js';
-import { validateTopology, type Topology, type VolumeSpec } from './spec.js';
+import { liveOptionsIn, validateTopology, type LiveOptions, type Topology, type VolumeSpec } from './spec.js';
 
 export const DOMAIN_LAYOUT = 'dht.layout.heal';
 export const DOMAIN_ENTRY = 'dht.entry.sync';
@@ -37,8 +37,6 @@ const LAYOUT_RETRIES = 4;
  * bound as the FUSE mount's names (its entry timeout).
  */
 const NEG_FRESH_MS = 1000;
-/** Seconds a brick with calls in flight may say nothing before its connection is cut (GlusterFS's network.ping-timeout). */
-export const DEFAULT_PING_TIMEOUT = 42;
 /** How long a stat of a directory waits for its copies' times on the bricks other than its own. */
 const DIR_TIMES_WAIT_MS = 500;
 /** Names a negative-lookup cache holds for one directory before it is dropped. */
@@ -296,10 +294,10 @@ export class DhtClient {
   private lockSeq = 0;
   readonly log: Logger;
   /** Milliseconds (0: never); see Subvol.watch. */
-  readonly pingTimeoutMs: number;
-  private readonly minFreeDisk: number;
-  private readonly minFreeInodes: number;
-  private readonly lookupOptimize: boolean;
+  pingTimeoutMs: number;
+  private minFreeDisk: number;
+  private minFreeInodes: number;
+  private lookupOptimize: boolean;
   private downListeners: ((brick: string) => void)[] = [];
   /**
    * Negative lookups (brick/watch.ts): for each directory this client made, with every brick watching it
@@ -328,10 +326,11 @@ export class DhtClient {
       rsyncHashRegex: o.rsyncHashRegex === undefined ? undefined : o.rsyncHashRegex === null ? null : new RegExp(o.rsyncHashRegex),
       extraHashRegex: o.extraHashRegex ? new RegExp(o.extraHashRegex) : null,
     };
-    this.pingTimeoutMs = (o.pingTimeout ?? DEFAULT_PING_TIMEOUT) * 1000;
-    this.minFreeDisk = o.minFreeDisk ?? 10;
-    this.minFreeInodes = o.minFreeInodes ?? 5;
-    this.lookupOptimize = o.lookupOptimize ?? true;
+    const live = liveOptionsIn(o);
+    this.pingTimeoutMs = live.pingTimeout * 1000;
+    this.minFreeDisk = live.minFreeDisk;
+    this.minFreeInodes = live.minFreeInodes;
+    this.lookupOptimize = live.lookupOptimize;
   }
 
   // --- connection and root -------------------------------------------------------------------------
@@ -400,9 +399,23 @@ export class DhtClient {
     this.names = t.bricks.map((b) => b.name);
     this.decommissioned = new Set(t.decommissioned);
     this.topologyVersion = t.version;
+    if (t.options) this.adoptOptions(t.options);
     this.dirs.clear();
     this.negDirs.clear(); // new bricks watch nothing for us
     this.log('info', `topology version ${t.version}: ${this.names.join(', ')}${t.decommissioned.length ? ` (draining ${t.decommissioned.join(', ')})` : ''}`);
+  }
+
+  /** Options set on the running volume (`volume set`), as the topology carries them. */
+  private adoptOptions(o: LiveOptions): void {
+    if (o.minFreeDisk !== undefined) this.minFreeDisk = o.minFreeDisk;
+    if (o.minFreeInodes !== undefined) this.minFreeInodes = o.minFreeInodes;
+    if (o.lookupOptimize !== undefined) this.lookupOptimize = o.lookupOptimize;
+    if (o.pingTimeout !== undefined) this.pingTimeoutMs = o.pingTimeout * 1000;
+  }
+
+  /** The options in force in this client now. */
+  liveOptions(): Required<LiveOptions> {
+    return { minFreeDisk: this.minFreeDisk, minFreeInodes: this.minFreeInodes, lookupOptimize: this.lookupOptimize, pingTimeout: this.pingTimeoutMs / 1000 };
   }
 
   /** Bricks that take new ranges and new files. */
@@ -417,6 +430,11 @@ export class DhtClient {
 
   /** An event brick `sv` sent (brick/watch.ts): a cache to drop, then the acknowledgement the brick waits for. */
   onBrickEvent(sv: Subvol, kind: string, payload: unknown): void {
+    if (kind === TOPOLOGY_CHANGED) {
+      // New bricks or options (add-brick, remove-brick, volume set): read them now.
+      this.refreshTopology(true).catch((e) => this.log('warn', `topology refresh after ${sv.name}'s news failed: ${(e as Error).message}`));
+      return;
+    }
     if (kind !== DIR_CHANGED) return;
     const p = payload as Partial<DirChanged> | null;
     if (!p || typeof p.path !== 'string') this.negDirs.clear();

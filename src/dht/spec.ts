@@ -50,13 +50,68 @@ export interface Topology {
   version: number;
   bricks: BrickSpec[];
   decommissioned: string[];
+  /** The options a running client takes up (`volume set`); absent: the spec's. */
+  options?: LiveOptions;
+}
+
+/** The options `volume set` changes, and every client connected adopts with the next topology. */
+export type LiveOptions = Pick<VolumeOptions, 'minFreeDisk' | 'minFreeInodes' | 'lookupOptimize' | 'pingTimeout'>;
+
+/** Their defaults (GlusterFS's). */
+export const LIVE_DEFAULTS: Required<LiveOptions> = { minFreeDisk: 10, minFreeInodes: 5, lookupOptimize: true, pingTimeout: 42 };
+
+/** `o` with every live option, a default where `o` has none. */
+export function liveOptionsIn(o: VolumeOptions | undefined): Required<LiveOptions> {
+  return {
+    minFreeDisk: o?.minFreeDisk ?? LIVE_DEFAULTS.minFreeDisk,
+    minFreeInodes: o?.minFreeInodes ?? LIVE_DEFAULTS.minFreeInodes,
+    lookupOptimize: o?.lookupOptimize ?? LIVE_DEFAULTS.lookupOptimize,
+    pingTimeout: o?.pingTimeout ?? LIVE_DEFAULTS.pingTimeout,
+  };
+}
+
+/** `volume set` keys (GlusterFS's names, and short ones) and how each value is read. */
+export const LIVE_OPTIONS: Record<string, { key: keyof LiveOptions; parse: (v: string) => number | boolean; help: string }> = {
+  'cluster.min-free-disk': { key: 'minFreeDisk', parse: nonNegative, help: 'percent (< 100) or bytes kept free on each brick (10)' },
+  'cluster.min-free-inodes': { key: 'minFreeInodes', parse: nonNegative, help: 'percent of inodes kept free on each brick (5)' },
+  'cluster.lookup-optimize': { key: 'lookupOptimize', parse: onOff, help: 'on: an absent name is looked for on its hashed brick only (on)' },
+  'network.ping-timeout': { key: 'pingTimeout', parse: nonNegative, help: 'seconds a silent brick with calls in flight is waited for (42; 0: for ever)' },
+};
+
+function nonNegative(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new Error(`${v}: not a number of 0 or more`);
+  return n;
+}
+
+function onOff(v: string): boolean {
+  if (/^(on|true|yes|enable|1)$/i.test(v)) return true;
+  if (/^(off|false|no|disable|0)$/i.test(v)) return false;
+  throw new Error(`${v}: not on or off`);
+}
+
+/** The option `name` names: a GlusterFS key, its last part, or the spec's own name. */
+export function liveOption(name: string): { name: string; key: keyof LiveOptions; parse: (v: string) => number | boolean; help: string } {
+  for (const [full, o] of Object.entries(LIVE_OPTIONS)) if (name === full || name === full.split('.')[1] || name === o.key) return { name: full, ...o };
+  throw new Error(`unknown option ${name}; options: ${Object.keys(LIVE_OPTIONS).join(', ')}`);
+}
+
+/** The live options in `o` that are well formed (anything else is left out). */
+function liveOptionsOf(o: unknown): LiveOptions | undefined {
+  if (!o || typeof o !== 'object') return undefined;
+  const src = o as Record<string, unknown>;
+  const out: LiveOptions = {};
+  for (const k of ['minFreeDisk', 'minFreeInodes', 'pingTimeout'] as const) if (typeof src[k] === 'number' && Number.isFinite(src[k]) && (src[k] as number) >= 0) out[k] = src[k] as number;
+  if (typeof src.lookupOptimize === 'boolean') out.lookupOptimize = src.lookupOptimize;
+  return out;
 }
 
 export function validateTopology(t: unknown): Topology {
   const v = t as Topology;
   if (!v || !Number.isSafeInteger(v.version) || !Array.isArray(v.bricks) || !Array.isArray(v.decommissioned)) throw new Error('bad topology');
   for (const b of v.bricks) if (typeof b.name !== 'string' || typeof b.host !== 'string' || !Number.isInteger(b.port)) throw new Error('bad topology brick');
-  return { version: v.version, bricks: v.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: v.decommissioned.filter((x) => typeof x === 'string') };
+  const options = liveOptionsOf((v as { options?: unknown }).options);
+  return { version: v.version, bricks: v.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: v.decommissioned.filter((x) => typeof x === 'string'), ...(options ? { options } : {}) };
 }
 
 export function validateSpec(s: unknown): VolumeSpec {

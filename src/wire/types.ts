@@ -45,6 +45,8 @@ export interface RootInfo {
  * with the request `watchAck` { id }.
  */
 export const DIR_CHANGED = 'dirChanged';
+/** The event a brick sends every connection when it is given a new topology (bricks, options): `{ version }`. */
+export const TOPOLOGY_CHANGED = 'topologyChanged';
 export interface DirChanged {
   path: string;
   subtree: boolean;

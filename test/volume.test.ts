@@ -309,6 +309,8 @@ test('a directory\'s times are its copies\' latest: a name made on a brick other
   assert.ok(onOther > t0, 'the other brick\'s copy moved');
   assert.ok(fs.statSync(path.join(c.dirs[own], 'dtimes'), { bigint: true }).mtimeNs <= t0, 'the directory\'s own copy did not');
   assert.equal((await vol.stat('/dtimes')).mtimeNs, onOther);
+  const listed = (await vol.client.readdirAll('/')).find((e) => e.name === 'dtimes')!;
+  assert.equal(BigInt(listed.attr.mtime[0]) * 1_000_000_000n + BigInt(listed.attr.mtime[1]), onOther, 'a listing of the parent gives the same times');
   const other2 = await Volume.connect(c.spec);
   assert.equal((await other2.stat('/dtimes')).mtimeNs, onOther, 'another client sees the same');
   await other2.close();

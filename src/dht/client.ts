@@ -1550,6 +1550,8 @@ export class DhtClient {
           this.log('warn', `${path}/${e.name} has data on more than one brick`);
         }
         if (!prev) seen.set(e.name, e);
+        // A directory is on every brick: its times are its copies' latest, as a stat gives them.
+        else if (isDirAttr(e.attr) && isDirAttr(prev.attr)) seen.set(e.name, { ...prev, attr: latestTimes(prev.attr, [e.attr]) });
       }
     }
     // A record with no data file beside it: the file, unless the migration's copy was installed and the

@@ -39,6 +39,9 @@ const LAYOUT_RETRIES = 4;
 const NEG_FRESH_MS = 1000;
 /** How long a stat of a directory waits for its copies' times on the bricks other than its own. */
 const DIR_TIMES_WAIT_MS = 500;
+/** How long a path seen to be a directory is taken for one (see dirHints), and how many are kept. */
+const DIR_HINT_MS = 2000;
+const DIR_HINTS_MAX = 100_000;
 /** Names a negative-lookup cache holds for one directory before it is dropped. */
 const NEG_MAX_NAMES = 100_000;
 
@@ -604,11 +607,20 @@ export class DhtClient {
 
   /**
    * A directory's attributes as a stat shows them: `a` (from `from`, its hashed brick; null: none), with
-   * the latest times of its copies on the other bricks (latestTimes).
+   * the latest times of its copies on the other bricks (latestTimes), as `asked` (askOthers, started
+   * early where the path was known to be a directory) or a new ask brings them.
    */
-  private async dirAttr(path: string, from: string | null, a: Attr): Promise<Attr> {
-    // A brick that does not answer within DIR_TIMES_WAIT_MS (hung: calls have no timeout) is left out
-    // rather than holding up every stat of a directory.
+  private async dirAttr(path: string, from: string | null, a: Attr, asked?: Promise<(Attr | null)[]>): Promise<Attr> {
+    const rs = await (asked ?? this.askOthers(path, from));
+    const copies = rs.filter((r): r is Attr => r !== null && isDirAttr(r) && (from === null || r.gfid === a.gfid));
+    return latestTimes(from === null && copies.length > 0 ? copies[0] : a, copies);
+  }
+
+  /**
+   * Looks `path` up on every brick but `from`; null where a brick fails, or does not answer within
+   * DIR_TIMES_WAIT_MS (a hung brick: calls have no timeout) rather than hold up every stat of a directory.
+   */
+  private async askOthers(path: string, from: string | null): Promise<(Attr | null)[]> {
     const others = this.names.filter((n) => n !== from);
     const rs: (Attr | null)[] = others.map(() => null);
     const asks = others.map((n, i) =>
@@ -622,8 +634,28 @@ export class DhtClient {
     let timer: Timer | undefined;
     await Promise.race([Promise.all(asks), new Promise<void>((done) => (timer = this.clock.setTimer(DIR_TIMES_WAIT_MS, done)))]);
     timer?.cancel();
-    const copies = rs.filter((r): r is Attr => r !== null && isDirAttr(r) && (from === null || r.gfid === a.gfid));
-    return latestTimes(from === null && copies.length > 0 ? copies[0] : a, copies);
+    return rs;
+  }
+
+  /**
+   * Paths seen to be directories lately (in a listing, made here, with a layout known): a lookup of one
+   * asks every brick at once, the hashed one for the entry and the others for the times, in one round
+   * trip instead of two (`find`, `ls -lR`: every directory is listed in its parent before it is looked up).
+   */
+  private dirHints = new Map<string, number>();
+
+  private hintDir(path: string): void {
+    if (this.dirHints.size >= DIR_HINTS_MAX) this.dirHints.clear();
+    this.dirHints.set(path, this.clock.now() + DIR_HINT_MS);
+  }
+
+  private hintedDir(path: string): boolean {
+    if (this.dirs.has(path)) return true;
+    const until = this.dirHints.get(path);
+    if (until === undefined) return false;
+    if (until >= this.clock.now()) return true;
+    this.dirHints.delete(path);
+    return false;
   }
 
   /**
@@ -735,6 +767,7 @@ export class DhtClient {
     // view of its part of the parent's layout is still its own (else ELAYOUT: refresh, look again).
     const everywhere = this.shouldLookupEverywhere(d);
     const check = !everywhere && !revalidated ? { parentLayout: this.rangeOf(d, hashed), parentCommit: layoutCommit(d.layout) } : {};
+    const asked = this.hintedDir(path) ? this.askOthers(path, hashed) : undefined;
     try {
       a = await this.sv(hashed).call<Attr>('lookup', { path, ...check });
     } catch (e) {
@@ -746,7 +779,7 @@ export class DhtClient {
       if (everywhere) return this.lookupEverywhere(path, d, hashed);
       throw e;
     }
-    if (isDirAttr(a)) return { path, attr: await this.dirAttr(path, hashed, a), cached: hashed, hashed, isDir: true };
+    if (isDirAttr(a)) return { path, attr: await this.dirAttr(path, hashed, a, asked), cached: hashed, hashed, isDir: true };
     if (a.moved && a.gfid) return this.finishMove(path, a.gfid, a.moved, hashed, hashed);
     if (a.linkto === undefined) return { path, attr: a, cached: hashed, hashed, isDir: false };
     // A linkto: follow it, accept only a data file with the same gfid.
@@ -1549,7 +1582,10 @@ export class DhtClient {
         if (prev && !isDirAttr(e.attr) && !isDirAttr(prev.attr)) {
           this.log('warn', `${path}/${e.name} has data on more than one brick`);
         }
-        if (!prev) seen.set(e.name, e);
+        if (!prev) {
+          seen.set(e.name, e);
+          if (isDirAttr(e.attr)) this.hintDir(joinPath(path, e.name));
+        }
         // A directory is on every brick: its times are its copies' latest, as a stat gives them.
         else if (isDirAttr(e.attr) && isDirAttr(prev.attr)) seen.set(e.name, { ...prev, attr: latestTimes(prev.attr, [e.attr]) });
       }

@@ -60,12 +60,13 @@ static const char *op_names[OP_COUNT] = {
 
 #define MAX_NUMS 16
 
-/* One directory listing, taken whole at the first readdir of an open directory. */
+/* One directory listing, taken whole at the first readdir of an open directory: each entry's name and
+ * attributes (`full`: all of them, for READDIRPLUS; else the type and inode number only: '.' and '..'). */
 typedef struct {
   size_t n;
   char **names;
-  mode_t *modes;
-  ino_t *inos;
+  struct stat *sts;
+  unsigned char *full;
   int loaded;
 } listing_t;
 
@@ -1011,12 +1012,19 @@ static void ll_removexattr(fuse_req_t fr, fuse_ino_t ino, const char *name) {
   go(r);
 }
 
-static void free_listing(listing_t *l) {
-  if (!l) return;
+static void clear_listing(listing_t *l) {
   for (size_t i = 0; i < l->n; i++) free(l->names[i]);
   free(l->names);
-  free(l->modes);
-  free(l->inos);
+  free(l->sts);
+  free(l->full);
+  l->names = NULL;
+  l->sts = NULL;
+  l->full = NULL;
+  l->n = 0;
+}
+static void free_listing(listing_t *l) {
+  if (!l) return;
+  clear_listing(l);
   free(l);
 }
 static void ll_opendir(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
@@ -1026,41 +1034,61 @@ static void ll_opendir(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi)
   fi->fh = (uint64_t)(uintptr_t)l;
   fuse_reply_open(fr, fi);
 }
-/* The listing is read whole at offset 0 and served from the open directory's copy after that. */
+/* The listing is read whole at offset 0 and served from the open directory's copy after that. Returns
+ * 0, or an errno (the kernel answered). */
+static int load_listing(fuse_req_t fr, fuse_ino_t ino, off_t off, listing_t *l) {
+  if (off != 0 && l->loaded) return 0;
+  req_t *r = on_inode(fr, OP_READDIR, ino, NULL, 0);
+  if (!r) return ENOMEM;
+  r->listing = l;
+  clear_listing(l);
+  go(r); /* waits; the listing is filled by reply() */
+  int res = r->result;
+  free_req(r);
+  if (res < 0) {
+    fuse_reply_err(fr, -res);
+    return -res;
+  }
+  l->loaded = 1;
+  return 0;
+}
 static void ll_readdir(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
   listing_t *l = (listing_t *)(uintptr_t)fi->fh;
-  if (off == 0 || !l->loaded) {
-    req_t *r = on_inode(fr, OP_READDIR, ino, NULL, 0);
-    if (!r) return;
-    r->listing = l;
-    for (size_t i = 0; i < l->n; i++) free(l->names[i]);
-    free(l->names);
-    free(l->modes);
-    free(l->inos);
-    l->names = NULL;
-    l->modes = NULL;
-    l->inos = NULL;
-    l->n = 0;
-    go(r); /* waits; the listing is filled by reply() */
-    int res = r->result;
-    free_req(r);
-    if (res < 0) {
-      fuse_reply_err(fr, -res);
-      return;
-    }
-    l->loaded = 1;
-  }
+  if (load_listing(fr, ino, off, l)) return;
   char *buf = malloc(size);
   if (!buf) { fuse_reply_err(fr, ENOMEM); return; }
   size_t used = 0;
   for (size_t i = (size_t)off; i < l->n; i++) {
-    struct stat st;
-    memset(&st, 0, sizeof st);
-    st.st_mode = l->modes[i];
-    st.st_ino = l->inos[i];
-    size_t need = fuse_add_direntry(fr, buf + used, size - used, l->names[i], &st, (off_t)(i + 1));
+    size_t need = fuse_add_direntry(fr, buf + used, size - used, l->names[i], &l->sts[i], (off_t)(i + 1));
     if (need > size - used) break;
     used += need;
+  }
+  fuse_reply_buf(fr, buf, used);
+  free(buf);
+}
+/*
+ * READDIRPLUS: each entry with the kernel's entry for it (its attributes, kept as a lookup's are:
+ * directories' for the entry timeout, files' not at all), so that `ls -l`, `find` and `du` need no
+ * LOOKUP of each name. Each entry given counts as a lookup of its node; '.' and '..' go without one.
+ */
+static void ll_readdirplus(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  listing_t *l = (listing_t *)(uintptr_t)fi->fh;
+  if (load_listing(fr, ino, off, l)) return;
+  char *buf = malloc(size);
+  if (!buf) { fuse_reply_err(fr, ENOMEM); return; }
+  size_t used = 0;
+  for (size_t i = (size_t)off; i < l->n; i++) {
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.attr = l->sts[i];
+    size_t need = fuse_add_direntry_plus(fr, NULL, 0, l->names[i], &e, (off_t)(i + 1));
+    if (need > size - used) break;
+    if (l->full[i]) {
+      e.ino = remember(ino, l->names[i]);
+      e.attr_timeout = timeout_for(e.attr.st_mode);
+      e.entry_timeout = current ? current->entry_timeout : 0;
+    }
+    used += fuse_add_direntry_plus(fr, buf + used, size - used, l->names[i], &e, (off_t)(i + 1));
   }
   fuse_reply_buf(fr, buf, used);
   free(buf);
@@ -1153,7 +1181,7 @@ static const struct fuse_lowlevel_ops ops = {
   .getattr = ll_getattr, .setattr = ll_setattr, .readlink = ll_readlink, .mknod = ll_mknod,
   .mkdir = ll_mkdir, .unlink = ll_unlink, .rmdir = ll_rmdir, .symlink = ll_symlink, .rename = ll_rename,
   .link = ll_link, .open = ll_open, .read = ll_read, .write = ll_write, .release = ll_release,
-  .fsync = ll_fsync, .opendir = ll_opendir, .readdir = ll_readdir, .releasedir = ll_releasedir,
+  .fsync = ll_fsync, .opendir = ll_opendir, .readdir = ll_readdir, .readdirplus = ll_readdirplus, .releasedir = ll_releasedir,
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr, .listxattr = ll_listxattr,
   .removexattr = ll_removexattr, .create = ll_create,
 };
@@ -1259,27 +1287,30 @@ static void stat_from(napi_env env, napi_value a, uint32_t at, struct stat *st) 
   st->st_blksize = 1024 * 1024;
 }
 
-/* A listing's entries: names, or [name, mode, ino] (the type and inode number go with the entry, so that
- * programs listing a directory need not stat every entry to know what it is). */
+/* A listing's entries: names ('.' and '..'), or [name, ...the entry's stat array] (see stat_from): the
+ * type and inode number go with each entry, and READDIRPLUS gives the kernel all of its attributes. */
 static void listing_from(napi_env env, napi_value a, listing_t *l) {
   uint32_t n = 0;
   napi_get_array_length(env, a, &n);
   l->names = calloc(n ? n : 1, sizeof(char *));
-  l->modes = calloc(n ? n : 1, sizeof(mode_t));
-  l->inos = calloc(n ? n : 1, sizeof(ino_t));
-  if (!l->names || !l->modes || !l->inos) return;
+  l->sts = calloc(n ? n : 1, sizeof(struct stat));
+  l->full = calloc(n ? n : 1, 1);
+  if (!l->names || !l->sts || !l->full) return;
   for (uint32_t i = 0; i < n; i++) {
     napi_value v, nv;
     bool entry = false;
     napi_get_element(env, a, i, &v);
     napi_is_array(env, v, &entry);
     nv = v;
-    mode_t mode = S_IFDIR;
-    ino_t ino = 0xffffffff; /* FUSE_UNKNOWN_INO, as libfuse gives '.' and '..' */
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    st.st_mode = S_IFDIR;
+    st.st_ino = 0xffffffff; /* FUSE_UNKNOWN_INO, as libfuse gives '.' and '..' */
+    uint32_t len_a = 0;
     if (entry) {
       napi_get_element(env, v, 0, &nv);
-      mode = (mode_t)num_at(env, v, 1);
-      ino = (ino_t)num_at(env, v, 2);
+      napi_get_array_length(env, v, &len_a);
+      if (len_a >= 15) stat_from(env, v, 1, &st);
     }
     size_t len = 0;
     if (napi_get_value_string_utf8(env, nv, NULL, 0, &len) != napi_ok) continue;
@@ -1287,8 +1318,8 @@ static void listing_from(napi_env env, napi_value a, listing_t *l) {
     if (!name) continue;
     napi_get_value_string_utf8(env, nv, name, len + 1, &len);
     l->names[l->n] = name;
-    l->modes[l->n] = mode;
-    l->inos[l->n] = ino;
+    l->sts[l->n] = st;
+    l->full[l->n] = len_a >= 15;
     l->n++;
   }
 }

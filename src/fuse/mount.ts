@@ -448,8 +448,9 @@ export class FuseMount {
         const st = await c.stat(p);
         if ((st.mode & S_IFMT) !== S_IFDIR) return { result: -osConstants.errno.ENOTDIR };
         const entries = await c.readdirAll(p);
-        // Each entry with its type and inode number (the same as stat gives).
-        return { result: 0, extra: ['.', '..', ...entries.map((e) => [e.name, e.attr.mode, inoOf(e.attr.gfid, e.attr.ino ?? 0)])] };
+        // Each entry with its attributes (as stat gives them): the type and inode number for READDIR, the
+        // kernel's entry for READDIRPLUS.
+        return { result: 0, extra: ['.', '..', ...entries.map((e) => [e.name, ...statArray(e.attr)])] };
       }
       default:
         return { result: -osConstants.errno.ENOSYS };

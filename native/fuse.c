@@ -1052,37 +1052,29 @@ static int load_listing(fuse_req_t fr, fuse_ino_t ino, off_t off, listing_t *l) 
   l->loaded = 1;
   return 0;
 }
-static void ll_readdir(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
-  listing_t *l = (listing_t *)(uintptr_t)fi->fh;
-  if (load_listing(fr, ino, off, l)) return;
-  char *buf = malloc(size);
-  if (!buf) { fuse_reply_err(fr, ENOMEM); return; }
-  size_t used = 0;
-  for (size_t i = (size_t)off; i < l->n; i++) {
-    size_t need = fuse_add_direntry(fr, buf + used, size - used, l->names[i], &l->sts[i], (off_t)(i + 1));
-    if (need > size - used) break;
-    used += need;
-  }
-  fuse_reply_buf(fr, buf, used);
-  free(buf);
-}
 /*
- * READDIRPLUS: each entry with the kernel's entry for it (its attributes, kept as a lookup's are:
- * directories' for the entry timeout, files' not at all), so that `ls -l`, `find` and `du` need no
- * LOOKUP of each name. Each entry given counts as a lookup of its node; '.' and '..' go without one.
+ * READDIR, and READDIRPLUS (`plus`): each entry with the kernel's entry for it (its attributes, kept as
+ * a lookup's are: directories' for the entry timeout, files' not at all), so that `ls -l`, `find` and
+ * `du` need no LOOKUP of each name. Each entry given so counts as a lookup of its node; '.' and '..' go
+ * without one.
  */
-static void ll_readdirplus(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+static void serve_listing(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi, int plus) {
   listing_t *l = (listing_t *)(uintptr_t)fi->fh;
   if (load_listing(fr, ino, off, l)) return;
   char *buf = malloc(size);
   if (!buf) { fuse_reply_err(fr, ENOMEM); return; }
   size_t used = 0;
   for (size_t i = (size_t)off; i < l->n; i++) {
+    if (!plus) {
+      size_t need = fuse_add_direntry(fr, buf + used, size - used, l->names[i], &l->sts[i], (off_t)(i + 1));
+      if (need > size - used) break;
+      used += need;
+      continue;
+    }
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
     e.attr = l->sts[i];
-    size_t need = fuse_add_direntry_plus(fr, NULL, 0, l->names[i], &e, (off_t)(i + 1));
-    if (need > size - used) break;
+    if (fuse_add_direntry_plus(fr, NULL, 0, l->names[i], &e, (off_t)(i + 1)) > size - used) break;
     if (l->full[i]) {
       e.ino = remember(ino, l->names[i]);
       e.attr_timeout = timeout_for(e.attr.st_mode);
@@ -1092,6 +1084,12 @@ static void ll_readdirplus(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off
   }
   fuse_reply_buf(fr, buf, used);
   free(buf);
+}
+static void ll_readdir(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  serve_listing(fr, ino, size, off, fi, 0);
+}
+static void ll_readdirplus(fuse_req_t fr, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  serve_listing(fr, ino, size, off, fi, 1);
 }
 static void ll_releasedir(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
   (void)ino;

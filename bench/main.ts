@@ -239,6 +239,8 @@ const FUSE_MB = Number(process.env.BENCH_FUSE_MB ?? 512);
 // The same small-file work as the library part (10,000 files by default).
 const FUSE_FILES = Number(process.env.BENCH_FUSE_FILES ?? FILES);
 const FUSE_SLICES = 4;
+/** find walks a tree of FUSE_TREE x FUSE_TREE directories (BENCH_FUSE_TREE). */
+const FUSE_TREE = Number(process.env.BENCH_FUSE_TREE ?? 30);
 const FUSE_ROUNDS = Number(process.env.BENCH_FUSE_ROUNDS ?? 5);
 
 /** Runs a command; resolves with its wall time in seconds. */
@@ -344,14 +346,30 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
         cr[k] += await timed(() => pool(to - from, CONCURRENCY, (i) => fsp.writeFile(path.join(targets[k], 's', `f${from + i}`), small)));
       }
     }
+    // A tree of FUSE_TREE x FUSE_TREE directories walked by `find` (the median of FUSE_ROUNDS walks, the
+    // targets taking turns), each walk past the mounts' 1 s caches of names and directories' attributes.
+    for (const t of targets) {
+      for (let i = 0; i < FUSE_TREE; i++) for (let j = 0; j < FUSE_TREE; j++) fs.mkdirSync(path.join(t, 't', `d${i}`, `e${j}`), { recursive: true });
+    }
+    const fw: number[][] = targets.map(() => []);
+    for (let round = 0; round < FUSE_ROUNDS; round++) {
+      for (const k of targets.map((_, x) => (x + round) % targets.length)) {
+        await new Promise((res) => setTimeout(res, 1200));
+        fw[k].push(await runTimed('find', [path.join(targets[k], 't'), '-type', 'd']));
+      }
+    }
+    const fm = fw.map(median);
+    const dirs = FUSE_TREE * FUSE_TREE + FUSE_TREE + 1;
     rows.push({ work: `FUSE: sequential write ${label} (dd, fsync; median of ${FUSE_ROUNDS})`, local: fmtRate(FUSE_MB << 20, w[0]), dhtfs: fmtRate(FUSE_MB << 20, w[1]), ratio: w[0] / w[1], target: 0.5 });
     rows.push({ work: `FUSE: sequential read ${label} (dd; median of ${FUSE_ROUNDS})`, local: fmtRate(FUSE_MB << 20, r[0]), dhtfs: fmtRate(FUSE_MB << 20, r[1]), ratio: r[0] / r[1], target: 0.5 });
     rows.push({ work: `FUSE: create ${FUSE_FILES} files of 4 KiB`, local: `${(FUSE_FILES / cr[0]).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / cr[1]).toFixed(0)} files/s`, ratio: cr[0] / cr[1] });
+    rows.push({ work: `FUSE: find over ${dirs} directories (median of ${FUSE_ROUNDS})`, local: `${(dirs / fm[0]).toFixed(0)} dirs/s`, dhtfs: `${(dirs / fm[1]).toFixed(0)} dirs/s`, ratio: fm[0] / fm[1] });
     if (gl.dir) {
       // Rows against GlusterFS's FUSE mount: "local disk" column is GlusterFS here; ratio = dhtfs / GlusterFS.
       rows.push({ work: `FUSE vs GlusterFS: sequential write`, local: fmtRate(FUSE_MB << 20, w[2]), dhtfs: fmtRate(FUSE_MB << 20, w[1]), ratio: w[2] / w[1] });
       rows.push({ work: `FUSE vs GlusterFS: sequential read`, local: fmtRate(FUSE_MB << 20, r[2]), dhtfs: fmtRate(FUSE_MB << 20, r[1]), ratio: r[2] / r[1] });
       rows.push({ work: `FUSE vs GlusterFS: create 4 KiB files`, local: `${(FUSE_FILES / cr[2]).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / cr[1]).toFixed(0)} files/s`, ratio: cr[2] / cr[1], target: 1 });
+      rows.push({ work: `FUSE vs GlusterFS: find over directories`, local: `${(dirs / fm[2]).toFixed(0)} dirs/s`, dhtfs: `${(dirs / fm[1]).toFixed(0)} dirs/s`, ratio: fm[2] / fm[1] });
     }
     return [`(FUSE rows: the same work on the local disk and through \`dhtfs mount\` of 3 local bricks; "FUSE vs GlusterFS" rows put GlusterFS's FUSE mount of 3 bricks in the "local disk" column, ratio = dhtfs / GlusterFS. Files are created in ${FUSE_SLICES} slices, the targets taking turns. ${glNote})`];
   } finally {

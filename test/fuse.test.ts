@@ -170,6 +170,26 @@ test('rename, link and errno semantics as POSIX has them', { skip }, async () =>
   assert.deepEqual(fs.readdirSync(mnt), []);
 });
 
+test('a FIFO and a Unix socket made on the mount carry data between programs', { skip }, async () => {
+  fs.mkdirSync(m('special'));
+  await run('mkfifo', [m('special/pipe')]);
+  assert.ok(fs.lstatSync(m('special/pipe')).isFIFO());
+  const reader = run('cat', [m('special/pipe')]);
+  fs.writeFileSync(m('special/pipe'), 'through the pipe\n');
+  assert.equal((await reader).stdout, 'through the pipe\n');
+  const py = `import socket, os, sys
+p = sys.argv[1]
+s = socket.socket(socket.AF_UNIX); s.bind(p); s.listen(1)
+c = socket.socket(socket.AF_UNIX); c.connect(p)
+a, _ = s.accept(); c.send(b'hi'); print(a.recv(2).decode())`;
+  assert.equal((await run('/usr/bin/python3', ['-c', py, m('special/sock')])).stdout.trim(), 'hi');
+  assert.ok(fs.lstatSync(m('special/sock')).isSocket());
+  // Each is a name on one brick: a FIFO or a socket there.
+  const onBricks = c.dirs.flatMap((d) => ['pipe', 'sock'].filter((n) => fs.existsSync(path.join(d, 'special', n))).map((n) => [n, fs.lstatSync(path.join(d, 'special', n))] as const));
+  assert.deepEqual(onBricks.map(([n, st]) => `${n}:${st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'other'}`).sort(), ['pipe:fifo', 'sock:socket']);
+  fs.rmSync(m('special'), { recursive: true });
+});
+
 test('a path 300 directories deep', { skip }, async () => {
   // The addon builds each request's path from the kernel's inodes, parent by parent.
   const deep = m(path.join('deep', ...Array(300).fill('d')));

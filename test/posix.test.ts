@@ -597,14 +597,14 @@ const groups: Record<string, Step[]> = {
 };
 
 /**
- * Every name under `top` (sorted), with its kind, mode, owner, link count, size, user xattrs and link
+ * `top` itself ('.') and every name under it (sorted), with its kind, mode, owner, link count, size, user xattrs and link
  * target; with `more`, its inode number and modification time too (which differ between two file
  * systems, but must not change when a file migrates).
  */
 function snapshot(top: string, more: boolean): string[] {
   const out: string[] = [];
   const walk = (rel: string) => {
-    for (const name of fs.readdirSync(path.join(top, rel)).sort()) {
+    for (const name of rel === '' ? ['.', ...fs.readdirSync(top).sort()] : fs.readdirSync(path.join(top, rel)).sort()) {
       const r = path.join(rel, name);
       const p = path.join(top, r);
       const st = fs.lstatSync(p, { bigint: true });
@@ -618,7 +618,7 @@ function snapshot(top: string, more: boolean): string[] {
       }
       if (more) line += ` ino=${st.ino} mtime=${st.mtimeNs}`;
       out.push(line);
-      if (st.isDirectory()) walk(r);
+      if (st.isDirectory() && r !== '.') walk(r);
     }
   };
   walk('');

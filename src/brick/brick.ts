@@ -391,7 +391,8 @@ export class Brick implements RequestHandler<Session> {
       gfid: gfid === undefined ? this.readGfid(rel) : gfid,
       ino: st.ino,
       mode: st.mode,
-      nlink: isDir(st) ? st.nlink : Math.max(0, st.nlink - 1),
+      // A file's handle is a name of its own; the root's .glusterfs is a subdirectory no one sees.
+      nlink: isDir(st) ? (rel === '' ? Math.max(2, st.nlink - 1) : st.nlink) : Math.max(0, st.nlink - 1),
       uid: st.uid,
       gid: st.gid,
       size: st.size,

@@ -267,7 +267,7 @@ const later = (x: [number, number], y: [number, number]): [number, number] => (y
  * merges them: a name made or removed on any brick moves the directory's times, and only such a change
  * does (the bricks keep a directory's times where a migration or a repair changes its entries).
  */
-function latestTimes(base: Attr, copies: Attr[]): Attr {
+export function latestTimes(base: Attr, copies: Attr[]): Attr {
   const out = { ...base };
   for (const c of copies) {
     out.atime = later(out.atime, c.atime);

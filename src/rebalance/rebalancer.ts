@@ -6,8 +6,8 @@
  */
 import { codeOf } from '../common/errors.js';
 import { newGfid } from '../common/gfid.js';
-import { joinPath, type DhtClient } from '../dht/client.js';
-import { fixLayout, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
+import { joinPath, latestTimes, type DhtClient } from '../dht/client.js';
+import { fixLayout, isEmptyRange, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
 import { dhtHash } from '../dht/hash.js';
 import type { Attr, DirEntryAttr } from '../wire/types.js';
 import { S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
@@ -213,10 +213,31 @@ export class Rebalancer {
       const same = movedShare(d.layout, fixed) === 0 && this.c.names.every((n) => rangesOf(d.layout, n).length === rangesOf(fixed, n).length);
       if (!same || this.cp.mode === 'full') {
         await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setLayout', { path: dir, layout: rangesOf(fixed, n) })));
+        await this.keepNewCopiesTimes(dir, d.layout, fixed);
         this.c.invalidate(dir);
       }
       return fixed;
     });
+  }
+
+  /**
+   * A directory's copy on a brick that had no range in it and holds no name (a new brick's: its root
+   * above all, made when the brick was) takes the times of the directory's other copies: making it
+   * was no change of the directory a user made, and the volume shows a directory's copies' latest times.
+   */
+  private async keepNewCopiesTimes(dir: string, before: Layout, after: Layout): Promise<void> {
+    const isNew = (n: string) => rangesOf(before, n).every(isEmptyRange) && !rangesOf(after, n).every(isEmptyRange);
+    const fresh = this.c.names.filter(isNew);
+    if (fresh.length === 0) return;
+    const rs = await this.c.all<Attr>('lookup', { path: dir });
+    const others = rs.filter((r) => r.value && !fresh.includes(r.brick)).map((r) => r.value!);
+    if (others.length === 0) return;
+    const { atime, mtime } = latestTimes(others[0], others);
+    for (const n of fresh) {
+      const listed = await this.c.sv(n).call<{ entries: DirEntryAttr[] }>('readdir', { path: dir, offset: 0, limit: 1 }).catch(() => null);
+      if (!listed || listed.entries.length > 0) continue;
+      await this.c.sv(n).call('setattr', { path: dir, atime, mtime }).catch(() => {});
+    }
   }
 
   private async listBrick(brick: string, dir: string): Promise<DirEntryAttr[]> {

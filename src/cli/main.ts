@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { Volume } from '../api/volume.js';
-import { LIVE_OPTIONS, liveOption, liveOptionsIn, validateSpec, type VolumeSpec } from '../dht/spec.js';
+import { LIVE_OPTIONS, liveOption, liveOptionsIn, validateSpec, type VolumeOptions, type VolumeSpec } from '../dht/spec.js';
 import { serveBrick } from '../brick/server.js';
 import { FsError, codeOf } from '../common/errors.js';
 import { addBricks, formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
@@ -195,7 +195,7 @@ volume
                   `\nOptions:` +
                   Object.entries(v.options)
                     .filter(([, x]) => x !== undefined)
-                    .map(([k, x]) => `\n${Object.entries(LIVE_OPTIONS).find(([, l]) => l.key === k)?.[0] ?? k}: ${x === true ? 'on' : x === false ? 'off' : String(x)}`)
+                    .map(([k, x]) => `\n${Object.entries(LIVE_OPTIONS).find(([, l]) => l.key === k)?.[0] ?? k}: ${showOption(x)}`)
                     .join(''),
               )
               .join('\n\n'),
@@ -203,17 +203,26 @@ volume
     }),
   );
 
+/** An option's value as `volume info` and `volume get` show it. */
+const showOption = (x: unknown) => (x === true ? 'on' : x === false ? 'off' : String(x));
+
+/** Changes a volume's options; a started volume's bricks, and the clients connected to them, take them up. */
+async function changeOptions(name: string, option: string, change: (options: VolumeOptions, o: ReturnType<typeof liveOption>) => VolumeOptions): Promise<string> {
+  const v = loadVolume(name);
+  const o = liveOption(option);
+  v.options = change({ ...v.options }, o);
+  if (v.state === 'started') await pushTopology(v);
+  else saveVolume(v);
+  return o.name;
+}
+
 volume
   .command('set <name> <option> <value>')
   .description(`set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')})`)
   .action(
     action(async (name: string, option: string, value: string) => {
-      const v = loadVolume(name);
-      const o = liveOption(option);
-      v.options = { ...v.options, [o.key]: o.parse(value) };
-      if (v.state === 'started') await pushTopology(v);
-      else saveVolume(v);
-      console.log(`volume set: ${name}: ${o.name} = ${value}: success`);
+      const full = await changeOptions(name, option, (opts, o) => ({ ...opts, [o.key]: o.parse(value) }));
+      console.log(`volume set: ${name}: ${full} = ${value}: success`);
     }),
   );
 
@@ -228,7 +237,7 @@ volume
       const rows = Object.entries(LIVE_OPTIONS)
         .filter(([full]) => !option || full === liveOption(option).name)
         .map(([full, l]) => ({ option: full, value: inForce[l.key], help: l.help }));
-      out(o.json, rows, () => rows.map((r) => `${r.option.padEnd(26)} ${String(r.value === true ? 'on' : r.value === false ? 'off' : r.value).padEnd(8)} ${r.help}`).join('\n'));
+      out(o.json, rows, () => rows.map((r) => `${r.option.padEnd(26)} ${showOption(r.value).padEnd(8)} ${r.help}`).join('\n'));
     }),
   );
 
@@ -237,14 +246,11 @@ volume
   .description('set an option of a volume back to its default')
   .action(
     action(async (name: string, option: string) => {
-      const v = loadVolume(name);
-      const o = liveOption(option);
-      const rest = { ...v.options };
-      delete rest[o.key];
-      v.options = rest;
-      if (v.state === 'started') await pushTopology(v);
-      else saveVolume(v);
-      console.log(`volume reset: ${name}: ${o.name}: success`);
+      const full = await changeOptions(name, option, (opts, o) => {
+        delete opts[o.key];
+        return opts;
+      });
+      console.log(`volume reset: ${name}: ${full}: success`);
     }),
   );
 

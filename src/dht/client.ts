@@ -296,11 +296,8 @@ export class DhtClient {
   volCommitHash: number = COMMIT_HASH_INVALID;
   private lockSeq = 0;
   readonly log: Logger;
-  /** Milliseconds (0: never); see Subvol.watch. */
-  pingTimeoutMs: number;
-  private minFreeDisk: number;
-  private minFreeInodes: number;
-  private lookupOptimize: boolean;
+  /** The options in force (the spec's, then each topology's: `volume set`). */
+  private live: Required<LiveOptions>;
   private downListeners: ((brick: string) => void)[] = [];
   /**
    * Negative lookups (brick/watch.ts): for each directory this client made, with every brick watching it
@@ -329,11 +326,7 @@ export class DhtClient {
       rsyncHashRegex: o.rsyncHashRegex === undefined ? undefined : o.rsyncHashRegex === null ? null : new RegExp(o.rsyncHashRegex),
       extraHashRegex: o.extraHashRegex ? new RegExp(o.extraHashRegex) : null,
     };
-    const live = liveOptionsIn(o);
-    this.pingTimeoutMs = live.pingTimeout * 1000;
-    this.minFreeDisk = live.minFreeDisk;
-    this.minFreeInodes = live.minFreeInodes;
-    this.lookupOptimize = live.lookupOptimize;
+    this.live = liveOptionsIn(o);
   }
 
   // --- connection and root -------------------------------------------------------------------------
@@ -402,23 +395,20 @@ export class DhtClient {
     this.names = t.bricks.map((b) => b.name);
     this.decommissioned = new Set(t.decommissioned);
     this.topologyVersion = t.version;
-    if (t.options) this.adoptOptions(t.options);
+    if (t.options) this.live = { ...this.live, ...t.options };
     this.dirs.clear();
     this.negDirs.clear(); // new bricks watch nothing for us
     this.log('info', `topology version ${t.version}: ${this.names.join(', ')}${t.decommissioned.length ? ` (draining ${t.decommissioned.join(', ')})` : ''}`);
   }
 
-  /** Options set on the running volume (`volume set`), as the topology carries them. */
-  private adoptOptions(o: LiveOptions): void {
-    if (o.minFreeDisk !== undefined) this.minFreeDisk = o.minFreeDisk;
-    if (o.minFreeInodes !== undefined) this.minFreeInodes = o.minFreeInodes;
-    if (o.lookupOptimize !== undefined) this.lookupOptimize = o.lookupOptimize;
-    if (o.pingTimeout !== undefined) this.pingTimeoutMs = o.pingTimeout * 1000;
-  }
-
   /** The options in force in this client now. */
   liveOptions(): Required<LiveOptions> {
-    return { minFreeDisk: this.minFreeDisk, minFreeInodes: this.minFreeInodes, lookupOptimize: this.lookupOptimize, pingTimeout: this.pingTimeoutMs / 1000 };
+    return { ...this.live };
+  }
+
+  /** Milliseconds (0: never); see Subvol.watch. */
+  get pingTimeoutMs(): number {
+    return this.live.pingTimeout * 1000;
   }
 
   /** Bricks that take new ranges and new files. */
@@ -729,7 +719,7 @@ export class DhtClient {
   // --- lookup ----------------------------------------------------------------------------------------
 
   private shouldLookupEverywhere(d: DirInfo): boolean {
-    if (!this.lookupOptimize) return true;
+    if (!this.live.lookupOptimize) return true;
     return layoutCommit(d.layout) !== this.volCommitHash || this.volCommitHash === COMMIT_HASH_INVALID;
   }
 
@@ -908,8 +898,9 @@ export class DhtClient {
     const s = await this.statfsOf(brick);
     const total = s.blocks * s.bsize;
     const avail = s.bavail * s.bsize;
-    const diskLow = this.minFreeDisk < 100 ? total > 0 && (avail * 100) / total < this.minFreeDisk : avail < this.minFreeDisk;
-    const inodesLow = s.files > 0 && (s.ffree * 100) / s.files < this.minFreeInodes;
+    const { minFreeDisk, minFreeInodes } = this.live;
+    const diskLow = minFreeDisk < 100 ? total > 0 && (avail * 100) / total < minFreeDisk : avail < minFreeDisk;
+    const inodesLow = s.files > 0 && (s.ffree * 100) / s.files < minFreeInodes;
     return diskLow || inodesLow;
   }
 
@@ -1086,7 +1077,7 @@ export class DhtClient {
    * not on its hashed brick (as data or linkto) does not exist, and the brick's O_EXCL create says so.
    */
   async createWithoutLookup(path: string): Promise<boolean> {
-    if (!this.lookupOptimize) return false;
+    if (!this.live.lookupOptimize) return false;
     const d = await this.dir(splitPath(normPath(path)).parent);
     return !this.shouldLookupEverywhere(d);
   }
@@ -1535,8 +1526,10 @@ export class DhtClient {
     return (await this.locate(path)).attr;
   }
 
-  /** chmod/chown/utimes/truncate: on the data brick; on every brick for a directory. */
-  /** `ctime`: the change time moves, nothing else need change (as chown(2) with -1 for both does). */
+  /**
+   * chmod/chown/utimes/truncate: on the data brick; on every brick for a directory. `ctime`: the change
+   * time moves, nothing else need change (as chown(2) with -1 for both does).
+   */
   async setattr(path: string, attrs: { mode?: number; uid?: number; gid?: number; atime?: [number, number]; mtime?: [number, number]; size?: number; ctime?: boolean }): Promise<Attr> {
     const loc = await this.locate(path);
     if (loc.isDir) {

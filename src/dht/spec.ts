@@ -62,12 +62,8 @@ export const LIVE_DEFAULTS: Required<LiveOptions> = { minFreeDisk: 10, minFreeIn
 
 /** `o` with every live option, a default where `o` has none. */
 export function liveOptionsIn(o: VolumeOptions | undefined): Required<LiveOptions> {
-  return {
-    minFreeDisk: o?.minFreeDisk ?? LIVE_DEFAULTS.minFreeDisk,
-    minFreeInodes: o?.minFreeInodes ?? LIVE_DEFAULTS.minFreeInodes,
-    lookupOptimize: o?.lookupOptimize ?? LIVE_DEFAULTS.lookupOptimize,
-    pingTimeout: o?.pingTimeout ?? LIVE_DEFAULTS.pingTimeout,
-  };
+  const keys = Object.keys(LIVE_DEFAULTS) as (keyof LiveOptions)[];
+  return Object.fromEntries(keys.map((k) => [k, o?.[k] ?? LIVE_DEFAULTS[k]])) as Required<LiveOptions>;
 }
 
 /** `volume set` keys (GlusterFS's names, and short ones) and how each value is read. */
@@ -96,14 +92,16 @@ export function liveOption(name: string): { name: string; key: keyof LiveOptions
   throw new Error(`unknown option ${name}; options: ${Object.keys(LIVE_OPTIONS).join(', ')}`);
 }
 
-/** The live options in `o` that are well formed (anything else is left out). */
+/** The live options in `o` that are well formed, of their defaults' types (anything else is left out). */
 function liveOptionsOf(o: unknown): LiveOptions | undefined {
   if (!o || typeof o !== 'object') return undefined;
   const src = o as Record<string, unknown>;
-  const out: LiveOptions = {};
-  for (const k of ['minFreeDisk', 'minFreeInodes', 'pingTimeout'] as const) if (typeof src[k] === 'number' && Number.isFinite(src[k]) && (src[k] as number) >= 0) out[k] = src[k] as number;
-  if (typeof src.lookupOptimize === 'boolean') out.lookupOptimize = src.lookupOptimize;
-  return out;
+  const out: Record<string, unknown> = {};
+  for (const [k, d] of Object.entries(LIVE_DEFAULTS)) {
+    const v = src[k];
+    if (typeof v === typeof d && (typeof v !== 'number' || (Number.isFinite(v) && v >= 0))) out[k] = v;
+  }
+  return out as LiveOptions;
 }
 
 export function validateTopology(t: unknown): Topology {

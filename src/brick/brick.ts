@@ -489,17 +489,14 @@ export class Brick implements RequestHandler<Session> {
     if (!keep) return fn();
     const parent = parentOf(rel);
     const was = this.st.lstat(parent);
-    const restore = () => {
+    try {
+      return fn();
+    } finally {
       try {
         this.st.lutimes(parent, was.atime, was.mtime);
       } catch {
         /* the directory went meanwhile: nothing to keep */
       }
-    };
-    try {
-      return fn();
-    } finally {
-      restore();
     }
   }
 
@@ -775,7 +772,10 @@ export class Brick implements RequestHandler<Session> {
     try {
       // mkdir(2) takes no set-group-ID bit from its mode (only from the parent): a copy of a directory
       // made for a new brick must have all of the directory's bits.
-      if (mode & S_ISGID && !(this.st.lstat(rel).mode & S_ISGID)) this.st.chmod(rel, (this.st.lstat(rel).mode | mode) & 0o7777);
+      if (mode & S_ISGID) {
+        const made = this.st.lstat(rel).mode;
+        if (!(made & S_ISGID)) this.st.chmod(rel, (made | mode) & 0o7777);
+      }
       this.setGfid(rel, gfid);
       if (layout) this.st.setxattr(rel, this.X.dht, encodeRanges(layout));
       const g = this.newGid(rel, gid);
@@ -1272,11 +1272,16 @@ export class Brick implements RequestHandler<Session> {
     const rel = this.path(a);
     const target = str(a, 'target');
     if (target.length === 0 || Buffer.byteLength(target) > MAX_PATH || target.includes('\0')) throw bad('target', 'must be 1..4096 bytes without NUL');
+    return this.makeName(rel, a, () => this.st.symlink(target, rel));
+  }
+
+  /** A name with no data of its own (a symlink, a FIFO, a socket): `make` makes it, then its gfid and owner. */
+  private makeName(rel: string, a: Args, make: () => void): Attr {
     const gfid = gfidArg(a, 'gfid');
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
     this.checkParentLayout(rel, a);
-    this.st.symlink(target, rel);
+    make();
     this.adoptNew(rel, gfid, uid, gid);
     return this.attr(rel, this.st.lstat(rel), gfid);
   }
@@ -1287,14 +1292,9 @@ export class Brick implements RequestHandler<Session> {
     const mode = int(a, 'mode', 0, 0o177777);
     const type = mode & S_IFMT;
     if (type !== S_IFIFO && type !== S_IFSOCK) throw new FsError('EPERM', 'mknod makes FIFOs and sockets only');
-    if (!this.st.mknod) throw new FsError('EPERM', `${this.cfg.name} cannot make special files`);
-    const gfid = gfidArg(a, 'gfid');
-    const uid = optInt(a, 'uid', 0, U32);
-    const gid = optInt(a, 'gid', 0, U32);
-    this.checkParentLayout(rel, a);
-    this.st.mknod(rel, mode);
-    this.adoptNew(rel, gfid, uid, gid);
-    return this.attr(rel, this.st.lstat(rel), gfid);
+    const mknod = this.st.mknod?.bind(this.st);
+    if (!mknod) throw new FsError('EPERM', `${this.cfg.name} cannot make special files`);
+    return this.makeName(rel, a, () => mknod(rel, mode));
   }
 
   readlink(a: Args): { target: string; attr: Attr } {

@@ -14,8 +14,8 @@ import { promisify } from 'node:util';
 import { Volume } from '../src/api/volume.js';
 import { ENTRY_TIMEOUT, fuseAvailable } from '../src/fuse/mount.js';
 import { migrateFile } from '../src/rebalance/migrate.js';
-import { startCluster, type Cluster } from './helpers/cluster.js';
-import { MAIN_JS, mounted, startMount } from './helpers/mount.js';
+import type { Cluster } from './helpers/cluster.js';
+import { MAIN_JS, mountCluster, mounted, startMount, unmountCluster } from './helpers/mount.js';
 import { rebalanceOntoNewBrick } from './helpers/rebalance.js';
 import { handleFile, scanBrick } from './helpers/disk.js';
 import { openFiles, openModes } from './helpers/fds.js';
@@ -34,22 +34,12 @@ before(async () => {
   if (skip) return;
   const avail = fuseAvailable();
   assert.ok(avail.ok, avail.why);
-  c = await startCluster(3, { name: 'fv' });
-  specFile = path.join(c.base, 'spec.json');
-  fs.writeFileSync(specFile, JSON.stringify(c.spec));
-  mnt = path.join(c.base, 'mnt');
-  fs.mkdirSync(mnt);
-  daemon = await startMount(specFile, mnt);
+  ({ c, specFile, mnt, daemon } = await mountCluster('fv'));
 });
 
 after(async () => {
   if (skip) return;
-  if (daemon && daemon.exitCode === null) {
-    daemon.kill('SIGTERM');
-    await once(daemon, 'exit');
-  }
-  if (mounted(mnt)) spawnSync('umount', ['-l', mnt]);
-  await c?.stop();
+  await unmountCluster(c, mnt, daemon);
 });
 
 const m = (p: string) => path.join(mnt, p);

@@ -10,7 +10,7 @@
  */
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,8 +18,8 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import * as xattr from '@napi-rs/xattr';
 import { ENTRY_TIMEOUT, fuseAvailable } from '../src/fuse/mount.js';
-import { startCluster, type Cluster } from './helpers/cluster.js';
-import { mounted, startMount } from './helpers/mount.js';
+import type { Cluster } from './helpers/cluster.js';
+import { mountCluster, unmountCluster } from './helpers/mount.js';
 import { rebalanceOntoNewBrick } from './helpers/rebalance.js';
 import type { Step, User } from './helpers/posix-runner.js';
 
@@ -44,12 +44,7 @@ let daemon: ChildProcess | null = null;
 before(async () => {
   if (skip) return;
   assert.ok(fuseAvailable().ok);
-  c = await startCluster(3, { name: 'px' });
-  const specFile = path.join(c.base, 'spec.json');
-  fs.writeFileSync(specFile, JSON.stringify(c.spec));
-  mnt = path.join(c.base, 'mnt');
-  fs.mkdirSync(mnt);
-  daemon = await startMount(specFile, mnt);
+  ({ c, mnt, daemon } = await mountCluster('px'));
   // The reference: a folder on the disk the bricks are on.
   local = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-posix-'));
   // Both tops open to the steps' users, who start from there.
@@ -59,12 +54,7 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
-  if (daemon && daemon.exitCode === null) {
-    daemon.kill('SIGTERM');
-    await once(daemon, 'exit');
-  }
-  if (mounted(mnt)) spawnSync('umount', ['-l', mnt]);
-  await c?.stop();
+  await unmountCluster(c, mnt, daemon);
   fs.rmSync(local, { recursive: true, force: true });
 });
 

@@ -1,8 +1,10 @@
 /** `dhtfs mount` as its own process (a daemon must never be called synchronously from its own thread). */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startCluster, type Cluster } from './cluster.js';
 
 export const MAIN_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
@@ -31,4 +33,24 @@ export async function startMount(specFile: string, mnt: string): Promise<ChildPr
   }
   p.kill('SIGKILL');
   throw new Error(`mount did not come up: ${err}`);
+}
+
+/** Three bricks and `dhtfs mount` of them at `c.base/mnt`, for the tests that work through a mount. */
+export async function mountCluster(name: string): Promise<{ c: Cluster; specFile: string; mnt: string; daemon: ChildProcess }> {
+  const c = await startCluster(3, { name });
+  const specFile = path.join(c.base, 'spec.json');
+  fs.writeFileSync(specFile, JSON.stringify(c.spec));
+  const mnt = path.join(c.base, 'mnt');
+  fs.mkdirSync(mnt);
+  return { c, specFile, mnt, daemon: await startMount(specFile, mnt) };
+}
+
+/** Ends `daemon` (SIGTERM unmounts), unmounts `mnt` lazily if it is still mounted, and stops the cluster. */
+export async function unmountCluster(c: Cluster | undefined, mnt: string, daemon: ChildProcess | null): Promise<void> {
+  if (daemon && daemon.exitCode === null) {
+    daemon.kill('SIGTERM');
+    await once(daemon, 'exit');
+  }
+  if (mnt && mounted(mnt)) spawnSync('umount', ['-l', mnt]);
+  await c?.stop();
 }

@@ -355,6 +355,7 @@ test('directories: nested mkdir, rename, rmdir rules', async () => {
   await assert.rejects(vol.stat('/d1'), { code: 'ENOENT' });
   for (const d of c.dirs) assert.ok(fs.existsSync(path.join(d, 'e1/d2/d3')));
   await assert.rejects(vol.mkdir('/e1/d2/d3/f/x'), { code: 'ENOTDIR' });
+  await assert.rejects(vol.client.readdirAll('/e1/d2/d3/f'), { code: 'ENOTDIR' }, 'a listing of a file (the mount relies on it)');
   await assert.rejects(vol.unlink('/e1'), { code: 'EISDIR' });
   await vol.rm('/e1', { recursive: true });
   for (const d of c.dirs) assert.ok(!fs.existsSync(path.join(d, 'e1')));

@@ -445,8 +445,7 @@ export class FuseMount {
         await c.removexattr(p, path2!);
         return { result: 0 };
       case 'readdir': {
-        const st = await c.stat(p);
-        if ((st.mode & S_IFMT) !== S_IFDIR) return { result: -osConstants.errno.ENOTDIR };
+        // ENOTDIR for a file comes from readdirAll (its directory lookup), without a stat first.
         const entries = await c.readdirAll(p);
         // Each entry with its attributes (as stat gives them): the type and inode number for READDIR, the
         // kernel's entry for READDIRPLUS.

@@ -100,6 +100,12 @@ export interface Session extends Watcher {
 
 type Args = Record<string, unknown>;
 
+/**
+ * A request refused because it tried something no honest client does (a reserved or taken gfid, a
+ * forged handle, a special file opened): the brick logs it with the client's name, once per request.
+ */
+class Refused extends FsError {}
+
 function bad(field: string, why = 'invalid'): FsError {
   return new FsError('EINVAL', `argument '${field}': ${why}`);
 }
@@ -111,7 +117,8 @@ function str(a: Args, k: string): string {
 function int(a: Args, k: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const v = a[k];
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw bad(k, `must be an integer in [${min}, ${max}]`);
-  return v;
+  // A float64 -0 passes the checks above but makes Node's fs abort the process (a mode of -0): +0.
+  return v === 0 ? 0 : v;
 }
 function optInt(a: Args, k: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
   return a[k] === undefined || a[k] === null ? undefined : int(a, k, min, max);
@@ -132,6 +139,13 @@ function gfidArg(a: Args, k: string): string {
   if (!isGfid(v)) throw bad(k, 'must be a gfid');
   return v;
 }
+const NULL_GFID = '00000000-0000-0000-0000-000000000000';
+/** The gfid of a new inode: any but the root's and the null gfid (no one may take those over). */
+function newGfidArg(a: Args, k: string): string {
+  const v = gfidArg(a, k);
+  if (v === ROOT_GFID || v === NULL_GFID) throw new Refused('EPERM', `argument '${k}': gfid ${v} is reserved`);
+  return v;
+}
 function optGfid(a: Args, k: string): string | undefined {
   return a[k] === undefined || a[k] === null ? undefined : gfidArg(a, k);
 }
@@ -139,7 +153,7 @@ function timespec(a: Args, k: string): Timespec | undefined {
   const v = a[k];
   if (v === undefined || v === null) return undefined;
   if (!Array.isArray(v) || v.length !== 2 || !v.every((x) => Number.isSafeInteger(x)) || v[1] < 0 || v[1] >= 1e9) throw bad(k, 'must be [sec, nsec]');
-  return [v[0], v[1]];
+  return [v[0] === 0 ? 0 : v[0], v[1] === 0 ? 0 : v[1]];
 }
 const U32 = 0xffffffff;
 function oneRange(v: unknown, k: string): LayoutRange {
@@ -199,7 +213,7 @@ const isLnk = (st: Stat) => (st.mode & S_IFMT) === S_IFLNK;
 // ---------------------------------------------------------------------------------------------------
 
 export class Brick implements RequestHandler<Session> {
-  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; rename: string; topology: string; reserved: string[] };
+  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; rename: string; topology: string; rootAttr: string; reserved: string[] };
   readonly mig: SrcMigrations;
   readonly locks = new LockTable();
   private sessions = new Map<number, Session>();
@@ -230,6 +244,7 @@ export class Brick implements RequestHandler<Session> {
       migration: `${p}dhtfs.migration`,
       rename: `${p}dhtfs.rename`,
       topology: `${p}dhtfs.volume`,
+      rootAttr: `${p}dhtfs.root-attr`,
       reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
     };
     this.mig = new SrcMigrations(clock, random, (m) => log('info', m), (gfid) => this.unlockWriters(gfid));
@@ -303,6 +318,7 @@ export class Brick implements RequestHandler<Session> {
     const g = this.st.getxattr('', this.X.gfid);
     if (!g) this.st.setxattr('', this.X.gfid, gfidToBytes(ROOT_GFID));
     else if (gfidFromBytes(g) !== ROOT_GFID) throw new Error('brick root has a gfid other than the root gfid');
+    this.closeRoot();
     this.ensureDir(HANDLE_DIR, 0o700);
     this.ensureHandleDir(ROOT_GFID);
     try {
@@ -310,6 +326,42 @@ export class Brick implements RequestHandler<Session> {
     } catch {
       this.st.symlink('../../..', handlePath(ROOT_GFID));
     }
+  }
+
+  /**
+   * The brick's root directory is 0700, so that no local user of the brick's host reaches anything
+   * below it (brick folders mirror the volume's modes: a world-writable one would let a local user swap
+   * a folder for a symlink under the brick's feet). The volume root's own mode and owner live in an
+   * xattr (`rootAttr`) that the brick shows and changes instead; recorded from the directory the first time.
+   */
+  private closeRoot(): void {
+    if (!this.st.getxattr('', this.X.rootAttr)) {
+      const st = this.st.lstat('');
+      this.writeRootAttr({ mode: st.mode & 0o7777, uid: st.uid, gid: st.gid });
+    }
+    if ((this.st.lstat('').mode & 0o7777) !== 0o700) this.st.chmod('', 0o700);
+  }
+
+  private rootAttr(): { mode: number; uid: number; gid: number } | null {
+    const b = this.st.getxattr('', this.X.rootAttr);
+    if (!b || b.length !== 12) return null;
+    const v = Buffer.from(b);
+    return { mode: v.readUInt32BE(0) & 0o7777, uid: v.readUInt32BE(4), gid: v.readUInt32BE(8) };
+  }
+
+  private writeRootAttr(r: { mode: number; uid: number; gid: number }): void {
+    const b = Buffer.alloc(12);
+    b.writeUInt32BE(r.mode & 0o7777, 0);
+    b.writeUInt32BE(r.uid >>> 0, 4);
+    b.writeUInt32BE(r.gid >>> 0, 8);
+    this.st.setxattr('', this.X.rootAttr, b);
+  }
+
+  /** A directory's stat as the volume shows it: the real one, but the root's mode and owner from `rootAttr`. */
+  private shown(rel: string, st: Stat): Stat {
+    if (rel !== '') return st;
+    const r = this.rootAttr();
+    return r ? { ...st, mode: S_IFDIR | r.mode, uid: r.uid, gid: r.gid } : st;
   }
 
   private ensureDir(p: string, mode: number): void {
@@ -353,7 +405,18 @@ export class Brick implements RequestHandler<Session> {
     const fn = Object.hasOwn(this.ops, op) ? this.ops[op] : undefined;
     if (!fn) throw new FsError('ENOSYS', `unknown operation '${op.slice(0, 40)}'`);
     // Changes of names that other connections watch: the reply waits for their acknowledgements (watch.ts).
-    return this.watches.run(s, () => fn(s, args));
+    try {
+      const r = this.watches.run(s, () => fn(s, args));
+      return r instanceof Promise ? r.catch((e: unknown) => this.logRefused(s, op, e)) : r;
+    } catch (e) {
+      return this.logRefused(s, op, e);
+    }
+  }
+
+  /** Logs a refusal of something no honest client asks (Refused), naming the client; rethrows. */
+  private logRefused(s: Session, op: string, e: unknown): never {
+    if (e instanceof Refused) this.log('warn', `refused ${op} from ${s.client.slice(0, 64) || '?'} at ${s.remote}: ${e.message.slice(0, 200)}`, { client: s.client.slice(0, 64), remote: s.remote, op, code: e.code });
+    throw e;
   }
 
   // --- paths and attributes ------------------------------------------------------------------------
@@ -387,6 +450,8 @@ export class Brick implements RequestHandler<Session> {
   }
 
   private attr(rel: string, st: Stat, gfid?: string | null): Attr {
+    if (rel !== '' && gfid === ROOT_GFID) rel = ''; // an fd on the root names it by its handle
+    st = this.shown(rel, st);
     const a: Attr = {
       gfid: gfid === undefined ? this.readGfid(rel) : gfid,
       ino: st.ino,
@@ -506,8 +571,11 @@ export class Brick implements RequestHandler<Session> {
    * is set after).
    */
   private newGid(rel: string, gid: number | undefined): number | undefined {
-    if (gid === undefined) return undefined;
-    const p = this.st.lstat(parentOf(rel));
+    const parent = parentOf(rel);
+    // The kernel gives a name made without a caller's group its set-group-ID parent's group, but the
+    // volume root's bit and group are in rootAttr only.
+    if (gid === undefined && parent !== '') return undefined;
+    const p = this.shown(parent, this.st.lstat(parent));
     return p.mode & S_ISGID ? p.gid : gid;
   }
 
@@ -515,21 +583,34 @@ export class Brick implements RequestHandler<Session> {
     this.st.setxattr(rel, this.X.gfid, gfidToBytes(gfid));
   }
 
+  /**
+   * Gives a new name's inode its gfid handle. A gfid is the brick's to keep unique: a handle that is a
+   * live inode's (a directory's, or a file's with a name) is never taken over (EEXIST). Only a stale
+   * handle, a file's whose last name went, is replaced.
+   */
   private linkHandle(rel: string, gfid: string): void {
     this.ensureHandleDir(gfid);
+    const hp = handlePath(gfid);
     try {
-      this.st.link(rel, handlePath(gfid));
+      this.st.link(rel, hp);
     } catch (e) {
       if (codeOf(e) !== 'EEXIST') throw e;
-      // A stale handle of a file that no longer has a name: replace it.
-      const h = this.st.lstat(handlePath(gfid));
-      if (h.nlink <= 1) {
-        this.st.unlink(handlePath(gfid));
-        this.st.link(rel, handlePath(gfid));
-      } else {
-        throw new FsError('EEXIST', `gfid ${gfid} is already in use on ${this.cfg.name}`);
-      }
+      if (!this.handleIsStale(gfid)) throw new Refused('EEXIST', `gfid ${gfid} is already in use on ${this.cfg.name}`);
+      this.st.unlink(hp);
+      this.st.link(rel, hp);
     }
+  }
+
+  /**
+   * Whether the gfid's handle names no live inode: a file's (or symlink's, FIFO's) handle that is its
+   * last link, or a directory's handle that leads to no directory of that gfid. False for a live one.
+   */
+  private handleIsStale(gfid: string): boolean {
+    if (gfid === ROOT_GFID) return false;
+    const h = this.st.lstat(handlePath(gfid));
+    if (isDir(h)) return false;
+    if (h.nlink > 1) return false;
+    return !isLnk(h) || this.dirOfHandle(gfid) === null;
   }
 
   private dirHandleTarget(rel: string): string {
@@ -539,10 +620,24 @@ export class Brick implements RequestHandler<Session> {
     return `../../${pg.slice(0, 2)}/${pg.slice(2, 4)}/${pg}/${baseOf(rel)}`;
   }
 
+  /** A directory's handle: a symlink to its parent's handle and its name. Refuses a gfid in use by another inode. */
   private setDirHandle(rel: string, gfid: string): void {
     this.ensureHandleDir(gfid);
     const hp = handlePath(gfid);
     try {
+      // Its own handle (a rename moves it) or a stale one may be replaced; another live inode's may not.
+      const was = this.dirOfHandle(gfid);
+      if (was === null && !this.handleIsStale(gfid)) throw new Refused('EEXIST', `gfid ${gfid} is already in use on ${this.cfg.name}`);
+      if (was !== null && was !== rel) {
+        // The handle leads to a live directory of this gfid elsewhere: only a rename (which moved it to rel) may re-point it.
+        let there = false;
+        try {
+          there = isDir(this.st.lstat(was)) && this.readGfid(was) === gfid;
+        } catch (e) {
+          if (codeOf(e) !== 'ENOENT') throw e;
+        }
+        if (there) throw new Refused('EEXIST', `gfid ${gfid} is already in use on ${this.cfg.name}`);
+      }
       this.st.unlink(hp);
     } catch (e) {
       if (codeOf(e) !== 'ENOENT') throw e;
@@ -552,41 +647,66 @@ export class Brick implements RequestHandler<Session> {
 
   /** After a name of a file went away: drop its handle when the handle is its last link. */
   private dropHandleIfLast(gfid: string | null): void {
-    if (!gfid) return;
-    const hp = handlePath(gfid);
+    if (!gfid || gfid === ROOT_GFID) return;
     try {
-      const h = this.st.lstat(hp);
-      if (!isDir(h) && !isLnk(h) && h.nlink <= 1) this.st.unlink(hp);
-      else if (isLnk(h) && h.nlink <= 1 && !this.handleIsDirLink(hp)) this.st.unlink(hp);
+      if (this.handleIsStale(gfid)) this.st.unlink(handlePath(gfid));
     } catch (e) {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
   }
 
-  private handleIsDirLink(hp: string): boolean {
-    return this.st.readlink(hp).startsWith('../../');
-  }
-
-  /** Resolves a gfid to a brick-relative path: the handle for files, the real path for directories. */
+  /**
+   * Resolves a gfid to a brick-relative path: the handle for files, the real path for directories. A
+   * directory's handle is only trusted once the path it spells out is made of plain names, walks through
+   * real directories, and ends at a directory that carries this very gfid: a symlink a client made can
+   * never lead anywhere (a user's symlink is also a file's handle, and its text is the user's).
+   */
   private resolveGfid(gfid: string): { rel: string; st: Stat } {
     if (gfid === ROOT_GFID) return { rel: '', st: this.st.lstat('') };
     const hp = handlePath(gfid);
     const st = this.st.lstat(hp);
-    if (isLnk(st) && this.handleIsDirLink(hp)) {
-      const rel = this.dirPathOf(gfid, 0);
+    if (isLnk(st) && st.nlink === 1) {
+      const rel = this.dirOfHandle(gfid);
+      if (rel === null) throw new Refused('ESTALE', `gfid ${gfid} has a handle that leads to no directory of it on ${this.cfg.name}`);
       return { rel, st: this.st.lstat(rel) };
     }
     return { rel: hp, st };
   }
 
-  private dirPathOf(gfid: string, depth: number): string {
-    if (gfid === ROOT_GFID) return '';
-    if (depth > 512) throw new FsError('ELOOP', 'directory handle chain too deep');
-    const target = this.st.readlink(handlePath(gfid));
-    const m = /^\.\.\/\.\.\/[0-9a-f]{2}\/[0-9a-f]{2}\/([0-9a-f-]{36})\/(.+)$/.exec(target);
-    if (!m) throw new FsError('EIO', `bad directory handle for ${gfid}`);
-    const parent = this.dirPathOf(m[1], depth + 1);
-    return parent === '' ? m[2] : `${parent}/${m[2]}`;
+  /**
+   * The directory a gfid's handle leads to, checked (see resolveGfid); null when the handle is no
+   * directory's (a file's, a symlink's, a stale one, or a forged one). Never a path outside the brick.
+   */
+  private dirOfHandle(gfid: string): string | null {
+    const names: string[] = [];
+    let g = gfid;
+    for (let depth = 0; g !== ROOT_GFID; depth++) {
+      if (depth > MAX_PATH / 2) return null; // a chain longer than any path: a loop
+      let target: string;
+      try {
+        const h = this.st.lstat(handlePath(g));
+        if (!isLnk(h) || h.nlink !== 1) return null;
+        target = this.st.readlink(handlePath(g));
+      } catch (e) {
+        if (codeOf(e) === 'ENOENT' || codeOf(e) === 'EINVAL') return null;
+        throw e;
+      }
+      const m = /^\.\.\/\.\.\/([0-9a-f]{2})\/([0-9a-f]{2})\/([0-9a-f-]{36})\/([^/]+)$/.exec(target);
+      if (!m || !isGfid(m[3]) || m[1] !== m[3].slice(0, 2) || m[2] !== m[3].slice(2, 4)) return null;
+      names.push(m[4]);
+      g = m[3];
+    }
+    const rel = names.reverse().join('/');
+    try {
+      if (relPath('/' + rel) !== rel) return null;
+      this.walk(rel);
+      const st = this.st.lstat(rel);
+      if (!isDir(st) || this.readGfid(rel) !== gfid) return null;
+    } catch (e) {
+      if (e instanceof FsError || ['ENOENT', 'ENOTDIR', 'ELOOP', 'EINVAL', 'ENAMETOOLONG', 'EPERM'].includes(codeOf(e))) return null;
+      throw e;
+    }
+    return rel;
   }
 
   /** The commit record of a file at src, if its commit is in force. */
@@ -760,7 +880,7 @@ export class Brick implements RequestHandler<Session> {
     if (rel === '') throw new FsError('EEXIST', 'the root exists');
     const watch = optBool(a, 'watch');
     const mode = int(a, 'mode', 0, 0o7777);
-    const gfid = gfidArg(a, 'gfid');
+    const gfid = newGfidArg(a, 'gfid');
     const layout = rangesArg(a, 'layout');
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
@@ -772,9 +892,11 @@ export class Brick implements RequestHandler<Session> {
     try {
       // mkdir(2) takes no set-group-ID bit from its mode (only from the parent): a copy of a directory
       // made for a new brick must have all of the directory's bits.
-      if (mode & S_ISGID) {
+      // The volume root's set-group-ID bit is in rootAttr, not on the brick's root: inherited here.
+      const inherited = parentOf(rel) === '' ? (this.rootAttr()?.mode ?? 0) & S_ISGID : 0;
+      if ((mode | inherited) & S_ISGID) {
         const made = this.st.lstat(rel).mode;
-        if (!(made & S_ISGID)) this.st.chmod(rel, (made | mode) & 0o7777);
+        if (!(made & S_ISGID)) this.st.chmod(rel, (made | mode | inherited) & 0o7777);
       }
       this.setGfid(rel, gfid);
       if (layout) this.st.setxattr(rel, this.X.dht, encodeRanges(layout));
@@ -823,7 +945,7 @@ export class Brick implements RequestHandler<Session> {
     if (rel === '') throw new FsError('EEXIST', 'the root exists');
     const mode = int(a, 'mode', 0, 0o7777);
     const flags = int(a, 'flags', 0, U32);
-    const gfid = gfidArg(a, 'gfid');
+    const gfid = newGfidArg(a, 'gfid');
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
     if (a.data !== undefined && a.data !== null && bytes(a, 'data').length > MAX_IO_SIZE) throw new FsError('EINVAL', 'initial data too large');
@@ -866,7 +988,7 @@ export class Brick implements RequestHandler<Session> {
   mklinkto(a: Args): Attr | Promise<Attr> {
     const rel = this.path(a);
     if (rel === '') throw new FsError('EEXIST', 'the root exists');
-    const gfid = gfidArg(a, 'gfid');
+    const gfid = newGfidArg(a, 'gfid');
     const target = str(a, 'target');
     if (target.length === 0 || target.length > 255 || target.includes('\0')) throw bad('target', 'must be a brick name');
     const uid = optInt(a, 'uid', 0, U32);
@@ -955,12 +1077,20 @@ export class Brick implements RequestHandler<Session> {
     // By path or by gfid, the commit record on disk counts (this process may have restarted since).
     this.refuseMoved(rel, gfid0);
     if ((flags & O_TRUNC) && gfid0 && this.mig.isActive(gfid0)) throw new FsError('EBUSY', 'O_TRUNC on a file being migrated: truncate after open');
+    // FIFOs, sockets and devices are the kernel's to open (a mount never asks); a brick opens none: an
+    // open of a FIFO would wait for a writer (Storage.open adds O_NONBLOCK too, and the type is checked
+    // again on the descriptor).
+    const was = this.st.lstat(rel);
+    // As open(2) with O_NOFOLLOW says; by gfid, no honest client opens a symlink (a forged handle may be one).
+    if (isLnk(was)) throw new (g === undefined ? FsError : Refused)('ELOOP', `${g === undefined ? '/' + rel : 'gfid ' + g} is a symlink`);
+    if (!isReg(was) && !isDir(was)) throw new Refused('ENXIO', `/${rel} is a special file; a brick opens regular files and directories only`);
     const h = this.st.open(rel, flags & (O_ACCMODE | O_TRUNC | O_APPEND | O_DIRECTORY), 0);
     let f: OpenFile;
     try {
       const gfid = gfid0;
       f = { h, gfid, flags };
       const st = this.st.fstat(h);
+      if (st.ino !== was.ino || (!isReg(st) && !isDir(st))) throw new FsError('ESTALE', `/${rel} changed while it was opened`);
       const fd = this.addFd(s, f);
       return { fd, attr: this.attr(rel, st, gfid) };
     } catch (e) {
@@ -1125,6 +1255,12 @@ export class Brick implements RequestHandler<Session> {
   private applyAttrs(rel: string, o: { mode?: number; uid?: number; gid?: number; atime?: Timespec; mtime?: Timespec; size?: number; ctime?: boolean }): Attr {
     const { mode, uid, gid, atime, mtime, size, ctime } = o;
     let st = this.st.lstat(rel);
+    if (rel === '' && (mode !== undefined || uid !== undefined || gid !== undefined)) {
+      // The volume root's mode and owner are kept in rootAttr (closeRoot); setting it moves ctime too.
+      const r = this.rootAttr() ?? { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+      this.writeRootAttr({ mode: mode ?? r.mode, uid: uid ?? r.uid, gid: gid ?? r.gid });
+      return this.applyAttrs(rel, { atime, mtime, size });
+    }
     if (size !== undefined) {
       if (!isReg(st)) throw new FsError(isDir(st) ? 'EISDIR' : 'EINVAL', 'truncate needs a regular file');
       this.st.truncate(rel, size);
@@ -1277,7 +1413,7 @@ export class Brick implements RequestHandler<Session> {
 
   /** A name with no data of its own (a symlink, a FIFO, a socket): `make` makes it, then its gfid and owner. */
   private makeName(rel: string, a: Args, make: () => void): Attr {
-    const gfid = gfidArg(a, 'gfid');
+    const gfid = newGfidArg(a, 'gfid');
     const uid = optInt(a, 'uid', 0, U32);
     const gid = optInt(a, 'gid', 0, U32);
     this.checkParentLayout(rel, a);
@@ -1668,7 +1804,7 @@ export class Brick implements RequestHandler<Session> {
   /** step `prepare-dst`: a linkto to src at the name if there is nothing, and a private copy to fill. */
   async migPrepare(s: Session, a: Args): Promise<{ fd: number }> {
     const rel = this.path(a);
-    const gfid = gfidArg(a, 'gfid');
+    const gfid = newGfidArg(a, 'gfid');
     const src = str(a, 'src');
     const tmp = this.tempPath(gfid, str(a, 'token'));
     const uid = optInt(a, 'uid', 0, U32);

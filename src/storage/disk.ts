@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as xattr from '@napi-rs/xattr';
 import type { DirEntry, FdLocal, FileLockMode, LocalFile, LocalFiles, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
-import { O_NOFOLLOW, O_RDONLY, O_RDWR } from './storage.js';
+import { O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR } from './storage.js';
 import { FsError } from '../common/errors.js';
 import { hostId } from '../common/real-env.js';
 import { gfidToBytes } from '../common/gfid.js';
@@ -222,7 +222,7 @@ export class DiskStorage implements Storage {
   }
 
   open(p: string, flags: number, mode: number): number {
-    return fs.openSync(this.abs(p), flags | O_NOFOLLOW, mode);
+    return fs.openSync(this.abs(p), flags | O_NOFOLLOW | O_NONBLOCK, mode);
   }
   close(h: number): void {
     fs.closeSync(h);

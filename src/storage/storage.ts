@@ -58,7 +58,10 @@ export interface Storage {
   removexattr(p: string, name: string): void;
   listxattr(p: string): string[];
 
-  /** Opens with O_NOFOLLOW added; flags are Linux open(2) flags. Returns a handle. */
+  /**
+   * Opens with O_NOFOLLOW and O_NONBLOCK added (a FIFO met here must never block the brick; regular
+   * files ignore it); flags are Linux open(2) flags. Returns a handle.
+   */
   open(p: string, flags: number, mode: number): number;
   close(h: number): void;
   fstat(h: number): Stat;
@@ -168,6 +171,7 @@ export const O_TRUNC = 0o1000;
 export const O_APPEND = 0o2000;
 export const O_NOFOLLOW = 0o400000;
 export const O_DIRECTORY = 0o200000;
+export const O_NONBLOCK = 0o4000;
 
 export function fileType(mode: number): DirEntry['type'] {
   switch (mode & S_IFMT) {

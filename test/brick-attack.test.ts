@@ -1,0 +1,274 @@
+/**
+ * An authenticated but hostile client against a running brick process (issue 17, items 1, 2, 4, 7):
+ * forged gfid handles that would lead outside the brick, gfids taken from other inodes, a float64 -0
+ * where an integer goes, FIFOs opened through the brick, and the brick's root left open to local users.
+ * Each attack is refused, the brick keeps serving a good client, nothing outside the brick changes, and
+ * the refusal is logged with the client's name.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { Packr } from 'msgpackr';
+import { Volume } from '../src/api/volume.js';
+import { RpcClient, authMac } from '../src/wire/rpc.js';
+import { tcpNetwork } from '../src/wire/tcp.js';
+import { FrameDecoder, PROTOCOL_VERSION } from '../src/wire/frame.js';
+import { ROOT_GFID } from '../src/common/gfid.js';
+import { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, S_IFIFO } from '../src/storage/storage.js';
+import { startCluster, type Cluster } from './helpers/cluster.js';
+
+const isRoot = process.getuid?.() === 0;
+
+async function client(c: Cluster): Promise<RpcClient> {
+  const b = c.spec.bricks[0];
+  return RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, clientName: 'mallory' });
+}
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    return (e as { code?: string }).code ?? 'unknown';
+  }
+  return 'ok';
+}
+
+/** The brick answers a good client's request within a second. */
+async function alive(c: Cluster): Promise<void> {
+  const r = await client(c);
+  try {
+    const t0 = Date.now();
+    await r.call('ping', {});
+    assert.ok(Date.now() - t0 < 1000, 'the brick answers at once');
+  } finally {
+    r.close();
+  }
+}
+
+function outsideFile(c: Cluster): { file: string; before: string } {
+  const dir = path.join(c.base, 'outside');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'secret');
+  fs.writeFileSync(file, 'root only\n', { mode: 0o600 });
+  const st = fs.statSync(file);
+  return { file, before: `${st.mode} ${st.uid} ${st.gid} ${st.size} ${fs.readFileSync(file, 'utf8')}` };
+}
+
+function describe(file: string): string {
+  const st = fs.statSync(file);
+  return `${st.mode} ${st.uid} ${st.gid} ${st.size} ${fs.readFileSync(file, 'utf8')}`;
+}
+
+test('a symlink whose text looks like a directory handle leads nowhere when its file is opened by gfid', async () => {
+  const c = await startCluster(1);
+  try {
+    const { file, before } = outsideFile(c);
+    const r = await client(c);
+    const rel = path.relative(c.dirs[0], file); // ../outside/secret
+    await r.call('mkdir', { path: '/d', mode: 0o755, gfid: randomUUID() });
+    const forged = [
+      `../../00/00/${ROOT_GFID}/${rel}`, // the reported attack: a path joined onto the brick's root
+      `../../00/00/${ROOT_GFID}/..`,
+      `../../00/00/${ROOT_GFID}/d`, // a well-formed handle text naming a real directory of another gfid
+    ];
+    for (const [i, target] of forged.entries()) {
+      const g = randomUUID();
+      await r.call('symlink', { path: `/x${i}`, target, gfid: g });
+      for (const flags of [O_RDONLY, O_RDWR]) {
+        assert.notEqual(await code(r.call('open', { gfid: g, flags })), 'ok', `open by gfid of symlink ${i}`);
+      }
+      assert.notEqual(await code(r.call('open', { path: `/x${i}`, flags: O_RDONLY })), 'ok');
+      // Looked up by gfid it is what it is: a symlink, not what its text names.
+      const at = (await r.call('lookupGfid', { gfid: g })) as { mode: number };
+      assert.equal(at.mode & 0o170000, 0o120000, `symlink ${i} stays a symlink`);
+      // Its last name gone, its handle goes too (it must never be taken for a directory's).
+      await r.call('unlink', { path: `/x${i}` });
+      assert.notEqual(await code(r.call('lookupGfid', { gfid: g })), 'ok');
+      assert.notEqual(await code(r.call('open', { gfid: g, flags: O_RDWR })), 'ok');
+    }
+    assert.equal(describe(file), before, 'nothing outside the brick changed');
+    r.close();
+    await alive(c);
+    assert.match(c.logs[0], /refused open from mallory/);
+    for (const line of c.logs[0].split('\n').filter((l) => l.includes('refused'))) assert.ok(line.length < 600, `log line of ${line.length} bytes`);
+  } finally {
+    await c.stop();
+  }
+});
+
+test('gfids are the brick\'s to keep unique: no create takes over a handle in use', async () => {
+  const c = await startCluster(1);
+  try {
+    const r = await client(c);
+    const D = randomUUID();
+    const F = randomUUID();
+    await r.call('mkdir', { path: '/d', mode: 0o755, gfid: D });
+    const made = (await r.call('create', { path: '/f', mode: 0o644, flags: O_RDWR, gfid: F, data: Buffer.from('file f'), close: true })) as { fd: number };
+    assert.equal(made.fd, -1);
+    const taken = [D, F];
+    for (const g of taken) {
+      assert.equal(await code(r.call('create', { path: `/c-${g}`, mode: 0o644, flags: O_RDWR, gfid: g })), 'EEXIST');
+      assert.equal(await code(r.call('mkdir', { path: `/m-${g}`, mode: 0o755, gfid: g })), 'EEXIST');
+      assert.equal(await code(r.call('symlink', { path: `/s-${g}`, target: 'x', gfid: g })), 'EEXIST');
+      assert.equal(await code(r.call('mknod', { path: `/p-${g}`, mode: S_IFIFO | 0o644, gfid: g })), 'EEXIST');
+      assert.equal(await code(r.call('mklinkto', { path: `/l-${g}`, target: 'tv-client-0', gfid: g })), 'EEXIST');
+    }
+    for (const g of [ROOT_GFID, '00000000-0000-0000-0000-000000000000']) {
+      assert.equal(await code(r.call('create', { path: '/root-twin', mode: 0o644, flags: O_RDWR, gfid: g })), 'EPERM');
+      assert.equal(await code(r.call('mkdir', { path: '/root-twin', mode: 0o755, gfid: g })), 'EPERM');
+      assert.equal(await code(r.call('symlink', { path: '/root-twin', target: '.', gfid: g })), 'EPERM');
+    }
+    // Nothing was left behind by the refused creates, and every handle still leads to its own inode.
+    const names = ((await r.call('readdir', { path: '/' })) as { entries: { name: string }[] }).entries.map((e) => e.name).sort();
+    assert.deepEqual(names, ['d', 'f']);
+    const d = (await r.call('lookupGfid', { gfid: D })) as { mode: number; gfid: string };
+    assert.equal(d.mode & 0o170000, 0o040000);
+    assert.equal(d.gfid, D);
+    const root = (await r.call('lookupGfid', { gfid: ROOT_GFID })) as { gfid: string };
+    assert.equal(root.gfid, ROOT_GFID);
+    const o = (await r.call('open', { gfid: F, flags: O_RDONLY })) as { fd: number };
+    const data = (await r.call('read', { fd: o.fd, offset: 0, length: 100 })) as { data: Buffer };
+    assert.equal(Buffer.from(data.data).toString(), 'file f');
+    r.close();
+    await alive(c);
+    assert.match(c.logs[0], /refused (create|mkdir) from mallory/);
+  } finally {
+    await c.stop();
+  }
+});
+
+const packr = new Packr({ useRecords: false });
+
+/** An authenticated raw socket: the test writes any bytes; replies are collected. */
+async function rawSession(c: Cluster): Promise<{ sock: net.Socket; replies: Map<number, unknown[]> }> {
+  const b = c.spec.bricks[0];
+  const sock = net.connect(b.port, b.host);
+  await once(sock, 'connect');
+  sock.on('error', () => {});
+  const dec = new FrameDecoder();
+  const replies = new Map<number, unknown[]>();
+  let nonce: Uint8Array | null = null;
+  sock.on('data', (d) => {
+    for (const m of dec.push(d)) {
+      if (m[0] === 2 && m[1] === 'challenge') nonce = (m[2] as { nonce: Uint8Array }).nonce;
+      else if (m[0] === 1) replies.set(m[1] as number, m as unknown[]);
+    }
+  });
+  for (const t0 = Date.now(); !nonce && Date.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 5));
+  assert.ok(nonce, 'a challenge');
+  sock.write(frame(packr.pack([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: c.spec.volumeId, mac: authMac(c.spec.secret, nonce, c.spec.volumeId), client: 'mallory' }])));
+  await replyTo(replies, 1);
+  return { sock, replies };
+}
+
+/** Waits (5 s at most) for the reply to request `id`. */
+async function replyTo(replies: Map<number, unknown[]>, id: number): Promise<unknown[]> {
+  for (const t0 = Date.now(); !replies.has(id); await new Promise((r) => setTimeout(r, 5))) {
+    if (Date.now() - t0 > 5000) throw new Error(`no reply to request ${id}: the brick is gone or hung`);
+  }
+  return replies.get(id)!;
+}
+
+function frame(body: Buffer): Buffer {
+  const h = Buffer.alloc(8);
+  h.writeUInt32BE(body.length + 4, 0);
+  h.writeUInt32BE(body.length, 4);
+  return Buffer.concat([h, body]);
+}
+
+/** A request whose `mode` is the float64 -0 (msgpackr itself would send an integer 0). */
+function withNegativeZero(id: number, op: string, args: Record<string, unknown>): Buffer {
+  const body = packr.pack([0, id, op, { ...args, mode: 0.5 }]);
+  const f64half = Buffer.from([0xcb, 0x3f, 0xe0, 0, 0, 0, 0, 0, 0]);
+  const at = body.indexOf(f64half);
+  assert.ok(at > 0);
+  Buffer.from([0xcb, 0x80, 0, 0, 0, 0, 0, 0, 0]).copy(body, at);
+  return frame(body);
+}
+
+test('a float64 -0 in a mode field is an ordinary 0, not a crash', async () => {
+  const c = await startCluster(1);
+  try {
+    const { sock, replies } = await rawSession(c);
+    const F = randomUUID();
+    sock.write(withNegativeZero(2, 'mkdir', { path: '/z', gfid: randomUUID() }));
+    sock.write(withNegativeZero(3, 'create', { path: '/zf', flags: O_RDWR, gfid: F }));
+    sock.write(frame(packr.pack([0, 4, 'close', { fd: 1 }])));
+    await replyTo(replies, 4);
+    sock.write(withNegativeZero(5, 'setattr', { path: '/zf' }));
+    for (const id of [2, 3, 5]) assert.equal((await replyTo(replies, id))[2], null, `request ${id}`);
+    sock.destroy();
+    await alive(c);
+    assert.equal(fs.statSync(path.join(c.dirs[0], 'z')).mode & 0o7777, 0);
+    assert.equal(fs.statSync(path.join(c.dirs[0], 'zf')).mode & 0o7777, 0);
+    assert.ok(c.procs[0] && c.procs[0].exitCode === null, 'the brick process lives');
+  } finally {
+    await c.stop();
+  }
+});
+
+test('a brick never opens a FIFO: the open is refused at once and the brick keeps answering', async () => {
+  const c = await startCluster(1);
+  try {
+    const r = await client(c);
+    const P = randomUUID();
+    await r.call('mknod', { path: '/p', mode: S_IFIFO | 0o666, gfid: P });
+    for (const flags of [O_RDONLY, O_WRONLY, O_RDWR]) {
+      assert.equal(await code(r.call('open', { path: '/p', flags })), 'ENXIO');
+      assert.equal(await code(r.call('open', { gfid: P, flags })), 'ENXIO');
+    }
+    assert.equal(await code(r.call('create', { path: '/p', mode: 0o644, flags: O_RDWR | O_CREAT, gfid: randomUUID() })), 'EEXIST');
+    r.close();
+    const vol = await Volume.connect(c.spec);
+    try {
+      assert.equal(await code(vol.open('/p', 'r')), 'ENXIO');
+      await vol.writeFile('/after', 'still serving');
+      assert.equal(String(await vol.readFile('/after')), 'still serving');
+    } finally {
+      await vol.close();
+    }
+    await alive(c);
+  } finally {
+    await c.stop();
+  }
+});
+
+test("a brick's root is 0700 on disk; the volume root's mode and owner are kept beside it", async () => {
+  const c = await startCluster(2);
+  try {
+    for (const d of c.dirs) assert.equal(fs.statSync(d).mode & 0o7777, 0o700, `${d} is closed to local users`);
+    const vol = await Volume.connect(c.spec);
+    try {
+      assert.equal((await vol.stat('/')).mode & 0o7777, 0o755, 'the volume root shows the mode the directory had');
+      await vol.chmod('/', 0o3777);
+      assert.equal((await vol.stat('/')).mode & 0o7777, 0o3777);
+      for (const d of c.dirs) assert.equal(fs.statSync(d).mode & 0o7777, 0o700, 'the brick root stays closed');
+      // Set-group-ID on the volume root is inherited as on a local disk, though the brick root lacks it.
+      await vol.chown('/', 0, 4242);
+      await vol.mkdir('/sub');
+      const sub = await vol.stat('/sub');
+      assert.ok(sub.mode & 0o2000, 'a new directory inherits set-group-ID');
+      assert.equal(sub.gid, 4242, 'and the group');
+      await vol.writeFile('/f', 'x');
+      assert.equal((await vol.stat('/f')).gid, 4242);
+      await vol.chmod('/', 0o755);
+      await vol.mkdir('/sub2');
+      assert.equal((await vol.stat('/sub2')).mode & 0o2000, 0);
+    } finally {
+      await vol.close();
+    }
+    if (isRoot) {
+      // A local user of the brick's host reaches nothing below the brick's root, whatever the volume's modes.
+      const ls = spawnSync('ls', [path.join(c.dirs[0], 'sub')], { uid: 65534, gid: 65534 });
+      assert.notEqual(ls.status, 0, 'nobody cannot list a folder below the brick root');
+      assert.match(String(ls.stderr), /Permission denied/);
+    }
+  } finally {
+    await c.stop();
+  }
+});

@@ -65,6 +65,12 @@ export interface ConnectOptions {
   log?: Logger;
   /** Local reads (docs/MIGRATION.md): this host's disks by default; null for none. */
   localFiles?: LocalFiles | null;
+  /**
+   * Taken from the mode of every file, directory and FIFO this client makes, as the kernel takes a
+   * process's umask: the process's umask by default. The FUSE mount passes 0 (the kernel has applied the
+   * caller's already).
+   */
+  umask?: number;
 }
 
 export interface Owner {
@@ -366,12 +372,22 @@ export class FileHandle {
     if (append) {
       this.brickWrites++;
       // O_APPEND: the brick appends; pieces must go in order.
-      for (let off = 0; off < len; off += IO_CHUNK) {
-        const r = await this.call<{ written: number; attr: Attr }>('write', { offset: 0, data: buf.subarray(offset + off, offset + Math.min(len, off + IO_CHUNK)), ...dropPrivs });
+      let written = 0;
+      while (written < len) {
+        const piece = buf.subarray(offset + written, offset + Math.min(len, written + IO_CHUNK));
+        let r: { written: number; attr: Attr };
+        try {
+          r = await this.call<{ written: number; attr: Attr }>('write', { offset: 0, data: piece, ...dropPrivs });
+        } catch (e) {
+          if (written === 0) throw e;
+          break; // as write(2): the bytes appended so far count
+        }
         lastSize = r.attr.size;
+        written += r.written;
+        if (r.written < piece.length) break;
       }
       this.pos = lastSize;
-      return { bytesWritten: len };
+      return { bytesWritten: written };
     }
     if (!opts?.dropPrivs && (await this.writeLocally(buf.subarray(offset, offset + len), at))) {
       if (position === null) this.pos += len;
@@ -381,16 +397,32 @@ export class FileHandle {
     // pieces: the brick writes the first while the others are still on the wire.
     const chunk = len > IO_CHUNK / 2 && len <= IO_CHUNK ? IO_CHUNK / 4 : IO_CHUNK;
     const pieces = Math.ceil(len / chunk);
+    // Each piece's outcome: the bytes the brick wrote, or its error. As write(2), a write that could
+    // only be made in part (a full disk) returns the bytes written from its start; an error only if none were.
+    const done: (number | unknown)[] = new Array(pieces);
     await pipelined(pieces, IO_WINDOW, async (i) => {
       const off = i * chunk;
       const piece = buf.subarray(offset + off, offset + Math.min(len, off + chunk));
-      const r = await this.call<{ written: number }>('write', { offset: at + off, data: piece, ...dropPrivs });
-      if (r.written !== piece.length) throw new FsError('EIO', `short write: ${r.written} of ${piece.length}`);
+      try {
+        done[i] = (await this.call<{ written: number }>('write', { offset: at + off, data: piece, ...dropPrivs })).written;
+      } catch (e) {
+        if (i === 0 || !(e instanceof FsError) || !['ENOSPC', 'EDQUOT', 'EFBIG'].includes(e.code)) throw e;
+        done[i] = e;
+      }
     });
+    let written = 0;
+    for (let i = 0; i < pieces; i++) {
+      const want = Math.min(len, (i + 1) * chunk) - i * chunk;
+      const d = done[i];
+      if (typeof d !== 'number') break;
+      written += d;
+      if (d < want) break;
+    }
+    if (written === 0 && len > 0) throw new FsError('EIO', 'the brick wrote nothing and said no error');
     this.brickWrites += len >= LOCAL_AFTER_BYTES ? 2 : 1;
     if (this.writesMuch) void this.openLocal();
-    if (position === null) this.pos += len;
-    return { bytesWritten: len };
+    if (position === null) this.pos += written;
+    return { bytesWritten: written };
   }
 
   async readFile(): Promise<Buffer> {
@@ -465,6 +497,8 @@ export class Volume {
     readonly client: DhtClient,
     /** Local reads: how this client reads bricks' files of its host itself (none: null). */
     readonly localFiles: LocalFiles | null = null,
+    /** Bits taken from the mode of what this client makes (ConnectOptions.umask). */
+    readonly umask = 0,
   ) {
     this.legacy = client.spec.options?.migrationProtocol === 'legacy';
   }
@@ -488,7 +522,7 @@ export class Volume {
       log: opts.log,
     });
     await c.connect();
-    return new Volume(c, opts.localFiles === undefined ? diskLocalFiles : opts.localFiles);
+    return new Volume(c, opts.localFiles === undefined ? diskLocalFiles : opts.localFiles, (opts.umask ?? process.umask()) & 0o777);
   }
 
   /** Closes every open file handle and brick connection. */
@@ -529,7 +563,7 @@ export class Volume {
   async open(path: string, flags: OpenFlags = 'r', mode = 0o666, owner?: Owner): Promise<FileHandle> {
     const f = parseFlags(flags);
     let r: Awaited<ReturnType<DhtClient['open']>>;
-    if (f & O_CREAT) r = await this.client.open(path, f, mode, owner);
+    if (f & O_CREAT) r = await this.client.open(path, f, mode & ~this.umask, owner);
     else {
       for (let attempt = 0; ; attempt++) {
         const loc = await this.resolve(path);
@@ -567,14 +601,20 @@ export class Volume {
     if ((flags & O_CREAT) && !(flags & O_APPEND) && bytes.length <= IO_CHUNK && (await this.client.createWithoutLookup(path))) {
       // A new small file: create, write and close in one round trip.
       try {
-        if (await this.client.tryCreate(path, flags & ~O_TRUNC, opts.mode ?? 0o666, undefined, { data: bytes, close: true }, true)) return;
+        if (await this.client.tryCreate(path, flags & ~O_TRUNC, (opts.mode ?? 0o666) & ~this.umask, undefined, { data: bytes, close: true }, true)) return;
       } catch (e) {
         if (codeOf(e) !== 'EEXIST' || (flags & O_EXCL)) throw e;
       }
     }
     const h = await this.open(path, opts.flag ?? 'w', opts.mode ?? 0o666);
     try {
-      await h.write(bytes, 0, undefined, (h.flags & O_APPEND) !== 0 ? null : 0);
+      const append = (h.flags & O_APPEND) !== 0;
+      // A short write (a full disk) is followed by one for the rest, which says why it cannot be made.
+      for (let off = 0; off < bytes.length || off === 0; ) {
+        const { bytesWritten } = await h.write(bytes, off, bytes.length - off, append ? null : off);
+        off += bytesWritten;
+        if (bytesWritten === 0) break;
+      }
     } finally {
       await h.close();
     }
@@ -603,7 +643,7 @@ export class Volume {
   }
 
   async mkdir(path: string, opts: { mode?: number; recursive?: boolean } = {}): Promise<void> {
-    const mode = opts.mode ?? 0o777;
+    const mode = (opts.mode ?? 0o777) & ~this.umask;
     if (!opts.recursive) {
       await this.client.mkdir(path, mode);
       return;
@@ -669,7 +709,7 @@ export class Volume {
 
   /** A named pipe (mkfifo(3)); `mode` as for mkdir. Opening it is for a FUSE mount, where the kernel joins its ends. */
   async mkfifo(path: string, mode = 0o644): Promise<void> {
-    await this.client.mknod(path, S_IFIFO | (mode & 0o7777));
+    await this.client.mknod(path, S_IFIFO | (mode & 0o7777 & ~this.umask));
   }
 
   async readlink(path: string): Promise<string> {

@@ -1124,7 +1124,14 @@ export class Brick implements RequestHandler<Session> {
         if (dropPrivs) this.dropPrivs(f);
         let written = 0;
         while (written < data.length) {
-          const n = await this.st.write(f.h, offset + written, data.subarray(written));
+          let n: number;
+          try {
+            n = await this.st.write(f.h, offset + written, data.subarray(written));
+          } catch (e) {
+            // As write(2): what was written counts (a full disk after part of it); an error only if nothing was.
+            if (written === 0) throw e;
+            break;
+          }
           if (n <= 0) break;
           written += n;
         }

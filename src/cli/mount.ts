@@ -69,7 +69,7 @@ export async function mountForeground(name: string, mnt: string, opts: MountOpti
   const spec = volumeSpec(name);
   const target = path.resolve(mnt);
   // The addon makes the mount's local reads itself (native/fuse.c), not the library.
-  const vol = await Volume.connect(spec, { localFiles: null });
+  const vol = await Volume.connect(spec, { localFiles: null, umask: 0 }); // the kernel applies callers' umasks
   let ended!: () => void;
   const done = new Promise<void>((r) => (ended = r));
   const m = new FuseMount(vol, target, {

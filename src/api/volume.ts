@@ -662,12 +662,16 @@ export class Volume {
     }
   }
 
-  async readdir(path: string): Promise<string[]>;
-  async readdir(path: string, opts: { withFileTypes: true }): Promise<Dirent[]>;
-  async readdir(path: string, opts?: { withFileTypes?: boolean }): Promise<string[] | Dirent[]> {
+  /**
+   * The names in a directory. With a brick down, what the live bricks hold (as GlusterFS lists), unless
+   * `whole`: then a listing is exact or fails with ENOTCONN.
+   */
+  async readdir(path: string, opts?: { whole?: boolean }): Promise<string[]>;
+  async readdir(path: string, opts: { withFileTypes: true; whole?: boolean }): Promise<Dirent[]>;
+  async readdir(path: string, opts?: { withFileTypes?: boolean; whole?: boolean }): Promise<string[] | Dirent[]> {
     const loc = await this.resolve(path);
     if ((loc.attr.mode & S_IFMT) !== S_IFDIR) throw new FsError('ENOTDIR', `${path}: not a directory`);
-    const entries = await this.client.readdirAll(loc.path);
+    const entries = await this.client.readdirAll(loc.path, { whole: opts?.whole });
     return opts?.withFileTypes ? entries.map((e) => new Dirent(e.name, e.attr.mode)) : entries.map((e) => e.name);
   }
 

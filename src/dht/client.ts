@@ -196,6 +196,16 @@ export interface DirInfo {
   layout: Layout;
   /** Attributes from the directory's hashed brick (or the first that answered). */
   attr: Attr;
+  /**
+   * Bricks that could not be asked (down, or hung past the ping-timeout). Their ranges are unknown, so
+   * names hashing there answer ENOTCONN; such a layout is neither healed nor cached.
+   */
+  down?: string[];
+}
+
+/** Errors that say a brick is out of reach, not what it holds: the brick is taken for down. */
+export function brickUnreachable(e: unknown): boolean {
+  return ['ENOTCONN', 'ETIMEDOUT', 'ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'EPIPE'].includes(codeOf(e));
 }
 
 /** An fd and the connection it was opened on (see Subvol.call). */
@@ -553,6 +563,7 @@ export class DhtClient {
     let attr: Attr | null = null;
     const layout: Layout = [];
     const missing: string[] = [];
+    const down: string[] = [];
     for (const r of rs) {
       if (r.err) {
         const code = codeOf(r.err);
@@ -561,6 +572,11 @@ export class DhtClient {
           continue;
         }
         if (code === 'ENOTDIR') throw new FsError('ENOTDIR', `${path}: not a directory`);
+        // One brick down costs that brick's names, not the directory (GlusterFS's distribute does the same).
+        if (brickUnreachable(r.err) && rs.some((x) => !x.err)) {
+          down.push(r.brick);
+          continue;
+        }
         throw r.err;
       }
       const a = r.value!;
@@ -570,7 +586,15 @@ export class DhtClient {
       const ranges = a.layout && a.layout.length > 0 ? a.layout : [{ commit: 0, type: 0, start: 0, stop: 0 }];
       for (const range of ranges) layout.push({ brick: r.brick, ...range });
     }
-    if (!attr || !gfid) throw new FsError('ENOENT', `${path}: no such directory`);
+    if (!attr || !gfid) {
+      if (down.length > 0) throw new FsError('ENOTCONN', `${path}: not on the bricks that answer (down: ${down.join(', ')})`);
+      throw new FsError('ENOENT', `${path}: no such directory`);
+    }
+    if (down.length > 0) {
+      // Nothing is healed or cached from a partial view: the down bricks' ranges are not known.
+      this.log('warn', `${path}: bricks down: ${down.join(', ')}; their names answer ENOTCONN`);
+      return { path, gfid, layout, attr, down };
+    }
     if (missing.length > 0) {
       if (missing.length === this.names.length) throw new FsError('ENOENT', `${path}: no such directory`);
       await this.healMissingDir(path, gfid, attr, missing);
@@ -591,6 +615,7 @@ export class DhtClient {
   }
 
   private needsHeal(d: DirInfo): boolean {
+    if (d.down?.length) return false; // a brick that did not answer holds its own ranges
     const a = checkLayout(d.layout);
     return a.holes > 0 || a.overlaps > 0;
   }
@@ -694,6 +719,7 @@ export class DhtClient {
 
   hashedBrick(d: DirInfo, name: string): string {
     const b = searchLayout(d.layout, dhtHash(name, this.hashOpts));
+    if (!b && d.down?.length) throw new FsError('ENOTCONN', `${joinPath(d.path, name)}: its brick is down (one of ${d.down.join(', ')})`);
     if (!b) throw new FsError('EIO', `layout of ${d.path} has a hole at ${name}`);
     return b;
   }
@@ -981,7 +1007,7 @@ export class DhtClient {
     const loc = await this.locate(path);
     if (!loc.isDir) throw new FsError('ENOTDIR', `${path}: not a directory`);
     this.negGone(path);
-    const entries = await this.readdirAll(path);
+    const entries = await this.readdirAll(path, { whole: true });
     if (entries.length > 0) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
     const d = await this.dir(path);
     const hashed = loc.hashed!;
@@ -1444,7 +1470,7 @@ export class DhtClient {
     }
     if (dst && !dst.isDir) throw new FsError('ENOTDIR', `${to}: not a directory`);
     if (dst) {
-      const entries = await this.readdirAll(to);
+      const entries = await this.readdirAll(to, { whole: true });
       if (entries.length > 0) throw new FsError('ENOTEMPTY', `${to}: directory not empty`);
     }
     const { parent: toParent, name: toName } = splitPath(to);
@@ -1557,10 +1583,21 @@ export class DhtClient {
   }
 
   /** All entries of a directory, merged over bricks: linkto files hidden, directories listed once. */
-  async readdirAll(path: string): Promise<DirEntryAttr[]> {
+  async readdirAll(path: string, opts: { whole?: boolean } = {}): Promise<DirEntryAttr[]> {
     path = normPath(path);
     const d = await this.dir(path);
-    const per = await Promise.all([...new Set(d.layout.map((e) => e.brick))].map((b) => this.readdirBrick(b, path)));
+    if (opts.whole && d.down?.length) throw new FsError('ENOTCONN', `${path}: bricks down: ${d.down.join(', ')}`);
+    // A brick that went down since shows nothing, as one found down by dir() (its names are out of reach);
+    // `whole`: the listing is exact or fails.
+    const per = await Promise.all(
+      [...new Set(d.layout.map((e) => e.brick))].map((b) =>
+        this.readdirBrick(b, path).catch((e: unknown) => {
+          if (opts.whole || !brickUnreachable(e)) throw e;
+          this.log('warn', `${path}: brick ${b} is down; listing what the others hold`);
+          return [] as DirEntryAttr[];
+        }),
+      ),
+    );
     const seen = new Map<string, DirEntryAttr>();
     const movedOnly = new Set<string>();
     for (const list of per) {

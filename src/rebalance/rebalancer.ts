@@ -186,7 +186,7 @@ export class Rebalancer {
       this.cp.counters.dirs++;
     }
     if (this.wantStop()) return;
-    const subdirs = (await this.c.readdirAll(dir)).filter((e) => (e.attr.mode & S_IFMT) === S_IFDIR).map((e) => e.name);
+    const subdirs = (await this.c.readdirAll(dir, { whole: true })).filter((e) => (e.attr.mode & S_IFMT) === S_IFDIR).map((e) => e.name);
     for (const name of subdirs) {
       await this.walk(joinPath(dir, name));
       if (this.stopping) return;

@@ -371,7 +371,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
             op.token = Number(b.toString());
           } else if (roll < 70) {
             const issue = [...vcs[k]];
-            const list = await v.readdir('/d');
+            const list = await v.readdir('/d', { whole: true }); // S4 holds for whole listings
             const fixed = list.filter((n) => !ownerOf.has(n));
             if (JSON.stringify(fixed) !== JSON.stringify([...fileNames].sort())) violations.push(`S4 client ${k} listed ${JSON.stringify(list)}`);
             const unknown = fixed.filter((n) => !fileNames.includes(n));
@@ -482,7 +482,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
       if (!m.current.some((s) => key(s) === key(seen))) violations.push(`S2 app${m.owner}'s names end as ${key(seen)}, but its operations allow only ${m.current.map(key).join(' | ')}`);
     }
     const want = [...fileNames, ...present].sort();
-    const list = await vol.readdir('/d');
+    const list = await vol.readdir('/d', { whole: true });
     if (JSON.stringify(list) !== JSON.stringify(want)) violations.push(`S4 final listing is ${JSON.stringify(list)}, expected ${JSON.stringify(want)}`);
     await vol.close();
     for (const a of apps) await a.v.close().catch(() => {});

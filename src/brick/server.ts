@@ -9,6 +9,8 @@ import { serveConnection } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import type { Listener } from '../wire/transport.js';
 import { DEFAULT_MAX_FRAME } from '../wire/frame.js';
+import { ConnectionGate, LimitLog, clip, limitsFrom, type BrickLimits } from '../wire/limits.js';
+import { readFileSync } from 'node:fs';
 
 export interface BrickServeOptions {
   dir: string;
@@ -20,6 +22,42 @@ export interface BrickServeOptions {
   xattrPrefix?: string;
   maxFrame?: number;
   logLevel?: string;
+  /** Limits over the defaults and the environment's DHTFS_LIMIT_* (tests). */
+  limits?: Partial<BrickLimits>;
+}
+
+/** The soft RLIMIT_NOFILE of this process (Linux: /proc/self/limits), or null. */
+function openFileLimit(): number | null {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The brick's limits: defaults, then what the process's fd limit allows (a quarter of it for
+ * connections, the rest but a reserve for open files), then the environment's DHTFS_LIMIT_* variables.
+ */
+export function brickLimits(extra: Partial<BrickLimits> = {}): BrickLimits {
+  const nofile = openFileLimit();
+  const derived: Partial<BrickLimits> = {};
+  if (nofile !== null) {
+    derived.maxConnections = Math.max(16, Math.min(4096, Math.floor(nofile / 4)));
+    derived.maxFds = Math.max(64, nofile - derived.maxConnections - 128);
+    derived.maxFdsPerSession = Math.min(4096, derived.maxFds);
+  }
+  return { ...limitsFrom(process.env, derived), ...extra };
+}
+
+/** Log lines are cut: a client's words in them (names, reasons) never fill the log. */
+const MAX_LOG_MSG = 400;
+function clipExtra(extra: Record<string, unknown> | undefined): Record<string, unknown> {
+  if (!extra) return {};
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(extra)) out[k] = typeof v === 'string' ? clip(v) : v;
+  return out;
 }
 
 export function defaultXattrPrefix(): string {
@@ -27,7 +65,15 @@ export function defaultXattrPrefix(): string {
 }
 
 export async function serveBrick(o: BrickServeOptions): Promise<{ listener: Listener; brick: Brick; close(): Promise<void> }> {
-  const log = pino({ level: o.logLevel ?? 'info', base: { brick: o.name } }, pino.destination(2));
+  const pinoLog = pino({ level: o.logLevel ?? 'info', base: { brick: o.name } }, pino.destination(2));
+  const log = {
+    info: (extra: Record<string, unknown>, msg: string) => pinoLog.info(clipExtra(extra), clip(msg, MAX_LOG_MSG)),
+    warn: (extra: Record<string, unknown>, msg: string) => pinoLog.warn(clipExtra(extra), clip(msg, MAX_LOG_MSG)),
+    error: (extra: Record<string, unknown>, msg: string) => pinoLog.error(clipExtra(extra), clip(msg, MAX_LOG_MSG)),
+  };
+  const limits = brickLimits(o.limits);
+  const limitLog = new LimitLog(realClock, (msg, extra) => log.warn(extra ?? {}, msg));
+  const gate = new ConnectionGate(limits, limitLog);
   process.umask(0);
   const brick = new Brick(
     new DiskStorage(o.dir),
@@ -37,15 +83,21 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
     (level, msg, extra) => log[level](extra ?? {}, msg),
   );
   brick.init();
-  const listener = await tcpNetwork.listen(o.host, o.port, (conn) =>
+  const listener = await tcpNetwork.listen(o.host, o.port, (conn) => {
+    const g = gate.admit(conn);
+    if (!g) return;
     serveConnection(conn, brick, {
       volumeId: o.volumeId,
       secret: o.secret,
       maxFrame: o.maxFrame ?? DEFAULT_MAX_FRAME,
       random: realRandom,
       log: (level, msg, extra) => log[level](extra ?? {}, msg),
-    }),
-  );
-  log.info({ dir: o.dir, port: listener.port }, 'brick serving');
+      clock: realClock,
+      limits,
+      limitLog,
+      gate: g,
+    });
+  });
+  log.info({ dir: o.dir, port: listener.port, limits }, 'brick serving');
   return { listener, brick, close: () => listener.close() };
 }

@@ -73,7 +73,7 @@ export function checkMessage(m: unknown): Message {
     if (m.length !== 3 || typeof m[1] !== 'string') throw new FrameError('bad event frame');
     return m as Message;
   }
-  throw new FrameError(`unknown frame type ${String(t)}`);
+  throw new FrameError(`unknown frame type ${String(t).slice(0, 40)}`);
 }
 
 /**
@@ -102,9 +102,14 @@ export class FrameDecoder {
   private att: Uint8Array | null = null;
   private attFill = 0;
   constructor(
-    private readonly maxFrame = DEFAULT_MAX_FRAME,
+    private maxFrame = DEFAULT_MAX_FRAME,
     private readonly target: AttachTarget | null = null,
   ) {}
+
+  /** Changes the size limit for frames whose header is read from now on (a brick: larger once authenticated). */
+  setMaxFrame(n: number): void {
+    this.maxFrame = n;
+  }
 
   /**
    * Where the transport may read the next bytes directly: the rest of the attachment being received,
@@ -152,7 +157,7 @@ export class FrameDecoder {
         try {
           decoded = packr.unpack(body);
         } catch (e) {
-          throw new FrameError(`undecodable frame: ${(e as Error).message}`);
+          throw new FrameError(`undecodable frame: ${String((e as Error).message).slice(0, 120)}`);
         }
         this.msg = checkMessage(decoded);
         const attLen = this.frameLen - 4 - body.length;

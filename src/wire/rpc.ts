@@ -4,10 +4,11 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { FsError, codeOf, detailOf, infoOf } from '../common/errors.js';
-import type { Random } from '../common/env.js';
+import type { Clock, Random } from '../common/env.js';
+import { LIMIT_DEFAULTS, clip, type BrickLimits, type LimitLog } from './limits.js';
 import type { Conn, Network } from './transport.js';
 import { ioBuffers } from './pool.js';
-import { DEFAULT_MAX_FRAME, EVENT, FrameDecoder, PROTOCOL_VERSION, REPLY, REQ, encodeFrame, type Message, type WireError } from './frame.js';
+import { DEFAULT_MAX_FRAME, EVENT, MAX_IO_SIZE, FrameDecoder, PROTOCOL_VERSION, REPLY, REQ, encodeFrame, type Message, type WireError } from './frame.js';
 
 export interface AuthInfo {
   volumeId: string;
@@ -139,29 +140,67 @@ export interface ServeOptions {
   maxFrame?: number;
   random: Random;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
+  /** Deadlines (the handshake's); without one, a connection may take any time to authenticate. */
+  clock?: Clock;
+  /** Bounds on this connection (limits.ts); the defaults without. */
+  limits?: BrickLimits;
+  /** Where limits hit are logged, once per limit per interval (shared by the brick's connections). */
+  limitLog?: LimitLog;
+  /** The brick's count of connections (ConnectionGate.admit), told of this one's authentication and end. */
+  gate?: { authenticated(): void; closed(): void };
+}
+
+/** Bytes a reply to `args` is expected to take: a read's length, else a small reply. */
+function expectedReply(args: Record<string, unknown>): number {
+  const n = args.length;
+  return 512 + (typeof n === 'number' && n > 0 ? Math.min(n, MAX_IO_SIZE) : 0);
 }
 
 /**
  * Serves one connection: challenge, authentication, then requests to the handler. A malformed,
  * oversized or unauthenticated frame closes this connection only, with a logged reason.
+ *
+ * Memory: until `hello` succeeds, frames may be `preAuthMaxFrame` bytes at most and the connection
+ * lives `handshakeMs` at most. After, the connection may owe at most `maxUnsentBytes` of replies (those
+ * the socket has not taken yet, and the expected size of the requests being served): past that, its
+ * requests wait (decoded, in order) and the socket is not read until it owes half as much. A closed
+ * connection's waiting requests are dropped at once, and its unsent replies go with its socket.
  */
 export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, opts: ServeOptions): void {
+  const limits = opts.limits ?? LIMIT_DEFAULTS;
+  const maxFrame = opts.maxFrame ?? DEFAULT_MAX_FRAME;
   // A request's bulk data lands in a pooled buffer, given back when its handler has finished.
-  const dec = new FrameDecoder(opts.maxFrame ?? DEFAULT_MAX_FRAME, (m, len) => (m[0] === REQ ? ioBuffers.take(len) : null));
+  const dec = new FrameDecoder(Math.min(maxFrame, limits.preAuthMaxFrame), (m, len) => (m[0] === REQ ? ioBuffers.take(len) : null));
   const nonce = opts.random.bytes(32);
   let ctx: Ctx | null = null;
+  let clientName = '';
   let open = true;
+  /** Reply bytes owed: expected sizes of requests being served, then actual sizes until sent. */
+  let owed = 0;
+  /** Decoded requests not yet handed to the handler (only while `owed` is over the limit). */
+  let waiting: Message[] = [];
+  let next = 0;
+  let paused = false;
+  const deadline =
+    opts.clock && limits.handshakeMs > 0
+      ? opts.clock.setTimer(limits.handshakeMs, () => {
+          if (ctx !== null || !open) return;
+          opts.limitLog?.hit('handshakeMs', { remote: conn.remote }, `no authentication within ${limits.handshakeMs} ms; closed`);
+          drop(`no authentication within ${limits.handshakeMs} ms`);
+        })
+      : null;
   const drop = (reason: string) => {
     if (!open) return;
     open = false;
-    opts.log('warn', `closing connection from ${conn.remote}: ${reason}`, { remote: conn.remote });
+    opts.log('warn', `closing connection from ${conn.remote}${clientName ? ` (client '${clip(clientName, 64)}')` : ''}: ${clip(reason)}`, { remote: conn.remote });
     conn.close(reason);
   };
-  const fail = (id: number, e: unknown) => {
+  const fail = (id: number, e: unknown, expected: number) => {
     const info = infoOf(e);
-    reply(id, info ? { code: codeOf(e), message: detailOf(e), info } : { code: codeOf(e), message: detailOf(e) }, null);
+    reply(id, info ? { code: codeOf(e), message: detailOf(e), info } : { code: codeOf(e), message: detailOf(e) }, null, expected);
   };
-  const reply = (id: number, err: WireError | null, result: unknown) => {
+  const reply = (id: number, err: WireError | null, result: unknown, expected = 0) => {
+    owed -= expected;
     if (!open) return;
     let frame: Buffer[];
     try {
@@ -169,19 +208,125 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     } catch (e) {
       frame = encodeFrame([REPLY, id, { code: 'EIO', message: `unencodable reply: ${(e as Error).message}` }, null]);
     }
+    let size = 0;
+    for (const b of frame) size += b.length;
+    owed += size;
     // A reply's pooled data (a read's bytes) goes back to the pool once sent.
     const data = (result as { data?: unknown } | null)?.data;
-    if (ioBuffers.owns(data)) conn.write(frame, () => ioBuffers.give(data));
-    else conn.write(frame);
+    const pooled = ioBuffers.owns(data);
+    conn.write(frame, () => {
+      if (pooled) ioBuffers.give(data);
+      owed -= size;
+      if (paused && owed <= limits.maxUnsentBytes / 2) pump();
+    });
   };
   conn.onClose(() => {
     open = false;
+    deadline?.cancel();
+    waiting = [];
+    next = 0;
+    opts.gate?.closed();
     if (ctx !== null) handler.closeSession(ctx);
     ctx = null;
   });
   conn.write(encodeFrame([EVENT, 'challenge', { proto: PROTOCOL_VERSION, nonce }]));
   // A write's bulk data goes straight from the socket into its pooled buffer.
   conn.landing?.(() => dec.landingZone());
+
+  const hello = (id: number, args: Record<string, unknown>): boolean => {
+    const mac = args.mac;
+    const good =
+      args.proto === PROTOCOL_VERSION &&
+      args.volumeId === opts.volumeId &&
+      mac instanceof Uint8Array &&
+      mac.length === 32 &&
+      timingSafeEqual(mac, authMac(opts.secret, nonce, opts.volumeId));
+    if (!good) {
+      reply(id, { code: 'EACCES', message: 'authentication failed' }, null);
+      drop(args.proto !== PROTOCOL_VERSION ? 'protocol version mismatch' : args.volumeId !== opts.volumeId ? 'wrong volume id' : 'bad secret');
+      return false;
+    }
+    clientName = typeof args.client === 'string' ? args.client : '';
+    deadline?.cancel();
+    dec.setMaxFrame(maxFrame);
+    opts.gate?.authenticated();
+    ctx = handler.openSession({
+      remote: conn.remote,
+      client: clientName,
+      notify: (kind, payload) => {
+        if (open) conn.write(encodeFrame([EVENT, kind, payload]));
+      },
+    });
+    reply(id, null, { ok: true });
+    return true;
+  };
+
+  /** Hands one request to the handler (or authenticates); false if the connection is done. */
+  const serve = (m: Message): boolean => {
+    if (m[0] !== REQ) {
+      drop('client sent a non-request frame');
+      return false;
+    }
+    const [, id, op, args] = m;
+    if (ctx === null) {
+      if (op !== 'hello') {
+        drop(`unauthenticated request '${op.slice(0, 40)}'`);
+        return false;
+      }
+      return hello(id, args);
+    }
+    const c = ctx;
+    const done = () => ioBuffers.give(args.data as Uint8Array | undefined);
+    const expected = expectedReply(args);
+    owed += expected;
+    let res: unknown;
+    try {
+      res = handler.handle(c, op, args);
+    } catch (e) {
+      done();
+      fail(id, e, expected);
+      return true;
+    }
+    if (res instanceof Promise) {
+      res.then(
+        (v) => {
+          done();
+          reply(id, null, v, expected);
+        },
+        (e) => {
+          done();
+          fail(id, e, expected);
+        },
+      );
+    } else {
+      done();
+      reply(id, null, res, expected);
+    }
+    return true;
+  };
+
+  /** Serves waiting requests while the connection owes less than its limit; reads again when all are served. */
+  const pump = () => {
+    while (open && next < waiting.length) {
+      if (owed > limits.maxUnsentBytes) {
+        if (!paused) {
+          paused = true;
+          conn.pause?.();
+        }
+        return;
+      }
+      const m = waiting[next];
+      (waiting as unknown[])[next++] = undefined;
+      if (!serve(m)) return;
+    }
+    waiting = [];
+    next = 0;
+    if (paused && open) {
+      paused = false;
+      conn.resume?.();
+    }
+  };
+
   conn.onData((chunk) => {
     if (!open) return;
     let msgs: Message[];
@@ -191,65 +336,12 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
       drop((e as Error).message);
       return;
     }
-    for (const m of msgs) {
-      if (!open) return;
-      if (m[0] !== REQ) {
-        drop('client sent a non-request frame');
-        return;
-      }
-      const [, id, op, args] = m;
-      if (ctx === null) {
-        if (op !== 'hello') {
-          drop(`unauthenticated request '${op.slice(0, 40)}'`);
-          return;
-        }
-        const mac = args.mac;
-        const good =
-          args.proto === PROTOCOL_VERSION &&
-          args.volumeId === opts.volumeId &&
-          mac instanceof Uint8Array &&
-          mac.length === 32 &&
-          timingSafeEqual(mac, authMac(opts.secret, nonce, opts.volumeId));
-        if (!good) {
-          reply(id, { code: 'EACCES', message: 'authentication failed' }, null);
-          drop(args.proto !== PROTOCOL_VERSION ? 'protocol version mismatch' : args.volumeId !== opts.volumeId ? 'wrong volume id' : 'bad secret');
-          return;
-        }
-        ctx = handler.openSession({
-          remote: conn.remote,
-          client: typeof args.client === 'string' ? args.client : '',
-          notify: (kind, payload) => {
-            if (open) conn.write(encodeFrame([EVENT, kind, payload]));
-          },
-        });
-        reply(id, null, { ok: true });
-        continue;
-      }
-      const c = ctx;
-      const done = () => ioBuffers.give(args.data as Uint8Array | undefined);
-      let res: unknown;
-      try {
-        res = handler.handle(c, op, args);
-      } catch (e) {
-        done();
-        fail(id, e);
-        continue;
-      }
-      if (res instanceof Promise) {
-        res.then(
-          (v) => {
-            done();
-            reply(id, null, v);
-          },
-          (e) => {
-            done();
-            fail(id, e);
-          },
-        );
-      } else {
-        done();
-        reply(id, null, res);
-      }
+    if (msgs.length === 0) return;
+    if (next < waiting.length) for (const m of msgs) waiting.push(m);
+    else {
+      waiting = msgs;
+      next = 0;
     }
+    pump();
   });
 }

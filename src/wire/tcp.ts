@@ -54,6 +54,8 @@ function wrap(sock: net.Socket, reads: SocketReads | null = null): Conn {
       else sock.on('data', fn);
     },
     ...(reads ? { landing: (fn: () => Uint8Array | null) => void (reads.landing = fn) } : {}),
+    pause: () => void sock.pause(),
+    resume: () => void sock.resume(),
     onClose: (fn) => {
       if (closed) fn(closeReason);
       else closeFns.push(fn);

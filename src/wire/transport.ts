@@ -16,6 +16,12 @@ export interface Conn {
    * place, without a copy.
    */
   landing?(fn: () => Uint8Array | null): void;
+  /**
+   * Optional: stop and restart reading (the receiver's flow control: bytes the peer sends meanwhile
+   * wait in the kernel, and the peer's sends block once its window is full).
+   */
+  pause?(): void;
+  resume?(): void;
   /** Called exactly once, however the connection ended. */
   onClose(fn: (reason?: string) => void): void;
   close(reason?: string): void;

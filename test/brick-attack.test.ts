@@ -161,7 +161,7 @@ async function rawSession(c: Cluster): Promise<{ sock: net.Socket; replies: Map<
   });
   for (const t0 = Date.now(); !nonce && Date.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 5));
   assert.ok(nonce, 'a challenge');
-  sock.write(frame(packr.pack([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: c.spec.volumeId, mac: authMac(c.spec.secret, nonce, c.spec.volumeId), client: 'mallory' }])));
+  sock.write(frame(packr.pack([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: c.spec.volumeId, mac: authMac(c.spec.secret, nonce, c.spec.volumeId), client: 'mallory', cnonce: Buffer.alloc(32, 1) }])));
   await replyTo(replies, 1);
   return { sock, replies };
 }

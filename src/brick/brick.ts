@@ -19,6 +19,7 @@ import { COMMIT_HASH_INVALID, decodeRanges, encodeRanges, sameRanges, MAX_RANGES
 import type { RequestHandler } from '../wire/rpc.js';
 import { MAX_IO_SIZE } from '../wire/frame.js';
 import { ioBuffers } from '../wire/pool.js';
+import { LIMIT_DEFAULTS, LimitLog, type BrickLimits } from '../wire/limits.js';
 import type { Attr, DirEntryAttr, RootInfo, StatFsReply } from '../wire/types.js';
 import { TOPOLOGY_CHANGED } from '../wire/types.js';
 import {
@@ -73,6 +74,8 @@ export interface BrickConfig {
   volumeId: string;
   /** `trusted.` when running as root (GlusterFS's namespace), `user.` otherwise. */
   xattrPrefix: string;
+  /** Bounds on clients' fds and locks (wire/limits.ts); the defaults without. */
+  limits?: BrickLimits;
 }
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void;
@@ -93,6 +96,8 @@ export interface Session extends Watcher {
   client: string;
   fds: Map<number, OpenFile>;
   nextFd: number;
+  /** The session proved the volume's administrative secret: it may change the volume (topology, commit hash). */
+  admin: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -265,12 +270,12 @@ export class Brick implements RequestHandler<Session> {
       lookupGfid: (_s, a) => this.lookupGfid(a),
       rootInfo: () => this.rootInfo(),
       getTopology: () => this.getTopology(),
-      setTopology: (_s, a) => this.setTopology(a),
+      setTopology: (s, a) => this.setTopology(a, s),
       statfs: () => this.statfs(),
       mkdir: (s, a) => this.mkdir(a, s),
       watchAck: (_s, a) => this.watches.ack(int(a, 'id', 0, Number.MAX_SAFE_INTEGER)),
       setLayout: (_s, a) => this.setLayout(a),
-      setCommitHash: (_s, a) => this.setCommitHash(a),
+      setCommitHash: (s, a) => this.setCommitHash(a, s),
       create: (s, a) => this.create(s, a),
       mklinkto: (_s, a) => this.mklinkto(a),
       open: (s, a) => this.open(s, a),
@@ -386,8 +391,8 @@ export class Brick implements RequestHandler<Session> {
 
   // --- sessions ------------------------------------------------------------------------------------
 
-  openSession(info: { remote: string; client: string; notify?: (kind: string, payload: unknown) => void }): Session {
-    const s: Session = { id: this.nextSession++, remote: info.remote, client: info.client, fds: new Map(), nextFd: 1, notify: info.notify ?? (() => {}), watching: new Set() };
+  openSession(info: { remote: string; client: string; admin?: boolean; notify?: (kind: string, payload: unknown) => void }): Session {
+    const s: Session = { id: this.nextSession++, remote: info.remote, client: info.client, fds: new Map(), nextFd: 1, notify: info.notify ?? (() => {}), watching: new Set(), admin: info.admin ?? false };
     this.sessions.set(s.id, s);
     return s;
   }
@@ -855,7 +860,22 @@ export class Brick implements RequestHandler<Session> {
     }
   }
 
-  setTopology(a: Args): { topology: unknown } {
+  /** Limits hit, logged once per limit per 10 s with the client named. */
+  private limitLog?: LimitLog;
+  private limitHit(limit: string, s: Session, detail: string): void {
+    this.limitLog ??= new LimitLog(this.clock, (msg, extra) => this.log('warn', msg, extra));
+    this.limitLog.hit(limit, s, detail);
+  }
+
+  /** Changing the volume needs the admin role (a session without it is refused, and logged). Without a session: the brick's own caller. */
+  private needAdmin(s: Session | undefined, op: string): void {
+    if (!s || s.admin) return;
+    this.limitHit('admin', s, `${op} refused: the session has no admin credential`);
+    throw new FsError('EPERM', `${op} needs the volume's admin credential`);
+  }
+
+  setTopology(a: Args, s?: Session): { topology: unknown } {
+    this.needAdmin(s, 'setTopology');
     const t = a.topology;
     if (typeof t !== 'object' || t === null) throw bad('topology', 'must be a map');
     const json = JSON.stringify(t);
@@ -934,8 +954,13 @@ export class Brick implements RequestHandler<Session> {
     return this.attr(rel, st);
   }
 
-  setCommitHash(a: Args): RootInfo {
+  /** An ordinary session may give a brick its first commit hash (a new volume's first client does), not change it. */
+  setCommitHash(a: Args, s?: Session): RootInfo {
     const v = int(a, 'value', 0, U32);
+    if (s && !s.admin) {
+      const cur = this.rootInfo().commitHash;
+      if (cur !== null && cur !== v) this.needAdmin(s, 'setCommitHash');
+    }
     this.st.setxattr('', this.X.commit, Buffer.from(`${v}\0`));
     return this.rootInfo();
   }

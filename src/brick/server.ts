@@ -19,6 +19,8 @@ export interface BrickServeOptions {
   name: string;
   volumeId: string;
   secret: string;
+  /** The volume's administrative secret (volume changes: topology, commit hash); none: no session may make them. */
+  adminSecret?: string;
   xattrPrefix?: string;
   maxFrame?: number;
   logLevel?: string;
@@ -77,7 +79,7 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
   process.umask(0);
   const brick = new Brick(
     new DiskStorage(o.dir),
-    { name: o.name, volumeId: o.volumeId, xattrPrefix: o.xattrPrefix ?? defaultXattrPrefix() },
+    { name: o.name, volumeId: o.volumeId, xattrPrefix: o.xattrPrefix ?? defaultXattrPrefix(), limits },
     realClock,
     realRandom,
     (level, msg, extra) => log[level](extra ?? {}, msg),
@@ -89,6 +91,8 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
     serveConnection(conn, brick, {
       volumeId: o.volumeId,
       secret: o.secret,
+      adminSecret: o.adminSecret,
+      brickName: o.name,
       maxFrame: o.maxFrame ?? DEFAULT_MAX_FRAME,
       random: realRandom,
       log: (level, msg, extra) => log[level](extra ?? {}, msg),

@@ -75,6 +75,7 @@ brick
   .option('--name <name>', 'subvolume name of this brick (e.g. vol-client-0)')
   .option('--volume-id <uuid>', 'volume id')
   .option('--secret-file <file>', 'file holding the shared secret')
+  .option('--admin-secret-file <file>', "file holding the volume's admin secret (without it no client may change the volume)")
   .option('--xattr-prefix <prefix>', "xattr namespace for DHT metadata ('trusted.' as root, else 'user.')")
   .option('--log-level <level>', 'pino log level', 'info')
   .action(
@@ -86,10 +87,10 @@ brick
         const b = spec.bricks.find((x) => x.name === o.brick);
         if (!b) throw new Error(`brick ${o.brick} is not in ${o.spec}`);
         if (!b.dir) throw new Error(`brick ${o.brick} has no dir in the spec`);
-        opts = { dir: b.dir, host: b.host, port: b.port, name: b.name, volumeId: spec.volumeId, secret: spec.secret };
+        opts = { dir: b.dir, host: b.host, port: b.port, name: b.name, volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret };
       } else {
         for (const k of ['dir', 'port', 'name', 'volumeId', 'secretFile']) if (o[k] === undefined) throw new Error(`--${k.replace(/[A-Z]/g, (c: string) => '-' + c.toLowerCase())} is required without --spec`);
-        opts = { dir: path.resolve(o.dir), host: o.host, port: o.port, name: o.name, volumeId: o.volumeId, secret: fs.readFileSync(o.secretFile, 'utf8').trim() };
+        opts = { dir: path.resolve(o.dir), host: o.host, port: o.port, name: o.name, volumeId: o.volumeId, secret: fs.readFileSync(o.secretFile, 'utf8').trim(), adminSecret: o.adminSecretFile ? fs.readFileSync(o.adminSecretFile, 'utf8').trim() : undefined };
       }
       const srv = await serveBrick({ ...opts, xattrPrefix: o.xattrPrefix, logLevel: o.logLevel });
       process.stdout.write(JSON.stringify({ event: 'listening', port: srv.listener.port, brick: opts.name }) + '\n');

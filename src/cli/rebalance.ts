@@ -55,7 +55,7 @@ export async function pushTopology(v: StoredVolume): Promise<void> {
     options: liveOptionsIn(v.options),
   };
   for (const b of v.bricks) {
-    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, clientName: 'cli' });
+    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'cli' });
     try {
       await c.call('setTopology', { topology: t });
     } finally {

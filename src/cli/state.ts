@@ -38,7 +38,17 @@ export function specPath(name: string): string {
 export function loadVolume(name: string): StoredVolume {
   const p = specPath(name);
   if (!fs.existsSync(p)) throw new Error(`volume ${name} does not exist (no ${p})`);
-  return validateSpec(JSON.parse(fs.readFileSync(p, 'utf8'))) as StoredVolume;
+  const v = validateSpec(JSON.parse(fs.readFileSync(p, 'utf8'))) as StoredVolume;
+  // Volumes made before the admin credential get one (their bricks take it up at their next start).
+  if (typeof v.adminSecret !== 'string') {
+    v.adminSecret = newSecret();
+    saveVolume(v);
+  }
+  return v;
+}
+
+function newSecret(): string {
+  return randomBytes(24).toString('base64url');
 }
 
 export function saveVolume(v: StoredVolume): void {
@@ -81,7 +91,8 @@ export function createVolume(name: string, bricks: string[], options: VolumeOpti
   const v: StoredVolume = {
     name,
     volumeId: randomUUID(),
-    secret: randomBytes(24).toString('base64url'),
+    secret: newSecret(),
+    adminSecret: newSecret(),
     bricks: parsed.map((b, i) => ({ name: `${name}-client-${i}`, host: b.host, port: b.port, dir: b.dir })),
     options,
     state: 'created',
@@ -113,7 +124,7 @@ export function brickPid(v: StoredVolume, brick: string): number | null {
 /** Handshakes with a brick; true when it answers as a brick of this volume. */
 export async function probeBrick(v: VolumeSpec, b: BrickSpec): Promise<boolean> {
   try {
-    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, clientName: 'probe' });
+    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, brickName: b.name, clientName: 'probe' });
     c.close();
     return true;
   } catch {

@@ -106,6 +106,8 @@ class Subvol {
     const d = RpcClient.connect(this.c.net, this.host, this.port, {
       volumeId: this.c.spec.volumeId,
       secret: this.c.spec.secret,
+      adminSecret: this.c.spec.adminSecret,
+      brickName: this.name,
       clientName: this.c.clientName,
     });
     const timeout = this.c.pingTimeoutMs;

@@ -37,6 +37,11 @@ export interface VolumeSpec {
   name: string;
   volumeId: string;
   secret: string;
+  /**
+   * The volume's administrative secret: clients holding it may change the volume (topology, commit
+   * hash). Kept in the CLI's state on the volume's hosts; `volume spec` leaves it out.
+   */
+  adminSecret?: string;
   bricks: BrickSpec[];
   options?: VolumeOptions;
   /** Bricks being drained by remove-brick: they get no hash range and no new files. */

@@ -37,9 +37,9 @@ export async function runSchedule(script: Map<number, number>, app2Delay: number
   for (let i = 0; i < 2; i++) {
     const b = new Brick(st[i], { name: names[i], volumeId: VID, xattrPrefix: 'trusted.' }, w.clock, w.random);
     b.init();
-    await net.listen(`b${i}`, 1, (c) => serveConnection(c, b, { volumeId: VID, secret: 's', random: w.random, log: () => {} }));
+    await net.listen(`b${i}`, 1, (c) => serveConnection(c, b, { volumeId: VID, secret: 's', adminSecret: 'a', brickName: names[i], random: w.random, log: () => {} }));
   }
-  const spec: VolumeSpec = { name: 'ex', volumeId: VID, secret: 's', bricks: names.map((n, i) => ({ name: n, host: `b${i}`, port: 1 })), options: { minFreeDisk: 0, migrationProtocol: protocol } };
+  const spec: VolumeSpec = { name: 'ex', volumeId: VID, secret: 's', adminSecret: 'a', bricks: names.map((n, i) => ({ name: n, host: `b${i}`, port: 1 })), options: { minFreeDisk: 0, migrationProtocol: protocol } };
   const vol = (who: string) => new Volume(new DhtClient(spec, net.as(who), w.clock, w.random, { clientName: who }));
   let done = false;
   let violation: string | null = null;

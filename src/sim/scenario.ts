@@ -116,13 +116,14 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   const start = async (i: number) => {
     const b = new Brick(storages[i], { name: names[i], volumeId: VOLUME_ID, xattrPrefix: 'trusted.' }, w.clock, w.random);
     b.init();
-    listeners[i] = await net.listen(`b${i}`, 1000, (c) => serveConnection(c, b, { volumeId: VOLUME_ID, secret: 's', random: w.random, log: () => {} }));
+    listeners[i] = await net.listen(`b${i}`, 1000, (c) => serveConnection(c, b, { volumeId: VOLUME_ID, secret: 's', adminSecret: 'a', brickName: names[i], random: w.random, log: () => {} }));
   };
   for (let i = 0; i < nBricks; i++) await start(i);
   const spec: VolumeSpec = {
     name: 'sv',
     volumeId: VOLUME_ID,
     secret: 's',
+    adminSecret: 'a',
     // add-brick: two bricks, a third joins; remove-brick: three bricks, one is drained.
     bricks: names.slice(0, removeBrick ? 3 : 2).map((n, i) => ({ name: n, host: `b${i}`, port: 1000 })),
     options: { migrationProtocol: o.protocol ?? 'safe', minFreeDisk: 0 },
@@ -175,7 +176,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
     spec.decommissioned = drained ? [drained] : [];
     log(removeBrick ? `remove-brick ${drained}` : 'add-brick sv-client-2');
     for (let i = 0; i < nBricks; i++) {
-      const r = await RpcClient.connect(net.as('cli'), `b${i}`, 1000, { volumeId: VOLUME_ID, secret: 's' });
+      const r = await RpcClient.connect(net.as('cli'), `b${i}`, 1000, { volumeId: VOLUME_ID, secret: 's', adminSecret: 'a' });
       await r.call('setTopology', { topology: { version: 1, bricks: spec.bricks, decommissioned: spec.decommissioned } });
       r.close();
     }

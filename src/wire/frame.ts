@@ -8,7 +8,8 @@
  */
 import { Packr } from 'msgpackr';
 
-export const PROTOCOL_VERSION = 4;
+/** 5: mutual authentication (the client's nonce, the brick's proof) and the admin role in hello. */
+export const PROTOCOL_VERSION = 5;
 /** Default largest frame body accepted; the largest read or write is a little smaller. */
 export const DEFAULT_MAX_FRAME = 8 * 1024 * 1024 + 64 * 1024;
 export const MAX_IO_SIZE = 8 * 1024 * 1024;

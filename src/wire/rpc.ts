@@ -2,7 +2,7 @@
  * Request/response over one connection: request ids, many requests in flight, the handshake.
  * Client side (RpcClient) and server side (serveConnection). No `net` here: a Conn comes from a Network.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { FsError, codeOf, detailOf, infoOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { LIMIT_DEFAULTS, clip, type BrickLimits, type LimitLog } from './limits.js';
@@ -14,11 +14,33 @@ export interface AuthInfo {
   volumeId: string;
   secret: string;
   clientName?: string;
+  /** The volume's administrative secret: with it the session may change the volume (topology, commit hash). */
+  adminSecret?: string;
+  /** The brick's name as the spec has it: the brick must prove the secret for this name. */
+  brickName?: string;
+  /** The client's nonce (tests); 32 random bytes by default. */
+  clientNonce?: Uint8Array;
 }
 
+/** The client's proof: HMAC-SHA256(secret, brick's nonce ‖ volume id). */
 export function authMac(secret: string, nonce: Uint8Array, volumeId: string): Buffer {
   return createHmac('sha256', secret).update(nonce).update(volumeId).digest();
 }
+
+/** The client's proof of the admin role: HMAC-SHA256(admin secret, 'dhtfs-admin' ‖ brick's nonce ‖ volume id). */
+export function adminMac(adminSecret: string, nonce: Uint8Array, volumeId: string): Buffer {
+  return createHmac('sha256', adminSecret).update('dhtfs-admin\0').update(nonce).update(volumeId).digest();
+}
+
+/**
+ * The brick's proof to the client (mutual authentication): HMAC-SHA256(secret, 'dhtfs-brick' ‖ client's
+ * nonce ‖ brick's nonce ‖ volume id ‖ brick name). The label keeps it from being any client's proof.
+ */
+export function brickProof(secret: string, clientNonce: Uint8Array, nonce: Uint8Array, volumeId: string, brick: string): Buffer {
+  return createHmac('sha256', secret).update('dhtfs-brick\0').update(clientNonce).update(nonce).update(volumeId).update('\0').update(brick).digest();
+}
+
+const macOk = (m: unknown, want: Buffer) => m instanceof Uint8Array && m.length === want.length && timingSafeEqual(m, want);
 
 interface Pending {
   resolve(v: unknown): void;
@@ -63,11 +85,15 @@ export class RpcClient {
     });
   }
 
-  /** Connects and authenticates: waits for the brick's challenge, answers with an HMAC of the secret. */
+  /**
+   * Connects and authenticates both ways: waits for the brick's challenge, answers with an HMAC of the
+   * secret (and of the admin secret, if given) and its own nonce, and checks the brick's proof of the
+   * secret over that nonce before anything else is sent: a brick that cannot prove it is refused (EACCES).
+   */
   static async connect(net: Network, host: string, port: number, auth: AuthInfo, maxFrame = DEFAULT_MAX_FRAME): Promise<RpcClient> {
     const conn = await net.connect(host, port);
     const c = new RpcClient(conn, maxFrame);
-    const challenge = await new Promise<{ proto: number; nonce: Uint8Array }>((resolve, reject) => {
+    const challenge = await new Promise<{ proto: number; nonce: Uint8Array; brick?: unknown }>((resolve, reject) => {
       c.onClose((r) => reject(new FsError('ENOTCONN', `closed during handshake${r ? `: ${r}` : ''}`)));
       c.eventFns.push((kind, payload) => {
         if (kind === 'challenge') resolve(payload as { proto: number; nonce: Uint8Array });
@@ -78,12 +104,25 @@ export class RpcClient {
       throw new FsError('EPROTO', `brick speaks protocol ${challenge.proto}, this client ${PROTOCOL_VERSION}`);
     }
     c.eventFns.length = 0;
-    await c.call('hello', {
+    const nonce = challenge.nonce instanceof Uint8Array ? challenge.nonce : new Uint8Array(0);
+    const cnonce = auth.clientNonce ?? randomBytes(32);
+    const r = await c.call<{ proof?: unknown; brick?: unknown; admin?: unknown }>('hello', {
       proto: PROTOCOL_VERSION,
       volumeId: auth.volumeId,
-      mac: authMac(auth.secret, challenge.nonce, auth.volumeId),
+      mac: authMac(auth.secret, nonce, auth.volumeId),
       client: auth.clientName ?? '',
+      cnonce,
+      ...(auth.adminSecret ? { admin: adminMac(auth.adminSecret, nonce, auth.volumeId) } : {}),
     });
+    const brick = auth.brickName ?? (typeof r?.brick === 'string' ? r.brick : '');
+    if (!r || !macOk(r.proof, brickProof(auth.secret, cnonce, nonce, auth.volumeId, brick))) {
+      c.close('the brick did not prove the volume secret');
+      throw new FsError('EACCES', `${host}:${port} is not a brick of this volume${auth.brickName ? ` named ${auth.brickName}` : ''}: it did not prove it knows the volume's secret (mutual authentication failed)`);
+    }
+    if (auth.adminSecret && r.admin !== true) {
+      c.close('admin role refused');
+      throw new FsError('EACCES', `brick ${brick} at ${host}:${port} did not grant the admin role`);
+    }
     return c;
   }
 
@@ -129,7 +168,7 @@ export class RpcClient {
 /** What the server needs from the brick: a per-connection context and a request handler. */
 export interface RequestHandler<Ctx> {
   /** `notify` sends the connection an event (an EVENT message) at any time while it is open. */
-  openSession(info: { remote: string; client: string; notify: (kind: string, payload: unknown) => void }): Ctx;
+  openSession(info: { remote: string; client: string; admin: boolean; notify: (kind: string, payload: unknown) => void }): Ctx;
   handle(ctx: Ctx, op: string, args: Record<string, unknown>): Promise<unknown> | unknown;
   closeSession(ctx: Ctx): void;
 }
@@ -137,6 +176,10 @@ export interface RequestHandler<Ctx> {
 export interface ServeOptions {
   volumeId: string;
   secret: string;
+  /** The volume's administrative secret; without one no session is an admin's. */
+  adminSecret?: string;
+  /** This brick's name, which its proof to clients covers. */
+  brickName?: string;
   maxFrame?: number;
   random: Random;
   log: (level: 'info' | 'warn', msg: string, extra?: Record<string, unknown>) => void;
@@ -189,11 +232,11 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
           drop(`no authentication within ${limits.handshakeMs} ms`);
         })
       : null;
-  const drop = (reason: string) => {
+  const drop = (reason: string, flush = false) => {
     if (!open) return;
     open = false;
     opts.log('warn', `closing connection from ${conn.remote}${clientName ? ` (client '${clip(clientName, 64)}')` : ''}: ${clip(reason)}`, { remote: conn.remote });
-    conn.close(reason);
+    conn.close(reason, flush);
   };
   const fail = (id: number, e: unknown, expected: number) => {
     const info = infoOf(e);
@@ -229,35 +272,45 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     if (ctx !== null) handler.closeSession(ctx);
     ctx = null;
   });
-  conn.write(encodeFrame([EVENT, 'challenge', { proto: PROTOCOL_VERSION, nonce }]));
+  conn.write(encodeFrame([EVENT, 'challenge', { proto: PROTOCOL_VERSION, nonce, brick: opts.brickName ?? '' }]));
   // A write's bulk data goes straight from the socket into its pooled buffer.
   conn.landing?.(() => dec.landingZone());
 
   const hello = (id: number, args: Record<string, unknown>): boolean => {
-    const mac = args.mac;
-    const good =
-      args.proto === PROTOCOL_VERSION &&
-      args.volumeId === opts.volumeId &&
-      mac instanceof Uint8Array &&
-      mac.length === 32 &&
-      timingSafeEqual(mac, authMac(opts.secret, nonce, opts.volumeId));
-    if (!good) {
+    const cnonce = args.cnonce;
+    const why =
+      args.proto !== PROTOCOL_VERSION
+        ? 'protocol version mismatch'
+        : args.volumeId !== opts.volumeId
+          ? 'wrong volume id'
+          : !macOk(args.mac, authMac(opts.secret, nonce, opts.volumeId))
+            ? 'bad secret'
+            : !(cnonce instanceof Uint8Array) || cnonce.length < 16 || cnonce.length > 64
+              ? 'no client nonce'
+              : args.admin !== undefined && !(opts.adminSecret && macOk(args.admin, adminMac(opts.adminSecret, nonce, opts.volumeId)))
+                ? 'bad admin credential'
+                : null;
+    if (why !== null) {
       reply(id, { code: 'EACCES', message: 'authentication failed' }, null);
-      drop(args.proto !== PROTOCOL_VERSION ? 'protocol version mismatch' : args.volumeId !== opts.volumeId ? 'wrong volume id' : 'bad secret');
+      // The refusal reaches the client before the connection ends.
+      drop(why, true);
       return false;
     }
     clientName = typeof args.client === 'string' ? args.client : '';
+    const admin = args.admin !== undefined;
     deadline?.cancel();
     dec.setMaxFrame(maxFrame);
     opts.gate?.authenticated();
     ctx = handler.openSession({
       remote: conn.remote,
       client: clientName,
+      admin,
       notify: (kind, payload) => {
         if (open) conn.write(encodeFrame([EVENT, kind, payload]));
       },
     });
-    reply(id, null, { ok: true });
+    const brick = opts.brickName ?? '';
+    reply(id, null, { ok: true, admin, brick, proof: brickProof(opts.secret, cnonce as Uint8Array, nonce, opts.volumeId, brick) });
     return true;
   };
 

@@ -60,9 +60,15 @@ function wrap(sock: net.Socket, reads: SocketReads | null = null): Conn {
       if (closed) fn(closeReason);
       else closeFns.push(fn);
     },
-    close: (reason) => {
+    close: (reason, flush) => {
       closeReason ??= reason;
-      sock.destroy();
+      if (!flush || closed) {
+        sock.destroy();
+        return;
+      }
+      if (corked) uncork();
+      sock.end();
+      setTimeout(() => sock.destroy(), 1000).unref();
     },
   };
 }

@@ -24,7 +24,8 @@ export interface Conn {
   resume?(): void;
   /** Called exactly once, however the connection ended. */
   onClose(fn: (reason?: string) => void): void;
-  close(reason?: string): void;
+  /** With `flush`, what was written is sent first (for at most a second) before the connection ends. */
+  close(reason?: string, flush?: boolean): void;
   readonly remote: string;
 }
 

@@ -28,7 +28,7 @@ export interface Cluster {
 }
 
 async function startBrick(dir: string, name: string, port: number, volumeId: string, secretFile: string, onLog: (s: string) => void = () => {}): Promise<{ proc: ChildProcess; port: number }> {
-  const proc = spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--port', String(port), '--name', name, '--volume-id', volumeId, '--secret-file', secretFile, '--log-level', 'warn'], {
+  const proc = spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--port', String(port), '--name', name, '--volume-id', volumeId, '--secret-file', secretFile, '--admin-secret-file', `${secretFile}.admin`, '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -54,6 +54,9 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
   const secret = randomBytes(16).toString('hex');
   const secretFile = path.join(base, 'secret');
   fs.writeFileSync(secretFile, secret);
+  // The admin secret: the spec holds it, so test clients may change the volume (a rebalance sets the commit hash).
+  const adminSecret = randomBytes(16).toString('hex');
+  fs.writeFileSync(`${secretFile}.admin`, adminSecret);
   const dirs = opts.dirs ?? Array.from({ length: n }, (_, i) => path.join(base, `b${i}`));
   for (const d of dirs) fs.mkdirSync(d, { recursive: true });
   const procs: (ChildProcess | null)[] = [];
@@ -64,7 +67,7 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
     procs.push(b.proc);
     bricks.push({ name: `${name}-client-${i}`, host: '127.0.0.1', port: b.port, dir: dirs[i] });
   }
-  const spec: VolumeSpec = { name, volumeId, secret, bricks: [...bricks], options: opts.options };
+  const spec: VolumeSpec = { name, volumeId, secret, adminSecret, bricks: [...bricks], options: opts.options };
   let version = 0;
   const c: Cluster = {
     spec,
@@ -104,7 +107,7 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
       spec.decommissioned = decommissioned;
       const t = { version, bricks: bricks.map(({ name: n, host, port }) => ({ name: n, host, port })), decommissioned };
       for (const b of bricks) {
-        const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId, secret });
+        const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId, secret, adminSecret });
         await r.call('setTopology', { topology: t });
         r.close();
       }

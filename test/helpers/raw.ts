@@ -2,6 +2,7 @@
 import net from 'node:net';
 import fs from 'node:fs';
 import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import { Packr } from 'msgpackr';
 import { FrameDecoder, encodeFrame, PROTOCOL_VERSION, type Message } from '../../src/wire/frame.js';
 import { authMac } from '../../src/wire/rpc.js';
@@ -83,7 +84,7 @@ export async function rawConnect(b: BrickSpec, o: { spec?: VolumeSpec; hello?: b
 
 /** An ordinary client's hello for a challenge's nonce. */
 export function helloArgs(spec: VolumeSpec, nonce: Uint8Array, client = 'raw'): Record<string, unknown> {
-  return { proto: PROTOCOL_VERSION, volumeId: spec.volumeId, mac: authMac(spec.secret, nonce, spec.volumeId), client };
+  return { proto: PROTOCOL_VERSION, volumeId: spec.volumeId, mac: authMac(spec.secret, nonce, spec.volumeId), client, cnonce: randomBytes(32) };
 }
 
 /** A frame around an arbitrary msgpack body (no attachment). */

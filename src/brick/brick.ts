@@ -65,7 +65,6 @@ const LOCAL_WRITERS_WAIT_MS = 5000;
 const MAX_NAME = 255;
 const MAX_PATH = 4096;
 const MAX_XATTR_VALUE = 64 * 1024;
-const MAX_FDS_PER_SESSION = 65536;
 const LINKTO_MODE = S_IFREG | S_ISVTX;
 
 export interface BrickConfig {
@@ -220,7 +219,7 @@ const isLnk = (st: Stat) => (st.mode & S_IFMT) === S_IFLNK;
 export class Brick implements RequestHandler<Session> {
   readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; rename: string; topology: string; rootAttr: string; reserved: string[] };
   readonly mig: SrcMigrations;
-  readonly locks = new LockTable();
+  readonly locks: LockTable;
   private sessions = new Map<number, Session>();
   private nextSession = 1;
   private openCount = new Map<string, number>();
@@ -252,6 +251,7 @@ export class Brick implements RequestHandler<Session> {
       rootAttr: `${p}dhtfs.root-attr`,
       reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
     };
+    this.locks = new LockTable(clock, cfg.limits ?? LIMIT_DEFAULTS);
     this.mig = new SrcMigrations(clock, random, (m) => log('info', m), (gfid) => this.unlockWriters(gfid));
     this.ops = {
       migLease: (s, a) => this.migLease(s, a),
@@ -775,10 +775,16 @@ export class Brick implements RequestHandler<Session> {
 
   // --- fds -----------------------------------------------------------------------------------------
 
+  /** Per session and brick-wide caps (wire/limits.ts), well below the process's fd limit. */
   private addFd(s: Session, f: OpenFile): number {
-    if (s.fds.size >= MAX_FDS_PER_SESSION) {
+    const L = this.cfg.limits ?? LIMIT_DEFAULTS;
+    let total = 0;
+    if (s.fds.size < L.maxFdsPerSession) for (const x of this.sessions.values()) total += x.fds.size;
+    const hit = s.fds.size >= L.maxFdsPerSession ? 'maxFdsPerSession' : total >= L.maxFds ? 'maxFds' : null;
+    if (hit !== null) {
       this.release(f);
-      throw new FsError('EMFILE', 'too many open files on this connection');
+      this.limitHit(hit, s, hit === 'maxFds' ? `${total} fds open on the brick (limit ${L.maxFds})` : `${s.fds.size} fds open on the connection (limit ${L.maxFdsPerSession})`);
+      throw new FsError('EMFILE', hit === 'maxFds' ? 'too many open files on this brick' : 'too many open files on this connection');
     }
     const fd = s.nextFd++;
     s.fds.set(fd, f);
@@ -1110,18 +1116,17 @@ export class Brick implements RequestHandler<Session> {
     if (isLnk(was)) throw new (g === undefined ? FsError : Refused)('ELOOP', `${g === undefined ? '/' + rel : 'gfid ' + g} is a symlink`);
     if (!isReg(was) && !isDir(was)) throw new Refused('ENXIO', `/${rel} is a special file; a brick opens regular files and directories only`);
     const h = this.st.open(rel, flags & (O_ACCMODE | O_TRUNC | O_APPEND | O_DIRECTORY), 0);
-    let f: OpenFile;
+    let st: Stat;
     try {
-      const gfid = gfid0;
-      f = { h, gfid, flags };
-      const st = this.st.fstat(h);
+      st = this.st.fstat(h);
       if (st.ino !== was.ino || (!isReg(st) && !isDir(st))) throw new FsError('ESTALE', `/${rel} changed while it was opened`);
-      const fd = this.addFd(s, f);
-      return { fd, attr: this.attr(rel, st, gfid) };
     } catch (e) {
       this.st.close(h);
       throw e;
     }
+    // (addFd closes the file itself when it refuses it.)
+    const fd = this.addFd(s, { h, gfid: gfid0, flags });
+    return { fd, attr: this.attr(rel, st, gfid0) };
   }
 
   async read(s: Session, a: Args): Promise<{ data: Buffer; attr: Attr }> {
@@ -1943,22 +1948,48 @@ export class Brick implements RequestHandler<Session> {
 
   // --- locks ---------------------------------------------------------------------------------------
 
-  private lockOp(s: Session, a: Args, key: string): Promise<Record<string, never>> | Record<string, never> {
+  private lockOp(s: Session, a: Args, key: string, domain: string, name?: string): Promise<Record<string, never>> | Record<string, never> {
     const mode = lockMode(a, 'type');
-    const owner = `${s.id}/${str(a, 'owner')}`;
+    const ownerArg = str(a, 'owner');
+    // A limit hit (name sizes, lock count, domains, a waiter's deadline) is logged with the client named.
+    const logged = (e: unknown) => {
+      const limit = e instanceof FsError ? e.info?.limit : undefined;
+      if (typeof limit === 'string') this.limitHit(limit, s, (e as Error).message);
+      return e;
+    };
+    try {
+      this.locks.checkName('domain', domain);
+      if (name !== undefined) this.locks.checkName('name', name);
+      this.locks.checkName('owner', ownerArg);
+    } catch (e) {
+      throw logged(e);
+    }
+    const owner = `${s.id}/${ownerArg}`;
     if (mode === 'un') {
       this.locks.release(key, owner);
       return {};
     }
-    const r = this.locks.acquire(key, owner, s.id, mode, optBool(a, 'block'));
-    return r ? r.then(() => ({})) : {};
+    let r: Promise<void> | void;
+    try {
+      r = this.locks.acquire(key, owner, s.id, mode, optBool(a, 'block'), domain);
+    } catch (e) {
+      throw logged(e);
+    }
+    return r
+      ? r.then(
+          () => ({}),
+          (e) => {
+            throw logged(e);
+          },
+        )
+      : {};
   }
 
   inodelk(s: Session, a: Args): Promise<Record<string, never>> | Record<string, never> {
     const domain = str(a, 'domain');
     const gfid = optGfid(a, 'gfid') ?? this.readGfid(this.path(a));
     if (!gfid) throw new FsError('EIO', 'inode has no gfid');
-    return this.lockOp(s, a, `i\0${domain}\0${gfid}`);
+    return this.lockOp(s, a, `i\0${domain}\0${gfid}`, domain);
   }
 
   entrylk(s: Session, a: Args): Promise<Record<string, never>> | Record<string, never> {
@@ -1967,6 +1998,6 @@ export class Brick implements RequestHandler<Session> {
     const name = str(a, 'name');
     const gfid = dir === '' ? ROOT_GFID : this.readGfid(dir);
     if (!gfid) throw new FsError('EIO', 'directory has no gfid');
-    return this.lockOp(s, a, `e\0${domain}\0${gfid}\0${name}`);
+    return this.lockOp(s, a, `e\0${domain}\0${gfid}\0${name}`, domain, name);
   }
 }

@@ -9,7 +9,7 @@ import { serveConnection } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import type { Listener } from '../wire/transport.js';
 import { DEFAULT_MAX_FRAME } from '../wire/frame.js';
-import { ConnectionGate, LimitLog, clip, limitsFrom, type BrickLimits } from '../wire/limits.js';
+import { ConnectionGate, LIMIT_DEFAULTS, LimitLog, clip, limitsFrom, type BrickLimits } from '../wire/limits.js';
 import { readFileSync } from 'node:fs';
 
 export interface BrickServeOptions {
@@ -40,15 +40,20 @@ function openFileLimit(): number | null {
 
 /**
  * The brick's limits: defaults, then what the process's fd limit allows (a quarter of it for
- * connections, the rest but a reserve for open files), then the environment's DHTFS_LIMIT_* variables.
+ * connections, of which half per address and a quarter unauthenticated; the rest but a reserve of 128
+ * for open files, a quarter of those per session), then the environment's DHTFS_LIMIT_* variables.
  */
 export function brickLimits(extra: Partial<BrickLimits> = {}): BrickLimits {
   const nofile = openFileLimit();
   const derived: Partial<BrickLimits> = {};
   if (nofile !== null) {
-    derived.maxConnections = Math.max(16, Math.min(4096, Math.floor(nofile / 4)));
-    derived.maxFds = Math.max(64, nofile - derived.maxConnections - 128);
-    derived.maxFdsPerSession = Math.min(4096, derived.maxFds);
+    const conns = Math.max(16, Math.min(LIMIT_DEFAULTS.maxConnections, Math.floor(nofile / 4)));
+    derived.maxConnections = conns;
+    derived.maxConnectionsPerAddress = Math.min(LIMIT_DEFAULTS.maxConnectionsPerAddress, Math.max(8, Math.floor(conns / 2)));
+    derived.maxUnauthenticated = Math.min(LIMIT_DEFAULTS.maxUnauthenticated, Math.max(8, Math.floor(conns / 4)));
+    derived.maxUnauthenticatedPerAddress = Math.min(LIMIT_DEFAULTS.maxUnauthenticatedPerAddress, derived.maxUnauthenticated);
+    derived.maxFds = Math.max(64, nofile - conns - 128);
+    derived.maxFdsPerSession = Math.min(LIMIT_DEFAULTS.maxFdsPerSession, Math.max(16, Math.floor(derived.maxFds / 4)));
   }
   return { ...limitsFrom(process.env, derived), ...extra };
 }

@@ -1195,7 +1195,13 @@ export class DhtClient {
 
   private async entryLock<T>(brick: string, dir: string, name: string, fn: () => Promise<T>): Promise<T> {
     const owner = this.owner();
-    await this.sv(brick).call('entrylk', { domain: DOMAIN_ENTRY, path: dir, name, type: 'wr', block: true, owner });
+    // A brick grants a blocked lock within its lock-timeout or fails it with EAGAIN: nothing was done
+    // under it yet, so the operation fails as a whole and may be tried again.
+    await this.sv(brick)
+      .call('entrylk', { domain: DOMAIN_ENTRY, path: dir, name, type: 'wr', block: true, owner })
+      .catch((e) => {
+        throw codeOf(e) === 'EAGAIN' ? new FsError('EAGAIN', `${dir === '/' ? '' : dir}/${name}: another client has held it locked past the lock-timeout; nothing was changed`) : e;
+      });
     try {
       return await fn();
     } finally {

@@ -32,11 +32,11 @@ export interface BrickLimits {
   maxFdsPerSession: number;
   /** Open fds of all sessions together (derived from the process's RLIMIT_NOFILE by server.ts). */
   maxFds: number;
-  /** Bytes of a lock's domain name, and of an entry lock's name. */
+  /** Bytes of a lock's domain name, an entry lock's name and a lock owner. */
   maxLockNameBytes: number;
   /** Locks one session holds or waits for. */
   maxLocksPerSession: number;
-  /** Distinct lock domains on the brick at once. */
+  /** Distinct lock domains one session uses at once (per session: a brick-wide count could be used up by one client). */
   maxLockDomains: number;
   /** How long a blocking lock request waits before it fails with EAGAIN (GlusterFS's features.lock-timeout). */
   lockTimeoutMs: number;
@@ -52,9 +52,9 @@ export const LIMIT_DEFAULTS: Readonly<BrickLimits> = Object.freeze({
   maxUnauthenticatedPerAddress: 32,
   maxFdsPerSession: 4096,
   maxFds: 16384,
-  maxLockNameBytes: 1024,
-  maxLocksPerSession: 4096,
-  maxLockDomains: 256,
+  maxLockNameBytes: 256,
+  maxLocksPerSession: 1024,
+  maxLockDomains: 16,
   lockTimeoutMs: 30_000,
 });
 

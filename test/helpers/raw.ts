@@ -106,3 +106,40 @@ export async function closesWithin(p: Promise<void>, ms = 3000): Promise<boolean
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One brick process under a small fd limit (ulimit -n), with extra environment; its log collected. */
+export async function startSmallBrick(o: { nofile: number; env?: Record<string, string> }): Promise<{ spec: VolumeSpec; pid: number; log(): string; stop(): Promise<void> }> {
+  const { mkdtempSync, writeFileSync, mkdirSync, rmSync } = fs;
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { spawn } = await import('node:child_process');
+  const { createInterface } = await import('node:readline');
+  const { MAIN_JS } = await import('../../src/cli/state.js');
+  const base = mkdtempSync(path.join(os.tmpdir(), 'dhtfs-small-'));
+  const secret = randomBytes(16).toString('hex');
+  const volumeId = '3d0c1f4e-5a6b-4c7d-8e9f-a0b1c2d3e4f5';
+  writeFileSync(path.join(base, 'secret'), secret);
+  const dir = path.join(base, 'b0');
+  mkdirSync(dir);
+  const args = [MAIN_JS, 'brick', 'serve', '--dir', dir, '--port', '0', '--name', 'sv-client-0', '--volume-id', volumeId, '--secret-file', path.join(base, 'secret'), '--log-level', 'warn'];
+  const proc = spawn('sh', ['-c', `ulimit -n ${o.nofile} && exec "$0" "$@"`, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+  let log = '';
+  proc.stderr!.on('data', (d) => (log += d));
+  const rl = createInterface({ input: proc.stdout! });
+  const [line] = (await Promise.race([once(rl, 'line'), once(proc, 'exit').then(() => Promise.reject(new Error(`brick exited: ${log}`)))])) as string[];
+  const port = JSON.parse(line).port as number;
+  const spec: VolumeSpec = { name: 'sv', volumeId, secret, bricks: [{ name: 'sv-client-0', host: '127.0.0.1', port }] };
+  return {
+    spec,
+    pid: proc.pid!,
+    log: () => log,
+    stop: async () => {
+      if (proc.exitCode === null) {
+        const done = once(proc, 'exit');
+        proc.kill('SIGKILL');
+        await done;
+      }
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
+}

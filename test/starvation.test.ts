@@ -52,6 +52,32 @@ test('thousands of idle connections do not lock out a real client', async () => 
   }
 });
 
+test('one source address cannot take every connection of a brick', async () => {
+  const b = await startSmallBrick({ nofile: 4096, env: { DHTFS_LIMIT_MAX_CONNECTIONS_PER_ADDRESS: '20' } });
+  const conns: net.Socket[] = [];
+  try {
+    let refused = 0;
+    // Authenticated connections from 127.0.0.2: 20 are let in, the rest refused.
+    for (let i = 0; i < 30; i++) {
+      try {
+        const raw = await rawConnect(b.spec.bricks[0], { spec: b.spec, hello: true, localAddress: '127.0.0.2' });
+        conns.push(raw.sock);
+      } catch {
+        refused++;
+      }
+    }
+    assert.equal(refused, 10);
+    // 127.0.0.1 is another address: served.
+    await within(goodWork(b.spec, 'p'), 5000, 'a client from another address');
+    const lines = b.log().split('\n').filter((l) => l.includes('limit maxConnectionsPerAddress '));
+    assert.equal(lines.length, 1);
+    assert.match(lines[0], /127\.0\.0\.2/);
+  } finally {
+    for (const c of conns) c.destroy();
+    await b.stop();
+  }
+});
+
 test('a session opening files until it is refused leaves fds for everyone else', async () => {
   const b = await startSmallBrick({ nofile: 600 });
   try {

@@ -46,9 +46,11 @@ function out(json: boolean, value: unknown, text: () => string): void {
   process.stdout.write(json ? JSON.stringify(value, null, 2) + '\n' : text() + '\n');
 }
 
+/** `dhtfs: mkdir /a: file already exists (EEXIST)`: what failed first, its code once, at the end. */
 function fail(e: unknown): never {
   const code = codeOf(e);
-  process.stderr.write(`dhtfs: ${(e as Error)?.message ?? String(e)}\n`);
+  const text = e instanceof FsError ? (e.detail ? `${e.detail} (${e.code})` : e.code) : ((e as Error)?.message ?? String(e));
+  process.stderr.write(`dhtfs: ${text}\n`);
   process.exit(code === 'ENOENT' ? 2 : 1);
 }
 
@@ -298,12 +300,32 @@ volume
 
 volume
   .command('spec <name>')
-  .description('print the client spec of a volume (give it to clients on other hosts with --spec)')
+  .description('print the client spec of a volume (give it to clients on other hosts with --spec); it holds the secret: a file it is written to (-o, or stdout redirected to a file) is made mode 0600')
+  .option('-o, --output <file>', 'write it to FILE (mode 0600) instead of stdout')
   .action(
-    action((name: string) => {
+    action((name: string, o) => {
       const v = loadVolume(name);
       const spec: VolumeSpec = { name: v.name, volumeId: v.volumeId, secret: v.secret, bricks: v.bricks.map(({ name: n, host, port }) => ({ name: n, host, port })), options: v.options };
-      process.stdout.write(JSON.stringify(spec, null, 2) + '\n');
+      const text = JSON.stringify(spec, null, 2) + '\n';
+      if (o.output) {
+        // Made 0600 before the secret is in it, also when the file was there already.
+        const fd = fs.openSync(o.output, 'w', 0o600);
+        try {
+          fs.fchmodSync(fd, 0o600);
+          fs.writeSync(fd, text);
+        } finally {
+          fs.closeSync(fd);
+        }
+        return;
+      }
+      // `volume spec NAME > FILE`: the shell made FILE with its umask (0644 as a rule); closed to others first.
+      try {
+        const st = fs.fstatSync(1);
+        if (st.isFile() && st.mode & 0o077) fs.fchmodSync(1, st.mode & 0o7700);
+      } catch {
+        /* not ours to change: the user's own choice of file */
+      }
+      process.stdout.write(text);
     }),
   );
 
@@ -710,7 +732,7 @@ program
 program
   .command('mount <volume> <mountpoint>')
   .description('mount a volume through FUSE: in the foreground (Ctrl-C or SIGTERM unmounts cleanly), or with --background as mount(8) does. <volume> is a volume name or the path of a spec file')
-  .option('-o, --options <opts>', 'mount options, comma-separated: FUSE options (ro, allow_other, ...), home=DIR (the DHTFS_HOME holding the volume), entry_timeout=SECONDS (how long names stay looked up, default 1; 0: never); fstab-only ones (defaults, _netdev, noauto, ...) are ignored')
+  .option('-o, --options <opts>', 'mount options, comma-separated: FUSE options (ro, allow_other, ...), home=DIR (the DHTFS_HOME holding the volume), entry_timeout=SECONDS (how long names stay looked up, default 1; 0: never), nonempty (mount over a directory that holds files; refused otherwise); fstab-only ones (defaults, _netdev, noauto, ...) are ignored')
   .option('--background', 'start the mount as its own process and return once it is mounted (its log: DHTFS_HOME/logs/mount-*.log)')
   .action(
     action(async (name: string, mnt: string, o) => {

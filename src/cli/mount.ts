@@ -20,6 +20,8 @@ export interface MountOptionSet {
   home?: string;
   /** `entry_timeout=SECONDS`: how long the kernel keeps names (and the mount directories' attributes). */
   entryTimeout?: number;
+  /** `nonempty`: mount over a directory that holds files (hiding them), which is refused otherwise. */
+  nonempty?: boolean;
 }
 
 /** Splits a comma-separated -o list into libfuse options and dhtfs's own. */
@@ -29,6 +31,7 @@ export function parseMountOptions(list: string | undefined): MountOptionSet {
     const o = raw.trim();
     if (!o || MOUNT8_ONLY.has(o) || o.startsWith('x-') || o.startsWith('comment=')) continue;
     if (o.startsWith('home=')) r.home = o.slice(5);
+    else if (o === 'nonempty') r.nonempty = true;
     else if (o.startsWith('entry_timeout=')) {
       const t = Number(o.slice(14));
       if (!Number.isFinite(t) || t < 0) throw new FsError('EINVAL', `bad mount option ${o}: seconds expected`);
@@ -59,6 +62,21 @@ export function isMounted(mnt: string): boolean {
 }
 
 /**
+ * Refuses a mount point that is not an empty directory (its files would be hidden under the mount), unless
+ * `nonempty` was given, as mount.fuse did before libfuse 3 made it the default.
+ */
+export function checkMountPoint(target: string, opts: MountOptionSet): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new FsError(code, `mount point ${target}: ${code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'not a directory' : 'cannot be read'}`);
+  }
+  if (names.length > 0 && !opts.nonempty) throw new FsError('ENOTEMPTY', `mount point ${target} is not empty; mount with -o nonempty to mount over its files`);
+}
+
+/**
  * Mounts in this process and serves until SIGINT, SIGTERM or an unmount from outside; then unmounts
  * cleanly and resolves.
  */
@@ -68,6 +86,7 @@ export async function mountForeground(name: string, mnt: string, opts: MountOpti
   if (!avail.ok) throw new FsError('ENODEV', `cannot mount: ${avail.why}`);
   const spec = volumeSpec(name);
   const target = path.resolve(mnt);
+  checkMountPoint(target, opts);
   // The addon makes the mount's local reads itself (native/fuse.c), not the library.
   const vol = await Volume.connect(spec, { localFiles: null, umask: 0 }); // the kernel applies callers' umasks
   let ended!: () => void;
@@ -96,6 +115,7 @@ export async function mountForeground(name: string, mnt: string, opts: MountOpti
 export async function mountBackground(name: string, mnt: string, list: string | undefined): Promise<{ pid: number; log: string }> {
   const target = path.resolve(mnt);
   if (isMounted(target)) throw new FsError('EBUSY', `${target} is already a dhtfs mount`);
+  checkMountPoint(target, parseMountOptions(list));
   const logs = path.join(home(), 'logs');
   fs.mkdirSync(logs, { recursive: true });
   const log = path.join(logs, `mount-${target.replace(/[^A-Za-z0-9._-]+/g, '_')}.log`);

@@ -54,3 +54,28 @@ export function detailOf(e: unknown): string {
   if (e instanceof FsError) return e.detail;
   return (e as Error)?.message ?? String(e);
 }
+
+/**
+ * A Node system error (fs's: `EEXIST: file already exists, mkdir '/srv/b0/a'`) as an FsError that names
+ * the volume's path, not the brick's: `mkdir /a: file already exists`. A brick never tells its clients
+ * where on its host its files are; and the code travels once, as the code. Anything else passes as is.
+ */
+export function brickError(e: unknown, root: string): unknown {
+  const se = e as { code?: unknown; syscall?: unknown; path?: unknown; dest?: unknown; message?: unknown };
+  if (e instanceof FsError || !se || typeof se.code !== 'string' || typeof se.syscall !== 'string') return e;
+  const code = se.code;
+  const msg = typeof se.message === 'string' ? se.message : '';
+  // Node's form: `${code}: ${description}, ${syscall} '${path}' -> '${dest}'`.
+  const m = /^[A-Z0-9]+: (.*?), [a-z_0-9]+(?: '.*)?$/s.exec(msg);
+  const what = m ? m[1] : code;
+  const paths = [se.path, se.dest].filter((p): p is string => typeof p === 'string').map((p) => volumePathOf(p, root));
+  return FsError.quiet(code, `${se.syscall}${paths.length ? ' ' + paths.join(' -> ') : ''}: ${what}`);
+}
+
+/** `p` (a path on the brick's host) as the volume names it; a path outside the brick is not shown. */
+function volumePathOf(p: string, root: string): string {
+  const r = root.endsWith('/') ? root.slice(0, -1) : root;
+  if (p === r) return '/';
+  if (r !== '' && p.startsWith(r + '/')) return p.slice(r.length);
+  return p.startsWith('/') ? '(outside the brick)' : '/' + p;
+}

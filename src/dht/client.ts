@@ -1678,7 +1678,9 @@ export class DhtClient {
   }
 
   async statfs(): Promise<StatFsReply> {
-    const rs = await this.everywhere<StatFsReply>('statfs', {});
+    // Bricks on one file system share its space: counted once (GlusterFS counts each brick).
+    const seen = new Set<string>();
+    const rs = (await this.everywhere<StatFsReply>('statfs', {})).filter((s) => s.fsid === undefined || (!seen.has(s.fsid) && !!seen.add(s.fsid)));
     const bsize = 4096;
     const sum = (f: (s: StatFsReply) => number) => rs.reduce((acc, s) => acc + Math.floor((f(s) * s.bsize) / bsize), 0);
     return {

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import * as xattr from '@napi-rs/xattr';
 import type { DirEntry, FdLocal, FileLockMode, LocalFile, LocalFiles, LocalName, Stat, StatFs, Storage, Timespec } from './storage.js';
 import { O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_RDWR } from './storage.js';
-import { FsError } from '../common/errors.js';
+import { FsError, brickError } from '../common/errors.js';
 import { hostId } from '../common/real-env.js';
 import { gfidToBytes } from '../common/gfid.js';
 
@@ -261,8 +261,27 @@ export class DiskStorage implements Storage {
   }
   statfs(): StatFs {
     const s = statfsSync(this.root);
-    return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree };
+    const host = hostId();
+    const out: StatFs = { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree };
+    if (host) out.fsid = `${host}/${fs.statSync(this.root).dev}`;
+    return out;
   }
+}
+
+// Every error a DiskStorage method throws or rejects with names the volume's paths, never the brick's
+// directory on its host (common/errors.ts brickError): the brick sends these messages to its clients.
+for (const key of Object.getOwnPropertyNames(DiskStorage.prototype)) {
+  const proto = DiskStorage.prototype as unknown as Record<string, unknown>;
+  const f = proto[key];
+  if (key === 'constructor' || typeof f !== 'function') continue;
+  proto[key] = function (this: DiskStorage, ...args: unknown[]): unknown {
+    try {
+      const r = (f as (...a: unknown[]) => unknown).apply(this, args);
+      return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(brickError(e, this.root))) : r;
+    } catch (e) {
+      throw brickError(e, this.root);
+    }
+  };
 }
 
 /**

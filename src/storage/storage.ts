@@ -35,6 +35,11 @@ export interface StatFs {
   bavail: number;
   files: number;
   ffree: number;
+  /**
+   * Which file system this is (host and device), where the storage knows: bricks that report the same
+   * fsid share their space, and a volume's statfs counts it once.
+   */
+  fsid?: string;
 }
 
 /** Storage errors are thrown as objects with an errno-name `code` (ENOENT, ENOSPC, ...). */

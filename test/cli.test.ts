@@ -112,7 +112,7 @@ test('add-brick, rebalance start/status, remove-brick start/status/commit throug
       fs.writeFileSync(local, `file ${i}\n`);
       await cli('-V', 'rv', 'put', local, `/f${i}`);
     }
-    assert.match(await cli('volume', 'add-brick', 'rv', await brick(2)), /success \(rv-client-2\)/);
+    assert.match(await cli('volume', 'add-brick', 'rv', await brick(2)), /success \(rv-client-2 127\.0\.0\.1:\d+:/);
     await cli('volume', 'rebalance', 'rv', 'start');
     let st: { state: string; counters: { migrated: number; failed: number; scanned: number } } | null = null;
     for (let i = 0; i < 300; i++) {
@@ -154,6 +154,9 @@ test('up brings up the embedded default and mounts it where FUSE is; volume stop
   try {
     const out = await cli('up', '--data', path.join(home, 'bricks'), '--mount', mnt);
     assert.match(out, /volume default is up: 3 bricks/);
+    // The bricks took their ports from the brick port range themselves (no port probed, then bound).
+    const ports = (JSON.parse(await cli('volume', 'info', 'default', '--json')) as { bricks: { port: number }[] }).bricks.map((b) => b.port);
+    for (const p of ports) assert.ok(p >= 49152 && p <= 60999, `port ${p}`);
     fs.writeFileSync(path.join(home, 'in.txt'), 'through the CLI');
     await cli('put', path.join(home, 'in.txt'), '/in.txt');
     if (fuse) {

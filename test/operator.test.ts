@@ -7,9 +7,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { MAIN_JS, freePort } from '../src/cli/state.js';
+import { RpcClient } from '../src/wire/rpc.js';
+import { tcpNetwork } from '../src/wire/tcp.js';
+import type { VolumeSpec } from '../src/dht/spec.js';
 import { Volume } from '../src/api/volume.js';
 import { fuseAvailable } from '../src/fuse/mount.js';
 
@@ -120,5 +124,259 @@ test('mount refuses a mount point that is not empty, unless -o nonempty', { skip
   } finally {
     if (mountedHere()) await run('umount', ['-l', mnt]).catch(() => {});
     await cleanup('mv');
+  }
+});
+
+interface InfoBrick {
+  name: string;
+  host: string;
+  port: number;
+  dir: string;
+}
+
+/** Every brick's topology record, as the bricks of `spec` hold them. */
+async function topologies(spec: VolumeSpec): Promise<unknown[]> {
+  const out = [];
+  for (const b of spec.bricks) {
+    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: spec.volumeId, secret: spec.secret });
+    try {
+      out.push((await c.call<{ topology: unknown }>('getTopology', {})).topology);
+    } finally {
+      c.close();
+    }
+  }
+  return out;
+}
+
+/** A TCP port held by this process until `close` (someone else's port, for the brick). */
+async function holdPort(port = 0): Promise<{ port: number; close: () => Promise<void> }> {
+  const s = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(port, '127.0.0.1', () => resolve());
+  });
+  return { port: (s.address() as net.AddressInfo).port, close: () => new Promise((r) => s.close(() => r())) };
+}
+
+test('bricks take ports from the brick port range, binding before anyone is told, the next port when one is taken (HOST:/DIR)', async () => {
+  const { home, env, cleanup } = operator('dhtfs-op-ports-');
+  // A range whose first port someone else holds.
+  const taken = await holdPort();
+  const range = `${taken.port}-${taken.port + 40}`;
+  const cli = async (...args: string[]) => (await run(process.execPath, [MAIN_JS, ...args], { env: { ...env, DHTFS_PORT_RANGE: range } })).stdout;
+  try {
+    await cli('volume', 'create', 'rv', `127.0.0.1:${path.join(home, 'b0')}`, `127.0.0.1:${path.join(home, 'b1')}`);
+    await cli('volume', 'start', 'rv');
+    const info = JSON.parse(await cli('volume', 'info', 'rv', '--json')) as { bricks: InfoBrick[] };
+    const ports = info.bricks.map((b) => b.port);
+    for (const p of ports) assert.ok(p > taken.port && p <= taken.port + 40, `port ${p} in ${range}, not the taken one`);
+    assert.equal(new Set(ports).size, 2);
+    const st = JSON.parse(await cli('volume', 'status', 'rv', '--json')) as { bricks: { online: boolean }[] };
+    assert.deepEqual(st.bricks.map((b) => b.online), [true, true]);
+    // The port stays the brick's: a restart binds the same one.
+    await cli('volume', 'stop', 'rv');
+    await cli('volume', 'start', 'rv');
+    assert.deepEqual((JSON.parse(await cli('volume', 'info', 'rv', '--json')) as { bricks: InfoBrick[] }).bricks.map((b) => b.port), ports);
+    // add-brick HOST:/DIR: the same, the brick's own port in the spec.
+    assert.match(await cli('volume', 'add-brick', 'rv', `127.0.0.1:${path.join(home, 'b2')}`), /success \(rv-client-2 127\.0\.0\.1:\d+:/);
+    const after = JSON.parse(await cli('volume', 'info', 'rv', '--json')) as { bricks: InfoBrick[] };
+    assert.ok(after.bricks[2].port > taken.port && !ports.includes(after.bricks[2].port));
+    // The default range is GlusterFS's.
+    const dflt = await run(process.execPath, [MAIN_JS, 'volume', 'create', 'dv', `127.0.0.1:${path.join(home, 'd0')}`], { env });
+    assert.match(dflt.stdout, /success/);
+    await run(process.execPath, [MAIN_JS, 'volume', 'start', 'dv'], { env });
+    const dp = (JSON.parse((await run(process.execPath, [MAIN_JS, 'volume', 'info', 'dv', '--json'], { env })).stdout) as { bricks: InfoBrick[] }).bricks[0].port;
+    assert.ok(dp >= 49152 && dp <= 60999, `port ${dp} in 49152-60999`);
+    await assert.rejects(cli('volume', 'create', 'xv', `[::ffff:192.0.2.1]:${path.join(home, 'x0')}`), /another host: give its port/);
+  } finally {
+    await taken.close();
+    await cleanup('rv', 'dv');
+  }
+});
+
+test('a brick directory is claimed once: a second process on it, or another brick name, is refused at start', async () => {
+  const { home, cli, env, cleanup } = operator('dhtfs-op-claim-');
+  try {
+    await cli('volume', 'create', 'cv', `127.0.0.1:${await freePort()}:${path.join(home, 'b0')}`, `127.0.0.1:${await freePort()}:${path.join(home, 'b1')}`);
+    await cli('volume', 'start', 'cv');
+    const spec = JSON.parse(fs.readFileSync(path.join(home, 'volumes', 'cv', 'spec.json'), 'utf8')) as VolumeSpec;
+    const secretFile = path.join(home, 'secret');
+    fs.writeFileSync(secretFile, spec.secret, { mode: 0o600 });
+    const serve = (...args: string[]) => run(process.execPath, [MAIN_JS, 'brick', 'serve', ...args], { env, timeout: 10_000 });
+    // The same brick again, while it runs, on another port: the directory is locked.
+    await assert.rejects(serve('--dir', path.join(home, 'b0'), '--name', 'cv-client-0', '--port', '0', '--volume-id', spec.volumeId, '--secret-file', secretFile), (e: { stderr?: string; killed?: boolean }) => {
+      assert.ok(!e.killed, 'it exited by itself');
+      assert.match(e.stderr ?? '', /already served by another brick process \(pid \d+\)/);
+      return true;
+    });
+    // Under another name, while it runs, and once it is stopped: the directory is brick cv-client-0's.
+    const as = (name: string) => serve('--dir', path.join(home, 'b0'), '--name', name, '--volume-id', spec.volumeId, '--secret-file', secretFile);
+    await assert.rejects(as('cv-client-9'), /already served by another brick process/);
+    await cli('volume', 'stop', 'cv');
+    await assert.rejects(as('cv-client-9'), (e: { stderr?: string; killed?: boolean }) => {
+      assert.ok(!e.killed, 'it exited by itself');
+      assert.match(e.stderr ?? '', /brick directory is already brick [0-9a-f-]{36} of volume .*; refusing to serve it as cv-client-9/);
+      return true;
+    });
+    // Its own brick starts as before.
+    await cli('volume', 'start', 'cv');
+    const st = JSON.parse(await cli('volume', 'status', 'cv', '--json')) as { bricks: { online: boolean }[] };
+    assert.deepEqual(st.bricks.map((b) => b.online), [true, true]);
+  } finally {
+    await cleanup('cv');
+  }
+});
+
+test('add-brick refuses a directory that is, holds or is inside a brick of the volume, before anything changes', async () => {
+  const { home, cli, cliFails, cleanup } = operator('dhtfs-op-dup-');
+  try {
+    await cli('volume', 'create', 'dv', `127.0.0.1:${await freePort()}:${path.join(home, 'bricks', 'b0')}`, `127.0.0.1:${await freePort()}:${path.join(home, 'bricks', 'b1')}`);
+    await cli('volume', 'start', 'dv');
+    await cli('-V', 'dv', 'mkdir', '/d');
+    const specFile = path.join(home, 'volumes', 'dv', 'spec.json');
+    const specBefore = fs.readFileSync(specFile, 'utf8');
+    const spec = JSON.parse(specBefore) as VolumeSpec;
+    const topoBefore = await topologies(spec);
+    const port = await freePort();
+    // The issue's case: the same directory under a new port.
+    assert.match(await cliFails('volume', 'add-brick', 'dv', `127.0.0.1:${port}:${path.join(home, 'bricks', 'b0')}`), /is the directory of brick dv-client-0 .* a directory serves one brick/);
+    assert.match(await cliFails('volume', 'add-brick', 'dv', `localhost:${path.join(home, 'bricks', 'b1', '.')}`), /is the directory of brick dv-client-1/);
+    assert.match(await cliFails('volume', 'add-brick', 'dv', `127.0.0.1:${path.join(home, 'bricks', 'b1', 'd')}`), /is inside the directory of brick dv-client-1/);
+    assert.match(await cliFails('volume', 'add-brick', 'dv', `127.0.0.1:${path.join(home, 'bricks')}`), /holds the directory of brick dv-client-0/);
+    fs.symlinkSync(path.join(home, 'bricks', 'b0'), path.join(home, 'link'));
+    assert.match(await cliFails('volume', 'add-brick', 'dv', `127.0.0.1:${path.join(home, 'link')}`), /is the directory of brick dv-client-0/);
+    assert.match(await cliFails('volume', 'add-brick', 'dv', `127.0.0.1:${path.join(home, 'n0')}`, `127.0.0.1:${path.join(home, 'n0')}`), /given twice/);
+    assert.equal(fs.readFileSync(specFile, 'utf8'), specBefore);
+    assert.deepEqual(await topologies(spec), topoBefore);
+    assert.equal((await cli('-V', 'dv', 'ls', '/')).trim(), 'd');
+  } finally {
+    await cleanup('dv');
+  }
+});
+
+test('a failed add-brick (port taken, remote brick not serving) leaves the spec and every topology as they were; a retry works', { timeout: 120_000 }, async () => {
+  const { home, cli, cliFails, env, cleanup } = operator('dhtfs-op-add-');
+  const taken = await holdPort();
+  try {
+    await cli('volume', 'create', 'av', `127.0.0.1:${await freePort()}:${path.join(home, 'b0')}`, `127.0.0.1:${await freePort()}:${path.join(home, 'b1')}`);
+    await cli('volume', 'start', 'av');
+    for (let i = 0; i < 20; i++) {
+      fs.writeFileSync(path.join(home, 'f'), `file ${i}\n`);
+      await cli('-V', 'av', 'put', path.join(home, 'f'), `/f${i}`);
+    }
+    const specFile = path.join(home, 'volumes', 'av', 'spec.json');
+    const specBefore = fs.readFileSync(specFile, 'utf8');
+    const spec = JSON.parse(specBefore) as VolumeSpec;
+    const topoBefore = await topologies(spec);
+    const unchanged = async (what: string) => {
+      assert.equal(fs.readFileSync(specFile, 'utf8'), specBefore, `${what}: the spec is as it was`);
+      assert.deepEqual(await topologies(spec), topoBefore, `${what}: every brick's topology is as it was`);
+      assert.ok(!fs.existsSync(path.join(home, 'volumes', 'av', 'run', 'av-client-2.pid')), `${what}: no brick process left`);
+      for (let i = 0; i < 20; i += 7) assert.equal(await cli('-V', 'av', 'cat', `/f${i}`), `file ${i}\n`, `${what}: files read`);
+    };
+    // 1. The port is someone else's (EADDRINUSE): the new brick never answers.
+    const newDir = path.join(home, 'b2');
+    assert.match(await cliFails('volume', 'add-brick', 'av', `127.0.0.1:${taken.port}:${newDir}`), /did not start: .*EADDRINUSE/);
+    await unchanged('port taken');
+    assert.ok(!fs.existsSync(newDir), 'the directory it made is gone');
+    // 2. A brick on another host that nobody serves yet ([::ffff:127.0.0.1] is loopback, but not this host's name).
+    const remotePort = await freePort();
+    const remoteDir = path.join(home, 'r3');
+    assert.match(await cliFails('volume', 'add-brick', 'av', `[::ffff:127.0.0.1]:${remotePort}:${remoteDir}`), /does not answer.*start it there first: dhtfs brick serve --dir/);
+    await unchanged('remote brick not serving');
+    // 3. Both again, now that they can work: the port freed, the remote brick started by its operator.
+    await taken.close();
+    fs.writeFileSync(path.join(home, 'secret'), spec.secret, { mode: 0o600 });
+    fs.mkdirSync(remoteDir);
+    const remote = execFile(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', remoteDir, '--port', String(remotePort), '--name', 'av-client-3', '--volume-id', spec.volumeId, '--secret-file', path.join(home, 'secret')], { env });
+    try {
+      for (let i = 0; i < 100 && !(await canConnect(remotePort)); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(await cli('volume', 'add-brick', 'av', `127.0.0.1:${taken.port}:${newDir}`, `[::ffff:127.0.0.1]:${remotePort}:${remoteDir}`), /success \(av-client-2 127\.0\.0\.1:\d+:.*, av-client-3 ::ffff:127\.0\.0\.1:\d+:/);
+      const info = JSON.parse(await cli('volume', 'info', 'av', '--json')) as { bricks: InfoBrick[] };
+      assert.deepEqual(info.bricks.map((b) => b.name), ['av-client-0', 'av-client-1', 'av-client-2', 'av-client-3']);
+      const now = JSON.parse(fs.readFileSync(specFile, 'utf8')) as VolumeSpec;
+      const topo = (await topologies(now)) as { bricks: { name: string }[] }[];
+      for (const t of topo) assert.deepEqual(t.bricks.map((b) => b.name), ['av-client-0', 'av-client-1', 'av-client-2', 'av-client-3']);
+      // The new bricks take their share of new files (the layout of a new directory), and everything reads.
+      await cli('-V', 'av', 'mkdir', '/new');
+      const where = new Set<string>();
+      for (let i = 0; i < 24; i++) {
+        fs.writeFileSync(path.join(home, 'f'), `new ${i}\n`);
+        await cli('-V', 'av', 'put', path.join(home, 'f'), `/new/g${i}`);
+        where.add((JSON.parse(await cli('-V', 'av', 'stat', `/new/g${i}`, '--json')) as { dataBrick: string }).dataBrick);
+      }
+      assert.ok(where.has('av-client-2') && where.has('av-client-3'), [...where].join(' '));
+      for (let i = 0; i < 20; i++) assert.equal(await cli('-V', 'av', 'cat', `/f${i}`), `file ${i}\n`);
+    } finally {
+      remote.kill('SIGTERM');
+    }
+  } finally {
+    await taken.close().catch(() => {});
+    await cleanup('av');
+  }
+});
+
+async function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a new empty directory; the other bricks\' files read, new files go everywhere', { timeout: 120_000 }, async () => {
+  const { home, cli, cliFails, cleanup } = operator('dhtfs-op-replace-');
+  try {
+    await cli('volume', 'create', 'xv', ...[0, 1, 2].map((i) => `127.0.0.1:${path.join(home, `b${i}`)}`));
+    await cli('volume', 'start', 'xv');
+    await cli('-V', 'xv', 'mkdir', '-p', '/d1/d2');
+    const where = new Map<string, string>();
+    for (let i = 0; i < 30; i++) {
+      const p = `${['', '/d1', '/d1/d2'][i % 3]}/f${i}`;
+      fs.writeFileSync(path.join(home, 'f'), `file ${i}\n`);
+      await cli('-V', 'xv', 'put', path.join(home, 'f'), p);
+      where.set(p, (JSON.parse(await cli('-V', 'xv', 'stat', p, '--json')) as { dataBrick: string }).dataBrick);
+    }
+    assert.ok([...where.values()].includes('xv-client-1'), 'some files are on the brick that dies');
+    const st = JSON.parse(await cli('volume', 'status', 'xv', '--json')) as { bricks: { brick: string; pid: number }[] };
+    process.kill(st.bricks[1].pid, 'SIGKILL');
+    const newDir = path.join(home, 'new1');
+    // Refused: not commit force, a directory that is a brick's, one that is not empty.
+    assert.match(await cliFails('volume', 'replace-brick', 'xv', 'xv-client-1', `127.0.0.1:${newDir}`, 'commit'), /commit force|missing required argument/);
+    assert.match(await cliFails('volume', 'replace-brick', 'xv', 'xv-client-1', `127.0.0.1:${path.join(home, 'b2')}`, 'commit', 'force'), /directory of brick xv-client-2/);
+    fs.mkdirSync(path.join(home, 'full'));
+    fs.writeFileSync(path.join(home, 'full', 'x'), '');
+    assert.match(await cliFails('volume', 'replace-brick', 'xv', 'xv-client-1', `127.0.0.1:${path.join(home, 'full')}`, 'commit', 'force'), /not empty/);
+    assert.match(await cli('volume', 'replace-brick', 'xv', 'xv-client-1', `127.0.0.1:${newDir}`, 'commit', 'force'), /success \(xv-client-1 is now 127\.0\.0\.1:\d+:.*new1, 2 directories made there\)/);
+    const info = JSON.parse(await cli('volume', 'info', 'xv', '--json')) as { bricks: InfoBrick[] };
+    assert.deepEqual(info.bricks.map((b) => [b.name, b.dir]), [['xv-client-0', path.join(home, 'b0')], ['xv-client-1', newDir], ['xv-client-2', path.join(home, 'b2')]]);
+    assert.ok(fs.existsSync(path.join(newDir, 'd1', 'd2')), 'the new brick has every directory');
+    // Files on the live bricks read; the dead brick's are gone with it (no copy in a distribute volume).
+    for (const [p, b] of where) {
+      if (b === 'xv-client-1') await assert.rejects(cli('-V', 'xv', 'cat', p), /ENOENT/);
+      else assert.equal(await cli('-V', 'xv', 'cat', p), `file ${/f(\d+)$/.exec(p)![1]}\n`);
+    }
+    // New files are made on every brick, the new one included, in every directory, and read back.
+    const placed = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      const p = `${['', '/d1', '/d1/d2'][i % 3]}/g${i}`;
+      fs.writeFileSync(path.join(home, 'f'), `new ${i}\n`);
+      await cli('-V', 'xv', 'put', path.join(home, 'f'), p);
+      const s = JSON.parse(await cli('-V', 'xv', 'stat', p, '--json')) as { dataBrick: string; hashedBrick: string };
+      assert.equal(s.dataBrick, s.hashedBrick, `${p} is on its hashed brick: the layouts have no hole`);
+      placed.add(s.dataBrick);
+      assert.equal(await cli('-V', 'xv', 'cat', p), `new ${i}\n`);
+    }
+    assert.deepEqual([...placed].sort(), ['xv-client-0', 'xv-client-1', 'xv-client-2']);
+    // The same names hash where they did: a file of the dead brick made again lands on the new brick.
+    const lost = [...where].find(([, b]) => b === 'xv-client-1')![0];
+    await cli('-V', 'xv', 'put', path.join(home, 'f'), lost);
+    assert.equal((JSON.parse(await cli('-V', 'xv', 'stat', lost, '--json')) as { dataBrick: string }).dataBrick, 'xv-client-1');
+    assert.ok(fs.existsSync(path.join(newDir, lost)));
+  } finally {
+    await cleanup('xv');
   }
 });

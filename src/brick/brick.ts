@@ -75,6 +75,12 @@ export interface BrickConfig {
   xattrPrefix: string;
   /** Bounds on clients' fds and locks (wire/limits.ts); the defaults without. */
   limits?: BrickLimits;
+  /**
+   * Which brick of the volume this directory is (the CLI's spec keeps a uuid per brick; default: the
+   * name). The first start claims the directory with it (`<prefix>dhtfs.brick-id` on the root); a
+   * directory claimed by another brick is refused, so one directory never serves as two bricks.
+   */
+  brickId?: string;
 }
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void;
@@ -319,7 +325,14 @@ export class Brick implements RequestHandler<Session> {
     if (have && !Buffer.from(have).equals(want)) {
       throw new Error(`brick directory belongs to volume ${gfidFromBytes(have)}, not ${this.cfg.volumeId}`);
     }
+    const brickIdKey = `${this.cfg.xattrPrefix}dhtfs.brick-id`;
+    const id = this.cfg.brickId ?? this.cfg.name;
+    const claimed = this.st.getxattr('', brickIdKey);
+    if (claimed && Buffer.from(claimed).toString('utf8') !== id) {
+      throw new Error(`brick directory is already brick ${Buffer.from(claimed).toString('utf8')} of volume ${this.cfg.volumeId}; refusing to serve it as ${this.cfg.name} (${id})`);
+    }
     if (!have) this.st.setxattr('', this.X.volumeId, want);
+    if (!claimed) this.st.setxattr('', brickIdKey, Buffer.from(id, 'utf8'));
     const g = this.st.getxattr('', this.X.gfid);
     if (!g) this.st.setxattr('', this.X.gfid, gfidToBytes(ROOT_GFID));
     else if (gfidFromBytes(g) !== ROOT_GFID) throw new Error('brick root has a gfid other than the root gfid');

@@ -11,12 +11,18 @@ import type { Listener } from '../wire/transport.js';
 import { DEFAULT_MAX_FRAME } from '../wire/frame.js';
 import { ConnectionGate, LIMIT_DEFAULTS, LimitLog, clip, limitsFrom, type BrickLimits } from '../wire/limits.js';
 import { readFileSync } from 'node:fs';
+import { lockBrickDir } from './claim.js';
+import { listenInRange, parsePortRange, type PortRange } from './ports.js';
 
 export interface BrickServeOptions {
   dir: string;
   host: string;
+  /** 0: the first free port of `portRange` (GlusterFS's 49152-60999 by default). */
   port: number;
+  portRange?: PortRange;
   name: string;
+  /** The brick's id in the volume (see BrickConfig.brickId). */
+  brickId?: string;
   volumeId: string;
   secret: string;
   /** The volume's administrative secret (volume changes: topology, commit hash); none: no session may make them. */
@@ -82,15 +88,18 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
   const limitLog = new LimitLog(realClock, (msg, extra) => log.warn(extra ?? {}, msg));
   const gate = new ConnectionGate(limits, limitLog);
   process.umask(0);
+  const storage = new DiskStorage(o.dir);
   const brick = new Brick(
-    new DiskStorage(o.dir),
-    { name: o.name, volumeId: o.volumeId, xattrPrefix: o.xattrPrefix ?? defaultXattrPrefix(), limits },
+    storage,
+    { name: o.name, volumeId: o.volumeId, xattrPrefix: o.xattrPrefix ?? defaultXattrPrefix(), limits, ...(o.brickId ? { brickId: o.brickId } : {}) },
     realClock,
     realRandom,
     (level, msg, extra) => log[level](extra ?? {}, msg),
   );
-  brick.init();
-  const listener = await tcpNetwork.listen(o.host, o.port, (conn) => {
+  // The directory is this process's alone before anything is written there; it is claimed as this
+  // brick (init) once the port is bound: a brick that cannot bind leaves the directory as it was.
+  await lockBrickDir(storage);
+  const listen = (port: number) => tcpNetwork.listen(o.host, port, (conn) => {
     const g = gate.admit(conn);
     if (!g) return;
     serveConnection(conn, brick, {
@@ -107,6 +116,13 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
       gate: g,
     });
   });
+  const listener = o.port === 0 ? await listenInRange(o.portRange ?? parsePortRange(), listen) : await listen(o.port);
+  try {
+    brick.init(); // before any connection is handled (those come in later turns of the event loop)
+  } catch (e) {
+    await listener.close();
+    throw e;
+  }
   log.info({ dir: o.dir, port: listener.port, limits }, 'brick serving');
   return { listener, brick, close: () => listener.close() };
 }

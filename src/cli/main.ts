@@ -8,7 +8,7 @@ import { Volume } from '../api/volume.js';
 import { LIVE_OPTIONS, liveOption, liveOptionsIn, validateSpec, type VolumeOptions, type VolumeSpec } from '../dht/spec.js';
 import { serveBrick } from '../brick/server.js';
 import { FsError, codeOf } from '../common/errors.js';
-import { addBricks, formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
+import { formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
 import { migrateFile } from '../rebalance/migrate.js';
 import { migrateFileLegacy } from '../rebalance/legacy.js';
 import type { DirEntryAttr } from '../wire/types.js';
@@ -16,7 +16,6 @@ import {
   PACKAGE_ROOT,
   brickPid,
   createVolume,
-  freePort,
   isLocalHost,
   listVolumes,
   loadVolume,
@@ -26,8 +25,11 @@ import {
   startBricks,
   stopBricks,
   volDir,
+  type StoredBrick,
   type StoredVolume,
 } from './state.js';
+import { parsePortRange } from '../brick/ports.js';
+import { addBricks, replaceBrick } from './bricks.js';
 
 const program = new Command();
 program
@@ -73,8 +75,10 @@ brick
   .option('--brick <name>', 'with --spec FILE: which brick of the spec to serve, all settings from the spec')
   .option('--dir <dir>', 'directory to export')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
-  .option('--port <port>', 'TCP port (0: any free port)', (v) => Number(v))
+  .option('--port <port>', 'TCP port (0, the default: the first free one of the brick port range)', (v) => Number(v))
+  .option('--port-range <first-last>', 'the brick port range (default: $DHTFS_PORT_RANGE, else 49152-60999 as GlusterFS)')
   .option('--name <name>', 'subvolume name of this brick (e.g. vol-client-0)')
+  .option('--brick-id <id>', 'the id this directory is claimed with (default: the name); a directory claimed by another brick is refused')
   .option('--volume-id <uuid>', 'volume id')
   .option('--secret-file <file>', 'file holding the shared secret')
   .option('--admin-secret-file <file>', "file holding the volume's admin secret (without it no client may change the volume)")
@@ -89,13 +93,15 @@ brick
         const b = spec.bricks.find((x) => x.name === o.brick);
         if (!b) throw new Error(`brick ${o.brick} is not in ${o.spec}`);
         if (!b.dir) throw new Error(`brick ${o.brick} has no dir in the spec`);
-        opts = { dir: b.dir, host: b.host, port: b.port, name: b.name, volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret };
+        opts = { dir: b.dir, host: b.host, port: b.port, name: b.name, brickId: (b as StoredBrick).id ?? o.brickId, volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret };
       } else {
-        for (const k of ['dir', 'port', 'name', 'volumeId', 'secretFile']) if (o[k] === undefined) throw new Error(`--${k.replace(/[A-Z]/g, (c: string) => '-' + c.toLowerCase())} is required without --spec`);
-        opts = { dir: path.resolve(o.dir), host: o.host, port: o.port, name: o.name, volumeId: o.volumeId, secret: fs.readFileSync(o.secretFile, 'utf8').trim(), adminSecret: o.adminSecretFile ? fs.readFileSync(o.adminSecretFile, 'utf8').trim() : undefined };
+        for (const k of ['dir', 'name', 'volumeId', 'secretFile']) if (o[k] === undefined) throw new Error(`--${k.replace(/[A-Z]/g, (c: string) => '-' + c.toLowerCase())} is required without --spec`);
+        opts = { dir: path.resolve(o.dir), host: o.host, port: o.port ?? 0, name: o.name, brickId: o.brickId, volumeId: o.volumeId, secret: fs.readFileSync(o.secretFile, 'utf8').trim(), adminSecret: o.adminSecretFile ? fs.readFileSync(o.adminSecretFile, 'utf8').trim() : undefined };
       }
-      const srv = await serveBrick({ ...opts, xattrPrefix: o.xattrPrefix, logLevel: o.logLevel });
-      process.stdout.write(JSON.stringify({ event: 'listening', port: srv.listener.port, brick: opts.name }) + '\n');
+      if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new Error('--port is a TCP port, or 0');
+      const srv = await serveBrick({ ...opts, portRange: parsePortRange(o.portRange), xattrPrefix: o.xattrPrefix, logLevel: o.logLevel });
+      // Told only once bound: whoever started this process reads its port here (stdout, or its log).
+      process.stdout.write(JSON.stringify({ event: 'listening', port: srv.listener.port, brick: opts.name, pid: process.pid }) + '\n');
       const stop = () => {
         void srv.close().then(() => process.exit(0));
         setTimeout(() => process.exit(0), 2000).unref();
@@ -111,7 +117,7 @@ const volume = program.command('volume').description('create, start, stop and in
 
 volume
   .command('create <name> <bricks...>')
-  .description('create a volume from bricks given as HOST:PORT:/DIR')
+  .description('create a volume from bricks given as HOST:/DIR (a local brick takes a port of the brick port range, 49152 and up, when it first starts) or HOST:PORT:/DIR')
   .option('--min-free-disk <n>', 'percent (< 100) or bytes kept free on each brick', (v) => Number(v), 10)
   .option('--no-lookup-optimize', 'always look on every brick when a name is not on its hashed brick')
   .option('--ping-timeout <s>', 'seconds a brick with calls in flight may stay silent before clients cut it off (0: never)', (v) => Number(v), 42)
@@ -305,6 +311,8 @@ volume
   .action(
     action((name: string, o) => {
       const v = loadVolume(name);
+      const unbound = v.bricks.filter((b) => b.port === 0).map((b) => b.name);
+      if (unbound.length) throw new Error(`${unbound.join(', ')} have no port yet (they take one when they first start): dhtfs volume start ${name}`);
       const spec: VolumeSpec = { name: v.name, volumeId: v.volumeId, secret: v.secret, bricks: v.bricks.map(({ name: n, host, port }) => ({ name: n, host, port })), options: v.options };
       const text = JSON.stringify(spec, null, 2) + '\n';
       if (o.output) {
@@ -331,13 +339,32 @@ volume
 
 volume
   .command('add-brick <name> <bricks...>')
-  .description('add bricks (HOST:PORT:/DIR) to a volume; run "volume rebalance NAME start" to move files onto them')
+  .description(
+    'add bricks (HOST:/DIR or HOST:PORT:/DIR; a brick on another host must be serving already) to a volume, all or none: each new brick is started and answering before any brick is told of it, and a directory that is, holds or is inside a brick of the volume is refused; run "volume rebalance NAME start" to move files onto them',
+  )
   .option('--json', 'print the result as JSON')
   .action(
     action(async (name: string, bricks: string[], o) => {
       const v = loadVolume(name);
       const added = await addBricks(v, bricks);
-      out(o.json, { added }, () => `volume add-brick: ${name}: success (${added.join(', ')}); start a rebalance to use them: dhtfs volume rebalance ${name} start`);
+      const names = added.map((b) => b.name);
+      out(o.json, { added: names, bricks: added.map(({ name: n, host, port, dir }) => ({ name: n, host, port, dir })) }, () => `volume add-brick: ${name}: success (${added.map((b) => `${b.name} ${b.host}:${b.port}:${b.dir}`).join(', ')}); start a rebalance to use them: dhtfs volume rebalance ${name} start`);
+    }),
+  );
+
+volume
+  .command('replace-brick <name> <old> <new> <commit> <force>')
+  .description(
+    "give a brick's place (OLD: its name or HOST:PORT) to a new, empty directory (NEW: HOST:/DIR or HOST:PORT:/DIR), as GlusterFS's replace-brick ... commit force: same brick name, so every layout stays valid; the new brick gets every directory with the old one's ranges before clients meet it. OLD's files are not in the volume any more (a distribute volume keeps no other copy): to move a working brick's files, use remove-brick",
+  )
+  .option('--json', 'print the result as JSON')
+  .action(
+    action(async (name: string, oldArg: string, newArg: string, commit: string, force: string, o) => {
+      if (commit !== 'commit' || force !== 'force') throw new Error('usage: volume replace-brick NAME OLD NEW commit force');
+      const v = loadVolume(name);
+      const r = await replaceBrick(v, oldArg, newArg);
+      const b = r.brick;
+      out(o.json, { brick: b.name, host: b.host, port: b.port, dir: b.dir, directories: r.dirs }, () => `volume replace-brick: ${name}: success (${b.name} is now ${b.host}:${b.port}:${b.dir}, ${r.dirs} directories made there)`);
     }),
   );
 
@@ -514,7 +541,8 @@ program
       if (listVolumes().includes(o.name)) v = loadVolume(o.name);
       else {
         const bricks = [];
-        for (let i = 0; i < o.bricks; i++) bricks.push(`127.0.0.1:${await freePort()}:${path.resolve(o.data, `b${i}`)}`);
+        // Each brick takes its port itself, from the brick port range, when it first starts.
+        for (let i = 0; i < o.bricks; i++) bricks.push(`127.0.0.1:${path.resolve(o.data, `b${i}`)}`);
         v = createVolume(o.name, bricks);
         process.stdout.write(`created volume ${o.name} with ${o.bricks} bricks under ${path.resolve(o.data)}\n`);
       }

@@ -1,0 +1,37 @@
+/**
+ * Brick ports (edge code): a brick given no port binds the first free one of a dedicated range, as
+ * GlusterFS's bricks take theirs from base-port 49152 up to max-port 60999, and only then tells anyone
+ * its port (the listening line on stdout): no port is probed free and bound later, when any outgoing
+ * connection may have taken it.
+ */
+import { FsError, codeOf } from '../common/errors.js';
+
+export interface PortRange {
+  first: number;
+  last: number;
+}
+
+/** GlusterFS's range. DHTFS_PORT_RANGE=FIRST-LAST changes it. */
+export const DEFAULT_PORT_RANGE: PortRange = { first: 49152, last: 60999 };
+
+/** `FIRST-LAST` (or one port); undefined: DHTFS_PORT_RANGE, else the default. */
+export function parsePortRange(s: string | undefined = process.env.DHTFS_PORT_RANGE): PortRange {
+  if (s === undefined || s === '') return DEFAULT_PORT_RANGE;
+  const m = /^(\d+)(?:-(\d+))?$/.exec(s.trim());
+  const first = m ? Number(m[1]) : NaN;
+  const last = m ? Number(m[2] ?? m[1]) : NaN;
+  if (!(first >= 1 && last <= 65535 && first <= last)) throw new Error(`bad port range '${s}': FIRST-LAST within 1-65535`);
+  return { first, last };
+}
+
+/** Binds the first port of `range` that `listen` gets (the next one on EADDRINUSE). */
+export async function listenInRange<L>(range: PortRange, listen: (port: number) => Promise<L>): Promise<L> {
+  for (let p = range.first; p <= range.last; p++) {
+    try {
+      return await listen(p);
+    } catch (e) {
+      if (codeOf(e) !== 'EADDRINUSE' && codeOf(e) !== 'EACCES') throw e;
+    }
+  }
+  throw new FsError('EADDRINUSE', `no free port in ${range.first}-${range.last}`);
+}

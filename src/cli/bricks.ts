@@ -1,0 +1,312 @@
+/**
+ * add-brick and replace-brick, all or nothing: a new brick is started, bound and answering (and, for
+ * replace-brick, given every directory with its slot's ranges) before any topology names it; a failure
+ * stops what was started, unclaims what was claimed, and leaves the spec and every brick's topology as
+ * they were (edge code: processes, files, xattrs).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import * as xattr from '@napi-rs/xattr';
+import { RpcClient } from '../wire/rpc.js';
+import { tcpNetwork } from '../wire/tcp.js';
+import type { Attr, DirEntryAttr, RootInfo } from '../wire/types.js';
+import { RING_MAX, isEmptyRange, type LayoutRange } from '../dht/layout.js';
+import { defaultXattrPrefix } from '../brick/server.js';
+import { codeOf } from '../common/errors.js';
+import { pushTopology } from './rebalance.js';
+import {
+  awaitBrick,
+  brickPid,
+  checkNewBricks,
+  isLocalHost,
+  parseBrickArg,
+  pidFile,
+  probeBrick,
+  spawnBrick,
+  volDir,
+  type Spawned,
+  type StoredBrick,
+  type StoredVolume,
+} from './state.js';
+
+const START_TIMEOUT_MS = 15_000;
+
+async function connect(v: StoredVolume, b: StoredBrick): Promise<RpcClient> {
+  return RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, clientName: 'cli' });
+}
+
+/** Every brick of `bricks` must answer: each is given the new topology. */
+async function allAnswer(v: StoredVolume, bricks: StoredBrick[], what: string): Promise<void> {
+  for (const b of bricks) if (!(await probeBrick(v, b))) throw new Error(`brick ${b.name} (${b.host}:${b.port}) does not answer; ${what} needs every other brick of the volume up`);
+}
+
+/** A brick on another host, started there by its operator: it must answer as this volume's brick `b.name`. */
+async function checkRemote(v: StoredVolume, b: StoredBrick): Promise<void> {
+  const hint = `start it there first: dhtfs brick serve --dir ${b.dir} --port ${b.port} --host ${b.host} --name ${b.name} --volume-id ${v.volumeId} --secret-file FILE`;
+  let c: RpcClient;
+  try {
+    c = await connect(v, b);
+  } catch (e) {
+    throw new Error(`brick ${b.host}:${b.port} does not answer (${codeOf(e)}); ${hint}`);
+  }
+  try {
+    const r = await c.call<RootInfo>('rootInfo', {});
+    if (r.brick !== b.name) throw new Error(`${b.host}:${b.port} serves brick ${r.brick}, not ${b.name}; ${hint}`);
+  } finally {
+    c.close();
+  }
+}
+
+/** What a local brick directory was before this command: made by it, and claimed by a brick or not. */
+interface DirBefore {
+  dir: string;
+  existed: boolean;
+  claimed: boolean;
+}
+
+const claimKeys = () => [`${defaultXattrPrefix()}dhtfs.brick-id`, `${defaultXattrPrefix()}glusterfs.volume-id`];
+
+function dirBefore(dir: string): DirBefore {
+  const existed = fs.existsSync(dir);
+  let claimed = false;
+  try {
+    claimed = existed && xattr.getAttributeSync(dir, claimKeys()[0]) !== null;
+  } catch {
+    /* no such xattr */
+  }
+  return { dir, existed, claimed };
+}
+
+/** Puts a directory this command claimed back as it was: made by it, removed; else its claim removed. */
+function undoDir(d: DirBefore): void {
+  if (d.claimed) return;
+  if (!d.existed) return void fs.rmSync(d.dir, { recursive: true, force: true });
+  for (const k of claimKeys()) {
+    try {
+      xattr.removeAttributeSync(d.dir, k);
+    } catch {
+      /* not there */
+    }
+  }
+  fs.rmSync(path.join(d.dir, '.glusterfs', 'dhtfs-brick.lock'), { force: true });
+}
+
+async function stopProcess(v: StoredVolume, name: string, pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    /* gone */
+  }
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+  fs.rmSync(pidFile(v, name), { force: true });
+}
+
+/**
+ * Starts `bricks` (local ones as processes serving the spec `v` would have with them; remote ones must
+ * answer already) and runs `commit` once all answer. On any failure, stops and unclaims what it started
+ * and rethrows; `commit` must leave `v` as it was if it throws.
+ */
+async function withNewBricks<T>(v: StoredVolume, pendingSpec: StoredVolume, bricks: StoredBrick[], commit: () => Promise<T>): Promise<T> {
+  const pending = path.join(volDir(v.name), `pending-${process.pid}.json`);
+  fs.writeFileSync(pending, JSON.stringify(pendingSpec, null, 2) + '\n', { mode: 0o600 });
+  const spawned: Spawned[] = [];
+  const dirs: DirBefore[] = [];
+  try {
+    for (const b of bricks) {
+      if (!isLocalHost(b.host)) continue;
+      dirs.push(dirBefore(b.dir));
+      fs.mkdirSync(b.dir, { recursive: true });
+      spawned.push(spawnBrick(v, b, pending));
+    }
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    for (const s of spawned) await awaitBrick(v, s, deadline);
+    for (const b of bricks) if (!isLocalHost(b.host)) await checkRemote(v, b);
+    return await commit();
+  } catch (e) {
+    for (const s of spawned) await stopProcess(v, s.brick.name, s.pid);
+    for (const d of dirs) undoDir(d);
+    throw e;
+  } finally {
+    fs.rmSync(pending, { force: true });
+  }
+}
+
+/** Pushes `v`'s topology; if that fails part way, pushes `before`'s bricks back (best effort) and rethrows. */
+async function pushOrUndo(v: StoredVolume, before: StoredBrick[]): Promise<void> {
+  const now = v.bricks;
+  try {
+    await pushTopology(v);
+  } catch (e) {
+    v.bricks = before;
+    await pushTopology(v).catch(() => {});
+    v.bricks = now;
+    throw e;
+  }
+}
+
+/** add-brick: the new bricks (HOST:/DIR or HOST:PORT:/DIR), named NAME-client-N, all or none. */
+export async function addBricks(v: StoredVolume, args: string[]): Promise<StoredBrick[]> {
+  const parsed = args.map(parseBrickArg);
+  checkNewBricks(v, parsed);
+  await allAnswer(v, v.bricks, 'add-brick');
+  let next = Math.max(-1, ...v.bricks.map((b) => Number(/-client-(\d+)$/.exec(b.name)?.[1] ?? -1))) + 1;
+  const added: StoredBrick[] = parsed.map((p) => ({ name: `${v.name}-client-${next++}`, host: p.host, port: p.port, dir: p.dir, ...(isLocalHost(p.host) ? { id: randomUUID() } : {}) }));
+  const before = [...v.bricks];
+  return withNewBricks(v, { ...v, bricks: [...before, ...added] }, added, async () => {
+    v.bricks = [...before, ...added];
+    try {
+      await pushOrUndo(v, before);
+    } catch (e) {
+      v.bricks = before;
+      throw e;
+    }
+    return added;
+  });
+}
+
+/** A brick of `v` named by its name or HOST:PORT[:DIR]. */
+export function findBrick(v: StoredVolume, arg: string): StoredBrick {
+  const byName = v.bricks.find((b) => b.name === arg);
+  if (byName) return byName;
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)(?::.*)?$/.exec(arg);
+  const b = m && v.bricks.find((x) => x.host === m[1].replace(/^\[|\]$/g, '') && x.port === Number(m[2]));
+  if (!b) throw new Error(`${arg} is not a brick of volume ${v.name}`);
+  return b;
+}
+
+/**
+ * The ranges of a directory that no other brick has (the replaced brick's: the hole in the others'
+ * layout), with the others' commit and type.
+ */
+function holesOf(others: LayoutRange[]): LayoutRange[] {
+  const rs = others.filter((r) => !isEmptyRange(r)).sort((a, b) => a.start - b.start);
+  const commit = rs[0]?.commit ?? 0;
+  const type = rs[0]?.type ?? 0;
+  const out: LayoutRange[] = [];
+  let expect = 0;
+  for (const r of rs) {
+    if (r.start > expect) out.push({ commit, type, start: expect, stop: r.start - 1 });
+    expect = Math.max(expect, r.stop + 1);
+  }
+  if (rs.length > 0 && expect <= RING_MAX) out.push({ commit, type, start: expect, stop: RING_MAX });
+  return out;
+}
+
+/**
+ * Gives `target` (a new, empty brick) every directory the other bricks hold, each with the ranges the
+ * others leave free (its slot's), the same gfid, owner, mode and times; and the root's commit hash.
+ * Returns how many directories it made.
+ */
+async function copyDirectories(others: RpcClient[], target: RpcClient, again = false): Promise<number> {
+  if (!again) await copyRootCommit(others, target);
+  let made = 0;
+  const walk = async (dir: string): Promise<void> => {
+    const attrs = (await Promise.all(others.map((c) => c.call<Attr>('lookup', { path: dir }).catch(() => null)))).filter((a): a is Attr => a !== null && (a.mode & 0o170000) === 0o040000);
+    if (attrs.length === 0) return;
+    const holes = holesOf(attrs.flatMap((a) => a.layout ?? []));
+    const layout = holes.length > 0 ? holes : null;
+    if (dir === '/') {
+      if (!again) await target.call('setLayout', { path: '/', layout });
+    } else {
+      const a = attrs[0];
+      try {
+        await target.call('mkdir', { path: dir, mode: a.mode & 0o7777, gfid: a.gfid, uid: a.uid, gid: a.gid, layout, atime: a.atime, mtime: a.mtime, keepTimes: true });
+        made++;
+      } catch (e) {
+        if (codeOf(e) !== 'EEXIST') throw e;
+        // Again, once clients use the brick: a directory it has is theirs to lay out.
+        if (!again) await target.call('setLayout', { path: dir, layout });
+      }
+    }
+    const subdirs = new Set<string>();
+    for (const c of others) {
+      try {
+        for (let offset = 0; ; ) {
+          const r = await c.call<{ entries: DirEntryAttr[]; eof: boolean }>('readdir', { path: dir, offset, limit: 1000 });
+          for (const e of r.entries) if ((e.attr.mode & 0o170000) === 0o040000) subdirs.add(e.name);
+          offset += r.entries.length;
+          if (r.eof || r.entries.length === 0) break;
+        }
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      }
+    }
+    for (const n of [...subdirs].sort()) await walk(dir === '/' ? `/${n}` : `${dir}/${n}`);
+  };
+  await walk('/');
+  return made;
+}
+
+async function copyRootCommit(others: RpcClient[], target: RpcClient): Promise<void> {
+  const roots = await Promise.all(others.map((c) => c.call<RootInfo>('rootInfo', {}).catch(() => null)));
+  const commitHash = roots.find((r) => r && r.commitHash !== null)?.commitHash;
+  if (commitHash !== undefined && commitHash !== null) await target.call('setCommitHash', { value: commitHash });
+}
+
+/**
+ * replace-brick OLD NEW commit force: OLD's place (its name, so every layout and linkto stays valid) is
+ * given to NEW, an empty directory, which first gets every directory with OLD's ranges. OLD's files are
+ * no longer in the volume (a distribute volume has no other copy): use remove-brick to move them off a
+ * brick that still works. A local OLD still running is stopped first (and started again on a failure).
+ */
+export async function replaceBrick(v: StoredVolume, oldArg: string, newArg: string): Promise<{ brick: StoredBrick; dirs: number }> {
+  const old = findBrick(v, oldArg);
+  const p = parseBrickArg(newArg);
+  const others = v.bricks.filter((b) => b !== old);
+  checkNewBricks({ name: v.name, bricks: others }, [p]);
+  if (p.host === old.host || (isLocalHost(p.host) && isLocalHost(old.host))) {
+    const a = path.resolve(p.dir);
+    const b = path.resolve(old.dir);
+    if (a === b || a.startsWith(b + '/') || b.startsWith(a + '/')) throw new Error(`${p.host}:${p.dir} is, holds or is inside the directory of ${old.name}; replace it with a new, empty directory`);
+  }
+  if (isLocalHost(p.host) && fs.existsSync(p.dir) && fs.readdirSync(p.dir).length > 0) throw new Error(`${p.dir} is not empty; a replacement brick starts from an empty directory`);
+  await allAnswer(v, others, 'replace-brick');
+  const nb: StoredBrick = { name: old.name, host: p.host, port: p.port, dir: p.dir, ...(isLocalHost(p.host) ? { id: randomUUID() } : {}) };
+  const oldPid = isLocalHost(old.host) ? brickPid(v, old.name) : null;
+  if (oldPid) await stopProcess(v, old.name, oldPid);
+  const before = [...v.bricks];
+  const after = v.bricks.map((b) => (b === old ? nb : b));
+  try {
+    return await withNewBricks(v, { ...v, bricks: after }, [nb], async () => {
+      // Every directory, with OLD's ranges, before any client can meet the new brick.
+      const cs = await Promise.all(others.map((b) => connect(v, b)));
+      const target = await connect(v, nb);
+      let dirs: number;
+      try {
+        dirs = await copyDirectories(cs, target);
+        v.bricks = after;
+        try {
+          await pushOrUndo(v, before);
+        } catch (e) {
+          v.bricks = before;
+          throw e;
+        }
+        // Directories made while the first pass ran (clients made them on the bricks they knew); a
+        // lookup would make them too, so a failure here is no failure of the replace.
+        dirs += await copyDirectories(cs, target, true).catch(() => 0);
+      } finally {
+        for (const c of [...cs, target]) c.close();
+      }
+      return { brick: nb, dirs };
+    });
+  } catch (e) {
+    if (oldPid) {
+      const s = spawnBrick(v, old);
+      await awaitBrick(v, s, Date.now() + START_TIMEOUT_MS).catch(() => {});
+    }
+    throw e;
+  }
+}

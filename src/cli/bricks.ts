@@ -63,19 +63,30 @@ interface DirBefore {
   dir: string;
   existed: boolean;
   claimed: boolean;
+  mode: number;
+  /** It had a .glusterfs already. */
+  handles: boolean;
 }
 
-const claimKeys = () => [`${defaultXattrPrefix()}dhtfs.brick-id`, `${defaultXattrPrefix()}glusterfs.volume-id`];
+const claimKeys = () => ['dhtfs.brick-id', 'glusterfs.volume-id', 'dhtfs.root-attr', 'gfid'].map((k) => defaultXattrPrefix() + k);
 
 function dirBefore(dir: string): DirBefore {
   const existed = fs.existsSync(dir);
+  const mode = existed ? fs.statSync(dir).mode & 0o7777 : 0;
   let claimed = false;
   try {
-    claimed = existed && xattr.getAttributeSync(dir, claimKeys()[0]) !== null;
+    // A brick's directory of any kind, also one from before brick ids: its volume id is there.
+    claimed = existed && claimKeys().slice(0, 2).some((k) => {
+      try {
+        return xattr.getAttributeSync(dir, k) !== null;
+      } catch {
+        return false;
+      }
+    });
   } catch {
     /* no such xattr */
   }
-  return { dir, existed, claimed };
+  return { dir, existed, claimed, mode, handles: fs.existsSync(path.join(dir, '.glusterfs')) };
 }
 
 /** Puts a directory this command claimed back as it was: made by it, removed; else its claim removed. */
@@ -89,7 +100,8 @@ function undoDir(d: DirBefore): void {
       /* not there */
     }
   }
-  fs.rmSync(path.join(d.dir, '.glusterfs', 'dhtfs-brick.lock'), { force: true });
+  if (!d.handles) fs.rmSync(path.join(d.dir, '.glusterfs'), { recursive: true, force: true });
+  fs.chmodSync(d.dir, d.mode);
 }
 
 async function stopProcess(v: StoredVolume, name: string, pid: number): Promise<void> {
@@ -254,6 +266,9 @@ async function copyRootCommit(others: RpcClient[], target: RpcClient): Promise<v
   const roots = await Promise.all(others.map((c) => c.call<RootInfo>('rootInfo', {}).catch(() => null)));
   const commitHash = roots.find((r) => r && r.commitHash !== null)?.commitHash;
   if (commitHash !== undefined && commitHash !== null) await target.call('setCommitHash', { value: commitHash });
+  // The volume root's mode and owner, as the other bricks keep them.
+  const root = (await Promise.all(others.map((c) => c.call<Attr>('lookup', { path: '/' }).catch(() => null)))).find((a) => a !== null);
+  if (root) await target.call('setattr', { path: '/', mode: root.mode & 0o7777, uid: root.uid, gid: root.gid });
 }
 
 /**

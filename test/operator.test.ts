@@ -138,7 +138,7 @@ interface InfoBrick {
 async function topologies(spec: VolumeSpec): Promise<unknown[]> {
   const out = [];
   for (const b of spec.bricks) {
-    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: spec.volumeId, secret: spec.secret });
+    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: spec.volumeId, secret: spec.secret, brickName: b.name });
     try {
       out.push((await c.call<{ topology: unknown }>('getTopology', {})).topology);
     } finally {
@@ -287,8 +287,9 @@ test('a failed add-brick (port taken, remote brick not serving) leaves the spec 
     // 3. Both again, now that they can work: the port freed, the remote brick started by its operator.
     await taken.close();
     fs.writeFileSync(path.join(home, 'secret'), spec.secret, { mode: 0o600 });
+    fs.writeFileSync(path.join(home, 'admin-secret'), (spec as { adminSecret?: string }).adminSecret ?? '', { mode: 0o600 });
     fs.mkdirSync(remoteDir);
-    const remote = execFile(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', remoteDir, '--port', String(remotePort), '--name', 'av-client-3', '--volume-id', spec.volumeId, '--secret-file', path.join(home, 'secret')], { env });
+    const remote = execFile(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', remoteDir, '--port', String(remotePort), '--name', 'av-client-3', '--volume-id', spec.volumeId, '--secret-file', path.join(home, 'secret'), '--admin-secret-file', path.join(home, 'admin-secret')], { env });
     try {
       for (let i = 0; i < 100 && !(await canConnect(remotePort)); i++) await new Promise((r) => setTimeout(r, 50));
       assert.match(await cli('volume', 'add-brick', 'av', `127.0.0.1:${taken.port}:${newDir}`, `[::ffff:127.0.0.1]:${remotePort}:${remoteDir}`), /success \(av-client-2 127\.0\.0\.1:\d+:.*, av-client-3 ::ffff:127\.0\.0\.1:\d+:/);

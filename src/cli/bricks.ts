@@ -13,7 +13,7 @@ import { tcpNetwork } from '../wire/tcp.js';
 import type { Attr, DirEntryAttr, RootInfo } from '../wire/types.js';
 import { RING_MAX, isEmptyRange, type LayoutRange } from '../dht/layout.js';
 import { defaultXattrPrefix } from '../brick/server.js';
-import { codeOf } from '../common/errors.js';
+import { codeOf, detailOf } from '../common/errors.js';
 import { pushTopology } from './rebalance.js';
 import {
   awaitBrick,
@@ -33,7 +33,7 @@ import {
 const START_TIMEOUT_MS = 15_000;
 
 async function connect(v: StoredVolume, b: StoredBrick): Promise<RpcClient> {
-  return RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, clientName: 'cli' });
+  return RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'cli' });
 }
 
 /** Every brick of `bricks` must answer: each is given the new topology. */
@@ -43,12 +43,13 @@ async function allAnswer(v: StoredVolume, bricks: StoredBrick[], what: string): 
 
 /** A brick on another host, started there by its operator: it must answer as this volume's brick `b.name`. */
 async function checkRemote(v: StoredVolume, b: StoredBrick): Promise<void> {
-  const hint = `start it there first: dhtfs brick serve --dir ${b.dir} --port ${b.port} --host ${b.host} --name ${b.name} --volume-id ${v.volumeId} --secret-file FILE`;
+  const hint = `start it there first: dhtfs brick serve --dir ${b.dir} --port ${b.port} --host ${b.host} --name ${b.name} --volume-id ${v.volumeId} --secret-file FILE --admin-secret-file FILE2 (the volume's secret and admin secret)`;
   let c: RpcClient;
   try {
+    // The handshake proves it is this volume's brick of that name.
     c = await connect(v, b);
   } catch (e) {
-    throw new Error(`brick ${b.host}:${b.port} does not answer (${codeOf(e)}); ${hint}`);
+    throw new Error(`brick ${b.host}:${b.port} does not answer as brick ${b.name} of volume ${v.name} (${codeOf(e)}: ${detailOf(e)}); ${hint}`);
   }
   try {
     const r = await c.call<RootInfo>('rootInfo', {});

@@ -166,21 +166,24 @@ test('bricks take ports from the brick port range, binding before anyone is told
   const cli = async (...args: string[]) => (await run(process.execPath, [MAIN_JS, ...args], { env: { ...env, DHTFS_PORT_RANGE: range } })).stdout;
   try {
     await cli('volume', 'create', 'rv', `127.0.0.1:${path.join(home, 'b0')}`, `127.0.0.1:${path.join(home, 'b1')}`);
+    // A volume never started takes a brick into its spec alone; it starts with the others.
+    assert.match(await cli('volume', 'add-brick', 'rv', `127.0.0.1:${path.join(home, 'b2')}`), /success \(rv-client-2 127\.0\.0\.1:0:/);
+    await assert.rejects(cli('volume', 'spec', 'rv'), /no port yet/);
     await cli('volume', 'start', 'rv');
     const info = JSON.parse(await cli('volume', 'info', 'rv', '--json')) as { bricks: InfoBrick[] };
     const ports = info.bricks.map((b) => b.port);
     for (const p of ports) assert.ok(p > taken.port && p <= taken.port + 40, `port ${p} in ${range}, not the taken one`);
-    assert.equal(new Set(ports).size, 2);
+    assert.equal(new Set(ports).size, 3);
     const st = JSON.parse(await cli('volume', 'status', 'rv', '--json')) as { bricks: { online: boolean }[] };
-    assert.deepEqual(st.bricks.map((b) => b.online), [true, true]);
+    assert.deepEqual(st.bricks.map((b) => b.online), [true, true, true]);
     // The port stays the brick's: a restart binds the same one.
     await cli('volume', 'stop', 'rv');
     await cli('volume', 'start', 'rv');
     assert.deepEqual((JSON.parse(await cli('volume', 'info', 'rv', '--json')) as { bricks: InfoBrick[] }).bricks.map((b) => b.port), ports);
     // add-brick HOST:/DIR: the same, the brick's own port in the spec.
-    assert.match(await cli('volume', 'add-brick', 'rv', `127.0.0.1:${path.join(home, 'b2')}`), /success \(rv-client-2 127\.0\.0\.1:\d+:/);
+    assert.match(await cli('volume', 'add-brick', 'rv', `127.0.0.1:${path.join(home, 'b3')}`), /success \(rv-client-3 127\.0\.0\.1:\d+:/);
     const after = JSON.parse(await cli('volume', 'info', 'rv', '--json')) as { bricks: InfoBrick[] };
-    assert.ok(after.bricks[2].port > taken.port && !ports.includes(after.bricks[2].port));
+    assert.ok(after.bricks[3].port > taken.port && !ports.includes(after.bricks[3].port));
     // The default range is GlusterFS's.
     const dflt = await run(process.execPath, [MAIN_JS, 'volume', 'create', 'dv', `127.0.0.1:${path.join(home, 'd0')}`], { env });
     assert.match(dflt.stdout, /success/);

@@ -23,6 +23,7 @@ import {
   parseBrickArg,
   pidFile,
   probeBrick,
+  saveVolume,
   spawnBrick,
   volDir,
   type Spawned,
@@ -38,7 +39,7 @@ async function connect(v: StoredVolume, b: StoredBrick): Promise<RpcClient> {
 
 /** Every brick of `bricks` must answer: each is given the new topology. */
 async function allAnswer(v: StoredVolume, bricks: StoredBrick[], what: string): Promise<void> {
-  for (const b of bricks) if (!(await probeBrick(v, b))) throw new Error(`brick ${b.name} (${b.host}:${b.port}) does not answer; ${what} needs every other brick of the volume up`);
+  for (const b of bricks) if (!(await probeBrick(v, b))) throw new Error(`brick ${b.name} (${b.host}:${b.port}) does not answer; ${what} needs every brick of the volume up (dhtfs volume start ${v.name})`);
 }
 
 /** A brick on another host, started there by its operator: it must answer as this volume's brick `b.name`. */
@@ -174,9 +175,15 @@ async function pushOrUndo(v: StoredVolume, before: StoredBrick[]): Promise<void>
 export async function addBricks(v: StoredVolume, args: string[]): Promise<StoredBrick[]> {
   const parsed = args.map(parseBrickArg);
   checkNewBricks(v, parsed);
-  await allAnswer(v, v.bricks, 'add-brick');
   let next = Math.max(-1, ...v.bricks.map((b) => Number(/-client-(\d+)$/.exec(b.name)?.[1] ?? -1))) + 1;
   const added: StoredBrick[] = parsed.map((p) => ({ name: `${v.name}-client-${next++}`, host: p.host, port: p.port, dir: p.dir, ...(isLocalHost(p.host) ? { id: randomUUID() } : {}) }));
+  if (v.state === 'created' && v.version === undefined) {
+    // Never started: no brick holds a topology yet; `volume start` starts the new bricks with the others.
+    v.bricks.push(...added);
+    saveVolume(v);
+    return added;
+  }
+  await allAnswer(v, v.bricks, 'add-brick');
   const before = [...v.bricks];
   return withNewBricks(v, { ...v, bricks: [...before, ...added] }, added, async () => {
     v.bricks = [...before, ...added];

@@ -26,6 +26,8 @@ export interface Counters {
   dirs: number;
   /** Bytes held by files that may move (estimate for the ETA). */
   totalBytes: number;
+  /** Directories removed while the walk was on its way to them (skipped, logged). */
+  dirsGone?: number;
 }
 
 export interface Checkpoint {
@@ -67,6 +69,9 @@ export interface RebalanceOptions {
 export const THROTTLE: Record<string, number> = { lazy: 1, normal: 2, aggressive: 4 };
 
 const zero = (): Counters => ({ scanned: 0, migrated: 0, skipped: 0, failed: 0, bytes: 0, dirs: 0, totalBytes: 0 });
+
+/** A directory that is not there (any more): removed, or its name now a file's. */
+const gone = (e: unknown) => codeOf(e) === 'ENOENT' || codeOf(e) === 'ENOTDIR';
 
 /** DFS order of directory paths: a directory comes before its children, siblings by name. */
 export function dfsBefore(a: string, b: string): boolean {
@@ -179,27 +184,50 @@ export class Rebalancer {
     if (this.wantStop()) return;
     const pos = this.cp.position;
     const done = pos !== null && dfsBefore(dir, pos); // pre-order: ancestors of the position are done too
-    if (!done) {
-      this.cp.position = dir;
-      this.save(true);
-      await this.processDir(dir);
-      this.cp.counters.dirs++;
+    let subdirs: string[];
+    try {
+      if (!done) {
+        this.cp.position = dir;
+        this.save(true);
+        subdirs = await this.processDir(dir);
+        this.cp.counters.dirs++;
+      } else subdirs = await this.subdirsOf(dir);
+    } catch (e) {
+      // Removed (or replaced by a file) while the walk was on its way to it or in it: nothing of it is
+      // left to move. The run goes on with the rest of the tree.
+      if (!gone(e)) throw e;
+      this.cp.counters.dirsGone = (this.cp.counters.dirsGone ?? 0) + 1;
+      this.log(`skipped directory ${dir}: removed during the walk (${codeOf(e)})`);
+      return;
     }
     if (this.wantStop()) return;
-    const subdirs = (await this.c.readdirAll(dir, { whole: true })).filter((e) => (e.attr.mode & S_IFMT) === S_IFDIR).map((e) => e.name);
     for (const name of subdirs) {
       await this.walk(joinPath(dir, name));
       if (this.stopping) return;
     }
   }
 
-  private async processDir(dir: string): Promise<void> {
+  private async subdirsOf(dir: string): Promise<string[]> {
+    return (await this.c.readdirAll(dir, { whole: true })).filter((e) => (e.attr.mode & S_IFMT) === S_IFDIR).map((e) => e.name);
+  }
+
+  /** One directory: its layout fixed, its files moved, then settled. Returns its subdirectories' names. */
+  private async processDir(dir: string): Promise<string[]> {
     const layout = await this.fixDirLayout(dir);
-    if (this.cp.mode === 'fix-layout') return;
+    if (this.cp.mode === 'fix-layout') return this.subdirsOf(dir);
     await this.migrateDir(dir, layout);
+    // Before the directory is settled (lookups trust its layout for an absence), every subdirectory is on
+    // every brick: a subdirectory whose name hashes to a new brick would be missed there otherwise.
+    const subdirs = await this.subdirsOf(dir);
+    for (const name of subdirs) {
+      await this.c.dir(joinPath(dir, name)).catch((e) => {
+        if (!gone(e)) throw e; // removed meanwhile: the walk skips it
+      });
+    }
     // Settle: the directory's layout now carries the run's commit hash; lookups may trust it again.
     await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setLayout', { path: dir, layout: rangesOf(layout, n).map((r) => ({ ...r, commit: this.cp.commitHash })) })));
     this.c.invalidate(dir);
+    return subdirs;
   }
 
   /** Gives the directory a layout over the active bricks that moves the least data. */

@@ -4,10 +4,10 @@
  * the files whose hashed brick changed, with the safe protocol (migrate.ts). Its progress is saved
  * through a CheckpointStore after every directory, so a stopped or crashed run resumes where it was.
  */
-import { codeOf } from '../common/errors.js';
+import { FsError, codeOf } from '../common/errors.js';
 import { newGfid } from '../common/gfid.js';
 import { joinPath, latestTimes, type DhtClient } from '../dht/client.js';
-import { fixLayout, isEmptyRange, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
+import { checkLayout, fixLayout, isEmptyRange, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
 import { dhtHash } from '../dht/hash.js';
 import type { Attr, DirEntryAttr } from '../wire/types.js';
 import { S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
@@ -207,8 +207,40 @@ export class Rebalancer {
     }
   }
 
+  /**
+   * The names of a directory's subdirectories, listed from every brick (a directory is on all of them).
+   * Not through the client's merged listing: its lookup of the directory would heal a copy that a
+   * client's rmdir has just removed.
+   */
   private async subdirsOf(dir: string): Promise<string[]> {
-    return (await this.c.readdirAll(dir, { whole: true })).filter((e) => (e.attr.mode & S_IFMT) === S_IFDIR).map((e) => e.name);
+    const names = new Set<string>();
+    let listed = false;
+    for (const brick of this.c.names) {
+      try {
+        for (const e of await this.listBrick(brick, dir)) if ((e.attr.mode & S_IFMT) === S_IFDIR) names.add(e.name);
+        listed = true;
+      } catch (e) {
+        if (!gone(e)) throw e;
+      }
+    }
+    if (!listed) throw new FsError('ENOENT', `${dir}: no such directory`);
+    return [...names].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  }
+
+  /**
+   * A directory's layout as its copies hold it, read from every brick, healing nothing: a copy missing
+   * now (healDir made them all) means a client is removing the directory (ENOENT).
+   */
+  private async readLayout(dir: string): Promise<Layout> {
+    const rs = await this.c.all<Attr>('lookup', { path: dir });
+    const layout: Layout = [];
+    for (const r of rs) {
+      if (r.err) throw r.err;
+      if ((r.value!.mode & S_IFMT) !== S_IFDIR) throw new FsError('ENOTDIR', `${dir}: not a directory`);
+      const ranges = r.value!.layout && r.value!.layout.length > 0 ? r.value!.layout : [{ commit: 0, type: 0, start: 0, stop: 0 }];
+      for (const x of ranges) layout.push({ brick: r.brick, ...x });
+    }
+    return layout;
   }
 
   /** One directory: its layout fixed, its files moved, then settled. Returns its subdirectories' names. */
@@ -220,7 +252,7 @@ export class Rebalancer {
     // every brick: a subdirectory whose name hashes to a new brick would be missed there otherwise.
     const subdirs = await this.subdirsOf(dir);
     for (const name of subdirs) {
-      await this.c.dir(joinPath(dir, name)).catch((e) => {
+      await this.healDir(joinPath(dir, name)).catch((e) => {
         if (!gone(e)) throw e; // removed meanwhile: the walk skips it
       });
     }
@@ -233,10 +265,10 @@ export class Rebalancer {
   /** Gives the directory a layout over the active bricks that moves the least data. */
   private async fixDirLayout(dir: string): Promise<Layout> {
     const weights = await this.c.brickWeights();
-    await this.c.dir(dir); // creates the directory on bricks that lack it (new ones), so all can be locked
+    await this.healDir(dir); // creates the directory on bricks that lack it (new ones), so all can be locked
     return this.c.withLayoutLock(dir, async () => {
       this.c.invalidate(dir);
-      const d = await this.c.dir(dir); // read fresh under the lock; creates the directory on bricks that lack it
+      const d = { layout: await this.readLayout(dir) }; // read fresh under the lock
       const fixed = fixLayout(d.layout, weights, { commit: COMMIT_HASH_INVALID, weighted: this.c.spec.options?.weightedRebalance });
       const same = movedShare(d.layout, fixed) === 0 && this.c.names.every((n) => rangesOf(d.layout, n).length === rangesOf(fixed, n).length);
       if (!same || this.cp.mode === 'full') {
@@ -246,6 +278,49 @@ export class Rebalancer {
       }
       return fixed;
     });
+  }
+
+  /**
+   * Makes the directory on the bricks that lack it (new bricks), unless it is being removed: a client's
+   * rmdir removes the copies one brick after another, and a heal between two of its steps would bring
+   * back the ones it had removed (a directory left on some bricks only, listed but not found). So a
+   * directory is healed only where its present copies' layout is whole (the missing copies held no
+   * range: new bricks), and looked at again afterwards: a copy that went meanwhile means a removal is
+   * under way, and the heal is undone. Throws ENOENT for a directory that is gone or going.
+   */
+  private async healDir(path: string): Promise<void> {
+    const rs = await this.c.all<Attr>('lookup', { path });
+    const present = rs.filter((r) => r.value);
+    for (const r of rs) if (r.err && !gone(r.err)) throw r.err;
+    if (present.length === 0) throw new FsError('ENOENT', `${path}: no such directory`);
+    if (present.some((r) => (r.value!.mode & S_IFMT) !== S_IFDIR)) throw new FsError('ENOTDIR', `${path}: not a directory`);
+    const missing = rs.filter((r) => !r.value).map((r) => r.brick);
+    if (missing.length === 0) return;
+    const layout: Layout = present.flatMap((r) => (r.value!.layout ?? []).map((x) => ({ brick: r.brick, ...x })));
+    if (checkLayout(layout).holes > 0) {
+      // A copy that held a range is gone: a removal under way. (Or a brick missed the mkdir: a client's
+      // lookup heals that, layout and all, and a later run moves the directory's files.)
+      throw new FsError('ENOENT', `${path}: missing on ${missing.join(', ')}, which held part of its layout`);
+    }
+    const a = present[0].value!;
+    const made: string[] = [];
+    await Promise.all(
+      missing.map((b) =>
+        this.c.sv(b)
+          .call('mkdir', { path, mode: a.mode & 0o7777, gfid: a.gfid, uid: a.uid, gid: a.gid, layout: null, atime: a.atime, mtime: a.mtime, keepTimes: true })
+          .then(
+            () => void made.push(b),
+            (e) => {
+              if (codeOf(e) !== 'EEXIST') throw e;
+            },
+          ),
+      ),
+    );
+    const again = await this.c.all<Attr>('lookup', { path });
+    if (present.every((p) => again.find((r) => r.brick === p.brick)?.value?.gfid === p.value!.gfid)) return;
+    await Promise.all(made.map((b) => this.c.sv(b).call('rmdir', { path }).catch(() => {})));
+    this.c.invalidate(path);
+    throw new FsError('ENOENT', `${path}: removed while it was healed`);
   }
 
   /**

@@ -205,7 +205,55 @@ export function targetShares(bricks: BrickWeight[], weighted = true): Map<string
  * under their share (new bricks) take those pieces. The hash space that changes owner is exactly
  * sum(max(0, old share - new share)), the least any layout can move, whatever the weights.
  */
-export function fixLayout(old: Layout, bricks: BrickWeight[], opts: { commit: number; weighted?: boolean }): Layout {
+export function fixLayout(old: Layout, bricks: BrickWeight[], opts: { commit: number; weighted?: boolean; dir?: string }): Layout {
+  if (opts.dir !== undefined) {
+    // Spread per directory: where in its ranges a brick gives up hash space depends on the directory's
+    // hash, so a new brick takes different hash values in different directories and same-named files
+    // spread over the bricks as any names do (GlusterFS rotates new directories' layouts for this).
+    // A brick's ranges split at most once more per change; past a few, the ends are given up instead.
+    const spread = fixLayoutAt(old, bricks, opts, dhtHash(opts.dir));
+    if (bricks.every((b) => rangesOf(spread, b.name).length <= SPREAD_MAX_RANGES)) return spread;
+  }
+  return fixLayoutAt(old, bricks, opts, null);
+}
+
+/** Past this many ranges in a brick, fix-layout gives up the ends of its ranges (no new split). */
+const SPREAD_MAX_RANGES = 16;
+
+/**
+ * The window of `excess` hash values a brick over its share gives up, starting `seed` (mod its share)
+ * into its ranges taken end to end: any window moves the least; `seed` null gives up the ends.
+ */
+function giveUp(ps: [number, number][], excess: number, seed: number | null, brick: string): { keep: [number, number][]; freed: [number, number][] } {
+  const len = (p: [number, number]) => p[1] - p[0] + 1;
+  const total = ps.reduce((s, p) => s + len(p), 0);
+  if (excess <= 0 || ps.length === 0) return { keep: ps, freed: [] };
+  // Offsets into the brick's ranges taken end to end: [from, to) is freed, wrapping at `total`.
+  const from = seed === null ? total - excess : (((seed ^ dhtHash(brick)) >>> 0) % total);
+  const windows: [number, number][] = from + excess <= total ? [[from, from + excess]] : [[from, total], [0, from + excess - total]];
+  const keep: [number, number][] = [];
+  const freed: [number, number][] = [];
+  let at = 0;
+  for (const p of ps) {
+    // Cut the piece [at, at + len) of the concatenation by the windows.
+    let cur = p[0];
+    const end = p[1];
+    const cuts = windows
+      .map(([a, b]) => [Math.max(a, at) - at + p[0], Math.min(b, at + len(p)) - at + p[0] - 1] as [number, number])
+      .filter(([a, b]) => a <= b)
+      .sort((x, y) => x[0] - y[0]);
+    for (const [a, b] of cuts) {
+      if (a > cur) keep.push([cur, a - 1]);
+      freed.push([a, b]);
+      cur = b + 1;
+    }
+    if (cur <= end) keep.push([cur, end]);
+    at += len(p);
+  }
+  return { keep, freed };
+}
+
+function fixLayoutAt(old: Layout, bricks: BrickWeight[], opts: { commit: number; weighted?: boolean }, seed: number | null): Layout {
   const target = targetShares(bricks, opts.weighted !== false);
   type Piece = [number, number];
   const own = new Map<string, Piece[]>();
@@ -226,21 +274,13 @@ export function fixLayout(old: Layout, bricks: BrickWeight[], opts: { commit: nu
   if (next <= RING_MAX) freed.push([next, RING_MAX]);
   const len = (p: Piece) => p[1] - p[0] + 1;
   const names = [...own.keys()].sort((a, b) => byName({ name: a }, { name: b }));
-  // Bricks over their share give up the ends of their last ranges.
+  // Bricks over their share give up a window of their ranges (the ends, or where the seed says).
   for (const n of names) {
-    const ps = own.get(n)!;
-    let excess = ps.reduce((s, p) => s + len(p), 0) - target.get(n)!;
-    while (excess > 0 && ps.length > 0) {
-      const last = ps[ps.length - 1];
-      if (len(last) <= excess) {
-        freed.push(ps.pop()!);
-        excess -= len(last);
-      } else {
-        freed.push([last[1] - excess + 1, last[1]]);
-        last[1] -= excess;
-        excess = 0;
-      }
-    }
+    const ps = own.get(n)!.sort((a, b) => a[0] - b[0]);
+    const excess = ps.reduce((s, p) => s + len(p), 0) - target.get(n)!;
+    const g = giveUp(ps, excess, seed, n);
+    own.set(n, g.keep);
+    freed.push(...g.freed);
   }
   freed.sort((a, b) => a[0] - b[0]);
   // Bricks under their share take freed pieces in ring order.

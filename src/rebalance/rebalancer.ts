@@ -269,7 +269,7 @@ export class Rebalancer {
     return this.c.withLayoutLock(dir, async () => {
       this.c.invalidate(dir);
       const d = { layout: await this.readLayout(dir) }; // read fresh under the lock
-      const fixed = fixLayout(d.layout, weights, { commit: COMMIT_HASH_INVALID, weighted: this.c.spec.options?.weightedRebalance });
+      const fixed = fixLayout(d.layout, weights, { commit: COMMIT_HASH_INVALID, weighted: this.c.spec.options?.weightedRebalance, dir });
       const same = movedShare(d.layout, fixed) === 0 && this.c.names.every((n) => rangesOf(d.layout, n).length === rangesOf(fixed, n).length);
       if (!same || this.cp.mode === 'full') {
         await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setLayout', { path: dir, layout: rangesOf(fixed, n) })));

@@ -1,9 +1,10 @@
 /**
- * Brick ports (edge code): a brick given no port binds the first free one of a dedicated range, as
+ * Brick ports (edge code): a brick given no port binds a free one of a dedicated range, as
  * GlusterFS's bricks take theirs from base-port 49152 up to max-port 60999, and only then tells anyone
  * its port (the listening line on stdout): no port is probed free and bound later, when any outgoing
  * connection may have taken it.
  */
+import { randomInt } from 'node:crypto';
 import { FsError, codeOf } from '../common/errors.js';
 
 export interface PortRange {
@@ -24,9 +25,17 @@ export function parsePortRange(s: string | undefined = process.env.DHTFS_PORT_RA
   return { first, last };
 }
 
-/** Binds the first port of `range` that `listen` gets (the next one on EADDRINUSE). */
+/**
+ * Binds a free port of `range`: from a random one of it on, the next one on EADDRINUSE, round the range.
+ * Not from its start as GlusterFS does: a brick's port is its spec's for good (no portmapper tells
+ * clients a new one), and a port just freed by a brick that died must not be the next brick's, on this
+ * host, before it comes back.
+ */
 export async function listenInRange<L>(range: PortRange, listen: (port: number) => Promise<L>): Promise<L> {
-  for (let p = range.first; p <= range.last; p++) {
+  const size = range.last - range.first + 1;
+  const from = randomInt(size);
+  for (let i = 0; i < size; i++) {
+    const p = range.first + ((from + i) % size);
     try {
       return await listen(p);
     } catch (e) {

@@ -17,7 +17,7 @@ import { listenInRange, parsePortRange, type PortRange } from './ports.js';
 export interface BrickServeOptions {
   dir: string;
   host: string;
-  /** 0: the first free port of `portRange` (GlusterFS's 49152-60999 by default). */
+  /** 0: a free port of `portRange` (GlusterFS's 49152-60999 by default). */
   port: number;
   portRange?: PortRange;
   name: string;

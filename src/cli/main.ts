@@ -75,7 +75,7 @@ brick
   .option('--brick <name>', 'with --spec FILE: which brick of the spec to serve, all settings from the spec')
   .option('--dir <dir>', 'directory to export')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
-  .option('--port <port>', 'TCP port (0, the default: the first free one of the brick port range)', (v) => Number(v))
+  .option('--port <port>', 'TCP port (0, the default: a free one of the brick port range)', (v) => Number(v))
   .option('--port-range <first-last>', 'the brick port range (default: $DHTFS_PORT_RANGE, else 49152-60999 as GlusterFS)')
   .option('--name <name>', 'subvolume name of this brick (e.g. vol-client-0)')
   .option('--brick-id <id>', 'the id this directory is claimed with (default: the name); a directory claimed by another brick is refused')

@@ -74,6 +74,7 @@ test('volume create, start, status, file commands, stop', async () => {
         'cluster.min-free-inodes': 5,
         'cluster.lookup-optimize': false,
         'network.ping-timeout': 7,
+        'features.lock-timeout': 30,
       });
       assert.match(await cli('volume', 'info', 'cv'), /network\.ping-timeout: 7/);
       await cli('volume', 'reset', 'cv', 'ping-timeout');

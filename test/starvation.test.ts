@@ -195,3 +195,32 @@ test('a lock held for ever fails a waiting rename with EAGAIN after the lock-tim
     await c.stop();
   }
 });
+
+test('the lock-timeout is a volume option: the bricks take it up from the topology, also after a restart', async () => {
+  const c = await startCluster(1);
+  try {
+    c.spec.options = { lockTimeout: 1 };
+    // (What `volume set NAME lock-timeout 1` writes: the topology with the option, by the admin.)
+    const bs = c.spec.bricks[0];
+    const admin = await RpcClient.connect(tcpNetwork, bs.host, bs.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, adminSecret: c.spec.adminSecret });
+    await admin.call('setTopology', { topology: { version: 1, bricks: c.spec.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: [], options: { lockTimeout: 1 } } });
+    admin.close();
+    const waitFails = async () => {
+      const a = await rawConnect(c.spec.bricks[0], { spec: c.spec, hello: true });
+      const b = await rawConnect(c.spec.bricks[0], { spec: c.spec, hello: true });
+      assert.equal((await a.call('inodelk', { domain: 'd', path: '/', type: 'wr', owner: 'a' }))[2], null);
+      const t = performance.now();
+      const m = await within(b.call('inodelk', { domain: 'd', path: '/', type: 'wr', block: true, owner: 'b' }), 5000, 'the waiter');
+      const ms = performance.now() - t;
+      assert.equal((m[2] as { code: string }).code, 'EAGAIN');
+      assert.ok(ms >= 900 && ms < 3000, `waited ${ms} ms`);
+      a.sock.destroy();
+      b.sock.destroy();
+    };
+    await waitFails();
+    await c.restart(0);
+    await waitFails();
+  } finally {
+    await c.stop();
+  }
+});

@@ -226,6 +226,8 @@ export class Brick implements RequestHandler<Session> {
   readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; rename: string; topology: string; rootAttr: string; reserved: string[] };
   readonly mig: SrcMigrations;
   readonly locks: LockTable;
+  /** The limits in force (wire/limits.ts): the config's, and `volume set` options from the topology. */
+  private readonly limits: BrickLimits;
   private sessions = new Map<number, Session>();
   private nextSession = 1;
   private openCount = new Map<string, number>();
@@ -257,7 +259,8 @@ export class Brick implements RequestHandler<Session> {
       rootAttr: `${p}dhtfs.root-attr`,
       reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
     };
-    this.locks = new LockTable(clock, cfg.limits ?? LIMIT_DEFAULTS);
+    this.limits = { ...(cfg.limits ?? LIMIT_DEFAULTS) };
+    this.locks = new LockTable(clock, this.limits);
     this.mig = new SrcMigrations(clock, random, (m) => log('info', m), (gfid) => this.unlockWriters(gfid));
     this.ops = {
       migLease: (s, a) => this.migLease(s, a),
@@ -790,7 +793,7 @@ export class Brick implements RequestHandler<Session> {
 
   /** Per session and brick-wide caps (wire/limits.ts), well below the process's fd limit. */
   private addFd(s: Session, f: OpenFile): number {
-    const L = this.cfg.limits ?? LIMIT_DEFAULTS;
+    const L = this.limits;
     let total = 0;
     if (s.fds.size < L.maxFdsPerSession) for (const x of this.sessions.values()) total += x.fds.size;
     const hit = s.fds.size >= L.maxFdsPerSession ? 'maxFdsPerSession' : total >= L.maxFds ? 'maxFds' : null;
@@ -904,6 +907,7 @@ export class Brick implements RequestHandler<Session> {
     if (!Number.isSafeInteger(v)) throw bad('topology', 'needs a version');
     if (cur && typeof cur.version === 'number' && cur.version > (v as number)) throw new FsError('ESTALE', `topology version ${v as number} is older than ${cur.version}`);
     this.st.setxattr('', this.X.topology, Buffer.from(json));
+    this.applyOptions((t as { options?: unknown }).options);
     // Clients connected now read it at once (new bricks, options set with `volume set`).
     for (const s of this.sessions.values()) s.notify(TOPOLOGY_CHANGED, { version: v });
     return { topology: t };
@@ -971,6 +975,18 @@ export class Brick implements RequestHandler<Session> {
     // A new layout may give ranges to a brick the watchers do not watch the directory on (add-brick).
     this.watches.changedIn(rel, true);
     return this.attr(rel, st);
+  }
+
+  /** The volume's options that bricks take up (`volume set`): the lock-timeout. */
+  applyOptions(o: unknown): void {
+    const v = o && typeof o === 'object' ? (o as { lockTimeout?: unknown }).lockTimeout : undefined;
+    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) this.limits.lockTimeoutMs = Math.round(v * 1000);
+  }
+
+  /** Takes up the options of the topology stored on this brick (at start). */
+  loadOptions(): void {
+    const t = this.getTopology().topology as { options?: unknown } | null;
+    this.applyOptions(t?.options);
   }
 
   /** An ordinary session may give a brick its first commit hash (a new volume's first client does), not change it. */

@@ -119,6 +119,7 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
   const listener = o.port === 0 ? await listenInRange(o.portRange ?? parsePortRange(), listen) : await listen(o.port);
   try {
     brick.init(); // before any connection is handled (those come in later turns of the event loop)
+    brick.loadOptions();
   } catch (e) {
     await listener.close();
     throw e;

@@ -31,6 +31,11 @@ export interface VolumeOptions {
    * 0: wait for ever.
    */
   pingTimeout?: number;
+  /**
+   * Seconds a brick lets a blocking lock request wait before it fails with EAGAIN: GlusterFS's
+   * features.lock-timeout (bricks: 30). 0: for ever. Taken up by the bricks, not the clients.
+   */
+  lockTimeout?: number;
 }
 
 export interface VolumeSpec {
@@ -60,10 +65,10 @@ export interface Topology {
 }
 
 /** The options `volume set` changes, and every client connected adopts with the next topology. */
-export type LiveOptions = Pick<VolumeOptions, 'minFreeDisk' | 'minFreeInodes' | 'lookupOptimize' | 'pingTimeout'>;
+export type LiveOptions = Pick<VolumeOptions, 'minFreeDisk' | 'minFreeInodes' | 'lookupOptimize' | 'pingTimeout' | 'lockTimeout'>;
 
 /** Their defaults (GlusterFS's). */
-export const LIVE_DEFAULTS: Required<LiveOptions> = { minFreeDisk: 10, minFreeInodes: 5, lookupOptimize: true, pingTimeout: 42 };
+export const LIVE_DEFAULTS: Required<LiveOptions> = { minFreeDisk: 10, minFreeInodes: 5, lookupOptimize: true, pingTimeout: 42, lockTimeout: 30 };
 
 /** `o` with every live option, a default where `o` has none. */
 export function liveOptionsIn(o: VolumeOptions | undefined): Required<LiveOptions> {
@@ -77,6 +82,7 @@ export const LIVE_OPTIONS: Record<string, { key: keyof LiveOptions; parse: (v: s
   'cluster.min-free-inodes': { key: 'minFreeInodes', parse: nonNegative, help: 'percent of inodes kept free on each brick (5)' },
   'cluster.lookup-optimize': { key: 'lookupOptimize', parse: onOff, help: 'on: an absent name is looked for on its hashed brick only (on)' },
   'network.ping-timeout': { key: 'pingTimeout', parse: nonNegative, help: 'seconds a silent brick with calls in flight is waited for (42; 0: for ever)' },
+  'features.lock-timeout': { key: 'lockTimeout', parse: nonNegative, help: 'seconds a brick lets a blocking lock request wait before EAGAIN (30; 0: for ever)' },
 };
 
 function nonNegative(v: string): number {

@@ -154,3 +154,23 @@ test('attacker text in a brick log line is cut to a few hundred bytes', async ()
     await c.stop();
   }
 });
+
+test('a flood of bad connections writes a few log lines, not one each', async () => {
+  const c = await startCluster(1);
+  try {
+    const b = c.spec.bricks[0];
+    const rs = await Promise.all(Array.from({ length: 200 }, () => rawConnect(b)));
+    for (const r of rs) r.sock.write(frame(packr.pack(['junk'])));
+    for (const r of rs) assert.ok(await closesWithin(r.closed));
+    await sleep(200);
+    const lines = c.logs[0].split('\n').filter((l) => l.includes('closing connection'));
+    console.log(`200 bad connections: ${lines.length} log lines`);
+    assert.ok(lines.length >= 1 && lines.length <= 3, `${lines.length} lines`);
+    // A good client is served meanwhile.
+    const good = await goodClient(c);
+    await good.call('ping');
+    good.close();
+  } finally {
+    await c.stop();
+  }
+});

@@ -96,16 +96,22 @@ export class LimitLog {
   ) {}
 
   hit(limit: string, client: { remote: string; client?: string }, detail: string): void {
+    const who = `${client.remote}${client.client ? ` (client '${clip(client.client, 64)}')` : ''}`;
+    this.line(`limit:${limit}`, `limit ${limit} hit by ${who}: ${clip(detail)}`, { limit, remote: client.remote, client: client.client ? clip(client.client, 64) : undefined });
+  }
+
+  /** Any warning, at most one per `key` per interval (later ones counted and reported with the next). */
+  line(key: string, msg: string, extra?: Record<string, unknown>): void {
     const now = this.clock.now();
-    const l = this.last.get(limit);
+    const l = this.last.get(key);
     if (l && now - l.at < this.intervalMs) {
       l.suppressed++;
       return;
     }
-    const more = l && l.suppressed > 0 ? ` (${l.suppressed} more hits of this limit since the last line)` : '';
-    this.last.set(limit, { at: now, suppressed: 0 });
-    const who = `${client.remote}${client.client ? ` (client '${clip(client.client, 64)}')` : ''}`;
-    this.warn(`limit ${limit} hit by ${who}: ${clip(detail)}${more}`, { limit, remote: client.remote, client: client.client ? clip(client.client, 64) : undefined });
+    const more = l && l.suppressed > 0 ? ` (${l.suppressed} more like it since the last line)` : '';
+    if (this.last.size > 1000) this.last.clear(); // keys are few; never let them grow
+    this.last.set(key, { at: now, suppressed: 0 });
+    this.warn(`${msg}${more}`, extra);
   }
 }
 

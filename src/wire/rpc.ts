@@ -235,7 +235,10 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
   const drop = (reason: string, flush = false) => {
     if (!open) return;
     open = false;
-    opts.log('warn', `closing connection from ${conn.remote}${clientName ? ` (client '${clip(clientName, 64)}')` : ''}: ${clip(reason)}`, { remote: conn.remote });
+    const msg = `closing connection from ${conn.remote}${clientName ? ` (client '${clip(clientName, 64)}')` : ''}: ${clip(reason)}`;
+    // One line per kind of reason per interval: a flood of bad connections cannot fill the log.
+    if (opts.limitLog) opts.limitLog.line(`drop:${reason.split(' ', 2).join(' ').slice(0, 40)}`, msg, { remote: conn.remote });
+    else opts.log('warn', msg, { remote: conn.remote });
     conn.close(reason, flush);
   };
   const fail = (id: number, e: unknown, expected: number) => {

@@ -365,7 +365,12 @@ export class DhtClient {
       const infos = await this.all<RootInfo>('rootInfo', {});
       const existing = infos.map((r) => r.value?.commitHash).find((h) => typeof h === 'number');
       const value = existing ?? (((this.random.int(0x7fffffff) << 1) | 1) >>> 0);
-      await this.everywhere('setCommitHash', { value });
+      // Bricks that lack it get it; one with another value (a rebalance cut short) keeps it unless this
+      // client is the volume's admin (an ordinary one may not change it: EPERM), until the next rebalance.
+      await this.everywhere('setCommitHash', { value }).catch((e) => {
+        if (codeOf(e) !== 'EPERM') throw e;
+        this.log('warn', `the bricks' commit hashes differ and only the volume's admin may set them: using ${value}`);
+      });
       this.volCommitHash = value;
     });
   }

@@ -275,6 +275,8 @@ export class Brick implements RequestHandler<Session> {
       migPrepare: (s, a) => this.migPrepare(s, a),
       migFinalize: (s, a) => this.migFinalize(s, a),
       migInstall: (_s, a) => this.migInstall(a),
+      migSpecial: (_s, a) => this.migSpecial(a),
+      migDropSpecial: (_s, a) => this.migDropSpecial(a),
       lookup: (_s, a) => this.lookup(a),
       lookupGfid: (_s, a) => this.lookupGfid(a),
       rootInfo: () => this.rootInfo(),
@@ -1973,6 +1975,102 @@ export class Brick implements RequestHandler<Session> {
     this.st.link(rel, handlePath(gfid));
     if (durable) await this.fsyncDir(parentOf(rel));
     return this.attrOf(rel);
+  }
+
+  /**
+   * A name with no data of its own (a symlink, a FIFO, a socket) moved to this brick, its hashed one, as
+   * GlusterFS's migrate_special_files does: made under a private name with the file's gfid, owner, mode,
+   * times and user xattrs, then renamed onto the name, which must be free or hold a linkto of this file
+   * (rename(2): once there, the name never goes missing). The name's directory keeps its times (no user
+   * made the name). The same file at the name already (a retry) gets the attributes given again.
+   */
+  migSpecial(a: Args): Attr {
+    const rel = this.path(a);
+    if (rel === '') throw new FsError('EEXIST', 'the root exists');
+    const gfid = newGfidArg(a, 'gfid');
+    const mode = int(a, 'mode', 0, 0o177777);
+    const type = mode & S_IFMT;
+    if (type !== S_IFLNK && type !== S_IFIFO && type !== S_IFSOCK) throw bad('mode', 'must be a symlink, FIFO or socket');
+    const uid = int(a, 'uid', 0, U32);
+    const gid = int(a, 'gid', 0, U32);
+    const atime = timespec(a, 'atime');
+    const mtime = timespec(a, 'mtime');
+    const xattrs = a.xattrs ?? [];
+    if (!Array.isArray(xattrs) || !xattrs.every((x) => Array.isArray(x) && typeof x[0] === 'string' && x[1] instanceof Uint8Array)) throw bad('xattrs', 'must be [name, value] pairs');
+    const target = type === S_IFLNK ? str(a, 'target') : '';
+    if (type === S_IFLNK && (target.length === 0 || Buffer.byteLength(target) > MAX_PATH || target.includes('\0'))) throw bad('target', 'must be 1..4096 bytes without NUL');
+    const apply = (p: string) => {
+      this.st.lchown(p, uid, gid);
+      if (type !== S_IFLNK) this.st.chmod(p, mode & 0o7777);
+      for (const [n, v] of xattrs as [string, Uint8Array][]) {
+        if (!n.startsWith('user.') || this.X.reserved.some((r) => n.startsWith(r))) continue;
+        this.st.setxattr(p, n, v);
+      }
+      if (atime && mtime) this.st.lutimes(p, atime, mtime); // last: the others move no time but ctime
+    };
+    let cur: Attr | null = null;
+    try {
+      cur = this.attrOf(rel);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    if (cur && cur.gfid === gfid && cur.linkto === undefined && (cur.mode & S_IFMT) === type) {
+      apply(rel);
+      return this.attrOf(rel);
+    }
+    if (cur && (cur.linkto === undefined || cur.gfid !== gfid)) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is another file`);
+    this.ensureDir(MIGRATE_DIR, 0o700);
+    const tmp = `${MIGRATE_DIR}/${gfid}.special`;
+    try {
+      this.st.unlink(tmp); // a leftover of a crash
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    if (type === S_IFLNK) this.st.symlink(target, tmp);
+    else {
+      const mknod = this.st.mknod?.bind(this.st);
+      if (!mknod) throw new FsError('EPERM', `${this.cfg.name} cannot make special files`);
+      mknod(tmp, mode);
+    }
+    try {
+      this.setGfid(tmp, gfid);
+      apply(tmp);
+      this.keepingTimes(rel, true, () => this.st.rename(tmp, rel));
+    } catch (e) {
+      try {
+        this.st.unlink(tmp);
+      } catch {
+        /* the original error matters */
+      }
+      throw e;
+    }
+    // The handle: this inode now (it named the linkto's, if one was at the name).
+    this.ensureHandleDir(gfid);
+    try {
+      this.st.unlink(handlePath(gfid));
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    this.st.link(rel, handlePath(gfid));
+    return this.attrOf(rel);
+  }
+
+  /**
+   * The old name of a special file whose copy is on its hashed brick now (migSpecial): removed if it is
+   * still that file (gfid) and unchanged since the migrator read it (`ctime`; changed: EAGAIN, the
+   * migrator copies the attributes again first). Its directory keeps its times.
+   */
+  migDropSpecial(a: Args): Record<string, never> {
+    const rel = this.path(a);
+    const gfid = gfidArg(a, 'gfid');
+    const ctime = timespec(a, 'ctime');
+    const st = this.st.lstat(rel);
+    if (isDir(st) || isReg(st)) throw new FsError('EINVAL', `/${rel} is not a special file`);
+    if (this.readGfid(rel) !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
+    if (ctime && (st.ctime[0] !== ctime[0] || st.ctime[1] !== ctime[1])) throw new FsError('EAGAIN', `/${rel} changed meanwhile`);
+    this.keepingTimes(rel, true, () => this.st.unlink(rel));
+    this.dropHandleIfLast(gfid);
+    return {};
   }
 
   // --- locks ---------------------------------------------------------------------------------------

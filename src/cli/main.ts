@@ -380,16 +380,16 @@ function pickBricks(v: StoredVolume, args: string[]): string[] {
 }
 
 /** Data files still on a brick (linkto files and directories do not count). */
-async function filesOn(vol: Volume, brick: string, dir = '/'): Promise<number> {
-  let n = 0;
+async function filesOn(vol: Volume, brick: string, dir = '/'): Promise<string[]> {
+  const names: string[] = [];
   for (let offset = 0; ; offset += 1000) {
     const r = await vol.client.sv(brick).call<{ entries: DirEntryAttr[]; eof: boolean }>('readdir', { path: dir, offset, limit: 1000 });
     for (const e of r.entries) {
       const p = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
-      if ((e.attr.mode & 0o170000) === 0o040000) n += await filesOn(vol, brick, p);
-      else if (e.attr.linkto === undefined && !e.attr.moved) n++;
+      if ((e.attr.mode & 0o170000) === 0o040000) names.push(...(await filesOn(vol, brick, p)));
+      else if (e.attr.linkto === undefined && !e.attr.moved) names.push(p);
     }
-    if (r.eof || r.entries.length === 0) return n;
+    if (r.eof || r.entries.length === 0) return names;
   }
 }
 
@@ -427,14 +427,15 @@ volume
       const st = rebalanceStatus(v);
       const vol = await Volume.connect(v);
       try {
-        const left: Record<string, number> = {};
-        for (const b of bricks) left[b] = await filesOn(vol, b);
+        // Names (files, symlinks, FIFOs, sockets) still on the bricks: commit is refused only for these.
+        const leftNames: Record<string, string[]> = {};
+        for (const b of bricks) leftNames[b] = await filesOn(vol, b);
+        const left = Object.fromEntries(Object.entries(leftNames).map(([b, ns]) => [b, ns.length]));
         const remaining = Object.values(left).reduce((a, b) => a + b, 0);
         if (!o.force) {
           if (!bricks.every((b) => (v.decommissioned ?? []).includes(b))) throw new Error(`run "volume remove-brick ${name} ${bricks.join(' ')} start" first`);
           if (!st || st.state !== 'completed') throw new Error(`the drain has not completed (rebalance ${st?.state ?? 'not started'}); commit refused`);
-          if (st.counters.failed > 0 || st.counters.skipped > 0) throw new Error(`the drain had ${st.counters.failed} failures and ${st.counters.skipped} skipped files; commit refused`);
-          if (remaining > 0) throw new Error(`${remaining} files remain on ${Object.entries(left).filter(([, n]) => n > 0).map(([b, n]) => `${b} (${n})`).join(', ')}; commit refused`);
+          if (remaining > 0) throw new Error(`${remaining} names remain on ${Object.entries(left).filter(([, n]) => n > 0).map(([b, n]) => `${b} (${n}: ${leftNames[b].slice(0, 5).join(', ')}${n > 5 ? ', ...' : ''})`).join('; ')}; commit refused (see the rebalance log; --force leaves them in the brick directories)`);
         }
         const pids: number[] = [];
         for (const b of bricks) {
@@ -447,7 +448,9 @@ volume
         v.bricks = v.bricks.filter((b) => !bricks.includes(b.name));
         v.decommissioned = (v.decommissioned ?? []).filter((b) => !bricks.includes(b));
         await pushTopology(v);
-        out(o.json, { removed: bricks, filesLeft: left }, () => `volume remove-brick commit: ${name}: removed ${bricks.join(', ')}${remaining ? ` (${remaining} files left in their directories)` : ''}`);
+        out(o.json, { removed: bricks, filesLeft: left, namesLeft: leftNames }, () =>
+          [`volume remove-brick commit: ${name}: removed ${bricks.join(', ')}${remaining ? ` (${remaining} names left in their directories, no longer in the volume:)` : ''}`, ...Object.entries(leftNames).flatMap(([b, ns]) => ns.map((n) => `  left on ${b}: ${n}`))].join('\n'),
+        );
       } finally {
         await vol.close();
       }

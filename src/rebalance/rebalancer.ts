@@ -10,7 +10,8 @@ import { joinPath, latestTimes, type DhtClient } from '../dht/client.js';
 import { checkLayout, fixLayout, isEmptyRange, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
 import { dhtHash } from '../dht/hash.js';
 import type { Attr, DirEntryAttr } from '../wire/types.js';
-import { S_IFDIR, S_IFMT, S_IFREG } from '../storage/storage.js';
+import { S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../storage/storage.js';
+import { migrateSpecial } from './special.js';
 import { SwitchGate, migrateFile, type MigrateOptions } from './migrate.js';
 import { migrateFileLegacy } from './legacy.js';
 
@@ -69,6 +70,15 @@ export interface RebalanceOptions {
 export const THROTTLE: Record<string, number> = { lazy: 1, normal: 2, aggressive: 4 };
 
 const zero = (): Counters => ({ scanned: 0, migrated: 0, skipped: 0, failed: 0, bytes: 0, dirs: 0, totalBytes: 0 });
+
+/** One name to move: a regular file's data (the migration protocol), or a special file's name. */
+interface Work {
+  path: string;
+  from: string;
+  to: string;
+  size: number;
+  special?: boolean;
+}
 
 /** A directory that is not there (any more): removed, or its name now a file's. */
 const gone = (e: unknown) => codeOf(e) === 'ENOENT' || codeOf(e) === 'ENOTDIR';
@@ -353,7 +363,7 @@ export class Rebalancer {
   }
 
   private async migrateDir(dir: string, layout: Layout): Promise<void> {
-    const work: { path: string; from: string; to: string; size: number }[] = [];
+    const work: Work[] = [];
     for (const brick of this.c.names) {
       let entries: DirEntryAttr[];
       try {
@@ -395,8 +405,20 @@ export class Rebalancer {
           // Possibly an interrupted rename's extra name: removed if the name reaches another file.
           if (await this.c.removeUnreachableName(path, brick, a.gfid).catch(() => false)) continue;
         }
-        if ((a.mode & S_IFMT) !== S_IFREG) {
+        const type = a.mode & S_IFMT;
+        if (a.nlink > 1 && a.gfid) {
+          // A file with several names is not moved (yet): its name stays reachable through a linkto on
+          // its hashed brick to where the data is, as DHT places any name away from its hashed brick.
+          await this.keepReachable(path, brick, to, a, layout);
+          continue;
+        }
+        if (type === S_IFLNK || type === S_IFIFO || type === S_IFSOCK) {
+          work.push({ path, from: brick, to, size: 0, special: true });
+          continue;
+        }
+        if (type !== S_IFREG) {
           this.cp.counters.skipped++;
+          this.log(`skipped ${path}: a ${(type >> 12).toString(8)} file type that does not migrate`);
           continue;
         }
         work.push({ path, from: brick, to, size: a.size });
@@ -412,6 +434,21 @@ export class Rebalancer {
       }
     };
     await Promise.all(Array.from({ length: Math.min(width, work.length) }, worker));
+  }
+
+  private async migrateSpecialOne(w: Work): Promise<void> {
+    try {
+      const r = await migrateSpecial(this.c, w.path, w.from, w.to);
+      if (r.result === 'migrated') this.cp.counters.migrated++;
+      else if (r.result === 'skipped') {
+        this.cp.counters.skipped++;
+        this.log(`skipped ${w.path}: ${r.reason}`);
+      }
+    } catch (e) {
+      this.cp.counters.failed++;
+      this.log(`failed to migrate ${w.path}: ${(e as Error)?.message}`);
+      if (codeOf(e) === 'ENOTCONN') throw e;
+    }
   }
 
   /** GlusterFS's space rules: the target must stay above min-free-disk; without force, fuller to emptier only. */
@@ -432,7 +469,28 @@ export class Rebalancer {
     return null;
   }
 
-  private async migrateOne(w: { path: string; from: string; to: string; size: number }): Promise<void> {
+  /**
+   * A name that is not moved (a file with several names) stays where it is, reachable: its hashed
+   * brick gets a linkto to the brick holding it if it has none (or one to elsewhere), under the
+   * parent's layout as a precondition. Counted as skipped and logged, so that nothing is left silently.
+   */
+  private async keepReachable(path: string, from: string, to: string, a: Attr, layout: Layout): Promise<void> {
+    this.cp.counters.skipped++;
+    const there = await this.c.sv(to).call<Attr>('lookup', { path }).catch((e) => {
+      if (codeOf(e) === 'ENOENT') return null;
+      throw e;
+    });
+    let how = 'through its linkto';
+    if (there && (there.linkto === undefined || there.gfid !== a.gfid)) how = `not through ${to}, which holds another file at the name`;
+    else if (!there || there.linkto !== from) {
+      await this.c.sv(to).call('mklinkto', { path, gfid: a.gfid, target: from, uid: a.uid, gid: a.gid, parentLayout: rangesOf(layout, to), keepTimes: true, replace: !!there });
+      how = `through a new linkto on ${to}`;
+    }
+    this.log(`not moved ${path}: ${a.nlink} names (hard links) stay on ${from}, reachable ${how}`);
+  }
+
+  private async migrateOne(w: Work): Promise<void> {
+    if (w.special) return this.migrateSpecialOne(w);
     try {
       const why = await this.spaceAllows(w.from, w.to, w.size);
       if (why) {

@@ -1,0 +1,181 @@
+/**
+ * Every kind of name through add-brick, rebalance and remove-brick (issue 20, item 1), on real brick
+ * processes driven by the CLI: symlinks, FIFOs and sockets move to their hashed bricks (same gfid, owner,
+ * mode, times); files with several names stay where their data is but stay reachable through linkto
+ * files on their hashed bricks; a fresh client finds every name with its type. remove-brick's drain
+ * leaves nothing behind, and commit is refused only while names are left, naming them.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { freePort, MAIN_JS } from '../src/cli/state.js';
+import { Volume } from '../src/api/volume.js';
+import { S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../src/storage/storage.js';
+
+const run = promisify(execFile);
+
+interface Name {
+  path: string;
+  type: number;
+  target?: string;
+  gfid?: string;
+}
+
+test('symlinks, FIFOs, sockets and hard links: rebalance and remove-brick keep every name', { timeout: 300_000 }, async () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-kinds-'));
+  const env = { ...process.env, DHTFS_HOME: home };
+  const cli = async (...args: string[]) => (await run(process.execPath, [MAIN_JS, ...args], { env })).stdout;
+  const brick = async (i: number) => `127.0.0.1:${await freePort()}:${path.join(home, `b${i}`)}`;
+  const spec = () => JSON.parse(fs.readFileSync(path.join(home, 'volumes', 'kv', 'spec.json'), 'utf8'));
+  const waitDone = async (verb: string[]) => {
+    for (let i = 0; i < 600; i++) {
+      const s = JSON.parse(await cli('volume', ...verb, 'status', '--json'));
+      const st = s && 'rebalance' in s ? s.rebalance : s;
+      if (st && st.state !== 'running') return st;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error('the rebalance did not end');
+  };
+  try {
+    await cli('volume', 'create', 'kv', await brick(0), await brick(1), await brick(2));
+    await cli('volume', 'start', 'kv');
+    const vol = await Volume.connect(spec());
+    const names: Name[] = [];
+    for (const d of ['/d0', '/d1', '/d1/e']) {
+      await vol.mkdir(d, { recursive: true });
+      for (let i = 0; i < 24; i++) {
+        await vol.symlink(`target-${d}-${i}`, `${d}/l${i}`);
+        names.push({ path: `${d}/l${i}`, type: S_IFLNK, target: `target-${d}-${i}` });
+      }
+      for (let i = 0; i < 8; i++) {
+        await vol.mkfifo(`${d}/p${i}`, 0o640);
+        names.push({ path: `${d}/p${i}`, type: S_IFIFO });
+      }
+      for (let i = 0; i < 4; i++) {
+        await vol.client.mknod(`${d}/s${i}`, S_IFSOCK | 0o600);
+        names.push({ path: `${d}/s${i}`, type: S_IFSOCK });
+      }
+      for (let i = 0; i < 6; i++) {
+        await vol.writeFile(`${d}/f${i}`, `file ${d}/${i}\n`);
+        names.push({ path: `${d}/f${i}`, type: S_IFREG });
+      }
+      for (let i = 0; i < 6; i++) {
+        // Files with two or three names, in this directory and in /d0.
+        await vol.writeFile(`${d}/h${i}`, `linked ${d}/${i}\n`);
+        await vol.link(`${d}/h${i}`, `${d}/h${i}-b`);
+        names.push({ path: `${d}/h${i}`, type: S_IFREG }, { path: `${d}/h${i}-b`, type: S_IFREG });
+        if (d !== '/d0') {
+          await vol.link(`${d}/h${i}`, `/d0/x${d.replace(/\//g, '_')}-${i}`);
+          names.push({ path: `/d0/x${d.replace(/\//g, '_')}-${i}`, type: S_IFREG });
+        }
+      }
+    }
+    for (const n of names) n.gfid = (await vol.lstat(n.path)).gfid ?? undefined;
+    // The times of a symlink, as its owner would see them after a move.
+    const times = new Map<string, bigint>();
+    for (const n of names) if (n.type !== S_IFREG) times.set(n.path, (await vol.lstat(n.path)).mtimeNs);
+    await vol.close();
+
+    /** A fresh client (no cache, no directory of its own) finds every name, with its type, once. */
+    const check = async (when: string) => {
+      const fresh = await Volume.connect(spec());
+      try {
+        for (const n of names) {
+          const st = await fresh.lstat(n.path).catch((e) => assert.fail(`${when}: lstat ${n.path}: ${e.code}`));
+          assert.equal(st.mode & S_IFMT, n.type, `${when}: ${n.path} keeps its type`);
+          assert.equal(st.gfid, n.gfid, `${when}: ${n.path} keeps its gfid`);
+          if (n.type === S_IFLNK) assert.equal(await fresh.readlink(n.path), n.target, `${when}: ${n.path} keeps its target`);
+          if (n.type !== S_IFREG) assert.equal(st.mtimeNs, times.get(n.path), `${when}: ${n.path} keeps its times`);
+          if (n.type === S_IFIFO) assert.equal(st.mode & 0o7777, 0o640, `${when}: ${n.path} keeps its mode`);
+        }
+        for (const d of ['/d0', '/d1', '/d1/e']) {
+          const want = names.filter((n) => path.posix.dirname(n.path) === d).map((n) => path.posix.basename(n.path));
+          const got = (await fresh.readdir(d)).filter((x) => x !== 'e');
+          assert.deepEqual([...got].sort(), [...want].sort(), `${when}: ${d} lists every name once`);
+        }
+        for (const n of names.filter((x) => x.type === S_IFREG)) assert.match(String(await fresh.readFile(n.path)), /^(file|linked) /);
+      } finally {
+        await fresh.close();
+      }
+    };
+    await check('before');
+
+    // add-brick, rebalance.
+    await cli('volume', 'add-brick', 'kv', await brick(3));
+    await cli('volume', 'rebalance', 'kv', 'start');
+    const r = await waitDone(['rebalance', 'kv']);
+    assert.equal(r.state, 'completed', r.error);
+    assert.equal(r.counters.failed, 0);
+    const onNew = (type: number) =>
+      names.filter((n) => n.type === type).filter((n) => {
+        try {
+          return (fs.lstatSync(path.join(home, 'b3', n.path)).mode & S_IFMT) === type;
+        } catch {
+          return false;
+        }
+      }).length;
+    assert.ok(onNew(S_IFLNK) > 0 && onNew(S_IFIFO) + onNew(S_IFSOCK) > 0, 'symlinks and special files moved to the new brick');
+    // Nothing special is left away from its hashed brick: each such name is on one brick only.
+    for (const n of names.filter((x) => x.type !== S_IFREG)) {
+      const on = [0, 1, 2, 3].filter((i) => fs.existsSync(path.join(home, `b${i}`, n.path)) || isLink(path.join(home, `b${i}`, n.path)));
+      assert.equal(on.length, 1, `${n.path} is on one brick (${on})`);
+    }
+    await check('after add-brick and rebalance');
+
+    // Drain the new brick: everything it got leaves it again; commit without --force succeeds.
+    await cli('volume', 'remove-brick', 'kv', 'kv-client-3', 'start');
+    const d = await waitDone(['remove-brick', 'kv', 'kv-client-3']);
+    assert.equal(d.state, 'completed', d.error);
+    assert.match(await cli('volume', 'remove-brick', 'kv', 'kv-client-3', 'commit'), /removed kv-client-3/);
+    assert.deepEqual(leftOn(path.join(home, 'b3')), [], 'the removed brick holds no name');
+    await check('after remove-brick commit');
+
+    // Drain a brick that holds files with several names: they are not moved (yet), so commit is
+    // refused naming them, and --force prints each name it leaves behind.
+    const linked = names.filter((n) => n.type === S_IFREG && /\/(h\d|x_)/.test(n.path));
+    const holder = [0, 1, 2].find((i) => linked.some((n) => fs.existsSync(path.join(home, `b${i}`, n.path))))!;
+    await cli('volume', 'remove-brick', 'kv', `kv-client-${holder}`, 'start');
+    const d2 = await waitDone(['remove-brick', 'kv', `kv-client-${holder}`]);
+    assert.equal(d2.state, 'completed', d2.error);
+    const left = leftOn(path.join(home, `b${holder}`));
+    assert.ok(left.length > 0 && left.every((p) => linked.some((n) => n.path === p)), `only files with several names are left: ${left}`);
+    await assert.rejects(cli('volume', 'remove-brick', 'kv', `kv-client-${holder}`, 'commit'), (e: Error & { stderr?: string }) => {
+      assert.match(String(e.stderr ?? e.message), new RegExp(`${left.length} names remain on kv-client-${holder}`));
+      return true;
+    });
+    const forced = await cli('volume', 'remove-brick', 'kv', `kv-client-${holder}`, 'commit', '--force');
+    for (const p of left) assert.ok(forced.includes(`left on kv-client-${holder}: ${p}`), `--force prints ${p}:\n${forced}`);
+  } finally {
+    await run(process.execPath, [MAIN_JS, 'volume', 'stop', 'kv'], { env }).catch(() => {});
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
+
+function isLink(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Names on a brick directory (not directories, not linkto files, not .glusterfs). */
+function leftOn(dir: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    if (rel === '' && e.name === '.glusterfs') continue;
+    const p = `${rel}/${e.name}`;
+    if (e.isDirectory()) out.push(...leftOn(dir, p));
+    else {
+      const st = fs.lstatSync(path.join(dir, p));
+      if ((st.mode & 0o7777) === 0o1000 && st.isFile()) continue; // a linkto
+      out.push(p);
+    }
+  }
+  return out.sort();
+}

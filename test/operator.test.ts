@@ -287,7 +287,17 @@ test('a failed add-brick (port taken, remote brick not serving) leaves the spec 
     const remoteDir = path.join(home, 'r3');
     assert.match(await cliFails('volume', 'add-brick', 'av', `[::ffff:127.0.0.1]:${remotePort}:${remoteDir}`), /does not answer.*start it there first: dhtfs brick serve --dir/);
     await unchanged('remote brick not serving');
-    // 3. Both again, now that they can work: the port freed, the remote brick started by its operator.
+    // 3. Bad directories: another volume's brick (left as it is), a file.
+    await cli('volume', 'create', 'ov', `127.0.0.1:${path.join(home, 'other0')}`);
+    await cli('volume', 'start', 'ov');
+    await cli('volume', 'stop', 'ov');
+    assert.match(await cliFails('volume', 'add-brick', 'av', `127.0.0.1:${path.join(home, 'other0')}`), /did not start: brick directory belongs to volume [0-9a-f-]+, not /);
+    await unchanged('a directory of another volume');
+    assert.match(await cli('volume', 'start', 'ov'), /success/, 'the other volume still has its brick');
+    fs.writeFileSync(path.join(home, 'plain'), '');
+    assert.match(await cliFails('volume', 'add-brick', 'av', `127.0.0.1:${path.join(home, 'plain')}`), /plain is not a directory/);
+    await unchanged('a file');
+    // 4. Both again, now that they can work: the port freed, the remote brick started by its operator.
     await taken.close();
     fs.writeFileSync(path.join(home, 'secret'), spec.secret, { mode: 0o600 });
     fs.writeFileSync(path.join(home, 'admin-secret'), (spec as { adminSecret?: string }).adminSecret ?? '', { mode: 0o600 });
@@ -316,7 +326,7 @@ test('a failed add-brick (port taken, remote brick not serving) leaves the spec 
     }
   } finally {
     await taken.close().catch(() => {});
-    await cleanup('av');
+    await cleanup('av', 'ov');
   }
 });
 

@@ -105,6 +105,7 @@ function realDir(host: string, dir: string): string {
 export function checkNewBricks(v: { name: string; bricks: StoredBrick[] }, added: { host: string; port: number; dir: string }[]): void {
   const all = [...v.bricks.map((b) => ({ ...b, what: `brick ${b.name} (${b.host}:${b.port}:${b.dir})` }))];
   for (const p of added) {
+    if (isLocalHost(p.host) && fs.existsSync(p.dir) && !fs.statSync(p.dir).isDirectory()) throw new Error(`${p.dir} is not a directory`);
     const here = realDir(p.host, p.dir);
     for (const b of all) {
       const same = isLocalHost(p.host) ? isLocalHost(b.host) : p.host === b.host;
@@ -210,7 +211,7 @@ export async function awaitBrick(v: StoredVolume, s: Spawned, deadline: number):
         const j = JSON.parse(l) as { msg?: string; err?: { message?: string } };
         return j.err?.message ?? j.msg ?? l;
       } catch {
-        return l;
+        return l.replace(/^dhtfs: /, '');
       }
     }).join('; ');
   const ended = () => s.child.exitCode !== null || s.child.signalCode !== null;

@@ -2,11 +2,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { Volume } from '../api/volume.js';
 import { RpcClient } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import { liveOptionsIn, type Topology } from '../dht/spec.js';
-import { Rebalancer, THROTTLE, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
+import { Rebalancer, THROTTLE, startFailed, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
 import type { MigrateOptions } from '../rebalance/migrate.js';
 import { MAIN_JS, parseBrickArg, saveVolume, startBricks, volDir, type StoredVolume } from './state.js';
 
@@ -138,7 +139,19 @@ export async function runRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-lay
   process.on('SIGINT', () => (stop = true));
   fs.mkdirSync(path.dirname(pidFile(v)), { recursive: true });
   fs.writeFileSync(pidFile(v), String(process.pid));
-  const vol = await Volume.connect(v, { clientName: 'rebalance', log: (l, m) => console.log(`${new Date().toISOString()} ${l} ${m}`) });
+  let vol: Volume;
+  try {
+    vol = await Volume.connect(v, { clientName: 'rebalance', log: (l, m) => console.log(`${new Date().toISOString()} ${l} ${m}`) });
+  } catch (e) {
+    // The run dies before it begins (a brick down): status must say so, not show the previous run's end.
+    const store = fileStore(checkpointFile(v));
+    const error = (e as Error)?.message ?? String(e);
+    const cp = startFailed(store.load(), o.mode, o.force, error, Date.now(), randomUUID());
+    store.save(cp);
+    fs.rmSync(pidFile(v), { force: true });
+    console.log(`${new Date().toISOString()} rebalance failed: ${error}`);
+    return cp;
+  }
   try {
     const r = new Rebalancer(vol.client, {
       mode: o.mode,
@@ -166,6 +179,35 @@ export interface RebalanceStatus extends Checkpoint {
   percent: number | null;
 }
 
+/**
+ * What a file costs beside its bytes, in bytes: the progress and ETA weigh a name moved as this many bytes
+ * copied (a small file's migration, several round trips and fsyncs, takes about as long as copying a
+ * megabyte on this kind of machine).
+ */
+export const FILE_COST_BYTES = 1024 * 1024;
+
+/**
+ * How far a run is, 0..1, from what it has moved against what its first pass estimated it will move
+ * (names handled, weighed by FILE_COST_BYTES, and bytes copied); null while there is no estimate (being
+ * made, a fix-layout, or nothing to move).
+ */
+export function progressOf(c: Checkpoint): number | null {
+  const k = c.counters;
+  const totalFiles = k.totalFiles ?? 0;
+  if (c.estimating || c.mode === 'fix-layout' || totalFiles === 0) return null;
+  const done = Math.min(totalFiles, k.migrated + k.skipped + k.failed);
+  const bytes = Math.min(k.totalBytes, k.bytes);
+  return (done * FILE_COST_BYTES + bytes) / (totalFiles * FILE_COST_BYTES + k.totalBytes);
+}
+
+/** Seconds left, from the rate so far (since the first pass ended) and the progress; null if unknown. */
+export function etaOf(c: Checkpoint, elapsedMs: number): number | null {
+  const p = progressOf(c);
+  if (p === null || p <= 0) return null;
+  const working = Math.max(0, elapsedMs - (c.estimateMs ?? 0));
+  return ((working / p) * (1 - p)) / 1000;
+}
+
 export function rebalanceStatus(v: StoredVolume): RebalanceStatus | null {
   const c = fileStore(checkpointFile(v)).load();
   if (!c) return null;
@@ -177,10 +219,12 @@ export function rebalanceStatus(v: StoredVolume): RebalanceStatus | null {
   const secs = Math.max(0.001, elapsed / 1000);
   const rateBytes = c.counters.bytes / secs;
   const rateFiles = c.counters.migrated / secs;
-  // GlusterFS's estimate: all used bytes over the byte rate; an upper bound (not every byte moves).
-  const percent = c.counters.totalBytes > 0 ? Math.min(100, (c.counters.bytes * 100) / c.counters.totalBytes) : null;
-  const etaSeconds = state !== 'running' ? 0 : rateBytes > 0 ? Math.max(0, (c.counters.totalBytes - c.counters.bytes) / rateBytes) : null;
-  return { ...c, state, elapsedMs: elapsed, volume: v.name, pid, rateBytes, rateFiles, etaSeconds, percent };
+  // Against what this run will move (its first pass's estimate), not the bricks' used bytes.
+  const p = progressOf(c);
+  const percent = p === null ? null : p * 100;
+  const etaSeconds = state !== 'running' ? 0 : etaOf(c, elapsed);
+  const error = state === 'failed' && !c.error ? 'the rebalance process died' : c.error;
+  return { ...c, state, error, elapsedMs: elapsed, volume: v.name, pid, rateBytes, rateFiles, etaSeconds, percent };
 }
 
 function human(n: number): string {
@@ -203,14 +247,16 @@ export function formatStatus(s: RebalanceStatus, tty: boolean): string {
   const lines = [
     `Rebalance of volume ${s.volume}: ${s.state}${s.pid ? ` (pid ${s.pid})` : ''}${s.mode === 'fix-layout' ? ', fix-layout only' : ''}${s.force ? ', force' : ''}`,
     `  scanned ${c.scanned}  migrated ${c.migrated}  skipped ${c.skipped}  failed ${c.failed}  directories ${c.dirs}`,
-    `  moved ${human(c.bytes)} in ${hms(s.elapsedMs / 1000)}: ${human(s.rateBytes)}/s, ${s.rateFiles.toFixed(1)} files/s` + (s.state === 'running' ? `; ETA ${s.etaSeconds === null ? 'unknown' : hms(s.etaSeconds)} (upper bound)` : ''),
+    `  moved ${human(c.bytes)} in ${hms(s.elapsedMs / 1000)}: ${human(s.rateBytes)}/s, ${s.rateFiles.toFixed(1)} files/s` + (s.state === 'running' ? `; ETA ${s.etaSeconds === null ? 'unknown' : hms(s.etaSeconds)}` : ''),
   ];
+  if (s.estimating && s.state === 'running') lines.push('  estimating what this run will move (a first pass over the tree)');
+  else if (s.mode === 'full' && c.totalFiles !== undefined) lines.push(`  this run moves about ${c.totalFiles} names, ${human(c.totalBytes)} of data (first-pass estimate)${s.percent !== null ? `: ${s.percent.toFixed(0)}% done` : ''}`);
   if (s.position && s.state !== 'completed') lines.push(`  at ${s.position}`);
   if (s.error) lines.push(`  error: ${s.error}`);
   if (tty && s.percent !== null && s.state === 'running') {
     const w = 30;
     const k = Math.round((s.percent / 100) * w);
-    lines.push(`  [${'#'.repeat(k)}${'-'.repeat(w - k)}] ${s.percent.toFixed(0)}% of used bytes`);
+    lines.push(`  [${'#'.repeat(k)}${'-'.repeat(w - k)}] ${s.percent.toFixed(0)}%`);
   }
   return lines.join('\n');
 }

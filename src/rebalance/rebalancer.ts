@@ -25,7 +25,12 @@ export interface Counters {
   failed: number;
   bytes: number;
   dirs: number;
-  /** Bytes held by files that may move (estimate for the ETA). */
+  /**
+   * What this run will move, estimated by a first pass over the tree before it moves anything (the
+   * layout each directory will get, applied to what each brick holds): names, and the bytes their data
+   * holds (allocated bytes: holes are not copied).
+   */
+  totalFiles?: number;
   totalBytes: number;
   /** Directories removed while the walk was on its way to them (skipped, logged). */
   dirsGone?: number;
@@ -44,6 +49,18 @@ export interface Checkpoint {
   state: RebalanceState;
   error?: string;
   topologyVersion: number;
+  /** The first pass (the estimate of what will move) is under way; and how long it took. */
+  estimating?: boolean;
+  estimateMs?: number;
+  /** The run failed before it began (a brick down at start): a new start begins afresh. */
+  notBegun?: boolean;
+}
+
+/** A checkpoint for a run that could not begin: shown as failed, with its reason, not as the last run's end. */
+export function startFailed(prev: Checkpoint | null, mode: RebalanceMode, force: boolean, error: string, now: number, runId: string): Checkpoint {
+  const resumable = prev && !prev.notBegun && (prev.state === 'running' || prev.state === 'stopped' || prev.state === 'failed') && prev.mode === mode;
+  if (resumable) return { ...prev, state: 'failed', error };
+  return { runId, mode, force, position: null, counters: zero(), commitHash: COMMIT_HASH_INVALID, startedAt: now, elapsedMs: 0, state: 'failed', error, topologyVersion: 0, notBegun: true };
 }
 
 export interface CheckpointStore {
@@ -69,7 +86,7 @@ export interface RebalanceOptions {
 
 export const THROTTLE: Record<string, number> = { lazy: 1, normal: 2, aggressive: 4 };
 
-const zero = (): Counters => ({ scanned: 0, migrated: 0, skipped: 0, failed: 0, bytes: 0, dirs: 0, totalBytes: 0 });
+const zero = (): Counters => ({ scanned: 0, migrated: 0, skipped: 0, failed: 0, bytes: 0, dirs: 0, totalFiles: 0, totalBytes: 0 });
 
 /** One name to move: a regular file's data (the migration protocol), or a special file's name. */
 interface Work {
@@ -121,36 +138,46 @@ export class Rebalancer {
   }
 
   async run(): Promise<Checkpoint> {
-    await this.c.refreshTopology(true);
     const prev = this.o.store.load();
     const mode = this.o.mode ?? 'full';
-    const resume = !this.o.restart && prev && (prev.state === 'running' || prev.state === 'stopped' || prev.state === 'failed') && prev.mode === mode;
-    if (resume) {
-      this.cp = { ...prev, state: 'running', error: undefined, startedAt: this.c.clock.wallNow() - prev.elapsedMs };
-      this.log(`resuming rebalance ${prev.runId} at ${prev.position ?? '/'}`);
-    } else {
-      // A new run: a new volume commit hash, so clients look everywhere until each directory is settled.
-      const commitHash = ((this.c.random.int(0x7fffffff) << 1) | 1) >>> 0;
-      this.cp = {
-        runId: newGfid(this.c.random),
-        mode,
-        force: !!this.o.force,
-        position: null,
-        counters: zero(),
-        commitHash,
-        startedAt: this.c.clock.wallNow(),
-        elapsedMs: 0,
-        state: 'running',
-        topologyVersion: this.c.topologyVersion,
-      };
-      if (mode === 'full') {
-        await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setCommitHash', { value: commitHash })));
-        this.c.volCommitHash = commitHash;
+    const resume = !this.o.restart && prev && !prev.notBegun && (prev.state === 'running' || prev.state === 'stopped' || prev.state === 'failed') && prev.mode === mode;
+    try {
+      await this.c.refreshTopology(true);
+      if (resume) {
+        this.cp = { ...prev, state: 'running', error: undefined, startedAt: this.c.clock.wallNow() - prev.elapsedMs };
+        this.log(`resuming rebalance ${prev.runId} at ${prev.position ?? '/'}`);
+      } else {
+        // A new run: a new volume commit hash, so clients look everywhere until each directory is settled.
+        const commitHash = ((this.c.random.int(0x7fffffff) << 1) | 1) >>> 0;
+        this.cp = {
+          runId: newGfid(this.c.random),
+          mode,
+          force: !!this.o.force,
+          position: null,
+          counters: zero(),
+          commitHash,
+          startedAt: this.c.clock.wallNow(),
+          elapsedMs: 0,
+          state: 'running',
+          topologyVersion: this.c.topologyVersion,
+        };
+        if (mode === 'full') {
+          await Promise.all(this.c.names.map((n) => this.c.sv(n).call('setCommitHash', { value: commitHash })));
+          this.c.volCommitHash = commitHash;
+        }
       }
-      this.cp.counters.totalBytes = await this.usedBytes();
+    } catch (e) {
+      // Died before it began (a brick down at start): this run failed, and says why; the previous run's
+      // end is not this one's.
+      const error = (e as Error)?.message ?? String(e);
+      this.cp = startFailed(prev, mode, !!this.o.force, error, this.c.clock.wallNow(), newGfid(this.c.random));
+      this.log(`rebalance failed: ${error}`);
+      this.save(true);
+      return this.cp;
     }
     this.save(true);
     try {
+      if (!resume && mode === 'full') await this.estimate();
       await this.walk('/');
       this.cp.state = this.stopping ? 'stopped' : 'completed';
       if (!this.stopping) {
@@ -161,6 +188,7 @@ export class Rebalancer {
       }
     } catch (e) {
       this.cp.state = 'failed';
+      this.cp.estimating = undefined;
       this.cp.error = (e as Error)?.message ?? String(e);
       this.log(`rebalance failed: ${this.cp.error}`);
     }
@@ -168,17 +196,60 @@ export class Rebalancer {
     return this.cp;
   }
 
-  private async usedBytes(): Promise<number> {
-    let used = 0;
-    for (const n of this.c.names) {
-      try {
-        const s = await this.c.statfsOf(n);
-        used += (s.blocks - s.bfree) * s.bsize;
-      } catch {
-        /* a down brick */
+  /**
+   * The first pass: what this run will move. For each directory, the layout the run will give it (the
+   * same fixLayout over the same bricks) applied to what each brick holds: every name away from its new
+   * hashed brick, and its data's allocated bytes. Lists each directory once per brick, moves nothing.
+   */
+  private async estimate(): Promise<void> {
+    const began = this.c.clock.now();
+    this.cp.estimating = true;
+    this.save(true);
+    const weights = await this.c.brickWeights();
+    let files = 0;
+    let bytes = 0;
+    const visit = async (dir: string): Promise<void> => {
+      if (this.wantStop()) return;
+      const rs = await this.c.all<Attr>('lookup', { path: dir });
+      const layout: Layout = [];
+      for (const r of rs) {
+        if (r.err && !gone(r.err)) throw r.err;
+        const ranges = r.value?.layout && r.value.layout.length > 0 ? r.value.layout : [{ commit: 0, type: 0, start: 0, stop: 0 }];
+        for (const x of ranges) layout.push({ brick: r.brick, ...x });
       }
-    }
-    return used;
+      if (rs.every((r) => !r.value || (r.value.mode & S_IFMT) !== S_IFDIR)) return; // removed meanwhile
+      const fixed = fixLayout(layout, weights, { commit: COMMIT_HASH_INVALID, weighted: this.c.spec.options?.weightedRebalance, dir });
+      const subdirs = new Set<string>();
+      for (const brick of this.c.names) {
+        let entries: DirEntryAttr[];
+        try {
+          entries = await this.listBrick(brick, dir);
+        } catch (e) {
+          if (gone(e)) continue;
+          throw e;
+        }
+        for (const e of entries) {
+          const type = e.attr.mode & S_IFMT;
+          if (type === S_IFDIR) {
+            subdirs.add(e.name);
+            continue;
+          }
+          if (e.attr.linkto !== undefined || e.attr.moved) continue;
+          const to = searchLayout(fixed, dhtHash(e.name));
+          if (!to || to === brick) continue;
+          files++;
+          if (type === S_IFREG && e.attr.nlink <= 1) bytes += e.attr.blocks > 0 ? Math.min(e.attr.size, e.attr.blocks * 512) : e.attr.size;
+        }
+      }
+      for (const name of [...subdirs].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))) await visit(joinPath(dir, name));
+    };
+    await visit('/');
+    this.cp.counters.totalFiles = files;
+    this.cp.counters.totalBytes = bytes;
+    this.cp.estimating = undefined;
+    this.cp.estimateMs = Math.round(this.c.clock.now() - began);
+    this.log(`estimate: ${files} names to move, ${bytes} bytes of data`);
+    this.save(true);
   }
 
   private wantStop(): boolean {

@@ -70,6 +70,49 @@ test('a client that never reads its replies cannot grow the brick without bound'
   }
 });
 
+test('many connections that never read their replies are held to the brick-wide budget, and a reader is still served', async () => {
+  process.env.DHTFS_LIMIT_MAX_UNSENT_BYTES_TOTAL = String(128 * MiB);
+  let c: Cluster;
+  try {
+    c = await startCluster(1);
+  } finally {
+    delete process.env.DHTFS_LIMIT_MAX_UNSENT_BYTES_TOTAL;
+  }
+  const attackers: Awaited<ReturnType<typeof rawConnect>>[] = [];
+  try {
+    const vol = await Volume.connect(c.spec);
+    await vol.writeFile('/big', Buffer.alloc(8 * MiB, 7));
+    await vol.close();
+    const pid = c.procs[0]!.pid!;
+    const base = rssOf(pid);
+    for (let k = 0; k < 8; k++) {
+      const r = await rawConnect(c.spec.bricks[0], { spec: c.spec, hello: true });
+      const fd = ((await r.call('open', { path: '/big', flags: 0 }))[3] as { fd: number }).fd;
+      r.sock.pause();
+      for (let i = 0; i < 100; i++) r.send([0, 10_000 + i, 'read', { fd, offset: 0, length: 8 * MiB }]);
+      attackers.push(r);
+    }
+    let peak = 0;
+    for (let i = 0; i < 30; i++) {
+      await sleep(100);
+      peak = Math.max(peak, rssOf(pid));
+    }
+    // A reader that reads is served meanwhile, if slowly: one read at a time at worst.
+    const reader = await rawConnect(c.spec.bricks[0], { spec: c.spec, hello: true });
+    const fd = ((await reader.call('open', { path: '/big', flags: 0 }))[3] as { fd: number }).fd;
+    const t = performance.now();
+    const got = await Promise.all(Array.from({ length: 10 }, () => reader.call('read', { fd, offset: 0, length: 8 * MiB })));
+    for (const m of got) assert.equal((m[3] as { data: Uint8Array }).data.length, 8 * MiB);
+    peak = Math.max(peak, rssOf(pid));
+    console.log(`8 connections x 100 unread 8 MiB reads (budget 128 MiB): brick RSS ${Math.round(base / MiB)} -> peak ${Math.round(peak / MiB)} MiB; a reader's 10 reads of 8 MiB took ${(performance.now() - t).toFixed(0)} ms`);
+    assert.ok(peak - base < 350 * MiB, `brick grew by ${Math.round((peak - base) / MiB)} MiB`);
+    reader.sock.destroy();
+  } finally {
+    for (const r of attackers) r.sock.destroy();
+    await c.stop();
+  }
+});
+
 test('before authentication frames are small: a large one closes the connection at its header', async () => {
   const c = await startCluster(1);
   try {

@@ -87,6 +87,7 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
   const limits = brickLimits(o.limits);
   const limitLog = new LimitLog(realClock, (msg, extra) => log.warn(extra ?? {}, msg));
   const gate = new ConnectionGate(limits, limitLog);
+  const budget = { owed: 0 };
   process.umask(0);
   const storage = new DiskStorage(o.dir);
   const brick = new Brick(
@@ -114,6 +115,7 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
       limits,
       limitLog,
       gate: g,
+      budget,
     });
   });
   const listener = o.port === 0 ? await listenInRange(o.portRange ?? parsePortRange(), listen) : await listen(o.port);

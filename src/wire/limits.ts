@@ -20,6 +20,11 @@ export interface BrickLimits {
    * to half.
    */
   maxUnsentBytes: number;
+  /**
+   * Reply bytes all connections of the brick may owe together: past it, a connection that owes anything
+   * waits too (one that owes nothing is always served a request, so none starves).
+   */
+  maxUnsentBytesTotal: number;
   /** Connections per brick (authenticated or not): one more is refused. */
   maxConnections: number;
   /** Connections per source address. */
@@ -46,6 +51,7 @@ export const LIMIT_DEFAULTS: Readonly<BrickLimits> = Object.freeze({
   preAuthMaxFrame: 64 * 1024,
   handshakeMs: 10_000,
   maxUnsentBytes: 64 * 1024 * 1024,
+  maxUnsentBytesTotal: 512 * 1024 * 1024,
   maxConnections: 4096,
   maxConnectionsPerAddress: 1024,
   maxUnauthenticated: 256,

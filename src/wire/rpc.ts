@@ -2,6 +2,7 @@
  * Request/response over one connection: request ids, many requests in flight, the handshake.
  * Client side (RpcClient) and server side (serveConnection). No `net` here: a Conn comes from a Network.
  */
+import assert from 'node:assert';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { FsError, codeOf, detailOf, infoOf } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
@@ -189,6 +190,8 @@ export interface ServeOptions {
   limits?: BrickLimits;
   /** Where limits hit are logged, once per limit per interval (shared by the brick's connections). */
   limitLog?: LimitLog;
+  /** The brick's reply bytes owed by all its connections (shared by them), bounded by `maxUnsentBytesTotal`. */
+  budget?: { owed: number };
   /** The brick's count of connections (ConnectionGate.admit), told of this one's authentication and end. */
   gate?: { authenticated(): void; closed(): void };
 }
@@ -218,8 +221,23 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
   let ctx: Ctx | null = null;
   let clientName = '';
   let open = true;
-  /** Reply bytes owed: expected sizes of requests being served, then actual sizes until sent. */
+  /**
+   * Reply bytes owed (`owed`): the expected sizes of the requests being served (`serving`), and the
+   * replies written that the socket has not taken yet (`unsent`). The brick's budget counts them too.
+   */
+  let serving = 0;
+  let unsent = 0;
   let owed = 0;
+  /** Closed: its unsent replies went with the socket, and were counted off the budget then. */
+  let writtenOff = false;
+  const budget = opts.budget;
+  const owe = (s: number, u: number) => {
+    serving += s;
+    unsent += u;
+    owed = serving + unsent;
+    if (budget) budget.owed += s + u;
+    assert.ok(serving >= 0 && unsent >= 0, 'a connection owes less than nothing');
+  };
   /** Decoded requests not yet handed to the handler (only while `owed` is over the limit). */
   let waiting: Message[] = [];
   let next = 0;
@@ -246,7 +264,7 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     reply(id, info ? { code: codeOf(e), message: detailOf(e), info } : { code: codeOf(e), message: detailOf(e) }, null, expected);
   };
   const reply = (id: number, err: WireError | null, result: unknown, expected = 0) => {
-    owed -= expected;
+    owe(-expected, 0);
     if (!open) return;
     let frame: Buffer[];
     try {
@@ -256,18 +274,22 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     }
     let size = 0;
     for (const b of frame) size += b.length;
-    owed += size;
+    owe(0, size);
     // A reply's pooled data (a read's bytes) goes back to the pool once sent.
     const data = (result as { data?: unknown } | null)?.data;
     const pooled = ioBuffers.owns(data);
     conn.write(frame, () => {
       if (pooled) ioBuffers.give(data);
-      owed -= size;
+      if (writtenOff) return;
+      owe(0, -size);
       if (paused && owed <= limits.maxUnsentBytes / 2) pump();
     });
   };
   conn.onClose(() => {
     open = false;
+    // Its unsent replies go with the socket (requests still being served are counted off as they end).
+    owe(0, -unsent);
+    writtenOff = true;
     deadline?.cancel();
     waiting = [];
     next = 0;
@@ -334,7 +356,7 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     const c = ctx;
     const done = () => ioBuffers.give(args.data as Uint8Array | undefined);
     const expected = expectedReply(args);
-    owed += expected;
+    owe(expected, 0);
     let res: unknown;
     try {
       res = handler.handle(c, op, args);
@@ -364,7 +386,9 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
   /** Serves waiting requests while the connection owes less than its limit; reads again when all are served. */
   const pump = () => {
     while (open && next < waiting.length) {
-      if (owed > limits.maxUnsentBytes) {
+      // Over its own bound, or the brick's while it owes anything (one that owes nothing always gets
+      // one request served: no connection starves, and the brick-wide overshoot is a request each).
+      if (owed > limits.maxUnsentBytes || (budget && budget.owed > limits.maxUnsentBytesTotal && owed > 0)) {
         if (!paused) {
           paused = true;
           conn.pause?.();

@@ -13,6 +13,7 @@
 #include <node_api.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,20 +40,48 @@ static void execute(napi_env env, void *data) {
     if (syncfs(j->in) != 0) j->err = errno;
     return;
   }
-  while (j->copied < j->length) {
-    loff_t a = j->offset + j->copied, b = j->offset + j->copied;
-    ssize_t n = copy_file_range(j->in, &a, j->out, &b, (size_t)(j->length - j->copied), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      j->err = errno;
-      break;
+  /* Only the source's data segments are copied (SEEK_DATA/SEEK_HOLE): its holes stay holes in the copy,
+     which the caller sizes with ftruncate (copy_file_range itself would write a hole's zeros out on a
+     file system that cannot share extents). `copied` counts the bytes really copied. */
+  int64_t pos = j->offset, end = j->offset + j->length;
+  int eof = 0;
+  while (pos < end && !eof && !j->err) {
+    off_t d = lseek(j->in, pos, SEEK_DATA);
+    off_t h;
+    if (d < 0) {
+      if (errno == ENXIO) break; /* no data from pos on */
+      if (errno != EINVAL && errno != EOPNOTSUPP) {
+        j->err = errno;
+        break;
+      }
+      d = pos; /* no SEEK_DATA here: all of it is data */
+      h = end;
+    } else {
+      if (d >= end) break;
+      h = lseek(j->in, d, SEEK_HOLE);
+      if (h < 0 || h > end) h = end;
     }
-    if (n == 0) break; /* end of the source */
-    j->copied += n;
+    int64_t at = d;
+    while (at < h) {
+      loff_t a = at, b = at;
+      ssize_t n = copy_file_range(j->in, &a, j->out, &b, (size_t)(h - at), 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        j->err = errno;
+        break;
+      }
+      if (n == 0) {
+        eof = 1; /* end of the source */
+        break;
+      }
+      at += n;
+      j->copied += n;
+    }
+    pos = h;
   }
   /* The copied range starts going to disk now, while the next ranges are copied: the fsync that makes
      the copy durable then has little left to wait for. (A write-out error shows at that fsync.) */
-  if (j->copied > 0) sync_file_range(j->out, j->offset, j->copied, SYNC_FILE_RANGE_WRITE);
+  if (j->copied > 0) sync_file_range(j->out, j->offset, j->length, SYNC_FILE_RANGE_WRITE);
 }
 
 static const char *errno_name(int e) {
@@ -317,8 +346,51 @@ static napi_value lutimes_ns(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * seekData(fd, offset, hole) -> offset | -1: lseek(2) SEEK_DATA (hole false) or SEEK_HOLE (hole true)
+ * from offset; -1 for ENXIO (no data from there on, or offset at or past the end). A file system without
+ * them answers as if the file were all data. Throws with `code` the errno's name.
+ */
+static napi_value seek_data(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  int32_t fd;
+  int64_t off;
+  bool hole;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int64(env, argv[1], &off) != napi_ok || napi_get_value_bool(env, argv[2], &hole) != napi_ok || off < 0) {
+    napi_throw_type_error(env, NULL, "seekData(fd, offset, hole)");
+    return NULL;
+  }
+  off_t r = lseek(fd, off, hole ? SEEK_HOLE : SEEK_DATA);
+  napi_value v;
+  if (r < 0) {
+    int err = errno;
+    if (err == ENXIO) {
+      napi_create_double(env, -1, &v);
+      return v;
+    }
+    if (err == EINVAL || err == EOPNOTSUPP) {
+      struct stat st;
+      if (fstat(fd, &st) != 0) {
+        throw_errno(env, errno);
+        return NULL;
+      }
+      if (off >= st.st_size) r = -1;
+      else r = hole ? st.st_size : off;
+    } else {
+      throw_errno(env, err);
+      return NULL;
+    }
+  }
+  napi_create_double(env, (double)r, &v);
+  return v;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
+  napi_create_function(env, "seekData", NAPI_AUTO_LENGTH, seek_data, NULL, &fn);
+  napi_set_named_property(env, exports, "seekData", fn);
   napi_create_function(env, "lock", NAPI_AUTO_LENGTH, ofd_lock, NULL, &fn);
   napi_set_named_property(env, exports, "lock", fn);
   napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &fn);

@@ -268,6 +268,7 @@ export class Brick implements RequestHandler<Session> {
       migPull: (s, a) => this.migPull(s, a),
       migRenew: (_s, a) => this.migRenew(a),
       migDirty: (_s, a) => this.migDirty(a),
+      migSegments: (_s, a) => this.migSegments(a),
       migFreeze: (_s, a) => this.migFreeze(a),
       migCommit: (_s, a) => this.migCommit(a),
       migAbort: (_s, a) => this.migAbort(a),
@@ -1689,6 +1690,39 @@ export class Brick implements RequestHandler<Session> {
     const gfid = gfidArg(a, 'gfid');
     const rec = this.mig.takeDirty(gfid, str(a, 'token'));
     return { ...rec, size: this.st.lstat(handlePath(gfid)).size };
+  }
+
+  /**
+   * step `copy`: the data segments of the file under migration from `offset` on (SEEK_DATA/SEEK_HOLE),
+   * so that the copy skips its holes (GlusterFS since its bug 915554). At most `max` segments; `next` is
+   * where to ask again (null: no more). What clients write meanwhile, holes included, is in the dirty
+   * record as always.
+   */
+  migSegments(a: Args): { segments: [number, number][]; next: number | null } {
+    const gfid = gfidArg(a, 'gfid');
+    this.mig.holds(gfid, str(a, 'token'));
+    const from = int(a, 'offset');
+    const max = optInt(a, 'max', 1, 65536) ?? 4096;
+    const hp = handlePath(gfid);
+    const size = this.st.lstat(hp).size;
+    const seek = this.st.seekData?.bind(this.st);
+    if (!seek) return { segments: from < size ? [[from, size]] : [], next: null };
+    const h = this.st.open(hp, O_RDONLY, 0);
+    try {
+      const segments: [number, number][] = [];
+      let pos = from;
+      while (pos < size && segments.length < max) {
+        const d = seek(h, pos, false);
+        if (d < 0 || d >= size) break;
+        let e = seek(h, d, true);
+        if (e < 0 || e > size) e = size;
+        segments.push([d, e]);
+        pos = e;
+      }
+      return { segments, next: pos < size && segments.length >= max ? pos : null };
+    } finally {
+      this.st.close(h);
+    }
   }
 
   /** step `freeze`: changes are held from now on; the last ranges and the attributes to copy. */

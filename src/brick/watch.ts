@@ -241,6 +241,7 @@ export function watchedStorage(st: Storage, watches: DirWatches, internal: (rel:
   if (st.copyRange) w.copyRange = (peer, from, h, offset, length) => st.copyRange!(peer, from, h, offset, length);
   if (st.syncAll) w.syncAll = (h) => st.syncAll!(h);
   if (st.lock) w.lock = (h, byte, mode) => st.lock!(h, byte, mode);
+  if (st.seekData) w.seekData = (h, offset, hole) => st.seekData!(h, offset, hole);
   if (st.mknod) {
     w.mknod = (p, mode) => {
       st.mknod!(p, mode);

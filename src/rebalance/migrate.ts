@@ -158,6 +158,23 @@ async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: 
   return copied;
 }
 
+/** The data segments of src's file below `size` (all of it from a brick that cannot tell). */
+async function dataSegments(c: DhtClient, src: string, gfid: string, token: string, size: number): Promise<[number, number][]> {
+  const out: [number, number][] = [];
+  for (let offset: number | null = 0; offset !== null && offset < size; ) {
+    let r: { segments: [number, number][]; next: number | null };
+    try {
+      r = await c.sv(src).call('migSegments', { gfid, token, offset });
+    } catch (e) {
+      if (codeOf(e) !== 'ENOSYS') throw e;
+      return size > 0 ? [[0, size]] : [];
+    }
+    for (const [a, b] of r.segments) if (a < size) out.push([a, Math.min(b, size)]);
+    offset = r.next;
+  }
+  return out;
+}
+
 const total = (rs: [number, number][]) => rs.reduce((s, [a, b]) => s + (b - a), 0);
 
 /** What a migration of `path` would move, or why there is nothing to do (shared by both protocols). */
@@ -236,7 +253,8 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     // tracked by src all the same).
     const pull: Pull = { source: null };
     if (o.pull !== false) pull.source = await c.sv(src).call<{ source: unknown }>('migSource', { gfid, token }).then((r) => r.source, () => null);
-    let bytes = await copyRanges(c, sF, dF, [[0, lease.attr.size]], o, true, pull);
+    // Only the data: src's holes stay holes in the copy (sized by migFinalize's ftruncate).
+    let bytes = await copyRanges(c, sF, dF, await dataSegments(c, src, gfid, token, lease.attr.size), o, true, pull);
     await step('copy');
 
     // recopy: what clients changed meanwhile, until little is left. Each round ends with the copy (and

@@ -308,6 +308,11 @@ export class SimStorage implements Storage {
   ftruncate(h: number, size: number): void {
     this.resize(this.fd(h).n, size);
   }
+  /** The simulated disk keeps no holes: a file is all data. */
+  seekData(h: number, offset: number, hole: boolean): number {
+    const size = this.stat(this.fd(h).n).size;
+    return offset >= size ? -1 : hole ? size : offset;
+  }
   /** Data calls take a random time, now and then a long one (a slow disk). */
   private later<T>(fn: () => T): Promise<T> {
     const delay = this.w.rng.chance(0.1) ? 1 + this.w.rng.int(600) / 100 : 0.01 + this.w.rng.int(50) / 100;

@@ -66,6 +66,7 @@ let copyAddon:
       mknod?(path: string, mode: number): void;
       lutimes?(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
       lock?(fd: number, byte: number, mode: number): boolean;
+      seekData?(fd: number, offset: number, hole: boolean): number;
     }
   | null
   | undefined;
@@ -121,6 +122,14 @@ export class DiskStorage implements Storage {
     const c = copier();
     if (!c || !(peer instanceof DiskStorage)) return Promise.reject(Object.assign(new Error('no copy_file_range here'), { code: 'ENOSYS' }));
     return c.copyRange(from, h, offset, length);
+  }
+
+  /** SEEK_DATA / SEEK_HOLE through native/copy; a file is all data where it was not built. */
+  seekData(h: number, offset: number, hole: boolean): number {
+    const c = copier();
+    if (c?.seekData) return c.seekData(h, offset, hole);
+    const size = fs.fstatSync(h).size;
+    return offset >= size ? -1 : hole ? size : offset;
   }
 
   async syncAll(h: number): Promise<void> {

@@ -101,6 +101,12 @@ export interface Storage {
   lock?(h: number, byte: number, mode: FileLockMode): boolean;
   /** Optional: makes a FIFO or a socket (`mode`'s type bits say which); without it, a brick refuses them. */
   mknod?(p: string, mode: number): void;
+  /**
+   * Optional: lseek(2) SEEK_DATA (`hole` false) or SEEK_HOLE (`hole` true) from `offset` in the file open
+   * as `h`; -1 when there is no data from there on (ENXIO). Migrations copy data segments only with it;
+   * without it, a file is all data.
+   */
+  seekData?(h: number, offset: number, hole: boolean): number;
 }
 
 /**

@@ -390,6 +390,15 @@ test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a n
     await cli('-V', 'xv', 'put', path.join(home, 'f'), lost);
     assert.equal((JSON.parse(await cli('-V', 'xv', 'stat', lost, '--json')) as { dataBrick: string }).dataBrick, 'xv-client-1');
     assert.ok(fs.existsSync(path.join(newDir, lost)));
+    // A live brick's place too: its process is stopped first, and the new directory serves the name.
+    const pid2 = (JSON.parse(await cli('volume', 'status', 'xv', '--json')) as { bricks: { pid: number }[] }).bricks[2].pid;
+    assert.match(await cli('volume', 'replace-brick', 'xv', 'xv-client-2', `127.0.0.1:${path.join(home, 'new2')}`, 'commit', 'force'), /success \(xv-client-2 is now/);
+    assert.throws(() => process.kill(pid2, 0), 'the old brick process was stopped');
+    const st2 = JSON.parse(await cli('volume', 'status', 'xv', '--json')) as { bricks: { online: boolean; dir: string }[] };
+    assert.deepEqual(st2.bricks.map((b) => b.online), [true, true, true]);
+    assert.equal(st2.bricks[2].dir, path.join(home, 'new2'));
+    await cli('-V', 'xv', 'put', path.join(home, 'f'), '/d1/after');
+    assert.equal(await cli('-V', 'xv', 'cat', '/d1/after'), fs.readFileSync(path.join(home, 'f'), 'utf8'));
   } finally {
     await cleanup('xv');
   }

@@ -32,7 +32,7 @@ async function userXattrs(c: DhtClient, brick: string, path: string): Promise<[s
 
 /** Moves the special file at `path` from brick `from` to brick `to` (its hashed brick). */
 export async function migrateSpecial(c: DhtClient, path: string, from: string, to: string): Promise<SpecialOutcome> {
-  const read = async (): Promise<{ a: Attr; args: Record<string, unknown> } | null> => {
+  const read = async (tries = 0): Promise<{ a: Attr; args: Record<string, unknown> } | null> => {
     const a = await c.sv(from).call<Attr>('lookup', { path }).catch((e) => {
       if (codeOf(e) === 'ENOENT') return null;
       throw e;
@@ -42,7 +42,8 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
     const xattrs = await userXattrs(c, from, path);
     // The ctime read last: anything changed after it shows as a newer ctime.
     const again = await c.sv(from).call<Attr>('lookup', { path }).catch(() => null);
-    if (!again || again.gfid !== a.gfid || again.ctime[0] !== a.ctime[0] || again.ctime[1] !== a.ctime[1]) return read();
+    // (Changed while it was read: read again. migDropSpecial checks the ctime in the end anyway.)
+    if ((!again || again.gfid !== a.gfid || again.ctime[0] !== a.ctime[0] || again.ctime[1] !== a.ctime[1]) && tries < 5) return read(tries + 1);
     return { a, args: { path, gfid: a.gfid, mode: a.mode, target, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs } };
   };
   let r = await read();

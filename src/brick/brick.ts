@@ -223,7 +223,7 @@ const isLnk = (st: Stat) => (st.mode & S_IFMT) === S_IFLNK;
 // ---------------------------------------------------------------------------------------------------
 
 export class Brick implements RequestHandler<Session> {
-  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; rename: string; topology: string; rootAttr: string; reserved: string[] };
+  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; rename: string; links: string; topology: string; rootAttr: string; reserved: string[] };
   readonly mig: SrcMigrations;
   readonly locks: LockTable;
   /** The limits in force (wire/limits.ts): the config's, and `volume set` options from the topology. */
@@ -255,6 +255,7 @@ export class Brick implements RequestHandler<Session> {
       volumeId: `${p}glusterfs.volume-id`,
       migration: `${p}dhtfs.migration`,
       rename: `${p}dhtfs.rename`,
+      links: `${p}dhtfs.links`,
       topology: `${p}dhtfs.volume`,
       rootAttr: `${p}dhtfs.root-attr`,
       reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
@@ -1610,13 +1611,17 @@ export class Brick implements RequestHandler<Session> {
     const gfid = gfidArg(a, 'gfid');
     const dst = str(a, 'dst');
     const leaseMs = int(a, 'leaseMs', 1, MAX_LEASE_MS);
+    const links = this.linksArg(a);
     const check = (locked: boolean): Attr => {
       const st = this.st.lstat(rel);
       const at = this.attr(rel, st);
       if (!isReg(st) || at.linkto !== undefined) throw new FsError('EINVAL', `/${rel} is not a data file`);
       if (at.gfid !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
       if (at.moved) throw new FsError(EMOVED, `/${rel} was migrated already`, { ...at.moved });
-      if (at.nlink > 1) throw new FsError('EMLINK', `/${rel} has hard links; they are not migrated`);
+      // A file with several names migrates only with all of them named (migInstall gives each its place).
+      if (at.nlink > 1 && !(links && links.length === at.nlink && links.includes(rel) && links.every((l) => this.st.lstat(l).ino === st.ino))) {
+        throw new FsError('EMLINK', `/${rel} has ${at.nlink} names; they migrate only all named together`);
+      }
       if (this.mig.isActive(gfid) || (!locked && this.writerLocks.has(gfid))) throw new FsError('EBUSY', `file ${gfid} is being migrated`);
       // The migrator's connection closed while local writes drained: no one would use the lease.
       if (!this.sessions.has(s.id)) throw new FsError('ENOTCONN', 'the migrator is gone');
@@ -1921,9 +1926,12 @@ export class Brick implements RequestHandler<Session> {
     else if (cur.linkto === undefined || cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is not a linkto of this file`);
     else if (cur.linkto !== src) this.setLinkto(rel, src);
     this.ensureDir(MIGRATE_DIR, 0o700);
+    const links = this.linksArg(a);
     const h = this.st.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o600);
     try {
       this.setGfid(tmp, gfid);
+      // The file's other names, for migInstall (whoever installs: the record on src names only one).
+      if (links) this.st.setxattr(tmp, this.X.links, Buffer.from(JSON.stringify(links.filter((l) => l !== rel))));
     } catch (e) {
       this.st.close(h);
       throw e;
@@ -1993,8 +2001,9 @@ export class Brick implements RequestHandler<Session> {
       // Installed already (by another client, or an earlier try); if the name is another file's now and
       // the copy is gone, it was installed and then renamed or unlinked (ENOENT says so).
       if (cur.gfid !== gfid) throw new FsError(hasTemp ? 'EEXIST' : 'ENOENT', `/${rel} on ${this.cfg.name} is another file`);
-      if (durable) await this.fsyncDir(parentOf(rel));
-      return cur;
+      const dirs = this.installLinks(rel, gfid); // a brick that died part way through them
+      if (durable) for (const d of new Set([parentOf(rel), ...dirs])) await this.fsyncDir(d);
+      return dirs.length > 0 ? this.attrOf(rel) : cur;
     }
     if (!hasTemp) throw new FsError('ENOENT', `no migration copy ${tmp} on ${this.cfg.name}`);
     if (cur && cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is a linkto of another file`);
@@ -2007,8 +2016,65 @@ export class Brick implements RequestHandler<Session> {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
     this.st.link(rel, handlePath(gfid));
-    if (durable) await this.fsyncDir(parentOf(rel));
+    const dirs = this.installLinks(rel, gfid);
+    if (durable) for (const d of new Set([parentOf(rel), ...dirs])) await this.fsyncDir(d);
     return this.attrOf(rel);
+  }
+
+  /** The file's names for migLease and migPrepare (a file with several names), or undefined. */
+  private linksArg(a: Args): string[] | undefined {
+    if (a.links === undefined || a.links === null) return undefined;
+    if (!Array.isArray(a.links) || a.links.length === 0 || a.links.length > 1000) throw bad('links', 'must be 1..1000 paths');
+    return a.links.map((l) => relPath(l, 'links'));
+  }
+
+  /**
+   * The installed copy's other names (a file with several names: migPrepare kept them on the copy): each
+   * becomes a link of the data where it is free or holds a linkto of this file, in this one brick call,
+   * so that no client of this brick sees the data under one name and a linkto under another. A name that
+   * holds another file now (or whose directory is gone) is left. Idempotent: the list goes last. Returns
+   * the directories changed.
+   */
+  private installLinks(rel: string, gfid: string): string[] {
+    const v = this.st.getxattr(rel, this.X.links);
+    if (!v) return [];
+    let names: string[] = [];
+    try {
+      names = (JSON.parse(Buffer.from(v).toString()) as unknown[]).map((l) => relPath(`/${String(l)}`, 'links'));
+    } catch (e) {
+      this.log('error', `/${rel}: unreadable list of the file's other names: ${(e as Error).message}`);
+      throw new FsError('EIO', `/${rel}: unreadable list of the file's other names`);
+    }
+    const dirs: string[] = [];
+    for (const name of names) {
+      let cur: Attr | null = null;
+      try {
+        cur = this.attrOf(name);
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      }
+      if (cur && (cur.gfid !== gfid || cur.linkto === undefined)) continue; // another file, or done
+      const tmp = `${MIGRATE_DIR}/${gfid}.link`;
+      try {
+        this.st.unlink(tmp);
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e;
+      }
+      try {
+        this.st.link(rel, tmp);
+        this.keepingTimes(name, true, () => this.st.rename(tmp, name));
+        dirs.push(parentOf(name));
+      } catch (e) {
+        if (codeOf(e) !== 'ENOENT') throw e; // the name's directory is gone
+        try {
+          this.st.unlink(tmp);
+        } catch {
+          /* not made */
+        }
+      }
+    }
+    this.st.removexattr(rel, this.X.links);
+    return dirs;
   }
 
   /**

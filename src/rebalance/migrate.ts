@@ -28,6 +28,13 @@ export interface MigrateOptions {
   onBytes?: (n: number) => void;
   /** Let dst read src's file straight from its disk when both bricks are on one host (default true). */
   pull?: boolean;
+  /**
+   * A file with several names: all of them (volume paths, `path` among them). The data moves once, to
+   * `dst`; install gives every name its place there, and each name's hashed brick a linkto to it.
+   */
+  links?: string[];
+  /** The brick to move to (default: the name's hashed brick). */
+  dst?: string;
 }
 
 /** src's file as dst may read it directly (migSource), while that works. */
@@ -203,13 +210,16 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
   };
   const target = await migrationTarget(c, path);
   if ('result' in target) return target;
-  const { loc, src, dst, gfid } = target;
-  if (loc.attr.nlink > 1) return { result: 'skipped', reason: 'hard links' };
+  const { loc, src, gfid } = target;
+  const dst = o.dst ?? target.dst;
+  if (dst === src) return { result: 'nothing', reason: 'already there' };
+  if (loc.attr.nlink > 1 && o.links?.length !== loc.attr.nlink) return { result: 'skipped', reason: 'hard links' };
+  const links = loc.attr.nlink > 1 ? o.links : undefined;
 
   // lease: src grants a token and starts tracking changes.
   let lease: { token: string; attr: Attr };
   try {
-    lease = await c.sv(src).call('migLease', { path, gfid, dst, leaseMs: o.leaseMs });
+    lease = await c.sv(src).call('migLease', { path, gfid, dst, leaseMs: o.leaseMs, links });
   } catch (e) {
     if (codeOf(e) === 'EMLINK') return { result: 'skipped', reason: 'hard links' };
     if (codeOf(e) === EMOVED) return { result: 'nothing', reason: 'migrated meanwhile' };
@@ -243,7 +253,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     await step('lease');
 
     // prepare-dst: a linkto to src at the name on dst, and a private temp file for this token.
-    dstFd = c.fdOn(dst, (await c.sv(dst).call<{ fd: number }>('migPrepare', { path, gfid, src, token, uid: lease.attr.uid, gid: lease.attr.gid })).fd);
+    dstFd = c.fdOn(dst, (await c.sv(dst).call<{ fd: number }>('migPrepare', { path, gfid, src, token, uid: lease.attr.uid, gid: lease.attr.gid, links })).fd);
     await step('prepare-dst');
 
     // copy: everything, through the migrator's own fd on src.
@@ -322,12 +332,28 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     switchOn(false);
     await step('install');
 
-    // cleanup: src's old copy goes (unless a client that met the commit record removed it already).
-    await c.sv(src)
-      .call('migCleanup', { path, gfid })
-      .catch((e) => {
-        if (codeOf(e) !== 'ENOENT') throw e;
-      });
+    // The file's other names: each one's hashed brick gets a linkto to dst (it had one to src).
+    for (const name of links ?? []) {
+      if (name === path) continue;
+      const hashed = await c.hashedOf(name).catch(() => null);
+      if (!hashed || hashed === dst) continue;
+      const there = await c.sv(hashed).call<Attr>('lookup', { path: name }).catch(() => null);
+      if (there && (there.linkto === undefined || there.gfid !== gfid)) continue; // another file now
+      if (there?.linkto === dst) continue;
+      await c.sv(hashed)
+        .call('mklinkto', { path: name, gfid, target: dst, uid: lease.attr.uid, gid: lease.attr.gid, keepTimes: true, replace: !!there })
+        .catch(() => {}); // a lookup repairs it
+    }
+
+    // cleanup: src's old copy goes (unless a client that met the commit record removed it already),
+    // under every name it has.
+    for (const name of links ?? [path]) {
+      await c.sv(src)
+        .call('migCleanup', { path: name, gfid })
+        .catch((e) => {
+          if (codeOf(e) !== 'ENOENT' && codeOf(e) !== 'ESTALE') throw e;
+        });
+    }
     await step('cleanup');
 
     // release: the lease ended with the commit; close what the migrator opened.

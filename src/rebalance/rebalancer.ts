@@ -95,6 +95,8 @@ interface Work {
   to: string;
   size: number;
   special?: boolean;
+  /** A file with several names: all of them (the data moves once, to `to`). */
+  links?: string[];
 }
 
 /** A directory that is not there (any more): removed, or its name now a file's. */
@@ -179,6 +181,10 @@ export class Rebalancer {
     try {
       if (!resume && mode === 'full') await this.estimate();
       await this.walk('/');
+      // Files with several names whose names the walk did not all meet off their draining brick (some
+      // outside the tree walked, or the run resumed past them): left, and said so.
+      for (const g of this.linkGroups.values()) for (const p of g.names) this.notMoved(p, g.from, g.nlink);
+      this.linkGroups.clear();
       this.cp.state = this.stopping ? 'stopped' : 'completed';
       if (!this.stopping) {
         this.cp.position = null;
@@ -478,9 +484,20 @@ export class Rebalancer {
         }
         const type = a.mode & S_IFMT;
         if (a.nlink > 1 && a.gfid) {
-          // A file with several names is not moved (yet): its name stays reachable through a linkto on
-          // its hashed brick to where the data is, as DHT places any name away from its hashed brick.
-          await this.keepReachable(path, brick, to, a, layout);
+          // A file with several names stays where its data is: each name reachable through a linkto on its
+          // hashed brick, as DHT places any name away from its hashed brick. Off a draining brick it
+          // moves (GlusterFS moves hard links on remove-brick only), once the walk has met all its names:
+          // the data once, to the first name's hashed brick, every name given its place there.
+          await this.keepReachable(path, brick, to, a, layout, false);
+          if (this.c.decommissioned.has(brick) && type === S_IFREG) {
+            const g = this.linkGroups.get(a.gfid) ?? { from: brick, to, names: new Set<string>(), nlink: a.nlink };
+            this.linkGroups.set(a.gfid, g);
+            g.names.add(path);
+            if (g.names.size >= a.nlink) {
+              this.linkGroups.delete(a.gfid);
+              work.push({ path, from: brick, to: g.to, size: a.size, links: [...g.names] });
+            }
+          } else this.notMoved(path, brick, a.nlink);
           continue;
         }
         if (type === S_IFLNK || type === S_IFIFO || type === S_IFSOCK) {
@@ -495,6 +512,10 @@ export class Rebalancer {
         work.push({ path, from: brick, to, size: a.size });
       }
     }
+    await this.runWork(work);
+  }
+
+  private async runWork(work: Work[]): Promise<void> {
     const width = Math.max(1, this.o.throttle ?? THROTTLE.normal);
     let next = 0;
     const worker = async () => {
@@ -545,8 +566,7 @@ export class Rebalancer {
    * brick gets a linkto to the brick holding it if it has none (or one to elsewhere), under the
    * parent's layout as a precondition. Counted as skipped and logged, so that nothing is left silently.
    */
-  private async keepReachable(path: string, from: string, to: string, a: Attr, layout: Layout): Promise<void> {
-    this.cp.counters.skipped++;
+  private async keepReachable(path: string, from: string, to: string, a: Attr, layout: Layout, log = true): Promise<void> {
     const there = await this.c.sv(to).call<Attr>('lookup', { path }).catch((e) => {
       if (codeOf(e) === 'ENOENT') return null;
       throw e;
@@ -557,7 +577,16 @@ export class Rebalancer {
       await this.c.sv(to).call('mklinkto', { path, gfid: a.gfid, target: from, uid: a.uid, gid: a.gid, parentLayout: rangesOf(layout, to), keepTimes: true, replace: !!there });
       how = `through a new linkto on ${to}`;
     }
-    this.log(`not moved ${path}: ${a.nlink} names (hard links) stay on ${from}, reachable ${how}`);
+    if (log) this.log(`${path} stays on ${from}, reachable ${how}`);
+    else if (how !== 'through its linkto') this.log(`${path} reachable ${how}`);
+  }
+
+  /** Files with several names met on the way off a draining brick, until all their names are met. */
+  private readonly linkGroups = new Map<string, { from: string; to: string; names: Set<string>; nlink: number }>();
+
+  private notMoved(path: string, from: string, nlink: number): void {
+    this.cp.counters.skipped++;
+    this.log(`not moved ${path}: ${nlink} names (hard links) stay on ${from}, each reachable through a linkto on its hashed brick`);
   }
 
   private async migrateOne(w: Work): Promise<void> {
@@ -577,7 +606,7 @@ export class Rebalancer {
       const r =
         this.c.spec.options?.migrationProtocol === 'legacy'
           ? await migrateFileLegacy(this.c, w.path, { onBytes })
-          : await migrateFile(this.c, w.path, { gate: this.gate, ...this.o.migrate, onBytes });
+          : await migrateFile(this.c, w.path, { gate: this.gate, ...this.o.migrate, onBytes, ...(w.links ? { links: w.links, dst: w.to } : {}) });
       if (r.result === 'migrated') this.cp.counters.migrated++;
       else if (r.result === 'skipped') {
         this.cp.counters.skipped++;

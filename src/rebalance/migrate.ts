@@ -334,7 +334,6 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
 
     // The file's other names: each one's hashed brick gets a linkto to dst (it had one to src).
     for (const name of links ?? []) {
-      if (name === path) continue;
       const hashed = await c.hashedOf(name).catch(() => null);
       if (!hashed || hashed === dst) continue;
       const there = await c.sv(hashed).call<Attr>('lookup', { path: name }).catch(() => null);

@@ -489,13 +489,13 @@ export class Rebalancer {
           // moves (GlusterFS moves hard links on remove-brick only), once the walk has met all its names:
           // the data once, to the first name's hashed brick, every name given its place there.
           await this.keepReachable(path, brick, to, a, layout, false);
-          if (this.c.decommissioned.has(brick) && type === S_IFREG) {
+          if (this.c.decommissioned.has(brick) && (type === S_IFREG || type === S_IFLNK || type === S_IFIFO || type === S_IFSOCK)) {
             const g = this.linkGroups.get(a.gfid) ?? { from: brick, to, names: new Set<string>(), nlink: a.nlink };
             this.linkGroups.set(a.gfid, g);
             g.names.add(path);
             if (g.names.size >= a.nlink) {
               this.linkGroups.delete(a.gfid);
-              work.push({ path, from: brick, to: g.to, size: a.size, links: [...g.names] });
+              work.push({ path, from: brick, to: g.to, size: a.size, links: [...g.names], special: type !== S_IFREG });
             }
           } else this.notMoved(path, brick, a.nlink);
           continue;
@@ -530,7 +530,7 @@ export class Rebalancer {
 
   private async migrateSpecialOne(w: Work): Promise<void> {
     try {
-      const r = await migrateSpecial(this.c, w.path, w.from, w.to);
+      const r = await migrateSpecial(this.c, w.path, w.from, w.to, w.links);
       if (r.result === 'migrated') this.cp.counters.migrated++;
       else if (r.result === 'skipped') {
         this.cp.counters.skipped++;

@@ -31,7 +31,7 @@ async function userXattrs(c: DhtClient, brick: string, path: string): Promise<[s
 }
 
 /** Moves the special file at `path` from brick `from` to brick `to` (its hashed brick). */
-export async function migrateSpecial(c: DhtClient, path: string, from: string, to: string): Promise<SpecialOutcome> {
+export async function migrateSpecial(c: DhtClient, path: string, from: string, to: string, links?: string[]): Promise<SpecialOutcome> {
   const read = async (tries = 0): Promise<{ a: Attr; args: Record<string, unknown> } | null> => {
     const a = await c.sv(from).call<Attr>('lookup', { path }).catch((e) => {
       if (codeOf(e) === 'ENOENT') return null;
@@ -44,11 +44,12 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
     const again = await c.sv(from).call<Attr>('lookup', { path }).catch(() => null);
     // (Changed while it was read: read again. migDropSpecial checks the ctime in the end anyway.)
     if ((!again || again.gfid !== a.gfid || again.ctime[0] !== a.ctime[0] || again.ctime[1] !== a.ctime[1]) && tries < 5) return read(tries + 1);
-    return { a, args: { path, gfid: a.gfid, mode: a.mode, target, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs } };
+    return { a, args: { path, gfid: a.gfid, mode: a.mode, target, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs, links: a.nlink > 1 ? links : undefined } };
   };
   let r = await read();
   if (!r) return { result: 'gone' };
-  if (r.a.nlink > 1) return { result: 'skipped', reason: `${r.a.nlink} names (hard links)` };
+  if (r.a.nlink > 1 && links?.length !== r.a.nlink) return { result: 'skipped', reason: `${r.a.nlink} names (hard links)` };
+  const names = r.a.nlink > 1 ? links! : [path];
   const gfid = r.a.gfid!;
   try {
     await c.sv(to).call('migSpecial', r.args);
@@ -58,7 +59,17 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
   }
   for (let i = 0; ; i++) {
     try {
-      await c.sv(from).call('migDropSpecial', { path, gfid, ctime: r.a.ctime });
+      await c.sv(from).call('migDropSpecial', { path, gfid, ctime: r.a.ctime, links: names.length > 1 ? names : undefined });
+      // The other names' hashed bricks: a linkto to `to` (they had one to `from`; a lookup would repair it).
+      for (const name of names) {
+          const hashed = await c.hashedOf(name).catch(() => null);
+        if (!hashed || hashed === to) continue;
+        const there = await c.sv(hashed).call<Attr>('lookup', { path: name }).catch(() => null);
+        if ((there && (there.linkto === undefined || there.gfid !== gfid)) || there?.linkto === to) continue;
+        await c.sv(hashed)
+          .call('mklinkto', { path: name, gfid, target: to, uid: r.a.uid, gid: r.a.gid, keepTimes: true, replace: !!there })
+          .catch(() => {});
+      }
       return { result: 'migrated' };
     } catch (e) {
       const code = codeOf(e);
@@ -72,9 +83,11 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
         }
       } else if (code !== 'ENOENT' && code !== 'ESTALE') throw e;
       // Unlinked or renamed on src meanwhile: dst's copy has no source; it goes again (if still ours).
-      await c.sv(to)
-        .call('unlink', { path, gfid, keepTimes: true })
-        .catch(() => {});
+      for (const name of names) {
+        await c.sv(to)
+          .call('unlink', { path: name, gfid, keepTimes: true })
+          .catch(() => {});
+      }
       return { result: 'gone' };
     }
   }

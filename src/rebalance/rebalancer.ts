@@ -179,7 +179,8 @@ export class Rebalancer {
     }
     this.save(true);
     try {
-      if (!resume && mode === 'full') await this.estimate();
+      // A new run estimates what it will move; so does one resumed from a stop during its estimate.
+      if ((!resume || prev?.estimating) && mode === 'full') await this.estimate();
       await this.walk('/');
       // Files with several names whose names the walk did not all meet off their draining brick (some
       // outside the tree walked, or the run resumed past them): left, and said so.
@@ -250,6 +251,7 @@ export class Rebalancer {
       for (const name of [...subdirs].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))) await visit(joinPath(dir, name));
     };
     await visit('/');
+    if (this.stopping) return; // still `estimating`: a resumed run estimates again
     this.cp.counters.totalFiles = files;
     this.cp.counters.totalBytes = bytes;
     this.cp.estimating = undefined;

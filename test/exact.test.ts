@@ -103,3 +103,45 @@ test("files, directories and FIFOs made through the library take the process's u
     await c.stop();
   }
 });
+
+test('a write cut off by the ping-timeout is never applied after it, and says its outcome is unknown', async () => {
+  const c = await startCluster(1, { options: { pingTimeout: 1 } });
+  try {
+    const vol = await Volume.connect(c.spec);
+    try {
+      const log = await vol.open('/log', 'a');
+      await log.write('one\n');
+      // The brick stops before the next record reaches it; the client gives up on it after 1 s of silence.
+      c.procs[0]!.kill('SIGSTOP');
+      let err = null as { code?: string; info?: { maybeApplied?: boolean } } | null;
+      try {
+        await log.write('two\n');
+      } catch (e) {
+        err = e as typeof err;
+      }
+      assert.equal(err?.code, 'ENOTCONN', 'the append fails once the ping-timeout runs out');
+      assert.equal(err?.info?.maybeApplied, true, 'and says it may or may not have been applied');
+      // A call made while the brick is out of reach was never sent: it says nothing of the kind.
+      const again = await vol.readFile('/log').then(
+        () => null,
+        (e: { code?: string; info?: { maybeApplied?: boolean } }) => e,
+      );
+      assert.equal(again?.code, 'ENOTCONN');
+      assert.equal(again?.info?.maybeApplied, undefined);
+      await new Promise((r) => setTimeout(r, 500));
+      c.procs[0]!.kill('SIGCONT');
+      // The brick reads the record it was sent, past its deadline: it must not append it.
+      let back: string | null = null;
+      for (let t = 0; t < 50 && back === null; t++) {
+        back = await vol.readFile('/log', 'utf8').catch(() => null);
+        if (back === null) await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.equal(back, 'one\n', 'the record the client was told failed is not in the log');
+      await log.close().catch(() => {});
+    } finally {
+      await vol.close();
+    }
+  } finally {
+    await c.stop();
+  }
+});

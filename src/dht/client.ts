@@ -62,6 +62,8 @@ class Subvol {
   private dialing: Promise<RpcClient> | null = null;
   private lastFail = -Infinity;
   statfs: { at: number; v: StatFsReply } | null = null;
+  /** Connections the ping-timeout cut off: their calls' outcomes are unknown. */
+  private readonly cutOff = new WeakSet<RpcClient>();
 
   constructor(
     readonly name: string,
@@ -109,7 +111,7 @@ class Subvol {
       adminSecret: this.c.spec.adminSecret,
       brickName: this.name,
       clientName: this.c.clientName,
-    });
+    }, undefined, this.c.clock);
     const timeout = this.c.pingTimeoutMs;
     if (timeout <= 0) return d;
     let late = false;
@@ -138,8 +140,18 @@ class Subvol {
       throw new FsError('ENOTCONN', `brick ${this.name}: the connection fd ${String(args.fd)} was opened on is gone`, { fdGone: true });
     }
     if (this.inFlight++ === 0) this.watch(r);
+    // The ping-timeout never gives up on this call before `alive` + timeout (alive only grows): past that
+    // the brick must not apply it (a stopped brick that resumes would, long after we reported it failed).
+    const timeout = this.c.pingTimeoutMs;
     try {
-      return await r.call<T>(op, args, into);
+      return await r.call<T>(op, args, into, timeout > 0 ? this.alive + timeout : undefined);
+    } catch (e) {
+      if (this.cutOff.has(r) && codeOf(e) === 'ENOTCONN') {
+        // Sent, and the brick went silent: it may have applied it before it stopped answering. Said
+        // apart from a call that was never sent (or refused as past its deadline: not applied).
+        throw new FsError('ENOTCONN', `brick ${this.name} (${this.host}:${this.port}) did not answer within the ping-timeout: '${op}' may or may not have been applied`, { maybeApplied: true });
+      }
+      throw e;
     } finally {
       this.heard = this.alive = this.c.clock.now();
       if (--this.inFlight === 0) this.unwatch();
@@ -163,6 +175,7 @@ class Subvol {
       const silent = this.c.clock.now() - this.alive;
       if (silent >= timeout) {
         this.c.log('warn', `brick ${this.name} (${this.host}:${this.port}) said nothing for ${Math.round(silent / 1000)} s: disconnecting (ping-timeout)`);
+        this.cutOff.add(r);
         r.close(`no answer for ${Math.round(silent / 1000)} s (ping-timeout)`);
         return;
       }

@@ -57,6 +57,8 @@ export class RpcClient {
   private eventFns: ((kind: string, payload: unknown) => void)[] = [];
   closed = false;
   closeReason: string | undefined;
+  /** The brick's clock less the caller's (from the challenge); null when the brick did not say. */
+  brickClockOffset: number | null = null;
 
   private constructor(private readonly conn: Conn, maxFrame: number) {
     const dec = new FrameDecoder(maxFrame, (m, len) => {
@@ -91,7 +93,7 @@ export class RpcClient {
    * secret (and of the admin secret, if given) and its own nonce, and checks the brick's proof of the
    * secret over that nonce before anything else is sent: a brick that cannot prove it is refused (EACCES).
    */
-  static async connect(net: Network, host: string, port: number, auth: AuthInfo, maxFrame = DEFAULT_MAX_FRAME): Promise<RpcClient> {
+  static async connect(net: Network, host: string, port: number, auth: AuthInfo, maxFrame = DEFAULT_MAX_FRAME, clock?: Clock): Promise<RpcClient> {
     const conn = await net.connect(host, port);
     const c = new RpcClient(conn, maxFrame);
     const challenge = await new Promise<{ proto: number; nonce: Uint8Array; brick?: unknown }>((resolve, reject) => {
@@ -106,6 +108,10 @@ export class RpcClient {
     }
     c.eventFns.length = 0;
     const nonce = challenge.nonce instanceof Uint8Array ? challenge.nonce : new Uint8Array(0);
+    // The brick's clock less ours, as seen when the challenge came: a little behind the truth (by the
+    // challenge's trip), so deadlines stamped with it fall a little early in the brick's clock, never late.
+    const bnow = (challenge as { now?: unknown }).now;
+    if (clock && typeof bnow === 'number' && Number.isFinite(bnow)) c.brickClockOffset = bnow - clock.now();
     const cnonce = auth.clientNonce ?? randomBytes(32);
     const r = await c.call<{ proof?: unknown; brick?: unknown; admin?: unknown }>('hello', {
       proto: PROTOCOL_VERSION,
@@ -143,8 +149,10 @@ export class RpcClient {
    * Sends a request and waits for its reply. With `into`, a reply's data (a read's bytes) is received
    * straight into that buffer, and the result's `data` is a view of it.
    */
-  call<T = unknown>(op: string, args: Record<string, unknown> = {}, into?: Uint8Array): Promise<T> {
+  call<T = unknown>(op: string, args: Record<string, unknown> = {}, into?: Uint8Array, deadline?: number): Promise<T> {
     if (this.closed) return Promise.reject(new FsError('ENOTCONN', `connection to ${this.conn.remote} is closed`));
+    // `deadline` (the caller's clock): after it the brick must not apply the request (see serveConnection).
+    if (deadline !== undefined && this.brickClockOffset !== null) args = { ...args, dl: Math.floor(deadline + this.brickClockOffset) };
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, into });
@@ -297,7 +305,8 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     if (ctx !== null) handler.closeSession(ctx);
     ctx = null;
   });
-  conn.write(encodeFrame([EVENT, 'challenge', { proto: PROTOCOL_VERSION, nonce, brick: opts.brickName ?? '' }]));
+  // `now`: the brick's monotonic clock, so that a client can stamp its requests with deadlines in it (see serve).
+  conn.write(encodeFrame([EVENT, 'challenge', { proto: PROTOCOL_VERSION, nonce, brick: opts.brickName ?? '', ...(opts.clock ? { now: opts.clock.now() } : {}) }]));
   // A write's bulk data goes straight from the socket into its pooled buffer.
   conn.landing?.(() => dec.landingZone());
 
@@ -357,6 +366,14 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     const done = () => ioBuffers.give(args.data as Uint8Array | undefined);
     const expected = expectedReply(args);
     owe(expected, 0);
+    // A request past its deadline (`dl`, in this brick's clock: the moment its client may have given up
+    // on it, see DhtClient's ping-timeout) is not applied: it waited in a stopped process or a queue
+    // longer than its client waits, and the client may already have reported it failed.
+    if (typeof args.dl === 'number' && opts.clock && opts.clock.now() > args.dl) {
+      done();
+      fail(id, new FsError('ETIMEDOUT', `'${op.slice(0, 40)}' arrived after its deadline and was not applied`), expected);
+      return true;
+    }
     let res: unknown;
     try {
       res = handler.handle(c, op, args);

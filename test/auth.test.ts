@@ -154,3 +154,27 @@ test('the client spec printed by the CLI holds no admin secret, the stored volum
     fs.rmSync(home, { recursive: true, force: true });
   }
 });
+
+test('a topology change is compare-and-set on its version: one made from a stale view is refused', async () => {
+  const c = await startCluster(1);
+  try {
+    const b = c.spec.bricks[0];
+    const admin = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, adminSecret: c.spec.adminSecret, brickName: b.name });
+    try {
+      const base = ((await admin.call('getTopology', {})) as { topology: { version?: number } | null }).topology?.version ?? 0;
+      const one = { version: base + 1, bricks: [{ name: b.name, host: b.host, port: b.port }], decommissioned: [] };
+      const other = { version: base + 1, bricks: [{ name: b.name, host: b.host, port: b.port }, { name: 'stale-view', host: '127.0.0.1', port: 9 }], decommissioned: [] };
+      await admin.call('setTopology', { topology: one });
+      // A second host's CLI that started from the version before makes the same version with other bricks.
+      await assert.rejects(admin.call('setTopology', { topology: other }), { code: 'ESTALE' });
+      await admin.call('setTopology', { topology: one }); // the same change again (a retried push) is taken
+      await assert.rejects(admin.call('setTopology', { topology: { ...one, version: base } }), { code: 'ESTALE' });
+      const now = ((await admin.call('getTopology', {})) as { topology: { bricks: unknown[] } }).topology;
+      assert.deepEqual(now, one);
+    } finally {
+      admin.close();
+    }
+  } finally {
+    await c.stop();
+  }
+});

@@ -910,6 +910,9 @@ export class Brick implements RequestHandler<Session> {
     const v = (t as { version?: unknown }).version;
     if (!Number.isSafeInteger(v)) throw bad('topology', 'needs a version');
     if (cur && typeof cur.version === 'number' && cur.version > (v as number)) throw new FsError('ESTALE', `topology version ${v as number} is older than ${cur.version}`);
+    // Compare-and-set on the version: a writer that started from a stale topology makes the version this
+    // brick has already (another change made it first) with other contents; only the same one is taken again.
+    if (cur && cur.version === v && JSON.stringify(cur) !== json) throw new FsError('ESTALE', `topology version ${v as number} was made by another change first: read the volume's topology again`);
     this.st.setxattr('', this.X.topology, Buffer.from(json));
     this.applyOptions((t as { options?: unknown }).options);
     // Clients connected now read it at once (new bricks, options set with `volume set`).

@@ -1282,7 +1282,7 @@ static void stat_from(napi_env env, napi_value a, uint32_t at, struct stat *st) 
   st->st_ctim.tv_nsec = (long)num_at(env, a, at + 11);
   st->st_ino = (ino_t)num_at(env, a, at + 12);
   st->st_rdev = (dev_t)num_at(env, a, at + 13);
-  st->st_blksize = 1024 * 1024;
+  st->st_blksize = 128 * 1024; /* what programs size their I/O by: 1 MiB made some write 1 MiB at a time into sparse files */
 }
 
 /* A listing's entries: names ('.' and '..'), or [name, ...the entry's stat array] (see stat_from): the

@@ -42,6 +42,8 @@ const DIR_TIMES_WAIT_MS = 500;
 /** How long a path seen to be a directory is taken for one (see dirHints), and how many are kept. */
 const DIR_HINT_MS = 2000;
 const DIR_HINTS_MAX = 100_000;
+/** The longest name, in bytes (Linux's NAME_MAX; bricks refuse longer ones too). */
+const NAME_MAX = 255;
 /** Names a negative-lookup cache holds for one directory before it is dropped. */
 const NEG_MAX_NAMES = 100_000;
 
@@ -795,6 +797,8 @@ export class DhtClient {
       return { path, attr: await this.dirAttr(path, null, d.attr), cached: this.names[0], hashed: null, isDir: true };
     }
     const { parent, name } = splitPath(path);
+    // As a local file system answers, before any cache can say ENOENT (the brick says the same).
+    if (Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', `${path}: a name is longer than ${NAME_MAX} bytes`);
     if (this.knownAbsent(parent, name)) throw FsError.quiet('ENOENT', `${path}: no such file or directory`);
     const d = await this.dir(parent);
     const hashed = this.hashedBrick(d, name);

@@ -15,23 +15,12 @@ import { RpcClient, authMac } from '../src/wire/rpc.js';
 import { tcpNetwork } from '../src/wire/tcp.js';
 import { FrameDecoder, encodeFrame, PROTOCOL_VERSION } from '../src/wire/frame.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
+import { snapshot as snapshotTree } from './helpers/disk.js';
 
 const packr = new Packr({ useRecords: false });
 
-/** Snapshot of a directory tree: path -> size/mode/mtime/content hash. */
-function snapshot(dir: string): string {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const p = path.join(d, e.name);
-      const st = fs.lstatSync(p);
-      out.push(`${path.relative(dir, p)} ${st.mode} ${st.size} ${st.mtimeMs}` + (st.isFile() ? ' ' + fs.readFileSync(p).toString('base64') : ''));
-      if (e.isDirectory()) walk(p);
-    }
-  };
-  walk(dir);
-  return out.join('\n');
-}
+/** A directory tree with its files' bytes (helpers/disk.ts). */
+const snapshot = (dir: string) => snapshotTree(dir, true);
 
 /** A raw socket that reads the challenge, then lets the test send anything. */
 async function raw(c: Cluster): Promise<{ sock: net.Socket; nonce: Uint8Array; closed: Promise<void>; replies: unknown[] }> {

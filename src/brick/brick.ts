@@ -638,6 +638,17 @@ export class Brick implements RequestHandler<Session> {
     return !isLnk(h) || this.dirOfHandle(gfid) === null;
   }
 
+  /** A file's gfid handle becomes a link of the inode at `rel` (a migration installed it there). */
+  private pointHandleAt(rel: string, gfid: string): void {
+    this.ensureHandleDir(gfid);
+    try {
+      this.st.unlink(handlePath(gfid));
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    this.st.link(rel, handlePath(gfid));
+  }
+
   private dirHandleTarget(rel: string): string {
     const parent = parentOf(rel);
     const pg = parent === '' ? ROOT_GFID : this.readGfid(parent);
@@ -2011,14 +2022,7 @@ export class Brick implements RequestHandler<Session> {
     if (!hasTemp) throw new FsError('ENOENT', `no migration copy ${tmp} on ${this.cfg.name}`);
     if (cur && cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${this.cfg.name} is a linkto of another file`);
     this.keepingTimes(rel, true, () => this.st.rename(tmp, rel));
-    // The handle pointed at the linkto's inode; point it at the data.
-    this.ensureHandleDir(gfid);
-    try {
-      this.st.unlink(handlePath(gfid));
-    } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
-    }
-    this.st.link(rel, handlePath(gfid));
+    this.pointHandleAt(rel, gfid); // it named the linkto's inode
     const dirs = this.installLinks(rel, gfid);
     if (durable) for (const d of new Set([parentOf(rel), ...dirs])) await this.fsyncDir(d);
     return this.attrOf(rel);
@@ -2160,14 +2164,7 @@ export class Brick implements RequestHandler<Session> {
       }
       throw e;
     }
-    // The handle: this inode now (it named the linkto's, if one was at the name).
-    this.ensureHandleDir(gfid);
-    try {
-      this.st.unlink(handlePath(gfid));
-    } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
-    }
-    this.st.link(rel, handlePath(gfid));
+    this.pointHandleAt(rel, gfid); // it named the linkto's inode, if one was at the name
     this.installLinks(rel, gfid);
     return this.attrOf(rel);
   }

@@ -19,6 +19,10 @@ import { FrameDecoder, PROTOCOL_VERSION } from '../../src/wire/frame.js';
 import type { Conn, Network } from '../../src/wire/transport.js';
 import { ROOT_GFID } from '../../src/common/gfid.js';
 import { startCluster, type Cluster } from './cluster.js';
+import { snapshot } from './disk.js';
+import { frame, rssOf, sleep } from './raw.js';
+
+export { frame, sleep };
 
 /** Every brick operation and the argument fields it reads (the generator also adds stray ones). */
 export const OPS: Record<string, string[]> = {
@@ -256,12 +260,6 @@ export function requestFrame(id: number, op: string | Buffer, fields: [string, B
   return frame(Buffer.concat(parts));
 }
 
-export function frame(body: Buffer, attachment: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(8);
-  h.writeUInt32BE(body.length + 4 + attachment.length, 0);
-  h.writeUInt32BE(body.length, 4);
-  return Buffer.concat([h, body, attachment]);
-}
 
 export interface RawSession {
   sock: net.Socket;
@@ -304,7 +302,6 @@ export async function rawSession(host: string, port: number, volumeId: string, s
 
 class BrickDied extends Error {}
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A Network that records every frame a real client sends (for mutation). */
 export function recordingNetwork(sent: Buffer[]): Network {
@@ -335,28 +332,14 @@ export interface AttackReport {
   notes: string[];
 }
 
-function rssMiB(pid: number): number {
+const rssMiB = (pid: number): number => {
   try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : 0;
+    return rssOf(pid) / 2 ** 20;
   } catch {
     return 0;
   }
-}
+};
 
-function snapshot(dir: string): string {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const p = path.join(d, e.name);
-      const st = fs.lstatSync(p);
-      out.push(`${path.relative(dir, p)} ${st.mode} ${st.uid} ${st.size} ${st.mtimeMs}`);
-      if (e.isDirectory()) walk(p);
-    }
-  };
-  walk(dir);
-  return out.join('\n');
-}
 
 /**
  * Runs every attack for about `seconds` in all, seeded; `rssBoundMiB` is the bound the brick's RSS must
@@ -466,7 +449,7 @@ export async function runAttacks(opts: { seconds: number; seed: number; rssBound
         frame(Buffer.concat([Buffer.from([0x94, 0x00, 0x01]), packr.pack('lookup'), KILLERS.hugeMap])),
         frame(Buffer.concat([Buffer.from([0x94, 0x00, 0x01]), packr.pack('lookup'), Buffer.from([0x81, 0xa4]), Buffer.from('path'), r.pick(Object.values(KILLERS))])),
         frame(Buffer.concat([Buffer.from([0x94, 0x00, 0x01]), RAW.badUtf8, Buffer.from([0x80])])),
-        frame(packr.pack([0, 1, 'write', { fd: 1, offset: 0, data: null }]), randomBytes(100)),
+        frame(Buffer.concat([packr.pack([0, 1, 'write', { fd: 1, offset: 0, data: null }]), randomBytes(100)])),
         Buffer.from([0, 0, 0, 3, 0, 0, 0, 9]),
         Buffer.from([0xff, 0xff, 0xff, 0xff]),
         randomBytes(r.pick([1, 7, 100, 5000])),

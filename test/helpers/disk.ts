@@ -74,3 +74,21 @@ export function scanBrick(dir: string): Map<string, OnDisk> {
   walk('');
   return out;
 }
+
+/**
+ * A directory tree as text: each entry's path, mode, owner, size and mtime, and `withData` a file's
+ * bytes too: two snapshots differ if anything below `dir` changed.
+ */
+export function snapshot(dir: string, withData = false): string {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const p = path.join(d, e.name);
+      const st = fs.lstatSync(p);
+      out.push(`${path.relative(dir, p)} ${st.mode} ${st.uid} ${st.size} ${st.mtimeMs}` + (withData && st.isFile() ? ' ' + fs.readFileSync(p).toString('base64') : ''));
+      if (e.isDirectory()) walk(p);
+    }
+  };
+  walk(dir);
+  return out.join('\n');
+}

@@ -69,13 +69,17 @@ test('volume create, start, status, file commands, stop', async () => {
       await cli('volume', 'set', 'cv', 'lookup-optimize', 'off');
       await until('the client took lookup-optimize up', () => client.client.liveOptions().lookupOptimize === false);
       const got = JSON.parse(await cli('volume', 'get', 'cv', '--json')) as { option: string; value: unknown }[];
-      assert.deepEqual(Object.fromEntries(got.map((r) => [r.option, r.value])), {
+      const values = Object.fromEntries(got.map((r) => [r.option, r.value]));
+      assert.deepEqual(Object.fromEntries(Object.entries(values).filter(([k]) => !k.startsWith('limit.'))), {
         'cluster.min-free-disk': 10,
         'cluster.min-free-inodes': 5,
         'cluster.lookup-optimize': false,
         'network.ping-timeout': 7,
         'features.lock-timeout': 30,
       });
+      // The bricks' limits are options too, each the brick's own (-1) until set.
+      assert.equal(values['limit.max-fds-per-session'], -1);
+      assert.equal(Object.keys(values).filter((k) => k.startsWith('limit.')).length, 12);
       assert.match(await cli('volume', 'info', 'cv'), /network\.ping-timeout: 7/);
       await cli('volume', 'reset', 'cv', 'ping-timeout');
       await until('the client went back to the default', () => client.client.liveOptions().pingTimeout === 42);

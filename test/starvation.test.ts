@@ -224,3 +224,47 @@ test('the lock-timeout is a volume option: the bricks take it up from the topolo
     await c.stop();
   }
 });
+
+test('every brick limit is a volume option (volume set limit.NAME N): the bricks take it up at once, and -1 or a reset gives back their own', async () => {
+  const { liveOption, liveOptionsIn } = await import('../src/dht/spec.js');
+  const o = liveOption('limit.max-fds-per-session');
+  assert.equal(o.key, 'maxFdsPerSession');
+  assert.equal(o.parse('3'), 3);
+  assert.throws(() => o.parse('-2'));
+  assert.equal(liveOption('limit.handshake-ms').key, 'handshakeMs');
+  const c = await startCluster(1);
+  try {
+    const b = c.spec.bricks[0];
+    const admin = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, adminSecret: c.spec.adminSecret, brickName: b.name });
+    const setLimits = async (options: Record<string, number>, version: number) => {
+      await admin.call('setTopology', { topology: { version, bricks: [{ name: b.name, host: b.host, port: b.port }], decommissioned: [], options: liveOptionsIn(options) } });
+    };
+    const opens = async (): Promise<number> => {
+      const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, brickName: b.name });
+      let n = 0;
+      try {
+        for (; n < 10; n++) await r.call('open', { path: '/', flags: 0 });
+      } catch (e) {
+        assert.equal((e as { code?: string }).code, 'EMFILE');
+      } finally {
+        r.close();
+      }
+      return n;
+    };
+    try {
+      assert.equal(await opens(), 10);
+      await setLimits({ maxFdsPerSession: 3 }, 100);
+      assert.equal(await opens(), 3, 'the set limit holds');
+      await setLimits({ maxFdsPerSession: -1 }, 101);
+      assert.equal(await opens(), 10, "-1: the brick's own again");
+      await setLimits({ maxFdsPerSession: 2 }, 102);
+      await setLimits({}, 103); // a reset: the option is gone from the volume's options
+      assert.equal(await opens(), 10);
+      assert.match(c.logs[0] + '', /EMFILE|maxFdsPerSession/);
+    } finally {
+      admin.close();
+    }
+  } finally {
+    await c.stop();
+  }
+});

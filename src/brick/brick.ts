@@ -20,6 +20,7 @@ import type { RequestHandler } from '../wire/rpc.js';
 import { MAX_IO_SIZE } from '../wire/frame.js';
 import { ioBuffers } from '../wire/pool.js';
 import { LIMIT_DEFAULTS, LimitLog, type BrickLimits } from '../wire/limits.js';
+import { LIMIT_OPTION_KEYS } from '../dht/spec.js';
 import type { Attr, DirEntryAttr, RootInfo, StatFsReply } from '../wire/types.js';
 import { TOPOLOGY_CHANGED } from '../wire/types.js';
 import {
@@ -228,6 +229,8 @@ export class Brick implements RequestHandler<Session> {
   readonly locks: LockTable;
   /** The limits in force (wire/limits.ts): the config's, and `volume set` options from the topology. */
   private readonly limits: BrickLimits;
+  /** The limits this brick started with, which an option's reset (or -1) brings back. */
+  private readonly ownLimits: BrickLimits;
   private sessions = new Map<number, Session>();
   private nextSession = 1;
   private openCount = new Map<string, number>();
@@ -260,7 +263,9 @@ export class Brick implements RequestHandler<Session> {
       rootAttr: `${p}dhtfs.root-attr`,
       reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
     };
-    this.limits = { ...(cfg.limits ?? LIMIT_DEFAULTS) };
+    // Shared with the connection layer (server.ts), so that `volume set limit.*` reaches it too.
+    this.limits = cfg.limits ?? { ...LIMIT_DEFAULTS };
+    this.ownLimits = { ...this.limits };
     this.locks = new LockTable(clock, this.limits);
     this.mig = new SrcMigrations(clock, random, (m) => log('info', m), (gfid) => this.unlockWriters(gfid));
     this.ops = {
@@ -995,10 +1000,17 @@ export class Brick implements RequestHandler<Session> {
     return this.attr(rel, st);
   }
 
-  /** The volume's options that bricks take up (`volume set`): the lock-timeout. */
+  /** The volume's options that bricks take up (`volume set`): the lock-timeout, and the limits (`limit.*`). */
   applyOptions(o: unknown): void {
-    const v = o && typeof o === 'object' ? (o as { lockTimeout?: unknown }).lockTimeout : undefined;
+    const opts = (o && typeof o === 'object' ? o : {}) as Record<string, unknown>;
+    const v = opts.lockTimeout;
     if (typeof v === 'number' && Number.isFinite(v) && v >= 0) this.limits.lockTimeoutMs = Math.round(v * 1000);
+    for (const k of LIMIT_OPTION_KEYS) {
+      const n = opts[k];
+      const want = typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : this.ownLimits[k];
+      if (this.limits[k] !== want) this.log('info', `limit ${k}: ${want}${want === this.ownLimits[k] ? " (the brick's own)" : ' (volume option)'}`);
+      this.limits[k] = want;
+    }
   }
 
   /** Takes up the options of the topology stored on this brick (at start). */

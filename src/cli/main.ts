@@ -213,7 +213,7 @@ volume
   );
 
 /** An option's value as `volume info` and `volume get` show it. */
-const showOption = (x: unknown) => (x === true ? 'on' : x === false ? 'off' : String(x));
+const showOption = (x: unknown) => (x === true ? 'on' : x === false ? 'off' : x === -1 ? 'brick' : String(x));
 
 /** Changes a volume's options; a started volume's bricks, and the clients connected to them, take them up. */
 async function changeOptions(name: string, option: string, change: (options: VolumeOptions, o: ReturnType<typeof liveOption>) => VolumeOptions): Promise<string> {

@@ -1,4 +1,6 @@
 /** A volume spec: what a client needs to reach a volume. Stored as JSON by the CLI. */
+import type { BrickLimits } from '../wire/limits.js';
+
 export interface BrickSpec {
   /** Subvolume name, e.g. `vol-client-0`; linkto xattrs carry it. */
   name: string;
@@ -8,7 +10,8 @@ export interface BrickSpec {
   dir?: string;
 }
 
-export interface VolumeOptions {
+/** Also the bricks' limits set with `volume set limit.NAME` (see LIMIT_OPTION_KEYS). */
+export interface VolumeOptions extends Partial<Record<LimitKey, number>> {
   /** Percent of the brick when < 100, else bytes. GlusterFS default: 10%. */
   minFreeDisk?: number;
   /** Percent of inodes. GlusterFS default: 5%. */
@@ -64,11 +67,39 @@ export interface Topology {
   options?: LiveOptions;
 }
 
-/** The options `volume set` changes, and every client connected adopts with the next topology. */
-export type LiveOptions = Pick<VolumeOptions, 'minFreeDisk' | 'minFreeInodes' | 'lookupOptimize' | 'pingTimeout' | 'lockTimeout'>;
+/**
+ * The bricks' limits (wire/limits.ts) that `volume set limit.NAME N` changes on every brick at once (the
+ * lock-timeout is `features.lock-timeout`, in seconds). -1: the brick's own value (its default, derived
+ * from its fd limit where it is, or its DHTFS_LIMIT_* environment).
+ */
+export type LimitKey = Exclude<keyof BrickLimits, 'lockTimeoutMs'>;
+export const LIMIT_OPTION_KEYS: readonly LimitKey[] = [
+  'preAuthMaxFrame',
+  'handshakeMs',
+  'maxUnsentBytes',
+  'maxConnections',
+  'maxConnectionsPerAddress',
+  'maxUnauthenticated',
+  'maxUnauthenticatedPerAddress',
+  'maxFdsPerSession',
+  'maxFds',
+  'maxLockNameBytes',
+  'maxLocksPerSession',
+  'maxLockDomains',
+];
 
-/** Their defaults (GlusterFS's). */
-export const LIVE_DEFAULTS: Required<LiveOptions> = { minFreeDisk: 10, minFreeInodes: 5, lookupOptimize: true, pingTimeout: 42, lockTimeout: 30 };
+/** The options `volume set` changes, and every client connected adopts with the next topology. */
+export type LiveOptions = Pick<VolumeOptions, 'minFreeDisk' | 'minFreeInodes' | 'lookupOptimize' | 'pingTimeout' | 'lockTimeout'> & Partial<Record<LimitKey, number>>;
+
+/** Their defaults (GlusterFS's; -1 for a limit: the brick's own). */
+export const LIVE_DEFAULTS: Required<LiveOptions> = {
+  minFreeDisk: 10,
+  minFreeInodes: 5,
+  lookupOptimize: true,
+  pingTimeout: 42,
+  lockTimeout: 30,
+  ...(Object.fromEntries(LIMIT_OPTION_KEYS.map((k) => [k, -1])) as Record<LimitKey, number>),
+};
 
 /** `o` with every live option, a default where `o` has none. */
 export function liveOptionsIn(o: VolumeOptions | undefined): Required<LiveOptions> {
@@ -83,7 +114,19 @@ export const LIVE_OPTIONS: Record<string, { key: keyof LiveOptions; parse: (v: s
   'cluster.lookup-optimize': { key: 'lookupOptimize', parse: onOff, help: 'on: an absent name is looked for on its hashed brick only (on)' },
   'network.ping-timeout': { key: 'pingTimeout', parse: nonNegative, help: 'seconds a silent brick with calls in flight is waited for (42; 0: for ever)' },
   'features.lock-timeout': { key: 'lockTimeout', parse: nonNegative, help: 'seconds a brick lets a blocking lock request wait before EAGAIN (30; 0: for ever)' },
+  ...Object.fromEntries(
+    LIMIT_OPTION_KEYS.map((k) => [
+      `limit.${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`,
+      { key: k, parse: limitValue, help: `brick limit ${k} (docs/SECURITY.md; -1: the brick's own)` },
+    ]),
+  ),
 };
+
+function limitValue(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < -1) throw new Error(`${v}: not a whole number of 0 or more (or -1: the brick's own)`);
+  return n;
+}
 
 function nonNegative(v: string): number {
   const n = Number(v);

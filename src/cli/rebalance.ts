@@ -9,7 +9,7 @@ import { tcpNetwork } from '../wire/tcp.js';
 import { liveOptionsIn, type Topology } from '../dht/spec.js';
 import { Rebalancer, THROTTLE, startFailed, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
 import type { MigrateOptions } from '../rebalance/migrate.js';
-import { MAIN_JS, parseBrickArg, saveVolume, startBricks, volDir, type StoredVolume } from './state.js';
+import { MAIN_JS, saveVolume, volDir, type StoredVolume } from './state.js';
 
 export function checkpointFile(v: StoredVolume): string {
   return path.join(volDir(v.name), 'rebalance.json');
@@ -64,18 +64,6 @@ export async function pushTopology(v: StoredVolume): Promise<void> {
     }
   }
   saveVolume(v);
-}
-
-export async function addBricks(v: StoredVolume, args: string[]): Promise<string[]> {
-  const parsed = args.map(parseBrickArg);
-  for (const p of parsed) if (v.bricks.some((b) => b.host === p.host && b.port === p.port)) throw new Error(`brick ${p.host}:${p.port} is already in volume ${v.name}`);
-  let next = Math.max(-1, ...v.bricks.map((b) => Number(/-client-(\d+)$/.exec(b.name)?.[1] ?? -1))) + 1;
-  const added = parsed.map((p) => ({ name: `${v.name}-client-${next++}`, host: p.host, port: p.port, dir: p.dir }));
-  v.bricks.push(...added);
-  saveVolume(v);
-  await startBricks(v);
-  await pushTopology(v);
-  return added.map((b) => b.name);
 }
 
 /** Starts the rebalance process for a volume (detached). */

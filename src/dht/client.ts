@@ -619,8 +619,17 @@ export class DhtClient {
     }
     if (missing.length > 0) {
       if (missing.length === this.names.length) throw new FsError('ENOENT', `${path}: no such directory`);
-      await this.healMissingDir(path, gfid, attr, missing);
+      // A copy that cannot be made now costs nothing but the cache: the directory is on the other bricks,
+      // and the missing ones held no range of it (a brick added since it was made).
+      const healed = await this.healMissingDir(path, gfid, attr, missing).then(
+        () => true,
+        (e: unknown) => {
+          this.log('warn', `${path}: could not make its copy on ${missing.join(', ')}: ${(e as Error).message}`);
+          return false;
+        },
+      );
       for (const m of missing) layout.push({ brick: m, commit: 0, type: 0, start: 0, stop: 0 });
+      if (!healed) return { path, gfid, layout, attr };
     }
     // Attributes of record: the directory's hashed brick, as GlusterFS's MDS.
     const info: DirInfo = { path, gfid, layout, attr };
@@ -701,13 +710,24 @@ export class DhtClient {
    */
   private async healMissingDir(path: string, gfid: string, attr: Attr, bricks: string[]): Promise<void> {
     this.log('info', `healing directory ${path} onto ${bricks.join(', ')}`);
+    const make = (b: string) =>
+      this.sv(b)
+        .call('mkdir', { path, mode: attr.mode & 0o7777, gfid, uid: attr.uid, gid: attr.gid, layout: null, atime: attr.atime, mtime: attr.mtime, keepTimes: true })
+        .catch((e) => {
+          if (codeOf(e) !== 'EEXIST') throw e;
+        });
     await Promise.all(
       bricks.map((b) =>
-        this.sv(b)
-          .call('mkdir', { path, mode: attr.mode & 0o7777, gfid, uid: attr.uid, gid: attr.gid, layout: null, atime: attr.atime, mtime: attr.mtime, keepTimes: true })
-          .catch((e) => {
-            if (codeOf(e) !== 'EEXIST') throw e;
-          }),
+        make(b).catch(async (e: unknown) => {
+          // Its parent is missing there too (a brick added since, not yet fix-layouted): the parent's
+          // copies first (dir() heals them, and so on up), then this one. Before, a lookup below such a
+          // directory failed with ENOENT for the parent until a fix-layout had made it.
+          if (codeOf(e) !== 'ENOENT' || path === '/') throw e;
+          const { parent } = splitPath(path);
+          this.dirs.delete(parent);
+          await this.dir(parent);
+          await make(b);
+        }),
       ),
     );
   }

@@ -120,6 +120,10 @@ test('a brick survives hostile input and keeps serving good clients', async () =
       ['setxattr', { path: '/keep', name: 'trusted.glusterfs.dht.linkto', value: Buffer.from('x') }, 'EPERM'],
       ['setxattr', { path: '/keep', name: 'user.x', value: Buffer.alloc(100_000) }, 'E2BIG'],
       ['mkdir', { path: '/d', mode: 0o755, gfid: 'not-a-gfid' }, 'EINVAL'],
+      // A migration's xattrs are bounded: pairs, name and value sizes.
+      ['migSpecial', { path: '/sx', gfid: '55555555-5555-4555-8555-555555555555', mode: 0o10644, uid: 0, gid: 0, xattrs: new Array(2000).fill(['user.a', Buffer.alloc(1)]) }, 'EINVAL'],
+      ['migSpecial', { path: '/sx', gfid: '55555555-5555-4555-8555-555555555555', mode: 0o10644, uid: 0, gid: 0, xattrs: [['user.big', Buffer.alloc(70_000)]] }, 'EINVAL'],
+      ['migSpecial', { path: '/sx', gfid: '55555555-5555-4555-8555-555555555555', mode: 0o10644, uid: 0, gid: 0, xattrs: [['user.' + 'n'.repeat(300), Buffer.alloc(1)]] }, 'EINVAL'],
       ["setLayout", { path: "/", layout: [{ commit: 1, type: 7, start: 0, stop: 1 }] }, "EINVAL"],
       ["setLayout", { path: "/", layout: { commit: 1, type: 0, start: 0, stop: 1 } }, "EINVAL"],
       ['inodelk', { domain: 'd', path: '/', type: 'bogus', owner: 'o' }, 'EINVAL'],

@@ -182,6 +182,22 @@ function rangesArg(a: Args, k: string): LayoutRange[] | null | undefined {
   if (!Array.isArray(v) || v.length > MAX_RANGES_PER_BRICK) throw bad(k, `must be a list of at most ${MAX_RANGES_PER_BRICK} layout ranges`);
   return v.map((r) => oneRange(r, k));
 }
+/** A symlink's target: 1..4096 bytes, no NUL (any text else: it is the user's, never followed by a brick). */
+function symlinkTarget(a: Args): string {
+  const t = str(a, 'target');
+  if (t.length === 0 || Buffer.byteLength(t) > MAX_PATH || t.includes('\0')) throw bad('target', 'must be 1..4096 bytes without NUL');
+  return t;
+}
+/** A file's xattrs as a migration carries them: at most 1024 [name, value] pairs, names of 1..255 bytes, values of 64 KiB at most. */
+function xattrPairs(a: Args, k: string): [string, Uint8Array][] {
+  const v = a[k];
+  if (!Array.isArray(v) || v.length > 1024) throw bad(k, 'must be at most 1024 [name, value] pairs');
+  for (const x of v) {
+    if (!Array.isArray(x) || x.length !== 2 || typeof x[0] !== 'string' || !(x[1] instanceof Uint8Array)) throw bad(k, 'must be [name, value] pairs');
+    if (x[0].length === 0 || Buffer.byteLength(x[0]) > MAX_NAME || x[1].length > MAX_XATTR_VALUE) throw bad(k, `names of 1..${MAX_NAME} bytes, values of ${MAX_XATTR_VALUE} bytes at most`);
+  }
+  return v as [string, Uint8Array][];
+}
 function lockMode(a: Args, k: string): LockMode | 'un' {
   const v = a[k];
   if (v !== 'rd' && v !== 'wr' && v !== 'un') throw bad(k, "must be 'rd', 'wr' or 'un'");
@@ -652,6 +668,14 @@ export class Brick implements RequestHandler<Session> {
       if (codeOf(e) !== 'ENOENT') throw e;
     }
     this.st.link(rel, handlePath(gfid));
+  }
+
+  /** The user xattrs of `pairs` onto `rel` (a migration's copy); the volume's own and other namespaces are skipped. */
+  private copyUserXattrs(rel: string, pairs: [string, Uint8Array][]): void {
+    for (const [n, v] of pairs) {
+      if (!n.startsWith('user.') || this.X.reserved.some((r) => n.startsWith(r))) continue;
+      this.st.setxattr(rel, n, v);
+    }
   }
 
   private dirHandleTarget(rel: string): string {
@@ -1502,8 +1526,7 @@ export class Brick implements RequestHandler<Session> {
 
   symlink(a: Args): Attr {
     const rel = this.path(a);
-    const target = str(a, 'target');
-    if (target.length === 0 || Buffer.byteLength(target) > MAX_PATH || target.includes('\0')) throw bad('target', 'must be 1..4096 bytes without NUL');
+    const target = symlinkTarget(a);
     return this.makeName(rel, a, () => this.st.symlink(target, rel));
   }
 
@@ -1977,15 +2000,11 @@ export class Brick implements RequestHandler<Session> {
     const gid = int(a, 'gid', 0, U32);
     const atime = timespec(a, 'atime');
     const mtime = timespec(a, 'mtime');
-    const xattrs = a.xattrs;
-    if (!Array.isArray(xattrs) || !xattrs.every((x) => Array.isArray(x) && typeof x[0] === 'string' && x[1] instanceof Uint8Array)) throw bad('xattrs', 'must be [name, value] pairs');
+    const xattrs = xattrPairs(a, 'xattrs');
     this.st.ftruncate(f.h, size);
     this.st.lchown(f.tempRel, uid, gid);
     this.st.chmod(f.tempRel, mode);
-    for (const [n, v] of xattrs as [string, Uint8Array][]) {
-      if (!n.startsWith('user.') || this.X.reserved.some((r) => n.startsWith(r))) continue;
-      this.st.setxattr(f.tempRel, n, v);
-    }
+    this.copyUserXattrs(f.tempRel, xattrs);
     if (atime && mtime) this.st.lutimes(f.tempRel, atime, mtime);
     await this.st.fsync(f.h, false);
     return this.attr(f.tempRel, this.st.fstat(f.h), f.gfid);
@@ -2123,17 +2142,12 @@ export class Brick implements RequestHandler<Session> {
     const gid = int(a, 'gid', 0, U32);
     const atime = timespec(a, 'atime');
     const mtime = timespec(a, 'mtime');
-    const xattrs = a.xattrs ?? [];
-    if (!Array.isArray(xattrs) || !xattrs.every((x) => Array.isArray(x) && typeof x[0] === 'string' && x[1] instanceof Uint8Array)) throw bad('xattrs', 'must be [name, value] pairs');
-    const target = type === S_IFLNK ? str(a, 'target') : '';
-    if (type === S_IFLNK && (target.length === 0 || Buffer.byteLength(target) > MAX_PATH || target.includes('\0'))) throw bad('target', 'must be 1..4096 bytes without NUL');
+    const xattrs = a.xattrs === undefined || a.xattrs === null ? [] : xattrPairs(a, 'xattrs');
+    const target = type === S_IFLNK ? symlinkTarget(a) : '';
     const apply = (p: string) => {
       this.st.lchown(p, uid, gid);
       if (type !== S_IFLNK) this.st.chmod(p, mode & 0o7777);
-      for (const [n, v] of xattrs as [string, Uint8Array][]) {
-        if (!n.startsWith('user.') || this.X.reserved.some((r) => n.startsWith(r))) continue;
-        this.st.setxattr(p, n, v);
-      }
+      this.copyUserXattrs(p, xattrs);
       if (atime && mtime) this.st.lutimes(p, atime, mtime); // last: the others move no time but ctime
     };
     let cur: Attr | null = null;

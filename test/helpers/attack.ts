@@ -208,7 +208,7 @@ export function hostileValue(r: Rng, field: string, k: Known, kind = r.int(100))
       case 'source':
         return packr.pack(r.pick([{ host: 'h', root: '/', path: '.glusterfs/00/00/' + ROOT_GFID }, { host: 'h', root: '/etc', path: 'shadow' }, null]));
       case 'xattrs':
-        return packr.pack(r.pick([[['user.a', Buffer.from('v')]], [['trusted.gfid', Buffer.alloc(16)]], [[1, 2]], 'x']));
+        return packr.pack(r.pick([[['user.a', Buffer.from('v')]], [['trusted.gfid', Buffer.alloc(16)]], [[1, 2]], 'x', new Array(2000).fill(['user.a', Buffer.alloc(1)]), [['user.' + 'n'.repeat(300), Buffer.alloc(1)]], [['user.big', Buffer.alloc(70_000)]]]));
       default:
         return packr.pack(r.pick([true, false, 0, 1, 'x', null]));
     }

@@ -8,19 +8,17 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
-import { once } from 'node:events';
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { Packr } from 'msgpackr';
 import { Volume } from '../src/api/volume.js';
-import { RpcClient, authMac } from '../src/wire/rpc.js';
+import { RpcClient } from '../src/wire/rpc.js';
 import { tcpNetwork } from '../src/wire/tcp.js';
-import { FrameDecoder, PROTOCOL_VERSION } from '../src/wire/frame.js';
+import type { Message } from '../src/wire/frame.js';
 import { ROOT_GFID } from '../src/common/gfid.js';
 import { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, S_IFIFO } from '../src/storage/storage.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
+import { frame, packr, rawConnect, type Raw } from './helpers/raw.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -142,43 +140,13 @@ test('gfids are the brick\'s to keep unique: no create takes over a handle in us
   }
 });
 
-const packr = new Packr({ useRecords: false });
-
-/** An authenticated raw socket: the test writes any bytes; replies are collected. */
-async function rawSession(c: Cluster): Promise<{ sock: net.Socket; replies: Map<number, unknown[]> }> {
-  const b = c.spec.bricks[0];
-  const sock = net.connect(b.port, b.host);
-  await once(sock, 'connect');
-  sock.on('error', () => {});
-  const dec = new FrameDecoder();
-  const replies = new Map<number, unknown[]>();
-  let nonce: Uint8Array | null = null;
-  sock.on('data', (d) => {
-    for (const m of dec.push(d)) {
-      if (m[0] === 2 && m[1] === 'challenge') nonce = (m[2] as { nonce: Uint8Array }).nonce;
-      else if (m[0] === 1) replies.set(m[1] as number, m as unknown[]);
-    }
-  });
-  for (const t0 = Date.now(); !nonce && Date.now() - t0 < 5000; ) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(nonce, 'a challenge');
-  sock.write(frame(packr.pack([0, 1, 'hello', { proto: PROTOCOL_VERSION, volumeId: c.spec.volumeId, mac: authMac(c.spec.secret, nonce, c.spec.volumeId), client: 'mallory', cnonce: Buffer.alloc(32, 1) }])));
-  await replyTo(replies, 1);
-  return { sock, replies };
-}
-
-/** Waits (5 s at most) for the reply to request `id`. */
-async function replyTo(replies: Map<number, unknown[]>, id: number): Promise<unknown[]> {
-  for (const t0 = Date.now(); !replies.has(id); await new Promise((r) => setTimeout(r, 5))) {
+/** Waits (5 s at most) for the reply to request `id` among a raw connection's messages. */
+async function replyTo(r: Raw, id: number): Promise<Message> {
+  for (const t0 = Date.now(); ; await new Promise((res) => setTimeout(res, 5))) {
+    const m = r.msgs.find((x) => x[0] === 1 && x[1] === id);
+    if (m) return m;
     if (Date.now() - t0 > 5000) throw new Error(`no reply to request ${id}: the brick is gone or hung`);
   }
-  return replies.get(id)!;
-}
-
-function frame(body: Buffer): Buffer {
-  const h = Buffer.alloc(8);
-  h.writeUInt32BE(body.length + 4, 0);
-  h.writeUInt32BE(body.length, 4);
-  return Buffer.concat([h, body]);
 }
 
 /** A request whose `mode` is the float64 -0 (msgpackr itself would send an integer 0). */
@@ -194,15 +162,15 @@ function withNegativeZero(id: number, op: string, args: Record<string, unknown>)
 test('a float64 -0 in a mode field is an ordinary 0, not a crash', async () => {
   const c = await startCluster(1);
   try {
-    const { sock, replies } = await rawSession(c);
+    const r = await rawConnect(c.spec.bricks[0], { spec: c.spec, hello: true });
     const F = randomUUID();
-    sock.write(withNegativeZero(2, 'mkdir', { path: '/z', gfid: randomUUID() }));
-    sock.write(withNegativeZero(3, 'create', { path: '/zf', flags: O_RDWR, gfid: F }));
-    sock.write(frame(packr.pack([0, 4, 'close', { fd: 1 }])));
-    await replyTo(replies, 4);
-    sock.write(withNegativeZero(5, 'setattr', { path: '/zf' }));
-    for (const id of [2, 3, 5]) assert.equal((await replyTo(replies, id))[2], null, `request ${id}`);
-    sock.destroy();
+    r.sock.write(withNegativeZero(2, 'mkdir', { path: '/z', gfid: randomUUID() }));
+    r.sock.write(withNegativeZero(3, 'create', { path: '/zf', flags: O_RDWR, gfid: F }));
+    r.send([0, 4, 'close', { fd: 1 }]);
+    await replyTo(r, 4);
+    r.sock.write(withNegativeZero(5, 'setattr', { path: '/zf' }));
+    for (const id of [2, 3, 5]) assert.equal((await replyTo(r, id))[2], null, `request ${id}`);
+    r.sock.destroy();
     await alive(c);
     assert.equal(fs.statSync(path.join(c.dirs[0], 'z')).mode & 0o7777, 0);
     assert.equal(fs.statSync(path.join(c.dirs[0], 'zf')).mode & 0o7777, 0);

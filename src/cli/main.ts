@@ -31,6 +31,13 @@ import {
 import { parsePortRange } from '../brick/ports.js';
 import { addBricks, replaceBrick } from './bricks.js';
 
+/**
+ * remove-brick commit: how long the removed bricks keep serving after the topology without them reached
+ * every brick (connected clients are told at once and re-read it within milliseconds; calls they sent
+ * before finish), before they are stopped.
+ */
+const REMOVED_BRICK_GRACE_MS = 1000;
+
 const program = new Command();
 program
   .name('dhtfs')
@@ -437,17 +444,15 @@ volume
           if (!st || st.state !== 'completed') throw new Error(`the drain has not completed (rebalance ${st?.state ?? 'not started'}); commit refused`);
           if (remaining > 0) throw new Error(`${remaining} names remain on ${Object.entries(left).filter(([, n]) => n > 0).map(([b, n]) => `${b} (${n}: ${leftNames[b].slice(0, 5).join(', ')}${n > 5 ? ', ...' : ''})`).join('; ')}; commit refused (see the rebalance log; --force leaves them in the brick directories)`);
         }
-        const pids: number[] = [];
-        for (const b of bricks) {
-          const pid = brickPid(v, b);
-          if (pid) {
-            process.kill(pid, 'SIGTERM');
-            pids.push(pid);
-          }
-        }
+        // The topology without them first, to them too, then a grace for clients to take it up: a brick
+        // stopped while clients still use it fails their calls in flight (ENOTCONN).
+        const leaving = v.bricks.filter((b) => bricks.includes(b.name));
+        const pids = bricks.map((b) => brickPid(v, b)).filter((p): p is number => !!p);
         v.bricks = v.bricks.filter((b) => !bricks.includes(b.name));
         v.decommissioned = (v.decommissioned ?? []).filter((b) => !bricks.includes(b));
-        await pushTopology(v);
+        await pushTopology(v, leaving);
+        if (pids.length) await new Promise((r) => setTimeout(r, REMOVED_BRICK_GRACE_MS));
+        for (const pid of pids) process.kill(pid, 'SIGTERM');
         out(o.json, { removed: bricks, filesLeft: left, namesLeft: leftNames }, () =>
           [`volume remove-brick commit: ${name}: removed ${bricks.join(', ')}${remaining ? ` (${remaining} names left in their directories, no longer in the volume:)` : ''}`, ...Object.entries(leftNames).flatMap(([b, ns]) => ns.map((n) => `  left on ${b}: ${n}`))].join('\n'),
         );

@@ -46,8 +46,12 @@ export function rebalancePid(v: StoredVolume): number | null {
   }
 }
 
-/** Writes the volume's topology (bricks, draining bricks, live options) to every brick (new ones included), one version up; connected clients take it up at once. */
-export async function pushTopology(v: StoredVolume): Promise<void> {
+/**
+ * Writes the volume's topology (bricks, draining bricks, live options) to every brick (new ones included), one version up; connected clients take it up at once.
+ * `leaving`: bricks no longer in the volume that are still running (remove-brick commit): they get it too, best effort, so
+ * that their clients drop them before they stop.
+ */
+export async function pushTopology(v: StoredVolume, leaving: StoredVolume['bricks'] = []): Promise<void> {
   v.version = (v.version ?? 0) + 1;
   const t: Topology = {
     version: v.version,
@@ -55,15 +59,17 @@ export async function pushTopology(v: StoredVolume): Promise<void> {
     decommissioned: v.decommissioned ?? [],
     options: liveOptionsIn(v.options),
   };
-  for (const b of v.bricks) {
+  const tell = async (b: StoredVolume['bricks'][number]) => {
     const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'cli' });
     try {
       await c.call('setTopology', { topology: t });
     } finally {
       c.close();
     }
-  }
+  };
+  for (const b of v.bricks) await tell(b);
   saveVolume(v);
+  for (const b of leaving) await tell(b).catch(() => {});
 }
 
 /** Starts the rebalance process for a volume (detached). */

@@ -1,0 +1,415 @@
+/** The brick's shared state and helpers (see BrickCore). */
+import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
+import type { Clock, Random } from '../common/env.js';
+import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
+import { COMMIT_HASH_INVALID, decodeRanges, sameRanges, type LayoutRange } from '../dht/layout.js';
+import { LIMIT_DEFAULTS, LimitLog, type BrickLimits } from '../wire/limits.js';
+import { LIMIT_OPTION_KEYS } from '../dht/spec.js';
+import type { Attr } from '../wire/types.js';
+import { S_IFDIR, S_ISGID, S_ISVTX, type Stat, type Storage } from '../storage/storage.js';
+import { LockTable } from './locks.js';
+import { SrcMigrations, parseMoved, type Moved } from './migration.js';
+import { DirWatches, watchedStorage, type Watcher } from './watch.js';
+import { HANDLE_DIR, LINKTO_MODE, parentOf, handlePath, isReg, isDir, isLnk } from './format.js';
+import { type Args, optInt, U32, rangesArg, relPath } from './args.js';
+import { linkHandle } from './handles.js';
+import { unlockWriters } from './ops/mig-src.js';
+import { getTopology } from './ops/volume.js';
+
+export interface BrickConfig {
+  /** The brick's subvolume name, as linkto xattrs name it (e.g. `vol-client-0`). */
+  name: string;
+  volumeId: string;
+  /** `trusted.` when running as root (GlusterFS's namespace), `user.` otherwise. */
+  xattrPrefix: string;
+  /** Bounds on clients' fds and locks (wire/limits.ts); the defaults without. */
+  limits?: BrickLimits;
+  /**
+   * Which brick of the volume this directory is (the CLI's spec keeps a uuid per brick; default: the
+   * name). The first start claims the directory with it (`<prefix>dhtfs.brick-id` on the root); a
+   * directory claimed by another brick is refused, so one directory never serves as two bricks.
+   */
+  brickId?: string;
+}
+
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, extra?: Record<string, unknown>) => void;
+
+export interface OpenFile {
+  h: number;
+  gfid: string | null;
+  flags: number;
+  /** A migration copy on dst (not in the namespace yet). */
+  tempRel?: string;
+  /** The file was migrated away and its src copy removed: every operation but close says EMOVED. */
+  moved?: Moved;
+}
+
+export interface Session extends Watcher {
+  id: number;
+  remote: string;
+  client: string;
+  fds: Map<number, OpenFile>;
+  nextFd: number;
+  /** The session proved the volume's administrative secret: it may change the volume (topology, commit hash). */
+  admin: boolean;
+}
+
+/**
+ * What every part of the brick shares: its storage (watched, watch.ts), xattr names, sessions, fds,
+ * migrations at src and locks, and the helpers over paths, attributes and the migration rules. The
+ * operations (ops/*) are functions of a BrickCore; the Brick (brick.ts) dispatches requests to them.
+ */
+export class BrickCore {
+  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; rename: string; links: string; topology: string; rootAttr: string; reserved: string[] };
+  readonly mig: SrcMigrations;
+  readonly locks: LockTable;
+
+  /** The limits in force (wire/limits.ts): the config's, and `volume set` options from the topology. */
+  readonly limits: BrickLimits;
+
+  /** The limits this brick started with, which an option's reset (or -1) brings back. */
+  readonly ownLimits: BrickLimits;
+
+  sessions = new Map<number, Session>();
+
+  nextSession = 1;
+
+  openCount = new Map<string, number>();
+
+  handleDirs = new Set<string>();
+
+  /** Clients' watches of directories (watch.ts): every change of a name goes through `st`, which reports it. */
+  readonly watches: DirWatches;
+  readonly st: Storage;
+
+  constructor(
+    st: Storage,
+    readonly cfg: BrickConfig,
+    readonly clock: Clock,
+    random: Random,
+    readonly log: LogFn = () => {},
+  ) {
+    this.watches = new DirWatches(clock);
+    this.st = watchedStorage(st, this.watches, (rel) => rel === HANDLE_DIR || rel.startsWith(`${HANDLE_DIR}/`));
+    const p = cfg.xattrPrefix;
+    this.X = {
+      gfid: `${p}gfid`,
+      dht: `${p}glusterfs.dht`,
+      linkto: `${p}glusterfs.dht.linkto`,
+      commit: `${p}glusterfs.dht.commithash`,
+      volumeId: `${p}glusterfs.volume-id`,
+      migration: `${p}dhtfs.migration`,
+      rename: `${p}dhtfs.rename`,
+      links: `${p}dhtfs.links`,
+      topology: `${p}dhtfs.volume`,
+      rootAttr: `${p}dhtfs.root-attr`,
+      reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
+    };
+    // Shared with the connection layer (server.ts), so that `volume set limit.*` reaches it too.
+    this.limits = cfg.limits ?? { ...LIMIT_DEFAULTS };
+    this.ownLimits = { ...this.limits };
+    this.locks = new LockTable(clock, this.limits);
+    this.mig = new SrcMigrations(clock, random, (m) => log('info', m), (gfid) => unlockWriters(this, gfid));
+  }
+
+  rootAttr(): { mode: number; uid: number; gid: number } | null {
+    const b = this.st.getxattr('', this.X.rootAttr);
+    if (!b || b.length !== 12) return null;
+    const v = Buffer.from(b);
+    return { mode: v.readUInt32BE(0) & 0o7777, uid: v.readUInt32BE(4), gid: v.readUInt32BE(8) };
+  }
+
+  writeRootAttr(r: { mode: number; uid: number; gid: number }): void {
+    const b = Buffer.alloc(12);
+    b.writeUInt32BE(r.mode & 0o7777, 0);
+    b.writeUInt32BE(r.uid >>> 0, 4);
+    b.writeUInt32BE(r.gid >>> 0, 8);
+    this.st.setxattr('', this.X.rootAttr, b);
+  }
+
+  /** A directory's stat as the volume shows it: the real one, but the root's mode and owner from `rootAttr`. */
+  shown(rel: string, st: Stat): Stat {
+    if (rel !== '') return st;
+    const r = this.rootAttr();
+    return r ? { ...st, mode: S_IFDIR | r.mode, uid: r.uid, gid: r.gid } : st;
+  }
+
+  ensureDir(p: string, mode: number): void {
+    try {
+      this.st.mkdir(p, mode);
+    } catch (e) {
+      if (codeOf(e) !== 'EEXIST') throw e;
+    }
+  }
+
+  /** Every component above the last must be a real directory: a symlink there could lead outside. */
+  walk(rel: string): void {
+    let i = rel.indexOf('/');
+    while (i >= 0) {
+      const st = this.st.lstat(rel.slice(0, i));
+      if (!isDir(st)) throw new FsError(isLnk(st) ? 'ELOOP' : 'ENOTDIR', `${rel.slice(0, i)} is not a directory`);
+      i = rel.indexOf('/', i + 1);
+    }
+  }
+
+  path(a: Args, k = 'path'): string {
+    const rel = relPath(a[k], k);
+    this.walk(rel);
+    return rel;
+  }
+
+  readGfid(rel: string): string | null {
+    const b = this.st.getxattr(rel, this.X.gfid);
+    return b && b.length === 16 ? gfidFromBytes(b) : null;
+  }
+
+  readLinkto(rel: string): string | null {
+    const b = this.st.getxattr(rel, this.X.linkto);
+    if (!b) return null;
+    const s = Buffer.from(b).toString('utf8');
+    return s.endsWith('\0') ? s.slice(0, -1) : s;
+  }
+
+  attr(rel: string, st: Stat, gfid?: string | null): Attr {
+    if (rel !== '' && gfid === ROOT_GFID) rel = ''; // an fd on the root names it by its handle
+    st = this.shown(rel, st);
+    const a: Attr = {
+      gfid: gfid === undefined ? this.readGfid(rel) : gfid,
+      ino: st.ino,
+      mode: st.mode,
+      // A file's handle is a name of its own; the root's .glusterfs is a subdirectory no one sees.
+      nlink: isDir(st) ? (rel === '' ? Math.max(2, st.nlink - 1) : st.nlink) : Math.max(0, st.nlink - 1),
+      uid: st.uid,
+      gid: st.gid,
+      size: st.size,
+      blocks: st.blocks,
+      atime: st.atime,
+      mtime: st.mtime,
+      ctime: st.ctime,
+    };
+    if (st.mode === LINKTO_MODE) {
+      const l = this.readLinkto(rel);
+      if (l !== null) a.linkto = l;
+    } else if (isReg(st) && rel !== '') {
+      if ((st.mode & (S_ISGID | S_ISVTX)) === (S_ISGID | S_ISVTX)) {
+        // GlusterFS's phase 1 of a (legacy) migration: S+T and a linkto xattr naming dst.
+        const l = this.readLinkto(rel);
+        if (l !== null) a.phase1To = l;
+      }
+      if (gfid === undefined) {
+        const m = this.movedOf(rel, a.gfid);
+        if (m) a.moved = m;
+        if (a.nlink > 1) {
+          const r = this.renameIntentOf(rel);
+          if (r) a.renaming = r;
+        }
+      }
+    } else if (isDir(st)) {
+      const b = this.st.getxattr(rel, this.X.dht);
+      a.layout = null;
+      if (b) {
+        try {
+          a.layout = decodeRanges(b);
+        } catch (e) {
+          a.layoutErr = (e as Error).message;
+        }
+      }
+    }
+    return a;
+  }
+
+  attrOf(rel: string): Attr {
+    return this.attr(rel, this.st.lstat(rel));
+  }
+
+  readLayout(rel: string): LayoutRange[] | null {
+    const b = this.st.getxattr(rel, this.X.dht);
+    if (!b) return null;
+    try {
+      return decodeRanges(b);
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Entry operations (and lookups that find nothing) carry the parent's ranges as the client knows them,
+   * and lookups the layout's commit hash too; a stale client must refresh.
+   */
+  checkParentLayout(rel: string, a: Args): void {
+    const want = rangesArg(a, 'parentLayout');
+    if (want === undefined) return;
+    const have = this.readLayout(parentOf(rel));
+    if (!sameRanges(have, want)) throw new FsError(ELAYOUT, `layout of the parent of /${rel} on ${this.cfg.name} has changed`);
+    const commit = optInt(a, 'parentCommit', 0, U32);
+    if (commit !== undefined && commit !== (have?.[0]?.commit ?? COMMIT_HASH_INVALID)) {
+      throw new FsError(ELAYOUT, `commit hash of the parent of /${rel} on ${this.cfg.name} has changed`);
+    }
+  }
+
+  /** A new name was just made: its gfid, `more`, its handle and owner; if any fails, the name goes again. */
+  adoptNew(rel: string, gfid: string, uid: number | undefined, gid: number | undefined, more?: () => void): void {
+    try {
+      this.setGfid(rel, gfid);
+      more?.();
+      linkHandle(this, rel, gfid);
+      gid = this.newGid(rel, gid);
+      if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
+    } catch (e) {
+      try {
+        this.st.unlink(rel);
+      } catch {
+        /* keep the original error */
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Runs `fn`, a change of `rel`'s directory's entries that no user made (a migration, a repair, a new
+   * brick's copy of a directory): the directory keeps its access and modification times, which the
+   * volume shows as its copies' latest (its ctime moves, as it must). A brick runs one such change at a
+   * time, so no user's change falls between the reading and the setting.
+   */
+  keepingTimes<T>(rel: string, keep: boolean, fn: () => T): T {
+    if (!keep) return fn();
+    const parent = parentOf(rel);
+    const was = this.st.lstat(parent);
+    try {
+      return fn();
+    } finally {
+      try {
+        this.st.lutimes(parent, was.atime, was.mtime);
+      } catch {
+        /* the directory went meanwhile: nothing to keep */
+      }
+    }
+  }
+
+  /**
+   * The group of a name just made for a caller of group `gid`: the parent's where the parent is
+   * set-group-ID, as the kernel gives it (this process made the name as root, so the caller's group
+   * is set after).
+   */
+  newGid(rel: string, gid: number | undefined): number | undefined {
+    const parent = parentOf(rel);
+    // The kernel gives a name made without a caller's group its set-group-ID parent's group, but the
+    // volume root's bit and group are in rootAttr only.
+    if (gid === undefined && parent !== '') return undefined;
+    const p = this.shown(parent, this.st.lstat(parent));
+    return p.mode & S_ISGID ? p.gid : gid;
+  }
+
+  setGfid(rel: string, gfid: string): void {
+    this.st.setxattr(rel, this.X.gfid, gfidToBytes(gfid));
+  }
+
+  /** The user xattrs of `pairs` onto `rel` (a migration's copy); the volume's own and other namespaces are skipped. */
+  copyUserXattrs(rel: string, pairs: [string, Uint8Array][]): void {
+    for (const [n, v] of pairs) {
+      if (!n.startsWith('user.') || this.X.reserved.some((r) => n.startsWith(r))) continue;
+      this.st.setxattr(rel, n, v);
+    }
+  }
+
+  /** The commit record of a file at src, if its commit is in force. */
+  /** The rename this file's second name belongs to, while it is not finished (see link). */
+  renameIntentOf(rel: string): Attr['renaming'] | null {
+    const b = this.st.getxattr(rel, this.X.rename);
+    if (!b) return null;
+    try {
+      const r = JSON.parse(b.toString()) as { from?: unknown; to?: unknown; replaced?: { brick: string; gfid?: string } };
+      return typeof r.from === 'string' && typeof r.to === 'string' ? { from: r.from, to: r.to, ...(r.replaced ? { replaced: r.replaced } : {}) } : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Forgets the file's unfinished rename (no error if there is none). */
+  clearRenameIntent(gfid: string): void {
+    try {
+      this.st.removexattr(handlePath(gfid), this.X.rename);
+    } catch (e) {
+      if (codeOf(e) !== 'ENODATA' && codeOf(e) !== 'ENOENT') throw e;
+    }
+  }
+
+  movedOf(rel: string, gfid: string | null): Moved | null {
+    const known = this.mig.movedTo(gfid);
+    if (known) return known;
+    const m = parseMoved(this.st.getxattr(rel, this.X.migration));
+    if (!m || !gfid || this.mig.committing(gfid)) return null;
+    this.mig.rememberMoved(gfid, m);
+    return m;
+  }
+
+  refuseMoved(rel: string, gfid: string | null): void {
+    const m = this.movedOf(rel, gfid);
+    if (m) throw new FsError(EMOVED, `/${rel} was migrated to ${m.dst}`, { ...m });
+  }
+
+  /**
+   * Runs a change to a file under the migration rules: refused if the file moved, held while a
+   * migration is frozen, and recorded in the migration's dirty record (`range`, or attributes).
+   */
+  async change<T>(gfid: string | null, fn: () => Promise<T> | T, range: (r: T) => [number, number] | null): Promise<T> {
+    for (;;) {
+      const e = this.mig.enter(gfid);
+      if (e instanceof Promise) {
+        await e;
+        continue;
+      }
+      let r: T;
+      try {
+        r = await fn();
+      } catch (err) {
+        e(null);
+        throw err;
+      }
+      e(range(r));
+      return r;
+    }
+  }
+
+  openFdCount(gfid: string): number {
+    return this.openCount.get(gfid) ?? 0;
+  }
+
+  /** Limits hit, logged once per limit per 10 s with the client named. */
+  limitLog?: LimitLog;
+
+  limitHit(limit: string, s: Session, detail: string): void {
+    this.limitLog ??= new LimitLog(this.clock, (msg, extra) => this.log('warn', msg, extra));
+    this.limitLog.hit(limit, s, detail);
+  }
+
+  /** Changing the volume needs the admin role (a session without it is refused, and logged). Without a session: the brick's own caller. */
+  needAdmin(s: Session | undefined, op: string): void {
+    if (!s || s.admin) return;
+    this.limitHit('admin', s, `${op} refused: the session has no admin credential`);
+    throw new FsError('EPERM', `${op} needs the volume's admin credential`);
+  }
+
+  /** The volume's options that bricks take up (`volume set`): the lock-timeout, and the limits (`limit.*`). */
+  applyOptions(o: unknown): void {
+    const opts = (o && typeof o === 'object' ? o : {}) as Record<string, unknown>;
+    const v = opts.lockTimeout;
+    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) this.limits.lockTimeoutMs = Math.round(v * 1000);
+    for (const k of LIMIT_OPTION_KEYS) {
+      const n = opts[k];
+      const want = typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : this.ownLimits[k];
+      if (this.limits[k] !== want) this.log('info', `limit ${k}: ${want}${want === this.ownLimits[k] ? " (the brick's own)" : ' (volume option)'}`);
+      this.limits[k] = want;
+    }
+  }
+
+  /** Takes up the options of the topology stored on this brick (at start). */
+  loadOptions(): void {
+    const t = getTopology(this).topology as { options?: unknown } | null;
+    this.applyOptions(t?.options);
+  }
+
+  /** Migrations' holds on files' gate and writers' lock (the handle each is taken through), by gfid. */
+  writerLocks = new Map<string, number>();
+
+}

@@ -1,0 +1,129 @@
+/** Attributes: setattr, and the user xattrs of files and directories. */
+import { FsError } from '../../common/errors.js';
+import type { Attr } from '../../wire/types.js';
+import type { Timespec } from '../../storage/storage.js';
+import { MAX_XATTR_VALUE, isReg, isDir, isLnk } from '../format.js';
+import { type Args, bad, str, optInt, optBool, bytes, timespec, U32 } from '../args.js';
+import type { BrickCore, Session } from '../core.js';
+import { fdOf } from '../fds.js';
+import { resolveGfid } from '../handles.js';
+
+export function setattr(b: BrickCore, s: Session, a: Args): Promise<Attr> {
+  let rel: string;
+  let gfid: string | null;
+  if (a.fd !== undefined && a.fd !== null) {
+    const f = fdOf(b, s, a);
+    if (!f.gfid) throw new FsError('EIO', 'open file has no gfid');
+    b.mig.checkRead(f.gfid);
+    rel = resolveGfid(b, f.gfid).rel;
+    gfid = f.gfid;
+  } else {
+    rel = b.path(a);
+    gfid = b.readGfid(rel);
+    b.refuseMoved(rel, gfid);
+  }
+  const mode = optInt(a, 'mode', 0, 0o7777);
+  const uid = optInt(a, 'uid', 0, U32);
+  const gid = optInt(a, 'gid', 0, U32);
+  const atime = timespec(a, 'atime');
+  const mtime = timespec(a, 'mtime');
+  const size = optInt(a, 'size');
+  // `ctime` alone: the change time moves and nothing else (chown(2) with -1 for both).
+  const ctime = optBool(a, 'ctime');
+  let old = 0;
+  return b.change(
+    gfid,
+    () => {
+      old = b.st.lstat(rel).size;
+      return applyAttrs(b, rel, { mode, uid, gid, atime, mtime, size, ctime });
+    },
+    () => (size === undefined ? null : [Math.min(old, size), Math.max(old, size)]),
+  );
+}
+
+export function applyAttrs(b: BrickCore, rel: string, o: { mode?: number; uid?: number; gid?: number; atime?: Timespec; mtime?: Timespec; size?: number; ctime?: boolean }): Attr {
+  const { mode, uid, gid, atime, mtime, size, ctime } = o;
+  let st = b.st.lstat(rel);
+  if (rel === '' && (mode !== undefined || uid !== undefined || gid !== undefined)) {
+    // The volume root's mode and owner are kept in rootAttr (closeRoot); setting it moves ctime too.
+    const r = b.rootAttr() ?? { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
+    b.writeRootAttr({ mode: mode ?? r.mode, uid: uid ?? r.uid, gid: gid ?? r.gid });
+    return applyAttrs(b, rel, { atime, mtime, size });
+  }
+  if (size !== undefined) {
+    if (!isReg(st)) throw new FsError(isDir(st) ? 'EISDIR' : 'EINVAL', 'truncate needs a regular file');
+    b.st.truncate(rel, size);
+  }
+  if (uid !== undefined || gid !== undefined || ctime) b.st.lchown(rel, uid ?? -1, gid ?? -1);
+  if (mode !== undefined && !isLnk(st)) b.st.chmod(rel, mode);
+  if (atime || mtime) {
+    st = b.st.lstat(rel);
+    b.st.lutimes(rel, atime ?? st.atime, mtime ?? st.mtime);
+  }
+  return b.attrOf(rel);
+}
+
+export function userXattr(b: BrickCore, a: Args): string {
+  const name = str(a, 'name');
+  if (name.length === 0 || name.length > 255) throw bad('name', 'must be 1..255 bytes');
+  if (!name.startsWith('user.') || b.X.reserved.some((r) => name.startsWith(r))) {
+    throw new FsError('EPERM', `xattr ${name} is not in the user namespace or is reserved`);
+  }
+  return name;
+}
+
+export function getxattr(b: BrickCore, a: Args): { value: Buffer } {
+  const rel = b.path(a);
+  const name = userXattr(b, a);
+  b.refuseMoved(rel, b.readGfid(rel));
+  const v = b.st.getxattr(rel, name);
+  if (v === null) {
+    b.st.lstat(rel);
+    throw new FsError('ENODATA', `no xattr ${name}`);
+  }
+  return { value: v };
+}
+
+export function setxattr(b: BrickCore, a: Args): Promise<Attr> {
+  const rel = b.path(a);
+  const gfid = b.readGfid(rel);
+  b.refuseMoved(rel, gfid);
+  return b.change(gfid, () => setxattrNow(b, rel, a), () => null);
+}
+
+export function setxattrNow(b: BrickCore, rel: string, a: Args): Attr {
+  const name = userXattr(b, a);
+  const value = bytes(a, 'value');
+  if (value.length > MAX_XATTR_VALUE) throw new FsError('E2BIG', `xattr value larger than ${MAX_XATTR_VALUE} bytes`);
+  const create = optBool(a, 'create');
+  const replace = optBool(a, 'replace');
+  if (create || replace) {
+    const exists = b.st.getxattr(rel, name) !== null;
+    if (create && exists) throw new FsError('EEXIST', `xattr ${name} exists`);
+    if (replace && !exists) throw new FsError('ENODATA', `no xattr ${name}`);
+  }
+  b.st.setxattr(rel, name, value);
+  return b.attrOf(rel);
+}
+
+export function listxattr(b: BrickCore, a: Args): { names: string[] } {
+  const rel = b.path(a);
+  b.refuseMoved(rel, b.readGfid(rel));
+  const names = b.st.listxattr(rel).filter((n) => n.startsWith('user.') && !b.X.reserved.some((r) => n.startsWith(r)));
+  return { names };
+}
+
+export function removexattr(b: BrickCore, a: Args): Promise<Attr> {
+  const rel = b.path(a);
+  const name = userXattr(b, a);
+  const gfid = b.readGfid(rel);
+  b.refuseMoved(rel, gfid);
+  return b.change(
+    gfid,
+    () => {
+      b.st.removexattr(rel, name);
+      return b.attrOf(rel);
+    },
+    () => null,
+  );
+}

@@ -1,0 +1,381 @@
+/** Entry operations: lookups, names made and removed (files, directories, linktos, symlinks, FIFOs), renames and links, listings. */
+import { FsError, codeOf } from '../../common/errors.js';
+import { isGfid } from '../../common/gfid.js';
+import { encodeRanges } from '../../dht/layout.js';
+import { MAX_IO_SIZE } from '../../wire/frame.js';
+import type { Attr, DirEntryAttr } from '../../wire/types.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_WRONLY, S_IFMT, S_IFIFO, S_IFSOCK, S_ISGID, S_ISVTX } from '../../storage/storage.js';
+import { HANDLE_DIR, RENAME_DIR, LINKTO_MODE, parentOf, handlePath, isDir, isLnk } from '../format.js';
+import { type Args, bad, str, int, optInt, optBool, bytes, gfidArg, newGfidArg, optGfid, timespec, U32, rangesArg, symlinkTarget } from '../args.js';
+import type { BrickCore, OpenFile, Session } from '../core.js';
+import { addFd, release } from '../fds.js';
+import { dropHandleIfLast, resolveGfid, setDirHandle } from '../handles.js';
+
+/**
+ * With `parentLayout` (and `parentCommit`), an ENOENT is answered only if the client's view of the
+ * parent's layout on this brick is this brick's own: otherwise ELAYOUT, and the client refreshes
+ * before it trusts the absence (lookup-optimize's check, in the same step as the lookup).
+ */
+export function lookup(b: BrickCore, a: Args): Attr {
+  const rel = b.path(a);
+  try {
+    return b.attrOf(rel);
+  } catch (e) {
+    if (codeOf(e) === 'ENOENT') b.checkParentLayout(rel, a);
+    throw e;
+  }
+}
+
+export function lookupGfid(b: BrickCore, a: Args): Attr {
+  const { rel, st } = resolveGfid(b, gfidArg(a, 'gfid'));
+  return b.attr(rel, st);
+}
+
+/** With `watch`, the session watches the new directory (watch.ts): it knows the directory is empty. */
+export function mkdir(b: BrickCore, a: Args, s?: Session): Attr {
+  const rel = b.path(a);
+  if (rel === '') throw new FsError('EEXIST', 'the root exists');
+  const watch = optBool(a, 'watch');
+  const mode = int(a, 'mode', 0, 0o7777);
+  const gfid = newGfidArg(a, 'gfid');
+  const layout = rangesArg(a, 'layout');
+  const uid = optInt(a, 'uid', 0, U32);
+  const gid = optInt(a, 'gid', 0, U32);
+  const atime = timespec(a, 'atime');
+  const mtime = timespec(a, 'mtime');
+  b.checkParentLayout(rel, a);
+  // keepTimes (a copy made for a brick that lacks it): see keepingTimes.
+  b.keepingTimes(rel, optBool(a, 'keepTimes'), () => b.st.mkdir(rel, mode));
+  try {
+    // mkdir(2) takes no set-group-ID bit from its mode (only from the parent): a copy of a directory
+    // made for a new brick must have all of the directory's bits.
+    // The volume root's set-group-ID bit is in rootAttr, not on the brick's root: inherited here.
+    const inherited = parentOf(rel) === '' ? (b.rootAttr()?.mode ?? 0) & S_ISGID : 0;
+    if ((mode | inherited) & S_ISGID) {
+      const made = b.st.lstat(rel).mode;
+      if (!(made & S_ISGID)) b.st.chmod(rel, (made | mode | inherited) & 0o7777);
+    }
+    b.setGfid(rel, gfid);
+    if (layout) b.st.setxattr(rel, b.X.dht, encodeRanges(layout));
+    const g = b.newGid(rel, gid);
+    if (uid !== undefined || g !== undefined) b.st.lchown(rel, uid ?? -1, g ?? -1);
+    setDirHandle(b, rel, gfid);
+    if (atime && mtime) b.st.lutimes(rel, atime, mtime);
+  } catch (e) {
+    try {
+      b.st.rmdir(rel);
+    } catch {
+      /* the original error matters */
+    }
+    throw e;
+  }
+  if (watch && s) b.watches.add(s, rel);
+  return b.attr(rel, b.st.lstat(rel), gfid);
+}
+
+export function create(b: BrickCore, s: Session, a: Args): { fd: number; attr: Attr } | Promise<{ fd: number; attr: Attr }> {
+  const rel = b.path(a);
+  if (rel === '') throw new FsError('EEXIST', 'the root exists');
+  const mode = int(a, 'mode', 0, 0o7777);
+  const flags = int(a, 'flags', 0, U32);
+  const gfid = newGfidArg(a, 'gfid');
+  const uid = optInt(a, 'uid', 0, U32);
+  const gid = optInt(a, 'gid', 0, U32);
+  if (a.data !== undefined && a.data !== null && bytes(a, 'data').length > MAX_IO_SIZE) throw new FsError('EINVAL', 'initial data too large');
+  optBool(a, 'close');
+  b.checkParentLayout(rel, a);
+  const acc = flags & O_ACCMODE;
+  const oflags = (acc === O_WRONLY || acc === O_RDWR ? acc : O_RDWR) | O_CREAT | O_EXCL | (flags & O_APPEND);
+  const h = b.st.open(rel, oflags, mode);
+  try {
+    b.adoptNew(rel, gfid, uid, gid);
+  } catch (e) {
+    b.st.close(h);
+    throw e;
+  }
+  const f: OpenFile = { h, gfid, flags: oflags };
+  const fd = addFd(b, s, f);
+  const data = a.data === undefined || a.data === null ? null : bytes(a, 'data');
+  if (data === null) return { fd, attr: b.attr(rel, b.st.fstat(h), gfid) };
+  // Compound create: write the initial data and optionally close, in one round trip.
+  return createWrite(b, s, fd, f, data, optBool(a, 'close'), rel, gfid);
+}
+
+export async function createWrite(b: BrickCore, s: Session, fd: number, f: OpenFile, data: Uint8Array, close: boolean, rel: string, gfid: string): Promise<{ fd: number; attr: Attr }> {
+  try {
+    let off = 0;
+    while (off < data.length) {
+      const n = await b.st.write(f.h, off, data.subarray(off));
+      if (n <= 0) throw new FsError('EIO', 'short write');
+      off += n;
+    }
+    return { fd: close ? -1 : fd, attr: b.attr(rel, b.st.fstat(f.h), gfid) };
+  } finally {
+    if (close && s.fds.get(fd) === f) {
+      s.fds.delete(fd);
+      release(b, f);
+    }
+  }
+}
+
+export function mklinkto(b: BrickCore, a: Args): Attr | Promise<Attr> {
+  const rel = b.path(a);
+  if (rel === '') throw new FsError('EEXIST', 'the root exists');
+  const gfid = newGfidArg(a, 'gfid');
+  const target = str(a, 'target');
+  if (target.length === 0 || target.length > 255 || target.includes('\0')) throw bad('target', 'must be a brick name');
+  const uid = optInt(a, 'uid', 0, U32);
+  const gid = optInt(a, 'gid', 0, U32);
+  b.checkParentLayout(rel, a);
+  // keepTimes (a repair's linkto): see keepingTimes.
+  if (!optBool(a, 'replace')) return b.keepingTimes(rel, optBool(a, 'keepTimes'), () => makeLinkto(b, rel, gfid, target, uid, gid));
+  return replaceWithLinkto(b, rel, gfid, target, uid, gid);
+}
+
+export function replaceWithLinkto(b: BrickCore, rel: string, gfid: string, target: string, uid?: number, gid?: number): Attr | Promise<Attr> {
+  // Replace whatever file holds the name, atomically: the name never goes missing (rename(2)).
+  let replaced: string | null = null;
+  try {
+    const tst = b.st.lstat(rel);
+    if (isDir(tst)) throw new FsError('EISDIR', `/${rel} is a directory`);
+    replaced = b.readGfid(rel);
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  const wait = b.mig.whenSettled(replaced);
+  if (wait) return wait.then(b.watches.resumed(() => replaceWithLinkto(b, rel, gfid, target, uid, gid)));
+  if (replaced === gfid && b.st.lstat(rel).mode === LINKTO_MODE) {
+    // This file's linkto already (a client taking up its interrupted rename again): point it at target.
+    setLinkto(b, rel, target);
+    return b.attr(rel, b.st.lstat(rel), gfid);
+  }
+  b.ensureDir(RENAME_DIR, 0o700);
+  const tmp = `${RENAME_DIR}/${gfid}`;
+  try {
+    b.st.unlink(tmp); // a leftover of a crash between the two steps
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  makeLinkto(b, tmp, gfid, target, uid, gid);
+  if (replaced) b.mig.entryChanged(replaced);
+  b.st.rename(tmp, rel);
+  try {
+    b.st.unlink(tmp); // still there if it and rel were one inode already (rename(2) then does nothing)
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  if (replaced && replaced !== gfid) dropHandleIfLast(b, replaced);
+  return b.attr(rel, b.st.lstat(rel), gfid);
+}
+
+/** The linkto xattr: the target brick's name, NUL-terminated as GlusterFS writes it. */
+export function setLinkto(b: BrickCore, rel: string, target: string): void {
+  b.st.setxattr(rel, b.X.linkto, Buffer.from(`${target}\0`));
+}
+
+export function makeLinkto(b: BrickCore, rel: string, gfid: string, target: string, uid?: number, gid?: number): Attr {
+  // A linkto of this file under another name holds the gfid's handle here: another hard link whose name
+  // hashes to this brick, or a stale linkto left by an earlier rename (removed when it is next met).
+  // This name becomes one more link to that inode, as GlusterFS's posix links a linkto to its gfid.
+  try {
+    const hp = handlePath(gfid);
+    if (b.st.lstat(hp).mode === LINKTO_MODE && b.readLinkto(hp) !== null) {
+      b.st.link(hp, rel);
+      setLinkto(b, rel, target);
+      return b.attr(rel, b.st.lstat(rel), gfid);
+    }
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  const h = b.st.open(rel, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
+  b.st.close(h);
+  b.adoptNew(rel, gfid, uid, gid, () => setLinkto(b, rel, target));
+  return b.attr(rel, b.st.lstat(rel), gfid);
+}
+
+export function unlink(b: BrickCore, a: Args): Attr | Promise<Attr> {
+  const rel = b.path(a);
+  const wantGfid = optGfid(a, 'gfid');
+  const onlyIfLinkto = optBool(a, 'onlyIfLinkto');
+  const ifNotOpen = optBool(a, 'ifNotOpen');
+  const ifOtherNames = optBool(a, 'ifOtherNames');
+  const clearIntent = optBool(a, 'clearIntent');
+  const st = b.st.lstat(rel);
+  if (isDir(st)) throw new FsError('EISDIR', `/${rel} is a directory`);
+  const at = b.attr(rel, st);
+  if (ifOtherNames && at.nlink < 2) throw new FsError('EBUSY', `/${rel} is the file's only name`);
+  const wait = b.mig.whenSettled(at.gfid);
+  if (wait) return wait.then(b.watches.resumed(() => unlink(b, a)));
+  if (wantGfid && at.gfid !== wantGfid) throw new FsError('ESTALE', `/${rel} is another file now`);
+  if (onlyIfLinkto && at.linkto === undefined) throw new FsError('EBUSY', `/${rel} is not a linkto file`);
+  if (ifNotOpen && at.gfid && b.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `/${rel} is open`);
+  // A committed migration's old copy is not the file any more: the client must unlink dst's copy.
+  if (at.linkto === undefined) b.refuseMoved(rel, at.gfid);
+  b.mig.entryChanged(at.gfid);
+  b.keepingTimes(rel, optBool(a, 'keepTimes'), () => b.st.unlink(rel));
+  dropHandleIfLast(b, at.gfid);
+  if (clearIntent && at.gfid && at.nlink > 1) b.clearRenameIntent(at.gfid);
+  return { ...at, nlink: Math.max(0, at.nlink - 1) };
+}
+
+export function rmdir(b: BrickCore, a: Args): Record<string, never> {
+  const rel = b.path(a);
+  if (rel === '') throw new FsError('EBUSY', 'cannot remove the root');
+  const st = b.st.lstat(rel);
+  if (!isDir(st)) throw new FsError('ENOTDIR', `/${rel} is not a directory`);
+  const gfid = b.readGfid(rel);
+  if (optBool(a, 'purgeLinktos')) {
+    // Linkto files are DHT's own; when the client has found the directory empty they are stale.
+    const entries = b.st.readdir(rel);
+    const children = entries.map((e) => ({ e, st: b.st.lstat(`${rel}/${e.name}`) }));
+    for (const c of children) {
+      const cr = `${rel}/${c.e.name}`;
+      const at = b.attr(cr, c.st);
+      if (at.linkto === undefined && at.moved === undefined) throw new FsError('ENOTEMPTY', `/${rel} is not empty`);
+      if (at.linkto !== undefined && at.gfid && b.openFdCount(at.gfid) > 0) throw new FsError('EBUSY', `${cr} is open`);
+    }
+    for (const c of children) {
+      const cr = `${rel}/${c.e.name}`;
+      const g = b.readGfid(cr);
+      b.st.unlink(cr);
+      dropHandleIfLast(b, g);
+    }
+  }
+  b.st.rmdir(rel);
+  if (gfid) {
+    try {
+      b.st.unlink(handlePath(gfid));
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+  }
+  return {};
+}
+
+export function rename(b: BrickCore, a: Args): Attr | Promise<Attr> {
+  const from = b.path(a, 'from');
+  const to = b.path(a, 'to');
+  if (from === '' || to === '') throw new FsError('EBUSY', 'cannot rename the root');
+  const wantGfid = optGfid(a, 'gfid');
+  b.checkParentLayout(to, a);
+  const st = b.st.lstat(from);
+  const gfid = b.readGfid(from);
+  if (wantGfid && gfid !== wantGfid) throw new FsError('ESTALE', `/${from} is another file now`);
+  let replaced: string | null = null;
+  try {
+    const tst = b.st.lstat(to);
+    if (tst.ino !== st.ino && !isDir(tst)) replaced = b.readGfid(to);
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  const wait = b.mig.whenSettled(gfid) ?? b.mig.whenSettled(replaced);
+  if (wait) return wait.then(b.watches.resumed(() => rename(b, a)));
+  if (!isDir(st)) b.refuseMoved(from, gfid);
+  b.mig.entryChanged(gfid);
+  if (replaced) b.mig.entryChanged(replaced);
+  b.st.rename(from, to);
+  if (replaced && replaced !== gfid) dropHandleIfLast(b, replaced);
+  if (isDir(st) && gfid) setDirHandle(b, to, gfid);
+  return b.attr(to, b.st.lstat(to), gfid);
+}
+
+export function link(b: BrickCore, a: Args): Attr | Promise<Attr> {
+  const from = b.path(a, 'from');
+  const to = b.path(a, 'to');
+  const wantGfid = optGfid(a, 'gfid');
+  b.checkParentLayout(to, a);
+  const st = b.st.lstat(from);
+  if (isDir(st)) throw new FsError('EPERM', 'hard links to directories are not allowed');
+  const gfid = b.readGfid(from);
+  if (wantGfid && gfid !== wantGfid) throw new FsError('ESTALE', `/${from} is another file now`);
+  const wait = b.mig.whenSettled(gfid);
+  if (wait) return wait.then(b.watches.resumed(() => link(b, a)));
+  b.refuseMoved(from, gfid);
+  b.mig.entryChanged(gfid); // a file with two names is not migrated
+  if (wantGfid) {
+    // Made already (a client taking up its interrupted rename again): nothing to do.
+    try {
+      if (b.readGfid(to) === wantGfid) return b.attrOf(to);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+  }
+  b.st.link(from, to);
+  if (optBool(a, 'intent')) {
+    // A rename's second name (DhtClient.rename): the file says which rename it belongs to until the
+    // renamer (or whoever meets the file first, should the renamer be cut off) finishes or undoes it.
+    try {
+      const rep = a.replaced as { brick?: unknown; gfid?: unknown } | undefined;
+      const replaced = rep && typeof rep.brick === 'string' && rep.brick.length <= 255 ? { brick: rep.brick, ...(typeof rep.gfid === 'string' && isGfid(rep.gfid) ? { gfid: rep.gfid } : {}) } : undefined;
+      b.st.setxattr(to, b.X.rename, Buffer.from(JSON.stringify({ from: '/' + from, to: '/' + to, ...(replaced ? { replaced } : {}) })));
+    } catch (e) {
+      b.st.unlink(to);
+      throw e;
+    }
+  }
+  return b.attrOf(to);
+}
+
+/** The file's unfinished rename is settled (DhtClient.settleRename): it forgets it. */
+export function renameSettled(b: BrickCore, a: Args): Record<string, never> {
+  const gfid = gfidArg(a, 'gfid');
+  b.clearRenameIntent(gfid);
+  return {};
+}
+
+export function symlink(b: BrickCore, a: Args): Attr {
+  const rel = b.path(a);
+  const target = symlinkTarget(a);
+  return makeName(b, rel, a, () => b.st.symlink(target, rel));
+}
+
+/** A name with no data of its own (a symlink, a FIFO, a socket): `make` makes it, then its gfid and owner. */
+export function makeName(b: BrickCore, rel: string, a: Args, make: () => void): Attr {
+  const gfid = newGfidArg(a, 'gfid');
+  const uid = optInt(a, 'uid', 0, U32);
+  const gid = optInt(a, 'gid', 0, U32);
+  b.checkParentLayout(rel, a);
+  make();
+  b.adoptNew(rel, gfid, uid, gid);
+  return b.attr(rel, b.st.lstat(rel), gfid);
+}
+
+/** A FIFO or a socket (`mode`: type and permission bits); no device nodes. */
+export function mknod(b: BrickCore, a: Args): Attr {
+  const rel = b.path(a);
+  const mode = int(a, 'mode', 0, 0o177777);
+  const type = mode & S_IFMT;
+  if (type !== S_IFIFO && type !== S_IFSOCK) throw new FsError('EPERM', 'mknod makes FIFOs and sockets only');
+  const mknod = b.st.mknod?.bind(b.st);
+  if (!mknod) throw new FsError('EPERM', `${b.cfg.name} cannot make special files`);
+  return makeName(b, rel, a, () => mknod(rel, mode));
+}
+
+export function readlink(b: BrickCore, a: Args): { target: string; attr: Attr } {
+  const rel = b.path(a);
+  const st = b.st.lstat(rel);
+  if (!isLnk(st)) throw new FsError('EINVAL', `/${rel} is not a symlink`);
+  return { target: b.st.readlink(rel), attr: b.attr(rel, st) };
+}
+
+export function readdir(b: BrickCore, a: Args): { entries: DirEntryAttr[]; eof: boolean; attr: Attr } {
+  const rel = b.path(a);
+  const offset = optInt(a, 'offset') ?? 0;
+  const limit = optInt(a, 'limit', 1, 100_000) ?? 1000;
+  const dst = b.st.lstat(rel);
+  if (!isDir(dst)) throw new FsError('ENOTDIR', `/${rel} is not a directory`);
+  let names = b.st.readdir(rel).map((e) => e.name);
+  if (rel === '') names = names.filter((n) => n !== HANDLE_DIR);
+  names.sort();
+  const page = names.slice(offset, offset + limit);
+  const entries: DirEntryAttr[] = [];
+  for (const name of page) {
+    const cr = rel === '' ? name : `${rel}/${name}`;
+    try {
+      entries.push({ name, attr: b.attrOf(cr) });
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+  }
+  return { entries, eof: offset + limit >= names.length, attr: b.attr(rel, dst) };
+}

@@ -1,0 +1,58 @@
+/** inodelk and entrylk over the lock table (locks.ts). */
+import { FsError } from '../../common/errors.js';
+import { ROOT_GFID } from '../../common/gfid.js';
+import { type Args, str, optBool, optGfid, lockMode } from '../args.js';
+import type { BrickCore, Session } from '../core.js';
+
+export function lockOp(b: BrickCore, s: Session, a: Args, key: string, domain: string, name?: string): Promise<Record<string, never>> | Record<string, never> {
+  const mode = lockMode(a, 'type');
+  const ownerArg = str(a, 'owner');
+  // A limit hit (name sizes, lock count, domains, a waiter's deadline) is logged with the client named.
+  const logged = (e: unknown) => {
+    const limit = e instanceof FsError ? e.info?.limit : undefined;
+    if (typeof limit === 'string') b.limitHit(limit, s, (e as Error).message);
+    return e;
+  };
+  try {
+    b.locks.checkName('domain', domain);
+    if (name !== undefined) b.locks.checkName('name', name);
+    b.locks.checkName('owner', ownerArg);
+  } catch (e) {
+    throw logged(e);
+  }
+  const owner = `${s.id}/${ownerArg}`;
+  if (mode === 'un') {
+    b.locks.release(key, owner);
+    return {};
+  }
+  let r: Promise<void> | void;
+  try {
+    r = b.locks.acquire(key, owner, s.id, mode, optBool(a, 'block'), domain);
+  } catch (e) {
+    throw logged(e);
+  }
+  return r
+    ? r.then(
+        () => ({}),
+        (e) => {
+          throw logged(e);
+        },
+      )
+    : {};
+}
+
+export function inodelk(b: BrickCore, s: Session, a: Args): Promise<Record<string, never>> | Record<string, never> {
+  const domain = str(a, 'domain');
+  const gfid = optGfid(a, 'gfid') ?? b.readGfid(b.path(a));
+  if (!gfid) throw new FsError('EIO', 'inode has no gfid');
+  return lockOp(b, s, a, `i\0${domain}\0${gfid}`, domain);
+}
+
+export function entrylk(b: BrickCore, s: Session, a: Args): Promise<Record<string, never>> | Record<string, never> {
+  const domain = str(a, 'domain');
+  const dir = b.path(a);
+  const name = str(a, 'name');
+  const gfid = dir === '' ? ROOT_GFID : b.readGfid(dir);
+  if (!gfid) throw new FsError('EIO', 'directory has no gfid');
+  return lockOp(b, s, a, `e\0${domain}\0${gfid}\0${name}`, domain, name);
+}

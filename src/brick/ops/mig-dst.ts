@@ -1,0 +1,327 @@
+/** The migration protocol at dst (docs/MIGRATION.md): the private copy, its pull from a peer brick, finalize and install, special files. */
+import { FsError, codeOf } from '../../common/errors.js';
+import { MAX_IO_SIZE } from '../../wire/frame.js';
+import { ioBuffers } from '../../wire/pool.js';
+import type { Attr } from '../../wire/types.js';
+import { O_RDONLY, O_CREAT, O_DIRECTORY, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, S_IFIFO, S_IFSOCK, type Storage } from '../../storage/storage.js';
+import { MIGRATE_DIR, parentOf, handlePath, isReg, isDir } from '../format.js';
+import { type Args, bad, str, int, optInt, optBool, gfidArg, newGfidArg, timespec, U32, symlinkTarget, xattrPairs, relPath } from '../args.js';
+import type { BrickCore, Session } from '../core.js';
+import { addFd, fdOf } from '../fds.js';
+import { dropHandleIfLast, handleOf, pointHandleAt } from '../handles.js';
+import { makeLinkto, setLinkto } from './entry.js';
+
+/**
+ * Copies a range of the file under migration into this migration copy straight from src's disk, when
+ * src is a brick of this volume on this host (migSource named its file): the bytes cross neither the
+ * network nor the migrator. Anything else is refused (EXDEV) and the migrator copies through itself.
+ * What src's clients change meanwhile is tracked by src and copied again, as with any copy.
+ */
+export async function migPull(b: BrickCore, s: Session, a: Args): Promise<{ copied: number }> {
+  const f = fdOf(b, s, a);
+  if (!f.tempRel || !f.gfid) throw new FsError('EBADF', 'fd is not a migration copy');
+  const offset = int(a, 'offset');
+  const length = int(a, 'length', 0, MAX_IO_SIZE);
+  const src = a.source as Record<string, unknown> | null;
+  if (!src || typeof src !== 'object') throw bad('source', 'must be an object');
+  const name = { host: str(src, 'host'), root: str(src, 'root') };
+  if (str(src, 'path') !== handlePath(f.gfid)) throw bad('source', 'is not the file of this copy');
+  const peer = b.st.peer?.(name) ?? null;
+  if (!peer) throw new FsError('EXDEV', 'the source is not on this host');
+  // Only a brick of this very volume: its root carries this volume's id.
+  const theirs = (() => {
+    try {
+      return peer.getxattr('', b.X.volumeId);
+    } catch {
+      return null;
+    }
+  })();
+  const ours = b.st.getxattr('', b.X.volumeId);
+  if (!theirs || !ours || !Buffer.from(theirs).equals(Buffer.from(ours))) throw new FsError('EXDEV', 'the source is not a brick of this volume');
+  const h = peer.open(str(src, 'path'), O_RDONLY, 0);
+  try {
+    // In the kernel where the storage can (copy_file_range); through memory otherwise.
+    const inKernel = b.st.copyRange
+      ? await b.st.copyRange(peer, h, f.h, offset, length).catch((e) => {
+          if (['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOSYS'].includes(codeOf(e))) return null;
+          throw e;
+        })
+      : null;
+    return { copied: inKernel ?? (await copyThroughMemory(b, peer, h, f.h, offset, length)) };
+  } finally {
+    peer.close(h);
+  }
+}
+
+export async function copyThroughMemory(b: BrickCore, peer: Storage, from: number, h: number, offset: number, length: number): Promise<number> {
+  const buf = ioBuffers.take(length);
+  try {
+    const data = await peer.read(from, offset, length, buf);
+    let written = 0;
+    while (written < data.length) {
+      const n = await b.st.write(h, offset + written, data.subarray(written));
+      if (n <= 0) throw new FsError('EIO', 'short write to the migration copy');
+      written += n;
+    }
+    return data.length;
+  } finally {
+    ioBuffers.give(buf);
+  }
+}
+
+export function tempPath(b: BrickCore, gfid: string, token: string): string {
+  if (!/^[0-9a-f]{1,32}$/.test(token)) throw bad('token', 'must be hex');
+  return `${MIGRATE_DIR}/${gfid}.${token}`;
+}
+
+/** step `prepare-dst`: a linkto to src at the name if there is nothing, and a private copy to fill. */
+export async function migPrepare(b: BrickCore, s: Session, a: Args): Promise<{ fd: number }> {
+  const rel = b.path(a);
+  const gfid = newGfidArg(a, 'gfid');
+  const src = str(a, 'src');
+  const tmp = tempPath(b, gfid, str(a, 'token'));
+  const uid = optInt(a, 'uid', 0, U32);
+  const gid = optInt(a, 'gid', 0, U32);
+  let cur: Attr | null = null;
+  try {
+    cur = b.attrOf(rel);
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  if (!cur) makeLinkto(b, rel, gfid, src, uid, gid);
+  else if (cur.linkto === undefined || cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${b.cfg.name} is not a linkto of this file`);
+  else if (cur.linkto !== src) setLinkto(b, rel, src);
+  b.ensureDir(MIGRATE_DIR, 0o700);
+  const links = linksArg(b, a);
+  const h = b.st.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o600);
+  try {
+    b.setGfid(tmp, gfid);
+    // The file's other names, for migInstall (whoever installs: the record on src names only one).
+    if (links) b.st.setxattr(tmp, b.X.links, Buffer.from(JSON.stringify(links.filter((l) => l !== rel))));
+  } catch (e) {
+    b.st.close(h);
+    throw e;
+  }
+  const fd = addFd(b, s, { h, gfid, flags: O_RDWR, tempRel: tmp });
+  await fsyncDir(b, MIGRATE_DIR); // the copy's name is durable before any commit can rely on it
+  return { fd };
+}
+
+/** step `final-copy`: size, attributes and xattrs of the copy, then make it durable. */
+export async function migFinalize(b: BrickCore, s: Session, a: Args): Promise<Attr> {
+  const f = fdOf(b, s, a);
+  if (!f.tempRel) throw new FsError('EINVAL', 'fd is not a migration copy');
+  const size = int(a, 'size');
+  const mode = int(a, 'mode', 0, 0o7777);
+  const uid = int(a, 'uid', 0, U32);
+  const gid = int(a, 'gid', 0, U32);
+  const atime = timespec(a, 'atime');
+  const mtime = timespec(a, 'mtime');
+  const xattrs = xattrPairs(a, 'xattrs');
+  b.st.ftruncate(f.h, size);
+  b.st.lchown(f.tempRel, uid, gid);
+  b.st.chmod(f.tempRel, mode);
+  b.copyUserXattrs(f.tempRel, xattrs);
+  if (atime && mtime) b.st.lutimes(f.tempRel, atime, mtime);
+  await b.st.fsync(f.h, false);
+  return b.attr(f.tempRel, b.st.fstat(f.h), f.gfid);
+}
+
+export async function fsyncDir(b: BrickCore, rel: string): Promise<void> {
+  const h = b.st.open(rel, O_RDONLY | O_DIRECTORY, 0);
+  try {
+    await b.st.fsync(h, false);
+  } finally {
+    b.st.close(h);
+  }
+}
+
+/**
+ * step `install`: the committed copy replaces the linkto at the name. Idempotent. `durable` (the
+ * migrator, before it removes src's commit record) makes the rename durable; a client that follows a
+ * move does not need to wait for that: src's record still says where the copy is.
+ */
+export async function migInstall(b: BrickCore, a: Args): Promise<Attr> {
+  const rel = b.path(a);
+  const gfid = gfidArg(a, 'gfid');
+  const tmp = tempPath(b, gfid, str(a, 'token'));
+  const durable = optBool(a, 'durable');
+  let cur: Attr | null = null;
+  try {
+    cur = b.attrOf(rel);
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  let hasTemp = true;
+  try {
+    b.st.lstat(tmp);
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+    hasTemp = false;
+  }
+  if (cur && cur.linkto === undefined) {
+    // Installed already (by another client, or an earlier try); if the name is another file's now and
+    // the copy is gone, it was installed and then renamed or unlinked (ENOENT says so).
+    if (cur.gfid !== gfid) throw new FsError(hasTemp ? 'EEXIST' : 'ENOENT', `/${rel} on ${b.cfg.name} is another file`);
+    const dirs = installLinks(b, rel, gfid); // a brick that died part way through them
+    if (durable) for (const d of new Set([parentOf(rel), ...dirs])) await fsyncDir(b, d);
+    return dirs.length > 0 ? b.attrOf(rel) : cur;
+  }
+  if (!hasTemp) throw new FsError('ENOENT', `no migration copy ${tmp} on ${b.cfg.name}`);
+  if (cur && cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${b.cfg.name} is a linkto of another file`);
+  b.keepingTimes(rel, true, () => b.st.rename(tmp, rel));
+  pointHandleAt(b, rel, gfid); // it named the linkto's inode
+  const dirs = installLinks(b, rel, gfid);
+  if (durable) for (const d of new Set([parentOf(rel), ...dirs])) await fsyncDir(b, d);
+  return b.attrOf(rel);
+}
+
+/** The file's names for migLease and migPrepare (a file with several names), or undefined. */
+export function linksArg(b: BrickCore, a: Args): string[] | undefined {
+  if (a.links === undefined || a.links === null) return undefined;
+  if (!Array.isArray(a.links) || a.links.length === 0 || a.links.length > 1000) throw bad('links', 'must be 1..1000 paths');
+  return a.links.map((l) => relPath(l, 'links'));
+}
+
+/**
+ * The installed copy's other names (a file with several names: migPrepare kept them on the copy): each
+ * becomes a link of the data where it is free or holds a linkto of this file, in this one brick call,
+ * so that no client of this brick sees the data under one name and a linkto under another. A name that
+ * holds another file now (or whose directory is gone) is left. Idempotent: the list goes last. Returns
+ * the directories changed.
+ */
+export function installLinks(b: BrickCore, rel: string, gfid: string): string[] {
+  const v = b.st.getxattr(rel, b.X.links);
+  if (!v) return [];
+  let names: string[] = [];
+  try {
+    names = (JSON.parse(Buffer.from(v).toString()) as unknown[]).map((l) => relPath(`/${String(l)}`, 'links'));
+  } catch (e) {
+    b.log('error', `/${rel}: unreadable list of the file's other names: ${(e as Error).message}`);
+    throw new FsError('EIO', `/${rel}: unreadable list of the file's other names`);
+  }
+  const dirs: string[] = [];
+  for (const name of names) {
+    let cur: Attr | null = null;
+    try {
+      cur = b.attrOf(name);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    if (cur && (cur.gfid !== gfid || cur.linkto === undefined)) continue; // another file, or done
+    const tmp = `${MIGRATE_DIR}/${gfid}.link`;
+    try {
+      b.st.unlink(tmp);
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e;
+    }
+    try {
+      b.st.link(rel, tmp);
+      b.keepingTimes(name, true, () => b.st.rename(tmp, name));
+      dirs.push(parentOf(name));
+    } catch (e) {
+      if (codeOf(e) !== 'ENOENT') throw e; // the name's directory is gone
+      try {
+        b.st.unlink(tmp);
+      } catch {
+        /* not made */
+      }
+    }
+  }
+  b.st.removexattr(rel, b.X.links);
+  return dirs;
+}
+
+/**
+ * A name with no data of its own (a symlink, a FIFO, a socket) moved to this brick, its hashed one, as
+ * GlusterFS's migrate_special_files does: made under a private name with the file's gfid, owner, mode,
+ * times and user xattrs, then renamed onto the name, which must be free or hold a linkto of this file
+ * (rename(2): once there, the name never goes missing). The name's directory keeps its times (no user
+ * made the name). The same file at the name already (a retry) gets the attributes given again.
+ */
+export function migSpecial(b: BrickCore, a: Args): Attr {
+  const rel = b.path(a);
+  if (rel === '') throw new FsError('EEXIST', 'the root exists');
+  const gfid = newGfidArg(a, 'gfid');
+  const mode = int(a, 'mode', 0, 0o177777);
+  const type = mode & S_IFMT;
+  if (type !== S_IFLNK && type !== S_IFIFO && type !== S_IFSOCK) throw bad('mode', 'must be a symlink, FIFO or socket');
+  const uid = int(a, 'uid', 0, U32);
+  const gid = int(a, 'gid', 0, U32);
+  const atime = timespec(a, 'atime');
+  const mtime = timespec(a, 'mtime');
+  const xattrs = a.xattrs === undefined || a.xattrs === null ? [] : xattrPairs(a, 'xattrs');
+  const target = type === S_IFLNK ? symlinkTarget(a) : '';
+  const apply = (p: string) => {
+    b.st.lchown(p, uid, gid);
+    if (type !== S_IFLNK) b.st.chmod(p, mode & 0o7777);
+    b.copyUserXattrs(p, xattrs);
+    if (atime && mtime) b.st.lutimes(p, atime, mtime); // last: the others move no time but ctime
+  };
+  let cur: Attr | null = null;
+  try {
+    cur = b.attrOf(rel);
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  const links = linksArg(b, a);
+  if (cur && cur.gfid === gfid && cur.linkto === undefined && (cur.mode & S_IFMT) === type) {
+    apply(rel);
+    installLinks(b, rel, gfid);
+    return b.attrOf(rel);
+  }
+  if (cur && (cur.linkto === undefined || cur.gfid !== gfid)) throw new FsError('EEXIST', `/${rel} on ${b.cfg.name} is another file`);
+  b.ensureDir(MIGRATE_DIR, 0o700);
+  const tmp = `${MIGRATE_DIR}/${gfid}.special`;
+  try {
+    b.st.unlink(tmp); // a leftover of a crash
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  if (type === S_IFLNK) b.st.symlink(target, tmp);
+  else {
+    const mknod = b.st.mknod?.bind(b.st);
+    if (!mknod) throw new FsError('EPERM', `${b.cfg.name} cannot make special files`);
+    mknod(tmp, mode);
+  }
+  try {
+    b.setGfid(tmp, gfid);
+    // A name of several: the others get their places once this one is in place (installLinks).
+    if (links) b.st.setxattr(tmp, b.X.links, Buffer.from(JSON.stringify(links.filter((l) => l !== rel))));
+    apply(tmp);
+    b.keepingTimes(rel, true, () => b.st.rename(tmp, rel));
+  } catch (e) {
+    try {
+      b.st.unlink(tmp);
+    } catch {
+      /* the original error matters */
+    }
+    throw e;
+  }
+  pointHandleAt(b, rel, gfid); // it named the linkto's inode, if one was at the name
+  installLinks(b, rel, gfid);
+  return b.attrOf(rel);
+}
+
+/**
+ * The old name of a special file whose copy is on its hashed brick now (migSpecial): removed if it is
+ * still that file (gfid) and unchanged since the migrator read it (`ctime`; changed: EAGAIN, the
+ * migrator copies the attributes again first). Its directory keeps its times.
+ */
+export function migDropSpecial(b: BrickCore, a: Args): Record<string, never> {
+  const rel = b.path(a);
+  const gfid = gfidArg(a, 'gfid');
+  const ctime = timespec(a, 'ctime');
+  const st = b.st.lstat(rel);
+  if (isDir(st) || isReg(st)) throw new FsError('EINVAL', `/${rel} is not a special file`);
+  if (b.readGfid(rel) !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
+  if (ctime && (st.ctime[0] !== ctime[0] || st.ctime[1] !== ctime[1])) throw new FsError('EAGAIN', `/${rel} changed meanwhile`);
+  // A file of several names goes under all of them at once (each unlink moves the inode's ctime).
+  const links = linksArg(b, a) ?? [rel];
+  if (!links.includes(rel) || links.length !== st.nlink - (handleOf(b, gfid, st) ? 1 : 0) || !links.every((l) => b.st.lstat(l).ino === st.ino)) {
+    throw new FsError('ESTALE', `/${rel}: its names are not the ones given`);
+  }
+  for (const l of links) b.keepingTimes(l, true, () => b.st.unlink(l));
+  dropHandleIfLast(b, gfid);
+  return {};
+}

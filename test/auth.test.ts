@@ -28,16 +28,16 @@ test('an ordinary client may not change the topology or the commit hash; the adm
     await c.pushTopology();
     const b = c.spec.bricks[0];
     const user = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, clientName: 'mallory' });
-    const before = await user.call<{ topology: { version: number } }>('getTopology');
+    const before = (await user.call('getTopology', {})) as { topology: { version: number } };
     const relay = { version: before.topology.version + 1, bricks: [{ name: b.name, host: '10.9.9.9', port: 1 }, ...c.spec.bricks.slice(1)], decommissioned: [] };
     await assert.rejects(user.call('setTopology', { topology: relay }), { code: 'EPERM' });
-    assert.deepEqual(await user.call('getTopology'), before, 'the topology is unchanged');
+    assert.deepEqual(await user.call('getTopology', {}), before, 'the topology is unchanged');
     // A commit hash may be given once (a new volume's first client, here an ordinary one, does), not changed.
     const vol = await Volume.connect(clientSpec as VolumeSpec);
-    const root = await user.call<{ commitHash: number }>('rootInfo');
+    const root = await user.call('rootInfo', {});
     assert.equal(typeof root.commitHash, 'number');
-    await user.call('setCommitHash', { value: root.commitHash });
-    await assert.rejects(user.call('setCommitHash', { value: (root.commitHash ^ 2) >>> 0 }), { code: 'EPERM' });
+    await user.call('setCommitHash', { value: root.commitHash! });
+    await assert.rejects(user.call('setCommitHash', { value: (root.commitHash! ^ 2) >>> 0 }), { code: 'EPERM' });
     // A client that claims the admin role with a wrong admin secret is not let in at all.
     await assert.rejects(RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, adminSecret: 'guess' }), { code: 'EACCES' });
     // The library with the client spec works as before.
@@ -48,7 +48,7 @@ test('an ordinary client may not change the topology or the commit hash; the adm
     const admin = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, adminSecret, brickName: b.name });
     const next = { ...before.topology, version: before.topology.version + 1 };
     await admin.call('setTopology', { topology: next });
-    assert.equal((await user.call<{ topology: { version: number } }>('getTopology')).topology.version, next.version);
+    assert.equal(((await user.call('getTopology', {})).topology as { version: number }).version, next.version);
     user.close();
     admin.close();
     await sleep(100);
@@ -114,8 +114,8 @@ test('an ordinary client connects to bricks whose commit hashes differ (it may n
     await v.close();
     const b = c.spec.bricks[1];
     const admin = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, adminSecret });
-    const { commitHash } = await admin.call<{ commitHash: number }>('rootInfo');
-    await admin.call('setCommitHash', { value: (commitHash ^ 4) >>> 0 }); // as a rebalance cut short leaves it
+    const { commitHash } = await admin.call('rootInfo', {});
+    await admin.call('setCommitHash', { value: (commitHash! ^ 4) >>> 0 }); // as a rebalance cut short leaves it
     admin.close();
     const vol = await Volume.connect(clientSpec as VolumeSpec);
     await vol.writeFile('/x', 'y');

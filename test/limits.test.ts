@@ -46,7 +46,7 @@ test('a client that never reads its replies cannot grow the brick without bound'
       peak = Math.max(peak, rssOf(pid));
     }
     const good = await goodClient(c);
-    const pingMs = await timed(good.call('ping'));
+    const pingMs = await timed(good.call('ping', {}));
     peak = Math.max(peak, rssOf(pid));
     console.log(`unread replies: brick RSS ${Math.round(base / MiB)} MiB before, peak ${Math.round(peak / MiB)} MiB with ${N} unread 8 MiB reads; a good client's ping ${pingMs.toFixed(1)} ms`);
     assert.ok(peak - base < 300 * MiB, `brick grew by ${Math.round((peak - base) / MiB)} MiB`);
@@ -55,7 +55,7 @@ test('a client that never reads its replies cannot grow the brick without bound'
     r.sock.destroy();
     await sleep(500);
     const t = performance.now();
-    await good.call('ping');
+    await good.call('ping', {});
     assert.ok(performance.now() - t < 500);
     // A reader that does read gets every reply, in full, although it asks for more than the bound at once.
     const r2 = await rawConnect(c.spec.bricks[0], { spec: c.spec, hello: true });
@@ -134,7 +134,7 @@ test('before authentication frames are small: a large one closes the connection 
     const r2 = await rawConnect(b);
     r2.sock.write(frame(body));
     await sleep(50);
-    const pingMs = await timed(good.call('ping'));
+    const pingMs = await timed(good.call('ping', {}));
     assert.ok(await closesWithin(r2.closed, 2000));
     console.log(`a ${(body.length / MiB).toFixed(1)} MiB msgpack map before hello: a good client's ping ${pingMs.toFixed(1)} ms`);
     assert.ok(pingMs < 500, `ping took ${pingMs} ms`);
@@ -167,7 +167,7 @@ test('a connection that never authenticates is closed at the handshake deadline,
     // An authenticated connection stays past the deadline.
     const good = await goodClient(c);
     await sleep(1500);
-    await good.call('ping');
+    await good.call('ping', {});
     good.close();
   } finally {
     await c.stop();
@@ -211,7 +211,7 @@ test('a flood of bad connections writes a few log lines, not one each', async ()
     assert.ok(lines.length >= 1 && lines.length <= 3, `${lines.length} lines`);
     // A good client is served meanwhile.
     const good = await goodClient(c);
-    await good.call('ping');
+    await good.call('ping', {});
     good.close();
   } finally {
     await c.stop();

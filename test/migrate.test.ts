@@ -260,12 +260,12 @@ test('bricks of one host: dst reads the file from src\'s disk and no byte passes
     await v.writeFile(`/${f}`, 'the file');
     const gfid = (await v.stat(`/${f}`)).gfid!;
     const [src, dst] = names;
-    const lease = await v.client.sv(src).call<{ token: string }>('migLease', { path: `/${f}`, gfid, dst, leaseMs: 5000 });
-    const { source } = await v.client.sv(src).call<{ source: { host: string; root: string; path: string } }>('migSource', { gfid, token: lease.token });
+    const lease = await v.client.sv(src).call('migLease', { path: `/${f}`, gfid, dst, leaseMs: 5000 });
+    const source = (await v.client.sv(src).call('migSource', { gfid, token: lease.token })).source!;
     assert.equal(source.root, path.resolve(c.dirs[0]));
     await assert.rejects(v.client.sv(src).call('migSource', { gfid, token: 'not-the-token' }), { code: 'EFENCED' });
-    const { fd } = await v.client.sv(dst).call<{ fd: number }>('migPrepare', { path: `/${f}`, gfid, src, token: lease.token, uid: 0, gid: 0 });
-    const pull = (s: unknown, onFd = fd) => v.client.sv(dst).call<{ copied: number }>('migPull', { fd: onFd, source: s, offset: 0, length: 100 });
+    const { fd } = await v.client.sv(dst).call('migPrepare', { path: `/${f}`, gfid, src, token: lease.token, uid: 0, gid: 0 });
+    const pull = (s: unknown, onFd = fd) => v.client.sv(dst).call('migPull', { fd: onFd, source: s as never, offset: 0, length: 100 }); // hostile sources too
     // A directory laid out like a brick, with the same file name, but not a brick of this volume.
     const fake = fs.mkdtempSync(path.join(c.base, 'fake-'));
     fs.mkdirSync(path.dirname(path.join(fake, source.path)), { recursive: true });
@@ -275,7 +275,7 @@ test('bricks of one host: dst reads the file from src\'s disk and no byte passes
     await assert.rejects(pull({ ...source, path: '.glusterfs/../../../etc/passwd' }), { code: 'EINVAL' });
     await assert.rejects(pull(null), { code: 'EINVAL' });
     // Only into a migration copy.
-    const other = await v.client.sv(dst).call<{ fd: number }>('open', { gfid: (await v.stat(`/${files[19]}`)).gfid, flags: 2 });
+    const other = await v.client.sv(dst).call('open', { gfid: (await v.stat(`/${files[19]}`)).gfid, flags: 2 });
     await assert.rejects(pull(source, other.fd), { code: 'EBADF' });
     await v.client.sv(dst).call('close', { fd: other.fd });
     assert.equal((await pull(source)).copied, 8, 'the real source is copied');
@@ -347,11 +347,11 @@ test('local writes: a library handle writes its brick\'s file itself, is shut ou
     const onDisk = fs.readFileSync(path.join(c.dirs[0], f), 'utf8');
     assert.equal(onDisk.slice(0, 11) + onDisk.slice(20, 25), 'firstsecondLOCAL');
     // A migration's lease shuts local writers out: a write now needs the brick, which tracks it.
-    const lease = await other.client.sv(src).call<{ token: string }>('migLease', { path: `/${f}`, gfid, dst, leaseMs: 10_000 });
+    const lease = await other.client.sv(src).call('migLease', { path: `/${f}`, gfid, dst, leaseMs: 10_000 });
     const w = h.write('TRACKED', 0, 7, 30);
     assert.equal(await stopped(() => w, 300), false, 'the write waits for the stopped brick');
     await w;
-    const dirty = await other.client.sv(src).call<{ ranges: [number, number][] }>('migDirty', { gfid, token: lease.token });
+    const dirty = await other.client.sv(src).call('migDirty', { gfid, token: lease.token });
     assert.ok(dirty.ranges.some(([a, b]) => a <= 30 && b >= 37), `the brick tracked the write: ${JSON.stringify(dirty.ranges)}`);
     await other.client.sv(src).call('migAbort', { gfid, token: lease.token });
     // The migration is gone: local writes again.

@@ -140,7 +140,7 @@ async function topologies(spec: VolumeSpec): Promise<unknown[]> {
   for (const b of spec.bricks) {
     const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: spec.volumeId, secret: spec.secret, brickName: b.name });
     try {
-      out.push((await c.call<{ topology: unknown }>('getTopology', {})).topology);
+      out.push((await c.call('getTopology', {})).topology);
     } finally {
       c.close();
     }

@@ -113,7 +113,7 @@ test('brick locks: blocking and non-blocking, released when the holder disconnec
     const auth = { volumeId: c.spec.volumeId, secret: c.spec.secret };
     const a1 = await RpcClient.connect(tcpNetwork, b.host, b.port, auth);
     const a2 = await RpcClient.connect(tcpNetwork, b.host, b.port, auth);
-    const lk = (r: RpcClient, type: string, block: boolean, owner: string) => r.call('inodelk', { domain: 'd', path: '/', type, block, owner });
+    const lk = (r: RpcClient, type: 'rd' | 'wr' | 'un', block: boolean, owner: string) => r.call('inodelk', { domain: 'd', path: '/', type, block, owner });
     await lk(a1, 'wr', false, 'o1');
     await assert.rejects(lk(a2, 'wr', false, 'o2'), { code: 'EAGAIN' });
     await assert.rejects(lk(a2, 'rd', false, 'o2'), { code: 'EAGAIN' });
@@ -150,17 +150,17 @@ test('a file is reachable by gfid after a rename, and fds survive the rename', a
     await h.close();
     const b = c.spec.bricks[0];
     const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret });
-    const a = await r.call<Attr>('lookupGfid', { gfid });
+    const a = await r.call('lookupGfid', { gfid });
     assert.equal(a.gfid, gfid);
     assert.equal(a.size, 7);
-    const o = await r.call<{ fd: number }>('open', { gfid, flags: 0 });
-    const d = await r.call<{ data: Buffer }>('read', { fd: o.fd, offset: 0, length: 100 });
+    const o = await r.call('open', { gfid, flags: 0 });
+    const d = await r.call('read', { fd: o.fd, offset: 0, length: 100 });
     assert.equal(Buffer.from(d.data).toString(), 'BY gfid');
     // Directories too: the handle follows a directory rename.
     await vol.mkdir('/dir1');
     const dg = (await vol.stat('/dir1')).gfid!;
     await vol.rename('/dir1', '/dir2');
-    const da = await r.call<Attr>('lookupGfid', { gfid: dg });
+    const da = await r.call('lookupGfid', { gfid: dg });
     assert.equal(da.gfid, dg);
     r.close();
     // The handle goes when the last name goes.

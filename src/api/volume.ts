@@ -6,6 +6,7 @@
  *   await vol.writeFile('/hello.txt', 'hi');
  */
 import { EMOVED, FsError, codeOf, infoOf } from '../common/errors.js';
+import type { ArgsOf, FdArgs, FdOp, Reply } from '../wire/ops.js';
 import { planted } from '../common/plant.js';
 import type { Clock, Random } from '../common/env.js';
 import { realClock, realRandom } from '../common/real-env.js';
@@ -131,7 +132,7 @@ export class FileHandle {
   private async reopenHere(): Promise<void> {
     if (!this.gfid) throw new FsError('EBADF', 'cannot reopen a file without a gfid');
     const sv = this.vol.client.sv(this.loc.cached);
-    const r = await sv.call<{ fd: number; attr: Attr }>('open', { gfid: this.gfid, flags: this.flags & ~(O_CREAT | O_EXCL | O_TRUNC) });
+    const r = await sv.call('open', { gfid: this.gfid, flags: this.flags & ~(O_CREAT | O_EXCL | O_TRUNC) });
     this.fd = r.fd;
     this.generation = sv.generation;
     this.mirror = null;
@@ -144,7 +145,7 @@ export class FileHandle {
    * Every fd operation goes to the brick the fd is on. If that brick answers that the file moved, the
    * volume installs dst's copy, moves every handle of the file there, and the operation is re-issued.
    */
-  private async call<T>(op: string, args: Record<string, unknown>, into?: Uint8Array): Promise<T> {
+  private async call<N extends FdOp>(op: N, args: FdArgs<N>, into?: Uint8Array): Promise<Reply<N>> {
     for (let attempt = 0; ; attempt++) {
       this.check();
       const brick = this.loc.cached;
@@ -153,7 +154,7 @@ export class FileHandle {
         const sv = this.vol.client.sv(brick);
         if (this.generation >= 0 && this.generation !== sv.generation) await this.reopenHere();
         // The call is refused if the connection changed since (the fd's number may name another file now).
-        const r = await sv.call<T>(op, { fd: this.fd, ...args }, into, this.generation >= 0 ? this.generation : undefined);
+        const r = await sv.call(op, { fd: this.fd, ...args } as ArgsOf<N>, into, this.generation >= 0 ? this.generation : undefined);
         if (this.vol.legacy) return await this.legacyAfter(op, args, r, attempt, into);
         return r;
       } catch (e) {
@@ -182,22 +183,22 @@ export class FileHandle {
    * re-issued there; a write-type operation on a phase-1 file (S+T, linkto xattr) is re-issued on dst;
    * reads ignore phase 1.
    */
-  private async legacyAfter<T>(op: string, args: Record<string, unknown>, r: T, attempt: number, into?: Uint8Array): Promise<T> {
+  private async legacyAfter<N extends FdOp>(op: N, args: FdArgs<N>, r: Reply<N>, attempt: number, into?: Uint8Array): Promise<Reply<N>> {
     const attr = ((r as { attr?: Attr })?.attr ?? r) as Attr;
     if (!attr || typeof attr.mode !== 'number') return r;
     const phase2 = (attr.mode & S_IFMT) === S_IFREG && (attr.mode & 0o7777) === S_ISVTX;
     if (phase2 && attempt < 3) {
       const before = this.loc.cached;
       await this.vol.legacyRelocate(this);
-      if (this.loc.cached !== before) return this.call<T>(op, args, into);
+      if (this.loc.cached !== before) return this.call(op, args, into);
     }
     const writeOp = op === 'write' || op === 'ftruncate' || op === 'fsync' || op === 'setattr';
     if (writeOp && attr.phase1To && this.gfid) {
       if (!this.mirror || this.mirror.brick !== attr.phase1To) {
-        const m = await this.vol.client.sv(attr.phase1To).call<{ fd: number }>('open', { gfid: this.gfid, flags: O_RDWR });
+        const m = await this.vol.client.sv(attr.phase1To).call('open', { gfid: this.gfid, flags: O_RDWR });
         this.mirror = { brick: attr.phase1To, fd: m.fd };
       }
-      await this.vol.client.sv(this.mirror.brick).call(op, { ...args, fd: this.mirror.fd });
+      await this.vol.client.sv(this.mirror.brick).call(op, { ...args, fd: this.mirror.fd } as ArgsOf<N>);
     }
     return r;
   }
@@ -205,7 +206,7 @@ export class FileHandle {
   /** @internal Legacy protocol: reopen on the brick a fresh lookup names. */
   async reopenAt(brick: string, attr: Attr): Promise<void> {
     if (this.closed || this.loc.cached === brick) return;
-    const r = await this.vol.client.sv(brick).call<{ fd: number; attr: Attr }>('open', { path: this.loc.path, flags: this.flags & ~(O_CREAT | O_EXCL | O_TRUNC) });
+    const r = await this.vol.client.sv(brick).call('open', { path: this.loc.path, flags: this.flags & ~(O_CREAT | O_EXCL | O_TRUNC) });
     const old = { brick: this.loc.cached, fd: this.fd };
     this.loc = { ...this.loc, attr, cached: brick };
     this.fd = r.fd;
@@ -220,7 +221,7 @@ export class FileHandle {
   /** @internal Reopens this handle on the brick a migration moved its file to. */
   async reopenOn(dst: string, path: string, attr: Attr): Promise<void> {
     if (this.closed || this.loc.cached === dst || !this.gfid) return;
-    const r = await this.vol.client.sv(dst).call<{ fd: number; attr: Attr }>('open', { gfid: this.gfid, flags: this.flags & ~(O_CREAT | O_EXCL | O_TRUNC) });
+    const r = await this.vol.client.sv(dst).call('open', { gfid: this.gfid, flags: this.flags & ~(O_CREAT | O_EXCL | O_TRUNC) });
     const old = { brick: this.loc.cached, fd: this.fd };
     this.loc = { ...this.loc, path, attr, cached: dst };
     this.fd = r.fd;
@@ -250,7 +251,7 @@ export class FileHandle {
           return;
         }
       }
-      const r = await this.call<{ data: Uint8Array; attr: Attr }>('read', { offset: at + off, length: len }, dst);
+      const r = await this.call('read', { offset: at + off, length: len }, dst);
       void this.openLocal();
       // The bytes are normally received straight into the caller's buffer.
       if (r.data.buffer !== dst.buffer || r.data.byteOffset !== dst.byteOffset) dst.set(r.data);
@@ -377,7 +378,7 @@ export class FileHandle {
         const piece = buf.subarray(offset + written, offset + Math.min(len, written + IO_CHUNK));
         let r: { written: number; attr: Attr };
         try {
-          r = await this.call<{ written: number; attr: Attr }>('write', { offset: 0, data: piece, ...dropPrivs });
+          r = await this.call('write', { offset: 0, data: piece, ...dropPrivs });
         } catch (e) {
           if (written === 0) throw e;
           break; // as write(2): the bytes appended so far count
@@ -404,7 +405,7 @@ export class FileHandle {
       const off = i * chunk;
       const piece = buf.subarray(offset + off, offset + Math.min(len, off + chunk));
       try {
-        done[i] = (await this.call<{ written: number }>('write', { offset: at + off, data: piece, ...dropPrivs })).written;
+        done[i] = (await this.call('write', { offset: at + off, data: piece, ...dropPrivs })).written;
       } catch (e) {
         if (i === 0 || !(e instanceof FsError) || !['ENOSPC', 'EDQUOT', 'EFBIG'].includes(e.code)) throw e;
         done[i] = e;
@@ -433,7 +434,7 @@ export class FileHandle {
   }
 
   async stat(): Promise<Stats> {
-    return new Stats(await this.call<Attr>('fstat', {}));
+    return new Stats(await this.call('fstat', {}));
   }
 
   /**
@@ -443,7 +444,7 @@ export class FileHandle {
    */
   private async localSource(): Promise<LocalSource | null> {
     if (this.vol.legacy) return null;
-    const r = await this.call<FdLocal>('fdLocal', {});
+    const r = await this.call('fdLocal', {});
     return { ...r, at: this.at() };
   }
 
@@ -454,7 +455,7 @@ export class FileHandle {
 
   /** lseek with SEEK_DATA or SEEK_HOLE: the next data or hole at or after `offset` (ENXIO past the end). */
   async seek(offset: number, whence: 'data' | 'hole'): Promise<number> {
-    return (await this.call<{ offset: number }>('seek', { offset, whence })).offset;
+    return (await this.call('seek', { offset, whence })).offset;
   }
 
   async truncate(len = 0): Promise<void> {

@@ -12,7 +12,7 @@ import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
 import type { RequestHandler } from '../wire/rpc.js';
 import type { Storage } from '../storage/storage.js';
 import { HANDLE_DIR, handlePath, isDir } from './format.js';
-import { type Args, Refused, int } from './args.js';
+import { Refused, decodeArgs, isOp, type Decoded, type OpName, type Reply } from '../wire/ops.js';
 import { BrickCore, type BrickConfig, type LogFn, type Session } from './core.js';
 import { release } from './fds.js';
 import { ensureHandleDir } from './handles.js';
@@ -24,71 +24,68 @@ import { migDropSpecial, migFinalize, migInstall, migPrepare, migPull, migSpecia
 import { legacySetLinkto, migAbort, migCleanup, migCommit, migDirty, migFreeze, migLease, migRenew, migSegments, migSource, migSweep } from './ops/mig-src.js';
 import { getTopology, rootInfo, setCommitHash, setLayout, setTopology, statfs } from './ops/volume.js';
 
+/** Each operation's handler, given the request's decoded arguments (wire/ops.ts); its reply type is the schema's. */
+type Handler<N extends OpName> = (b: Brick, s: Session, a: Decoded<N>) => Reply<N> | Promise<Reply<N>>;
+
+const HANDLERS: { [N in OpName]: Handler<N> } = {
+  migLease: (b, s, a) => migLease(b, s, a),
+  migSource: (b, _s, a) => migSource(b, a),
+  migPull: (b, s, a) => migPull(b, s, a),
+  migRenew: (b, _s, a) => migRenew(b, a),
+  migDirty: (b, _s, a) => migDirty(b, a),
+  migSegments: (b, _s, a) => migSegments(b, a),
+  migFreeze: (b, _s, a) => migFreeze(b, a),
+  migCommit: (b, _s, a) => migCommit(b, a),
+  migAbort: (b, _s, a) => migAbort(b, a),
+  migCleanup: (b, _s, a) => migCleanup(b, a),
+  migPrepare: (b, s, a) => migPrepare(b, s, a),
+  migFinalize: (b, s, a) => migFinalize(b, s, a),
+  migInstall: (b, _s, a) => migInstall(b, a),
+  migSpecial: (b, _s, a) => migSpecial(b, a),
+  migDropSpecial: (b, _s, a) => migDropSpecial(b, a),
+  lookup: (b, _s, a) => lookup(b, a),
+  lookupGfid: (b, _s, a) => lookupGfid(b, a),
+  rootInfo: (b) => rootInfo(b),
+  getTopology: (b) => getTopology(b),
+  setTopology: (b, s, a) => setTopology(b, a, s),
+  statfs: (b) => statfs(b),
+  mkdir: (b, s, a) => mkdir(b, a, s),
+  watchAck: (b, _s, a) => b.watches.ack(a.id),
+  setLayout: (b, _s, a) => setLayout(b, a),
+  setCommitHash: (b, s, a) => setCommitHash(b, a, s),
+  create: (b, s, a) => create(b, s, a),
+  mklinkto: (b, _s, a) => mklinkto(b, a),
+  open: (b, s, a) => open(b, s, a),
+  read: (b, s, a) => read(b, s, a),
+  write: (b, s, a) => write(b, s, a),
+  fsync: (b, s, a) => fsync(b, s, a),
+  ftruncate: (b, s, a) => ftruncate(b, s, a),
+  fstat: (b, s, a) => fstat(b, s, a),
+  fdLocal: (b, s, a) => fdLocal(b, s, a),
+  seek: (b, s, a) => seek(b, s, a),
+  migSweep: (b, _s, a) => migSweep(b, a),
+  legacySetLinkto: (b, _s, a) => legacySetLinkto(b, a),
+  close: (b, s, a) => closeFd(b, s, a),
+  setattr: (b, s, a) => setattr(b, s, a),
+  unlink: (b, _s, a) => unlink(b, a),
+  rmdir: (b, _s, a) => rmdir(b, a),
+  rename: (b, _s, a) => rename(b, a),
+  link: (b, _s, a) => link(b, a),
+  renameSettled: (b, _s, a) => renameSettled(b, a),
+  symlink: (b, _s, a) => symlink(b, a),
+  mknod: (b, _s, a) => mknod(b, a),
+  ping: () => ({}),
+  readlink: (b, _s, a) => readlink(b, a),
+  readdir: (b, _s, a) => readdir(b, a),
+  getxattr: (b, _s, a) => getxattr(b, a),
+  setxattr: (b, _s, a) => setxattr(b, a),
+  listxattr: (b, _s, a) => listxattr(b, a),
+  removexattr: (b, _s, a) => removexattr(b, a),
+  inodelk: (b, s, a) => inodelk(b, s, a),
+  entrylk: (b, s, a) => entrylk(b, s, a),
+};
+
 export class Brick extends BrickCore implements RequestHandler<Session> {
-  private readonly ops: Record<string, (s: Session, a: Args) => unknown>;
-
-  constructor(st: Storage, cfg: BrickConfig, clock: Clock, random: Random, log: LogFn = () => {}) {
-    super(st, cfg, clock, random, log);
-    this.ops = {
-      migLease: (s, a) => migLease(this, s, a),
-      migSource: (_s, a) => migSource(this, a),
-      migPull: (s, a) => migPull(this, s, a),
-      migRenew: (_s, a) => migRenew(this, a),
-      migDirty: (_s, a) => migDirty(this, a),
-      migSegments: (_s, a) => migSegments(this, a),
-      migFreeze: (_s, a) => migFreeze(this, a),
-      migCommit: (_s, a) => migCommit(this, a),
-      migAbort: (_s, a) => migAbort(this, a),
-      migCleanup: (_s, a) => migCleanup(this, a),
-      migPrepare: (s, a) => migPrepare(this, s, a),
-      migFinalize: (s, a) => migFinalize(this, s, a),
-      migInstall: (_s, a) => migInstall(this, a),
-      migSpecial: (_s, a) => migSpecial(this, a),
-      migDropSpecial: (_s, a) => migDropSpecial(this, a),
-      lookup: (_s, a) => lookup(this, a),
-      lookupGfid: (_s, a) => lookupGfid(this, a),
-      rootInfo: () => rootInfo(this),
-      getTopology: () => getTopology(this),
-      setTopology: (s, a) => setTopology(this, a, s),
-      statfs: () => statfs(this),
-      mkdir: (s, a) => mkdir(this, a, s),
-      watchAck: (_s, a) => this.watches.ack(int(a, 'id', 0, Number.MAX_SAFE_INTEGER)),
-      setLayout: (_s, a) => setLayout(this, a),
-      setCommitHash: (s, a) => setCommitHash(this, a, s),
-      create: (s, a) => create(this, s, a),
-      mklinkto: (_s, a) => mklinkto(this, a),
-      open: (s, a) => open(this, s, a),
-      read: (s, a) => read(this, s, a),
-      write: (s, a) => write(this, s, a),
-      fsync: (s, a) => fsync(this, s, a),
-      ftruncate: (s, a) => ftruncate(this, s, a),
-      fstat: (s, a) => fstat(this, s, a),
-      fdLocal: (s, a) => fdLocal(this, s, a),
-      seek: (s, a) => seek(this, s, a),
-      migSweep: (_s, a) => migSweep(this, a),
-      legacySetLinkto: (_s, a) => legacySetLinkto(this, a),
-      close: (s, a) => closeFd(this, s, a),
-      setattr: (s, a) => setattr(this, s, a),
-      unlink: (_s, a) => unlink(this, a),
-      rmdir: (_s, a) => rmdir(this, a),
-      rename: (_s, a) => rename(this, a),
-      link: (_s, a) => link(this, a),
-      renameSettled: (_s, a) => renameSettled(this, a),
-      symlink: (_s, a) => symlink(this, a),
-      mknod: (_s, a) => mknod(this, a),
-      // A client's watchdog (ping-timeout) asks whether this brick is alive; answered at once.
-      ping: () => ({}),
-      readlink: (_s, a) => readlink(this, a),
-      readdir: (_s, a) => readdir(this, a),
-      getxattr: (_s, a) => getxattr(this, a),
-      setxattr: (_s, a) => setxattr(this, a),
-      listxattr: (_s, a) => listxattr(this, a),
-      removexattr: (_s, a) => removexattr(this, a),
-      inodelk: (s, a) => inodelk(this, s, a),
-      entrylk: (s, a) => entrylk(this, s, a),
-    };
-  }
-
   /** Prepares the brick directory: volume id, root gfid, handle directory. Refuses a foreign brick. */
   init(): void {
     const root = this.st.lstat('');
@@ -148,12 +145,17 @@ export class Brick extends BrickCore implements RequestHandler<Session> {
     this.sessions.delete(s.id);
   }
 
-  handle(s: Session, op: string, args: Args): unknown {
-    const fn = Object.hasOwn(this.ops, op) ? this.ops[op] : undefined;
-    if (!fn) throw new FsError('ENOSYS', `unknown operation '${op.slice(0, 40)}'`);
-    // Changes of names that other connections watch: the reply waits for their acknowledgements (watch.ts).
+  /**
+   * Serves one request: an unknown operation is ENOSYS; the arguments are decoded completely against the
+   * operation's schema (wire/ops.ts), and only then does its handler run.
+   */
+  handle(s: Session, op: string, args: Record<string, unknown>): unknown {
+    if (!isOp(op)) throw new FsError('ENOSYS', `unknown operation '${op.slice(0, 40)}'`);
     try {
-      const r = this.watches.run(s, () => fn(s, args));
+      const a = decodeArgs(op, args);
+      const fn = HANDLERS[op] as Handler<OpName>;
+      // Changes of names that other connections watch: the reply waits for their acknowledgements (watch.ts).
+      const r = this.watches.run(s, () => fn(this, s, a));
       return r instanceof Promise ? r.catch((e: unknown) => this.logRefused(s, op, e)) : r;
     } catch (e) {
       return this.logRefused(s, op, e);
@@ -165,5 +167,4 @@ export class Brick extends BrickCore implements RequestHandler<Session> {
     if (e instanceof Refused) this.log('warn', `refused ${op} from ${s.client.slice(0, 64) || '?'} at ${s.remote}: ${e.message.slice(0, 200)}`, { client: s.client.slice(0, 64), remote: s.remote, op, code: e.code });
     throw e;
   }
-
 }

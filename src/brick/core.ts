@@ -11,7 +11,6 @@ import { LockTable } from './locks.js';
 import { SrcMigrations, parseMoved, type Moved } from './migration.js';
 import { DirWatches, watchedStorage, type Watcher } from './watch.js';
 import { HANDLE_DIR, LINKTO_MODE, parentOf, handlePath, isReg, isDir, isLnk } from './format.js';
-import { type Args, optInt, U32, rangesArg, relPath } from './args.js';
 import { linkHandle } from './handles.js';
 import { unlockWriters } from './ops/mig-src.js';
 import { getTopology } from './ops/volume.js';
@@ -143,18 +142,13 @@ export class BrickCore {
   }
 
   /** Every component above the last must be a real directory: a symlink there could lead outside. */
-  walk(rel: string): void {
+  walk(rel: string): string {
     let i = rel.indexOf('/');
     while (i >= 0) {
       const st = this.st.lstat(rel.slice(0, i));
       if (!isDir(st)) throw new FsError(isLnk(st) ? 'ELOOP' : 'ENOTDIR', `${rel.slice(0, i)} is not a directory`);
       i = rel.indexOf('/', i + 1);
     }
-  }
-
-  path(a: Args, k = 'path'): string {
-    const rel = relPath(a[k], k);
-    this.walk(rel);
     return rel;
   }
 
@@ -236,12 +230,10 @@ export class BrickCore {
    * Entry operations (and lookups that find nothing) carry the parent's ranges as the client knows them,
    * and lookups the layout's commit hash too; a stale client must refresh.
    */
-  checkParentLayout(rel: string, a: Args): void {
-    const want = rangesArg(a, 'parentLayout');
+  checkParentLayout(rel: string, want: LayoutRange[] | undefined, commit: number | undefined): void {
     if (want === undefined) return;
     const have = this.readLayout(parentOf(rel));
     if (!sameRanges(have, want)) throw new FsError(ELAYOUT, `layout of the parent of /${rel} on ${this.cfg.name} has changed`);
-    const commit = optInt(a, 'parentCommit', 0, U32);
     if (commit !== undefined && commit !== (have?.[0]?.commit ?? COMMIT_HASH_INVALID)) {
       throw new FsError(ELAYOUT, `commit hash of the parent of /${rel} on ${this.cfg.name} has changed`);
     }

@@ -2,7 +2,6 @@
 import { EMOVED, FsError } from '../common/errors.js';
 import type { Attr } from '../wire/types.js';
 import { handlePath } from './format.js';
-import { type Args, int } from './args.js';
 import type { BrickCore, OpenFile, Session } from './core.js';
 
 /** Per session and brick-wide caps (wire/limits.ts), well below the process's fd limit. */
@@ -36,8 +35,7 @@ export function release(b: BrickCore, f: OpenFile): void {
 }
 
 /** The open file an fd names; EMOVED once its migration committed (but for `closing` it). */
-export function fdOf(b: BrickCore, s: Session, a: Args, closing = false): OpenFile {
-  const fd = int(a, 'fd', 0, 2 ** 31);
+export function fdOf(b: BrickCore, s: Session, fd: number, closing = false): OpenFile {
   const f = s.fds.get(fd);
   if (!f) throw new FsError('EBADF', `fd ${fd} is not open on this connection`);
   if (f.moved && !closing) throw new FsError(EMOVED, 'file was migrated', { ...f.moved });

@@ -7,16 +7,16 @@
  *   <prefix>glusterfs.volume-id         16-byte volume id on the root
  *   .glusterfs/ab/cd/<gfid>             handle: hard link for files and symlinks, symlink for directories
  */
+import { MAX_NAME, MAX_PATH, MAX_XATTR_VALUE, RESERVED_ROOT_NAME } from '../wire/ops.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISVTX, type Stat } from '../storage/storage.js';
 
-export const HANDLE_DIR = '.glusterfs';
+/** The gfid handles' directory, at the brick's root: no volume path may name it (wire/ops.ts). */
+export const HANDLE_DIR = RESERVED_ROOT_NAME;
 /** Where dst keeps migration copies until they are installed: outside the namespace. */
 export const MIGRATE_DIR = `${HANDLE_DIR}/dhtfs-migrate`;
 /** Where a linkto that replaces a name is made before it is renamed over the name. */
 export const RENAME_DIR = `${HANDLE_DIR}/dhtfs-rename`;
-export const MAX_NAME = 255;
-export const MAX_PATH = 4096;
-export const MAX_XATTR_VALUE = 64 * 1024;
+export { MAX_NAME, MAX_PATH, MAX_XATTR_VALUE };
 export const LINKTO_MODE = S_IFREG | S_ISVTX;
 
 /** The directory of a brick-relative path ('' for the root and its entries). */

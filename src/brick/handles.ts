@@ -3,7 +3,7 @@ import { FsError, codeOf } from '../common/errors.js';
 import { ROOT_GFID, isGfid } from '../common/gfid.js';
 import type { Stat } from '../storage/storage.js';
 import { HANDLE_DIR, MAX_PATH, parentOf, baseOf, handlePath, isDir, isLnk } from './format.js';
-import { Refused, relPath } from './args.js';
+import { Refused, relPath } from '../wire/ops.js';
 import type { BrickCore } from './core.js';
 
 export function ensureHandleDir(b: BrickCore, gfid: string): void {

@@ -6,22 +6,12 @@
 import { EMOVED, FsError } from '../common/errors.js';
 import type { Clock, Random, Timer } from '../common/env.js';
 import { planted } from '../common/plant.js';
+import type { DirtyRecord, Moved } from '../wire/types.js';
 
 /** Custom code: a migration step made without a live lease (a fenced migrator). */
 export const EFENCED = 'EFENCED';
 
-export interface Moved {
-  dst: string;
-  token: string;
-  /** The file's path when it was committed: where dst installs the copy. */
-  path: string;
-}
-
-export interface DirtyRecord {
-  ranges: [number, number][];
-  /** Mode, owner, times or xattrs changed. */
-  attrs: boolean;
-}
+export type { DirtyRecord, Moved };
 
 interface Active {
   token: string;

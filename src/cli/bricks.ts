@@ -4,6 +4,7 @@
  * stops what was started, unclaims what was claimed, and leaves the spec and every brick's topology as
  * they were (edge code: processes, files, xattrs).
  */
+import { needGfid } from '../common/gfid.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -53,7 +54,7 @@ async function checkRemote(v: StoredVolume, b: StoredBrick): Promise<void> {
     throw new Error(`brick ${b.host}:${b.port} does not answer as brick ${b.name} of volume ${v.name} (${codeOf(e)}: ${detailOf(e)}); ${hint}`);
   }
   try {
-    const r = await c.call<RootInfo>('rootInfo', {});
+    const r = await c.call('rootInfo', {});
     if (r.brick !== b.name) throw new Error(`${b.host}:${b.port} serves brick ${r.brick}, not ${b.name}; ${hint}`);
   } finally {
     c.close();
@@ -234,7 +235,7 @@ async function copyDirectories(others: RpcClient[], target: RpcClient, again = f
   if (!again) await copyRootCommit(others, target);
   let made = 0;
   const walk = async (dir: string): Promise<void> => {
-    const attrs = (await Promise.all(others.map((c) => c.call<Attr>('lookup', { path: dir }).catch(() => null)))).filter((a): a is Attr => a !== null && (a.mode & 0o170000) === 0o040000);
+    const attrs = (await Promise.all(others.map((c) => c.call('lookup', { path: dir }).catch(() => null)))).filter((a): a is Attr => a !== null && (a.mode & 0o170000) === 0o040000);
     if (attrs.length === 0) return;
     const holes = holesOf(attrs.flatMap((a) => a.layout ?? []));
     const layout = holes.length > 0 ? holes : null;
@@ -243,7 +244,7 @@ async function copyDirectories(others: RpcClient[], target: RpcClient, again = f
     } else {
       const a = attrs[0];
       try {
-        await target.call('mkdir', { path: dir, mode: a.mode & 0o7777, gfid: a.gfid, uid: a.uid, gid: a.gid, layout, atime: a.atime, mtime: a.mtime, keepTimes: true });
+        await target.call('mkdir', { path: dir, mode: a.mode & 0o7777, gfid: needGfid(a.gfid, dir), uid: a.uid, gid: a.gid, layout, atime: a.atime, mtime: a.mtime, keepTimes: true });
         made++;
       } catch (e) {
         if (codeOf(e) !== 'EEXIST') throw e;
@@ -255,7 +256,7 @@ async function copyDirectories(others: RpcClient[], target: RpcClient, again = f
     for (const c of others) {
       try {
         for (let offset = 0; ; ) {
-          const r = await c.call<{ entries: DirEntryAttr[]; eof: boolean }>('readdir', { path: dir, offset, limit: 1000 });
+          const r = await c.call('readdir', { path: dir, offset, limit: 1000 });
           for (const e of r.entries) if ((e.attr.mode & 0o170000) === 0o040000) subdirs.add(e.name);
           offset += r.entries.length;
           if (r.eof || r.entries.length === 0) break;
@@ -271,11 +272,11 @@ async function copyDirectories(others: RpcClient[], target: RpcClient, again = f
 }
 
 async function copyRootCommit(others: RpcClient[], target: RpcClient): Promise<void> {
-  const roots = await Promise.all(others.map((c) => c.call<RootInfo>('rootInfo', {}).catch(() => null)));
+  const roots = await Promise.all(others.map((c) => c.call('rootInfo', {}).catch(() => null)));
   const commitHash = roots.find((r) => r && r.commitHash !== null)?.commitHash;
   if (commitHash !== undefined && commitHash !== null) await target.call('setCommitHash', { value: commitHash });
   // The volume root's mode and owner, as the other bricks keep them.
-  const root = (await Promise.all(others.map((c) => c.call<Attr>('lookup', { path: '/' }).catch(() => null)))).find((a) => a !== null);
+  const root = (await Promise.all(others.map((c) => c.call('lookup', { path: '/' }).catch(() => null)))).find((a) => a !== null);
   if (root) await target.call('setattr', { path: '/', mode: root.mode & 0o7777, uid: root.uid, gid: root.gid });
 }
 

@@ -390,7 +390,7 @@ function pickBricks(v: StoredVolume, args: string[]): string[] {
 async function filesOn(vol: Volume, brick: string, dir = '/'): Promise<string[]> {
   const names: string[] = [];
   for (let offset = 0; ; offset += 1000) {
-    const r = await vol.client.sv(brick).call<{ entries: DirEntryAttr[]; eof: boolean }>('readdir', { path: dir, offset, limit: 1000 });
+    const r = await vol.client.sv(brick).call('readdir', { path: dir, offset, limit: 1000 });
     for (const e of r.entries) {
       const p = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
       if ((e.attr.mode & 0o170000) === 0o040000) names.push(...(await filesOn(vol, brick, p)));

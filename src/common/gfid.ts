@@ -1,4 +1,5 @@
 /** gfid: the 16-byte id a file or directory has on every brick that holds it. */
+import { FsError } from './errors.js';
 import type { Random } from './env.js';
 
 export const ROOT_GFID = '00000000-0000-0000-0000-000000000001';
@@ -15,6 +16,12 @@ export function gfidFromBytes(b: Uint8Array): string {
 }
 
 const GFID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** A file's gfid where the protocol needs one (a reply's gfid is null only for a file made outside the volume): EIO without. */
+export function needGfid(g: string | null | undefined, what: string): string {
+  if (!isGfid(g)) throw new FsError('EIO', `${what} has no gfid`);
+  return g;
+}
+
 export function isGfid(s: unknown): s is string {
   return typeof s === 'string' && GFID_RE.test(s);
 }

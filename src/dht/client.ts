@@ -3,9 +3,10 @@
  * GlusterFS's distribute translator does (shared/reference/glusterfs-dht.md §1, §2). Talks to bricks
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
+import type { ArgsOf, FdArgs, FdOp, OpName, Reply } from '../wire/ops.js';
 import { ELAYOUT, EMOVED, FsError, codeOf, infoOf } from '../common/errors.js';
 import type { Clock, Random, Timer } from '../common/env.js';
-import { newGfid } from '../common/gfid.js';
+import { needGfid, newGfid } from '../common/gfid.js';
 import { RpcClient } from '../wire/rpc.js';
 import type { Network } from '../wire/transport.js';
 import { DIR_CHANGED, TOPOLOGY_CHANGED, type Attr, type DirChanged, type DirEntryAttr, type RootInfo, type StatFsReply } from '../wire/types.js';
@@ -136,17 +137,17 @@ class Subvol {
    * connection was made again since: a brick numbers fds per connection, so an old fd's number may
    * name another file on the new one.
    */
-  async call<T>(op: string, args: Record<string, unknown> = {}, into?: Uint8Array, generation?: number): Promise<T> {
+  async call<N extends OpName>(op: N, args: ArgsOf<N>, into?: Uint8Array, generation?: number): Promise<Reply<N>> {
     const r = await this.conn();
     if (generation !== undefined && generation !== this.generation) {
-      throw new FsError('ENOTCONN', `brick ${this.name}: the connection fd ${String(args.fd)} was opened on is gone`, { fdGone: true });
+      throw new FsError('ENOTCONN', `brick ${this.name}: the connection fd ${String((args as { fd?: unknown }).fd)} was opened on is gone`, { fdGone: true });
     }
     if (this.inFlight++ === 0) this.watch(r);
     // The ping-timeout never gives up on this call before `alive` + timeout (alive only grows): past that
     // the brick must not apply it (a stopped brick that resumes would, long after we reported it failed).
     const timeout = this.c.pingTimeoutMs;
     try {
-      return await r.call<T>(op, args, into, timeout > 0 ? this.alive + timeout : undefined);
+      return await r.call(op, args, into, timeout > 0 ? this.alive + timeout : undefined);
     } catch (e) {
       if (this.cutOff.has(r) && codeOf(e) === 'ENOTCONN') {
         // Sent, and the brick went silent: it may have applied it before it stopped answering. Said
@@ -361,7 +362,7 @@ export class DhtClient {
   /** Connects to every brick, reads the volume commit hash and heals the root layout if needed. */
   async connect(): Promise<void> {
     await this.refreshTopology(true);
-    const infos = await this.all<RootInfo>('rootInfo', {});
+    const infos = await this.all('rootInfo', {});
     const down = infos.filter((r) => r.err);
     if (down.length > 0) {
       const e = down[0].err!;
@@ -377,7 +378,7 @@ export class DhtClient {
 
   private async initCommitHash(): Promise<void> {
     await this.withLayoutLock('/', async () => {
-      const infos = await this.all<RootInfo>('rootInfo', {});
+      const infos = await this.all('rootInfo', {});
       const existing = infos.map((r) => r.value?.commitHash).find((h) => typeof h === 'number');
       const value = existing ?? (((this.random.int(0x7fffffff) << 1) | 1) >>> 0);
       // Bricks that lack it get it; one with another value (a rebalance cut short) keeps it unless this
@@ -398,7 +399,7 @@ export class DhtClient {
     const now = this.clock.now();
     if (!force && now - this.topoCheckedAt < 300) return false;
     this.topoCheckedAt = now;
-    const rs = await this.all<{ topology: unknown }>('getTopology', {});
+    const rs = await this.all('getTopology', {});
     let best: Topology | null = null;
     for (const r of rs) {
       if (!r.value?.topology) continue;
@@ -510,8 +511,8 @@ export class DhtClient {
   }
 
   /** An operation on an fd, refused if the fd's connection is gone. */
-  fdCall<T>(f: BrickFd, op: string, args: Record<string, unknown> = {}, into?: Uint8Array): Promise<T> {
-    return this.sv(f.brick).call<T>(op, { fd: f.fd, ...args }, into, f.generation);
+  fdCall<N extends FdOp>(f: BrickFd, op: N, args: FdArgs<N>, into?: Uint8Array): Promise<Reply<N>> {
+    return this.sv(f.brick).call(op, { fd: f.fd, ...args } as ArgsOf<N>, into, f.generation);
   }
 
   sv(name: string): Subvol {
@@ -521,11 +522,11 @@ export class DhtClient {
   }
 
   /** Calls every brick; never throws, reports per-brick results. */
-  async all<T>(op: string, args: Record<string, unknown>): Promise<{ brick: string; value?: T; err?: FsError }[]> {
+  async all<N extends OpName>(op: N, args: ArgsOf<N>): Promise<{ brick: string; value?: Reply<N>; err?: FsError }[]> {
     return Promise.all(
       this.names.map((n) =>
         this.sv(n)
-          .call<T>(op, args)
+          .call(op, args)
           .then(
             (value) => ({ brick: n, value }),
             (err: FsError) => ({ brick: n, err }),
@@ -535,8 +536,8 @@ export class DhtClient {
   }
 
   /** Calls every brick; throws the first error. */
-  private async everywhere<T>(op: string, args: Record<string, unknown>): Promise<T[]> {
-    const rs = await this.all<T>(op, args);
+  private async everywhere<N extends OpName>(op: N, args: ArgsOf<N>): Promise<Reply<N>[]> {
+    const rs = await this.all(op, args);
     const bad = rs.find((r) => r.err);
     if (bad) throw bad.err;
     return rs.map((r) => r.value!);
@@ -580,7 +581,7 @@ export class DhtClient {
   async dir(path: string): Promise<DirInfo> {
     const c = this.dirs.get(path);
     if (c) return c;
-    const rs = await this.all<Attr>('lookup', { path });
+    const rs = await this.all('lookup', { path });
     let gfid: string | null = null;
     let attr: Attr | null = null;
     const layout: Layout = [];
@@ -671,7 +672,7 @@ export class DhtClient {
     const rs: (Attr | null)[] = others.map(() => null);
     const asks = others.map((n, i) =>
       this.sv(n)
-        .call<Attr>('lookup', { path })
+        .call('lookup', { path })
         .then(
           (r) => void (rs[i] = r),
           () => {},
@@ -745,7 +746,7 @@ export class DhtClient {
   async healDirLayout(path: string): Promise<void> {
     await this.withLayoutLock(path, async () => {
       this.dirs.delete(path);
-      const rs = await this.everywhere<Attr>('lookup', { path });
+      const rs = await this.everywhere('lookup', { path });
       const cur: Layout = rs.flatMap((a, i) => (a.layout ?? []).map((r) => ({ brick: this.names[i], ...r })));
       const an = checkLayout(cur);
       if (an.holes === 0 && an.overlaps === 0) return;
@@ -794,7 +795,7 @@ export class DhtClient {
   /** The parent's layout changed under us: forget it, and learn the volume's commit hash again. */
   private async parentChanged(parent: string, hashed: string): Promise<void> {
     this.dirs.delete(parent);
-    const root = await this.sv(hashed).call<RootInfo>('rootInfo', {});
+    const root = await this.sv(hashed).call('rootInfo', {});
     if (root.commitHash !== null) this.volCommitHash = root.commitHash;
   }
 
@@ -829,7 +830,7 @@ export class DhtClient {
     const check = !everywhere && !revalidated ? { parentLayout: this.rangeOf(d, hashed), parentCommit: layoutCommit(d.layout) } : {};
     const asked = this.hintedDir(path) ? this.askOthers(path, hashed) : undefined;
     try {
-      a = await this.sv(hashed).call<Attr>('lookup', { path, ...check });
+      a = await this.sv(hashed).call('lookup', { path, ...check });
     } catch (e) {
       if (codeOf(e) === ELAYOUT && !revalidated) {
         await this.parentChanged(parent, hashed);
@@ -847,7 +848,7 @@ export class DhtClient {
     if (!this.subvols.has(target)) await this.refreshTopology();
     if (this.subvols.has(target)) {
       try {
-        const t = await this.sv(target).call<Attr>('lookup', { path });
+        const t = await this.sv(target).call('lookup', { path });
         if (!isDirAttr(t) && t.linkto === undefined && t.gfid === a.gfid) {
           if (t.moved && t.gfid) return this.finishMove(path, t.gfid, t.moved, hashed, target);
           return { path, attr: t, cached: target, hashed, isDir: false };
@@ -894,7 +895,7 @@ export class DhtClient {
 
   async installMoved(gfid: string, m: { dst: string; token: string; path: string }, durable = false): Promise<Attr> {
     if (!this.subvols.has(m.dst)) await this.refreshTopology(true); // moved to a brick added since we connected
-    return this.sv(m.dst).call<Attr>('migInstall', { path: m.path, gfid, token: m.token, durable });
+    return this.sv(m.dst).call('migInstall', { path: m.path, gfid, token: m.token, durable });
   }
 
   /**
@@ -902,7 +903,7 @@ export class DhtClient {
    * removes stale linkto files (only if still a linkto and not open, checked by the brick).
    */
   async lookupEverywhere(path: string, d: DirInfo, hashed: string): Promise<Located> {
-    const rs = await this.all<Attr>('lookup', { path });
+    const rs = await this.all('lookup', { path });
     const movedHit = rs.find((r) => r.value?.moved && r.value.gfid);
     const data = rs.filter((r) => r.value && r.value.linkto === undefined && !r.value.moved);
     const links = rs.filter((r) => r.value && r.value.linkto !== undefined);
@@ -913,7 +914,7 @@ export class DhtClient {
     if (movedHit) {
       // Installed; src's old copy is a leftover of the migration.
       await this.sv(movedHit.brick)
-        .call('migCleanup', { path, gfid: movedHit.value!.gfid })
+        .call('migCleanup', { path, gfid: movedHit.value!.gfid! })
         .catch(() => {});
     }
     const dirHit = data.find((r) => isDirAttr(r.value!));
@@ -958,7 +959,7 @@ export class DhtClient {
     const s = this.sv(brick);
     const now = this.clock.now();
     if (s.statfs && now - s.statfs.at < STATFS_TTL_MS) return s.statfs.v;
-    const v = await s.call<StatFsReply>('statfs', {});
+    const v = await s.call('statfs', {});
     s.statfs = { at: now, v };
     return v;
   }
@@ -1011,12 +1012,12 @@ export class DhtClient {
       const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
       const rangeFor = (b: string) => rangesOf(l, b);
       const base = { path, mode: mode & 0o7777, gfid, uid: owner?.uid, gid: owner?.gid, watch: true };
-      const attr = await this.sv(hashed).call<Attr>('mkdir', { ...base, layout: rangeFor(hashed), parentLayout: this.rangeOf(d, hashed) });
+      const attr = await this.sv(hashed).call('mkdir', { ...base, layout: rangeFor(hashed), parentLayout: this.rangeOf(d, hashed) });
       const others = this.names.filter((n) => n !== hashed);
       const rs = await Promise.all(
         others.map((n) =>
           this.sv(n)
-            .call<Attr>('mkdir', { ...base, layout: rangeFor(n) })
+            .call('mkdir', { ...base, layout: rangeFor(n) })
             .then(
               () => null,
               (e: FsError) => ({ n, e }),
@@ -1105,12 +1106,12 @@ export class DhtClient {
       }
       const base = { path, mode: mode & 0o7777, flags, gfid, uid: owner?.uid, gid: owner?.gid, data: init?.data, close: init?.close };
       if (target === hashed) {
-        const r = await this.sv(hashed).call<{ fd: number; attr: Attr }>('create', { ...base, parentLayout: this.rangeOf(d, hashed) });
+        const r = await this.sv(hashed).call('create', { ...base, parentLayout: this.rangeOf(d, hashed) });
         return { located: { path, attr: r.attr, cached: hashed, hashed, isDir: false }, fd: r.fd, attr: r.attr };
       }
       await this.sv(hashed).call('mklinkto', { path, gfid, target, uid: owner?.uid, gid: owner?.gid, parentLayout: this.rangeOf(d, hashed) });
       try {
-        const r = await this.sv(target).call<{ fd: number; attr: Attr }>('create', base);
+        const r = await this.sv(target).call('create', base);
         this.log('info', `${hashed} is past min-free-disk: ${path} placed on ${target}`);
         return { located: { path, attr: r.attr, cached: target, hashed, isDir: false }, fd: r.fd, attr: r.attr };
       } catch (e) {
@@ -1126,15 +1127,15 @@ export class DhtClient {
     flags &= ~(O_CREAT | O_EXCL);
     const expect = loc.isDir ? undefined : (loc.attr.gfid ?? undefined);
     try {
-      const r = await sv.call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags, expect });
+      const r = await sv.call('open', { path: loc.path, flags, expect });
       return { located: { ...loc, attr: r.attr }, fd: r.fd, attr: r.attr };
     } catch (e) {
       if (codeOf(e) !== 'EBUSY' || !(flags & O_TRUNC)) throw e;
     }
     // The file is being migrated: the brick wants the truncation as a write it can track.
-    const r = await sv.call<{ fd: number; attr: Attr }>('open', { path: loc.path, flags: flags & ~O_TRUNC, expect });
+    const r = await sv.call('open', { path: loc.path, flags: flags & ~O_TRUNC, expect });
     try {
-      const attr = await sv.call<Attr>('ftruncate', { fd: r.fd, size: 0 });
+      const attr = await sv.call('ftruncate', { fd: r.fd, size: 0 });
       return { located: { ...loc, attr }, fd: r.fd, attr };
     } catch (e) {
       await sv.call('close', { fd: r.fd }).catch(() => {});
@@ -1276,7 +1277,7 @@ export class DhtClient {
         const absent = (e: unknown) => (codeOf(e) === 'ENOENT' ? null : Promise.reject(e));
         // Still unfinished? (The renamer may have finished, or someone else settled it, meanwhile: the
         // caller looks again.)
-        const now = (await data.call<Attr>('lookup', { path: r.to }).catch(absent)) ?? (await data.call<Attr>('lookup', { path: r.from }).catch(absent));
+        const now = (await data.call('lookup', { path: r.to }).catch(absent)) ?? (await data.call('lookup', { path: r.from }).catch(absent));
         if (!now || now.gfid !== gfid || now.renaming?.from !== r.from || now.renaming.to !== r.to) return true;
         const switched = await this.nameLeadsTo(r.to, gfid, false, toHashed);
         const drop = switched ? r.from : r.to;
@@ -1318,7 +1319,7 @@ export class DhtClient {
     const found = await Promise.all(
       this.names.map((b) =>
         this.sv(b)
-          .call<Attr>('lookup', { path })
+          .call('lookup', { path })
           .then(
             (a) => ({ b, a }),
             (e) => (codeOf(e) === 'ENOENT' ? null : Promise.reject(e)),
@@ -1420,7 +1421,7 @@ export class DhtClient {
       unlessGone(e);
       // The replaced file's migration committed meanwhile; its copy can never be installed at the name
       // (this rename holds it), so the commit record goes instead.
-      if (codeOf(e) === EMOVED) await this.sv(r.brick).call('migCleanup', { path: to, gfid: r.gfid }).catch(unlessGone);
+      if (codeOf(e) === EMOVED) await this.sv(r.brick).call('migCleanup', { path: to, gfid: needGfid(r.gfid, `/${to}`) }).catch(unlessGone);
     }
     left.at = null;
   }
@@ -1465,7 +1466,7 @@ export class DhtClient {
             }
           }
           renamed = true;
-          const link = { path: to, gfid, target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, dstHashed), replace: true };
+          const link = { path: to, gfid: needGfid(gfid, `/${from}`), target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, dstHashed), replace: true };
           // If the new name's hashed brick has the old name's linkto, that one becomes the new name's.
           const viaOldLinkto = () => this.sv(dstHashed).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) });
           if (src.hashed === dstHashed) {
@@ -1557,15 +1558,15 @@ export class DhtClient {
       const hashed = this.hashedBrick(d, name);
       const gfid = src.attr.gfid ?? undefined;
       if (hashed !== src.cached) {
-        await this.sv(hashed).call('mklinkto', { path: newPath, gfid, target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, hashed) });
+        await this.sv(hashed).call('mklinkto', { path: newPath, gfid: needGfid(gfid, `/${src.path}`), target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, hashed) });
         try {
-          return await this.sv(src.cached).call<Attr>('link', { from: src.path, to: newPath });
+          return await this.sv(src.cached).call('link', { from: src.path, to: newPath });
         } catch (e) {
           await this.sv(hashed).call('unlink', { path: newPath, onlyIfLinkto: true, gfid }).catch(() => {});
           throw e;
         }
       }
-      return this.sv(src.cached).call<Attr>('link', { from: src.path, to: newPath, parentLayout: this.rangeOf(d, hashed) });
+      return this.sv(src.cached).call('link', { from: src.path, to: newPath, parentLayout: this.rangeOf(d, hashed) });
     });
   }
 
@@ -1586,13 +1587,13 @@ export class DhtClient {
     this.mayExist(path);
     return this.withParent(parent, async (d) => {
       const hashed = this.hashedBrick(d, name);
-      return this.sv(hashed).call<Attr>(op, { path, ...args, gfid, uid: owner?.uid, gid: owner?.gid, parentLayout: this.rangeOf(d, hashed) });
+      return this.sv(hashed).call(op, { path, ...args, gfid, uid: owner?.uid, gid: owner?.gid, parentLayout: this.rangeOf(d, hashed) });
     });
   }
 
   async readlink(path: string): Promise<string> {
     const loc = await this.locate(path);
-    const r = await this.sv(loc.cached).call<{ target: string }>('readlink', { path: loc.path });
+    const r = await this.sv(loc.cached).call('readlink', { path: loc.path });
     return r.target;
   }
 
@@ -1611,12 +1612,12 @@ export class DhtClient {
     if (loc.isDir) {
       if (attrs.size !== undefined) throw new FsError('EISDIR', `${path}: is a directory`);
       const first = loc.hashed ?? loc.cached;
-      const a = await this.sv(first).call<Attr>('setattr', { path: loc.path, ...attrs });
+      const a = await this.sv(first).call('setattr', { path: loc.path, ...attrs });
       await Promise.all(this.names.filter((n) => n !== first).map((n) => this.sv(n).call('setattr', { path: loc.path, ...attrs })));
       this.invalidate(loc.path);
       return a;
     }
-    return this.sv(loc.cached).call<Attr>('setattr', { path: loc.path, ...attrs });
+    return this.sv(loc.cached).call('setattr', { path: loc.path, ...attrs });
   }
 
   // --- readdir ----------------------------------------------------------------------------------------
@@ -1625,7 +1626,7 @@ export class DhtClient {
     const out: DirEntryAttr[] = [];
     let offset = 0;
     for (;;) {
-      const r = await this.sv(brick).call<{ entries: DirEntryAttr[]; eof: boolean }>('readdir', { path, offset, limit: 2000 });
+      const r = await this.sv(brick).call('readdir', { path, offset, limit: 2000 });
       out.push(...r.entries);
       if (r.eof || r.entries.length === 0) return out;
       offset += 2000;
@@ -1699,12 +1700,12 @@ export class DhtClient {
 
   async getxattr(path: string, name: string): Promise<Buffer> {
     const loc = await this.locate(path);
-    return (await this.sv(loc.cached).call<{ value: Buffer }>('getxattr', { path: loc.path, name })).value;
+    return (await this.sv(loc.cached).call('getxattr', { path: loc.path, name })).value;
   }
 
   async listxattr(path: string): Promise<string[]> {
     const loc = await this.locate(path);
-    return (await this.sv(loc.cached).call<{ names: string[] }>('listxattr', { path: loc.path })).names;
+    return (await this.sv(loc.cached).call('listxattr', { path: loc.path })).names;
   }
 
   async setxattr(path: string, name: string, value: Uint8Array, flags: { create?: boolean; replace?: boolean } = {}): Promise<void> {
@@ -1722,7 +1723,7 @@ export class DhtClient {
   async statfs(): Promise<StatFsReply> {
     // Bricks on one file system share its space: counted once (GlusterFS counts each brick).
     const seen = new Set<string>();
-    const rs = (await this.everywhere<StatFsReply>('statfs', {})).filter((s) => s.fsid === undefined || (!seen.has(s.fsid) && !!seen.add(s.fsid)));
+    const rs = (await this.everywhere('statfs', {})).filter((s) => s.fsid === undefined || (!seen.has(s.fsid) && !!seen.add(s.fsid)));
     const bsize = 4096;
     const sum = (f: (s: StatFsReply) => number) => rs.reduce((acc, s) => acc + Math.floor((f(s) * s.bsize) / bsize), 0);
     return {

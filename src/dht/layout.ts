@@ -2,6 +2,7 @@
  * Per-directory layouts: one hash range per brick on the 32-bit ring, GlusterFS's conventions
  * (shared/reference/glusterfs-dht.md §1.2-§1.4). Pure functions only.
  */
+import { MAX_RANGES } from '../wire/ops.js';
 import { dhtHash, type HashOptions } from './hash.js';
 
 export const RING_MAX = 0xffffffff;
@@ -99,6 +100,7 @@ export function newLayout(bricks: BrickWeight[], dirPath: string, opts: NewLayou
   return out;
 }
 
+
 /** dht_layout_search: the brick whose range holds the hash; first match wins. */
 export function searchLayout(layout: Layout, hash: number): string | null {
   for (const e of layout) {
@@ -150,7 +152,8 @@ export function layoutCommit(layout: Layout): number {
 // that a layout change moves only what it must. The xattr holds one 16-byte record per range: a brick
 // with one range has exactly GlusterFS's value.
 
-export const MAX_RANGES_PER_BRICK = 64;
+/** The protocol's bound (wire/ops.ts), which the xattr decoder keeps too. */
+export const MAX_RANGES_PER_BRICK = MAX_RANGES;
 const EMPTY: LayoutRange = { commit: 0, type: HASH_TYPE_DM, start: 0, stop: 0 };
 
 export function encodeRanges(rs: LayoutRange[]): Buffer {

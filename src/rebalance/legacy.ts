@@ -4,6 +4,7 @@
  * Not safe: see docs/MIGRATION.md and model/legacy.pml. Clients must use the legacy client rules
  * (volume option migrationProtocol: 'legacy').
  */
+
 import type { DhtClient } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
 import { O_RDONLY, O_RDWR, S_ISGID, S_ISVTX } from '../storage/storage.js';
@@ -35,7 +36,7 @@ export async function migrateFileLegacy(c: DhtClient, path: string, o: LegacyOpt
       if ((e as { code?: string }).code !== 'EEXIST') throw e;
     });
   // fds bound to their connections (see Subvol.call): a reconnect aborts the migration.
-  const dstFd = c.fdOn(dst, (await c.sv(dst).call<{ fd: number }>('open', { path, flags: O_RDWR })).fd);
+  const dstFd = c.fdOn(dst, (await c.sv(dst).call('open', { path, flags: O_RDWR })).fd);
   await c.fdCall(dstFd, 'ftruncate', { size });
   await step('create-dst');
 
@@ -45,20 +46,20 @@ export async function migrateFileLegacy(c: DhtClient, path: string, o: LegacyOpt
   await step('phase1');
 
   // copy
-  const srcFd = c.fdOn(src, (await c.sv(src).call<{ fd: number }>('open', { path, flags: O_RDONLY })).fd);
+  const srcFd = c.fdOn(src, (await c.sv(src).call('open', { path, flags: O_RDONLY })).fd);
   let bytes = 0;
   for (let off = 0; off < size; off += chunk) {
-    const r = await c.fdCall<{ data: Uint8Array }>(srcFd, 'read', { offset: off, length: Math.min(chunk, size - off) });
+    const r = await c.fdCall(srcFd, 'read', { offset: off, length: Math.min(chunk, size - off) });
     if (r.data.length === 0) break;
     await c.fdCall(dstFd, 'write', { offset: off, data: r.data });
     bytes += r.data.length;
     o.onBytes?.(r.data.length);
   }
-  await c.fdCall(dstFd, 'fsync');
+  await c.fdCall(dstFd, 'fsync', {});
   await step('copy');
 
   // dst-data: dst gets the user's mode: now two data files exist (the race window opens).
-  const st = await c.fdCall<Attr>(srcFd, 'fstat');
+  const st = await c.fdCall(srcFd, 'fstat', {});
   await c.fdCall(dstFd, 'setattr', { mode, uid: st.uid, gid: st.gid });
   await step('dst-data');
 
@@ -74,7 +75,7 @@ export async function migrateFileLegacy(c: DhtClient, path: string, o: LegacyOpt
 
   await c.sv(src).call('unlink', { path, gfid });
   await step('unlink-src');
-  await c.fdCall(srcFd, 'close').catch(() => {});
-  await c.fdCall(dstFd, 'close').catch(() => {});
+  await c.fdCall(srcFd, 'close', {}).catch(() => {});
+  await c.fdCall(dstFd, 'close', {}).catch(() => {});
   return { result: 'migrated', bytes, src, dst };
 }

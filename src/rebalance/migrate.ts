@@ -3,6 +3,7 @@
  * that holds it (src) to its hashed brick (dst), step by step, in the order of SAFE_STEPS. The bricks'
  * half is in src/brick/migration.ts and the migration section of src/brick/brick.ts.
  */
+import type { Reply } from '../wire/ops.js';
 import { EMOVED, FsError, codeOf } from '../common/errors.js';
 import type { Timer } from '../common/env.js';
 import { supersededInstall, type BrickFd, type DhtClient, type Located } from '../dht/client.js';
@@ -39,7 +40,7 @@ export interface MigrateOptions {
 
 /** src's file as dst may read it directly (migSource), while that works. */
 interface Pull {
-  source: unknown;
+  source: Reply<'migSource'>['source'];
 }
 
 export type MigrateOutcome =
@@ -130,14 +131,14 @@ async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: 
   const copyPiece = async (a: number, b: number, buf: () => Buffer): Promise<number> => {
     if (pull.source) {
       try {
-        return (await c.fdCall<{ copied: number }>(dstFd, 'migPull', { source: pull.source, offset: a, length: b - a })).copied;
+        return (await c.fdCall(dstFd, 'migPull', { source: pull.source, offset: a, length: b - a })).copied;
       } catch (e) {
         // dst cannot read src's disk (another host, an older brick): the copy goes through here.
         if (codeOf(e) !== 'EXDEV' && codeOf(e) !== 'ENOSYS') throw e;
         pull.source = null;
       }
     }
-    const r = await c.fdCall<{ data: Uint8Array }>(srcFd, 'read', { offset: a, length: b - a }, buf());
+    const r = await c.fdCall(srcFd, 'read', { offset: a, length: b - a }, buf());
     if (r.data.length === 0) return 0; // beyond src's end now: the final size settles it
     await c.fdCall(dstFd, 'write', { offset: a, data: r.data });
     return r.data.length;
@@ -253,16 +254,16 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     await step('lease');
 
     // prepare-dst: a linkto to src at the name on dst, and a private temp file for this token.
-    dstFd = c.fdOn(dst, (await c.sv(dst).call<{ fd: number }>('migPrepare', { path, gfid, src, token, uid: lease.attr.uid, gid: lease.attr.gid, links })).fd);
+    dstFd = c.fdOn(dst, (await c.sv(dst).call('migPrepare', { path, gfid, src, token, uid: lease.attr.uid, gid: lease.attr.gid, links })).fd);
     await step('prepare-dst');
 
     // copy: everything, through the migrator's own fd on src.
-    srcFd = c.fdOn(src, (await c.sv(src).call<{ fd: number }>('open', { gfid, flags: O_RDONLY })).fd);
+    srcFd = c.fdOn(src, (await c.sv(src).call('open', { gfid, flags: O_RDONLY })).fd);
     const [sF, dF] = [srcFd, dstFd];
     // Bricks of one host: dst reads the file from src's disk itself (what clients change meanwhile is
     // tracked by src all the same).
     const pull: Pull = { source: null };
-    if (o.pull !== false) pull.source = await c.sv(src).call<{ source: unknown }>('migSource', { gfid, token }).then((r) => r.source, () => null);
+    if (o.pull !== false) pull.source = await c.sv(src).call('migSource', { gfid, token }).then((r) => r.source, () => null);
     // Only the data: src's holes stay holes in the copy (sized by migFinalize's ftruncate).
     let bytes = await copyRanges(c, sF, dF, await dataSegments(c, src, gfid, token, lease.attr.size), o, true, pull);
     await step('copy');
@@ -277,7 +278,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     // to keep a large file's switch short.
     const rounds = bytes <= o.settleBytes ? 0 : o.maxRecopyRounds;
     for (let round = 0; round < rounds; round++) {
-      const d = await c.sv(src).call<Dirty & { size: number }>('migDirty', { gfid, token });
+      const d = await c.sv(src).call('migDirty', { gfid, token });
       if (round === 1) switchOn(true);
       bytes += await copyRanges(c, sF, dF, d.ranges, o, round === 0, pull);
       // From the second round on, the file is about to switch: its bricks' whole file systems are made
@@ -303,7 +304,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     // work begun before this switch still runs: the switch's fsyncs would wait for its writeback.)
     switchOn(true);
     await o.gate?.quiet();
-    const fr = await c.sv(src).call<{ dirty: Dirty; attr: Attr; xattrs: [string, Uint8Array][] }>('migFreeze', { gfid, token });
+    const fr = await c.sv(src).call('migFreeze', { gfid, token });
     await step('freeze');
 
     // final-copy: the last ranges, size, attributes, xattrs; the copy made durable.
@@ -336,7 +337,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     for (const name of links ?? []) {
       const hashed = await c.hashedOf(name).catch(() => null);
       if (!hashed || hashed === dst) continue;
-      const there = await c.sv(hashed).call<Attr>('lookup', { path: name }).catch(() => null);
+      const there = await c.sv(hashed).call('lookup', { path: name }).catch(() => null);
       if (there && (there.linkto === undefined || there.gfid !== gfid)) continue; // another file now
       if (there?.linkto === dst) continue;
       await c.sv(hashed)
@@ -371,7 +372,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     switchOn(false);
     ended = true;
     (renewer as Timer | null)?.cancel();
-    if (srcFd) await c.fdCall(srcFd, 'close').catch(() => {});
-    if (dstFd) await c.fdCall(dstFd, 'close').catch(() => {});
+    if (srcFd) await c.fdCall(srcFd, 'close', {}).catch(() => {});
+    if (dstFd) await c.fdCall(dstFd, 'close', {}).catch(() => {});
   }
 }

@@ -5,7 +5,7 @@
  * through a CheckpointStore after every directory, so a stopped or crashed run resumes where it was.
  */
 import { FsError, codeOf } from '../common/errors.js';
-import { newGfid } from '../common/gfid.js';
+import { needGfid, newGfid } from '../common/gfid.js';
 import { joinPath, latestTimes, type DhtClient } from '../dht/client.js';
 import { checkLayout, fixLayout, isEmptyRange, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
 import { dhtHash } from '../dht/hash.js';
@@ -217,7 +217,7 @@ export class Rebalancer {
     let bytes = 0;
     const visit = async (dir: string): Promise<void> => {
       if (this.wantStop()) return;
-      const rs = await this.c.all<Attr>('lookup', { path: dir });
+      const rs = await this.c.all('lookup', { path: dir });
       const layout: Layout = [];
       for (const r of rs) {
         if (r.err && !gone(r.err)) throw r.err;
@@ -321,7 +321,7 @@ export class Rebalancer {
    * now (healDir made them all) means a client is removing the directory (ENOENT).
    */
   private async readLayout(dir: string): Promise<Layout> {
-    const rs = await this.c.all<Attr>('lookup', { path: dir });
+    const rs = await this.c.all('lookup', { path: dir });
     const layout: Layout = [];
     for (const r of rs) {
       if (r.err) throw r.err;
@@ -378,7 +378,7 @@ export class Rebalancer {
    * under way, and the heal is undone. Throws ENOENT for a directory that is gone or going.
    */
   private async healDir(path: string): Promise<void> {
-    const rs = await this.c.all<Attr>('lookup', { path });
+    const rs = await this.c.all('lookup', { path });
     const present = rs.filter((r) => r.value);
     for (const r of rs) if (r.err && !gone(r.err)) throw r.err;
     if (present.length === 0) throw new FsError('ENOENT', `${path}: no such directory`);
@@ -396,7 +396,7 @@ export class Rebalancer {
     await Promise.all(
       missing.map((b) =>
         this.c.sv(b)
-          .call('mkdir', { path, mode: a.mode & 0o7777, gfid: a.gfid, uid: a.uid, gid: a.gid, layout: null, atime: a.atime, mtime: a.mtime, keepTimes: true })
+          .call('mkdir', { path, mode: a.mode & 0o7777, gfid: needGfid(a.gfid, path), uid: a.uid, gid: a.gid, layout: null, atime: a.atime, mtime: a.mtime, keepTimes: true })
           .then(
             () => void made.push(b),
             (e) => {
@@ -405,7 +405,7 @@ export class Rebalancer {
           ),
       ),
     );
-    const again = await this.c.all<Attr>('lookup', { path });
+    const again = await this.c.all('lookup', { path });
     if (present.every((p) => again.find((r) => r.brick === p.brick)?.value?.gfid === p.value!.gfid)) return;
     await Promise.all(made.map((b) => this.c.sv(b).call('rmdir', { path }).catch(() => {})));
     this.c.invalidate(path);
@@ -421,12 +421,12 @@ export class Rebalancer {
     const isNew = (n: string) => rangesOf(before, n).every(isEmptyRange) && !rangesOf(after, n).every(isEmptyRange);
     const fresh = this.c.names.filter(isNew);
     if (fresh.length === 0) return;
-    const rs = await this.c.all<Attr>('lookup', { path: dir });
+    const rs = await this.c.all('lookup', { path: dir });
     const others = rs.filter((r) => r.value && !fresh.includes(r.brick)).map((r) => r.value!);
     if (others.length === 0) return;
     const { atime, mtime } = latestTimes(others[0], others);
     for (const n of fresh) {
-      const listed = await this.c.sv(n).call<{ entries: DirEntryAttr[] }>('readdir', { path: dir, offset: 0, limit: 1 }).catch(() => null);
+      const listed = await this.c.sv(n).call('readdir', { path: dir, offset: 0, limit: 1 }).catch(() => null);
       if (!listed || listed.entries.length > 0) continue;
       await this.c.sv(n).call('setattr', { path: dir, atime, mtime }).catch(() => {});
     }
@@ -435,7 +435,7 @@ export class Rebalancer {
   private async listBrick(brick: string, dir: string): Promise<DirEntryAttr[]> {
     const out: DirEntryAttr[] = [];
     for (let offset = 0; ; offset += 1000) {
-      const r = await this.c.sv(brick).call<{ entries: DirEntryAttr[]; eof: boolean }>('readdir', { path: dir, offset, limit: 1000 });
+      const r = await this.c.sv(brick).call('readdir', { path: dir, offset, limit: 1000 });
       out.push(...r.entries);
       if (r.eof || r.entries.length === 0) return out;
     }
@@ -467,7 +467,7 @@ export class Rebalancer {
           // A rename its renamer left unfinished: settled now (one of the file's two names goes), then the
           // name is taken as it is left, if it is left.
           await this.c.settleRename({ path, attr: a, cached: brick, hashed: null, isDir: false });
-          const again = await this.c.sv(brick).call<Attr>('lookup', { path }).catch(() => null);
+          const again = await this.c.sv(brick).call('lookup', { path }).catch(() => null);
           if (!again || again.renaming) continue;
           a = again;
         }
@@ -569,14 +569,14 @@ export class Rebalancer {
    * parent's layout as a precondition. Counted as skipped and logged, so that nothing is left silently.
    */
   private async keepReachable(path: string, from: string, to: string, a: Attr, layout: Layout, log = true): Promise<void> {
-    const there = await this.c.sv(to).call<Attr>('lookup', { path }).catch((e) => {
+    const there = await this.c.sv(to).call('lookup', { path }).catch((e) => {
       if (codeOf(e) === 'ENOENT') return null;
       throw e;
     });
     let how = 'through its linkto';
     if (there && (there.linkto === undefined || there.gfid !== a.gfid)) how = `not through ${to}, which holds another file at the name`;
     else if (!there || there.linkto !== from) {
-      await this.c.sv(to).call('mklinkto', { path, gfid: a.gfid, target: from, uid: a.uid, gid: a.gid, parentLayout: rangesOf(layout, to), keepTimes: true, replace: !!there });
+      await this.c.sv(to).call('mklinkto', { path, gfid: needGfid(a.gfid, path), target: from, uid: a.uid, gid: a.gid, parentLayout: rangesOf(layout, to), keepTimes: true, replace: !!there });
       how = `through a new linkto on ${to}`;
     }
     if (log) this.log(`${path} stays on ${from}, reachable ${how}`);

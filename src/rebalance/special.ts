@@ -12,6 +12,7 @@
  * chown, utimes) shows in its ctime: the attributes are copied again before src's copy goes. A name
  * unlinked or renamed on src meanwhile leaves dst's copy without a source: it is removed again (by gfid).
  */
+import type { ArgsOf } from '../wire/ops.js';
 import { codeOf } from '../common/errors.js';
 import type { DhtClient } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
@@ -21,10 +22,10 @@ export type SpecialOutcome = { result: 'migrated' } | { result: 'gone' } | { res
 
 async function userXattrs(c: DhtClient, brick: string, path: string): Promise<[string, Uint8Array][]> {
   // Linux allows user.* xattrs on regular files and directories only: usually none here.
-  const names = await c.sv(brick).call<{ names: string[] }>('listxattr', { path }).then((r) => r.names, () => [] as string[]);
+  const names = await c.sv(brick).call('listxattr', { path }).then((r) => r.names, () => [] as string[]);
   const out: [string, Uint8Array][] = [];
   for (const name of names) {
-    const v = await c.sv(brick).call<{ value: Uint8Array }>('getxattr', { path, name }).catch(() => null);
+    const v = await c.sv(brick).call('getxattr', { path, name }).catch(() => null);
     if (v) out.push([name, v.value]);
   }
   return out;
@@ -32,16 +33,16 @@ async function userXattrs(c: DhtClient, brick: string, path: string): Promise<[s
 
 /** Moves the special file at `path` from brick `from` to brick `to` (its hashed brick). */
 export async function migrateSpecial(c: DhtClient, path: string, from: string, to: string, links?: string[]): Promise<SpecialOutcome> {
-  const read = async (tries = 0): Promise<{ a: Attr; args: Record<string, unknown> } | null> => {
-    const a = await c.sv(from).call<Attr>('lookup', { path }).catch((e) => {
+  const read = async (tries = 0): Promise<{ a: Attr; args: ArgsOf<'migSpecial'> } | null> => {
+    const a = await c.sv(from).call('lookup', { path }).catch((e) => {
       if (codeOf(e) === 'ENOENT') return null;
       throw e;
     });
     if (!a || !a.gfid) return null;
-    const target = (a.mode & S_IFMT) === S_IFLNK ? (await c.sv(from).call<{ target: string }>('readlink', { path })).target : undefined;
+    const target = (a.mode & S_IFMT) === S_IFLNK ? (await c.sv(from).call('readlink', { path })).target : undefined;
     const xattrs = await userXattrs(c, from, path);
     // The ctime read last: anything changed after it shows as a newer ctime.
-    const again = await c.sv(from).call<Attr>('lookup', { path }).catch(() => null);
+    const again = await c.sv(from).call('lookup', { path }).catch(() => null);
     // (Changed while it was read: read again. migDropSpecial checks the ctime in the end anyway.)
     if ((!again || again.gfid !== a.gfid || again.ctime[0] !== a.ctime[0] || again.ctime[1] !== a.ctime[1]) && tries < 5) return read(tries + 1);
     return { a, args: { path, gfid: a.gfid, mode: a.mode, target, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs, links: a.nlink > 1 ? links : undefined } };
@@ -64,7 +65,7 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
       for (const name of names) {
           const hashed = await c.hashedOf(name).catch(() => null);
         if (!hashed || hashed === to) continue;
-        const there = await c.sv(hashed).call<Attr>('lookup', { path: name }).catch(() => null);
+        const there = await c.sv(hashed).call('lookup', { path: name }).catch(() => null);
         if ((there && (there.linkto === undefined || there.gfid !== gfid)) || there?.linkto === to) continue;
         await c.sv(hashed)
           .call('mklinkto', { path: name, gfid, target: to, uid: r.a.uid, gid: r.a.gid, keepTimes: true, replace: !!there })

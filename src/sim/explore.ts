@@ -52,7 +52,7 @@ export async function runSchedule(script: Map<number, number>, app2Delay: number
     await h0.sync();
     await h0.close();
     // The layout changes (as a rebalance's fix-layout would): the file now hashes to the other brick.
-    const root = await Promise.all(names.map((n) => admin.client.sv(n).call<Attr>('lookup', { path: '/' })));
+    const root = await Promise.all(names.map((n) => admin.client.sv(n).call('lookup', { path: '/' })));
     const layout = names.flatMap((n, i) => (root[i].layout ?? []).map((r) => ({ brick: n, ...r })));
     await Promise.all(names.map((n, i) => admin.client.sv(n).call('setLayout', { path: '/', layout: rangesOf(layout, names[1 - i]).map((r) => ({ ...r, commit: COMMIT_HASH_INVALID })) })));
     const app1 = vol('app1');

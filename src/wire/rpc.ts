@@ -9,6 +9,7 @@ import type { Clock, Random } from '../common/env.js';
 import { LIMIT_DEFAULTS, clip, type BrickLimits, type LimitLog } from './limits.js';
 import type { Conn, Network } from './transport.js';
 import { ioBuffers } from './pool.js';
+import type { ArgsOf, OpName, Reply } from './ops.js';
 import { DEFAULT_MAX_FRAME, EVENT, MAX_IO_SIZE, FrameDecoder, PROTOCOL_VERSION, REPLY, REQ, encodeFrame, type Message, type WireError } from './frame.js';
 
 export interface AuthInfo {
@@ -113,7 +114,7 @@ export class RpcClient {
     const bnow = (challenge as { now?: unknown }).now;
     if (clock && typeof bnow === 'number' && Number.isFinite(bnow)) c.brickClockOffset = bnow - clock.now();
     const cnonce = auth.clientNonce ?? randomBytes(32);
-    const r = await c.call<{ proof?: unknown; brick?: unknown; admin?: unknown }>('hello', {
+    const r = await c.request<{ proof?: unknown; brick?: unknown; admin?: unknown }>('hello', {
       proto: PROTOCOL_VERSION,
       volumeId: auth.volumeId,
       mac: authMac(auth.secret, nonce, auth.volumeId),
@@ -149,7 +150,12 @@ export class RpcClient {
    * Sends a request and waits for its reply. With `into`, a reply's data (a read's bytes) is received
    * straight into that buffer, and the result's `data` is a view of it.
    */
-  call<T = unknown>(op: string, args: Record<string, unknown> = {}, into?: Uint8Array, deadline?: number): Promise<T> {
+  call<N extends OpName>(op: N, args: ArgsOf<N>, into?: Uint8Array, deadline?: number): Promise<Reply<N>> {
+    return this.request<Reply<N>>(op, args, into, deadline);
+  }
+
+  /** A request of any name (the handshake's `hello`; tests' hostile frames): no compile-time check. */
+  request<T = unknown>(op: string, args: Record<string, unknown> = {}, into?: Uint8Array, deadline?: number): Promise<T> {
     if (this.closed) return Promise.reject(new FsError('ENOTCONN', `connection to ${this.conn.remote} is closed`));
     // `deadline` (the caller's clock): after it the brick must not apply the request (see serveConnection).
     if (deadline !== undefined && this.brickClockOffset !== null) args = { ...args, dl: Math.floor(deadline + this.brickClockOffset) };

@@ -25,6 +25,21 @@ export interface Attr extends Stat {
   renaming?: { from: string; to: string; replaced?: { brick: string; gfid?: string } };
 }
 
+/** A committed migration's record on src: the file is dst's now (brick/migration.ts). */
+export interface Moved {
+  dst: string;
+  token: string;
+  /** The file's path when it was committed: where dst installs the copy. */
+  path: string;
+}
+
+/** What changed in a file under migration since the migrator last asked (brick/migration.ts). */
+export interface DirtyRecord {
+  ranges: [number, number][];
+  /** Mode, owner, times or xattrs changed. */
+  attrs: boolean;
+}
+
 export interface DirEntryAttr {
   name: string;
   attr: Attr;

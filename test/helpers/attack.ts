@@ -18,70 +18,15 @@ import { tcpNetwork } from '../../src/wire/tcp.js';
 import { FrameDecoder, PROTOCOL_VERSION } from '../../src/wire/frame.js';
 import type { Conn, Network } from '../../src/wire/transport.js';
 import { ROOT_GFID } from '../../src/common/gfid.js';
+import { OPS as SCHEMA } from '../../src/wire/ops.js';
 import { startCluster, type Cluster } from './cluster.js';
 import { snapshot } from './disk.js';
 import { frame, rssOf, sleep } from './raw.js';
 
 export { frame, sleep };
 
-/** Every brick operation and the argument fields it reads (the generator also adds stray ones). */
-export const OPS: Record<string, string[]> = {
-  lookup: ['path', 'parentLayout', 'parentCommit'],
-  lookupGfid: ['gfid'],
-  rootInfo: [],
-  getTopology: [],
-  setTopology: ['topology'],
-  statfs: [],
-  mkdir: ['path', 'mode', 'gfid', 'layout', 'uid', 'gid', 'atime', 'mtime', 'watch', 'keepTimes', 'parentLayout'],
-  setLayout: ['path', 'layout'],
-  setCommitHash: ['value'],
-  create: ['path', 'mode', 'flags', 'gfid', 'uid', 'gid', 'data', 'close', 'parentLayout'],
-  mklinkto: ['path', 'gfid', 'target', 'uid', 'gid', 'replace', 'keepTimes', 'parentLayout'],
-  open: ['path', 'gfid', 'flags', 'expect'],
-  read: ['fd', 'offset', 'length'],
-  write: ['fd', 'offset', 'data', 'dropPrivs'],
-  fsync: ['fd', 'datasync', 'all'],
-  ftruncate: ['fd', 'size'],
-  fstat: ['fd'],
-  fdLocal: ['fd'],
-  seek: ['fd', 'offset', 'whence'],
-  close: ['fd'],
-  setattr: ['path', 'fd', 'mode', 'uid', 'gid', 'atime', 'mtime', 'size', 'ctime'],
-  unlink: ['path', 'gfid', 'onlyIfLinkto', 'ifNotOpen', 'ifOtherNames', 'clearIntent', 'keepTimes'],
-  rmdir: ['path', 'purgeLinktos'],
-  rename: ['from', 'to', 'gfid', 'parentLayout'],
-  link: ['from', 'to', 'gfid', 'intent', 'replaced', 'parentLayout'],
-  renameSettled: ['gfid'],
-  symlink: ['path', 'target', 'gfid', 'uid', 'gid', 'parentLayout'],
-  mknod: ['path', 'mode', 'gfid', 'uid', 'gid', 'parentLayout'],
-  readlink: ['path'],
-  readdir: ['path', 'offset', 'limit'],
-  getxattr: ['path', 'name'],
-  setxattr: ['path', 'name', 'value', 'flags'],
-  listxattr: ['path'],
-  removexattr: ['path', 'name'],
-  inodelk: ['domain', 'path', 'gfid', 'type', 'block', 'owner'],
-  entrylk: ['domain', 'path', 'name', 'type', 'block', 'owner'],
-  watchAck: ['id'],
-  ping: [],
-  migLease: ['path', 'gfid', 'dst', 'leaseMs', 'links'],
-  migRenew: ['gfid', 'token', 'leaseMs'],
-  migSource: ['gfid', 'token'],
-  migDirty: ['gfid', 'token'],
-  migSegments: ['gfid', 'token', 'offset', 'max'],
-  migFreeze: ['gfid', 'token'],
-  migCommit: ['gfid', 'token'],
-  migAbort: ['gfid', 'token'],
-  migCleanup: ['path', 'gfid'],
-  migSweep: ['olderThanMs'],
-  migPrepare: ['path', 'gfid', 'src', 'token', 'uid', 'gid', 'links'],
-  migPull: ['fd', 'offset', 'length', 'source'],
-  migFinalize: ['fd', 'size', 'mode', 'uid', 'gid', 'atime', 'mtime', 'xattrs'],
-  migInstall: ['path', 'gfid', 'token', 'durable'],
-  migSpecial: ['path', 'gfid', 'mode', 'target', 'uid', 'gid', 'atime', 'mtime', 'xattrs', 'links'],
-  migDropSpecial: ['path', 'gfid', 'ctime', 'links'],
-  legacySetLinkto: ['path', 'target'],
-};
+/** Every brick operation and its argument fields, from the schema (src/wire/ops.ts); the generator also adds stray ones. */
+export const OPS: Record<string, string[]> = Object.fromEntries(Object.entries(SCHEMA).map(([op, o]) => [op, Object.keys(o.args)]));
 
 /** A small seeded generator (xorshift32): a failing seed replays. */
 export class Rng {
@@ -144,7 +89,8 @@ function deepMap(depth: number): Buffer {
   return Buffer.concat(parts);
 }
 
-const NUMERIC = new Set(['mode', 'flags', 'fd', 'offset', 'length', 'size', 'uid', 'gid', 'leaseMs', 'limit', 'value', 'id', 'olderThanMs', 'parentCommit']);
+/** The fields the schema decodes as integers. */
+const NUMERIC = new Set(Object.values(SCHEMA).flatMap((o) => Object.entries(o.args as Record<string, { kind: string }>).filter(([, d]) => d.kind === 'int').map(([k]) => k)));
 
 export interface Known {
   gfids: string[];

@@ -2,34 +2,29 @@
 import { FsError } from '../../common/errors.js';
 import type { Attr } from '../../wire/types.js';
 import type { Timespec } from '../../storage/storage.js';
-import { MAX_XATTR_VALUE, isReg, isDir, isLnk } from '../format.js';
-import { type Args, bad, str, optInt, optBool, bytes, timespec, U32 } from '../args.js';
+import { isReg, isDir, isLnk } from '../format.js';
+import { bad, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
 import { fdOf } from '../fds.js';
 import { resolveGfid } from '../handles.js';
 
-export function setattr(b: BrickCore, s: Session, a: Args): Promise<Attr> {
+export function setattr(b: BrickCore, s: Session, a: Decoded<'setattr'>): Promise<Attr> {
   let rel: string;
   let gfid: string | null;
-  if (a.fd !== undefined && a.fd !== null) {
-    const f = fdOf(b, s, a);
+  if (a.fd !== undefined) {
+    const f = fdOf(b, s, a.fd);
     if (!f.gfid) throw new FsError('EIO', 'open file has no gfid');
     b.mig.checkRead(f.gfid);
     rel = resolveGfid(b, f.gfid).rel;
     gfid = f.gfid;
   } else {
-    rel = b.path(a);
+    if (a.path === undefined) throw bad('path', 'must be a string');
+    rel = b.walk(a.path);
     gfid = b.readGfid(rel);
     b.refuseMoved(rel, gfid);
   }
-  const mode = optInt(a, 'mode', 0, 0o7777);
-  const uid = optInt(a, 'uid', 0, U32);
-  const gid = optInt(a, 'gid', 0, U32);
-  const atime = timespec(a, 'atime');
-  const mtime = timespec(a, 'mtime');
-  const size = optInt(a, 'size');
   // `ctime` alone: the change time moves and nothing else (chown(2) with -1 for both).
-  const ctime = optBool(a, 'ctime');
+  const { mode, uid, gid, atime, mtime, size, ctime } = a;
   let old = 0;
   return b.change(
     gfid,
@@ -63,18 +58,17 @@ export function applyAttrs(b: BrickCore, rel: string, o: { mode?: number; uid?: 
   return b.attrOf(rel);
 }
 
-export function userXattr(b: BrickCore, a: Args): string {
-  const name = str(a, 'name');
-  if (name.length === 0 || name.length > 255) throw bad('name', 'must be 1..255 bytes');
+/** A user xattr's name (decoded: 1..255 bytes) must be in the user namespace and none of the volume's own. */
+function userXattr(b: BrickCore, name: string): string {
   if (!name.startsWith('user.') || b.X.reserved.some((r) => name.startsWith(r))) {
     throw new FsError('EPERM', `xattr ${name} is not in the user namespace or is reserved`);
   }
   return name;
 }
 
-export function getxattr(b: BrickCore, a: Args): { value: Buffer } {
-  const rel = b.path(a);
-  const name = userXattr(b, a);
+export function getxattr(b: BrickCore, a: Decoded<'getxattr'>): { value: Buffer } {
+  const rel = b.walk(a.path);
+  const name = userXattr(b, a.name);
   b.refuseMoved(rel, b.readGfid(rel));
   const v = b.st.getxattr(rel, name);
   if (v === null) {
@@ -84,19 +78,16 @@ export function getxattr(b: BrickCore, a: Args): { value: Buffer } {
   return { value: v };
 }
 
-export function setxattr(b: BrickCore, a: Args): Promise<Attr> {
-  const rel = b.path(a);
+export function setxattr(b: BrickCore, a: Decoded<'setxattr'>): Promise<Attr> {
+  const rel = b.walk(a.path);
   const gfid = b.readGfid(rel);
   b.refuseMoved(rel, gfid);
   return b.change(gfid, () => setxattrNow(b, rel, a), () => null);
 }
 
-export function setxattrNow(b: BrickCore, rel: string, a: Args): Attr {
-  const name = userXattr(b, a);
-  const value = bytes(a, 'value');
-  if (value.length > MAX_XATTR_VALUE) throw new FsError('E2BIG', `xattr value larger than ${MAX_XATTR_VALUE} bytes`);
-  const create = optBool(a, 'create');
-  const replace = optBool(a, 'replace');
+function setxattrNow(b: BrickCore, rel: string, a: Decoded<'setxattr'>): Attr {
+  const name = userXattr(b, a.name);
+  const { value, create, replace } = a;
   if (create || replace) {
     const exists = b.st.getxattr(rel, name) !== null;
     if (create && exists) throw new FsError('EEXIST', `xattr ${name} exists`);
@@ -106,16 +97,16 @@ export function setxattrNow(b: BrickCore, rel: string, a: Args): Attr {
   return b.attrOf(rel);
 }
 
-export function listxattr(b: BrickCore, a: Args): { names: string[] } {
-  const rel = b.path(a);
+export function listxattr(b: BrickCore, a: Decoded<'listxattr'>): { names: string[] } {
+  const rel = b.walk(a.path);
   b.refuseMoved(rel, b.readGfid(rel));
   const names = b.st.listxattr(rel).filter((n) => n.startsWith('user.') && !b.X.reserved.some((r) => n.startsWith(r)));
   return { names };
 }
 
-export function removexattr(b: BrickCore, a: Args): Promise<Attr> {
-  const rel = b.path(a);
-  const name = userXattr(b, a);
+export function removexattr(b: BrickCore, a: Decoded<'removexattr'>): Promise<Attr> {
+  const rel = b.walk(a.path);
+  const name = userXattr(b, a.name);
   const gfid = b.readGfid(rel);
   b.refuseMoved(rel, gfid);
   return b.change(

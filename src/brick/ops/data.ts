@@ -1,27 +1,27 @@
 /** Data operations on open files: open, read, write, fsync, truncate, fstat, seek, close, and local reads. */
 import { planted } from '../../common/plant.js';
 import { FsError } from '../../common/errors.js';
-import { MAX_IO_SIZE } from '../../wire/frame.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_RDONLY, O_CREAT, O_DIRECTORY, O_EXCL, O_TRUNC, O_WRONLY, S_ISGID, S_ISUID, S_IXGRP, type FdLocal, type Stat } from '../../storage/storage.js';
 import { LINKTO_MODE, handlePath, isReg, isDir, isLnk } from '../format.js';
-import { type Args, Refused, bad, int, optBool, bytes, optGfid, U32 } from '../args.js';
+import { Refused, bad, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, OpenFile, Session } from '../core.js';
 import { addFd, fattr, fdOf, release } from '../fds.js';
 import { resolveGfid } from '../handles.js';
 
-export function open(b: BrickCore, s: Session, a: Args): { fd: number; attr: Attr } {
-  const flags = int(a, 'flags', 0, U32);
+export function open(b: BrickCore, s: Session, a: Decoded<'open'>): { fd: number; attr: Attr } {
+  const flags = a.flags;
   if (flags & (O_CREAT | O_EXCL)) throw new FsError('EINVAL', 'open does not create; use create');
-  const g = optGfid(a, 'gfid');
+  const g = a.gfid;
   let rel: string;
   if (g !== undefined) rel = resolveGfid(b, g).rel;
-  else rel = b.path(a);
+  else if (a.path !== undefined) rel = b.walk(a.path);
+  else throw bad('path', 'must be a string');
   const gfid0 = g ?? b.readGfid(rel);
   // A client that looked the name up says which file it expects: a rename or migration may have put
   // another file, or a linkto, at the name since.
-  const expect = optGfid(a, 'expect');
+  const expect = a.expect;
   if (expect !== undefined && g === undefined && (gfid0 !== expect || b.st.lstat(rel).mode === LINKTO_MODE)) {
     throw new FsError('ESTALE', `/${rel} is not the file looked up any more`);
   }
@@ -49,10 +49,10 @@ export function open(b: BrickCore, s: Session, a: Args): { fd: number; attr: Att
   return { fd, attr: b.attr(rel, st, gfid0) };
 }
 
-export async function read(b: BrickCore, s: Session, a: Args): Promise<{ data: Buffer; attr: Attr }> {
-  const offset = int(a, 'offset');
-  const length = int(a, 'length', 0, MAX_IO_SIZE);
-  const f = fdOf(b, s, a, planted.has('read-ignores-moved'));
+export async function read(b: BrickCore, s: Session, a: Decoded<'read'>): Promise<{ data: Buffer; attr: Attr }> {
+  const offset = a.offset;
+  const length = a.length;
+  const f = fdOf(b, s, a.fd, planted.has('read-ignores-moved'));
   if ((f.flags & O_ACCMODE) === O_WRONLY) throw new FsError('EBADF', 'fd is not open for reading');
   b.mig.checkRead(f.gfid);
   const data = await b.st.read(f.h, offset, length, ioBuffers.take(length));
@@ -60,14 +60,13 @@ export async function read(b: BrickCore, s: Session, a: Args): Promise<{ data: B
   return { data, attr: fattr(b, f) };
 }
 
-export async function write(b: BrickCore, s: Session, a: Args): Promise<{ written: number; attr: Attr }> {
-  const offset = int(a, 'offset');
-  const data = bytes(a, 'data');
-  const f = fdOf(b, s, a);
-  if (data.length > MAX_IO_SIZE) throw new FsError('EINVAL', `write larger than ${MAX_IO_SIZE} bytes`);
+export async function write(b: BrickCore, s: Session, a: Decoded<'write'>): Promise<{ written: number; attr: Attr }> {
+  const offset = a.offset;
+  const data = a.data;
+  const f = fdOf(b, s, a.fd);
   if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
   const append = (f.flags & O_APPEND) !== 0;
-  const dropping = optBool(a, 'dropPrivs') && !f.tempRel && f.gfid !== null;
+  const dropping = a.dropPrivs && !f.tempRel && f.gfid !== null;
   return b.change(
     f.tempRel ? null : f.gfid,
     async () => {
@@ -103,20 +102,20 @@ export function dropPrivs(b: BrickCore, f: OpenFile): void {
   if (keep !== mode) b.st.chmod(handlePath(f.gfid!), keep);
 }
 
-export async function fsync(b: BrickCore, s: Session, a: Args): Promise<Attr> {
-  const f = fdOf(b, s, a);
+export async function fsync(b: BrickCore, s: Session, a: Decoded<'fsync'>): Promise<Attr> {
+  const f = fdOf(b, s, a.fd);
   b.mig.checkRead(f.gfid);
   // `all`: the whole file system (a migration about to switch, so that the switch's own fsyncs find
   // nothing else to write out); the file alone where the storage cannot.
-  if (optBool(a, 'all') && b.st.syncAll) await b.st.syncAll(f.h);
-  else await b.st.fsync(f.h, optBool(a, 'datasync'));
+  if (a.all && b.st.syncAll) await b.st.syncAll(f.h);
+  else await b.st.fsync(f.h, a.datasync);
   b.mig.checkRead(f.gfid);
   return fattr(b, f);
 }
 
-export function ftruncate(b: BrickCore, s: Session, a: Args): Promise<Attr> {
-  const size = int(a, 'size');
-  const f = fdOf(b, s, a);
+export function ftruncate(b: BrickCore, s: Session, a: Decoded<'ftruncate'>): Promise<Attr> {
+  const size = a.size;
+  const f = fdOf(b, s, a.fd);
   if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
   let old = 0;
   return b.change(
@@ -130,8 +129,8 @@ export function ftruncate(b: BrickCore, s: Session, a: Args): Promise<Attr> {
   );
 }
 
-export function fstat(b: BrickCore, s: Session, a: Args): Attr {
-  const f = fdOf(b, s, a);
+export function fstat(b: BrickCore, s: Session, a: Decoded<'fstat'>): Attr {
+  const f = fdOf(b, s, a.fd);
   b.mig.checkRead(f.gfid);
   return fattr(b, f);
 }
@@ -143,8 +142,8 @@ export function fstat(b: BrickCore, s: Session, a: Args): Attr {
  * xattrs that carry the file's gfid and a migration's commit record. A client reading on its own must
  * check, after each read, that the file carries no commit record (docs/MIGRATION.md, "Local reads").
  */
-export function fdLocal(b: BrickCore, s: Session, a: Args): FdLocal {
-  const f = fdOf(b, s, a);
+export function fdLocal(b: BrickCore, s: Session, a: Decoded<'fdLocal'>): FdLocal {
+  const f = fdOf(b, s, a.fd);
   if (f.tempRel || !f.gfid) throw new FsError('EINVAL', 'fd is not a file of the volume');
   b.mig.checkRead(f.gfid);
   const st = b.st.fstat(f.h);
@@ -158,20 +157,19 @@ export function fdLocal(b: BrickCore, s: Session, a: Args): FdLocal {
  * answers as Linux file systems without hole support do: all of the file is data, the only hole is
  * at its end. Like every fd operation, it is refused on a moved file (F9).
  */
-export function seek(b: BrickCore, s: Session, a: Args): { offset: number; attr: Attr } {
-  const offset = int(a, 'offset');
+export function seek(b: BrickCore, s: Session, a: Decoded<'seek'>): { offset: number; attr: Attr } {
+  const offset = a.offset;
   const whence = a.whence;
-  if (whence !== 'data' && whence !== 'hole') throw bad('whence', "must be 'data' or 'hole'");
-  const f = fdOf(b, s, a);
+  const f = fdOf(b, s, a.fd);
   b.mig.checkRead(f.gfid);
   const attr = fattr(b, f);
   if (offset >= attr.size) throw new FsError('ENXIO', 'offset is at or past the end of the file');
   return { offset: whence === 'data' ? offset : attr.size, attr };
 }
 
-export function closeFd(b: BrickCore, s: Session, a: Args): Record<string, never> {
-  const f = fdOf(b, s, a, true);
-  s.fds.delete(a.fd as number);
+export function closeFd(b: BrickCore, s: Session, a: Decoded<'close'>): Record<string, never> {
+  const f = fdOf(b, s, a.fd, true);
+  s.fds.delete(a.fd);
   release(b, f);
   return {};
 }

@@ -1,12 +1,10 @@
 /** Entry operations: lookups, names made and removed (files, directories, linktos, symlinks, FIFOs), renames and links, listings. */
 import { FsError, codeOf } from '../../common/errors.js';
-import { isGfid } from '../../common/gfid.js';
 import { encodeRanges } from '../../dht/layout.js';
-import { MAX_IO_SIZE } from '../../wire/frame.js';
 import type { Attr, DirEntryAttr } from '../../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_WRONLY, S_IFMT, S_IFIFO, S_IFSOCK, S_ISGID, S_ISVTX } from '../../storage/storage.js';
 import { HANDLE_DIR, RENAME_DIR, LINKTO_MODE, parentOf, handlePath, isDir, isLnk } from '../format.js';
-import { type Args, bad, str, int, optInt, optBool, bytes, gfidArg, newGfidArg, optGfid, timespec, U32, rangesArg, symlinkTarget } from '../args.js';
+import type { Decoded } from '../../wire/ops.js';
 import type { BrickCore, OpenFile, Session } from '../core.js';
 import { addFd, release } from '../fds.js';
 import { dropHandleIfLast, resolveGfid, setDirHandle } from '../handles.js';
@@ -16,36 +14,29 @@ import { dropHandleIfLast, resolveGfid, setDirHandle } from '../handles.js';
  * parent's layout on this brick is this brick's own: otherwise ELAYOUT, and the client refreshes
  * before it trusts the absence (lookup-optimize's check, in the same step as the lookup).
  */
-export function lookup(b: BrickCore, a: Args): Attr {
-  const rel = b.path(a);
+export function lookup(b: BrickCore, a: Decoded<'lookup'>): Attr {
+  const rel = b.walk(a.path);
   try {
     return b.attrOf(rel);
   } catch (e) {
-    if (codeOf(e) === 'ENOENT') b.checkParentLayout(rel, a);
+    if (codeOf(e) === 'ENOENT') b.checkParentLayout(rel, a.parentLayout, a.parentCommit);
     throw e;
   }
 }
 
-export function lookupGfid(b: BrickCore, a: Args): Attr {
-  const { rel, st } = resolveGfid(b, gfidArg(a, 'gfid'));
+export function lookupGfid(b: BrickCore, a: Decoded<'lookupGfid'>): Attr {
+  const { rel, st } = resolveGfid(b, a.gfid);
   return b.attr(rel, st);
 }
 
 /** With `watch`, the session watches the new directory (watch.ts): it knows the directory is empty. */
-export function mkdir(b: BrickCore, a: Args, s?: Session): Attr {
-  const rel = b.path(a);
+export function mkdir(b: BrickCore, a: Decoded<'mkdir'>, s?: Session): Attr {
+  const rel = b.walk(a.path);
   if (rel === '') throw new FsError('EEXIST', 'the root exists');
-  const watch = optBool(a, 'watch');
-  const mode = int(a, 'mode', 0, 0o7777);
-  const gfid = newGfidArg(a, 'gfid');
-  const layout = rangesArg(a, 'layout');
-  const uid = optInt(a, 'uid', 0, U32);
-  const gid = optInt(a, 'gid', 0, U32);
-  const atime = timespec(a, 'atime');
-  const mtime = timespec(a, 'mtime');
-  b.checkParentLayout(rel, a);
+  const { watch, mode, gfid, layout, uid, gid, atime, mtime } = a;
+  b.checkParentLayout(rel, a.parentLayout, a.parentCommit);
   // keepTimes (a copy made for a brick that lacks it): see keepingTimes.
-  b.keepingTimes(rel, optBool(a, 'keepTimes'), () => b.st.mkdir(rel, mode));
+  b.keepingTimes(rel, a.keepTimes, () => b.st.mkdir(rel, mode));
   try {
     // mkdir(2) takes no set-group-ID bit from its mode (only from the parent): a copy of a directory
     // made for a new brick must have all of the directory's bits.
@@ -73,17 +64,11 @@ export function mkdir(b: BrickCore, a: Args, s?: Session): Attr {
   return b.attr(rel, b.st.lstat(rel), gfid);
 }
 
-export function create(b: BrickCore, s: Session, a: Args): { fd: number; attr: Attr } | Promise<{ fd: number; attr: Attr }> {
-  const rel = b.path(a);
+export function create(b: BrickCore, s: Session, a: Decoded<'create'>): { fd: number; attr: Attr } | Promise<{ fd: number; attr: Attr }> {
+  const rel = b.walk(a.path);
   if (rel === '') throw new FsError('EEXIST', 'the root exists');
-  const mode = int(a, 'mode', 0, 0o7777);
-  const flags = int(a, 'flags', 0, U32);
-  const gfid = newGfidArg(a, 'gfid');
-  const uid = optInt(a, 'uid', 0, U32);
-  const gid = optInt(a, 'gid', 0, U32);
-  if (a.data !== undefined && a.data !== null && bytes(a, 'data').length > MAX_IO_SIZE) throw new FsError('EINVAL', 'initial data too large');
-  optBool(a, 'close');
-  b.checkParentLayout(rel, a);
+  const { mode, flags, gfid, uid, gid } = a;
+  b.checkParentLayout(rel, a.parentLayout, a.parentCommit);
   const acc = flags & O_ACCMODE;
   const oflags = (acc === O_WRONLY || acc === O_RDWR ? acc : O_RDWR) | O_CREAT | O_EXCL | (flags & O_APPEND);
   const h = b.st.open(rel, oflags, mode);
@@ -95,10 +80,10 @@ export function create(b: BrickCore, s: Session, a: Args): { fd: number; attr: A
   }
   const f: OpenFile = { h, gfid, flags: oflags };
   const fd = addFd(b, s, f);
-  const data = a.data === undefined || a.data === null ? null : bytes(a, 'data');
-  if (data === null) return { fd, attr: b.attr(rel, b.st.fstat(h), gfid) };
+  const data = a.data;
+  if (data === undefined) return { fd, attr: b.attr(rel, b.st.fstat(h), gfid) };
   // Compound create: write the initial data and optionally close, in one round trip.
-  return createWrite(b, s, fd, f, data, optBool(a, 'close'), rel, gfid);
+  return createWrite(b, s, fd, f, data, a.close, rel, gfid);
 }
 
 export async function createWrite(b: BrickCore, s: Session, fd: number, f: OpenFile, data: Uint8Array, close: boolean, rel: string, gfid: string): Promise<{ fd: number; attr: Attr }> {
@@ -118,17 +103,13 @@ export async function createWrite(b: BrickCore, s: Session, fd: number, f: OpenF
   }
 }
 
-export function mklinkto(b: BrickCore, a: Args): Attr | Promise<Attr> {
-  const rel = b.path(a);
+export function mklinkto(b: BrickCore, a: Decoded<'mklinkto'>): Attr | Promise<Attr> {
+  const rel = b.walk(a.path);
   if (rel === '') throw new FsError('EEXIST', 'the root exists');
-  const gfid = newGfidArg(a, 'gfid');
-  const target = str(a, 'target');
-  if (target.length === 0 || target.length > 255 || target.includes('\0')) throw bad('target', 'must be a brick name');
-  const uid = optInt(a, 'uid', 0, U32);
-  const gid = optInt(a, 'gid', 0, U32);
-  b.checkParentLayout(rel, a);
+  const { gfid, target, uid, gid } = a;
+  b.checkParentLayout(rel, a.parentLayout, a.parentCommit);
   // keepTimes (a repair's linkto): see keepingTimes.
-  if (!optBool(a, 'replace')) return b.keepingTimes(rel, optBool(a, 'keepTimes'), () => makeLinkto(b, rel, gfid, target, uid, gid));
+  if (!a.replace) return b.keepingTimes(rel, a.keepTimes, () => makeLinkto(b, rel, gfid, target, uid, gid));
   return replaceWithLinkto(b, rel, gfid, target, uid, gid);
 }
 
@@ -193,13 +174,9 @@ export function makeLinkto(b: BrickCore, rel: string, gfid: string, target: stri
   return b.attr(rel, b.st.lstat(rel), gfid);
 }
 
-export function unlink(b: BrickCore, a: Args): Attr | Promise<Attr> {
-  const rel = b.path(a);
-  const wantGfid = optGfid(a, 'gfid');
-  const onlyIfLinkto = optBool(a, 'onlyIfLinkto');
-  const ifNotOpen = optBool(a, 'ifNotOpen');
-  const ifOtherNames = optBool(a, 'ifOtherNames');
-  const clearIntent = optBool(a, 'clearIntent');
+export function unlink(b: BrickCore, a: Decoded<'unlink'>): Attr | Promise<Attr> {
+  const rel = b.walk(a.path);
+  const { gfid: wantGfid, onlyIfLinkto, ifNotOpen, ifOtherNames, clearIntent } = a;
   const st = b.st.lstat(rel);
   if (isDir(st)) throw new FsError('EISDIR', `/${rel} is a directory`);
   const at = b.attr(rel, st);
@@ -212,19 +189,19 @@ export function unlink(b: BrickCore, a: Args): Attr | Promise<Attr> {
   // A committed migration's old copy is not the file any more: the client must unlink dst's copy.
   if (at.linkto === undefined) b.refuseMoved(rel, at.gfid);
   b.mig.entryChanged(at.gfid);
-  b.keepingTimes(rel, optBool(a, 'keepTimes'), () => b.st.unlink(rel));
+  b.keepingTimes(rel, a.keepTimes, () => b.st.unlink(rel));
   dropHandleIfLast(b, at.gfid);
   if (clearIntent && at.gfid && at.nlink > 1) b.clearRenameIntent(at.gfid);
   return { ...at, nlink: Math.max(0, at.nlink - 1) };
 }
 
-export function rmdir(b: BrickCore, a: Args): Record<string, never> {
-  const rel = b.path(a);
+export function rmdir(b: BrickCore, a: Decoded<'rmdir'>): Record<string, never> {
+  const rel = b.walk(a.path);
   if (rel === '') throw new FsError('EBUSY', 'cannot remove the root');
   const st = b.st.lstat(rel);
   if (!isDir(st)) throw new FsError('ENOTDIR', `/${rel} is not a directory`);
   const gfid = b.readGfid(rel);
-  if (optBool(a, 'purgeLinktos')) {
+  if (a.purgeLinktos) {
     // Linkto files are DHT's own; when the client has found the directory empty they are stale.
     const entries = b.st.readdir(rel);
     const children = entries.map((e) => ({ e, st: b.st.lstat(`${rel}/${e.name}`) }));
@@ -252,12 +229,12 @@ export function rmdir(b: BrickCore, a: Args): Record<string, never> {
   return {};
 }
 
-export function rename(b: BrickCore, a: Args): Attr | Promise<Attr> {
-  const from = b.path(a, 'from');
-  const to = b.path(a, 'to');
+export function rename(b: BrickCore, a: Decoded<'rename'>): Attr | Promise<Attr> {
+  const from = b.walk(a.from);
+  const to = b.walk(a.to);
   if (from === '' || to === '') throw new FsError('EBUSY', 'cannot rename the root');
-  const wantGfid = optGfid(a, 'gfid');
-  b.checkParentLayout(to, a);
+  const wantGfid = a.gfid;
+  b.checkParentLayout(to, a.parentLayout, a.parentCommit);
   const st = b.st.lstat(from);
   const gfid = b.readGfid(from);
   if (wantGfid && gfid !== wantGfid) throw new FsError('ESTALE', `/${from} is another file now`);
@@ -279,11 +256,11 @@ export function rename(b: BrickCore, a: Args): Attr | Promise<Attr> {
   return b.attr(to, b.st.lstat(to), gfid);
 }
 
-export function link(b: BrickCore, a: Args): Attr | Promise<Attr> {
-  const from = b.path(a, 'from');
-  const to = b.path(a, 'to');
-  const wantGfid = optGfid(a, 'gfid');
-  b.checkParentLayout(to, a);
+export function link(b: BrickCore, a: Decoded<'link'>): Attr | Promise<Attr> {
+  const from = b.walk(a.from);
+  const to = b.walk(a.to);
+  const wantGfid = a.gfid;
+  b.checkParentLayout(to, a.parentLayout, a.parentCommit);
   const st = b.st.lstat(from);
   if (isDir(st)) throw new FsError('EPERM', 'hard links to directories are not allowed');
   const gfid = b.readGfid(from);
@@ -301,12 +278,11 @@ export function link(b: BrickCore, a: Args): Attr | Promise<Attr> {
     }
   }
   b.st.link(from, to);
-  if (optBool(a, 'intent')) {
+  if (a.intent) {
     // A rename's second name (DhtClient.rename): the file says which rename it belongs to until the
     // renamer (or whoever meets the file first, should the renamer be cut off) finishes or undoes it.
     try {
-      const rep = a.replaced as { brick?: unknown; gfid?: unknown } | undefined;
-      const replaced = rep && typeof rep.brick === 'string' && rep.brick.length <= 255 ? { brick: rep.brick, ...(typeof rep.gfid === 'string' && isGfid(rep.gfid) ? { gfid: rep.gfid } : {}) } : undefined;
+      const replaced = a.replaced;
       b.st.setxattr(to, b.X.rename, Buffer.from(JSON.stringify({ from: '/' + from, to: '/' + to, ...(replaced ? { replaced } : {}) })));
     } catch (e) {
       b.st.unlink(to);
@@ -317,33 +293,29 @@ export function link(b: BrickCore, a: Args): Attr | Promise<Attr> {
 }
 
 /** The file's unfinished rename is settled (DhtClient.settleRename): it forgets it. */
-export function renameSettled(b: BrickCore, a: Args): Record<string, never> {
-  const gfid = gfidArg(a, 'gfid');
-  b.clearRenameIntent(gfid);
+export function renameSettled(b: BrickCore, a: Decoded<'renameSettled'>): Record<string, never> {
+  b.clearRenameIntent(a.gfid);
   return {};
 }
 
-export function symlink(b: BrickCore, a: Args): Attr {
-  const rel = b.path(a);
-  const target = symlinkTarget(a);
-  return makeName(b, rel, a, () => b.st.symlink(target, rel));
+export function symlink(b: BrickCore, a: Decoded<'symlink'>): Attr {
+  const rel = b.walk(a.path);
+  return makeName(b, rel, a, () => b.st.symlink(a.target, rel));
 }
 
 /** A name with no data of its own (a symlink, a FIFO, a socket): `make` makes it, then its gfid and owner. */
-export function makeName(b: BrickCore, rel: string, a: Args, make: () => void): Attr {
-  const gfid = newGfidArg(a, 'gfid');
-  const uid = optInt(a, 'uid', 0, U32);
-  const gid = optInt(a, 'gid', 0, U32);
-  b.checkParentLayout(rel, a);
+function makeName(b: BrickCore, rel: string, a: Decoded<'symlink'> | Decoded<'mknod'>, make: () => void): Attr {
+  const { gfid, uid, gid } = a;
+  b.checkParentLayout(rel, a.parentLayout, a.parentCommit);
   make();
   b.adoptNew(rel, gfid, uid, gid);
   return b.attr(rel, b.st.lstat(rel), gfid);
 }
 
 /** A FIFO or a socket (`mode`: type and permission bits); no device nodes. */
-export function mknod(b: BrickCore, a: Args): Attr {
-  const rel = b.path(a);
-  const mode = int(a, 'mode', 0, 0o177777);
+export function mknod(b: BrickCore, a: Decoded<'mknod'>): Attr {
+  const rel = b.walk(a.path);
+  const mode = a.mode;
   const type = mode & S_IFMT;
   if (type !== S_IFIFO && type !== S_IFSOCK) throw new FsError('EPERM', 'mknod makes FIFOs and sockets only');
   const mknod = b.st.mknod?.bind(b.st);
@@ -351,17 +323,16 @@ export function mknod(b: BrickCore, a: Args): Attr {
   return makeName(b, rel, a, () => mknod(rel, mode));
 }
 
-export function readlink(b: BrickCore, a: Args): { target: string; attr: Attr } {
-  const rel = b.path(a);
+export function readlink(b: BrickCore, a: Decoded<'readlink'>): { target: string; attr: Attr } {
+  const rel = b.walk(a.path);
   const st = b.st.lstat(rel);
   if (!isLnk(st)) throw new FsError('EINVAL', `/${rel} is not a symlink`);
   return { target: b.st.readlink(rel), attr: b.attr(rel, st) };
 }
 
-export function readdir(b: BrickCore, a: Args): { entries: DirEntryAttr[]; eof: boolean; attr: Attr } {
-  const rel = b.path(a);
-  const offset = optInt(a, 'offset') ?? 0;
-  const limit = optInt(a, 'limit', 1, 100_000) ?? 1000;
+export function readdir(b: BrickCore, a: Decoded<'readdir'>): { entries: DirEntryAttr[]; eof: boolean; attr: Attr } {
+  const rel = b.walk(a.path);
+  const { offset, limit } = a;
   const dst = b.st.lstat(rel);
   if (!isDir(dst)) throw new FsError('ENOTDIR', `/${rel} is not a directory`);
   let names = b.st.readdir(rel).map((e) => e.name);

@@ -1,12 +1,12 @@
 /** inodelk and entrylk over the lock table (locks.ts). */
 import { FsError } from '../../common/errors.js';
 import { ROOT_GFID } from '../../common/gfid.js';
-import { type Args, str, optBool, optGfid, lockMode } from '../args.js';
+import { bad, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
 
-export function lockOp(b: BrickCore, s: Session, a: Args, key: string, domain: string, name?: string): Promise<Record<string, never>> | Record<string, never> {
-  const mode = lockMode(a, 'type');
-  const ownerArg = str(a, 'owner');
+function lockOp(b: BrickCore, s: Session, a: Decoded<'inodelk'> | Decoded<'entrylk'>, key: string, domain: string, name?: string): Promise<Record<string, never>> | Record<string, never> {
+  const mode = a.type;
+  const ownerArg = a.owner;
   // A limit hit (name sizes, lock count, domains, a waiter's deadline) is logged with the client named.
   const logged = (e: unknown) => {
     const limit = e instanceof FsError ? e.info?.limit : undefined;
@@ -27,7 +27,7 @@ export function lockOp(b: BrickCore, s: Session, a: Args, key: string, domain: s
   }
   let r: Promise<void> | void;
   try {
-    r = b.locks.acquire(key, owner, s.id, mode, optBool(a, 'block'), domain);
+    r = b.locks.acquire(key, owner, s.id, mode, a.block, domain);
   } catch (e) {
     throw logged(e);
   }
@@ -41,17 +41,18 @@ export function lockOp(b: BrickCore, s: Session, a: Args, key: string, domain: s
     : {};
 }
 
-export function inodelk(b: BrickCore, s: Session, a: Args): Promise<Record<string, never>> | Record<string, never> {
-  const domain = str(a, 'domain');
-  const gfid = optGfid(a, 'gfid') ?? b.readGfid(b.path(a));
+export function inodelk(b: BrickCore, s: Session, a: Decoded<'inodelk'>): Promise<Record<string, never>> | Record<string, never> {
+  const domain = a.domain;
+  if (a.gfid === undefined && a.path === undefined) throw bad('path', 'must be a string');
+  const gfid = a.gfid ?? b.readGfid(b.walk(a.path!));
   if (!gfid) throw new FsError('EIO', 'inode has no gfid');
   return lockOp(b, s, a, `i\0${domain}\0${gfid}`, domain);
 }
 
-export function entrylk(b: BrickCore, s: Session, a: Args): Promise<Record<string, never>> | Record<string, never> {
-  const domain = str(a, 'domain');
-  const dir = b.path(a);
-  const name = str(a, 'name');
+export function entrylk(b: BrickCore, s: Session, a: Decoded<'entrylk'>): Promise<Record<string, never>> | Record<string, never> {
+  const domain = a.domain;
+  const dir = b.walk(a.path);
+  const name = a.name;
   const gfid = dir === '' ? ROOT_GFID : b.readGfid(dir);
   if (!gfid) throw new FsError('EIO', 'directory has no gfid');
   return lockOp(b, s, a, `e\0${domain}\0${gfid}\0${name}`, domain, name);

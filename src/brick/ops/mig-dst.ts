@@ -1,11 +1,10 @@
 /** The migration protocol at dst (docs/MIGRATION.md): the private copy, its pull from a peer brick, finalize and install, special files. */
 import { FsError, codeOf } from '../../common/errors.js';
-import { MAX_IO_SIZE } from '../../wire/frame.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
 import { O_RDONLY, O_CREAT, O_DIRECTORY, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, S_IFIFO, S_IFSOCK, type Storage } from '../../storage/storage.js';
 import { MIGRATE_DIR, parentOf, handlePath, isReg, isDir } from '../format.js';
-import { type Args, bad, str, int, optInt, optBool, gfidArg, newGfidArg, timespec, U32, symlinkTarget, xattrPairs, relPath } from '../args.js';
+import { bad, relPath, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
 import { addFd, fdOf } from '../fds.js';
 import { dropHandleIfLast, handleOf, pointHandleAt } from '../handles.js';
@@ -17,15 +16,14 @@ import { makeLinkto, setLinkto } from './entry.js';
  * network nor the migrator. Anything else is refused (EXDEV) and the migrator copies through itself.
  * What src's clients change meanwhile is tracked by src and copied again, as with any copy.
  */
-export async function migPull(b: BrickCore, s: Session, a: Args): Promise<{ copied: number }> {
-  const f = fdOf(b, s, a);
+export async function migPull(b: BrickCore, s: Session, a: Decoded<'migPull'>): Promise<{ copied: number }> {
+  const f = fdOf(b, s, a.fd);
   if (!f.tempRel || !f.gfid) throw new FsError('EBADF', 'fd is not a migration copy');
-  const offset = int(a, 'offset');
-  const length = int(a, 'length', 0, MAX_IO_SIZE);
-  const src = a.source as Record<string, unknown> | null;
-  if (!src || typeof src !== 'object') throw bad('source', 'must be an object');
-  const name = { host: str(src, 'host'), root: str(src, 'root') };
-  if (str(src, 'path') !== handlePath(f.gfid)) throw bad('source', 'is not the file of this copy');
+  const offset = a.offset;
+  const length = a.length;
+  const src = a.source;
+  const name = { host: src.host, root: src.root };
+  if (src.path !== handlePath(f.gfid)) throw bad('source', 'is not the file of this copy');
   const peer = b.st.peer?.(name) ?? null;
   if (!peer) throw new FsError('EXDEV', 'the source is not on this host');
   // Only a brick of this very volume: its root carries this volume's id.
@@ -38,7 +36,7 @@ export async function migPull(b: BrickCore, s: Session, a: Args): Promise<{ copi
   })();
   const ours = b.st.getxattr('', b.X.volumeId);
   if (!theirs || !ours || !Buffer.from(theirs).equals(Buffer.from(ours))) throw new FsError('EXDEV', 'the source is not a brick of this volume');
-  const h = peer.open(str(src, 'path'), O_RDONLY, 0);
+  const h = peer.open(src.path, O_RDONLY, 0);
   try {
     // In the kernel where the storage can (copy_file_range); through memory otherwise.
     const inKernel = b.st.copyRange
@@ -69,19 +67,16 @@ export async function copyThroughMemory(b: BrickCore, peer: Storage, from: numbe
   }
 }
 
-export function tempPath(b: BrickCore, gfid: string, token: string): string {
-  if (!/^[0-9a-f]{1,32}$/.test(token)) throw bad('token', 'must be hex');
+/** A migration copy's private name (the token is hex: wire/ops.ts's hexToken). */
+function tempPath(gfid: string, token: string): string {
   return `${MIGRATE_DIR}/${gfid}.${token}`;
 }
 
 /** step `prepare-dst`: a linkto to src at the name if there is nothing, and a private copy to fill. */
-export async function migPrepare(b: BrickCore, s: Session, a: Args): Promise<{ fd: number }> {
-  const rel = b.path(a);
-  const gfid = newGfidArg(a, 'gfid');
-  const src = str(a, 'src');
-  const tmp = tempPath(b, gfid, str(a, 'token'));
-  const uid = optInt(a, 'uid', 0, U32);
-  const gid = optInt(a, 'gid', 0, U32);
+export async function migPrepare(b: BrickCore, s: Session, a: Decoded<'migPrepare'>): Promise<{ fd: number }> {
+  const rel = b.walk(a.path);
+  const { gfid, src, uid, gid, links } = a;
+  const tmp = tempPath(gfid, a.token);
   let cur: Attr | null = null;
   try {
     cur = b.attrOf(rel);
@@ -92,7 +87,6 @@ export async function migPrepare(b: BrickCore, s: Session, a: Args): Promise<{ f
   else if (cur.linkto === undefined || cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${b.cfg.name} is not a linkto of this file`);
   else if (cur.linkto !== src) setLinkto(b, rel, src);
   b.ensureDir(MIGRATE_DIR, 0o700);
-  const links = linksArg(b, a);
   const h = b.st.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o600);
   try {
     b.setGfid(tmp, gfid);
@@ -108,16 +102,10 @@ export async function migPrepare(b: BrickCore, s: Session, a: Args): Promise<{ f
 }
 
 /** step `final-copy`: size, attributes and xattrs of the copy, then make it durable. */
-export async function migFinalize(b: BrickCore, s: Session, a: Args): Promise<Attr> {
-  const f = fdOf(b, s, a);
+export async function migFinalize(b: BrickCore, s: Session, a: Decoded<'migFinalize'>): Promise<Attr> {
+  const f = fdOf(b, s, a.fd);
   if (!f.tempRel) throw new FsError('EINVAL', 'fd is not a migration copy');
-  const size = int(a, 'size');
-  const mode = int(a, 'mode', 0, 0o7777);
-  const uid = int(a, 'uid', 0, U32);
-  const gid = int(a, 'gid', 0, U32);
-  const atime = timespec(a, 'atime');
-  const mtime = timespec(a, 'mtime');
-  const xattrs = xattrPairs(a, 'xattrs');
+  const { size, mode, uid, gid, atime, mtime, xattrs } = a;
   b.st.ftruncate(f.h, size);
   b.st.lchown(f.tempRel, uid, gid);
   b.st.chmod(f.tempRel, mode);
@@ -141,11 +129,10 @@ export async function fsyncDir(b: BrickCore, rel: string): Promise<void> {
  * migrator, before it removes src's commit record) makes the rename durable; a client that follows a
  * move does not need to wait for that: src's record still says where the copy is.
  */
-export async function migInstall(b: BrickCore, a: Args): Promise<Attr> {
-  const rel = b.path(a);
-  const gfid = gfidArg(a, 'gfid');
-  const tmp = tempPath(b, gfid, str(a, 'token'));
-  const durable = optBool(a, 'durable');
+export async function migInstall(b: BrickCore, a: Decoded<'migInstall'>): Promise<Attr> {
+  const rel = b.walk(a.path);
+  const { gfid, durable } = a;
+  const tmp = tempPath(gfid, a.token);
   let cur: Attr | null = null;
   try {
     cur = b.attrOf(rel);
@@ -174,13 +161,6 @@ export async function migInstall(b: BrickCore, a: Args): Promise<Attr> {
   const dirs = installLinks(b, rel, gfid);
   if (durable) for (const d of new Set([parentOf(rel), ...dirs])) await fsyncDir(b, d);
   return b.attrOf(rel);
-}
-
-/** The file's names for migLease and migPrepare (a file with several names), or undefined. */
-export function linksArg(b: BrickCore, a: Args): string[] | undefined {
-  if (a.links === undefined || a.links === null) return undefined;
-  if (!Array.isArray(a.links) || a.links.length === 0 || a.links.length > 1000) throw bad('links', 'must be 1..1000 paths');
-  return a.links.map((l) => relPath(l, 'links'));
 }
 
 /**
@@ -239,19 +219,13 @@ export function installLinks(b: BrickCore, rel: string, gfid: string): string[] 
  * (rename(2): once there, the name never goes missing). The name's directory keeps its times (no user
  * made the name). The same file at the name already (a retry) gets the attributes given again.
  */
-export function migSpecial(b: BrickCore, a: Args): Attr {
-  const rel = b.path(a);
+export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
+  const rel = b.walk(a.path);
   if (rel === '') throw new FsError('EEXIST', 'the root exists');
-  const gfid = newGfidArg(a, 'gfid');
-  const mode = int(a, 'mode', 0, 0o177777);
-  const type = mode & S_IFMT;
-  if (type !== S_IFLNK && type !== S_IFIFO && type !== S_IFSOCK) throw bad('mode', 'must be a symlink, FIFO or socket');
-  const uid = int(a, 'uid', 0, U32);
-  const gid = int(a, 'gid', 0, U32);
-  const atime = timespec(a, 'atime');
-  const mtime = timespec(a, 'mtime');
-  const xattrs = a.xattrs === undefined || a.xattrs === null ? [] : xattrPairs(a, 'xattrs');
-  const target = type === S_IFLNK ? symlinkTarget(a) : '';
+  const { gfid, mode, uid, gid, atime, mtime, xattrs, links } = a;
+  const type = mode & S_IFMT; // a symlink's, a FIFO's or a socket's (specialMode)
+  if (type === S_IFLNK && a.target === undefined) throw bad('target', 'must be a string');
+  const target = type === S_IFLNK ? a.target! : '';
   const apply = (p: string) => {
     b.st.lchown(p, uid, gid);
     if (type !== S_IFLNK) b.st.chmod(p, mode & 0o7777);
@@ -264,7 +238,6 @@ export function migSpecial(b: BrickCore, a: Args): Attr {
   } catch (e) {
     if (codeOf(e) !== 'ENOENT') throw e;
   }
-  const links = linksArg(b, a);
   if (cur && cur.gfid === gfid && cur.linkto === undefined && (cur.mode & S_IFMT) === type) {
     apply(rel);
     installLinks(b, rel, gfid);
@@ -308,16 +281,15 @@ export function migSpecial(b: BrickCore, a: Args): Attr {
  * still that file (gfid) and unchanged since the migrator read it (`ctime`; changed: EAGAIN, the
  * migrator copies the attributes again first). Its directory keeps its times.
  */
-export function migDropSpecial(b: BrickCore, a: Args): Record<string, never> {
-  const rel = b.path(a);
-  const gfid = gfidArg(a, 'gfid');
-  const ctime = timespec(a, 'ctime');
+export function migDropSpecial(b: BrickCore, a: Decoded<'migDropSpecial'>): Record<string, never> {
+  const rel = b.walk(a.path);
+  const { gfid, ctime } = a;
   const st = b.st.lstat(rel);
   if (isDir(st) || isReg(st)) throw new FsError('EINVAL', `/${rel} is not a special file`);
   if (b.readGfid(rel) !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
   if (ctime && (st.ctime[0] !== ctime[0] || st.ctime[1] !== ctime[1])) throw new FsError('EAGAIN', `/${rel} changed meanwhile`);
   // A file of several names goes under all of them at once (each unlink moves the inode's ctime).
-  const links = linksArg(b, a) ?? [rel];
+  const links = a.links ?? [rel];
   if (!links.includes(rel) || links.length !== st.nlink - (handleOf(b, gfid, st) ? 1 : 0) || !links.every((l) => b.st.lstat(l).ino === st.ino)) {
     throw new FsError('ESTALE', `/${rel}: its names are not the ones given`);
   }

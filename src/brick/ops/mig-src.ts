@@ -5,13 +5,11 @@ import type { Attr } from '../../wire/types.js';
 import { O_RDONLY, O_RDWR, LOCK_GATE, LOCK_WRITERS, type LocalName } from '../../storage/storage.js';
 import { formatMoved, type DirtyRecord, type Moved } from '../migration.js';
 import { MIGRATE_DIR, handlePath, isReg } from '../format.js';
-import { type Args, bad, str, int, optInt, gfidArg } from '../args.js';
+import { type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
 import { dropHandleIfLast } from '../handles.js';
 import { setLinkto } from './entry.js';
-import { linksArg } from './mig-dst.js';
 
-const MAX_LEASE_MS = 10 * 60 * 1000;
 /** How long a lease waits for the local writes of its file in flight to end before giving up (EBUSY). */
 const LOCAL_WRITERS_WAIT_MS = 5000;
 
@@ -21,12 +19,9 @@ const LOCAL_WRITERS_WAIT_MS = 5000;
  * lock, both held until the commit or the abort: no local write is then in flight or can begin, and
  * every change goes through this brick, which tracks it (docs/MIGRATION.md, "Local writes").
  */
-export async function migLease(b: BrickCore, s: Session, a: Args): Promise<{ token: string; attr: Attr }> {
-  const rel = b.path(a);
-  const gfid = gfidArg(a, 'gfid');
-  const dst = str(a, 'dst');
-  const leaseMs = int(a, 'leaseMs', 1, MAX_LEASE_MS);
-  const links = linksArg(b, a);
+export async function migLease(b: BrickCore, s: Session, a: Decoded<'migLease'>): Promise<{ token: string; attr: Attr }> {
+  const rel = b.walk(a.path);
+  const { gfid, dst, leaseMs, links } = a;
   const check = (locked: boolean): Attr => {
     const st = b.st.lstat(rel);
     const at = b.attr(rel, st);
@@ -86,8 +81,8 @@ export function unlockWriters(b: BrickCore, gfid: string): void {
   }
 }
 
-export function migRenew(b: BrickCore, a: Args): Record<string, never> {
-  b.mig.renew(gfidArg(a, 'gfid'), str(a, 'token'), int(a, 'leaseMs', 1, MAX_LEASE_MS));
+export function migRenew(b: BrickCore, a: Decoded<'migRenew'>): Record<string, never> {
+  b.mig.renew(a.gfid, a.token, a.leaseMs);
   return {};
 }
 
@@ -95,17 +90,17 @@ export function migRenew(b: BrickCore, a: Args): Record<string, never> {
  * Where a brick on this host can read the file under migration directly (migPull), so that its bytes
  * need not cross the network twice through the migrator; null when this storage cannot be shared.
  */
-export function migSource(b: BrickCore, a: Args): { source: (LocalName & { path: string }) | null } {
-  const gfid = gfidArg(a, 'gfid');
-  b.mig.holds(gfid, str(a, 'token'));
+export function migSource(b: BrickCore, a: Decoded<'migSource'>): { source: (LocalName & { path: string }) | null } {
+  const gfid = a.gfid;
+  b.mig.holds(gfid, a.token);
   const name = b.st.localName?.() ?? null;
   return { source: name ? { ...name, path: handlePath(gfid) } : null };
 }
 
 /** step `recopy`: the ranges changed since the last call. */
-export function migDirty(b: BrickCore, a: Args): DirtyRecord & { size: number } {
-  const gfid = gfidArg(a, 'gfid');
-  const rec = b.mig.takeDirty(gfid, str(a, 'token'));
+export function migDirty(b: BrickCore, a: Decoded<'migDirty'>): DirtyRecord & { size: number } {
+  const gfid = a.gfid;
+  const rec = b.mig.takeDirty(gfid, a.token);
   return { ...rec, size: b.st.lstat(handlePath(gfid)).size };
 }
 
@@ -115,11 +110,11 @@ export function migDirty(b: BrickCore, a: Args): DirtyRecord & { size: number } 
  * where to ask again (null: no more). What clients write meanwhile, holes included, is in the dirty
  * record as always.
  */
-export function migSegments(b: BrickCore, a: Args): { segments: [number, number][]; next: number | null } {
-  const gfid = gfidArg(a, 'gfid');
-  b.mig.holds(gfid, str(a, 'token'));
-  const from = int(a, 'offset');
-  const max = optInt(a, 'max', 1, 65536) ?? 4096;
+export function migSegments(b: BrickCore, a: Decoded<'migSegments'>): { segments: [number, number][]; next: number | null } {
+  const gfid = a.gfid;
+  b.mig.holds(gfid, a.token);
+  const from = a.offset;
+  const max = a.max ?? 4096;
   const hp = handlePath(gfid);
   const size = b.st.lstat(hp).size;
   const seek = b.st.seekData?.bind(b.st);
@@ -143,9 +138,9 @@ export function migSegments(b: BrickCore, a: Args): { segments: [number, number]
 }
 
 /** step `freeze`: changes are held from now on; the last ranges and the attributes to copy. */
-export async function migFreeze(b: BrickCore, a: Args): Promise<{ dirty: DirtyRecord; attr: Attr; xattrs: [string, Buffer][] }> {
-  const gfid = gfidArg(a, 'gfid');
-  const dirty = await b.mig.freeze(gfid, str(a, 'token'));
+export async function migFreeze(b: BrickCore, a: Decoded<'migFreeze'>): Promise<{ dirty: DirtyRecord; attr: Attr; xattrs: [string, Buffer][] }> {
+  const gfid = a.gfid;
+  const dirty = await b.mig.freeze(gfid, a.token);
   const hp = handlePath(gfid);
   const attr = b.attr(hp, b.st.lstat(hp), gfid);
   const xattrs: [string, Buffer][] = [];
@@ -158,9 +153,8 @@ export async function migFreeze(b: BrickCore, a: Args): Promise<{ dirty: DirtyRe
 }
 
 /** step `commit`: under the lease and frozen, the durable record "moved to dst". */
-export async function migCommit(b: BrickCore, a: Args): Promise<{ moved: Moved }> {
-  const gfid = gfidArg(a, 'gfid');
-  const token = str(a, 'token');
+export async function migCommit(b: BrickCore, a: Decoded<'migCommit'>): Promise<{ moved: Moved }> {
+  const { gfid, token } = a;
   const rec = b.mig.beginCommit(gfid, token);
   const hp = handlePath(gfid);
   try {
@@ -183,15 +177,15 @@ export async function migCommit(b: BrickCore, a: Args): Promise<{ moved: Moved }
   return { moved: b.mig.endCommit(gfid, token) };
 }
 
-export function migAbort(b: BrickCore, a: Args): Record<string, never> {
-  b.mig.abort(gfidArg(a, 'gfid'), str(a, 'token'), 'migrator gave up');
+export function migAbort(b: BrickCore, a: Decoded<'migAbort'>): Record<string, never> {
+  b.mig.abort(a.gfid, a.token, 'migrator gave up');
   return {};
 }
 
 /** step `cleanup`: remove src's data file of a committed migration. */
-export function migCleanup(b: BrickCore, a: Args): Record<string, never> {
-  const rel = b.path(a);
-  const gfid = gfidArg(a, 'gfid');
+export function migCleanup(b: BrickCore, a: Decoded<'migCleanup'>): Record<string, never> {
+  const rel = b.walk(a.path);
+  const gfid = a.gfid;
   const st = b.st.lstat(rel);
   const at = b.attr(rel, st);
   if (at.gfid !== gfid) throw new FsError('ESTALE', `/${rel} is another file now`);
@@ -209,8 +203,8 @@ export function migCleanup(b: BrickCore, a: Args): Record<string, never> {
  * Removes migration copies that no migration will install: not open here, and older than `olderThanMs`.
  * The rebalancer calls it after a complete run (which installed every committed copy it met).
  */
-export function migSweep(b: BrickCore, a: Args): { removed: number } {
-  const olderThan = int(a, 'olderThanMs');
+export function migSweep(b: BrickCore, a: Decoded<'migSweep'>): { removed: number } {
+  const olderThan = a.olderThanMs;
   let names: string[];
   try {
     names = b.st.readdir(MIGRATE_DIR).map((e) => e.name);
@@ -237,8 +231,8 @@ export function migSweep(b: BrickCore, a: Args): { removed: number } {
  * The legacy (GlusterFS) protocol's xattr steps: set the linkto xattr on a data file (phase 1 on src)
  * or remove it (dst-remove-linkto on dst). `target` null removes it.
  */
-export function legacySetLinkto(b: BrickCore, a: Args): Attr {
-  const rel = b.path(a);
+export function legacySetLinkto(b: BrickCore, a: Decoded<'legacySetLinkto'>): Attr {
+  const rel = b.walk(a.path);
   const st = b.st.lstat(rel);
   if (!isReg(st)) throw new FsError('EINVAL', `/${rel} is not a regular file`);
   if (a.target === null) {
@@ -248,9 +242,7 @@ export function legacySetLinkto(b: BrickCore, a: Args): Attr {
       if (codeOf(e) !== 'ENODATA') throw e;
     }
   } else {
-    const target = str(a, 'target');
-    if (target.length === 0 || target.length > 255 || target.includes('\0')) throw bad('target', 'must be a brick name');
-    setLinkto(b, rel, target);
+    setLinkto(b, rel, a.target);
   }
   return b.attrOf(rel);
 }

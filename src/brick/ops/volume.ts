@@ -3,7 +3,7 @@ import { FsError, codeOf } from '../../common/errors.js';
 import { encodeRanges } from '../../dht/layout.js';
 import { type Attr, type RootInfo, type StatFsReply, TOPOLOGY_CHANGED } from '../../wire/types.js';
 import { isDir } from '../format.js';
-import { type Args, bad, int, U32, rangesArg } from '../args.js';
+import { bad, U32, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
 
 export function rootInfo(b: BrickCore): RootInfo {
@@ -27,10 +27,9 @@ export function getTopology(b: BrickCore): { topology: unknown } {
   }
 }
 
-export function setTopology(b: BrickCore, a: Args, s?: Session): { topology: unknown } {
+export function setTopology(b: BrickCore, a: Decoded<'setTopology'>, s?: Session): { topology: unknown } {
   b.needAdmin(s, 'setTopology');
   const t = a.topology;
-  if (typeof t !== 'object' || t === null) throw bad('topology', 'must be a map');
   const json = JSON.stringify(t);
   if (json.length > 3500) throw new FsError('E2BIG', 'topology too large for one xattr');
   const cur = getTopology(b).topology as { version?: number } | null;
@@ -51,10 +50,9 @@ export function statfs(b: BrickCore): StatFsReply {
   return b.st.statfs();
 }
 
-export function setLayout(b: BrickCore, a: Args): Attr {
-  const rel = b.path(a);
-  const layout = rangesArg(a, 'layout');
-  if (layout === undefined) throw bad('layout', 'required');
+export function setLayout(b: BrickCore, a: Decoded<'setLayout'>): Attr {
+  const rel = b.walk(a.path);
+  const layout = a.layout;
   const st = b.st.lstat(rel);
   if (!isDir(st)) throw new FsError('ENOTDIR', `/${rel} is not a directory`);
   if (layout === null) {
@@ -70,8 +68,8 @@ export function setLayout(b: BrickCore, a: Args): Attr {
 }
 
 /** An ordinary session may give a brick its first commit hash (a new volume's first client does), not change it. */
-export function setCommitHash(b: BrickCore, a: Args, s?: Session): RootInfo {
-  const v = int(a, 'value', 0, U32);
+export function setCommitHash(b: BrickCore, a: Decoded<'setCommitHash'>, s?: Session): RootInfo {
+  const v = a.value;
   if (s && !s.admin) {
     const cur = rootInfo(b).commitHash;
     if (cur !== null && cur !== v) b.needAdmin(s, 'setCommitHash');

@@ -77,6 +77,7 @@ typedef struct req {
   int detached;        /* answered to the kernel already: JavaScript's reply only frees it (release) */
   int lookup;          /* OP_GETATTR for a lookup: answered with an entry */
   char *path, *path2;  /* owned */
+  fuse_ino_t ino;      /* open: the inode opened */
   fuse_ino_t parent, newparent; /* the names an answer makes, removes or moves, */
   char *name, *newname;         /* owned */
   struct fuse_file_info fi;     /* open, create: the kernel's, copied */
@@ -597,6 +598,55 @@ static int local_stat(uint64_t fh, struct stat *st) {
   return done;
 }
 
+/* --- open handles per inode ----------------------------------------------------------------------------
+ * The kernel asks a getattr of an open file by its inode alone (fstat(2) sends no handle): once the
+ * file's name is gone (unlinked, or renamed over), its path cannot answer, but any handle open on the
+ * inode can (the brick's fstat of it). So each handle is kept under its inode from its open (or create)
+ * to its release. */
+
+typedef struct openfh {
+  uint64_t ino, fh;
+  struct openfh *next;
+} openfh_t;
+#define OPEN_SLOTS 4096
+static openfh_t *opens[OPEN_SLOTS];
+static pthread_mutex_t opens_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void open_add(uint64_t ino, uint64_t fh) {
+  openfh_t *e = malloc(sizeof *e);
+  if (!e) return; /* then only the name answers, as before */
+  e->ino = ino;
+  e->fh = fh;
+  pthread_mutex_lock(&opens_lock);
+  e->next = opens[ino % OPEN_SLOTS];
+  opens[ino % OPEN_SLOTS] = e;
+  pthread_mutex_unlock(&opens_lock);
+}
+static void open_del(uint64_t ino, uint64_t fh) {
+  pthread_mutex_lock(&opens_lock);
+  for (openfh_t **p = &opens[ino % OPEN_SLOTS]; *p; p = &(*p)->next) {
+    if ((*p)->ino == ino && (*p)->fh == fh) {
+      openfh_t *e = *p;
+      *p = e->next;
+      free(e);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&opens_lock);
+}
+/* A handle open on inode `ino` into *fh: 1, or 0 if there is none. */
+static int open_any(uint64_t ino, uint64_t *fh) {
+  int found = 0;
+  pthread_mutex_lock(&opens_lock);
+  for (openfh_t *e = opens[ino % OPEN_SLOTS]; e && !found; e = e->next)
+    if (e->ino == ino) {
+      *fh = e->fh;
+      found = 1;
+    }
+  pthread_mutex_unlock(&opens_lock);
+  return found;
+}
+
 /* --- requests ------------------------------------------------------------------------------------------ */
 
 /*
@@ -665,9 +715,11 @@ static void reply_entry(req_t *r) {
   r->fi.fh = r->fh;
   r->fi.direct_io = r->direct_io;
   r->fi.keep_cache = 0;
+  open_add(e.ino, r->fh); /* before the kernel has it: its release may come at once */
   if (fuse_reply_create(r->fr, &e, &r->fi) == -ENOENT) {
     /* The kernel gave up on the request (interrupted): it will never forget the inode nor release the
      * handle, so both go here. */
+    open_del(e.ino, r->fh);
     pthread_rwlock_wrlock(&nodes_lock);
     forget_locked(e.ino, 1);
     pthread_rwlock_unlock(&nodes_lock);
@@ -706,7 +758,11 @@ static void finish(req_t *r, int res) {
       r->fi.fh = r->fh;
       r->fi.direct_io = r->direct_io;
       r->fi.keep_cache = 0;
-      if (fuse_reply_open(fr, &r->fi) == -ENOENT) release_fh(r->fh); /* interrupted: never released */
+      open_add(r->ino, r->fh);
+      if (fuse_reply_open(fr, &r->fi) == -ENOENT) { /* interrupted: never released */
+        open_del(r->ino, r->fh);
+        release_fh(r->fh);
+      }
       break;
     case OP_READ:
       fuse_reply_buf(fr, r->buf, (size_t)res);
@@ -811,9 +867,22 @@ static void ll_forget_multi(fuse_req_t fr, size_t count, struct fuse_forget_data
   fuse_reply_none(fr);
 }
 static void ll_getattr(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
-  /* An open file whose name is gone is still there through its handle. */
-  req_t *r = on_inode(fr, OP_GETATTR, ino, fi, 1);
+  /* An open file whose name is gone is still there through its handle: the kernel's (fi), or, for a
+   * getattr by inode alone (fstat), any handle open on the inode. */
+  req_t *r = new_req(fr, OP_GETATTR, 1);
   if (!r) return;
+  r->path = path_of(ino, NULL);
+  struct fuse_file_info held;
+  if (!r->path && !fi) {
+    int err = errno;
+    memset(&held, 0, sizeof held);
+    if (!open_any(ino, &held.fh)) {
+      fuse_reply_err(fr, err);
+      free_req(r);
+      return;
+    }
+    fi = &held;
+  }
   r->nums[0] = fi ? (double)fi->fh : -1;
   if ((fi && local_stat(fi->fh, &r->st)) || fresh_take(fi, r->path, &r->st) || (!fi && r->path && dcache_get(r->path, &r->st))) {
     r->has_st = 1;
@@ -905,6 +974,7 @@ static void ll_rename(fuse_req_t fr, fuse_ino_t parent, const char *name, fuse_i
 static void ll_open(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
   req_t *r = on_inode(fr, OP_OPEN, ino, NULL, 1);
   if (!r) return;
+  r->ino = ino;
   r->fi = *fi;
   r->nums[0] = fi->flags;
   go(r);
@@ -957,7 +1027,7 @@ static void ll_statfs(fuse_req_t fr, fuse_ino_t ino) {
  * so it is answered at once and the request goes to JavaScript on its own: the handle is closed there a
  * moment later. */
 static void ll_release(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi) {
-  (void)ino;
+  open_del(ino, fi->fh);
   fresh_drop(fi);
   local_drop(fi->fh);
   release_fh(fi->fh);

@@ -11,6 +11,8 @@ import path from 'node:path';
 import { Volume } from '../src/api/volume.js';
 import { startCluster } from './helpers/cluster.js';
 import { mountCluster, unmountCluster } from './helpers/mount.js';
+import { execFileSync } from 'node:child_process';
+import { S_IFBLK, S_IFCHR, S_IFREG } from '../src/storage/storage.js';
 
 const fuse = fs.existsSync('/dev/fuse') ? false : 'no /dev/fuse on this machine';
 const long = 'n'.repeat(256);
@@ -45,6 +47,125 @@ test('through the mount: names past NAME_MAX and the I/O size, as on a local dis
     }
     fs.writeFileSync(path.join(mnt, 'io'), 'x');
     assert.ok(fs.statSync(path.join(mnt, 'io')).blksize <= 128 * 1024, 'an I/O size that does not inflate programs\' writes');
+  } finally {
+    fs.rmSync(local, { recursive: true, force: true });
+    await unmountCluster(c, mnt, daemon);
+  }
+});
+
+/** makedev(3), glibc's encoding, for the small numbers used here. */
+const makedev = (major: number, minor: number) => ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & ~0xff) << 12);
+
+test('device nodes: mknod of block and character devices through the library, rdev in stat, for a fresh client too', async () => {
+  const c = await startCluster(2);
+  try {
+    const vol = await Volume.connect(c.spec);
+    try {
+      await vol.mkdir('/dev');
+      await vol.mknod('/dev/null2', S_IFCHR | 0o666, makedev(1, 3));
+      await vol.mknod('/dev/loop9', S_IFBLK | 0o640, makedev(7, 300));
+      await assert.rejects(vol.mknod('/dev/null2', S_IFCHR | 0o666, makedev(1, 3)), { code: 'EEXIST' });
+      await assert.rejects(vol.mknod('/dev/f', S_IFREG | 0o644), { code: 'EINVAL' });
+      const fresh = await Volume.connect(c.spec);
+      try {
+        for (const v of [vol, fresh]) {
+          const ch = await v.lstat('/dev/null2');
+          assert.ok(ch.isCharacterDevice());
+          assert.equal(ch.rdev, makedev(1, 3));
+          assert.equal(ch.mode & 0o7777, 0o644, 'the umask applies, as to mkfifo');
+          const bl = await v.lstat('/dev/loop9');
+          assert.ok(bl.isBlockDevice());
+          assert.equal(bl.rdev, makedev(7, 300));
+          assert.equal((await v.lstat('/dev')).rdev, 0);
+        }
+        const listed = await fresh.readdir('/dev', { withFileTypes: true });
+        assert.deepEqual(listed.map((e) => [e.name, e.isCharacterDevice(), e.isBlockDevice()]).sort(), [['loop9', false, true], ['null2', true, false]]);
+        // The brick never opens one for a client.
+        await assert.rejects(vol.open('/dev/null2', 'r'), { code: 'ENXIO' });
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await vol.close();
+    }
+  } finally {
+    await c.stop();
+  }
+});
+
+test('through the mount: mknod of devices, their stat and their use, as on a local disk', { skip: fuse }, async () => {
+  // libfuse mounts nodev by default (as fusermount does): -o dev lets the kernel open the devices.
+  const { c, mnt, daemon } = await mountCluster('pgdev', 'dev');
+  const local = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-local-'));
+  try {
+    const seen = (root: string) => {
+      execFileSync('mknod', ['-m', '0620', path.join(root, 'zero'), 'c', '1', '5']);
+      execFileSync('mknod', ['-m', '0600', path.join(root, 'blk'), 'b', '7', '300']);
+      assert.throws(() => execFileSync('mknod', [path.join(root, 'zero'), 'c', '1', '5'], { stdio: 'pipe' }), /exists/);
+      const out: Record<string, unknown> = {};
+      for (const n of ['zero', 'blk']) {
+        const st = fs.lstatSync(path.join(root, n));
+        out[n] = { mode: st.mode.toString(8), rdev: st.rdev, nlink: st.nlink, size: st.size, char: st.isCharacterDevice(), block: st.isBlockDevice() };
+      }
+      // The kernel opens the device itself: a read of /dev/zero's device gives zeros on either.
+      const fd = fs.openSync(path.join(root, 'zero'), 'r');
+      try {
+        const b = Buffer.alloc(8, 0xff);
+        out.read = [fs.readSync(fd, b, 0, 8, null), b.toString('hex')];
+      } finally {
+        fs.closeSync(fd);
+      }
+      out.listed = fs.readdirSync(root, { withFileTypes: true }).map((e) => [e.name, e.isCharacterDevice(), e.isBlockDevice()]).sort();
+      fs.unlinkSync(path.join(root, 'zero'));
+      out.after = fs.readdirSync(root).sort();
+      return out;
+    };
+    assert.deepEqual(seen(mnt), seen(local));
+  } finally {
+    fs.rmSync(local, { recursive: true, force: true });
+    await unmountCluster(c, mnt, daemon);
+  }
+});
+
+test('through the mount: fstat of an open file whose name is gone, as on a local disk', { skip: fuse }, async () => {
+  const { c, mnt, daemon } = await mountCluster('pgfstat');
+  const local = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-local-'));
+  try {
+    const seen = (root: string) => {
+      const out: unknown[] = [];
+      const shown = (st: fs.Stats) => ({ size: st.size, nlink: st.nlink, file: st.isFile(), mode: (st.mode & 0o7777).toString(8), uid: st.uid });
+      const p = path.join(root, 'gone');
+      const fd = fs.openSync(p, 'w+', 0o640);
+      const other = fs.openSync(p, 'r');
+      try {
+        fs.writeSync(fd, 'hello');
+        fs.unlinkSync(p);
+        out.push(shown(fs.fstatSync(fd)));
+        fs.writeSync(fd, ', world', 5);
+        out.push(shown(fs.fstatSync(fd)), shown(fs.fstatSync(other)));
+        fs.ftruncateSync(fd, 3);
+        out.push(shown(fs.fstatSync(other)));
+        const b = Buffer.alloc(8);
+        out.push(b.subarray(0, fs.readSync(other, b, 0, 8, 0)).toString());
+        // Another file made at the name meanwhile is another file.
+        fs.writeFileSync(p, 'new file, longer');
+        out.push(shown(fs.fstatSync(fd)), fs.statSync(p).size);
+        fs.unlinkSync(p);
+        out.push(shown(fs.fstatSync(other)));
+      } finally {
+        fs.closeSync(fd);
+        fs.closeSync(other);
+      }
+      // A renamed-over file, too.
+      fs.writeFileSync(path.join(root, 'a'), 'aaa');
+      fs.writeFileSync(path.join(root, 'b'), 'bbbbbb');
+      const fa = fs.openSync(path.join(root, 'b'), 'r');
+      fs.renameSync(path.join(root, 'a'), path.join(root, 'b'));
+      out.push(shown(fs.fstatSync(fa)));
+      fs.closeSync(fa);
+      return out;
+    };
+    assert.deepEqual(seen(mnt), seen(local));
   } finally {
     fs.rmSync(local, { recursive: true, force: true });
     await unmountCluster(c, mnt, daemon);

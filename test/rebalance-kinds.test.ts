@@ -1,6 +1,6 @@
 /**
  * Every kind of name through add-brick, rebalance and remove-brick (issue 20, item 1), on real brick
- * processes driven by the CLI: symlinks, FIFOs and sockets move to their hashed bricks (same gfid, owner,
+ * processes driven by the CLI: symlinks, FIFOs, sockets and device nodes move to their hashed bricks (same gfid, owner,
  * mode, times); files with several names stay where their data is but stay reachable through linkto
  * files on their hashed bricks; a fresh client finds every name with its type. remove-brick's drain
  * leaves nothing behind, and commit is refused only while names are left, naming them.
@@ -14,7 +14,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { freePort, MAIN_JS } from '../src/cli/state.js';
 import { Volume } from '../src/api/volume.js';
-import { S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../src/storage/storage.js';
+import { S_IFBLK, S_IFCHR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../src/storage/storage.js';
 
 const run = promisify(execFile);
 
@@ -23,9 +23,11 @@ interface Name {
   type: number;
   target?: string;
   gfid?: string;
+  /** Device nodes: their device. */
+  rdev?: number;
 }
 
-test('symlinks, FIFOs, sockets and hard links: rebalance and remove-brick keep every name', { timeout: 300_000 }, async () => {
+test('symlinks, FIFOs, sockets, device nodes and hard links: rebalance and remove-brick keep every name', { timeout: 300_000 }, async () => {
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-kinds-'));
   const env = { ...process.env, DHTFS_HOME: home };
   const cli = async (...args: string[]) => (await run(process.execPath, [MAIN_JS, ...args], { env })).stdout;
@@ -59,6 +61,13 @@ test('symlinks, FIFOs, sockets and hard links: rebalance and remove-brick keep e
         await vol.client.mknod(`${d}/s${i}`, S_IFSOCK | 0o600);
         names.push({ path: `${d}/s${i}`, type: S_IFSOCK });
       }
+      for (let i = 0; i < 4; i++) {
+        // Device nodes (we run as root): character and block devices, each with its device number.
+        const type = i % 2 ? S_IFBLK : S_IFCHR;
+        const rdev = (7 << 8) | (i + 16);
+        await vol.mknod(`${d}/v${i}`, type | 0o640, rdev);
+        names.push({ path: `${d}/v${i}`, type, rdev });
+      }
       for (let i = 0; i < 6; i++) {
         await vol.writeFile(`${d}/f${i}`, `file ${d}/${i}\n`);
         names.push({ path: `${d}/f${i}`, type: S_IFREG });
@@ -91,6 +100,10 @@ test('symlinks, FIFOs, sockets and hard links: rebalance and remove-brick keep e
           if (n.type === S_IFLNK) assert.equal(await fresh.readlink(n.path), n.target, `${when}: ${n.path} keeps its target`);
           if (n.type !== S_IFREG) assert.equal(st.mtimeNs, times.get(n.path), `${when}: ${n.path} keeps its times`);
           if (n.type === S_IFIFO) assert.equal(st.mode & 0o7777, 0o640, `${when}: ${n.path} keeps its mode`);
+          if (n.rdev !== undefined) {
+            assert.equal(st.rdev, n.rdev, `${when}: ${n.path} keeps its device`);
+            assert.equal(st.mode & 0o7777, 0o640, `${when}: ${n.path} keeps its mode`);
+          }
         }
         for (const d of ['/d0', '/d1', '/d1/e']) {
           const want = names.filter((n) => path.posix.dirname(n.path) === d).map((n) => path.posix.basename(n.path));
@@ -148,6 +161,7 @@ test('symlinks, FIFOs, sockets and hard links: rebalance and remove-brick keep e
         }
       }).length;
     assert.ok(onNew(S_IFLNK) > 0 && onNew(S_IFIFO) + onNew(S_IFSOCK) > 0, 'symlinks and special files moved to the new brick');
+    assert.ok(onNew(S_IFCHR) + onNew(S_IFBLK) > 0, 'device nodes moved to the new brick');
     // Nothing special is left away from its hashed brick: each such name is on one brick only.
     for (const n of names.filter((x) => x.type !== S_IFREG)) {
       const on = [0, 1, 2, 3].filter((i) => fs.existsSync(path.join(home, `b${i}`, n.path)) || isLink(path.join(home, `b${i}`, n.path)));

@@ -296,25 +296,30 @@ static napi_value ofd_lock(napi_env env, napi_callback_info info) {
 }
 
 /*
- * mknod(path, mode) -> undefined: a FIFO or a socket (mode's type bits say which) for the brick's
- * Storage.mknod; Node's fs has no mknod. Device nodes are refused here (EPERM): a brick makes no device
- * on its disk for a client. Throws with `code` the errno's name (EEXIST, ENOENT, ...).
+ * mknod(path, mode, rdev) -> undefined: a FIFO, a socket, or a block or character device (mode's type
+ * bits say which; rdev: the device, glibc's makedev encoding, for device nodes) for the brick's
+ * Storage.mknod; Node's fs has no mknod. A device node is made on the brick's disk as GlusterFS's
+ * posix_mknod makes it: the brick never opens one (Brick.open refuses special files), and the brick
+ * root is 0700, so only a mount's kernel uses it (docs/SECURITY.md). Regular files and directories are
+ * refused (EPERM). Throws with `code` the errno's name (EEXIST, ENOENT, ...).
  */
 static napi_value make_node(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   uint32_t mode;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || napi_get_value_uint32(env, argv[1], &mode) != napi_ok) {
-    napi_throw_type_error(env, NULL, "mknod(path, mode)");
+  double rdev = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 || napi_get_value_uint32(env, argv[1], &mode) != napi_ok ||
+      (argc >= 3 && napi_get_value_double(env, argv[2], &rdev) != napi_ok) || rdev < 0 || rdev > 4294967295.0) {
+    napi_throw_type_error(env, NULL, "mknod(path, mode, rdev)");
     return NULL;
   }
-  if (!S_ISFIFO(mode) && !S_ISSOCK(mode)) {
-    napi_throw_error(env, "EPERM", "only FIFOs and sockets");
+  if (!S_ISFIFO(mode) && !S_ISSOCK(mode) && !S_ISBLK(mode) && !S_ISCHR(mode)) {
+    napi_throw_error(env, "EPERM", "only FIFOs, sockets and device nodes");
     return NULL;
   }
   char *path = path_arg(env, argv[0]);
   if (!path) return NULL;
-  int r = mknod(path, (mode_t)mode, 0);
+  int r = mknod(path, (mode_t)mode, S_ISBLK(mode) || S_ISCHR(mode) ? (dev_t)rdev : 0);
   int err = errno;
   free(path);
   if (r != 0) throw_errno(env, err);

@@ -22,7 +22,6 @@ class ModeType {
   isSocket(): boolean {
     return (this.mode & S_IFMT) === S_IFSOCK;
   }
-  /** dhtfs makes no device nodes; one put on a brick by hand still shows as one. */
   isBlockDevice(): boolean {
     return (this.mode & S_IFMT) === 0o060000;
   }
@@ -34,7 +33,8 @@ class ModeType {
 /** fs.Stats-like attributes of a file on a dhtfs volume. */
 export class Stats extends ModeType {
   readonly dev = 0;
-  readonly rdev = 0;
+  /** A device node's device (makedev(3)'s encoding); 0 for other kinds. */
+  readonly rdev: number;
   readonly blksize = 4096;
   readonly ino: number;
   readonly nlink: number;
@@ -54,6 +54,7 @@ export class Stats extends ModeType {
   constructor(a: Attr) {
     super(a.mode);
     this.ino = a.ino;
+    this.rdev = a.rdev ?? 0;
     this.nlink = a.nlink;
     this.uid = a.uid;
     this.gid = a.gid;

@@ -17,7 +17,7 @@ import type { Network } from '../wire/transport.js';
 import type { Attr } from '../wire/types.js';
 import type { FdLocal, LocalFile, LocalFiles } from '../storage/storage.js';
 import { diskLocalFiles } from '../storage/disk.js';
-import { LOCK_GATE, LOCK_WRITERS, O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, S_ISVTX } from '../storage/storage.js';
+import { LOCK_GATE, LOCK_WRITERS, O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK, S_ISGID, S_ISVTX } from '../storage/storage.js';
 import { Dirent, Stats } from './stats.js';
 
 /** Largest piece of one write request; bigger writes are split and pipelined. */
@@ -715,6 +715,17 @@ export class Volume {
   /** A named pipe (mkfifo(3)); `mode` as for mkdir. Opening it is for a FUSE mount, where the kernel joins its ends. */
   async mkfifo(path: string, mode = 0o644): Promise<void> {
     await this.client.mknod(path, S_IFIFO | (mode & 0o7777 & ~this.umask));
+  }
+
+  /**
+   * mknod(2): a FIFO, a socket, or a block or character device (`mode`: S_IFIFO, S_IFSOCK, S_IFBLK or
+   * S_IFCHR with the permission bits, less the umask; `dev`: the device of a device node, as makedev(3)
+   * encodes it). Regular files are made by open, directories by mkdir.
+   */
+  async mknod(path: string, mode: number, dev = 0): Promise<void> {
+    const type = mode & S_IFMT;
+    if (type !== S_IFIFO && type !== S_IFSOCK && type !== S_IFBLK && type !== S_IFCHR) throw new FsError('EINVAL', `${path}: mknod makes FIFOs, sockets and device nodes`);
+    await this.client.mknod(path, type | (mode & 0o7777 & ~this.umask), undefined, dev);
   }
 
   async readlink(path: string): Promise<string> {

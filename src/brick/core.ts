@@ -181,6 +181,7 @@ export class BrickCore {
       mtime: st.mtime,
       ctime: st.ctime,
     };
+    if (st.rdev) a.rdev = st.rdev;
     if (st.mode === LINKTO_MODE) {
       const l = this.readLinkto(rel);
       if (l !== null) a.linkto = l;

@@ -8,7 +8,7 @@
  *   .glusterfs/ab/cd/<gfid>             handle: hard link for files and symlinks, symlink for directories
  */
 import { MAX_NAME, MAX_PATH, MAX_XATTR_VALUE, RESERVED_ROOT_NAME } from '../wire/ops.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISVTX, type Stat } from '../storage/storage.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISVTX, type Stat } from '../storage/storage.js';
 
 /** The gfid handles' directory, at the brick's root: no volume path may name it (wire/ops.ts). */
 export const HANDLE_DIR = RESERVED_ROOT_NAME;
@@ -34,3 +34,5 @@ export function handlePath(gfid: string): string {
 export const isReg = (st: Stat) => (st.mode & S_IFMT) === S_IFREG;
 export const isDir = (st: Stat) => (st.mode & S_IFMT) === S_IFDIR;
 export const isLnk = (st: Stat) => (st.mode & S_IFMT) === S_IFLNK;
+/** A device node's device for `mknod` (`rdev` as the request gave it): 0 for a FIFO or a socket. */
+export const deviceOf = (type: number, rdev: number | undefined) => (type === S_IFBLK || type === S_IFCHR ? (rdev ?? 0) : 0);

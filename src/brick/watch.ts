@@ -243,8 +243,8 @@ export function watchedStorage(st: Storage, watches: DirWatches, internal: (rel:
   if (st.lock) w.lock = (h, byte, mode) => st.lock!(h, byte, mode);
   if (st.seekData) w.seekData = (h, offset, hole) => st.seekData!(h, offset, hole);
   if (st.mknod) {
-    w.mknod = (p, mode) => {
-      st.mknod!(p, mode);
+    w.mknod = (p, mode, rdev) => {
+      st.mknod!(p, mode, rdev);
       changed(p);
     };
   }

@@ -1574,12 +1574,15 @@ export class DhtClient {
     return this.makeOnHashed('symlink', path, { target }, owner);
   }
 
-  /** A FIFO or a socket (`mode`: type and permission bits), on the name's hashed brick like a symlink. */
-  async mknod(path: string, mode: number, owner?: { uid: number; gid: number }): Promise<Attr> {
-    return this.makeOnHashed('mknod', path, { mode }, owner);
+  /**
+   * A FIFO, a socket or a device node (`mode`: type and permission bits; `rdev`: a device node's device),
+   * on the name's hashed brick like a symlink.
+   */
+  async mknod(path: string, mode: number, owner?: { uid: number; gid: number }, rdev?: number): Promise<Attr> {
+    return this.makeOnHashed('mknod', path, rdev ? { mode, rdev } : { mode }, owner);
   }
 
-  /** A new name that has no data elsewhere (a symlink, a FIFO, a socket): made on its hashed brick only. */
+  /** A new name that has no data elsewhere (a symlink, a FIFO, a socket, a device): made on its hashed brick only. */
   private async makeOnHashed(op: 'symlink' | 'mknod', path: string, args: object, owner?: { uid: number; gid: number }): Promise<Attr> {
     path = normPath(path);
     const { parent, name } = splitPath(path);

@@ -93,12 +93,12 @@ function inoOf(gfid: string | null, fallback: number): number {
 }
 
 function statArray(a: Attr): number[] {
-  return [a.mode, a.nlink, a.uid, a.gid, a.size, Math.ceil(a.size / 512), a.atime[0], a.atime[1], a.mtime[0], a.mtime[1], a.ctime[0], a.ctime[1], inoOf(a.gfid, a.ino ?? 0), 0];
+  return [a.mode, a.nlink, a.uid, a.gid, a.size, Math.ceil(a.size / 512), a.atime[0], a.atime[1], a.mtime[0], a.mtime[1], a.ctime[0], a.ctime[1], inoOf(a.gfid, a.ino ?? 0), a.rdev ?? 0];
 }
 
 function statsArray(s: Stats): number[] {
   const t = (x: bigint): [number, number] => [Number(x / 1_000_000_000n), Number(x % 1_000_000_000n)];
-  return [s.mode, s.nlink, s.uid, s.gid, s.size, s.blocks, ...t(s.atimeNs), ...t(s.mtimeNs), ...t(s.ctimeNs), inoOf(s.gfid, s.ino), 0];
+  return [s.mode, s.nlink, s.uid, s.gid, s.size, s.blocks, ...t(s.atimeNs), ...t(s.mtimeNs), ...t(s.ctimeNs), inoOf(s.gfid, s.ino), s.rdev];
 }
 
 export interface MountOptions {
@@ -356,8 +356,8 @@ export class FuseMount {
       case 'mkdir':
         return { result: 0, extra: this.kept(p, statArray(await c.mkdir(p, n[0] & 0o7777, owner))) };
       case 'mknod': {
-        // FIFOs and sockets are made by the brick; device nodes are refused (EPERM).
-        if ((n[0] & S_IFMT) !== S_IFREG) return { result: 0, extra: statArray(await c.mknod(p, n[0] & 0o177777, owner)) };
+        // FIFOs, sockets and device nodes (n[1]: the device) are made by the brick.
+        if ((n[0] & S_IFMT) !== S_IFREG) return { result: 0, extra: statArray(await c.mknod(p, n[0] & 0o177777, owner, n[1])) };
         const r = await c.open(p, O_CREAT | O_EXCL, n[0] & 0o7777, owner);
         await c.sv(r.located.cached).call('close', { fd: r.fd });
         return { result: 0, extra: statArray(r.attr) };

@@ -10,7 +10,10 @@ import { joinPath, latestTimes, type DhtClient } from '../dht/client.js';
 import { checkLayout, fixLayout, isEmptyRange, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
 import { dhtHash } from '../dht/hash.js';
 import type { Attr, DirEntryAttr } from '../wire/types.js';
-import { S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../storage/storage.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../storage/storage.js';
+
+/** Names with no data of their own, moved by remaking them (rebalance/special.ts). */
+const SPECIAL = new Set([S_IFLNK, S_IFIFO, S_IFSOCK, S_IFBLK, S_IFCHR]);
 import { migrateSpecial } from './special.js';
 import { SwitchGate, migrateFile, type MigrateOptions } from './migrate.js';
 import { migrateFileLegacy } from './legacy.js';
@@ -491,7 +494,7 @@ export class Rebalancer {
           // moves (GlusterFS moves hard links on remove-brick only), once the walk has met all its names:
           // the data once, to the first name's hashed brick, every name given its place there.
           await this.keepReachable(path, brick, to, a, layout, false);
-          if (this.c.decommissioned.has(brick) && (type === S_IFREG || type === S_IFLNK || type === S_IFIFO || type === S_IFSOCK)) {
+          if (this.c.decommissioned.has(brick) && (type === S_IFREG || SPECIAL.has(type))) {
             const g = this.linkGroups.get(a.gfid) ?? { from: brick, to, names: new Set<string>(), nlink: a.nlink };
             this.linkGroups.set(a.gfid, g);
             g.names.add(path);
@@ -502,7 +505,7 @@ export class Rebalancer {
           } else this.notMoved(path, brick, a.nlink);
           continue;
         }
-        if (type === S_IFLNK || type === S_IFIFO || type === S_IFSOCK) {
+        if (SPECIAL.has(type)) {
           work.push({ path, from: brick, to, size: 0, special: true });
           continue;
         }

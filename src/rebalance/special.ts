@@ -1,5 +1,5 @@
 /**
- * Moving a name with no data of its own (a symlink, a FIFO, a socket) to its hashed brick, as GlusterFS's
+ * Moving a name with no data of its own (a symlink, a FIFO, a socket, a device node) to its hashed brick, as GlusterFS's
  * migrate_special_files does: there is nothing to copy but the name, its target (a symlink's) and its
  * attributes, and no fd can be open on it through a brick, so no lease or commit is needed. The copy is
  * made on dst (same gfid, owner, mode, times, user xattrs: migSpecial), then src's copy is removed if it
@@ -45,7 +45,7 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
     const again = await c.sv(from).call('lookup', { path }).catch(() => null);
     // (Changed while it was read: read again. migDropSpecial checks the ctime in the end anyway.)
     if ((!again || again.gfid !== a.gfid || again.ctime[0] !== a.ctime[0] || again.ctime[1] !== a.ctime[1]) && tries < 5) return read(tries + 1);
-    return { a, args: { path, gfid: a.gfid, mode: a.mode, target, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs, links: a.nlink > 1 ? links : undefined } };
+    return { a, args: { path, gfid: a.gfid, mode: a.mode, rdev: a.rdev, target, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs, links: a.nlink > 1 ? links : undefined } };
   };
   let r = await read();
   if (!r) return { result: 'gone' };

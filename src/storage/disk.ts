@@ -41,6 +41,7 @@ function toStat(s: fs.BigIntStats): Stat {
     atime: ts(s.atimeNs),
     mtime: ts(s.mtimeNs),
     ctime: ts(s.ctimeNs),
+    ...(s.rdev ? { rdev: Number(s.rdev) } : {}),
   };
 }
 
@@ -63,7 +64,7 @@ let copyAddon:
       syncFs(fd: number): Promise<number>;
       fgetxattr?(fd: number, name: string): Buffer | null;
       lgetxattr?(path: string, name: string): Buffer | null;
-      mknod?(path: string, mode: number): void;
+      mknod?(path: string, mode: number, rdev?: number): void;
       lutimes?(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
       lock?(fd: number, byte: number, mode: number): boolean;
       seekData?(fd: number, offset: number, hole: boolean): number;
@@ -177,11 +178,11 @@ export class DiskStorage implements Storage {
   symlink(target: string, p: string): void {
     fs.symlinkSync(target, this.abs(p));
   }
-  /** FIFOs and sockets, through native/copy (Node's fs has no mknod); EPERM where it was not built. */
-  mknod(p: string, mode: number): void {
+  /** FIFOs, sockets and device nodes, through native/copy (Node's fs has no mknod); EPERM where it was not built. */
+  mknod(p: string, mode: number, rdev: number): void {
     const c = copier();
     if (!c?.mknod) throw new FsError('EPERM', 'special files need the native/copy addon');
-    c.mknod(this.abs(p), mode);
+    c.mknod(this.abs(p), mode, rdev);
   }
   readlink(p: string): string {
     return fs.readlinkSync(this.abs(p), 'utf8');

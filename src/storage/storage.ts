@@ -21,6 +21,8 @@ export interface Stat {
   atime: Timespec;
   mtime: Timespec;
   ctime: Timespec;
+  /** Device nodes: the device they name (st_rdev, glibc's makedev encoding); absent or 0 for other kinds. */
+  rdev?: number;
 }
 
 export interface DirEntry {
@@ -99,8 +101,11 @@ export interface Storage {
    * a file with it (LOCK_GATE, LOCK_WRITERS); without it, clients get no local writes.
    */
   lock?(h: number, byte: number, mode: FileLockMode): boolean;
-  /** Optional: makes a FIFO or a socket (`mode`'s type bits say which); without it, a brick refuses them. */
-  mknod?(p: string, mode: number): void;
+  /**
+   * Optional: makes a FIFO, a socket, or a block or character device (`mode`'s type bits say which;
+   * `rdev`: the device of a device node); without it, a brick refuses them.
+   */
+  mknod?(p: string, mode: number, rdev: number): void;
   /**
    * Optional: lseek(2) SEEK_DATA (`hole` false) or SEEK_HOLE (`hole` true) from `offset` in the file open
    * as `h`; -1 when there is no data from there on (ENXIO). Migrations copy data segments only with it;
@@ -167,6 +172,8 @@ export const S_IFDIR = 0o040000;
 export const S_IFLNK = 0o120000;
 export const S_IFIFO = 0o010000;
 export const S_IFSOCK = 0o140000;
+export const S_IFBLK = 0o060000;
+export const S_IFCHR = 0o020000;
 export const S_ISUID = 0o4000;
 export const S_ISGID = 0o2000;
 export const S_ISVTX = 0o1000;

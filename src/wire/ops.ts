@@ -204,11 +204,11 @@ export const hexToken = req<string>('string', (v, k) => {
   if (!/^[0-9a-f]{1,32}$/.test(t)) throw bad(k, 'must be hex');
   return t;
 });
-/** A file's mode with its type: a symlink, a FIFO or a socket (migSpecial). */
+/** A file's mode with its type: a symlink, a FIFO, a socket, or a block or character device (migSpecial). */
 export const specialMode = req<number>('int', (v, k) => {
   const m = int(0, 0o177777).decode(v, k);
   const type = m & 0o170000;
-  if (type !== 0o120000 && type !== 0o010000 && type !== 0o140000) throw bad(k, 'must be a symlink, FIFO or socket');
+  if (type !== 0o120000 && type !== 0o010000 && type !== 0o140000 && type !== 0o060000 && type !== 0o020000) throw bad(k, 'must be a symlink, FIFO, socket or device node');
   return m;
 });
 /** Where a brick on this host reads a file under migration (migSource's answer). */
@@ -275,7 +275,8 @@ export const OPS = {
   create: op({ path, mode: int(0, 0o7777), flags: u32, gfid: newGfid, ...owner, data: opt(bytesUpTo(MAX_IO)), close: flag, ...parentCheck }).reply<FdAttr>(),
   mklinkto: op({ path, gfid: newGfid, target: brickName, ...owner, replace: flag, keepTimes: flag, ...parentCheck }).reply<Attr>(),
   symlink: op({ path, target: symlinkTarget, gfid: newGfid, ...owner, ...parentCheck }).reply<Attr>(),
-  mknod: op({ path, mode: int(0, 0o177777), gfid: newGfid, ...owner, ...parentCheck }).reply<Attr>(),
+  /** `rdev`: a device node's device (glibc's makedev encoding, which the kernel's devices fit in 32 bits of). */
+  mknod: op({ path, mode: int(0, 0o177777), rdev: opt(u32), gfid: newGfid, ...owner, ...parentCheck }).reply<Attr>(),
   unlink: op({ path, gfid: opt(gfid), onlyIfLinkto: flag, ifNotOpen: flag, ifOtherNames: flag, clearIntent: flag, keepTimes: flag }).reply<Attr>(),
   rmdir: op({ path, purgeLinktos: flag }).reply<Empty>(),
   rename: op({ from: path, to: path, gfid: opt(gfid), ...parentCheck }).reply<Attr>(),
@@ -325,7 +326,7 @@ export const OPS = {
   migPull: op({ fd: fdNum, offset: int(), length: int(0, MAX_IO), source: localSource }).reply<{ copied: number }>(),
   migFinalize: op({ fd: fdNum, size: int(), mode: int(0, 0o7777), uid: u32, gid: u32, atime: opt(timespec), mtime: opt(timespec), xattrs: xattrPairs }).reply<Attr>(),
   migInstall: op({ path, gfid, token: hexToken, durable: flag }).reply<Attr>(),
-  migSpecial: op({ path, gfid: newGfid, mode: specialMode, target: opt(symlinkTarget), uid: u32, gid: u32, atime: opt(timespec), mtime: opt(timespec), xattrs: withDefault(xattrPairs, []), links: opt(links) }).reply<Attr>(),
+  migSpecial: op({ path, gfid: newGfid, mode: specialMode, rdev: opt(u32), target: opt(symlinkTarget), uid: u32, gid: u32, atime: opt(timespec), mtime: opt(timespec), xattrs: withDefault(xattrPairs, []), links: opt(links) }).reply<Attr>(),
   migDropSpecial: op({ path, gfid, ctime: opt(timespec), links: opt(links) }).reply<Empty>(),
 };
 

@@ -12,9 +12,9 @@ export function mounted(dir: string): boolean {
   return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === dir);
 }
 
-/** Mounts the volume of `specFile` on `mnt`; resolves once the mount answers a stat. */
-export async function startMount(specFile: string, mnt: string): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [MAIN_JS, 'mount', specFile, mnt], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Mounts the volume of `specFile` on `mnt` (`-o options` if given); resolves once the mount answers a stat. */
+export async function startMount(specFile: string, mnt: string, options?: string): Promise<ChildProcess> {
+  const p = spawn(process.execPath, [MAIN_JS, 'mount', specFile, mnt, ...(options ? ['-o', options] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   p.stderr!.on('data', (d) => (err += d));
   p.stdout!.resume();
@@ -36,13 +36,13 @@ export async function startMount(specFile: string, mnt: string): Promise<ChildPr
 }
 
 /** Three bricks and `dhtfs mount` of them at `c.base/mnt`, for the tests that work through a mount. */
-export async function mountCluster(name: string): Promise<{ c: Cluster; specFile: string; mnt: string; daemon: ChildProcess }> {
+export async function mountCluster(name: string, options?: string): Promise<{ c: Cluster; specFile: string; mnt: string; daemon: ChildProcess }> {
   const c = await startCluster(3, { name });
   const specFile = path.join(c.base, 'spec.json');
   fs.writeFileSync(specFile, JSON.stringify(c.spec));
   const mnt = path.join(c.base, 'mnt');
   fs.mkdirSync(mnt);
-  return { c, specFile, mnt, daemon: await startMount(specFile, mnt) };
+  return { c, specFile, mnt, daemon: await startMount(specFile, mnt, options) };
 }
 
 /** Ends `daemon` (SIGTERM unmounts), unmounts `mnt` lazily if it is still mounted, and stops the cluster. */

@@ -2,8 +2,8 @@
 import { FsError, codeOf } from '../../common/errors.js';
 import { encodeRanges } from '../../dht/layout.js';
 import type { Attr, DirEntryAttr } from '../../wire/types.js';
-import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_WRONLY, S_IFMT, S_IFIFO, S_IFSOCK, S_ISGID, S_ISVTX } from '../../storage/storage.js';
-import { HANDLE_DIR, RENAME_DIR, LINKTO_MODE, parentOf, handlePath, isDir, isLnk } from '../format.js';
+import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_WRONLY, S_IFMT, S_IFIFO, S_IFSOCK, S_IFBLK, S_IFCHR, S_ISGID, S_ISVTX } from '../../storage/storage.js';
+import { HANDLE_DIR, RENAME_DIR, LINKTO_MODE, parentOf, handlePath, isDir, isLnk, deviceOf } from '../format.js';
 import type { Decoded } from '../../wire/ops.js';
 import type { BrickCore, OpenFile, Session } from '../core.js';
 import { addFd, release } from '../fds.js';
@@ -312,15 +312,16 @@ function makeName(b: BrickCore, rel: string, a: Decoded<'symlink'> | Decoded<'mk
   return b.attr(rel, b.st.lstat(rel), gfid);
 }
 
-/** A FIFO or a socket (`mode`: type and permission bits); no device nodes. */
+/** A FIFO, a socket, or a block or character device (`mode`: type and permission bits; `rdev`: the device). */
 export function mknod(b: BrickCore, a: Decoded<'mknod'>): Attr {
   const rel = b.walk(a.path);
   const mode = a.mode;
   const type = mode & S_IFMT;
-  if (type !== S_IFIFO && type !== S_IFSOCK) throw new FsError('EPERM', 'mknod makes FIFOs and sockets only');
+  if (type !== S_IFIFO && type !== S_IFSOCK && type !== S_IFBLK && type !== S_IFCHR) throw new FsError('EPERM', 'mknod makes FIFOs, sockets and device nodes only');
+  const rdev = deviceOf(type, a.rdev);
   const mknod = b.st.mknod?.bind(b.st);
   if (!mknod) throw new FsError('EPERM', `${b.cfg.name} cannot make special files`);
-  return makeName(b, rel, a, () => mknod(rel, mode));
+  return makeName(b, rel, a, () => mknod(rel, mode, rdev));
 }
 
 export function readlink(b: BrickCore, a: Decoded<'readlink'>): { target: string; attr: Attr } {

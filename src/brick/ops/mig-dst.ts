@@ -2,8 +2,8 @@
 import { FsError, codeOf } from '../../common/errors.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
-import { O_RDONLY, O_CREAT, O_DIRECTORY, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, S_IFIFO, S_IFSOCK, type Storage } from '../../storage/storage.js';
-import { MIGRATE_DIR, parentOf, handlePath, isReg, isDir } from '../format.js';
+import { O_RDONLY, O_CREAT, O_DIRECTORY, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, type Storage } from '../../storage/storage.js';
+import { MIGRATE_DIR, parentOf, handlePath, isReg, isDir, deviceOf } from '../format.js';
 import { bad, relPath, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
 import { addFd, fdOf } from '../fds.js';
@@ -213,7 +213,7 @@ export function installLinks(b: BrickCore, rel: string, gfid: string): string[] 
 }
 
 /**
- * A name with no data of its own (a symlink, a FIFO, a socket) moved to this brick, its hashed one, as
+ * A name with no data of its own (a symlink, a FIFO, a socket, a device node) moved to this brick, its hashed one, as
  * GlusterFS's migrate_special_files does: made under a private name with the file's gfid, owner, mode,
  * times and user xattrs, then renamed onto the name, which must be free or hold a linkto of this file
  * (rename(2): once there, the name never goes missing). The name's directory keeps its times (no user
@@ -223,7 +223,8 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
   const rel = b.walk(a.path);
   if (rel === '') throw new FsError('EEXIST', 'the root exists');
   const { gfid, mode, uid, gid, atime, mtime, xattrs, links } = a;
-  const type = mode & S_IFMT; // a symlink's, a FIFO's or a socket's (specialMode)
+  const type = mode & S_IFMT; // a symlink's, a FIFO's, a socket's or a device's (specialMode)
+  const rdev = deviceOf(type, a.rdev);
   if (type === S_IFLNK && a.target === undefined) throw bad('target', 'must be a string');
   const target = type === S_IFLNK ? a.target! : '';
   const apply = (p: string) => {
@@ -238,7 +239,7 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
   } catch (e) {
     if (codeOf(e) !== 'ENOENT') throw e;
   }
-  if (cur && cur.gfid === gfid && cur.linkto === undefined && (cur.mode & S_IFMT) === type) {
+  if (cur && cur.gfid === gfid && cur.linkto === undefined && (cur.mode & S_IFMT) === type && (cur.rdev ?? 0) === rdev) {
     apply(rel);
     installLinks(b, rel, gfid);
     return b.attrOf(rel);
@@ -255,7 +256,7 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
   else {
     const mknod = b.st.mknod?.bind(b.st);
     if (!mknod) throw new FsError('EPERM', `${b.cfg.name} cannot make special files`);
-    mknod(tmp, mode);
+    mknod(tmp, mode, rdev);
   }
   try {
     b.setGfid(tmp, gfid);

@@ -50,12 +50,12 @@
 enum op {
   OP_GETATTR, OP_READLINK, OP_MKDIR, OP_UNLINK, OP_RMDIR, OP_SYMLINK, OP_RENAME, OP_LINK, OP_SETATTR,
   OP_OPEN, OP_READ, OP_WRITE, OP_STATFS, OP_RELEASE, OP_FSYNC, OP_SETXATTR, OP_GETXATTR, OP_LISTXATTR,
-  OP_REMOVEXATTR, OP_READDIR, OP_CREATE, OP_MKNOD, OP_COUNT
+  OP_REMOVEXATTR, OP_READDIR, OP_CREATE, OP_MKNOD, OP_FALLOCATE, OP_COUNT
 };
 static const char *op_names[OP_COUNT] = {
   "getattr", "readlink", "mkdir", "unlink", "rmdir", "symlink", "rename", "link", "setattr",
   "open", "read", "write", "statfs", "release", "fsync", "setxattr", "getxattr", "listxattr",
-  "removexattr", "readdir", "create", "mknod",
+  "removexattr", "readdir", "create", "mknod", "fallocate",
 };
 
 #define MAX_NUMS 16
@@ -780,7 +780,7 @@ static void finish(req_t *r, int res) {
       else if (r->out_len > r->xsize) fuse_reply_err(fr, ERANGE);
       else fuse_reply_buf(fr, r->out ? r->out : "", r->out_len);
       break;
-    default: /* fsync, setxattr, removexattr */
+    default: /* fsync, setxattr, removexattr, fallocate */
       fuse_reply_err(fr, 0);
   }
   free_req(r);
@@ -1042,6 +1042,20 @@ static void ll_fsync(fuse_req_t fr, fuse_ino_t ino, int datasync, struct fuse_fi
   go(r);
 }
 
+/* fallocate: [fh, mode, offset, length]. The kernel passes the modes it knows a FUSE file system may
+ * have (allocate, KEEP_SIZE, PUNCH_HOLE; others are EOPNOTSUPP before they reach here). */
+static void ll_fallocate(fuse_req_t fr, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
+  (void)ino;
+  fresh_drop(fi);
+  req_t *r = new_req(fr, OP_FALLOCATE, 1);
+  if (!r) return;
+  r->nums[0] = (double)fi->fh;
+  r->nums[1] = mode;
+  r->nums[2] = (double)offset;
+  r->nums[3] = (double)length;
+  go(r);
+}
+
 /* The kernel's and the security modules' xattrs (security.capability is asked before every write) are not
  * stored by the volume: answered here, without a trip to the JS thread. ACLs and security labels are not
  * supported (cp -a and rsync -X skip them on ENOTSUP). */
@@ -1251,7 +1265,7 @@ static const struct fuse_lowlevel_ops ops = {
   .link = ll_link, .open = ll_open, .read = ll_read, .write = ll_write, .release = ll_release,
   .fsync = ll_fsync, .opendir = ll_opendir, .readdir = ll_readdir, .readdirplus = ll_readdirplus, .releasedir = ll_releasedir,
   .statfs = ll_statfs, .setxattr = ll_setxattr, .getxattr = ll_getxattr, .listxattr = ll_listxattr,
-  .removexattr = ll_removexattr, .create = ll_create,
+  .removexattr = ll_removexattr, .create = ll_create, .fallocate = ll_fallocate,
 };
 
 /* --- JavaScript side -------------------------------------------------------------------------------- */

@@ -392,8 +392,32 @@ static napi_value seek_data(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* --- fallocate (issue 20, item 11) -------------------------------------------------------------------
+ * fallocate(fd, mode, offset, length) -> undefined: fallocate(2) with the caller's mode (the brick checks
+ * it: allocate, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE, COLLAPSE_RANGE, INSERT_RANGE); Node's fs has none.
+ * Throws with `code` the errno's name (EOPNOTSUPP where the file system lacks the mode, EINVAL, ENOSPC). */
+static napi_value fallocate_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fd, mode;
+  int64_t off, len;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 || napi_get_value_int32(env, argv[0], &fd) != napi_ok ||
+      napi_get_value_int32(env, argv[1], &mode) != napi_ok || napi_get_value_int64(env, argv[2], &off) != napi_ok ||
+      napi_get_value_int64(env, argv[3], &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "fallocate(fd, mode, offset, length)");
+    return NULL;
+  }
+  int r;
+  do r = fallocate(fd, mode, (off_t)off, (off_t)len);
+  while (r != 0 && errno == EINTR);
+  if (r != 0) throw_errno(env, errno);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
+  napi_create_function(env, "fallocate", NAPI_AUTO_LENGTH, fallocate_fd, NULL, &fn);
+  napi_set_named_property(env, exports, "fallocate", fn);
   napi_create_function(env, "seekData", NAPI_AUTO_LENGTH, seek_data, NULL, &fn);
   napi_set_named_property(env, exports, "seekData", fn);
   napi_create_function(env, "lock", NAPI_AUTO_LENGTH, ofd_lock, NULL, &fn);

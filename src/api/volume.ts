@@ -192,7 +192,7 @@ export class FileHandle {
       await this.vol.legacyRelocate(this);
       if (this.loc.cached !== before) return this.call(op, args, into);
     }
-    const writeOp = op === 'write' || op === 'ftruncate' || op === 'fsync' || op === 'setattr';
+    const writeOp = op === 'write' || op === 'ftruncate' || op === 'fallocate' || op === 'fsync' || op === 'setattr';
     if (writeOp && attr.phase1To && this.gfid) {
       if (!this.mirror || this.mirror.brick !== attr.phase1To) {
         const m = await this.vol.client.sv(attr.phase1To).call('open', { gfid: this.gfid, flags: O_RDWR });
@@ -460,6 +460,17 @@ export class FileHandle {
 
   async truncate(len = 0): Promise<void> {
     await this.call('ftruncate', { size: len });
+  }
+
+  /**
+   * fallocate(2): `mode` 0 (allocate, growing the file), FALLOC_FL_KEEP_SIZE (allocate only),
+   * FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE (with or without KEEP_SIZE),
+   * FALLOC_FL_COLLAPSE_RANGE or FALLOC_FL_INSERT_RANGE (from storage/storage.ts), as the brick's file
+   * system allows them (ext4: all; EOPNOTSUPP, EINVAL otherwise). A file being migrated follows as for
+   * any change (docs/MIGRATION.md).
+   */
+  async fallocate(mode: number, offset: number, length: number): Promise<void> {
+    await this.call('fallocate', { mode, offset, length });
   }
 
   async sync(): Promise<void> {

@@ -17,7 +17,7 @@ import { BrickCore, type BrickConfig, type LogFn, type Session } from './core.js
 import { release } from './fds.js';
 import { ensureHandleDir } from './handles.js';
 import { getxattr, listxattr, removexattr, setattr, setxattr } from './ops/attrs.js';
-import { closeFd, fdLocal, fstat, fsync, ftruncate, open, read, seek, write } from './ops/data.js';
+import { closeFd, fallocate, fdLocal, fstat, fsync, ftruncate, open, read, seek, write } from './ops/data.js';
 import { create, link, lookup, lookupGfid, mkdir, mklinkto, mknod, readdir, readlink, rename, renameSettled, rmdir, symlink, unlink } from './ops/entry.js';
 import { entrylk, inodelk } from './ops/locks.js';
 import { migDropSpecial, migFinalize, migInstall, migPrepare, migPull, migSpecial } from './ops/mig-dst.js';
@@ -60,6 +60,7 @@ const HANDLERS: { [N in OpName]: Handler<N> } = {
   write: (b, s, a) => write(b, s, a),
   fsync: (b, s, a) => fsync(b, s, a),
   ftruncate: (b, s, a) => ftruncate(b, s, a),
+  fallocate: (b, s, a) => fallocate(b, s, a),
   fstat: (b, s, a) => fstat(b, s, a),
   fdLocal: (b, s, a) => fdLocal(b, s, a),
   seek: (b, s, a) => seek(b, s, a),

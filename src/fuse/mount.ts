@@ -93,7 +93,7 @@ function inoOf(gfid: string | null, fallback: number): number {
 }
 
 function statArray(a: Attr): number[] {
-  return [a.mode, a.nlink, a.uid, a.gid, a.size, Math.ceil(a.size / 512), a.atime[0], a.atime[1], a.mtime[0], a.mtime[1], a.ctime[0], a.ctime[1], inoOf(a.gfid, a.ino ?? 0), a.rdev ?? 0];
+  return [a.mode, a.nlink, a.uid, a.gid, a.size, a.blocks, a.atime[0], a.atime[1], a.mtime[0], a.mtime[1], a.ctime[0], a.ctime[1], inoOf(a.gfid, a.ino ?? 0), a.rdev ?? 0];
 }
 
 function statsArray(s: Stats): number[] {
@@ -428,6 +428,9 @@ export class FuseMount {
         await h?.close();
         return { result: 0 };
       }
+      case 'fallocate':
+        await this.fh(n[0]).fallocate(n[1], n[2], n[3]);
+        return { result: 0 };
       case 'fsync':
         if (n[1]) await this.fh(n[0]).datasync();
         else await this.fh(n[0]).sync();

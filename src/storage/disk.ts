@@ -68,6 +68,7 @@ let copyAddon:
       lutimes?(path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void;
       lock?(fd: number, byte: number, mode: number): boolean;
       seekData?(fd: number, offset: number, hole: boolean): number;
+      fallocate?(fd: number, mode: number, offset: number, length: number): void;
     }
   | null
   | undefined;
@@ -275,6 +276,12 @@ export class DiskStorage implements Storage {
     const out: StatFs = { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree };
     if (host) out.fsid = `${host}/${fs.statSync(this.root).dev}`;
     return out;
+  }
+  /** fallocate(2) through native/copy (Node's fs has none); EOPNOTSUPP where it was not built. */
+  fallocate(h: number, mode: number, offset: number, length: number): void {
+    const c = copier();
+    if (!c?.fallocate) throw new FsError('EOPNOTSUPP', 'fallocate needs the native/copy addon');
+    c.fallocate(h, mode, offset, length);
   }
 }
 

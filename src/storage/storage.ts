@@ -112,7 +112,19 @@ export interface Storage {
    * without it, a file is all data.
    */
   seekData?(h: number, offset: number, hole: boolean): number;
+  /**
+   * Optional: fallocate(2) on the file open as `h`, `mode` one of the FALLOC_* combinations below (the
+   * brick checks it); without it, a brick answers EOPNOTSUPP.
+   */
+  fallocate?(h: number, mode: number, offset: number, length: number): void;
 }
+
+/** fallocate(2)'s mode bits (linux/falloc.h). */
+export const FALLOC_FL_KEEP_SIZE = 0x01;
+export const FALLOC_FL_PUNCH_HOLE = 0x02;
+export const FALLOC_FL_COLLAPSE_RANGE = 0x08;
+export const FALLOC_FL_ZERO_RANGE = 0x10;
+export const FALLOC_FL_INSERT_RANGE = 0x20;
 
 /**
  * Local writes (docs/MIGRATION.md, "Local writes"): a client writing a brick's file itself holds byte 1

@@ -291,6 +291,8 @@ export const OPS = {
   write: op({ fd: fdNum, offset: int(), data: bytesUpTo(MAX_IO), dropPrivs: flag }).reply<{ written: number; attr: Attr }>(),
   fsync: op({ fd: fdNum, datasync: flag, all: flag }).reply<Attr>(),
   ftruncate: op({ fd: fdNum, size: int() }).reply<Attr>(),
+  /** fallocate(2): `mode` FALLOC_FL_* bits (allocate, KEEP_SIZE, PUNCH_HOLE, ZERO_RANGE, COLLAPSE_RANGE, INSERT_RANGE). */
+  fallocate: op({ fd: fdNum, mode: int(0, 0xff), offset: int(), length: int(1) }).reply<Attr>(),
   fstat: op({ fd: fdNum }).reply<Attr>(),
   fdLocal: op({ fd: fdNum }).reply<FdLocal>(),
   seek: op({ fd: fdNum, offset: int(), whence: oneOf('data', 'hole') }).reply<{ offset: number; attr: Attr }>(),

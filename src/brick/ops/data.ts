@@ -3,7 +3,7 @@ import { planted } from '../../common/plant.js';
 import { FsError } from '../../common/errors.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
-import { O_ACCMODE, O_APPEND, O_RDONLY, O_CREAT, O_DIRECTORY, O_EXCL, O_TRUNC, O_WRONLY, S_ISGID, S_ISUID, S_IXGRP, type FdLocal, type Stat } from '../../storage/storage.js';
+import { O_ACCMODE, O_APPEND, O_RDONLY, O_CREAT, O_DIRECTORY, O_EXCL, O_TRUNC, O_WRONLY, S_ISGID, S_ISUID, S_IXGRP, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, type FdLocal, type Stat } from '../../storage/storage.js';
 import { LINKTO_MODE, handlePath, isReg, isDir, isLnk } from '../format.js';
 import { Refused, bad, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, OpenFile, Session } from '../core.js';
@@ -126,6 +126,52 @@ export function ftruncate(b: BrickCore, s: Session, a: Decoded<'ftruncate'>): Pr
       return fattr(b, f);
     },
     () => [Math.min(old, size), Math.max(old, size)],
+  );
+}
+
+/** fallocate(2)'s modes ext4 has; others are EOPNOTSUPP (as Linux answers PUNCH_HOLE without KEEP_SIZE). */
+const FALLOC_MODES = new Set([
+  0,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_ZERO_RANGE,
+  FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_COLLAPSE_RANGE,
+  FALLOC_FL_INSERT_RANGE,
+]);
+
+/**
+ * fallocate(2) on an open file, under the migration rules of any change (docs/MIGRATION.md, "fallocate"):
+ * refused once the file moved, held while its migration is frozen, and recorded in the dirty record as
+ * the bytes it may change: none for an allocation (the size, if it grows, goes with the freeze's
+ * attributes), the range for a punched or zeroed one, and from `offset` to the end (the larger of the
+ * old and new ends) for a collapse or an insert, which shift everything after the range.
+ */
+export function fallocate(b: BrickCore, s: Session, a: Decoded<'fallocate'>): Promise<Attr> {
+  const { mode, offset, length } = a;
+  const f = fdOf(b, s, a.fd);
+  if ((f.flags & O_ACCMODE) === O_RDONLY) throw new FsError('EBADF', 'fd is not open for writing');
+  if (!FALLOC_MODES.has(mode)) throw new FsError('EOPNOTSUPP', `fallocate mode ${mode} is not supported`);
+  const falloc = b.st.fallocate?.bind(b.st);
+  if (!falloc) throw new FsError('EOPNOTSUPP', `${b.cfg.name} cannot fallocate`);
+  let old = 0;
+  let now = 0;
+  return b.change(
+    f.tempRel ? null : f.gfid,
+    () => {
+      const st = b.st.fstat(f.h);
+      if (!isReg(st)) throw new FsError(isDir(st) ? 'EISDIR' : 'ENODEV', 'fallocate needs a regular file');
+      old = st.size;
+      falloc(f.h, mode, offset, length);
+      const attr = fattr(b, f);
+      now = attr.size;
+      return attr;
+    },
+    (): [number, number] | null => {
+      if (mode === 0 || mode === FALLOC_FL_KEEP_SIZE) return null;
+      if (mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) return [offset, Math.max(old, now)];
+      return [offset, offset + length];
+    },
   );
 }
 

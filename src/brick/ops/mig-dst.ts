@@ -2,7 +2,7 @@
 import { FsError, codeOf } from '../../common/errors.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
-import { O_RDONLY, O_CREAT, O_DIRECTORY, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, type Storage } from '../../storage/storage.js';
+import { O_RDONLY, O_CREAT, O_DIRECTORY, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, type Storage } from '../../storage/storage.js';
 import { MIGRATE_DIR, parentOf, handlePath, isReg, isDir, deviceOf } from '../format.js';
 import { bad, relPath, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
@@ -38,9 +38,13 @@ export async function migPull(b: BrickCore, s: Session, a: Decoded<'migPull'>): 
   if (!theirs || !ours || !Buffer.from(theirs).equals(Buffer.from(ours))) throw new FsError('EXDEV', 'the source is not a brick of this volume');
   const h = peer.open(src.path, O_RDONLY, 0);
   try {
-    // In the kernel where the storage can (copy_file_range); through memory otherwise.
-    const inKernel = b.st.copyRange
-      ? await b.st.copyRange(peer, h, f.h, offset, length).catch((e) => {
+    // In the kernel where the storage can (copy_file_range); through memory otherwise. The kernel copy
+    // skips src's holes, so the range is made a hole in the copy first: a range copied again (a client's
+    // change) may be a hole on src now (punched, zeroed, or truncated away and grown back), and the copy's
+    // old bytes there would stay. Where that cannot be done, the copy goes through memory (zeros and all).
+    const punched = !!b.st.copyRange && holeIn(b, f.h, offset, length);
+    const inKernel = punched
+      ? await b.st.copyRange!(peer, h, f.h, offset, length).catch((e) => {
           if (['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOSYS'].includes(codeOf(e))) return null;
           throw e;
         })
@@ -48,6 +52,17 @@ export async function migPull(b: BrickCore, s: Session, a: Decoded<'migPull'>): 
     return { copied: inKernel ?? (await copyThroughMemory(b, peer, h, f.h, offset, length)) };
   } finally {
     peer.close(h);
+  }
+}
+
+/** Punches [offset, offset + length) of the file open as `h` (size kept); false where the storage cannot. */
+function holeIn(b: BrickCore, h: number, offset: number, length: number): boolean {
+  if (!b.st.fallocate || length === 0) return length === 0;
+  try {
+    b.st.fallocate(h, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -111,6 +111,12 @@ test('every fallocate mode through the library, as on a local file: bytes, size,
       // or two of extent bookkeeping, and a punch or an allocation moves it alike.
       assert.ok(Math.abs(st.blocks - lst.blocks) <= 16, `${what}: ${st.blocks} blocks allocated, ${lst.blocks} locally`);
     }
+    // More than the bricks' disk has: refused at once, nothing allocated.
+    const sf = await vol.statfs();
+    const free = sf.bavail * sf.bsize;
+    const blocks = (await h.stat()).blocks;
+    await assert.rejects(h.fallocate(FALLOC_FL_KEEP_SIZE, 0, free * 4), { code: 'ENOSPC' });
+    assert.equal((await h.stat()).blocks, blocks);
     await h.close();
     const ro = await vol.open('/lib', 'r');
     await assert.rejects(ro.fallocate(0, 0, 4096), { code: 'EBADF' });

@@ -154,6 +154,12 @@ export function fallocate(b: BrickCore, s: Session, a: Decoded<'fallocate'>): Pr
   if (!FALLOC_MODES.has(mode)) throw new FsError('EOPNOTSUPP', `fallocate mode ${mode} is not supported`);
   const falloc = b.st.fallocate?.bind(b.st);
   if (!falloc) throw new FsError('EOPNOTSUPP', `${b.cfg.name} cannot fallocate`);
+  // An allocation larger than the free space fails at once: the file system would allocate until it is
+  // full and keep what it allocated (ext4 does), leaving the brick's disk full for everyone.
+  if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE))) {
+    const sf = b.st.statfs();
+    if (length > sf.bavail * sf.bsize) throw new FsError('ENOSPC', `fallocate of ${length} bytes: ${sf.bavail * sf.bsize} bytes free on ${b.cfg.name}`);
+  }
   let old = 0;
   let now = 0;
   return b.change(

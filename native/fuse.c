@@ -209,6 +209,17 @@ static void move_name(uint64_t parent, const char *name, uint64_t newparent, con
   }
   pthread_rwlock_unlock(&nodes_lock);
 }
+/* RENAME_EXCHANGE: the nodes of (parent, name) and (newparent, newname) swap their names. */
+static void swap_names(uint64_t parent, const char *name, uint64_t newparent, const char *newname) {
+  pthread_rwlock_wrlock(&nodes_lock);
+  node_t *a = find_name(parent, name);
+  node_t *b = find_name(newparent, newname);
+  if (a) unlink_name(a);
+  if (b) unlink_name(b);
+  if (a) link_name(a, newparent, newname);
+  if (b) link_name(b, parent, name);
+  pthread_rwlock_unlock(&nodes_lock);
+}
 /* The path of node `id` (with `/name` after it if name is given); NULL with errno ENOENT if the node has
  * no name now, ENAMETOOLONG if the path is deeper than any path can be (PATH_MAX). */
 #define MAX_DEPTH 2048 /* PATH_MAX / 2: names of one byte and their slashes */
@@ -751,7 +762,8 @@ static void finish(req_t *r, int res) {
       fuse_reply_err(fr, 0);
       break;
     case OP_RENAME:
-      move_name(r->parent, r->name, r->newparent, r->newname);
+      if ((unsigned)r->nums[0] & RENAME_EXCHANGE) swap_names(r->parent, r->name, r->newparent, r->newname);
+      else move_name(r->parent, r->name, r->newparent, r->newname);
       fuse_reply_err(fr, 0);
       break;
     case OP_OPEN:

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { Volume } from '../src/api/volume.js';
 import { startCluster } from './helpers/cluster.js';
 import { mountCluster, unmountCluster } from './helpers/mount.js';
+import { namesOn } from './helpers/disk.js';
 import { execFileSync } from 'node:child_process';
 import { S_IFBLK, S_IFCHR, S_IFREG } from '../src/storage/storage.js';
 
@@ -163,6 +164,107 @@ test('through the mount: fstat of an open file whose name is gone, as on a local
       fs.renameSync(path.join(root, 'a'), path.join(root, 'b'));
       out.push(shown(fs.fstatSync(fa)));
       fs.closeSync(fa);
+      return out;
+    };
+    assert.deepEqual(seen(mnt), seen(local));
+  } finally {
+    fs.rmSync(local, { recursive: true, force: true });
+    await unmountCluster(c, mnt, daemon);
+  }
+});
+
+test('RENAME_EXCHANGE: two names on one brick swap their files at once; directories and names on two bricks answer EXDEV', async () => {
+  const c = await startCluster(2);
+  try {
+    const names = c.spec.bricks.map((b) => b.name);
+    const vol = await Volume.connect(c.spec);
+    const other = await Volume.connect(c.spec);
+    try {
+      const [a, b] = namesOn(c.dirs, names, '/', 0, 2, 'x').map((n) => `/${n}`);
+      const [far] = namesOn(c.dirs, names, '/', 1, 1, 'y').map((n) => `/${n}`);
+      await vol.writeFile(a, 'file a\n');
+      await vol.symlink('target of b', b);
+      await vol.writeFile(far, 'far\n');
+      await vol.mkdir('/d');
+      const [ga, gb] = [(await vol.lstat(a)).gfid, (await vol.lstat(b)).gfid];
+      // A reader that looks both names up meanwhile always finds both, each one of the two files.
+      let reading = true;
+      const seen: string[] = [];
+      const reader = (async () => {
+        while (reading) {
+          for (const n of [a, b]) {
+            const st = await other.lstat(n).catch((e) => e.code as string);
+            if (typeof st === 'string') seen.push(`${n}: ${st}`);
+            else if (st.gfid !== ga && st.gfid !== gb) seen.push(`${n}: another file`);
+          }
+        }
+      })();
+      for (let i = 0; i < 20; i++) await vol.exchange(a, b);
+      await vol.exchange(a, b);
+      reading = false;
+      await reader;
+      assert.deepEqual(seen, []);
+      assert.equal((await other.lstat(a)).gfid, gb, 'a names what b named (an odd number of exchanges)');
+      assert.equal(await other.readlink(a), 'target of b');
+      assert.equal(String(await other.readFile(b)), 'file a\n');
+      assert.equal((await other.lstat(b)).gfid, ga);
+      await assert.rejects(vol.exchange(a, '/missing'), { code: 'ENOENT' });
+      await assert.rejects(vol.exchange(b, far), { code: 'EXDEV' }, 'names on two bricks');
+      await assert.rejects(vol.exchange(b, '/d'), { code: 'EXDEV' }, 'a directory');
+      assert.equal(String(await other.readFile(far)), 'far\n', 'nothing changed');
+      // A file in a subdirectory and one at the root, both on brick 0.
+      await vol.mkdir('/sub');
+      const [s] = namesOn(c.dirs, names, '/sub', 0, 1, 'z').map((n) => `/sub/${n}`);
+      await vol.writeFile(s, 'in sub\n');
+      await vol.exchange(s, b);
+      assert.equal(String(await other.readFile(b)), 'in sub\n');
+      assert.equal(String(await other.readFile(s)), 'file a\n');
+      assert.deepEqual((await other.readdir('/sub')).length, 1);
+    } finally {
+      await other.close();
+      await vol.close();
+    }
+  } finally {
+    await c.stop();
+  }
+});
+
+/** renameat2(2) from another process (Python's ctypes: Node has none): the errno's name, or null. */
+function renameat2(from: string, to: string, flags: number): string | null {
+  const py = [
+    'import ctypes, errno, sys',
+    'libc = ctypes.CDLL(None, use_errno=True)',
+    'r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), int(sys.argv[3]))',
+    "print(errno.errorcode[ctypes.get_errno()] if r else 'ok')",
+  ].join('\n');
+  const out = execFileSync('python3', ['-c', py, from, to, String(flags)], { encoding: 'utf8' }).trim();
+  return out === 'ok' ? null : out;
+}
+
+test('through the mount: RENAME_EXCHANGE of two files on one brick, and RENAME_NOREPLACE, as on a local disk', { skip: fuse }, async () => {
+  const { c, mnt, daemon } = await mountCluster('pgx');
+  const local = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-local-'));
+  try {
+    const names = c.spec.bricks.map((b) => b.name);
+    const [a, b] = namesOn(c.dirs, names, '/', 0, 2, 'x');
+    const seen = (root: string) => {
+      const out: unknown[] = [];
+      const [pa, pb] = [path.join(root, a), path.join(root, b)];
+      fs.writeFileSync(pa, 'aaa');
+      fs.writeFileSync(pb, 'bbbbbb');
+      const ino = [fs.statSync(pa).ino, fs.statSync(pb).ino];
+      const fd = fs.openSync(pa, 'r');
+      out.push(renameat2(pa, pb, 2));
+      out.push(fs.readFileSync(pa, 'utf8'), fs.readFileSync(pb, 'utf8'));
+      out.push(fs.statSync(pa).ino === ino[1], fs.statSync(pb).ino === ino[0]);
+      // An fd opened before follows its file, now under the other name.
+      const buf = Buffer.alloc(8);
+      out.push(buf.subarray(0, fs.readSync(fd, buf, 0, 8, 0)).toString());
+      fs.closeSync(fd);
+      out.push(renameat2(pa, path.join(root, 'none'), 2));
+      out.push(renameat2(pa, pb, 1), renameat2(pa, path.join(root, 'new'), 1), fs.existsSync(path.join(root, 'new')));
+      out.push(renameat2(pa, pb, 3));
+      out.push(fs.readdirSync(root).sort());
       return out;
     };
     assert.deepEqual(seen(mnt), seen(local));

@@ -715,6 +715,15 @@ export class Volume {
     await this.client.rename(from, to);
   }
 
+  /**
+   * renameat2(2) with RENAME_EXCHANGE: the two names swap their files at once. Supported where it can be
+   * atomic: two files (or symlinks, FIFOs, sockets, devices) whose names both hash to the brick that
+   * holds their data; otherwise EXDEV (directories, names on different bricks). See DhtClient.exchange.
+   */
+  async exchange(a: string, b: string): Promise<void> {
+    await this.client.exchange(a, b);
+  }
+
   async link(existing: string, newPath: string): Promise<void> {
     await this.client.link(existing, newPath);
   }

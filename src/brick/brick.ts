@@ -18,7 +18,7 @@ import { release } from './fds.js';
 import { ensureHandleDir } from './handles.js';
 import { getxattr, listxattr, removexattr, setattr, setxattr } from './ops/attrs.js';
 import { closeFd, fallocate, fdLocal, fstat, fsync, ftruncate, open, read, seek, write } from './ops/data.js';
-import { create, link, lookup, lookupGfid, mkdir, mklinkto, mknod, readdir, readlink, rename, renameSettled, rmdir, symlink, unlink } from './ops/entry.js';
+import { create, exchange, link, lookup, lookupGfid, mkdir, mklinkto, mknod, readdir, readlink, rename, renameSettled, rmdir, symlink, unlink } from './ops/entry.js';
 import { entrylk, inodelk } from './ops/locks.js';
 import { migDropSpecial, migFinalize, migInstall, migPrepare, migPull, migSpecial } from './ops/mig-dst.js';
 import { legacySetLinkto, migAbort, migCleanup, migCommit, migDirty, migFreeze, migLease, migRenew, migSegments, migSource, migSweep } from './ops/mig-src.js';
@@ -72,6 +72,7 @@ const HANDLERS: { [N in OpName]: Handler<N> } = {
   rmdir: (b, _s, a) => rmdir(b, a),
   rename: (b, _s, a) => rename(b, a),
   link: (b, _s, a) => link(b, a),
+  exchange: (b, _s, a) => exchange(b, a),
   renameSettled: (b, _s, a) => renameSettled(b, a),
   symlink: (b, _s, a) => symlink(b, a),
   mknod: (b, _s, a) => mknod(b, a),

@@ -242,6 +242,15 @@ export function watchedStorage(st: Storage, watches: DirWatches, internal: (rel:
   if (st.syncAll) w.syncAll = (h) => st.syncAll!(h);
   if (st.lock) w.lock = (h, byte, mode) => st.lock!(h, byte, mode);
   if (st.seekData) w.seekData = (h, offset, hole) => st.seekData!(h, offset, hole);
+  if (st.exchange) {
+    w.exchange = (from, to) => {
+      st.exchange!(from, to);
+      gone(from);
+      gone(to);
+      changed(from);
+      changed(to);
+    };
+  }
   if (st.fallocate) w.fallocate = (h, mode, offset, length) => st.fallocate!(h, mode, offset, length);
   if (st.mknod) {
     w.mknod = (p, mode, rdev) => {

@@ -1373,6 +1373,51 @@ export class DhtClient {
     }
   }
 
+  /**
+   * renameat2(2) with RENAME_EXCHANGE: `from` and `to` swap their files at once. Done where it can be
+   * atomic: both names' files live on one brick under those names (each name's hashed brick holds its
+   * data: no linkto), which swaps them with one renameat2, under both names' entry locks there (so no
+   * rename of this client or another comes between). Anything else answers EXDEV, as between two file
+   * systems: a directory (its copies on every brick cannot be swapped at once), or names on two bricks
+   * (a reader could meet the new file at one name and still the old at the other). A file whose
+   * migration committed meanwhile is looked up again (EMOVED), and so is one replaced by another (ESTALE).
+   */
+  async exchange(from: string, to: string): Promise<void> {
+    from = normPath(from);
+    to = normPath(to);
+    if (from === '/' || to === '/') throw new FsError('EBUSY', 'cannot exchange /');
+    if (to.startsWith(from + '/') || from.startsWith(to + '/')) throw new FsError('EINVAL', `${from} and ${to}: one is inside the other`);
+    this.negGone(from);
+    this.negGone(to);
+    for (let attempt = 0; ; attempt++) {
+      const [a, b] = await Promise.all([this.locate(from), this.locate(to)]);
+      if (from === to) return;
+      const exdev = (why: string) => new FsError('EXDEV', `RENAME_EXCHANGE of ${from} and ${to}: ${why}`);
+      if (a.isDir || b.isDir) throw exdev('directories are not exchanged (their copies on every brick cannot be swapped at once)');
+      const brick = a.cached;
+      if (a.hashed !== brick || b.hashed !== brick || b.cached !== brick) throw exdev('the names are not both on one brick with their data');
+      const f = splitPath(from);
+      const t = splitPath(to);
+      const [first, second] = [f, t].sort((x, y) => (x.parent + '/' + x.name < y.parent + '/' + y.name ? -1 : 1));
+      try {
+        await this.withParent(f.parent, (df) =>
+          this.withParent(t.parent, async (dt) => {
+            if (this.hashedBrick(df, f.name) !== brick || this.hashedBrick(dt, t.name) !== brick) throw exdev('the names hash to other bricks now');
+            await this.entryLock(brick, first.parent, first.name, () =>
+              this.entryLock(brick, second.parent, second.name, () =>
+                this.sv(brick).call('exchange', { from, to, gfid: needGfid(a.attr.gfid, from), toGfid: needGfid(b.attr.gfid, to), fromLayout: this.rangeOf(df, brick), parentLayout: this.rangeOf(dt, brick) }),
+              ),
+            );
+          }),
+        );
+        return;
+      } catch (e) {
+        if ((codeOf(e) === EMOVED || codeOf(e) === 'ESTALE') && attempt < 3) continue;
+        throw e;
+      }
+    }
+  }
+
   private async renameOnce(from: string, to: string, resume: string | null, left: ReplacedFile): Promise<void> {
     let src: Located;
     try {

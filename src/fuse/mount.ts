@@ -56,6 +56,7 @@ const UTIME_NOW = (1 << 30) - 1;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 const RENAME_NOREPLACE = 1;
+const RENAME_EXCHANGE = 2;
 const MAX_IO = 1024 * 1024;
 /** Sequential reads keep this many requests of MAX_IO in flight (see raiseReadahead). */
 const READAHEAD_REQUESTS = 4;
@@ -371,6 +372,11 @@ export class FuseMount {
       case 'symlink':
         return { result: 0, extra: statArray(await c.symlink(path2!, p, owner)) };
       case 'rename': {
+        if (n[0] === RENAME_EXCHANGE) {
+          // Atomic where both names' files are on one brick; EXDEV otherwise (DhtClient.exchange).
+          await c.exchange(p, path2!);
+          return { result: 0 };
+        }
         if (n[0] & ~RENAME_NOREPLACE) return { result: -osConstants.errno.EINVAL };
         if (n[0] & RENAME_NOREPLACE) {
           const exists = await c.stat(path2!).then(

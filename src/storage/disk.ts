@@ -69,6 +69,7 @@ let copyAddon:
       lock?(fd: number, byte: number, mode: number): boolean;
       seekData?(fd: number, offset: number, hole: boolean): number;
       fallocate?(fd: number, mode: number, offset: number, length: number): void;
+      exchange?(from: string, to: string): void;
     }
   | null
   | undefined;
@@ -282,6 +283,12 @@ export class DiskStorage implements Storage {
     const c = copier();
     if (!c?.fallocate) throw new FsError('EOPNOTSUPP', 'fallocate needs the native/copy addon');
     c.fallocate(h, mode, offset, length);
+  }
+  /** renameat2 RENAME_EXCHANGE through native/copy; EXDEV where it was not built. */
+  exchange(from: string, to: string): void {
+    const c = copier();
+    if (!c?.exchange) throw new FsError('EXDEV', 'RENAME_EXCHANGE needs the native/copy addon');
+    c.exchange(this.abs(from), this.abs(to));
   }
 }
 

@@ -117,6 +117,8 @@ export interface Storage {
    * brick checks it); without it, a brick answers EOPNOTSUPP.
    */
   fallocate?(h: number, mode: number, offset: number, length: number): void;
+  /** Optional: swaps the inodes of two existing names at once (renameat2 RENAME_EXCHANGE); without it, a brick answers EXDEV. */
+  exchange?(from: string, to: string): void;
 }
 
 /** fallocate(2)'s mode bits (linux/falloc.h). */

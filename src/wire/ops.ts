@@ -282,6 +282,11 @@ export const OPS = {
   rename: op({ from: path, to: path, gfid: opt(gfid), ...parentCheck }).reply<Attr>(),
   link: op({ from: path, to: path, gfid: opt(gfid), intent: flag, replaced: replacedFile, ...parentCheck }).reply<Attr>(),
   renameSettled: op({ gfid }).reply<Empty>(),
+  /**
+   * renameat2 RENAME_EXCHANGE of two names of this brick, each the data of the file `gfid` / `toGfid`
+   * (no linkto, no directory); `fromLayout` checks `from`'s parent as `parentLayout` checks `to`'s.
+   */
+  exchange: op({ from: path, to: path, gfid, toGfid: gfid, fromLayout: opt(ranges), ...parentCheck }).reply<Attr>(),
   readlink: op({ path }).reply<{ target: string; attr: Attr }>(),
   readdir: op({ path, offset: withDefault(int(), 0), limit: withDefault(int(1, 100_000), 1000) }).reply<{ entries: DirEntryAttr[]; eof: boolean; attr: Attr }>(),
 

@@ -256,6 +256,38 @@ export function rename(b: BrickCore, a: Decoded<'rename'>): Attr | Promise<Attr>
   return b.attr(to, b.st.lstat(to), gfid);
 }
 
+/**
+ * RENAME_EXCHANGE of two names whose files both live here, under these names (DhtClient.exchange): one
+ * renameat2, so every reader sees either both names as they were or both swapped. Not for a directory
+ * (its copies on every brick cannot be swapped at once) nor a linkto (the data is elsewhere): EXDEV.
+ * As a rename, it waits for a migration of either file that is switching, aborts one that has not
+ * committed, and is refused (EMOVED) for a file that moved.
+ */
+export function exchange(b: BrickCore, a: Decoded<'exchange'>): Attr | Promise<Attr> {
+  const from = b.walk(a.from);
+  const to = b.walk(a.to);
+  if (from === '' || to === '') throw new FsError('EBUSY', 'cannot exchange the root');
+  b.checkParentLayout(from, a.fromLayout, a.parentCommit);
+  b.checkParentLayout(to, a.parentLayout, a.parentCommit);
+  const swap = b.st.exchange?.bind(b.st);
+  if (!swap) throw new FsError('EXDEV', `${b.cfg.name} cannot exchange names`);
+  for (const rel of [from, to]) {
+    const st = b.st.lstat(rel);
+    if (isDir(st)) throw new FsError('EXDEV', `/${rel} is a directory: RENAME_EXCHANGE of directories is not supported`);
+    if (st.mode === LINKTO_MODE) throw new FsError('EXDEV', `/${rel} is a linkto on ${b.cfg.name}: its data is elsewhere`);
+  }
+  const [ga, gb] = [b.readGfid(from), b.readGfid(to)];
+  if (ga !== a.gfid || gb !== a.toGfid) throw new FsError('ESTALE', `/${ga !== a.gfid ? from : to} is another file now`);
+  const wait = b.mig.whenSettled(ga) ?? b.mig.whenSettled(gb);
+  if (wait) return wait.then(b.watches.resumed(() => exchange(b, a)));
+  b.refuseMoved(from, ga);
+  b.refuseMoved(to, gb);
+  b.mig.entryChanged(ga);
+  b.mig.entryChanged(gb);
+  swap(from, to);
+  return b.attr(to, b.st.lstat(to), ga);
+}
+
 export function link(b: BrickCore, a: Decoded<'link'>): Attr | Promise<Attr> {
   const from = b.walk(a.from);
   const to = b.walk(a.to);

@@ -23,6 +23,14 @@ if ! pkg-config --exists fuse3 2>/dev/null || ! command -v fusermount3 >/dev/nul
     echo "setup: libfuse 3 is missing; install Debian's 'libfuse3-dev', 'fuse3' and 'pkg-config' (dhtfs mount needs them)" >&2
   fi
 fi
+# etcd (Debian's etcd-server) for a cluster's state (src/cluster/etcd-store.ts) and the tests that run one.
+if ! command -v etcd >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y --no-install-recommends etcd-server >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y --no-install-recommends etcd-server >/dev/null)) || echo "setup: could not install etcd-server (cluster tests are skipped without it)" >&2
+  else
+    echo "setup: etcd is missing; install Debian's 'etcd-server' (a cluster keeps its state in it)" >&2
+  fi
+fi
 # Programs the FUSE tests run unmodified on the mount (git, tar and coreutils are in the base system), and
 # Debian's python3 (test/helpers/posix-runner.ts: mkfifo, utimensat and xattrs as other users, who may
 # not run a python3 under /root).

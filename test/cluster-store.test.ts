@@ -1,0 +1,162 @@
+/**
+ * The cluster state store's contract (src/cluster/store.ts), run against both implementations: a real
+ * etcd (Debian's etcd-server on loopback) and the local file store. Compare-and-set on revisions, commits
+ * of several keys all or nothing, claims held by a process while it lives (and freed when it dies),
+ * watches in order, and read-modify-write by processes racing each other losing nothing.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { EtcdStore } from '../src/cluster/etcd-store.js';
+import { LocalStore } from '../src/cluster/local-store.js';
+import { update, type Event, type Store } from '../src/cluster/store.js';
+import { etcdAvailable, startEtcd, type TestEtcd } from './helpers/etcd.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** How a child process opens the same store: `local:FILE` or `etcd:URL`. */
+type Where = string;
+function open(where: Where): Store {
+  return where.startsWith('etcd:') ? new EtcdStore([where.slice(5)]) : new LocalStore(where.slice(6));
+}
+
+/** A node process that runs `body` (JS, with `store` and `update` in scope) against the store and prints what it prints. */
+function child(where: Where, body: string) {
+  const storeJs = path.join(here, '..', 'src', 'cluster');
+  const src = `
+    const { EtcdStore } = await import(${JSON.stringify(path.join(storeJs, 'etcd-store.js'))});
+    const { LocalStore } = await import(${JSON.stringify(path.join(storeJs, 'local-store.js'))});
+    const { update } = await import(${JSON.stringify(path.join(storeJs, 'store.js'))});
+    const where = ${JSON.stringify(where)};
+    const store = where.startsWith('etcd:') ? new EtcdStore([where.slice(5)]) : new LocalStore(where.slice(6));
+    ${body}
+  `;
+  const env = { ...process.env };
+  delete env.NODE_TEST_CONTEXT; // a plain process, not a test runner's child
+  const p = spawn(process.execPath, ['--input-type=module', '-e', src], { stdio: ['ignore', 'pipe', 'inherit'], env });
+  // Lines are queued as they come (one printed before anybody waits for it is kept).
+  const queued: string[] = [];
+  const waiting: ((l: string) => void)[] = [];
+  createInterface({ input: p.stdout! }).on('line', (l) => (waiting.length ? waiting.shift()!(l) : queued.push(l)));
+  return { p, line: () => (queued.length ? Promise.resolve(queued.shift()!) : new Promise<string>((r) => waiting.push(r))) };
+}
+
+function contract(kind: string, setup: () => Promise<{ where: Where; done: () => Promise<void> }>, claimFreedWithinMs: number) {
+  test(`${kind} store: compare-and-set, all-or-nothing commits, lists, watches`, async () => {
+    const { where, done } = await setup();
+    const s = open(where);
+    try {
+      assert.equal(await s.get('vol/a'), null);
+      assert.ok(await s.commit([{ key: 'vol/a', value: '1', ifRev: 0 }]));
+      assert.ok(!(await s.commit([{ key: 'vol/a', value: '2', ifRev: 0 }])), 'a second create of one key loses');
+      const a = (await s.get('vol/a'))!;
+      assert.equal(a.value, '1');
+      assert.ok(await s.commit([{ key: 'vol/a', value: '2', ifRev: a.rev }]));
+      assert.ok(!(await s.commit([{ key: 'vol/a', value: '3', ifRev: a.rev }])), 'a change from a stale revision loses');
+      assert.equal((await s.get('vol/a'))!.value, '2');
+      // Several keys: all or nothing.
+      const a2 = (await s.get('vol/a'))!;
+      assert.ok(!(await s.commit([{ key: 'vol/b', value: 'b' }, { key: 'vol/a', value: 'x', ifRev: a2.rev + 1000 }])));
+      assert.equal(await s.get('vol/b'), null, 'nothing of a failed commit is applied');
+      assert.ok(await s.commit([{ key: 'vol/b', value: 'b', ifRev: 0 }, { key: 'vol/a', value: 'y', ifRev: a2.rev }, { key: 'other', value: 'o' }]));
+      assert.deepEqual((await s.list('vol/')).map((e) => [e.key, e.value]), [['vol/a', 'y'], ['vol/b', 'b']]);
+      // Watches see every change under their prefix, in order, deletes included.
+      const seen: Event[] = [];
+      const stop = await s.watch('vol/', (e) => seen.push(e));
+      assert.ok(await s.commit([{ key: 'vol/c', value: 'c1' }]));
+      await sleep(300);
+      assert.ok(await s.commit([{ key: 'vol/c', value: 'c2' }]));
+      await sleep(300);
+      assert.ok(await s.commit([{ key: 'vol/a', value: null }, { key: 'elsewhere', value: 'e' }]));
+      for (let i = 0; i < 50 && seen.length < 3; i++) await sleep(100);
+      await stop();
+      assert.deepEqual(seen.map((e) => [e.key, e.entry?.value ?? null]), [['vol/c', 'c1'], ['vol/c', 'c2'], ['vol/a', null]]);
+      assert.equal(await s.get('vol/a'), null);
+    } finally {
+      await s.close();
+      await done();
+    }
+  });
+
+  test(`${kind} store: read-modify-write from two processes at once loses no update`, async () => {
+    const { where, done } = await setup();
+    const s = open(where);
+    try {
+      const body = `for (let i = 0; i < 25; i++) await update(store, 'counter', (c) => ({ n: (c?.n ?? 0) + 1 })); await store.close(); console.log('done');`;
+      const a = child(where, body);
+      const b = child(where, body);
+      assert.equal(await a.line(), 'done');
+      assert.equal(await b.line(), 'done');
+      assert.deepEqual(JSON.parse((await s.get('counter'))!.value), { n: 50 });
+    } finally {
+      await s.close();
+      await done();
+    }
+  });
+
+  test(`${kind} store: a claim is one process's while it lives, and free once it died`, async () => {
+    const { where, done } = await setup();
+    const s = open(where);
+    try {
+      const holder = child(where, `const c = await store.claim('task/rebalance/v', 'node-a', 2); console.log(c ? 'held' : 'refused'); setInterval(() => {}, 1000);`);
+      assert.equal(await holder.line(), 'held');
+      assert.equal(await s.claim('task/rebalance/v', 'node-b', 2), null, 'held by another process');
+      assert.equal((await s.get('task/rebalance/v'))!.value, 'node-a');
+      holder.p.kill('SIGKILL');
+      await once(holder.p, 'exit');
+      const t0 = Date.now();
+      let mine = null;
+      while (!mine && Date.now() - t0 < claimFreedWithinMs) {
+        mine = await s.claim('task/rebalance/v', 'node-b', 2);
+        if (!mine) await sleep(100);
+      }
+      assert.ok(mine, `the dead holder's claim was freed within ${claimFreedWithinMs} ms`);
+      assert.equal((await s.get('task/rebalance/v'))!.value, 'node-b');
+      await mine.release();
+      assert.equal(await s.get('task/rebalance/v'), null, 'released');
+    } finally {
+      await s.close();
+      await done();
+    }
+  });
+}
+
+contract('local', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-store-'));
+  return { where: `local:${path.join(dir, 'store.json')}`, done: async () => fs.rmSync(dir, { recursive: true, force: true }) };
+}, 2000);
+
+const avail = etcdAvailable();
+if (avail.ok) {
+  // A fresh etcd for each test: the store's key prefix is fixed, and each test starts from no keys.
+  contract('etcd', async () => {
+    const e: TestEtcd = await startEtcd();
+    return { where: `etcd:${e.endpoint}`, done: () => e.stop() };
+  }, 10_000);
+  test('etcd store: etcd away gives a clear error naming it, and it works again once back', async () => {
+    const e = await startEtcd();
+    const s = new EtcdStore([e.endpoint]);
+    try {
+      assert.ok(await s.commit([{ key: 'k', value: 'v' }]));
+      await e.kill();
+      await assert.rejects(s.get('k'), (err: Error) => {
+        assert.match(err.message, new RegExp(`cluster state \\(etcd ${e.endpoint.replace(/[.]/g, '\\.')}\\)`));
+        return true;
+      });
+      await e.start();
+      let v = null;
+      for (let i = 0; i < 100 && !v; i++) v = await s.get('k').catch(() => sleep(100).then(() => null));
+      assert.equal(v?.value, 'v');
+    } finally {
+      await s.close();
+      await e.stop();
+    }
+  });
+} else test('etcd store', { skip: avail.reason }, () => {});

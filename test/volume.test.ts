@@ -268,7 +268,7 @@ test('hard links whose names hash to one brick, not the data\'s: one linkto inod
   assert.deepEqual(c.dirs.map((d) => fs.existsSync(handleFile(d, gfid))), [false, false, false], 'no gfid handle left');
 });
 
-test('FIFOs and sockets: made on the hashed brick, renamed across bricks, removed; no device nodes', async () => {
+test('FIFOs and sockets: made on the hashed brick, renamed across bricks, removed; device nodes made with their device', async () => {
   await vol.mkdir('/special');
   const [f] = namesOn(c.dirs, names, '/special', 0, 1, 'f');
   const [g] = namesOn(c.dirs, names, '/special', 1, 1, 'g');
@@ -285,8 +285,14 @@ test('FIFOs and sockets: made on the hashed brick, renamed across bricks, remove
   assert.ok(fs.lstatSync(path.join(c.dirs[2], 'special', s)).isSocket());
   assert.ok((await vol.lstat(`/special/${s}`)).isSocket());
   await assert.rejects(vol.client.mknod(`/special/${f}`, 0o010644), { code: 'EEXIST' });
-  await assert.rejects(vol.client.mknod('/special/dev', 0o020644), { code: 'EPERM' });
-  await assert.rejects(vol.client.mknod('/special/blk', 0o060644), { code: 'EPERM' });
+  // Device nodes are made too (issue 20, item 11; we run as root), with their device; regular files and
+  // directories are not mknod's.
+  await vol.client.mknod('/special/dev', 0o020644, undefined, 0x103);
+  assert.equal((await vol.lstat('/special/dev')).rdev, 0x103);
+  assert.ok((await vol.lstat('/special/dev')).isCharacterDevice());
+  await assert.rejects(vol.client.mknod('/special/reg', 0o100644), { code: 'EPERM' });
+  await assert.rejects(vol.client.mknod('/special/dir', 0o040755), { code: 'EPERM' });
+  await vol.unlink('/special/dev');
   // Renamed to a name of another brick: the FIFO stays where it is, a linkto points at it.
   await vol.rename(`/special/${f}`, `/special/${g}`);
   assert.ok((await vol.lstat(`/special/${g}`)).isFIFO());

@@ -38,8 +38,11 @@ let hostIdentity: string | null | undefined;
 /**
  * This boot of this machine: machine id and boot id. Two processes with the same one see the same
  * files (a brick's storage shared with another brick, or with a client, of this host).
+ * DHTFS_HOST_ID overrides it, for hosts that share both (network namespaces, containers of one image):
+ * processes with different ones never take a same-host shortcut between them.
  */
 export function hostId(): string | null {
+  if (hostIdentity === undefined && process.env.DHTFS_HOST_ID) hostIdentity = process.env.DHTFS_HOST_ID;
   if (hostIdentity === undefined) {
     try {
       const read = (f: string) => readFileSync(f, 'utf8').trim();

@@ -30,6 +30,7 @@ import {
 } from './state.js';
 import { parsePortRange } from '../brick/ports.js';
 import { addBricks, replaceBrick } from './bricks.js';
+import { registerNodeCommands } from './node.js';
 
 /**
  * remove-brick commit: how long the removed bricks keep serving after the topology without them reached
@@ -817,6 +818,8 @@ helper
       fs.rmSync(path.join(o.dir, 'mount.dhtfs'), { force: true });
     }),
   );
+
+registerNodeCommands(program, action);
 
 program.parseAsync(process.argv).catch(fail);
 

@@ -1,0 +1,119 @@
+/**
+ * `dhtfs node serve` and `dhtfs node install-service`: the node daemon of a host (src/cluster/node.ts),
+ * its identity, its store, and the systemd unit that runs it.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { Command } from 'commander';
+import { EtcdStore } from '../cluster/etcd-store.js';
+import { LocalStore } from '../cluster/local-store.js';
+import { NodeDaemon } from '../cluster/node.js';
+import { ProcessBrickRunner, announceTopology } from '../cluster/brick-runner.js';
+import { keys, type PeerRecord } from '../cluster/records.js';
+import type { Store } from '../cluster/store.js';
+import { realClock } from '../common/real-env.js';
+import { MAIN_JS, home } from './state.js';
+
+/** How long the store keeps a dead daemon's presence. */
+const PRESENCE_TTL_S = 10;
+
+/**
+ * This node's id: made once and kept in its state folder (machine-id cannot tell hosts apart that share
+ * it: containers of one image, network namespaces).
+ */
+export function nodeId(stateDir: string): string {
+  const f = path.join(stateDir, 'node-id');
+  try {
+    return fs.readFileSync(f, 'utf8').trim();
+  } catch {
+    fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const id = randomUUID();
+    fs.writeFileSync(f, id + '\n', { mode: 0o600, flag: 'wx' });
+    return id;
+  }
+}
+
+/** The cluster's store: etcd when endpoints are given, else the local file of this host's $DHTFS_HOME. */
+export function openStore(etcd: string | undefined): Store {
+  if (etcd) return new EtcdStore(etcd.split(',').map((e) => e.trim()).filter(Boolean));
+  return new LocalStore(path.join(home(), 'store.json'));
+}
+
+export function registerNodeCommands(program: Command, action: <A extends unknown[]>(fn: (...args: A) => Promise<void> | void) => (...args: A) => Promise<void>): void {
+  const node = program.command('node').description("this host's node daemon: runs the bricks the cluster places here (being built, issue 19: docs/CLUSTER.md)");
+  node
+    .command('serve')
+    .description('run the node daemon in the foreground: start, supervise and restart the bricks placed on this node, report them in the cluster state')
+    .option('--state-dir <dir>', "the daemon's folder: its id, brick logs, volume secrets", path.join(home(), 'node'))
+    .option('--address <ip>', "the address this node's bricks listen on", '127.0.0.1')
+    .option('--etcd <urls>', "etcd endpoints (comma-separated) holding the cluster's state; without: $DHTFS_HOME/store.json (one host)")
+    .option('--port-range <first-last>', 'the brick port range (default: $DHTFS_PORT_RANGE, else 49152-60999)')
+    .option('--stop-bricks', 'stop the bricks when the daemon stops (by default they keep serving: clients never need the daemon)')
+    .action(
+      action(async (o: { stateDir: string; address: string; etcd?: string; portRange?: string; stopBricks?: boolean }) => {
+        const stateDir = path.resolve(o.stateDir);
+        const id = nodeId(stateDir);
+        const store = openStore(o.etcd);
+        const log = (level: string, msg: string) => process.stderr.write(JSON.stringify({ level, time: new Date().toISOString(), node: id, msg }) + '\n');
+        const presence = await store.claim(keys.presence(id), JSON.stringify({ pid: process.pid, address: o.address }), PRESENCE_TTL_S);
+        if (!presence) throw new Error(`a node daemon with id ${id} already runs (its presence is in ${store.where}); stop it first`);
+        const peer = await store.get(keys.peer(id));
+        if (!peer) {
+          const rec: PeerRecord = { id, address: o.address, mgmtPort: 0 };
+          await store.commit([{ key: keys.peer(id), value: JSON.stringify(rec), ifRev: 0 }]);
+        }
+        const daemon = new NodeDaemon(store, id, new ProcessBrickRunner(stateDir, o.address, o.portRange), announceTopology, realClock, log);
+        await daemon.start();
+        process.stdout.write(JSON.stringify({ event: 'node-ready', id, address: o.address, store: store.where, pid: process.pid }) + '\n');
+        await new Promise<void>((resolve) => {
+          process.once('SIGTERM', resolve);
+          process.once('SIGINT', resolve);
+          void presence.lost.then(() => {
+            log('error', `lost this node's presence in ${store.where} (away for more than ${PRESENCE_TTL_S} s); stopping`);
+            resolve();
+          });
+        });
+        await daemon.close({ bricks: !!o.stopBricks });
+        await presence.release().catch(() => {});
+        await store.close();
+        process.exit(0);
+      }),
+    );
+  node
+    .command('install-service')
+    .description('write the systemd unit that runs `dhtfs node serve` at boot (then: systemctl daemon-reload; systemctl enable --now dhtfs-node)')
+    .option('--unit-dir <dir>', 'where to write dhtfs-node.service', '/etc/systemd/system')
+    .option('--address <ip>', "the address this node's bricks listen on", '127.0.0.1')
+    .option('--etcd <urls>', 'etcd endpoints (comma-separated)')
+    .option('--state-dir <dir>', "the daemon's folder", '/var/lib/dhtfs/node')
+    .action(
+      action((o: { unitDir: string; address: string; etcd?: string; stateDir: string }) => {
+        const args = [process.execPath, MAIN_JS, 'node', 'serve', '--state-dir', o.stateDir, '--address', o.address, ...(o.etcd ? ['--etcd', o.etcd] : [])];
+        const unit = [
+          '[Unit]',
+          'Description=dhtfs node daemon (runs this host\'s bricks)',
+          'After=network-online.target',
+          'Wants=network-online.target',
+          '',
+          '[Service]',
+          'Type=simple',
+          `Environment=DHTFS_HOME=${path.dirname(o.stateDir)}`,
+          `ExecStart=${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`,
+          // The bricks are the data path: a daemon restart must not take them down with it.
+          'KillMode=process',
+          'Restart=on-failure',
+          'RestartSec=2',
+          'LimitNOFILE=65536',
+          '',
+          '[Install]',
+          'WantedBy=multi-user.target',
+          '',
+        ].join('\n');
+        fs.mkdirSync(o.unitDir, { recursive: true });
+        const f = path.join(o.unitDir, 'dhtfs-node.service');
+        fs.writeFileSync(f, unit);
+        process.stdout.write(`wrote ${f}; then: systemctl daemon-reload && systemctl enable --now dhtfs-node\n`);
+      }),
+    );
+}

@@ -5,12 +5,12 @@
  *   const vol = await Volume.connect(spec);
  *   await vol.writeFile('/hello.txt', 'hi');
  */
-import { EMOVED, FsError, codeOf, infoOf } from '../common/errors.js';
+import { EMOVED, FsError, codeOf, infoOf, ignoreCodes, bestEffort } from '../common/errors.js';
 import type { ArgsOf, FdArgs, FdOp, Reply } from '../wire/ops.js';
 import { planted } from '../common/plant.js';
 import type { Clock, Random } from '../common/env.js';
 import { realClock, realRandom } from '../common/real-env.js';
-import { DhtClient, fdGone, movedAway, normPath, type Located, type Logger } from '../dht/client.js';
+import { DhtClient, RACE_RETRIES, fdGone, movedAway, normPath, type Located, type Logger } from '../dht/client.js';
 import type { VolumeSpec } from '../dht/spec.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import type { Network } from '../wire/transport.js';
@@ -101,6 +101,13 @@ async function pipelined(n: number, window: number, fn: (i: number) => Promise<v
 export type LocalSource = FdLocal & { at: string };
 
 /** An open file on a volume (like fs/promises' FileHandle). */
+/**
+ * How many times a handle's fd operation follows its file (a reconnected brick, a migration that moved
+ * the file, a brick that forgot it) before the error stands: each follow is a real move, and a file does
+ * not move five times during one call.
+ */
+const FOLLOW_RETRIES = 5;
+
 export class FileHandle {
   private pos = 0;
   private closed = false;
@@ -159,8 +166,8 @@ export class FileHandle {
         return r;
       } catch (e) {
         const code = codeOf(e);
-        if (fdGone(e) && attempt < 5) continue; // reopened at the top of the loop
-        if ((code === 'ENOENT' || code === 'ESTALE') && attempt < 5 && this.gfid) {
+        if (fdGone(e) && attempt < FOLLOW_RETRIES) continue; // reopened at the top of the loop
+        if ((code === 'ENOENT' || code === 'ESTALE') && attempt < FOLLOW_RETRIES && this.gfid) {
           // The brick no longer has the file (a migration finished and cleaned up, and the brick then
           // forgot it): find the file again by its path, as GlusterFS's complete-check does.
           // If that lookup fails (say the file's new brick is down), its error is the true one.
@@ -169,7 +176,7 @@ export class FileHandle {
           await this.reopenAt(loc.cached, loc.attr);
           continue;
         }
-        if (code !== EMOVED || attempt >= 5) throw e;
+        if (code !== EMOVED || attempt >= FOLLOW_RETRIES) throw e;
         const info = infoOf(e) as { dst: string; token: string; path: string } | undefined;
         if (!info || !this.gfid) throw e;
         if (this.loc.cached === brick) await this.vol.followMove(this.gfid, info);
@@ -187,7 +194,7 @@ export class FileHandle {
     const attr = ((r as { attr?: Attr })?.attr ?? r) as Attr;
     if (!attr || typeof attr.mode !== 'number') return r;
     const phase2 = (attr.mode & S_IFMT) === S_IFREG && (attr.mode & 0o7777) === S_ISVTX;
-    if (phase2 && attempt < 3) {
+    if (phase2 && attempt < RACE_RETRIES) {
       const before = this.loc.cached;
       await this.vol.legacyRelocate(this);
       if (this.loc.cached !== before) return this.call(op, args, into);
@@ -215,7 +222,7 @@ export class FileHandle {
     await this.vol.client
       .sv(old.brick)
       .call('close', { fd: old.fd })
-      .catch(() => {});
+      .catch(bestEffort('close', this.vol.client.log));
   }
 
   /** @internal Reopens this handle on the brick a migration moved its file to. */
@@ -229,7 +236,7 @@ export class FileHandle {
     await this.vol.client
       .sv(old.brick)
       .call('close', { fd: old.fd })
-      .catch(() => {});
+      .catch(bestEffort('close', this.vol.client.log));
   }
 
   /** Reads up to `length` bytes at `position` (or the current position, which then advances). */
@@ -539,7 +546,7 @@ export class Volume {
 
   /** Closes every open file handle and brick connection. */
   async close(): Promise<void> {
-    await Promise.all([...this.handles].map((h) => h.close().catch(() => {})));
+    await Promise.all([...this.handles].map((h) => h.close().catch(bestEffort('close', this.client.log))));
     this.client.close();
   }
 
@@ -584,7 +591,7 @@ export class Volume {
           break;
         } catch (e) {
           // A migration moved the file between the lookup and the open: look it up again.
-          if (attempt >= 3 || !movedAway(e)) throw e;
+          if (attempt >= RACE_RETRIES || !movedAway(e)) throw e;
         }
       }
     }
@@ -667,7 +674,7 @@ export class Volume {
       try {
         await this.client.mkdir(p, mode);
       } catch (e) {
-        if (codeOf(e) !== 'EEXIST') throw e;
+        ignoreCodes(e, 'EEXIST');
         const st = await this.client.stat(p);
         if ((st.mode & S_IFMT) !== S_IFDIR) throw new FsError('ENOTDIR', `${p}: not a directory`);
       }

@@ -4,7 +4,7 @@
  * however it ends), and writes its pid there. A second process on the same directory is refused.
  */
 import fs from 'node:fs';
-import { codeOf } from '../common/errors.js';
+import { codeOf, ignoreCodes } from '../common/errors.js';
 import type { DiskStorage } from '../storage/disk.js';
 import { O_CREAT, O_RDWR } from '../storage/storage.js';
 
@@ -21,7 +21,7 @@ export async function lockBrickDir(st: DiskStorage): Promise<void> {
   try {
     st.mkdir('.glusterfs', 0o700);
   } catch (e) {
-    if (codeOf(e) !== 'EEXIST') throw e;
+    ignoreCodes(e, 'EEXIST');
   }
   const h = st.open(LOCK_FILE, O_RDWR | O_CREAT, 0o600);
   const holder = async () => Number((await st.read(h, 0, 32)).toString('utf8').trim()) || null;

@@ -1,5 +1,5 @@
 /** The brick's shared state and helpers (see BrickCore). */
-import { ELAYOUT, EMOVED, FsError, codeOf } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, ignoreCodes } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
 import { COMMIT_HASH_INVALID, decodeRanges, sameRanges, type LayoutRange } from '../dht/layout.js';
@@ -137,7 +137,7 @@ export class BrickCore {
     try {
       this.st.mkdir(p, mode);
     } catch (e) {
-      if (codeOf(e) !== 'EEXIST') throw e;
+      ignoreCodes(e, 'EEXIST');
     }
   }
 
@@ -323,7 +323,7 @@ export class BrickCore {
     try {
       this.st.removexattr(handlePath(gfid), this.X.rename);
     } catch (e) {
-      if (codeOf(e) !== 'ENODATA' && codeOf(e) !== 'ENOENT') throw e;
+      ignoreCodes(e, 'ENODATA', 'ENOENT');
     }
   }
 

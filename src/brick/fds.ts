@@ -1,5 +1,9 @@
-/** The fd table: a session's open files, the brick-wide open counts, and the caps on both. */
-import { EMOVED, FsError } from '../common/errors.js';
+/**
+ * The fd table: a session's open files, the brick-wide open counts, and the caps on both. Invariant: a
+ * gfid's open count is the number of fds on it across every session (asserted as fds come and go).
+ */
+import assert from 'node:assert';
+import { EMOVED, FsError, hasErrno } from '../common/errors.js';
 import type { Attr } from '../wire/types.js';
 import { handlePath } from './format.js';
 import type { BrickCore, OpenFile, Session } from './core.js';
@@ -11,7 +15,8 @@ export function addFd(b: BrickCore, s: Session, f: OpenFile): number {
   if (s.fds.size < L.maxFdsPerSession) for (const x of b.sessions.values()) total += x.fds.size;
   const hit = s.fds.size >= L.maxFdsPerSession ? 'maxFdsPerSession' : total >= L.maxFds ? 'maxFds' : null;
   if (hit !== null) {
-    release(b, f);
+    // Never counted: the file is closed, and its gfid's count stays the other fds'.
+    closeQuietly(b, f.h);
     b.limitHit(hit, s, hit === 'maxFds' ? `${total} fds open on the brick (limit ${L.maxFds})` : `${s.fds.size} fds open on the connection (limit ${L.maxFdsPerSession})`);
     throw new FsError('EMFILE', hit === 'maxFds' ? 'too many open files on this brick' : 'too many open files on this connection');
   }
@@ -21,17 +26,32 @@ export function addFd(b: BrickCore, s: Session, f: OpenFile): number {
   return fd;
 }
 
+/** An fd goes: its file is closed and its gfid counts one fd less. */
 export function release(b: BrickCore, f: OpenFile): void {
+  closeQuietly(b, f.h);
+  if (f.gfid) {
+    const n = b.openCount.get(f.gfid) ?? 0;
+    assert.ok(n > 0, `fd table: an fd of ${f.gfid} is released, but the gfid counts no open fd`);
+    if (n === 1) b.openCount.delete(f.gfid);
+    else b.openCount.set(f.gfid, n - 1);
+  }
+}
+
+/** Closes a storage handle whose close may fail (the file system's error is logged); a bug is rethrown. */
+export function closeQuietly(b: BrickCore, h: number): void {
   try {
-    b.st.close(f.h);
+    b.st.close(h);
   } catch (e) {
+    if (!hasErrno(e)) throw e;
     b.log('warn', `close failed: ${(e as Error).message}`);
   }
-  if (f.gfid) {
-    const n = (b.openCount.get(f.gfid) ?? 1) - 1;
-    if (n <= 0) b.openCount.delete(f.gfid);
-    else b.openCount.set(f.gfid, n);
-  }
+}
+
+/** Checks the fd table against the open counts (tests, and a session's end): every count is its fds'. */
+export function checkFdTable(b: BrickCore): void {
+  const want = new Map<string, number>();
+  for (const s of b.sessions.values()) for (const f of s.fds.values()) if (f.gfid) want.set(f.gfid, (want.get(f.gfid) ?? 0) + 1);
+  assert.deepStrictEqual(new Map([...b.openCount].sort()), new Map([...want].sort()), 'fd table: open counts differ from the fds open');
 }
 
 /** The open file an fd names; EMOVED once its migration committed (but for `closing` it). */

@@ -1,5 +1,5 @@
 /** gfid handles (`.glusterfs/ab/cd/<gfid>`): made, checked, re-pointed and resolved. A handle is the brick's to keep unique. */
-import { FsError, codeOf } from '../common/errors.js';
+import { FsError, codeOf, ignoreCodes } from '../common/errors.js';
 import { ROOT_GFID, isGfid } from '../common/gfid.js';
 import type { Stat } from '../storage/storage.js';
 import { HANDLE_DIR, MAX_PATH, parentOf, baseOf, handlePath, isDir, isLnk } from './format.js';
@@ -29,7 +29,7 @@ export function linkHandle(b: BrickCore, rel: string, gfid: string): void {
   try {
     b.st.link(rel, hp);
   } catch (e) {
-    if (codeOf(e) !== 'EEXIST') throw e;
+    ignoreCodes(e, 'EEXIST');
     if (!handleIsStale(b, gfid)) throw new Refused('EEXIST', `gfid ${gfid} is already in use on ${b.cfg.name}`);
     b.st.unlink(hp);
     b.st.link(rel, hp);
@@ -54,7 +54,7 @@ export function pointHandleAt(b: BrickCore, rel: string, gfid: string): void {
   try {
     b.st.unlink(handlePath(gfid));
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   b.st.link(rel, handlePath(gfid));
 }
@@ -80,13 +80,13 @@ export function setDirHandle(b: BrickCore, rel: string, gfid: string): void {
       try {
         there = isDir(b.st.lstat(was)) && b.readGfid(was) === gfid;
       } catch (e) {
-        if (codeOf(e) !== 'ENOENT') throw e;
+        ignoreCodes(e, 'ENOENT');
       }
       if (there) throw new Refused('EEXIST', `gfid ${gfid} is already in use on ${b.cfg.name}`);
     }
     b.st.unlink(hp);
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   b.st.symlink(dirHandleTarget(b, rel), hp);
 }
@@ -97,7 +97,7 @@ export function dropHandleIfLast(b: BrickCore, gfid: string | null): void {
   try {
     if (handleIsStale(b, gfid)) b.st.unlink(handlePath(gfid));
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
 }
 

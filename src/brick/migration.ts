@@ -3,6 +3,7 @@
  * tracking of writes during the copy, the freeze that holds writes for the final copy, and the record of
  * files whose commit this brick made. Pure state and rules; Brick does the storage work around it.
  */
+import assert from 'node:assert';
 import { EMOVED, FsError } from '../common/errors.js';
 import type { Clock, Random, Timer } from '../common/env.js';
 import { planted } from '../common/plant.js';
@@ -220,14 +221,19 @@ export class SrcMigrations {
     const atEnter = a;
     if (a?.frozen) return new Promise<void>((r) => a.held.push(r));
     this.inflight.set(gfid, (this.inflight.get(gfid) ?? 0) + 1);
+    let exited = false;
     return (range) => {
+      // Every enter is paired with exactly one exit (change() calls it once, on success or failure).
+      assert.ok(!exited, `a tracked change of ${gfid} exited twice`);
+      exited = true;
       // Recorded in the migration live when the change is done, even if it began before the lease.
       const cur = planted.has('track-at-enter') ? atEnter : this.active.get(gfid);
       if (cur) {
         if (range) addRange(cur.dirty, range[0], range[1]);
         else cur.attrs = true;
       }
-      const n = (this.inflight.get(gfid) ?? 1) - 1;
+      const n = (this.inflight.get(gfid) ?? 0) - 1;
+      assert.ok(n >= 0, `changes in flight of ${gfid} below zero`);
       if (n > 0) this.inflight.set(gfid, n);
       else {
         this.inflight.delete(gfid);

@@ -5,7 +5,7 @@
  * connection may have taken it.
  */
 import { randomInt } from 'node:crypto';
-import { FsError, codeOf } from '../common/errors.js';
+import { FsError, ignoreCodes } from '../common/errors.js';
 
 export interface PortRange {
   first: number;
@@ -39,7 +39,7 @@ export async function listenInRange<L>(range: PortRange, listen: (port: number) 
     try {
       return await listen(p);
     } catch (e) {
-      if (codeOf(e) !== 'EADDRINUSE' && codeOf(e) !== 'EACCES') throw e;
+      ignoreCodes(e, 'EADDRINUSE', 'EACCES');
     }
   }
   throw new FsError('EADDRINUSE', `no free port in ${range.first}-${range.last}`);

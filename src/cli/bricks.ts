@@ -14,7 +14,7 @@ import { tcpNetwork } from '../wire/tcp.js';
 import type { Attr, DirEntryAttr, RootInfo } from '../wire/types.js';
 import { RING_MAX, isEmptyRange, type LayoutRange } from '../dht/layout.js';
 import { defaultXattrPrefix } from '../brick/server.js';
-import { codeOf, detailOf } from '../common/errors.js';
+import { codeOf, detailOf, ignoreCodes } from '../common/errors.js';
 import { pushTopology } from './rebalance.js';
 import {
   awaitBrick,
@@ -247,7 +247,7 @@ async function copyDirectories(others: RpcClient[], target: RpcClient, again = f
         await target.call('mkdir', { path: dir, mode: a.mode & 0o7777, gfid: needGfid(a.gfid, dir), uid: a.uid, gid: a.gid, layout, atime: a.atime, mtime: a.mtime, keepTimes: true });
         made++;
       } catch (e) {
-        if (codeOf(e) !== 'EEXIST') throw e;
+        ignoreCodes(e, 'EEXIST');
         // Again, once clients use the brick: a directory it has is theirs to lay out.
         if (!again) await target.call('setLayout', { path: dir, layout });
       }
@@ -262,7 +262,7 @@ async function copyDirectories(others: RpcClient[], target: RpcClient, again = f
           if (r.eof || r.entries.length === 0) break;
         }
       } catch (e) {
-        if (codeOf(e) !== 'ENOENT') throw e;
+        ignoreCodes(e, 'ENOENT');
       }
     }
     for (const n of [...subdirs].sort()) await walk(dir === '/' ? `/${n}` : `${dir}/${n}`);

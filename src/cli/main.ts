@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 import { Volume } from '../api/volume.js';
 import { LIVE_OPTIONS, liveOption, liveOptionsIn, validateSpec, type VolumeOptions, type VolumeSpec } from '../dht/spec.js';
 import { serveBrick } from '../brick/server.js';
-import { FsError, codeOf } from '../common/errors.js';
+import { FsError, codeOf, ignoreCodes } from '../common/errors.js';
 import { formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
 import { migrateFile } from '../rebalance/migrate.js';
 import { migrateFileLegacy } from '../rebalance/legacy.js';
@@ -668,7 +668,7 @@ program
         try {
           if ((await vol.stat(remote)).isDirectory()) target = path.posix.join(remote, path.basename(local));
         } catch (e) {
-          if (codeOf(e) !== 'ENOENT') throw e;
+          ignoreCodes(e, 'ENOENT');
         }
         const h = await vol.open(target, 'w', st.mode & 0o777);
         const fd = fs.openSync(local, 'r');

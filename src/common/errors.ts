@@ -46,6 +46,41 @@ export function codeOf(e: unknown): string {
   return typeof c === 'string' && /^E[A-Z0-9]+$/.test(c) ? c : 'EIO';
 }
 
+/**
+ * Rethrows `e` unless its errno name is one of `codes`: the outcomes a caller expects and goes on from
+ * (`ignoreCodes(e, 'ENOENT')`: the name was not there, which is what it wanted).
+ */
+export function ignoreCodes(e: unknown, ...codes: string[]): void {
+  if (!codes.includes(codeOf(e))) throw e;
+}
+
+/**
+ * The codes a best-effort call fails with when another client, a migration or a brick going down got
+ * there first: expected, so not logged.
+ */
+export const RACED = ['ENOENT', 'ESTALE', 'ENOTCONN', 'EBUSY', 'EMOVED', 'EFENCED', 'ETIMEDOUT', 'EBADF', 'ELAYOUT', 'EEXIST', 'ENOTEMPTY', 'EAGAIN'] as const;
+
+/**
+ * A handler for a call the caller may go on without (a cleanup, a repair, an acknowledgement): an error
+ * with an errno name is the call's outcome: quiet if its code is `expected` (by default RACED), else
+ * logged with `what`; anything else (a TypeError, a RangeError: a bug, not an outcome) is rethrown, never
+ * swallowed.
+ */
+export function bestEffort(what: string, log?: (level: 'warn', msg: string) => void, expected: readonly string[] = RACED): (e: unknown) => void {
+  return (e) => {
+    if (!hasErrno(e)) throw e;
+    if (expected.includes(codeOf(e))) return;
+    log?.('warn', `${what}: ${(e as Error).message}`);
+  };
+}
+
+/** Whether `e` is an outcome with an errno name (an FsError, a system error), not a bug. */
+export function hasErrno(e: unknown): boolean {
+  if (e instanceof FsError) return true;
+  const c = (e as { code?: unknown })?.code;
+  return e instanceof Error && typeof c === 'string' && /^E[A-Z0-9]+$/.test(c);
+}
+
 /** Custom code: an entry operation carried a parent layout that differs from the brick's. */
 export const ELAYOUT = 'ELAYOUT';
 

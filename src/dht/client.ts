@@ -3,8 +3,9 @@
  * GlusterFS's distribute translator does (shared/reference/glusterfs-dht.md §1, §2). Talks to bricks
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
+import assert from 'node:assert';
 import type { ArgsOf, FdArgs, FdOp, OpName, Reply } from '../wire/ops.js';
-import { ELAYOUT, EMOVED, FsError, codeOf, infoOf } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, codeOf, infoOf, ignoreCodes, bestEffort } from '../common/errors.js';
 import type { Clock, Random, Timer } from '../common/env.js';
 import { needGfid, newGfid } from '../common/gfid.js';
 import { RpcClient } from '../wire/rpc.js';
@@ -51,6 +52,12 @@ const NEG_MAX_NAMES = 100_000;
 export type Logger = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
 /** One brick as the client sees it: a connection, re-dialled on demand after it drops. */
+/**
+ * How many times an operation that met a race (a migration, an unlink or a rename between its lookup and
+ * its call; another client's create) is tried again before the race's error stands.
+ */
+export const RACE_RETRIES = 3;
+
 class Subvol {
   rpc: RpcClient | null = null;
   /** Counts connections made: an fd opened under an older one is gone from the brick. */
@@ -157,6 +164,7 @@ class Subvol {
       throw e;
     } finally {
       this.heard = this.alive = this.c.clock.now();
+      assert.ok(this.inFlight > 0, `brick ${this.name}: calls in flight below zero`);
       if (--this.inFlight === 0) this.unwatch();
     }
   }
@@ -185,7 +193,7 @@ class Subvol {
       if (silent >= timeout / 4 && !this.pinging) {
         this.pinging = true;
         r.call('ping', {})
-          .catch(() => {})
+          .catch(bestEffort('ping', this.c.log))
           .finally(() => {
             this.pinging = false;
             if (!r.closed) this.alive = this.c.clock.now();
@@ -384,7 +392,7 @@ export class DhtClient {
       // Bricks that lack it get it; one with another value (a rebalance cut short) keeps it unless this
       // client is the volume's admin (an ordinary one may not change it: EPERM), until the next rebalance.
       await this.everywhere('setCommitHash', { value }).catch((e) => {
-        if (codeOf(e) !== 'EPERM') throw e;
+        ignoreCodes(e, 'EPERM');
         this.log('warn', `the bricks' commit hashes differ and only the volume's admin may set them: using ${value}`);
       });
       this.volCommitHash = value;
@@ -466,7 +474,7 @@ export class DhtClient {
     if (!p || typeof p.path !== 'string') this.negDirs.clear();
     else if (p.subtree) this.negGone(p.path);
     else this.negDirs.delete(p.path);
-    if (typeof p?.id === 'number') sv.call('watchAck', { id: p.id }).catch(() => {});
+    if (typeof p?.id === 'number') sv.call('watchAck', { id: p.id }).catch(bestEffort('watchAck', this.log));
   }
 
   /** Whether `path` is known not to exist without asking (see negDirs). */
@@ -562,7 +570,7 @@ export class DhtClient {
       for (const n of held.reverse()) {
         await this.sv(n)
           .call('inodelk', { domain: DOMAIN_LAYOUT, path, type: 'un', owner })
-          .catch(() => {});
+          .catch(bestEffort('inodelk', this.log));
       }
     }
   }
@@ -715,7 +723,7 @@ export class DhtClient {
       this.sv(b)
         .call('mkdir', { path, mode: attr.mode & 0o7777, gfid, uid: attr.uid, gid: attr.gid, layout: null, atime: attr.atime, mtime: attr.mtime, keepTimes: true })
         .catch((e) => {
-          if (codeOf(e) !== 'EEXIST') throw e;
+          ignoreCodes(e, 'EEXIST');
         });
     await Promise.all(
       bricks.map((b) =>
@@ -836,7 +844,7 @@ export class DhtClient {
         await this.parentChanged(parent, hashed);
         return this.locateOnce(path, true);
       }
-      if (codeOf(e) !== 'ENOENT') throw e;
+      ignoreCodes(e, 'ENOENT');
       if (everywhere) return this.lookupEverywhere(path, d, hashed);
       throw e;
     }
@@ -854,7 +862,7 @@ export class DhtClient {
           return { path, attr: t, cached: target, hashed, isDir: false };
         }
       } catch (e) {
-        if (codeOf(e) !== 'ENOENT') throw e;
+        ignoreCodes(e, 'ENOENT');
       }
     }
     return this.lookupEverywhere(path, d, hashed);
@@ -888,7 +896,7 @@ export class DhtClient {
       attr = null;
     }
     const cleanup = this.sv(recordOn).call('migCleanup', { path, gfid });
-    if (attr) await cleanup.catch(() => {});
+    if (attr) await cleanup.catch(bestEffort('migCleanup', this.log));
     else await cleanup;
     return attr;
   }
@@ -915,7 +923,7 @@ export class DhtClient {
       // Installed; src's old copy is a leftover of the migration.
       await this.sv(movedHit.brick)
         .call('migCleanup', { path, gfid: movedHit.value!.gfid! })
-        .catch(() => {});
+        .catch(bestEffort('migCleanup', this.log));
     }
     const dirHit = data.find((r) => isDirAttr(r.value!));
     if (dirHit) return { path, attr: latestTimes(dirHit.value!, data.filter((r) => isDirAttr(r.value!)).map((r) => r.value!)), cached: dirHit.brick, hashed, isDir: true };
@@ -1029,7 +1037,7 @@ export class DhtClient {
         // Leave no half-made directory behind if we can help it; a later lookup heals what remains.
         this.log('warn', `mkdir ${path} failed on ${failed.map((f) => f!.n).join(', ')}: ${failed[0]!.e.message}`);
         if (failed.some((f) => codeOf(f!.e) !== 'ENOTCONN')) {
-          await Promise.all(this.names.filter((n) => !failed.some((f) => f!.n === n)).map((n) => this.sv(n).call('rmdir', { path }).catch(() => {})));
+          await Promise.all(this.names.filter((n) => !failed.some((f) => f!.n === n)).map((n) => this.sv(n).call('rmdir', { path }).catch(bestEffort('rmdir', this.log))));
           throw failed[0]!.e;
         }
         return { attr, everywhere: false };
@@ -1071,9 +1079,9 @@ export class DhtClient {
     if (failed.length > 0) {
       // Someone created an entry meanwhile: put the directory back where we removed it.
       const removed = others.filter((n) => !failed.some((f) => f!.n === n));
-      await this.healMissingDir(path, d.gfid, d.attr, removed).catch(() => {});
+      await this.healMissingDir(path, d.gfid, d.attr, removed).catch(bestEffort('healMissingDir', this.log));
       for (const n of removed) {
-        await this.sv(n).call('setLayout', { path, layout: this.rangeOf(d, n) }).catch(() => {});
+        await this.sv(n).call('setLayout', { path, layout: this.rangeOf(d, n) }).catch(bestEffort('setLayout', this.log));
       }
       throw failed[0]!.e;
     }
@@ -1115,7 +1123,7 @@ export class DhtClient {
         this.log('info', `${hashed} is past min-free-disk: ${path} placed on ${target}`);
         return { located: { path, attr: r.attr, cached: target, hashed, isDir: false }, fd: r.fd, attr: r.attr };
       } catch (e) {
-        await this.sv(hashed).call('unlink', { path, onlyIfLinkto: true, gfid }).catch(() => {});
+        await this.sv(hashed).call('unlink', { path, onlyIfLinkto: true, gfid }).catch(bestEffort('unlink', this.log));
         throw e;
       }
     });
@@ -1138,7 +1146,7 @@ export class DhtClient {
       const attr = await sv.call('ftruncate', { fd: r.fd, size: 0 });
       return { located: { ...loc, attr }, fd: r.fd, attr };
     } catch (e) {
-      await sv.call('close', { fd: r.fd }).catch(() => {});
+      await sv.call('close', { fd: r.fd }).catch(bestEffort('close', this.log));
       throw e;
     }
   }
@@ -1177,14 +1185,14 @@ export class DhtClient {
         try {
           return await this.openLocated(loc, flags);
         } catch (e) {
-          if (movedAway(e) && attempt < 3) continue; // raced with an unlink, a rename or a migration
+          if (movedAway(e) && attempt < RACE_RETRIES) continue; // raced with an unlink, a rename or a migration
           throw e;
         }
       }
       try {
         return await this.create(path, flags & ~O_TRUNC, mode, owner);
       } catch (e) {
-        if (codeOf(e) === 'EEXIST' && !(flags & O_EXCL) && attempt < 3) continue; // raced with another create
+        if (codeOf(e) === 'EEXIST' && !(flags & O_EXCL) && attempt < RACE_RETRIES) continue; // raced with another create
         throw e;
       }
     }
@@ -1200,7 +1208,7 @@ export class DhtClient {
         break;
       } catch (e) {
         // A migration moved the file between the lookup and the unlink: look it up again.
-        if (attempt >= 3 || !movedAway(e)) throw e;
+        if (attempt >= RACE_RETRIES || !movedAway(e)) throw e;
       }
     }
     if (loc.hashed && loc.hashed !== loc.cached) {
@@ -1227,7 +1235,7 @@ export class DhtClient {
       try {
         loc = await this.locateOnce(path); // (settling a rename here would wait for this lock)
       } catch (e) {
-        if (codeOf(e) !== 'ENOENT') throw e;
+        ignoreCodes(e, 'ENOENT');
       }
       if (!loc || loc.attr.gfid === gfid || loc.cached === brick) return false;
       await this.sv(brick).call('unlink', { path, gfid, ifOtherNames: true });
@@ -1250,7 +1258,7 @@ export class DhtClient {
     } finally {
       await this.sv(brick)
         .call('entrylk', { domain: DOMAIN_ENTRY, path: dir, name, type: 'un', owner })
-        .catch(() => {});
+        .catch(bestEffort('entrylk', this.log));
     }
   }
 
@@ -1283,13 +1291,13 @@ export class DhtClient {
         const drop = switched ? r.from : r.to;
         await data.call('unlink', { path: drop, gfid, ifOtherNames: true, clearIntent: true }).catch(async (e) => {
           // The name is not (or no longer) the file's: only the mark is left.
-          if (codeOf(e) !== 'ENOENT' && codeOf(e) !== 'ESTALE' && codeOf(e) !== 'EBUSY') throw e;
+          ignoreCodes(e, 'ENOENT', 'ESTALE', 'EBUSY');
           await data.call('renameSettled', { gfid });
         });
         if (switched) {
           // As the renamer would have: the old name's linkto and the data of the file the rename replaced.
           const fromHashed = this.hashedBrick(await this.dir(splitPath(normPath(r.from)).parent), splitPath(normPath(r.from)).name);
-          if (fromHashed !== loc.cached) await this.sv(fromHashed).call('unlink', { path: r.from, onlyIfLinkto: true, gfid }).catch(() => {});
+          if (fromHashed !== loc.cached) await this.sv(fromHashed).call('unlink', { path: r.from, onlyIfLinkto: true, gfid }).catch(bestEffort('unlink', this.log));
           await this.dropReplaced(r.to, { at: r.replaced ? { brick: r.replaced.brick, gfid: r.replaced.gfid } : null });
         }
         this.log('info', `${switched ? 'finished' : 'undid'} an interrupted rename of ${r.from} to ${r.to}`);
@@ -1476,7 +1484,7 @@ export class DhtClient {
     try {
       dst = await this.locate(to);
     } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
+      ignoreCodes(e, 'ENOENT');
     }
     if (dst?.isDir) throw new FsError('EISDIR', `${to}: is a directory`);
     // Two names of one file: POSIX says do nothing, unless they are this rename's own unfinished work.
@@ -1516,7 +1524,7 @@ export class DhtClient {
           const viaOldLinkto = () => this.sv(dstHashed).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) });
           if (src.hashed === dstHashed) {
             await viaOldLinkto().catch((e) => {
-              if (codeOf(e) !== 'ENOENT') throw e;
+              ignoreCodes(e, 'ENOENT');
               return this.sv(dstHashed).call('mklinkto', link);
             });
           } else {
@@ -1530,7 +1538,7 @@ export class DhtClient {
                   await this.sv(src.cached)
                     .call('unlink', { path: to, gfid, ifOtherNames: true, clearIntent: true })
                     .then(() => (linked = renamed = false))
-                    .catch(() => {});
+                    .catch(bestEffort('unlink', this.log));
                 }
                 throw e;
               });
@@ -1545,13 +1553,13 @@ export class DhtClient {
           await this.sv(src.cached)
             .call('unlink', { path: from, gfid, ifOtherNames: true, clearIntent: true })
             .catch((e) => {
-              if (codeOf(e) !== 'ENOENT') throw e;
+              ignoreCodes(e, 'ENOENT');
             });
           linked = false;
         }
 
         if (src.hashed && src.hashed !== src.cached) {
-          await this.sv(src.hashed).call('unlink', { path: from, onlyIfLinkto: true, gfid }).catch(() => {});
+          await this.sv(src.hashed).call('unlink', { path: from, onlyIfLinkto: true, gfid }).catch(bestEffort('unlink', this.log));
         }
       });
     });
@@ -1562,7 +1570,7 @@ export class DhtClient {
     try {
       dst = await this.locate(to);
     } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
+      ignoreCodes(e, 'ENOENT');
     }
     if (dst && !dst.isDir) throw new FsError('ENOTDIR', `${to}: not a directory`);
     if (dst) {
@@ -1574,7 +1582,7 @@ export class DhtClient {
       const dstHashed = this.hashedBrick(d, toName);
       if (dst) {
         // An empty target directory is replaced; its linkto leftovers go with it.
-        await Promise.all(this.names.map((n) => this.sv(n).call('rmdir', { path: to, purgeLinktos: true }).catch(() => {})));
+        await Promise.all(this.names.map((n) => this.sv(n).call('rmdir', { path: to, purgeLinktos: true }).catch(bestEffort('rmdir', this.log))));
       }
       await this.sv(dstHashed).call('rename', { from: src.path, to, parentLayout: this.rangeOf(d, dstHashed) });
       await Promise.all(
@@ -1584,7 +1592,7 @@ export class DhtClient {
             this.sv(n)
               .call('rename', { from: src.path, to })
               .catch((e) => {
-                if (codeOf(e) !== 'ENOENT') throw e;
+                ignoreCodes(e, 'ENOENT');
               }),
           ),
       );
@@ -1607,7 +1615,7 @@ export class DhtClient {
         try {
           return await this.sv(src.cached).call('link', { from: src.path, to: newPath });
         } catch (e) {
-          await this.sv(hashed).call('unlink', { path: newPath, onlyIfLinkto: true, gfid }).catch(() => {});
+          await this.sv(hashed).call('unlink', { path: newPath, onlyIfLinkto: true, gfid }).catch(bestEffort('unlink', this.log));
           throw e;
         }
       }

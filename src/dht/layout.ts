@@ -2,6 +2,7 @@
  * Per-directory layouts: one hash range per brick on the 32-bit ring, GlusterFS's conventions
  * (shared/reference/glusterfs-dht.md §1.2-§1.4). Pure functions only.
  */
+import assert from 'node:assert';
 import { MAX_RANGES } from '../wire/ops.js';
 import { dhtHash, type HashOptions } from './hash.js';
 
@@ -97,9 +98,20 @@ export function newLayout(bricks: BrickWeight[], dirPath: string, opts: NewLayou
     out.push({ brick: b.name, start, stop, commit: opts.commit, type: HASH_TYPE_DM });
     next = stop + 1;
   }
-  return out;
+  return assertWhole(out);
 }
 
+/**
+ * A layout this module made: its ranges (empty ones aside), sorted by start, never overlap and leave no
+ * hole on the ring. Asserted: a layout that breaks it would lose or double names.
+ */
+function assertWhole(layout: Layout): Layout {
+  if (layout.length === 0) return layout; // no bricks
+  const a = checkLayout(layout);
+  assert.ok(a.holes === 0 && a.overlaps === 0, `layout made with ${a.holes} holes and ${a.overlaps} overlaps: ${JSON.stringify(layout)}`);
+  for (const e of layout) assert.ok(isEmptyRange(e) || e.start <= e.stop, `layout range ${e.start}..${e.stop} of ${e.brick}`);
+  return layout;
+}
 
 /** dht_layout_search: the brick whose range holds the hash; first match wins. */
 export function searchLayout(layout: Layout, hash: number): string | null {
@@ -314,7 +326,7 @@ function fixLayoutAt(old: Layout, bricks: BrickWeight[], opts: { commit: number;
     if (merged.length === 0) out.push({ brick: n, ...EMPTY, commit: opts.commit });
     for (const [start, stop] of merged) out.push({ brick: n, commit: opts.commit, type: HASH_TYPE_DM, start, stop });
   }
-  return out;
+  return assertWhole(out);
 }
 
 /** Hash values whose owner differs between two layouts. */

@@ -4,7 +4,7 @@
  * Not safe: see docs/MIGRATION.md and model/legacy.pml. Clients must use the legacy client rules
  * (volume option migrationProtocol: 'legacy').
  */
-
+import { bestEffort } from '../common/errors.js';
 import type { DhtClient } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
 import { O_RDONLY, O_RDWR, S_ISGID, S_ISVTX } from '../storage/storage.js';
@@ -75,7 +75,7 @@ export async function migrateFileLegacy(c: DhtClient, path: string, o: LegacyOpt
 
   await c.sv(src).call('unlink', { path, gfid });
   await step('unlink-src');
-  await c.fdCall(srcFd, 'close', {}).catch(() => {});
-  await c.fdCall(dstFd, 'close', {}).catch(() => {});
+  await c.fdCall(srcFd, 'close', {}).catch(bestEffort('close', c.log));
+  await c.fdCall(dstFd, 'close', {}).catch(bestEffort('close', c.log));
   return { result: 'migrated', bytes, src, dst };
 }

@@ -4,7 +4,7 @@
  * half is in src/brick/migration.ts and the migration section of src/brick/brick.ts.
  */
 import type { Reply } from '../wire/ops.js';
-import { EMOVED, FsError, codeOf } from '../common/errors.js';
+import { EMOVED, FsError, codeOf, ignoreCodes, bestEffort } from '../common/errors.js';
 import type { Timer } from '../common/env.js';
 import { supersededInstall, type BrickFd, type DhtClient, type Located } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
@@ -134,7 +134,7 @@ async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: 
         return (await c.fdCall(dstFd, 'migPull', { source: pull.source, offset: a, length: b - a })).copied;
       } catch (e) {
         // dst cannot read src's disk (another host, an older brick): the copy goes through here.
-        if (codeOf(e) !== 'EXDEV' && codeOf(e) !== 'ENOSYS') throw e;
+        ignoreCodes(e, 'EXDEV', 'ENOSYS');
         pull.source = null;
       }
     }
@@ -174,7 +174,7 @@ async function dataSegments(c: DhtClient, src: string, gfid: string, token: stri
     try {
       r = await c.sv(src).call('migSegments', { gfid, token, offset });
     } catch (e) {
-      if (codeOf(e) !== 'ENOSYS') throw e;
+      ignoreCodes(e, 'ENOSYS');
       return size > 0 ? [[0, size]] : [];
     }
     for (const [a, b] of r.segments) if (a < size) out.push([a, Math.min(b, size)]);
@@ -342,7 +342,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
       if (there?.linkto === dst) continue;
       await c.sv(hashed)
         .call('mklinkto', { path: name, gfid, target: dst, uid: lease.attr.uid, gid: lease.attr.gid, keepTimes: true, replace: !!there })
-        .catch(() => {}); // a lookup repairs it
+        .catch(bestEffort('mklinkto', c.log)); // a lookup repairs it
     }
 
     // cleanup: src's old copy goes (unless a client that met the commit record removed it already),
@@ -351,7 +351,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
       await c.sv(src)
         .call('migCleanup', { path: name, gfid })
         .catch((e) => {
-          if (codeOf(e) !== 'ENOENT' && codeOf(e) !== 'ESTALE') throw e;
+          ignoreCodes(e, 'ENOENT', 'ESTALE');
         });
     }
     await step('cleanup');
@@ -364,7 +364,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     if (!committed) {
       await c.sv(src)
         .call('migAbort', { gfid, token })
-        .catch(() => {});
+        .catch(bestEffort('migAbort', c.log));
     }
     if (codeOf(e) === 'ENOSPC') return { result: 'skipped', reason: `no space on ${dst}` };
     throw e instanceof FsError ? e : new FsError(codeOf(e), (e as Error)?.message);
@@ -372,7 +372,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     switchOn(false);
     ended = true;
     (renewer as Timer | null)?.cancel();
-    if (srcFd) await c.fdCall(srcFd, 'close', {}).catch(() => {});
-    if (dstFd) await c.fdCall(dstFd, 'close', {}).catch(() => {});
+    if (srcFd) await c.fdCall(srcFd, 'close', {}).catch(bestEffort('close', c.log));
+    if (dstFd) await c.fdCall(dstFd, 'close', {}).catch(bestEffort('close', c.log));
   }
 }

@@ -4,7 +4,7 @@
  * the files whose hashed brick changed, with the safe protocol (migrate.ts). Its progress is saved
  * through a CheckpointStore after every directory, so a stopped or crashed run resumes where it was.
  */
-import { FsError, codeOf } from '../common/errors.js';
+import { FsError, codeOf, ignoreCodes, bestEffort } from '../common/errors.js';
 import { needGfid, newGfid } from '../common/gfid.js';
 import { joinPath, latestTimes, type DhtClient } from '../dht/client.js';
 import { checkLayout, fixLayout, isEmptyRange, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
@@ -194,7 +194,7 @@ export class Rebalancer {
         this.cp.position = null;
         // Every committed copy met on the way was installed: what is left in the copy areas is garbage.
         const olderThanMs = Math.max(0, Math.floor(this.c.clock.wallNow() - this.cp.startedAt));
-        for (const n of this.c.names) await this.c.sv(n).call('migSweep', { olderThanMs }).catch(() => {});
+        for (const n of this.c.names) await this.c.sv(n).call('migSweep', { olderThanMs }).catch(bestEffort('migSweep', this.c.log));
       }
     } catch (e) {
       this.cp.state = 'failed';
@@ -403,14 +403,14 @@ export class Rebalancer {
           .then(
             () => void made.push(b),
             (e) => {
-              if (codeOf(e) !== 'EEXIST') throw e;
+              ignoreCodes(e, 'EEXIST');
             },
           ),
       ),
     );
     const again = await this.c.all('lookup', { path });
     if (present.every((p) => again.find((r) => r.brick === p.brick)?.value?.gfid === p.value!.gfid)) return;
-    await Promise.all(made.map((b) => this.c.sv(b).call('rmdir', { path }).catch(() => {})));
+    await Promise.all(made.map((b) => this.c.sv(b).call('rmdir', { path }).catch(bestEffort('rmdir', this.c.log))));
     this.c.invalidate(path);
     throw new FsError('ENOENT', `${path}: removed while it was healed`);
   }
@@ -431,7 +431,7 @@ export class Rebalancer {
     for (const n of fresh) {
       const listed = await this.c.sv(n).call('readdir', { path: dir, offset: 0, limit: 1 }).catch(() => null);
       if (!listed || listed.entries.length > 0) continue;
-      await this.c.sv(n).call('setattr', { path: dir, atime, mtime }).catch(() => {});
+      await this.c.sv(n).call('setattr', { path: dir, atime, mtime }).catch(bestEffort('setattr', this.c.log));
     }
   }
 
@@ -460,7 +460,7 @@ export class Rebalancer {
         if (e.attr.linkto !== undefined) {
           // A linkto is of use only on the name's hashed brick (and never on a draining one).
           if (this.c.decommissioned.has(brick) || searchLayout(layout, dhtHash(e.name)) !== brick) {
-            await this.c.sv(brick).call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: e.attr.gfid ?? undefined, keepTimes: true }).catch(() => {});
+            await this.c.sv(brick).call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: e.attr.gfid ?? undefined, keepTimes: true }).catch(bestEffort('unlink', this.c.log));
           }
           continue;
         }

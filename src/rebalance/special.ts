@@ -13,10 +13,13 @@
  * unlinked or renamed on src meanwhile leaves dst's copy without a source: it is removed again (by gfid).
  */
 import type { ArgsOf } from '../wire/ops.js';
-import { codeOf } from '../common/errors.js';
+import { codeOf, bestEffort } from '../common/errors.js';
 import type { DhtClient } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
 import { S_IFLNK, S_IFMT } from '../storage/storage.js';
+
+/** How many times a special file that changed while it was read is read again before it is skipped this pass. */
+const REREAD_RETRIES = 5;
 
 export type SpecialOutcome = { result: 'migrated' } | { result: 'gone' } | { result: 'skipped'; reason: string };
 
@@ -44,7 +47,7 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
     // The ctime read last: anything changed after it shows as a newer ctime.
     const again = await c.sv(from).call('lookup', { path }).catch(() => null);
     // (Changed while it was read: read again. migDropSpecial checks the ctime in the end anyway.)
-    if ((!again || again.gfid !== a.gfid || again.ctime[0] !== a.ctime[0] || again.ctime[1] !== a.ctime[1]) && tries < 5) return read(tries + 1);
+    if ((!again || again.gfid !== a.gfid || again.ctime[0] !== a.ctime[0] || again.ctime[1] !== a.ctime[1]) && tries < REREAD_RETRIES) return read(tries + 1);
     return { a, args: { path, gfid: a.gfid, mode: a.mode, rdev: a.rdev, target, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs, links: a.nlink > 1 ? links : undefined } };
   };
   let r = await read();
@@ -69,7 +72,7 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
         if ((there && (there.linkto === undefined || there.gfid !== gfid)) || there?.linkto === to) continue;
         await c.sv(hashed)
           .call('mklinkto', { path: name, gfid, target: to, uid: r.a.uid, gid: r.a.gid, keepTimes: true, replace: !!there })
-          .catch(() => {});
+          .catch(bestEffort('mklinkto', c.log));
       }
       return { result: 'migrated' };
     } catch (e) {
@@ -87,7 +90,7 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
       for (const name of names) {
         await c.sv(to)
           .call('unlink', { path: name, gfid, keepTimes: true })
-          .catch(() => {});
+          .catch(bestEffort('unlink', c.log));
       }
       return { result: 'gone' };
     }

@@ -7,7 +7,7 @@
  * checked for S1 (no stale read), S2 (no lost write), S4 (always visible) and, at the end, S5 (clean
  * bricks). Namespace operations are checked against a model of each client's own names (see NsModel).
  */
-import { codeOf } from '../common/errors.js';
+import { codeOf, ignoreCodes } from '../common/errors.js';
 import { planted } from '../common/plant.js';
 import { Brick } from '../brick/brick.js';
 import { DhtClient } from '../dht/client.js';
@@ -477,7 +477,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
           if (t !== null) seen[n] = t;
           present.push(n);
         } catch (e) {
-          if (codeOf(e) !== 'ENOENT') throw e;
+          ignoreCodes(e, 'ENOENT');
         }
       }
       if (!m.current.some((s) => key(s) === key(seen))) violations.push(`S2 app${m.owner}'s names end as ${key(seen)}, but its operations allow only ${m.current.map(key).join(' | ')}`);

@@ -1,5 +1,5 @@
 /** Entry operations: lookups, names made and removed (files, directories, linktos, symlinks, FIFOs), renames and links, listings. */
-import { FsError, codeOf } from '../../common/errors.js';
+import { FsError, codeOf, ignoreCodes } from '../../common/errors.js';
 import { encodeRanges } from '../../dht/layout.js';
 import type { Attr, DirEntryAttr } from '../../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_WRONLY, S_IFMT, S_IFIFO, S_IFSOCK, S_IFBLK, S_IFCHR, S_ISGID, S_ISVTX } from '../../storage/storage.js';
@@ -121,7 +121,7 @@ export function replaceWithLinkto(b: BrickCore, rel: string, gfid: string, targe
     if (isDir(tst)) throw new FsError('EISDIR', `/${rel} is a directory`);
     replaced = b.readGfid(rel);
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   const wait = b.mig.whenSettled(replaced);
   if (wait) return wait.then(b.watches.resumed(() => replaceWithLinkto(b, rel, gfid, target, uid, gid)));
@@ -135,7 +135,7 @@ export function replaceWithLinkto(b: BrickCore, rel: string, gfid: string, targe
   try {
     b.st.unlink(tmp); // a leftover of a crash between the two steps
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   makeLinkto(b, tmp, gfid, target, uid, gid);
   if (replaced) b.mig.entryChanged(replaced);
@@ -143,7 +143,7 @@ export function replaceWithLinkto(b: BrickCore, rel: string, gfid: string, targe
   try {
     b.st.unlink(tmp); // still there if it and rel were one inode already (rename(2) then does nothing)
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   if (replaced && replaced !== gfid) dropHandleIfLast(b, replaced);
   return b.attr(rel, b.st.lstat(rel), gfid);
@@ -166,7 +166,7 @@ export function makeLinkto(b: BrickCore, rel: string, gfid: string, target: stri
       return b.attr(rel, b.st.lstat(rel), gfid);
     }
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   const h = b.st.open(rel, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
   b.st.close(h);
@@ -223,7 +223,7 @@ export function rmdir(b: BrickCore, a: Decoded<'rmdir'>): Record<string, never> 
     try {
       b.st.unlink(handlePath(gfid));
     } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
+      ignoreCodes(e, 'ENOENT');
     }
   }
   return {};
@@ -243,7 +243,7 @@ export function rename(b: BrickCore, a: Decoded<'rename'>): Attr | Promise<Attr>
     const tst = b.st.lstat(to);
     if (tst.ino !== st.ino && !isDir(tst)) replaced = b.readGfid(to);
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   const wait = b.mig.whenSettled(gfid) ?? b.mig.whenSettled(replaced);
   if (wait) return wait.then(b.watches.resumed(() => rename(b, a)));
@@ -306,7 +306,7 @@ export function link(b: BrickCore, a: Decoded<'link'>): Attr | Promise<Attr> {
     try {
       if (b.readGfid(to) === wantGfid) return b.attrOf(to);
     } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
+      ignoreCodes(e, 'ENOENT');
     }
   }
   b.st.link(from, to);
@@ -378,7 +378,7 @@ export function readdir(b: BrickCore, a: Decoded<'readdir'>): { entries: DirEntr
     try {
       entries.push({ name, attr: b.attrOf(cr) });
     } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
+      ignoreCodes(e, 'ENOENT');
     }
   }
   return { entries, eof: offset + limit >= names.length, attr: b.attr(rel, dst) };

@@ -1,5 +1,5 @@
 /** The migration protocol at dst (docs/MIGRATION.md): the private copy, its pull from a peer brick, finalize and install, special files. */
-import { FsError, codeOf } from '../../common/errors.js';
+import { FsError, codeOf, ignoreCodes } from '../../common/errors.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
 import { O_RDONLY, O_CREAT, O_DIRECTORY, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, type Storage } from '../../storage/storage.js';
@@ -96,7 +96,7 @@ export async function migPrepare(b: BrickCore, s: Session, a: Decoded<'migPrepar
   try {
     cur = b.attrOf(rel);
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   if (!cur) makeLinkto(b, rel, gfid, src, uid, gid);
   else if (cur.linkto === undefined || cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${b.cfg.name} is not a linkto of this file`);
@@ -152,13 +152,13 @@ export async function migInstall(b: BrickCore, a: Decoded<'migInstall'>): Promis
   try {
     cur = b.attrOf(rel);
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   let hasTemp = true;
   try {
     b.st.lstat(tmp);
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
     hasTemp = false;
   }
   if (cur && cur.linkto === undefined) {
@@ -201,21 +201,21 @@ export function installLinks(b: BrickCore, rel: string, gfid: string): string[] 
     try {
       cur = b.attrOf(name);
     } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
+      ignoreCodes(e, 'ENOENT');
     }
     if (cur && (cur.gfid !== gfid || cur.linkto === undefined)) continue; // another file, or done
     const tmp = `${MIGRATE_DIR}/${gfid}.link`;
     try {
       b.st.unlink(tmp);
     } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e;
+      ignoreCodes(e, 'ENOENT');
     }
     try {
       b.st.link(rel, tmp);
       b.keepingTimes(name, true, () => b.st.rename(tmp, name));
       dirs.push(parentOf(name));
     } catch (e) {
-      if (codeOf(e) !== 'ENOENT') throw e; // the name's directory is gone
+      ignoreCodes(e, 'ENOENT'); // the name's directory is gone
       try {
         b.st.unlink(tmp);
       } catch {
@@ -252,7 +252,7 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
   try {
     cur = b.attrOf(rel);
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   if (cur && cur.gfid === gfid && cur.linkto === undefined && (cur.mode & S_IFMT) === type && (cur.rdev ?? 0) === rdev) {
     apply(rel);
@@ -265,7 +265,7 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
   try {
     b.st.unlink(tmp); // a leftover of a crash
   } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
+    ignoreCodes(e, 'ENOENT');
   }
   if (type === S_IFLNK) b.st.symlink(target, tmp);
   else {

@@ -1,12 +1,13 @@
 /** The migration protocol at src (docs/MIGRATION.md): lease, copy ranges, freeze, commit, abort, cleanup, and the legacy order's linkto xattr. */
 import { planted } from '../../common/plant.js';
-import { EMOVED, FsError, codeOf } from '../../common/errors.js';
+import { EMOVED, FsError, codeOf, ignoreCodes } from '../../common/errors.js';
 import type { Attr } from '../../wire/types.js';
 import { O_RDONLY, O_RDWR, LOCK_GATE, LOCK_WRITERS, type LocalName } from '../../storage/storage.js';
 import { formatMoved, type DirtyRecord, type Moved } from '../migration.js';
 import { MIGRATE_DIR, handlePath, isReg } from '../format.js';
 import { type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
+import { closeQuietly } from '../fds.js';
 import { dropHandleIfLast } from '../handles.js';
 import { setLinkto } from './entry.js';
 
@@ -73,12 +74,8 @@ export function unlockWriters(b: BrickCore, gfid: string): void {
   const h = b.writerLocks.get(gfid);
   if (h === undefined) return;
   b.writerLocks.delete(gfid);
-  try {
-    // Closing the description drops both locks: the writers' one first would be no safer.
-    b.st.close(h);
-  } catch (e) {
-    b.log('warn', `close failed: ${(e as Error).message}`);
-  }
+  // Closing the description drops both locks: the writers' one first would be no safer.
+  closeQuietly(b, h);
 }
 
 export function migRenew(b: BrickCore, a: Decoded<'migRenew'>): Record<string, never> {
@@ -239,7 +236,7 @@ export function legacySetLinkto(b: BrickCore, a: Decoded<'legacySetLinkto'>): At
     try {
       b.st.removexattr(rel, b.X.linkto);
     } catch (e) {
-      if (codeOf(e) !== 'ENODATA') throw e;
+      ignoreCodes(e, 'ENODATA');
     }
   } else {
     setLinkto(b, rel, a.target);

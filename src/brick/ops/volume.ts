@@ -1,5 +1,5 @@
 /** Volume operations: the root's commit hash and topology (admin), statfs, directory layouts. */
-import { FsError, codeOf } from '../../common/errors.js';
+import { FsError, ignoreCodes } from '../../common/errors.js';
 import { encodeRanges } from '../../dht/layout.js';
 import { type Attr, type RootInfo, type StatFsReply, TOPOLOGY_CHANGED } from '../../wire/types.js';
 import { isDir } from '../format.js';
@@ -59,7 +59,7 @@ export function setLayout(b: BrickCore, a: Decoded<'setLayout'>): Attr {
     try {
       b.st.removexattr(rel, b.X.dht);
     } catch (e) {
-      if (codeOf(e) !== 'ENODATA') throw e;
+      ignoreCodes(e, 'ENODATA');
     }
   } else b.st.setxattr(rel, b.X.dht, encodeRanges(layout));
   // A new layout may give ranges to a brick the watchers do not watch the directory on (add-brick).

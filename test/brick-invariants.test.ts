@@ -1,0 +1,47 @@
+/** The brick's asserted invariants: the fd table against the open counts, paired enter/exit of tracked changes. */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { Brick } from '../src/brick/brick.js';
+import { checkFdTable } from '../src/brick/fds.js';
+import { SrcMigrations } from '../src/brick/migration.js';
+import { DiskStorage } from '../src/storage/disk.js';
+import { realClock, realRandom } from '../src/common/real-env.js';
+import { LIMIT_DEFAULTS } from '../src/wire/limits.js';
+import { codeOf } from '../src/common/errors.js';
+
+const VID = '5f0e8a4c-1d2b-4c3a-9e8f-0a1b2c3d4e5f';
+
+test('an open refused at the fd cap leaves the open count of the file the other fds hold', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-inv-'));
+  try {
+    const b = new Brick(new DiskStorage(dir), { name: 'v-client-0', volumeId: VID, xattrPrefix: 'user.', limits: { ...LIMIT_DEFAULTS, maxFdsPerSession: 1 } }, realClock, realRandom);
+    b.init();
+    const s = b.openSession({ remote: 'test', client: 'test' });
+    const gfid = randomUUID();
+    await b.handle(s, 'create', { path: '/f', mode: 0o644, flags: 2, gfid });
+    assert.equal(b.openFdCount(gfid), 1);
+    await assert.rejects(Promise.resolve().then(() => b.handle(s, 'open', { path: '/f', flags: 0 })), (e) => codeOf(e) === 'EMFILE');
+    // The refused fd was never counted; it took the open fd's count with it.
+    assert.equal(b.openFdCount(gfid), 1);
+    checkFdTable(b);
+    await assert.rejects(Promise.resolve().then(() => b.handle(s, 'unlink', { path: '/f', ifNotOpen: true })), (e) => codeOf(e) === 'EBUSY');
+    b.closeSession(s);
+    assert.equal(b.openFdCount(gfid), 0);
+    checkFdTable(b);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a tracked change exits once: a second exit is a bug, asserted', () => {
+  const clock = { now: () => 0, wallNow: () => 0, setTimer: () => ({ cancel: () => {} }), sleep: async () => {} };
+  const m = new SrcMigrations(clock, { bytes: (k) => Buffer.alloc(k, 1), int: () => 0 }, () => {});
+  const g = randomUUID();
+  const exit = m.enter(g) as (r: [number, number] | null) => void;
+  exit([0, 1]);
+  assert.throws(() => exit([0, 1]), { name: 'AssertionError' });
+});

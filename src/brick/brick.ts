@@ -28,33 +28,32 @@ import { getTopology, rootInfo, setCommitHash, setLayout, setTopology, statfs } 
 type Handler<N extends OpName> = (b: Brick, s: Session, a: Decoded<N>) => Reply<N> | Promise<Reply<N>>;
 
 const HANDLERS: { [N in OpName]: Handler<N> } = {
-  migLease: (b, s, a) => migLease(b, s, a),
-  migSource: (b, _s, a) => migSource(b, a),
-  migPull: (b, s, a) => migPull(b, s, a),
-  migRenew: (b, _s, a) => migRenew(b, a),
-  migDirty: (b, _s, a) => migDirty(b, a),
-  migSegments: (b, _s, a) => migSegments(b, a),
-  migFreeze: (b, _s, a) => migFreeze(b, a),
-  migCommit: (b, _s, a) => migCommit(b, a),
-  migAbort: (b, _s, a) => migAbort(b, a),
-  migCleanup: (b, _s, a) => migCleanup(b, a),
-  migPrepare: (b, s, a) => migPrepare(b, s, a),
-  migFinalize: (b, s, a) => migFinalize(b, s, a),
-  migInstall: (b, _s, a) => migInstall(b, a),
-  migSpecial: (b, _s, a) => migSpecial(b, a),
-  migDropSpecial: (b, _s, a) => migDropSpecial(b, a),
-  lookup: (b, _s, a) => lookup(b, a),
-  lookupGfid: (b, _s, a) => lookupGfid(b, a),
+  // The volume (ops/volume.ts).
+  ping: () => ({}),
   rootInfo: (b) => rootInfo(b),
   getTopology: (b) => getTopology(b),
   setTopology: (b, s, a) => setTopology(b, a, s),
   statfs: (b) => statfs(b),
-  mkdir: (b, s, a) => mkdir(b, a, s),
-  watchAck: (b, _s, a) => b.watches.ack(a.id),
-  setLayout: (b, _s, a) => setLayout(b, a),
   setCommitHash: (b, s, a) => setCommitHash(b, a, s),
+  setLayout: (b, _s, a) => setLayout(b, a),
+  watchAck: (b, _s, a) => b.watches.ack(a.id),
+  // Names (ops/entry.ts).
+  lookup: (b, _s, a) => lookup(b, a),
+  lookupGfid: (b, _s, a) => lookupGfid(b, a),
+  mkdir: (b, s, a) => mkdir(b, a, s),
   create: (b, s, a) => create(b, s, a),
   mklinkto: (b, _s, a) => mklinkto(b, a),
+  symlink: (b, _s, a) => symlink(b, a),
+  mknod: (b, _s, a) => mknod(b, a),
+  unlink: (b, _s, a) => unlink(b, a),
+  rmdir: (b, _s, a) => rmdir(b, a),
+  rename: (b, _s, a) => rename(b, a),
+  link: (b, _s, a) => link(b, a),
+  exchange: (b, _s, a) => exchange(b, a),
+  renameSettled: (b, _s, a) => renameSettled(b, a),
+  readlink: (b, _s, a) => readlink(b, a),
+  readdir: (b, _s, a) => readdir(b, a),
+  // Open files (ops/data.ts).
   open: (b, s, a) => open(b, s, a),
   read: (b, s, a) => read(b, s, a),
   write: (b, s, a) => write(b, s, a),
@@ -64,27 +63,35 @@ const HANDLERS: { [N in OpName]: Handler<N> } = {
   fstat: (b, s, a) => fstat(b, s, a),
   fdLocal: (b, s, a) => fdLocal(b, s, a),
   seek: (b, s, a) => seek(b, s, a),
-  migSweep: (b, _s, a) => migSweep(b, a),
-  legacySetLinkto: (b, _s, a) => legacySetLinkto(b, a),
   close: (b, s, a) => closeFd(b, s, a),
+  // Attributes (ops/attrs.ts).
   setattr: (b, s, a) => setattr(b, s, a),
-  unlink: (b, _s, a) => unlink(b, a),
-  rmdir: (b, _s, a) => rmdir(b, a),
-  rename: (b, _s, a) => rename(b, a),
-  link: (b, _s, a) => link(b, a),
-  exchange: (b, _s, a) => exchange(b, a),
-  renameSettled: (b, _s, a) => renameSettled(b, a),
-  symlink: (b, _s, a) => symlink(b, a),
-  mknod: (b, _s, a) => mknod(b, a),
-  ping: () => ({}),
-  readlink: (b, _s, a) => readlink(b, a),
-  readdir: (b, _s, a) => readdir(b, a),
   getxattr: (b, _s, a) => getxattr(b, a),
   setxattr: (b, _s, a) => setxattr(b, a),
   listxattr: (b, _s, a) => listxattr(b, a),
   removexattr: (b, _s, a) => removexattr(b, a),
+  // Locks (ops/locks.ts).
   inodelk: (b, s, a) => inodelk(b, s, a),
   entrylk: (b, s, a) => entrylk(b, s, a),
+  // Migration at src (ops/mig-src.ts).
+  migLease: (b, s, a) => migLease(b, s, a),
+  migRenew: (b, _s, a) => migRenew(b, a),
+  migSource: (b, _s, a) => migSource(b, a),
+  migDirty: (b, _s, a) => migDirty(b, a),
+  migSegments: (b, _s, a) => migSegments(b, a),
+  migFreeze: (b, _s, a) => migFreeze(b, a),
+  migCommit: (b, _s, a) => migCommit(b, a),
+  migAbort: (b, _s, a) => migAbort(b, a),
+  migCleanup: (b, _s, a) => migCleanup(b, a),
+  migSweep: (b, _s, a) => migSweep(b, a),
+  legacySetLinkto: (b, _s, a) => legacySetLinkto(b, a),
+  // Migration at dst (ops/mig-dst.ts).
+  migPrepare: (b, s, a) => migPrepare(b, s, a),
+  migPull: (b, s, a) => migPull(b, s, a),
+  migFinalize: (b, s, a) => migFinalize(b, s, a),
+  migInstall: (b, _s, a) => migInstall(b, a),
+  migSpecial: (b, _s, a) => migSpecial(b, a),
+  migDropSpecial: (b, _s, a) => migDropSpecial(b, a),
 };
 
 export class Brick extends BrickCore implements RequestHandler<Session> {
@@ -97,7 +104,7 @@ export class Brick extends BrickCore implements RequestHandler<Session> {
     if (have && !Buffer.from(have).equals(want)) {
       throw new Error(`brick directory belongs to volume ${gfidFromBytes(have)}, not ${this.cfg.volumeId}`);
     }
-    const brickIdKey = `${this.cfg.xattrPrefix}dhtfs.brick-id`;
+    const brickIdKey = this.X.brickId;
     const id = this.cfg.brickId ?? this.cfg.name;
     const claimed = this.st.getxattr('', brickIdKey);
     if (claimed && Buffer.from(claimed).toString('utf8') !== id) {

@@ -10,7 +10,7 @@ import { S_IFDIR, S_ISGID, S_ISVTX, type Stat, type Storage } from '../storage/s
 import { LockTable } from './locks.js';
 import { SrcMigrations, parseMoved, type Moved } from './migration.js';
 import { DirWatches, watchedStorage, type Watcher } from './watch.js';
-import { HANDLE_DIR, LINKTO_MODE, parentOf, handlePath, isReg, isDir, isLnk } from './format.js';
+import { HANDLE_DIR, LINKTO_MODE, parentOf, handlePath, isReg, isDir, isLnk, xattrNames, encodeRootAttr, decodeRootAttr, decodeLinkto, type XattrNames, type RootAttr } from './format.js';
 import { linkHandle } from './handles.js';
 import { unlockWriters } from './ops/mig-src.js';
 import { getTopology } from './ops/volume.js';
@@ -59,27 +59,26 @@ export interface Session extends Watcher {
  * operations (ops/*) are functions of a BrickCore; the Brick (brick.ts) dispatches requests to them.
  */
 export class BrickCore {
-  readonly X: { gfid: string; dht: string; linkto: string; commit: string; volumeId: string; migration: string; rename: string; links: string; topology: string; rootAttr: string; reserved: string[] };
+  /** The names of the format's xattrs (format.ts). */
+  readonly X: XattrNames;
+  /** Migrations with this brick as src: leases, dirty ranges, freezes, commit records (migration.ts). */
   readonly mig: SrcMigrations;
   readonly locks: LockTable;
-
   /** The limits in force (wire/limits.ts): the config's, and `volume set` options from the topology. */
   readonly limits: BrickLimits;
-
   /** The limits this brick started with, which an option's reset (or -1) brings back. */
   readonly ownLimits: BrickLimits;
-
-  sessions = new Map<number, Session>();
-
+  readonly sessions = new Map<number, Session>();
   nextSession = 1;
-
-  openCount = new Map<string, number>();
-
-  handleDirs = new Set<string>();
-
+  /** The fds open on each gfid, across sessions (fds.ts keeps it; asserted against the sessions' fds). */
+  readonly openCount = new Map<string, number>();
+  /** The handle directories (`.glusterfs/ab`, `.glusterfs/ab/cd`) known to exist. */
+  readonly handleDirs = new Set<string>();
   /** Clients' watches of directories (watch.ts): every change of a name goes through `st`, which reports it. */
   readonly watches: DirWatches;
   readonly st: Storage;
+  /** Migrations' holds on files' gate and writers' lock (the handle each is taken through), by gfid. */
+  readonly writerLocks = new Map<string, number>();
 
   constructor(
     st: Storage,
@@ -90,20 +89,7 @@ export class BrickCore {
   ) {
     this.watches = new DirWatches(clock);
     this.st = watchedStorage(st, this.watches, (rel) => rel === HANDLE_DIR || rel.startsWith(`${HANDLE_DIR}/`));
-    const p = cfg.xattrPrefix;
-    this.X = {
-      gfid: `${p}gfid`,
-      dht: `${p}glusterfs.dht`,
-      linkto: `${p}glusterfs.dht.linkto`,
-      commit: `${p}glusterfs.dht.commithash`,
-      volumeId: `${p}glusterfs.volume-id`,
-      migration: `${p}dhtfs.migration`,
-      rename: `${p}dhtfs.rename`,
-      links: `${p}dhtfs.links`,
-      topology: `${p}dhtfs.volume`,
-      rootAttr: `${p}dhtfs.root-attr`,
-      reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
-    };
+    this.X = xattrNames(cfg.xattrPrefix);
     // Shared with the connection layer (server.ts), so that `volume set limit.*` reaches it too.
     this.limits = cfg.limits ?? { ...LIMIT_DEFAULTS };
     this.ownLimits = { ...this.limits };
@@ -111,19 +97,13 @@ export class BrickCore {
     this.mig = new SrcMigrations(clock, random, (m) => log('info', m), (gfid) => unlockWriters(this, gfid));
   }
 
-  rootAttr(): { mode: number; uid: number; gid: number } | null {
-    const b = this.st.getxattr('', this.X.rootAttr);
-    if (!b || b.length !== 12) return null;
-    const v = Buffer.from(b);
-    return { mode: v.readUInt32BE(0) & 0o7777, uid: v.readUInt32BE(4), gid: v.readUInt32BE(8) };
+  /** The volume root's mode and owner (closeRoot recorded them; setattr of the root changes them). */
+  rootAttr(): RootAttr | null {
+    return decodeRootAttr(this.st.getxattr('', this.X.rootAttr));
   }
 
-  writeRootAttr(r: { mode: number; uid: number; gid: number }): void {
-    const b = Buffer.alloc(12);
-    b.writeUInt32BE(r.mode & 0o7777, 0);
-    b.writeUInt32BE(r.uid >>> 0, 4);
-    b.writeUInt32BE(r.gid >>> 0, 8);
-    this.st.setxattr('', this.X.rootAttr, b);
+  writeRootAttr(r: RootAttr): void {
+    this.st.setxattr('', this.X.rootAttr, encodeRootAttr(r));
   }
 
   /** A directory's stat as the volume shows it: the real one, but the root's mode and owner from `rootAttr`. */
@@ -158,10 +138,7 @@ export class BrickCore {
   }
 
   readLinkto(rel: string): string | null {
-    const b = this.st.getxattr(rel, this.X.linkto);
-    if (!b) return null;
-    const s = Buffer.from(b).toString('utf8');
-    return s.endsWith('\0') ? s.slice(0, -1) : s;
+    return decodeLinkto(this.st.getxattr(rel, this.X.linkto));
   }
 
   attr(rel: string, st: Stat, gfid?: string | null): Attr {
@@ -401,8 +378,5 @@ export class BrickCore {
     const t = getTopology(this).topology as { options?: unknown } | null;
     this.applyOptions(t?.options);
   }
-
-  /** Migrations' holds on files' gate and writers' lock (the handle each is taken through), by gfid. */
-  writerLocks = new Map<string, number>();
 
 }

@@ -19,6 +19,78 @@ export const RENAME_DIR = `${HANDLE_DIR}/dhtfs-rename`;
 export { MAX_NAME, MAX_PATH, MAX_XATTR_VALUE };
 export const LINKTO_MODE = S_IFREG | S_ISVTX;
 
+/** The xattrs of the brick's format, under its prefix (`trusted.` as root, `user.` otherwise). */
+export interface XattrNames {
+  gfid: string;
+  /** A directory's layout ranges on this brick. */
+  dht: string;
+  /** A linkto file's target brick. */
+  linkto: string;
+  /** The volume's commit hash, on the root. */
+  commit: string;
+  volumeId: string;
+  /** Which brick of the volume the directory is, on the root. */
+  brickId: string;
+  /** A committed migration's record on src (migration.ts). */
+  migration: string;
+  /** An unfinished rename's intent on its second name. */
+  rename: string;
+  /** A migration copy's other names (migPrepare, migSpecial), until they are installed. */
+  links: string;
+  /** The volume's topology, on the root. */
+  topology: string;
+  /** The volume root's mode and owner (the brick's root itself is 0700). */
+  rootAttr: string;
+  /** Prefixes no client may read or write as a user xattr. */
+  reserved: string[];
+}
+
+export function xattrNames(p: string): XattrNames {
+  return {
+    gfid: `${p}gfid`,
+    dht: `${p}glusterfs.dht`,
+    linkto: `${p}glusterfs.dht.linkto`,
+    commit: `${p}glusterfs.dht.commithash`,
+    volumeId: `${p}glusterfs.volume-id`,
+    brickId: `${p}dhtfs.brick-id`,
+    migration: `${p}dhtfs.migration`,
+    rename: `${p}dhtfs.rename`,
+    links: `${p}dhtfs.links`,
+    topology: `${p}dhtfs.volume`,
+    rootAttr: `${p}dhtfs.root-attr`,
+    reserved: [`${p}gfid`, `${p}glusterfs.`, `${p}dhtfs.`],
+  };
+}
+
+/** The volume root's mode and owner as `rootAttr` keeps them: three big-endian u32. */
+export interface RootAttr {
+  mode: number;
+  uid: number;
+  gid: number;
+}
+export function encodeRootAttr(r: RootAttr): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt32BE(r.mode & 0o7777, 0);
+  b.writeUInt32BE(r.uid >>> 0, 4);
+  b.writeUInt32BE(r.gid >>> 0, 8);
+  return b;
+}
+export function decodeRootAttr(b: Uint8Array | null): RootAttr | null {
+  if (!b || b.length !== 12) return null;
+  const v = Buffer.from(b);
+  return { mode: v.readUInt32BE(0) & 0o7777, uid: v.readUInt32BE(4), gid: v.readUInt32BE(8) };
+}
+
+/** A linkto xattr's value: the target brick's name, NUL-terminated as GlusterFS writes it. */
+export function encodeLinkto(target: string): Buffer {
+  return Buffer.from(`${target}\0`);
+}
+export function decodeLinkto(b: Uint8Array | null): string | null {
+  if (!b) return null;
+  const s = Buffer.from(b).toString('utf8');
+  return s.endsWith('\0') ? s.slice(0, -1) : s;
+}
+
 /** The directory of a brick-relative path ('' for the root and its entries). */
 export function parentOf(rel: string): string {
   const i = rel.lastIndexOf('/');

@@ -3,7 +3,7 @@ import { FsError, codeOf, ignoreCodes } from '../../common/errors.js';
 import { encodeRanges } from '../../dht/layout.js';
 import type { Attr, DirEntryAttr } from '../../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_WRONLY, S_IFMT, S_IFIFO, S_IFSOCK, S_IFBLK, S_IFCHR, S_ISGID, S_ISVTX } from '../../storage/storage.js';
-import { HANDLE_DIR, RENAME_DIR, LINKTO_MODE, parentOf, handlePath, isDir, isLnk, deviceOf } from '../format.js';
+import { HANDLE_DIR, RENAME_DIR, LINKTO_MODE, parentOf, handlePath, isDir, isLnk, deviceOf, encodeLinkto } from '../format.js';
 import type { Decoded } from '../../wire/ops.js';
 import type { BrickCore, OpenFile, Session } from '../core.js';
 import { addFd, release } from '../fds.js';
@@ -151,7 +151,7 @@ export function replaceWithLinkto(b: BrickCore, rel: string, gfid: string, targe
 
 /** The linkto xattr: the target brick's name, NUL-terminated as GlusterFS writes it. */
 export function setLinkto(b: BrickCore, rel: string, target: string): void {
-  b.st.setxattr(rel, b.X.linkto, Buffer.from(`${target}\0`));
+  b.st.setxattr(rel, b.X.linkto, encodeLinkto(target));
 }
 
 export function makeLinkto(b: BrickCore, rel: string, gfid: string, target: string, uid?: number, gid?: number): Attr {

@@ -903,6 +903,14 @@ static void ll_getattr(fuse_req_t fr, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 static void ll_setattr(fuse_req_t fr, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
   fresh_drop(NULL);
+  /* fchmod, fchown and futimens send no handle: a file whose name is gone goes through one open on it. */
+  struct fuse_file_info held;
+  if (!fi) {
+    memset(&held, 0, sizeof held);
+    char *p = path_of(ino, NULL);
+    if (!p && open_any(ino, &held.fh)) fi = &held;
+    free(p);
+  }
   req_t *r = on_inode(fr, OP_SETATTR, ino, fi, 1);
   if (!r) return;
   /* [which, mode, uid, gid, size, atime s, ns, mtime s, ns, fh]; ns = UTIME_NOW for "now" */

@@ -128,13 +128,13 @@ test('through the mount: mknod of devices, their stat and their use, as on a loc
   }
 });
 
-test('through the mount: fstat of an open file whose name is gone, as on a local disk', { skip: fuse }, async () => {
+test('through the mount: fstat, fchmod, fchown and futimes of an open file whose name is gone, as on a local disk', { skip: fuse }, async () => {
   const { c, mnt, daemon } = await mountCluster('pgfstat');
   const local = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-local-'));
   try {
     const seen = (root: string) => {
       const out: unknown[] = [];
-      const shown = (st: fs.Stats) => ({ size: st.size, nlink: st.nlink, file: st.isFile(), mode: (st.mode & 0o7777).toString(8), uid: st.uid });
+      const shown = (st: fs.Stats) => ({ size: st.size, nlink: st.nlink, file: st.isFile(), mode: (st.mode & 0o7777).toString(8), uid: st.uid, gid: st.gid });
       const p = path.join(root, 'gone');
       const fd = fs.openSync(p, 'w+', 0o640);
       const other = fs.openSync(p, 'r');
@@ -146,6 +146,12 @@ test('through the mount: fstat of an open file whose name is gone, as on a local
         out.push(shown(fs.fstatSync(fd)), shown(fs.fstatSync(other)));
         fs.ftruncateSync(fd, 3);
         out.push(shown(fs.fstatSync(other)));
+        // Attributes by descriptor (the kernel sends these without a handle too).
+        fs.fchmodSync(fd, 0o604);
+        fs.fchownSync(fd, 4001, 4002);
+        fs.futimesSync(fd, 1_000_000_001, 1_000_000_002);
+        const st = fs.fstatSync(other);
+        out.push(shown(st), st.mtimeMs, st.atimeMs);
         const b = Buffer.alloc(8);
         out.push(b.subarray(0, fs.readSync(other, b, 0, 8, 0)).toString());
         // Another file made at the name meanwhile is another file.

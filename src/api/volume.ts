@@ -492,6 +492,14 @@ export class FileHandle {
     await this.call('setattr', { mode: mode & 0o7777 });
   }
 
+  /**
+   * fchown, fchmod, futimens of the open file (`ctime`: the change time alone); they reach a file whose
+   * names are all gone too (unlinked while open), as on a local disk.
+   */
+  async setattr(attrs: { mode?: number; uid?: number; gid?: number; atime?: [number, number]; mtime?: [number, number]; ctime?: boolean }): Promise<void> {
+    await this.call('setattr', attrs);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.local?.file?.close();

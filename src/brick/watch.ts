@@ -251,6 +251,7 @@ export function watchedStorage(st: Storage, watches: DirWatches, internal: (rel:
       changed(to);
     };
   }
+  if (st.fsetattr) w.fsetattr = (h, o) => st.fsetattr!(h, o);
   if (st.fallocate) w.fallocate = (h, mode, offset, length) => st.fallocate!(h, mode, offset, length);
   if (st.mknod) {
     w.mknod = (p, mode, rdev) => {

@@ -275,7 +275,8 @@ export class FuseMount {
     const [which, mode, uid, gid, size] = n;
     const fh = n[9] >= 0 && this.handles.has(n[9]) ? this.fh(n[9]) : null;
     if (path === null && !fh) throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
-    const byPath = (attrs: Parameters<typeof c.setattr>[1]) => (path === null ? Promise.reject(Object.assign(new Error('the name is gone'), { code: 'ENOENT' })) : c.setattr(path, attrs));
+    // A file whose name is gone (unlinked while open) is reached through its open handle.
+    const byPath = (attrs: Parameters<typeof c.setattr>[1]) => (path === null ? fh!.setattr(attrs) : c.setattr(path, attrs));
     if (which & (SET_UID | SET_GID)) await byPath({ ...(which & SET_UID ? { uid } : {}), ...(which & SET_GID ? { gid } : {}) });
     if (which & SET_SIZE) {
       if (fh) await fh.truncate(size);
@@ -283,7 +284,7 @@ export class FuseMount {
     }
     if (which & SET_MODE) await byPath({ mode: mode & 0o7777 });
     // The change time alone (a chown to -1 and -1 comes with no attribute to set): nothing above moved it.
-    if (!(which & (SET_UID | SET_GID | SET_SIZE | SET_MODE | SET_ATIME | SET_MTIME)) && path !== null) await byPath({ ctime: true });
+    if (!(which & (SET_UID | SET_GID | SET_SIZE | SET_MODE | SET_ATIME | SET_MTIME))) await byPath({ ctime: true });
     if (which & (SET_ATIME | SET_MTIME)) {
       const at = (set: number, sec: number, ns: number): [number, number] | undefined => (which & set ? (ns === UTIME_NOW ? this.wallNow() : [sec, ns]) : undefined);
       const atime = at(SET_ATIME, n[5], n[6]);

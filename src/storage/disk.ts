@@ -284,6 +284,15 @@ export class DiskStorage implements Storage {
     if (!c?.fallocate) throw new FsError('EOPNOTSUPP', 'fallocate needs the native/copy addon');
     c.fallocate(h, mode, offset, length);
   }
+  /** fchown, fchmod, futimes (to the microsecond: Node's takes seconds) of an open file. */
+  fsetattr(h: number, o: { mode?: number; uid?: number; gid?: number; atime?: Timespec; mtime?: Timespec }): void {
+    if (o.uid !== undefined || o.gid !== undefined) fs.fchownSync(h, o.uid ?? -1, o.gid ?? -1);
+    if (o.mode !== undefined) fs.fchmodSync(h, o.mode);
+    if (o.atime || o.mtime) {
+      const st = fs.fstatSync(h, { bigint: true });
+      fs.futimesSync(h, secs(o.atime ?? ts(st.atimeNs)), secs(o.mtime ?? ts(st.mtimeNs)));
+    }
+  }
   /** renameat2 RENAME_EXCHANGE through native/copy; EXDEV where it was not built. */
   exchange(from: string, to: string): void {
     const c = copier();

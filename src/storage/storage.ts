@@ -119,6 +119,11 @@ export interface Storage {
   fallocate?(h: number, mode: number, offset: number, length: number): void;
   /** Optional: swaps the inodes of two existing names at once (renameat2 RENAME_EXCHANGE); without it, a brick answers EXDEV. */
   exchange?(from: string, to: string): void;
+  /**
+   * Optional: the attributes of the file open as `h` (fchown, fchmod, futimens): for a file that has no
+   * name left (unlinked while open), which the path-based calls cannot reach.
+   */
+  fsetattr?(h: number, o: { mode?: number; uid?: number; gid?: number; atime?: Timespec; mtime?: Timespec }): void;
 }
 
 /** fallocate(2)'s mode bits (linux/falloc.h). */

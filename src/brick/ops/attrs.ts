@@ -1,11 +1,11 @@
 /** Attributes: setattr, and the user xattrs of files and directories. */
-import { FsError } from '../../common/errors.js';
+import { FsError, codeOf } from '../../common/errors.js';
 import type { Attr } from '../../wire/types.js';
 import type { Timespec } from '../../storage/storage.js';
 import { isReg, isDir, isLnk } from '../format.js';
 import { bad, type Decoded } from '../../wire/ops.js';
-import type { BrickCore, Session } from '../core.js';
-import { fdOf } from '../fds.js';
+import type { BrickCore, OpenFile, Session } from '../core.js';
+import { fattr, fdOf } from '../fds.js';
 import { resolveGfid } from '../handles.js';
 
 export function setattr(b: BrickCore, s: Session, a: Decoded<'setattr'>): Promise<Attr> {
@@ -15,8 +15,15 @@ export function setattr(b: BrickCore, s: Session, a: Decoded<'setattr'>): Promis
     const f = fdOf(b, s, a.fd);
     if (!f.gfid) throw new FsError('EIO', 'open file has no gfid');
     b.mig.checkRead(f.gfid);
-    rel = resolveGfid(b, f.gfid).rel;
     gfid = f.gfid;
+    try {
+      rel = resolveGfid(b, f.gfid).rel;
+    } catch (e) {
+      // No name left (unlinked while open): its handle went with the last name, the open file is still
+      // there (fchmod, fchown, futimens of it, as on a local disk).
+      if (codeOf(e) !== 'ENOENT' || !b.st.fsetattr) throw e;
+      return fsetattrUnnamed(b, f, a);
+    }
   } else {
     if (a.path === undefined) throw bad('path', 'must be a string');
     rel = b.walk(a.path);
@@ -31,6 +38,22 @@ export function setattr(b: BrickCore, s: Session, a: Decoded<'setattr'>): Promis
     () => {
       old = b.st.lstat(rel).size;
       return applyAttrs(b, rel, { mode, uid, gid, atime, mtime, size, ctime });
+    },
+    () => (size === undefined ? null : [Math.min(old, size), Math.max(old, size)]),
+  );
+}
+
+/** setattr of an open file that has no name left: on its descriptor (a truncate as ftruncate). */
+function fsetattrUnnamed(b: BrickCore, f: OpenFile, a: Decoded<'setattr'>): Promise<Attr> {
+  const { mode, uid, gid, atime, mtime, size, ctime } = a;
+  let old = 0;
+  return b.change(
+    f.gfid,
+    () => {
+      old = b.st.fstat(f.h).size;
+      if (size !== undefined) b.st.ftruncate(f.h, size);
+      b.st.fsetattr!(f.h, { mode, uid: uid ?? (ctime ? -1 : undefined), gid, atime, mtime });
+      return fattr(b, f);
     },
     () => (size === undefined ? null : [Math.min(old, size), Math.max(old, size)]),
   );

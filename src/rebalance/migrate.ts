@@ -122,7 +122,7 @@ const DEFAULTS = { leaseMs: 5000, chunk: 2 * 1024 * 1024, window: 4, settleBytes
  * two bricks share a host (`pull`), otherwise they come through the migrator's fd on src. `bulk` copies
  * (before the freeze) hold while another file switches.
  */
-async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions, bulk: boolean, pull: Pull): Promise<number> {
+async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: [number, number][], o: typeof DEFAULTS & MigrateOptions, bulk: boolean, pull: Pull, again = true): Promise<number> {
   const pieces: [number, number][] = [];
   for (const [a, b] of ranges) for (let off = a; off < b; off += o.chunk) pieces.push([off, Math.min(b, off + o.chunk)]);
   let next = 0;
@@ -131,7 +131,7 @@ async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: 
   const copyPiece = async (a: number, b: number, buf: () => Buffer): Promise<number> => {
     if (pull.source) {
       try {
-        return (await c.fdCall(dstFd, 'migPull', { source: pull.source, offset: a, length: b - a })).copied;
+        return (await c.fdCall(dstFd, 'migPull', { source: pull.source, offset: a, length: b - a, again })).copied;
       } catch (e) {
         // dst cannot read src's disk (another host, an older brick): the copy goes through here.
         ignoreCodes(e, 'EXDEV', 'ENOSYS');
@@ -265,7 +265,7 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     const pull: Pull = { source: null };
     if (o.pull !== false) pull.source = await c.sv(src).call('migSource', { gfid, token }).then((r) => r.source, () => null);
     // Only the data: src's holes stay holes in the copy (sized by migFinalize's ftruncate).
-    let bytes = await copyRanges(c, sF, dF, await dataSegments(c, src, gfid, token, lease.attr.size), o, true, pull);
+    let bytes = await copyRanges(c, sF, dF, await dataSegments(c, src, gfid, token, lease.attr.size), o, true, pull, false);
     await step('copy');
 
     // recopy: what clients changed meanwhile, until little is left. Each round ends with the copy (and

@@ -330,7 +330,8 @@ export const OPS = {
 
   // Migration, this brick as dst.
   migPrepare: op({ path, gfid: newGfid, src: str, token: hexToken, ...owner, links: opt(links) }).reply<{ fd: number }>(),
-  migPull: op({ fd: fdNum, offset: int(), length: int(0, MAX_IO), source: localSource }).reply<{ copied: number }>(),
+  /** `again`: a range copied before (a client changed it since), which may be a hole on src now. */
+  migPull: op({ fd: fdNum, offset: int(), length: int(0, MAX_IO), source: localSource, again: flag }).reply<{ copied: number }>(),
   migFinalize: op({ fd: fdNum, size: int(), mode: int(0, 0o7777), uid: u32, gid: u32, atime: opt(timespec), mtime: opt(timespec), xattrs: xattrPairs }).reply<Attr>(),
   migInstall: op({ path, gfid, token: hexToken, durable: flag }).reply<Attr>(),
   migSpecial: op({ path, gfid: newGfid, mode: specialMode, rdev: opt(u32), target: opt(symlinkTarget), uid: u32, gid: u32, atime: opt(timespec), mtime: opt(timespec), xattrs: withDefault(xattrPairs, []), links: opt(links) }).reply<Attr>(),

@@ -39,10 +39,11 @@ export async function migPull(b: BrickCore, s: Session, a: Decoded<'migPull'>): 
   const h = peer.open(src.path, O_RDONLY, 0);
   try {
     // In the kernel where the storage can (copy_file_range); through memory otherwise. The kernel copy
-    // skips src's holes, so the range is made a hole in the copy first: a range copied again (a client's
-    // change) may be a hole on src now (punched, zeroed, or truncated away and grown back), and the copy's
-    // old bytes there would stay. Where that cannot be done, the copy goes through memory (zeros and all).
-    const punched = !!b.st.copyRange && holeIn(b, f.h, offset, length);
+    // skips src's holes, so a range copied again (`again`: a client changed it) is made a hole in the copy
+    // first: it may be a hole on src now (punched, zeroed, or truncated away and grown back), and the
+    // copy's old bytes there would stay. Where that cannot be done, the copy goes through memory (zeros
+    // and all). The first copy's ranges hold nothing in the copy yet.
+    const punched = !!b.st.copyRange && (!a.again || holeIn(b, f.h, offset, length));
     const inKernel = punched
       ? await b.st.copyRange!(peer, h, f.h, offset, length).catch((e) => {
           if (['EXDEV', 'EINVAL', 'EOPNOTSUPP', 'ENOSYS'].includes(codeOf(e))) return null;

@@ -46,10 +46,11 @@ if [ ! -f "$ADDON" ] || [ native/fuse.c -nt "$ADDON" ] || [ native/binding.gyp -
   NODEDIR="$(dirname "$(dirname "$(command -v node)")")"
   (cd native && node "$GYP" rebuild --nodedir="$NODEDIR" >build.log 2>&1) || { echo "setup: the FUSE addon did not build (native/build.log); dhtfs mount is unavailable" >&2; tail -20 native/build.log >&2; }
 fi
-# copy_file_range for bricks (a migration between two bricks of one host copies in the kernel); without
-# it, bricks copy through memory.
+# copy_file_range for bricks (a migration between two bricks of one host copies in the kernel), and the
+# *at calls every brick resolves its names with (native/copy/at.c); without it, bricks copy through
+# memory and fall back to Node's path calls (logged).
 COPY_ADDON=native/copy/build/Release/dhtfs_copy.node
-if [ ! -f "$COPY_ADDON" ] || [ native/copy/copy.c -nt "$COPY_ADDON" ] || [ native/copy/binding.gyp -nt "$COPY_ADDON" ]; then
+if [ ! -f "$COPY_ADDON" ] || [ native/copy/copy.c -nt "$COPY_ADDON" ] || [ native/copy/at.c -nt "$COPY_ADDON" ] || [ native/copy/binding.gyp -nt "$COPY_ADDON" ]; then
   GYP="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
   NODEDIR="$(dirname "$(dirname "$(command -v node)")")"
   (cd native/copy && node "$GYP" rebuild --nodedir="$NODEDIR" >build.log 2>&1) || { echo "setup: the copy addon did not build (native/copy/build.log); bricks copy through memory" >&2; tail -20 native/copy/build.log >&2; }

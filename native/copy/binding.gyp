@@ -2,8 +2,9 @@
   "targets": [
     {
       "target_name": "dhtfs_copy",
-      "sources": ["copy.c"],
-      "cflags": ["-O2", "-Wall"]
+      "sources": ["copy.c", "at.c"],
+      "cflags": ["-O2", "-Wall"],
+      "libraries": ["-lpthread"]
     }
   ]
 }

@@ -440,8 +440,12 @@ static napi_value exchange_names(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* at.c: name-taking calls beneath a held brick-root descriptor, and the storage watchdog (`exports.at`). */
+void dhtfs_at_register(napi_env env, napi_value exports);
+
 NAPI_MODULE_INIT() {
   napi_value fn;
+  dhtfs_at_register(env, exports);
   napi_create_function(env, "fallocate", NAPI_AUTO_LENGTH, fallocate_fd, NULL, &fn);
   napi_set_named_property(env, exports, "fallocate", fn);
   napi_create_function(env, "exchange", NAPI_AUTO_LENGTH, exchange_names, NULL, &fn);

@@ -57,6 +57,37 @@ function secs(t: Timespec): number {
   return t[0] + t[1] / 1e9;
 }
 
+/**
+ * native/copy/at.c: the name-taking calls beneath a held brick-root descriptor (openat2 RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS for the parent, then the *at call), and the storage watchdog.
+ */
+interface AtCalls {
+  openRoot(path: string): number;
+  lstat(root: number, rel: string, out: Float64Array): boolean;
+  mkdir(root: number, rel: string, mode: number): void;
+  unlink(root: number, rel: string, dir: boolean): void;
+  rename(root: number, from: string, to: string): void;
+  link(root: number, existing: string, rel: string): void;
+  symlink(root: number, target: string, rel: string): void;
+  readlink(root: number, rel: string): string;
+  /** Each name after one character for its type: f, d, l, o. */
+  readdir(root: number, rel: string): string[];
+  chmod(root: number, rel: string, mode: number): void;
+  lchown(root: number, rel: string, uid: number, gid: number): void;
+  lutimes(root: number, rel: string, as: number, ans: number, ms: number, mns: number): void;
+  truncate(root: number, rel: string, size: number): void;
+  getxattr(root: number, rel: string, name: string): Buffer | null;
+  setxattr(root: number, rel: string, name: string, value: Uint8Array): void;
+  removexattr(root: number, rel: string, name: string): void;
+  listxattr(root: number, rel: string): string[];
+  open(root: number, rel: string, flags: number, mode: number): number;
+  mknod(root: number, rel: string, mode: number, rdev: number): void;
+  exchange(root: number, a: string, b: string): void;
+  watchdogBlock(): ArrayBuffer | null;
+  watchdogStart(brick: string, exitCode: number, logFd: number): void;
+  takeDown(msg: string): never;
+}
+
 /** native/copy: copy_file_range, when it was built (scripts/setup.sh); null otherwise. */
 let copyAddon:
   | {
@@ -70,6 +101,7 @@ let copyAddon:
       seekData?(fd: number, offset: number, hole: boolean): number;
       fallocate?(fd: number, mode: number, offset: number, length: number): void;
       exchange?(from: string, to: string): void;
+      at?: AtCalls;
     }
   | null
   | undefined;
@@ -84,6 +116,82 @@ function copier(): typeof copyAddon {
     }
   }
   return copyAddon;
+}
+
+/** The *at calls, or null where native/copy was not built (or is an older build without them). */
+function atCalls(): AtCalls | null {
+  return copier()?.at ?? null;
+}
+
+/** How a DiskStorage resolves names: beneath its root's descriptor (native/copy), or Node's path calls. */
+export function resolution(): 'beneath' | 'paths' {
+  return atCalls() ? 'beneath' : 'paths';
+}
+
+// --- the storage watchdog ---------------------------------------------------------------------------
+//
+// Every synchronous DiskStorage call marks itself in a block of memory a native thread watches
+// (native/copy/at.c): when one call has been in progress longer than the limit, the thread logs the call
+// and its path, shuts the process's sockets down and exits with STORAGE_HUNG_EXIT, even while the event
+// loop stays stuck in the kernel. Without the addon there is no watchdog (the health probe remains).
+
+/** The exit code of a brick taken down because the file system below it hangs or fails. */
+export const STORAGE_HUNG_EXIT = 75;
+
+let wdTimes: Float64Array | null = null;
+let wdBytes: Buffer | null = null;
+let wdDepth = 0;
+function watchdogBlock(): boolean {
+  if (wdTimes === null) {
+    const ab = atCalls()?.watchdogBlock() ?? null;
+    if (!ab) return false;
+    wdTimes = new Float64Array(ab, 0, 2);
+    wdBytes = Buffer.from(ab);
+  }
+  return true;
+}
+
+/**
+ * Starts the watchdog for this process: a storage call stuck longer than `limitMs` (0: never) takes the
+ * brick down. Call again to change the limit. False where the addon is missing.
+ */
+export function startStorageWatchdog(brick: string, limitMs: number): boolean {
+  const at = atCalls();
+  if (!at || !watchdogBlock()) return false;
+  wdTimes![1] = limitMs;
+  at.watchdogStart(brick, STORAGE_HUNG_EXIT, 2);
+  return true;
+}
+
+/** Changes the watchdog's limit (ms; 0: never). */
+export function setStorageWatchdogLimit(limitMs: number): void {
+  if (wdTimes) wdTimes[1] = limitMs;
+}
+
+/**
+ * Takes the brick down as the watchdog does (one fatal log line, every socket shut down, exit with
+ * STORAGE_HUNG_EXIT); without the addon, logs the line to stderr and exits.
+ */
+export function takeBrickDown(msg: string): never {
+  const at = atCalls();
+  if (at) at.takeDown(msg);
+  process.stderr.write(JSON.stringify({ level: 60, time: Date.now(), pid: process.pid, exitCode: STORAGE_HUNG_EXIT, msg }) + '\n');
+  process.exit(STORAGE_HUNG_EXIT);
+}
+
+function markCall(op: string, p: unknown): void {
+  if (wdDepth++ > 0 || !wdTimes) return;
+  const b = wdBytes!;
+  const n = b.write(op, 16, 31, 'latin1');
+  b[16 + n] = 0;
+  const m = typeof p === 'string' ? b.write(p, 48, 511, 'utf8') : 0;
+  b[48 + m] = 0;
+  wdTimes[0] = Date.now();
+}
+
+function unmarkCall(): void {
+  if (--wdDepth > 0 || !wdTimes) return;
+  wdTimes[0] = 0;
 }
 
 /** Writes up to this size are made on the event loop (see DiskStorage.write). */
@@ -110,11 +218,56 @@ function xattrReader(): (p: string, name: string) => Buffer | null {
   };
 }
 
+/** One lstat's answer from native/copy (reused: the brick is single-threaded). */
+const statOut = new Float64Array(14);
+
+function statOf(o: Float64Array): Stat {
+  return {
+    ino: o[0],
+    mode: o[1],
+    nlink: o[2],
+    uid: o[3],
+    gid: o[4],
+    size: o[5],
+    blocks: o[6],
+    atime: [o[7], o[8]],
+    mtime: [o[9], o[10]],
+    ctime: [o[11], o[12]],
+    ...(o[13] ? { rdev: o[13] } : {}),
+  };
+}
+
+const TYPES: Record<string, DirEntry['type']> = { f: 'file', d: 'dir', l: 'symlink', o: 'other' };
+
+/**
+ * Storage on a real directory. Every name is resolved beneath a descriptor of the brick's folder held
+ * for the storage's life (native/copy/at.c): the parent of the last component by openat2 with
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, then the *at call on the last one,
+ * not following it. A folder of the volume swapped for a symlink on the brick's disk (a local user's
+ * race, issue 17 item 7) makes the call fail with ELOOP (ENOTDIR for a file, EXDEV for a way out),
+ * never reach outside the brick; and paths are as long as the kernel takes beneath the root (the
+ * brick's own folder is not prefixed: a volume path near PATH_MAX works). Without the addon, Node's
+ * path calls on the joined path, each component above the last lstat'ed first (not race-free).
+ */
 export class DiskStorage implements Storage {
   private peers = new Map<string, DiskStorage>();
   readonly lock = fileLock();
   private readonly readXattr = xattrReader();
+  private readonly at = atCalls();
+  private rootFd = -1;
   constructor(readonly root: string) {}
+
+  /** The root's descriptor (O_PATH), opened at first use and held. */
+  private get r(): number {
+    if (this.rootFd < 0) this.rootFd = this.at!.openRoot(this.root);
+    return this.rootFd;
+  }
+
+  /** Lets the root's descriptor go (a later call opens it again). */
+  dispose(): void {
+    if (this.rootFd >= 0) fs.closeSync(this.rootFd);
+    this.rootFd = -1;
+  }
 
   localName(): LocalName | null {
     const host = hostId();
@@ -145,73 +298,101 @@ export class DiskStorage implements Storage {
     if (!hostId() || name.host !== hostId() || !path.isAbsolute(name.root)) return null;
     let p = this.peers.get(name.root);
     if (!p) {
-      if (this.peers.size > 64) this.peers.clear();
+      if (this.peers.size > 64) {
+        for (const q of this.peers.values()) q.dispose();
+        this.peers.clear();
+      }
       p = new DiskStorage(name.root);
       this.peers.set(name.root, p);
     }
     return p;
   }
 
+  /** The joined path, for Node's calls (no addon). Each component above the last must be a real directory. */
   private abs(p: string): string {
-    return p === '' ? this.root : path.join(this.root, p);
+    if (p === '') return this.root;
+    for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) {
+      const st = fs.lstatSync(path.join(this.root, p.slice(0, i)), { throwIfNoEntry: false });
+      if (st && !st.isDirectory()) throw FsError.quiet(st.isSymbolicLink() ? 'ELOOP' : 'ENOTDIR', `/${p.slice(0, i)}: not a directory`);
+    }
+    return path.join(this.root, p);
   }
 
   lstat(p: string): Stat {
+    if (this.at) {
+      if (!this.at.lstat(this.r, p, statOut)) throw FsError.quiet('ENOENT', `/${p}: no such file or directory`);
+      return statOf(statOut);
+    }
     // A missing name is a common answer (every negative lookup): no exception from Node for it.
     const st = fs.lstatSync(this.abs(p), { bigint: true, throwIfNoEntry: false });
     if (!st) throw FsError.quiet('ENOENT', `/${p}: no such file or directory`);
     return toStat(st);
   }
   mkdir(p: string, mode: number): void {
-    fs.mkdirSync(this.abs(p), { mode });
+    if (this.at) this.at.mkdir(this.r, p, mode);
+    else fs.mkdirSync(this.abs(p), { mode });
   }
   rmdir(p: string): void {
-    fs.rmdirSync(this.abs(p));
+    if (this.at) this.at.unlink(this.r, p, true);
+    else fs.rmdirSync(this.abs(p));
   }
   unlink(p: string): void {
-    fs.unlinkSync(this.abs(p));
+    if (this.at) this.at.unlink(this.r, p, false);
+    else fs.unlinkSync(this.abs(p));
   }
   rename(from: string, to: string): void {
-    fs.renameSync(this.abs(from), this.abs(to));
+    if (this.at) this.at.rename(this.r, from, to);
+    else fs.renameSync(this.abs(from), this.abs(to));
   }
   link(existing: string, p: string): void {
-    fs.linkSync(this.abs(existing), this.abs(p));
+    if (this.at) this.at.link(this.r, existing, p);
+    else fs.linkSync(this.abs(existing), this.abs(p));
   }
   symlink(target: string, p: string): void {
-    fs.symlinkSync(target, this.abs(p));
+    if (this.at) this.at.symlink(this.r, target, p);
+    else fs.symlinkSync(target, this.abs(p));
   }
   /** FIFOs, sockets and device nodes, through native/copy (Node's fs has no mknod); EPERM where it was not built. */
   mknod(p: string, mode: number, rdev: number): void {
+    if (this.at) return this.at.mknod(this.r, p, mode, rdev);
     const c = copier();
     if (!c?.mknod) throw new FsError('EPERM', 'special files need the native/copy addon');
     c.mknod(this.abs(p), mode, rdev);
   }
   readlink(p: string): string {
+    if (this.at) return this.at.readlink(this.r, p);
     return fs.readlinkSync(this.abs(p), 'utf8');
   }
   readdir(p: string): DirEntry[] {
+    if (this.at) return this.at.readdir(this.r, p).map((e) => ({ name: e.slice(1), type: TYPES[e[0]] }));
     return fs.readdirSync(this.abs(p), { withFileTypes: true }).map(dirent);
   }
+  /** Never through a symlink, the last component's included (EOPNOTSUPP there, as lchmod). */
   chmod(p: string, mode: number): void {
-    fs.chmodSync(this.abs(p), mode);
+    if (this.at) this.at.chmod(this.r, p, mode);
+    else fs.chmodSync(this.abs(p), mode);
   }
   lchown(p: string, uid: number, gid: number): void {
-    fs.lchownSync(this.abs(p), uid, gid);
+    if (this.at) this.at.lchown(this.r, p, uid, gid);
+    else fs.lchownSync(this.abs(p), uid, gid);
   }
   /** To the nanosecond through native/copy (utimensat); Node's own keeps microseconds only. */
   lutimes(p: string, atime: Timespec, mtime: Timespec): void {
-    const c = copier();
-    if (c?.lutimes) c.lutimes(this.abs(p), atime[0], atime[1], mtime[0], mtime[1]);
+    if (this.at) this.at.lutimes(this.r, p, atime[0], atime[1], mtime[0], mtime[1]);
     else fs.lutimesSync(this.abs(p), secs(atime), secs(mtime));
   }
+  /** Regular files only: a symlink is not followed (EINVAL). */
   truncate(p: string, size: number): void {
-    fs.truncateSync(this.abs(p), size);
+    if (this.at) this.at.truncate(this.r, p, size);
+    else fs.truncateSync(this.abs(p), size);
   }
 
   getxattr(p: string, name: string): Buffer | null {
+    if (this.at) return this.at.getxattr(this.r, p, name);
     return this.readXattr(this.abs(p), name);
   }
   setxattr(p: string, name: string, value: Uint8Array): void {
+    if (this.at) return this.at.setxattr(this.r, p, name, value instanceof Uint8Array && value.constructor === Uint8Array ? value : Uint8Array.from(value));
     try {
       xattr.setAttributeSync(this.abs(p), name, value);
     } catch (e) {
@@ -219,6 +400,7 @@ export class DiskStorage implements Storage {
     }
   }
   removexattr(p: string, name: string): void {
+    if (this.at) return this.at.removexattr(this.r, p, name);
     try {
       xattr.removeAttributeSync(this.abs(p), name);
     } catch (e) {
@@ -226,6 +408,7 @@ export class DiskStorage implements Storage {
     }
   }
   listxattr(p: string): string[] {
+    if (this.at) return this.at.listxattr(this.r, p);
     try {
       return xattr.listAttributesSync(this.abs(p));
     } catch (e) {
@@ -234,6 +417,7 @@ export class DiskStorage implements Storage {
   }
 
   open(p: string, flags: number, mode: number): number {
+    if (this.at) return this.at.open(this.r, p, flags | O_NOFOLLOW | O_NONBLOCK, mode);
     return fs.openSync(this.abs(p), flags | O_NOFOLLOW | O_NONBLOCK, mode);
   }
   close(h: number): void {
@@ -295,24 +479,41 @@ export class DiskStorage implements Storage {
   }
   /** renameat2 RENAME_EXCHANGE through native/copy; EXDEV where it was not built. */
   exchange(from: string, to: string): void {
+    if (this.at) return this.at.exchange(this.r, from, to);
     const c = copier();
     if (!c?.exchange) throw new FsError('EXDEV', 'RENAME_EXCHANGE needs the native/copy addon');
     c.exchange(this.abs(from), this.abs(to));
   }
 }
 
+/**
+ * An error of native/copy (an Error with an errno-name `code`, strerror's message) as an FsError naming
+ * the call and the volume's paths: `mkdir /a: file exists`.
+ */
+function nativeError(e: unknown, op: string, args: unknown[]): unknown {
+  const ne = e as { code?: unknown; syscall?: unknown; message?: unknown };
+  if (e instanceof FsError || !ne || typeof ne.code !== 'string' || ne.syscall !== undefined || !/^E[A-Z0-9]+$/.test(ne.code)) return e;
+  const paths = (op === 'symlink' ? [args[1]] : op === 'rename' || op === 'link' || op === 'exchange' ? [args[0], args[1]] : [args[0]]).filter((a): a is string => typeof a === 'string');
+  const what = typeof ne.message === 'string' && ne.message ? ne.message[0].toLowerCase() + ne.message.slice(1) : ne.code;
+  return FsError.quiet(ne.code, `${op}${paths.length ? ' ' + paths.map((p) => '/' + p).join(' -> ') : ''}: ${what}`);
+}
+
 // Every error a DiskStorage method throws or rejects with names the volume's paths, never the brick's
 // directory on its host (common/errors.ts brickError): the brick sends these messages to its clients.
+// Every call also marks itself for the storage watchdog while its synchronous part runs.
 for (const key of Object.getOwnPropertyNames(DiskStorage.prototype)) {
   const proto = DiskStorage.prototype as unknown as Record<string, unknown>;
-  const f = proto[key];
+  const f = Object.getOwnPropertyDescriptor(proto, key)?.value as unknown;
   if (key === 'constructor' || typeof f !== 'function') continue;
   proto[key] = function (this: DiskStorage, ...args: unknown[]): unknown {
+    markCall(key, key === 'symlink' ? args[1] : args[0]);
     try {
       const r = (f as (...a: unknown[]) => unknown).apply(this, args);
-      return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(brickError(e, this.root))) : r;
+      return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(brickError(nativeError(e, key, args), this.root))) : r;
     } catch (e) {
-      throw brickError(e, this.root);
+      throw brickError(nativeError(e, key, args), this.root);
+    } finally {
+      unmarkCall();
     }
   };
 }

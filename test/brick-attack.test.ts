@@ -9,7 +9,8 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { Volume } from '../src/api/volume.js';
 import { RpcClient } from '../src/wire/rpc.js';
@@ -19,6 +20,7 @@ import { ROOT_GFID } from '../src/common/gfid.js';
 import { O_RDONLY, O_RDWR, O_WRONLY, O_CREAT, S_IFIFO } from '../src/storage/storage.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { frame, packr, rawConnect, type Raw } from './helpers/raw.js';
+import { snapshot } from './helpers/disk.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -237,6 +239,106 @@ test("a brick's root is 0700 on disk; the volume root's mode and owner are kept 
       assert.match(String(ls.stderr), /Permission denied/);
     }
   } finally {
+    await c.stop();
+  }
+});
+
+/**
+ * Issue 17 item 7: a local user of the brick's host swaps a folder of the volume for a symlink to a
+ * folder outside the brick. Brick roots are 0700 so that no local user can; this is the second wall: every
+ * name the brick takes is resolved beneath its root's descriptor with no symlink followed (openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so neither a swap between two requests nor one in the middle
+ * of a request leads a call outside.
+ */
+test('a folder swapped for a symlink on the brick\'s disk leads no call outside the brick, between requests or during them', async () => {
+  const c = await startCluster(1);
+  const swapper: { proc: ReturnType<typeof spawn> | null } = { proc: null };
+  try {
+    const brick = c.dirs[0];
+    const outside = path.join(c.base, 'outside');
+    fs.mkdirSync(path.join(outside, 'dir'), { recursive: true });
+    fs.writeFileSync(path.join(outside, 'secret'), 'root only\n', { mode: 0o600 });
+    fs.symlinkSync('secret', path.join(outside, 'l2'));
+    const r = await client(c);
+    const g = () => randomUUID();
+    await r.call('mkdir', { path: '/pub', mode: 0o1777, gfid: g() });
+    await r.call('mkdir', { path: '/pub/sub', mode: 0o755, gfid: g() });
+    for (const name of ['/pub/sub/secret', '/pub/x']) {
+      const { fd } = (await r.call('create', { path: name, mode: 0o644, flags: O_RDWR | O_CREAT, gfid: g() })) as { fd: number };
+      await r.call('close', { fd });
+    }
+    const before = snapshot(outside, true);
+
+    // Between requests: the folder is a symlink when each request comes.
+    fs.renameSync(path.join(brick, 'pub/sub'), path.join(brick, 'pub/sub.real'));
+    fs.symlinkSync(outside, path.join(brick, 'pub/sub'));
+    const attempts: [string, Record<string, unknown>][] = [
+      ['lookup', { path: '/pub/sub/secret' }],
+      ['create', { path: '/pub/sub/new', mode: 0o644, flags: O_RDWR | O_CREAT, gfid: g() }],
+      ['open', { path: '/pub/sub/secret', flags: O_RDONLY }],
+      ['open', { path: '/pub/sub/secret', flags: O_RDWR }],
+      ['mkdir', { path: '/pub/sub/d', mode: 0o755, gfid: g() }],
+      ['unlink', { path: '/pub/sub/secret' }],
+      ['rmdir', { path: '/pub/sub/dir' }],
+      ['rename', { from: '/pub/sub/secret', to: '/pub/y' }],
+      ['rename', { from: '/pub/x', to: '/pub/sub/x' }],
+      ['link', { from: '/pub/x', to: '/pub/sub/x2' }],
+      ['symlink', { path: '/pub/sub/l', target: 'x', gfid: g() }],
+      ['mknod', { path: '/pub/sub/p', mode: S_IFIFO | 0o644, gfid: g() }],
+      ['setattr', { path: '/pub/sub/secret', mode: 0o777 }],
+      ['setattr', { path: '/pub/sub/secret', uid: 1234, gid: 1234 }],
+      ['setattr', { path: '/pub/sub/secret', size: 0 }],
+      ['setattr', { path: '/pub/sub/secret', atime: [1, 0], mtime: [1, 0] }],
+      ['setxattr', { path: '/pub/sub/secret', name: 'user.x', value: Buffer.from('v') }],
+      ['getxattr', { path: '/pub/sub/secret', name: 'user.x' }],
+      ['listxattr', { path: '/pub/sub/secret' }],
+      ['removexattr', { path: '/pub/sub/secret', name: 'user.x' }],
+      ['readlink', { path: '/pub/sub/l2' }],
+      ['readdir', { path: '/pub/sub' }],
+    ];
+    for (const [op, args] of attempts) {
+      const got = await code(r.call(op, args));
+      assert.ok(['ELOOP', 'ENOTDIR', 'EXDEV'].includes(got), `${op} ${JSON.stringify(args)} answered ${got}`);
+    }
+    assert.equal(snapshot(outside, true), before, 'nothing outside the brick changed');
+    assert.match(c.logs[0], /refused \w+ from mallory at [^:]+:\d+: .*a folder on its path is a symlink on the brick's disk/);
+    await alive(c);
+
+    // During requests: the folder flips between the real one and the symlink as fast as a process can
+    // rename, while creates and mkdirs stream in (the reported race: a check of the path, then a call
+    // that resolves it again, found a folder and then followed the symlink).
+    // renameat2(RENAME_EXCHANGE) through python3's ctypes swaps the two names atomically, so the name is
+    // always either the folder or the symlink.
+    fs.renameSync(path.join(brick, 'pub/sub'), path.join(brick, 'pub/link'));
+    fs.renameSync(path.join(brick, 'pub/sub.real'), path.join(brick, 'pub/sub'));
+    const flip = [
+      'import ctypes, sys',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'a, b = sys.argv[1].encode(), sys.argv[2].encode()',
+      'while True: libc.renameat2(-100, a, -100, b, 2)',
+    ].join('\n');
+    swapper.proc = spawn('python3', ['-c', flip, path.join(brick, 'pub/sub'), path.join(brick, 'pub/link')], { stdio: 'ignore' });
+    const counts = new Map<string, number>();
+    for (let round = 0; round < 40; round++) {
+      const batch = Array.from({ length: 50 }, (_, i) =>
+        i % 2 === 0
+          ? r.call('create', { path: `/pub/sub/f${round}-${i}`, mode: 0o644, flags: O_RDWR | O_CREAT, gfid: g(), close: true })
+          : r.call('mkdir', { path: `/pub/sub/d${round}-${i}`, mode: 0o755, gfid: g() }),
+      );
+      for (const p of batch) {
+        const got = await code(p);
+        counts.set(got, (counts.get(got) ?? 0) + 1);
+      }
+    }
+    swapper.proc.kill('SIGKILL');
+    await once(swapper.proc, 'exit');
+    swapper.proc = null;
+    assert.equal(snapshot(outside, true), before, `nothing outside the brick changed while the folder flipped (answers: ${JSON.stringify([...counts])})`);
+    assert.ok((counts.get('ok') ?? 0) > 0 && [...counts.keys()].some((k) => k !== 'ok'), `both outcomes were met: ${JSON.stringify([...counts])}`);
+    r.close();
+    await alive(c);
+  } finally {
+    swapper.proc?.kill('SIGKILL');
     await c.stop();
   }
 });

@@ -6,7 +6,8 @@
  * This file is the dispatch: the brick's lifecycle (init), sessions, and the table from each operation's
  * name to its handler in ops/. The on-disk format is in format.ts, the shared state in core.ts.
  */
-import { FsError } from '../common/errors.js';
+import { FsError, codeOf, detailOf } from '../common/errors.js';
+import { LimitLog } from '../wire/limits.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
 import type { RequestHandler } from '../wire/rpc.js';
@@ -172,9 +173,19 @@ export class Brick extends BrickCore implements RequestHandler<Session> {
     }
   }
 
-  /** Logs a refusal of something no honest client asks (Refused), naming the client; rethrows. */
+  /**
+   * Logs a refusal of something no honest client asks (Refused), naming the client; rethrows. A path
+   * through a symlink (ELOOP: a folder swapped for a symlink on the brick's disk, or a client's path
+   * through a symlink it made) is logged too, once per 10 s.
+   */
   private logRefused(s: Session, op: string, e: unknown): never {
     if (e instanceof Refused) this.log('warn', `refused ${op} from ${s.client.slice(0, 64) || '?'} at ${s.remote}: ${e.message.slice(0, 200)}`, { client: s.client.slice(0, 64), remote: s.remote, op, code: e.code });
+    else if (codeOf(e) === 'ELOOP') {
+      this.eloopLog ??= new LimitLog(this.clock, (msg, extra) => this.log('warn', msg, extra));
+      const who = `${s.client.slice(0, 64) || '?'} at ${s.remote}`;
+      this.eloopLog.line('eloop', `refused ${op} from ${who}: ${detailOf(e).slice(0, 200)}: a folder on its path is a symlink on the brick's disk`, { client: s.client.slice(0, 64), remote: s.remote, op, code: 'ELOOP' });
+    }
     throw e;
   }
+  private eloopLog?: LimitLog;
 }

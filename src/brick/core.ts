@@ -121,14 +121,13 @@ export class BrickCore {
     }
   }
 
-  /** Every component above the last must be a real directory: a symlink there could lead outside. */
+  /**
+   * A validated path (args.ts checked its form), as the ops pass it on. Every component above the last
+   * must be a real directory (a symlink there could lead outside the brick): the storage checks it in
+   * each call, in the kernel where it can (ELOOP for a symlink, ENOTDIR for a file; storage.ts), so the
+   * path is no longer walked here, one lstat per component per request.
+   */
   walk(rel: string): string {
-    let i = rel.indexOf('/');
-    while (i >= 0) {
-      const st = this.st.lstat(rel.slice(0, i));
-      if (!isDir(st)) throw new FsError(isLnk(st) ? 'ELOOP' : 'ENOTDIR', `${rel.slice(0, i)} is not a directory`);
-      i = rel.indexOf('/', i + 1);
-    }
     return rel;
   }
 

@@ -145,7 +145,6 @@ export function dirOfHandle(b: BrickCore, gfid: string): string | null {
   const rel = names.reverse().join('/');
   try {
     if (relPath('/' + rel) !== rel) return null;
-    b.walk(rel);
     const st = b.st.lstat(rel);
     if (!isDir(st) || b.readGfid(rel) !== gfid) return null;
   } catch (e) {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { Volume } from '../src/api/volume.js';
 import { startCluster } from './helpers/cluster.js';
 import { mountCluster, unmountCluster } from './helpers/mount.js';
@@ -277,5 +278,42 @@ test('through the mount: RENAME_EXCHANGE of two files on one brick, and RENAME_N
   } finally {
     fs.rmSync(local, { recursive: true, force: true });
     await unmountCluster(c, mnt, daemon);
+  }
+});
+
+/**
+ * Issue 20 item 11: a brick resolves names beneath its folder's descriptor, never prefixing the folder, so
+ * a volume path as long as a local disk takes (here 4,068 bytes) works as there; one past PATH_MAX is
+ * ENAMETOOLONG, as there.
+ */
+test('a path of 4,068 bytes: mkdir, create, stat, read, readdir, unlink, rmdir, as on a local disk', async () => {
+  const c = await startCluster(2);
+  try {
+    const vol = await Volume.connect(c.spec);
+    try {
+      const dirs = Array.from({ length: 19 }, (_, i) => String(i % 10).repeat(200));
+      const dir = '/' + dirs.join('/');
+      const file = `${dir}/${'f'.repeat(248)}`;
+      assert.equal(Buffer.byteLength(file), 4068);
+      await vol.mkdir(dir, { recursive: true });
+      await vol.writeFile(file, 'at the bottom');
+      assert.equal((await vol.stat(file)).size, 13);
+      assert.equal(await vol.readFile(file, 'utf8'), 'at the bottom');
+      assert.deepEqual(await vol.readdir(dir), ['f'.repeat(248)]);
+      await vol.rename(file, `${dir}/g`);
+      assert.equal(await vol.readFile(`${dir}/g`, 'utf8'), 'at the bottom');
+      await vol.unlink(`${dir}/g`);
+      assert.deepEqual(await vol.readdir(dir), []);
+      // Past PATH_MAX (4,096 bytes with its NUL): refused as a local disk refuses it.
+      await assert.rejects(vol.writeFile(`${dir}/${'x'.repeat(255)}/${'y'.repeat(30)}`, 'x'), { code: 'ENAMETOOLONG' });
+      for (let i = dirs.length; i > 0; i--) await vol.rmdir('/' + dirs.slice(0, i).join('/'));
+      assert.deepEqual(await vol.readdir('/'), []);
+    } finally {
+      await vol.close();
+    }
+  } finally {
+    // rm(1) walks a tree deeper than PATH_MAX (Node's rmSync does not), should the test stop half way.
+    for (const d of c.dirs) spawnSync('rm', ['-rf', path.join(d, '0'.repeat(200))]);
+    await c.stop();
   }
 });

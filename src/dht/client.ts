@@ -46,6 +46,8 @@ const DIR_HINT_MS = 2000;
 const DIR_HINTS_MAX = 100_000;
 /** The longest name, in bytes (Linux's NAME_MAX; bricks refuse longer ones too). */
 const NAME_MAX = 255;
+/** Linux's PATH_MAX: a path with its NUL; one of PATH_MAX bytes or more is ENAMETOOLONG, as a local disk answers. */
+const PATH_MAX = 4096;
 /** Names a negative-lookup cache holds for one directory before it is dropped. */
 const NEG_MAX_NAMES = 100_000;
 
@@ -276,8 +278,12 @@ function splitPath(path: string): { parent: string; name: string } {
 /** A path that normPath would return unchanged: '/'-separated names, none empty, '.' or '..', no NUL. */
 const NORMAL_PATH = /^(?:\/(?!\.\.?(?:\/|$))[^/\0]+)+$/;
 
-/** Normalises a volume path: absolute, no trailing or repeated slashes. `.` and `..` are resolved. */
+/**
+ * Normalises a volume path: absolute, no trailing or repeated slashes. `.` and `..` are resolved. A path
+ * of PATH_MAX bytes or more is ENAMETOOLONG, as a local disk answers (before any lookup of its parent).
+ */
 export function normPath(p: string): string {
+  if (typeof p === 'string' && p.length > PATH_MAX / 3 && Buffer.byteLength(p) >= PATH_MAX) throw new FsError('ENAMETOOLONG', `${p.slice(0, 64)}...: the path is longer than ${PATH_MAX - 1} bytes`);
   if (typeof p === 'string' && NORMAL_PATH.test(p)) return p;
   if (typeof p !== 'string' || p.length === 0) throw new FsError('EINVAL', 'path must be a non-empty string');
   if (p.includes('\0')) throw new FsError('EINVAL', 'path contains NUL');

@@ -10,7 +10,7 @@ import { S_IFDIR, S_ISGID, S_ISVTX, type Stat, type Storage } from '../storage/s
 import { LockTable } from './locks.js';
 import { SrcMigrations, parseMoved, type Moved } from './migration.js';
 import { DirWatches, watchedStorage, type Watcher } from './watch.js';
-import { HANDLE_DIR, LINKTO_MODE, parentOf, handlePath, isReg, isDir, isLnk, xattrNames, encodeRootAttr, decodeRootAttr, decodeLinkto, type XattrNames, type RootAttr } from './format.js';
+import { HANDLE_DIR, LINKTO_MODE, parentOf, handlePath, isReg, isDir, xattrNames, encodeRootAttr, decodeRootAttr, decodeLinkto, type XattrNames, type RootAttr } from './format.js';
 import { linkHandle } from './handles.js';
 import { unlockWriters } from './ops/mig-src.js';
 import { getTopology } from './ops/volume.js';

@@ -3,7 +3,8 @@
  */
 import pino from 'pino';
 import { Brick } from './brick.js';
-import { DiskStorage } from '../storage/disk.js';
+import { DiskStorage, resolution } from '../storage/disk.js';
+import { startHealthCheck } from '../storage/health.js';
 import { realClock, realRandom } from '../common/real-env.js';
 import { serveConnection } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
@@ -126,6 +127,17 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
     await listener.close();
     throw e;
   }
-  log.info({ dir: o.dir, port: listener.port, limits }, 'brick serving');
-  return { listener, brick, close: () => listener.close() };
+  // A hung or failing file system below the brick takes the brick down (storage/health.ts).
+  const health = startHealthCheck(storage, o.name, limits, (level, msg, extra) => log[level](extra ?? {}, msg));
+  const names = resolution();
+  if (names === 'paths') log.warn({}, 'the native/copy addon is missing: names are resolved by path, not beneath the brick folder\'s descriptor (a folder swapped for a symlink on this disk during a request could lead outside the brick); run scripts/setup.sh');
+  log.info({ dir: o.dir, port: listener.port, limits, names, watchdog: health.watchdog }, 'brick serving');
+  return {
+    listener,
+    brick,
+    close: () => {
+      health.stop();
+      return listener.close();
+    },
+  };
 }

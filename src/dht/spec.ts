@@ -86,6 +86,9 @@ export const LIMIT_OPTION_KEYS: readonly LimitKey[] = [
   'maxLockNameBytes',
   'maxLocksPerSession',
   'maxLockDomains',
+  'storageCallTimeoutMs',
+  'healthCheckIntervalMs',
+  'healthCheckTimeoutMs',
 ];
 
 /** The options `volume set` changes, and every client connected adopts with the next topology. */

@@ -1,6 +1,9 @@
 /**
  * What a brick needs from its disk. Paths are relative to the brick's root and already validated by the
- * brick ('' is the root, components joined by '/'). Nothing here follows a symlink in the last component.
+ * brick ('' is the root, components joined by '/'). Nothing here follows a symlink in the last component,
+ * and no call goes through one above it: a symlink there is ELOOP, a file ENOTDIR (a folder swapped for a
+ * symlink on the brick's disk must not lead outside the brick; DiskStorage checks it in the kernel, at
+ * the moment of the call), and no call leaves the root (EXDEV).
  *
  * Metadata calls are synchronous on purpose: a brick is a single-threaded state machine, and each
  * request's metadata section runs without interleaving with other requests, on disk and in simulation
@@ -184,6 +187,9 @@ export interface LocalName {
   host: string;
   root: string;
 }
+
+/** The file a brick's health check writes and fsyncs (GlusterFS's name and place): storage/health.ts. */
+export const HEALTH_CHECK_FILE = '.glusterfs/health_check';
 
 export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000;

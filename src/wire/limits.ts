@@ -45,6 +45,19 @@ export interface BrickLimits {
   maxLockDomains: number;
   /** How long a blocking lock request waits before it fails with EAGAIN (GlusterFS's features.lock-timeout). */
   lockTimeoutMs: number;
+  /**
+   * A synchronous storage call (metadata: the event loop waits for it) in progress longer than this is
+   * a hung file system below the brick: a watchdog thread logs the call and its path and takes the
+   * brick down (src/storage/health.ts). 0: never.
+   */
+  storageCallTimeoutMs: number;
+  /**
+   * How often the brick writes and fsyncs `.glusterfs/health_check` (GlusterFS's
+   * storage.health-check-interval); a failure (EIO, EROFS, ...) takes the brick down. 0: never.
+   */
+  healthCheckIntervalMs: number;
+  /** A health check's write and fsync not done by then takes the brick down (storage.health-check-timeout). */
+  healthCheckTimeoutMs: number;
 }
 
 export const LIMIT_DEFAULTS: Readonly<BrickLimits> = Object.freeze({
@@ -62,6 +75,9 @@ export const LIMIT_DEFAULTS: Readonly<BrickLimits> = Object.freeze({
   maxLocksPerSession: 1024,
   maxLockDomains: 16,
   lockTimeoutMs: 30_000,
+  storageCallTimeoutMs: 30_000,
+  healthCheckIntervalMs: 30_000,
+  healthCheckTimeoutMs: 20_000,
 });
 
 /** The environment variable that overrides a limit: maxUnsentBytes -> DHTFS_LIMIT_MAX_UNSENT_BYTES. */

@@ -79,7 +79,8 @@ test('volume create, start, status, file commands, stop', async () => {
       });
       // The bricks' limits are options too, each the brick's own (-1) until set.
       assert.equal(values['limit.max-fds-per-session'], -1);
-      assert.equal(Object.keys(values).filter((k) => k.startsWith('limit.')).length, 12);
+      assert.equal(Object.keys(values).filter((k) => k.startsWith('limit.')).length, 15);
+      for (const k of ['limit.storage-call-timeout-ms', 'limit.health-check-interval-ms', 'limit.health-check-timeout-ms']) assert.equal(values[k], -1, k);
       assert.match(await cli('volume', 'info', 'cv'), /network\.ping-timeout: 7/);
       await cli('volume', 'reset', 'cv', 'ping-timeout');
       await until('the client went back to the default', () => client.client.liveOptions().pingTimeout === 42);

@@ -272,7 +272,7 @@ test('a folder swapped for a symlink on the brick\'s disk leads no call outside 
     // Between requests: the folder is a symlink when each request comes.
     fs.renameSync(path.join(brick, 'pub/sub'), path.join(brick, 'pub/sub.real'));
     fs.symlinkSync(outside, path.join(brick, 'pub/sub'));
-    const attempts: [string, Record<string, unknown>][] = [
+    const attempts: [Parameters<RpcClient["call"]>[0], Record<string, unknown>][] = [
       ['lookup', { path: '/pub/sub/secret' }],
       ['create', { path: '/pub/sub/new', mode: 0o644, flags: O_RDWR | O_CREAT, gfid: g() }],
       ['open', { path: '/pub/sub/secret', flags: O_RDONLY }],

@@ -42,10 +42,18 @@ function child(where: Where, body: string) {
   delete env.NODE_TEST_CONTEXT; // a plain process, not a test runner's child
   const p = spawn(process.execPath, ['--input-type=module', '-e', src], { stdio: ['ignore', 'pipe', 'inherit'], env });
   // Lines are queued as they come (one printed before anybody waits for it is kept).
+  // A child that ends without its line fails the wait, rather than leaving it pending.
   const queued: string[] = [];
-  const waiting: ((l: string) => void)[] = [];
-  createInterface({ input: p.stdout! }).on('line', (l) => (waiting.length ? waiting.shift()!(l) : queued.push(l)));
-  return { p, line: () => (queued.length ? Promise.resolve(queued.shift()!) : new Promise<string>((r) => waiting.push(r))) };
+  const waiting: { ok: (l: string) => void; fail: (e: Error) => void }[] = [];
+  let ended = false;
+  createInterface({ input: p.stdout! }).on('line', (l) => (waiting.length ? waiting.shift()!.ok(l) : queued.push(l)));
+  p.once('close', (code, signal) => {
+    ended = true;
+    for (const w of waiting.splice(0)) w.fail(new Error(`the child process ended (${signal ?? `exit ${code}`}) without its line`));
+  });
+  const line = () =>
+    queued.length ? Promise.resolve(queued.shift()!) : ended ? Promise.reject(new Error('the child process ended')) : new Promise<string>((ok, fail) => waiting.push({ ok, fail }));
+  return { p, line };
 }
 
 function contract(kind: string, setup: () => Promise<{ where: Where; done: () => Promise<void> }>, claimFreedWithinMs: number) {

@@ -31,6 +31,7 @@ import {
 import { parsePortRange } from '../brick/ports.js';
 import { addBricks, replaceBrick } from './bricks.js';
 import { registerNodeCommands } from './node.js';
+import { clusterConfig, clusterCreate, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
 
 /**
  * remove-brick commit: how long the removed bricks keep serving after the topology without them reached
@@ -132,15 +133,16 @@ volume
   .option('--migration-protocol <p>', "safe, or legacy: GlusterFS's order and client rules, to show its stale read (unsafe)", 'safe')
   .option('--json', 'print the result as JSON')
   .action(
-    action((name: string, bricks: string[], o) => {
+    action(async (name: string, bricks: string[], o) => {
       if (o.migrationProtocol !== 'safe' && o.migrationProtocol !== 'legacy') throw new Error('--migration-protocol is safe or legacy');
       if (!Number.isFinite(o.pingTimeout) || o.pingTimeout < 0) throw new Error('--ping-timeout is a number of seconds, 0 or more');
-      const v = createVolume(name, bricks, {
+      const options = {
         minFreeDisk: o.minFreeDisk,
         lookupOptimize: o.lookupOptimize,
         pingTimeout: o.pingTimeout,
         ...(o.migrationProtocol === 'legacy' ? { migrationProtocol: 'legacy' as const } : {}),
-      });
+      };
+      const v = clusterConfig() ? await clusterCreate(name, bricks, options) : createVolume(name, bricks, options);
       out(o.json, { name: v.name, volumeId: v.volumeId, bricks: v.bricks }, () => `volume create: ${name}: success (${v.bricks.length} bricks); start it with: dhtfs volume start ${name}`);
     }),
   );
@@ -151,6 +153,10 @@ volume
   .option('--json', 'print the result as JSON')
   .action(
     action(async (name: string, o) => {
+      if (clusterConfig()) {
+        const rows = await clusterStartStop(name, 'started');
+        return out(o.json, rows, () => `volume start: ${name}: success\n` + rows.map((x) => `  ${x.brick} on node ${x.node}: pid ${x.pid}, port ${x.port}`).join('\n'));
+      }
       const v = loadVolume(name);
       const r = await startBricks(v);
       v.state = 'started';
@@ -165,6 +171,10 @@ volume
   .option('--json', 'print the result as JSON')
   .action(
     action(async (name: string, o) => {
+      if (clusterConfig()) {
+        const rows = await clusterStartStop(name, 'stopped');
+        return out(o.json, rows, () => `volume stop: ${name}: success (${rows.length} brick processes stopped)`);
+      }
       const v = loadVolume(name);
       // The mount `up` made goes first (its process would only get errors without the bricks).
       const rec = mountRecord(name);
@@ -198,8 +208,8 @@ volume
   .description('show volume configuration')
   .option('--json', 'print as JSON')
   .action(
-    action((name: string | undefined, o) => {
-      const vols = (name ? [name] : listVolumes()).map(loadVolume);
+    action(async (name: string | undefined, o) => {
+      const vols = clusterConfig() ? (await clusterVolumes(name)).map(({ v }) => v) : (name ? [name] : listVolumes()).map(loadVolume);
       const pub = vols.map((v) => ({ name: v.name, volumeId: v.volumeId, state: v.state, type: 'Distribute', bricks: v.bricks.map(({ name: n, host, port, dir }) => ({ name: n, host, port, dir })), options: v.options ?? {} }));
       out(o.json, name ? pub[0] : pub, () =>
         pub.length === 0
@@ -277,8 +287,20 @@ volume
   .option('--json', 'print as JSON')
   .action(
     action(async (name: string | undefined, o) => {
-      const vols = (name ? [name] : listVolumes()).map(loadVolume);
-      const res: { volume: string; state: string; bricks: { brick: string; address: string; dir: string; online: boolean; pid: number | null; freeBytes: number | null; totalBytes: number | null }[] }[] = [];
+      const res: { volume: string; state: string; bricks: { brick: string; address: string; dir: string; online: boolean; pid: number | null; freeBytes: number | null; totalBytes: number | null; node?: string; state?: string; reason?: string }[] }[] = [];
+      if (clusterConfig()) {
+        // Every brick of every host: what its node daemon reports, and whether it answers now.
+        for (const { v, status, online } of await clusterVolumes(name)) {
+          const bricks = [];
+          for (const b of v.bricks) {
+            const st = status.get(b.name);
+            const answers = await probeBrick(v, b);
+            bricks.push({ brick: b.name, address: `${b.host}:${b.port}`, dir: b.dir, online: answers, pid: st?.pid ?? null, freeBytes: null, totalBytes: null, node: `${b.node}${online.has(b.node) ? '' : ' (daemon not running)'}`, state: st?.state ?? 'unknown', ...(st?.reason ? { reason: st.reason } : {}) });
+          }
+          res.push({ volume: v.name, state: v.state, bricks });
+        }
+      }
+      const vols = clusterConfig() ? [] : (name ? [name] : listVolumes()).map(loadVolume);
       for (const v of vols) {
         const bricks = [];
         for (const b of v.bricks) {
@@ -302,9 +324,9 @@ volume
         res
           .map(
             (r) =>
-              `Status of volume: ${r.volume}\n${'Brick'.padEnd(40)} ${'Online'.padEnd(7)} ${'Pid'.padEnd(8)} Free\n` +
+              `Status of volume: ${r.volume}\n${'Brick'.padEnd(40)} ${'Online'.padEnd(7)} ${'Pid'.padEnd(8)} Free${r.bricks.some((b) => b.node) ? '      Node' : ''}\n` +
               r.bricks
-                .map((b) => `${(b.address + ':' + b.dir).padEnd(40)} ${(b.online ? 'Y' : 'N').padEnd(7)} ${String(b.pid ?? 'N/A').padEnd(8)} ${b.freeBytes === null ? 'N/A' : (b.freeBytes / 2 ** 30).toFixed(1) + ' GiB'}`)
+                .map((b) => `${(b.address + ':' + b.dir).padEnd(40)} ${(b.online ? 'Y' : 'N').padEnd(7)} ${String(b.pid ?? 'N/A').padEnd(8)} ${(b.freeBytes === null ? 'N/A' : (b.freeBytes / 2 ** 30).toFixed(1) + ' GiB').padEnd(9)}${b.node ? ` ${b.node}${b.state && b.state !== 'online' ? ` [${b.state}${b.reason ? `: ${b.reason}` : ''}]` : ''}` : ''}`.trimEnd())
                 .join('\n'),
           )
           .join('\n\n'),
@@ -317,8 +339,8 @@ volume
   .description('print the client spec of a volume (give it to clients on other hosts with --spec); it holds the secret: a file it is written to (-o, or stdout redirected to a file) is made mode 0600')
   .option('-o, --output <file>', 'write it to FILE (mode 0600) instead of stdout')
   .action(
-    action((name: string, o) => {
-      const v = loadVolume(name);
+    action(async (name: string, o) => {
+      const v = clusterConfig() ? await clusterSpec(name) : loadVolume(name);
       const unbound = v.bricks.filter((b) => b.port === 0).map((b) => b.name);
       if (unbound.length) throw new Error(`${unbound.join(', ')} have no port yet (they take one when they first start): dhtfs volume start ${name}`);
       const spec: VolumeSpec = { name: v.name, volumeId: v.volumeId, secret: v.secret, bricks: v.bricks.map(({ name: n, host, port }) => ({ name: n, host, port })), options: v.options };
@@ -593,14 +615,15 @@ function mountRecord(name: string): string {
 
 // --- file commands ------------------------------------------------------------------------------------
 
-function specFrom(o: { volume?: string; spec?: string }): VolumeSpec {
+async function specFrom(o: { volume?: string; spec?: string }): Promise<VolumeSpec> {
   if (o.spec) return validateSpec(JSON.parse(fs.readFileSync(o.spec, 'utf8')));
+  if (clusterConfig()) return clusterSpec(o.volume ?? 'default');
   return loadVolume(o.volume ?? 'default');
 }
 
 async function withVolume<T>(cmd: Command, fn: (v: Volume) => Promise<T>): Promise<T> {
   const o = cmd.optsWithGlobals();
-  const vol = await Volume.connect(specFrom(o));
+  const vol = await Volume.connect(await specFrom(o));
   try {
     return await fn(vol);
   } finally {
@@ -820,6 +843,13 @@ helper
   );
 
 registerNodeCommands(program, action);
+registerClusterCommands(program, action, out);
+// Not over a cluster yet: refused there, rather than acting on this host's own state.
+for (const c of volume.commands.filter((x) => ['delete', 'set', 'get', 'reset', 'add-brick', 'replace-brick', 'remove-brick', 'rebalance', 'migrate'].includes(x.name()))) {
+  c.hook('preAction', () => {
+    if (clusterConfig()) notInClusterYet(`volume ${c.name()}`);
+  });
+}
 
 program.parseAsync(process.argv).catch(fail);
 

@@ -6,7 +6,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
-import { EtcdStore } from '../cluster/etcd-store.js';
 import { LocalStore } from '../cluster/local-store.js';
 import { NodeDaemon } from '../cluster/node.js';
 import { ProcessBrickRunner, announceTopology } from '../cluster/brick-runner.js';
@@ -34,9 +33,15 @@ export function nodeId(stateDir: string): string {
   }
 }
 
-/** The cluster's store: etcd when endpoints are given, else the local file of this host's $DHTFS_HOME. */
-export function openStore(etcd: string | undefined): Store {
-  if (etcd) return new EtcdStore(etcd.split(',').map((e) => e.trim()).filter(Boolean));
+/**
+ * The cluster's store: etcd when endpoints are given, else the local file of this host's $DHTFS_HOME.
+ * The etcd client (gRPC) is loaded only then: every other command starts without it.
+ */
+export async function openStore(etcd: string | undefined): Promise<Store> {
+  if (etcd) {
+    const { EtcdStore } = await import('../cluster/etcd-store.js');
+    return new EtcdStore(etcd.split(',').map((e) => e.trim()).filter(Boolean));
+  }
   return new LocalStore(path.join(home(), 'store.json'));
 }
 
@@ -54,7 +59,7 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
       action(async (o: { stateDir: string; address: string; etcd?: string; portRange?: string; stopBricks?: boolean }) => {
         const stateDir = path.resolve(o.stateDir);
         const id = nodeId(stateDir);
-        const store = openStore(o.etcd);
+        const store = await openStore(o.etcd);
         const log = (level: string, msg: string) => process.stderr.write(JSON.stringify({ level, time: new Date().toISOString(), node: id, msg }) + '\n');
         const presence = await store.claim(keys.presence(id), JSON.stringify({ pid: process.pid, address: o.address }), PRESENCE_TTL_S);
         if (!presence) throw new Error(`a node daemon with id ${id} already runs (its presence is in ${store.where}); stop it first`);

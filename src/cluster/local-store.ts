@@ -1,7 +1,7 @@
 /**
  * The cluster's state in one file, for one host without etcd (the embedded default): the same
  * compare-and-set on revisions as etcd, made atomic between the processes of this host by a lock
- * directory and a rename. A claim is held while its process lives (the host's processes are all it has to
+ * file and a rename. A claim is held while its process lives (the host's processes are all it has to
  * tell apart); a watch polls the file.
  */
 import assert from 'node:assert/strict';
@@ -32,12 +32,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class LocalStore implements Store {
   readonly where: string;
-  private readonly lockDir: string;
+  private readonly lockFile: string;
   private readonly claims = new Map<string, () => void>();
 
   constructor(readonly file: string) {
     this.where = `local ${file}`;
-    this.lockDir = `${file}.lock`;
+    this.lockFile = `${file}.lock`;
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   }
 
@@ -54,22 +54,58 @@ export class LocalStore implements Store {
     return d;
   }
 
-  /** Runs `f` holding the file's lock; what it returns is written back when it is a Data. */
-  private async locked<T>(f: (d: Data) => { write: boolean; result: T }): Promise<T> {
+  /**
+   * Takes the file's lock: a lock file made whole (a temp file holding our pid, linked to its name, which
+   * fails while another holds it). A holder that died leaves it: whoever finds its pid gone renames it
+   * away (one rename wins) and takes the lock afresh.
+   */
+  private async lock(): Promise<void> {
     const deadline = Date.now() + LOCK_WAIT_MS;
-    for (;;) {
-      try {
-        fs.mkdirSync(this.lockDir);
-        fs.writeFileSync(path.join(this.lockDir, 'pid'), String(process.pid));
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(this.where, (e as Error).message);
-        const holder = Number(fs.readFileSync(path.join(this.lockDir, 'pid'), { encoding: 'utf8', flag: 'a+' }) || 0);
-        if (holder > 0 && !alive(holder)) fs.rmSync(this.lockDir, { recursive: true, force: true });
-        else if (Date.now() > deadline) throw new StoreError(this.where, `locked by process ${holder || '?'} for ${LOCK_WAIT_MS / 1000} s`);
-        else await sleep(5);
+    const mine = `${this.lockFile}.${process.pid}.${Math.random().toString(36).slice(2)}`;
+    fs.writeFileSync(mine, String(process.pid));
+    try {
+      for (;;) {
+        try {
+          fs.linkSync(mine, this.lockFile);
+          return;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new StoreError(this.where, (e as Error).message);
+        }
+        let holder = 0;
+        try {
+          holder = Number(fs.readFileSync(this.lockFile, 'utf8'));
+        } catch {
+          continue; // released meanwhile
+        }
+        if (holder > 0 && !alive(holder)) {
+          const away = `${this.lockFile}.dead.${process.pid}`;
+          try {
+            fs.renameSync(this.lockFile, away);
+            fs.rmSync(away, { force: true });
+          } catch {
+            /* another process cleared it first */
+          }
+          continue;
+        }
+        if (Date.now() > deadline) throw new StoreError(this.where, `locked by process ${holder || '?'} for ${LOCK_WAIT_MS / 1000} s`);
+        await sleep(5);
       }
+    } finally {
+      fs.rmSync(mine, { force: true });
     }
+  }
+
+  private unlock(): void {
+    try {
+      if (Number(fs.readFileSync(this.lockFile, 'utf8')) === process.pid) fs.unlinkSync(this.lockFile);
+    } catch {
+      /* gone already */
+    }
+  }
+
+  /** Runs `f` holding the file's lock; `write` says whether the data it changed is written back. */
+  private async locked<T>(f: (d: Data) => { write: boolean; result: T }): Promise<T> {
+    await this.lock();
     try {
       const d = this.read();
       const { write, result } = f(d);
@@ -80,7 +116,7 @@ export class LocalStore implements Store {
       }
       return result;
     } finally {
-      fs.rmSync(this.lockDir, { recursive: true, force: true });
+      this.unlock();
     }
   }
 

@@ -1,0 +1,236 @@
+/**
+ * The CLI over a cluster (issue 19, docs/CLUSTER.md): once `dhtfs cluster init --etcd URLS` has written
+ * $DHTFS_HOME/cluster.json, volumes live in the cluster's store and their bricks are run by the node
+ * daemons of their hosts; `peer probe`, `pool list`, and `volume create/start/stop/info/status/spec` and
+ * the file commands work from any host of the pool. Without cluster.json, the CLI works as on one host.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import dns from 'node:dns/promises';
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Command } from 'commander';
+import { keys, parseVolume, type BrickStatus, type PeerRecord, type VolumeRecord } from '../cluster/records.js';
+import { update, type Store } from '../cluster/store.js';
+import { announceTopology } from '../cluster/brick-runner.js';
+import type { VolumeOptions, VolumeSpec } from '../dht/spec.js';
+import { home } from './state.js';
+import { openStore } from './node.js';
+
+/** How long `volume start` and `stop` wait for the node daemons to report every brick. */
+const BRICKS_WAIT_MS = 30_000;
+
+export interface ClusterConfig {
+  etcd: string[];
+}
+
+function configFile(): string {
+  return path.join(home(), 'cluster.json');
+}
+
+/** This host's cluster configuration, or null when it is not in one (the single-host CLI). */
+export function clusterConfig(): ClusterConfig | null {
+  try {
+    const c = JSON.parse(fs.readFileSync(configFile(), 'utf8')) as ClusterConfig;
+    if (!Array.isArray(c.etcd) || c.etcd.length === 0) throw new Error('no etcd endpoints');
+    return c;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new Error(`${configFile()}: ${(e as Error).message}`);
+  }
+}
+
+async function withStore<T>(fn: (s: Store) => Promise<T>): Promise<T> {
+  const c = clusterConfig();
+  if (!c) throw new Error('this host is not in a cluster: run "dhtfs cluster init --etcd URLS" first');
+  const s = await openStore(c.etcd.join(','));
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+type Out = (json: boolean, value: unknown, text: () => string) => void;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function peers(s: Store): Promise<(PeerRecord & { member?: boolean; online: boolean })[]> {
+  const present = new Set((await s.list('presence/')).map((e) => e.key.slice('presence/'.length)));
+  return (await s.list(keys.peers)).map((e) => {
+    const p = JSON.parse(e.value) as PeerRecord & { member?: boolean };
+    return { ...p, online: present.has(p.id) };
+  });
+}
+
+/** The peer a HOST argument names: by its address, or by a name that resolves to it. */
+async function peerOf(s: Store, host: string): Promise<PeerRecord & { member?: boolean; online: boolean }> {
+  const all = await peers(s);
+  let p = all.find((x) => x.address === host);
+  if (!p) {
+    const addrs = await dns.lookup(host, { all: true }).catch(() => []);
+    p = all.find((x) => addrs.some((a) => a.address === x.address));
+  }
+  if (!p) throw new Error(`no node daemon at ${host} has joined this cluster: run "dhtfs node serve --etcd ... --address ${host}" there`);
+  return p;
+}
+
+async function volumeRecord(s: Store, name: string): Promise<VolumeRecord> {
+  const e = await s.get(keys.volume(name));
+  if (!e) throw new Error(`volume ${name} does not exist`);
+  return parseVolume(e.key, e.value);
+}
+
+/** A client's spec of a volume of the cluster (for file commands, and `volume spec`). */
+export async function clusterSpec(name: string): Promise<VolumeSpec> {
+  return withStore(async (s) => specOf(await volumeRecord(s, name)));
+}
+
+function specOf(v: VolumeRecord, admin = false): VolumeSpec {
+  return {
+    name: v.name,
+    volumeId: v.volumeId,
+    secret: v.secret,
+    ...(admin ? { adminSecret: v.adminSecret } : {}),
+    bricks: v.bricks.map(({ name, host, port }) => ({ name, host, port })),
+    options: v.options,
+    decommissioned: v.decommissioned,
+    version: v.version,
+  };
+}
+
+async function statuses(s: Store, v: VolumeRecord): Promise<Map<string, BrickStatus>> {
+  return new Map((await s.list(keys.brickStatuses(v.name))).map((e) => [e.key.slice(keys.brickStatuses(v.name).length), JSON.parse(e.value) as BrickStatus]));
+}
+
+export function registerClusterCommands(program: Command, action: <A extends unknown[]>(fn: (...args: A) => Promise<void> | void) => (...args: A) => Promise<void>, out: Out): void {
+  program
+    .command('cluster')
+    .description('join this host to a cluster whose state is in etcd (being built, issue 19: docs/CLUSTER.md)')
+    .command('init')
+    .description('make this host a member of the cluster kept in these etcd endpoints: volume commands work on the cluster from now on')
+    .requiredOption('--etcd <urls>', 'etcd endpoints, comma-separated')
+    .action(
+      action(async (o: { etcd: string }) => {
+        const etcd = o.etcd.split(',').map((x) => x.trim()).filter(Boolean);
+        const s = await openStore(etcd.join(','));
+        try {
+          await s.list(keys.peers); // reachable, or a clear error now
+        } finally {
+          await s.close();
+        }
+        fs.mkdirSync(home(), { recursive: true, mode: 0o700 });
+        fs.writeFileSync(configFile(), JSON.stringify({ etcd }, null, 2) + '\n', { mode: 0o600 });
+        process.stdout.write(`cluster init: this host uses the cluster state in etcd ${etcd.join(',')}\n`);
+      }),
+    );
+
+  const peer = program.command('peer').description('the hosts of the pool (as gluster peer)');
+  peer
+    .command('probe <host>')
+    .description("add a host to the pool: its node daemon must be running with this cluster's --etcd")
+    .action(
+      action(async (host: string) =>
+        withStore(async (s) => {
+          const p = await peerOf(s, host);
+          if (!p.online) throw new Error(`the node daemon at ${host} (${p.id}) is not running`);
+          await update<PeerRecord & { member?: boolean }>(s, keys.peer(p.id), (cur) => (cur && !cur.member ? { ...cur, member: true } : null));
+          process.stdout.write(`peer probe: success (${host}, node ${p.id})\n`);
+        }),
+      ),
+    );
+  peer
+    .command('detach <host>')
+    .description('take a host out of the pool (refused while it holds bricks of a volume)')
+    .action(
+      action(async (host: string) =>
+        withStore(async (s) => {
+          const p = await peerOf(s, host);
+          for (const e of await s.list(keys.volumes)) {
+            const v = parseVolume(e.key, e.value);
+            if (v.bricks.some((b) => b.node === p.id)) throw new Error(`${host} holds bricks of volume ${v.name}; remove them first`);
+          }
+          await update<PeerRecord & { member?: boolean }>(s, keys.peer(p.id), (cur) => (cur?.member ? { ...cur, member: false } : null));
+          process.stdout.write(`peer detach: success (${host})\n`);
+        }),
+      ),
+    );
+  program
+    .command('pool')
+    .description('the pool')
+    .command('list')
+    .description('every host of the pool: its node id, address, and whether its node daemon runs')
+    .option('--json', 'print as JSON')
+    .action(
+      action(async (o: { json?: boolean }) =>
+        withStore(async (s) => {
+          const ps = (await peers(s)).filter((p) => p.member);
+          out(!!o.json, ps.map(({ id, address, online }) => ({ id, address, state: online ? 'Connected' : 'Disconnected' })), () =>
+            ['UUID                                  Hostname         State', ...ps.map((p) => `${p.id.padEnd(37)} ${p.address.padEnd(16)} ${p.online ? 'Connected' : 'Disconnected'}`)].join('\n'),
+          );
+        }),
+      ),
+    );
+}
+
+/** volume create in a cluster: bricks as HOST:/DIR on hosts of the pool; ports come from their node daemons. */
+export async function clusterCreate(name: string, args: string[], options: VolumeOptions): Promise<VolumeRecord> {
+  return withStore(async (s) => {
+    const bricks = [];
+    for (const [i, a] of args.entries()) {
+      const m = /^([^:]+):(\/.*)$/.exec(a);
+      if (!m) throw new Error(`brick ${a}: HOST:/DIR expected (in a cluster, ports are the node daemons' to give)`);
+      const p = await peerOf(s, m[1]);
+      if (!p.member) throw new Error(`${m[1]} is not in the pool: run "dhtfs peer probe ${m[1]}" first`);
+      bricks.push({ name: `${name}-client-${i}`, node: p.id, host: p.address, dir: path.posix.normalize(m[2]), port: 0 });
+    }
+    const seen = new Set<string>();
+    for (const b of bricks) {
+      if (seen.has(`${b.node}:${b.dir}`)) throw new Error(`brick ${b.host}:${b.dir} is given twice`);
+      seen.add(`${b.node}:${b.dir}`);
+    }
+    const v: VolumeRecord = { name, volumeId: randomUUID(), secret: randomBytes(16).toString('hex'), adminSecret: randomBytes(16).toString('hex'), state: 'created', bricks, decommissioned: [], version: 0, options };
+    if (!(await s.commit([{ key: keys.volume(name), value: JSON.stringify(v), ifRev: 0 }]))) throw new Error(`volume ${name} already exists`);
+    return v;
+  });
+}
+
+/** volume start/stop in a cluster: the record's state, then the node daemons' reports of every brick. */
+export async function clusterStartStop(name: string, state: 'started' | 'stopped'): Promise<{ brick: string; node: string; state: string; pid: number | null; port: number }[]> {
+  return withStore(async (s) => {
+    const v0 = await update<VolumeRecord>(s, keys.volume(name), (cur) => {
+      if (!cur) throw new Error(`volume ${name} does not exist`);
+      return cur.state === state ? null : { ...cur, state };
+    });
+    const want = state === 'started' ? 'online' : 'stopped';
+    const deadline = Date.now() + BRICKS_WAIT_MS;
+    for (;;) {
+      const v = await volumeRecord(s, name);
+      const st = await statuses(s, v);
+      const rows = v.bricks.map((b) => ({ brick: b.name, node: b.node, state: st.get(b.name)?.state ?? 'unknown', pid: st.get(b.name)?.pid ?? null, port: b.port, reason: st.get(b.name)?.reason }));
+      if (rows.every((r) => r.state === want)) {
+        // Every brick listens on its recorded port: one topology with them all, to all of them.
+        if (state === 'started') await announceTopology((await update<VolumeRecord>(s, keys.volume(name), (cur) => (cur ? { ...cur, version: cur.version + 1 } : null)))!);
+        return rows;
+      }
+      const failed = rows.filter((r) => r.state === 'failed');
+      if (failed.length) throw new Error(`bricks did not start: ${failed.map((r) => `${r.brick}: ${r.reason}`).join('; ')}`);
+      if (Date.now() > deadline) throw new Error(`bricks not ${want} after ${BRICKS_WAIT_MS / 1000} s: ${rows.filter((r) => r.state !== want).map((r) => `${r.brick} (${r.state}${r.reason ? `: ${r.reason}` : ''})`).join(', ')}; are their node daemons running?`);
+      await sleep(200);
+    }
+    void v0;
+  });
+}
+
+export async function clusterVolumes(name?: string): Promise<{ v: VolumeRecord; status: Map<string, BrickStatus>; online: Set<string> }[]> {
+  return withStore(async (s) => {
+    const vs = name ? [await volumeRecord(s, name)] : (await s.list(keys.volumes)).map((e) => parseVolume(e.key, e.value));
+    const online = new Set((await s.list('presence/')).map((e) => e.key.slice('presence/'.length)));
+    const out = [];
+    for (const v of vs) out.push({ v, status: await statuses(s, v), online });
+    return out;
+  });
+}
+
+/** Commands that are not over the cluster yet say so, rather than acting on this host's own state. */
+export function notInClusterYet(what: string): never {
+  throw new Error(`${what} does not work over a cluster yet (issue 19; docs/CLUSTER.md says what does)`);
+}

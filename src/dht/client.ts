@@ -3,34 +3,25 @@
  * GlusterFS's distribute translator does (shared/reference/glusterfs-dht.md §1, §2). Talks to bricks
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
-import assert from 'node:assert';
 import type { ArgsOf, FdArgs, FdOp, OpName, Reply } from '../wire/ops.js';
 import { ELAYOUT, EMOVED, FsError, codeOf, infoOf, ignoreCodes, bestEffort } from '../common/errors.js';
 import type { Clock, Random, Timer } from '../common/env.js';
 import { needGfid, newGfid } from '../common/gfid.js';
-import { RpcClient } from '../wire/rpc.js';
 import type { Network } from '../wire/transport.js';
-import { DIR_CHANGED, TOPOLOGY_CHANGED, type Attr, type DirChanged, type DirEntryAttr, type RootInfo, type StatFsReply } from '../wire/types.js';
+import { DIR_CHANGED, TOPOLOGY_CHANGED, type Attr, type DirChanged, type DirEntryAttr, type StatFsReply } from '../wire/types.js';
 import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFMT } from '../storage/storage.js';
 import { dhtHash, type HashOptions } from './hash.js';
-import {
-  COMMIT_HASH_INVALID,
-  checkLayout,
-  layoutCommit,
-  newLayout,
-  rangesOf,
-  sameRanges,
-  searchLayout,
-  type Layout,
-  type LayoutRange,
-} from './layout.js';
+import { COMMIT_HASH_INVALID, checkLayout, layoutCommit, newLayout, rangesOf, searchLayout, type Layout, type LayoutRange } from './layout.js';
+import { Subvol } from './subvol.js';
+import { joinPath, normPath, splitPath, walkPath } from './paths.js';
+import * as renames from './rename.js';
 import { liveOptionsIn, validateTopology, type LiveOptions, type Topology, type VolumeSpec } from './spec.js';
+
+export { joinPath, normPath, walkPath } from './paths.js';
+export { Subvol };
 
 export const DOMAIN_LAYOUT = 'dht.layout.heal';
 export const DOMAIN_ENTRY = 'dht.entry.sync';
-const RECONNECT_MS = 1000;
-/** How often a rename cut off by a lost brick is taken up again before it reports the failure. */
-const RENAME_RESUMES = 12;
 const STATFS_TTL_MS = 1000;
 const LAYOUT_RETRIES = 4;
 /**
@@ -46,176 +37,16 @@ const DIR_HINT_MS = 2000;
 const DIR_HINTS_MAX = 100_000;
 /** The longest name, in bytes (Linux's NAME_MAX; bricks refuse longer ones too). */
 const NAME_MAX = 255;
-/** Linux's PATH_MAX: a path with its NUL; one of PATH_MAX bytes or more is ENAMETOOLONG, as a local disk answers. */
-const PATH_MAX = 4096;
 /** Names a negative-lookup cache holds for one directory before it is dropped. */
 const NEG_MAX_NAMES = 100_000;
 
 export type Logger = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
-/** One brick as the client sees it: a connection, re-dialled on demand after it drops. */
 /**
  * How many times an operation that met a race (a migration, an unlink or a rename between its lookup and
  * its call; another client's create) is tried again before the race's error stands.
  */
 export const RACE_RETRIES = 3;
-
-class Subvol {
-  rpc: RpcClient | null = null;
-  /** Counts connections made: an fd opened under an older one is gone from the brick. */
-  generation = 0;
-  /** When the brick last answered: every event it sent before that answer has been taken in. */
-  heard = -Infinity;
-  /** Calls in flight, and the watchdog that runs while there are any (see watch). */
-  private inFlight = 0;
-  private alive = -Infinity;
-  private watchdog: Timer | null = null;
-  private pinging = false;
-  private dialing: Promise<RpcClient> | null = null;
-  private lastFail = -Infinity;
-  statfs: { at: number; v: StatFsReply } | null = null;
-  /** Connections the ping-timeout cut off: their calls' outcomes are unknown. */
-  private readonly cutOff = new WeakSet<RpcClient>();
-
-  constructor(
-    readonly name: string,
-    readonly host: string,
-    readonly port: number,
-    private readonly c: DhtClient,
-  ) {}
-
-  async conn(): Promise<RpcClient> {
-    if (this.rpc && !this.rpc.closed) return this.rpc;
-    if (this.dialing) return this.dialing;
-    if (this.c.clock.now() - this.lastFail < RECONNECT_MS && this.lastFail > -Infinity) {
-      throw new FsError('ENOTCONN', `brick ${this.name} (${this.host}:${this.port}) is down`);
-    }
-    this.dialing = this.dial()
-      .then((r) => {
-        this.rpc = r;
-        this.generation++;
-        r.onClose(() => this.c.onBrickDown(this.name));
-        r.onEvent((kind, payload) => {
-          this.alive = this.c.clock.now();
-          this.c.onBrickEvent(this, kind, payload);
-        });
-        return r;
-      })
-      .catch((e) => {
-        this.lastFail = this.c.clock.now();
-        throw new FsError(codeOf(e) === 'EACCES' ? 'EACCES' : 'ENOTCONN', `brick ${this.name} (${this.host}:${this.port}): ${(e as Error).message}`);
-      })
-      .finally(() => {
-        this.dialing = null;
-      });
-    return this.dialing;
-  }
-
-  /**
-   * Connects and authenticates; a brick that does not finish the handshake within the ping-timeout (a
-   * hung process still accepts connections: the kernel does that) is given up, and a connection that
-   * comes after all is closed.
-   */
-  private dial(): Promise<RpcClient> {
-    const d = RpcClient.connect(this.c.net, this.host, this.port, {
-      volumeId: this.c.spec.volumeId,
-      secret: this.c.spec.secret,
-      adminSecret: this.c.spec.adminSecret,
-      brickName: this.name,
-      clientName: this.c.clientName,
-    }, undefined, this.c.clock);
-    const timeout = this.c.pingTimeoutMs;
-    if (timeout <= 0) return d;
-    let late = false;
-    let timer: Timer | undefined;
-    const given = new Promise<never>((_, fail) => {
-      timer = this.c.clock.setTimer(timeout, () => {
-        late = true;
-        fail(new FsError('ETIMEDOUT', `no handshake within ${timeout / 1000} s (ping-timeout)`));
-      });
-    });
-    d.then(
-      (r) => (late ? r.close('handshake after the ping-timeout') : timer?.cancel()),
-      () => timer?.cancel(),
-    );
-    return Promise.race([d, given]);
-  }
-
-  /**
-   * With `generation` (an fd's connection), the call is refused with ENOTCONN (info `fdGone`) if the
-   * connection was made again since: a brick numbers fds per connection, so an old fd's number may
-   * name another file on the new one.
-   */
-  async call<N extends OpName>(op: N, args: ArgsOf<N>, into?: Uint8Array, generation?: number): Promise<Reply<N>> {
-    const r = await this.conn();
-    if (generation !== undefined && generation !== this.generation) {
-      throw new FsError('ENOTCONN', `brick ${this.name}: the connection fd ${String((args as { fd?: unknown }).fd)} was opened on is gone`, { fdGone: true });
-    }
-    if (this.inFlight++ === 0) this.watch(r);
-    // The ping-timeout never gives up on this call before `alive` + timeout (alive only grows): past that
-    // the brick must not apply it (a stopped brick that resumes would, long after we reported it failed).
-    const timeout = this.c.pingTimeoutMs;
-    try {
-      return await r.call(op, args, into, timeout > 0 ? this.alive + timeout : undefined);
-    } catch (e) {
-      if (this.cutOff.has(r) && codeOf(e) === 'ENOTCONN') {
-        // Sent, and the brick went silent: it may have applied it before it stopped answering. Said
-        // apart from a call that was never sent (or refused as past its deadline: not applied).
-        throw new FsError('ENOTCONN', `brick ${this.name} (${this.host}:${this.port}) did not answer within the ping-timeout: '${op}' may or may not have been applied`, { maybeApplied: true });
-      }
-      throw e;
-    } finally {
-      this.heard = this.alive = this.c.clock.now();
-      assert.ok(this.inFlight > 0, `brick ${this.name}: calls in flight below zero`);
-      if (--this.inFlight === 0) this.unwatch();
-    }
-  }
-
-  /**
-   * GlusterFS's ping-timeout: while calls are in flight on a connection, a brick that has said nothing
-   * (no reply, no event) for a quarter of the timeout is pinged, and one silent for the whole timeout
-   * (a hung process, a lost network: no reset ever comes) is cut off, so that its calls fail with
-   * ENOTCONN (and are retried on a new connection) rather than wait for ever. A brick answers a ping at
-   * once, even while a call of the connection waits (a blocking lock, a migration settling).
-   */
-  private watch(r: RpcClient): void {
-    const timeout = this.c.pingTimeoutMs;
-    if (timeout <= 0) return;
-    this.alive = Math.max(this.alive, this.c.clock.now());
-    const tick = () => {
-      this.watchdog = null;
-      if (this.inFlight === 0 || r.closed) return;
-      const silent = this.c.clock.now() - this.alive;
-      if (silent >= timeout) {
-        this.c.log('warn', `brick ${this.name} (${this.host}:${this.port}) said nothing for ${Math.round(silent / 1000)} s: disconnecting (ping-timeout)`);
-        this.cutOff.add(r);
-        r.close(`no answer for ${Math.round(silent / 1000)} s (ping-timeout)`);
-        return;
-      }
-      if (silent >= timeout / 4 && !this.pinging) {
-        this.pinging = true;
-        r.call('ping', {})
-          .catch(bestEffort('ping', this.c.log))
-          .finally(() => {
-            this.pinging = false;
-            if (!r.closed) this.alive = this.c.clock.now();
-          });
-      }
-      this.watchdog = this.c.clock.setTimer(Math.max(50, timeout / 8), tick);
-    };
-    this.watchdog = this.c.clock.setTimer(Math.max(50, timeout / 8), tick);
-  }
-
-  private unwatch(): void {
-    this.watchdog?.cancel();
-    this.watchdog = null;
-  }
-
-  close(): void {
-    this.unwatch();
-    this.rpc?.close();
-  }
-}
 
 /** A directory's layout as merged from all bricks. */
 export interface DirInfo {
@@ -265,42 +96,6 @@ export interface OpenResult {
   attr: Attr;
 }
 
-/** A directory's path and a name in it, as one volume path. */
-export function joinPath(dir: string, name: string): string {
-  return dir === '/' ? `/${name}` : `${dir}/${name}`;
-}
-
-function splitPath(path: string): { parent: string; name: string } {
-  const i = path.lastIndexOf('/');
-  return { parent: i <= 0 ? '/' : path.slice(0, i), name: path.slice(i + 1) };
-}
-
-/** A path that normPath would return unchanged: '/'-separated names, none empty, '.' or '..', no NUL. */
-const NORMAL_PATH = /^(?:\/(?!\.\.?(?:\/|$))[^/\0]+)+$/;
-
-/**
- * Normalises a volume path: absolute, no trailing or repeated slashes. `.` and `..` are resolved. A path
- * of PATH_MAX bytes or more is ENAMETOOLONG, as a local disk answers (before any lookup of its parent).
- */
-export function normPath(p: string): string {
-  if (typeof p === 'string' && p.length > PATH_MAX / 3 && Buffer.byteLength(p) >= PATH_MAX) throw new FsError('ENAMETOOLONG', `${p.slice(0, 64)}...: the path is longer than ${PATH_MAX - 1} bytes`);
-  if (typeof p === 'string' && NORMAL_PATH.test(p)) return p;
-  if (typeof p !== 'string' || p.length === 0) throw new FsError('EINVAL', 'path must be a non-empty string');
-  if (p.includes('\0')) throw new FsError('EINVAL', 'path contains NUL');
-  return walkPath(p);
-}
-
-/** normPath's component walk: empty and '.' components dropped, '..' removes the one before. */
-export function walkPath(p: string): string {
-  const out: string[] = [];
-  for (const c of p.split('/')) {
-    if (c === '' || c === '.') continue;
-    if (c === '..') out.pop();
-    else out.push(c);
-  }
-  return '/' + out.join('/');
-}
-
 const isDirAttr = (a: Attr) => (a.mode & S_IFMT) === S_IFDIR;
 const later = (x: [number, number], y: [number, number]): [number, number] => (y[0] > x[0] || (y[0] === x[0] && y[1] > x[1]) ? y : x);
 
@@ -326,21 +121,34 @@ export interface DhtClientOptions {
 
 export class DhtClient {
   readonly subvols = new Map<string, Subvol>();
+
   /** Bricks of the volume, in topology order; decommissioned ones included. */
   names: string[];
+
   /** Bricks being drained: no hash range in new or fixed layouts, no new files. */
   decommissioned = new Set<string>();
+
   topologyVersion = 0;
+
   private topoCheckedAt = -Infinity;
+
   readonly clientName: string;
-  private dirs = new Map<string, DirInfo>();
+
+  dirs = new Map<string, DirInfo>();
+
   private hashOpts: HashOptions;
+
   volCommitHash: number = COMMIT_HASH_INVALID;
+
   private lockSeq = 0;
+
   readonly log: Logger;
+
   /** The options in force (the spec's, then each topology's: `volume set`). */
   private live: Required<LiveOptions>;
+
   private downListeners: ((brick: string) => void)[] = [];
+
   /**
    * Negative lookups (brick/watch.ts): for each directory this client made, with every brick watching it
    * for us, the names that may be in it (those this client made there since). A lookup of any other name
@@ -372,7 +180,6 @@ export class DhtClient {
   }
 
   // --- connection and root -------------------------------------------------------------------------
-
   /** Connects to every brick, reads the volume commit hash and heals the root layout if needed. */
   async connect(): Promise<void> {
     await this.refreshTopology(true);
@@ -496,7 +303,7 @@ export class DhtClient {
   }
 
   /** This client is about to make the name `path` (in any way): lookups of it must ask. */
-  private mayExist(path: string): void {
+  mayExist(path: string): void {
     const { parent, name } = splitPath(path);
     const e = this.negDirs.get(parent);
     if (!e) return;
@@ -505,7 +312,7 @@ export class DhtClient {
   }
 
   /** `path` is renamed or removed: no cache for it or below. */
-  private negGone(path: string): void {
+  negGone(path: string): void {
     if (this.negDirs.size === 0) return;
     const below = path === '/' ? '/' : `${path}/`;
     for (const k of [...this.negDirs.keys()]) if (k === path || k.startsWith(below)) this.negDirs.delete(k);
@@ -582,12 +389,11 @@ export class DhtClient {
   }
 
   // --- directories and layouts ---------------------------------------------------------------------
-
   invalidate(path: string): void {
     this.dirs.delete(path);
   }
 
-  private invalidateTree(path: string): void {
+  invalidateTree(path: string): void {
     for (const k of [...this.dirs.keys()]) if (k === path || k.startsWith(path === '/' ? '/' : path + '/')) this.dirs.delete(k);
   }
 
@@ -781,12 +587,12 @@ export class DhtClient {
     return b;
   }
 
-  private rangeOf(d: DirInfo, brick: string): LayoutRange[] {
+  rangeOf(d: DirInfo, brick: string): LayoutRange[] {
     return rangesOf(d.layout, brick);
   }
 
   /** Runs an entry operation; on a stale parent layout, refreshes it and tries again. */
-  private async withParent<T>(parent: string, fn: (d: DirInfo) => Promise<T>): Promise<T> {
+  async withParent<T>(parent: string, fn: (d: DirInfo) => Promise<T>): Promise<T> {
     for (let i = 0; ; i++) {
       const d = await this.dir(parent);
       try {
@@ -800,7 +606,6 @@ export class DhtClient {
   }
 
   // --- lookup ----------------------------------------------------------------------------------------
-
   private shouldLookupEverywhere(d: DirInfo): boolean {
     if (!this.live.lookupOptimize) return true;
     return layoutCommit(d.layout) !== this.volCommitHash || this.volCommitHash === COMMIT_HASH_INVALID;
@@ -968,7 +773,6 @@ export class DhtClient {
   }
 
   // --- space -----------------------------------------------------------------------------------------
-
   async statfsOf(brick: string): Promise<StatFsReply> {
     const s = this.sv(brick);
     const now = this.clock.now();
@@ -1010,7 +814,6 @@ export class DhtClient {
   }
 
   // --- entry operations ------------------------------------------------------------------------------
-
   async mkdir(path: string, mode: number, owner?: { uid: number; gid: number }): Promise<Attr> {
     path = normPath(path);
     if (path === '/') throw new FsError('EEXIST', '/ exists');
@@ -1250,7 +1053,7 @@ export class DhtClient {
     });
   }
 
-  private async entryLock<T>(brick: string, dir: string, name: string, fn: () => Promise<T>): Promise<T> {
+  async entryLock<T>(brick: string, dir: string, name: string, fn: () => Promise<T>): Promise<T> {
     const owner = this.owner();
     // A brick grants a blocked lock within its lock-timeout or fails it with EAGAIN: nothing was done
     // under it yet, so the operation fails as a whole and may be tried again.
@@ -1277,70 +1080,8 @@ export class DhtClient {
    * far (a brick away leaves the file as it is, to be settled by the next one who meets it), true when the
    * file may have changed (settled here or by someone else meanwhile) and is to be looked up again.
    */
-  async settleRename(loc: Located): Promise<boolean> {
-    const r = loc.attr.renaming;
-    const gfid = loc.attr.gfid;
-    if (!r || !gfid || loc.isDir) return false;
-    try {
-      const { parent, name } = splitPath(normPath(r.to));
-      this.dirs.delete(parent); // (the layout as the bricks have it now)
-      const d = await this.dir(parent);
-      const toHashed = this.hashedBrick(d, name);
-      return await this.entryLock(toHashed, parent, name, async () => {
-        const data = this.sv(loc.cached);
-        const absent = (e: unknown) => (codeOf(e) === 'ENOENT' ? null : Promise.reject(e));
-        // Still unfinished? (The renamer may have finished, or someone else settled it, meanwhile: the
-        // caller looks again.)
-        const now = (await data.call('lookup', { path: r.to }).catch(absent)) ?? (await data.call('lookup', { path: r.from }).catch(absent));
-        if (!now || now.gfid !== gfid || now.renaming?.from !== r.from || now.renaming.to !== r.to) return true;
-        const switched = await this.nameLeadsTo(r.to, gfid, false, toHashed);
-        const drop = switched ? r.from : r.to;
-        await data.call('unlink', { path: drop, gfid, ifOtherNames: true, clearIntent: true }).catch(async (e) => {
-          // The name is not (or no longer) the file's: only the mark is left.
-          ignoreCodes(e, 'ENOENT', 'ESTALE', 'EBUSY');
-          await data.call('renameSettled', { gfid });
-        });
-        if (switched) {
-          // As the renamer would have: the old name's linkto and the data of the file the rename replaced.
-          const fromHashed = this.hashedBrick(await this.dir(splitPath(normPath(r.from)).parent), splitPath(normPath(r.from)).name);
-          if (fromHashed !== loc.cached) await this.sv(fromHashed).call('unlink', { path: r.from, onlyIfLinkto: true, gfid }).catch(bestEffort('unlink', this.log));
-          await this.dropReplaced(r.to, { at: r.replaced ? { brick: r.replaced.brick, gfid: r.replaced.gfid } : null });
-        }
-        this.log('info', `${switched ? 'finished' : 'undid'} an interrupted rename of ${r.from} to ${r.to}`);
-        return true;
-      });
-    } catch (e) {
-      this.log('warn', `leaving the interrupted rename of ${r.from} to ${r.to} for later: ${(e as Error).message}`);
-      return false;
-    }
-  }
-
-  /**
-   * Whether a rename of the file `gfid` to `path` got as far as its switch: some brick has a linkto at
-   * `path` to the file (the switch makes one, and only the switch; it may be on a brick that hashed the
-   * name before a layout change), or the name's hashed brick has the file's data under it (renamed in
-   * place). Asked of every brick: a lookup by name may find the replaced file's data first, or miss a
-   * linkto made under the layout before. With `anyData` (the old name is gone), the file's data under
-   * the name on any brick counts too: lookups find it there. `hashed`: the name's hashed brick by the
-   * layout as the bricks have it now, if the caller has just read it.
-   */
-  private async nameLeadsTo(path: string, gfid: string, anyData = false, hashed?: string): Promise<boolean> {
-    if (hashed === undefined) {
-      const { parent, name } = splitPath(normPath(path));
-      this.dirs.delete(parent); // (the layout as the bricks have it now)
-      hashed = this.hashedBrick(await this.dir(parent), name);
-    }
-    const found = await Promise.all(
-      this.names.map((b) =>
-        this.sv(b)
-          .call('lookup', { path })
-          .then(
-            (a) => ({ b, a }),
-            (e) => (codeOf(e) === 'ENOENT' ? null : Promise.reject(e)),
-          ),
-      ),
-    );
-    return found.some((f) => f !== null && f.a.gfid === gfid && (anyData || f.a.linkto !== undefined || f.b === hashed));
+  settleRename(loc: Located): Promise<boolean> {
+    return renames.settleRename(this, loc);
   }
 
   /**
@@ -1351,40 +1092,8 @@ export class DhtClient {
    * one after it; then the old name goes. Then the replaced file's data (on a third brick) and the old
    * name's linkto are cleaned up. A rename cut off by a lost brick is taken up again when it is back.
    */
-  async rename(from: string, to: string): Promise<void> {
-    from = normPath(from);
-    to = normPath(to);
-    if (from === '/' || to === '/') throw new FsError('EBUSY', 'cannot rename /');
-    if (from === to) return;
-    if (to.startsWith(from + '/')) throw new FsError('EINVAL', `cannot move ${from} into itself`);
-    // Caches of the names in a directory renamed, or replaced, go; the new name may exist from now on.
-    this.negGone(from);
-    this.negGone(to);
-    this.mayExist(to);
-    // The gfid of the file an interrupted attempt was renaming: the next attempt finishes its work.
-    let resume: string | null = null;
-    let moves = 0;
-    const left: ReplacedFile = { at: null };
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.renameOnce(from, to, resume, left);
-      } catch (e) {
-        // The data file was not where the lookup found it (a migration moved it, or another client settled
-        // this rename meanwhile, see settleRename): look it up again, as a rename that may have begun.
-        if (e instanceof SourceMoved && ++moves <= 3) {
-          resume = e.gfid ?? resume;
-          continue;
-        }
-        // A brick went away between two steps: wait for it and carry on from where the rename stopped, so
-        // that a broken connection leaves no half-renamed file behind while this client lives.
-        if (e instanceof Interrupted && attempt < RENAME_RESUMES) {
-          resume = e.gfid;
-          await this.clock.sleep(RECONNECT_MS / 4);
-          continue;
-        }
-        throw e instanceof SourceMoved || e instanceof Interrupted ? e.original : e;
-      }
-    }
+  rename(from: string, to: string): Promise<void> {
+    return renames.rename(this, from, to);
   }
 
   /**
@@ -1396,215 +1105,8 @@ export class DhtClient {
    * (a reader could meet the new file at one name and still the old at the other). A file whose
    * migration committed meanwhile is looked up again (EMOVED), and so is one replaced by another (ESTALE).
    */
-  async exchange(from: string, to: string): Promise<void> {
-    from = normPath(from);
-    to = normPath(to);
-    if (from === '/' || to === '/') throw new FsError('EBUSY', 'cannot exchange /');
-    if (to.startsWith(from + '/') || from.startsWith(to + '/')) throw new FsError('EINVAL', `${from} and ${to}: one is inside the other`);
-    this.negGone(from);
-    this.negGone(to);
-    for (let attempt = 0; ; attempt++) {
-      const [a, b] = await Promise.all([this.locate(from), this.locate(to)]);
-      if (from === to) return;
-      const exdev = (why: string) => new FsError('EXDEV', `RENAME_EXCHANGE of ${from} and ${to}: ${why}`);
-      if (a.isDir || b.isDir) throw exdev('directories are not exchanged (their copies on every brick cannot be swapped at once)');
-      const brick = a.cached;
-      if (a.hashed !== brick || b.hashed !== brick || b.cached !== brick) throw exdev('the names are not both on one brick with their data');
-      const f = splitPath(from);
-      const t = splitPath(to);
-      const [first, second] = [f, t].sort((x, y) => (x.parent + '/' + x.name < y.parent + '/' + y.name ? -1 : 1));
-      try {
-        await this.withParent(f.parent, (df) =>
-          this.withParent(t.parent, async (dt) => {
-            if (this.hashedBrick(df, f.name) !== brick || this.hashedBrick(dt, t.name) !== brick) throw exdev('the names hash to other bricks now');
-            await this.entryLock(brick, first.parent, first.name, () =>
-              this.entryLock(brick, second.parent, second.name, () =>
-                this.sv(brick).call('exchange', { from, to, gfid: needGfid(a.attr.gfid, from), toGfid: needGfid(b.attr.gfid, to), fromLayout: this.rangeOf(df, brick), parentLayout: this.rangeOf(dt, brick) }),
-              ),
-            );
-          }),
-        );
-        return;
-      } catch (e) {
-        if ((codeOf(e) === EMOVED || codeOf(e) === 'ESTALE') && attempt < 3) continue;
-        throw e;
-      }
-    }
-  }
-
-  private async renameOnce(from: string, to: string, resume: string | null, left: ReplacedFile): Promise<void> {
-    let src: Located;
-    try {
-      src = await this.locate(from);
-    } catch (e) {
-      // An earlier attempt got as far as removing the old name: done, but for the replaced file's data.
-      // Whether the new name has the file must be known: a brick still away is waited for, not taken
-      // for an absence.
-      if (resume && codeOf(e) === 'ENOENT') {
-        // (Asked of every brick, not by a lookup of the name: that may find the replaced file's data.)
-        const switched = await this.nameLeadsTo(to, resume, true).catch((e2) => {
-          throw interrupted(e2, resume);
-        });
-        if (switched) {
-          await this.dropReplaced(to, left).catch((e2) => {
-            throw interrupted(e2, resume);
-          });
-          return;
-        }
-      }
-      throw resume ? interrupted(e, resume) : e;
-    }
-    if (src.isDir) return this.renameDir(src, to);
-    const gfid = src.attr.gfid ?? undefined;
-    try {
-      await this.renameFile(src, from, to, resume !== null && resume === gfid, left);
-      await this.dropReplaced(to, left);
-    } catch (e) {
-      if (e instanceof SourceMoved) e.gfid = gfid;
-      throw gfid ? interrupted(e, gfid) : e;
-    }
-  }
-
-  /** Removes the data of the file a rename replaced, when it sits on a brick the new name does not use. */
-  private async dropReplaced(to: string, left: ReplacedFile): Promise<void> {
-    const r = left.at;
-    if (!r) return;
-    // A lost brick is thrown (the rename is taken up again when it is back); ENOENT, ESTALE (the name is
-    // another file there now: the switch replaced it) and EBUSY leave nothing to do.
-    const unlessGone = (e: unknown) => {
-      if (codeOf(e) === 'ENOTCONN') throw e;
-    };
-    try {
-      await this.sv(r.brick).call('unlink', { path: to, gfid: r.gfid });
-    } catch (e) {
-      unlessGone(e);
-      // The replaced file's migration committed meanwhile; its copy can never be installed at the name
-      // (this rename holds it), so the commit record goes instead.
-      if (codeOf(e) === EMOVED) await this.sv(r.brick).call('migCleanup', { path: to, gfid: needGfid(r.gfid, `/${to}`) }).catch(unlessGone);
-    }
-    left.at = null;
-  }
-
-  private async renameFile(src: Located, from: string, to: string, resuming: boolean, left: ReplacedFile): Promise<void> {
-    let dst: Located | null = null;
-    try {
-      dst = await this.locate(to);
-    } catch (e) {
-      ignoreCodes(e, 'ENOENT');
-    }
-    if (dst?.isDir) throw new FsError('EISDIR', `${to}: is a directory`);
-    // Two names of one file: POSIX says do nothing, unless they are this rename's own unfinished work.
-    if (dst && dst.attr.gfid === src.attr.gfid && !resuming) return;
-    const { parent: toParent, name: toName } = splitPath(to);
-    const gfid = src.attr.gfid ?? undefined;
-    // The replaced file's data goes once the switch is done (if the switch replaced it on its brick
-    // already, the unlink, bound to its gfid, finds another file there and leaves it alone).
-    if (dst && dst.attr.gfid !== gfid && dst.cached !== src.cached) left.at = { brick: dst.cached, gfid: dst.attr.gfid ?? undefined };
-    // The data file has its new name (a retry on a refreshed layout must not redo it) ...
-    let renamed = resuming && dst !== null && dst.attr.gfid === src.attr.gfid;
-    let linked = renamed; // ... and still its old one
-    await this.withParent(toParent, async (d) => {
-      const dstHashed = this.hashedBrick(d, toName);
-      await this.entryLock(dstHashed, toParent, toName, async () => {
-        if (dstHashed !== src.cached) {
-          // The data file gets the new name beside the old one first, so that a failure before the
-          // switch below leaves the old state (plus an unreachable name the rebalancer removes), never a
-          // file reachable by neither name.
-          // (Linked on an earlier try, whose entry lock has been let go since: made again, idempotently,
-          // as the rebalancer may have removed the then unreachable name meanwhile.)
-          if (!renamed || linked) {
-            const again = () => this.sv(src.cached).call('rename', { from, to, gfid }).catch(sourceMoved);
-            if (dst && dst.cached === src.cached) await again();
-            else {
-              linked = await this.sv(src.cached)
-                .call('link', { from, to, gfid, intent: true, ...(left.at ? { replaced: left.at } : {}) })
-                .then(
-                  () => true,
-                  (e) => (codeOf(e) === 'EEXIST' ? again().then(() => false) : sourceMoved(e)),
-                );
-            }
-          }
-          renamed = true;
-          const link = { path: to, gfid: needGfid(gfid, `/${from}`), target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, dstHashed), replace: true };
-          // If the new name's hashed brick has the old name's linkto, that one becomes the new name's.
-          const viaOldLinkto = () => this.sv(dstHashed).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) });
-          if (src.hashed === dstHashed) {
-            await viaOldLinkto().catch((e) => {
-              ignoreCodes(e, 'ENOENT');
-              return this.sv(dstHashed).call('mklinkto', link);
-            });
-          } else {
-            await this.sv(dstHashed)
-              .call('mklinkto', link)
-              .catch(async (e) => {
-                // The switch failed: take the new name off the data again (best effort), so that it
-                // cannot surface later. A layout change is retried by withParent with the name kept; a
-                // lost brick leaves the outcome unknown, and the rename is taken up again from there.
-                if (linked && codeOf(e) !== ELAYOUT && codeOf(e) !== 'ENOTCONN') {
-                  await this.sv(src.cached)
-                    .call('unlink', { path: to, gfid, ifOtherNames: true, clearIntent: true })
-                    .then(() => (linked = renamed = false))
-                    .catch(bestEffort('unlink', this.log));
-                }
-                throw e;
-              });
-          }
-        } else if (!renamed) {
-          await this.sv(src.cached).call('rename', { from, to, gfid, parentLayout: this.rangeOf(d, dstHashed) }).catch(sourceMoved);
-          renamed = true;
-        }
-        if (linked) {
-          // The new name is in force: the old one goes.
-          // Only while the data has another name: nothing is lost whatever happened meanwhile.
-          await this.sv(src.cached)
-            .call('unlink', { path: from, gfid, ifOtherNames: true, clearIntent: true })
-            .catch((e) => {
-              ignoreCodes(e, 'ENOENT');
-            });
-          linked = false;
-        }
-
-        if (src.hashed && src.hashed !== src.cached) {
-          await this.sv(src.hashed).call('unlink', { path: from, onlyIfLinkto: true, gfid }).catch(bestEffort('unlink', this.log));
-        }
-      });
-    });
-  }
-
-  private async renameDir(src: Located, to: string): Promise<void> {
-    let dst: Located | null = null;
-    try {
-      dst = await this.locate(to);
-    } catch (e) {
-      ignoreCodes(e, 'ENOENT');
-    }
-    if (dst && !dst.isDir) throw new FsError('ENOTDIR', `${to}: not a directory`);
-    if (dst) {
-      const entries = await this.readdirAll(to, { whole: true });
-      if (entries.length > 0) throw new FsError('ENOTEMPTY', `${to}: directory not empty`);
-    }
-    const { parent: toParent, name: toName } = splitPath(to);
-    await this.withParent(toParent, async (d) => {
-      const dstHashed = this.hashedBrick(d, toName);
-      if (dst) {
-        // An empty target directory is replaced; its linkto leftovers go with it.
-        await Promise.all(this.names.map((n) => this.sv(n).call('rmdir', { path: to, purgeLinktos: true }).catch(bestEffort('rmdir', this.log))));
-      }
-      await this.sv(dstHashed).call('rename', { from: src.path, to, parentLayout: this.rangeOf(d, dstHashed) });
-      await Promise.all(
-        this.names
-          .filter((n) => n !== dstHashed)
-          .map((n) =>
-            this.sv(n)
-              .call('rename', { from: src.path, to })
-              .catch((e) => {
-                ignoreCodes(e, 'ENOENT');
-              }),
-          ),
-      );
-    });
-    this.invalidateTree(src.path);
-    this.invalidateTree(to);
+  exchange(from: string, to: string): Promise<void> {
+    return renames.exchange(this, from, to);
   }
 
   async link(existing: string, newPath: string): Promise<Attr> {
@@ -1660,7 +1162,6 @@ export class DhtClient {
   }
 
   // --- attributes ------------------------------------------------------------------------------------
-
   async stat(path: string): Promise<Attr> {
     return (await this.locate(path)).attr;
   }
@@ -1683,7 +1184,6 @@ export class DhtClient {
   }
 
   // --- readdir ----------------------------------------------------------------------------------------
-
   private async readdirBrick(brick: string, path: string): Promise<DirEntryAttr[]> {
     const out: DirEntryAttr[] = [];
     let offset = 0;
@@ -1759,7 +1259,6 @@ export class DhtClient {
   }
 
   // --- xattrs and statfs -------------------------------------------------------------------------------
-
   async getxattr(path: string, name: string): Promise<Buffer> {
     const loc = await this.locate(path);
     return (await this.sv(loc.cached).call('getxattr', { path: loc.path, name })).value;
@@ -1804,17 +1303,9 @@ export class DhtClient {
     const { parent, name } = splitPath(path);
     return this.hashedBrick(await this.dir(parent), name);
   }
+
 }
 
-
-/** rename's data file was not where the lookup found it (a migration moved it): look it up again. */
-class SourceMoved extends Error {
-  /** The file being renamed (set by renameOnce). */
-  gfid?: string;
-  constructor(readonly original: unknown) {
-    super('moved');
-  }
-}
 /**
  * migInstall's answer when a committed copy can never be installed: the name on dst is another file's
  * (EEXIST), or neither the copy nor the file is there (ENOENT: installed, then renamed or unlinked).
@@ -1824,28 +1315,8 @@ export function supersededInstall(e: unknown): boolean {
   return c === 'ENOENT' || c === 'EEXIST';
 }
 
-/** The data of the file a rename replaced, still to be removed (kept across the rename's tries). */
-interface ReplacedFile {
-  at: { brick: string; gfid: string | undefined } | null;
-}
-
-/** A rename step failed for want of a brick, after the file (this gfid) may have been partly renamed. */
-class Interrupted extends Error {
-  constructor(
-    readonly original: unknown,
-    readonly gfid: string,
-  ) {
-    super('interrupted');
-  }
-}
-function interrupted(e: unknown, gfid: string): unknown {
-  return codeOf(e) === 'ENOTCONN' ? new Interrupted(e, gfid) : e;
-}
 /** A file operation's error that means the file is not where its lookup found it any more. */
 export function movedAway(e: unknown): boolean {
   const code = codeOf(e);
   return code === 'ENOENT' || code === 'ESTALE' || code === EMOVED;
-}
-function sourceMoved(e: unknown): never {
-  throw movedAway(e) ? new SourceMoved(e) : e;
 }

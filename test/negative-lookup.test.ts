@@ -1,5 +1,5 @@
 /**
- * Negative lookups answered by the client (brick/watch.ts, DhtClient's negDirs): the bricks' watches of a
+ * Negative lookups answered by the client (brick/watch.ts, dht/neg-cache.ts): the bricks' watches of a
  * directory a client made, their events and acknowledgements, and the client's cache on real bricks.
  */
 import test from 'node:test';

@@ -15,6 +15,7 @@ import { COMMIT_HASH_INVALID, checkLayout, layoutCommit, newLayout, rangesOf, se
 import { Subvol } from './subvol.js';
 import { joinPath, normPath, splitPath, walkPath } from './paths.js';
 import * as renames from './rename.js';
+import { NegativeCache } from './neg-cache.js';
 import { liveOptionsIn, validateTopology, type LiveOptions, type Topology, type VolumeSpec } from './spec.js';
 
 export { joinPath, normPath, walkPath } from './paths.js';
@@ -25,7 +26,7 @@ export const DOMAIN_ENTRY = 'dht.entry.sync';
 const STATFS_TTL_MS = 1000;
 const LAYOUT_RETRIES = 4;
 /**
- * A negative lookup answered from the cache (see DhtClient.knownAbsent) needs an answer from every brick
+ * A negative lookup answered from the cache (neg-cache.ts) needs an answer from every brick
  * within this long: a connection that went silent may have lost the news of a name made since. The same
  * bound as the FUSE mount's names (its entry timeout).
  */
@@ -37,8 +38,6 @@ const DIR_HINT_MS = 2000;
 const DIR_HINTS_MAX = 100_000;
 /** The longest name, in bytes (Linux's NAME_MAX; bricks refuse longer ones too). */
 const NAME_MAX = 255;
-/** Names a negative-lookup cache holds for one directory before it is dropped. */
-const NEG_MAX_NAMES = 100_000;
 
 export type Logger = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
@@ -117,6 +116,8 @@ export function latestTimes(base: Attr, copies: Attr[]): Attr {
 export interface DhtClientOptions {
   clientName?: string;
   log?: Logger;
+  /** The negative-lookup cache (neg-cache.ts); false: every lookup asks the bricks. */
+  negativeCache?: boolean;
 }
 
 export class DhtClient {
@@ -149,14 +150,8 @@ export class DhtClient {
 
   private downListeners: ((brick: string) => void)[] = [];
 
-  /**
-   * Negative lookups (brick/watch.ts): for each directory this client made, with every brick watching it
-   * for us, the names that may be in it (those this client made there since). A lookup of any other name
-   * is answered ENOENT without asking a brick, as GlusterFS's nl-cache does. An event from a brick (another
-   * client changed a name there, or the directory was renamed, removed or given a new layout), a lost
-   * connection or a new topology drops the directory's entry. `ready` once every brick's mkdir is done.
-   */
-  private negDirs = new Map<string, { names: Set<string>; ready: boolean }>();
+  /** Negative lookups: the directories this client made and the names that may be in them (neg-cache.ts). */
+  readonly neg: NegativeCache;
 
   constructor(
     readonly spec: VolumeSpec,
@@ -167,6 +162,7 @@ export class DhtClient {
   ) {
     this.clientName = opts.clientName ?? `client-${Buffer.from(random.bytes(4)).toString('hex')}`;
     this.log = opts.log ?? (() => {});
+    this.neg = new NegativeCache(() => this.allHeardWithin(NEG_FRESH_MS), opts.negativeCache !== false);
     for (const b of spec.bricks) this.subvols.set(b.name, new Subvol(b.name, b.host, b.port, this));
     this.names = spec.bricks.map((b) => b.name);
     this.decommissioned = new Set(spec.decommissioned ?? []);
@@ -251,7 +247,7 @@ export class DhtClient {
     this.topologyVersion = t.version;
     if (t.options) this.live = { ...this.live, ...t.options };
     this.dirs.clear();
-    this.negDirs.clear(); // new bricks watch nothing for us
+    this.neg.clear(); // new bricks watch nothing for us
     this.log('info', `topology version ${t.version}: ${this.names.join(', ')}${t.decommissioned.length ? ` (draining ${t.decommissioned.join(', ')})` : ''}`);
   }
 
@@ -271,7 +267,7 @@ export class DhtClient {
   }
 
   onBrickDown(name: string): void {
-    this.negDirs.clear(); // the brick forgot our watches with the connection
+    this.neg.clear(); // the brick forgot our watches with the connection
     for (const f of this.downListeners) f(name);
   }
 
@@ -284,20 +280,18 @@ export class DhtClient {
     }
     if (kind !== DIR_CHANGED) return;
     const p = payload as Partial<DirChanged> | null;
-    if (!p || typeof p.path !== 'string') this.negDirs.clear();
-    else if (p.subtree) this.negGone(p.path);
-    else this.negDirs.delete(p.path);
+    if (!p || typeof p.path !== 'string') this.neg.clear();
+    else if (p.subtree) this.neg.gone(p.path);
+    else this.neg.changed(p.path);
     if (typeof p?.id === 'number') sv.call('watchAck', { id: p.id }).catch(bestEffort('watchAck', this.log));
   }
 
-  /** Whether `path` is known not to exist without asking (see negDirs). */
-  private knownAbsent(parent: string, name: string): boolean {
-    const e = this.negDirs.get(parent);
-    if (!e || !e.ready || e.names.has(name)) return false;
+  /** Whether every brick answered within `ms` (the negative-lookup cache's answers need it). */
+  private allHeardWithin(ms: number): boolean {
     const now = this.clock.now();
     for (const n of this.names) {
       const sv = this.subvols.get(n);
-      if (!sv || now - sv.heard > NEG_FRESH_MS) return false;
+      if (!sv || now - sv.heard > ms) return false;
     }
     return true;
   }
@@ -305,17 +299,7 @@ export class DhtClient {
   /** This client is about to make the name `path` (in any way): lookups of it must ask. */
   mayExist(path: string): void {
     const { parent, name } = splitPath(path);
-    const e = this.negDirs.get(parent);
-    if (!e) return;
-    e.names.add(name);
-    if (e.names.size > NEG_MAX_NAMES) this.negDirs.delete(parent);
-  }
-
-  /** `path` is renamed or removed: no cache for it or below. */
-  negGone(path: string): void {
-    if (this.negDirs.size === 0) return;
-    const below = path === '/' ? '/' : `${path}/`;
-    for (const k of [...this.negDirs.keys()]) if (k === path || k.startsWith(below)) this.negDirs.delete(k);
+    this.neg.mayExist(parent, name);
   }
 
   onDown(fn: (brick: string) => void): void {
@@ -639,7 +623,7 @@ export class DhtClient {
     const { parent, name } = splitPath(path);
     // As a local file system answers, before any cache can say ENOENT (the brick says the same).
     if (Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', `${path}: a name is longer than ${NAME_MAX} bytes`);
-    if (this.knownAbsent(parent, name)) throw FsError.quiet('ENOENT', `${path}: no such file or directory`);
+    if (this.neg.knownAbsent(parent, name)) throw FsError.quiet('ENOENT', `${path}: no such file or directory`);
     const d = await this.dir(parent);
     const hashed = this.hashedBrick(d, name);
     let a: Attr;
@@ -822,8 +806,7 @@ export class DhtClient {
     this.mayExist(path);
     // The new directory's negative-lookup cache: in place before the first brick makes it (so that an
     // event about it is not missed), of use once every brick has made it and watches it.
-    const neg = { names: new Set<string>(), ready: false };
-    this.negDirs.set(path, neg);
+    const neg = this.neg.begin(path);
     const attr = await this.withParent(parent, async (d) => {
       const hashed = this.hashedBrick(d, name);
       const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
@@ -853,13 +836,10 @@ export class DhtClient {
       }
       return { attr, everywhere: others.length + 1 === this.names.length };
     }).catch((e) => {
-      if (this.negDirs.get(path) === neg) this.negDirs.delete(path);
+      this.neg.failed(path, neg);
       throw e;
     });
-    if (this.negDirs.get(path) === neg) {
-      if (attr.everywhere) neg.ready = true;
-      else this.negDirs.delete(path);
-    }
+    this.neg.made(path, neg, attr.everywhere);
     return attr.attr;
   }
 
@@ -868,7 +848,7 @@ export class DhtClient {
     if (path === '/') throw new FsError('EBUSY', 'cannot remove /');
     const loc = await this.locate(path);
     if (!loc.isDir) throw new FsError('ENOTDIR', `${path}: not a directory`);
-    this.negGone(path);
+    this.neg.gone(path);
     const entries = await this.readdirAll(path, { whole: true });
     if (entries.length > 0) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
     const d = await this.dir(path);

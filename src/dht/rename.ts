@@ -104,8 +104,8 @@ export async function rename(c: DhtClient, from: string, to: string): Promise<vo
   if (from === to) return;
   if (to.startsWith(from + '/')) throw new FsError('EINVAL', `cannot move ${from} into itself`);
   // Caches of the names in a directory renamed, or replaced, go; the new name may exist from now on.
-  c.negGone(from);
-  c.negGone(to);
+  c.neg.gone(from);
+  c.neg.gone(to);
   c.mayExist(to);
   // The gfid of the file an interrupted attempt was renaming: the next attempt finishes its work.
   let resume: string | null = null;
@@ -147,8 +147,8 @@ export async function exchange(c: DhtClient, from: string, to: string): Promise<
   to = normPath(to);
   if (from === '/' || to === '/') throw new FsError('EBUSY', 'cannot exchange /');
   if (to.startsWith(from + '/') || from.startsWith(to + '/')) throw new FsError('EINVAL', `${from} and ${to}: one is inside the other`);
-  c.negGone(from);
-  c.negGone(to);
+  c.neg.gone(from);
+  c.neg.gone(to);
   for (let attempt = 0; ; attempt++) {
     const [a, b] = await Promise.all([c.locate(from), c.locate(to)]);
     if (from === to) return;

@@ -64,6 +64,9 @@ export interface ConnectOptions {
   random?: Random;
   clientName?: string;
   log?: Logger;
+  /** The client's caches (dht/neg-cache.ts, dht/dir-cache.ts), on by default; false switches one off. */
+  negativeCache?: boolean;
+  dirCache?: boolean;
   /** Local reads (docs/MIGRATION.md): this host's disks by default; null for none. */
   localFiles?: LocalFiles | null;
   /**
@@ -547,6 +550,8 @@ export class Volume {
     const c = new DhtClient(spec, opts.network ?? tcpNetwork, opts.clock ?? realClock, opts.random ?? realRandom, {
       clientName: opts.clientName,
       log: opts.log,
+      negativeCache: opts.negativeCache,
+      dirCache: opts.dirCache,
     });
     await c.connect();
     return new Volume(c, opts.localFiles === undefined ? diskLocalFiles : opts.localFiles, (opts.umask ?? process.umask()) & 0o777);

@@ -16,15 +16,19 @@ import { Subvol } from './subvol.js';
 import { joinPath, normPath, splitPath, walkPath } from './paths.js';
 import * as renames from './rename.js';
 import { NegativeCache } from './neg-cache.js';
+import { DirCache, type DirInfo } from './dir-cache.js';
 import { liveOptionsIn, validateTopology, type LiveOptions, type Topology, type VolumeSpec } from './spec.js';
 
 export { joinPath, normPath, walkPath } from './paths.js';
 export { Subvol };
+export type { DirInfo };
 
 export const DOMAIN_LAYOUT = 'dht.layout.heal';
 export const DOMAIN_ENTRY = 'dht.entry.sync';
 const STATFS_TTL_MS = 1000;
 const LAYOUT_RETRIES = 4;
+/** How often dir() heals a layout with holes or overlaps (or reads the topology again) and reads it again. */
+const DIR_REREADS = 3;
 /**
  * A negative lookup answered from the cache (neg-cache.ts) needs an answer from every brick
  * within this long: a connection that went silent may have lost the news of a name made since. The same
@@ -33,9 +37,6 @@ const LAYOUT_RETRIES = 4;
 const NEG_FRESH_MS = 1000;
 /** How long a stat of a directory waits for its copies' times on the bricks other than its own. */
 const DIR_TIMES_WAIT_MS = 500;
-/** How long a path seen to be a directory is taken for one (see dirHints), and how many are kept. */
-const DIR_HINT_MS = 2000;
-const DIR_HINTS_MAX = 100_000;
 /** The longest name, in bytes (Linux's NAME_MAX; bricks refuse longer ones too). */
 const NAME_MAX = 255;
 
@@ -46,20 +47,6 @@ export type Logger = (level: 'info' | 'warn' | 'error', msg: string) => void;
  * its call; another client's create) is tried again before the race's error stands.
  */
 export const RACE_RETRIES = 3;
-
-/** A directory's layout as merged from all bricks. */
-export interface DirInfo {
-  path: string;
-  gfid: string;
-  layout: Layout;
-  /** Attributes from the directory's hashed brick (or the first that answered). */
-  attr: Attr;
-  /**
-   * Bricks that could not be asked (down, or hung past the ping-timeout). Their ranges are unknown, so
-   * names hashing there answer ENOTCONN; such a layout is neither healed nor cached.
-   */
-  down?: string[];
-}
 
 /** Errors that say a brick is out of reach, not what it holds: the brick is taken for down. */
 export function brickUnreachable(e: unknown): boolean {
@@ -118,6 +105,8 @@ export interface DhtClientOptions {
   log?: Logger;
   /** The negative-lookup cache (neg-cache.ts); false: every lookup asks the bricks. */
   negativeCache?: boolean;
+  /** The directory and layout cache (dir-cache.ts); false: layouts are read from the bricks each time. */
+  dirCache?: boolean;
 }
 
 export class DhtClient {
@@ -135,7 +124,8 @@ export class DhtClient {
 
   readonly clientName: string;
 
-  dirs = new Map<string, DirInfo>();
+  /** Directories' layouts, and paths seen to be directories (dir-cache.ts). */
+  readonly dirs: DirCache;
 
   private hashOpts: HashOptions;
 
@@ -162,6 +152,7 @@ export class DhtClient {
   ) {
     this.clientName = opts.clientName ?? `client-${Buffer.from(random.bytes(4)).toString('hex')}`;
     this.log = opts.log ?? (() => {});
+    this.dirs = new DirCache(clock, opts.dirCache !== false);
     this.neg = new NegativeCache(() => this.allHeardWithin(NEG_FRESH_MS), opts.negativeCache !== false);
     for (const b of spec.bricks) this.subvols.set(b.name, new Subvol(b.name, b.host, b.port, this));
     this.names = spec.bricks.map((b) => b.name);
@@ -374,15 +365,19 @@ export class DhtClient {
 
   // --- directories and layouts ---------------------------------------------------------------------
   invalidate(path: string): void {
-    this.dirs.delete(path);
+    this.dirs.drop(path);
   }
 
   invalidateTree(path: string): void {
-    for (const k of [...this.dirs.keys()]) if (k === path || k.startsWith(path === '/' ? '/' : path + '/')) this.dirs.delete(k);
+    this.dirs.dropTree(path);
   }
 
-  /** The directory's merged layout, from cache or from all bricks. */
-  async dir(path: string): Promise<DirInfo> {
+  /**
+   * The directory's merged layout, from cache or from all bricks. A layout with holes or overlaps is
+   * healed (or the topology read again) and read once more, at most DIR_REREADS times: a layout a heal
+   * cannot make whole is used as it is, uncached, and logged.
+   */
+  async dir(path: string, rereads = 0): Promise<DirInfo> {
     const c = this.dirs.get(path);
     if (c) return c;
     const rs = await this.all('lookup', { path });
@@ -439,11 +434,15 @@ export class DhtClient {
     // Attributes of record: the directory's hashed brick, as GlusterFS's MDS.
     const info: DirInfo = { path, gfid, layout, attr };
     if (this.needsHeal(info)) {
+      if (rereads >= DIR_REREADS) {
+        this.log('warn', `${path}: the layout still has holes or overlaps after ${rereads} heals; used as it is`);
+        return info;
+      }
       // A hole may be a brick this client does not know yet (added since it connected).
-      if (await this.refreshTopology()) return this.dir(path);
+      if (await this.refreshTopology()) return this.dir(path, rereads + 1);
       if (path !== '/') {
         await this.healDirLayout(path);
-        return this.dir(path);
+        return this.dir(path, rereads + 1);
       }
     }
     this.dirs.set(path, info);
@@ -488,26 +487,6 @@ export class DhtClient {
     return rs;
   }
 
-  /**
-   * Paths seen to be directories lately (in a listing, made here, with a layout known): a lookup of one
-   * asks every brick at once, the hashed one for the entry and the others for the times, in one round
-   * trip instead of two (`find`, `ls -lR`: every directory is listed in its parent before it is looked up).
-   */
-  private dirHints = new Map<string, number>();
-
-  private hintDir(path: string): void {
-    if (this.dirHints.size >= DIR_HINTS_MAX) this.dirHints.clear();
-    this.dirHints.set(path, this.clock.now() + DIR_HINT_MS);
-  }
-
-  private hintedDir(path: string): boolean {
-    if (this.dirs.has(path)) return true;
-    const until = this.dirHints.get(path);
-    if (until === undefined) return false;
-    if (until >= this.clock.now()) return true;
-    this.dirHints.delete(path);
-    return false;
-  }
 
   /**
    * A directory missing on some bricks (one was down at mkdir, or a brick is new): create it there, no
@@ -529,7 +508,7 @@ export class DhtClient {
           // directory failed with ENOENT for the parent until a fix-layout had made it.
           if (codeOf(e) !== 'ENOENT' || path === '/') throw e;
           const { parent } = splitPath(path);
-          this.dirs.delete(parent);
+          this.dirs.drop(parent);
           await this.dir(parent);
           await make(b);
         }),
@@ -549,7 +528,7 @@ export class DhtClient {
   /** Computes and writes a whole new layout for a directory with holes or overlaps. */
   async healDirLayout(path: string): Promise<void> {
     await this.withLayoutLock(path, async () => {
-      this.dirs.delete(path);
+      this.dirs.drop(path);
       const rs = await this.everywhere('lookup', { path });
       const cur: Layout = rs.flatMap((a, i) => (a.layout ?? []).map((r) => ({ brick: this.names[i], ...r })));
       const an = checkLayout(cur);
@@ -584,7 +563,7 @@ export class DhtClient {
       } catch (e) {
         if (codeOf(e) !== ELAYOUT || i >= LAYOUT_RETRIES) throw e;
         this.log('info', `stale layout of ${parent}; refreshing`);
-        this.dirs.delete(parent);
+        this.dirs.drop(parent);
       }
     }
   }
@@ -597,7 +576,7 @@ export class DhtClient {
 
   /** The parent's layout changed under us: forget it, and learn the volume's commit hash again. */
   private async parentChanged(parent: string, hashed: string): Promise<void> {
-    this.dirs.delete(parent);
+    this.dirs.drop(parent);
     const root = await this.sv(hashed).call('rootInfo', {});
     if (root.commitHash !== null) this.volCommitHash = root.commitHash;
   }
@@ -631,7 +610,7 @@ export class DhtClient {
     // view of its part of the parent's layout is still its own (else ELAYOUT: refresh, look again).
     const everywhere = this.shouldLookupEverywhere(d);
     const check = !everywhere && !revalidated ? { parentLayout: this.rangeOf(d, hashed), parentCommit: layoutCommit(d.layout) } : {};
-    const asked = this.hintedDir(path) ? this.askOthers(path, hashed) : undefined;
+    const asked = this.dirs.hinted(path) ? this.askOthers(path, hashed) : undefined;
     try {
       a = await this.sv(hashed).call('lookup', { path, ...check });
     } catch (e) {
@@ -1207,7 +1186,7 @@ export class DhtClient {
         }
         if (!prev) {
           seen.set(e.name, e);
-          if (isDirAttr(e.attr)) this.hintDir(joinPath(path, e.name));
+          if (isDirAttr(e.attr)) this.dirs.hint(joinPath(path, e.name));
         }
         // A directory is on every brick: its times are its copies' latest, as a stat gives them.
         else if (isDirAttr(e.attr) && isDirAttr(prev.attr)) seen.set(e.name, { ...prev, attr: latestTimes(prev.attr, [e.attr]) });

@@ -29,7 +29,7 @@ export async function settleRename(c: DhtClient, loc: Located): Promise<boolean>
   if (!r || !gfid || loc.isDir) return false;
   try {
     const { parent, name } = splitPath(normPath(r.to));
-    c.dirs.delete(parent); // (the layout as the bricks have it now)
+    c.dirs.drop(parent); // (the layout as the bricks have it now)
     const d = await c.dir(parent);
     const toHashed = c.hashedBrick(d, name);
     return await c.entryLock(toHashed, parent, name, async () => {
@@ -73,7 +73,7 @@ export async function settleRename(c: DhtClient, loc: Located): Promise<boolean>
 export async function nameLeadsTo(c: DhtClient, path: string, gfid: string, anyData = false, hashed?: string): Promise<boolean> {
   if (hashed === undefined) {
     const { parent, name } = splitPath(normPath(path));
-    c.dirs.delete(parent); // (the layout as the bricks have it now)
+    c.dirs.drop(parent); // (the layout as the bricks have it now)
     hashed = c.hashedBrick(await c.dir(parent), name);
   }
   const found = await Promise.all(

@@ -1,7 +1,13 @@
-/** The negative-lookup cache as a layer alone (src/dht/neg-cache.ts), without bricks or a client. */
+/**
+ * The DHT client's caches as layers: the negative-lookup cache (src/dht/neg-cache.ts) and the directory
+ * and layout cache (src/dht/dir-cache.ts) alone, without bricks or a client; and a volume with both off.
+ */
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { NegativeCache } from '../src/dht/neg-cache.js';
+import { DirCache, DIR_HINT_MS, type DirInfo } from '../src/dht/dir-cache.js';
+import { Volume } from '../src/api/volume.js';
+import { startCluster } from './helpers/cluster.js';
 
 test('a directory made everywhere answers for the names not made in it, and only while every brick is fresh', () => {
   let fresh = true;
@@ -59,4 +65,43 @@ test('switched off, it knows nothing', () => {
   assert.equal(t, null);
   c.made('/d', t, true);
   assert.equal(c.knownAbsent('/d', 'x'), false);
+});
+
+test('the directory cache keeps layouts until dropped, a tree at once, and hints for a while', () => {
+  let now = 0;
+  const clock = { now: () => now, wallNow: () => now, setTimer: () => ({ cancel: () => {} }), sleep: async () => {} };
+  const c = new DirCache(clock);
+  const info = (path: string) => ({ path, gfid: 'g', layout: [], attr: {} }) as unknown as DirInfo;
+  for (const p of ['/a', '/a/b', '/ab']) c.set(p, info(p));
+  assert.equal(c.get('/a/b')?.path, '/a/b');
+  c.dropTree('/a');
+  assert.deepEqual(['/a', '/a/b', '/ab'].filter((p) => c.get(p)), ['/ab']);
+  assert.equal(c.hinted('/ab'), true, 'a known layout is a directory');
+  c.hint('/x');
+  assert.equal(c.hinted('/x'), true);
+  now += DIR_HINT_MS + 1;
+  assert.equal(c.hinted('/x'), false);
+  const off = new DirCache(clock, false);
+  off.set('/a', info('/a'));
+  assert.equal(off.get('/a'), undefined, 'switched off, it keeps nothing');
+});
+
+test('a volume with both caches off makes, finds, renames and lists names as one with them', async () => {
+  const c = await startCluster(3);
+  try {
+    for (const opts of [{}, { negativeCache: false, dirCache: false }]) {
+      const v = await Volume.connect(c.spec, opts);
+      const d = `/d${Object.keys(opts).length}`;
+      await v.mkdir(d);
+      await assert.rejects(v.stat(`${d}/nothing`), { code: 'ENOENT' });
+      for (let i = 0; i < 20; i++) await v.writeFile(`${d}/f${i}`, `x${i}`);
+      await v.rename(`${d}/f0`, `${d}/g0`);
+      assert.equal(await v.readFile(`${d}/g0`, 'utf8'), 'x0');
+      await assert.rejects(v.stat(`${d}/f0`), { code: 'ENOENT' });
+      assert.equal((await v.readdir(d)).length, 20);
+      await v.close();
+    }
+  } finally {
+    await c.stop();
+  }
 });

@@ -111,37 +111,24 @@ export interface DhtClientOptions {
 
 export class DhtClient {
   readonly subvols = new Map<string, Subvol>();
-
   /** Bricks of the volume, in topology order; decommissioned ones included. */
   names: string[];
-
   /** Bricks being drained: no hash range in new or fixed layouts, no new files. */
   decommissioned = new Set<string>();
-
   topologyVersion = 0;
-
   private topoCheckedAt = -Infinity;
-
   readonly clientName: string;
-
   /** Directories' layouts, and paths seen to be directories (dir-cache.ts). */
   readonly dirs: DirCache;
-
-  private hashOpts: HashOptions;
-
-  volCommitHash: number = COMMIT_HASH_INVALID;
-
-  private lockSeq = 0;
-
-  readonly log: Logger;
-
-  /** The options in force (the spec's, then each topology's: `volume set`). */
-  private live: Required<LiveOptions>;
-
-  private downListeners: ((brick: string) => void)[] = [];
-
   /** Negative lookups: the directories this client made and the names that may be in them (neg-cache.ts). */
   readonly neg: NegativeCache;
+  private hashOpts: HashOptions;
+  volCommitHash: number = COMMIT_HASH_INVALID;
+  private lockSeq = 0;
+  readonly log: Logger;
+  /** The options in force (the spec's, then each topology's: `volume set`). */
+  private live: Required<LiveOptions>;
+  private downListeners: ((brick: string) => void)[] = [];
 
   constructor(
     readonly spec: VolumeSpec,

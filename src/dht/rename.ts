@@ -7,7 +7,7 @@
  */
 import { ELAYOUT, EMOVED, FsError, codeOf, ignoreCodes, bestEffort } from '../common/errors.js';
 import { needGfid } from '../common/gfid.js';
-import { DhtClient, movedAway, type Located } from './client.js';
+import { DhtClient, RACE_RETRIES, movedAway, type Located } from './client.js';
 import { normPath, splitPath } from './paths.js';
 import { RECONNECT_MS } from './subvol.js';
 
@@ -172,7 +172,7 @@ export async function exchange(c: DhtClient, from: string, to: string): Promise<
       );
       return;
     } catch (e) {
-      if ((codeOf(e) === EMOVED || codeOf(e) === 'ESTALE') && attempt < 3) continue;
+      if ((codeOf(e) === EMOVED || codeOf(e) === 'ESTALE') && attempt < RACE_RETRIES) continue;
       throw e;
     }
   }

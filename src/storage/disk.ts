@@ -184,7 +184,7 @@ function markCall(op: string, p: unknown): void {
   const b = wdBytes!;
   const n = b.write(op, 16, 31, 'latin1');
   b[16 + n] = 0;
-  const m = typeof p === 'string' ? b.write(p, 48, 511, 'utf8') : 0;
+  const m = typeof p === 'string' ? b.write(p, 48, 511, 'utf8') : typeof p === 'number' ? b.write(`fd ${p}`, 48, 'latin1') : 0;
   b[48 + m] = 0;
   wdTimes[0] = Date.now();
 }

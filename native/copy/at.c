@@ -245,9 +245,16 @@ static int resolve_args(napi_env env, napi_value vroot, napi_value vrel, int *ro
 
 /* --- the calls ---------------------------------------------------------------------------------- */
 
-/* openRoot(path) -> fd: the brick's folder, O_PATH | O_DIRECTORY (a symlink as the folder itself is followed: the admin's choice). */
+/*
+ * openRoot(path) -> fd: the brick's folder, O_PATH | O_DIRECTORY (a symlink as the folder itself is
+ * followed: the admin's choice). Needs /proc (xattrs go through /proc/self/fd): ENOSYS without it.
+ */
 static napi_value at_open_root(napi_env env, napi_callback_info info) {
   ARGS(1);
+  if (access("/proc/self/fd", X_OK) != 0) {
+    napi_throw_error(env, "ENOSYS", "a brick needs /proc mounted (its xattr calls go through /proc/self/fd)");
+    return NULL;
+  }
   char *p = str_arg(env, argv[0], NULL);
   if (!p) return NULL;
   int fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);

@@ -122,10 +122,10 @@ export class BrickCore {
   }
 
   /**
-   * A validated path (args.ts checked its form), as the ops pass it on. Every component above the last
-   * must be a real directory (a symlink there could lead outside the brick): the storage checks it in
-   * each call, in the kernel where it can (ELOOP for a symlink, ENOTDIR for a file; storage.ts), so the
-   * path is no longer walked here, one lstat per component per request.
+   * A validated path (its decoder in wire/ops.ts checked its form), as the ops pass it on. Every
+   * component above the last must be a real directory (a symlink there could lead outside the brick):
+   * the storage checks it in each call, in the kernel where it can (ELOOP for a symlink, ENOTDIR for a
+   * file; storage.ts), so the path is no longer walked here, one lstat per component per request.
    */
   walk(rel: string): string {
     return rel;

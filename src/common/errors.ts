@@ -58,7 +58,7 @@ export function ignoreCodes(e: unknown, ...codes: string[]): void {
  * The codes a best-effort call fails with when another client, a migration or a brick going down got
  * there first: expected, so not logged.
  */
-export const RACED = ['ENOENT', 'ESTALE', 'ENOTCONN', 'EBUSY', 'EMOVED', 'EFENCED', 'ETIMEDOUT', 'EBADF', 'ELAYOUT', 'EEXIST', 'ENOTEMPTY', 'EAGAIN'] as const;
+export const RACED = ['ENOENT', 'ENODATA', 'ESTALE', 'ENOTCONN', 'EBUSY', 'EMOVED', 'EFENCED', 'ETIMEDOUT', 'EBADF', 'ELAYOUT', 'EEXIST', 'ENOTEMPTY', 'EAGAIN'] as const;
 
 /**
  * A handler for a call the caller may go on without (a cleanup, a repair, an acknowledgement): an error
@@ -71,6 +71,15 @@ export function bestEffort(what: string, log?: (level: 'warn', msg: string) => v
     if (!hasErrno(e)) throw e;
     if (expected.includes(codeOf(e))) return;
     log?.('warn', `${what}: ${(e as Error).message}`);
+  };
+}
+
+/** As bestEffort, for a call whose value the caller can do without: null on an errno failure. */
+export function nullOnFailure(what: string, log?: (level: 'warn', msg: string) => void, expected: readonly string[] = RACED): (e: unknown) => null {
+  const h = bestEffort(what, log, expected);
+  return (e) => {
+    h(e);
+    return null;
   };
 }
 

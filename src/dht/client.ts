@@ -4,7 +4,7 @@
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
 import type { ArgsOf, FdArgs, FdOp, OpName, Reply } from '../wire/ops.js';
-import { ELAYOUT, EMOVED, FsError, codeOf, infoOf, ignoreCodes, bestEffort } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, codeOf, infoOf, ignoreCodes, bestEffort, nullOnFailure } from '../common/errors.js';
 import type { Clock, Random, Timer } from '../common/env.js';
 import { needGfid, newGfid } from '../common/gfid.js';
 import type { Network } from '../wire/transport.js';
@@ -506,7 +506,7 @@ export class DhtClient {
   async brickWeights(): Promise<{ name: string; weight: number }[]> {
     const out: { name: string; weight: number }[] = [];
     for (const n of this.activeBricks()) {
-      const s = await this.statfsOf(n).catch(() => null);
+      const s = await this.statfsOf(n).catch(nullOnFailure('statfsOf', this.log));
       out.push({ name: n, weight: s ? Math.ceil((s.blocks * s.bsize) / (1024 * 1024)) : 0 });
     }
     return out;
@@ -1198,7 +1198,7 @@ export class DhtClient {
     const linktoOnly = new Set<string>();
     for (const list of per) for (const e of list) if (e.attr.linkto !== undefined && !seen.has(e.name)) linktoOnly.add(e.name);
     for (const name of linktoOnly) {
-      const loc = await this.locate(joinPath(path, name)).catch(() => null);
+      const loc = await this.locate(joinPath(path, name)).catch(nullOnFailure('locate', this.log));
       if (loc && !loc.isDir) seen.set(name, { name, attr: loc.attr });
     }
     return [...seen.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -4,7 +4,7 @@
  * half is in src/brick/migration.ts and the migration section of src/brick/brick.ts.
  */
 import type { Reply } from '../wire/ops.js';
-import { EMOVED, FsError, codeOf, ignoreCodes, bestEffort } from '../common/errors.js';
+import { EMOVED, FsError, codeOf, ignoreCodes, bestEffort, nullOnFailure } from '../common/errors.js';
 import type { Timer } from '../common/env.js';
 import { supersededInstall, type BrickFd, type DhtClient, type Located } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
@@ -335,9 +335,9 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
 
     // The file's other names: each one's hashed brick gets a linkto to dst (it had one to src).
     for (const name of links ?? []) {
-      const hashed = await c.hashedOf(name).catch(() => null);
+      const hashed = await c.hashedOf(name).catch(nullOnFailure('hashedOf', c.log));
       if (!hashed || hashed === dst) continue;
-      const there = await c.sv(hashed).call('lookup', { path: name }).catch(() => null);
+      const there = await c.sv(hashed).call('lookup', { path: name }).catch(nullOnFailure('lookup', c.log));
       if (there && (there.linkto === undefined || there.gfid !== gfid)) continue; // another file now
       if (there?.linkto === dst) continue;
       await c.sv(hashed)

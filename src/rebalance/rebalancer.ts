@@ -4,7 +4,7 @@
  * the files whose hashed brick changed, with the safe protocol (migrate.ts). Its progress is saved
  * through a CheckpointStore after every directory, so a stopped or crashed run resumes where it was.
  */
-import { FsError, codeOf, ignoreCodes, bestEffort } from '../common/errors.js';
+import { FsError, codeOf, ignoreCodes, bestEffort, nullOnFailure } from '../common/errors.js';
 import { needGfid, newGfid } from '../common/gfid.js';
 import { joinPath, latestTimes, type DhtClient } from '../dht/client.js';
 import { checkLayout, fixLayout, isEmptyRange, movedShare, rangesOf, searchLayout, COMMIT_HASH_INVALID, type Layout } from '../dht/layout.js';
@@ -429,7 +429,7 @@ export class Rebalancer {
     if (others.length === 0) return;
     const { atime, mtime } = latestTimes(others[0], others);
     for (const n of fresh) {
-      const listed = await this.c.sv(n).call('readdir', { path: dir, offset: 0, limit: 1 }).catch(() => null);
+      const listed = await this.c.sv(n).call('readdir', { path: dir, offset: 0, limit: 1 }).catch(nullOnFailure('readdir', this.c.log));
       if (!listed || listed.entries.length > 0) continue;
       await this.c.sv(n).call('setattr', { path: dir, atime, mtime }).catch(bestEffort('setattr', this.c.log));
     }
@@ -470,7 +470,7 @@ export class Rebalancer {
           // A rename its renamer left unfinished: settled now (one of the file's two names goes), then the
           // name is taken as it is left, if it is left.
           await this.c.settleRename({ path, attr: a, cached: brick, hashed: null, isDir: false });
-          const again = await this.c.sv(brick).call('lookup', { path }).catch(() => null);
+          const again = await this.c.sv(brick).call('lookup', { path }).catch(nullOnFailure('lookup', this.c.log));
           if (!again || again.renaming) continue;
           a = again;
         }
@@ -478,7 +478,7 @@ export class Rebalancer {
           // A committed migration of an earlier run: make sure dst's copy is installed (durably, before the
           // commit record that points at the copy goes), then drop src's. If the copy can never be installed
           // (the file was renamed over, renamed or unlinked since), the record is stale and goes too.
-          await this.c.settleMove(path, a.gfid, a.moved, brick).catch(() => null);
+          await this.c.settleMove(path, a.gfid, a.moved, brick).catch(nullOnFailure('settleMove', this.c.log));
           continue;
         }
         const to = searchLayout(layout, dhtHash(e.name));

@@ -13,7 +13,7 @@
  * unlinked or renamed on src meanwhile leaves dst's copy without a source: it is removed again (by gfid).
  */
 import type { ArgsOf } from '../wire/ops.js';
-import { codeOf, bestEffort } from '../common/errors.js';
+import { codeOf, bestEffort, nullOnFailure } from '../common/errors.js';
 import type { DhtClient } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
 import { S_IFLNK, S_IFMT } from '../storage/storage.js';
@@ -28,7 +28,7 @@ async function userXattrs(c: DhtClient, brick: string, path: string): Promise<[s
   const names = await c.sv(brick).call('listxattr', { path }).then((r) => r.names, () => [] as string[]);
   const out: [string, Uint8Array][] = [];
   for (const name of names) {
-    const v = await c.sv(brick).call('getxattr', { path, name }).catch(() => null);
+    const v = await c.sv(brick).call('getxattr', { path, name }).catch(nullOnFailure('getxattr', c.log));
     if (v) out.push([name, v.value]);
   }
   return out;
@@ -45,7 +45,7 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
     const target = (a.mode & S_IFMT) === S_IFLNK ? (await c.sv(from).call('readlink', { path })).target : undefined;
     const xattrs = await userXattrs(c, from, path);
     // The ctime read last: anything changed after it shows as a newer ctime.
-    const again = await c.sv(from).call('lookup', { path }).catch(() => null);
+    const again = await c.sv(from).call('lookup', { path }).catch(nullOnFailure('lookup', c.log));
     // (Changed while it was read: read again. migDropSpecial checks the ctime in the end anyway.)
     if ((!again || again.gfid !== a.gfid || again.ctime[0] !== a.ctime[0] || again.ctime[1] !== a.ctime[1]) && tries < REREAD_RETRIES) return read(tries + 1);
     return { a, args: { path, gfid: a.gfid, mode: a.mode, rdev: a.rdev, target, uid: a.uid, gid: a.gid, atime: a.atime, mtime: a.mtime, xattrs, links: a.nlink > 1 ? links : undefined } };
@@ -66,9 +66,9 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
       await c.sv(from).call('migDropSpecial', { path, gfid, ctime: r.a.ctime, links: names.length > 1 ? names : undefined });
       // The other names' hashed bricks: a linkto to `to` (they had one to `from`; a lookup would repair it).
       for (const name of names) {
-          const hashed = await c.hashedOf(name).catch(() => null);
+          const hashed = await c.hashedOf(name).catch(nullOnFailure('hashedOf', c.log));
         if (!hashed || hashed === to) continue;
-        const there = await c.sv(hashed).call('lookup', { path: name }).catch(() => null);
+        const there = await c.sv(hashed).call('lookup', { path: name }).catch(nullOnFailure('lookup', c.log));
         if ((there && (there.linkto === undefined || there.gfid !== gfid)) || there?.linkto === to) continue;
         await c.sv(hashed)
           .call('mklinkto', { path: name, gfid, target: to, uid: r.a.uid, gid: r.a.gid, keepTimes: true, replace: !!there })

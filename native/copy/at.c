@@ -581,16 +581,73 @@ static napi_value at_truncate(napi_env env, napi_callback_info info) {
 }
 
 /*
- * Extended attributes: the *xattr calls need a path, so the path is the parent's /proc/self/fd link
- * followed by the last component (l*xattr: not followed). The parent is pinned by its descriptor, so no
- * rename of a folder above can redirect the call.
+ * Extended attributes of the last component, never followed: with the *xattrat calls (Linux 6.13) on
+ * the parent's descriptor where the kernel has them; else the *xattr calls need a path, so the path is
+ * the parent's /proc/self/fd link followed by the last component (l*xattr: not followed). Either way the
+ * parent is pinned by its descriptor, so no rename of a folder above can redirect the call.
  */
-static int xattr_path(napi_env env, napi_value vroot, napi_value vrel, int *root, int *d, char *out, size_t outsz) {
+#define SYS_setxattrat_ 463
+#define SYS_getxattrat_ 464
+#define SYS_listxattrat_ 465
+#define SYS_removexattrat_ 466
+struct xattr_args_ {
+  uint64_t value __attribute__((aligned(8)));
+  uint32_t size;
+  uint32_t flags;
+};
+/* 1: the *xattrat calls answered ENOSYS once: /proc from then on. */
+static atomic_int no_xattrat = 0;
+
+typedef struct {
+  int root, d;
   char name[NAME_MAX + 1];
-  *d = resolve_args(env, vroot, vrel, root, name);
-  if (*d < 0) return 0;
-  snprintf(out, outsz, "/proc/self/fd/%d/%s", *d, name);
+  char path[NAME_MAX + 64];
+} xat_t;
+
+/* Resolves the parent; false after throwing. */
+static int xat_open(napi_env env, napi_value vroot, napi_value vrel, xat_t *x) {
+  x->d = resolve_args(env, vroot, vrel, &x->root, x->name);
+  if (x->d < 0) return 0;
+  snprintf(x->path, sizeof x->path, "/proc/self/fd/%d/%s", x->d, x->name);
   return 1;
+}
+
+static ssize_t x_get(xat_t *x, const char *xn, void *buf, size_t size) {
+  if (!atomic_load(&no_xattrat)) {
+    struct xattr_args_ args = {.value = (uint64_t)(uintptr_t)buf, .size = (uint32_t)size, .flags = 0};
+    long r = syscall(SYS_getxattrat_, x->d, x->name, AT_SYMLINK_NOFOLLOW, xn, &args, sizeof args);
+    if (r >= 0 || errno != ENOSYS) return r;
+    atomic_store(&no_xattrat, 1);
+  }
+  return lgetxattr(x->path, xn, buf, size);
+}
+
+static int x_set(xat_t *x, const char *xn, const void *value, size_t size) {
+  if (!atomic_load(&no_xattrat)) {
+    struct xattr_args_ args = {.value = (uint64_t)(uintptr_t)value, .size = (uint32_t)size, .flags = 0};
+    long r = syscall(SYS_setxattrat_, x->d, x->name, AT_SYMLINK_NOFOLLOW, xn, &args, sizeof args);
+    if (r >= 0 || errno != ENOSYS) return (int)r;
+    atomic_store(&no_xattrat, 1);
+  }
+  return lsetxattr(x->path, xn, value, size, 0);
+}
+
+static int x_remove(xat_t *x, const char *xn) {
+  if (!atomic_load(&no_xattrat)) {
+    long r = syscall(SYS_removexattrat_, x->d, x->name, AT_SYMLINK_NOFOLLOW, xn);
+    if (r >= 0 || errno != ENOSYS) return (int)r;
+    atomic_store(&no_xattrat, 1);
+  }
+  return lremovexattr(x->path, xn);
+}
+
+static ssize_t x_list(xat_t *x, char *buf, size_t size) {
+  if (!atomic_load(&no_xattrat)) {
+    long r = syscall(SYS_listxattrat_, x->d, x->name, AT_SYMLINK_NOFOLLOW, buf, size);
+    if (r >= 0 || errno != ENOSYS) return r;
+    atomic_store(&no_xattrat, 1);
+  }
+  return llistxattr(x->path, buf, size);
 }
 
 static int xattr_name(napi_env env, napi_value v, char *name) {
@@ -607,9 +664,8 @@ static napi_value at_getxattr(napi_env env, napi_callback_info info) {
   ARGS(3);
   char xn[XATTR_NAME_MAX + 1];
   if (!xattr_name(env, argv[2], xn)) return NULL;
-  int root, d;
-  char p[NAME_MAX + 64];
-  if (!xattr_path(env, argv[0], argv[1], &root, &d, p, sizeof p)) return NULL;
+  xat_t x;
+  if (!xat_open(env, argv[0], argv[1], &x)) return NULL;
   char small[512];
   napi_value out;
   int err = 0;
@@ -617,7 +673,7 @@ static napi_value at_getxattr(napi_env env, napi_callback_info info) {
     ssize_t size = sizeof small;
     char *buf = small;
     if (attempt > 0) {
-      size = lgetxattr(p, xn, NULL, 0);
+      size = x_get(&x, xn, NULL, 0);
       if (size < 0) {
         err = errno;
         break;
@@ -628,19 +684,19 @@ static napi_value at_getxattr(napi_env env, napi_callback_info info) {
         break;
       }
     }
-    ssize_t n = lgetxattr(p, xn, buf, (size_t)size);
+    ssize_t n = x_get(&x, xn, buf, (size_t)size);
     err = errno;
     if (n >= 0) {
       void *data;
-      napi_status s = napi_create_buffer_copy(env, (size_t)n, buf, &data, &out);
+      napi_status st = napi_create_buffer_copy(env, (size_t)n, buf, &data, &out);
       if (buf != small) free(buf);
-      put_dir(root, d);
-      return s == napi_ok ? out : NULL;
+      put_dir(x.root, x.d);
+      return st == napi_ok ? out : NULL;
     }
     if (buf != small) free(buf);
     if (err != ERANGE) break;
   }
-  put_dir(root, d);
+  put_dir(x.root, x.d);
   if (err == ENODATA) {
     napi_get_null(env, &out);
     return out;
@@ -661,10 +717,9 @@ static napi_value at_setxattr(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "setxattr(root, rel, name, Uint8Array)");
     return NULL;
   }
-  int root, d;
-  char p[NAME_MAX + 64];
-  if (!xattr_path(env, argv[0], argv[1], &root, &d, p, sizeof p)) return NULL;
-  return finish(env, root, d, lsetxattr(p, xn, data, n, 0));
+  xat_t x;
+  if (!xat_open(env, argv[0], argv[1], &x)) return NULL;
+  return finish(env, x.root, x.d, x_set(&x, xn, data, n));
 }
 
 /* removexattr(root, rel, name) */
@@ -672,23 +727,21 @@ static napi_value at_removexattr(napi_env env, napi_callback_info info) {
   ARGS(3);
   char xn[XATTR_NAME_MAX + 1];
   if (!xattr_name(env, argv[2], xn)) return NULL;
-  int root, d;
-  char p[NAME_MAX + 64];
-  if (!xattr_path(env, argv[0], argv[1], &root, &d, p, sizeof p)) return NULL;
-  return finish(env, root, d, lremovexattr(p, xn));
+  xat_t x;
+  if (!xat_open(env, argv[0], argv[1], &x)) return NULL;
+  return finish(env, x.root, x.d, x_remove(&x, xn));
 }
 
 /* listxattr(root, rel) -> string[] */
 static napi_value at_listxattr(napi_env env, napi_callback_info info) {
   ARGS(2);
-  int root, d;
-  char p[NAME_MAX + 64];
-  if (!xattr_path(env, argv[0], argv[1], &root, &d, p, sizeof p)) return NULL;
+  xat_t x;
+  if (!xat_open(env, argv[0], argv[1], &x)) return NULL;
   char *buf = NULL;
   ssize_t n = -1;
   int err = 0;
   for (int attempt = 0; attempt < 4; attempt++) {
-    ssize_t size = llistxattr(p, NULL, 0);
+    ssize_t size = x_list(&x, NULL, 0);
     if (size < 0) {
       err = errno;
       break;
@@ -699,11 +752,11 @@ static napi_value at_listxattr(napi_env env, napi_callback_info info) {
       err = ENOMEM;
       break;
     }
-    n = llistxattr(p, buf, (size_t)size);
+    n = x_list(&x, buf, (size_t)size);
     err = errno;
     if (n >= 0 || err != ERANGE) break;
   }
-  put_dir(root, d);
+  put_dir(x.root, x.d);
   if (n < 0) {
     free(buf);
     at_throw(env, err);

@@ -98,11 +98,23 @@ export interface Known {
   bricks: string[];
 }
 
+/** Each field's kind in the schema (the first operation's, where two differ). */
+const FIELD_KIND = new Map<string, string>();
+for (const o of Object.values(SCHEMA)) for (const [f, d] of Object.entries(o.args as Record<string, { kind: string }>)) if (!FIELD_KIND.has(f)) FIELD_KIND.set(f, d.kind);
+/** The fields the near-valid values below know by name. */
+const NAMED = new Set(['path', 'from', 'to', 'gfid', 'expect', 'target', 'dst', 'src', 'fd', 'mode', 'flags', 'data', 'value', 'layout', 'parentLayout', 'topology', 'type', 'domain', 'owner', 'name', 'token', 'atime', 'mtime', 'source', 'xattrs', 'links']);
+/** A field known by its schema kind only (a new operation's): the near-valid values of a field of that kind. */
+const KIND_AS: Record<string, string> = { path: 'path', gfid: 'gfid', bytes: 'data', ranges: 'layout', timespec: 'atime', list: 'xattrs', object: 'source', int: '(int)' };
+
 /** One hostile value (msgpack bytes) for a field; often of the right kind, often not. */
 export function hostileValue(r: Rng, field: string, k: Known, kind = r.int(100)): Buffer {
   if (kind < 60) {
     // Something close to valid for the field, so that handlers are reached.
-    switch (field) {
+    switch (NAMED.has(field) ? field : (KIND_AS[FIELD_KIND.get(field) ?? ''] ?? field)) {
+      case 'links':
+        return packr.pack(r.pick([[r.pick(k.paths)], k.paths, ['/../x'], [], new Array(1001).fill('/d'), ['/.glusterfs/00'], 'x']));
+      case '(int)':
+        return packr.pack(r.pick([0, 1, 2, 4096, 0o644, 0xffffffff, 2 ** 31, 2 ** 53 - 1]));
       case 'path':
       case 'from':
       case 'to':

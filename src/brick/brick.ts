@@ -6,7 +6,7 @@
  * This file is the dispatch: the brick's lifecycle (init), sessions, and the table from each operation's
  * name to its handler in ops/. The on-disk format is in format.ts, the shared state in core.ts.
  */
-import { FsError, codeOf, detailOf } from '../common/errors.js';
+import { FsError, codeOf, detailOf, ignoreCodes } from '../common/errors.js';
 import { LimitLog } from '../wire/limits.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
@@ -121,7 +121,8 @@ export class Brick extends BrickCore implements RequestHandler<Session> {
     ensureHandleDir(this, ROOT_GFID);
     try {
       this.st.lstat(handlePath(ROOT_GFID));
-    } catch {
+    } catch (e) {
+      ignoreCodes(e, 'ENOENT');
       this.st.symlink('../../..', handlePath(ROOT_GFID));
     }
   }

@@ -1,5 +1,5 @@
 /** The brick's shared state and helpers (see BrickCore). */
-import { ELAYOUT, EMOVED, FsError, ignoreCodes } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, ignoreCodes, rethrowBug } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
 import { COMMIT_HASH_INVALID, decodeRanges, sameRanges, type LayoutRange } from '../dht/layout.js';
@@ -249,8 +249,8 @@ export class BrickCore {
     } finally {
       try {
         this.st.lutimes(parent, was.atime, was.mtime);
-      } catch {
-        /* the directory went meanwhile: nothing to keep */
+      } catch (e) {
+        rethrowBug(e); // the directory went meanwhile: nothing to keep
       }
     }
   }

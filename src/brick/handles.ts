@@ -1,5 +1,5 @@
 /** gfid handles (`.glusterfs/ab/cd/<gfid>`): made, checked, re-pointed and resolved. A handle is the brick's to keep unique. */
-import { FsError, codeOf, ignoreCodes } from '../common/errors.js';
+import { FsError, codeOf, ignoreCodes, rethrowBug } from '../common/errors.js';
 import { ROOT_GFID, isGfid } from '../common/gfid.js';
 import type { Stat } from '../storage/storage.js';
 import { HANDLE_DIR, MAX_PATH, parentOf, baseOf, handlePath, isDir, isLnk } from './format.js';
@@ -158,7 +158,8 @@ export function dirOfHandle(b: BrickCore, gfid: string): string | null {
 export function handleOf(b: BrickCore, gfid: string, st: Stat): boolean {
   try {
     return b.st.lstat(handlePath(gfid)).ino === st.ino;
-  } catch {
+  } catch (e) {
+    rethrowBug(e);
     return false;
   }
 }

@@ -74,6 +74,14 @@ export function bestEffort(what: string, log?: (level: 'warn', msg: string) => v
   };
 }
 
+/**
+ * In a catch that goes on from any outcome of a storage or brick call (its errno), a bug is still thrown:
+ * `catch (e) { rethrowBug(e); ... }`.
+ */
+export function rethrowBug(e: unknown): void {
+  if (!hasErrno(e)) throw e;
+}
+
 /** As bestEffort, for a call whose value the caller can do without: null on an errno failure. */
 export function nullOnFailure(what: string, log?: (level: 'warn', msg: string) => void, expected: readonly string[] = RACED): (e: unknown) => null {
   const h = bestEffort(what, log, expected);

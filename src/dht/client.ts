@@ -4,7 +4,7 @@
  * through RpcClient over an injected Network; time and randomness are injected too.
  */
 import type { ArgsOf, FdArgs, FdOp, OpName, Reply } from '../wire/ops.js';
-import { ELAYOUT, EMOVED, FsError, codeOf, infoOf, ignoreCodes, bestEffort, nullOnFailure } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, codeOf, infoOf, ignoreCodes, bestEffort, nullOnFailure, rethrowBug } from '../common/errors.js';
 import type { Clock, Random, Timer } from '../common/env.js';
 import { needGfid, newGfid } from '../common/gfid.js';
 import type { Network } from '../wire/transport.js';
@@ -756,8 +756,8 @@ export class DhtClient {
           best = n;
           bestAvail = s.bavail * s.bsize;
         }
-      } catch {
-        /* a down brick is not a candidate */
+      } catch (e) {
+        rethrowBug(e); // a down brick is not a candidate
       }
     }
     return best;

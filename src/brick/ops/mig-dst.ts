@@ -1,5 +1,5 @@
 /** The migration protocol at dst (docs/MIGRATION.md): the private copy, its pull from a peer brick, finalize and install, special files. */
-import { FsError, codeOf, ignoreCodes } from '../../common/errors.js';
+import { FsError, codeOf, ignoreCodes, rethrowBug } from '../../common/errors.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
 import { O_RDONLY, O_CREAT, O_DIRECTORY, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, type Storage } from '../../storage/storage.js';
@@ -30,7 +30,8 @@ export async function migPull(b: BrickCore, s: Session, a: Decoded<'migPull'>): 
   const theirs = (() => {
     try {
       return peer.getxattr('', b.X.volumeId);
-    } catch {
+    } catch (e) {
+      rethrowBug(e);
       return null;
     }
   })();
@@ -62,7 +63,8 @@ function holeIn(b: BrickCore, h: number, offset: number, length: number): boolea
   try {
     b.st.fallocate(h, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
     return true;
-  } catch {
+  } catch (e) {
+    rethrowBug(e);
     return false;
   }
 }
@@ -219,8 +221,8 @@ export function installLinks(b: BrickCore, rel: string, gfid: string): string[] 
       ignoreCodes(e, 'ENOENT'); // the name's directory is gone
       try {
         b.st.unlink(tmp);
-      } catch {
-        /* not made */
+      } catch (e2) {
+        rethrowBug(e2); // not made
       }
     }
   }

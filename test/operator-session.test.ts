@@ -96,7 +96,7 @@ function diff(want: Map<string, Entry>, got: Map<string, Entry>): string[] {
 /** The source: a slice of a real documentation tree, and every other kind of name a volume holds. */
 function makeSource(dir: string): { sparse: string[] } {
   fs.mkdirSync(dir);
-  const docs = fs.existsSync('/usr/share/doc') ? fs.readdirSync('/usr/share/doc').sort().slice(0, 40) : [];
+  const docs = fs.existsSync('/usr/share/doc') ? fs.readdirSync('/usr/share/doc').sort().slice(0, 25) : [];
   fs.mkdirSync(path.join(dir, 'doc'));
   if (docs.length) execFileSync('cp', ['-a', ...docs.map((d) => path.join('/usr/share/doc', d)), path.join(dir, 'doc')]);
   const x = path.join(dir, 'kinds');
@@ -233,12 +233,7 @@ test('an operator session: cp -a, add-brick, rebalance, failed add-brick retried
     await check('after a failed add-brick');
     phase = 'add-brick retried';
     assert.match(await cli('volume', 'add-brick', 'sv', await brick(3)), /success/);
-    await cli('volume', 'rebalance', 'sv', 'start');
-    const r2 = await waitDone(['rebalance', 'sv']);
-    assert.equal(r2.state, 'completed', r2.error);
-    assert.equal(r2.counters.failed, 0);
-    await check('after the retried add-brick and a rebalance');
-    await checkSparse(sparse, 'after the second rebalance');
+    await check('after the retried add-brick');
 
     // One brick killed: the others keep serving; restarted by volume start, everything is back.
     phase = 'brick down';

@@ -113,6 +113,8 @@ export class DhtClient {
   readonly subvols = new Map<string, Subvol>();
   /** Bricks of the volume, in topology order; decommissioned ones included. */
   names: string[];
+  /** Bricks an earlier topology had and the current one has not (see sv). */
+  private readonly removed = new Set<string>();
   /** Bricks being drained: no hash range in new or fixed layouts, no new files. */
   decommissioned = new Set<string>();
   topologyVersion = 0;
@@ -217,9 +219,11 @@ export class DhtClient {
       if (!keep.has(n) || (nb && (nb.host !== sv.host || nb.port !== sv.port))) {
         sv.close();
         this.subvols.delete(n);
+        if (!keep.has(n)) this.removed.add(n);
       }
     }
     for (const b of t.bricks) if (!this.subvols.has(b.name)) this.subvols.set(b.name, new Subvol(b.name, b.host, b.port, this));
+    for (const b of t.bricks) this.removed.delete(b.name);
     this.names = t.bricks.map((b) => b.name);
     this.decommissioned = new Set(t.decommissioned);
     this.topologyVersion = t.version;
@@ -300,6 +304,9 @@ export class DhtClient {
 
   sv(name: string): Subvol {
     const s = this.subvols.get(name);
+    // A brick removed from the volume (remove-brick commit) while a lookup that found a file there was on
+    // its way: the file is not where the lookup found it any more (ESTALE: callers look it up again).
+    if (!s && this.removed.has(name)) throw new FsError('ESTALE', `brick ${name} left the volume`);
     if (!s) throw new FsError('EIO', `unknown brick ${name}`);
     return s;
   }

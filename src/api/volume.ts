@@ -12,7 +12,7 @@ import type { Clock, Random } from '../common/env.js';
 import { realClock, realRandom } from '../common/real-env.js';
 import { DhtClient, RACE_RETRIES, fdGone, movedAway, normPath, type Located, type Logger } from '../dht/client.js';
 import type { VolumeSpec } from '../dht/spec.js';
-import { tcpNetwork } from '../wire/tcp.js';
+import { specNetwork } from './network.js';
 import type { Network } from '../wire/transport.js';
 import type { Attr } from '../wire/types.js';
 import type { FdLocal, LocalFile, LocalFiles } from '../storage/storage.js';
@@ -75,6 +75,11 @@ export interface ConnectOptions {
    * caller's already).
    */
   umask?: number;
+  /**
+   * A folder with this client's TLS files (ca.pem, cert.pem, key.pem, as `dhtfs cert issue client`
+   * writes them), for a volume with transport.tls on; over the spec's `tls`.
+   */
+  tlsDir?: string;
 }
 
 export interface Owner {
@@ -547,7 +552,7 @@ export class Volume {
 
   /** Connects to every brick of the spec over TCP. */
   static async connect(spec: VolumeSpec, opts: ConnectOptions = {}): Promise<Volume> {
-    const c = new DhtClient(spec, opts.network ?? tcpNetwork, opts.clock ?? realClock, opts.random ?? realRandom, {
+    const c = new DhtClient(spec, opts.network ?? specNetwork(spec, opts.tlsDir), opts.clock ?? realClock, opts.random ?? realRandom, {
       clientName: opts.clientName,
       log: opts.log,
       negativeCache: opts.negativeCache,

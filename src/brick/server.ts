@@ -8,6 +8,7 @@ import { startHealthCheck } from '../storage/health.js';
 import { realClock, realRandom } from '../common/real-env.js';
 import { serveConnection } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
+import { tlsNetwork, type TlsFiles } from '../wire/tls.js';
 import type { Listener } from '../wire/transport.js';
 import { DEFAULT_MAX_FRAME } from '../wire/frame.js';
 import { ConnectionGate, LIMIT_DEFAULTS, LimitLog, clip, limitsFrom, type BrickLimits } from '../wire/limits.js';
@@ -33,6 +34,8 @@ export interface BrickServeOptions {
   logLevel?: string;
   /** Limits over the defaults and the environment's DHTFS_LIMIT_* (tests). */
   limits?: Partial<BrickLimits>;
+  /** TLS (transport.tls on): the brick's certificate and key, the CA clients must be signed by, its CRL. */
+  tls?: TlsFiles;
 }
 
 /** The soft RLIMIT_NOFILE of this process (Linux: /proc/self/limits), or null. */
@@ -101,7 +104,10 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
   // The directory is this process's alone before anything is written there; it is claimed as this
   // brick (init) once the port is bound: a brick that cannot bind leaves the directory as it was.
   await lockBrickDir(storage);
-  const listen = (port: number) => tcpNetwork.listen(o.host, port, (conn) => {
+  // With TLS, only clients with a certificate of the CA (not revoked) get this far; the HMAC handshake
+  // follows inside the session as on TCP.
+  const network = o.tls ? tlsNetwork({ files: o.tls, handshakeMs: limits.handshakeMs, log: (msg, extra) => log.warn(extra, msg) }) : tcpNetwork;
+  const listen = (port: number) => network.listen(o.host, port, (conn) => {
     const g = gate.admit(conn);
     if (!g) return;
     serveConnection(conn, brick, {
@@ -131,7 +137,7 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
   const health = startHealthCheck(storage, o.name, limits, (level, msg, extra) => log[level](extra ?? {}, msg));
   const names = resolution();
   if (names === 'paths') log.warn({}, 'the native/copy addon is missing: names are resolved by path, not beneath the brick folder\'s descriptor (a folder swapped for a symlink on this disk during a request could lead outside the brick); run scripts/setup.sh');
-  log.info({ dir: o.dir, port: listener.port, limits, names, watchdog: health.watchdog }, 'brick serving');
+  log.info({ dir: o.dir, port: listener.port, tls: !!o.tls, limits, names, watchdog: health.watchdog }, 'brick serving');
   return {
     listener,
     brick,

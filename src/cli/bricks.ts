@@ -10,7 +10,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import * as xattr from '@napi-rs/xattr';
 import { RpcClient } from '../wire/rpc.js';
-import { tcpNetwork } from '../wire/tcp.js';
+import { specNetwork } from '../api/network.js';
 import type { Attr, DirEntryAttr, RootInfo } from '../wire/types.js';
 import { RING_MAX, isEmptyRange, type LayoutRange } from '../dht/layout.js';
 import { defaultXattrPrefix } from '../brick/server.js';
@@ -35,7 +35,7 @@ import {
 const START_TIMEOUT_MS = 15_000;
 
 async function connect(v: StoredVolume, b: StoredBrick): Promise<RpcClient> {
-  return RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'cli' });
+  return RpcClient.connect(specNetwork(v), b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'cli' });
 }
 
 /** Every brick of `bricks` must answer: each is given the new topology. */

@@ -30,6 +30,8 @@ import {
 } from './state.js';
 import { parsePortRange } from '../brick/ports.js';
 import { addBricks, replaceBrick } from './bricks.js';
+import { brickTlsDir, registerCertCommands, setVolumeTls } from './cert.js';
+import { tlsFilesIn } from '../wire/tls.js';
 import { registerNodeCommands } from './node.js';
 import { clusterConfig, clusterCreate, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
 
@@ -91,6 +93,7 @@ brick
   .option('--volume-id <uuid>', 'volume id')
   .option('--secret-file <file>', 'file holding the shared secret')
   .option('--admin-secret-file <file>', "file holding the volume's admin secret (without it no client may change the volume)")
+  .option('--tls-dir <dir>', 'TLS only (transport.tls on): folder with the brick\'s cert.pem, key.pem, the CA\'s ca.pem and crl.pem (reloaded when it changes)')
   .option('--xattr-prefix <prefix>', "xattr namespace for DHT metadata ('trusted.' as root, else 'user.')")
   .option('--log-level <level>', 'pino log level', 'info')
   .action(
@@ -102,10 +105,10 @@ brick
         const b = spec.bricks.find((x) => x.name === o.brick);
         if (!b) throw new Error(`brick ${o.brick} is not in ${o.spec}`);
         if (!b.dir) throw new Error(`brick ${o.brick} has no dir in the spec`);
-        opts = { dir: b.dir, host: b.host, port: b.port, name: b.name, brickId: (b as StoredBrick).id ?? o.brickId, volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret };
+        opts = { dir: b.dir, host: b.host, port: b.port, name: b.name, brickId: (b as StoredBrick).id ?? o.brickId, volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret, tls: spec.options?.tls ? tlsFilesIn(o.tlsDir ?? brickTlsDir(spec.name, b.name)) : undefined };
       } else {
         for (const k of ['dir', 'name', 'volumeId', 'secretFile']) if (o[k] === undefined) throw new Error(`--${k.replace(/[A-Z]/g, (c: string) => '-' + c.toLowerCase())} is required without --spec`);
-        opts = { dir: path.resolve(o.dir), host: o.host, port: o.port ?? 0, name: o.name, brickId: o.brickId, volumeId: o.volumeId, secret: fs.readFileSync(o.secretFile, 'utf8').trim(), adminSecret: o.adminSecretFile ? fs.readFileSync(o.adminSecretFile, 'utf8').trim() : undefined };
+        opts = { dir: path.resolve(o.dir), host: o.host, port: o.port ?? 0, name: o.name, brickId: o.brickId, volumeId: o.volumeId, secret: fs.readFileSync(o.secretFile, 'utf8').trim(), adminSecret: o.adminSecretFile ? fs.readFileSync(o.adminSecretFile, 'utf8').trim() : undefined, tls: o.tlsDir ? tlsFilesIn(o.tlsDir) : undefined };
       }
       if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new Error('--port is a TCP port, or 0');
       const srv = await serveBrick({ ...opts, portRange: parsePortRange(o.portRange), xattrPrefix: o.xattrPrefix, logLevel: o.logLevel });
@@ -131,6 +134,7 @@ volume
   .option('--no-lookup-optimize', 'always look on every brick when a name is not on its hashed brick')
   .option('--ping-timeout <s>', 'seconds a brick with calls in flight may stay silent before clients cut it off (0: never)', (v) => Number(v), 42)
   .option('--migration-protocol <p>', "safe, or legacy: GlusterFS's order and client rules, to show its stale read (unsafe)", 'safe')
+  .option('--tls', 'transport.tls on: bricks take only TLS clients with a certificate of this host\'s CA (made now if absent)')
   .option('--json', 'print the result as JSON')
   .action(
     action(async (name: string, bricks: string[], o) => {
@@ -142,7 +146,13 @@ volume
         pingTimeout: o.pingTimeout,
         ...(o.migrationProtocol === 'legacy' ? { migrationProtocol: 'legacy' as const } : {}),
       };
-      const v = clusterConfig() ? await clusterCreate(name, bricks, options) : createVolume(name, bricks, options);
+      if (o.tls && clusterConfig()) throw new Error('--tls is not over a cluster yet: create the volume on one host');
+      let v = clusterConfig() ? await clusterCreate(name, bricks, options) : createVolume(name, bricks, options);
+      if (o.tls) {
+        v = loadVolume(name);
+        setVolumeTls(v, true);
+        saveVolume(v);
+      }
       out(o.json, { name: v.name, volumeId: v.volumeId, bricks: v.bricks }, () => `volume create: ${name}: success (${v.bricks.length} bricks); start it with: dhtfs volume start ${name}`);
     }),
   );
@@ -245,9 +255,18 @@ async function changeOptions(name: string, option: string, change: (options: Vol
 
 volume
   .command('set <name> <option> <value>')
-  .description(`set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')})`)
+  .description(`set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')}); transport.tls on|off (TLS on the brick path; the bricks take it up when they restart: volume stop and start)`)
   .action(
     action(async (name: string, option: string, value: string) => {
+      if (option === 'transport.tls') {
+        if (clusterConfig()) throw new Error('transport.tls is not over a cluster yet');
+        if (value !== 'on' && value !== 'off') throw new Error('transport.tls is on or off');
+        const v = loadVolume(name);
+        setVolumeTls(v, value === 'on');
+        saveVolume(v);
+        const restart = v.state === 'started' ? `; the bricks take it up when they restart: dhtfs volume stop ${name} && dhtfs volume start ${name} (clients given the spec before need it again, with a client certificate: dhtfs cert issue client NAME -o DIR)` : '';
+        return console.log(`volume set: ${name}: transport.tls = ${value}: success${restart}`);
+      }
       const full = await changeOptions(name, option, (opts, o) => ({ ...opts, [o.key]: o.parse(value) }));
       console.log(`volume set: ${name}: ${full} = ${value}: success`);
     }),
@@ -843,6 +862,7 @@ helper
   );
 
 registerNodeCommands(program, action);
+registerCertCommands(program, action);
 registerClusterCommands(program, action, out);
 // Not over a cluster yet: refused there, rather than acting on this host's own state.
 for (const c of volume.commands.filter((x) => ['delete', 'set', 'get', 'reset', 'add-brick', 'replace-brick', 'remove-brick', 'rebalance', 'migrate'].includes(x.name()))) {

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Volume } from '../api/volume.js';
 import { RpcClient } from '../wire/rpc.js';
-import { tcpNetwork } from '../wire/tcp.js';
+import { specNetwork } from '../api/network.js';
 import { liveOptionsIn, type Topology } from '../dht/spec.js';
 import { Rebalancer, THROTTLE, startFailed, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
 import type { MigrateOptions } from '../rebalance/migrate.js';
@@ -60,7 +60,7 @@ export async function pushTopology(v: StoredVolume, leaving: StoredVolume['brick
     options: liveOptionsIn(v.options),
   };
   const tell = async (b: StoredVolume['bricks'][number]) => {
-    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'cli' });
+    const c = await RpcClient.connect(specNetwork(v), b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'cli' });
     try {
       await c.call('setTopology', { topology: t });
     } finally {

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { validateSpec, type BrickSpec, type VolumeOptions, type VolumeSpec } from '../dht/spec.js';
 import { RpcClient } from '../wire/rpc.js';
-import { tcpNetwork } from '../wire/tcp.js';
+import { specNetwork } from '../api/network.js';
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const MAIN_JS = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
@@ -165,7 +165,7 @@ export function brickPid(v: StoredVolume, brick: string): number | null {
 /** Handshakes with a brick; true when it answers as a brick of this volume. */
 export async function probeBrick(v: VolumeSpec, b: BrickSpec): Promise<boolean> {
   try {
-    const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, brickName: b.name, clientName: 'probe' });
+    const c = await RpcClient.connect(specNetwork(v), b.host, b.port, { volumeId: v.volumeId, secret: v.secret, brickName: b.name, clientName: 'probe' });
     c.close();
     return true;
   } catch {

@@ -39,6 +39,18 @@ export interface VolumeOptions extends Partial<Record<LimitKey, number>> {
    * features.lock-timeout (bricks: 30). 0: for ever. Taken up by the bricks, not the clients.
    */
   lockTimeout?: number;
+  /**
+   * `transport.tls on`: the bricks accept only TLS 1.3 clients with a certificate of the volume's CA
+   * (wire/tls.ts); the HMAC handshake runs inside. Taken up by bricks when they (re)start.
+   */
+  tls?: boolean;
+}
+
+/** A client's TLS files (PEM paths): the CA bricks are checked against, its certificate and key. */
+export interface SpecTls {
+  ca: string;
+  cert: string;
+  key: string;
 }
 
 export interface VolumeSpec {
@@ -56,6 +68,8 @@ export interface VolumeSpec {
   decommissioned?: string[];
   /** Topology version: every add-brick and remove-brick step raises it. */
   version?: number;
+  /** This client's TLS files, for a volume with `options.tls` (or ConnectOptions.tlsDir). */
+  tls?: SpecTls;
 }
 
 /** What every brick keeps on its root so that clients learn about added and removed bricks. */

@@ -11,12 +11,13 @@ const READ_BUFFER = 4 * 1024 * 1024;
 
 type DataFn = (chunk: Buffer) => void;
 
-interface SocketReads {
+export interface SocketReads {
   fns: DataFn[];
   landing: (() => Uint8Array | null) | null;
 }
 
-function wrap(sock: net.Socket, reads: SocketReads | null = null): Conn {
+/** A connected socket as a Conn (also a TLS socket: ./tls.ts). */
+export function wrap(sock: net.Socket, reads: SocketReads | null = null): Conn {
   sock.setNoDelay(true);
   let closed = false;
   let closeReason: string | undefined;

@@ -1,0 +1,200 @@
+/**
+ * Certificates for TLS on the brick path (`dhtfs cert ...`): a CA under DHTFS_HOME/tls made when TLS is
+ * first turned on (or by `cert init`), a certificate per brick of this host, one for the CLI's own
+ * connections, client certificates issued into a folder a client points to, and a CRL the bricks
+ * reload when it changes. The openssl command (OpenSSL 3) does the signing and the CRL: Node's crypto
+ * verifies certificates but cannot make them or a CRL, and openssl's `ca` keeps the index of what was
+ * issued and revoked that a CRL is made from.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { Command } from 'commander';
+import { home, isLocalHost, type StoredVolume } from './state.js';
+import { tlsFilesIn, type TlsFiles } from '../wire/tls.js';
+
+export function tlsHome(): string {
+  return path.join(home(), 'tls');
+}
+
+const DAYS = '3650';
+
+function openssl(args: string[]): string {
+  try {
+    return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as Error & { stderr?: string; code?: string };
+    if (err.code === 'ENOENT') throw new Error('the openssl command is needed for certificates (apt install openssl)');
+    throw new Error(`openssl ${args[0]} failed: ${(err.stderr ?? err.message).trim().split('\n').slice(-3).join(' ')}`);
+  }
+}
+
+function cnf(dir: string): string {
+  return `[ ca ]
+default_ca = dhtfs
+[ dhtfs ]
+dir = ${dir}
+database = $dir/index.txt
+new_certs_dir = $dir/issued
+certificate = $dir/ca.pem
+private_key = $dir/private/ca-key.pem
+serial = $dir/serial
+crlnumber = $dir/crlnumber
+default_md = sha256
+default_days = ${DAYS}
+default_crl_days = ${DAYS}
+policy = any
+unique_subject = no
+copy_extensions = none
+[ any ]
+organizationName = optional
+organizationalUnitName = optional
+commonName = supplied
+`;
+}
+
+/** The CA (made here when absent): true when it was made now. */
+export function ensureCa(): boolean {
+  const d = tlsHome();
+  if (fs.existsSync(path.join(d, 'ca.pem'))) return false;
+  fs.mkdirSync(path.join(d, 'private'), { recursive: true, mode: 0o700 });
+  fs.mkdirSync(path.join(d, 'issued'), { recursive: true, mode: 0o700 });
+  fs.chmodSync(d, 0o700);
+  fs.writeFileSync(path.join(d, 'ca.cnf'), cnf(d));
+  fs.writeFileSync(path.join(d, 'index.txt'), '');
+  fs.writeFileSync(path.join(d, 'serial'), '1000\n');
+  fs.writeFileSync(path.join(d, 'crlnumber'), '1000\n');
+  const key = path.join(d, 'private', 'ca-key.pem');
+  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
+  fs.chmodSync(key, 0o600);
+  const tmp = path.join(d, 'ca.pem.tmp');
+  openssl(['req', '-x509', '-new', '-key', key, '-sha256', '-days', DAYS, '-subj', `/O=dhtfs/CN=dhtfs CA ${path.basename(home())} ${new Date().toISOString()}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', tmp]);
+  makeCrl();
+  fs.renameSync(tmp, path.join(d, 'ca.pem'));
+  return true;
+}
+
+/** Writes the CRL from the CA's index (atomically: a brick reading it sees the old one or the new one). */
+function makeCrl(): void {
+  const d = tlsHome();
+  const tmp = path.join(d, 'crl.pem.tmp');
+  const caTmp = path.join(d, 'ca.pem.tmp');
+  // During ensureCa the certificate is still at its temporary name.
+  const args = ['ca', '-batch', '-config', path.join(d, 'ca.cnf'), '-gencrl', '-out', tmp];
+  if (fs.existsSync(caTmp)) args.push('-cert', caTmp);
+  openssl(args);
+  fs.renameSync(tmp, path.join(d, 'crl.pem'));
+}
+
+export type CertKind = 'brick' | 'client';
+
+/**
+ * Issues a certificate (P-256 key) into `out`: key.pem (0600), cert.pem, ca.pem; a brick's names its
+ * host (a SAN), so clients check it; crl.pem links to the CA's CRL when `withCrl`.
+ */
+export function issue(kind: CertKind, name: string, out: string, hosts: string[] = [], withCrl = false): TlsFiles {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name)) throw new Error(`bad certificate name '${name}': letters, digits, '.', '_', '@', '-'`);
+  ensureCa();
+  const d = tlsHome();
+  fs.mkdirSync(out, { recursive: true, mode: 0o700 });
+  const key = path.join(out, 'key.pem');
+  const csr = path.join(out, 'req.csr');
+  const ext = path.join(out, 'ext.cnf');
+  const sans = [...new Set(hosts)].map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`));
+  fs.writeFileSync(
+    ext,
+    `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${kind === 'brick' ? 'serverAuth,clientAuth' : 'clientAuth'}\n${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}`,
+  );
+  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
+  fs.chmodSync(key, 0o600);
+  openssl(['req', '-new', '-key', key, '-subj', `/O=dhtfs/OU=${kind}/CN=${name}`, '-out', csr]);
+  openssl(['ca', '-batch', '-notext', '-config', path.join(d, 'ca.cnf'), '-extfile', ext, '-in', csr, '-out', path.join(out, 'cert.pem')]);
+  fs.rmSync(csr);
+  fs.rmSync(ext);
+  fs.copyFileSync(path.join(d, 'ca.pem'), path.join(out, 'ca.pem'));
+  if (withCrl) {
+    fs.rmSync(path.join(out, 'crl.pem'), { force: true });
+    fs.symlinkSync(path.join(d, 'crl.pem'), path.join(out, 'crl.pem'));
+  }
+  return tlsFilesIn(out);
+}
+
+/** Revokes every valid certificate issued to client `name` and writes the CRL: the number revoked. */
+export function revoke(name: string, kind: CertKind = 'client'): number {
+  const d = tlsHome();
+  if (!fs.existsSync(path.join(d, 'ca.pem'))) throw new Error(`no CA here (${d}): nothing was issued`);
+  let n = 0;
+  for (const line of fs.readFileSync(path.join(d, 'index.txt'), 'utf8').split('\n')) {
+    const f = line.split('\t');
+    if (f[0] !== 'V' || !f[5]?.split('/').includes(`OU=${kind}`) || !f[5].split('/').includes(`CN=${name}`)) continue;
+    openssl(['ca', '-batch', '-config', path.join(d, 'ca.cnf'), '-revoke', path.join(d, 'issued', `${f[3]}.pem`)]);
+    n++;
+  }
+  if (n === 0) throw new Error(`no valid ${kind} certificate named ${name}`);
+  makeCrl();
+  return n;
+}
+
+/** A brick's folder of TLS files on this host. */
+export function brickTlsDir(volume: string, brick: string): string {
+  return path.join(tlsHome(), 'bricks', volume, brick);
+}
+
+/** The CLI's own client certificate on this host (its probes, topology pushes, rebalances, mounts). */
+export function cliTlsDir(): string {
+  return path.join(tlsHome(), 'clients', 'cli');
+}
+
+/** The brick's certificate (issued when missing). */
+export function ensureBrickCert(v: StoredVolume, b: { name: string; host: string }): TlsFiles {
+  const dir = brickTlsDir(v.name, b.name);
+  if (fs.existsSync(path.join(dir, 'cert.pem'))) return tlsFilesIn(dir);
+  return issue('brick', b.name, dir, [b.host, ...(isLocalHost(b.host) ? ['127.0.0.1', 'localhost'] : [])], true);
+}
+
+/** Turns TLS on or off for a volume kept here: CA, brick and CLI certificates, the spec's client files. */
+export function setVolumeTls(v: StoredVolume, on: boolean): void {
+  v.options = { ...v.options };
+  if (!on) {
+    delete v.options.tls;
+    delete v.tls;
+    return;
+  }
+  v.options.tls = true;
+  for (const b of v.bricks) if (isLocalHost(b.host)) ensureBrickCert(v, b);
+  const cli = cliTlsDir();
+  v.tls = fs.existsSync(path.join(cli, 'cert.pem')) ? tlsFilesIn(cli) : issue('client', 'cli', cli);
+}
+
+export function registerCertCommands(program: Command, action: (f: (...a: any[]) => void | Promise<void>) => (...a: any[]) => void): void {
+  const cert = program.command('cert').description('certificates for TLS on the brick path (volume set NAME transport.tls on)');
+  cert
+    .command('init')
+    .description(`make this host's CA (${'$DHTFS_HOME'}/tls; made by itself when TLS is first turned on)`)
+    .action(
+      action(() => {
+        const made = ensureCa();
+        console.log(made ? `cert init: CA made in ${tlsHome()}` : `cert init: the CA in ${tlsHome()} is there already`);
+      }),
+    );
+  cert
+    .command('issue <kind> <name>')
+    .description('issue a certificate: kind client (key.pem, cert.pem, ca.pem into -o DIR, for a spec\'s tls or --tls-dir)')
+    .requiredOption('-o, --output <dir>', 'folder to write key.pem (0600), cert.pem and ca.pem to')
+    .action(
+      action((kind: string, name: string, o: { output: string }) => {
+        if (kind !== 'client') throw new Error(`kind is client (brick certificates are issued when a volume's TLS is turned on)`);
+        issue('client', name, path.resolve(o.output));
+        console.log(`cert issue: client ${name}: ${path.resolve(o.output)}/{key,cert,ca}.pem`);
+      }),
+    );
+  cert
+    .command('revoke <name>')
+    .description("revoke a client's certificate(s): added to the CRL, which bricks reload before their next connection")
+    .action(
+      action((name: string) => {
+        const n = revoke(name);
+        console.log(`cert revoke: client ${name}: ${n} certificate${n === 1 ? '' : 's'} revoked; CRL ${path.join(tlsHome(), 'crl.pem')}`);
+      }),
+    );
+}

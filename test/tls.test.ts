@@ -1,0 +1,216 @@
+/**
+ * TLS on the brick path (issue 19 item 5), on real brick processes: a client with a certificate of the
+ * volume's CA reads and writes; a client without a certificate, one with a certificate of another CA,
+ * one whose certificate was revoked (the brick reloads the CRL without a restart) and a plaintext client
+ * are refused, each with one short log line at the brick naming why; a recording proxy between client
+ * and bricks finds a file's content and name on the wire without TLS and not with it. Then the same
+ * through the CLI: volume create --tls, cert issue client, cert revoke.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { Volume } from '../src/api/volume.js';
+import { RpcClient } from '../src/wire/rpc.js';
+import { tcpNetwork, wrap } from '../src/wire/tcp.js';
+import { tlsFilesIn, tlsNetwork, type TlsFiles } from '../src/wire/tls.js';
+import type { Network } from '../src/wire/transport.js';
+import { issue, revoke } from '../src/cli/cert.js';
+import { MAIN_JS } from '../src/cli/state.js';
+import type { VolumeSpec } from '../src/dht/spec.js';
+import { startCluster, type Cluster } from './helpers/cluster.js';
+import { sleep } from './helpers/raw.js';
+
+/** Runs `f` with DHTFS_HOME set to `home` (the CA functions read it). */
+function inHome<T>(home: string, f: () => T): T {
+  const old = process.env.DHTFS_HOME;
+  process.env.DHTFS_HOME = home;
+  try {
+    return f();
+  } finally {
+    if (old === undefined) delete process.env.DHTFS_HOME;
+    else process.env.DHTFS_HOME = old;
+  }
+}
+
+/** A client transport over TLS that presents no certificate. */
+function noCertNetwork(ca: string): Network {
+  return {
+    connect: (host, port) =>
+      new Promise((resolve, reject) => {
+        const s = tls.connect({ host, port, ca: fs.readFileSync(ca), minVersion: 'TLSv1.3' });
+        s.once('error', reject);
+        s.once('secureConnect', () => resolve(wrap(s)));
+      }),
+    listen: () => Promise.reject(new Error('no')),
+  };
+}
+
+/** Waits until brick i's log has a line matching `re`; returns the line. */
+async function logLine(c: Cluster, i: number, re: RegExp): Promise<string> {
+  for (let t = 0; t < 200; t++) {
+    const line = c.logs[i].split('\n').find((l) => re.test(l));
+    if (line) return line;
+    await sleep(50);
+  }
+  assert.fail(`no log line ${re} at brick ${i}; its log: ${c.logs[i].slice(-2000)}`);
+}
+
+/** A TCP proxy to `port` that records every byte both ways. */
+async function recordingProxy(port: number): Promise<{ port: number; bytes: () => Buffer; close: () => Promise<void> }> {
+  const chunks: Buffer[] = [];
+  const socks = new Set<net.Socket>();
+  const srv = net.createServer((a) => {
+    const b = net.connect(port, '127.0.0.1');
+    socks.add(a).add(b);
+    a.on('data', (d) => chunks.push(Buffer.from(d)));
+    b.on('data', (d) => chunks.push(Buffer.from(d)));
+    a.pipe(b).pipe(a);
+    a.on('error', () => b.destroy());
+    b.on('error', () => a.destroy());
+    a.on('close', () => b.destroy());
+    b.on('close', () => a.destroy());
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    port: (srv.address() as net.AddressInfo).port,
+    bytes: () => Buffer.concat(chunks),
+    close: () => {
+      for (const s of socks) s.destroy();
+      return new Promise((r) => srv.close(() => r()));
+    },
+  };
+}
+
+/** Writes a file with a known content and name through proxies to every brick; the bytes they saw. */
+async function sniff(c: Cluster, opts: { tlsDir?: string }): Promise<{ wire: Buffer; marker: string; name: string }> {
+  const proxies = await Promise.all(c.spec.bricks.map((b) => recordingProxy(b.port)));
+  try {
+    const spec: VolumeSpec = { ...c.spec, bricks: c.spec.bricks.map((b, i) => ({ ...b, port: proxies[i].port })) };
+    const marker = `secret-content-${randomBytes(8).toString('hex')}`;
+    const name = `/name-${randomBytes(6).toString('hex')}.txt`;
+    const vol = await Volume.connect(spec, { localFiles: null, ...(opts.tlsDir ? { tlsDir: opts.tlsDir } : {}) });
+    await vol.writeFile(name, marker.repeat(100));
+    assert.equal(await vol.readFile(name, 'utf8'), marker.repeat(100));
+    await vol.close();
+    return { wire: Buffer.concat(proxies.map((p) => p.bytes())), marker, name: name.slice(1) };
+  } finally {
+    await Promise.all(proxies.map((p) => p.close()));
+  }
+}
+
+test('TLS bricks: a good client works; no certificate, another CA, a revoked certificate and plaintext are refused with a log line; the wire shows no content', async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-tls-'));
+  const home = path.join(base, 'home');
+  const otherHome = path.join(base, 'other');
+  const brickDir = (i: number) => path.join(base, `tls-b${i}`);
+  const certs = inHome(home, () => {
+    for (let i = 0; i < 2; i++) issue('brick', `tv-client-${i}`, brickDir(i), ['127.0.0.1'], true);
+    return { alice: issue('client', 'alice', path.join(base, 'alice')), mallory: issue('client', 'mallory', path.join(base, 'mallory')) };
+  });
+  const eve = inHome(otherHome, () => issue('client', 'eve', path.join(base, 'eve')));
+  // A plaintext client waits for the brick's challenge, which a TLS brick never sends: cut at this.
+  process.env.DHTFS_LIMIT_HANDSHAKE_MS = '1500';
+  const c = await startCluster(2, { options: { tls: true }, tlsDir: brickDir });
+  delete process.env.DHTFS_LIMIT_HANDSHAKE_MS;
+  try {
+    const b = c.spec.bricks[0];
+    const auth = { volumeId: c.spec.volumeId, secret: c.spec.secret };
+    const spec: VolumeSpec = { ...c.spec, tls: { ca: certs.alice.ca, cert: certs.alice.cert, key: certs.alice.key } };
+
+    // A good client: through the spec's tls files, and through tlsDir.
+    const vol = await Volume.connect(spec, { localFiles: null });
+    for (let i = 0; i < 20; i++) await vol.writeFile(`/f${i}`, `content ${i}`);
+    const vol2 = await Volume.connect(c.spec, { localFiles: null, tlsDir: path.join(base, 'alice') });
+    for (let i = 0; i < 20; i++) assert.equal(await vol2.readFile(`/f${i}`, 'utf8'), `content ${i}`);
+    await vol2.close();
+    // A spec of a TLS volume without client files is refused in the client, before any connection.
+    await assert.rejects(Volume.connect(c.spec, { localFiles: null }), { code: 'EACCES', message: /TLS clients only/ });
+
+    // No certificate.
+    await assert.rejects(RpcClient.connect(noCertNetwork(certs.alice.ca), b.host, b.port, auth));
+    const noCert = await logLine(c, 0, /no client certificate.*TLS client refused/);
+
+    // A certificate of another CA (it trusts the brick's CA, so the brick is the one to refuse).
+    const eveFiles: TlsFiles = { ca: certs.alice.ca, cert: eve.cert, key: eve.key };
+    await assert.rejects(RpcClient.connect(tlsNetwork({ files: eveFiles }), b.host, b.port, auth));
+    const otherCa = await logLine(c, 0, /not signed by this volume's CA.*TLS client refused/);
+    // And a client that trusts only another CA refuses the brick itself.
+    await assert.rejects(RpcClient.connect(tlsNetwork({ files: tlsFilesIn(path.join(base, 'eve')) }), b.host, b.port, auth), /TLS connect/);
+
+    // Revoked: works before, refused after `revoke` (the brick reloads the CRL, no restart).
+    const m = await RpcClient.connect(tlsNetwork({ files: certs.mallory }), b.host, b.port, auth);
+    m.close();
+    inHome(home, () => revoke('mallory'));
+    await assert.rejects(RpcClient.connect(tlsNetwork({ files: certs.mallory }), b.host, b.port, auth));
+    const revoked = await logLine(c, 0, /revoked.*TLS client refused/);
+    // alice is still fine, on a new connection too.
+    const a = await RpcClient.connect(tlsNetwork({ files: certs.alice }), b.host, b.port, auth);
+    a.close();
+
+    // Plaintext: the HMAC client over TCP gets nowhere.
+    await assert.rejects(RpcClient.connect(tcpNetwork, b.host, b.port, auth));
+    const plain = await logLine(c, 0, /plaintext.*TLS client refused/);
+
+    for (const line of [noCert, otherCa, revoked, plain]) assert.ok(line.length < 400, `a short line: ${line}`);
+    assert.equal(await vol.readFile('/f3', 'utf8'), 'content 3', 'the good client was not disturbed');
+    await vol.close();
+
+    // The wire through a recording proxy: neither the content nor the name.
+    const s = await sniff(c, { tlsDir: path.join(base, 'alice') });
+    assert.equal(s.wire.includes(s.marker), false, 'content not on the wire');
+    assert.equal(s.wire.includes(s.name), false, 'name not on the wire');
+    assert.ok(s.wire.length > 1000, 'the proxy saw the traffic');
+  } finally {
+    await c.stop();
+  }
+  // The control: the same sniffer on a volume without TLS sees both.
+  const p = await startCluster(2);
+  try {
+    const s = await sniff(p, {});
+    assert.ok(s.wire.includes(s.marker), 'plaintext content on the wire');
+    assert.ok(s.wire.includes(s.name), 'plaintext name on the wire');
+  } finally {
+    await p.stop();
+  }
+  fs.rmSync(base, { recursive: true, force: true });
+});
+
+test('CLI: volume create --tls, cert issue client, a client with it, cert revoke refuses it', async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-tlscli-'));
+  const env = { ...process.env, DHTFS_HOME: path.join(base, 'home') };
+  const cli = (...args: string[]) => execFileSync(process.execPath, [MAIN_JS, ...args], { env, encoding: 'utf8' });
+  try {
+    cli('volume', 'create', 'sv', '--tls', `127.0.0.1:${base}/b0`, `127.0.0.1:${base}/b1`);
+    cli('volume', 'start', 'sv');
+    const status = JSON.parse(cli('volume', 'status', 'sv', '--json'));
+    assert.deepEqual(status.bricks.map((x: { online: boolean }) => x.online), [true, true], 'the CLI reaches its TLS bricks');
+    const key = fs.statSync(path.join(base, 'home', 'tls', 'private', 'ca-key.pem'));
+    assert.equal(key.mode & 0o777, 0o600);
+    cli('cert', 'issue', 'client', 'bob', '-o', `${base}/bob`);
+    assert.equal(fs.statSync(`${base}/bob/key.pem`).mode & 0o777, 0o600);
+    cli('volume', 'spec', 'sv', '-o', `${base}/spec.json`);
+    const spec = JSON.parse(fs.readFileSync(`${base}/spec.json`, 'utf8')) as VolumeSpec;
+    assert.equal(spec.options?.tls, true);
+    const vol = await Volume.connect(spec, { localFiles: null, tlsDir: `${base}/bob` });
+    await vol.writeFile('/hello', 'over tls');
+    assert.equal(await vol.readFile('/hello', 'utf8'), 'over tls');
+    await vol.close();
+    cli('cert', 'revoke', 'bob');
+    await assert.rejects(Volume.connect(spec, { localFiles: null, tlsDir: `${base}/bob` }));
+    const log = fs.readFileSync(path.join(base, 'home', 'volumes', 'sv', 'logs', 'sv-client-0.log'), 'utf8') + fs.readFileSync(path.join(base, 'home', 'volumes', 'sv', 'logs', 'sv-client-1.log'), 'utf8');
+    assert.match(log, /revoked.*TLS client refused/);
+  } finally {
+    try {
+      cli('volume', 'stop', 'sv');
+    } catch {
+      /* */
+    }
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+});

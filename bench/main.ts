@@ -5,7 +5,8 @@
  *   BENCH_SIZE_MB (default 1024)   size of the sequential file
  *   BENCH_FILES   (default 10000)  number of 4 KiB files
   *   BENCH_ROUNDS  (default 5)      rounds of the sequential write and read (the median is reported)
- *   BENCH_ONLY    (default all)    basic,fuse,rebalance: the parts to run
+ *   BENCH_ONLY    (default all)    basic,fuse,rebalance,tls: the parts to run
+ *   BENCH_TLS_MB (default 256), BENCH_TLS_FILES (default 4000), BENCH_TLS_ROUNDS (default 3): the TLS part's sizes
  *   BENCH_GLUSTER (default on)     0 leaves GlusterFS's FUSE mount out of the FUSE part
  *   BENCH_FUSE_MB, BENCH_FUSE_FILES, BENCH_REBALANCE_FILES, BENCH_REBALANCE_MB: sizes of the other parts
  *   BENCH_FUSE_ROUNDS (default 5)  rounds of the FUSE part's sequential write and read (the median is reported)
@@ -23,6 +24,7 @@ import { namesOn } from '../test/helpers/disk.js';
 import { startMount } from '../test/helpers/mount.js';
 import { rotateLayout } from '../test/helpers/layout.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
+import { issue } from '../src/cli/cert.js';
 
 const SIZE = Number(process.env.BENCH_SIZE_MB ?? 1024) * 1024 * 1024;
 const FILES = Number(process.env.BENCH_FILES ?? 10000);
@@ -381,7 +383,85 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
   }
 }
 
-/** BENCH_ONLY=basic,fuse,rebalance runs only the named parts (all by default). */
+const TLS_MB = Number(process.env.BENCH_TLS_MB ?? 256);
+const TLS_FILES = Number(process.env.BENCH_TLS_FILES ?? 4000);
+const TLS_ROUNDS = Number(process.env.BENCH_TLS_ROUNDS ?? 3);
+
+/**
+ * The cost of TLS on the brick path: the same work through the library on a volume of 3 bricks without
+ * TLS and on one of 3 bricks with it (certificates of a CA made for the run), in the same run. The
+ * "local disk" column holds the plain volume's figure; ratio = TLS / plain (1: no cost).
+ */
+async function tlsBench(rows: Row[]): Promise<string[]> {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-bench-tls-'));
+  removeLater(base);
+  const oldHome = process.env.DHTFS_HOME;
+  process.env.DHTFS_HOME = path.join(base, 'home');
+  const brickTls = (i: number) => path.join(base, `tls-b${i}`);
+  try {
+    for (let i = 0; i < 3; i++) issue('brick', `tv-client-${i}`, brickTls(i), ['127.0.0.1'], true);
+    issue('client', 'bench', path.join(base, 'client'));
+  } finally {
+    if (oldHome === undefined) delete process.env.DHTFS_HOME;
+    else process.env.DHTFS_HOME = oldHome;
+  }
+  const plainC = await startCluster(3, { dirs: [0, 1, 2].map((i) => path.join(base, `p${i}`)) });
+  const tlsC = await startCluster(3, { dirs: [0, 1, 2].map((i) => path.join(base, `t${i}`)), options: { tls: true }, tlsDir: brickTls });
+  const connect = [0, 0];
+  const vols: Volume[] = [];
+  try {
+    connect[0] = await timed(async () => void vols.push(await Volume.connect(plainC.spec)));
+    connect[1] = await timed(async () => void vols.push(await Volume.connect(tlsC.spec, { tlsDir: path.join(base, 'client') })));
+    const size = TLS_MB << 20;
+    const data = Buffer.alloc(PIECE);
+    for (let i = 0; i < PIECE; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const buf = Buffer.alloc(PIECE);
+    const w: number[][] = [[], []];
+    const r: number[][] = [[], []];
+    for (let round = 0; round < TLS_ROUNDS; round++) {
+      // Taking turns to go first (the second meets the disk as the first left it).
+      for (const k of round % 2 ? [1, 0] : [0, 1]) {
+        const vol = vols[k];
+        w[k].push(
+          await timed(async () => {
+            const h = await vol.open('/big', 'w');
+            for (let off = 0; off < size; off += PIECE) await h.write(data, 0, Math.min(PIECE, size - off), off);
+            await h.sync();
+            await h.close();
+          }),
+        );
+        dropCaches();
+        r[k].push(
+          await timed(async () => {
+            const h = await vol.open('/big', 'r');
+            for (let off = 0; off < size; off += PIECE) await h.read(buf, 0, PIECE, off);
+            await h.close();
+          }),
+        );
+      }
+    }
+    const [pw, tw, pr, tr] = [w[0], w[1], r[0], r[1]].map(median);
+    rows.push({ work: `TLS: sequential write ${TLS_MB} MiB + fsync`, local: fmtRate(size, pw), dhtfs: fmtRate(size, tw), ratio: pw / tw });
+    rows.push({ work: `TLS: sequential read ${TLS_MB} MiB`, local: fmtRate(size, pr), dhtfs: fmtRate(size, tr), ratio: pr / tr });
+    // Creates in two halves each, plain-TLS-TLS-plain, so that neither meets the disk only second.
+    const small = data.subarray(0, 4096);
+    const half = Math.floor(TLS_FILES / 2);
+    const cr = [0, 0];
+    for (const k of [0, 1]) await vols[k].mkdir('/small');
+    for (const [k, h] of [[0, 0], [1, 0], [1, 1], [0, 1]] as const) {
+      cr[k] += await timed(() => pool(half, CONCURRENCY, (i) => vols[k].writeFile(`/small/h${h}-f${i}`, small)));
+    }
+    rows.push({ work: `TLS: create ${2 * half} files of 4 KiB (${CONCURRENCY} at a time)`, local: `${((2 * half) / cr[0]).toFixed(0)} files/s`, dhtfs: `${((2 * half) / cr[1]).toFixed(0)} files/s`, ratio: cr[0] / cr[1] });
+    rows.push({ work: `TLS: connect to 3 bricks (handshakes)`, local: `${(connect[0] * 1000).toFixed(1)} ms`, dhtfs: `${(connect[1] * 1000).toFixed(1)} ms`, ratio: connect[0] / connect[1] });
+    return [`(TLS rows: the same work through the library on a volume of 3 local bricks without TLS ("local disk" column) and one with transport.tls on (TLS 1.3, P-256 certificates; "dhtfs" column), in the same run; ratio = TLS / plain; sequential rows: median of ${TLS_ROUNDS})`];
+  } finally {
+    for (const v of vols) await v.close();
+    await plainC.stop();
+    await tlsC.stop();
+  }
+}
+
+/** BENCH_ONLY=basic,fuse,rebalance,tls runs only the named parts (all by default). */
 function only(part: string): boolean {
   const want = process.env.BENCH_ONLY;
   return !want || want.split(',').includes(part);
@@ -394,6 +474,7 @@ async function main(): Promise<void> {
     if (only('basic')) await basicBench(rows);
     if (!process.env.BENCH_SKIP_FUSE && only('fuse')) notes.push(...(await fuseBench(rows)));
     if (!process.env.BENCH_SKIP_REBALANCE && only('rebalance')) notes.push(...(await rebalanceBench(rows)));
+    if (only('tls')) notes.push(...(await tlsBench(rows)));
   } finally {
     for (const f of atEnd) f();
   }

@@ -135,7 +135,7 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
         srv.on('tlsClientError', (e: Error & { code?: string }, s: tls.TLSSocket) => {
           const timeout = /timeout/i.test(e.message);
           log('TLS client refused', { remote: `${s.remoteAddress}:${s.remotePort}`, reason: timeout ? 'no TLS handshake in time (a plaintext client?)' : reasonOf(e.code, e.message) });
-          // tls leaves a socket whose handshake timed out open (Node 22): a silent client would keep it.
+          // tls leaves a socket whose handshake timed out open (Node 20): a silent client would keep it.
           s.destroy();
         });
         srv.on('secureConnection', (s: tls.TLSSocket) => {

@@ -2,9 +2,9 @@
 import { ELAYOUT, EMOVED, FsError, ignoreCodes, rethrowBug } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
-import { COMMIT_HASH_INVALID, decodeRanges, sameRanges, type LayoutRange } from '../dht/layout.js';
+import { COMMIT_HASH_INVALID, decodeRanges, sameRanges, type LayoutRange } from '../wire/layout-xattr.js';
 import { LIMIT_DEFAULTS, LimitLog, type BrickLimits } from '../wire/limits.js';
-import { LIMIT_OPTION_KEYS } from '../dht/spec.js';
+import { LIMIT_OPTION_KEYS } from '../wire/limits.js';
 import type { Attr } from '../wire/types.js';
 import { S_IFDIR, S_ISGID, S_ISVTX, type Stat, type Storage } from '../storage/storage.js';
 import { LockTable } from './locks.js';

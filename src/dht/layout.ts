@@ -3,57 +3,31 @@
  * (shared/reference/glusterfs-dht.md §1.2-§1.4). Pure functions only.
  */
 import assert from 'node:assert';
-import { MAX_RANGES } from '../wire/ops.js';
 import { dhtHash, type HashOptions } from './hash.js';
 
 export const RING_MAX = 0xffffffff;
-/** Layout type 0: DHT_HASH_TYPE_DM (normal); 1: DM_USER (set by hand, fix-layout leaves it alone). */
-export const HASH_TYPE_DM = 0;
-export const HASH_TYPE_DM_USER = 1;
-/** Commit hash value meaning "no valid commit hash". */
-export const COMMIT_HASH_INVALID = 1;
-
-/** One brick's range in one directory's layout. A range of 0-0 means "no range". */
-export interface LayoutRange {
-  commit: number;
-  type: number;
-  start: number;
-  stop: number;
-}
+// The on-disk record format (shared with the brick): wire/layout-xattr.ts.
+export {
+  HASH_TYPE_DM,
+  HASH_TYPE_DM_USER,
+  COMMIT_HASH_INVALID,
+  MAX_RANGES_PER_BRICK,
+  isEmptyRange,
+  encodeRange,
+  decodeRange,
+  sameRange,
+  encodeRanges,
+  decodeRanges,
+  sameRanges,
+  type LayoutRange,
+} from '../wire/layout-xattr.js';
+import { COMMIT_HASH_INVALID, EMPTY_RANGE, HASH_TYPE_DM, isEmptyRange, type LayoutRange } from '../wire/layout-xattr.js';
 
 export interface LayoutEntry extends LayoutRange {
   brick: string;
 }
 
 export type Layout = LayoutEntry[];
-
-export function isEmptyRange(r: LayoutRange): boolean {
-  return r.start === 0 && r.stop === 0;
-}
-
-/** The 16-byte on-disk xattr value: four big-endian uint32 [commit, type, start, stop]. */
-export function encodeRange(r: LayoutRange): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeUInt32BE(r.commit >>> 0, 0);
-  b.writeUInt32BE(r.type >>> 0, 4);
-  b.writeUInt32BE(r.start >>> 0, 8);
-  b.writeUInt32BE(r.stop >>> 0, 12);
-  return b;
-}
-
-export function decodeRange(b: Uint8Array): LayoutRange {
-  if (b.length !== 16) throw new Error(`layout xattr must be 16 bytes, got ${b.length}`);
-  const v = Buffer.from(b.buffer, b.byteOffset, 16);
-  const r = { commit: v.readUInt32BE(0), type: v.readUInt32BE(4), start: v.readUInt32BE(8), stop: v.readUInt32BE(12) };
-  if (r.type !== HASH_TYPE_DM && r.type !== HASH_TYPE_DM_USER) throw new Error(`unknown layout type ${r.type}`);
-  if (r.start > r.stop) throw new Error(`layout start ${r.start} > stop ${r.stop}`);
-  return r;
-}
-
-export function sameRange(a: LayoutRange | null | undefined, b: LayoutRange | null | undefined): boolean {
-  if (!a || !b) return !a && !b;
-  return a.commit === b.commit && a.type === b.type && a.start === b.start && a.stop === b.stop;
-}
 
 /** strcmp order on names, as GlusterFS sorts subvolumes. */
 export function byName(a: { name: string }, b: { name: string }): number {
@@ -163,29 +137,6 @@ export function layoutCommit(layout: Layout): number {
 // Several ranges per brick. GlusterFS gives a brick one range per directory; dhtfs allows several, so
 // that a layout change moves only what it must. The xattr holds one 16-byte record per range: a brick
 // with one range has exactly GlusterFS's value.
-
-/** The protocol's bound (wire/ops.ts), which the xattr decoder keeps too. */
-export const MAX_RANGES_PER_BRICK = MAX_RANGES;
-const EMPTY: LayoutRange = { commit: 0, type: HASH_TYPE_DM, start: 0, stop: 0 };
-
-export function encodeRanges(rs: LayoutRange[]): Buffer {
-  const list = rs.filter((r) => !isEmptyRange(r));
-  if (list.length === 0) return encodeRange({ ...EMPTY, commit: rs[0]?.commit ?? 0 });
-  return Buffer.concat(list.map(encodeRange));
-}
-
-export function decodeRanges(b: Uint8Array): LayoutRange[] {
-  if (b.length === 0 || b.length % 16 !== 0 || b.length / 16 > MAX_RANGES_PER_BRICK) throw new Error(`layout xattr of ${b.length} bytes is not 1..${MAX_RANGES_PER_BRICK} records of 16`);
-  const out: LayoutRange[] = [];
-  for (let i = 0; i < b.length; i += 16) out.push(decodeRange(b.subarray(i, i + 16)));
-  return out;
-}
-
-export function sameRanges(a: LayoutRange[] | null | undefined, b: LayoutRange[] | null | undefined): boolean {
-  const x = (a ?? []).filter((r) => !isEmptyRange(r));
-  const y = (b ?? []).filter((r) => !isEmptyRange(r));
-  return x.length === y.length && x.every((r, i) => sameRange(r, y[i]));
-}
 
 /** A brick's ranges in a layout (possibly none). */
 export function rangesOf(layout: Layout, brick: string): LayoutRange[] {
@@ -323,7 +274,7 @@ function fixLayoutAt(old: Layout, bricks: BrickWeight[], opts: { commit: number;
       if (m && m[1] + 1 === p[0]) m[1] = p[1];
       else merged.push([p[0], p[1]]);
     }
-    if (merged.length === 0) out.push({ brick: n, ...EMPTY, commit: opts.commit });
+    if (merged.length === 0) out.push({ brick: n, ...EMPTY_RANGE, commit: opts.commit });
     for (const [start, stop] of merged) out.push({ brick: n, commit: opts.commit, type: HASH_TYPE_DM, start, stop });
   }
   return assertWhole(out);

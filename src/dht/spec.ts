@@ -1,5 +1,5 @@
 /** A volume spec: what a client needs to reach a volume. Stored as JSON by the CLI. */
-import type { BrickLimits } from '../wire/limits.js';
+import { LIMIT_OPTION_KEYS, type LimitKey } from '../wire/limits.js';
 
 export interface BrickSpec {
   /** Subvolume name, e.g. `vol-client-0`; linkto xattrs carry it. */
@@ -81,29 +81,7 @@ export interface Topology {
   options?: LiveOptions;
 }
 
-/**
- * The bricks' limits (wire/limits.ts) that `volume set limit.NAME N` changes on every brick at once (the
- * lock-timeout is `features.lock-timeout`, in seconds). -1: the brick's own value (its default, derived
- * from its fd limit where it is, or its DHTFS_LIMIT_* environment).
- */
-export type LimitKey = Exclude<keyof BrickLimits, 'lockTimeoutMs'>;
-export const LIMIT_OPTION_KEYS: readonly LimitKey[] = [
-  'preAuthMaxFrame',
-  'handshakeMs',
-  'maxUnsentBytes',
-  'maxConnections',
-  'maxConnectionsPerAddress',
-  'maxUnauthenticated',
-  'maxUnauthenticatedPerAddress',
-  'maxFdsPerSession',
-  'maxFds',
-  'maxLockNameBytes',
-  'maxLocksPerSession',
-  'maxLockDomains',
-  'storageCallTimeoutMs',
-  'healthCheckIntervalMs',
-  'healthCheckTimeoutMs',
-];
+export { LIMIT_OPTION_KEYS, type LimitKey } from '../wire/limits.js';
 
 /** The options `volume set` changes, and every client connected adopts with the next topology. */
 export type LiveOptions = Pick<VolumeOptions, 'minFreeDisk' | 'minFreeInodes' | 'lookupOptimize' | 'pingTimeout' | 'lockTimeout'> & Partial<Record<LimitKey, number>>;

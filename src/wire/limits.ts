@@ -232,3 +232,27 @@ export class ConnectionGate {
     else this.perAddr.set(t.addr, n);
   }
 }
+
+/**
+ * The bricks' limits that `volume set limit.NAME N` changes on every brick at once (the
+ * lock-timeout is `features.lock-timeout`, in seconds). -1: the brick's own value (its default, derived
+ * from its fd limit where it is, or its DHTFS_LIMIT_* environment).
+ */
+export type LimitKey = Exclude<keyof BrickLimits, 'lockTimeoutMs'>;
+export const LIMIT_OPTION_KEYS: readonly LimitKey[] = [
+  'preAuthMaxFrame',
+  'handshakeMs',
+  'maxUnsentBytes',
+  'maxConnections',
+  'maxConnectionsPerAddress',
+  'maxUnauthenticated',
+  'maxUnauthenticatedPerAddress',
+  'maxFdsPerSession',
+  'maxFds',
+  'maxLockNameBytes',
+  'maxLocksPerSession',
+  'maxLockDomains',
+  'storageCallTimeoutMs',
+  'healthCheckIntervalMs',
+  'healthCheckTimeoutMs',
+];

@@ -1,6 +1,6 @@
 /** Entry operations: lookups, names made and removed (files, directories, linktos, symlinks, FIFOs), renames and links, listings. */
 import { FsError, codeOf, ignoreCodes } from '../../common/errors.js';
-import { encodeRanges } from '../../dht/layout.js';
+import { encodeRanges } from '../../wire/layout-xattr.js';
 import type { Attr, DirEntryAttr } from '../../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_WRONLY, S_IFMT, S_IFIFO, S_IFSOCK, S_IFBLK, S_IFCHR, S_ISGID, S_ISVTX } from '../../storage/storage.js';
 import { HANDLE_DIR, RENAME_DIR, LINKTO_MODE, parentOf, handlePath, isDir, isLnk, deviceOf, encodeLinkto } from '../format.js';

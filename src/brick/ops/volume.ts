@@ -1,6 +1,6 @@
 /** Volume operations: the root's commit hash and topology (admin), statfs, directory layouts. */
 import { FsError, ignoreCodes } from '../../common/errors.js';
-import { encodeRanges } from '../../dht/layout.js';
+import { encodeRanges } from '../../wire/layout-xattr.js';
 import { type Attr, type RootInfo, type StatFsReply, TOPOLOGY_CHANGED } from '../../wire/types.js';
 import { isDir } from '../format.js';
 import { bad, U32, type Decoded } from '../../wire/ops.js';

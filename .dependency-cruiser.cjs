@@ -29,7 +29,7 @@ module.exports = {
       severity: 'error',
       from: {
         path: `${S}(brick|dht|rebalance|wire|api)/`,
-        pathNot: `${S}(brick/server|brick/claim|wire/tcp)\\.js$`,
+        pathNot: `${S}(brick/server|brick/claim|wire/tcp|wire/tls)\\.js$`,
       },
       to: { path: '^(net|fs|fs/promises|dgram|child_process|tls|http|https)$', dependencyTypes: ['core'] },
     },

@@ -25,6 +25,7 @@ import { MAIN_JS } from '../src/cli/state.js';
 import type { VolumeSpec } from '../src/dht/spec.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { sleep } from './helpers/raw.js';
+import { startMount, unmountCluster } from './helpers/mount.js';
 
 /** Runs `f` with DHTFS_HOME set to `home` (the CA functions read it). */
 function inHome<T>(home: string, f: () => T): T {
@@ -129,6 +130,19 @@ test('TLS bricks: a good client works; no certificate, another CA, a revoked cer
     const vol2 = await Volume.connect(c.spec, { localFiles: null, tlsDir: path.join(base, 'alice') });
     for (let i = 0; i < 20; i++) assert.equal(await vol2.readFile(`/f${i}`, 'utf8'), `content ${i}`);
     await vol2.close();
+    // The FUSE mount of a spec file whose tls names the client's files.
+    const specFile = path.join(base, 'spec.json');
+    fs.writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600 });
+    const mnt = path.join(base, 'mnt');
+    fs.mkdirSync(mnt);
+    const daemon = await startMount(specFile, mnt);
+    try {
+      fs.writeFileSync(path.join(mnt, 'via-mount'), 'mounted over tls');
+      assert.equal(fs.readFileSync(path.join(mnt, 'f7'), 'utf8'), 'content 7');
+    } finally {
+      await unmountCluster(undefined, mnt, daemon);
+    }
+    assert.equal(await vol.readFile('/via-mount', 'utf8'), 'mounted over tls');
     // A spec of a TLS volume without client files is refused in the client, before any connection.
     await assert.rejects(Volume.connect(c.spec, { localFiles: null }), { code: 'EACCES', message: /TLS clients only/ });
 
@@ -201,6 +215,16 @@ test('CLI: volume create --tls, cert issue client, a client with it, cert revoke
     await vol.writeFile('/hello', 'over tls');
     assert.equal(await vol.readFile('/hello', 'utf8'), 'over tls');
     await vol.close();
+    // transport.tls on for a volume made without it: its bricks serve TLS once started.
+    cli('volume', 'create', 'pv', `127.0.0.1:${base}/p0`);
+    assert.match(cli('volume', 'set', 'pv', 'transport.tls', 'on'), /transport.tls = on: success/);
+    cli('volume', 'start', 'pv');
+    assert.match(fs.readFileSync(path.join(base, 'home', 'volumes', 'pv', 'logs', 'pv-client-0.log'), 'utf8'), /"tls":true.*brick serving/);
+    cli('volume', 'spec', 'pv', '-o', `${base}/pv.json`);
+    const pv = await Volume.connect(JSON.parse(fs.readFileSync(`${base}/pv.json`, 'utf8')) as VolumeSpec, { localFiles: null, tlsDir: `${base}/bob` });
+    await pv.writeFile('/x', 'y');
+    await pv.close();
+    cli('volume', 'stop', 'pv');
     cli('cert', 'revoke', 'bob');
     await assert.rejects(Volume.connect(spec, { localFiles: null, tlsDir: `${base}/bob` }));
     const log = fs.readFileSync(path.join(base, 'home', 'volumes', 'sv', 'logs', 'sv-client-0.log'), 'utf8') + fs.readFileSync(path.join(base, 'home', 'volumes', 'sv', 'logs', 'sv-client-1.log'), 'utf8');

@@ -23,17 +23,10 @@ import { once } from 'node:events';
 import { EtcdStore } from '../src/cluster/etcd-store.js';
 import { MAIN_JS } from '../src/cli/state.js';
 import { etcdAvailable, startEtcd } from './helpers/etcd.js';
+import { alive } from '../src/cluster/proc.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('node daemon: runs its bricks, restarts one that dies on its port, reports one that keeps dying, stops them with their volume, adopts them after its own restart', { timeout: 180_000 }, async () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-node-'));

@@ -12,6 +12,7 @@ import { RpcClient } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import type { Announce, BrickRunner, RunningBrick } from './node.js';
 import type { BrickStatus, PlacedBrick, VolumeRecord } from './records.js';
+import { alive } from './proc.js';
 
 const MAIN_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
 /** How long a brick may take to listen. */
@@ -23,14 +24,6 @@ const ADOPTED_POLL_MS = 500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function stopPid(pid: number, gone: () => boolean): Promise<void> {
   try {

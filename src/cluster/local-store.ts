@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StoreError, type Change, type Claim, type Entry, type Event, type Store } from './store.js';
+import { alive } from './proc.js';
 
 interface Data {
   rev: number;
@@ -19,14 +20,6 @@ const LOCK_WAIT_MS = 10_000;
 /** How often a watch looks at the file. */
 const WATCH_POLL_MS = 200;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

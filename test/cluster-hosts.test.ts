@@ -2,7 +2,7 @@
  * A cluster of hosts in network namespaces (issue 19), driven by the CLI as an operator would: etcd on
  * the first host, a node daemon on each of three hosts, and a fourth host that runs `cluster init`,
  * `peer probe`, `pool list`, `volume create` with a brick on every host, `volume start`, file commands and
- * `volume status`. A brick killed on one host is restarted by its node daemon on its port and its files
+ * `volume status`, and `volume set` from two hosts at once. A brick killed on one host is restarted by its node daemon on its port and its files
  * read again; `volume stop` stops the bricks on every host; commands not over a cluster yet say so.
  */
 import test from 'node:test';
@@ -86,6 +86,14 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     }
     assert.ok(back?.online && back.pid !== victim.pid, `restarted: ${JSON.stringify(back)}`);
     for (let i = 0; i < 8; i++) assert.equal(await run('-V', 'cv', 'cat', `/f${i}`), `file ${i} written from the admin host\n`);
+
+    // Two hosts change options at once: neither change is lost (compare-and-set on the record).
+    const h1home = path.join(base, 'h1-admin');
+    await cli(h1, h1home, 'cluster', 'init', '--etcd', etcd.endpoint);
+    await Promise.all([run('volume', 'set', 'cv', 'network.ping-timeout', '17'), cli(h1, h1home, 'volume', 'set', 'cv', 'cluster.min-free-disk', '7')]);
+    const opts = JSON.parse(await cli(h1, h1home, 'volume', 'get', 'cv', '--json')) as { option: string; value: unknown }[];
+    assert.equal(opts.find((o) => o.option === 'network.ping-timeout')?.value, 17);
+    assert.equal(opts.find((o) => o.option === 'cluster.min-free-disk')?.value, 7);
 
     // Not over a cluster yet: said plainly.
     await assert.rejects(run('volume', 'add-brick', 'cv', `${h1.address}:/x`), /volume add-brick does not work over a cluster yet/);

@@ -234,3 +234,18 @@ export async function clusterVolumes(name?: string): Promise<{ v: VolumeRecord; 
 export function notInClusterYet(what: string): never {
   throw new Error(`${what} does not work over a cluster yet (issue 19; docs/CLUSTER.md says what does)`);
 }
+
+/**
+ * volume set/reset in a cluster: the record's options changed (compare-and-set: two hosts changing options
+ * at once cannot lose one), and for a started volume a topology one version up, told to every brick.
+ */
+export async function clusterChangeOptions(name: string, change: (o: VolumeOptions) => VolumeOptions): Promise<VolumeRecord> {
+  return withStore(async (s) => {
+    const v = await update<VolumeRecord>(s, keys.volume(name), (cur) => {
+      if (!cur) throw new Error(`volume ${name} does not exist`);
+      return { ...cur, options: change({ ...cur.options }), version: cur.state === 'started' ? cur.version + 1 : cur.version };
+    });
+    if (v!.state === 'started') await announceTopology(v!);
+    return v!;
+  });
+}

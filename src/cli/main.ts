@@ -33,7 +33,7 @@ import { addBricks, replaceBrick } from './bricks.js';
 import { brickTlsDir, registerCertCommands, setVolumeTls } from './cert.js';
 import { tlsFilesIn } from '../wire/tls.js';
 import { registerNodeCommands } from './node.js';
-import { clusterConfig, clusterCreate, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
+import { clusterChangeOptions, clusterConfig, clusterCreate, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
 
 /**
  * remove-brick commit: how long the removed bricks keep serving after the topology without them reached
@@ -245,8 +245,12 @@ const showOption = (x: unknown) => (x === true ? 'on' : x === false ? 'off' : x 
 
 /** Changes a volume's options; a started volume's bricks, and the clients connected to them, take them up. */
 async function changeOptions(name: string, option: string, change: (options: VolumeOptions, o: ReturnType<typeof liveOption>) => VolumeOptions): Promise<string> {
-  const v = loadVolume(name);
   const o = liveOption(option);
+  if (clusterConfig()) {
+    await clusterChangeOptions(name, (opts) => change(opts, o));
+    return o.name;
+  }
+  const v = loadVolume(name);
   v.options = change({ ...v.options }, o);
   if (v.state === 'started') await pushTopology(v);
   else saveVolume(v);
@@ -277,8 +281,8 @@ volume
   .description('show the options of a volume, or one of them, with their values in force')
   .option('--json', 'print as JSON')
   .action(
-    action((name: string, option: string | undefined, o) => {
-      const v = loadVolume(name);
+    action(async (name: string, option: string | undefined, o) => {
+      const v = clusterConfig() ? (await clusterVolumes(name))[0].v : loadVolume(name);
       const inForce = liveOptionsIn(v.options);
       const rows = Object.entries(LIVE_OPTIONS)
         .filter(([full]) => !option || full === liveOption(option).name)
@@ -865,7 +869,7 @@ registerNodeCommands(program, action);
 registerCertCommands(program, action);
 registerClusterCommands(program, action, out);
 // Not over a cluster yet: refused there, rather than acting on this host's own state.
-for (const c of volume.commands.filter((x) => ['delete', 'set', 'get', 'reset', 'add-brick', 'replace-brick', 'remove-brick', 'rebalance', 'migrate'].includes(x.name()))) {
+for (const c of volume.commands.filter((x) => ['delete', 'add-brick', 'replace-brick', 'remove-brick', 'rebalance', 'migrate'].includes(x.name()))) {
   c.hook('preAction', () => {
     if (clusterConfig()) notInClusterYet(`volume ${c.name()}`);
   });

@@ -95,12 +95,25 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.equal(opts.find((o) => o.option === 'network.ping-timeout')?.value, 17);
     assert.equal(opts.find((o) => o.option === 'cluster.min-free-disk')?.value, 7);
 
-    // Not over a cluster yet: said plainly.
-    await assert.rejects(run('volume', 'add-brick', 'cv', `${h1.address}:/x`), /volume add-brick does not work over a cluster yet/);
+    // add-brick, all or nothing: a folder inside a brick's is refused before anything; a brick whose
+    // folder cannot be made (a file is there) takes itself out again; a good one is started by its node.
+    await assert.rejects(run('volume', 'add-brick', 'cv', `${h3.address}:${path.join(base, 'brick2', 'inner')}`), /is, holds or is inside the folder of brick cv-client-2/);
+    fs.writeFileSync(path.join(base, 'a-file'), '');
+    await assert.rejects(run('volume', 'add-brick', 'cv', `${h2.address}:${path.join(base, 'a-file')}`), /new bricks did not start: cv-client-3/);
+    assert.equal((JSON.parse(await run('volume', 'info', 'cv', '--json')) as { bricks: unknown[] }).bricks.length, 3, 'the failed add-brick left the volume as it was');
+    assert.match(await run('volume', 'add-brick', 'cv', `${h3.address}:${path.join(base, 'brick3')}`), /volume add-brick: cv: success \(cv-client-3 10\.213\.0\.3:\d+:/);
+    const four = JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status;
+    assert.deepEqual(four.bricks.map((b) => [b.brick, b.online]), [0, 1, 2, 3].map((i) => [`cv-client-${i}`, true]));
+    for (let i = 0; i < 8; i++) assert.equal(await run('-V', 'cv', 'cat', `/f${i}`), `file ${i} written from the admin host\n`);
 
-    assert.match(await run('volume', 'stop', 'cv'), /volume stop: cv: success \(3 brick processes stopped\)/);
+    // Not over a cluster yet: said plainly.
+    await assert.rejects(run('volume', 'rebalance', 'cv', 'start'), /volume rebalance does not work over a cluster yet/);
+
+    assert.match(await run('volume', 'stop', 'cv'), /volume stop: cv: success \(4 brick processes stopped\)/);
     const stopped = JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status;
     assert.ok(stopped.bricks.every((b) => !b.online && b.state === 'stopped'), JSON.stringify(stopped));
+    assert.match(await run('volume', 'delete', 'cv'), /volume delete: cv: success/);
+    await assert.rejects(run('volume', 'info', 'cv'), /volume cv does not exist/);
   } finally {
     for (const d of daemons) if (d.exitCode === null) d.kill('SIGTERM');
     await Promise.all(daemons.map((d) => (d.exitCode === null ? once(d, 'exit') : null)));

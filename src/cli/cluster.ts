@@ -9,7 +9,7 @@ import path from 'node:path';
 import dns from 'node:dns/promises';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
-import { keys, parseVolume, type BrickStatus, type PeerRecord, type VolumeRecord } from '../cluster/records.js';
+import { keys, parseVolume, type BrickStatus, type PeerRecord, type PlacedBrick, type VolumeRecord } from '../cluster/records.js';
 import { update, type Store } from '../cluster/store.js';
 import { announceTopology } from '../cluster/brick-runner.js';
 import type { VolumeOptions, VolumeSpec } from '../dht/spec.js';
@@ -171,22 +171,33 @@ export function registerClusterCommands(program: Command, action: <A extends unk
     );
 }
 
+/**
+ * Bricks given as HOST:/DIR placed on the pool's nodes, named after those the volume has: each host a
+ * member, and no folder twice or inside another brick's folder on one node (a folder is one brick's).
+ */
+async function placeBricks(s: Store, vol: string, args: string[], have: PlacedBrick[]): Promise<PlacedBrick[]> {
+  const next = have.reduce((m, b) => Math.max(m, Number(/-client-(\d+)$/.exec(b.name)?.[1] ?? -1) + 1), 0);
+  const out: PlacedBrick[] = [];
+  for (const [i, a] of args.entries()) {
+    const m = /^([^:]+):(\/.*)$/.exec(a);
+    if (!m) throw new Error(`brick ${a}: HOST:/DIR expected (in a cluster, ports are the node daemons' to give)`);
+    const p = await peerOf(s, m[1]);
+    if (!p.member) throw new Error(`${m[1]} is not in the pool: run "dhtfs peer probe ${m[1]}" first`);
+    const dir = path.posix.normalize(m[2]).replace(/(.)\/$/, '$1');
+    for (const b of [...have, ...out]) {
+      if (b.node !== p.id) continue;
+      const inside = (x: string, y: string) => x === y || x.startsWith(y.endsWith('/') ? y : `${y}/`);
+      if (inside(dir, b.dir) || inside(b.dir, dir)) throw new Error(`brick ${m[1]}:${dir} is, holds or is inside the folder of brick ${b.name} (${b.host}:${b.dir})`);
+    }
+    out.push({ name: `${vol}-client-${next + i}`, node: p.id, host: p.address, dir, port: 0 });
+  }
+  return out;
+}
+
 /** volume create in a cluster: bricks as HOST:/DIR on hosts of the pool; ports come from their node daemons. */
 export async function clusterCreate(name: string, args: string[], options: VolumeOptions): Promise<VolumeRecord> {
   return withStore(async (s) => {
-    const bricks = [];
-    for (const [i, a] of args.entries()) {
-      const m = /^([^:]+):(\/.*)$/.exec(a);
-      if (!m) throw new Error(`brick ${a}: HOST:/DIR expected (in a cluster, ports are the node daemons' to give)`);
-      const p = await peerOf(s, m[1]);
-      if (!p.member) throw new Error(`${m[1]} is not in the pool: run "dhtfs peer probe ${m[1]}" first`);
-      bricks.push({ name: `${name}-client-${i}`, node: p.id, host: p.address, dir: path.posix.normalize(m[2]), port: 0 });
-    }
-    const seen = new Set<string>();
-    for (const b of bricks) {
-      if (seen.has(`${b.node}:${b.dir}`)) throw new Error(`brick ${b.host}:${b.dir} is given twice`);
-      seen.add(`${b.node}:${b.dir}`);
-    }
+    const bricks = await placeBricks(s, name, args, []);
     const v: VolumeRecord = { name, volumeId: randomUUID(), secret: randomBytes(16).toString('hex'), adminSecret: randomBytes(16).toString('hex'), state: 'created', bricks, decommissioned: [], version: 0, options };
     if (!(await s.commit([{ key: keys.volume(name), value: JSON.stringify(v), ifRev: 0 }]))) throw new Error(`volume ${name} already exists`);
     return v;
@@ -247,5 +258,53 @@ export async function clusterChangeOptions(name: string, change: (o: VolumeOptio
     });
     if (v!.state === 'started') await announceTopology(v!);
     return v!;
+  });
+}
+
+/**
+ * volume add-brick in a cluster, all or nothing: the new bricks are placed in the record, their node
+ * daemons start them, and only once every one is online is the topology with them told to the bricks; a
+ * brick that fails to start takes them all out of the record again (its daemon stops the others).
+ */
+export async function clusterAddBricks(name: string, args: string[]): Promise<PlacedBrick[]> {
+  return withStore(async (s) => {
+    const e = await s.get(keys.volume(name));
+    if (!e) throw new Error(`volume ${name} does not exist`);
+    const cur = parseVolume(e.key, e.value);
+    if (cur.state !== 'started') throw new Error(`volume ${name} is not started; start it first`);
+    const added = await placeBricks(s, name, args, cur.bricks);
+    // Compare-and-set on the revision read: a change made meanwhile (another add-brick) is not overwritten.
+    if (!(await s.commit([{ key: keys.volume(name), value: JSON.stringify({ ...cur, bricks: [...cur.bricks, ...added] }), ifRev: e.rev }]))) throw new Error(`volume ${name} changed meanwhile; try again`);
+    const names = new Set(added.map((b) => b.name));
+    const deadline = Date.now() + BRICKS_WAIT_MS;
+    try {
+      for (;;) {
+        const st = await statuses(s, await volumeRecord(s, name));
+        const rows = added.map((b) => ({ b, st: st.get(b.name) }));
+        const failed = rows.filter((r) => r.st?.state === 'failed' || (r.st?.state === 'restarting' && r.st.exits >= 2));
+        if (failed.length) throw new Error(`new bricks did not start: ${failed.map((r) => `${r.b.name} (${r.b.host}:${r.b.dir}): ${r.st!.reason}`).join('; ')}`);
+        if (rows.every((r) => r.st?.state === 'online')) break;
+        if (Date.now() > deadline) throw new Error(`new bricks not online after ${BRICKS_WAIT_MS / 1000} s: ${rows.filter((r) => r.st?.state !== 'online').map((r) => `${r.b.name} (${r.st?.state ?? 'not seen by its node daemon'})`).join(', ')}`);
+        await sleep(200);
+      }
+    } catch (e) {
+      await update<VolumeRecord>(s, keys.volume(name), (v) => (v ? { ...v, bricks: v.bricks.filter((b) => !names.has(b.name)) } : null));
+      for (const b of added) await s.commit([{ key: keys.brickStatus(name, b.name), value: null }]).catch(() => {});
+      throw e;
+    }
+    const v = await update<VolumeRecord>(s, keys.volume(name), (x) => (x ? { ...x, version: x.version + 1 } : null));
+    await announceTopology(v!);
+    return (await volumeRecord(s, name)).bricks.filter((b) => names.has(b.name));
+  });
+}
+
+/** volume delete in a cluster: a volume that is not started is forgotten (its bricks' folders stay). */
+export async function clusterDelete(name: string): Promise<void> {
+  return withStore(async (s) => {
+    const e = await s.get(keys.volume(name));
+    if (!e) throw new Error(`volume ${name} does not exist`);
+    if (parseVolume(e.key, e.value).state === 'started') throw new Error(`volume ${name} is started; stop it first`);
+    const st = await s.list(keys.brickStatuses(name));
+    if (!(await s.commit([{ key: keys.volume(name), value: null, ifRev: e.rev }, ...st.map((x) => ({ key: x.key, value: null }))]))) throw new Error(`volume ${name} changed meanwhile; try again`);
   });
 }

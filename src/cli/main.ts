@@ -33,7 +33,7 @@ import { addBricks, replaceBrick } from './bricks.js';
 import { brickTlsDir, registerCertCommands, setVolumeTls } from './cert.js';
 import { tlsFilesIn } from '../wire/tls.js';
 import { registerNodeCommands } from './node.js';
-import { clusterChangeOptions, clusterConfig, clusterCreate, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
+import { clusterAddBricks, clusterChangeOptions, clusterConfig, clusterCreate, clusterDelete, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
 
 /**
  * remove-brick commit: how long the removed bricks keep serving after the topology without them reached
@@ -205,7 +205,11 @@ volume
   .command('delete <name>')
   .description('forget a stopped volume (brick directories are left as they are)')
   .action(
-    action((name: string) => {
+    action(async (name: string) => {
+      if (clusterConfig()) {
+        await clusterDelete(name);
+        return void process.stdout.write(`volume delete: ${name}: success\n`);
+      }
       const v = loadVolume(name);
       if (v.bricks.some((b) => brickPid(v, b.name))) throw new Error(`volume ${name} has running bricks; stop it first`);
       fs.rmSync(volDir(name), { recursive: true, force: true });
@@ -398,8 +402,7 @@ volume
   .option('--json', 'print the result as JSON')
   .action(
     action(async (name: string, bricks: string[], o) => {
-      const v = loadVolume(name);
-      const added = await addBricks(v, bricks);
+      const added = clusterConfig() ? await clusterAddBricks(name, bricks) : await addBricks(loadVolume(name), bricks);
       const names = added.map((b) => b.name);
       out(o.json, { added: names, bricks: added.map(({ name: n, host, port, dir }) => ({ name: n, host, port, dir })) }, () => `volume add-brick: ${name}: success (${added.map((b) => `${b.name} ${b.host}:${b.port}:${b.dir}`).join(', ')}); start a rebalance to use them: dhtfs volume rebalance ${name} start`);
     }),
@@ -869,7 +872,7 @@ registerNodeCommands(program, action);
 registerCertCommands(program, action);
 registerClusterCommands(program, action, out);
 // Not over a cluster yet: refused there, rather than acting on this host's own state.
-for (const c of volume.commands.filter((x) => ['delete', 'add-brick', 'replace-brick', 'remove-brick', 'rebalance', 'migrate'].includes(x.name()))) {
+for (const c of volume.commands.filter((x) => ['replace-brick', 'remove-brick', 'rebalance', 'migrate'].includes(x.name()))) {
   c.hook('preAction', () => {
     if (clusterConfig()) notInClusterYet(`volume ${c.name()}`);
   });

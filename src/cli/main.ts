@@ -33,7 +33,7 @@ import { addBricks, replaceBrick } from './bricks.js';
 import { brickTlsDir, registerCertCommands, setVolumeTls } from './cert.js';
 import { tlsFilesIn } from '../wire/tls.js';
 import { registerNodeCommands } from './node.js';
-import { clusterAddBricks, clusterChangeOptions, clusterConfig, clusterCreate, clusterDelete, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
+import { clusterRebalanceStart, clusterRebalanceStatus, clusterRebalanceStop, clusterRunRebalance, clusterAddBricks, clusterChangeOptions, clusterConfig, clusterCreate, clusterDelete, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
 
 /**
  * remove-brick commit: how long the removed bricks keep serving after the topology without them reached
@@ -521,6 +521,24 @@ volume
   .option('--json', 'print as JSON')
   .action(
     action(async (name: string, verb: string, flags: string[], o) => {
+      if (clusterConfig()) {
+        if (verb === 'start') {
+          const bad = flags.filter((f) => f !== 'fix-layout' && f !== 'force');
+          if (bad.length) throw new Error(`unknown rebalance flags: ${bad.join(' ')}`);
+          const pid = await clusterRebalanceStart(name, { mode: flags.includes('fix-layout') ? 'fix-layout' : 'full', force: flags.includes('force'), throttle: o.throttle, restart: o.restart, leaseMs: o.leaseMs });
+          return out(o.json, { pid }, () => `volume rebalance: ${name}: started (pid ${pid} on this host); see: dhtfs volume rebalance ${name} status`);
+        }
+        if (verb === 'status') {
+          const st = await clusterRebalanceStatus(name);
+          if (!st) return out(o.json, null, () => `no rebalance has run on ${name}`);
+          return out(o.json, st, () => formatStatus(st, process.stdout.isTTY));
+        }
+        if (verb === 'stop') {
+          const w = await clusterRebalanceStop(name);
+          return out(o.json, w, () => `volume rebalance: ${name}: stopping (pid ${w.pid} on ${w.host}); "start" resumes where it stopped`);
+        }
+        throw new Error(`unknown rebalance verb '${verb}': start, status or stop`);
+      }
       const v = loadVolume(name);
       if (verb === 'start') {
         const bad = flags.filter((f) => f !== 'fix-layout' && f !== 'force');
@@ -575,6 +593,11 @@ program
   .option('--lease-ms <ms>', 'migration lease', (v) => Number(v))
   .action(
     action(async (name: string, o) => {
+      if (clusterConfig()) {
+        const r = await clusterRunRebalance(name, { mode: o.mode, force: !!o.force, throttle: o.throttle, restart: !!o.restart, leaseMs: o.leaseMs });
+        console.log(`${new Date().toISOString()} rebalance ${r.state}: ${JSON.stringify(r.counters)}`);
+        process.exit(r.state === 'failed' ? 1 : 0);
+      }
       const v = loadVolume(name);
       const r = await runRebalance(v, { mode: o.mode, force: !!o.force, throttle: o.throttle, restart: !!o.restart, leaseMs: o.leaseMs });
       console.log(`${new Date().toISOString()} rebalance ${r.state}: ${JSON.stringify(r.counters)}`);
@@ -872,7 +895,7 @@ registerNodeCommands(program, action);
 registerCertCommands(program, action);
 registerClusterCommands(program, action, out);
 // Not over a cluster yet: refused there, rather than acting on this host's own state.
-for (const c of volume.commands.filter((x) => ['replace-brick', 'remove-brick', 'rebalance', 'migrate'].includes(x.name()))) {
+for (const c of volume.commands.filter((x) => ['replace-brick', 'remove-brick', 'migrate'].includes(x.name()))) {
   c.hook('preAction', () => {
     if (clusterConfig()) notInClusterYet(`volume ${c.name()}`);
   });

@@ -204,8 +204,11 @@ export function etaOf(c: Checkpoint, elapsedMs: number): number | null {
 
 export function rebalanceStatus(v: StoredVolume): RebalanceStatus | null {
   const c = fileStore(checkpointFile(v)).load();
-  if (!c) return null;
-  const pid = rebalancePid(v);
+  return c ? statusOf(c, v.name, rebalancePid(v)) : null;
+}
+
+/** A run's status from its checkpoint and its process (null: none runs now). */
+export function statusOf(c: Checkpoint, volume: string, pid: number | null): RebalanceStatus {
   // A run whose process died without saying so failed. While a process runs, the run is on, even if
   // the checkpoint still tells how the previous run ended (the new process has not written yet).
   const state = pid ? 'running' : c.state === 'running' ? 'failed' : c.state;
@@ -218,7 +221,7 @@ export function rebalanceStatus(v: StoredVolume): RebalanceStatus | null {
   const percent = p === null ? null : p * 100;
   const etaSeconds = state !== 'running' ? 0 : etaOf(c, elapsed);
   const error = state === 'failed' && !c.error ? 'the rebalance process died' : c.error;
-  return { ...c, state, error, elapsedMs: elapsed, volume: v.name, pid, rateBytes, rateFiles, etaSeconds, percent };
+  return { ...c, state, error, elapsedMs: elapsed, volume, pid, rateBytes, rateFiles, etaSeconds, percent };
 }
 
 function human(n: number): string {

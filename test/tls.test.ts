@@ -223,6 +223,23 @@ test('CLI: volume create --tls, cert issue client, a client with it, cert revoke
     cli('volume', 'spec', 'pv', '-o', `${base}/pv.json`);
     const pv = await Volume.connect(JSON.parse(fs.readFileSync(`${base}/pv.json`, 'utf8')) as VolumeSpec, { localFiles: null, tlsDir: `${base}/bob` });
     await pv.writeFile('/x', 'y');
+    // A brick added to a TLS volume gets its certificate and serves TLS; the topology reaches the client.
+    cli('volume', 'add-brick', 'pv', `127.0.0.1:${base}/p1`);
+    assert.match(fs.readFileSync(path.join(base, 'home', 'volumes', 'pv', 'logs', 'pv-client-1.log'), 'utf8'), /"tls":true.*brick serving/);
+    const st = JSON.parse(cli('volume', 'status', 'pv', '--json'));
+    assert.deepEqual(st.bricks.map((x: { online: boolean }) => x.online), [true, true], 'the CLI reaches the added brick over TLS');
+    // A rebalance (its own process, a TLS client with the CLI's certificate) gives it hash ranges.
+    cli('volume', 'rebalance', 'pv', 'start');
+    let state = '';
+    for (let i = 0; i < 300 && state !== 'completed'; i++) {
+      state = (JSON.parse(cli('volume', 'rebalance', 'pv', 'status', '--json')) ?? {}).state ?? '';
+      if (state === 'failed') assert.fail(cli('volume', 'rebalance', 'pv', 'status'));
+      if (state !== 'completed') await sleep(100);
+    }
+    assert.equal(state, 'completed');
+    for (let i = 0; i < 30; i++) await pv.writeFile(`/n${i}`, `n${i}`);
+    for (let i = 0; i < 30; i++) assert.equal(await pv.readFile(`/n${i}`, 'utf8'), `n${i}`);
+    assert.ok(fs.readdirSync(`${base}/p1`).some((n) => n.startsWith('n')), 'new files reach the added brick');
     await pv.close();
     cli('volume', 'stop', 'pv');
     cli('cert', 'revoke', 'bob');
@@ -230,10 +247,12 @@ test('CLI: volume create --tls, cert issue client, a client with it, cert revoke
     const log = fs.readFileSync(path.join(base, 'home', 'volumes', 'sv', 'logs', 'sv-client-0.log'), 'utf8') + fs.readFileSync(path.join(base, 'home', 'volumes', 'sv', 'logs', 'sv-client-1.log'), 'utf8');
     assert.match(log, /revoked.*TLS client refused/);
   } finally {
-    try {
-      cli('volume', 'stop', 'sv');
-    } catch {
-      /* */
+    for (const v of ['sv', 'pv']) {
+      try {
+        cli('volume', 'stop', v);
+      } catch {
+        /* not made, or stopped */
+      }
     }
     fs.rmSync(base, { recursive: true, force: true });
   }

@@ -12,6 +12,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { validateSpec, type BrickSpec, type VolumeOptions, type VolumeSpec } from '../dht/spec.js';
 import { RpcClient } from '../wire/rpc.js';
 import { specNetwork } from '../api/network.js';
+import { ensureBrickCert } from './cert.js';
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const MAIN_JS = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
@@ -187,6 +188,8 @@ export interface Spawned {
  * it (the volume's spec, or one with a brick not in it yet: add-brick, replace-brick).
  */
 export function spawnBrick(v: StoredVolume, b: StoredBrick, specFile = specPath(v.name)): Spawned {
+  // A brick of a TLS volume serves with its certificate (issued now for a brick added since TLS was on).
+  if (v.options?.tls) ensureBrickCert(v, b);
   fs.mkdirSync(path.join(volDir(v.name), 'run'), { recursive: true });
   fs.mkdirSync(path.join(volDir(v.name), 'logs'), { recursive: true });
   const log = logFile(v, b.name);

@@ -7,7 +7,7 @@ import { HANDLE_DIR, RENAME_DIR, LINKTO_MODE, parentOf, handlePath, isDir, isLnk
 import type { Decoded } from '../../wire/ops.js';
 import type { BrickCore, OpenFile, Session } from '../core.js';
 import { addFd, release } from '../fds.js';
-import { dropHandleIfLast, resolveGfid, setDirHandle } from '../handles.js';
+import { dropHandleIfLast, linkHandle, resolveGfid, setDirHandle } from '../handles.js';
 
 /**
  * With `parentLayout` (and `parentCommit`), an ENOENT is answered only if the client's view of the
@@ -168,9 +168,38 @@ export function makeLinkto(b: BrickCore, rel: string, gfid: string, target: stri
   } catch (e) {
     ignoreCodes(e, 'ENOENT');
   }
-  const h = b.st.open(rel, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
+  // Made whole under a private name and then linked into place, so that a power loss never leaves the
+  // name as an empty file of mode 01000 without its xattrs: a data file to everyone, hiding the file it
+  // stood for (the simulator's journal disk found it, seed 218). link(2), as O_EXCL, fails with EEXIST
+  // where the name is taken.
+  b.ensureDir(RENAME_DIR, 0o700);
+  const tmp = `${RENAME_DIR}/${gfid}.linkto`;
+  try {
+    b.st.unlink(tmp); // a leftover of a crash before the link
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  const h = b.st.open(tmp, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
   b.st.close(h);
-  b.adoptNew(rel, gfid, uid, gid, () => setLinkto(b, rel, target));
+  try {
+    b.setGfid(tmp, gfid);
+    setLinkto(b, tmp, target);
+    const g = b.newGid(rel, gid);
+    if (uid !== undefined || g !== undefined) b.st.lchown(tmp, uid ?? -1, g ?? -1);
+    b.st.link(tmp, rel);
+  } finally {
+    b.st.unlink(tmp);
+  }
+  try {
+    linkHandle(b, rel, gfid);
+  } catch (e) {
+    try {
+      b.st.unlink(rel);
+    } catch {
+      /* keep the original error */
+    }
+    throw e;
+  }
   return b.attr(rel, b.st.lstat(rel), gfid);
 }
 

@@ -5,6 +5,7 @@ import { type Attr, type RootInfo, type StatFsReply, TOPOLOGY_CHANGED } from '..
 import { isDir } from '../format.js';
 import { bad, U32, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
+import { fsyncDir } from './mig-dst.js';
 
 export function rootInfo(b: BrickCore): RootInfo {
   const raw = b.st.getxattr('', b.X.commit);
@@ -27,7 +28,8 @@ export function getTopology(b: BrickCore): { topology: unknown } {
   }
 }
 
-export function setTopology(b: BrickCore, a: Decoded<'setTopology'>, s?: Session): { topology: unknown } {
+/** The volume's topology, durable before the reply: a brick must not forget a new brick or a drain at a power loss. */
+export async function setTopology(b: BrickCore, a: Decoded<'setTopology'>, s?: Session): Promise<{ topology: unknown }> {
   b.needAdmin(s, 'setTopology');
   const t = a.topology;
   const json = JSON.stringify(t);
@@ -43,6 +45,7 @@ export function setTopology(b: BrickCore, a: Decoded<'setTopology'>, s?: Session
   b.applyOptions((t as { options?: unknown }).options);
   // Clients connected now read it at once (new bricks, options set with `volume set`).
   for (const s of b.sessions.values()) s.notify(TOPOLOGY_CHANGED, { version: v });
+  await fsyncDir(b, '');
   return { topology: t };
 }
 
@@ -50,7 +53,11 @@ export function statfs(b: BrickCore): StatFsReply {
   return b.st.statfs();
 }
 
-export function setLayout(b: BrickCore, a: Decoded<'setLayout'>): Attr {
+/**
+ * A directory's layout, durable before the reply: a layout that a power loss took back would send
+ * lookups of the names the new one placed here to another brick (the simulator's journal disk found it).
+ */
+export async function setLayout(b: BrickCore, a: Decoded<'setLayout'>): Promise<Attr> {
   const rel = b.walk(a.path);
   const layout = a.layout;
   const st = b.st.lstat(rel);
@@ -64,6 +71,7 @@ export function setLayout(b: BrickCore, a: Decoded<'setLayout'>): Attr {
   } else b.st.setxattr(rel, b.X.dht, encodeRanges(layout));
   // A new layout may give ranges to a brick the watchers do not watch the directory on (add-brick).
   b.watches.changedIn(rel, true);
+  await fsyncDir(b, rel);
   return b.attr(rel, st);
 }
 

@@ -70,6 +70,13 @@ const regressions: [string, number, Partial<SimOptions>][] = [
   // A linkto made by open(O_CREAT, 01000) then its xattrs: a power loss kept the empty file without
   // them, a data file to everyone, which hid the file it stood for (S2, S5). Now made whole, then linked.
   ['a half-made linkto after a power loss', 218, { pin: (k) => void (k.disk.durability = 'journal') }],
+  // A directory copy made for the new brick, then a power loss: a prefix kept it without its gfid (no
+  // lock could be taken on it, L1), or dropped it while clients counted on it (S4 ENOENT for the
+  // directory). Now made whole under a private name, renamed into place, and fsynced before the reply.
+  ['a directory copy half made or lost at a power loss', 497, {}],
+  // An install whose handle link failed (EIO) after the old handle was unlinked: every fd reopened by
+  // gfid answered ENOENT. Now the new handle is renamed over the old one, and a later install mends it.
+  ['an install cut off between unlinking and linking the handle', 42, {}],
 ];
 for (const [what, seed, opts] of regressions) {
   test(`regression: ${what} (seed ${seed})`, async () => {

@@ -6,7 +6,7 @@ import { COMMIT_HASH_INVALID, decodeRanges, sameRanges, type LayoutRange } from 
 import { LIMIT_DEFAULTS, LimitLog, type BrickLimits } from '../wire/limits.js';
 import { LIMIT_OPTION_KEYS } from '../wire/limits.js';
 import type { Attr } from '../wire/types.js';
-import { S_IFDIR, S_ISGID, S_ISVTX, type Stat, type Storage } from '../storage/storage.js';
+import { O_DIRECTORY, O_RDONLY, S_IFDIR, S_ISGID, S_ISVTX, type Stat, type Storage } from '../storage/storage.js';
 import { LockTable } from './locks.js';
 import { SrcMigrations, parseMoved, type Moved } from './migration.js';
 import { DirWatches, watchedStorage, type Watcher } from './watch.js';
@@ -111,6 +111,16 @@ export class BrickCore {
     if (rel !== '') return st;
     const r = this.rootAttr();
     return r ? { ...st, mode: S_IFDIR | r.mode, uid: r.uid, gid: r.gid } : st;
+  }
+
+  /** fsync(2) of a directory: its entries (and its own attributes and xattrs) are durable. */
+  async fsyncDir(rel: string): Promise<void> {
+    const h = this.st.open(rel, O_RDONLY | O_DIRECTORY, 0);
+    try {
+      await this.st.fsync(h, false);
+    } finally {
+      this.st.close(h);
+    }
   }
 
   ensureDir(p: string, mode: number): void {

@@ -51,12 +51,27 @@ export function handleIsStale(b: BrickCore, gfid: string): boolean {
 /** A file's gfid handle becomes a link of the inode at `rel` (a migration installed it there). */
 export function pointHandleAt(b: BrickCore, rel: string, gfid: string): void {
   ensureHandleDir(b, gfid);
+  // A new link renamed over the old one: the handle names one inode or the other at every moment, never
+  // none (an unlink and then a link that failed, EIO, left the installed file without a handle: every fd
+  // reopened by gfid answered ENOENT; the simulator found it, seed 42).
+  const hp = handlePath(gfid);
+  const next = `${hp}.new`;
   try {
-    b.st.unlink(handlePath(gfid));
+    b.st.unlink(next); // a leftover of a crash between the two steps
   } catch (e) {
     ignoreCodes(e, 'ENOENT');
   }
-  b.st.link(rel, handlePath(gfid));
+  b.st.link(rel, next);
+  try {
+    b.st.rename(next, hp);
+  } catch (e) {
+    try {
+      b.st.unlink(next);
+    } catch {
+      /* the original error matters */
+    }
+    throw e;
+  }
 }
 
 export function dirHandleTarget(b: BrickCore, rel: string): string {

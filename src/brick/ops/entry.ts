@@ -30,26 +30,59 @@ export function lookupGfid(b: BrickCore, a: Decoded<'lookupGfid'>): Attr {
 }
 
 /** With `watch`, the session watches the new directory (watch.ts): it knows the directory is empty. */
-export function mkdir(b: BrickCore, a: Decoded<'mkdir'>, s?: Session): Attr {
+/**
+ * A directory. A copy made for a brick that lacks it (`keepTimes`: a new brick, or one that was down) is
+ * durable before the reply: clients then count on it there, and a copy a power loss took back answered
+ * ENOENT for the directory to every request below it (the simulator's journal disk found it, seed 497).
+ */
+export function mkdir(b: BrickCore, a: Decoded<'mkdir'>, s?: Session): Attr | Promise<Attr> {
   const rel = b.walk(a.path);
   if (rel === '') throw new FsError('EEXIST', 'the root exists');
   const { watch, mode, gfid, layout, uid, gid, atime, mtime } = a;
   b.checkParentLayout(rel, a.parentLayout, a.parentCommit);
-  // keepTimes (a copy made for a brick that lacks it): see keepingTimes.
-  b.keepingTimes(rel, a.keepTimes, () => b.st.mkdir(rel, mode));
   try {
-    // mkdir(2) takes no set-group-ID bit from its mode (only from the parent): a copy of a directory
-    // made for a new brick must have all of the directory's bits.
-    // The volume root's set-group-ID bit is in rootAttr, not on the brick's root: inherited here.
-    const inherited = parentOf(rel) === '' ? (b.rootAttr()?.mode ?? 0) & S_ISGID : 0;
+    b.st.lstat(rel);
+    throw new FsError('EEXIST', `mkdir /${rel}: file already exists`);
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  // Made whole under a private name (gfid, layout, owner, mode) and then renamed into place, so that a
+  // power loss never leaves the name as a directory without its gfid, which no lock, rebalance or
+  // lookup by gfid could take again (the simulator's journal disk found it, seed 497). The name was
+  // free just now, and this brick alone changes its directory's names, so the rename takes no one's.
+  b.ensureDir(RENAME_DIR, 0o700);
+  const tmp = `${RENAME_DIR}/${gfid}.dir`;
+  try {
+    b.st.rmdir(tmp); // a leftover of a crash before the rename
+  } catch (e) {
+    if (codeOf(e) !== 'ENOENT') throw e;
+  }
+  b.st.mkdir(tmp, mode);
+  try {
+    // mkdir(2) takes no set-group-ID bit from its mode, only from the parent (here, the private
+    // directory's: none): a copy of a directory made for a new brick must have all of its bits, and a
+    // new one its parent's. The volume root's bit is in rootAttr, not on the brick's root.
+    const parent = parentOf(rel);
+    const inherited = (parent === '' ? (b.rootAttr()?.mode ?? 0) : b.st.lstat(parent).mode) & S_ISGID;
     if ((mode | inherited) & S_ISGID) {
-      const made = b.st.lstat(rel).mode;
-      if (!(made & S_ISGID)) b.st.chmod(rel, (made | mode | inherited) & 0o7777);
+      const made = b.st.lstat(tmp).mode;
+      if (!(made & S_ISGID)) b.st.chmod(tmp, (made | mode | inherited) & 0o7777);
     }
-    b.setGfid(rel, gfid);
-    if (layout) b.st.setxattr(rel, b.X.dht, encodeRanges(layout));
+    b.setGfid(tmp, gfid);
+    if (layout) b.st.setxattr(tmp, b.X.dht, encodeRanges(layout));
     const g = b.newGid(rel, gid);
-    if (uid !== undefined || g !== undefined) b.st.lchown(rel, uid ?? -1, g ?? -1);
+    if (uid !== undefined || g !== undefined) b.st.lchown(tmp, uid ?? -1, g ?? -1);
+    // keepTimes (a copy made for a brick that lacks it): see keepingTimes.
+    b.keepingTimes(rel, a.keepTimes, () => b.st.rename(tmp, rel));
+  } catch (e) {
+    try {
+      b.st.rmdir(tmp);
+    } catch {
+      /* the original error matters */
+    }
+    throw e;
+  }
+  try {
     setDirHandle(b, rel, gfid);
     if (atime && mtime) b.st.lutimes(rel, atime, mtime);
   } catch (e) {
@@ -61,7 +94,8 @@ export function mkdir(b: BrickCore, a: Decoded<'mkdir'>, s?: Session): Attr {
     throw e;
   }
   if (watch && s) b.watches.add(s, rel);
-  return b.attr(rel, b.st.lstat(rel), gfid);
+  const made = b.attr(rel, b.st.lstat(rel), gfid);
+  return a.keepTimes ? b.fsyncDir(parentOf(rel)).then(() => made) : made;
 }
 
 export function create(b: BrickCore, s: Session, a: Decoded<'create'>): { fd: number; attr: Attr } | Promise<{ fd: number; attr: Attr }> {

@@ -134,13 +134,8 @@ export async function migFinalize(b: BrickCore, s: Session, a: Decoded<'migFinal
   return b.attr(f.tempRel, b.st.fstat(f.h), f.gfid);
 }
 
-export async function fsyncDir(b: BrickCore, rel: string): Promise<void> {
-  const h = b.st.open(rel, O_RDONLY | O_DIRECTORY, 0);
-  try {
-    await b.st.fsync(h, false);
-  } finally {
-    b.st.close(h);
-  }
+export function fsyncDir(b: BrickCore, rel: string): Promise<void> {
+  return b.fsyncDir(rel);
 }
 
 /**
@@ -169,6 +164,7 @@ export async function migInstall(b: BrickCore, a: Decoded<'migInstall'>): Promis
     // Installed already (by another client, or an earlier try); if the name is another file's now and
     // the copy is gone, it was installed and then renamed or unlinked (ENOENT says so).
     if (cur.gfid !== gfid) throw new FsError(hasTemp ? 'EEXIST' : 'ENOENT', `/${rel} on ${b.cfg.name} is another file`);
+    if (!handleOf(b, gfid, b.st.lstat(rel))) pointHandleAt(b, rel, gfid); // an earlier try failed between the rename and this
     const dirs = installLinks(b, rel, gfid); // a brick that died part way through them
     if (durable) for (const d of new Set([parentOf(rel), ...dirs])) await fsyncDir(b, d);
     return dirs.length > 0 ? b.attrOf(rel) : cur;

@@ -5,7 +5,6 @@ import { type Attr, type RootInfo, type StatFsReply, TOPOLOGY_CHANGED } from '..
 import { isDir } from '../format.js';
 import { bad, U32, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';
-import { fsyncDir } from './mig-dst.js';
 
 export function rootInfo(b: BrickCore): RootInfo {
   const raw = b.st.getxattr('', b.X.commit);
@@ -45,7 +44,7 @@ export async function setTopology(b: BrickCore, a: Decoded<'setTopology'>, s?: S
   b.applyOptions((t as { options?: unknown }).options);
   // Clients connected now read it at once (new bricks, options set with `volume set`).
   for (const s of b.sessions.values()) s.notify(TOPOLOGY_CHANGED, { version: v });
-  await fsyncDir(b, '');
+  await b.fsyncDir('');
   return { topology: t };
 }
 
@@ -71,7 +70,7 @@ export async function setLayout(b: BrickCore, a: Decoded<'setLayout'>): Promise<
   } else b.st.setxattr(rel, b.X.dht, encodeRanges(layout));
   // A new layout may give ranges to a brick the watchers do not watch the directory on (add-brick).
   b.watches.changedIn(rel, true);
-  await fsyncDir(b, rel);
+  await b.fsyncDir(rel);
   return b.attr(rel, st);
 }
 

@@ -10,7 +10,7 @@ import { O_DIRECTORY, O_RDONLY, S_IFDIR, S_ISGID, S_ISVTX, type Stat, type Stora
 import { LockTable } from './locks.js';
 import { SrcMigrations, parseMoved, type Moved } from './migration.js';
 import { DirWatches, watchedStorage, type Watcher } from './watch.js';
-import { HANDLE_DIR, LINKTO_MODE, parentOf, handlePath, isReg, isDir, xattrNames, encodeRootAttr, decodeRootAttr, decodeLinkto, type XattrNames, type RootAttr } from './format.js';
+import { HANDLE_DIR, LINKTO_MODE, RENAME_DIR, parentOf, handlePath, isReg, isDir, xattrNames, encodeRootAttr, decodeRootAttr, decodeLinkto, type XattrNames, type RootAttr } from './format.js';
 import { linkHandle } from './handles.js';
 import { unlockWriters } from './ops/mig-src.js';
 import { getTopology } from './ops/volume.js';
@@ -224,6 +224,43 @@ export class BrickCore {
     if (commit !== undefined && commit !== (have?.[0]?.commit ?? COMMIT_HASH_INVALID)) {
       throw new FsError(ELAYOUT, `commit hash of the parent of /${rel} on ${this.cfg.name} has changed`);
     }
+  }
+
+  /**
+   * A new name, made whole before it is one: `make` makes it under a private name (and returns what it
+   * opened, if anything), which gets its gfid and owner and is then linked into place (link(2) fails with
+   * EEXIST where the name is taken, as O_EXCL does); then its handle. So a power loss or a failed call
+   * never leaves the name without its gfid (a file no rebalance could move, and that a drain left on its
+   * brick: the simulator found it, seed 33).
+   */
+  makeWhole<T>(rel: string, gfid: string, uid: number | undefined, gid: number | undefined, make: (tmp: string) => T): T {
+    this.ensureDir(RENAME_DIR, 0o700);
+    const tmp = `${RENAME_DIR}/${gfid}.new`;
+    try {
+      this.st.unlink(tmp); // a leftover of a crash before the link
+    } catch (e) {
+      ignoreCodes(e, 'ENOENT');
+    }
+    const made = make(tmp);
+    try {
+      this.setGfid(tmp, gfid);
+      const g = this.newGid(rel, gid);
+      if (uid !== undefined || g !== undefined) this.st.lchown(tmp, uid ?? -1, g ?? -1);
+      this.st.link(tmp, rel);
+    } finally {
+      this.st.unlink(tmp);
+    }
+    try {
+      linkHandle(this, rel, gfid);
+    } catch (e) {
+      try {
+        this.st.unlink(rel);
+      } catch {
+        /* keep the original error */
+      }
+      throw e;
+    }
+    return made;
   }
 
   /** A new name was just made: its gfid, `more`, its handle and owner; if any fails, the name goes again. */

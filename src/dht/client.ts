@@ -1063,6 +1063,18 @@ export class DhtClient {
   }
 
   async link(existing: string, newPath: string): Promise<Attr> {
+    for (let i = 0; ; i++) {
+      try {
+        return await this.linkOnce(existing, newPath);
+      } catch (e) {
+        // The file moved between its lookup and the link (a migration: a symlink's, FIFO's or socket's old
+        // name goes once its copy is made on dst): look it up again. The simulator found it, seed 39.
+        if (codeOf(e) !== 'ENOENT' || i >= 2) throw e;
+      }
+    }
+  }
+
+  private async linkOnce(existing: string, newPath: string): Promise<Attr> {
     newPath = normPath(newPath);
     const src = await this.locate(existing);
     if (src.isDir) throw new FsError('EPERM', `${existing}: hard links to directories are not allowed`);

@@ -19,6 +19,9 @@ interface Flags {
   plant?: string;
   disk?: 'sync' | 'journal' | 'strict';
   classic?: boolean;
+  names?: boolean;
+  namesStrict?: boolean;
+  errors?: boolean;
   faults: boolean;
   trace?: boolean;
   stopAtFirst?: boolean;
@@ -38,7 +41,12 @@ interface Summary {
 
 function base(f: Flags): Omit<SimOptions, 'seed'> {
   const disk = f.disk;
-  return { protocol: f.protocol, plant: f.plant ? [f.plant] : [], faults: f.faults, classic: !!f.classic, pin: disk ? (k: Knobs) => void (k.disk.durability = disk) : undefined };
+  const strict = !!f.namesStrict;
+  const pin = (k: Knobs) => {
+    if (disk) k.disk.durability = disk;
+    if (strict) k.namer.settle = true;
+  };
+  return { protocol: f.protocol, plant: f.plant ? [f.plant] : [], faults: f.faults, classic: !!f.classic, names: !!f.names || strict, errors: !!f.errors, pin };
 }
 
 function report(f: Flags, r: SimResult, trace: boolean): string {
@@ -46,7 +54,7 @@ function report(f: Flags, r: SimResult, trace: boolean): string {
   const lines = [`seed ${r.seed}: ${r.violations.length} violations (${r.ops} operations, ${r.migrated} files migrated under load, ${r.events} events, ${r.virtualMs.toFixed(0)} virtual ms; ${k.topology}, disk ${k.disk.durability})`];
   for (const v of r.violations.slice(0, 10)) lines.push(`  ${v}`);
   if (trace) lines.push(r.trace.join('\n'));
-  if (r.violations.length) lines.push(`  replay: npm run sim -- --seed ${r.seed}${f.protocol !== 'safe' ? ` --protocol ${f.protocol}` : ''}${f.plant ? ` --plant ${f.plant}` : ''}${f.disk ? ` --disk ${f.disk}` : ''}${f.classic ? ' --classic' : ''}${f.faults ? '' : ' --no-faults'} --trace`);
+  if (r.violations.length) lines.push(`  replay: npm run sim -- --seed ${r.seed}${f.protocol !== 'safe' ? ` --protocol ${f.protocol}` : ''}${f.plant ? ` --plant ${f.plant}` : ''}${f.disk ? ` --disk ${f.disk}` : ''}${f.classic ? ' --classic' : ''}${f.names ? ' --names' : ''}${f.errors ? ' --errors' : ''}${f.namesStrict ? ' --names-strict' : ''}${f.faults ? '' : ' --no-faults'} --trace`);
   return lines.join('\n');
 }
 
@@ -104,6 +112,9 @@ async function main(): Promise<void> {
     .option('--plant <bug>', 'a planted bug (src/common/plant.ts): read-ignores-moved, track-at-enter, local-read-ignores-record, lease-ignores-local-writers, local-write-ignores-record, install-skips-dir-fsync, commit-skips-fsync')
     .option('--disk <model>', 'pin the disk model of every seed: sync, journal or strict (src/sim/storage.ts); default: drawn per seed')
     .option('--classic', "the simulator's fixed knobs from before swarm testing (metadata durable at once, no injected errors)")
+    .option('--names', 'the names workload too (src/sim/names.ts): every kind of name under /t, checked after every operator event')
+    .option('--errors', 'inject EIO and ENOSPC on storage calls, with chances drawn per seed')
+    .option('--names-strict', 'with --names: an operation that failed is settled by looking at its names, and the checks go on')
     .option('--no-faults', 'no crashes, restarts, broken connections or injected errors')
     .option('--trace', 'print the trace of failing seeds (or of --seed)')
     .option('--stop-at-first', 'stop at the first failing seed')

@@ -14,7 +14,9 @@ export interface Knobs {
   clients: number;
   opsPerClient: number;
   /** Per client operation, out of 100: namespace ops on own names, reads by path of any name, ... */
-  mix: { trunc: number; write: number; fsync: number; read: number; lookup: number; list: number; nsOp: number; nsRead: number; names: number };
+  mix: { trunc: number; write: number; fsync: number; read: number; lookup: number; list: number; nsOp: number; nsRead: number };
+  /** The names workload (names.ts): a starting tree of `tree` names of every kind, then `ops` operations, `pause` virtual ms apart at most. */
+  namer: { tree: number; ops: number; pause: number; settle: boolean };
   /** The operator event while the workload runs. */
   topology: 'add-brick' | 'remove-brick';
   /** Bricks on one host (migrations copy disk to disk, clients read and write locally). */
@@ -49,7 +51,8 @@ export function classicKnobs(seed: number, faults = true): Knobs {
     regions: 2,
     clients: 3,
     opsPerClient: 40,
-    mix: { trunc: 6, write: 22, fsync: 10, read: 20, lookup: 6, list: 6, nsOp: 16, nsRead: 6, names: 0 },
+    mix: { trunc: 6, write: 22, fsync: 10, read: 20, lookup: 6, list: 6, nsOp: 16, nsRead: 6 },
+    namer: { tree: 0, ops: 0, pause: 10, settle: false },
     topology: 'add-brick',
     sameHost: seed % 2 === 0,
     local: 0.5,
@@ -81,7 +84,7 @@ export function drawKnobs(seed: number, faults = true): Knobs {
   m.list = pick([2, 6, 12]);
   m.nsOp = pick([5, 16, 30]);
   m.nsRead = pick([3, 6, 12]);
-  m.names = pick([0, 5, 10, 20]);
+  const tree = pick([0, 8, 16, 24]); // drawn where an earlier knob was, so that the later draws stay
   // `strict` is not drawn: it finds what docs/sim (strict) lists and the product does not handle yet;
   // `npm run sim -- --disk strict` runs it.
   const durability = pick(['sync', 'journal', 'journal'] as const);
@@ -101,11 +104,16 @@ export function drawKnobs(seed: number, faults = true): Knobs {
   f.breakConn = pick([0, 15, 30, 50]);
   f.restart = pick([5, 15, 30]);
   f.powerLoss = pick([0.2, 0.5, 0.9]);
+  // Knobs added later are drawn after all others: every seed keeps the draws it had.
+  // settle: an operation that failed is settled by looking at its names (either outcome allowed), and
+  // checking goes on; not drawn (npm run sim -- --names-strict): it finds what docs/MIGRATION.md lists
+  // as open. Without it, the names are not checked after an operation of unknown outcome.
+  k.namer = { tree, ops: tree === 0 ? 0 : pick([0, 10, 25, 40]), pause: pick([2, 10, 30]), settle: false };
   return k;
 }
 
 export type OpKind = keyof Knobs['mix'] | 'notify';
-const ORDER: (keyof Knobs['mix'])[] = ['trunc', 'write', 'fsync', 'read', 'lookup', 'list', 'nsOp', 'nsRead', 'names'];
+const ORDER: (keyof Knobs['mix'])[] = ['trunc', 'write', 'fsync', 'read', 'lookup', 'list', 'nsOp', 'nsRead'];
 
 /** Which operation a roll of 0..99 makes, by the mix's weights (8 more for notifying another client). */
 export function mixRoll(m: Knobs['mix'], roll: number): OpKind {

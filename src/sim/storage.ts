@@ -530,8 +530,7 @@ export class SimStorage implements Storage {
 
   getxattr(p: string, name: string): Buffer | null {
     this.fault('getxattr', false);
-    const { node } = this.walk(p);
-    return node?.xattrs.get(name) ?? null;
+    return this.get(p).xattrs.get(name) ?? null; // ENOENT for a missing name, as lgetxattr(2)
   }
   /** An xattr of the inode open as `h` (the simulator's local readers check the one they read). */
   fgetxattr(h: number, name: string): Buffer | null {

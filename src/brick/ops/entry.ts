@@ -105,11 +105,11 @@ export function create(b: BrickCore, s: Session, a: Decoded<'create'>): { fd: nu
   b.checkParentLayout(rel, a.parentLayout, a.parentCommit);
   const acc = flags & O_ACCMODE;
   const oflags = (acc === O_WRONLY || acc === O_RDWR ? acc : O_RDWR) | O_CREAT | O_EXCL | (flags & O_APPEND);
-  const h = b.st.open(rel, oflags, mode);
+  let h = -1;
   try {
-    b.adoptNew(rel, gfid, uid, gid);
+    b.makeWhole(rel, gfid, uid, gid, (tmp) => (h = b.st.open(tmp, oflags, mode)));
   } catch (e) {
-    b.st.close(h);
+    if (h >= 0) b.st.close(h);
     throw e;
   }
   const f: OpenFile = { h, gfid, flags: oflags };
@@ -395,15 +395,14 @@ export function renameSettled(b: BrickCore, a: Decoded<'renameSettled'>): Record
 
 export function symlink(b: BrickCore, a: Decoded<'symlink'>): Attr {
   const rel = b.walk(a.path);
-  return makeName(b, rel, a, () => b.st.symlink(a.target, rel));
+  return makeName(b, rel, a, (tmp) => b.st.symlink(a.target, tmp));
 }
 
-/** A name with no data of its own (a symlink, a FIFO, a socket): `make` makes it, then its gfid and owner. */
-function makeName(b: BrickCore, rel: string, a: Decoded<'symlink'> | Decoded<'mknod'>, make: () => void): Attr {
+/** A name with no data of its own (a symlink, a FIFO, a socket, a device): `make` makes it under a private name, made whole and linked into place (BrickCore.makeWhole). */
+function makeName(b: BrickCore, rel: string, a: Decoded<'symlink'> | Decoded<'mknod'>, make: (tmp: string) => void): Attr {
   const { gfid, uid, gid } = a;
   b.checkParentLayout(rel, a.parentLayout, a.parentCommit);
-  make();
-  b.adoptNew(rel, gfid, uid, gid);
+  b.makeWhole(rel, gfid, uid, gid, make);
   return b.attr(rel, b.st.lstat(rel), gfid);
 }
 
@@ -416,7 +415,7 @@ export function mknod(b: BrickCore, a: Decoded<'mknod'>): Attr {
   const rdev = deviceOf(type, a.rdev);
   const mknod = b.st.mknod?.bind(b.st);
   if (!mknod) throw new FsError('EPERM', `${b.cfg.name} cannot make special files`);
-  return makeName(b, rel, a, () => mknod(rel, mode, rdev));
+  return makeName(b, rel, a, (tmp) => mknod(tmp, mode, rdev));
 }
 
 export function readlink(b: BrickCore, a: Decoded<'readlink'>): { target: string; attr: Attr } {

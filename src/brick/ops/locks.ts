@@ -45,7 +45,7 @@ export function inodelk(b: BrickCore, s: Session, a: Decoded<'inodelk'>): Promis
   const domain = a.domain;
   if (a.gfid === undefined && a.path === undefined) throw bad('path', 'must be a string');
   const gfid = a.gfid ?? b.readGfid(b.walk(a.path!));
-  if (!gfid) throw new FsError('EIO', 'inode has no gfid');
+  if (!gfid) throw new FsError('EIO', `/${a.path ?? a.gfid} has no gfid`);
   return lockOp(b, s, a, `i\0${domain}\0${gfid}`, domain);
 }
 

@@ -78,10 +78,10 @@ const regressions: [string, number, Partial<SimOptions>][] = [
   // An install whose handle link failed (EIO) after the old handle was unlinked: every fd reopened by
   // gfid answered ENOENT. Now the new handle is renamed over the old one, and a later install mends it.
   ['an install cut off between unlinking and linking the handle', 42, { errors: true }],
-  // Found by the names workload. A drain skipped a directory that one brick lacked (its mkdir missed
-  // there) as removed, and left the drained brick's names in it, lost at the commit; a file whose gfid
-  // a power loss kept from it (made, then given its gfid) could not be moved at all.
-  ['a drain that skipped a directory missing on one brick', 33, { names: true, errors: true }],
+  // Found by the names workload: a file made and then given its gfid was left without it by a power
+  // loss or an EIO between the two; no rebalance could move it, and the drain left it on the drained
+  // brick, lost at the commit. Now made whole under a private name, then linked into place.
+  ['a file left without its gfid, left behind by a drain', 33, { names: true, errors: true }],
   // A link of a symlink while a migration moved it: ENOENT for a name that exists.
   ['a link of a name while it migrates', 39, { names: true, faults: false, pin: (k) => void (k.namer = { tree: 8, ops: 40, pause: 2, settle: false }) }],
 ];

@@ -276,46 +276,26 @@ export class Rebalancer {
     if (this.wantStop()) return;
     const pos = this.cp.position;
     const done = pos !== null && dfsBefore(dir, pos); // pre-order: ancestors of the position are done too
-    let subdirs: string[] = [];
-    for (let attempt = 0; ; attempt++) {
-      try {
-        if (!done) {
-          this.cp.position = dir;
-          this.save(true);
-          subdirs = await this.processDir(dir);
-          this.cp.counters.dirs++;
-        } else subdirs = await this.subdirsOf(dir);
-        break;
-      } catch (e) {
-        if (!gone(e)) throw e;
-        // Missing only on a brick that missed its mkdir (down, or a power loss took the copy), not
-        // removed: a lookup makes the missing copies, layout and all, as any client's would, and the walk
-        // takes it again. Skipped, a drained brick's names in it stayed there, lost at the commit (the
-        // simulator found it, seed 33).
-        if (attempt === 0 && (await this.stillThere(dir))) continue;
-        // Removed (or replaced by a file) while the walk was on its way to it or in it: nothing of it is
-        // left to move. The run goes on with the rest of the tree.
-        this.cp.counters.dirsGone = (this.cp.counters.dirsGone ?? 0) + 1;
-        this.log(`skipped directory ${dir}: removed during the walk (${codeOf(e)})`);
-        return;
-      }
+    let subdirs: string[];
+    try {
+      if (!done) {
+        this.cp.position = dir;
+        this.save(true);
+        subdirs = await this.processDir(dir);
+        this.cp.counters.dirs++;
+      } else subdirs = await this.subdirsOf(dir);
+    } catch (e) {
+      // Removed (or replaced by a file) while the walk was on its way to it or in it: nothing of it is
+      // left to move. The run goes on with the rest of the tree.
+      if (!gone(e)) throw e;
+      this.cp.counters.dirsGone = (this.cp.counters.dirsGone ?? 0) + 1;
+      this.log(`skipped directory ${dir}: removed during the walk (${codeOf(e)})`);
+      return;
     }
     if (this.wantStop()) return;
     for (const name of subdirs) {
       await this.walk(joinPath(dir, name));
       if (this.stopping) return;
-    }
-  }
-
-  /** Whether a directory is there, as a client's lookup finds it (which makes its missing copies). */
-  private async stillThere(dir: string): Promise<boolean> {
-    this.c.invalidate(dir);
-    try {
-      await this.c.dir(dir);
-      return true;
-    } catch (e) {
-      if (gone(e)) return false;
-      throw e;
     }
   }
 

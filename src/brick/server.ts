@@ -11,7 +11,7 @@ import { tcpNetwork } from '../wire/tcp.js';
 import { tlsNetwork, type TlsFiles } from '../wire/tls.js';
 import type { Listener } from '../wire/transport.js';
 import { DEFAULT_MAX_FRAME } from '../wire/frame.js';
-import { ConnectionGate, LIMIT_DEFAULTS, LimitLog, clip, limitsFrom, type BrickLimits } from '../wire/limits.js';
+import { ConnectionGate, LIMIT_DEFAULTS, LimitLog, addressOf, clip, limitsFrom, type BrickLimits } from '../wire/limits.js';
 import { readFileSync } from 'node:fs';
 import { lockBrickDir } from './claim.js';
 import { listenInRange, parsePortRange, type PortRange } from './ports.js';
@@ -106,7 +106,16 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
   await lockBrickDir(storage);
   // With TLS, only clients with a certificate of the CA (not revoked) get this far; the HMAC handshake
   // follows inside the session as on TCP.
-  const network = o.tls ? tlsNetwork({ files: o.tls, handshakeMs: limits.handshakeMs, log: (msg, extra) => log.warn(extra, msg) }) : tcpNetwork;
+  const network = o.tls
+    ? tlsNetwork({
+        files: o.tls,
+        handshakeMs: limits.handshakeMs,
+        maxSockets: limits.maxConnections,
+        log: (msg, extra) => log.warn(extra, msg),
+        // One line per reason and address per 10 s (the rest counted in the next line).
+        refused: (remote, reason, extra) => limitLog.line(`tls:${reason}:${addressOf(remote)}`, 'TLS client refused', { remote, reason, ...extra }),
+      })
+    : tcpNetwork;
   const listen = (port: number) => network.listen(o.host, port, (conn) => {
     const g = gate.admit(conn);
     if (!g) return;

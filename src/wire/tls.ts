@@ -32,8 +32,18 @@ export interface TlsNetworkOptions {
   files: TlsFiles;
   /** Brick side: refused handshakes are logged here (one line each, naming the peer and the reason). */
   log?: (msg: string, extra: Record<string, unknown>) => void;
+  /**
+   * Brick side: a refused client (the default: one `log` line each). The brick passes its rate-limited
+   * log, so that a peer cannot fill the log with refused handshakes.
+   */
+  refused?: (remote: string, reason: string, extra: Record<string, unknown>) => void;
   /** Brick side: a client that has not completed its TLS handshake within this is cut (default 10 s). */
   handshakeMs?: number;
+  /**
+   * Brick side: sockets open at once, TLS handshakes in progress included (the brick's connection gate
+   * sees a connection only once its handshake is done); more are closed as they come.
+   */
+  maxSockets?: number;
   /** Client side: check the brick's certificate names its host (default true). */
   checkHost?: boolean;
 }
@@ -79,6 +89,7 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
   const cert = read(o.files.cert, 'certificate');
   const key = read(o.files.key, 'key');
   const log = o.log ?? (() => {});
+  const refuse = o.refused ?? ((remote: string, reason: string, extra: Record<string, unknown>) => log('TLS client refused', { remote, reason, ...extra }));
   return {
     connect(host, port) {
       return new Promise((resolve, reject) => {
@@ -134,7 +145,7 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
         });
         srv.on('tlsClientError', (e: Error & { code?: string }, s: tls.TLSSocket) => {
           const timeout = /timeout/i.test(e.message);
-          log('TLS client refused', { remote: `${s.remoteAddress}:${s.remotePort}`, reason: timeout ? 'no TLS handshake in time (a plaintext client?)' : reasonOf(e.code, e.message) });
+          refuse(`${s.remoteAddress}:${s.remotePort}`, timeout ? 'no TLS handshake in time (a plaintext client?)' : reasonOf(e.code, e.message), {});
           // tls leaves a socket whose handshake timed out open (Node 20): a silent client would keep it.
           s.destroy();
         });
@@ -142,18 +153,20 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
           const remote = `${s.remoteAddress}:${s.remotePort}`;
           const peer = s.getPeerCertificate();
           if (!peer || Object.keys(peer).length === 0) {
-            log('TLS client refused', { remote, reason: 'no client certificate' });
+            refuse(remote, 'no client certificate', {});
             s.destroy();
             return;
           }
           if (!s.authorized) {
             const err = s.authorizationError as unknown as Error & { code?: string };
-            log('TLS client refused', { remote, reason: reasonOf(err?.code ?? String(err), err?.message ?? String(err)), subject: peer.subject?.CN });
+            refuse(remote, reasonOf(err?.code ?? String(err), err?.message ?? String(err)), { subject: peer.subject?.CN });
             s.destroy();
             return;
           }
           onConn(wrap(s));
         });
+        if (o.maxSockets) srv.maxConnections = o.maxSockets;
+        srv.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) => refuse(`${d?.remoteAddress}:${d?.remotePort}`, `too many sockets (limit ${o.maxSockets})`, {}));
         srv.once('error', reject);
         srv.listen({ host, port }, () => {
           const addr = srv.address() as net.AddressInfo;

@@ -23,6 +23,7 @@ import { simLocalFiles, type LocalCounts } from './local.js';
 import { classicKnobs, drawKnobs, mixRoll, type Knobs } from './options.js';
 import { NameModel, namer, seedTree, type NamerEnv } from './names.js';
 import { checkNamespace } from './checkers/namespace.js';
+import { S3Checker } from './checkers/s3.js';
 
 export interface SimOptions {
   seed: number;
@@ -646,6 +647,9 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   );
   // Errors are many and expected (ENOENT, EMOVED, injected EIO); their stacks cost more than the rest of
   // their handling. A replay (`--seed`) keeps them, for a driver error's stack.
+  // S3 after every event that changed a disk (the legacy protocol breaks it by design: two data copies).
+  const s3 = new S3Checker(storages, names);
+  w.afterEvent = () => s3.check(w.now);
   const stackLimit = Error.stackTraceLimit;
   if (!o.stacks) Error.stackTraceLimit = 0;
   try {
@@ -653,6 +657,7 @@ export async function runSeed(o: SimOptions): Promise<SimResult> {
   } finally {
     Error.stackTraceLimit = stackLimit;
   }
+  for (const v of s3.found.values()) violations.push(v);
   if (driverError) violations.push(`driver: ${(driverError as Error)?.stack ?? driverError}`);
   if (!finished) violations.push('L1: the run did not finish (deadlock)');
   planted.clear();

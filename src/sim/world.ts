@@ -53,6 +53,11 @@ export class World {
    * happens at the current time: time never goes back.
    */
   chooser: ((candidates: number) => number) | null = null;
+  /**
+   * Called after each event's own code (not its promise continuations, which run before the next
+   * event): the always-on checkers (checkers/s3.ts) look at the state between two events.
+   */
+  afterEvent: (() => void) | null = null;
   window = 2;
 
   constructor(readonly seed: number) {
@@ -124,6 +129,7 @@ export class World {
       this.now = Math.max(this.now, ev.t);
       this.events++;
       ev.fn();
+      this.afterEvent?.();
     }
   }
 }

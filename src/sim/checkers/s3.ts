@@ -1,0 +1,60 @@
+/**
+ * S3 checker (one truth): at every instant at most one copy of a regular file is authoritative. Run after
+ * every simulated event whose disks changed (each SimStorage counts its changes): over every brick's
+ * namespace (the handle and private directories left out), a data file that is not a linkto and carries no
+ * commit record is an authoritative copy of its gfid; two bricks holding one for the same gfid is a
+ * violation. Names of one inode on one brick (hard links) are one copy; symlinks, FIFOs and sockets may
+ * have two identical copies while they move (docs/MIGRATION.md, "Special files"), and are left out.
+ */
+import { S_IFMT, S_IFREG } from '../../storage/storage.js';
+import type { SimStorage } from '../storage.js';
+
+const LINKTO = 'trusted.glusterfs.dht.linkto';
+const GFID = 'trusted.gfid';
+const RECORD = 'trusted.dhtfs.migration';
+
+export class S3Checker {
+  private seen: number[];
+  /** Violations found, once per gfid. */
+  readonly found = new Map<string, string>();
+  checks = 0;
+
+  constructor(
+    private readonly storages: SimStorage[],
+    private readonly names: string[],
+  ) {
+    this.seen = storages.map(() => -1);
+  }
+
+  /** Checks, if any disk changed since the last check; `now` names the instant in the report. */
+  check(now: number): void {
+    if (this.storages.every((st, i) => st.generation === this.seen[i])) return;
+    this.storages.forEach((st, i) => (this.seen[i] = st.generation));
+    this.checks++;
+    const holder = new Map<string, number>();
+    this.storages.forEach((st, i) => {
+      const walk = (dir: string) => {
+        for (const e of st.peekDir(dir)) {
+          const p = dir ? `${dir}/${e.name}` : e.name;
+          if (p === '.glusterfs') continue;
+          if (e.type === 'dir') {
+            walk(p);
+            continue;
+          }
+          if (e.type !== 'file') continue;
+          const s = st.peekStat(p);
+          if ((s.mode & S_IFMT) !== S_IFREG) continue;
+          if ((s.mode & 0o7777) === 0o1000 && st.peek(p, LINKTO)) continue;
+          if (st.peek(p, RECORD)) continue;
+          const g = st.peek(p, GFID);
+          if (!g) continue;
+          const gfid = g.toString('hex');
+          const other = holder.get(gfid);
+          if (other === undefined) holder.set(gfid, i);
+          else if (other !== i && !this.found.has(gfid)) this.found.set(gfid, `S3 at ${now.toFixed(2)}: /${p} has an authoritative copy on ${this.names[other]} and on ${this.names[i]}`);
+        }
+      };
+      walk('');
+    });
+  }
+}

@@ -14,11 +14,10 @@ import { update, type Store } from '../cluster/store.js';
 import { announceTopology } from '../cluster/brick-runner.js';
 import type { VolumeOptions, VolumeSpec } from '../dht/spec.js';
 import os from 'node:os';
-import { spawn } from 'node:child_process';
 import { Volume } from '../api/volume.js';
 import { Rebalancer, startFailed, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
-import { MAIN_JS, home } from './state.js';
-import { migratorOptions, parseThrottle, statusOf, type RebalanceStatus } from './rebalance.js';
+import { home } from './state.js';
+import { migratorOptions, parseThrottle, spawnRebalanceRun, statusOf, type RebalanceStatus } from './rebalance.js';
 import { openStore } from './node.js';
 
 /** How long `volume start` and `stop` wait for the node daemons to report every brick. */
@@ -340,15 +339,7 @@ export async function clusterRebalanceStart(name: string, o: { mode: 'full' | 'f
   parseThrottle(o.throttle);
   const logs = path.join(home(), 'logs');
   fs.mkdirSync(logs, { recursive: true });
-  const log = fs.openSync(path.join(logs, `rebalance-${name}.log`), 'a');
-  const args = [MAIN_JS, 'rebalance-run', name, '--mode', o.mode, '--throttle', o.throttle];
-  if (o.force) args.push('--force');
-  if (o.restart) args.push('--restart');
-  if (o.leaseMs) args.push('--lease-ms', String(o.leaseMs));
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: process.env });
-  child.unref();
-  fs.closeSync(log);
-  return child.pid!;
+  return spawnRebalanceRun(name, o, path.join(logs, `rebalance-${name}.log`));
 }
 
 /** The rebalance process over a cluster: runs under the volume's task claim until done, stopped or failed. */

@@ -78,15 +78,21 @@ export function startRebalance(v: StoredVolume, o: { mode: 'full' | 'fix-layout'
   if (running) throw new Error(`a rebalance of ${v.name} is already running (pid ${running})`);
   fs.mkdirSync(path.join(volDir(v.name), 'run'), { recursive: true });
   fs.mkdirSync(path.join(volDir(v.name), 'logs'), { recursive: true });
-  const log = fs.openSync(path.join(volDir(v.name), 'logs', 'rebalance.log'), 'a');
-  const args = [MAIN_JS, 'rebalance-run', v.name, '--mode', o.mode, '--throttle', o.throttle];
+  const pid = spawnRebalanceRun(v.name, o, path.join(volDir(v.name), 'logs', 'rebalance.log'));
+  fs.writeFileSync(pidFile(v), String(pid));
+  return pid;
+}
+
+/** The rebalance process (`rebalance-run`), detached, its output appended to `logFile`; its pid. */
+export function spawnRebalanceRun(name: string, o: { mode: 'full' | 'fix-layout'; force: boolean; throttle: string; restart?: boolean; leaseMs?: number }, logFile: string): number {
+  const log = fs.openSync(logFile, 'a');
+  const args = [MAIN_JS, 'rebalance-run', name, '--mode', o.mode, '--throttle', o.throttle];
   if (o.force) args.push('--force');
   if (o.restart) args.push('--restart');
   if (o.leaseMs) args.push('--lease-ms', String(o.leaseMs));
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: process.env });
   child.unref();
   fs.closeSync(log);
-  fs.writeFileSync(pidFile(v), String(child.pid));
   return child.pid!;
 }
 

@@ -96,12 +96,7 @@ export async function migPrepare(b: BrickCore, s: Session, a: Decoded<'migPrepar
   const rel = b.walk(a.path);
   const { gfid, src, uid, gid, links } = a;
   const tmp = tempPath(gfid, a.token);
-  let cur: Attr | null = null;
-  try {
-    cur = b.attrOf(rel);
-  } catch (e) {
-    ignoreCodes(e, 'ENOENT');
-  }
+  const cur = attrIfThere(b, rel);
   if (!cur) makeLinkto(b, rel, gfid, src, uid, gid);
   else if (cur.linkto === undefined || cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${b.cfg.name} is not a linkto of this file`);
   else if (cur.linkto !== src) setLinkto(b, rel, src);
@@ -147,12 +142,7 @@ export async function migInstall(b: BrickCore, a: Decoded<'migInstall'>): Promis
   const rel = b.walk(a.path);
   const { gfid, durable } = a;
   const tmp = tempPath(gfid, a.token);
-  let cur: Attr | null = null;
-  try {
-    cur = b.attrOf(rel);
-  } catch (e) {
-    ignoreCodes(e, 'ENOENT');
-  }
+  const cur = attrIfThere(b, rel);
   let hasTemp = true;
   try {
     b.st.lstat(tmp);
@@ -248,12 +238,7 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
     b.copyUserXattrs(p, xattrs);
     if (atime && mtime) b.st.lutimes(p, atime, mtime); // last: the others move no time but ctime
   };
-  let cur: Attr | null = null;
-  try {
-    cur = b.attrOf(rel);
-  } catch (e) {
-    ignoreCodes(e, 'ENOENT');
-  }
+  const cur = attrIfThere(b, rel);
   if (cur && cur.gfid === gfid && cur.linkto === undefined && (cur.mode & S_IFMT) === type && (cur.rdev ?? 0) === rdev) {
     apply(rel);
     installLinks(b, rel, gfid);
@@ -312,4 +297,14 @@ export function migDropSpecial(b: BrickCore, a: Decoded<'migDropSpecial'>): Reco
   for (const l of links) b.keepingTimes(l, true, () => b.st.unlink(l));
   dropHandleIfLast(b, gfid);
   return {};
+}
+
+/** A name's attributes, or null when there is nothing by that name. */
+function attrIfThere(b: BrickCore, rel: string): Attr | null {
+  try {
+    return b.attrOf(rel);
+  } catch (e) {
+    ignoreCodes(e, 'ENOENT');
+    return null;
+  }
 }

@@ -114,7 +114,7 @@ test('add-brick, rebalance start/status, remove-brick start/status/commit throug
     await cli('volume', 'create', 'rv', await brick(0), await brick(1));
     await cli('volume', 'start', 'rv');
     const local = path.join(home, 'f');
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 20; i++) {
       fs.writeFileSync(local, `file ${i}\n`);
       await cli('-V', 'rv', 'put', local, `/f${i}`);
     }
@@ -127,7 +127,7 @@ test('add-brick, rebalance start/status, remove-brick start/status/commit throug
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(st!.state, 'completed');
-    assert.equal(st!.counters.scanned, 40);
+    assert.equal(st!.counters.scanned, 20);
     assert.ok(st!.counters.migrated > 0, 'some files moved to the new brick');
     assert.ok(fs.readdirSync(path.join(home, 'b2')).some((n) => /^f\d+$/.test(n)), 'the new brick holds files');
     assert.match(await cli('volume', 'rebalance', 'rv', 'status'), /Rebalance of volume rv: completed/);
@@ -142,7 +142,7 @@ test('add-brick, rebalance start/status, remove-brick start/status/commit throug
     assert.match(await cli('volume', 'remove-brick', 'rv', 'rv-client-0', 'commit'), /removed rv-client-0/);
     const info = JSON.parse(await cli('volume', 'info', 'rv', '--json'));
     assert.deepEqual(info.bricks.map((b: { name: string }) => b.name), ['rv-client-1', 'rv-client-2']);
-    for (let i = 0; i < 40; i++) assert.equal(await cli('-V', 'rv', 'cat', `/f${i}`), `file ${i}\n`);
+    for (let i = 0; i < 20; i++) assert.equal(await cli('-V', 'rv', 'cat', `/f${i}`), `file ${i}\n`);
     assert.ok(!fs.readdirSync(path.join(home, 'b0')).some((n) => /^f\d+$/.test(n)), 'the removed brick holds no file');
   } finally {
     await run(process.execPath, [MAIN_JS, 'volume', 'stop', 'rv'], { env }).catch(() => {});

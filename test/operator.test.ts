@@ -348,7 +348,7 @@ test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a n
     await cli('volume', 'start', 'xv');
     await cli('-V', 'xv', 'mkdir', '-p', '/d1/d2');
     const where = new Map<string, string>();
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 12; i++) {
       const p = `${['', '/d1', '/d1/d2'][i % 3]}/f${i}`;
       fs.writeFileSync(path.join(home, 'f'), `file ${i}\n`);
       await cli('-V', 'xv', 'put', path.join(home, 'f'), p);
@@ -375,7 +375,7 @@ test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a n
     }
     // New files are made on every brick, the new one included, in every directory, and read back.
     const placed = new Set<string>();
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 12; i++) {
       const p = `${['', '/d1', '/d1/d2'][i % 3]}/g${i}`;
       fs.writeFileSync(path.join(home, 'f'), `new ${i}\n`);
       await cli('-V', 'xv', 'put', path.join(home, 'f'), p);

@@ -11,7 +11,7 @@ const RSS_BOUND_MIB = 600;
 
 test('a brick under a short hostile-client suite: alive, serving, bounded, contained', async () => {
   const seed = Number(process.env.DHTFS_ATTACK_SEED ?? 0) || (Date.now() & 0xffff) + 1;
-  const rep = await runAttacks({ seconds: 12, seed, rssBoundMiB: RSS_BOUND_MIB });
+  const rep = await runAttacks({ seconds: 8, seed, rssBoundMiB: RSS_BOUND_MIB });
   const summary = `seed ${seed}: ${rep.frames} frames (${rep.answered} answered), ${rep.connections} connections, ${rep.crashes} crashes, ${rep.hangs} hangs, peak RSS ${rep.peakRssMiB.toFixed(0)} MiB, worst good-client wait ${rep.worstGoodMs.toFixed(0)} ms${rep.notes.length ? '; ' + rep.notes.join('; ') : ''}`;
   console.log(summary);
   assert.equal(rep.crashes, 0, summary);

@@ -211,7 +211,7 @@ export async function clusterCreate(name: string, args: string[], options: Volum
 /** volume start/stop in a cluster: the record's state, then the node daemons' reports of every brick. */
 export async function clusterStartStop(name: string, state: 'started' | 'stopped'): Promise<{ brick: string; node: string; state: string; pid: number | null; port: number }[]> {
   return withStore(async (s) => {
-    const v0 = await update<VolumeRecord>(s, keys.volume(name), (cur) => {
+    await update<VolumeRecord>(s, keys.volume(name), (cur) => {
       if (!cur) throw new Error(`volume ${name} does not exist`);
       return cur.state === state ? null : { ...cur, state };
     });
@@ -231,7 +231,6 @@ export async function clusterStartStop(name: string, state: 'started' | 'stopped
       if (Date.now() > deadline) throw new Error(`bricks not ${want} after ${BRICKS_WAIT_MS / 1000} s: ${rows.filter((r) => r.state !== want).map((r) => `${r.brick} (${r.state}${r.reason ? `: ${r.reason}` : ''})`).join(', ')}; are their node daemons running?`);
       await sleep(200);
     }
-    void v0;
   });
 }
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Brick } from '../src/brick/brick.js';
 import { checkFdTable } from '../src/brick/fds.js';
-import { SrcMigrations } from '../src/brick/migration.js';
+import { SrcMigrations } from '../src/migration/src-state.js';
 import { DiskStorage } from '../src/storage/disk.js';
 import { realClock, realRandom } from '../src/common/real-env.js';
 import { LIMIT_DEFAULTS } from '../src/wire/limits.js';

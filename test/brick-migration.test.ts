@@ -1,7 +1,7 @@
-/** The brick's migration rules in isolation (src/brick/migration.ts). */
+/** The brick's migration rules in isolation (src/migration/src-state.ts). */
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { SrcMigrations, addRange } from '../src/brick/migration.js';
+import { SrcMigrations, addRange } from '../src/migration/src-state.js';
 import type { Clock, Random } from '../src/common/env.js';
 
 const clock: Clock = {

@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import * as xattr from '@napi-rs/xattr';
 import { Volume, type FileHandle } from '../src/api/volume.js';
 import { MAIN_JS } from '../src/cli/state.js';
-import { SAFE_STEPS } from '../src/rebalance/steps.js';
+import { SAFE_STEPS } from '../src/migration/steps.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { P, scanBrick } from './helpers/disk.js';
 import { rotateLayout } from './helpers/layout.js';

@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import { promisify } from 'node:util';
 import { Volume } from '../src/api/volume.js';
 import { ENTRY_TIMEOUT, fuseAvailable } from '../src/fuse/mount.js';
-import { migrateFile } from '../src/rebalance/migrate.js';
+import { migrateFile } from '../src/migration/migrator.js';
 import type { Cluster } from './helpers/cluster.js';
 import { MAIN_JS, mountCluster, mounted, startMount, unmountCluster } from './helpers/mount.js';
 import { rebalanceOntoNewBrick } from './helpers/rebalance.js';

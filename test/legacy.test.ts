@@ -7,8 +7,8 @@
 import test, { after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Volume } from '../src/api/volume.js';
-import { migrateFileLegacy } from '../src/rebalance/legacy.js';
-import { LEGACY_STEPS } from '../src/rebalance/steps.js';
+import { migrateFileLegacy } from '../src/migration/legacy.js';
+import { LEGACY_STEPS } from '../src/migration/steps.js';
 import { pauseAfter, startCluster, type Cluster } from './helpers/cluster.js';
 import { namesOn, onDisk } from './helpers/disk.js';
 import { rotateLayout } from './helpers/layout.js';

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { PACKAGE_ROOT } from '../src/cli/state.js';
-import { LEGACY_STEPS, SAFE_STEPS } from '../src/rebalance/steps.js';
+import { LEGACY_STEPS, SAFE_STEPS } from '../src/migration/steps.js';
 
 const MODELS = path.join(PACKAGE_ROOT, 'model');
 /** The checks' scratch directories (the model, pan and its trail), removed at the end. */

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Volume } from '../src/api/volume.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
-import { SAFE_STEPS, type SafeStep } from '../src/rebalance/steps.js';
+import { SAFE_STEPS, type SafeStep } from '../src/migration/steps.js';
 import { pauseAfter, startCluster } from './helpers/cluster.js';
 
 const names = ['/a/h', '/a/h-b', '/b/h-c'];

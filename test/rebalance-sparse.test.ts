@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Volume } from '../src/api/volume.js';
-import { migrateFile } from '../src/rebalance/migrate.js';
+import { migrateFile } from '../src/migration/migrator.js';
 import { startCluster } from './helpers/cluster.js';
 import { rotateLayout } from './helpers/layout.js';
 

@@ -9,8 +9,8 @@ import { LIVE_OPTIONS, liveOption, liveOptionsIn, validateSpec, type VolumeOptio
 import { serveBrick } from '../brick/server.js';
 import { FsError, codeOf, ignoreCodes } from '../common/errors.js';
 import { formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
-import { migrateFile } from '../rebalance/migrate.js';
-import { migrateFileLegacy } from '../rebalance/legacy.js';
+import { migrateFile } from '../migration/migrator.js';
+import { migrateFileLegacy } from '../migration/legacy.js';
 import type { DirEntryAttr } from '../wire/types.js';
 import {
   PACKAGE_ROOT,

@@ -8,7 +8,7 @@ import { RpcClient } from '../wire/rpc.js';
 import { specNetwork } from '../api/network.js';
 import { liveOptionsIn, type Topology } from '../dht/spec.js';
 import { Rebalancer, THROTTLE, startFailed, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
-import type { MigrateOptions } from '../rebalance/migrate.js';
+import type { MigrateOptions } from '../migration/migrator.js';
 import { MAIN_JS, saveVolume, volDir, type StoredVolume } from './state.js';
 
 export function checkpointFile(v: StoredVolume): string {

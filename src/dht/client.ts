@@ -18,6 +18,7 @@ import * as renames from './rename.js';
 import { NegativeCache } from './neg-cache.js';
 import { DirCache, type DirInfo } from './dir-cache.js';
 import { liveOptionsIn, validateTopology, type LiveOptions, type Topology, type VolumeSpec } from './spec.js';
+import { supersededInstall } from '../migration/records.js';
 
 export { joinPath, normPath, walkPath } from './paths.js';
 export { Subvol };
@@ -1269,15 +1270,6 @@ export class DhtClient {
     return this.hashedBrick(await this.dir(parent), name);
   }
 
-}
-
-/**
- * migInstall's answer when a committed copy can never be installed: the name on dst is another file's
- * (EEXIST), or neither the copy nor the file is there (ENOENT: installed, then renamed or unlinked).
- */
-export function supersededInstall(e: unknown): boolean {
-  const c = codeOf(e);
-  return c === 'ENOENT' || c === 'EEXIST';
 }
 
 /** A file operation's error that means the file is not where its lookup found it any more. */

@@ -12,11 +12,11 @@ import { dhtHash } from '../dht/hash.js';
 import type { Attr, DirEntryAttr } from '../wire/types.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../storage/storage.js';
 
-/** Names with no data of their own, moved by remaking them (rebalance/special.ts). */
+/** Names with no data of their own, moved by remaking them (migration/special.ts). */
 const SPECIAL = new Set([S_IFLNK, S_IFIFO, S_IFSOCK, S_IFBLK, S_IFCHR]);
-import { migrateSpecial } from './special.js';
-import { SwitchGate, migrateFile, type MigrateOptions } from './migrate.js';
-import { migrateFileLegacy } from './legacy.js';
+import { migrateSpecial } from '../migration/special.js';
+import { SwitchGate, migrateFile, type MigrateOptions } from '../migration/migrator.js';
+import { migrateFileLegacy } from '../migration/legacy.js';
 
 export type RebalanceMode = 'full' | 'fix-layout';
 export type RebalanceState = 'running' | 'completed' | 'stopped' | 'failed';

@@ -25,7 +25,7 @@ export interface Attr extends Stat {
   renaming?: { from: string; to: string; replaced?: { brick: string; gfid?: string } };
 }
 
-/** A committed migration's record on src: the file is dst's now (brick/migration.ts). */
+/** A committed migration's record on src: the file is dst's now (migration/records.ts). */
 export interface Moved {
   dst: string;
   token: string;
@@ -33,7 +33,7 @@ export interface Moved {
   path: string;
 }
 
-/** What changed in a file under migration since the migrator last asked (brick/migration.ts). */
+/** What changed in a file under migration since the migrator last asked (migration/records.ts). */
 export interface DirtyRecord {
   ranges: [number, number][];
   /** Mode, owner, times or xattrs changed. */

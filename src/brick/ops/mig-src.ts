@@ -3,7 +3,7 @@ import { planted } from '../../common/plant.js';
 import { EMOVED, FsError, codeOf, ignoreCodes } from '../../common/errors.js';
 import type { Attr } from '../../wire/types.js';
 import { O_RDONLY, O_RDWR, LOCK_GATE, LOCK_WRITERS, type LocalName } from '../../storage/storage.js';
-import { formatMoved, type DirtyRecord, type Moved } from '../migration.js';
+import { formatMoved, type DirtyRecord, type Moved } from '../../migration/records.js';
 import { MIGRATE_DIR, handlePath, isReg } from '../format.js';
 import { type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';

@@ -1,16 +1,15 @@
 /**
  * The brick's half of the safe migration protocol (docs/MIGRATION.md), as src: leases with tokens,
  * tracking of writes during the copy, the freeze that holds writes for the final copy, and the record of
- * files whose commit this brick made. Pure state and rules; Brick does the storage work around it.
+ * files whose commit this brick made. Pure state and rules; the brick's ops (src/brick/ops/mig-src.ts)
+ * do the storage work around it.
  */
 import assert from 'node:assert';
 import { EMOVED, FsError } from '../common/errors.js';
 import type { Clock, Random, Timer } from '../common/env.js';
 import { planted } from '../common/plant.js';
 import type { DirtyRecord, Moved } from '../wire/types.js';
-
-/** Custom code: a migration step made without a live lease (a fenced migrator). */
-export const EFENCED = 'EFENCED';
+import { EFENCED } from './records.js';
 
 export type { DirtyRecord, Moved };
 
@@ -245,20 +244,4 @@ export class SrcMigrations {
   isActive(gfid: string): boolean {
     return this.active.has(gfid);
   }
-}
-
-/** Parses the commit record: JSON {"moved": dst, "token": ..., "path": ...}. */
-export function parseMoved(b: Uint8Array | null): Moved | null {
-  if (!b) return null;
-  try {
-    const v = JSON.parse(Buffer.from(b).toString('utf8'));
-    if (typeof v.moved === 'string' && typeof v.token === 'string' && typeof v.path === 'string') return { dst: v.moved, token: v.token, path: v.path };
-  } catch {
-    /* not a record of ours */
-  }
-  return null;
-}
-
-export function formatMoved(m: Moved): Buffer {
-  return Buffer.from(JSON.stringify({ moved: m.dst, token: m.token, path: m.path }));
 }

@@ -1,12 +1,13 @@
 /**
  * The migrator's half of the safe migration protocol (docs/MIGRATION.md): moves one file from the brick
  * that holds it (src) to its hashed brick (dst), step by step, in the order of SAFE_STEPS. The bricks'
- * half is in src/brick/migration.ts and the migration section of src/brick/brick.ts.
+ * half is in src/migration/src-state.ts (src's rules) and src/brick/ops/mig-src.ts, mig-dst.ts.
  */
 import type { Reply } from '../wire/ops.js';
 import { EMOVED, FsError, codeOf, ignoreCodes, bestEffort, nullOnFailure } from '../common/errors.js';
 import type { Timer } from '../common/env.js';
-import { supersededInstall, type BrickFd, type DhtClient, type Located } from '../dht/client.js';
+import type { BrickFd, DhtClient, Located } from '../dht/client.js';
+import { supersededInstall } from './records.js';
 import type { Attr } from '../wire/types.js';
 import { S_IFMT, S_IFREG, O_RDONLY } from '../storage/storage.js';
 import type { SafeStep } from './steps.js';

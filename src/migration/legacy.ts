@@ -9,7 +9,7 @@ import type { DhtClient } from '../dht/client.js';
 import type { Attr } from '../wire/types.js';
 import { O_RDONLY, O_RDWR, S_ISGID, S_ISVTX } from '../storage/storage.js';
 import type { LegacyStep } from './steps.js';
-import { migrationTarget, type MigrateOutcome } from './migrate.js';
+import { migrationTarget, type MigrateOutcome } from './migrator.js';
 
 export interface LegacyOptions {
   afterStep?: (step: LegacyStep, path: string) => Promise<void> | void;

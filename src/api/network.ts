@@ -1,8 +1,10 @@
 /** The transport a client reaches a volume's bricks with: TCP, or TLS for a volume with transport.tls on. */
 import type { VolumeSpec } from '../dht/spec.js';
+import type { Clock } from '../common/env.js';
 import { FsError } from '../common/errors.js';
 import { tcpNetwork } from '../wire/tcp.js';
-import { tlsFilesIn, tlsNetwork } from '../wire/tls.js';
+import { clientTlsFiles, defaultClientTlsDir, tlsFilesIn, tlsNetwork } from '../wire/tls.js';
+import { fetchSpec, parseServerList, parseVolumeAddress } from '../wire/mgmt.js';
 import type { Network } from '../wire/transport.js';
 
 export function specNetwork(spec: VolumeSpec, tlsDir?: string): Network {
@@ -10,4 +12,31 @@ export function specNetwork(spec: VolumeSpec, tlsDir?: string): Network {
   const files = tlsDir ? tlsFilesIn(tlsDir) : spec.tls;
   if (!files) throw new FsError('EACCES', `volume ${spec.name} takes TLS clients only (transport.tls on): give a client certificate (dhtfs cert issue client NAME -o DIR; the spec's tls {ca, cert, key}, or --tls-dir DIR)`);
   return tlsNetwork({ files });
+}
+
+export interface ByHostOptions {
+  /** The client's TLS folder (default: defaultClientTlsDir()). */
+  tlsDir?: string;
+  /** Nodes asked when the first one does not answer (mount's backup-volfile-servers), in order: "host2:host3" or a list. */
+  volfileServers?: string | string[];
+  /** Their management port (default: the one in the address, else 24007). */
+  mgmtPort?: number;
+}
+
+/**
+ * The spec of a volume given as `HOST:/NAME`, from the node daemon of HOST or, when it does not answer,
+ * of the backup servers, over the management path's TLS with this client's certificate; for a volume
+ * with transport.tls on, the spec's `tls` is that certificate too.
+ */
+export async function specByHost(address: string, clock: Clock, o: ByHostOptions = {}): Promise<VolumeSpec> {
+  const a = parseVolumeAddress(address);
+  if (!a) throw new FsError('EINVAL', `${address}: HOST:/VOLUME expected`);
+  const port = o.mgmtPort ?? a.server.port;
+  const backups = typeof o.volfileServers === 'string' ? parseServerList(o.volfileServers, port) : (o.volfileServers ?? []).flatMap((s) => parseServerList(s, port));
+  const dir = o.tlsDir ?? defaultClientTlsDir();
+  const c = clientTlsFiles(dir);
+  if ('missing' in c) throw new FsError('EACCES', `${address}: no client certificate: ${c.missing} is missing (on the host of the cluster's CA: dhtfs cert issue client NAME -o DIR; then copy DIR to ${dir}, or give tls-dir=DIR)`);
+  const { files } = c;
+  const { spec } = await fetchSpec(tlsNetwork({ files }), [{ host: a.server.host, port }, ...backups], a.volume, (ms, fn) => clock.setTimer(ms, fn));
+  return spec.options?.tls ? { ...spec, tls: { ca: files.ca, cert: files.cert, key: files.key } } : spec;
 }

@@ -12,7 +12,7 @@ import type { Clock, Random } from '../common/env.js';
 import { realClock, realRandom } from '../common/real-env.js';
 import { DhtClient, RACE_RETRIES, fdGone, movedAway, normPath, type Located, type Logger } from '../dht/client.js';
 import type { VolumeSpec } from '../dht/spec.js';
-import { specNetwork } from './network.js';
+import { specByHost, specNetwork, type ByHostOptions } from './network.js';
 import type { Network } from '../wire/transport.js';
 import type { Attr } from '../wire/types.js';
 import type { FdLocal, LocalFile, LocalFiles } from '../storage/storage.js';
@@ -551,7 +551,13 @@ export class Volume {
   }
 
   /** Connects to every brick of the spec over TCP. */
-  static async connect(spec: VolumeSpec, opts: ConnectOptions = {}): Promise<Volume> {
+  /**
+   * A volume by its spec, or by `HOST:/NAME`: the spec is then fetched from the node daemon of HOST (or
+   * of `opts.volfileServers`) over the management path's TLS, with the client certificate of
+   * `opts.tlsDir` (default $DHTFS_HOME/tls/client).
+   */
+  static async connect(spec: VolumeSpec | string, opts: ConnectOptions & ByHostOptions = {}): Promise<Volume> {
+    if (typeof spec === 'string') spec = await specByHost(spec, opts.clock ?? realClock, opts);
     const c = new DhtClient(spec, opts.network ?? specNetwork(spec, opts.tlsDir), opts.clock ?? realClock, opts.random ?? realRandom, {
       clientName: opts.clientName,
       log: opts.log,

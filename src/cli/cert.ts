@@ -19,7 +19,7 @@ export function tlsHome(): string {
 
 const DAYS = '3650';
 
-function openssl(args: string[]): string {
+export function openssl(args: string[]): string {
   try {
     return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
@@ -86,31 +86,63 @@ function makeCrl(): void {
   fs.renameSync(tmp, path.join(d, 'crl.pem'));
 }
 
-export type CertKind = 'brick' | 'client';
+/** brick: a brick of a one-host volume; node: a node daemon of a cluster (its management server and its bricks); client. */
+export type CertKind = 'brick' | 'node' | 'client';
+
+/** A new P-256 private key at `file` (0600). */
+export function makeKey(file: string): void {
+  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', file]);
+  fs.chmodSync(file, 0o600);
+}
+
+/** A certificate request for `key` (PEM), naming its kind and name. */
+export function makeCsr(key: string, kind: CertKind, name: string): string {
+  return openssl(['req', '-new', '-key', key, '-subj', `/O=dhtfs/OU=${kind}/CN=${name}`]);
+}
+
+function checkName(name: string): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name)) throw new Error(`bad certificate name '${name}': letters, digits, '.', '_', '@', '-'`);
+}
+
+/**
+ * Signs a certificate request with this host's CA (made when absent): the certificate's subject is
+ * /O=dhtfs/OU=kind/CN=name whatever the request asked; a brick's or node's names its hosts (SANs), so
+ * that clients check it. Resolves to the certificate (PEM).
+ */
+export function signCsr(kind: CertKind, name: string, csrPem: string, hosts: string[] = []): string {
+  checkName(name);
+  ensureCa();
+  const d = tlsHome();
+  const tmp = fs.mkdtempSync(path.join(d, 'sign-'));
+  try {
+    const csr = path.join(tmp, 'req.csr');
+    const ext = path.join(tmp, 'ext.cnf');
+    const out = path.join(tmp, 'cert.pem');
+    fs.writeFileSync(csr, csrPem);
+    const sans = [...new Set(hosts)].map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`));
+    fs.writeFileSync(
+      ext,
+      `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${kind === 'client' ? 'clientAuth' : 'serverAuth,clientAuth'}\n${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}`,
+    );
+    openssl(['ca', '-batch', '-notext', '-config', path.join(d, 'ca.cnf'), '-extfile', ext, '-subj', `/O=dhtfs/OU=${kind}/CN=${name}`, '-in', csr, '-out', out]);
+    return fs.readFileSync(out, 'utf8');
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
 
 /**
  * Issues a certificate (P-256 key) into `out`: key.pem (0600), cert.pem, ca.pem; a brick's names its
  * host (a SAN), so clients check it; crl.pem links to the CA's CRL when `withCrl`.
  */
 export function issue(kind: CertKind, name: string, out: string, hosts: string[] = [], withCrl = false): TlsFiles {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(name)) throw new Error(`bad certificate name '${name}': letters, digits, '.', '_', '@', '-'`);
+  checkName(name);
   ensureCa();
   const d = tlsHome();
   fs.mkdirSync(out, { recursive: true, mode: 0o700 });
   const key = path.join(out, 'key.pem');
-  const csr = path.join(out, 'req.csr');
-  const ext = path.join(out, 'ext.cnf');
-  const sans = [...new Set(hosts)].map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`));
-  fs.writeFileSync(
-    ext,
-    `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${kind === 'brick' ? 'serverAuth,clientAuth' : 'clientAuth'}\n${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}`,
-  );
-  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
-  fs.chmodSync(key, 0o600);
-  openssl(['req', '-new', '-key', key, '-subj', `/O=dhtfs/OU=${kind}/CN=${name}`, '-out', csr]);
-  openssl(['ca', '-batch', '-notext', '-config', path.join(d, 'ca.cnf'), '-extfile', ext, '-in', csr, '-out', path.join(out, 'cert.pem')]);
-  fs.rmSync(csr);
-  fs.rmSync(ext);
+  makeKey(key);
+  fs.writeFileSync(path.join(out, 'cert.pem'), signCsr(kind, name, makeCsr(key, kind, name), hosts));
   fs.copyFileSync(path.join(d, 'ca.pem'), path.join(out, 'ca.pem'));
   if (withCrl) {
     fs.rmSync(path.join(out, 'crl.pem'), { force: true });
@@ -192,8 +224,10 @@ export function registerCertCommands(program: Command, action: (f: (...a: any[])
     .command('revoke <name>')
     .description("revoke a client's certificate(s): added to the CRL, which bricks reload before their next connection")
     .action(
-      action((name: string) => {
+      action(async (name: string) => {
         const n = revoke(name);
+        const { clusterConfig, withStore } = await import('./cluster.js');
+        if (clusterConfig()) await withStore(async (s) => (await import('./cluster-pki.js')).publishCrl(s));
         console.log(`cert revoke: client ${name}: ${n} certificate${n === 1 ? '' : 's'} revoked; CRL ${path.join(tlsHome(), 'crl.pem')}`);
       }),
     );

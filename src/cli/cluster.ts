@@ -9,7 +9,7 @@ import path from 'node:path';
 import dns from 'node:dns/promises';
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
-import { keys, parseVolume, type BrickStatus, type PeerRecord, type PlacedBrick, type VolumeRecord } from '../cluster/records.js';
+import { clientSpecOf, keys, parseVolume, type BrickStatus, type PeerRecord, type PlacedBrick, type VolumeRecord } from '../cluster/records.js';
 import { update, type Store } from '../cluster/store.js';
 import { announceTopology } from '../cluster/brick-runner.js';
 import type { VolumeOptions, VolumeSpec } from '../dht/spec.js';
@@ -19,6 +19,7 @@ import { Rebalancer, startFailed, type Checkpoint, type CheckpointStore } from '
 import { home } from './state.js';
 import { migratorOptions, parseThrottle, spawnRebalanceRun, statusOf, type RebalanceStatus } from './rebalance.js';
 import { openStore } from './node.js';
+import { initClusterCa, issueNodeCert } from './cluster-pki.js';
 
 /** How long `volume start` and `stop` wait for the node daemons to report every brick. */
 const BRICKS_WAIT_MS = 30_000;
@@ -43,7 +44,7 @@ export function clusterConfig(): ClusterConfig | null {
   }
 }
 
-async function withStore<T>(fn: (s: Store) => Promise<T>): Promise<T> {
+export async function withStore<T>(fn: (s: Store) => Promise<T>): Promise<T> {
   const c = clusterConfig();
   if (!c) throw new Error('this host is not in a cluster: run "dhtfs cluster init --etcd URLS" first');
   const s = await openStore(c.etcd.join(','));
@@ -89,16 +90,7 @@ export async function clusterSpec(name: string): Promise<VolumeSpec> {
 }
 
 function specOf(v: VolumeRecord, admin = false): VolumeSpec {
-  return {
-    name: v.name,
-    volumeId: v.volumeId,
-    secret: v.secret,
-    ...(admin ? { adminSecret: v.adminSecret } : {}),
-    bricks: v.bricks.map(({ name, host, port }) => ({ name, host, port })),
-    options: v.options,
-    decommissioned: v.decommissioned,
-    version: v.version,
-  };
+  return clientSpecOf(v, admin);
 }
 
 async function statuses(s: Store, v: VolumeRecord): Promise<Map<string, BrickStatus>> {
@@ -116,14 +108,16 @@ export function registerClusterCommands(program: Command, action: <A extends unk
       action(async (o: { etcd: string }) => {
         const etcd = o.etcd.split(',').map((x) => x.trim()).filter(Boolean);
         const s = await openStore(etcd.join(','));
+        let ca: string;
         try {
           await s.list(keys.peers); // reachable, or a clear error now
+          ca = await initClusterCa(s);
         } finally {
           await s.close();
         }
         fs.mkdirSync(home(), { recursive: true, mode: 0o700 });
         fs.writeFileSync(configFile(), JSON.stringify({ etcd }, null, 2) + '\n', { mode: 0o600 });
-        process.stdout.write(`cluster init: this host uses the cluster state in etcd ${etcd.join(',')}\n`);
+        process.stdout.write(`cluster init: this host uses the cluster state in etcd ${etcd.join(',')}; ${ca}\n`);
       }),
     );
 
@@ -137,6 +131,8 @@ export function registerClusterCommands(program: Command, action: <A extends unk
           const p = await peerOf(s, host);
           if (!p.online) throw new Error(`the node daemon at ${host} (${p.id}) is not running`);
           await update<PeerRecord & { member?: boolean }>(s, keys.peer(p.id), (cur) => (cur && !cur.member ? { ...cur, member: true } : null));
+          const unsigned = await issueNodeCert(s, p, host);
+          if (unsigned) process.stderr.write(`peer probe: ${unsigned}\n`);
           process.stdout.write(`peer probe: success (${host}, node ${p.id})\n`);
         }),
       ),

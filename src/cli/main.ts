@@ -32,6 +32,7 @@ import { parsePortRange } from '../brick/ports.js';
 import { addBricks, replaceBrick } from './bricks.js';
 import { brickTlsDir, registerCertCommands, setVolumeTls } from './cert.js';
 import { tlsFilesIn } from '../wire/tls.js';
+import { parseVolumeAddress } from '../wire/mgmt.js';
 import { registerNodeCommands } from './node.js';
 import { clusterRebalanceStart, clusterRebalanceStatus, clusterRebalanceStop, clusterRunRebalance, clusterAddBricks, clusterChangeOptions, clusterConfig, clusterCreate, clusterDelete, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
 
@@ -664,8 +665,10 @@ function mountRecord(name: string): string {
 
 // --- file commands ------------------------------------------------------------------------------------
 
-async function specFrom(o: { volume?: string; spec?: string }): Promise<VolumeSpec> {
+/** The volume of the file commands: a spec, or HOST:/NAME (Volume.connect fetches its spec from that node). */
+async function specFrom(o: { volume?: string; spec?: string }): Promise<VolumeSpec | string> {
   if (o.spec) return validateSpec(JSON.parse(fs.readFileSync(o.spec, 'utf8')));
+  if (o.volume && parseVolumeAddress(o.volume)) return o.volume;
   if (clusterConfig()) return clusterSpec(o.volume ?? 'default');
   return loadVolume(o.volume ?? 'default');
 }
@@ -680,7 +683,7 @@ async function withVolume<T>(cmd: Command, fn: (v: Volume) => Promise<T>): Promi
   }
 }
 
-program.addOption(new Option('-V, --volume <name>', 'volume for file commands').default('default'));
+program.addOption(new Option('-V, --volume <name>', 'volume for file commands: a name, or HOST:/NAME (its spec from the node daemon of HOST, with the client certificate in $DHTFS_HOME/tls/client)').default('default'));
 program.addOption(new Option('--spec <file>', 'volume spec file for file commands (instead of --volume)'));
 
 function modeString(mode: number): string {
@@ -840,8 +843,8 @@ program
 
 program
   .command('mount <volume> <mountpoint>')
-  .description('mount a volume through FUSE: in the foreground (Ctrl-C or SIGTERM unmounts cleanly), or with --background as mount(8) does. <volume> is a volume name or the path of a spec file')
-  .option('-o, --options <opts>', 'mount options, comma-separated: FUSE options (ro, allow_other, ...), home=DIR (the DHTFS_HOME holding the volume), entry_timeout=SECONDS (how long names stay looked up, default 1; 0: never), nonempty (mount over a directory that holds files; refused otherwise); fstab-only ones (defaults, _netdev, noauto, ...) are ignored')
+  .description('mount a volume through FUSE: in the foreground (Ctrl-C or SIGTERM unmounts cleanly), or with --background as mount(8) does. <volume> is a volume name, the path of a spec file, or HOST:/NAME (a cluster volume: its spec from the node daemon of HOST over TLS, with the client certificate in $DHTFS_HOME/tls/client)')
+  .option('-o, --options <opts>', 'mount options, comma-separated: FUSE options (ro, allow_other, ...), home=DIR (the DHTFS_HOME holding the volume), entry_timeout=SECONDS (how long names stay looked up, default 1; 0: never), backup-volfile-servers=HOST2:HOST3 (HOST:/NAME: nodes asked when HOST does not answer), tls-dir=DIR (HOST:/NAME: the folder of the client certificate), nonempty (mount over a directory that holds files; refused otherwise); fstab-only ones (defaults, _netdev, noauto, ...) are ignored')
   .option('--background', 'start the mount as its own process and return once it is mounted (its log: DHTFS_HOME/logs/mount-*.log)')
   .action(
     action(async (name: string, mnt: string, o) => {

@@ -9,6 +9,9 @@ import { Volume } from '../api/volume.js';
 import { validateSpec, type VolumeSpec } from '../dht/spec.js';
 import { FsError } from '../common/errors.js';
 import { MAIN_JS, home, loadVolume } from './state.js';
+import { parseVolumeAddress } from '../wire/mgmt.js';
+import { specByHost } from '../api/network.js';
+import { realClock } from '../common/real-env.js';
 
 /** mount(8) and fstab options that mean nothing to FUSE: dropped before libfuse sees them. */
 const MOUNT8_ONLY = new Set(['defaults', 'auto', 'noauto', 'user', 'nouser', 'users', 'owner', 'group', 'nofail', '_netdev', 'comment', 'rw']);
@@ -22,6 +25,10 @@ export interface MountOptionSet {
   entryTimeout?: number;
   /** `nonempty`: mount over a directory that holds files (hiding them), which is refused otherwise. */
   nonempty?: boolean;
+  /** `backup-volfile-servers=host2:host3`: nodes asked for a HOST:/NAME volume's spec when HOST does not answer. */
+  volfileServers?: string;
+  /** `tls-dir=DIR`: the client certificate for a HOST:/NAME volume (default $DHTFS_HOME/tls/client). */
+  tlsDir?: string;
 }
 
 /** Splits a comma-separated -o list into libfuse options and dhtfs's own. */
@@ -32,6 +39,9 @@ export function parseMountOptions(list: string | undefined): MountOptionSet {
     if (!o || MOUNT8_ONLY.has(o) || o.startsWith('x-') || o.startsWith('comment=')) continue;
     if (o.startsWith('home=')) r.home = o.slice(5);
     else if (o === 'nonempty') r.nonempty = true;
+    else if (o.startsWith('backup-volfile-servers=')) r.volfileServers = o.slice(23);
+    else if (o.startsWith('backupvolfile-server=')) r.volfileServers = o.slice(21);
+    else if (o.startsWith('tls-dir=')) r.tlsDir = o.slice(8);
     else if (o.startsWith('entry_timeout=')) {
       const t = Number(o.slice(14));
       if (!Number.isFinite(t) || t < 0) throw new FsError('EINVAL', `bad mount option ${o}: seconds expected`);
@@ -41,9 +51,14 @@ export function parseMountOptions(list: string | undefined): MountOptionSet {
   return r;
 }
 
-/** A volume by name (from DHTFS_HOME) or by the path of a spec file. */
-export function volumeSpec(name: string): VolumeSpec {
-  return fs.existsSync(name) && name.endsWith('.json') ? validateSpec(JSON.parse(fs.readFileSync(name, 'utf8'))) : loadVolume(name);
+/**
+ * A volume by name (from DHTFS_HOME), by the path of a spec file, or by HOST:/NAME (its spec from the
+ * node daemon of HOST, or of the backup-volfile-servers, over the management path's TLS).
+ */
+export async function volumeSpec(name: string, opts: MountOptionSet = { fuse: [] }): Promise<VolumeSpec> {
+  if (fs.existsSync(name) && name.endsWith('.json')) return validateSpec(JSON.parse(fs.readFileSync(name, 'utf8')));
+  if (parseVolumeAddress(name)) return specByHost(name, realClock, { volfileServers: opts.volfileServers, tlsDir: opts.tlsDir });
+  return loadVolume(name);
 }
 
 /** Whether a dhtfs FUSE file system is mounted at `mnt` (from /proc/self/mountinfo; no stat of the mount). */
@@ -84,7 +99,7 @@ export async function mountForeground(name: string, mnt: string, opts: MountOpti
   const { FuseMount, fuseAvailable } = await import('../fuse/mount.js');
   const avail = fuseAvailable();
   if (!avail.ok) throw new FsError('ENODEV', `cannot mount: ${avail.why}`);
-  const spec = volumeSpec(name);
+  const spec = await volumeSpec(name, opts);
   const target = path.resolve(mnt);
   checkMountPoint(target, opts);
   // The addon makes the mount's local reads itself (native/fuse.c), not the library.
@@ -154,7 +169,8 @@ export function helperScript(): string {
   return `#!/bin/sh
 # mount(8) helper for dhtfs (written by 'dhtfs mount-helper install'):
 #   mount -t dhtfs VOLUME DIR [-o OPTIONS]     fstab: VOLUME DIR dhtfs defaults,_netdev[,home=DIR] 0 0
-# VOLUME is a volume name (under DHTFS_HOME, or home=DIR) or the path of a spec file.
+# VOLUME is HOST:/NAME (the spec from HOST's node daemon; -o backup-volfile-servers=HOST2:HOST3),
+# a volume name (under DHTFS_HOME, or home=DIR) or the path of a spec file.
 spec="$1"; dir="$2"; opts=""
 shift 2 2>/dev/null
 while [ $# -gt 0 ]; do

@@ -13,6 +13,8 @@ import { keys, type PeerRecord } from '../cluster/records.js';
 import type { Store } from '../cluster/store.js';
 import { realClock } from '../common/real-env.js';
 import { MAIN_JS, home } from './state.js';
+import { MGMT_PORT } from '../wire/mgmt.js';
+import { startManagement } from './node-pki.js';
 
 /** How long the store keeps a dead daemon's presence. */
 const PRESENCE_TTL_S = 10;
@@ -55,8 +57,9 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
     .option('--etcd <urls>', "etcd endpoints (comma-separated) holding the cluster's state; without: $DHTFS_HOME/store.json (one host)")
     .option('--port-range <first-last>', 'the brick port range (default: $DHTFS_PORT_RANGE, else 49152-60999)')
     .option('--stop-bricks', 'stop the bricks when the daemon stops (by default they keep serving: clients never need the daemon)')
+    .option('--mgmt-port <port>', 'the management port: volume specs for clients (mount HOST:/NAME), over TLS once peer probe gave this node its certificate', String(MGMT_PORT))
     .action(
-      action(async (o: { stateDir: string; address: string; etcd?: string; portRange?: string; stopBricks?: boolean }) => {
+      action(async (o: { stateDir: string; address: string; etcd?: string; portRange?: string; stopBricks?: boolean; mgmtPort: string }) => {
         const stateDir = path.resolve(o.stateDir);
         const id = nodeId(stateDir);
         const store = await openStore(o.etcd);
@@ -70,6 +73,7 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
         }
         const daemon = new NodeDaemon(store, id, new ProcessBrickRunner(stateDir, o.address, o.portRange), announceTopology, realClock, log);
         await daemon.start();
+        const mgmt = await startManagement(store, id, stateDir, o.address, Number(o.mgmtPort), log);
         process.stdout.write(JSON.stringify({ event: 'node-ready', id, address: o.address, store: store.where, pid: process.pid }) + '\n');
         await new Promise<void>((resolve) => {
           process.once('SIGTERM', resolve);
@@ -79,6 +83,7 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
             resolve();
           });
         });
+        await mgmt.close();
         await daemon.close({ bricks: !!o.stopBricks });
         await presence.release().catch(() => {});
         await store.close();

@@ -2,7 +2,7 @@
  * What a cluster keeps in its store (docs/CLUSTER.md, "Keys"): the records' shapes and their keys, and
  * the checks each record gets when read (a record is data from the network: never trusted blindly).
  */
-import type { VolumeOptions } from '../dht/spec.js';
+import type { VolumeOptions, VolumeSpec } from '../dht/spec.js';
 
 /** A host of the pool, as `peer probe` (or the first node) wrote it. */
 export interface PeerRecord {
@@ -59,6 +59,13 @@ export const keys = {
   brickStatuses: (vol: string) => `status/${vol}/`,
   task: (vol: string) => `tasks/${vol}/owner`,
   checkpoint: (vol: string) => `tasks/${vol}/checkpoint`,
+  /** The cluster CA's certificate and CRL (PEM; public), written by `cluster init` and `cert revoke`. */
+  pki: 'pki/',
+  pkiCa: 'pki/ca',
+  pkiCrl: 'pki/crl',
+  /** A node's certificate request (its key stays on its host), and the certificate `peer probe` signs for it. */
+  nodeCsr: (id: string) => `pki/csr/${id}`,
+  nodeCert: (id: string) => `pki/cert/${id}`,
 };
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -78,4 +85,18 @@ export function parseVolume(key: string, value: string): VolumeRecord {
   }
   if (!Array.isArray(v.decommissioned) || !Number.isInteger(v.version)) throw bad('topology');
   return v;
+}
+
+/** A client's spec of a volume (what `volume spec` prints and node daemons serve): with `admin`, its admin secret too. */
+export function clientSpecOf(v: VolumeRecord, admin = false): VolumeSpec {
+  return {
+    name: v.name,
+    volumeId: v.volumeId,
+    secret: v.secret,
+    ...(admin ? { adminSecret: v.adminSecret } : {}),
+    bricks: v.bricks.map(({ name, host, port }) => ({ name, host, port })),
+    options: v.options,
+    decommissioned: v.decommissioned,
+    version: v.version,
+  };
 }

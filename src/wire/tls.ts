@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { wrap } from './tcp.js';
@@ -28,6 +29,24 @@ export function tlsFilesIn(dir: string): TlsFiles {
   return f;
 }
 
+/**
+ * Where a client's certificate is by default: $DHTFS_HOME/tls/client (ca.pem, cert.pem, key.pem, as
+ * `dhtfs cert issue client NAME -o DIR` writes them), else the CLI's own on the host of the cluster's CA.
+ */
+export function defaultClientTlsDir(): string {
+  const home = process.env.DHTFS_HOME ?? path.join(os.homedir(), '.dhtfs');
+  const mine = path.join(home, 'tls', 'client');
+  const cli = path.join(home, 'tls', 'clients', 'cli');
+  return !fs.existsSync(path.join(mine, 'cert.pem')) && fs.existsSync(path.join(cli, 'cert.pem')) ? cli : mine;
+}
+
+/** A client's files in `dir`, or null (with the first one missing) when one of ca.pem, cert.pem, key.pem is not there. */
+export function clientTlsFiles(dir: string): { files: TlsFiles } | { missing: string } {
+  const files: TlsFiles = { ca: path.join(dir, 'ca.pem'), cert: path.join(dir, 'cert.pem'), key: path.join(dir, 'key.pem') };
+  for (const f of [files.ca, files.cert, files.key]) if (!fs.existsSync(f)) return { missing: f };
+  return { files };
+}
+
 export interface TlsNetworkOptions {
   files: TlsFiles;
   /** Brick side: refused handshakes are logged here (one line each, naming the peer and the reason). */
@@ -46,6 +65,8 @@ export interface TlsNetworkOptions {
   maxSockets?: number;
   /** Client side: check the brick's certificate names its host (default true). */
   checkHost?: boolean;
+  /** Whose CA it is, in refusal reasons (default "this volume's CA"; the management path: "the cluster's CA"). */
+  caName?: string;
 }
 
 function read(file: string, what: string): Buffer {
@@ -57,7 +78,7 @@ function read(file: string, what: string): Buffer {
 }
 
 /** Why OpenSSL refused a peer, in words a log reader knows. */
-function reasonOf(code: string | undefined, message: string): string {
+function reasonOf(code: string | undefined, message: string, caName = "this volume's CA"): string {
   switch (code) {
     case 'CERT_REVOKED':
       return 'certificate revoked (in the CA\'s CRL)';
@@ -67,7 +88,7 @@ function reasonOf(code: string | undefined, message: string): string {
     case 'CERT_SIGNATURE_FAILURE':
     case 'SELF_SIGNED_CERT_IN_CHAIN':
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-      return `certificate not signed by this volume's CA (${code})`;
+      return `certificate not signed by ${caName} (${code})`;
     case 'CERT_HAS_EXPIRED':
       return 'certificate expired';
     case 'ERR_SSL_WRONG_VERSION_NUMBER':
@@ -145,7 +166,7 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
         });
         srv.on('tlsClientError', (e: Error & { code?: string }, s: tls.TLSSocket) => {
           const timeout = /timeout/i.test(e.message);
-          refuse(`${s.remoteAddress}:${s.remotePort}`, timeout ? 'no TLS handshake in time (a plaintext client?)' : reasonOf(e.code, e.message), {});
+          refuse(`${s.remoteAddress}:${s.remotePort}`, timeout ? 'no TLS handshake in time (a plaintext client?)' : reasonOf(e.code, e.message, o.caName), {});
           // tls leaves a socket whose handshake timed out open (Node 20): a silent client would keep it.
           s.destroy();
         });
@@ -159,7 +180,7 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
           }
           if (!s.authorized) {
             const err = s.authorizationError as unknown as Error & { code?: string };
-            refuse(remote, reasonOf(err?.code ?? String(err), err?.message ?? String(err)), { subject: peer.subject?.CN });
+            refuse(remote, reasonOf(err?.code ?? String(err), err?.message ?? String(err), o.caName), { subject: peer.subject?.CN });
             s.destroy();
             return;
           }

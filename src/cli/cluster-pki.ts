@@ -1,0 +1,59 @@
+/**
+ * The cluster's CA (issue 19): made by the first `cluster init` on its host's $DHTFS_HOME/tls (the key
+ * stays there: certificates are issued on that host), its certificate and CRL published in the store for
+ * the node daemons; `peer probe` signs the node's certificate request; `cert revoke` publishes the new CRL.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { keys, type PeerRecord } from '../cluster/records.js';
+import type { Store } from '../cluster/store.js';
+import { ensureCa, signCsr, tlsHome } from './cert.js';
+
+function caHere(): string | null {
+  const f = path.join(tlsHome(), 'ca.pem');
+  return fs.existsSync(f) && fs.existsSync(path.join(tlsHome(), 'private', 'ca-key.pem')) ? fs.readFileSync(f, 'utf8') : null;
+}
+
+/** At `cluster init`: the CA made here and published when the cluster has none. Says what it did. */
+export async function initClusterCa(s: Store): Promise<string> {
+  const there = await s.get(keys.pkiCa);
+  if (!there) {
+    const made = ensureCa();
+    const ca = fs.readFileSync(path.join(tlsHome(), 'ca.pem'), 'utf8');
+    const crl = fs.readFileSync(path.join(tlsHome(), 'crl.pem'), 'utf8');
+    if (!(await s.commit([{ key: keys.pkiCa, value: ca, ifRev: 0 }, { key: keys.pkiCrl, value: crl }]))) return initClusterCa(s);
+    return `the cluster's CA: ${made ? 'made' : 'this host\'s'} in ${tlsHome()} (certificates are issued on this host)`;
+  }
+  if (caHere() === there.value) return `the cluster's CA is this host's (${tlsHome()})`;
+  return "the cluster's CA is on another host (the one that ran cluster init first): peer probe and cert issue/revoke run there";
+}
+
+/**
+ * At `peer probe`: signs the node's certificate request when there is one (the node asked, and has no
+ * certificate yet), naming its address and the name it was probed by. Null when there was nothing to
+ * sign; a message when it could not be signed here.
+ */
+export async function issueNodeCert(s: Store, p: PeerRecord, probedAs: string, waitMs = 5000): Promise<string | null> {
+  const deadline = Date.now() + waitMs;
+  let req = await s.get(keys.nodeCsr(p.id));
+  // A daemon that just started puts its request in right after its presence.
+  while (!req && !(await s.get(keys.nodeCert(p.id))) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    req = await s.get(keys.nodeCsr(p.id));
+  }
+  if (!req) return null;
+  const ca = await s.get(keys.pkiCa);
+  if (!ca || caHere() !== ca.value) return `node ${p.id} has no certificate yet: run this peer probe on the host holding the cluster's CA (the first to run cluster init)`;
+  const { csr } = JSON.parse(req.value) as { csr: string };
+  const cert = signCsr('node', p.id, csr, [p.address, probedAs]);
+  await s.commit([
+    { key: keys.nodeCert(p.id), value: cert },
+    { key: keys.nodeCsr(p.id), value: null, ifRev: req.rev },
+  ]);
+  return null;
+}
+
+/** After `cert revoke` on a cluster's CA host: the new CRL to every node daemon (they reload it before their next connection). */
+export async function publishCrl(s: Store): Promise<void> {
+  await s.commit([{ key: keys.pkiCrl, value: fs.readFileSync(path.join(tlsHome(), 'crl.pem'), 'utf8') }]);
+}

@@ -82,6 +82,11 @@ const regressions: [string, number, Partial<SimOptions>][] = [
   // loss or an EIO between the two; no rebalance could move it, and the drain left it on the drained
   // brick, lost at the commit. Now made whole under a private name, then linked into place.
   ['a file left without its gfid, left behind by a drain', 33, { names: true, errors: true }],
+  // A drain skipped a directory that one brick lacked (its mkdir missed there) as removed during the walk,
+  // and the drained brick's names in it were lost at the commit. Now the rebalancer heals it under the
+  // directory's namespace lock, which rmdir holds too (so no heal brings back a directory being removed).
+  ['a directory missing on one brick, skipped by a drain', 139, { names: true, errors: true }],
+  ['a directory missing on one brick, skipped by a drain (another)', 247, { names: true, errors: true }],
   // A link of a symlink while a migration moved it: ENOENT for a name that exists.
   ['a link of a name while it migrates', 39, { names: true, faults: false, pin: (k) => void (k.namer = { tree: 8, ops: 40, pause: 2, settle: false }) }],
 ];

@@ -128,6 +128,8 @@ export class DhtClient {
   private hashOpts: HashOptions;
   volCommitHash: number = COMMIT_HASH_INVALID;
   private lockSeq = 0;
+  /** Directories this client's rmdir is removing, under their namespace lock: not healed meanwhile. */
+  private readonly removing = new Map<string, number>();
   readonly log: Logger;
   /** The options in force (the spec's, then each topology's: `volume set`). */
   private live: Required<LiveOptions>;
@@ -416,13 +418,15 @@ export class DhtClient {
       if (missing.length === this.names.length) throw new FsError('ENOENT', `${path}: no such directory`);
       // A copy that cannot be made now costs nothing but the cache: the directory is on the other bricks,
       // and the missing ones held no range of it (a brick added since it was made).
-      const healed = await this.healMissingDir(path, gfid, attr, missing).then(
-        () => true,
-        (e: unknown) => {
-          this.log('warn', `${path}: could not make its copy on ${missing.join(', ')}: ${(e as Error).message}`);
-          return false;
-        },
-      );
+      let healed: boolean;
+      try {
+        healed = await this.healMissingDir(path, gfid, attr, missing);
+      } catch (e) {
+        // Removed meanwhile (an rmdir held its namespace lock): gone, as a lookup after it finds it.
+        if (codeOf(e) === 'ENOENT' && (e as FsError).info?.removed) throw e;
+        this.log('warn', `${path}: could not make its copy on ${missing.join(', ')}: ${(e as Error).message}`);
+        healed = false;
+      }
       for (const m of missing) layout.push({ brick: m, commit: 0, type: 0, start: 0, stop: 0 });
       if (!healed) return { path, gfid, layout, attr };
     }
@@ -487,7 +491,40 @@ export class DhtClient {
    * A directory missing on some bricks (one was down at mkdir, or a brick is new): create it there, no
    * range, with the directory's times, and keeping its parent's (no name a user made or removed).
    */
-  private async healMissingDir(path: string, gfid: string, attr: Attr, bricks: string[]): Promise<void> {
+  /**
+   * Heals under the directory's namespace lock (withNamespaceLock), which mkdir and rmdir hold too, and
+   * looks at the copies again under it: a heal never brings back copies that an rmdir removed (between
+   * two of its steps a directory is on some bricks only), nor makes copies of a directory that a mkdir is
+   * still making. Returns false, healing nothing, while this client's own rmdir removes it (it holds the
+   * lock); throws ENOENT with `info.removed` if no copy of the directory (this gfid) is left.
+   */
+  async healMissingDir(path: string, gfid: string, attr: Attr, bricks: string[]): Promise<boolean> {
+    if (path === '/') {
+      await this.makeMissingDir(path, gfid, attr, bricks);
+      return true;
+    }
+    if (this.removing.has(path)) return false;
+    await this.withNamespaceLock(path, async () => {
+      const rs = await this.all('lookup', { path });
+      if (!rs.some((r) => r.value && isDirAttr(r.value) && r.value.gfid === gfid)) throw new FsError('ENOENT', `${path}: removed meanwhile`, { removed: true });
+      const missing = rs.filter((r) => r.err && codeOf(r.err) === 'ENOENT').map((r) => r.brick);
+      if (missing.length > 0) await this.makeMissingDir(path, gfid, attr, missing);
+    });
+    return true;
+  }
+
+  /**
+   * A directory's namespace lock: the write entry lock on its name in its parent, on the brick the name
+   * hashes to there (GlusterFS's dht_protect_namespace). mkdir, rmdir and the heal of a directory's
+   * missing copies take it, so each sees the others' outcomes whole.
+   */
+  async withNamespaceLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+    const { parent, name } = splitPath(path);
+    return this.entryLock(this.hashedBrick(await this.dir(parent), name), parent, name, fn);
+  }
+
+  /** Makes a directory's copies on `bricks` (see healMissingDir; the caller holds the namespace lock). */
+  private async makeMissingDir(path: string, gfid: string, attr: Attr, bricks: string[]): Promise<void> {
     this.log('info', `healing directory ${path} onto ${bricks.join(', ')}`);
     const make = (b: string) =>
       this.sv(b)
@@ -781,7 +818,9 @@ export class DhtClient {
     // The new directory's negative-lookup cache: in place before the first brick makes it (so that an
     // event about it is not missed), of use once every brick has made it and watches it.
     const neg = this.neg.begin(path);
-    const attr = await this.withParent(parent, async (d) => {
+    const attr = await this.withParent(parent, (d) => this.entryLock(this.hashedBrick(d, name), parent, name, async () => {
+      // Under the new directory's namespace lock (see healMissingDir): no heal makes copies of it (without
+      // a range) before this has made them, which failed the mkdir on those bricks with EEXIST.
       const hashed = this.hashedBrick(d, name);
       const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
       const rangeFor = (b: string) => rangesOf(l, b);
@@ -809,7 +848,7 @@ export class DhtClient {
         return { attr, everywhere: false };
       }
       return { attr, everywhere: others.length + 1 === this.names.length };
-    }).catch((e) => {
+    })).catch((e) => {
       this.neg.failed(path, neg);
       throw e;
     });
@@ -823,10 +862,23 @@ export class DhtClient {
     const loc = await this.locate(path);
     if (!loc.isDir) throw new FsError('ENOTDIR', `${path}: not a directory`);
     this.neg.gone(path);
+    // Under the directory's namespace lock, which a heal of its copies takes too: no heal between two of
+    // the steps below brings back a copy removed by an earlier one (the simulator's seed 47), and this
+    // client's own lookups meanwhile heal nothing (removing).
+    this.removing.set(path, (this.removing.get(path) ?? 0) + 1);
+    try {
+      await this.withNamespaceLock(path, () => this.rmdirLocked(path, loc.hashed!));
+    } finally {
+      const n = this.removing.get(path)! - 1;
+      if (n === 0) this.removing.delete(path);
+      else this.removing.set(path, n);
+    }
+  }
+
+  private async rmdirLocked(path: string, hashed: string): Promise<void> {
     const entries = await this.readdirAll(path, { whole: true });
     if (entries.length > 0) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
     const d = await this.dir(path);
-    const hashed = loc.hashed!;
     const others = this.names.filter((n) => n !== hashed);
     const rs = await Promise.all(others.map((n) => this.sv(n).call('rmdir', { path, purgeLinktos: true }).then(() => null, (e: FsError) => ({ n, e }))));
     const failed = rs.filter((r) => r !== null && codeOf(r.e) !== 'ENOENT');
@@ -842,7 +894,7 @@ export class DhtClient {
     if (failed.length > 0) {
       // Someone created an entry meanwhile: put the directory back where we removed it.
       const removed = others.filter((n) => !failed.some((f) => f!.n === n));
-      await this.healMissingDir(path, d.gfid, d.attr, removed).catch(bestEffort('healMissingDir', this.log));
+      await this.makeMissingDir(path, d.gfid, d.attr, removed).catch(bestEffort('makeMissingDir', this.log));
       for (const n of removed) {
         await this.sv(n).call('setLayout', { path, layout: this.rangeOf(d, n) }).catch(bestEffort('setLayout', this.log));
       }
@@ -1085,7 +1137,15 @@ export class DhtClient {
       const hashed = this.hashedBrick(d, name);
       const gfid = src.attr.gfid ?? undefined;
       if (hashed !== src.cached) {
-        await this.sv(hashed).call('mklinkto', { path: newPath, gfid: needGfid(gfid, `/${src.path}`), target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, hashed) });
+        await this.sv(hashed)
+          .call('mklinkto', { path: newPath, gfid: needGfid(gfid, `/${src.path}`), target: src.cached, uid: src.attr.uid, gid: src.attr.gid, parentLayout: this.rangeOf(d, hashed) })
+          .catch(async (e: unknown) => {
+            // The file is moving to that very brick (a symlink's, FIFO's or socket's copy is made there
+            // before its old name goes), so its gfid is in use there: looked up again (link), it is found
+            // there and linked there. The simulator found it (names, seed 43).
+            if (codeOf(e) === 'EEXIST' && (await this.locateOnce(existing).then((l) => l.cached !== src.cached, () => false))) throw new FsError('ENOENT', `${existing}: moved meanwhile`);
+            throw e;
+          });
         try {
           return await this.sv(src.cached).call('link', { from: src.path, to: newPath });
         } catch (e) {

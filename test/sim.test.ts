@@ -87,6 +87,12 @@ const regressions: [string, number, Partial<SimOptions>][] = [
   // directory's namespace lock, which rmdir holds too (so no heal brings back a directory being removed).
   ['a directory missing on one brick, skipped by a drain', 139, { names: true, errors: true }],
   ['a directory missing on one brick, skipped by a drain (another)', 247, { names: true, errors: true }],
+  // A directory rename cut off midway (ENOSPC on one brick; a brick down) left the directory at the old
+  // name on some bricks and the new one on others; no heal could make the missing copies (the gfid was in
+  // use), the drain skipped it, and its names on the drained brick were lost. Now the heal's copy on such
+  // a brick is the directory itself, renamed into place with what it holds.
+  ['a directory rename cut off by an error, then a drain', 12, { names: true, errors: true }],
+  ['a directory rename cut off by a brick down, then a drain', 73, { names: true, errors: true }],
   // A link of a symlink while a migration moved it: ENOENT for a name that exists.
   ['a link of a name while it migrates', 39, { names: true, faults: false, pin: (k) => void (k.namer = { tree: 8, ops: 40, pause: 2, settle: false }) }],
 ];

@@ -13,11 +13,7 @@ import { clientSpecOf, keys, parseVolume, type BrickStatus, type PeerRecord, typ
 import { update, type Store } from '../cluster/store.js';
 import { announceTopology } from '../cluster/brick-runner.js';
 import type { VolumeOptions, VolumeSpec } from '../dht/spec.js';
-import os from 'node:os';
-import { Volume } from '../api/volume.js';
-import { Rebalancer, startFailed, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
 import { home } from './state.js';
-import { migratorOptions, parseThrottle, spawnRebalanceRun, statusOf, type RebalanceStatus } from './rebalance.js';
 import { openStore } from './node.js';
 import { initClusterCa, issueNodeCert } from './cluster-pki.js';
 
@@ -56,7 +52,7 @@ export async function withStore<T>(fn: (s: Store) => Promise<T>): Promise<T> {
 }
 
 type Out = (json: boolean, value: unknown, text: () => string) => void;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function peers(s: Store): Promise<(PeerRecord & { member?: boolean; online: boolean })[]> {
   const present = new Set((await s.list('presence/')).map((e) => e.key.slice('presence/'.length)));
@@ -78,7 +74,7 @@ async function peerOf(s: Store, host: string): Promise<PeerRecord & { member?: b
   return p;
 }
 
-async function volumeRecord(s: Store, name: string): Promise<VolumeRecord> {
+export async function volumeRecord(s: Store, name: string): Promise<VolumeRecord> {
   const e = await s.get(keys.volume(name));
   if (!e) throw new Error(`volume ${name} does not exist`);
   return parseVolume(e.key, e.value);
@@ -89,7 +85,7 @@ export async function clusterSpec(name: string): Promise<VolumeSpec> {
   return withStore(async (s) => specOf(await volumeRecord(s, name)));
 }
 
-function specOf(v: VolumeRecord, admin = false): VolumeSpec {
+export function specOf(v: VolumeRecord, admin = false): VolumeSpec {
   return clientSpecOf(v, admin);
 }
 
@@ -305,114 +301,5 @@ export async function clusterDelete(name: string): Promise<void> {
     if (parseVolume(e.key, e.value).state === 'started') throw new Error(`volume ${name} is started; stop it first`);
     const st = await s.list(keys.brickStatuses(name));
     if (!(await s.commit([{ key: keys.volume(name), value: null, ifRev: e.rev }, ...st.map((x) => ({ key: x.key, value: null }))]))) throw new Error(`volume ${name} changed meanwhile; try again`);
-  });
-}
-
-// --- rebalance over a cluster ------------------------------------------------------------------------
-// One run per volume at a time, held by a claim on tasks/<vol>/owner (its process's lease: a run whose
-// process dies frees it within the TTL), its checkpoint in the store (tasks/<vol>/checkpoint), so that a
-// `rebalance start` from any host of the pool resumes it; `stop` from any host asks it through the store.
-
-/** How long a dead rebalance process's claim outlives it. */
-const TASK_TTL_S = 10;
-
-interface TaskOwner {
-  host: string;
-  pid: number;
-}
-
-/** volume rebalance NAME start: the run's process on this host, detached; its output in $DHTFS_HOME/logs. */
-export async function clusterRebalanceStart(name: string, o: { mode: 'full' | 'fix-layout'; force: boolean; throttle: string; restart?: boolean; leaseMs?: number }): Promise<number> {
-  await withStore(async (s) => {
-    await volumeRecord(s, name);
-    const owner = await s.get(keys.task(name));
-    if (owner) {
-      const w = JSON.parse(owner.value) as TaskOwner;
-      throw new Error(`a rebalance of ${name} is already running (pid ${w.pid} on ${w.host})`);
-    }
-  });
-  parseThrottle(o.throttle);
-  const logs = path.join(home(), 'logs');
-  fs.mkdirSync(logs, { recursive: true });
-  return spawnRebalanceRun(name, o, path.join(logs, `rebalance-${name}.log`));
-}
-
-/** The rebalance process over a cluster: runs under the volume's task claim until done, stopped or failed. */
-export async function clusterRunRebalance(name: string, o: { mode: 'full' | 'fix-layout'; force: boolean; throttle: string; restart: boolean; leaseMs?: number }): Promise<Checkpoint> {
-  const c = clusterConfig();
-  if (!c) throw new Error('not in a cluster');
-  const s = await openStore(c.etcd.join(','));
-  const log = (m: string) => console.log(`${new Date().toISOString()} ${m}`);
-  const claim = await s.claim(keys.task(name), JSON.stringify({ host: os.hostname(), pid: process.pid } satisfies TaskOwner), TASK_TTL_S);
-  if (!claim) {
-    await s.close();
-    throw new Error(`a rebalance of ${name} is already running`);
-  }
-  // The checkpoint: read once, written behind (the last one wins; flushed at the end).
-  const ck = keys.checkpoint(name);
-  const first = await s.get(ck);
-  let cached: Checkpoint | null = first ? (JSON.parse(first.value) as Checkpoint) : null;
-  let writing: Promise<unknown> = Promise.resolve();
-  const store: CheckpointStore = {
-    load: () => cached,
-    save: (cp) => {
-      cached = cp;
-      const value = JSON.stringify(cp);
-      writing = writing.then(() => s.commit([{ key: ck, value }]).catch((e) => log(`checkpoint not saved: ${(e as Error).message}`)));
-    },
-  };
-  let stop = false;
-  const stopKey = `tasks/${name}/stop`;
-  await s.commit([{ key: stopKey, value: null }]);
-  const unwatch = await s.watch(stopKey, (e) => (stop = stop || e.entry !== null));
-  process.on('SIGTERM', () => (stop = true));
-  void claim.lost.then(() => {
-    log('lost the task claim (the store did not hear from this process for its TTL): stopping');
-    stop = true;
-  });
-  try {
-    const v = await volumeRecord(s, name);
-    let vol: Volume;
-    try {
-      vol = await Volume.connect(specOf(v, true), { clientName: 'rebalance', log: (l, m) => log(`${l} ${m}`) });
-    } catch (e) {
-      const error = (e as Error)?.message ?? String(e);
-      const cp = startFailed(store.load(), o.mode, o.force, error, Date.now(), randomUUID());
-      store.save(cp);
-      log(`rebalance failed: ${error}`);
-      return cp;
-    }
-    try {
-      const r = new Rebalancer(vol.client, { mode: o.mode, force: o.force, throttle: parseThrottle(o.throttle), restart: o.restart, store, migrate: migratorOptions(o.leaseMs), shouldStop: () => stop, log });
-      return await r.run();
-    } finally {
-      await vol.close();
-    }
-  } finally {
-    await writing;
-    await unwatch();
-    await claim.release();
-    await s.close();
-  }
-}
-
-/** volume rebalance NAME status over a cluster: the checkpoint, and whether a process holds the task. */
-export async function clusterRebalanceStatus(name: string): Promise<RebalanceStatus | null> {
-  return withStore(async (s) => {
-    await volumeRecord(s, name);
-    const cp = await s.get(keys.checkpoint(name));
-    if (!cp) return null;
-    const owner = await s.get(keys.task(name));
-    return statusOf(JSON.parse(cp.value) as Checkpoint, name, owner ? (JSON.parse(owner.value) as TaskOwner).pid : null);
-  });
-}
-
-/** volume rebalance NAME stop over a cluster: asks the run, wherever it is, through the store. */
-export async function clusterRebalanceStop(name: string): Promise<TaskOwner> {
-  return withStore(async (s) => {
-    const owner = await s.get(keys.task(name));
-    if (!owner) throw new Error(`no rebalance of ${name} is running`);
-    await s.commit([{ key: `tasks/${name}/stop`, value: '1' }]);
-    return JSON.parse(owner.value) as TaskOwner;
   });
 }

@@ -8,7 +8,7 @@ import { Volume } from '../api/volume.js';
 import { LIVE_OPTIONS, liveOption, liveOptionsIn, validateSpec, type VolumeOptions, type VolumeSpec } from '../dht/spec.js';
 import { serveBrick } from '../brick/server.js';
 import { FsError, codeOf, ignoreCodes } from '../common/errors.js';
-import { formatStatus, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
+import { formatStatus, localDrain, migratorOptions, pushTopology, rebalancePid, rebalanceStatus, runRebalance, startRebalance, parseThrottle } from './rebalance.js';
 import { migrateFile } from '../migration/migrator.js';
 import { migrateFileLegacy } from '../migration/legacy.js';
 import type { DirEntryAttr } from '../wire/types.js';
@@ -34,14 +34,8 @@ import { brickTlsDir, registerCertCommands, setVolumeTls } from './cert.js';
 import { tlsFilesIn } from '../wire/tls.js';
 import { parseVolumeAddress } from '../wire/mgmt.js';
 import { registerNodeCommands } from './node.js';
-import { clusterRebalanceStart, clusterRebalanceStatus, clusterRebalanceStop, clusterRunRebalance, clusterAddBricks, clusterChangeOptions, clusterConfig, clusterCreate, clusterDelete, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
-
-/**
- * remove-brick commit: how long the removed bricks keep serving after the topology without them reached
- * every brick (connected clients are told at once and re-read it within milliseconds; calls they sent
- * before finish), before they are stopped.
- */
-const REMOVED_BRICK_GRACE_MS = 1000;
+import { clusterAddBricks, clusterChangeOptions, clusterConfig, clusterCreate, clusterDelete, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
+import { clusterAdminSpec, clusterDrain, clusterRebalanceStart, clusterRebalanceStatus, clusterRebalanceStop, clusterRunRebalance } from './cluster-tasks.js';
 
 const program = new Command();
 program
@@ -425,7 +419,7 @@ volume
     }),
   );
 
-function pickBricks(v: StoredVolume, args: string[]): string[] {
+function pickBricks(v: { name: string; bricks: { name: string; host: string; port: number }[] }, args: string[]): string[] {
   return args.map((a) => {
     const byName = v.bricks.find((b) => b.name === a);
     if (byName) return byName.name;
@@ -459,30 +453,28 @@ volume
     action(async (name: string, args: string[], o) => {
       const verb = args.pop();
       if (!verb || !['start', 'status', 'stop', 'commit'].includes(verb)) throw new Error('remove-brick needs BRICK... followed by start, status, stop or commit');
-      const v = loadVolume(name);
-      const bricks = args.length > 0 ? pickBricks(v, args) : [...(v.decommissioned ?? [])];
+      const d = clusterConfig() ? await clusterDrain(name) : localDrain(loadVolume(name));
+      const bricks = args.length > 0 ? pickBricks(d, args) : [...d.decommissioned];
       if (bricks.length === 0) throw new Error('name the bricks to remove');
       if (verb === 'start') {
-        if (bricks.length >= v.bricks.length) throw new Error('cannot remove every brick of a volume');
-        v.decommissioned = [...new Set([...(v.decommissioned ?? []), ...bricks])];
-        await pushTopology(v);
-        const pid = startRebalance(v, { mode: 'full', force: true, throttle: 'normal', restart: true });
+        if (bricks.length >= d.bricks.length) throw new Error('cannot remove every brick of a volume');
+        d.decommissioned = [...new Set([...d.decommissioned, ...bricks])];
+        await d.setDraining(d.decommissioned);
+        const pid = await d.startRun();
         return out(o.json, { bricks, pid }, () => `volume remove-brick start: ${name}: draining ${bricks.join(', ')} (rebalance pid ${pid}); see: dhtfs volume remove-brick ${name} status`);
       }
       if (verb === 'status') {
-        const st = rebalanceStatus(v);
-        return out(o.json, { bricks, draining: v.decommissioned ?? [], rebalance: st }, () => `Draining: ${(v.decommissioned ?? []).join(', ') || 'none'}\n` + (st ? formatStatus(st, process.stdout.isTTY) : 'no rebalance has run'));
+        const st = await d.status();
+        return out(o.json, { bricks, draining: d.decommissioned, rebalance: st }, () => `Draining: ${d.decommissioned.join(', ') || 'none'}\n` + (st ? formatStatus(st, process.stdout.isTTY) : 'no rebalance has run'));
       }
       if (verb === 'stop') {
-        const pid = rebalancePid(v);
-        if (pid) process.kill(pid, 'SIGTERM');
-        v.decommissioned = (v.decommissioned ?? []).filter((b) => !bricks.includes(b));
-        await pushTopology(v);
+        await d.stopRun();
+        await d.setDraining(d.decommissioned.filter((b) => !bricks.includes(b)));
         return out(o.json, { stopped: bricks }, () => `volume remove-brick stop: ${name}: ${bricks.join(', ')} back in service; files already moved stay where they are (run "volume rebalance ${name} start" to balance)`);
       }
       // commit
-      const st = rebalanceStatus(v);
-      const vol = await Volume.connect(v);
+      const st = await d.status();
+      const vol = await Volume.connect(d.spec);
       try {
         // Names (files, symlinks, FIFOs, sockets) still on the bricks: commit is refused only for these.
         const leftNames: Record<string, string[]> = {};
@@ -490,19 +482,11 @@ volume
         const left = Object.fromEntries(Object.entries(leftNames).map(([b, ns]) => [b, ns.length]));
         const remaining = Object.values(left).reduce((a, b) => a + b, 0);
         if (!o.force) {
-          if (!bricks.every((b) => (v.decommissioned ?? []).includes(b))) throw new Error(`run "volume remove-brick ${name} ${bricks.join(' ')} start" first`);
+          if (!bricks.every((b) => d.decommissioned.includes(b))) throw new Error(`run "volume remove-brick ${name} ${bricks.join(' ')} start" first`);
           if (!st || st.state !== 'completed') throw new Error(`the drain has not completed (rebalance ${st?.state ?? 'not started'}); commit refused`);
           if (remaining > 0) throw new Error(`${remaining} names remain on ${Object.entries(left).filter(([, n]) => n > 0).map(([b, n]) => `${b} (${n}: ${leftNames[b].slice(0, 5).join(', ')}${n > 5 ? ', ...' : ''})`).join('; ')}; commit refused (see the rebalance log; --force leaves them in the brick directories)`);
         }
-        // The topology without them first, to them too, then a grace for clients to take it up: a brick
-        // stopped while clients still use it fails their calls in flight (ENOTCONN).
-        const leaving = v.bricks.filter((b) => bricks.includes(b.name));
-        const pids = bricks.map((b) => brickPid(v, b)).filter((p): p is number => !!p);
-        v.bricks = v.bricks.filter((b) => !bricks.includes(b.name));
-        v.decommissioned = (v.decommissioned ?? []).filter((b) => !bricks.includes(b));
-        await pushTopology(v, leaving);
-        if (pids.length) await new Promise((r) => setTimeout(r, REMOVED_BRICK_GRACE_MS));
-        for (const pid of pids) process.kill(pid, 'SIGTERM');
+        await d.remove(bricks);
         out(o.json, { removed: bricks, filesLeft: left, namesLeft: leftNames }, () =>
           [`volume remove-brick commit: ${name}: removed ${bricks.join(', ')}${remaining ? ` (${remaining} names left in their directories, no longer in the volume:)` : ''}`, ...Object.entries(leftNames).flatMap(([b, ns]) => ns.map((n) => `  left on ${b}: ${n}`))].join('\n'),
         );
@@ -572,7 +556,7 @@ volume
   .option('--json', 'print as JSON')
   .action(
     action(async (name: string, paths: string[], o) => {
-      const v = loadVolume(name);
+      const v = clusterConfig() ? await clusterAdminSpec(name) : loadVolume(name);
       const vol = await Volume.connect(v, { clientName: 'migrate' });
       try {
         const results: ({ path: string } & Awaited<ReturnType<typeof migrateFile>>)[] = [];
@@ -898,7 +882,7 @@ registerNodeCommands(program, action);
 registerCertCommands(program, action);
 registerClusterCommands(program, action, out);
 // Not over a cluster yet: refused there, rather than acting on this host's own state.
-for (const c of volume.commands.filter((x) => ['replace-brick', 'remove-brick', 'migrate'].includes(x.name()))) {
+for (const c of volume.commands.filter((x) => ['replace-brick'].includes(x.name()))) {
   c.hook('preAction', () => {
     if (clusterConfig()) notInClusterYet(`volume ${c.name()}`);
   });

@@ -3,11 +3,13 @@
  * its identity, its store, and the systemd unit that runs it.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
 import { LocalStore } from '../cluster/local-store.js';
 import { NodeDaemon } from '../cluster/node.js';
+import { TASK_DEFAULTS, TaskWatcher } from '../cluster/tasks.js';
 import { ProcessBrickRunner, announceTopology } from '../cluster/brick-runner.js';
 import { keys, type PeerRecord } from '../cluster/records.js';
 import type { Store } from '../cluster/store.js';
@@ -47,6 +49,14 @@ export async function openStore(etcd: string | undefined): Promise<Store> {
   return new LocalStore(path.join(home(), 'store.json'));
 }
 
+/** The daemon's part in long tasks: it takes over a rebalance or drain whose runner died (src/cluster/tasks.ts). */
+async function startTaskWatcher(store: Store, id: string, log: (level: 'info' | 'warn' | 'error', msg: string) => void): Promise<TaskWatcher> {
+  const { takeOverTask, taskTtlSec } = await import('./cluster-tasks.js');
+  const w = new TaskWatcher(store, { host: os.hostname(), pid: process.pid, node: id }, takeOverTask(store, log), realClock, log, { ...TASK_DEFAULTS, ttlSec: taskTtlSec() });
+  await w.start();
+  return w;
+}
+
 export function registerNodeCommands(program: Command, action: <A extends unknown[]>(fn: (...args: A) => Promise<void> | void) => (...args: A) => Promise<void>): void {
   const node = program.command('node').description("this host's node daemon: runs the bricks the cluster places here (being built, issue 19: docs/CLUSTER.md)");
   node
@@ -63,7 +73,7 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
         const stateDir = path.resolve(o.stateDir);
         const id = nodeId(stateDir);
         const store = await openStore(o.etcd);
-        const log = (level: string, msg: string) => process.stderr.write(JSON.stringify({ level, time: new Date().toISOString(), node: id, msg }) + '\n');
+        const log = (level: 'info' | 'warn' | 'error', msg: string) => process.stderr.write(JSON.stringify({ level, time: new Date().toISOString(), node: id, msg }) + '\n');
         const presence = await store.claim(keys.presence(id), JSON.stringify({ pid: process.pid, address: o.address }), PRESENCE_TTL_S);
         if (!presence) throw new Error(`a node daemon with id ${id} already runs (its presence is in ${store.where}); stop it first`);
         const peer = await store.get(keys.peer(id));
@@ -74,6 +84,7 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
         const daemon = new NodeDaemon(store, id, new ProcessBrickRunner(stateDir, o.address, o.portRange), announceTopology, realClock, log);
         await daemon.start();
         const mgmt = await startManagement(store, id, stateDir, o.address, Number(o.mgmtPort), log);
+        const tasks = await startTaskWatcher(store, id, log);
         process.stdout.write(JSON.stringify({ event: 'node-ready', id, address: o.address, store: store.where, pid: process.pid }) + '\n');
         await new Promise<void>((resolve) => {
           process.once('SIGTERM', resolve);
@@ -84,6 +95,7 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
           });
         });
         await mgmt.close();
+        await tasks.close();
         await daemon.close({ bricks: !!o.stopBricks });
         await presence.release().catch(() => {});
         await store.close();

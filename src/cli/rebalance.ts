@@ -9,7 +9,8 @@ import { specNetwork } from '../api/network.js';
 import { liveOptionsIn, type Topology } from '../dht/spec.js';
 import { Rebalancer, THROTTLE, startFailed, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
 import type { MigrateOptions } from '../migration/migrator.js';
-import { MAIN_JS, saveVolume, volDir, type StoredVolume } from './state.js';
+import type { VolumeSpec } from '../dht/spec.js';
+import { MAIN_JS, brickPid, saveVolume, volDir, type StoredVolume } from './state.js';
 
 export function checkpointFile(v: StoredVolume): string {
   return path.join(volDir(v.name), 'rebalance.json');
@@ -262,4 +263,59 @@ export function formatStatus(s: RebalanceStatus, tty: boolean): string {
     lines.push(`  [${'#'.repeat(k)}${'-'.repeat(w - k)}] ${s.percent.toFixed(0)}%`);
   }
   return lines.join('\n');
+}
+
+/**
+ * remove-brick commit: how long the removed bricks keep serving after the topology without them reached
+ * every brick (connected clients are told at once and re-read it within milliseconds; calls they sent
+ * before finish), before they are stopped.
+ */
+export const REMOVED_BRICK_GRACE_MS = 1000;
+
+/** What remove-brick does to a volume, on one host (localDrain) or over a cluster (cluster-tasks.ts). */
+export interface DrainOps {
+  name: string;
+  bricks: { name: string; host: string; port: number }[];
+  decommissioned: string[];
+  /** The client spec, with the admin secret. */
+  spec: VolumeSpec;
+  /** The topology with these bricks draining (one version up), told to every brick. */
+  setDraining(bricks: string[]): Promise<void>;
+  /** Starts the drain's run (a rebalance with force, from the start); its pid. */
+  startRun(): Promise<number>;
+  status(): Promise<RebalanceStatus | null>;
+  /** Asks a running drain to stop, if one runs. */
+  stopRun(): Promise<void>;
+  /** Takes the bricks out of the volume: the topology without them to every brick (them too), a grace, then they stop. */
+  remove(bricks: string[]): Promise<void>;
+}
+
+export function localDrain(v: StoredVolume): DrainOps {
+  return {
+    name: v.name,
+    bricks: v.bricks,
+    decommissioned: v.decommissioned ?? [],
+    spec: v,
+    setDraining: async (bricks) => {
+      v.decommissioned = bricks;
+      await pushTopology(v);
+    },
+    startRun: async () => startRebalance(v, { mode: 'full', force: true, throttle: 'normal', restart: true }),
+    status: async () => rebalanceStatus(v),
+    stopRun: async () => {
+      const pid = rebalancePid(v);
+      if (pid) process.kill(pid, 'SIGTERM');
+    },
+    remove: async (bricks) => {
+      // The topology without them first, to them too, then a grace for clients to take it up: a brick
+      // stopped while clients still use it fails their calls in flight (ENOTCONN).
+      const leaving = v.bricks.filter((b) => bricks.includes(b.name));
+      const pids = bricks.map((b) => brickPid(v, b)).filter((p): p is number => !!p);
+      v.bricks = v.bricks.filter((b) => !bricks.includes(b.name));
+      v.decommissioned = (v.decommissioned ?? []).filter((b) => !bricks.includes(b));
+      await pushTopology(v, leaving);
+      if (pids.length) await new Promise((r) => setTimeout(r, REMOVED_BRICK_GRACE_MS));
+      for (const pid of pids) process.kill(pid, 'SIGTERM');
+    },
+  };
 }

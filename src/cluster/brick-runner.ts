@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { liveOptionsIn } from '../dht/spec.js';
 import { RpcClient } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
-import type { Announce, BrickRunner, RunningBrick } from './node.js';
+import type { BrickRunner, RunningBrick } from './node.js';
 import type { BrickStatus, PlacedBrick, VolumeRecord } from './records.js';
 import { alive } from './proc.js';
 
@@ -141,8 +141,11 @@ export class ProcessBrickRunner implements BrickRunner {
   }
 }
 
-/** Tells each brick of the volume its topology (every brick with its port), as the record has it. */
-export const announceTopology: Announce = async (v) => {
+/**
+ * Tells each brick of the volume its topology (every brick with its port), as the record has it; and,
+ * best effort, `leaving` (bricks taken out of the volume that still run), so that their clients drop them.
+ */
+export const announceTopology = async (v: VolumeRecord, leaving: PlacedBrick[] = []): Promise<void> => {
   const topology = {
     version: v.version,
     bricks: v.bricks.map((b) => ({ name: b.name, host: b.host, port: b.port })),
@@ -150,7 +153,7 @@ export const announceTopology: Announce = async (v) => {
     options: liveOptionsIn(v.options),
   };
   const errors: string[] = [];
-  for (const b of v.bricks) {
+  for (const b of [...v.bricks, ...leaving]) {
     try {
       const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'node' });
       try {
@@ -159,7 +162,7 @@ export const announceTopology: Announce = async (v) => {
         c.close();
       }
     } catch (e) {
-      errors.push(`${b.name}: ${(e as Error).message}`);
+      if (!leaving.includes(b)) errors.push(`${b.name}: ${(e as Error).message}`);
     }
   }
   if (errors.length) throw new Error(errors.join('; '));

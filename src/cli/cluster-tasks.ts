@@ -1,0 +1,215 @@
+/**
+ * Long tasks over a cluster (issue 19, docs/CLUSTER.md "Tasks"): rebalance and remove-brick's drain, and
+ * migrate. One run per volume at a time, held by a claim on tasks/<vol>/owner (its runner's lease: a run
+ * whose process or daemon dies frees it within the TTL), what the task is in tasks/<vol>/task, its
+ * checkpoint in tasks/<vol>/checkpoint. A `rebalance start` from any host resumes a stopped run; a run whose
+ * claim lapsed while running is taken over by a node daemon (src/cluster/tasks.ts, with `takeOverTask`
+ * here as what it runs); `stop` from any host asks the run, wherever it is, through the store.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { keys, parseVolume, type VolumeRecord } from '../cluster/records.js';
+import { update, type Claim, type Store } from '../cluster/store.js';
+import { announceTopology } from '../cluster/brick-runner.js';
+import type { TaskOwner, TaskRecord, TaskRun } from '../cluster/tasks.js';
+import { Volume } from '../api/volume.js';
+import { Rebalancer, startFailed, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
+import { home } from './state.js';
+import { REMOVED_BRICK_GRACE_MS, migratorOptions, parseThrottle, spawnRebalanceRun, statusOf, type DrainOps, type RebalanceStatus } from './rebalance.js';
+import { openStore } from './node.js';
+import { clusterConfig, sleep, specOf, volumeRecord, withStore } from './cluster.js';
+
+/**
+ * How long a dead runner's claim outlives it, in seconds: then a node daemon takes its task over.
+ * DHTFS_TASK_TTL_S changes it (tests make it short); the daemons' claims use the same.
+ */
+export function taskTtlSec(): number {
+  const n = Number(process.env.DHTFS_TASK_TTL_S ?? 10);
+  return Number.isFinite(n) && n >= 1 ? n : 10;
+}
+
+const stopKey = (vol: string) => `tasks/${vol}/stop`;
+const taskKey = (vol: string) => `tasks/${vol}/task`;
+
+export interface RunOptions {
+  mode: 'full' | 'fix-layout';
+  force: boolean;
+  throttle: string;
+  restart?: boolean;
+  leaseMs?: number;
+}
+
+/**
+ * volume rebalance NAME start (and remove-brick's drain): what the task is, in the store (a node that
+ * takes it over runs it so), then the run's process on this host, detached; its output in $DHTFS_HOME/logs.
+ */
+export async function clusterRebalanceStart(name: string, o: RunOptions, kind: TaskRecord['kind'] = 'rebalance', bricks?: string[]): Promise<number> {
+  parseThrottle(o.throttle);
+  await withStore(async (s) => {
+    await volumeRecord(s, name);
+    const owner = await s.get(keys.task(name));
+    if (owner) {
+      const w = JSON.parse(owner.value) as TaskOwner;
+      throw new Error(`a rebalance of ${name} is already running (pid ${w.pid} on ${w.host})`);
+    }
+    const task: TaskRecord = { kind, mode: o.mode, force: o.force, throttle: o.throttle, ...(o.leaseMs ? { leaseMs: o.leaseMs } : {}), ...(bricks ? { bricks } : {}) };
+    await s.commit([{ key: taskKey(name), value: JSON.stringify(task) }]);
+  });
+  const logs = path.join(home(), 'logs');
+  fs.mkdirSync(logs, { recursive: true });
+  return spawnRebalanceRun(name, o, path.join(logs, `rebalance-${name}.log`));
+}
+
+/**
+ * A run of the volume's task under `claim` (held by the caller, released by it): a first run clears a
+ * stop left from before; a run taken over keeps it (a run stopped while its runner died stops at once).
+ */
+async function runUnderClaim(s: Store, name: string, o: RunOptions, claim: Claim, takeover: boolean, log: (m: string) => void, stopped: () => boolean): Promise<Checkpoint> {
+  // The checkpoint: read once, written behind (the last one wins; flushed at the end).
+  const ck = keys.checkpoint(name);
+  const first = await s.get(ck);
+  let cached: Checkpoint | null = first ? (JSON.parse(first.value) as Checkpoint) : null;
+  let writing: Promise<unknown> = Promise.resolve();
+  const store: CheckpointStore = {
+    load: () => cached,
+    save: (cp) => {
+      cached = cp;
+      const value = JSON.stringify(cp);
+      writing = writing.then(() => s.commit([{ key: ck, value }]).catch((e) => log(`checkpoint not saved: ${(e as Error).message}`)));
+    },
+  };
+  let stop = false;
+  if (takeover) stop = (await s.get(stopKey(name))) !== null;
+  else await s.commit([{ key: stopKey(name), value: null }]);
+  const unwatch = await s.watch(stopKey(name), (e) => (stop = stop || e.entry !== null));
+  void claim.lost.then(() => {
+    log('lost the task claim (the store did not hear from this runner for its TTL): stopping');
+    stop = true;
+  });
+  try {
+    const v = await volumeRecord(s, name);
+    let vol: Volume;
+    try {
+      vol = await Volume.connect(specOf(v, true), { clientName: 'rebalance', log: (l, m) => log(`${l} ${m}`) });
+    } catch (e) {
+      const error = (e as Error)?.message ?? String(e);
+      const cp = startFailed(store.load(), o.mode, o.force, error, Date.now(), randomUUID());
+      store.save(cp);
+      log(`rebalance failed: ${error}`);
+      return cp;
+    }
+    try {
+      const r = new Rebalancer(vol.client, { mode: o.mode, force: o.force, throttle: parseThrottle(o.throttle), restart: !takeover && !!o.restart, store, migrate: migratorOptions(o.leaseMs), shouldStop: () => stop || stopped(), log });
+      return await r.run();
+    } finally {
+      await vol.close();
+    }
+  } finally {
+    await writing;
+    await unwatch();
+  }
+}
+
+/** The rebalance process over a cluster: runs under the volume's task claim until done, stopped or failed. */
+export async function clusterRunRebalance(name: string, o: RunOptions & { restart: boolean }): Promise<Checkpoint> {
+  const c = clusterConfig();
+  if (!c) throw new Error('not in a cluster');
+  const s = await openStore(c.etcd.join(','));
+  const log = (m: string) => console.log(`${new Date().toISOString()} ${m}`);
+  const claim = await s.claim(keys.task(name), JSON.stringify({ host: os.hostname(), pid: process.pid } satisfies TaskOwner), taskTtlSec());
+  if (!claim) {
+    await s.close();
+    throw new Error(`a rebalance of ${name} is already running`);
+  }
+  let term = false;
+  process.on('SIGTERM', () => (term = true));
+  try {
+    return await runUnderClaim(s, name, o, claim, false, log, () => term);
+  } finally {
+    await claim.release();
+    await s.close();
+  }
+}
+
+/** What a node daemon runs when it takes a task over (src/cluster/tasks.ts): the task on from its checkpoint. */
+export function takeOverTask(s: Store, log: (level: 'info' | 'warn' | 'error', m: string) => void): TaskRun {
+  return async (vol, task, claim) => {
+    const cp = await runUnderClaim(s, vol, { mode: task.mode, force: task.force, throttle: task.throttle, leaseMs: task.leaseMs }, claim, true, (m) => log('info', `${task.kind} ${vol}: ${m}`), () => false);
+    return cp.state;
+  };
+}
+
+/** volume rebalance NAME status over a cluster: the checkpoint, and whether a runner holds the task (and which). */
+export async function clusterRebalanceStatus(name: string): Promise<(RebalanceStatus & { runner?: TaskOwner }) | null> {
+  return withStore(async (s) => {
+    await volumeRecord(s, name);
+    const cp = await s.get(keys.checkpoint(name));
+    if (!cp) return null;
+    const owner = await s.get(keys.task(name));
+    const runner = owner ? (JSON.parse(owner.value) as TaskOwner) : undefined;
+    return { ...statusOf(JSON.parse(cp.value) as Checkpoint, name, runner?.pid ?? null), ...(runner ? { runner } : {}) };
+  });
+}
+
+/** volume rebalance NAME stop over a cluster: asks the run, wherever it is, through the store. */
+export async function clusterRebalanceStop(name: string): Promise<TaskOwner> {
+  return withStore(async (s) => {
+    const owner = await s.get(keys.task(name));
+    if (!owner) throw new Error(`no rebalance of ${name} is running`);
+    await s.commit([{ key: stopKey(name), value: '1' }]);
+    return JSON.parse(owner.value) as TaskOwner;
+  });
+}
+
+/** The record changed by `f` with its topology one version up, then told to its bricks (and to `leaving`). */
+async function changeTopology(s: Store, name: string, f: (v: VolumeRecord) => VolumeRecord, leaving: VolumeRecord['bricks'] = []): Promise<VolumeRecord> {
+  const v = (await update<VolumeRecord>(s, keys.volume(name), (cur) => {
+    if (!cur) throw new Error(`volume ${name} does not exist`);
+    return { ...f(cur), version: cur.version + 1 };
+  }))!;
+  await announceTopology(v, leaving);
+  return v;
+}
+
+/**
+ * remove-brick over a cluster: the drain is the volume's task (kind remove-brick), taken over like a
+ * rebalance; commit tells the topology without the bricks to every brick, the leaving ones too, waits a
+ * grace for clients to take it up, and takes them out of the record: their node daemons stop them.
+ */
+export async function clusterDrain(name: string): Promise<DrainOps> {
+  const v = await withStore((s) => volumeRecord(s, name));
+  return {
+    name,
+    bricks: v.bricks,
+    decommissioned: v.decommissioned,
+    spec: specOf(v, true),
+    setDraining: (list) => withStore(async (s) => void (await changeTopology(s, name, (cur) => ({ ...cur, decommissioned: list })))),
+    startRun: () => clusterRebalanceStart(name, { mode: 'full', force: true, throttle: 'normal', restart: true }, 'remove-brick', v.decommissioned),
+    status: () => clusterRebalanceStatus(name),
+    stopRun: async () => {
+      await clusterRebalanceStop(name).catch(() => {});
+    },
+    remove: (bricks) =>
+      withStore(async (s) => {
+        const e = await s.get(keys.volume(name));
+        if (!e) throw new Error(`volume ${name} does not exist`);
+        const cur = parseVolume(e.key, e.value);
+        const leaving = cur.bricks.filter((b) => bricks.includes(b.name));
+        const without = (x: VolumeRecord): VolumeRecord => ({ ...x, bricks: x.bricks.filter((b) => !bricks.includes(b.name)), decommissioned: x.decommissioned.filter((b) => !bricks.includes(b)) });
+        // The topology without them reaches every brick, the leaving ones too, before their node daemons stop them.
+        const next = { ...without(cur), version: cur.version + 1 };
+        await announceTopology(next, leaving);
+        await sleep(REMOVED_BRICK_GRACE_MS);
+        // Compare-and-set on the record read; changed meanwhile (an option set), the same change on it as it is now, told again.
+        if (!(await s.commit([{ key: keys.volume(name), value: JSON.stringify(next), ifRev: e.rev }]))) await changeTopology(s, name, without, leaving);
+        await s.commit(leaving.map((b) => ({ key: keys.brickStatus(name, b.name), value: null }))).catch(() => {});
+      }),
+  };
+}
+
+/** The spec `volume migrate` uses over a cluster (with the admin secret: migration calls need it). */
+export async function clusterAdminSpec(name: string) {
+  return withStore(async (s) => specOf(await volumeRecord(s, name), true));
+}

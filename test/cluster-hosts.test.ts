@@ -3,7 +3,11 @@
  * the first host, a node daemon on each of three hosts, and a fourth host that runs `cluster init`,
  * `peer probe`, `pool list`, `volume create` with a brick on every host, `volume start`, file commands and
  * `volume status`, and `volume set` from two hosts at once. A brick killed on one host is restarted by its node daemon on its port and its files
- * read again; `volume stop` stops the bricks on every host; commands not over a cluster yet say so.
+ * read again; add-brick and a rebalance onto the new brick; remove-brick of a whole host whose drain's
+ * process is SIGKILLed mid-way (a node daemon takes the drain over and finishes it: every file reads with
+ * its checksum, the brick leaves the volume and its daemon stops it, the host leaves the pool); `volume
+ * stop` stops the bricks on every host; commands not over a cluster yet say so. One cluster for all of it:
+ * each setup costs seconds.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +15,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
+import { createHash } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { alive } from '../src/cluster/proc.js';
 import type { ChildProcess } from 'node:child_process';
 import { MAIN_JS } from '../src/cli/state.js';
 import { makeNet, netnsAvailable, type Host, type Net } from './helpers/netns.js';
@@ -22,9 +29,16 @@ const etcdHere = etcdAvailable();
 const skip = !netns.ok ? netns.reason : !etcdHere.ok ? etcdHere.reason : false;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Task claims lapse 3 s after their runner dies (10 by default): a takeover comes sooner. */
+const TTL = { DHTFS_TASK_TTL_S: '3' };
+
 /** Runs the CLI on a host with its own DHTFS_HOME: resolves with stdout, rejects with stderr. */
 async function cli(h: Host, home: string, ...args: string[]): Promise<string> {
-  const p = h.spawn(process.execPath, [MAIN_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { DHTFS_HOME: home } });
+  return cliEnv(h, home, {}, ...args);
+}
+
+async function cliEnv(h: Host, home: string, env: NodeJS.ProcessEnv, ...args: string[]): Promise<string> {
+  const p = h.spawn(process.execPath, [MAIN_JS, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { DHTFS_HOME: home, ...TTL, ...env } });
   let out = '';
   let err = '';
   p.stdout!.on('data', (d) => (out += d));
@@ -33,6 +47,48 @@ async function cli(h: Host, home: string, ...args: string[]): Promise<string> {
   if (code !== 0) throw new Error(`dhtfs ${args.join(' ')} on ${h.name}: ${err.trim() || `exit ${code}`}`);
   return out;
 }
+
+const VOLUME_JS = path.join(path.dirname(MAIN_JS), '..', 'api', 'volume.js');
+
+/**
+ * A client on host `h` with the spec in `specFile` (no store: the data path only, one process where the
+ * CLI would take one per file): writes `writes` (path: content), then answers the sha256 of every file
+ * /fN in the volume's root, by name.
+ */
+async function client(h: Host, specFile: string, writes: Record<string, string> = {}): Promise<Record<string, string>> {
+  const code = `
+    import { Volume } from ${JSON.stringify(pathToFileURL(VOLUME_JS).href)};
+    import { createHash } from 'node:crypto';
+    import fs from 'node:fs';
+    const vol = await Volume.connect(JSON.parse(fs.readFileSync(process.argv[1], 'utf8')));
+    for (const [p, data] of Object.entries(JSON.parse(process.argv[2]))) await vol.writeFile(p, data);
+    const out = {};
+    for (const n of (await vol.readdir('/')).filter((n) => /^f\\d+$/.test(n))) out[n] = createHash('sha256').update(await vol.readFile('/' + n)).digest('hex');
+    await vol.close();
+    console.log(JSON.stringify(out));`;
+  const p = h.spawn(process.execPath, ['--input-type=module', '-e', code, specFile, JSON.stringify(writes)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout!.on('data', (d) => (out += d));
+  p.stderr!.on('data', (d) => (err += d));
+  const [rc] = await once(p, 'exit');
+  if (rc !== 0) throw new Error(`client on ${h.name}: ${err.trim()}`);
+  return JSON.parse(out) as Record<string, string>;
+}
+
+/** Whether process `pid` runs (a zombie, dead but not reaped by its new parent, does not). */
+function running(pid: number): boolean {
+  try {
+    return alive(pid) && fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+const sha = (s: string) => createHash('sha256').update(s).digest('hex');
+const content = (i: number) => `file ${i} written from the admin host\n`;
+const files = (from: number, to: number) => Object.fromEntries([...Array(to - from).keys()].map((i) => [`/f${from + i}`, content(from + i)]));
+const expected = (n: number) => Object.fromEntries([...Array(n).keys()].map((i) => [`f${i}`, sha(content(i))]).sort(([a], [b]) => (a < b ? -1 : 1)));
 
 test('a cluster of four hosts through the CLI: pool, a volume with a brick on each host, a brick restarted by its node daemon', { skip, timeout: 240_000 }, async () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-hosts-'));
@@ -43,7 +99,7 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
   const logs = new Map<string, string>();
   const homeOf = (h: Host) => path.join(base, h.name);
   const startDaemon = async (h: Host, endpoint: string) => {
-    const d = h.spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', endpoint, '--address', h.address, '--state-dir', path.join(homeOf(h), 'node')], { stdio: ['ignore', 'pipe', 'pipe'], env: { DHTFS_HOME: homeOf(h) } });
+    const d = h.spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', endpoint, '--address', h.address, '--state-dir', path.join(homeOf(h), 'node')], { stdio: ['ignore', 'pipe', 'pipe'], env: { DHTFS_HOME: homeOf(h), ...TTL } });
     d.stderr!.on('data', (x) => logs.set(h.name, (logs.get(h.name) ?? '') + x));
     const [line] = await once(d.stdout!, 'data');
     assert.match(String(line), /"node-ready"/);
@@ -75,11 +131,15 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.deepEqual(info.bricks.map((b) => b.host), [h1, h2, h3].map((h) => h.address));
     for (const b of info.bricks) assert.ok(b.port >= 49152, `a port from its node daemon: ${b.port}`);
 
+    // Two files by the CLI's put (the spec from the store), six by a client given the spec by `volume spec`.
     fs.mkdirSync(path.join(base, 'in'));
-    for (let i = 0; i < 8; i++) {
-      fs.writeFileSync(path.join(base, 'in', `f${i}`), `file ${i} written from the admin host\n`);
+    for (let i = 0; i < 2; i++) {
+      fs.writeFileSync(path.join(base, 'in', `f${i}`), content(i));
       await run('-V', 'cv', 'put', path.join(base, 'in', `f${i}`), `/f${i}`);
     }
+    const specFile = path.join(base, 'cv.json');
+    await run('volume', 'spec', 'cv', '-o', specFile);
+    assert.deepEqual(await client(admin, specFile, files(2, 8)), expected(8));
     // Files landed on every host's brick.
     for (let i = 0; i < 3; i++) assert.ok(fs.readdirSync(path.join(base, `brick${i}`)).some((n) => /^f\d+$/.test(n)), `brick ${i} holds files`);
     type Status = { bricks: { brick: string; online: boolean; pid: number | null; node: string; state: string }[] };
@@ -164,7 +224,8 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
       if (back.online && back.pid && back.pid !== victim.pid) break;
     }
     assert.ok(back?.online && back.pid !== victim.pid, `restarted: ${JSON.stringify(back)}`);
-    for (let i = 0; i < 8; i++) assert.equal(await run('-V', 'cv', 'cat', `/f${i}`), `file ${i} written from the admin host\n`);
+    assert.equal(await run('-V', 'cv', 'cat', '/f1'), content(1));
+    assert.deepEqual(await client(admin, specFile), expected(8));
 
     // Two hosts change options at once: neither change is lost (compare-and-set on the record).
     const h1home = path.join(base, 'h1-admin');
@@ -183,14 +244,11 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.match(await run('volume', 'add-brick', 'cv', `${h3.address}:${path.join(base, 'brick3')}`), /volume add-brick: cv: success \(cv-client-3 10\.213\.0\.3:\d+:/);
     const four = JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status;
     assert.deepEqual(four.bricks.map((b) => [b.brick, b.online]), [0, 1, 2, 3].map((i) => [`cv-client-${i}`, true]));
-    for (let i = 0; i < 8; i++) assert.equal(await run('-V', 'cv', 'cat', `/f${i}`), `file ${i} written from the admin host\n`);
+    await run('volume', 'spec', 'cv', '-o', specFile);
+    assert.deepEqual(await client(admin, specFile, files(8, 16)), expected(16));
 
     // A rebalance started on the admin host moves files onto the new brick, across hosts (its run holds the
     // volume's task claim and keeps its checkpoint in the store); another host follows it with status.
-    for (let i = 8; i < 16; i++) {
-      fs.writeFileSync(path.join(base, 'in', `f${i}`), `file ${i} written from the admin host\n`);
-      await run('-V', 'cv', 'put', path.join(base, 'in', `f${i}`), `/f${i}`);
-    }
     assert.match(await run('volume', 'rebalance', 'cv', 'start', '--throttle', 'lazy'), /volume rebalance: cv: started/);
     let rb: { state: string; counters: { migrated: number; failed: number } } | null = null;
     for (let i = 0; i < 300; i++) {
@@ -202,12 +260,47 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.equal(rb!.counters.failed, 0);
     assert.ok(rb!.counters.migrated > 0, 'files moved to the new brick');
     assert.ok(fs.readdirSync(path.join(base, 'brick3')).some((n) => /^f\d+$/.test(n)), 'the new brick holds files');
-    for (let i = 0; i < 16; i++) assert.equal(await run('-V', 'cv', 'cat', `/f${i}`), `file ${i} written from the admin host\n`);
+    assert.deepEqual(await client(admin, specFile), expected(16));
+
+    // remove-brick of a whole host (the second's one brick), its drain's process SIGKILLed in the middle of
+    // a file's migration: a node daemon takes the drain over once the process's claim lapses and finishes
+    // it; commit takes the brick out (its node daemon stops it) and the host can leave the pool.
+    const brick1 = path.join(base, 'brick1');
+    const onIt = fs.readdirSync(brick1).filter((n) => /^f\d+$/.test(n) && (fs.statSync(path.join(brick1, n)).mode & 0o1000) === 0).sort();
+    assert.ok(onIt.length >= 1, 'the second host holds files');
+    const brick1Pid = (JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status).bricks[1].pid!;
+    const fault = { DHTFS_FAULT_KILL_AFTER_STEP: 'copy', DHTFS_FAULT_KILL_PATH: `/${onIt[0]}` };
+    const drain = JSON.parse(await cliEnv(admin, home, fault, 'volume', 'remove-brick', 'cv', 'cv-client-1', 'start', '--json')) as { bricks: string[]; pid: number };
+    assert.deepEqual(drain.bricks, ['cv-client-1']);
+    type Drain = { draining: string[]; rebalance: { state: string; counters: { migrated: number; failed: number }; awaitingTakeover?: boolean; runner?: { node?: string } } | null };
+    let dr: Drain | null = null;
+    for (let i = 0; i < 600; i++) {
+      dr = JSON.parse(await cli(h1, h1home, 'volume', 'remove-brick', 'cv', 'status', '--json')) as Drain;
+      if (dr.rebalance && dr.rebalance.state !== 'running') break;
+      await sleep(200);
+    }
+    assert.deepEqual(dr?.draining, ['cv-client-1']);
+    assert.equal(dr?.rebalance?.state, 'completed', `${JSON.stringify(dr)}\n${[...logs.values()].join('\n')}`);
+    assert.equal(dr!.rebalance!.counters.failed, 0);
+    assert.ok(!running(drain.pid), 'the drain process killed itself (fault injection)');
+    const takers = [...logs.values()].filter((l) => l.includes('taking over the remove-brick of volume cv'));
+    assert.equal(takers.length, 1, `one node daemon took the drain over:\n${[...logs.values()].join('\n')}`);
+    assert.ok(fs.readFileSync(path.join(home, 'logs', 'rebalance-cv.log'), 'utf8').includes(`fault injection: SIGKILL after copy of /${onIt[0]}`));
+    assert.deepEqual(await client(admin, specFile), expected(16), 'every file reads, with its content, after the takeover');
+    assert.match(await run('volume', 'remove-brick', 'cv', 'cv-client-1', 'commit'), /volume remove-brick commit: cv: removed cv-client-1$/m);
+    const left = JSON.parse(await run('volume', 'info', 'cv', '--json')) as { bricks: { name: string; host: string }[] };
+    assert.deepEqual(left.bricks.map((b) => b.name), ['cv-client-0', 'cv-client-2', 'cv-client-3']);
+    assert.ok(!left.bricks.some((b) => b.host === h2.address), 'no brick on the second host');
+    for (let i = 0; i < 100 && running(brick1Pid); i++) await sleep(200);
+    assert.ok(!running(brick1Pid), "the removed brick's node daemon stopped it");
+    assert.match(await run('peer', 'detach', h2.address), /peer detach: success/);
+    await run('volume', 'spec', 'cv', '-o', specFile);
+    assert.deepEqual(await client(admin, specFile), expected(16), 'every file reads after the commit');
 
     // Not over a cluster yet: said plainly.
-    await assert.rejects(run('volume', 'remove-brick', 'cv', 'cv-client-3', 'start'), /volume remove-brick does not work over a cluster yet/);
+    await assert.rejects(run('volume', 'replace-brick', 'cv', 'cv-client-3', `${h3.address}:${path.join(base, 'brick4')}`, 'commit', 'force'), /volume replace-brick does not work over a cluster yet/);
 
-    assert.match(await run('volume', 'stop', 'cv'), /volume stop: cv: success \(4 brick processes stopped\)/);
+    assert.match(await run('volume', 'stop', 'cv'), /volume stop: cv: success \(3 brick processes stopped\)/);
     const stopped = JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status;
     assert.ok(stopped.bricks.every((b) => !b.online && b.state === 'stopped'), JSON.stringify(stopped));
     assert.match(await run('volume', 'delete', 'cv'), /volume delete: cv: success/);

@@ -13,9 +13,11 @@ import { randomUUID } from 'node:crypto';
 import { keys, parseVolume, type VolumeRecord } from '../cluster/records.js';
 import { update, type Claim, type Store } from '../cluster/store.js';
 import { announceTopology } from '../cluster/brick-runner.js';
+import { alive } from '../cluster/proc.js';
 import type { TaskOwner, TaskRecord, TaskRun } from '../cluster/tasks.js';
 import { Volume } from '../api/volume.js';
 import { Rebalancer, startFailed, type Checkpoint, type CheckpointStore } from '../rebalance/rebalancer.js';
+import { MIGRATION_LEASE_MS } from '../migration/migrator.js';
 import { home } from './state.js';
 import { REMOVED_BRICK_GRACE_MS, migratorOptions, parseThrottle, spawnRebalanceRun, statusOf, type DrainOps, type RebalanceStatus } from './rebalance.js';
 import { openStore } from './node.js';
@@ -29,6 +31,9 @@ export function taskTtlSec(): number {
   const n = Number(process.env.DHTFS_TASK_TTL_S ?? 10);
   return Number.isFinite(n) && n >= 1 ? n : 10;
 }
+
+/** How long `rebalance start` waits for its process to hold the task's claim. */
+const CLAIM_WAIT_MS = 20_000;
 
 const stopKey = (vol: string) => `tasks/${vol}/stop`;
 const taskKey = (vol: string) => `tasks/${vol}/task`;
@@ -59,7 +64,20 @@ export async function clusterRebalanceStart(name: string, o: RunOptions, kind: T
   });
   const logs = path.join(home(), 'logs');
   fs.mkdirSync(logs, { recursive: true });
-  return spawnRebalanceRun(name, o, path.join(logs, `rebalance-${name}.log`));
+  const log = path.join(logs, `rebalance-${name}.log`);
+  const pid = spawnRebalanceRun(name, o, log);
+  // Started once it holds the task's claim: until then `status` would show the previous run's end.
+  await withStore(async (s) => {
+    const deadline = Date.now() + CLAIM_WAIT_MS;
+    for (;;) {
+      const owner = await s.get(keys.task(name));
+      if (owner && (JSON.parse(owner.value) as TaskOwner).pid === pid) return;
+      if (!alive(pid)) throw new Error(`the rebalance process ended before it took the task (see ${log})`);
+      if (Date.now() > deadline) throw new Error(`the rebalance process (pid ${pid}) did not take the task within ${CLAIM_WAIT_MS / 1000} s (see ${log})`);
+      await sleep(100);
+    }
+  });
+  return pid;
 }
 
 /**
@@ -136,20 +154,28 @@ export async function clusterRunRebalance(name: string, o: RunOptions & { restar
 /** What a node daemon runs when it takes a task over (src/cluster/tasks.ts): the task on from its checkpoint. */
 export function takeOverTask(s: Store, log: (level: 'info' | 'warn' | 'error', m: string) => void): TaskRun {
   return async (vol, task, claim) => {
+    // The old runner's migrations in flight hold their files' leases on the bricks until leaseMs after it
+    // last renewed them; its claim lapsed a TTL after it was last heard of. Waiting out the rest lets this
+    // run move those files rather than find them busy (and skip them, which leaves a drain unfinished).
+    const rest = (task.leaseMs ?? MIGRATION_LEASE_MS) - taskTtlSec() * 1000;
+    if (rest > 0) await sleep(rest);
     const cp = await runUnderClaim(s, vol, { mode: task.mode, force: task.force, throttle: task.throttle, leaseMs: task.leaseMs }, claim, true, (m) => log('info', `${task.kind} ${vol}: ${m}`), () => false);
     return cp.state;
   };
 }
 
 /** volume rebalance NAME status over a cluster: the checkpoint, and whether a runner holds the task (and which). */
-export async function clusterRebalanceStatus(name: string): Promise<(RebalanceStatus & { runner?: TaskOwner }) | null> {
+export async function clusterRebalanceStatus(name: string): Promise<(RebalanceStatus & { runner?: TaskOwner; awaitingTakeover?: boolean }) | null> {
   return withStore(async (s) => {
     await volumeRecord(s, name);
     const cp = await s.get(keys.checkpoint(name));
     if (!cp) return null;
     const owner = await s.get(keys.task(name));
     const runner = owner ? (JSON.parse(owner.value) as TaskOwner) : undefined;
-    return { ...statusOf(JSON.parse(cp.value) as Checkpoint, name, runner?.pid ?? null), ...(runner ? { runner } : {}) };
+    const c = JSON.parse(cp.value) as Checkpoint;
+    // Its runner died while it ran: a node daemon takes it over once the claim lapses (not failed).
+    if (!runner && c.state === 'running' && (await s.get(taskKey(name)))) return { ...statusOf(c, name, -1), pid: null, awaitingTakeover: true };
+    return { ...statusOf(c, name, runner?.pid ?? null), ...(runner ? { runner } : {}) };
   });
 }
 

@@ -61,7 +61,7 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
   const node = program.command('node').description("this host's node daemon: runs the bricks the cluster places here (being built, issue 19: docs/CLUSTER.md)");
   node
     .command('serve')
-    .description('run the node daemon in the foreground: start, supervise and restart the bricks placed on this node, report them in the cluster state')
+    .description('run the node daemon in the foreground: start, supervise and restart the bricks placed on this node, report them in the cluster state, and take over a rebalance or drain whose runner died')
     .option('--state-dir <dir>', "the daemon's folder: its id, brick logs, volume secrets", path.join(home(), 'node'))
     .option('--address <ip>', "the address this node's bricks listen on", '127.0.0.1')
     .option('--etcd <urls>', "etcd endpoints (comma-separated) holding the cluster's state; without: $DHTFS_HOME/store.json (one host)")

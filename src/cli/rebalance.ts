@@ -178,6 +178,8 @@ export interface RebalanceStatus extends Checkpoint {
   rateFiles: number;
   etaSeconds: number | null;
   percent: number | null;
+  /** Over a cluster: the run's runner died while it ran, and a node daemon is to take it over. */
+  awaitingTakeover?: boolean;
 }
 
 /**
@@ -257,6 +259,7 @@ export function formatStatus(s: RebalanceStatus, tty: boolean): string {
   else if (s.mode === 'full' && c.totalFiles !== undefined) lines.push(`  this run moves about ${c.totalFiles} names, ${human(c.totalBytes)} of data (first-pass estimate)${s.percent !== null ? `: ${s.percent.toFixed(0)}% done` : ''}`);
   if (s.position && s.state !== 'completed') lines.push(`  at ${s.position}`);
   if (s.error) lines.push(`  error: ${s.error}`);
+  if (s.awaitingTakeover) lines.push("  its runner died: a node daemon takes the run over from this checkpoint once the runner's claim lapses");
   if (tty && s.percent !== null && s.state === 'running') {
     const w = 30;
     const k = Math.round((s.percent / 100) * w);

@@ -116,7 +116,10 @@ interface Dirty {
   attrs: boolean;
 }
 
-const DEFAULTS = { leaseMs: 5000, chunk: 2 * 1024 * 1024, window: 4, settleBytes: 256 * 1024, maxRecopyRounds: 8 };
+/** How long a migration's lease on its source brick lasts without renewal, by default. */
+export const MIGRATION_LEASE_MS = 5000;
+
+const DEFAULTS = { leaseMs: MIGRATION_LEASE_MS, chunk: 2 * 1024 * 1024, window: 4, settleBytes: 256 * 1024, maxRecopyRounds: 8 };
 
 /**
  * Copies ranges of src to the temp file on dst, pipelined: dst reads them from src's disk itself when the

@@ -45,3 +45,35 @@ test('a tracked change exits once: a second exit is a bug, asserted', () => {
   exit([0, 1]);
   assert.throws(() => exit([0, 1]), { name: 'AssertionError' });
 });
+
+test('a private name a crash left behind is made again: create, mkdir and mklinkto succeed over it and leave none', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-inv-'));
+  try {
+    const b = new Brick(new DiskStorage(dir), { name: 'v-client-0', volumeId: VID, xattrPrefix: 'user.', limits: { ...LIMIT_DEFAULTS } }, realClock, realRandom);
+    b.init();
+    const s = b.openSession({ remote: 'test', client: 'test' });
+    const priv = path.join(dir, '.glusterfs', 'dhtfs-rename');
+    // The names made whole under a private name (core.ts makeWhole, which symlinks and mknod share with
+    // create; entry.ts mkdir and makeLinkto) and a leftover of each, as a crash before the link or rename
+    // into place leaves it.
+    const cases: [string, string, Record<string, unknown>, (p: string) => void][] = [
+      ['create', '.new', { path: '/f', mode: 0o644, flags: 2, close: true, data: Buffer.from('x') }, (p) => fs.writeFileSync(p, 'old')],
+      ['mkdir', '.dir', { path: '/d', mode: 0o755 }, (p) => fs.mkdirSync(p)],
+      ['mklinkto', '.linkto', { path: '/t', target: 'v-client-1' }, (p) => fs.writeFileSync(p, 'old')],
+    ];
+    for (const [op, suffix, args, leave] of cases) {
+      // The private directory exists once the brick made its first name there.
+      fs.mkdirSync(priv, { recursive: true });
+      const gfid = randomUUID();
+      leave(path.join(priv, gfid + suffix));
+      const r = (await b.handle(s, op, { ...args, gfid })) as { attr?: { gfid: string }; gfid?: string };
+      assert.equal((r.attr ?? r).gfid, gfid, op);
+      assert.deepEqual(fs.readdirSync(priv), [], `${op}: no private name left`);
+    }
+    assert.equal(fs.readFileSync(path.join(dir, 'f'), 'utf8'), 'x');
+    assert.ok(fs.statSync(path.join(dir, 'd')).isDirectory());
+    b.closeSession(s);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

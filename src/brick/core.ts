@@ -73,7 +73,7 @@ export class BrickCore {
   nextSession = 1;
   /** The fds open on each gfid, across sessions (fds.ts keeps it; asserted against the sessions' fds). */
   readonly openCount = new Map<string, number>();
-  /** The handle directories (`.glusterfs/ab`, `.glusterfs/ab/cd`) known to exist. */
+  /** The handle directories (`.glusterfs/ab`, `.glusterfs/ab/cd`, and RENAME_DIR) known to exist. */
   readonly handleDirs = new Set<string>();
   /** Clients' watches of directories (watch.ts): every change of a name goes through `st`, which reports it. */
   readonly watches: DirWatches;
@@ -122,6 +122,31 @@ export class BrickCore {
     } finally {
       this.st.close(h);
     }
+  }
+
+  /**
+   * The private directory new names are made whole in (RENAME_DIR), made once per brick process: a
+   * failed mkdir costs an exception, and every create would pay one.
+   */
+  ensureRenameDir(): void {
+    if (this.handleDirs.has(RENAME_DIR)) return;
+    this.ensureDir(RENAME_DIR, 0o700);
+    this.handleDirs.add(RENAME_DIR);
+  }
+
+  /**
+   * Makes a private name with `make` (which fails with EEXIST, changing nothing, where the name is
+   * taken): a leftover of a crash under that name is removed with `remove` and `make` runs again. The
+   * common case (no leftover) costs one call, not a removal that fails first.
+   */
+  makeFresh<T>(tmp: string, remove: () => void, make: () => T): T {
+    try {
+      return make();
+    } catch (e) {
+      ignoreCodes(e, 'EEXIST');
+    }
+    remove(); // a leftover of a crash before the name was linked or renamed into place
+    return make();
   }
 
   ensureDir(p: string, mode: number): void {
@@ -235,14 +260,9 @@ export class BrickCore {
    * brick: the simulator found it, seed 33).
    */
   makeWhole<T>(rel: string, gfid: string, uid: number | undefined, gid: number | undefined, make: (tmp: string) => T): T {
-    this.ensureDir(RENAME_DIR, 0o700);
+    this.ensureRenameDir();
     const tmp = `${RENAME_DIR}/${gfid}.new`;
-    try {
-      this.st.unlink(tmp); // a leftover of a crash before the link
-    } catch (e) {
-      ignoreCodes(e, 'ENOENT');
-    }
-    const made = make(tmp);
+    const made = this.makeFresh(tmp, () => this.st.unlink(tmp), () => make(tmp));
     try {
       this.setGfid(tmp, gfid);
       const g = this.newGid(rel, gid);

@@ -54,14 +54,9 @@ export function mkdir(b: BrickCore, a: Decoded<'mkdir'>, s?: Session): Attr | Pr
   // power loss never leaves the name as a directory without its gfid, which no lock, rebalance or
   // lookup by gfid could take again (the simulator's journal disk found it, seed 497). The name was
   // free just now, and this brick alone changes its directory's names, so the rename takes no one's.
-  b.ensureDir(RENAME_DIR, 0o700);
+  b.ensureRenameDir();
   const tmp = `${RENAME_DIR}/${gfid}.dir`;
-  try {
-    b.st.rmdir(tmp); // a leftover of a crash before the rename
-  } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
-  }
-  b.st.mkdir(tmp, mode);
+  b.makeFresh(tmp, () => b.st.rmdir(tmp), () => b.st.mkdir(tmp, mode));
   try {
     // mkdir(2) takes no set-group-ID bit from its mode, only from the parent (here, the private
     // directory's: none): a copy of a directory made for a new brick must have all of its bits, and a
@@ -185,7 +180,7 @@ export function replaceWithLinkto(b: BrickCore, rel: string, gfid: string, targe
     setLinkto(b, rel, target);
     return b.attr(rel, b.st.lstat(rel), gfid);
   }
-  b.ensureDir(RENAME_DIR, 0o700);
+  b.ensureRenameDir();
   const tmp = `${RENAME_DIR}/${gfid}`;
   try {
     b.st.unlink(tmp); // a leftover of a crash between the two steps
@@ -227,14 +222,9 @@ export function makeLinkto(b: BrickCore, rel: string, gfid: string, target: stri
   // name as an empty file of mode 01000 without its xattrs: a data file to everyone, hiding the file it
   // stood for (the simulator's journal disk found it, seed 218). link(2), as O_EXCL, fails with EEXIST
   // where the name is taken.
-  b.ensureDir(RENAME_DIR, 0o700);
+  b.ensureRenameDir();
   const tmp = `${RENAME_DIR}/${gfid}.linkto`;
-  try {
-    b.st.unlink(tmp); // a leftover of a crash before the link
-  } catch (e) {
-    if (codeOf(e) !== 'ENOENT') throw e;
-  }
-  const h = b.st.open(tmp, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX);
+  const h = b.makeFresh(tmp, () => b.st.unlink(tmp), () => b.st.open(tmp, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX));
   b.st.close(h);
   try {
     b.setGfid(tmp, gfid);

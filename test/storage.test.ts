@@ -67,3 +67,59 @@ test('writes: small ones on the event loop and large ones off it land at their o
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('held parents: a stretch resolves a parent once; a folder swapped for a symlink is refused from the next stretch on, and never leads outside', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
+  const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-outside-'));
+  try {
+    const st = new DiskStorage(dir);
+    fs.mkdirSync(path.join(dir, 'a'));
+    st.close(st.open('a/x', O_RDWR | O_CREAT, 0o644));
+    await Promise.resolve(); // a new stretch: nothing held from the last one
+    // One synchronous stretch: 'a' is resolved (beneath the root, no symlinks) by the first call, then a
+    // local user swaps it for a symlink to a folder outside the brick. The stretch's later calls stay in
+    // the directory it resolved, wherever it now is: inside the brick, never outside.
+    assert.equal(st.lstat('a/x').size, 0);
+    fs.renameSync(path.join(dir, 'a'), path.join(dir, 'a.real'));
+    fs.symlinkSync(outside, path.join(dir, 'a'));
+    st.close(st.open('a/y', O_RDWR | O_CREAT, 0o644));
+    assert.ok(fs.existsSync(path.join(dir, 'a.real', 'y')), 'made in the directory the stretch resolved');
+    assert.deepEqual(fs.readdirSync(outside), []);
+    // The next stretch resolves 'a' again and finds the symlink: refused, as every call was before.
+    await Promise.resolve();
+    assert.throws(() => st.open('a/z', O_RDWR | O_CREAT, 0o644), { code: 'ELOOP' });
+    assert.throws(() => st.lstat('a/x'), { code: 'ELOOP' });
+    assert.deepEqual(fs.readdirSync(outside), []);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(outside, { recursive: true, force: true });
+  }
+});
+
+test("held parents: the brick's own rename, exchange or rmdir of a directory lets them go within the stretch", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
+  try {
+    const st = new DiskStorage(dir);
+    // All in one synchronous stretch: a parent held under a name that a rename, an exchange or an rmdir
+    // then gives to another directory (or to none) is resolved again, never used under its old name.
+    st.mkdir('d', 0o755);
+    st.close(st.open('d/x', O_RDWR | O_CREAT, 0o644));
+    st.rename('d', 'e');
+    st.mkdir('d', 0o755);
+    st.close(st.open('d/y', O_RDWR | O_CREAT, 0o644));
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'd')), ['y']);
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'e')), ['x']);
+    st.exchange('d', 'e');
+    st.close(st.open('d/z', O_RDWR | O_CREAT, 0o644));
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'd')).sort(), ['x', 'z']);
+    st.mkdir('f', 0o755);
+    st.close(st.open('f/w', O_RDWR | O_CREAT, 0o644));
+    st.unlink('f/w');
+    st.rmdir('f');
+    st.mkdir('f', 0o755);
+    st.close(st.open('f/v', O_RDWR | O_CREAT, 0o644));
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'f')), ['v']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

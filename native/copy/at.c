@@ -147,6 +147,58 @@ static int open_beneath(int root, const char *rel, size_t len, int flags, mode_t
 }
 
 /*
+ * Held parents (holdDirs/releaseDirs): while JavaScript holds them (one synchronous stretch of brick
+ * work: DiskStorage releases them at the next microtask), a parent resolved once is reused by the
+ * stretch's later calls instead of being resolved again: a create names the private directory five times
+ * and its parent twice. Each was resolved beneath the root as any other (openat2 RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS), and a descriptor pins its directory exactly as the one a single call holds
+ * between its openat2 and its *at call: a folder swapped for a symlink after it was resolved leaves the
+ * calls in the directory itself, wherever it now is, never where the symlink points. A rename, an
+ * exchange or an rmdir by the brick itself lets every held parent go (the names they were found under
+ * may now name other directories, or none). At most HELD_MAX are held; past that a parent is resolved
+ * and let go per call as before. Per thread: DiskStorage runs on the main thread only.
+ */
+#define HELD_MAX 8
+typedef struct {
+  int root, fd;
+  size_t len;
+  char *dir;
+} held_t;
+static __thread held_t held[HELD_MAX];
+static __thread int held_n = 0;
+static __thread int holding = 0;
+
+static int held_find(int root, const char *dir, size_t len) {
+  for (int i = 0; i < held_n; i++)
+    if (held[i].root == root && held[i].len == len && memcmp(held[i].dir, dir, len) == 0) return held[i].fd;
+  return -1;
+}
+
+static int is_held(int fd) {
+  for (int i = 0; i < held_n; i++)
+    if (held[i].fd == fd) return 1;
+  return 0;
+}
+
+static void held_add(int root, const char *dir, size_t len, int fd) {
+  if (!holding || held_n >= HELD_MAX) return;
+  char *copy = malloc(len + 1);
+  if (!copy) return;
+  memcpy(copy, dir, len);
+  copy[len] = 0;
+  held[held_n++] = (held_t){.root = root, .fd = fd, .len = len, .dir = copy};
+}
+
+/* Lets every held parent go (their descriptors are closed). */
+static void held_release(void) {
+  for (int i = 0; i < held_n; i++) {
+    close(held[i].fd);
+    free(held[i].dir);
+  }
+  held_n = 0;
+}
+
+/*
  * The parent directory of `rel` (opened O_PATH, or root itself) and its last component in `name`
  * (NAME_MAX + 1 bytes): "." for the root. Returns the descriptor, to release with put_dir, or -1.
  */
@@ -170,11 +222,15 @@ static int parent_of(int root, const char *rel, char *name) {
   memcpy(name, rel + slash, n);
   name[n] = 0;
   if (slash == 0) return root;
-  return open_beneath(root, rel, slash - 1, O_PATH | O_DIRECTORY, 0);
+  int fd = held_find(root, rel, slash - 1);
+  if (fd >= 0) return fd;
+  fd = open_beneath(root, rel, slash - 1, O_PATH | O_DIRECTORY, 0);
+  if (fd >= 0) held_add(root, rel, slash - 1, fd);
+  return fd;
 }
 
 static void put_dir(int root, int fd) {
-  if (fd >= 0 && fd != root) close(fd);
+  if (fd >= 0 && fd != root && !is_held(fd)) close(fd);
 }
 
 /* --- arguments ---------------------------------------------------------------------------------- */
@@ -364,7 +420,12 @@ static napi_value at_unlink(napi_env env, napi_callback_info info) {
   char name[NAME_MAX + 1];
   int d = resolve_args(env, argv[0], argv[1], &root, name);
   if (d < 0) return NULL;
-  return finish(env, root, d, unlinkat(d, name, dir ? AT_REMOVEDIR : 0));
+  int r = unlinkat(d, name, dir ? AT_REMOVEDIR : 0);
+  int err = errno;
+  put_dir(root, d);
+  if (dir) held_release(); /* a removed directory is held by no name any more */
+  errno = err;
+  return finish(env, root, -1, r);
 }
 
 /* rename(root, from, to) / link(root, existing, to) / exchange: both parents resolved beneath root. */
@@ -383,6 +444,7 @@ static napi_value two_names(napi_env env, napi_callback_info info, int link) {
   int err = errno;
   put_dir(root, da);
   put_dir(root, db);
+  if (link != 1) held_release(); /* a directory may have moved: its old name's held parent is no longer it */
   if (r != 0) {
     at_throw(env, err);
     return NULL;
@@ -778,6 +840,21 @@ static napi_value at_listxattr(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+/* holdDirs(): parents resolved from now on are held for reuse until releaseDirs() (see held_t). */
+static napi_value at_hold_dirs(napi_env env, napi_callback_info info) {
+  (void)info;
+  holding = 1;
+  return undef(env);
+}
+
+/* releaseDirs(): every held parent let go, and none held until the next holdDirs(). */
+static napi_value at_release_dirs(napi_env env, napi_callback_info info) {
+  (void)info;
+  holding = 0;
+  held_release();
+  return undef(env);
+}
+
 /* open(root, rel, flags, mode) -> fd: O_NOFOLLOW and O_CLOEXEC added (the caller adds O_NONBLOCK). */
 static napi_value at_open(napi_env env, napi_callback_info info) {
   ARGS(4);
@@ -989,6 +1066,7 @@ void dhtfs_at_register(napi_env env, napi_value exports) {
       {"truncate", at_truncate},  {"getxattr", at_getxattr}, {"setxattr", at_setxattr},     {"removexattr", at_removexattr},
       {"listxattr", at_listxattr}, {"open", at_open},        {"mknod", at_mknod},           {"watchdogBlock", wd_get_block},
       {"watchdogStart", wd_start}, {"takeDown", wd_take_down}, {"exchange", at_exchange},
+      {"holdDirs", at_hold_dirs}, {"releaseDirs", at_release_dirs},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_create_function(env, calls[i].name, NAPI_AUTO_LENGTH, calls[i].cb, NULL, &fn);

@@ -83,6 +83,9 @@ interface AtCalls {
   open(root: number, rel: string, flags: number, mode: number): number;
   mknod(root: number, rel: string, mode: number, rdev: number): void;
   exchange(root: number, a: string, b: string): void;
+  /** Parents resolved from now on are held for reuse until releaseDirs (absent in older builds). */
+  holdDirs?(): void;
+  releaseDirs?(): void;
   watchdogBlock(): ArrayBuffer | null;
   watchdogStart(brick: string, exitCode: number, logFd: number): void;
   takeDown(msg: string): never;
@@ -194,6 +197,30 @@ function unmarkCall(): void {
   wdTimes[0] = 0;
 }
 
+// --- parents held for one stretch ------------------------------------------------------------------
+//
+// A create names the private directory (.glusterfs/dhtfs-rename) five times and its parent twice, a
+// listing its directory twice per entry: each name's parent was resolved by its own openat2 and closed
+// again. native/copy holds the parents it resolves while a synchronous stretch of brick work runs (one
+// request's synchronous part, or a listing's loop) and lets them go at the next microtask: no await, no
+// other request and no timer falls inside a stretch. Each parent is still resolved beneath the root
+// with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS the first time the stretch names it; see held_t in
+// native/copy/at.c for why a descriptor held for a stretch is as safe as one held for a call.
+
+let holdingDirs = false;
+function releaseDirs(): void {
+  holdingDirs = false;
+  atCalls()?.releaseDirs?.();
+}
+function holdDirs(): void {
+  if (holdingDirs) return;
+  const at = atCalls();
+  if (!at?.holdDirs) return;
+  holdingDirs = true;
+  at.holdDirs();
+  queueMicrotask(releaseDirs);
+}
+
 /** Writes up to this size are made on the event loop (see DiskStorage.write). */
 const SYNC_WRITE_MAX = 64 * 1024;
 
@@ -265,6 +292,7 @@ export class DiskStorage implements Storage {
 
   /** Lets the root's descriptor go (a later call opens it again). */
   dispose(): void {
+    releaseDirs(); // held parents are keyed by the root's descriptor, whose number is free once closed
     if (this.rootFd >= 0) fs.closeSync(this.rootFd);
     this.rootFd = -1;
   }
@@ -507,6 +535,7 @@ for (const key of Object.getOwnPropertyNames(DiskStorage.prototype)) {
   if (key === 'constructor' || typeof f !== 'function') continue;
   proto[key] = function (this: DiskStorage, ...args: unknown[]): unknown {
     markCall(key, key === 'symlink' ? args[1] : args[0]);
+    holdDirs();
     try {
       const r = (f as (...a: unknown[]) => unknown).apply(this, args);
       return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(brickError(nativeError(e, key, args), this.root))) : r;

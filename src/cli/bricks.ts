@@ -13,6 +13,7 @@ import { RpcClient } from '../wire/rpc.js';
 import { specNetwork } from '../api/network.js';
 import type { Attr, DirEntryAttr, RootInfo } from '../wire/types.js';
 import { RING_MAX, isEmptyRange, type LayoutRange } from '../dht/layout.js';
+import type { VolumeSpec } from '../dht/spec.js';
 import { defaultXattrPrefix } from '../brick/server.js';
 import { codeOf, detailOf, ignoreCodes } from '../common/errors.js';
 import { pushTopology } from './rebalance.js';
@@ -34,7 +35,8 @@ import {
 
 const START_TIMEOUT_MS = 15_000;
 
-async function connect(v: StoredVolume, b: StoredBrick): Promise<RpcClient> {
+/** An admin connection to brick `b` of `v` (over TLS where the volume has it). */
+export async function connectBrick(v: VolumeSpec, b: { name: string; host: string; port: number }): Promise<RpcClient> {
   return RpcClient.connect(specNetwork(v), b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'cli' });
 }
 
@@ -49,7 +51,7 @@ async function checkRemote(v: StoredVolume, b: StoredBrick): Promise<void> {
   let c: RpcClient;
   try {
     // The handshake proves it is this volume's brick of that name.
-    c = await connect(v, b);
+    c = await connectBrick(v, b);
   } catch (e) {
     throw new Error(`brick ${b.host}:${b.port} does not answer as brick ${b.name} of volume ${v.name} (${codeOf(e)}: ${detailOf(e)}); ${hint}`);
   }
@@ -199,7 +201,7 @@ export async function addBricks(v: StoredVolume, args: string[]): Promise<Stored
 }
 
 /** A brick of `v` named by its name or HOST:PORT[:DIR]. */
-export function findBrick(v: StoredVolume, arg: string): StoredBrick {
+export function findBrick<B extends { name: string; host: string; port: number }>(v: { name: string; bricks: B[] }, arg: string): B {
   const byName = v.bricks.find((b) => b.name === arg);
   if (byName) return byName;
   const m = /^(\[[^\]]+\]|[^:]+):(\d+)(?::.*)?$/.exec(arg);
@@ -231,7 +233,7 @@ function holesOf(others: LayoutRange[]): LayoutRange[] {
  * others leave free (its slot's), the same gfid, owner, mode and times; and the root's commit hash.
  * Returns how many directories it made.
  */
-async function copyDirectories(others: RpcClient[], target: RpcClient, again = false): Promise<number> {
+export async function copyDirectories(others: RpcClient[], target: RpcClient, again = false): Promise<number> {
   if (!again) await copyRootCommit(others, target);
   let made = 0;
   const walk = async (dir: string): Promise<void> => {
@@ -306,8 +308,8 @@ export async function replaceBrick(v: StoredVolume, oldArg: string, newArg: stri
   try {
     return await withNewBricks(v, { ...v, bricks: after }, [nb], async () => {
       // Every directory, with OLD's ranges, before any client can meet the new brick.
-      const cs = await Promise.all(others.map((b) => connect(v, b)));
-      const target = await connect(v, nb);
+      const cs = await Promise.all(others.map((b) => connectBrick(v, b)));
+      const target = await connectBrick(v, nb);
       let dirs: number;
       try {
         dirs = await copyDirectories(cs, target);

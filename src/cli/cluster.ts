@@ -89,7 +89,7 @@ export function specOf(v: VolumeRecord, admin = false): VolumeSpec {
   return clientSpecOf(v, admin);
 }
 
-async function statuses(s: Store, v: VolumeRecord): Promise<Map<string, BrickStatus>> {
+export async function statuses(s: Store, v: VolumeRecord): Promise<Map<string, BrickStatus>> {
   return new Map((await s.list(keys.brickStatuses(v.name))).map((e) => [e.key.slice(keys.brickStatuses(v.name).length), JSON.parse(e.value) as BrickStatus]));
 }
 
@@ -171,7 +171,7 @@ export function registerClusterCommands(program: Command, action: <A extends unk
  * Bricks given as HOST:/DIR placed on the pool's nodes, named after those the volume has: each host a
  * member, and no folder twice or inside another brick's folder on one node (a folder is one brick's).
  */
-async function placeBricks(s: Store, vol: string, args: string[], have: PlacedBrick[]): Promise<PlacedBrick[]> {
+export async function placeBricks(s: Store, vol: string, args: string[], have: PlacedBrick[]): Promise<PlacedBrick[]> {
   const next = have.reduce((m, b) => Math.max(m, Number(/-client-(\d+)$/.exec(b.name)?.[1] ?? -1) + 1), 0);
   const out: PlacedBrick[] = [];
   for (const [i, a] of args.entries()) {
@@ -234,11 +234,6 @@ export async function clusterVolumes(name?: string): Promise<{ v: VolumeRecord; 
     for (const v of vs) out.push({ v, status: await statuses(s, v), online });
     return out;
   });
-}
-
-/** Commands that are not over the cluster yet say so, rather than acting on this host's own state. */
-export function notInClusterYet(what: string): never {
-  throw new Error(`${what} does not work over a cluster yet (issue 19; docs/CLUSTER.md says what does)`);
 }
 
 /**

@@ -29,12 +29,13 @@ import {
   type StoredVolume,
 } from './state.js';
 import { parsePortRange } from '../brick/ports.js';
-import { addBricks, replaceBrick } from './bricks.js';
+import { addBricks, findBrick, replaceBrick } from './bricks.js';
+import { clusterReplaceBrick } from './cluster-replace.js';
 import { brickTlsDir, registerCertCommands, setVolumeTls } from './cert.js';
 import { tlsFilesIn } from '../wire/tls.js';
 import { parseVolumeAddress } from '../wire/mgmt.js';
 import { registerNodeCommands } from './node.js';
-import { clusterAddBricks, clusterChangeOptions, clusterConfig, clusterCreate, clusterDelete, clusterSpec, clusterStartStop, clusterVolumes, notInClusterYet, registerClusterCommands } from './cluster.js';
+import { clusterAddBricks, clusterChangeOptions, clusterConfig, clusterCreate, clusterDelete, clusterSpec, clusterStartStop, clusterVolumes, registerClusterCommands } from './cluster.js';
 import { clusterAdminSpec, clusterDrain, clusterRebalanceStart, clusterRebalanceStatus, clusterRebalanceStop, clusterRunRebalance } from './cluster-tasks.js';
 
 const program = new Command();
@@ -412,22 +413,14 @@ volume
   .action(
     action(async (name: string, oldArg: string, newArg: string, commit: string, force: string, o) => {
       if (commit !== 'commit' || force !== 'force') throw new Error('usage: volume replace-brick NAME OLD NEW commit force');
-      const v = loadVolume(name);
-      const r = await replaceBrick(v, oldArg, newArg);
+      const r = clusterConfig() ? await clusterReplaceBrick(name, oldArg, newArg) : await replaceBrick(loadVolume(name), oldArg, newArg);
       const b = r.brick;
       out(o.json, { brick: b.name, host: b.host, port: b.port, dir: b.dir, directories: r.dirs }, () => `volume replace-brick: ${name}: success (${b.name} is now ${b.host}:${b.port}:${b.dir}, ${r.dirs} directories made there)`);
     }),
   );
 
 function pickBricks(v: { name: string; bricks: { name: string; host: string; port: number }[] }, args: string[]): string[] {
-  return args.map((a) => {
-    const byName = v.bricks.find((b) => b.name === a);
-    if (byName) return byName.name;
-    const m = /^(\[[^\]]+\]|[^:]+):(\d+)(?::.*)?$/.exec(a);
-    const b = m && v.bricks.find((x) => x.host === m[1].replace(/^\[|\]$/g, '') && x.port === Number(m[2]));
-    if (!b) throw new Error(`${a} is not a brick of volume ${v.name}`);
-    return b.name;
-  });
+  return args.map((a) => findBrick(v, a).name);
 }
 
 /** Data files still on a brick (linkto files and directories do not count). */
@@ -881,12 +874,5 @@ helper
 registerNodeCommands(program, action);
 registerCertCommands(program, action);
 registerClusterCommands(program, action, out);
-// Not over a cluster yet: refused there, rather than acting on this host's own state.
-for (const c of volume.commands.filter((x) => ['replace-brick'].includes(x.name()))) {
-  c.hook('preAction', () => {
-    if (clusterConfig()) notInClusterYet(`volume ${c.name()}`);
-  });
-}
-
 program.parseAsync(process.argv).catch(fail);
 

@@ -203,9 +203,9 @@ export class NodeDaemon {
       if (!cur) return null;
       const b = cur.bricks.find((x) => x.name === s.brick);
       if (!b || b.port === port) return null;
-      return { ...cur, version: cur.version + 1, bricks: cur.bricks.map((x) => (x.name === s.brick ? { ...x, port } : x)) };
+      return { ...cur, version: b.pending ? cur.version : cur.version + 1, bricks: cur.bricks.map((x) => (x.name === s.brick ? { ...x, port } : x)) };
     });
-    if (!v) return;
+    if (!v || v.bricks.find((x) => x.name === s.brick)?.pending) return;
     this.log('info', `brick ${s.vol}/${s.brick} listens on port ${port} now; telling the volume's bricks`);
     await this.announce(v).catch((e) => this.log('warn', `volume ${s.vol}: the new port could not be announced to every brick: ${(e as Error).message}`));
   }

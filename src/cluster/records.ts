@@ -20,6 +20,11 @@ export interface PlacedBrick {
   host: string;
   dir: string;
   port: number;
+  /**
+   * Placed but not to be announced yet (replace-brick: the new brick gets every directory first): its node
+   * runs it and records its port without telling the volume's bricks; whoever placed it announces it.
+   */
+  pending?: boolean;
 }
 
 /** A volume: everything a node daemon needs to run its bricks, and a client to reach them. */

@@ -33,6 +33,10 @@ export const MAX_WATCHES_PER_CONNECTION = 4096;
  */
 export const ACK_WAIT_MS = 2000;
 
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+const settledOk = (value: unknown): Outcome => ({ ok: true, value });
+const settledFailed = (error: unknown): Outcome => ({ ok: false, error });
+
 export class DirWatches {
   private byDir = new Map<string, Set<Watcher>>();
   /** The connection whose request is running: a change it makes itself is no news to it. */
@@ -72,9 +76,13 @@ export class DirWatches {
       if (threw) throw err;
       return r;
     }
-    return Promise.all(acks).then(() => {
-      if (threw) throw err;
-      return r;
+    if (threw) return Promise.all(acks).then(() => Promise.reject(err));
+    // A request still running (`r` a promise) may fail while the acknowledgements are awaited: its outcome
+    // is taken now, so that its rejection is never one without a handler (which ends the process).
+    const outcome = r instanceof Promise ? r.then(settledOk, settledFailed) : settledOk(r);
+    return Promise.all([Promise.all(acks), outcome]).then(([, o]) => {
+      if (!o.ok) throw o.error;
+      return o.value;
     });
   }
 

@@ -4,7 +4,8 @@
  * `peer probe`, `pool list`, `volume create` with a brick on every host, `volume start`, file commands and
  * `volume status`, and `volume set` from two hosts at once. A brick killed on one host is restarted by its node daemon on its port and its files
  * read again; add-brick and a rebalance onto the new brick; remove-brick of a whole host whose drain's
- * process is SIGKILLed mid-way (a node daemon takes the drain over and finishes it: every file reads with
+ * process is SIGKILLed mid-way (a node daemon takes the drain over and is SIGKILLed mid-way too; another
+ * daemon takes it over and finishes it: every file reads with
  * its checksum, the brick leaves the volume and its daemon stops it, the host leaves the pool);
  * replace-brick onto another host; `volume stop` stops the bricks on every host. One cluster for all of
  * it: each setup costs seconds.
@@ -98,10 +99,17 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
   /** Each host's node daemon log (stderr), kept: the management path's refusals are read there. */
   const logs = new Map<string, string>();
   const homeOf = (h: Host) => path.join(base, h.name);
-  const startDaemon = async (h: Host, endpoint: string) => {
-    const d = h.spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', endpoint, '--address', h.address, '--state-dir', path.join(homeOf(h), 'node')], { stdio: ['ignore', 'pipe', 'pipe'], env: { DHTFS_HOME: homeOf(h), ...TTL } });
+  // The first node daemon that migrates a file of a task it took over SIGKILLs itself after the copy.
+  const daemonFault = { DHTFS_FAULT_KILL_AFTER_STEP: 'copy', DHTFS_FAULT_ONCE: path.join(base, 'daemon-fault') };
+  /** A node daemon on `h`; `retry`: again every half second while it refuses (its id's presence not lapsed yet). */
+  const startDaemon = async (h: Host, endpoint: string, retry = false): Promise<ChildProcess> => {
+    const d = h.spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', endpoint, '--address', h.address, '--state-dir', path.join(homeOf(h), 'node')], { stdio: ['ignore', 'pipe', 'pipe'], env: { DHTFS_HOME: homeOf(h), ...TTL, ...daemonFault } });
     d.stderr!.on('data', (x) => logs.set(h.name, (logs.get(h.name) ?? '') + x));
-    const [line] = await once(d.stdout!, 'data');
+    const line = await Promise.race([once(d.stdout!, 'data').then(([l]) => String(l)), once(d, 'exit').then(() => null)]);
+    if (line === null && retry) {
+      await sleep(500);
+      return startDaemon(h, endpoint, retry);
+    }
     assert.match(String(line), /"node-ready"/);
     return d;
   };
@@ -263,8 +271,9 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.deepEqual(await client(admin, specFile), expected(16));
 
     // remove-brick of a whole host (the second's one brick), its drain's process SIGKILLed in the middle of
-    // a file's migration: a node daemon takes the drain over once the process's claim lapses and finishes
-    // it; commit takes the brick out (its node daemon stops it) and the host can leave the pool.
+    // a file's migration: a node daemon takes the drain over once the process's claim lapses, and is
+    // SIGKILLed in the middle of a file's migration too; another daemon takes it over and finishes it;
+    // commit takes the brick out (its node daemon stops it) and the host can leave the pool.
     const brick1 = path.join(base, 'brick1');
     const onIt = fs.readdirSync(brick1).filter((n) => /^f\d+$/.test(n) && (fs.statSync(path.join(brick1, n)).mode & 0o1000) === 0).sort();
     assert.ok(onIt.length >= 1, 'the second host holds files');
@@ -283,8 +292,11 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.equal(dr?.rebalance?.state, 'completed', `${JSON.stringify(dr)}\n${[...logs.values()].join('\n')}`);
     assert.equal(dr!.rebalance!.counters.failed, 0);
     assert.ok(!running(drain.pid), 'the drain process killed itself (fault injection)');
-    const takers = [...logs.values()].filter((l) => l.includes('taking over the remove-brick of volume cv'));
-    assert.equal(takers.length, 1, `one node daemon took the drain over:\n${[...logs.values()].join('\n')}`);
+    const takers = [...logs.values()].join('').split('taking over the remove-brick of volume cv').length - 1;
+    assert.equal(takers, 2, `two node daemons took the drain over, one after the other:\n${[...logs.values()].join('\n')}`);
+    const killed = daemons.findIndex((d) => d.signalCode === 'SIGKILL');
+    assert.ok(killed >= 0 && Number(fs.readFileSync(daemonFault.DHTFS_FAULT_ONCE, 'utf8')) === daemons[killed].pid, 'the first daemon to take it over was SIGKILLed mid-migration');
+    daemons[killed] = await startDaemon([h1, h2, h3][killed], etcd.endpoint, true);
     assert.ok(fs.readFileSync(path.join(home, 'logs', 'rebalance-cv.log'), 'utf8').includes(`fault injection: SIGKILL after copy of /${onIt[0]}`));
     assert.deepEqual(await client(admin, specFile), expected(16), 'every file reads, with its content, after the takeover');
     assert.match(await run('volume', 'remove-brick', 'cv', 'cv-client-1', 'commit'), /volume remove-brick commit: cv: removed cv-client-1$/m);

@@ -108,8 +108,21 @@ export function parseThrottle(t: string): number {
  * Migration options of a migrator process. Fault injection for the crash tests: with
  * DHTFS_FAULT_KILL_AFTER_STEP=<step> the process kills itself with SIGKILL right after that step; with
  * DHTFS_FAULT_STOP_AFTER_STEP=<step> it stops itself (SIGSTOP) there, as a hung migrator; both only for
- * DHTFS_FAULT_KILL_PATH=<path> if set.
+ * DHTFS_FAULT_KILL_PATH=<path> if set, and with DHTFS_FAULT_ONCE=<file> only in the first process to make
+ * that file (node daemons that take a task over: the first one dies, the next one finishes).
  */
+/** DHTFS_FAULT_ONCE: whether this process is the one whose fault fires (the first to make the file). */
+function firstToFault(): boolean {
+  const once = process.env.DHTFS_FAULT_ONCE;
+  if (!once) return true;
+  try {
+    fs.writeFileSync(once, String(process.pid), { flag: 'wx' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function migratorOptions(leaseMs?: number): MigrateOptions {
   const kill = process.env.DHTFS_FAULT_KILL_AFTER_STEP;
   const hang = process.env.DHTFS_FAULT_STOP_AFTER_STEP;
@@ -120,6 +133,7 @@ export function migratorOptions(leaseMs?: number): MigrateOptions {
       kill || hang
         ? (s, p) => {
             if (only && only !== p) return;
+            if ((s === kill || s === hang) && !firstToFault()) return;
             if (s === kill) {
               console.log(`${new Date().toISOString()} fault injection: SIGKILL after ${s} of ${p}`);
               process.kill(process.pid, 'SIGKILL');

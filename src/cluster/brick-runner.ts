@@ -13,6 +13,7 @@ import { tcpNetwork } from '../wire/tcp.js';
 import type { BrickRunner, RunningBrick } from './node.js';
 import type { BrickStatus, PlacedBrick, VolumeRecord } from './records.js';
 import { alive } from './proc.js';
+import { codeOf } from '../common/errors.js';
 
 const MAIN_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
 /** How long a brick may take to listen. */
@@ -162,6 +163,8 @@ export const announceTopology = async (v: VolumeRecord, leaving: PlacedBrick[] =
         c.close();
       }
     } catch (e) {
+      // A newer topology got there first: written after ours by compare-and-set on the record, it holds our change too.
+      if (codeOf(e) === 'ESTALE') continue;
       if (!leaving.includes(b)) errors.push(`${b.name}: ${(e as Error).message}`);
     }
   }

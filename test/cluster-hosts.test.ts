@@ -1,13 +1,14 @@
 /**
- * A cluster of hosts in network namespaces (issue 19), driven by the CLI as an operator would: etcd on
- * the first host, a node daemon on each of three hosts, and a fourth host that runs `cluster init`,
+ * A cluster of hosts in network namespaces (issue 19), driven by the CLI as an operator would: a
+ * 3-member etcd on the first three hosts, a node daemon on each of three hosts, and a fourth host that runs `cluster init`,
  * `peer probe`, `pool list`, `volume create` with a brick on every host, `volume start`, file commands and
  * `volume status`, and `volume set` from two hosts at once. A brick killed on one host is restarted by its node daemon on its port and its files
  * read again; add-brick and a rebalance onto the new brick; remove-brick of a whole host whose drain's
  * process is SIGKILLed mid-way (a node daemon takes the drain over and is SIGKILLed mid-way too; another
  * daemon takes it over and finishes it: every file reads with
  * its checksum, the brick leaves the volume and its daemon stops it, the host leaves the pool);
- * replace-brick onto another host; `volume stop` stops the bricks on every host. One cluster for all of
+ * replace-brick onto another host; etcd killed (clients go on, admin commands fail naming the store and
+ * work again when it is back); `volume stop` stops the bricks on every host. One cluster for all of
  * it: each setup costs seconds.
  */
 import test from 'node:test';
@@ -22,7 +23,7 @@ import { alive } from '../src/cluster/proc.js';
 import type { ChildProcess } from 'node:child_process';
 import { MAIN_JS } from '../src/cli/state.js';
 import { makeNet, netnsAvailable, type Host, type Net } from './helpers/netns.js';
-import { etcdAvailable, startEtcd, type TestEtcd } from './helpers/etcd.js';
+import { etcdAvailable, startEtcdCluster, type TestEtcd } from './helpers/etcd.js';
 import { fuseAvailable } from '../src/fuse/mount.js';
 
 const netns = netnsAvailable();
@@ -120,7 +121,8 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
   try {
     net = makeNet(4);
     const [h1, h2, h3, admin] = net.hosts;
-    etcd = await startEtcd({ address: h1.address, spawn: h1.spawn });
+    // A 3-member etcd, one member on each of the three node hosts.
+    etcd = await startEtcdCluster([h1, h2, h3].map((h) => ({ address: h.address, spawn: h.spawn })));
     for (const h of [h1, h2, h3]) {
       daemons.push(await startDaemon(h, etcd.endpoint));
     }
@@ -324,6 +326,15 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     await client(admin, specFile, Object.fromEntries([...Array(8).keys()].map((i) => [`/d/n${i}`, `n${i}\n`])));
     assert.ok(fs.readdirSync(path.join(brick5, 'd')).some((n) => /^n\d$/.test(n) && fs.statSync(path.join(brick5, 'd', n)).size > 0), 'new files reach the new brick');
     assert.equal(await run('-V', 'cv', 'cat', '/d/n7'), 'n7\n');
+
+    // etcd killed (every member): a client keeps reading and writing (the data path never reads the store); an admin
+    // command fails, naming the store; once etcd is back, admin commands work again and the node daemons
+    // carry on (they stop the bricks below).
+    await etcd.kill();
+    await client(admin, specFile, { '/d/e': 'written while etcd was away\n' });
+    await assert.rejects(run('volume', 'info', 'cv'), /cluster state \(etcd http:\/\/10\.213\.0\.1:2379,http:\/\/10\.213\.0\.2:2379,http:\/\/10\.213\.0\.3:2379\): /);
+    await etcd.start();
+    assert.equal(await run('-V', 'cv', 'cat', '/d/e'), 'written while etcd was away\n');
 
     assert.match(await run('volume', 'stop', 'cv'), /volume stop: cv: success \(3 brick processes stopped\)/);
     const stopped = JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status;

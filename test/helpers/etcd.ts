@@ -1,4 +1,4 @@
-/** A real etcd (Debian's etcd-server) for tests: one member on loopback, its data in a temp folder. */
+/** A real etcd (Debian's etcd-server) for tests: one member on loopback, or one per host, its data in a temp folder. */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,37 +36,63 @@ async function healthy(place: EtcdPlace | undefined, endpoint: string): Promise<
 }
 
 export async function startEtcd(place?: EtcdPlace): Promise<TestEtcd> {
+  return startEtcdCluster(place ? [place] : [undefined]);
+}
+
+/**
+ * An etcd cluster of one member per place (on loopback for `undefined`, else on a host of
+ * test/helpers/netns.ts, one member per host): `endpoint` names every member, comma-separated; `kill`
+ * stops them all (etcd entirely away) and `start` brings the same cluster back.
+ */
+export async function startEtcdCluster(places: (EtcdPlace | undefined)[]): Promise<TestEtcd> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-etcd-'));
-  const address = place?.address ?? '127.0.0.1';
-  // In a namespace of its own, any port is free; on loopback, free ones.
-  const cport = place ? 2379 : await freePort();
-  const pport = place ? 2380 : await freePort();
-  const endpoint = `http://${address}:${cport}`;
-  const args = [
-    '--name', 'm0', '--data-dir', path.join(dir, 'data'),
-    '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
-    '--listen-peer-urls', `http://${address}:${pport}`, '--initial-advertise-peer-urls', `http://${address}:${pport}`,
-    '--initial-cluster', `m0=http://${address}:${pport}`, '--log-level', 'error', '--logger', 'zap',
+  const members: { name: string; place: EtcdPlace | undefined; endpoint: string; peer: string }[] = [];
+  for (const [i, place] of places.entries()) {
+    const address = place?.address ?? '127.0.0.1';
+    // In a namespace of its own, any port is free; on loopback, free ones.
+    const cport = place ? 2379 : await freePort();
+    const pport = place ? 2380 : await freePort();
+    members.push({ name: `m${i}`, place, endpoint: `http://${address}:${cport}`, peer: `http://${address}:${pport}` });
+  }
+  const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
+  const argsOf = (m: (typeof members)[number]) => [
+    '--name', m.name, '--data-dir', path.join(dir, m.name),
+    '--listen-client-urls', m.endpoint, '--advertise-client-urls', m.endpoint,
+    '--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer,
+    '--initial-cluster', initial, '--log-level', 'error', '--logger', 'zap',
   ];
+  const procs: ChildProcess[] = [];
   const e: TestEtcd = {
-    endpoint,
+    endpoint: members.map((m) => m.endpoint).join(','),
     proc: null as unknown as ChildProcess,
     async start() {
-      e.proc = (place ? place.spawn : spawn)('etcd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      e.proc.stderr!.on('data', (d) => (err += d));
-      for (let i = 0; i < 200; i++) {
-        if (e.proc.exitCode !== null) throw new Error(`etcd exited: ${err}`);
-        if (await healthy(place, endpoint)) return;
-        await new Promise((r) => setTimeout(r, 50));
+      // Every member at once: a cluster of several is healthy only once a quorum runs.
+      const errs = members.map(() => '');
+      procs.length = 0;
+      for (const [i, m] of members.entries()) {
+        const p = (m.place ? m.place.spawn : spawn)('etcd', argsOf(m), { stdio: ['ignore', 'ignore', 'pipe'] });
+        p.stderr!.on('data', (d) => (errs[i] += d));
+        procs.push(p);
       }
-      throw new Error(`etcd did not come up: ${err}`);
+      e.proc = procs[0];
+      for (const [i, m] of members.entries()) {
+        for (let k = 0; ; k++) {
+          if (procs[i].exitCode !== null) throw new Error(`etcd ${m.name} exited: ${errs[i]}`);
+          if (await healthy(m.place, m.endpoint)) break;
+          if (k >= 200) throw new Error(`etcd ${m.name} did not come up: ${errs[i]}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
     },
     async kill() {
-      if (e.proc.exitCode !== null) return;
-      const done = once(e.proc, 'exit');
-      e.proc.kill('SIGKILL');
-      await done;
+      await Promise.all(
+        procs.map(async (p) => {
+          if (p.exitCode !== null || p.signalCode !== null) return;
+          const done = once(p, 'exit');
+          p.kill('SIGKILL');
+          await done;
+        }),
+      );
     },
     async stop() {
       await e.kill();

@@ -13,7 +13,7 @@
  * Processes are the BrickRunner's (brick-runner.ts in the product, a fake in tests); the store and the
  * clock are injected too. Nothing here is on the data path: clients never wait for a node daemon.
  */
-import type { Clock, Timer } from '../common/env.js';
+import { every, type Clock, type Timer } from '../common/env.js';
 import type { Store } from './store.js';
 import { update } from './store.js';
 import { keys, parseVolume, type BrickStatus, type PlacedBrick, type VolumeRecord } from './records.js';
@@ -86,12 +86,7 @@ export class NodeDaemon {
   async start(): Promise<void> {
     this.stopWatch = await this.store.watch(keys.volumes, () => this.kick());
     await this.kick();
-    const tick = () => {
-      if (this.closed) return;
-      void this.kick();
-      this.ticker = this.clock.setTimer(this.opts.reconcileMs, tick);
-    };
-    this.ticker = this.clock.setTimer(this.opts.reconcileMs, tick);
+    this.ticker = every(this.clock, this.opts.reconcileMs, () => void this.kick());
   }
 
   /** Reconciles now, after any reconciliation already running (never two at once). */

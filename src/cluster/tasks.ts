@@ -10,7 +10,7 @@
  * What running a task means (a Rebalancer over a client of the volume) is injected (`TaskRun`), as are the
  * store and the clock: nothing here touches the network, files or processes.
  */
-import type { Clock, Timer } from '../common/env.js';
+import { every, type Clock, type Timer } from '../common/env.js';
 import type { Claim, Store } from './store.js';
 import { keys, parseVolume } from './records.js';
 
@@ -86,12 +86,7 @@ export class TaskWatcher {
       if (e.entry === null && e.key.endsWith('/owner')) void this.kick();
     });
     await this.kick();
-    const tick = () => {
-      if (this.closed) return;
-      void this.kick();
-      this.ticker = this.clock.setTimer(this.opts.pollMs, tick);
-    };
-    this.ticker = this.clock.setTimer(this.opts.pollMs, tick);
+    this.ticker = every(this.clock, this.opts.pollMs, () => void this.kick());
   }
 
   /** Looks at every volume's task now, after any look already under way. */

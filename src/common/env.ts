@@ -20,3 +20,21 @@ export interface Random {
   /** Uniform integer in [0, max). */
   int(max: number): number;
 }
+
+/** Calls `fn` every `ms` on `clock` (the first call after `ms`) until the returned timer is cancelled. */
+export function every(clock: Clock, ms: number, fn: () => void): Timer {
+  let timer: Timer | null = null;
+  let cancelled = false;
+  const tick = () => {
+    if (cancelled) return;
+    fn();
+    timer = clock.setTimer(ms, tick);
+  };
+  timer = clock.setTimer(ms, tick);
+  return {
+    cancel: () => {
+      cancelled = true;
+      timer?.cancel();
+    },
+  };
+}

@@ -155,9 +155,10 @@ export async function clusterRunRebalance(name: string, o: RunOptions & { restar
 export function takeOverTask(s: Store, log: (level: 'info' | 'warn' | 'error', m: string) => void): TaskRun {
   return async (vol, task, claim) => {
     // The old runner's migrations in flight hold their files' leases on the bricks until leaseMs after it
-    // last renewed them; its claim lapsed a TTL after it was last heard of. Waiting out the rest lets this
-    // run move those files rather than find them busy (and skip them, which leaves a drain unfinished).
-    const rest = (task.leaseMs ?? MIGRATION_LEASE_MS) - taskTtlSec() * 1000;
+    // last renewed them; its claim lapsed a TTL after its last renewal, which was at most a third of the
+    // TTL before it died. Waiting out the rest (and half a second) lets this run move those files rather
+    // than find them busy (and skip them, which leaves a drain unfinished).
+    const rest = (task.leaseMs ?? MIGRATION_LEASE_MS) + 500 - ((taskTtlSec() * 2) / 3) * 1000;
     if (rest > 0) await sleep(rest);
     const cp = await runUnderClaim(s, vol, { mode: task.mode, force: task.force, throttle: task.throttle, leaseMs: task.leaseMs }, claim, true, (m) => log('info', `${task.kind} ${vol}: ${m}`), () => false);
     return cp.state;

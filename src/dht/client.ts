@@ -8,7 +8,7 @@ import { ELAYOUT, EMOVED, FsError, codeOf, infoOf, ignoreCodes, bestEffort, null
 import type { Clock, Random, Timer } from '../common/env.js';
 import { needGfid, newGfid } from '../common/gfid.js';
 import type { Network } from '../wire/transport.js';
-import { DIR_CHANGED, TOPOLOGY_CHANGED, type Attr, type DirChanged, type DirEntryAttr, type StatFsReply } from '../wire/types.js';
+import { DIR_CHANGED, TOPOLOGY_CHANGED, type Attr, type DirChanged, type DirEntryAttr, type Moved, type StatFsReply } from '../wire/types.js';
 import { O_ACCMODE, O_CREAT, O_EXCL, O_TRUNC, S_IFDIR, S_IFMT } from '../storage/storage.js';
 import { dhtHash, type HashOptions } from './hash.js';
 import { COMMIT_HASH_INVALID, checkLayout, layoutCommit, newLayout, rangesOf, searchLayout, type Layout, type LayoutRange } from './layout.js';
@@ -18,7 +18,7 @@ import * as renames from './rename.js';
 import { NegativeCache } from './neg-cache.js';
 import { DirCache, type DirInfo } from './dir-cache.js';
 import { liveOptionsIn, validateTopology, type LiveOptions, type Topology, type VolumeSpec } from './spec.js';
-import { supersededInstall } from '../migration/records.js';
+import { installMoved, settleMove } from '../migration/client-rules.js';
 
 export { joinPath, normPath, walkPath } from './paths.js';
 export { Subvol };
@@ -680,36 +680,20 @@ export class DhtClient {
    * commit record on `recordOn` (a migrator that died after its commit leaves that to whoever comes
    * next; left in place, the old copy would outlive an unlink or rename of the file).
    */
-  async finishMove(path: string, gfid: string, m: { dst: string; token: string; path: string }, hashed: string | null, recordOn: string): Promise<Located> {
+  async finishMove(path: string, gfid: string, m: Moved, hashed: string | null, recordOn: string): Promise<Located> {
     const attr = await this.settleMove(path, gfid, m, recordOn);
     if (!attr) return this.locateOnce(path, true); // the record was stale: look again
     return { path, attr, cached: m.dst, hashed, isDir: false };
   }
 
-  /**
-   * Ends a committed migration whose record sits at `path` on `recordOn`: installs dst's copy durably (the
-   * record that points at the copy goes next), then removes the old copy. Returns dst's attributes, or
-   * null if the copy can never be installed (dst's name is another file's, or neither the copy nor the
-   * file is there: the file was renamed over, renamed or unlinked after the commit); the stale record is
-   * removed then, and an error doing so is thrown.
-   */
-  async settleMove(path: string, gfid: string, m: { dst: string; token: string; path: string }, recordOn: string): Promise<Attr | null> {
-    let attr: Attr | null;
-    try {
-      attr = await this.installMoved(gfid, m, true);
-    } catch (e) {
-      if (!supersededInstall(e)) throw e;
-      attr = null;
-    }
-    const cleanup = this.sv(recordOn).call('migCleanup', { path, gfid });
-    if (attr) await cleanup.catch(bestEffort('migCleanup', this.log));
-    else await cleanup;
-    return attr;
+  /** Ends a committed migration whose record sits at `path` on `recordOn` (migration/client-rules.ts). */
+  settleMove(path: string, gfid: string, m: Moved, recordOn: string): Promise<Attr | null> {
+    return settleMove(this, path, gfid, m, recordOn);
   }
 
-  async installMoved(gfid: string, m: { dst: string; token: string; path: string }, durable = false): Promise<Attr> {
-    if (!this.subvols.has(m.dst)) await this.refreshTopology(true); // moved to a brick added since we connected
-    return this.sv(m.dst).call('migInstall', { path: m.path, gfid, token: m.token, durable });
+  /** Installs dst's copy of a committed migration (migration/client-rules.ts). */
+  installMoved(gfid: string, m: Moved, durable = false): Promise<Attr> {
+    return installMoved(this, gfid, m, durable);
   }
 
   /**

@@ -1,4 +1,7 @@
-/** The migration protocol at dst (docs/MIGRATION.md): the private copy, its pull from a peer brick, finalize and install, special files. */
+/**
+ * The migration protocol's storage work at dst (docs/MIGRATION.md): the private copy, its pull from a peer
+ * brick, finalize and install, special files. The decisions are dst's rules (src/migration/dst-rules.ts).
+ */
 import { FsError, codeOf, ignoreCodes, rethrowBug } from '../../common/errors.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
@@ -10,6 +13,7 @@ import { addFd, fdOf } from '../fds.js';
 import { dropHandleIfLast, handleOf, pointHandleAt } from '../handles.js';
 import { makeLinkto, setLinkto } from './entry.js';
 import { planted } from '../../common/plant.js';
+import { copyName, installAt, prepareAt, specialAt } from '../../migration/dst-rules.js';
 
 /**
  * Copies a range of the file under migration into this migration copy straight from src's disk, when
@@ -86,9 +90,9 @@ export async function copyThroughMemory(b: BrickCore, peer: Storage, from: numbe
   }
 }
 
-/** A migration copy's private name (the token is hex: wire/ops.ts's hexToken). */
+/** A migration copy's private name. */
 function tempPath(gfid: string, token: string): string {
-  return `${MIGRATE_DIR}/${gfid}.${token}`;
+  return `${MIGRATE_DIR}/${copyName(gfid, token)}`;
 }
 
 /** step `prepare-dst`: a linkto to src at the name if there is nothing, and a private copy to fill. */
@@ -96,10 +100,9 @@ export async function migPrepare(b: BrickCore, s: Session, a: Decoded<'migPrepar
   const rel = b.walk(a.path);
   const { gfid, src, uid, gid, links } = a;
   const tmp = tempPath(gfid, a.token);
-  const cur = attrIfThere(b, rel);
-  if (!cur) makeLinkto(b, rel, gfid, src, uid, gid);
-  else if (cur.linkto === undefined || cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${b.cfg.name} is not a linkto of this file`);
-  else if (cur.linkto !== src) setLinkto(b, rel, src);
+  const todo = prepareAt(attrIfThere(b, rel), gfid, src, { name: `/${rel} on ${b.cfg.name}`, copy: tmp });
+  if (todo === 'make-linkto') makeLinkto(b, rel, gfid, src, uid, gid);
+  else if (todo === 'point-linkto') setLinkto(b, rel, src);
   b.ensureDir(MIGRATE_DIR, 0o700);
   const h = b.st.open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0o600);
   try {
@@ -150,17 +153,13 @@ export async function migInstall(b: BrickCore, a: Decoded<'migInstall'>): Promis
     ignoreCodes(e, 'ENOENT');
     hasTemp = false;
   }
-  if (cur && cur.linkto === undefined) {
-    // Installed already (by another client, or an earlier try); if the name is another file's now and
-    // the copy is gone, it was installed and then renamed or unlinked (ENOENT says so).
-    if (cur.gfid !== gfid) throw new FsError(hasTemp ? 'EEXIST' : 'ENOENT', `/${rel} on ${b.cfg.name} is another file`);
+  if (installAt(cur, gfid, hasTemp, { name: `/${rel} on ${b.cfg.name}`, copy: `${tmp} on ${b.cfg.name}` }) === 'installed') {
+    // Installed already (by another client, or an earlier try).
     if (!handleOf(b, gfid, b.st.lstat(rel))) pointHandleAt(b, rel, gfid); // an earlier try failed between the rename and this
     const dirs = installLinks(b, rel, gfid); // a brick that died part way through them
     if (durable) for (const d of new Set([parentOf(rel), ...dirs])) await fsyncDir(b, d);
-    return dirs.length > 0 ? b.attrOf(rel) : cur;
+    return dirs.length > 0 ? b.attrOf(rel) : cur!;
   }
-  if (!hasTemp) throw new FsError('ENOENT', `no migration copy ${tmp} on ${b.cfg.name}`);
-  if (cur && cur.gfid !== gfid) throw new FsError('EEXIST', `/${rel} on ${b.cfg.name} is a linkto of another file`);
   b.keepingTimes(rel, true, () => b.st.rename(tmp, rel));
   pointHandleAt(b, rel, gfid); // it named the linkto's inode
   const dirs = installLinks(b, rel, gfid);
@@ -238,13 +237,12 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
     b.copyUserXattrs(p, xattrs);
     if (atime && mtime) b.st.lutimes(p, atime, mtime); // last: the others move no time but ctime
   };
-  const cur = attrIfThere(b, rel);
-  if (cur && cur.gfid === gfid && cur.linkto === undefined && (cur.mode & S_IFMT) === type && (cur.rdev ?? 0) === rdev) {
+  const same = (cur: Attr) => (cur.mode & S_IFMT) === type && (cur.rdev ?? 0) === rdev;
+  if (specialAt(attrIfThere(b, rel), gfid, same, { name: `/${rel} on ${b.cfg.name}` }) === 'there') {
     apply(rel);
     installLinks(b, rel, gfid);
     return b.attrOf(rel);
   }
-  if (cur && (cur.linkto === undefined || cur.gfid !== gfid)) throw new FsError('EEXIST', `/${rel} on ${b.cfg.name} is another file`);
   b.ensureDir(MIGRATE_DIR, 0o700);
   const tmp = `${MIGRATE_DIR}/${gfid}.special`;
   try {

@@ -15,7 +15,8 @@
 import { keys, type PlacedBrick, type VolumeRecord } from '../cluster/records.js';
 import { update, type Store } from '../cluster/store.js';
 import { announceTopology } from '../cluster/brick-runner.js';
-import { connectBrick, copyDirectories, findBrick } from './bricks.js';
+import { connectBrick, findBrick } from './bricks.js';
+import { copyDirectories } from '../rebalance/replace-brick.js';
 import { placeBricks, sleep, specOf, statuses, volumeRecord, withStore } from './cluster.js';
 
 /** How long replace-brick waits for the old brick to stop and the new one to serve. */

@@ -32,11 +32,12 @@ export class SimCluster {
   /** Processes (clients, migrators) killed: a rebalance run by one of them did not finish. */
   readonly dead = new Set<string>();
   private procSeq = 0;
+  private replaced = 0;
 
   constructor(
     private readonly w: World,
     readonly net: SimNetwork,
-    kn: Knobs,
+    private readonly kn: Knobs,
     protocol: 'safe' | 'legacy',
     readonly nBricks: number,
     /** Bricks in the volume at the start (the others join later). */
@@ -62,6 +63,14 @@ export class SimCluster {
     st.id = `/bricks/${this.addr[i]}`;
     st.host = this.host;
     this.host.storages.set(st.id, st);
+  }
+
+  /** Brick i's place given to a new brick on a new, empty disk at a new address; started. */
+  async replace(i: number): Promise<void> {
+    this.addr[i] = `b${i}r${++this.replaced}`;
+    this.storages[i] = new SimStorage(this.w, this.kn.disk);
+    this.onHost(this.storages[i], i);
+    await this.start(i);
   }
 
   /** An operator's (admin) connection to brick i. */

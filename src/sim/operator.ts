@@ -1,10 +1,15 @@
 /**
  * The operator's events in a run: the topology change (a third brick joins, or one is drained), the
  * rebalance (the real Rebalancer, crashing at random and resuming from its checkpoint) while the
- * workload runs, the fault-free rebalances that finish it, and remove-brick commit. The namespace
- * checker (checkers/namespace.ts) runs after each of them.
+ * workload runs, the fault-free rebalances that finish it, remove-brick commit, and on some seeds
+ * replace-brick (a brick's place given to a new, empty one). The namespace checker
+ * (checkers/namespace.ts) runs after each of them.
  */
 import { Rebalancer, type Checkpoint } from '../rebalance/rebalancer.js';
+import { copyDirectories } from '../rebalance/replace-brick.js';
+import { gfidFromBytes } from '../common/gfid.js';
+import { S_IFDIR, S_IFMT } from '../storage/storage.js';
+import type { SimStorage } from './storage.js';
 import type { Volume } from '../api/volume.js';
 import type { World, Prng } from './world.js';
 import type { Knobs } from './options.js';
@@ -138,4 +143,72 @@ export class Operator {
     log(`remove-brick ${this.drained} commit`);
     await this.checkNames('remove-brick commit');
   }
+
+  /**
+   * replace-brick OLD NEW commit force, as `dhtfs volume replace-brick` does it (src/cli/bricks.ts): OLD
+   * stops, NEW (an empty disk at a new address, under OLD's name) gets every directory with OLD's ranges,
+   * the topology names it, and the directories made meanwhile follow. The names whose file had its only
+   * data on OLD leave the model (a distribute volume has no other copy); every other name must be intact.
+   */
+  async replaceBrick(): Promise<void> {
+    const { rng, kn, cluster, tree, log } = this.e;
+    if (!kn.replaceBrick || kn.namer.tree === 0 || tree.uncertain) return;
+    const live = cluster.spec.bricks.map((b) => cluster.names.indexOf(b.name));
+    const i = live[rng.int(live.length)];
+    const name = cluster.names[i];
+    await this.forgetLost(i);
+    log(`replace-brick ${name} commit force`);
+    await cluster.stop(i);
+    await cluster.replace(i);
+    const others = await Promise.all(live.filter((j) => j !== i).map((j) => cluster.admin(j)));
+    const target = await cluster.admin(i);
+    try {
+      await copyDirectories(others, target);
+      const bricks = cluster.spec.bricks.map((b) => (b.name === name ? cluster.brickSpec(i) : b));
+      await cluster.setTopology((cluster.spec.version ?? 0) + 1, bricks, cluster.spec.decommissioned ?? [], live);
+      await copyDirectories(others, target, true);
+    } finally {
+      for (const c of [...others, target]) c.close();
+    }
+    await this.checkNames(`replace-brick of ${name}`);
+  }
+
+  /** The model's names whose file has its only data on brick i: gone with it. */
+  private async forgetLost(i: number): Promise<void> {
+    const { cluster, tree } = this.e;
+    const there = dataGfids(cluster.storages[i]);
+    for (const [j, st] of cluster.storages.entries()) if (j !== i && cluster.spec.bricks.some((b) => b.name === cluster.names[j])) for (const g of dataGfids(st)) there.delete(g);
+    if (there.size === 0) return;
+    const v = await cluster.connect(cluster.proc('check'));
+    try {
+      for (const [p, ino] of [...tree.paths]) {
+        if (!tree.paths.has(p) || tree.kindOf(p) === 'dir') continue;
+        const st = await v.lstat(p).catch(() => null);
+        if (st?.gfid && there.has(st.gfid)) for (const l of tree.linksOf(ino)) tree.remove(l);
+      }
+    } finally {
+      await v.close();
+    }
+  }
+}
+
+/** The gfids of the names on a disk that hold a file's data (not a directory, not a linkto), as the disk is now. */
+function dataGfids(st: SimStorage): Set<string> {
+  const out = new Set<string>();
+  const walk = (dir: string) => {
+    for (const e of st.peekDir(dir)) {
+      const p = dir ? `${dir}/${e.name}` : e.name;
+      if (p === '.glusterfs') continue;
+      const s = st.peekStat(p);
+      if ((s.mode & S_IFMT) === S_IFDIR) {
+        walk(p);
+        continue;
+      }
+      if ((s.mode & 0o7777) === 0o1000 && st.peek(p, 'trusted.glusterfs.dht.linkto')) continue;
+      const g = st.peek(p, 'trusted.gfid');
+      if (g?.length === 16) out.add(gfidFromBytes(g));
+    }
+  };
+  walk('');
+  return out;
 }

@@ -19,6 +19,12 @@ export interface Knobs {
   namer: { tree: number; ops: number; pause: number; settle: boolean };
   /** The operator event while the workload runs. */
   topology: 'add-brick' | 'remove-brick';
+  /**
+   * After the rebalance or drain (and remove-brick commit): a brick's place given to a new, empty one
+   * (`volume replace-brick ... commit force`). Only with the names workload, whose checker knows what
+   * the replaced brick's files take with them.
+   */
+  replaceBrick: boolean;
   /** Bricks on one host (migrations copy disk to disk, clients read and write locally). */
   sameHost: boolean;
   /** Chance that a client's handle reads and writes the brick's file itself (same host). */
@@ -54,6 +60,7 @@ export function classicKnobs(seed: number, faults = true): Knobs {
     mix: { trunc: 6, write: 22, fsync: 10, read: 20, lookup: 6, list: 6, nsOp: 16, nsRead: 6 },
     namer: { tree: 0, ops: 0, pause: 10, settle: false },
     topology: 'add-brick',
+    replaceBrick: false,
     sameHost: seed % 2 === 0,
     local: 0.5,
     recopyRounds: Math.floor(seed / 2) % 2 === 1,
@@ -109,6 +116,7 @@ export function drawKnobs(seed: number, faults = true): Knobs {
   // checking goes on; not drawn (npm run sim -- --names-strict): it finds what docs/MIGRATION.md lists
   // as open. Without it, the names are not checked after an operation of unknown outcome.
   k.namer = { tree, ops: tree === 0 ? 0 : pick([0, 10, 25, 40]), pause: pick([2, 10, 30]), settle: false };
+  k.replaceBrick = r.chance(0.5);
   return k;
 }
 

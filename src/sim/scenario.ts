@@ -212,6 +212,7 @@ class SeedRun {
     await this.operator.checkNames(this.operator.removeBrick ? 'the drain' : 'the rebalance');
     await this.operator.commitRemoveBrick();
     this.checkBricks();
+    await this.operator.replaceBrick();
   }
 
   /** The fixed files on the first bricks, and the names workload's starting tree. */

@@ -8,7 +8,6 @@
 import { Rebalancer, type Checkpoint } from '../rebalance/rebalancer.js';
 import { copyDirectories } from '../rebalance/replace-brick.js';
 import { gfidFromBytes } from '../common/gfid.js';
-import { S_IFDIR, S_IFMT } from '../storage/storage.js';
 import type { SimStorage } from './storage.js';
 import type { Volume } from '../api/volume.js';
 import type { World, Prng } from './world.js';
@@ -195,20 +194,10 @@ export class Operator {
 /** The gfids of the names on a disk that hold a file's data (not a directory, not a linkto), as the disk is now. */
 function dataGfids(st: SimStorage): Set<string> {
   const out = new Set<string>();
-  const walk = (dir: string) => {
-    for (const e of st.peekDir(dir)) {
-      const p = dir ? `${dir}/${e.name}` : e.name;
-      if (p === '.glusterfs') continue;
-      const s = st.peekStat(p);
-      if ((s.mode & S_IFMT) === S_IFDIR) {
-        walk(p);
-        continue;
-      }
-      if ((s.mode & 0o7777) === 0o1000 && st.peek(p, 'trusted.glusterfs.dht.linkto')) continue;
-      const g = st.peek(p, 'trusted.gfid');
-      if (g?.length === 16) out.add(gfidFromBytes(g));
-    }
-  };
-  walk('');
+  st.peekNames((p) => {
+    if ((st.peekStat(p).mode & 0o7777) === 0o1000 && st.peek(p, 'trusted.glusterfs.dht.linkto')) return;
+    const g = st.peek(p, 'trusted.gfid');
+    if (g?.length === 16) out.add(gfidFromBytes(g));
+  });
   return out;
 }

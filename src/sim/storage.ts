@@ -544,6 +544,18 @@ export class SimStorage implements Storage {
   peekStat(p: string): Stat {
     return this.stat(this.get(p));
   }
+  /**
+   * Every name below the brick's root that is not a directory, as the disk is now (the handle and
+   * private directories under .glusterfs left out), for the checkers and the operator's view.
+   */
+  peekNames(each: (path: string, e: DirEntry) => void, dir = ''): void {
+    for (const e of this.peekDir(dir)) {
+      const p = dir ? `${dir}/${e.name}` : e.name;
+      if (p === '.glusterfs') continue;
+      if (e.type === 'dir') this.peekNames(each, p);
+      else each(p, e);
+    }
+  }
   peekDir(p: string): DirEntry[] {
     const f = this.faulty;
     this.faulty = false;

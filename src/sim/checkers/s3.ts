@@ -33,28 +33,19 @@ export class S3Checker {
     this.checks++;
     const holder = new Map<string, number>();
     this.storages.forEach((st, i) => {
-      const walk = (dir: string) => {
-        for (const e of st.peekDir(dir)) {
-          const p = dir ? `${dir}/${e.name}` : e.name;
-          if (p === '.glusterfs') continue;
-          if (e.type === 'dir') {
-            walk(p);
-            continue;
-          }
-          if (e.type !== 'file') continue;
-          const s = st.peekStat(p);
-          if ((s.mode & S_IFMT) !== S_IFREG) continue;
-          if ((s.mode & 0o7777) === 0o1000 && st.peek(p, LINKTO)) continue;
-          if (st.peek(p, RECORD)) continue;
-          const g = st.peek(p, GFID);
-          if (!g) continue;
-          const gfid = g.toString('hex');
-          const other = holder.get(gfid);
-          if (other === undefined) holder.set(gfid, i);
-          else if (other !== i && !this.found.has(gfid)) this.found.set(gfid, `S3 at ${now.toFixed(2)}: /${p} has an authoritative copy on ${this.names[other]} and on ${this.names[i]}`);
-        }
-      };
-      walk('');
+      st.peekNames((p, e) => {
+        if (e.type !== 'file') return;
+        const s = st.peekStat(p);
+        if ((s.mode & S_IFMT) !== S_IFREG) return;
+        if ((s.mode & 0o7777) === 0o1000 && st.peek(p, LINKTO)) return;
+        if (st.peek(p, RECORD)) return;
+        const g = st.peek(p, GFID);
+        if (!g) return;
+        const gfid = g.toString('hex');
+        const other = holder.get(gfid);
+        if (other === undefined) holder.set(gfid, i);
+        else if (other !== i && !this.found.has(gfid)) this.found.set(gfid, `S3 at ${now.toFixed(2)}: /${p} has an authoritative copy on ${this.names[other]} and on ${this.names[i]}`);
+      });
     });
   }
 }

@@ -3,6 +3,8 @@
  * run: a task whose claim is held is left to its holder; once the claim is gone while the checkpoint says
  * running, exactly one of two watchers takes it (its claim names it) and runs it; a task that completed,
  * was stopped, or whose volume is not started is not taken; a run that throws is not retried at once.
+ * Over a real etcd (no root needed): a task whose runner died shows as awaiting a takeover (not failed),
+ * `stop` stops it there, and `volume delete` forgets the task.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +16,11 @@ import { LocalStore } from '../src/cluster/local-store.js';
 import { TaskWatcher, TASK_DEFAULTS, type TaskRecord, type TaskRun } from '../src/cluster/tasks.js';
 import { keys, type VolumeRecord } from '../src/cluster/records.js';
 import { realClock } from '../src/common/real-env.js';
+import { EtcdStore } from '../src/cluster/etcd-store.js';
+import { clusterRebalanceStatus, clusterRebalanceStop } from '../src/cli/cluster-tasks.js';
+import { clusterDelete } from '../src/cli/cluster.js';
+import { formatStatus } from '../src/cli/rebalance.js';
+import { etcdAvailable, startEtcd } from './helpers/etcd.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -84,5 +91,51 @@ test('task takeover: one watcher of two takes a running task whose claim is gone
     for (const w of watchers) await w.close();
     await store.close();
     fs.rmSync(base, { recursive: true, force: true });
+  }
+});
+
+const etcdHere = etcdAvailable();
+
+test('a task whose runner died, over a real etcd: status says it awaits a takeover, stop stops it there, delete forgets it', { skip: etcdHere.ok ? false : etcdHere.reason, timeout: 60_000 }, async () => {
+  const e = await startEtcd();
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-tasks-home-'));
+  const before = process.env.DHTFS_HOME;
+  process.env.DHTFS_HOME = home;
+  fs.writeFileSync(path.join(home, 'cluster.json'), JSON.stringify({ etcd: [e.endpoint] }));
+  const store = new EtcdStore([e.endpoint]);
+  try {
+    const v: VolumeRecord = { name: 'dv', volumeId: randomUUID(), secret: 's', adminSecret: 'a', state: 'stopped', bricks: [], decommissioned: [], version: 1 };
+    const cp = { runId: 'r', mode: 'full', force: true, position: '/', counters: { scanned: 3, migrated: 1, skipped: 0, failed: 0, bytes: 10, dirs: 1, totalFiles: 4, totalBytes: 40 }, commitHash: 1, startedAt: Date.now() - 1000, elapsedMs: 1000, state: 'running', topologyVersion: 1 };
+    const task: TaskRecord = { kind: 'remove-brick', mode: 'full', force: true, throttle: 'normal', bricks: ['dv-client-1'] };
+    assert.ok(await store.commit([{ key: keys.volume('dv'), value: JSON.stringify(v) }, { key: keys.checkpoint('dv'), value: JSON.stringify(cp) }, { key: 'tasks/dv/task', value: JSON.stringify(task) }]));
+
+    // No runner holds it, its checkpoint says running: not failed, awaiting a taker.
+    const st = await clusterRebalanceStatus('dv');
+    assert.equal(st?.state, 'running');
+    assert.equal(st?.awaitingTakeover, true);
+    assert.match(formatStatus(st!, false), /its runner died: a node daemon takes the run over/);
+    // Held by a runner: that runner is named, and delete is refused.
+    const claim = await store.claim(keys.task('dv'), JSON.stringify({ host: 'h2', pid: 42, node: 'n2' }), 5);
+    const held = await clusterRebalanceStatus('dv');
+    assert.equal(held?.awaitingTakeover, undefined);
+    assert.deepEqual(held?.runner, { host: 'h2', pid: 42, node: 'n2' });
+    await assert.rejects(clusterDelete('dv'), /a rebalance of dv is running; stop it first/);
+    await claim!.release();
+
+    // stop with no runner: stopped at once (and the request kept for a taker).
+    assert.equal(await clusterRebalanceStop('dv'), null);
+    assert.equal((await clusterRebalanceStatus('dv'))?.state, 'stopped');
+    assert.ok(await store.get('tasks/dv/stop'));
+    await assert.rejects(clusterRebalanceStop('dv'), /no rebalance of dv is running/);
+
+    // delete forgets the task too: a volume made again under the name has no run to take over.
+    await clusterDelete('dv');
+    assert.deepEqual(await store.list('tasks/dv/'), []);
+  } finally {
+    if (before === undefined) delete process.env.DHTFS_HOME;
+    else process.env.DHTFS_HOME = before;
+    await store.close();
+    await e.stop();
+    fs.rmSync(home, { recursive: true, force: true });
   }
 });

@@ -180,13 +180,22 @@ export async function clusterRebalanceStatus(name: string): Promise<(RebalanceSt
   });
 }
 
-/** volume rebalance NAME stop over a cluster: asks the run, wherever it is, through the store. */
-export async function clusterRebalanceStop(name: string): Promise<TaskOwner> {
+/**
+ * volume rebalance NAME stop over a cluster: asks the run, wherever it is, through the store; a run whose
+ * runner died and that waits for a node daemon to take it over is stopped there at once (the request is
+ * kept: the run is marked stopped now, and a taker would stop at once too).
+ */
+export async function clusterRebalanceStop(name: string): Promise<TaskOwner | null> {
   return withStore(async (s) => {
     const owner = await s.get(keys.task(name));
-    if (!owner) throw new Error(`no rebalance of ${name} is running`);
+    const cp = await s.get(keys.checkpoint(name));
+    const c = cp ? (JSON.parse(cp.value) as Checkpoint) : null;
+    if (!owner && !(c?.state === 'running' && (await s.get(taskKey(name))))) throw new Error(`no rebalance of ${name} is running`);
     await s.commit([{ key: stopKey(name), value: '1' }]);
-    return JSON.parse(owner.value) as TaskOwner;
+    if (owner) return JSON.parse(owner.value) as TaskOwner;
+    // Compare-and-set: a taker that wrote the checkpoint meanwhile stops by itself.
+    await s.commit([{ key: keys.checkpoint(name), value: JSON.stringify({ ...c, state: 'stopped' }), ifRev: cp!.rev }]);
+    return null;
   });
 }
 

@@ -294,7 +294,9 @@ export async function clusterDelete(name: string): Promise<void> {
     const e = await s.get(keys.volume(name));
     if (!e) throw new Error(`volume ${name} does not exist`);
     if (parseVolume(e.key, e.value).state === 'started') throw new Error(`volume ${name} is started; stop it first`);
-    const st = await s.list(keys.brickStatuses(name));
+    if (await s.get(keys.task(name))) throw new Error(`a rebalance of ${name} is running; stop it first`);
+    // Its brick statuses and its task (a checkpoint left running would be taken over for a new volume of the name).
+    const st = [...(await s.list(keys.brickStatuses(name))), ...(await s.list(`tasks/${name}/`))];
     if (!(await s.commit([{ key: keys.volume(name), value: null, ifRev: e.rev }, ...st.map((x) => ({ key: x.key, value: null }))]))) throw new Error(`volume ${name} changed meanwhile; try again`);
   });
 }

@@ -513,7 +513,7 @@ volume
         }
         if (verb === 'stop') {
           const w = await clusterRebalanceStop(name);
-          return out(o.json, w, () => `volume rebalance: ${name}: stopping (pid ${w.pid} on ${w.host}); "start" resumes where it stopped`);
+          return out(o.json, w, () => `volume rebalance: ${name}: ${w ? `stopping (pid ${w.pid} on ${w.host})` : 'stopped (its runner had died)'}; "start" resumes where it stopped`);
         }
         throw new Error(`unknown rebalance verb '${verb}': start, status or stop`);
       }

@@ -5,7 +5,8 @@
  *   BENCH_SIZE_MB (default 1024)   size of the sequential file
  *   BENCH_FILES   (default 10000)  number of 4 KiB files
   *   BENCH_ROUNDS  (default 5)      rounds of the sequential write and read (the median is reported)
- *   BENCH_ONLY    (default all)    basic,fuse,rebalance,tls: the parts to run
+ *   BENCH_ONLY    (default all)    basic,fuse,rebalance,tls,hosts: the parts to run (hosts: a rebalance
+ *                                  between hosts in network namespaces, root only; see bench/hosts.ts)
  *   BENCH_TLS_MB (default 256), BENCH_TLS_FILES (default 4000), BENCH_TLS_ROUNDS (default 3): the TLS part's sizes
  *   BENCH_GLUSTER (default on)     0 leaves GlusterFS's FUSE mount out of the FUSE part
  *   BENCH_FUSE_MB, BENCH_FUSE_FILES, BENCH_REBALANCE_FILES, BENCH_REBALANCE_MB: sizes of the other parts
@@ -25,6 +26,7 @@ import { startMount } from '../test/helpers/mount.js';
 import { rotateLayout } from '../test/helpers/layout.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 import { issue } from '../src/cli/cert.js';
+import { hostsBench } from './hosts.js';
 
 const SIZE = Number(process.env.BENCH_SIZE_MB ?? 1024) * 1024 * 1024;
 const FILES = Number(process.env.BENCH_FILES ?? 10000);
@@ -473,7 +475,7 @@ async function tlsBench(rows: Row[]): Promise<string[]> {
   }
 }
 
-/** BENCH_ONLY=basic,fuse,rebalance,tls runs only the named parts (all by default). */
+/** BENCH_ONLY=basic,fuse,rebalance,tls,hosts runs only the named parts (all by default). */
 function only(part: string): boolean {
   const want = process.env.BENCH_ONLY;
   return !want || want.split(',').includes(part);
@@ -487,6 +489,7 @@ async function main(): Promise<void> {
     if (!process.env.BENCH_SKIP_FUSE && only('fuse')) notes.push(...(await fuseBench(rows)));
     if (!process.env.BENCH_SKIP_REBALANCE && only('rebalance')) notes.push(...(await rebalanceBench(rows)));
     if (only('tls')) notes.push(...(await tlsBench(rows)));
+    if (only('hosts')) notes.push(...(await hostsBench(rows)));
   } finally {
     for (const f of atEnd) f();
   }

@@ -171,12 +171,12 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
 
     // Refused on the management path, each with a line in the node's log: a client without a certificate,
     // with one of another CA, with a revoked one, and a plaintext client.
-    const probe = async (mode: 'nocert' | 'plain') => {
-      const code = `const [mode, host, ca] = process.argv.slice(1); const req = JSON.stringify({ op: 'getSpec', volume: 'cv' }) + '\\n';
-        const s = mode === 'plain' ? require('net').connect(24007, host) : require('tls').connect({ host, port: 24007, ca: require('fs').readFileSync(ca), minVersion: 'TLSv1.3' });
+    const probe = async (mode: 'nocert' | 'plain', port = 24007) => {
+      const code = `const [mode, host, ca, port] = process.argv.slice(1); const req = JSON.stringify({ op: 'getSpec', volume: 'cv' }) + '\\n';
+        const s = mode === 'plain' ? require('net').connect(Number(port), host) : require('tls').connect({ host, port: Number(port), ca: require('fs').readFileSync(ca), minVersion: 'TLSv1.3' });
         let got = ''; s.on(mode === 'plain' ? 'connect' : 'secureConnect', () => s.write(req)); s.on('data', (d) => (got += d)); s.on('error', () => {}); s.on('close', () => console.log(JSON.stringify({ got })));`;
       return JSON.parse(await new Promise<string>((resolve) => {
-        const p = admin.spawn(process.execPath, ['-e', code, mode, h1.address, path.join(clientHome, 'tls', 'client', 'ca.pem')], { stdio: ['ignore', 'pipe', 'inherit'] });
+        const p = admin.spawn(process.execPath, ['-e', code, mode, h1.address, path.join(clientHome, 'tls', 'client', 'ca.pem'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
         let out = '';
         p.stdout!.on('data', (d) => (out += d));
         p.once('exit', () => resolve(out));
@@ -221,8 +221,22 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
       });
       assert.match(out, /mounted 10\.213\.0\.1:\/cv on .*\nfile 2 written from the admin host\nby-mount\n/);
       assert.equal(await run('-V', 'cv', 'cat', '/m'), 'by-mount\n');
-      daemons[0] = await startDaemon(h1, etcd.endpoint);
+      daemons[0] = await startDaemon(h1, etcd.endpoint, true);
     } else console.log('# FUSE is not available here: mount by host through FUSE not tested');
+
+    // A cluster volume with TLS on the brick path: its bricks present their node's certificate (from the
+    // cluster's CA); the admin host's CLI and the client by host use theirs; a plaintext client is refused.
+    await run('volume', 'create', 'tv', '--tls', `${h1.address}:${path.join(base, 'tls0')}`, `${h2.address}:${path.join(base, 'tls1')}`);
+    await run('volume', 'start', 'tv');
+    await run('-V', 'tv', 'put', path.join(base, 'in', 'g'), '/g');
+    assert.equal(await cli(admin, clientHome, '-V', `${h2.address}:/tv`, 'cat', '/g'), 'written by a client that came by host\n');
+    const tvPort = (JSON.parse(await run('volume', 'info', 'tv', '--json')) as { bricks: { port: number }[] }).bricks[0].port;
+    assert.equal((await probe('plain', tvPort)).got, '', 'a TLS brick answers no plaintext client');
+    const brickLog = path.join(homeOf(h1), 'node', 'logs', 'tv', 'tv-client-0.log');
+    for (let i = 0; i < 50 && !/not a TLS client \(plaintext\?\).*TLS client refused|TLS client refused.*not a TLS client/.test(fs.readFileSync(brickLog, 'utf8')); i++) await sleep(200);
+    assert.match(fs.readFileSync(brickLog, 'utf8'), /TLS client refused/);
+    await run('volume', 'stop', 'tv');
+    await run('volume', 'delete', 'tv');
 
     // The brick on the second host killed: its node daemon starts it again; every file reads.
     const victim = st.bricks[1];
@@ -348,7 +362,8 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     for (const h of net?.hosts ?? []) {
       const pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
         try {
-          return fs.readlinkSync(`/proc/${p}/ns/net`) === fs.readlinkSync(`/run/netns/${h.ns}`) || fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(`DHTFS_HOME=${path.join(base, h.name)}`);
+          // /run/netns/NS is the namespace's file (not a link): its inode is the one /proc/PID/ns/net names.
+          return fs.readlinkSync(`/proc/${p}/ns/net`) === `net:[${fs.statSync(`/run/netns/${h.ns}`).ino}]` || fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(`DHTFS_HOME=${path.join(base, h.name)}`);
         } catch {
           return false;
         }

@@ -5,9 +5,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { keys, type PeerRecord } from '../cluster/records.js';
-import type { Store } from '../cluster/store.js';
-import { ensureCa, signCsr, tlsHome } from './cert.js';
+import { keys, type PeerRecord, type PlacedBrick, type VolumeRecord } from '../cluster/records.js';
+import { update, type Store } from '../cluster/store.js';
+import type { SpecTls, VolumeOptions } from '../dht/spec.js';
+import { clientTlsFiles, defaultClientTlsDir, tlsFilesIn, type TlsFiles } from '../wire/tls.js';
+import { cliTlsDir, ensureCa, issue, signCsr, tlsHome } from './cert.js';
+import { announcer } from '../cluster/brick-runner.js';
+import { home } from './state.js';
 
 function caHere(): string | null {
   const f = path.join(tlsHome(), 'ca.pem');
@@ -56,4 +60,49 @@ export async function issueNodeCert(s: Store, p: PeerRecord, probedAs: string, w
 /** After `cert revoke` on a cluster's CA host: the new CRL to every node daemon (they reload it before their next connection). */
 export async function publishCrl(s: Store): Promise<void> {
   await s.commit([{ key: keys.pkiCrl, value: fs.readFileSync(path.join(tlsHome(), 'crl.pem'), 'utf8') }]);
+}
+
+/**
+ * This host's client certificate for the bricks of cluster volumes with transport.tls on (the CLI's
+ * probes, topology pushes, file commands, rebalance runs): the CLI's own (issued here on the CA's host),
+ * else the client certificate in $DHTFS_HOME/tls/client; null when there is none.
+ */
+export async function cliTlsFiles(s: Store): Promise<TlsFiles | null> {
+  const dir = cliTlsDir();
+  if (fs.existsSync(path.join(dir, 'cert.pem'))) return tlsFilesIn(dir);
+  const ca = await s.get(keys.pkiCa);
+  if (ca && caHere() === ca.value) return issue('client', 'cli', dir);
+  const c = clientTlsFiles(defaultClientTlsDir());
+  if ('files' in c) return c.files;
+  // A node daemon running a task it took over: its node's certificate (it has clientAuth too).
+  const node = clientTlsFiles(path.join(home(), 'node', 'tls'));
+  return 'files' in node ? node.files : null;
+}
+
+/** Tells a volume's bricks its topology (and `leaving`); over TLS with this host's client certificate when the volume has it on. */
+export function announceWith(s: Store): (v: VolumeRecord, leaving?: PlacedBrick[]) => Promise<void> {
+  return announcer(() => cliTlsFiles(s));
+}
+
+/** A spec of a cluster volume with this host's client certificate in it when the volume has TLS on. */
+export async function withCliTls<T extends { options?: VolumeOptions }>(s: Store, spec: T): Promise<T & { tls?: SpecTls }> {
+  if (!spec.options?.tls) return spec;
+  const f = await cliTlsFiles(s);
+  return f ? { ...spec, tls: { ca: f.ca, cert: f.cert, key: f.key } } : spec;
+}
+
+/**
+ * volume set NAME transport.tls on|off in a cluster: the record's option only (the bricks take it up at
+ * their next start, from their node's certificate): no topology is pushed now, the bricks still speak the
+ * old transport.
+ */
+export async function clusterSetTls(s: Store, name: string, on: boolean): Promise<VolumeRecord> {
+  const v = await update<VolumeRecord>(s, keys.volume(name), (cur) => {
+    if (!cur) throw new Error(`volume ${name} does not exist`);
+    const options = { ...cur.options };
+    if (on) options.tls = true;
+    else delete options.tls;
+    return !!cur.options?.tls === on ? null : { ...cur, options };
+  });
+  return v!;
 }

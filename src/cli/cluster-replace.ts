@@ -14,7 +14,7 @@
  */
 import { keys, type PlacedBrick, type VolumeRecord } from '../cluster/records.js';
 import { update, type Store } from '../cluster/store.js';
-import { announceTopology } from '../cluster/brick-runner.js';
+import { announceWith, withCliTls } from './cluster-pki.js';
 import { connectBrick, findBrick } from './bricks.js';
 import { copyDirectories } from '../rebalance/replace-brick.js';
 import { placeBricks, sleep, specOf, statuses, volumeRecord, withStore } from './cluster.js';
@@ -42,7 +42,7 @@ export async function clusterReplaceBrick(name: string, oldArg: string, newArg: 
     // A folder that is, holds or is inside any brick's on its node (the old one's too) is refused.
     const [p] = await placeBricks(s, name, [newArg], v0.bricks);
     const others = v0.bricks.filter((b) => b !== old);
-    const spec = specOf(v0, true);
+    const spec = await withCliTls(s, specOf(v0, true));
     const cs = [];
     try {
       for (const b of others) {
@@ -74,7 +74,7 @@ export async function clusterReplaceBrick(name: string, oldArg: string, newArg: 
         // Every directory, with the old brick's ranges, before any client can meet the new brick.
         let dirs = await copyDirectories(cs, target);
         const v = (await update<VolumeRecord>(s, keys.volume(name), (cur) => (cur ? { ...cur, version: cur.version + 1, bricks: cur.bricks.map((b) => (b.name === old.name ? { ...b, pending: undefined } : b)) } : null)))!;
-        await announceTopology(v);
+        await announceWith(s)(v);
         // Directories made while the first pass ran; a lookup would make them too, so no failure here fails the replace.
         dirs += await copyDirectories(cs, target, true).catch(() => 0);
         return { brick: v.bricks.find((b) => b.name === old.name)!, dirs };

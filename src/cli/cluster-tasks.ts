@@ -12,7 +12,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { keys, parseVolume, type VolumeRecord } from '../cluster/records.js';
 import { update, type Claim, type Store } from '../cluster/store.js';
-import { announceTopology } from '../cluster/brick-runner.js';
+import { announceWith, withCliTls } from './cluster-pki.js';
 import { alive } from '../cluster/proc.js';
 import type { TaskOwner, TaskRecord, TaskRun } from '../cluster/tasks.js';
 import { Volume } from '../api/volume.js';
@@ -110,7 +110,7 @@ async function runUnderClaim(s: Store, name: string, o: RunOptions, claim: Claim
     const v = await volumeRecord(s, name);
     let vol: Volume;
     try {
-      vol = await Volume.connect(specOf(v, true), { clientName: 'rebalance', log: (l, m) => log(`${l} ${m}`) });
+      vol = await Volume.connect(await withCliTls(s, specOf(v, true)), { clientName: 'rebalance', log: (l, m) => log(`${l} ${m}`) });
     } catch (e) {
       const error = (e as Error)?.message ?? String(e);
       const cp = startFailed(store.load(), o.mode, o.force, error, Date.now(), randomUUID());
@@ -205,7 +205,7 @@ async function changeTopology(s: Store, name: string, f: (v: VolumeRecord) => Vo
     if (!cur) throw new Error(`volume ${name} does not exist`);
     return { ...f(cur), version: cur.version + 1 };
   }))!;
-  await announceTopology(v, leaving);
+  await announceWith(s)(v, leaving);
   return v;
 }
 
@@ -215,12 +215,15 @@ async function changeTopology(s: Store, name: string, f: (v: VolumeRecord) => Vo
  * grace for clients to take it up, and takes them out of the record: their node daemons stop them.
  */
 export async function clusterDrain(name: string): Promise<DrainOps> {
-  const v = await withStore((s) => volumeRecord(s, name));
+  const { v, spec } = await withStore(async (s) => {
+    const v = await volumeRecord(s, name);
+    return { v, spec: await withCliTls(s, specOf(v, true)) };
+  });
   return {
     name,
     bricks: v.bricks,
     decommissioned: v.decommissioned,
-    spec: specOf(v, true),
+    spec,
     setDraining: (list) => withStore(async (s) => void (await changeTopology(s, name, (cur) => ({ ...cur, decommissioned: list })))),
     startRun: () => clusterRebalanceStart(name, { mode: 'full', force: true, throttle: 'normal', restart: true }, 'remove-brick', v.decommissioned),
     status: () => clusterRebalanceStatus(name),
@@ -236,7 +239,7 @@ export async function clusterDrain(name: string): Promise<DrainOps> {
         const without = (x: VolumeRecord): VolumeRecord => ({ ...x, bricks: x.bricks.filter((b) => !bricks.includes(b.name)), decommissioned: x.decommissioned.filter((b) => !bricks.includes(b)) });
         // The topology without them reaches every brick, the leaving ones too, before their node daemons stop them.
         const next = { ...without(cur), version: cur.version + 1 };
-        await announceTopology(next, leaving);
+        await announceWith(s)(next, leaving);
         await sleep(REMOVED_BRICK_GRACE_MS);
         // Compare-and-set on the record read; changed meanwhile (an option set), the same change on it as it is now, told again.
         if (!(await s.commit([{ key: keys.volume(name), value: JSON.stringify(next), ifRev: e.rev }]))) await changeTopology(s, name, without, leaving);
@@ -247,5 +250,5 @@ export async function clusterDrain(name: string): Promise<DrainOps> {
 
 /** The spec `volume migrate` uses over a cluster (with the admin secret: migration calls need it). */
 export async function clusterAdminSpec(name: string) {
-  return withStore(async (s) => specOf(await volumeRecord(s, name), true));
+  return withStore(async (s) => withCliTls(s, specOf(await volumeRecord(s, name), true)));
 }

@@ -11,11 +11,10 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
 import { clientSpecOf, keys, parseVolume, type BrickStatus, type PeerRecord, type PlacedBrick, type VolumeRecord } from '../cluster/records.js';
 import { update, type Store } from '../cluster/store.js';
-import { announceTopology } from '../cluster/brick-runner.js';
 import type { VolumeOptions, VolumeSpec } from '../dht/spec.js';
 import { home } from './state.js';
 import { openStore } from './node.js';
-import { initClusterCa, issueNodeCert } from './cluster-pki.js';
+import { announceWith, initClusterCa, issueNodeCert, withCliTls } from './cluster-pki.js';
 
 /** How long `volume start` and `stop` wait for the node daemons to report every brick. */
 const BRICKS_WAIT_MS = 30_000;
@@ -82,7 +81,7 @@ export async function volumeRecord(s: Store, name: string): Promise<VolumeRecord
 
 /** A client's spec of a volume of the cluster (for file commands, and `volume spec`). */
 export async function clusterSpec(name: string): Promise<VolumeSpec> {
-  return withStore(async (s) => specOf(await volumeRecord(s, name)));
+  return withStore(async (s) => withCliTls(s, specOf(await volumeRecord(s, name))));
 }
 
 export function specOf(v: VolumeRecord, admin = false): VolumeSpec {
@@ -215,7 +214,7 @@ export async function clusterStartStop(name: string, state: 'started' | 'stopped
       const rows = v.bricks.map((b) => ({ brick: b.name, node: b.node, state: st.get(b.name)?.state ?? 'unknown', pid: st.get(b.name)?.pid ?? null, port: b.port, reason: st.get(b.name)?.reason }));
       if (rows.every((r) => r.state === want)) {
         // Every brick listens on its recorded port: one topology with them all, to all of them.
-        if (state === 'started') await announceTopology((await update<VolumeRecord>(s, keys.volume(name), (cur) => (cur ? { ...cur, version: cur.version + 1 } : null)))!);
+        if (state === 'started') await announceWith(s)((await update<VolumeRecord>(s, keys.volume(name), (cur) => (cur ? { ...cur, version: cur.version + 1 } : null)))!);
         return rows;
       }
       const failed = rows.filter((r) => r.state === 'failed');
@@ -231,7 +230,7 @@ export async function clusterVolumes(name?: string): Promise<{ v: VolumeRecord; 
     const vs = name ? [await volumeRecord(s, name)] : (await s.list(keys.volumes)).map((e) => parseVolume(e.key, e.value));
     const online = new Set((await s.list('presence/')).map((e) => e.key.slice('presence/'.length)));
     const out = [];
-    for (const v of vs) out.push({ v, status: await statuses(s, v), online });
+    for (const v of vs) out.push({ v: await withCliTls(s, v), status: await statuses(s, v), online });
     return out;
   });
 }
@@ -246,7 +245,7 @@ export async function clusterChangeOptions(name: string, change: (o: VolumeOptio
       if (!cur) throw new Error(`volume ${name} does not exist`);
       return { ...cur, options: change({ ...cur.options }), version: cur.state === 'started' ? cur.version + 1 : cur.version };
     });
-    if (v!.state === 'started') await announceTopology(v!);
+    if (v!.state === 'started') await announceWith(s)(v!);
     return v!;
   });
 }
@@ -283,7 +282,7 @@ export async function clusterAddBricks(name: string, args: string[]): Promise<Pl
       throw e;
     }
     const v = await update<VolumeRecord>(s, keys.volume(name), (x) => (x ? { ...x, version: x.version + 1 } : null));
-    await announceTopology(v!);
+    await announceWith(s)(v!);
     return (await volumeRecord(s, name)).bricks.filter((b) => names.has(b.name));
   });
 }

@@ -130,7 +130,7 @@ volume
   .option('--no-lookup-optimize', 'always look on every brick when a name is not on its hashed brick')
   .option('--ping-timeout <s>', 'seconds a brick with calls in flight may stay silent before clients cut it off (0: never)', (v) => Number(v), 42)
   .option('--migration-protocol <p>', "safe, or legacy: GlusterFS's order and client rules, to show its stale read (unsafe)", 'safe')
-  .option('--tls', 'transport.tls on: bricks take only TLS clients with a certificate of this host\'s CA (made now if absent)')
+  .option('--tls', 'transport.tls on: bricks take only TLS clients with a certificate of this host\'s CA (made now if absent; in a cluster: the cluster\'s CA, the bricks presenting their node\'s certificate)')
   .option('--json', 'print the result as JSON')
   .action(
     action(async (name: string, bricks: string[], o) => {
@@ -142,9 +142,9 @@ volume
         pingTimeout: o.pingTimeout,
         ...(o.migrationProtocol === 'legacy' ? { migrationProtocol: 'legacy' as const } : {}),
       };
-      if (o.tls && clusterConfig()) throw new Error('--tls is not over a cluster yet: create the volume on one host');
-      let v = clusterConfig() ? await clusterCreate(name, bricks, options) : createVolume(name, bricks, options);
-      if (o.tls) {
+      // In a cluster, the bricks present their node's certificate (peer probe issued it from the cluster's CA).
+      let v = clusterConfig() ? await clusterCreate(name, bricks, o.tls ? { ...options, tls: true } : options) : createVolume(name, bricks, options);
+      if (o.tls && !clusterConfig()) {
         v = loadVolume(name);
         setVolumeTls(v, true);
         saveVolume(v);
@@ -263,11 +263,17 @@ volume
   .action(
     action(async (name: string, option: string, value: string) => {
       if (option === 'transport.tls') {
-        if (clusterConfig()) throw new Error('transport.tls is not over a cluster yet');
         if (value !== 'on' && value !== 'off') throw new Error('transport.tls is on or off');
-        const v = loadVolume(name);
-        setVolumeTls(v, value === 'on');
-        saveVolume(v);
+        let v: { state: string };
+        if (clusterConfig()) {
+          const [{ withStore }, { clusterSetTls }] = await Promise.all([import('./cluster.js'), import('./cluster-pki.js')]);
+          v = await withStore((s) => clusterSetTls(s, name, value === 'on'));
+        } else {
+          const sv = loadVolume(name);
+          setVolumeTls(sv, value === 'on');
+          saveVolume(sv);
+          v = sv;
+        }
         const restart = v.state === 'started' ? `; the bricks take it up when they restart: dhtfs volume stop ${name} && dhtfs volume start ${name} (clients given the spec before need it again, with a client certificate: dhtfs cert issue client NAME -o DIR)` : '';
         return console.log(`volume set: ${name}: transport.tls = ${value}: success${restart}`);
       }

@@ -102,7 +102,7 @@ export class NodePki {
  * server on `address:port` over TLS (clients without a certificate of the cluster's CA, or with a revoked
  * one, are refused and logged: "mgmt: client ... refused: REASON"), its port in the node's peer record.
  */
-export async function startManagement(store: Store, id: string, stateDir: string, address: string, port: number, log: NodeLog): Promise<{ close(): Promise<void> }> {
+export async function startManagement(store: Store, id: string, stateDir: string, address: string, port: number, log: NodeLog): Promise<{ close(): Promise<void>; tlsDir: string; tls(): TlsFiles | null }> {
   const pki = new NodePki(store, id, stateDir, log);
   let server: MgmtServer | null = null;
   let closed = false;
@@ -126,6 +126,8 @@ export async function startManagement(store: Store, id: string, stateDir: string
     );
   });
   return {
+    tlsDir: pki.dir,
+    tls: () => (pki.ready() ? pki.files() : null),
     close: async () => {
       closed = true;
       await pki.close();

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { LocalStore } from '../cluster/local-store.js';
 import { NodeDaemon } from '../cluster/node.js';
 import { TASK_DEFAULTS, TaskWatcher } from '../cluster/tasks.js';
-import { ProcessBrickRunner, announceTopology } from '../cluster/brick-runner.js';
+import { ProcessBrickRunner, announcer } from '../cluster/brick-runner.js';
 import { keys, type PeerRecord } from '../cluster/records.js';
 import type { Store } from '../cluster/store.js';
 import { realClock } from '../common/real-env.js';
@@ -81,9 +81,10 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
           const rec: PeerRecord = { id, address: o.address, mgmtPort: 0 };
           await store.commit([{ key: keys.peer(id), value: JSON.stringify(rec), ifRev: 0 }]);
         }
-        const daemon = new NodeDaemon(store, id, new ProcessBrickRunner(stateDir, o.address, o.portRange), announceTopology, realClock, log);
-        await daemon.start();
+        // Its certificate first: the bricks of volumes with transport.tls on present it.
         const mgmt = await startManagement(store, id, stateDir, o.address, Number(o.mgmtPort), log);
+        const daemon = new NodeDaemon(store, id, new ProcessBrickRunner(stateDir, o.address, o.portRange, mgmt.tlsDir), announcer(mgmt.tls), realClock, log);
+        await daemon.start();
         const tasks = await startTaskWatcher(store, id, log);
         process.stdout.write(JSON.stringify({ event: 'node-ready', id, address: o.address, store: store.where, pid: process.pid }) + '\n');
         await new Promise<void>((resolve) => {

@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { liveOptionsIn } from '../dht/spec.js';
 import { RpcClient } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
+import { tlsNetwork, type TlsFiles } from '../wire/tls.js';
+import type { Network } from '../wire/transport.js';
 import type { BrickRunner, RunningBrick } from './node.js';
 import type { BrickStatus, PlacedBrick, VolumeRecord } from './records.js';
 import { alive } from './proc.js';
@@ -50,6 +52,8 @@ export class ProcessBrickRunner implements BrickRunner {
     /** The address this node's bricks listen on. */
     private readonly address: string,
     private readonly portRange?: string,
+    /** This node's certificate folder (cert.pem, key.pem, ca.pem, crl.pem): the bricks of volumes with transport.tls on present it. */
+    private readonly tlsDir?: string,
   ) {}
 
   /** The volume's secrets, in files only this node's user reads (brick serve takes them from files). */
@@ -76,6 +80,10 @@ export class ProcessBrickRunner implements BrickRunner {
     const from = fs.fstatSync(fd).size;
     const args = [MAIN_JS, 'brick', 'serve', '--dir', b.dir, '--host', this.address, '--port', String(port), '--name', b.name, '--volume-id', v.volumeId, '--secret-file', secret, '--admin-secret-file', admin];
     if (this.portRange) args.push('--port-range', this.portRange);
+    if (v.options?.tls) {
+      if (!this.tlsDir) throw new Error(`volume ${v.name} has transport.tls on, and this node has no certificate folder`);
+      args.push('--tls-dir', this.tlsDir);
+    }
     const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd] });
     fs.closeSync(fd);
     child.unref();
@@ -145,28 +153,40 @@ export class ProcessBrickRunner implements BrickRunner {
 /**
  * Tells each brick of the volume its topology (every brick with its port), as the record has it; and,
  * best effort, `leaving` (bricks taken out of the volume that still run), so that their clients drop them.
+ * Over TLS with `tls()`'s certificate for a volume with transport.tls on.
  */
-export const announceTopology = async (v: VolumeRecord, leaving: PlacedBrick[] = []): Promise<void> => {
-  const topology = {
-    version: v.version,
-    bricks: v.bricks.map((b) => ({ name: b.name, host: b.host, port: b.port })),
-    decommissioned: v.decommissioned,
-    options: liveOptionsIn(v.options),
-  };
-  const errors: string[] = [];
-  for (const b of [...v.bricks, ...leaving]) {
-    try {
-      const c = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'node' });
-      try {
-        await c.call('setTopology', { topology });
-      } finally {
-        c.close();
-      }
-    } catch (e) {
-      // A newer topology got there first: written after ours by compare-and-set on the record, it holds our change too.
-      if (codeOf(e) === 'ESTALE') continue;
-      if (!leaving.includes(b)) errors.push(`${b.name}: ${(e as Error).message}`);
+export function announcer(tls: () => TlsFiles | null | Promise<TlsFiles | null>): (v: VolumeRecord, leaving?: PlacedBrick[]) => Promise<void> {
+  return async (v, leaving = []) => {
+    const topology = {
+      version: v.version,
+      bricks: v.bricks.map((b) => ({ name: b.name, host: b.host, port: b.port })),
+      decommissioned: v.decommissioned,
+      options: liveOptionsIn(v.options),
+    };
+    let network: Network = tcpNetwork;
+    if (v.options?.tls) {
+      const files = await tls();
+      if (!files) throw new Error(`volume ${v.name} has transport.tls on, and there is no certificate of the cluster's CA here to reach its bricks with`);
+      network = tlsNetwork({ files });
     }
-  }
-  if (errors.length) throw new Error(errors.join('; '));
-};
+    const errors: string[] = [];
+    for (const b of [...v.bricks, ...leaving]) {
+      try {
+        const c = await RpcClient.connect(network, b.host, b.port, { volumeId: v.volumeId, secret: v.secret, adminSecret: v.adminSecret, brickName: b.name, clientName: 'node' });
+        try {
+          await c.call('setTopology', { topology });
+        } finally {
+          c.close();
+        }
+      } catch (e) {
+        // A newer topology got there first: written after ours by compare-and-set on the record, it holds our change too.
+        if (codeOf(e) === 'ESTALE') continue;
+        if (!leaving.includes(b)) errors.push(`${b.name}: ${(e as Error).message}`);
+      }
+    }
+    if (errors.length) throw new Error(errors.join('; '));
+  };
+}
+
+/** announcer() without a certificate: volumes without TLS. */
+export const announceTopology = announcer(() => null);

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { LocalStore } from '../src/cluster/local-store.js';
 import { MgmtServer } from '../src/cluster/mgmt-server.js';
 import { keys, type VolumeRecord } from '../src/cluster/records.js';
-import { fetchSpec, parseServerList, parseVolumeAddress, MGMT_PORT } from '../src/wire/mgmt.js';
+import { fetchSpec, parseServerList, parseVolumeAddress, serveMgmt, MGMT_PORT } from '../src/wire/mgmt.js';
 import { tcpNetwork } from '../src/wire/tcp.js';
 import { realClock } from '../src/common/real-env.js';
 import { parseMountOptions } from '../src/cli/mount.js';
@@ -31,7 +31,7 @@ test('a node daemon serves a started volume\'s client spec; a dead server is ski
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-mgmt-'));
   const store = new LocalStore(path.join(base, 'store.json'));
   const logs: string[] = [];
-  const srv = new MgmtServer(store, tcpNetwork, (_l, m) => logs.push(m));
+  const srv = new MgmtServer(store, tcpNetwork, realClock, (_l, m) => logs.push(m));
   const dead = await tcpNetwork.listen('127.0.0.1', 0, (c) => c.close());
   const deadPort = dead.port;
   await dead.close();
@@ -51,5 +51,26 @@ test('a node daemon serves a started volume\'s client spec; a dead server is ski
     await srv.close();
     await store.close();
     fs.rmSync(base, { recursive: true, force: true });
+  }
+});
+
+test('the management server closes a connection that sends no request in time, and answers a malformed one with EINVAL', async () => {
+  const fired: (() => void)[] = [];
+  const l = await serveMgmt(tcpNetwork, '127.0.0.1', 0, (_ms, fn) => (fired.push(fn), { cancel: () => {} }), async () => ({ ok: false, error: 'not reached' }));
+  try {
+    const idle = await tcpNetwork.connect('127.0.0.1', l.port);
+    const closed = new Promise<void>((r) => idle.onClose(() => r()));
+    while (fired.length === 0) await new Promise((r) => setTimeout(r, 10));
+    fired[0](); // the request's time is up
+    await closed;
+    const bad = await tcpNetwork.connect('127.0.0.1', l.port);
+    let got = '';
+    bad.onData((d) => (got += d.toString()));
+    const done = new Promise<void>((r) => bad.onClose(() => r()));
+    bad.write([Buffer.from('{"op":"rm -rf"}\n')]);
+    await done;
+    assert.deepEqual(JSON.parse(got), { ok: false, error: 'bad request', code: 'EINVAL' });
+  } finally {
+    await l.close();
   }
 });

@@ -12,6 +12,11 @@ import { keys, type PeerRecord } from '../cluster/records.js';
 import { update, type Store } from '../cluster/store.js';
 import { MgmtServer } from '../cluster/mgmt-server.js';
 import { tlsNetwork } from '../wire/tls.js';
+import { LimitLog, addressOf } from '../wire/limits.js';
+import { realClock } from '../common/real-env.js';
+
+/** Sockets the management server holds at once, TLS handshakes included; more are closed as they come. */
+const MGMT_MAX_SOCKETS = 256;
 import type { NodeLog } from '../cluster/node.js';
 import type { TlsFiles } from '../wire/tls.js';
 import { makeCsr, makeKey } from './cert.js';
@@ -109,13 +114,16 @@ export async function startManagement(store: Store, id: string, stateDir: string
   await pki.start(address);
   pki.onReady(() => {
     if (closed) return;
+    // One refusal line per reason and address per 10 s (the rest counted): a flood cannot fill the log.
+    const refusals = new LimitLog(realClock, (msg) => log('warn', msg));
     const network = tlsNetwork({
       files: pki.files(),
       caName: "the cluster's CA",
+      maxSockets: MGMT_MAX_SOCKETS,
       log: (msg, extra) => log('info', `mgmt: ${msg} ${JSON.stringify(extra)}`),
-      refused: (remote, reason, extra) => log('warn', `mgmt: client ${remote} refused: ${reason}${extra.subject ? ` (certificate ${extra.subject})` : ''}`),
+      refused: (remote, reason, extra) => refusals.line(`${reason}:${addressOf(remote)}`, `mgmt: client ${remote} refused: ${reason}${extra.subject ? ` (certificate ${extra.subject})` : ''}`),
     });
-    const s = new MgmtServer(store, network, log);
+    const s = new MgmtServer(store, network, realClock, log);
     server = s;
     s.listen(address, port).then(
       async (bound) => {

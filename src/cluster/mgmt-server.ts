@@ -10,6 +10,7 @@ import type { Listener, Network } from '../wire/transport.js';
 import { clientSpecOf, keys, parseVolume } from './records.js';
 import type { Store } from './store.js';
 import type { NodeLog } from './node.js';
+import type { Clock } from '../common/env.js';
 
 export class MgmtServer {
   private listener: Listener | null = null;
@@ -17,12 +18,13 @@ export class MgmtServer {
   constructor(
     private readonly store: Store,
     private readonly network: Network,
+    private readonly clock: Clock,
     private readonly log: NodeLog,
   ) {}
 
   /** Listens on `host:port`; resolves with the port bound. */
   async listen(host: string, port: number): Promise<number> {
-    this.listener = await serveMgmt(this.network, host, port, (req, remote) => this.answer(req, remote));
+    this.listener = await serveMgmt(this.network, host, port, (ms, fn) => this.clock.setTimer(ms, fn), (req, remote) => this.answer(req, remote));
     return this.listener.port;
   }
 

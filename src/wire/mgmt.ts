@@ -87,15 +87,22 @@ function send(c: Conn, value: unknown): void {
   c.close(undefined, true);
 }
 
+/** A timer: `fn` after `ms` unless cancelled (the injected clock's). */
+export type SetTimer = (ms: number, fn: () => void) => { cancel(): void };
+
 /**
  * Serves the management protocol on `host:port` over `network` (TLS in the product): `handle` answers
- * each request; a malformed one is answered with an error and the connection closed.
+ * each request; a malformed one is answered with an error and the connection closed, and a connection
+ * that sends no whole request within MGMT_TIMEOUT_MS is closed.
  */
-export function serveMgmt(network: Network, host: string, port: number, handle: (req: MgmtRequest, remote: string) => Promise<MgmtReply>): Promise<Listener> {
+export function serveMgmt(network: Network, host: string, port: number, timer: SetTimer, handle: (req: MgmtRequest, remote: string) => Promise<MgmtReply>): Promise<Listener> {
   return network.listen(host, port, (c) => {
+    const idle = timer(MGMT_TIMEOUT_MS, () => c.close('no request in time'));
+    c.onClose(() => idle.cancel());
     readLine(
       c,
       (line) => {
+        idle.cancel();
         let req: MgmtRequest;
         try {
           req = JSON.parse(line) as MgmtRequest;
@@ -115,7 +122,7 @@ export function serveMgmt(network: Network, host: string, port: number, handle: 
 }
 
 /** One request to one server: its reply, or an Error (unreachable, refused, no reply in time). */
-export function askMgmt(network: Network, server: MgmtServerAddress, req: MgmtRequest, timer: (ms: number, fn: () => void) => { cancel(): void }): Promise<MgmtReply> {
+export function askMgmt(network: Network, server: MgmtServerAddress, req: MgmtRequest, timer: SetTimer): Promise<MgmtReply> {
   return new Promise((resolve, reject) => {
     let settled = false;
     let conn: Conn | null = null;
@@ -164,7 +171,7 @@ export async function fetchSpec(
   network: Network,
   servers: MgmtServerAddress[],
   volume: string,
-  timer: (ms: number, fn: () => void) => { cancel(): void },
+  timer: SetTimer,
 ): Promise<{ spec: VolumeSpec; server: MgmtServerAddress }> {
   const why: string[] = [];
   for (const server of servers) {

@@ -200,7 +200,8 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.ok(revoked, 'a revoked client gets no spec');
     await logShows(h1, /mgmt: client 10\.213\.0\.4:\d+ refused: certificate revoked \(in the CA's CRL\) \(certificate bob\)/);
 
-    // FUSE through the mount(8) helper with host1's daemon down: the spec comes from a backup volfile server.
+    // FUSE by an fstab line, through mount(8) and the helper, with host1's daemon down: the spec comes from
+    // a backup volfile server.
     if (fuseAvailable().ok) {
       daemons[0].kill('SIGTERM');
       await once(daemons[0], 'exit');
@@ -209,15 +210,18 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
       await run('mount-helper', 'install', '--dir', sbin);
       const mnt = path.join(base, 'mnt');
       fs.mkdirSync(mnt);
-      // One shell: `ip netns exec` gives each command a mount namespace of its own.
-      const sh = `${sbin}/mount.dhtfs ${byHost} ${mnt} -o backup-volfile-servers=${h2.address}:${h3.address} && cat ${mnt}/f2 && echo by-mount > ${mnt}/m && cat ${mnt}/m; r=$?; ${process.execPath} ${MAIN_JS} umount ${mnt}; exit $r`;
+      const fstab = path.join(base, 'fstab');
+      fs.writeFileSync(fstab, `${byHost} ${mnt} dhtfs defaults,_netdev,backup-volfile-servers=${h2.address}:${h3.address},home=${clientHome} 0 0\n`);
+      // One shell: `ip netns exec` gives each command a mount namespace of its own (a slave of the machine's:
+      // the helper's folder bound over /usr/sbin, where mount(8) looks for /sbin/mount.dhtfs, is seen in it only).
+      const sh = `mount --bind ${sbin} /usr/sbin && mount --fstab ${fstab} ${mnt} && cat ${mnt}/f2 && echo by-mount > ${mnt}/m && cat ${mnt}/m; r=$?; ${process.execPath} ${MAIN_JS} umount ${mnt}; exit $r`;
       const out = await new Promise<string>((resolve, reject) => {
-        const p = admin.spawn('sh', ['-c', sh], { stdio: ['ignore', 'pipe', 'pipe'], env: { DHTFS_HOME: clientHome } });
+        const p = admin.spawn('sh', ['-c', sh], { stdio: ['ignore', 'pipe', 'pipe'] });
         let o = '';
         let e = '';
         p.stdout!.on('data', (d) => (o += d));
         p.stderr!.on('data', (d) => (e += d));
-        p.once('exit', (c) => (c === 0 ? resolve(o) : reject(new Error(`mount by host with backup servers: exit ${c}: ${e}${o}`))));
+        p.once('exit', (c) => (c === 0 ? resolve(o) : reject(new Error(`mount by an fstab line with backup servers: exit ${c}: ${e}${o}`))));
       });
       assert.match(out, /mounted 10\.213\.0\.1:\/cv on .*\nfile 2 written from the admin host\nby-mount\n/);
       assert.equal(await run('-V', 'cv', 'cat', '/m'), 'by-mount\n');

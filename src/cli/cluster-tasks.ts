@@ -219,13 +219,14 @@ export async function clusterDrain(name: string): Promise<DrainOps> {
     const v = await volumeRecord(s, name);
     return { v, spec: await withCliTls(s, specOf(v, true)) };
   });
-  return {
+  const d: DrainOps = {
     name,
     bricks: v.bricks,
     decommissioned: v.decommissioned,
     spec,
     setDraining: (list) => withStore(async (s) => void (await changeTopology(s, name, (cur) => ({ ...cur, decommissioned: list })))),
-    startRun: () => clusterRebalanceStart(name, { mode: 'full', force: true, throttle: 'normal', restart: true }, 'remove-brick', v.decommissioned),
+    // The bricks draining as the command left them (start adds its own to d.decommissioned first).
+    startRun: () => clusterRebalanceStart(name, { mode: 'full', force: true, throttle: 'normal', restart: true }, 'remove-brick', d.decommissioned),
     status: () => clusterRebalanceStatus(name),
     stopRun: async () => {
       await clusterRebalanceStop(name).catch(() => {});
@@ -246,6 +247,7 @@ export async function clusterDrain(name: string): Promise<DrainOps> {
         await s.commit(leaving.map((b) => ({ key: keys.brickStatus(name, b.name), value: null }))).catch(() => {});
       }),
   };
+  return d;
 }
 
 /** The spec `volume migrate` uses over a cluster (with the admin secret: migration calls need it). */

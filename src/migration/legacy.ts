@@ -6,7 +6,6 @@
  */
 import { bestEffort } from '../common/errors.js';
 import type { DhtClient } from '../dht/client.js';
-import type { Attr } from '../wire/types.js';
 import { O_RDONLY, O_RDWR, S_ISGID, S_ISVTX } from '../storage/storage.js';
 import type { LegacyStep } from './steps.js';
 import { migrationTarget, type MigrateOutcome } from './migrator.js';

@@ -3,9 +3,9 @@
  * Volume/DhtClient), a rebalancer (real Rebalancer, safe or legacy protocol) over SimNetwork. The parts:
  * the volume (cluster.ts), the clients' workload (workload.ts) and the names workload (names.ts), faults
  * (faults.ts), the operator's events (operator.ts), and the checkers (checkers/, one per property), each
- * run as soon as what it checks is known: S3 after every event that changed a disk, S1 as each read
- * completes, S4 as each operation or listing completes (the own names' once the owner's overlapping
- * operation ended), the namespace after each operator event, and S2 and S5 at the end.
+ * run as soon as what it checks is known: S3 and its converse (presence) after every event that changed
+ * a disk, S1 as each read completes, S4 as each operation or listing completes (the own names' once the
+ * owner's overlapping operation ended), the namespace after each operator event, S2 and S5 at the end.
  */
 import { ignoreCodes } from '../common/errors.js';
 import { planted } from '../common/plant.js';
@@ -22,6 +22,7 @@ import { Operator } from './operator.js';
 import { chaos } from './faults.js';
 import { REGION, Workload, token8, type App } from './workload.js';
 import { S3Checker } from './checkers/s3.js';
+import { PresenceChecker } from './checkers/presence.js';
 import { HistoryChecker } from './checkers/history.js';
 import { OwnNames, key, type NsState } from './checkers/own-names.js';
 import { checkFinalListing } from './checkers/listing.js';
@@ -123,6 +124,8 @@ class SeedRun {
   readonly tree = new NameModel();
   readonly local: LocalCounts = { reads: 0, writes: 0, recorded: 0 };
   readonly powerLosses: number[] = [];
+  /** Every fixed file somewhere, from the end of the setup until the end of the checks. */
+  readonly presence: PresenceChecker;
   namerOps = 0;
   finished = false;
   driverError: unknown = null;
@@ -145,6 +148,7 @@ class SeedRun {
     const log = this.log;
     this.operator = new Operator({ w, rng: this.rng, kn, cluster: this.cluster, log, violations: this.violations, tree: this.tree }, drained);
     this.history = new HistoryChecker(this.violations);
+    this.presence = new PresenceChecker(this.cluster.storages, this.fileNames.map((n) => `d/${n}`), this.cluster.names);
     this.own = new OwnNames(ownNames, this.violations);
     const lossy = (t: number) => this.lossy(t);
     const rebalancing = () => this.operator.rebalancing();
@@ -174,8 +178,10 @@ class SeedRun {
     // S3 after every event that changed a disk (the legacy protocol breaks it by design: two data
     // copies); the own names' reads and listings whose overlapping operations have ended.
     const s3 = new S3Checker(this.cluster.storages, this.cluster.names);
+    const presence = this.presence;
     this.w.afterEvent = () => {
       s3.check(this.w.now);
+      presence.check(this.w.now);
       this.own.flush();
     };
     // Errors are many and expected (ENOENT, EMOVED, injected EIO); their stacks cost more than the rest
@@ -188,6 +194,7 @@ class SeedRun {
       Error.stackTraceLimit = stackLimit;
     }
     for (const v of s3.found.values()) this.violations.push(v);
+    for (const v of presence.found.values()) this.violations.push(v);
     if (this.driverError) this.violations.push(`driver: ${(this.driverError as Error)?.stack ?? this.driverError}`);
     if (!this.finished) this.violations.push('L1: the run did not finish (deadlock)');
     planted.clear();
@@ -201,6 +208,7 @@ class SeedRun {
   /** The scenario, inside the world: set up, change the topology, load and faults while it rebalances, then check. */
   async driver(): Promise<void> {
     const namerEnv = await this.setUp();
+    this.presence.on = true;
     const before = this.cluster.spec.bricks;
     await this.operator.changeTopology();
     // (Awaited here, not in a method of its own: the schedule of the seeds kept in test/sim.test.ts
@@ -212,6 +220,7 @@ class SeedRun {
     await this.operator.checkNames(this.operator.removeBrick ? 'the drain' : 'the rebalance');
     await this.operator.commitRemoveBrick();
     this.checkBricks();
+    this.presence.on = false;
     await this.operator.replaceBrick();
   }
 

@@ -541,6 +541,17 @@ export class SimStorage implements Storage {
     const { node } = this.walk(p);
     return node?.xattrs.get(name) ?? null;
   }
+  /** A name's mode, or null when there is none. */
+  peekMode(p: string): number | null {
+    let dir = this.inodes.get(1)!;
+    const parts = p.split('/');
+    for (const part of parts) {
+      const ino = dir.entries?.get(part);
+      if (ino === undefined) return null;
+      dir = this.inodes.get(ino)!;
+    }
+    return dir.mode;
+  }
   peekStat(p: string): Stat {
     return this.stat(this.get(p));
   }

@@ -5,7 +5,7 @@
 import { FsError, codeOf, ignoreCodes, rethrowBug } from '../../common/errors.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
-import { O_RDONLY, O_CREAT, O_DIRECTORY, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, type Storage } from '../../storage/storage.js';
+import { O_RDONLY, O_CREAT, O_RDWR, O_TRUNC, S_IFLNK, S_IFMT, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, type Storage } from '../../storage/storage.js';
 import { MIGRATE_DIR, parentOf, handlePath, isReg, isDir, deviceOf } from '../format.js';
 import { bad, relPath, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, Session } from '../core.js';

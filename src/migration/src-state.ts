@@ -26,6 +26,8 @@ interface Active {
   committing: boolean;
   drained: (() => void)[];
   held: (() => void)[];
+  /** A file with several names: all of them (brick paths), as the lease found them. */
+  links?: string[];
 }
 
 export type MigLog = (msg: string) => void;
@@ -70,7 +72,7 @@ export class SrcMigrations {
   ) {}
 
   /** step `lease`: one live migration per file. */
-  lease(gfid: string, session: number, dst: string, path: string, leaseMs: number): string {
+  lease(gfid: string, session: number, dst: string, path: string, leaseMs: number, links?: string[]): string {
     if (this.moved.has(gfid)) throw new FsError(EMOVED, 'file already migrated', { ...this.moved.get(gfid) });
     if (this.active.has(gfid)) throw new FsError('EBUSY', `file ${gfid} is being migrated`);
     const token = Buffer.from(this.random.bytes(8)).toString('hex');
@@ -86,9 +88,16 @@ export class SrcMigrations {
       committing: false,
       drained: [],
       held: [],
+      links,
     };
     this.active.set(gfid, a);
     return token;
+  }
+
+  /** The file's names (brick paths) as its lease found them: its path, or all of them given with it. */
+  namesOf(gfid: string, token: string): string[] {
+    const a = this.check(gfid, token);
+    return a.links ?? [a.path.replace(/^\/+/, '')];
   }
 
   private check(gfid: string, token: string): Active {

@@ -1023,8 +1023,14 @@ export class DhtClient {
    * A data file at `path` on `brick` that the name does not reach, whose inode has another name there: a
    * rename interrupted between giving the data its new name and switching the name's hashed brick to it.
    * Removes that name (nothing is lost: the data keeps its other name). Returns whether it did.
+   *
+   * With `replaced`, a data file with one name that the name does not reach because it leads to another
+   * file: the data of a file a rename replaced, which the renamer could not remove (its brick was away
+   * longer than the rename waits). Nobody can reach it, and the rename meant it gone; left, a drain of its
+   * brick moved it beside the file that replaced it, one name as two files (the simulator, seed 1010).
+   * Removed if it is still that file, with no rename or migration of its own under way.
    */
-  async removeUnreachableName(path: string, brick: string, gfid: string): Promise<boolean> {
+  async removeUnreachableName(path: string, brick: string, gfid: string, replaced = false): Promise<boolean> {
     const { parent, name } = splitPath(normPath(path));
     const d = await this.dir(parent);
     const hashed = this.hashedBrick(d, name);
@@ -1037,8 +1043,12 @@ export class DhtClient {
         ignoreCodes(e, 'ENOENT');
       }
       if (!loc || loc.attr.gfid === gfid || loc.cached === brick) return false;
-      await this.sv(brick).call('unlink', { path, gfid, ifOtherNames: true });
-      this.log('info', `removed ${path} on ${brick}: an interrupted rename's unreachable name`);
+      if (replaced) {
+        const now = await this.sv(brick).call('lookup', { path }).catch(nullOnFailure('lookup', this.log));
+        if (!now || now.gfid !== gfid || now.renaming || now.moved || now.linkto !== undefined || now.nlink > 1 || isDirAttr(now)) return false;
+      }
+      await this.sv(brick).call('unlink', { path, gfid, ifOtherNames: !replaced });
+      this.log('info', `removed ${path} on ${brick}: ${replaced ? 'the data of a file a rename replaced' : "an interrupted rename's unreachable name"}`);
       return true;
     });
   }

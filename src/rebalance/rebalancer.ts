@@ -464,6 +464,9 @@ export class Rebalancer {
         if (a.nlink > 1 && a.gfid && (a.mode & S_IFMT) === S_IFREG) {
           // Possibly an interrupted rename's extra name: removed if the name reaches another file.
           if (await this.c.removeUnreachableName(path, brick, a.gfid).catch(() => false)) continue;
+        } else if (a.gfid && (await this.holdsOther(to, path, brick, a.gfid))) {
+          // Possibly the data of a file a rename replaced, left behind: removed if the name reaches another file.
+          if (await this.c.removeUnreachableName(path, brick, a.gfid, true).catch(() => false)) continue;
         }
         const type = a.mode & S_IFMT;
         if (a.nlink > 1 && a.gfid) {
@@ -496,6 +499,15 @@ export class Rebalancer {
       }
     }
     await this.runWork(work);
+  }
+
+  /**
+   * Whether the name's hashed brick `to` holds another file at `path` than `gfid` on `brick`: its data, or
+   * a linkto to a third brick (one lookup; usually it holds nothing there, or a linkto to `brick`).
+   */
+  private async holdsOther(to: string, path: string, brick: string, gfid: string): Promise<boolean> {
+    const there = await this.c.sv(to).call('lookup', { path }).catch(nullOnFailure('lookup', this.c.log));
+    return !!there && there.gfid !== gfid && (there.linkto === undefined || there.linkto !== brick);
   }
 
   private async runWork(work: Work[]): Promise<void> {

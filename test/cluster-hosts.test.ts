@@ -326,6 +326,9 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     for (let i = 0; i < 100 && running(brick1Pid); i++) await sleep(200);
     assert.ok(!running(brick1Pid), "the removed brick's node daemon stopped it");
     assert.match(await run('peer', 'detach', h2.address), /peer detach: success/);
+    // Its node certificate revoked and withdrawn: the detached host serves no volume specs any more.
+    await logShows(h2, /mgmt: stopped serving volume specs/);
+    await assert.rejects(cli(admin, clientHome, '-V', `${h2.address}:/cv`, 'cat', '/f0'), /no volume server gave the spec of cv/);
     await run('volume', 'spec', 'cv', '-o', specFile);
     assert.deepEqual(await client(admin, specFile), expected(16), 'every file reads after the commit');
 

@@ -9,7 +9,7 @@ import { keys, type PeerRecord, type PlacedBrick, type VolumeRecord } from '../c
 import { update, type Store } from '../cluster/store.js';
 import type { SpecTls, VolumeOptions } from '../dht/spec.js';
 import { clientTlsFiles, defaultClientTlsDir, tlsFilesIn, type TlsFiles } from '../wire/tls.js';
-import { cliTlsDir, ensureCa, issue, signCsr, tlsHome } from './cert.js';
+import { cliTlsDir, ensureCa, issue, revoke, signCsr, tlsHome } from './cert.js';
 import { announcer } from '../cluster/brick-runner.js';
 import { home } from './state.js';
 
@@ -54,6 +54,26 @@ export async function issueNodeCert(s: Store, p: PeerRecord, probedAs: string, w
     { key: keys.nodeCert(p.id), value: cert },
     { key: keys.nodeCsr(p.id), value: null, ifRev: req.rev },
   ]);
+  return null;
+}
+
+/**
+ * At `peer detach`: the node's certificate revoked (the CRL published) and withdrawn from the store, so
+ * that a host out of the pool serves no specs and gets none; a later probe issues a new one (the node
+ * asks again). A message when it cannot be done here (the CA is on another host).
+ */
+export async function revokeNodeCert(s: Store, p: PeerRecord): Promise<string | null> {
+  const cert = await s.get(keys.nodeCert(p.id));
+  if (!cert) return null;
+  const ca = await s.get(keys.pkiCa);
+  if (!ca || caHere() !== ca.value) return `node ${p.id} keeps its certificate: run peer detach on the host holding the cluster's CA to revoke it`;
+  try {
+    revoke(p.id, 'node');
+  } catch (e) {
+    if (!/no valid node certificate/.test((e as Error).message)) throw e;
+  }
+  await publishCrl(s);
+  await s.commit([{ key: keys.nodeCert(p.id), value: null }]);
   return null;
 }
 

@@ -14,7 +14,7 @@ import { update, type Store } from '../cluster/store.js';
 import type { VolumeOptions, VolumeSpec } from '../dht/spec.js';
 import { home } from './state.js';
 import { openStore } from './node.js';
-import { announceWith, initClusterCa, issueNodeCert, withCliTls } from './cluster-pki.js';
+import { announceWith, initClusterCa, issueNodeCert, revokeNodeCert, withCliTls } from './cluster-pki.js';
 
 /** How long `volume start` and `stop` wait for the node daemons to report every brick. */
 const BRICKS_WAIT_MS = 30_000;
@@ -144,6 +144,8 @@ export function registerClusterCommands(program: Command, action: <A extends unk
             if (v.bricks.some((b) => b.node === p.id)) throw new Error(`${host} holds bricks of volume ${v.name}; remove them first`);
           }
           await update<PeerRecord & { member?: boolean }>(s, keys.peer(p.id), (cur) => (cur?.member ? { ...cur, member: false } : null));
+          const kept = await revokeNodeCert(s, p);
+          if (kept) process.stderr.write(`peer detach: ${kept}\n`);
           process.stdout.write(`peer detach: success (${host})\n`);
         }),
       ),

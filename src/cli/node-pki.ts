@@ -24,7 +24,8 @@ import { makeCsr, makeKey } from './cert.js';
 export class NodePki {
   readonly dir: string;
   private stopWatch: (() => Promise<void>) | null = null;
-  private readyFns: (() => void)[] = [];
+  private listeners: { ready: () => void; unready: () => void }[] = [];
+  private address = '';
 
   constructor(
     private readonly store: Store,
@@ -55,25 +56,44 @@ export class NodePki {
     }
   }
 
-  /** Calls `fn` once the node has its certificate (at once if it has it). */
-  onReady(fn: () => void): void {
-    if (this.ready()) fn();
-    else this.readyFns.push(fn);
+  /**
+   * Calls `ready` whenever the node comes to hold a certificate (at once if it holds one), `unready`
+   * whenever it loses it (withdrawn from the store: `peer detach` revoked it).
+   */
+  on(ready: () => void, unready: () => void): void {
+    this.listeners.push({ ready, unready });
+    if (this.ready()) ready();
   }
 
   /** Makes the key if missing, asks for a certificate if it has none, and follows the CA's files in the store. */
   async start(address: string): Promise<void> {
+    this.address = address;
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const f = this.files();
     if (!fs.existsSync(f.key)) makeKey(f.key);
     this.stopWatch = await this.store.watch(keys.pki, (e) => {
       if (e.entry) this.take(e.key, e.entry.value);
+      else if (e.key === keys.nodeCert(this.id)) void this.drop().catch((err) => this.log('warn', `tls: ${(err as Error).message}`));
     });
-    for (const e of await this.store.list(keys.pki)) this.take(e.key, e.value);
-    if (!this.ready()) {
-      await this.store.commit([{ key: keys.nodeCsr(this.id), value: JSON.stringify({ csr: makeCsr(f.key, 'node', this.id), address }) }]);
-      this.log('info', `tls: certificate requested (${keys.nodeCsr(this.id)}); "dhtfs peer probe ${address}" on the host holding the cluster's CA issues it`);
-    }
+    const all = await this.store.list(keys.pki);
+    for (const e of all) this.take(e.key, e.value);
+    // A certificate kept here that the store no longer has was withdrawn while this daemon was down.
+    if (this.ready() && !all.some((e) => e.key === keys.nodeCert(this.id))) await this.drop();
+    else if (!this.ready()) await this.request();
+  }
+
+  private async request(): Promise<void> {
+    await this.store.commit([{ key: keys.nodeCsr(this.id), value: JSON.stringify({ csr: makeCsr(this.files().key, 'node', this.id), address: this.address }) }]);
+    this.log('info', `tls: certificate requested (${keys.nodeCsr(this.id)}); "dhtfs peer probe ${this.address}" on the host holding the cluster's CA issues it`);
+  }
+
+  /** The node's certificate withdrawn (revoked by peer detach): dropped here, and a new one asked for (a probe issues it). */
+  private async drop(): Promise<void> {
+    if (!fs.existsSync(this.files().cert)) return;
+    fs.rmSync(this.files().cert, { force: true });
+    this.log('warn', `tls: this node's certificate was withdrawn (peer detach revoked it): the management server stops until a peer probe issues a new one`);
+    for (const l of this.listeners) l.unready();
+    await this.request();
   }
 
   private write(file: string, pem: string): void {
@@ -93,7 +113,7 @@ export class NodePki {
     } else return;
     if (!was && this.ready()) {
       this.log('info', `tls: this node's certificate is here (${f.cert})`);
-      for (const fn of this.readyFns.splice(0)) fn();
+      for (const l of this.listeners) l.ready();
     }
   }
 
@@ -112,8 +132,8 @@ export async function startManagement(store: Store, id: string, stateDir: string
   let server: MgmtServer | null = null;
   let closed = false;
   await pki.start(address);
-  pki.onReady(() => {
-    if (closed) return;
+  pki.on(() => {
+    if (closed || server) return;
     // One refusal line per reason and address per 10 s (the rest counted): a flood cannot fill the log.
     const refusals = new LimitLog(realClock, (msg) => log('warn', msg));
     const network = tlsNetwork({
@@ -130,8 +150,15 @@ export async function startManagement(store: Store, id: string, stateDir: string
         log('info', `mgmt: serving volume specs on ${address}:${bound} (TLS, clients of the cluster's CA)`);
         await update<PeerRecord>(store, keys.peer(id), (cur) => (cur && cur.mgmtPort !== bound ? { ...cur, mgmtPort: bound } : null)).catch((e) => log('warn', `mgmt: port not recorded: ${(e as Error).message}`));
       },
-      (e) => log('error', `mgmt: cannot listen on ${address}:${port}: ${(e as Error).message}; volume specs are not served by this node`),
+      (e) => {
+        if (server === s) server = null;
+        log('error', `mgmt: cannot listen on ${address}:${port}: ${(e as Error).message}; volume specs are not served by this node`);
+      },
     );
+  }, () => {
+    const s = server;
+    server = null;
+    void s?.close().then(() => log('info', 'mgmt: stopped serving volume specs (this node has no certificate)'));
   });
   return {
     tlsDir: pki.dir,

@@ -298,8 +298,9 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     const onIt = fs.readdirSync(brick1).filter((n) => /^f\d+$/.test(n) && (fs.statSync(path.join(brick1, n)).mode & 0o1000) === 0).sort();
     assert.ok(onIt.length >= 1, 'the second host holds files');
     const brick1Pid = (JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status).bricks[1].pid!;
+    // A 2 s migration lease: each taker waits out what is left of the dead runner's (half a second here).
     const fault = { DHTFS_FAULT_KILL_AFTER_STEP: 'copy', DHTFS_FAULT_KILL_PATH: `/${onIt[0]}` };
-    const drain = JSON.parse(await cliEnv(admin, home, fault, 'volume', 'remove-brick', 'cv', 'cv-client-1', 'start', '--json')) as { bricks: string[]; pid: number };
+    const drain = JSON.parse(await cliEnv(admin, home, fault, 'volume', 'remove-brick', 'cv', 'cv-client-1', 'start', '--json', '--lease-ms', '2000')) as { bricks: string[]; pid: number };
     assert.deepEqual(drain.bricks, ['cv-client-1']);
     type Drain = { draining: string[]; rebalance: { state: string; counters: { migrated: number; failed: number }; awaitingTakeover?: boolean; runner?: { node?: string } } | null };
     let dr: Drain | null = null;

@@ -226,7 +226,7 @@ export async function clusterDrain(name: string): Promise<DrainOps> {
     spec,
     setDraining: (list) => withStore(async (s) => void (await changeTopology(s, name, (cur) => ({ ...cur, decommissioned: list })))),
     // The bricks draining as the command left them (start adds its own to d.decommissioned first).
-    startRun: () => clusterRebalanceStart(name, { mode: 'full', force: true, throttle: 'normal', restart: true }, 'remove-brick', d.decommissioned),
+    startRun: (leaseMs) => clusterRebalanceStart(name, { mode: 'full', force: true, throttle: 'normal', restart: true, leaseMs }, 'remove-brick', d.decommissioned),
     status: () => clusterRebalanceStatus(name),
     stopRun: async () => {
       await clusterRebalanceStop(name).catch(() => {});

@@ -448,6 +448,7 @@ volume
   .description('drain bricks: BRICK... start | status | stop | commit  (BRICK as a name or HOST:PORT)')
   .option('--json', 'print as JSON')
   .option('--force', 'commit even if files remain on the bricks (they stay in the brick directories)')
+  .option('--lease-ms <ms>', "start: the drain's migration lease, how long a hung drain can hold a file (default 5000)", (v) => Number(v))
   .action(
     action(async (name: string, args: string[], o) => {
       const verb = args.pop();
@@ -459,7 +460,7 @@ volume
         if (bricks.length >= d.bricks.length) throw new Error('cannot remove every brick of a volume');
         d.decommissioned = [...new Set([...d.decommissioned, ...bricks])];
         await d.setDraining(d.decommissioned);
-        const pid = await d.startRun();
+        const pid = await d.startRun(o.leaseMs);
         return out(o.json, { bricks, pid }, () => `volume remove-brick start: ${name}: draining ${bricks.join(', ')} (rebalance pid ${pid}); see: dhtfs volume remove-brick ${name} status`);
       }
       if (verb === 'status') {

@@ -298,8 +298,8 @@ export interface DrainOps {
   spec: VolumeSpec;
   /** The topology with these bricks draining (one version up), told to every brick. */
   setDraining(bricks: string[]): Promise<void>;
-  /** Starts the drain's run (a rebalance with force, from the start); its pid. */
-  startRun(): Promise<number>;
+  /** Starts the drain's run (a rebalance with force, from the start; `leaseMs`, its migration lease); its pid. */
+  startRun(leaseMs?: number): Promise<number>;
   status(): Promise<RebalanceStatus | null>;
   /** Asks a running drain to stop, if one runs. */
   stopRun(): Promise<void>;
@@ -317,7 +317,7 @@ export function localDrain(v: StoredVolume): DrainOps {
       v.decommissioned = bricks;
       await pushTopology(v);
     },
-    startRun: async () => startRebalance(v, { mode: 'full', force: true, throttle: 'normal', restart: true }),
+    startRun: async (leaseMs) => startRebalance(v, { mode: 'full', force: true, throttle: 'normal', restart: true, leaseMs }),
     status: async () => rebalanceStatus(v),
     stopRun: async () => {
       const pid = rebalancePid(v);

@@ -21,8 +21,8 @@ import { getxattr, listxattr, removexattr, setattr, setxattr } from './ops/attrs
 import { closeFd, fallocate, fdLocal, fstat, fsync, ftruncate, open, read, seek, write } from './ops/data.js';
 import { create, exchange, link, lookup, lookupGfid, mkdir, mklinkto, mknod, readdir, readlink, rename, renameSettled, rmdir, symlink, unlink } from './ops/entry.js';
 import { entrylk, inodelk } from './ops/locks.js';
-import { migDropSpecial, migFinalize, migInstall, migPrepare, migPull, migSpecial } from './ops/mig-dst.js';
-import { legacySetLinkto, migAbort, migCleanup, migCommit, migDirty, migFreeze, migLease, migRenew, migSegments, migSource, migSweep } from './ops/mig-src.js';
+import { migDropSpecial, migFetch, migFinalize, migInstall, migPrepare, migPull, migSpecial } from './ops/mig-dst.js';
+import { legacySetLinkto, migAbort, migCleanup, migCommit, migDirty, migFreeze, migLease, migRead, migRenew, migSegments, migSource, migSweep } from './ops/mig-src.js';
 import { getTopology, rootInfo, setCommitHash, setLayout, setTopology, statfs } from './ops/volume.js';
 
 /** Each operation's handler, given the request's decoded arguments (wire/ops.ts); its reply type is the schema's. */
@@ -89,6 +89,8 @@ const HANDLERS: { [N in OpName]: Handler<N> } = {
   // Migration at dst (ops/mig-dst.ts).
   migPrepare: (b, s, a) => migPrepare(b, s, a),
   migPull: (b, s, a) => migPull(b, s, a),
+  migFetch: (b, s, a) => migFetch(b, s, a),
+  migRead: (b, _s, a) => migRead(b, a),
   migFinalize: (b, s, a) => migFinalize(b, s, a),
   migInstall: (b, _s, a) => migInstall(b, a),
   migSpecial: (b, _s, a) => migSpecial(b, a),

@@ -1,4 +1,5 @@
 /** The brick's shared state and helpers (see BrickCore). */
+import type { PeerBricks } from './peers.js';
 import { ELAYOUT, EMOVED, FsError, ignoreCodes, rethrowBug } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
@@ -80,6 +81,9 @@ export class BrickCore {
   readonly st: Storage;
   /** Migrations' holds on files' gate and writers' lock (the handle each is taken through), by gfid. */
   readonly writerLocks = new Map<string, number>();
+
+  /** Connections to the volume's other bricks (migFetch); none in a brick that was given none. */
+  peers?: PeerBricks;
 
   constructor(
     st: Storage,

@@ -9,6 +9,7 @@ import { realClock, realRandom } from '../common/real-env.js';
 import { serveConnection } from '../wire/rpc.js';
 import { tcpNetwork } from '../wire/tcp.js';
 import { tlsNetwork, type TlsFiles } from '../wire/tls.js';
+import { peerBricks } from './peers.js';
 import type { Listener } from '../wire/transport.js';
 import { DEFAULT_MAX_FRAME } from '../wire/frame.js';
 import { ConnectionGate, LIMIT_DEFAULTS, LimitLog, addressOf, clip, limitsFrom, type BrickLimits } from '../wire/limits.js';
@@ -116,6 +117,8 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
         refused: (remote, reason, extra) => limitLog.line(`tls:${reason}:${addressOf(remote)}`, 'TLS client refused', { remote, reason, ...extra }),
       })
     : tcpNetwork;
+  // Migrations between hosts: dst reads src's file from src over the brick path, as a client of it.
+  brick.peers = peerBricks(network, { volumeId: o.volumeId, secret: o.secret, self: o.name }, realClock, (level, msg, extra) => log[level](extra ?? {}, msg));
   const listen = (port: number) => network.listen(o.host, port, (conn) => {
     const g = gate.admit(conn);
     if (!g) return;
@@ -152,6 +155,7 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
     brick,
     close: () => {
       health.stop();
+      brick.peers?.close();
       return listener.close();
     },
   };

@@ -7,9 +7,14 @@ import type { Reply } from '../wire/ops.js';
 import { ignoreCodes } from '../common/errors.js';
 import type { BrickFd, DhtClient } from '../dht/client.js';
 
-/** src's file as dst may read it directly (migSource), while that works. */
+/**
+ * How dst gets src's bytes without the migrator relaying them, while that works: `source`, src's file as
+ * dst may read it from the disk they share (migSource); else `remote`, src brick's name and the lease's
+ * token, for dst to read the file from src over the brick path (migFetch, between hosts).
+ */
 export interface Pull {
   source: Reply<'migSource'>['source'];
+  remote: { from: string; token: string } | null;
 }
 
 export interface CopyOptions {
@@ -87,7 +92,8 @@ class Count {
 
 /**
  * Copies ranges of src to the temp file on dst, pipelined: dst reads them from src's disk itself when the
- * two bricks share a host (`pull`), otherwise they come through the migrator's fd on src. `bulk` copies
+ * two bricks share a host, or from src over the brick path (`pull`); otherwise (or when those fail) they
+ * come through the migrator's fd on src. `bulk` copies
  * (before the freeze) hold while another file switches.
  */
 export async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, ranges: [number, number][], o: CopyOptions, bulk: boolean, pull: Pull, again = true): Promise<number> {
@@ -104,6 +110,15 @@ export async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, r
         // dst cannot read src's disk (another host, an older brick): the copy goes through here.
         ignoreCodes(e, 'EXDEV', 'ENOSYS');
         pull.source = null;
+      }
+    }
+    if (!pull.source && pull.remote) {
+      try {
+        return (await c.fdCall(dstFd, 'migFetch', { ...pull.remote, offset: a, length: b - a })).copied;
+      } catch (e) {
+        // dst cannot reach src (no route between them, an older brick, no topology there): through here.
+        ignoreCodes(e, 'EXDEV', 'ENOSYS', 'ENOTCONN');
+        pull.remote = null;
       }
     }
     const r = await c.fdCall(srcFd, 'read', { offset: a, length: b - a }, buf());

@@ -32,7 +32,10 @@ export interface MigrateOptions {
   gate?: SwitchGate;
   /** Counts copied bytes as they go (progress). */
   onBytes?: (n: number) => void;
-  /** Let dst read src's file straight from its disk when both bricks are on one host (default true). */
+  /**
+   * Let dst read src's file itself (default true): from its disk when both bricks are on one host, from
+   * src over the brick path otherwise; false: every byte through the migrator.
+   */
   pull?: boolean;
   /**
    * A file with several names: all of them (volume paths, `path` among them). The data moves once, to
@@ -102,11 +105,12 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     const dstFd = (m.dstFd = c.fdOn(dst, prepared.fd));
     await step(m, 'prepare-dst');
 
-    // copy: only the data (src's holes stay holes in the copy, sized by migFinalize's ftruncate), through
-    // the migrator's own fd on src, or read by dst from src's disk where the two bricks share a host
-    // (what clients change meanwhile is tracked by src all the same).
+    // copy: only the data (src's holes stay holes in the copy, sized by migFinalize's ftruncate), read by
+    // dst from src's disk where the two bricks share a host, from src over the brick path where they do
+    // not, or through the migrator's own fd on src (what clients change meanwhile is tracked by src all
+    // the same).
     const srcFd = (m.srcFd = c.fdOn(src, (await c.sv(src).call('open', { gfid, flags: O_RDONLY })).fd));
-    const pull: Pull = { source: null };
+    const pull: Pull = { source: null, remote: o.pull !== false ? { from: src, token: m.token } : null };
     if (o.pull !== false) pull.source = await c.sv(src).call('migSource', { gfid, token: m.token }).then((r) => r.source, () => null);
     let bytes = await copyRanges(c, srcFd, dstFd, await dataSegments(c, src, gfid, m.token, m.owner.size), o, true, pull, false);
     await step(m, 'copy');

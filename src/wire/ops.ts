@@ -332,6 +332,10 @@ export const OPS = {
   migPrepare: op({ path, gfid: newGfid, src: str, token: hexToken, ...owner, links: opt(links) }).reply<{ fd: number }>(),
   /** `again`: a range copied before (a client changed it since), which may be a hole on src now. */
   migPull: op({ fd: fdNum, offset: int(), length: int(0, MAX_IO), source: localSource, again: flag }).reply<{ copied: number }>(),
+  /** dst: copies a range into this migration copy from src brick `from` (another host), over the brick path. */
+  migFetch: op({ fd: fdNum, offset: int(), length: int(0, MAX_IO), from: brickName, token: str }).reply<{ copied: number }>(),
+  /** src: a range of the file under migration, for dst's migFetch (the lease's token). */
+  migRead: op({ gfid, token: str, offset: int(), length: int(0, MAX_IO) }).reply<{ data: Buffer }>(),
   migFinalize: op({ fd: fdNum, size: int(), mode: int(0, 0o7777), uid: u32, gid: u32, atime: opt(timespec), mtime: opt(timespec), xattrs: xattrPairs }).reply<Attr>(),
   migInstall: op({ path, gfid, token: hexToken, durable: flag }).reply<Attr>(),
   migSpecial: op({ path, gfid: newGfid, mode: specialMode, rdev: opt(u32), target: opt(symlinkTarget), uid: u32, gid: u32, atime: opt(timespec), mtime: opt(timespec), xattrs: withDefault(xattrPairs, []), links: opt(links) }).reply<Attr>(),

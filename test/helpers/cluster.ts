@@ -27,9 +27,10 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-async function startBrick(dir: string, name: string, port: number, volumeId: string, secretFile: string, onLog: (s: string) => void = () => {}, extraArgs: string[] = []): Promise<{ proc: ChildProcess; port: number }> {
+async function startBrick(dir: string, name: string, port: number, volumeId: string, secretFile: string, onLog: (s: string) => void = () => {}, extraArgs: string[] = [], hostId?: string): Promise<{ proc: ChildProcess; port: number }> {
   const proc = spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--port', String(port), '--name', name, '--volume-id', volumeId, '--secret-file', secretFile, '--admin-secret-file', `${secretFile}.admin`, '--log-level', 'warn', ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(hostId ? { env: { ...process.env, DHTFS_HOST_ID: hostId } } : {}),
   });
   let stderr = '';
   proc.stderr!.on('data', (d) => {
@@ -47,8 +48,11 @@ async function startBrick(dir: string, name: string, port: number, volumeId: str
   return { proc, port: ev.port };
 }
 
-/** `tlsDir(i)`: brick i serves TLS with the files of that folder (brick serve --tls-dir). */
-export async function startCluster(n: number, opts: { options?: VolumeOptions; dirs?: string[]; name?: string; tlsDir?: (i: number) => string } = {}): Promise<Cluster> {
+/**
+ * `tlsDir(i)`: brick i serves TLS with the files of that folder (brick serve --tls-dir). `hostId(i)`: brick
+ * i takes itself for a host of that identity (DHTFS_HOST_ID), so that no same-host shortcut is taken.
+ */
+export async function startCluster(n: number, opts: { options?: VolumeOptions; dirs?: string[]; name?: string; tlsDir?: (i: number) => string; hostId?: (i: number) => string } = {}): Promise<Cluster> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-test-'));
   const name = opts.name ?? 'tv';
   const volumeId = randomUUID();
@@ -64,7 +68,7 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
   const logs: string[] = dirs.map(() => '');
   const bricks: { name: string; host: string; port: number; dir: string }[] = [];
   for (let i = 0; i < n; i++) {
-    const b = await startBrick(dirs[i], `${name}-client-${i}`, 0, volumeId, secretFile, (l) => (logs[i] += l), opts.tlsDir ? ['--tls-dir', opts.tlsDir(i)] : []);
+    const b = await startBrick(dirs[i], `${name}-client-${i}`, 0, volumeId, secretFile, (l) => (logs[i] += l), opts.tlsDir ? ['--tls-dir', opts.tlsDir(i)] : [], opts.hostId?.(i));
     procs.push(b.proc);
     bricks.push({ name: `${name}-client-${i}`, host: '127.0.0.1', port: b.port, dir: dirs[i] });
   }
@@ -86,7 +90,7 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
     },
     async restart(i) {
       await c.kill(i);
-      const b = await startBrick(dirs[i], bricks[i].name, bricks[i].port, volumeId, secretFile, (l) => (logs[i] += l), opts.tlsDir ? ['--tls-dir', opts.tlsDir(i)] : []);
+      const b = await startBrick(dirs[i], bricks[i].name, bricks[i].port, volumeId, secretFile, (l) => (logs[i] += l), opts.tlsDir ? ['--tls-dir', opts.tlsDir(i)] : [], opts.hostId?.(i));
       procs[i] = b.proc;
     },
     async addBrick() {
@@ -95,7 +99,7 @@ export async function startCluster(n: number, opts: { options?: VolumeOptions; d
       fs.mkdirSync(dir, { recursive: true });
       dirs.push(dir);
       logs.push('');
-      const b = await startBrick(dir, `${name}-client-${i}`, 0, volumeId, secretFile, (l) => (logs[i] += l), opts.tlsDir ? ['--tls-dir', opts.tlsDir(i)] : []);
+      const b = await startBrick(dir, `${name}-client-${i}`, 0, volumeId, secretFile, (l) => (logs[i] += l), opts.tlsDir ? ['--tls-dir', opts.tlsDir(i)] : [], opts.hostId?.(i));
       procs.push(b.proc);
       const spec0 = { name: `${name}-client-${i}`, host: '127.0.0.1', port: b.port, dir };
       bricks.push(spec0);

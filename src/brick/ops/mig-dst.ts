@@ -12,6 +12,7 @@ import type { BrickCore, Session } from '../core.js';
 import { addFd, fdOf } from '../fds.js';
 import { dropHandleIfLast, handleOf, pointHandleAt } from '../handles.js';
 import { makeLinkto, setLinkto } from './entry.js';
+import { getTopology } from './volume.js';
 import { planted } from '../../common/plant.js';
 import { copyName, installAt, prepareAt, specialAt } from '../../migration/dst-rules.js';
 
@@ -60,6 +61,29 @@ export async function migPull(b: BrickCore, s: Session, a: Decoded<'migPull'>): 
   } finally {
     peer.close(h);
   }
+}
+
+/**
+ * Copies a range into this migration copy from src brick `from` on another host, over the brick path
+ * (peers.ts; src answers migRead under the lease's token): the bytes go from src's host to this one
+ * without crossing the migrator's. Only a brick of the topology stored here is reached.
+ */
+export async function migFetch(b: BrickCore, s: Session, a: Decoded<'migFetch'>): Promise<{ copied: number }> {
+  const f = fdOf(b, s, a.fd);
+  if (!f.tempRel || !f.gfid) throw new FsError('EBADF', 'fd is not a migration copy');
+  if (!b.peers) throw new FsError('EXDEV', 'this brick does not reach its peers');
+  if (a.from === b.cfg.name) throw bad('from', 'is this brick');
+  const t = getTopology(b).topology as { bricks?: unknown } | null;
+  const peer = (Array.isArray(t?.bricks) ? (t.bricks as { name?: unknown; host?: unknown; port?: unknown }[]) : []).find((x) => x?.name === a.from);
+  if (!peer || typeof peer.host !== 'string' || typeof peer.port !== 'number' || !Number.isInteger(peer.port)) throw new FsError('EXDEV', `brick ${a.from} is not in this brick's topology`);
+  const data = await b.peers.read({ name: a.from, host: peer.host, port: peer.port }, { gfid: f.gfid, token: a.token, offset: a.offset, length: a.length });
+  let written = 0;
+  while (written < data.length) {
+    const n = await b.st.write(f.h, a.offset + written, data.subarray(written));
+    if (n <= 0) throw new FsError('EIO', 'short write to the migration copy');
+    written += n;
+  }
+  return { copied: data.length };
 }
 
 /** Punches [offset, offset + length) of the file open as `h` (size kept); false where the storage cannot. */

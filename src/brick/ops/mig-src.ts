@@ -94,6 +94,20 @@ export function migSource(b: BrickCore, a: Decoded<'migSource'>): { source: (Loc
   return { source: name ? { ...name, path: handlePath(gfid) } : null };
 }
 
+/**
+ * steps `copy`, `recopy`, `final-copy` between hosts: a range of the file under migration, read for dst's
+ * migFetch (peers.ts) under the lease's token, so that its bytes go from src's host to dst's directly.
+ */
+export async function migRead(b: BrickCore, a: Decoded<'migRead'>): Promise<{ data: Buffer }> {
+  b.mig.holds(a.gfid, a.token);
+  const h = b.st.open(handlePath(a.gfid), O_RDONLY, 0);
+  try {
+    return { data: await b.st.read(h, a.offset, a.length, Buffer.allocUnsafe(a.length)) };
+  } finally {
+    b.st.close(h);
+  }
+}
+
 /** step `recopy`: the ranges changed since the last call. */
 export function migDirty(b: BrickCore, a: Decoded<'migDirty'>): DirtyRecord & { size: number } {
   const gfid = a.gfid;

@@ -14,6 +14,8 @@ import { createInterface } from 'node:readline';
 import { Volume } from '../src/api/volume.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 import type { VolumeSpec } from '../src/dht/spec.js';
+import { RpcClient } from '../src/wire/rpc.js';
+import { tcpNetwork } from '../src/wire/tcp.js';
 import { namesOn } from '../test/helpers/disk.js';
 import { rotateLayout } from '../test/helpers/layout.js';
 
@@ -31,6 +33,13 @@ async function client(spec: VolumeSpec, dirs: string[]): Promise<void> {
   const files = Number(process.env.BENCH_HOSTS_FILES ?? 2000);
   const mb = Number(process.env.BENCH_HOSTS_MB ?? 256);
   const names = spec.bricks.map((b) => b.name);
+  // The topology a volume's CLI stores on its bricks: dst reaches src by it.
+  const topology = { version: 1, bricks: spec.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: [] };
+  for (const b of spec.bricks) {
+    const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret });
+    await r.call('setTopology', { topology });
+    r.close();
+  }
   const vol = await Volume.connect(spec);
   await vol.mkdir('/s');
   await vol.mkdir('/l');
@@ -48,13 +57,14 @@ async function client(spec: VolumeSpec, dirs: string[]): Promise<void> {
   say({ step: 'filled', small, big, bytes: big.length * (mb << 20) });
   await next();
   const out: Record<string, unknown> = { step: 'moved' };
+  const pull = process.env.BENCH_PULL !== '0';
   for (const dir of ['/s', '/l']) {
     rotateLayout(dirs, names, dir);
     let saved: Checkpoint | null = null;
     const store = { load: () => saved, save: (c: Checkpoint) => void (saved = structuredClone(c)) };
     const rb = await Volume.connect(spec);
     const t = performance.now();
-    const r = await new Rebalancer(rb.client, { store, throttle: 2, restart: true }).run();
+    const r = await new Rebalancer(rb.client, { store, throttle: 2, restart: true, migrate: { pull } }).run();
     const s = (performance.now() - t) / 1000;
     await rb.close();
     if (r.state !== 'completed') throw new Error(`rebalance of ${dir}: ${r.state} ${r.error ?? ''}`);

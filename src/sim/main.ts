@@ -103,7 +103,7 @@ async function worker(): Promise<void> {
 async function main(): Promise<void> {
   const f = new Command()
     .name('dhtfs-sim')
-    .description('deterministic simulation of dhtfs bricks, clients and rebalancer, checked for S1, S2, S4, S5')
+    .description('deterministic simulation of dhtfs bricks, clients and rebalancer, checked for S1-S5 (src/sim/checkers/, each as soon as what it checks is known) and, with --names, the namespace')
     .option('--seeds <n>', 'how many seeds to run', (v) => Number(v), 100)
     .option('--from <s>', 'first seed', (v) => Number(v), 1)
     .option('--seed <s>', 'run exactly this seed', (v) => Number(v))

@@ -330,6 +330,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     // Its node certificate revoked and withdrawn: the detached host serves no volume specs any more.
     await logShows(h2, /mgmt: stopped serving volume specs/);
     await assert.rejects(cli(admin, clientHome, '-V', `${h2.address}:/cv`, 'cat', '/f0'), /no volume server gave the spec of cv/);
+    // Probed again, it gets a new certificate (it asked for one) and serves specs again.
+    await run('peer', 'probe', h2.address);
+    await logShows(h2, /mgmt: stopped serving volume specs[^]*mgmt: serving volume specs on 10\.213\.0\.2:24007/);
+    assert.equal(await cli(admin, clientHome, '-V', `${h2.address}:/cv`, 'cat', '/f0'), 'file 0 written from the admin host\n');
     await run('volume', 'spec', 'cv', '-o', specFile);
     assert.deepEqual(await client(admin, specFile), expected(16), 'every file reads after the commit');
 

@@ -199,7 +199,7 @@ export function setVolumeTls(v: StoredVolume, on: boolean): void {
 }
 
 export function registerCertCommands(program: Command, action: (f: (...a: any[]) => void | Promise<void>) => (...a: any[]) => void): void {
-  const cert = program.command('cert').description('certificates for TLS on the brick path (volume set NAME transport.tls on)');
+  const cert = program.command('cert').description("certificates for TLS on the brick path (volume set NAME transport.tls on) and, in a cluster, the management path (mount HOST:/NAME); in a cluster, run on the host holding the cluster's CA (the first to run cluster init)");
   cert
     .command('init')
     .description(`make this host's CA (${'$DHTFS_HOME'}/tls; made by itself when TLS is first turned on)`)
@@ -211,7 +211,7 @@ export function registerCertCommands(program: Command, action: (f: (...a: any[])
     );
   cert
     .command('issue <kind> <name>')
-    .description('issue a certificate: kind client (key.pem, cert.pem, ca.pem into -o DIR, for a spec\'s tls or --tls-dir)')
+    .description('issue a certificate: kind client (key.pem, cert.pem, ca.pem into -o DIR, for a spec\'s tls or --tls-dir; a client that mounts HOST:/NAME keeps them in $DHTFS_HOME/tls/client)')
     .requiredOption('-o, --output <dir>', 'folder to write key.pem (0600), cert.pem and ca.pem to')
     .action(
       action((kind: string, name: string, o: { output: string }) => {
@@ -222,7 +222,7 @@ export function registerCertCommands(program: Command, action: (f: (...a: any[])
     );
   cert
     .command('revoke <name>')
-    .description("revoke a client's certificate(s): added to the CRL, which bricks reload before their next connection")
+    .description("revoke a client's certificate(s): added to the CRL, which bricks (and a cluster's node daemons) reload before their next connection")
     .action(
       action(async (name: string) => {
         const n = revoke(name);

@@ -15,6 +15,7 @@ import type { Knobs } from './options.js';
 import type { SimCluster } from './cluster.js';
 import type { NameModel } from './names.js';
 import { checkNamespace } from './checkers/namespace.js';
+import { GFID, LINKTO } from './checkers/disk.js';
 
 export interface OperatorEnv {
   w: World;
@@ -195,8 +196,8 @@ export class Operator {
 function dataGfids(st: SimStorage): Set<string> {
   const out = new Set<string>();
   st.peekNames((p) => {
-    if ((st.peekStat(p).mode & 0o7777) === 0o1000 && st.peek(p, 'trusted.glusterfs.dht.linkto')) return;
-    const g = st.peek(p, 'trusted.gfid');
+    if ((st.peekStat(p).mode & 0o7777) === 0o1000 && st.peek(p, LINKTO)) return;
+    const g = st.peek(p, GFID);
     if (g?.length === 16) out.add(gfidFromBytes(g));
   });
   return out;

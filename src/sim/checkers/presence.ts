@@ -12,14 +12,10 @@ import { S_IFMT, S_IFREG } from '../../storage/storage.js';
 import { gfidFromBytes } from '../../common/gfid.js';
 import { parseMoved } from '../../migration/records.js';
 import type { SimStorage } from '../storage.js';
-
-const LINKTO = 'trusted.glusterfs.dht.linkto';
-const RECORD = 'trusted.dhtfs.migration';
-const GFID = 'trusted.gfid';
-const COPIES = '.glusterfs/dhtfs-migrate';
+import { COPIES, DiskChanges, GFID, LINKTO, RECORD } from './disk.js';
 
 export class PresenceChecker {
-  private seen: number[];
+  private changes: DiskChanges;
   /** Violations found, once per file. */
   readonly found = new Map<string, string>();
   on = false;
@@ -30,12 +26,11 @@ export class PresenceChecker {
     private readonly paths: string[],
     private readonly names: string[],
   ) {
-    this.seen = storages.map(() => -1);
+    this.changes = new DiskChanges(storages);
   }
 
   check(now: number): void {
-    if (!this.on || this.storages.every((st, i) => st.generation === this.seen[i])) return;
-    this.storages.forEach((st, i) => (this.seen[i] = st.generation));
+    if (!this.on || !this.changes.any()) return;
     for (const p of this.paths) {
       if (this.found.has(p) || this.storages.some((st) => this.copyAt(st, p))) continue;
       this.found.set(p, `S4 at ${now.toFixed(2)}: /${p} has no authoritative copy on any brick`);

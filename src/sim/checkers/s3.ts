@@ -8,13 +8,10 @@
  */
 import { S_IFMT, S_IFREG } from '../../storage/storage.js';
 import type { SimStorage } from '../storage.js';
-
-const LINKTO = 'trusted.glusterfs.dht.linkto';
-const GFID = 'trusted.gfid';
-const RECORD = 'trusted.dhtfs.migration';
+import { DiskChanges, GFID, LINKTO, RECORD } from './disk.js';
 
 export class S3Checker {
-  private seen: number[];
+  private changes: DiskChanges;
   /** Violations found, once per gfid. */
   readonly found = new Map<string, string>();
   checks = 0;
@@ -23,13 +20,12 @@ export class S3Checker {
     private readonly storages: SimStorage[],
     private readonly names: string[],
   ) {
-    this.seen = storages.map(() => -1);
+    this.changes = new DiskChanges(storages);
   }
 
   /** Checks, if any disk changed since the last check; `now` names the instant in the report. */
   check(now: number): void {
-    if (this.storages.every((st, i) => st.generation === this.seen[i])) return;
-    this.storages.forEach((st, i) => (this.seen[i] = st.generation));
+    if (!this.changes.any()) return;
     this.checks++;
     const holder = new Map<string, number>();
     this.storages.forEach((st, i) => {

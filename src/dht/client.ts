@@ -128,7 +128,7 @@ export class DhtClient {
   private hashOpts: HashOptions;
   volCommitHash: number = COMMIT_HASH_INVALID;
   private lockSeq = 0;
-  /** Directories this client's rmdir is removing, under their namespace lock: not healed meanwhile. */
+  /** Directories whose namespace lock this client's rmdir or rename holds: not healed meanwhile. */
   private readonly removing = new Map<string, number>();
   readonly log: Logger;
   /** The options in force (the spec's, then each topology's: `volume set`). */
@@ -849,13 +849,25 @@ export class DhtClient {
     // Under the directory's namespace lock, which a heal of its copies takes too: no heal between two of
     // the steps below brings back a copy removed by an earlier one (the simulator's seed 47), and this
     // client's own lookups meanwhile heal nothing (removing).
-    this.removing.set(path, (this.removing.get(path) ?? 0) + 1);
+    await this.changingDirs([path], () => this.rmdirLocked(path, loc.hashed!));
+  }
+
+  /**
+   * Runs `fn` under the namespace locks of directories it removes or renames (taken in path order), and
+   * with this client's own heals of them off meanwhile (a heal would wait for the very lock held).
+   */
+  async changingDirs<T>(paths: string[], fn: () => Promise<T>): Promise<T> {
+    const sorted = [...new Set(paths)].sort();
+    for (const p of sorted) this.removing.set(p, (this.removing.get(p) ?? 0) + 1);
     try {
-      await this.withNamespaceLock(path, () => this.rmdirLocked(path, loc.hashed!));
+      const locked = (i: number): Promise<T> => (i === sorted.length ? fn() : this.withNamespaceLock(sorted[i], () => locked(i + 1)));
+      return await locked(0);
     } finally {
-      const n = this.removing.get(path)! - 1;
-      if (n === 0) this.removing.delete(path);
-      else this.removing.set(path, n);
+      for (const p of sorted) {
+        const n = this.removing.get(p)! - 1;
+        if (n === 0) this.removing.delete(p);
+        else this.removing.set(p, n);
+      }
     }
   }
 
@@ -1225,6 +1237,8 @@ export class DhtClient {
     const per = await Promise.all(
       [...new Set(d.layout.map((e) => e.brick))].map((b) =>
         this.readdirBrick(b, path).catch((e: unknown) => {
+          // A copy missing there (not healed: its rmdir or rename holds it) holds no names.
+          if (codeOf(e) === 'ENOENT' && this.removing.has(path)) return [] as DirEntryAttr[];
           if (opts.whole || !brickUnreachable(e)) throw e;
           this.log('warn', `${path}: brick ${b} is down; listing what the others hold`);
           return [] as DirEntryAttr[];

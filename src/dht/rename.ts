@@ -317,7 +317,17 @@ export async function renameFile(c: DhtClient, src: Located, from: string, to: s
   });
 }
 
+/**
+ * A directory renamed on every brick, under the namespace locks of both names (client.changingDirs), so
+ * that no heal of either name comes between two of its steps: a heal of the old name there would have
+ * renamed the new name's copy back (a heal's copy on a brick that holds the directory under another name
+ * is that directory), leaving the directory at both names.
+ */
 export async function renameDir(c: DhtClient, src: Located, to: string): Promise<void> {
+  await c.changingDirs([src.path, to], () => renameDirLocked(c, src, to));
+}
+
+async function renameDirLocked(c: DhtClient, src: Located, to: string): Promise<void> {
   let dst: Located | null = null;
   try {
     dst = await c.locate(to);

@@ -247,7 +247,7 @@ export function installLinks(b: BrickCore, rel: string, gfid: string): string[] 
  * (rename(2): once there, the name never goes missing). The name's directory keeps its times (no user
  * made the name). The same file at the name already (a retry) gets the attributes given again.
  */
-export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
+export async function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Promise<Attr> {
   const rel = b.walk(a.path);
   if (rel === '') throw new FsError('EEXIST', 'the root exists');
   const { gfid, mode, uid, gid, atime, mtime, xattrs, links } = a;
@@ -264,7 +264,8 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
   const same = (cur: Attr) => (cur.mode & S_IFMT) === type && (cur.rdev ?? 0) === rdev;
   if (specialAt(attrIfThere(b, rel), gfid, same, { name: `/${rel} on ${b.cfg.name}` }) === 'there') {
     apply(rel);
-    installLinks(b, rel, gfid);
+    if (!handleOf(b, gfid, b.st.lstat(rel))) pointHandleAt(b, rel, gfid); // made before the handle came first
+    await durable(b, rel, installLinks(b, rel, gfid)); // (a retry: made, maybe not durable yet)
     return b.attrOf(rel);
   }
   b.ensureDir(MIGRATE_DIR, 0o700);
@@ -285,6 +286,10 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
     // A name of several: the others get their places once this one is in place (installLinks).
     if (links) b.st.setxattr(tmp, b.X.links, Buffer.from(JSON.stringify(links.filter((l) => l !== rel))));
     apply(tmp);
+    // The handle first (it named the linkto's inode, if one was at the name): pointed after the rename,
+    // an error (ENOSPC on the link) left the name in place without it, a file of no links to every
+    // lookup (the simulator, --names --errors seed 159).
+    pointHandleAt(b, tmp, gfid);
     b.keepingTimes(rel, true, () => b.st.rename(tmp, rel));
   } catch (e) {
     try {
@@ -294,9 +299,17 @@ export function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Attr {
     }
     throw e;
   }
-  pointHandleAt(b, rel, gfid); // it named the linkto's inode, if one was at the name
-  installLinks(b, rel, gfid);
+  await durable(b, rel, installLinks(b, rel, gfid));
   return b.attrOf(rel);
+}
+
+/**
+ * The copy's names made durable before the reply: the migrator removes src's copy next, and a power loss
+ * that took back a rename not yet durable lost the name (the simulator's journal disk, --names --errors
+ * seed 140: a FIFO gone after the rebalance).
+ */
+async function durable(b: BrickCore, rel: string, dirs: string[]): Promise<void> {
+  for (const d of new Set([parentOf(rel), ...dirs])) await fsyncDir(b, d);
 }
 
 /**

@@ -199,6 +199,11 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     for (let i = 0; i < 20 && !revoked; i++) revoked = await cli(admin, bobHome, '-V', byHost, 'cat', '/f1').then(() => false, () => true);
     assert.ok(revoked, 'a revoked client gets no spec');
     await logShows(h1, /mgmt: client 10\.213\.0\.4:\d+ refused: certificate revoked \(in the CA's CRL\) \(certificate bob\)/);
+    // auth.ssl-allow: the volume's spec for alice only (she mounts it below); carol's good certificate gets none.
+    await run('volume', 'set', 'cv', 'auth.ssl-allow', 'alice');
+    const carolHome = path.join(base, 'carol');
+    await run('cert', 'issue', 'client', 'carol', '-o', path.join(carolHome, 'tls', 'client'));
+    await assert.rejects(cli(admin, carolHome, '-V', byHost, 'cat', '/f1'), /volume cv is not for this client's certificate \(carol; auth\.ssl-allow\)/);
 
     // FUSE by an fstab line, through mount(8) and the helper, with host1's daemon down: the spec comes from
     // a backup volfile server.

@@ -47,6 +47,12 @@ test('a node daemon serves a started volume\'s client spec; a dead server is ski
     await assert.rejects(fetchSpec(tcpNetwork, [{ host: '127.0.0.1', port }], 'nosuch', timer), /volume nosuch does not exist/);
     await assert.rejects(fetchSpec(tcpNetwork, [{ host: '127.0.0.1', port }], 'off', timer), /volume off is not started/);
     await assert.rejects(fetchSpec(tcpNetwork, [{ host: '127.0.0.1', port: deadPort }], 'gv', timer), /no volume server gave the spec of gv: 127\.0\.0\.1:\d+: /);
+    // auth.ssl-allow: only the named certificates get the spec (the name is the TLS session's; none over TCP).
+    await store.commit([{ key: keys.volume('gv'), value: JSON.stringify({ ...v, sslAllow: ['alice'] }) }]);
+    assert.equal((await srv.answer({ op: 'getSpec', volume: 'gv' }, 'r:1', 'alice')).ok, true);
+    assert.deepEqual(await srv.answer({ op: 'getSpec', volume: 'gv' }, 'r:1', 'carol'), { ok: false, error: "volume gv is not for this client's certificate (carol; auth.ssl-allow)", code: 'EACCES' });
+    await assert.rejects(fetchSpec(tcpNetwork, [{ host: '127.0.0.1', port }, { host: '127.0.0.1', port }], 'gv', timer), /not for this client's certificate \(none; auth\.ssl-allow\)/);
+    assert.ok(logs.some((l) => /mgmt: spec of gv refused to r:1 \(certificate carol\): not in the volume's auth\.ssl-allow/.test(l)), logs.join('\n'));
   } finally {
     await srv.close();
     await store.close();

@@ -126,3 +126,18 @@ export async function clusterSetTls(s: Store, name: string, on: boolean): Promis
   });
   return v!;
 }
+
+/**
+ * volume set NAME auth.ssl-allow CN,CN... (or '*'; reset: absent) in a cluster: which client certificates
+ * the node daemons give the volume's spec to. Taken up by the next request: nothing to tell the bricks.
+ */
+export async function clusterSetSslAllow(s: Store, name: string, value: string | null): Promise<string[] | null> {
+  const names = value === null ? null : value.split(',').map((x) => x.trim()).filter(Boolean);
+  if (names && (names.length === 0 || names.some((n) => n !== '*' && !/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(n)))) throw new Error(`auth.ssl-allow: certificate names (as cert issue client NAME made them), comma-separated, or '*'`);
+  await update<VolumeRecord>(s, keys.volume(name), (cur) => {
+    if (!cur) throw new Error(`volume ${name} does not exist`);
+    const { sslAllow: _, ...rest } = cur;
+    return names && !names.includes('*') ? { ...rest, sslAllow: names } : rest;
+  });
+  return names;
+}

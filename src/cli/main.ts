@@ -259,9 +259,15 @@ async function changeOptions(name: string, option: string, change: (options: Vol
 
 volume
   .command('set <name> <option> <value>')
-  .description(`set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')}); transport.tls on|off (TLS on the brick path; the bricks take it up when they restart: volume stop and start)`)
+  .description(`set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')}); transport.tls on|off (TLS on the brick path; the bricks take it up when they restart: volume stop and start); auth.ssl-allow CN,... or * (a cluster's: the client certificates node daemons give the spec to)`)
   .action(
     action(async (name: string, option: string, value: string) => {
+      if (option === 'auth.ssl-allow') {
+        if (!clusterConfig()) throw new Error('auth.ssl-allow is for volumes of a cluster (whose node daemons serve specs to clients that mount HOST:/NAME)');
+        const [{ withStore }, { clusterSetSslAllow }] = await Promise.all([import('./cluster.js'), import('./cluster-pki.js')]);
+        await withStore((s) => clusterSetSslAllow(s, name, value));
+        return console.log(`volume set: ${name}: auth.ssl-allow = ${value}: success`);
+      }
       if (option === 'transport.tls') {
         if (value !== 'on' && value !== 'off') throw new Error('transport.tls is on or off');
         let v: { state: string };
@@ -302,6 +308,11 @@ volume
   .description('set an option of a volume back to its default')
   .action(
     action(async (name: string, option: string) => {
+      if (option === 'auth.ssl-allow' && clusterConfig()) {
+        const [{ withStore }, { clusterSetSslAllow }] = await Promise.all([import('./cluster.js'), import('./cluster-pki.js')]);
+        await withStore((s) => clusterSetSslAllow(s, name, null));
+        return console.log(`volume reset: ${name}: auth.ssl-allow: success`);
+      }
       const full = await changeOptions(name, option, (opts, o) => {
         delete opts[o.key];
         return opts;

@@ -24,11 +24,12 @@ export class MgmtServer {
 
   /** Listens on `host:port`; resolves with the port bound. */
   async listen(host: string, port: number): Promise<number> {
-    this.listener = await serveMgmt(this.network, host, port, (ms, fn) => this.clock.setTimer(ms, fn), (req, remote) => this.answer(req, remote));
+    this.listener = await serveMgmt(this.network, host, port, (ms, fn) => this.clock.setTimer(ms, fn), (req, remote, peerName) => this.answer(req, remote, peerName));
     return this.listener.port;
   }
 
-  async answer(req: MgmtRequest, remote: string): Promise<MgmtReply> {
+  /** The spec of a started volume, for a client `peerName` (its certificate's CN) its auth.ssl-allow lets in. */
+  async answer(req: MgmtRequest, remote: string, peerName?: string): Promise<MgmtReply> {
     let e;
     try {
       e = await this.store.get(keys.volume(req.volume));
@@ -39,6 +40,10 @@ export class MgmtServer {
     if (!e) return { ok: false, error: `volume ${req.volume} does not exist`, code: 'ENOENT' };
     const v = parseVolume(e.key, e.value);
     if (v.state !== 'started') return { ok: false, error: `volume ${req.volume} is not started`, code: 'EAGAIN' };
+    if (v.sslAllow && !v.sslAllow.includes('*') && !(peerName && v.sslAllow.includes(peerName))) {
+      this.log('warn', `mgmt: spec of ${v.name} refused to ${remote} (certificate ${peerName ?? 'none'}): not in the volume's auth.ssl-allow`);
+      return { ok: false, error: `volume ${v.name} is not for this client's certificate (${peerName ?? 'none'}; auth.ssl-allow)`, code: 'EACCES' };
+    }
     this.log('info', `mgmt: spec of ${v.name} given to ${remote}`);
     return { ok: true, spec: clientSpecOf(v) };
   }

@@ -39,6 +39,11 @@ export interface VolumeRecord {
   /** The topology version the bricks were last given. */
   version: number;
   options?: VolumeOptions;
+  /**
+   * auth.ssl-allow: the common names of the client certificates node daemons give the volume's spec to
+   * (absent, or '*': every client of the cluster's CA). Not in the spec.
+   */
+  sslAllow?: string[];
 }
 
 /** What the node running a brick says of it: written by that node only. */

@@ -95,7 +95,7 @@ export type SetTimer = (ms: number, fn: () => void) => { cancel(): void };
  * each request; a malformed one is answered with an error and the connection closed, and a connection
  * that sends no whole request within MGMT_TIMEOUT_MS is closed.
  */
-export function serveMgmt(network: Network, host: string, port: number, timer: SetTimer, handle: (req: MgmtRequest, remote: string) => Promise<MgmtReply>): Promise<Listener> {
+export function serveMgmt(network: Network, host: string, port: number, timer: SetTimer, handle: (req: MgmtRequest, remote: string, peerName: string | undefined) => Promise<MgmtReply>): Promise<Listener> {
   return network.listen(host, port, (c) => {
     const idle = timer(MGMT_TIMEOUT_MS, () => c.close('no request in time'));
     c.onClose(() => idle.cancel());
@@ -111,7 +111,7 @@ export function serveMgmt(network: Network, host: string, port: number, timer: S
           send(c, { ok: false, error: 'bad request', code: 'EINVAL' } satisfies MgmtReply);
           return;
         }
-        handle(req, c.remote).then(
+        handle(req, c.remote, c.peerName).then(
           (r) => send(c, r),
           (e) => send(c, { ok: false, error: (e as Error).message, code: 'EIO' } satisfies MgmtReply),
         );
@@ -164,8 +164,8 @@ export function askMgmt(network: Network, server: MgmtServerAddress, req: MgmtRe
 
 /**
  * The spec of `volume` from the first of `servers` that answers, in order (a mount's server, then its
- * backup-volfile-servers). A server that answers that the volume does not exist ends the search (every
- * node reads one store); one that cannot be reached or refuses is skipped. Throws with each server's reason.
+ * backup-volfile-servers). A server that answers that the volume does not exist, is not started or is not
+ * for this client ends the search (every node reads one store); one that cannot be reached or refuses is skipped. Throws with each server's reason.
  */
 export async function fetchSpec(
   network: Network,
@@ -185,7 +185,7 @@ export async function fetchSpec(
     if (r.ok) return { spec: r.spec, server };
     const err = new Error(`${server.host}:${server.port}: ${r.error}`) as Error & { code?: string };
     err.code = r.code;
-    if (r.code === 'ENOENT' || r.code === 'EAGAIN') throw err;
+    if (r.code === 'ENOENT' || r.code === 'EAGAIN' || r.code === 'EACCES') throw err;
     why.push(err.message);
   }
   throw Object.assign(new Error(`no volume server gave the spec of ${volume}: ${why.join('; ')}`), { code: 'ENOTCONN' });

@@ -27,6 +27,8 @@ export interface Conn {
   /** With `flush`, what was written is sent first (for at most a second) before the connection ends. */
   close(reason?: string, flush?: boolean): void;
   readonly remote: string;
+  /** TLS server side: the common name of the client's certificate (verified against the CA). */
+  readonly peerName?: string;
 }
 
 export interface Listener {

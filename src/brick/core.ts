@@ -215,6 +215,12 @@ export class BrickCore {
           if (r) a.renaming = r;
         }
       }
+    } else if (!isDir(st) && rel !== '' && gfid === undefined && a.nlink > 1) {
+      // A symlink, FIFO, socket or device renamed as files are (link `intent`): its mark shows too, so
+      // that whoever meets it settles the rename. Not shown, a rename cut off by an EIO left both names
+      // for good (--names-strict --errors seed 19).
+      const r = this.renameIntentOf(rel);
+      if (r) a.renaming = r;
     } else if (isDir(st)) {
       const b = this.st.getxattr(rel, this.X.dht);
       a.layout = null;

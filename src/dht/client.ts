@@ -849,7 +849,14 @@ export class DhtClient {
     // Under the directory's namespace lock, which a heal of its copies takes too: no heal between two of
     // the steps below brings back a copy removed by an earlier one (the simulator's seed 47), and this
     // client's own lookups meanwhile heal nothing (removing).
-    await this.changingDirs([path], () => this.rmdirLocked(path, loc.hashed!));
+    // A failed rmdir may have removed some copies and not put them all back (a brick cut off meanwhile):
+    // the cached directory goes, so the next lookup sees them missing and heals them. Kept, entry
+    // operations went by it to a brick without the directory and failed with ENOENT (--names-strict
+    // --errors seed 111).
+    await this.changingDirs([path], () => this.rmdirLocked(path, loc.hashed!)).catch((e: unknown) => {
+      this.invalidate(path);
+      throw e;
+    });
   }
 
   /**

@@ -392,8 +392,14 @@ class Interrupted extends Error {
   }
 }
 
+/**
+ * A step cut off by a lost brick, or by a disk error (EIO) on one: taken up again. An EIO between the
+ * link and the old name's removal left both names, the file marked, and the namer settling the failed
+ * rename found neither outcome (--names-strict --errors seed 86).
+ */
 function interrupted(e: unknown, gfid: string): unknown {
-  return codeOf(e) === 'ENOTCONN' ? new Interrupted(e, gfid) : e;
+  const code = codeOf(e);
+  return code === 'ENOTCONN' || code === 'EIO' ? new Interrupted(e, gfid) : e;
 }
 
 function sourceMoved(e: unknown): never {

@@ -264,9 +264,21 @@ export function unlink(b: BrickCore, a: Decoded<'unlink'>): Attr | Promise<Attr>
   if (at.linkto === undefined) b.refuseMoved(rel, at.gfid);
   b.mig.entryChanged(at.gfid);
   b.keepingTimes(rel, a.keepTimes, () => b.st.unlink(rel));
+  if (clearIntent && at.gfid && at.nlink > 1) {
+    try {
+      b.clearRenameIntent(at.gfid);
+    } catch (e) {
+      // The name back, so that the mark stays with the rename's two names, where it shows and is
+      // settled: left on a file of one name, it stayed (--errors seed 137: an EIO here).
+      try {
+        b.st.link(handlePath(at.gfid), rel);
+      } catch {
+        /* the original error matters */
+      }
+      throw e;
+    }
+  } else if (at.nlink === 2) forgetIntentOfOneName(b, at.gfid);
   dropHandleIfLast(b, at.gfid);
-  if (clearIntent && at.gfid && at.nlink > 1) b.clearRenameIntent(at.gfid);
-  else if (at.nlink === 2) forgetIntentOfOneName(b, at.gfid);
   return { ...at, nlink: Math.max(0, at.nlink - 1) };
 }
 

@@ -46,7 +46,12 @@ function base(f: Flags): Omit<SimOptions, 'seed'> {
     if (disk) k.disk.durability = disk;
     if (strict) k.namer.settle = true;
   };
-  return { protocol: f.protocol, plant: f.plant ? [f.plant] : [], faults: f.faults, classic: !!f.classic, names: !!f.names || strict, errors: !!f.errors, pin };
+  return { protocol: f.protocol, plant: f.plant ? [f.plant] : [], faults: f.faults, classic: !!f.classic, names: !!f.names || strict, pin };
+}
+
+/** Injected errors: --errors on every seed, --no-errors on none, by default on every fourth seed. */
+export function errorsFor(f: { errors?: boolean }, seed: number): boolean {
+  return f.errors ?? seed % 4 === 0;
 }
 
 function report(f: Flags, r: SimResult, trace: boolean): string {
@@ -54,12 +59,12 @@ function report(f: Flags, r: SimResult, trace: boolean): string {
   const lines = [`seed ${r.seed}: ${r.violations.length} violations (${r.ops} operations, ${r.migrated} files migrated under load, ${r.events} events, ${r.virtualMs.toFixed(0)} virtual ms; ${k.topology}, disk ${k.disk.durability})`];
   for (const v of r.violations.slice(0, 10)) lines.push(`  ${v}`);
   if (trace) lines.push(r.trace.join('\n'));
-  if (r.violations.length) lines.push(`  replay: npm run sim -- --seed ${r.seed}${f.protocol !== 'safe' ? ` --protocol ${f.protocol}` : ''}${f.plant ? ` --plant ${f.plant}` : ''}${f.disk ? ` --disk ${f.disk}` : ''}${f.classic ? ' --classic' : ''}${f.names ? ' --names' : ''}${f.errors ? ' --errors' : ''}${f.namesStrict ? ' --names-strict' : ''}${f.faults ? '' : ' --no-faults'} --trace`);
+  if (r.violations.length) lines.push(`  replay: npm run sim -- --seed ${r.seed}${f.protocol !== 'safe' ? ` --protocol ${f.protocol}` : ''}${f.plant ? ` --plant ${f.plant}` : ''}${f.disk ? ` --disk ${f.disk}` : ''}${f.classic ? ' --classic' : ''}${f.names ? ' --names' : ''}${f.errors === true ? ' --errors' : f.errors === false ? ' --no-errors' : ''}${f.namesStrict ? ' --names-strict' : ''}${f.faults ? '' : ' --no-faults'} --trace`);
   return lines.join('\n');
 }
 
 async function one(f: Flags, seed: number): Promise<Summary> {
-  const r = await runSeed({ ...base(f), seed });
+  const r = await runSeed({ ...base(f), seed, errors: errorsFor(f, seed) });
   let errors = 0;
   let dropped = 0;
   for (const st of r.storages ?? []) {
@@ -113,7 +118,8 @@ async function main(): Promise<void> {
     .option('--disk <model>', 'pin the disk model of every seed: sync, journal or strict (src/sim/storage.ts); default: drawn per seed')
     .option('--classic', "the simulator's fixed knobs from before swarm testing (metadata durable at once, no injected errors)")
     .option('--names', 'the names workload too (src/sim/names.ts): every kind of name under /t, checked after every operator event')
-    .option('--errors', 'inject EIO and ENOSPC on storage calls, with chances drawn per seed')
+    .option('--errors', 'inject EIO and ENOSPC on storage calls of every seed, with chances drawn per seed (default: every fourth seed)')
+    .option('--no-errors', 'no injected EIO and ENOSPC on any seed')
     .option('--names-strict', 'with --names: an operation that failed is settled by looking at its names, and the checks go on')
     .option('--no-faults', 'no crashes, restarts, broken connections or injected errors')
     .option('--trace', 'print the trace of failing seeds (or of --seed)')
@@ -121,7 +127,7 @@ async function main(): Promise<void> {
     .parse()
     .opts() as Flags;
   if (f.seed !== undefined) {
-    const r = await runSeed({ ...base(f), seed: f.seed, stacks: true });
+    const r = await runSeed({ ...base(f), seed: f.seed, errors: errorsFor(f, f.seed), stacks: true });
     console.log(report(f, r, true));
     process.exit(r.violations.length ? 1 : 0);
   }

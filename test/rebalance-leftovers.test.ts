@@ -8,12 +8,17 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Volume } from '../src/api/volume.js';
 import { Rebalancer, type Checkpoint, type CheckpointStore } from '../src/rebalance/rebalancer.js';
-import { pauseAfter, startCluster } from './helpers/cluster.js';
+import { pauseAfter, startCluster, type Cluster } from './helpers/cluster.js';
 import { migrateFile } from '../src/migration/migrator.js';
 import type { SafeStep } from '../src/migration/steps.js';
 import { rotateLayout } from './helpers/layout.js';
 import { scanBrick } from './helpers/disk.js';
 import { O_WRONLY } from '../src/storage/storage.js';
+
+/** The bricks holding a data file (not a linkto) at the brick path `rel`. */
+function dataFilesOf(c: Cluster, rel: string): string[] {
+  return c.dirs.flatMap((d, i) => [...scanBrick(d)].filter(([p, o]) => p === rel && (o.mode & 0o170000) === 0o100000 && o.linkto === null).map(() => c.spec.bricks[i].name));
+}
 
 function memStore(): CheckpointStore {
   let saved: Checkpoint | null = null;
@@ -42,8 +47,7 @@ test('the data of a file a rename replaced, left on a drained brick, is removed,
     const rb = await Volume.connect(c.spec);
     const r = await new Rebalancer(rb.client, { store: memStore(), force: true }).run();
     assert.equal(r.state, 'completed', r.error);
-    const copies = c.dirs.flatMap((d, i) => [...scanBrick(d)].filter(([p, o]) => p === 'd/x' && (o.mode & 0o170000) === 0o100000 && o.linkto === null).map(() => names[i]));
-    assert.deepEqual(copies, [hashed], 'one data file of /d/x, on its hashed brick');
+    assert.deepEqual(dataFilesOf(c, 'd/x'), [hashed], 'one data file of /d/x, on its hashed brick');
     const fresh = await Volume.connect(c.spec);
     assert.equal((await fresh.readFile('/d/x')).toString(), 'the new file');
     await Promise.all([vol.close(), rb.close(), fresh.close()]);
@@ -80,8 +84,7 @@ test('a directory renamed while a file in it migrates: the commit is refused, th
     assert.notEqual(outcome, 'migrated');
     const fresh = await Volume.connect(c.spec);
     assert.equal((await fresh.readFile('/e/f')).toString(), 'data of f');
-    const copies = c.dirs.flatMap((d, i) => [...scanBrick(d)].filter(([p, o]) => p === 'e/f' && (o.mode & 0o170000) === 0o100000 && o.linkto === null).map(() => names[i]));
-    assert.deepEqual(copies, [from], `one data file of /e/f, where it was (${outcome})`);
+    assert.deepEqual(dataFilesOf(c, 'e/f'), [from], `one data file of /e/f, where it was (${outcome})`);
     await Promise.all([vol.close(), mig.close(), fresh.close()]);
   } finally {
     await c.stop();

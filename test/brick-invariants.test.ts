@@ -72,6 +72,11 @@ test('a private name a crash left behind is made again: create, mkdir and mklink
     }
     assert.equal(fs.readFileSync(path.join(dir, 'f'), 'utf8'), 'x');
     assert.ok(fs.statSync(path.join(dir, 'd')).isDirectory());
+    // The private directory is made once per brick process; gone meanwhile, it is made again.
+    fs.rmSync(priv, { recursive: true });
+    const g2 = randomUUID();
+    const r2 = (await b.handle(s, 'create', { path: '/f2', mode: 0o644, flags: 2, close: true, gfid: g2 })) as { attr: { gfid: string } };
+    assert.equal(r2.attr.gfid, g2);
     b.closeSession(s);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

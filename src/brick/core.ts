@@ -1,6 +1,6 @@
 /** The brick's shared state and helpers (see BrickCore). */
 import type { PeerBricks } from './peers.js';
-import { ELAYOUT, EMOVED, FsError, ignoreCodes, rethrowBug } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, codeOf, ignoreCodes, rethrowBug } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
 import { COMMIT_HASH_INVALID, decodeRanges, sameRanges, type LayoutRange } from '../wire/layout-xattr.js';
@@ -141,13 +141,19 @@ export class BrickCore {
   /**
    * Makes a private name with `make` (which fails with EEXIST, changing nothing, where the name is
    * taken): a leftover of a crash under that name is removed with `remove` and `make` runs again. The
-   * common case (no leftover) costs one call, not a removal that fails first.
+   * common case (no leftover) costs one call, not a removal that fails first. ENOENT: the private
+   * directory went since it was made (ensureRenameDir remembers it): made again.
    */
   makeFresh<T>(tmp: string, remove: () => void, make: () => T): T {
     try {
       return make();
     } catch (e) {
-      ignoreCodes(e, 'EEXIST');
+      ignoreCodes(e, 'EEXIST', 'ENOENT');
+      if (codeOf(e) === 'ENOENT') {
+        this.handleDirs.delete(RENAME_DIR);
+        this.ensureRenameDir();
+        return make();
+      }
     }
     remove(); // a leftover of a crash before the name was linked or renamed into place
     return make();
@@ -264,10 +270,11 @@ export class BrickCore {
 
   /**
    * A new name, made whole before it is one: `make` makes it under a private name (and returns what it
-   * opened, if anything), which gets its gfid and owner and is then linked into place (link(2) fails with
-   * EEXIST where the name is taken, as O_EXCL does); then its handle. So a power loss or a failed call
-   * never leaves the name without its gfid (a file no rebalance could move, and that a drain left on its
-   * brick: the simulator found it, seed 33).
+   * opened, if anything), which gets its gfid and owner and is then renamed into place without
+   * replacing anything (renameat2 RENAME_NOREPLACE fails with EEXIST where the name is taken, as O_EXCL
+   * does; one call where a link and an unlink of the private name took two); then its handle. So a power
+   * loss or a failed call never leaves the name without its gfid (a file no rebalance could move, and
+   * that a drain left on its brick: the simulator found it, seed 33).
    */
   makeWhole<T>(rel: string, gfid: string, uid: number | undefined, gid: number | undefined, make: (tmp: string) => T): T {
     this.ensureRenameDir();
@@ -277,9 +284,14 @@ export class BrickCore {
       this.setGfid(tmp, gfid);
       const g = this.newGid(rel, gid);
       if (uid !== undefined || g !== undefined) this.st.lchown(tmp, uid ?? -1, g ?? -1);
-      this.st.link(tmp, rel);
-    } finally {
-      this.st.unlink(tmp);
+      this.st.rename(tmp, rel, true);
+    } catch (e) {
+      try {
+        this.st.unlink(tmp);
+      } catch {
+        /* keep the original error */
+      }
+      throw e;
     }
     try {
       linkHandle(this, rel, gfid);

@@ -205,8 +205,8 @@ export function watchedStorage(st: Storage, watches: DirWatches, internal: (rel:
       st.unlink(p);
       changed(p);
     },
-    rename: (from, to) => {
-      st.rename(from, to);
+    rename: (from, to, noReplace) => {
+      st.rename(from, to, noReplace);
       gone(from);
       gone(to);
       changed(from);

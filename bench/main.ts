@@ -485,7 +485,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const notes: string[] = [];
   try {
-    if (only('basic')) await basicBench(rows);
+    if (only('basic')) notes.push(...(await basicBench(rows)));
     if (!process.env.BENCH_SKIP_FUSE && only('fuse')) notes.push(...(await fuseBench(rows)));
     if (!process.env.BENCH_SKIP_REBALANCE && only('rebalance')) notes.push(...(await rebalanceBench(rows)));
     if (only('tls')) notes.push(...(await tlsBench(rows)));
@@ -504,8 +504,27 @@ async function main(): Promise<void> {
   if (process.env.BENCH_JSON) fs.writeFileSync(process.env.BENCH_JSON, JSON.stringify(rows, null, 2));
 }
 
+/**
+ * CPU time (user + system, ms) the given processes have used so far, from /proc (0 where it is not
+ * there). Rates on a machine shared with other work swing with that work; the CPU a brick spends per
+ * operation swings much less, so the basic part reports both.
+ */
+function cpuMs(pids: (number | undefined)[]): number {
+  let ms = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th, in clock ticks (100 a second).
+      const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ms += (Number(f[11]) + Number(f[12])) * 10;
+    } catch {
+      /* no /proc, or the process is gone */
+    }
+  }
+  return ms;
+}
+
 /** Sequential write and read of one large file, small-file creation, stat and listing: library API against the local disk. */
-async function basicBench(rows: Row[]): Promise<void> {
+async function basicBench(rows: Row[]): Promise<string[]> {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-bench-'));
   const localDir = path.join(base, 'local');
   fs.mkdirSync(localDir);
@@ -570,16 +589,24 @@ async function basicBench(rows: Row[]): Promise<void> {
     fs.mkdirSync(path.join(localDir, 'small'));
     await vol.mkdir('/small');
     const localC = await timed(() => pool(FILES, CONCURRENCY, (i) => fsp.writeFile(path.join(localDir, 'small', `f${i}`), small)));
+    const pids = c.procs.map((p) => p?.pid);
+    const cpu0 = cpuMs(pids);
     const dhtC = await timed(() => pool(FILES, CONCURRENCY, (i) => vol.writeFile(`/small/f${i}`, small)));
+    const cpu1 = cpuMs(pids);
     rows.push({ work: `create ${FILES} files of 4 KiB (${CONCURRENCY} at a time)`, local: `${(FILES / localC).toFixed(0)} files/s`, dhtfs: `${(FILES / dhtC).toFixed(0)} files/s`, ratio: localC / dhtC, target: 0.2 });
 
     const localS = await timed(() => pool(FILES, CONCURRENCY, async (i) => void (await fsp.stat(path.join(localDir, 'small', `f${i}`)))));
     const dhtS = await timed(() => pool(FILES, CONCURRENCY, async (i) => void (await vol.stat(`/small/f${i}`))));
+    const cpu2 = cpuMs(pids);
     rows.push({ work: `stat ${FILES} files`, local: `${(FILES / localS).toFixed(0)} /s`, dhtfs: `${(FILES / dhtS).toFixed(0)} /s`, ratio: localS / dhtS });
 
     const localL = await timed(async () => void (await fsp.readdir(path.join(localDir, 'small'))));
+    const cpu3 = cpuMs(pids);
     const dhtL = await timed(async () => void (await vol.readdir('/small')));
+    const cpu4 = cpuMs(pids);
     rows.push({ work: `list a directory of ${FILES}`, local: `${(localL * 1000).toFixed(0)} ms`, dhtfs: `${(dhtL * 1000).toFixed(0)} ms`, ratio: localL / dhtL });
+    const us = (ms: number) => ((ms * 1000) / FILES).toFixed(0);
+    return [`brick CPU (user + system of the 3 brick processes): ${us(cpu1 - cpu0)} us per create, ${us(cpu2 - cpu1)} us per stat, ${cpu4 - cpu3} ms for the listing (steadier than the rates where other work shares the machine)`];
   } finally {
     await vol.close();
     await c.stop();

@@ -119,38 +119,6 @@ test("held parents: the brick's own rename, exchange or rmdir of a directory let
     st.mkdir('f', 0o755);
     st.close(st.open('f/v', O_RDWR | O_CREAT, 0o644));
     assert.deepEqual(fs.readdirSync(path.join(dir, 'f')), ['v']);
-    // A rename that replaces nothing lets go what was held at its old name and below, however spelled.
-    st.mkdir('p', 0o755);
-    st.mkdir('p/q', 0o755);
-    st.close(st.open('p/q/x', O_RDWR | O_CREAT, 0o644));
-    st.rename('./p', 'r', true);
-    st.mkdir('p', 0o755);
-    st.mkdir('p/q', 0o755);
-    st.close(st.open('p/q/y', O_RDWR | O_CREAT, 0o644));
-    assert.deepEqual(fs.readdirSync(path.join(dir, 'p', 'q')), ['y']);
-    assert.deepEqual(fs.readdirSync(path.join(dir, 'r', 'q')), ['x']);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-test('rename without replacing: EEXIST where the name is taken (both names as they were), a move otherwise', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
-  try {
-    const st = new DiskStorage(dir);
-    fs.writeFileSync(path.join(dir, 'a'), 'a');
-    fs.writeFileSync(path.join(dir, 'b'), 'b');
-    assert.throws(() => st.rename('a', 'b', true), { code: 'EEXIST' });
-    assert.equal(fs.readFileSync(path.join(dir, 'a'), 'utf8'), 'a');
-    assert.equal(fs.readFileSync(path.join(dir, 'b'), 'utf8'), 'b');
-    fs.mkdirSync(path.join(dir, 'd'));
-    st.rename('a', 'd/c', true);
-    assert.equal(fs.readFileSync(path.join(dir, 'd', 'c'), 'utf8'), 'a');
-    assert.equal(fs.existsSync(path.join(dir, 'a')), false);
-    assert.equal(fs.statSync(path.join(dir, 'd', 'c')).nlink, 1);
-    // Without the flag, rename(2) as before: the name is replaced.
-    st.rename('b', 'd/c');
-    assert.equal(fs.readFileSync(path.join(dir, 'd', 'c'), 'utf8'), 'b');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

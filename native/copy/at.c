@@ -189,39 +189,6 @@ static void held_add(int root, const char *dir, size_t len, int fd) {
   held[held_n++] = (held_t){.root = root, .fd = fd, .len = len, .dir = copy};
 }
 
-/*
- * Lets go the held parents at `path` and below it (a directory renamed away from `path`): components
- * compared one by one, empty and "." ones skipped, so that no spelling of the name escapes.
- */
-static int same_prefix(const char *dir, size_t dlen, const char *path) {
-  size_t i = 0, j = 0, plen = strlen(path);
-  for (;;) {
-    while (i < dlen && (dir[i] == '/' || (dir[i] == '.' && (i + 1 == dlen || dir[i + 1] == '/')))) i++;
-    while (j < plen && (path[j] == '/' || (path[j] == '.' && (j + 1 == plen || path[j + 1] == '/')))) j++;
-    if (j == plen) return 1; /* every component of path matched: dir is path or below it */
-    if (i == dlen) return 0;
-    size_t a = i, b = j;
-    while (a < dlen && dir[a] != '/') a++;
-    while (b < plen && path[b] != '/') b++;
-    if (a - i != b - j || memcmp(dir + i, path + j, a - i) != 0) return 0;
-    i = a;
-    j = b;
-  }
-}
-
-static void held_forget(int root, const char *path) {
-  int k = 0;
-  for (int i = 0; i < held_n; i++) {
-    if (held[i].root == root && same_prefix(held[i].dir, held[i].len, path)) {
-      close(held[i].fd);
-      free(held[i].dir);
-    } else {
-      held[k++] = held[i];
-    }
-  }
-  held_n = k;
-}
-
 /* Lets every held parent go (their descriptors are closed). */
 static void held_release(void) {
   for (int i = 0; i < held_n; i++) {
@@ -461,25 +428,9 @@ static napi_value at_unlink(napi_env env, napi_callback_info info) {
   return finish(env, root, -1, r);
 }
 
-/*
- * rename(root, from, to[, noReplace]) / link(root, existing, to) / exchange: both parents resolved
- * beneath root. link: 0 rename, 1 link, 2 exchange, 3 rename with RENAME_NOREPLACE.
- */
+/* rename(root, from, to) / link(root, existing, to) / exchange: both parents resolved beneath root. */
 static napi_value two_names(napi_env env, napi_callback_info info, int link) {
-  size_t argc = 4;
-  napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
-    napi_throw_type_error(env, NULL, "missing arguments");
-    return NULL;
-  }
-  if (link == 0 && argc >= 4) {
-    bool no_replace = false;
-    if (napi_get_value_bool(env, argv[3], &no_replace) != napi_ok) {
-      napi_throw_type_error(env, NULL, "rename(root, from, to, noReplace: boolean)");
-      return NULL;
-    }
-    if (no_replace) link = 3;
-  }
+  ARGS(3);
   int root;
   char a[NAME_MAX + 1], b[NAME_MAX + 1];
   int da = resolve_args(env, argv[0], argv[1], &root, a);
@@ -489,33 +440,11 @@ static napi_value two_names(napi_env env, napi_callback_info info, int link) {
     put_dir(root, da);
     return NULL;
   }
-  int r = link == 1   ? linkat(da, a, db, b, 0)
-          : link == 2 ? renameat2(da, a, db, b, RENAME_EXCHANGE)
-          : link == 3 ? renameat2(da, a, db, b, RENAME_NOREPLACE)
-                      : renameat(da, a, db, b);
-  if (r != 0 && link == 3 && (errno == EINVAL || errno == ENOSYS)) {
-    /* A file system without RENAME_NOREPLACE: a link (EEXIST where b is taken) and a's unlink (files only). */
-    r = linkat(da, a, db, b, 0);
-    if (r == 0) unlinkat(da, a, 0);
-  }
+  int r = link == 1 ? linkat(da, a, db, b, 0) : link == 2 ? renameat2(da, a, db, b, RENAME_EXCHANGE) : renameat(da, a, db, b);
   int err = errno;
   put_dir(root, da);
   put_dir(root, db);
-  /*
-   * A directory may have moved: a parent held under its old name (or the replaced one's) is no longer
-   * what the name leads to. With RENAME_NOREPLACE nothing was replaced: only what was at `from` moved.
-   */
-  if (link == 3 && r == 0) {
-    char *from = str_arg(env, argv[1], NULL);
-    if (from) {
-      held_forget(root, from);
-      free(from);
-    } else {
-      held_release();
-    }
-  } else if (link != 1) {
-    held_release();
-  }
+  if (link != 1) held_release(); /* a directory may have moved: its old name's held parent is no longer it */
   if (r != 0) {
     at_throw(env, err);
     return NULL;

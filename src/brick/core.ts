@@ -270,11 +270,10 @@ export class BrickCore {
 
   /**
    * A new name, made whole before it is one: `make` makes it under a private name (and returns what it
-   * opened, if anything), which gets its gfid and owner and is then renamed into place without
-   * replacing anything (renameat2 RENAME_NOREPLACE fails with EEXIST where the name is taken, as O_EXCL
-   * does; one call where a link and an unlink of the private name took two); then its handle. So a power
-   * loss or a failed call never leaves the name without its gfid (a file no rebalance could move, and
-   * that a drain left on its brick: the simulator found it, seed 33).
+   * opened, if anything), which gets its gfid and owner and is then linked into place (link(2) fails with
+   * EEXIST where the name is taken, as O_EXCL does); then its handle. So a power loss or a failed call
+   * never leaves the name without its gfid (a file no rebalance could move, and that a drain left on its
+   * brick: the simulator found it, seed 33).
    */
   makeWhole<T>(rel: string, gfid: string, uid: number | undefined, gid: number | undefined, make: (tmp: string) => T): T {
     this.ensureRenameDir();
@@ -284,14 +283,9 @@ export class BrickCore {
       this.setGfid(tmp, gfid);
       const g = this.newGid(rel, gid);
       if (uid !== undefined || g !== undefined) this.st.lchown(tmp, uid ?? -1, g ?? -1);
-      this.st.rename(tmp, rel, true);
-    } catch (e) {
-      try {
-        this.st.unlink(tmp);
-      } catch {
-        /* keep the original error */
-      }
-      throw e;
+      this.st.link(tmp, rel);
+    } finally {
+      this.st.unlink(tmp);
     }
     try {
       linkHandle(this, rel, gfid);

@@ -205,8 +205,8 @@ export function watchedStorage(st: Storage, watches: DirWatches, internal: (rel:
       st.unlink(p);
       changed(p);
     },
-    rename: (from, to, noReplace) => {
-      st.rename(from, to, noReplace);
+    rename: (from, to) => {
+      st.rename(from, to);
       gone(from);
       gone(to);
       changed(from);

@@ -428,13 +428,12 @@ export class SimStorage implements Storage {
     this.entry(w.parent, w.name, -1);
     this.drop(w.node);
   }
-  rename(from: string, to: string, noReplace = false): void {
+  rename(from: string, to: string): void {
     this.fault('rename', true);
     const a = this.walk(from);
     if (!a.node) throw err('ENOENT', from);
     const b = this.walk(to);
     if (!b.parent.entries) throw err('ENOTDIR', to);
-    if (noReplace && b.node) throw err('EEXIST', to);
     if (b.node && b.node.ino === a.node.ino) return;
     if (b.node) {
       if (a.node.entries && !b.node.entries) throw err('ENOTDIR', to);

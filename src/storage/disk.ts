@@ -66,7 +66,7 @@ interface AtCalls {
   lstat(root: number, rel: string, out: Float64Array): boolean;
   mkdir(root: number, rel: string, mode: number): void;
   unlink(root: number, rel: string, dir: boolean): void;
-  rename(root: number, from: string, to: string, noReplace: boolean): void;
+  rename(root: number, from: string, to: string): void;
   link(root: number, existing: string, rel: string): void;
   symlink(root: number, target: string, rel: string): void;
   readlink(root: number, rel: string): string;
@@ -368,14 +368,9 @@ export class DiskStorage implements Storage {
     if (this.at) this.at.unlink(this.r, p, false);
     else fs.unlinkSync(this.abs(p));
   }
-  rename(from: string, to: string, noReplace = false): void {
-    if (this.at) this.at.rename(this.r, from, to, noReplace);
-    else if (!noReplace) fs.renameSync(this.abs(from), this.abs(to));
-    else {
-      // Node has no renameat2: a link (EEXIST where `to` exists) and the old name's unlink. Files only.
-      fs.linkSync(this.abs(from), this.abs(to));
-      fs.unlinkSync(this.abs(from));
-    }
+  rename(from: string, to: string): void {
+    if (this.at) this.at.rename(this.r, from, to);
+    else fs.renameSync(this.abs(from), this.abs(to));
   }
   link(existing: string, p: string): void {
     if (this.at) this.at.link(this.r, existing, p);

@@ -53,8 +53,7 @@ export interface Storage {
   mkdir(p: string, mode: number): void;
   rmdir(p: string): void;
   unlink(p: string): void;
-  /** `noReplace`: EEXIST where `to` exists, checked and renamed in one step (renameat2 RENAME_NOREPLACE). */
-  rename(from: string, to: string, noReplace?: boolean): void;
+  rename(from: string, to: string): void;
   link(existing: string, p: string): void;
   symlink(target: string, p: string): void;
   readlink(p: string): string;

@@ -220,10 +220,12 @@ export async function renameOnce(c: DhtClient, from: string, to: string, resume:
 export async function dropReplaced(c: DhtClient, to: string, left: ReplacedFile): Promise<void> {
   const r = left.at;
   if (!r) return;
-  // A lost brick is thrown (the rename is taken up again when it is back); ENOENT, ESTALE (the name is
+  // A lost brick or an EIO is thrown (the rename is taken up again); ENOENT, ESTALE (the name is
   // another file there now: the switch replaced it) and EBUSY leave nothing to do.
+  // An EIO too: taken as done, it left the replaced file's data, which came back once the new file was
+  // unlinked (--names-strict --errors seed 84).
   const unlessGone = (e: unknown) => {
-    if (codeOf(e) === 'ENOTCONN') throw e;
+    if (codeOf(e) === 'ENOTCONN' || codeOf(e) === 'EIO') throw e;
   };
   try {
     await c.sv(r.brick).call('unlink', { path: to, gfid: r.gfid });

@@ -826,7 +826,20 @@ export class DhtClient {
         // Leave no half-made directory behind if we can help it; a later lookup heals what remains.
         this.log('warn', `mkdir ${path} failed on ${failed.map((f) => f!.n).join(', ')}: ${failed[0]!.e.message}`);
         if (failed.some((f) => codeOf(f!.e) !== 'ENOTCONN')) {
-          await Promise.all(this.names.filter((n) => !failed.some((f) => f!.n === n)).map((n) => this.sv(n).call('rmdir', { path }).catch(bestEffort('rmdir', this.log))));
+          // Every brick but those out of reach, those that failed included: an error after the copy was
+          // made there (an EIO on its last lstat) left it, and the directory a failed mkdir made showed up
+          // later, healed everywhere (--names-strict --errors seed 46). An error is tried again.
+          const undo = async (n: string) => {
+            for (let i = 0; ; i++) {
+              try {
+                return await this.sv(n).call('rmdir', { path });
+              } catch (e) {
+                if (codeOf(e) === 'ENOENT') return;
+                if (i >= 2 || brickUnreachable(e)) return bestEffort('rmdir', this.log)(e);
+              }
+            }
+          };
+          await Promise.all(this.names.filter((n) => !failed.some((f) => f!.n === n && codeOf(f!.e) === 'ENOTCONN')).map(undo));
           throw failed[0]!.e;
         }
         return { attr, everywhere: false };

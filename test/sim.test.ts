@@ -121,6 +121,8 @@ const regressions: [string, number, Partial<SimOptions>][] = [
   // A mkdir whose copy on one brick was made and then answered an EIO undid its copies on the others only:
   // the one left was healed everywhere later, a directory the failed mkdir had made.
   ['a mkdir that failed after its copy was made on one brick', 46, { names: true, errors: true, pin: (k) => void (k.namer.settle = true) }],
+  // A directory rename that an EIO cut off on one brick left the directory at both names: now undone.
+  ['a directory rename cut off by an EIO, settled', 13, { names: true, errors: true, pin: (k) => void (k.namer.settle = true) }],
   // A link of a symlink while a migration moved it: ENOENT for a name that exists.
   ['a link of a name while it migrates', 39, { names: true, faults: false, pin: (k) => void (k.namer = { tree: 8, ops: 40, pause: 2, settle: false }) }],
 ];

@@ -353,21 +353,48 @@ async function renameDirLocked(c: DhtClient, src: Located, to: string): Promise<
       // An empty target directory is replaced; its linkto leftovers go with it.
       await Promise.all(c.names.map((n) => c.sv(n).call('rmdir', { path: to, purgeLinktos: true }).catch(bestEffort('rmdir', c.log))));
     }
-    await c.sv(dstHashed).call('rename', { from: src.path, to, parentLayout: c.rangeOf(d, dstHashed) });
-    await Promise.all(
-      c.names
-        .filter((n) => n !== dstHashed)
-        .map((n) =>
-          c.sv(n)
-            .call('rename', { from: src.path, to })
-            .catch((e) => {
-              ignoreCodes(e, 'ENOENT');
-            }),
-        ),
-    );
+    const failed: unknown[] = [];
+    try {
+      await c.sv(dstHashed).call('rename', { from: src.path, to, parentLayout: c.rangeOf(d, dstHashed) });
+    } catch (e) {
+      if (codeOf(e) === ELAYOUT || codeOf(e) === 'ENOTCONN') throw e;
+      failed.push(e); // (an EIO may come after the rename was made there)
+    }
+    if (failed.length === 0) {
+      await Promise.all(
+        c.names
+          .filter((n) => n !== dstHashed)
+          .map((n) =>
+            c.sv(n)
+              .call('rename', { from: src.path, to })
+              .catch((e) => {
+                if (codeOf(e) !== 'ENOENT') failed.push(e);
+              }),
+          ),
+      );
+    }
+    if (failed.length === 0) return;
+    // A brick out of reach leaves the outcome unknown (a heal makes the copies agree, see mkdir's
+    // adoptRenamedDir). Any other error undoes the rename on every brick, so that it failed as a whole:
+    // left, the directory was at both names (--names-strict --errors seed 13).
+    if (!failed.some((e) => codeOf(e) === 'ENOTCONN')) await Promise.all(c.names.map((n) => undoDirRename(c, n, to, src.path)));
+    throw failed[0];
   });
   c.invalidateTree(src.path);
   c.invalidateTree(to);
+}
+
+/** Renames a directory's copy on `brick` back from `to` to `from` (none there: nothing to undo), trying an error again. */
+async function undoDirRename(c: DhtClient, brick: string, to: string, from: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await c.sv(brick).call('rename', { from: to, to: from });
+      return;
+    } catch (e) {
+      if (codeOf(e) === 'ENOENT') return;
+      if (i >= 2 || codeOf(e) === 'ENOTCONN') return bestEffort('rename', c.log)(e);
+    }
+  }
 }
 
 /** rename's data file was not where the lookup found it (a migration moved it): look it up again. */

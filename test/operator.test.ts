@@ -36,7 +36,13 @@ function operator(prefix: string) {
     for (const v of vols) await run(process.execPath, [MAIN_JS, 'volume', 'stop', v], { env }).catch(() => {});
     fs.rmSync(home, { recursive: true, force: true });
   };
-  return { home, env, cli, cliFails, cleanup };
+  /** A fresh library client of volume `name` (its spec from the CLI): file work without a CLI process per file. */
+  const client = async (name: string): Promise<Volume> => {
+    const f = path.join(home, `${name}-spec.json`);
+    await cli('volume', 'spec', name, '-o', f);
+    return Volume.connect(JSON.parse(fs.readFileSync(f, 'utf8')) as VolumeSpec);
+  };
+  return { home, env, cli, cliFails, cleanup, client };
 }
 
 /** A started volume of `n` bricks on loopback under `home` (ports given: HOST:PORT:/DIR). */
@@ -258,7 +264,7 @@ test('add-brick refuses a directory that is, holds or is inside a brick of the v
 });
 
 test('a failed add-brick (port taken, remote brick not serving) leaves the spec and every topology as they were; a retry works', { timeout: 120_000 }, async () => {
-  const { home, cli, cliFails, env, cleanup } = operator('dhtfs-op-add-');
+  const { home, cli, cliFails, env, cleanup, client } = operator('dhtfs-op-add-');
   const taken = await holdPort();
   try {
     await cli('volume', 'create', 'av', `127.0.0.1:${await freePort()}:${path.join(home, 'b0')}`, `127.0.0.1:${await freePort()}:${path.join(home, 'b1')}`);
@@ -312,15 +318,17 @@ test('a failed add-brick (port taken, remote brick not serving) leaves the spec 
       const topo = (await topologies(now)) as { bricks: { name: string }[] }[];
       for (const t of topo) assert.deepEqual(t.bricks.map((b) => b.name), ['av-client-0', 'av-client-1', 'av-client-2', 'av-client-3']);
       // The new bricks take their share of new files (the layout of a new directory), and everything reads.
+      // (One library client, connected after the add-brick, for the 24 files: a CLI process each cost 10 s.)
       await cli('-V', 'av', 'mkdir', '/new');
+      const v = await client('av');
       const where = new Set<string>();
       for (let i = 0; i < 24; i++) {
-        fs.writeFileSync(path.join(home, 'f'), `new ${i}\n`);
-        await cli('-V', 'av', 'put', path.join(home, 'f'), `/new/g${i}`);
-        where.add((JSON.parse(await cli('-V', 'av', 'stat', `/new/g${i}`, '--json')) as { dataBrick: string }).dataBrick);
+        await v.writeFile(`/new/g${i}`, `new ${i}\n`);
+        where.add((await v.client.locate(`/new/g${i}`)).cached);
       }
       assert.ok(where.has('av-client-2') && where.has('av-client-3'), [...where].join(' '));
-      for (let i = 0; i < 8; i++) assert.equal(await cli('-V', 'av', 'cat', `/f${i}`), `file ${i}\n`);
+      for (let i = 0; i < 8; i++) assert.equal(await v.readFile(`/f${i}`, 'utf8'), `file ${i}\n`);
+      await v.close();
     } finally {
       remote.kill('SIGTERM');
     }
@@ -342,18 +350,20 @@ async function canConnect(port: number): Promise<boolean> {
 }
 
 test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a new empty directory; the other bricks\' files read, new files go everywhere', { timeout: 120_000 }, async () => {
-  const { home, cli, cliFails, cleanup } = operator('dhtfs-op-replace-');
+  const { home, cli, cliFails, cleanup, client } = operator('dhtfs-op-replace-');
   try {
     await cli('volume', 'create', 'xv', ...[0, 1, 2].map((i) => `127.0.0.1:${path.join(home, `b${i}`)}`));
     await cli('volume', 'start', 'xv');
     await cli('-V', 'xv', 'mkdir', '-p', '/d1/d2');
+    // File work through library clients, a fresh one for each phase (a CLI process per file cost 15 s).
+    const v0 = await client('xv');
     const where = new Map<string, string>();
     for (let i = 0; i < 12; i++) {
       const p = `${['', '/d1', '/d1/d2'][i % 3]}/f${i}`;
-      fs.writeFileSync(path.join(home, 'f'), `file ${i}\n`);
-      await cli('-V', 'xv', 'put', path.join(home, 'f'), p);
-      where.set(p, (JSON.parse(await cli('-V', 'xv', 'stat', p, '--json')) as { dataBrick: string }).dataBrick);
+      await v0.writeFile(p, `file ${i}\n`);
+      where.set(p, (await v0.client.locate(p)).cached);
     }
+    await v0.close();
     assert.ok([...where.values()].includes('xv-client-1'), 'some files are on the brick that dies');
     const st = JSON.parse(await cli('volume', 'status', 'xv', '--json')) as { bricks: { brick: string; pid: number }[] };
     process.kill(st.bricks[1].pid, 'SIGKILL');
@@ -369,27 +379,28 @@ test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a n
     assert.deepEqual(info.bricks.map((b) => [b.name, b.dir]), [['xv-client-0', path.join(home, 'b0')], ['xv-client-1', newDir], ['xv-client-2', path.join(home, 'b2')]]);
     assert.ok(fs.existsSync(path.join(newDir, 'd1', 'd2')), 'the new brick has every directory');
     // Files on the live bricks read; the dead brick's are gone with it (no copy in a distribute volume).
+    const v1 = await client('xv');
     for (const [p, b] of where) {
-      if (b === 'xv-client-1') await assert.rejects(cli('-V', 'xv', 'cat', p), /ENOENT/);
-      else assert.equal(await cli('-V', 'xv', 'cat', p), `file ${/f(\d+)$/.exec(p)![1]}\n`);
+      if (b === 'xv-client-1') await assert.rejects(v1.readFile(p), { code: 'ENOENT' });
+      else assert.equal(await v1.readFile(p, 'utf8'), `file ${/f(\d+)$/.exec(p)![1]}\n`);
     }
     // New files are made on every brick, the new one included, in every directory, and read back.
     const placed = new Set<string>();
     for (let i = 0; i < 12; i++) {
       const p = `${['', '/d1', '/d1/d2'][i % 3]}/g${i}`;
-      fs.writeFileSync(path.join(home, 'f'), `new ${i}\n`);
-      await cli('-V', 'xv', 'put', path.join(home, 'f'), p);
-      const s = JSON.parse(await cli('-V', 'xv', 'stat', p, '--json')) as { dataBrick: string; hashedBrick: string };
-      assert.equal(s.dataBrick, s.hashedBrick, `${p} is on its hashed brick: the layouts have no hole`);
-      placed.add(s.dataBrick);
-      assert.equal(await cli('-V', 'xv', 'cat', p), `new ${i}\n`);
+      await v1.writeFile(p, `new ${i}\n`);
+      const loc = await v1.client.locate(p);
+      assert.equal(loc.cached, loc.hashed, `${p} is on its hashed brick: the layouts have no hole`);
+      placed.add(loc.cached);
+      assert.equal(await v1.readFile(p, 'utf8'), `new ${i}\n`);
     }
     assert.deepEqual([...placed].sort(), ['xv-client-0', 'xv-client-1', 'xv-client-2']);
     // The same names hash where they did: a file of the dead brick made again lands on the new brick.
     const lost = [...where].find(([, b]) => b === 'xv-client-1')![0];
-    await cli('-V', 'xv', 'put', path.join(home, 'f'), lost);
-    assert.equal((JSON.parse(await cli('-V', 'xv', 'stat', lost, '--json')) as { dataBrick: string }).dataBrick, 'xv-client-1');
+    await v1.writeFile(lost, 'again\n');
+    assert.equal((await v1.client.locate(lost)).cached, 'xv-client-1');
     assert.ok(fs.existsSync(path.join(newDir, lost)));
+    await v1.close();
     // A live brick's place too: its process is stopped first, and the new directory serves the name.
     const pid2 = (JSON.parse(await cli('volume', 'status', 'xv', '--json')) as { bricks: { pid: number }[] }).bricks[2].pid;
     assert.match(await cli('volume', 'replace-brick', 'xv', 'xv-client-2', `127.0.0.1:${path.join(home, 'new2')}`, 'commit', 'force'), /success \(xv-client-2 is now/);
@@ -397,6 +408,7 @@ test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a n
     const st2 = JSON.parse(await cli('volume', 'status', 'xv', '--json')) as { bricks: { online: boolean; dir: string }[] };
     assert.deepEqual(st2.bricks.map((b) => b.online), [true, true, true]);
     assert.equal(st2.bricks[2].dir, path.join(home, 'new2'));
+    fs.writeFileSync(path.join(home, 'f'), 'after\n');
     await cli('-V', 'xv', 'put', path.join(home, 'f'), '/d1/after');
     assert.equal(await cli('-V', 'xv', 'cat', '/d1/after'), fs.readFileSync(path.join(home, 'f'), 'utf8'));
   } finally {

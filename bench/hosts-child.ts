@@ -14,10 +14,9 @@ import { createInterface } from 'node:readline';
 import { Volume } from '../src/api/volume.js';
 import { Rebalancer, type Checkpoint } from '../src/rebalance/rebalancer.js';
 import type { VolumeSpec } from '../src/dht/spec.js';
-import { RpcClient } from '../src/wire/rpc.js';
-import { tcpNetwork } from '../src/wire/tcp.js';
 import { namesOn } from '../test/helpers/disk.js';
 import { rotateLayout } from '../test/helpers/layout.js';
+import { storeTopology } from '../test/helpers/netns.js';
 
 const say = (o: unknown) => process.stdout.write(JSON.stringify(o) + '\n');
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -33,13 +32,7 @@ async function client(spec: VolumeSpec, dirs: string[]): Promise<void> {
   const files = Number(process.env.BENCH_HOSTS_FILES ?? 2000);
   const mb = Number(process.env.BENCH_HOSTS_MB ?? 256);
   const names = spec.bricks.map((b) => b.name);
-  // The topology a volume's CLI stores on its bricks: dst reaches src by it.
-  const topology = { version: 1, bricks: spec.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: [] };
-  for (const b of spec.bricks) {
-    const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret });
-    await r.call('setTopology', { topology });
-    r.close();
-  }
+  await storeTopology(spec); // as the CLI does: dst reaches src by it
   const vol = await Volume.connect(spec);
   await vol.mkdir('/s');
   await vol.mkdir('/l');

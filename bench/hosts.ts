@@ -13,14 +13,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { MAIN_JS } from '../src/cli/state.js';
-import type { VolumeSpec } from '../src/dht/spec.js';
-import { makeNet, netnsAvailable, type Host } from '../test/helpers/netns.js';
+import { jsonLines, makeNet, netnsAvailable, startBricks, type Host } from '../test/helpers/netns.js';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'hosts-child.js');
 
@@ -33,15 +29,9 @@ export interface HostsRow {
 
 /** A child's stdout as JSON lines, one at a time; an `error` step throws. */
 function reader(p: ChildProcess) {
-  const queued: unknown[] = [];
-  const waiting: ((v: unknown) => void)[] = [];
-  createInterface({ input: p.stdout! }).on('line', (l) => {
-    const v = JSON.parse(l);
-    if (waiting.length) waiting.shift()!(v);
-    else queued.push(v);
-  });
+  const next = jsonLines(p);
   return async <T>(): Promise<T> => {
-    const v = (queued.length ? queued.shift() : await new Promise<unknown>((r) => waiting.push(r))) as T & { step?: string; error?: string };
+    const v = await next<T & { step?: string; error?: string }>();
     if (v.step === 'error') throw new Error(v.error);
     return v;
   };
@@ -70,24 +60,7 @@ export async function hostsBench(rows: HostsRow[]): Promise<string[]> {
   const net = makeNet(3);
   const procs: ChildProcess[] = [];
   try {
-    const secret = randomBytes(16).toString('hex');
-    const adminSecret = randomBytes(16).toString('hex');
-    fs.writeFileSync(path.join(base, 'secret'), secret);
-    fs.writeFileSync(path.join(base, 'admin'), adminSecret);
-    const volumeId = randomUUID();
-    const bricks: VolumeSpec['bricks'] = [];
-    const dirs: string[] = [];
-    for (let i = 0; i < 2; i++) {
-      const h = net.hosts[i];
-      const dir = path.join(base, `b${i}`);
-      fs.mkdirSync(dir);
-      dirs.push(dir);
-      const p = h.spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--host', h.address, '--port', '0', '--name', `hb-client-${i}`, '--volume-id', volumeId, '--secret-file', path.join(base, 'secret'), '--admin-secret-file', path.join(base, 'admin'), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      procs.push(p);
-      const ev = await reader(p)<{ port: number }>();
-      bricks.push({ name: `hb-client-${i}`, host: h.address, port: ev.port });
-    }
-    const spec: VolumeSpec = { name: 'hb', volumeId, secret, adminSecret, bricks };
+    const { dirs, ...spec } = await startBricks(net.hosts.slice(0, 2), base, 'hb', procs);
     const client = net.hosts[2].spawn(process.execPath, [CHILD, 'client', JSON.stringify(spec), JSON.stringify(dirs)], { stdio: ['pipe', 'pipe', 'inherit'] });
     procs.push(client);
     const read = reader(client);

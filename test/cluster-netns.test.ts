@@ -9,29 +9,14 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { randomBytes, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { MAIN_JS } from '../src/cli/state.js';
 import type { VolumeSpec } from '../src/dht/spec.js';
-import { makeNet, netnsAvailable, type Net } from './helpers/netns.js';
+import { jsonLines, makeNet, netnsAvailable, startBricks, type Net } from './helpers/netns.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const avail = netnsAvailable();
-
-/** A child's stdout as JSON lines, queued as they come. */
-function jsonLines(p: ChildProcess) {
-  const queued: unknown[] = [];
-  const waiting: ((v: unknown) => void)[] = [];
-  createInterface({ input: p.stdout! }).on('line', (l) => {
-    const v = JSON.parse(l);
-    if (waiting.length) waiting.shift()!(v);
-    else queued.push(v);
-  });
-  return <T>() => (queued.length ? Promise.resolve(queued.shift() as T) : new Promise<T>((r) => waiting.push(r as (v: unknown) => void)));
-}
 
 test('hosts in network namespaces: one host cut off costs its files only, and they come back with the link', { skip: !avail.ok && avail.reason, timeout: 180_000 }, async () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-netns-'));
@@ -39,23 +24,9 @@ test('hosts in network namespaces: one host cut off costs its files only, and th
   const procs: ChildProcess[] = [];
   try {
     net = makeNet(4);
-    const secret = randomBytes(16).toString('hex');
-    const adminSecret = randomBytes(16).toString('hex');
-    fs.writeFileSync(path.join(base, 'secret'), secret);
-    fs.writeFileSync(path.join(base, 'admin'), adminSecret);
-    const volumeId = randomUUID();
-    const bricks: VolumeSpec['bricks'] = [];
-    for (let i = 0; i < 3; i++) {
-      const h = net.hosts[i];
-      const dir = path.join(base, `b${i}`);
-      fs.mkdirSync(dir);
-      const p = h.spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--host', h.address, '--port', '0', '--name', `nv-client-${i}`, '--volume-id', volumeId, '--secret-file', path.join(base, 'secret'), '--admin-secret-file', path.join(base, 'admin'), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      procs.push(p);
-      const ev = await jsonLines(p)<{ port: number }>();
-      bricks.push({ name: `nv-client-${i}`, host: h.address, port: ev.port });
-    }
     // A short ping-timeout: the cut host's calls fail after it, not after the default 42 s.
-    const spec: VolumeSpec = { name: 'nv', volumeId, secret, adminSecret, bricks, options: { pingTimeout: 3 } };
+    const made = await startBricks(net.hosts.slice(0, 3), base, 'nv', procs);
+    const spec: VolumeSpec = { name: made.name, volumeId: made.volumeId, secret: made.secret, adminSecret: made.adminSecret, bricks: made.bricks, options: { pingTimeout: 3 } };
     const client = net.hosts[3].spawn(process.execPath, [path.join(here, 'helpers', 'netns-client.js')], { stdio: ['pipe', 'pipe', 'inherit'], env: { DHTFS_TEST_SPEC: JSON.stringify(spec) } });
     procs.push(client);
     const read = jsonLines(client);

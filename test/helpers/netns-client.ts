@@ -5,9 +5,8 @@
  */
 import { createInterface } from 'node:readline';
 import { Volume, type FileHandle } from '../../src/api/volume.js';
-import { RpcClient } from '../../src/wire/rpc.js';
-import { tcpNetwork } from '../../src/wire/tcp.js';
 import type { VolumeSpec } from '../../src/dht/spec.js';
+import { storeTopology } from './netns.js';
 
 // `node --test dist/test/` runs every file under it, this one too: without a spec it is not a client.
 if (!process.env.DHTFS_TEST_SPEC) process.exit(0);
@@ -40,12 +39,7 @@ async function readAll(vol: Volume, handles: FileHandle[]) {
 
 async function main() {
   // The bricks learn the volume's topology from the admin, as `volume start` does.
-  const topology = { version: 1, bricks: spec.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: [] };
-  for (const b of spec.bricks) {
-    const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret });
-    await r.call('setTopology', { topology });
-    r.close();
-  }
+  await storeTopology(spec);
   const vol = await Volume.connect(spec);
   const handles: FileHandle[] = [];
   for (let i = 0; i < FILES; i++) {

@@ -9,7 +9,14 @@
  * Needs root and iproute2 (Debian's `iproute2`); `netnsAvailable()` says why not when it cannot.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { MAIN_JS } from '../../src/cli/state.js';
+import { createInterface } from 'node:readline';
+import { RpcClient } from '../../src/wire/rpc.js';
+import { tcpNetwork } from '../../src/wire/tcp.js';
+import type { VolumeSpec } from '../../src/dht/spec.js';
 
 export interface Host {
   name: string;
@@ -80,4 +87,50 @@ export function makeNet(n: number): Net {
     destroy();
     throw e;
   }
+}
+
+/** A child's stdout as JSON lines, queued as they come: each call answers the next one. */
+export function jsonLines(p: ChildProcess) {
+  const queued: unknown[] = [];
+  const waiting: ((v: unknown) => void)[] = [];
+  createInterface({ input: p.stdout! }).on('line', (l) => {
+    const v = JSON.parse(l);
+    if (waiting.length) waiting.shift()!(v);
+    else queued.push(v);
+  });
+  return <T>() => (queued.length ? Promise.resolve(queued.shift() as T) : new Promise<T>((r) => waiting.push(r as (v: unknown) => void)));
+}
+
+/** Stores the volume's topology on each of its bricks, as `volume start` does (from inside a host). */
+export async function storeTopology(spec: VolumeSpec): Promise<void> {
+  const topology = { version: 1, bricks: spec.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: [] };
+  for (const b of spec.bricks) {
+    const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret });
+    await r.call('setTopology', { topology });
+    r.close();
+  }
+}
+
+/**
+ * A volume `name` of one brick on each of `hosts` (folders base/b0, b1, ...; its secrets in `base`), each
+ * bound to its host's address: the spec, and the brick processes added to `procs`.
+ */
+export async function startBricks(hosts: Host[], base: string, name: string, procs: ChildProcess[]): Promise<VolumeSpec & { dirs: string[] }> {
+  const secret = randomBytes(16).toString('hex');
+  const adminSecret = randomBytes(16).toString('hex');
+  fs.writeFileSync(path.join(base, 'secret'), secret);
+  fs.writeFileSync(path.join(base, 'admin'), adminSecret);
+  const volumeId = randomUUID();
+  const bricks: VolumeSpec['bricks'] = [];
+  const dirs: string[] = [];
+  for (const [i, h] of hosts.entries()) {
+    const dir = path.join(base, `b${i}`);
+    fs.mkdirSync(dir);
+    dirs.push(dir);
+    const p = h.spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--host', h.address, '--port', '0', '--name', `${name}-client-${i}`, '--volume-id', volumeId, '--secret-file', path.join(base, 'secret'), '--admin-secret-file', path.join(base, 'admin'), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(p);
+    const ev = await jsonLines(p)<{ port: number }>();
+    bricks.push({ name: `${name}-client-${i}`, host: h.address, port: ev.port });
+  }
+  return { name, volumeId, secret, adminSecret, bricks, dirs };
 }

@@ -12,6 +12,9 @@ import path from 'node:path';
 import { Volume } from '../src/api/volume.js';
 import { mountCluster, unmountCluster } from './helpers/mount.js';
 import { startCluster } from './helpers/cluster.js';
+import { RpcClient } from '../src/wire/rpc.js';
+import { tcpNetwork } from '../src/wire/tcp.js';
+import { DOMAIN_ENTRY } from '../src/dht/client.js';
 
 const fuse = fs.existsSync('/dev/fuse') ? false : 'no /dev/fuse on this machine';
 
@@ -87,5 +90,49 @@ test('adding a brick under a mount: no stat of an existing file fails', { skip: 
     }
   } finally {
     await unmountCluster(c, mnt, daemon);
+  }
+});
+
+test("a directory the new brick lacks is listed whole while another client holds its namespace lock past the lock-timeout (its copy cannot be made)", async () => {
+  const c = await startCluster(2);
+  const admins: RpcClient[] = [];
+  try {
+    await c.pushTopology();
+    const maker = await Volume.connect(c.spec);
+    try {
+      await maker.mkdir('/d');
+      for (let i = 0; i < 20; i++) await maker.writeFile(`/d/f${i}`, 'x');
+    } finally {
+      await maker.close();
+    }
+    await c.addBrick();
+    // The new brick in the topology, with a short lock-timeout (what volume set lock-timeout writes).
+    const topology = { version: 100, bricks: c.spec.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: [], options: { lockTimeout: 0.3 } };
+    for (const b of c.spec.bricks) {
+      const r = await RpcClient.connect(tcpNetwork, b.host, b.port, { volumeId: c.spec.volumeId, secret: c.spec.secret, adminSecret: c.spec.adminSecret });
+      admins.push(r);
+      await r.call('setTopology', { topology });
+      // Another client holds /d's namespace lock (the entry lock of d in /, wherever it hashes) and does
+      // not let go: a heal of /d onto the new brick cannot take it.
+      await r.call('entrylk', { domain: DOMAIN_ENTRY, path: '/', name: 'd', type: 'wr', block: false, owner: 'hog' });
+    }
+    const reader = await Volume.connect({ ...c.spec, version: 100 });
+    try {
+      const want = Array.from({ length: 20 }, (_, i) => `f${i}`).sort();
+      // Before, the brick without a copy of /d was listed too: ENOENT for the whole listing, which a
+      // mount's readdir(3) takes for the end of the directory (an empty directory).
+      assert.deepEqual((await reader.readdir('/d')).sort(), want);
+      assert.deepEqual((await reader.readdir('/d', { whole: true })).sort(), want);
+      assert.ok(!fs.existsSync(path.join(c.dirs[2], 'd')), 'the copy was not made (the lock is held)');
+      // Let go, the next listing makes the copy.
+      for (const r of admins) await r.call('entrylk', { domain: DOMAIN_ENTRY, path: '/', name: 'd', type: 'un', owner: 'hog' });
+      assert.deepEqual((await reader.readdir('/d')).sort(), want);
+      assert.ok(fs.statSync(path.join(c.dirs[2], 'd')).isDirectory(), 'the copy is made once the lock is free');
+    } finally {
+      await reader.close();
+    }
+  } finally {
+    for (const r of admins) r.close();
+    await c.stop();
   }
 });

@@ -428,7 +428,7 @@ export class DhtClient {
         healed = false;
       }
       for (const m of missing) layout.push({ brick: m, commit: 0, type: 0, start: 0, stop: 0 });
-      if (!healed) return { path, gfid, layout, attr };
+      if (!healed) return { path, gfid, layout, attr, missing };
     }
     // Attributes of record: the directory's hashed brick, as GlusterFS's MDS.
     const info: DirInfo = { path, gfid, layout, attr };
@@ -1257,8 +1257,11 @@ export class DhtClient {
     const per = await Promise.all(
       [...new Set(d.layout.map((e) => e.brick))].map((b) =>
         this.readdirBrick(b, path).catch((e: unknown) => {
-          // A copy missing there (not healed: its rmdir or rename holds it) holds no names.
-          if (codeOf(e) === 'ENOENT' && this.removing.has(path)) return [] as DirEntryAttr[];
+          // A copy missing there holds no names: not healed while this client's rmdir or rename holds it,
+          // or a heal that failed (a brick added since the directory was made, and another client holding
+          // the namespace lock past the lock-timeout). Listing it failed the whole listing with ENOENT,
+          // which readdir(3) takes for the end of the directory: an empty directory on a mount.
+          if (codeOf(e) === 'ENOENT' && (this.removing.has(path) || d.missing?.includes(b))) return [] as DirEntryAttr[];
           if (opts.whole || !brickUnreachable(e)) throw e;
           this.log('warn', `${path}: brick ${b} is down; listing what the others hold`);
           return [] as DirEntryAttr[];

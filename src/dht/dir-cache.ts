@@ -26,6 +26,12 @@ export interface DirInfo {
    * names hashing there answer ENOTCONN; such a layout is neither healed nor cached.
    */
   down?: string[];
+  /**
+   * Bricks without a copy of the directory whose copy could not be made (its heal failed: another
+   * client held the namespace lock past the lock-timeout, say). They hold no range and no name of it;
+   * such a layout is not cached.
+   */
+  missing?: string[];
 }
 
 export class DirCache {

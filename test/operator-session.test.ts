@@ -44,36 +44,42 @@ function typeOf(st: fs.BigIntStats): string {
   return st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'other';
 }
 
-function hashFile(p: string): string {
-  return createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+async function hashFile(p: string): Promise<string> {
+  return createHash('sha256').update(await fs.promises.readFile(p)).digest('hex');
 }
 
-function userXattrs(p: string): string {
-  const names = xattr.listAttributesSync(p).filter((n) => n.startsWith('user.')).sort();
-  return names.map((n) => `${n}=${Buffer.from(xattr.getAttributeSync(p, n) ?? []).toString('hex')}`).join(',');
+async function userXattrs(p: string): Promise<string> {
+  const names = (await xattr.listAttributes(p)).filter((n) => n.startsWith('user.')).sort();
+  const values = await Promise.all(names.map(async (n) => Buffer.from((await xattr.getAttribute(p, n)) ?? []).toString('hex')));
+  return names.map((n, i) => `${n}=${values[i]}`).join(',');
 }
 
-/** Every name under `root` with what it is; hard-link groups by inode. */
-function snapshot(root: string): Map<string, Entry> {
+/**
+ * Every name under `root` with what it is; hard-link groups by inode. Asynchronous: this process's
+ * library client (the workload) must go on while the mount is walked, as a client elsewhere would. A
+ * synchronous call froze it, and a directory heal it had begun held the namespace lock the mount's own
+ * heal then waited for, until the lock-timeout (30 s).
+ */
+async function snapshot(root: string): Promise<Map<string, Entry>> {
   const out = new Map<string, Entry>();
   const byIno = new Map<bigint, string[]>();
-  const walk = (rel: string) => {
-    for (const name of fs.readdirSync(path.join(root, rel)).sort()) {
+  const walk = async (rel: string) => {
+    for (const name of (await fs.promises.readdir(path.join(root, rel))).sort()) {
       const r = path.posix.join(rel, name);
       const p = path.join(root, r);
-      const st = fs.lstatSync(p, { bigint: true });
+      const st = await fs.promises.lstat(p, { bigint: true });
       const e: Entry = { type: typeOf(st), mode: Number(st.mode & 0o7777n), uid: Number(st.uid), gid: Number(st.gid), size: st.isDirectory() ? 0 : Number(st.size), mtime: String(st.mtimeNs) };
       if (st.isFile()) {
-        e.content = hashFile(p);
-        e.xattrs = userXattrs(p);
+        e.content = await hashFile(p);
+        e.xattrs = await userXattrs(p);
         if (st.nlink > 1n) byIno.set(st.ino, [...(byIno.get(st.ino) ?? []), r]);
       }
-      if (st.isSymbolicLink()) e.target = fs.readlinkSync(p);
+      if (st.isSymbolicLink()) e.target = await fs.promises.readlink(p);
       out.set(r, e);
-      if (st.isDirectory()) walk(r);
+      if (st.isDirectory()) await walk(r);
     }
   };
-  walk('');
+  await walk('');
   for (const names of byIno.values()) for (const n of names) out.get(n)!.links = [...names].sort();
   return out;
 }
@@ -151,7 +157,7 @@ test('an operator session: cp -a, add-brick, rebalance, failed add-brick retried
   const brickNames = async () => (JSON.parse(await cli('volume', 'info', 'sv', '--json')) as { bricks: { name: string; dir: string }[] }).bricks;
   let want!: Map<string, Entry>;
   const check = async (step: string) => {
-    const problems = diff(want, snapshot(path.join(mnt, 'tree')));
+    const problems = diff(want, await snapshot(path.join(mnt, 'tree')));
     assert.deepEqual(problems.slice(0, 20), [], `the mounted tree against its source ${step} (${problems.length} differences)`);
   };
   /** Sparse files keep their holes on the brick that holds their data. */
@@ -175,7 +181,7 @@ test('an operator session: cp -a, add-brick, rebalance, failed add-brick retried
   let workload: Promise<void> = Promise.resolve();
   try {
     const { sparse } = makeSource(src);
-    want = snapshot(src);
+    want = await snapshot(src);
     await cli('volume', 'create', 'sv', await brick(0), await brick(1));
     await cli('volume', 'start', 'sv');
     fs.mkdirSync(mnt);

@@ -116,6 +116,8 @@ export class DhtClient {
   names: string[];
   /** Bricks an earlier topology had and the current one has not (see sv). */
   private readonly removed = new Set<string>();
+  /** Connections to bricks that left the volume, closed once their calls in flight end (Subvol.retire). */
+  private readonly retired = new Set<Subvol>();
   /** Bricks being drained: no hash range in new or fixed layouts, no new files. */
   decommissioned = new Set<string>();
   topologyVersion = 0;
@@ -220,7 +222,11 @@ export class DhtClient {
     for (const [n, sv] of [...this.subvols]) {
       const nb = t.bricks.find((b) => b.name === n);
       if (!keep.has(n) || (nb && (nb.host !== sv.host || nb.port !== sv.port))) {
-        sv.close();
+        if (keep.has(n)) sv.close();
+        else {
+          sv.retire(); // new calls to it fail with ESTALE (see sv)
+          this.retired.add(sv);
+        }
         this.subvols.delete(n);
         if (!keep.has(n)) this.removed.add(n);
       }
@@ -293,6 +299,8 @@ export class DhtClient {
 
   close(): void {
     for (const s of this.subvols.values()) s.close();
+    for (const s of this.retired) s.close();
+    this.retired.clear();
   }
 
   /** Binds an fd `brick` has just returned to the connection it came on. */

@@ -27,6 +27,8 @@ export class Subvol {
   statfs: { at: number; v: StatFsReply } | null = null;
   /** Connections the ping-timeout cut off: their calls' outcomes are unknown. */
   private readonly cutOff = new WeakSet<RpcClient>();
+  /** The brick left the volume (retire): closed once its calls in flight have their answers. */
+  private retiring = false;
 
   constructor(
     readonly name: string,
@@ -118,7 +120,10 @@ export class Subvol {
     } finally {
       this.heard = this.alive = this.c.clock.now();
       assert.ok(this.inFlight > 0, `brick ${this.name}: calls in flight below zero`);
-      if (--this.inFlight === 0) this.unwatch();
+      if (--this.inFlight === 0) {
+        this.unwatch();
+        if (this.retiring) this.close();
+      }
     }
   }
 
@@ -160,6 +165,16 @@ export class Subvol {
   private unwatch(): void {
     this.watchdog?.cancel();
     this.watchdog = null;
+  }
+
+  /**
+   * The brick left the volume (a remove-brick commit, which stops it only after a grace): the calls in
+   * flight on it keep their connection to their answers, then it is closed. Closed at once, they failed
+   * with ENOTCONN ('client closed'): a read of a file in the middle of it failed at the commit.
+   */
+  retire(): void {
+    if (this.inFlight === 0) this.close();
+    else this.retiring = true;
   }
 
   close(): void {

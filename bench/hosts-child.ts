@@ -24,7 +24,11 @@ const next = async () => (await lines.next()).value as string;
 
 async function pool(n: number, width: number, fn: (i: number) => Promise<void>): Promise<void> {
   let i = 0;
-  await Promise.all(Array.from({ length: width }, async () => { while (i < n) await fn(i++); }));
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (i < n) await fn(i++);
+    }),
+  );
 }
 
 /** The volume's client: fills /s (small files) and /l (large ones) on the first brick, then moves them. */
@@ -127,7 +131,7 @@ async function send(host: string, port: number, list: string): Promise<void> {
     await write(head);
     const h = fs.openSync(f, 'r');
     const piece = Buffer.alloc(Math.min(size, 8 << 20));
-    for (let off = 0; off < size; ) {
+    for (let off = 0; off < size;) {
       const n = fs.readSync(h, piece, 0, Math.min(piece.length, size - off), off);
       await write(Buffer.from(piece.subarray(0, n)));
       off += n;

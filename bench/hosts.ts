@@ -65,8 +65,20 @@ export async function hostsBench(rows: HostsRow[]): Promise<string[]> {
     procs.push(client);
     const read = reader(client);
     const filled = await read<{ small: string[]; big: string[]; bytes: number }>();
-    const smallRef = await plainCopy(net.hosts[0], net.hosts[1], filled.small.map((n) => path.join(dirs[0], 's', n)), path.join(base, 'ref-s'), procs);
-    const bigRef = await plainCopy(net.hosts[0], net.hosts[1], filled.big.map((n) => path.join(dirs[0], 'l', n)), path.join(base, 'ref-l'), procs);
+    const smallRef = await plainCopy(
+      net.hosts[0],
+      net.hosts[1],
+      filled.small.map((n) => path.join(dirs[0], 's', n)),
+      path.join(base, 'ref-s'),
+      procs,
+    );
+    const bigRef = await plainCopy(
+      net.hosts[0],
+      net.hosts[1],
+      filled.big.map((n) => path.join(dirs[0], 'l', n)),
+      path.join(base, 'ref-l'),
+      procs,
+    );
     client.stdin!.write('go\n');
     type Moved = { files: number; bytes: number; s: number };
     const moved = await read<{ small: Moved; big: Moved }>();

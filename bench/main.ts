@@ -4,7 +4,7 @@
  *
  *   BENCH_SIZE_MB (default 1024)   size of the sequential file
  *   BENCH_FILES   (default 10000)  number of 4 KiB files
-  *   BENCH_ROUNDS  (default 5)      rounds of the sequential write and read (the median is reported)
+ *   BENCH_ROUNDS  (default 5)      rounds of the sequential write and read (the median is reported)
  *   BENCH_ONLY    (default all)    basic,fuse,rebalance,tls,hosts: the parts to run (hosts: a rebalance
  *                                  between hosts in network namespaces, root only; see bench/hosts.ts)
  *   BENCH_TLS_MB (default 256), BENCH_TLS_FILES (default 4000), BENCH_TLS_ROUNDS (default 3): the TLS part's sizes
@@ -142,7 +142,11 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
     const copyRef = (names: string[], from: string, durable: boolean) => {
       const to = path.join(base, `copy-ref-${copies++}`);
       fs.mkdirSync(to);
-      return plainCopy(names.map((n) => [path.join(from, n), path.join(to, n)]), 2, durable);
+      return plainCopy(
+        names.map((n) => [path.join(from, n), path.join(to, n)]),
+        2,
+        durable,
+      );
     };
     const smallCopy = await copyRef(small, path.join(c.dirs[0], 's'), false);
     const smallCopyDurable = await copyRef(small, path.join(c.dirs[0], 's'), true);
@@ -151,7 +155,9 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
     dropCaches();
     const bigCopy = await copyRef(big, path.join(c.dirs[0], 'l'), true);
     const bigBytes = big.length * (REB_BIG_MB << 20);
-    notes.push(`plain copies from the source brick's folder: ${small.length} small files ${(small.length / smallCopy).toFixed(0)}/s (${(small.length / smallCopyDurable).toFixed(0)}/s with fsync); large files ${fmtRate(bigBytes, bigCopyFast)} (${fmtRate(bigBytes, bigCopy)} with fsync)`);
+    notes.push(
+      `plain copies from the source brick's folder: ${small.length} small files ${(small.length / smallCopy).toFixed(0)}/s (${(small.length / smallCopyDurable).toFixed(0)}/s with fsync); large files ${fmtRate(bigBytes, bigCopyFast)} (${fmtRate(bigBytes, bigCopy)} with fsync)`,
+    );
 
     rotateLayout(c.dirs, names, '/s');
     const rb = await Volume.connect(c.spec);
@@ -199,14 +205,24 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
           if (st === 'install') switchEnd = performance.now();
         },
       };
-      const rl = await new Rebalancer(rb.client, { store: memStore(), throttle: Number(process.env.BENCH_THROTTLE ?? 2), restart: true, migrate, log: (m) => { if (/failed/.test(m)) notes.push(m); } }).run();
+      const rl = await new Rebalancer(rb.client, {
+        store: memStore(),
+        throttle: Number(process.env.BENCH_THROTTLE ?? 2),
+        restart: true,
+        migrate,
+        log: (m) => {
+          if (/failed/.test(m)) notes.push(m);
+        },
+      }).run();
       stop = true;
       await w;
       await h?.close();
       await writer.close();
       const spanMs = lastRelease - firstLease;
       const bytes = rl.counters.bytes;
-      notes.push(`large-file rebalance${withWriter ? ' with a client writing' : ''}: ${rl.state}, migrated ${rl.counters.migrated}, skipped ${rl.counters.skipped}, failed ${rl.counters.failed}${rl.error ? `, ${rl.error}` : ''}; ${(bytes / 1e6).toFixed(0)} MB copied (re-copies included) in ${spanMs.toFixed(0)} ms of migrations (${(bytes / (spanMs / 1000) / 1e6).toFixed(0)} MB/s); the whole run, scanning ${small.length} other files too, took ${rl.elapsedMs.toFixed(0)} ms`);
+      notes.push(
+        `large-file rebalance${withWriter ? ' with a client writing' : ''}: ${rl.state}, migrated ${rl.counters.migrated}, skipped ${rl.counters.skipped}, failed ${rl.counters.failed}${rl.error ? `, ${rl.error}` : ''}; ${(bytes / 1e6).toFixed(0)} MB copied (re-copies included) in ${spanMs.toFixed(0)} ms of migrations (${(bytes / (spanMs / 1000) / 1e6).toFixed(0)} MB/s); the whole run, scanning ${small.length} other files too, took ${rl.elapsedMs.toFixed(0)} ms`,
+      );
       return { rate: bytes / (spanMs / 1000), lat, spans, switchStart, switchEnd };
     };
     const idle = await migrateBig(false);
@@ -230,7 +246,9 @@ async function rebalanceBench(rows: Row[]): Promise<string[]> {
     const p99 = lat[Math.floor(lat.length * 0.99)] ?? 0;
     const max = lat[lat.length - 1] ?? 0;
     rows.push({ work: `client writes' pause at the file's switch`, local: `${atSwitch.length} writes`, dhtfs: `${pause.toFixed(1)} ms`, ratio: pause < 50 ? 1 : 0, target: 1 });
-    notes.push(`switch pause: the switch (freeze to install) took ${(switchEnd - switchStart).toFixed(1)} ms; client writes stood still in it at most ${pause.toFixed(1)} ms (target < 50 ms: ${pause < 50 ? 'met' : 'NOT met'}); the longest write overlapping it took ${whole.toFixed(1)} ms in all; over the whole migration, ${lat.length} writes: p99 ${p99.toFixed(1)} ms, longest ${max.toFixed(1)} ms (disk contention with the copy)`);
+    notes.push(
+      `switch pause: the switch (freeze to install) took ${(switchEnd - switchStart).toFixed(1)} ms; client writes stood still in it at most ${pause.toFixed(1)} ms (target < 50 ms: ${pause < 50 ? 'met' : 'NOT met'}); the longest write overlapping it took ${whole.toFixed(1)} ms in all; over the whole migration, ${lat.length} writes: p99 ${p99.toFixed(1)} ms, longest ${max.toFixed(1)} ms (disk contention with the copy)`,
+    );
     for (const v of [vol, rb]) await v.close();
   } finally {
     await c.stop();
@@ -375,7 +393,9 @@ async function fuseBench(rows: Row[]): Promise<string[]> {
       rows.push({ work: `FUSE vs GlusterFS: create 4 KiB files`, local: `${(FUSE_FILES / cr[2]).toFixed(0)} files/s`, dhtfs: `${(FUSE_FILES / cr[1]).toFixed(0)} files/s`, ratio: cr[2] / cr[1], target: 1 });
       rows.push({ work: `FUSE vs GlusterFS: find over directories`, local: `${(dirs / fm[2]).toFixed(0)} dirs/s`, dhtfs: `${(dirs / fm[1]).toFixed(0)} dirs/s`, ratio: fm[2] / fm[1] });
     }
-    return [`(FUSE rows: the same work on the local disk and through \`dhtfs mount\` of 3 local bricks; "FUSE vs GlusterFS" rows put GlusterFS's FUSE mount of 3 bricks in the "local disk" column, ratio = dhtfs / GlusterFS. Files are created in ${FUSE_SLICES} slices, the targets taking turns. ${glNote})`];
+    return [
+      `(FUSE rows: the same work on the local disk and through \`dhtfs mount\` of 3 local bricks; "FUSE vs GlusterFS" rows put GlusterFS's FUSE mount of 3 bricks in the "local disk" column, ratio = dhtfs / GlusterFS. Files are created in ${FUSE_SLICES} slices, the targets taking turns. ${glNote})`,
+    ];
   } finally {
     if (daemon) {
       daemon.kill('SIGTERM');
@@ -449,7 +469,12 @@ async function tlsBench(rows: Row[]): Promise<string[]> {
     const half = Math.floor(TLS_FILES / 2);
     const cr = [0, 0];
     for (const k of [0, 1]) await vols[k].mkdir('/small');
-    for (const [k, h] of [[0, 0], [1, 0], [1, 1], [0, 1]] as const) {
+    for (const [k, h] of [
+      [0, 0],
+      [1, 0],
+      [1, 1],
+      [0, 1],
+    ] as const) {
       cr[k] += await timed(() => pool(half, CONCURRENCY, (i) => vols[k].writeFile(`/small/h${h}-f${i}`, small)));
     }
     rows.push({ work: `TLS: create ${2 * half} files of 4 KiB (${CONCURRENCY} at a time)`, local: `${((2 * half) / cr[0]).toFixed(0)} files/s`, dhtfs: `${((2 * half) / cr[1]).toFixed(0)} files/s`, ratio: cr[0] / cr[1] });
@@ -467,7 +492,9 @@ async function tlsBench(rows: Row[]): Promise<string[]> {
     }
     const [pc, tc] = cn.map(median);
     rows.push({ work: `TLS: connect to 3 bricks and close (median of 5)`, local: `${(pc * 1000).toFixed(1)} ms`, dhtfs: `${(tc * 1000).toFixed(1)} ms`, ratio: pc / tc });
-    return [`(TLS rows: the same work through the library on a volume of 3 local bricks without TLS ("local disk" column) and one with transport.tls on (TLS 1.3, P-256 certificates; "dhtfs" column), in the same run; ratio = TLS / plain; sequential rows: median of ${TLS_ROUNDS})`];
+    return [
+      `(TLS rows: the same work through the library on a volume of 3 local bricks without TLS ("local disk" column) and one with transport.tls on (TLS 1.3, P-256 certificates; "dhtfs" column), in the same run; ratio = TLS / plain; sequential rows: median of ${TLS_ROUNDS})`,
+    ];
   } finally {
     for (const v of vols) await v.close();
     await plainC.stop();

@@ -93,7 +93,7 @@ test('adding a brick under a mount: no stat of an existing file fails', { skip: 
   }
 });
 
-test("a directory the new brick lacks is listed whole while another client holds its namespace lock past the lock-timeout (its copy cannot be made)", async () => {
+test('a directory the new brick lacks is listed whole while another client holds its namespace lock past the lock-timeout (its copy cannot be made)', async () => {
   const c = await startCluster(2);
   const admins: RpcClient[] = [];
   try {

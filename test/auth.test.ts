@@ -163,7 +163,14 @@ test('a topology change is compare-and-set on its version: one made from a stale
     try {
       const base = ((await admin.call('getTopology', {})) as { topology: { version?: number } | null }).topology?.version ?? 0;
       const one = { version: base + 1, bricks: [{ name: b.name, host: b.host, port: b.port }], decommissioned: [] };
-      const other = { version: base + 1, bricks: [{ name: b.name, host: b.host, port: b.port }, { name: 'stale-view', host: '127.0.0.1', port: 9 }], decommissioned: [] };
+      const other = {
+        version: base + 1,
+        bricks: [
+          { name: b.name, host: b.host, port: b.port },
+          { name: 'stale-view', host: '127.0.0.1', port: 9 },
+        ],
+        decommissioned: [],
+      };
       await admin.call('setTopology', { topology: one });
       // A second host's CLI that started from the version before makes the same version with other bricks.
       await assert.rejects(admin.call('setTopology', { topology: other }), { code: 'ESTALE' });

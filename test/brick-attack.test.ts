@@ -101,7 +101,7 @@ test('a symlink whose text looks like a directory handle leads nowhere when its 
   }
 });
 
-test('gfids are the brick\'s to keep unique: no create takes over a handle in use', async () => {
+test("gfids are the brick's to keep unique: no create takes over a handle in use", async () => {
   const c = await startCluster(1);
   try {
     const r = await client(c);
@@ -250,7 +250,7 @@ test("a brick's root is 0700 on disk; the volume root's mode and owner are kept 
  * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so neither a swap between two requests nor one in the middle
  * of a request leads a call outside.
  */
-test('a folder swapped for a symlink on the brick\'s disk leads no call outside the brick, between requests or during them', async () => {
+test("a folder swapped for a symlink on the brick's disk leads no call outside the brick, between requests or during them", async () => {
   const c = await startCluster(1);
   const swapper: { proc: ReturnType<typeof spawn> | null } = { proc: null };
   try {
@@ -272,7 +272,7 @@ test('a folder swapped for a symlink on the brick\'s disk leads no call outside 
     // Between requests: the folder is a symlink when each request comes.
     fs.renameSync(path.join(brick, 'pub/sub'), path.join(brick, 'pub/sub.real'));
     fs.symlinkSync(outside, path.join(brick, 'pub/sub'));
-    const attempts: [Parameters<RpcClient["call"]>[0], Record<string, unknown>][] = [
+    const attempts: [Parameters<RpcClient['call']>[0], Record<string, unknown>][] = [
       ['lookup', { path: '/pub/sub/secret' }],
       ['create', { path: '/pub/sub/new', mode: 0o644, flags: O_RDWR | O_CREAT, gfid: g() }],
       ['open', { path: '/pub/sub/secret', flags: O_RDONLY }],
@@ -311,12 +311,7 @@ test('a folder swapped for a symlink on the brick\'s disk leads no call outside 
     // always either the folder or the symlink.
     fs.renameSync(path.join(brick, 'pub/sub'), path.join(brick, 'pub/link'));
     fs.renameSync(path.join(brick, 'pub/sub.real'), path.join(brick, 'pub/sub'));
-    const flip = [
-      'import ctypes, sys',
-      'libc = ctypes.CDLL(None, use_errno=True)',
-      'a, b = sys.argv[1].encode(), sys.argv[2].encode()',
-      'while True: libc.renameat2(-100, a, -100, b, 2)',
-    ].join('\n');
+    const flip = ['import ctypes, sys', 'libc = ctypes.CDLL(None, use_errno=True)', 'a, b = sys.argv[1].encode(), sys.argv[2].encode()', 'while True: libc.renameat2(-100, a, -100, b, 2)'].join('\n');
     swapper.proc = spawn('python3', ['-c', flip, path.join(brick, 'pub/sub'), path.join(brick, 'pub/link')], { stdio: 'ignore' });
     // Streams begin once the flipper runs (its first swap seen), and go on until both outcomes were met
     // (a loaded machine may starve the flipper for a while).
@@ -325,9 +320,7 @@ test('a folder swapped for a symlink on the brick\'s disk leads no call outside 
     const both = () => (counts.get('ok') ?? 0) > 0 && [...counts.keys()].some((k) => k !== 'ok');
     for (let round = 0; round < 40 || (!both() && round < 400); round++) {
       const batch = Array.from({ length: 50 }, (_, i) =>
-        i % 2 === 0
-          ? r.call('create', { path: `/pub/sub/f${round}-${i}`, mode: 0o644, flags: O_RDWR | O_CREAT, gfid: g(), close: true })
-          : r.call('mkdir', { path: `/pub/sub/d${round}-${i}`, mode: 0o755, gfid: g() }),
+        i % 2 === 0 ? r.call('create', { path: `/pub/sub/f${round}-${i}`, mode: 0o644, flags: O_RDWR | O_CREAT, gfid: g(), close: true }) : r.call('mkdir', { path: `/pub/sub/d${round}-${i}`, mode: 0o755, gfid: g() }),
       );
       for (const p of batch) {
         const got = await code(p);

@@ -91,7 +91,7 @@ test('a volume with one brick down: listings, reads, writes and creates on the l
   }
 });
 
-test('through the mount, one brick down: ls shows the live bricks\' names, cat reads them, the dead brick\'s names say ENOTCONN', { skip: fuse }, async () => {
+test("through the mount, one brick down: ls shows the live bricks' names, cat reads them, the dead brick's names say ENOTCONN", { skip: fuse }, async () => {
   const { c, mnt, daemon } = await mountCluster('dn');
   try {
     const m = (p: string) => path.join(mnt, p);

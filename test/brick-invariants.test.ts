@@ -24,11 +24,17 @@ test('an open refused at the fd cap leaves the open count of the file the other 
     const gfid = randomUUID();
     await b.handle(s, 'create', { path: '/f', mode: 0o644, flags: 2, gfid });
     assert.equal(b.openFdCount(gfid), 1);
-    await assert.rejects(Promise.resolve().then(() => b.handle(s, 'open', { path: '/f', flags: 0 })), (e) => codeOf(e) === 'EMFILE');
+    await assert.rejects(
+      Promise.resolve().then(() => b.handle(s, 'open', { path: '/f', flags: 0 })),
+      (e) => codeOf(e) === 'EMFILE',
+    );
     // The refused fd was never counted; it took the open fd's count with it.
     assert.equal(b.openFdCount(gfid), 1);
     checkFdTable(b);
-    await assert.rejects(Promise.resolve().then(() => b.handle(s, 'unlink', { path: '/f', ifNotOpen: true })), (e) => codeOf(e) === 'EBUSY');
+    await assert.rejects(
+      Promise.resolve().then(() => b.handle(s, 'unlink', { path: '/f', ifNotOpen: true })),
+      (e) => codeOf(e) === 'EBUSY',
+    );
     b.closeSession(s);
     assert.equal(b.openFdCount(gfid), 0);
     checkFdTable(b);

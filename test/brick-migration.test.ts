@@ -50,7 +50,10 @@ test('dirty ranges merge', () => {
   addRange(l, 30, 40);
   addRange(l, 15, 35);
   addRange(l, 50, 60);
-  assert.deepEqual(l, [[10, 40], [50, 60]]);
+  assert.deepEqual(l, [
+    [10, 40],
+    [50, 60],
+  ]);
 });
 
 test("dst's rules: prepare-dst and install by what is at the name (src/migration/dst-rules.ts)", () => {

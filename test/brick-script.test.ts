@@ -13,7 +13,10 @@ import { playScript } from './helpers/script.js';
 const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'test', 'scripts', 'brick');
 const update = process.env.UPDATE_GOLDEN === '1';
 
-for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.txt')).sort()) {
+for (const f of fs
+  .readdirSync(dir)
+  .filter((n) => n.endsWith('.txt'))
+  .sort()) {
   test(`brick script ${f}`, async () => {
     const wrong = await playScript(path.join(dir, f), update);
     if (update) return;

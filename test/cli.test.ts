@@ -27,7 +27,10 @@ test('volume create, start, status, file commands, stop', async () => {
     assert.equal(info.state, 'created');
     assert.match(await cli('volume', 'start', 'cv'), /volume start: cv: success/);
     const st = JSON.parse(await cli('volume', 'status', 'cv', '--json'));
-    assert.deepEqual(st.bricks.map((b: { online: boolean }) => b.online), [true, true, true]);
+    assert.deepEqual(
+      st.bricks.map((b: { online: boolean }) => b.online),
+      [true, true, true],
+    );
     assert.ok(st.bricks.every((b: { pid: number }) => b.pid > 0));
 
     const local = path.join(home, 'in.txt');
@@ -95,7 +98,10 @@ test('volume create, start, status, file commands, stop', async () => {
 
     assert.match(await cli('volume', 'stop', 'cv'), /3 brick processes stopped/);
     const down = JSON.parse(await cli('volume', 'status', 'cv', '--json'));
-    assert.deepEqual(down.bricks.map((b: { online: boolean }) => b.online), [false, false, false]);
+    assert.deepEqual(
+      down.bricks.map((b: { online: boolean }) => b.online),
+      [false, false, false],
+    );
     await assert.rejects(cli('-V', 'cv', 'ls', '/'), /ENOTCONN/);
     await cli('volume', 'delete', 'cv');
     await assert.rejects(cli('volume', 'info', 'cv'), /does not exist/);
@@ -129,7 +135,10 @@ test('add-brick, rebalance start/status, remove-brick start/status/commit throug
     assert.equal(st!.state, 'completed');
     assert.equal(st!.counters.scanned, 20);
     assert.ok(st!.counters.migrated > 0, 'some files moved to the new brick');
-    assert.ok(fs.readdirSync(path.join(home, 'b2')).some((n) => /^f\d+$/.test(n)), 'the new brick holds files');
+    assert.ok(
+      fs.readdirSync(path.join(home, 'b2')).some((n) => /^f\d+$/.test(n)),
+      'the new brick holds files',
+    );
     assert.match(await cli('volume', 'rebalance', 'rv', 'status'), /Rebalance of volume rv: completed/);
     // Drain the first brick: commit is refused until the drain completed, then allowed.
     await assert.rejects(cli('volume', 'remove-brick', 'rv', 'rv-client-0', 'commit'), /start" first|refused/);
@@ -141,7 +150,10 @@ test('add-brick, rebalance start/status, remove-brick start/status/commit throug
     }
     assert.match(await cli('volume', 'remove-brick', 'rv', 'rv-client-0', 'commit'), /removed rv-client-0/);
     const info = JSON.parse(await cli('volume', 'info', 'rv', '--json'));
-    assert.deepEqual(info.bricks.map((b: { name: string }) => b.name), ['rv-client-1', 'rv-client-2']);
+    assert.deepEqual(
+      info.bricks.map((b: { name: string }) => b.name),
+      ['rv-client-1', 'rv-client-2'],
+    );
     for (let i = 0; i < 20; i++) assert.equal(await cli('-V', 'rv', 'cat', `/f${i}`), `file ${i}\n`);
     assert.ok(!fs.readdirSync(path.join(home, 'b0')).some((n) => /^f\d+$/.test(n)), 'the removed brick holds no file');
   } finally {
@@ -156,7 +168,11 @@ test('up brings up the embedded default and mounts it where FUSE is; volume stop
   const cli = async (...args: string[]) => (await run(process.execPath, [MAIN_JS, ...args], { env })).stdout;
   const mnt = path.join(home, 'mnt');
   const fuse = fs.existsSync('/dev/fuse');
-  const mountedHere = () => fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+  const mountedHere = () =>
+    fs
+      .readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .some((l) => l.split(' ')[1] === mnt);
   try {
     const out = await cli('up', '--data', path.join(home, 'bricks'), '--mount', mnt);
     assert.match(out, /volume default is up: 3 bricks/);

@@ -37,7 +37,10 @@ test('events drop a directory, a subtree, or everything', () => {
   const c = new NegativeCache(() => true);
   for (const p of ['/a', '/a/b', '/a/b/c', '/ab', '/z']) c.made(p, c.begin(p), true);
   c.gone('/a');
-  assert.deepEqual(['/a', '/a/b', '/a/b/c', '/ab', '/z'].filter((p) => c.knownAbsent(p, 'n')), ['/ab', '/z']);
+  assert.deepEqual(
+    ['/a', '/a/b', '/a/b/c', '/ab', '/z'].filter((p) => c.knownAbsent(p, 'n')),
+    ['/ab', '/z'],
+  );
   c.changed('/ab');
   assert.equal(c.knownAbsent('/ab', 'n'), false);
   c.clear();
@@ -75,7 +78,10 @@ test('the directory cache keeps layouts until dropped, a tree at once, and hints
   for (const p of ['/a', '/a/b', '/ab']) c.set(p, info(p));
   assert.equal(c.get('/a/b')?.path, '/a/b');
   c.dropTree('/a');
-  assert.deepEqual(['/a', '/a/b', '/ab'].filter((p) => c.get(p)), ['/ab']);
+  assert.deepEqual(
+    ['/a', '/a/b', '/ab'].filter((p) => c.get(p)),
+    ['/ab'],
+  );
   assert.equal(c.hinted('/ab'), true, 'a known layout is a directory');
   c.hint('/x');
   assert.equal(c.hinted('/x'), true);

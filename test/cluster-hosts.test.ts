@@ -104,7 +104,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
   const daemonFault = { DHTFS_FAULT_KILL_AFTER_STEP: 'copy', DHTFS_FAULT_ONCE: path.join(base, 'daemon-fault') };
   /** A node daemon on `h`; `retry`: again every half second while it refuses (its id's presence not lapsed yet). */
   const startDaemon = async (h: Host, endpoint: string, retry = false): Promise<ChildProcess> => {
-    const d = h.spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', endpoint, '--address', h.address, '--state-dir', path.join(homeOf(h), 'node')], { stdio: ['ignore', 'pipe', 'pipe'], env: { DHTFS_HOME: homeOf(h), ...TTL, ...daemonFault } });
+    const d = h.spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', endpoint, '--address', h.address, '--state-dir', path.join(homeOf(h), 'node')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { DHTFS_HOME: homeOf(h), ...TTL, ...daemonFault },
+    });
     d.stderr!.on('data', (x) => logs.set(h.name, (logs.get(h.name) ?? '') + x));
     const line = await Promise.race([once(d.stdout!, 'data').then(([l]) => String(l)), once(d, 'exit').then(() => null)]);
     if (line === null && retry) {
@@ -138,7 +141,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     await run('volume', 'create', 'cv', ...[h1, h2, h3].map((h, i) => `${h.address}:${path.join(base, `brick${i}`)}`));
     assert.match(await run('volume', 'start', 'cv'), /volume start: cv: success/);
     const info = JSON.parse(await run('volume', 'info', 'cv', '--json')) as { bricks: { host: string; port: number }[] };
-    assert.deepEqual(info.bricks.map((b) => b.host), [h1, h2, h3].map((h) => h.address));
+    assert.deepEqual(
+      info.bricks.map((b) => b.host),
+      [h1, h2, h3].map((h) => h.address),
+    );
     for (const b of info.bricks) assert.ok(b.port >= 49152, `a port from its node daemon: ${b.port}`);
 
     // Two files by the CLI's put (the spec from the store), six by a client given the spec by `volume spec`.
@@ -151,10 +157,17 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     await run('volume', 'spec', 'cv', '-o', specFile);
     assert.deepEqual(await client(admin, specFile, files(2, 8)), expected(8));
     // Files landed on every host's brick.
-    for (let i = 0; i < 3; i++) assert.ok(fs.readdirSync(path.join(base, `brick${i}`)).some((n) => /^f\d+$/.test(n)), `brick ${i} holds files`);
+    for (let i = 0; i < 3; i++)
+      assert.ok(
+        fs.readdirSync(path.join(base, `brick${i}`)).some((n) => /^f\d+$/.test(n)),
+        `brick ${i} holds files`,
+      );
     type Status = { bricks: { brick: string; online: boolean; pid: number | null; node: string; state: string }[] };
     const st = JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status;
-    assert.ok(st.bricks.every((b) => b.online && b.state === 'online' && b.pid), JSON.stringify(st));
+    assert.ok(
+      st.bricks.every((b) => b.online && b.state === 'online' && b.pid),
+      JSON.stringify(st),
+    );
 
     // Mount by host (HOST:/NAME): a client host holding nothing but its certificate (cluster init made the
     // CA on the admin host; peer probe signed each node's certificate) gets the spec from a node daemon's
@@ -175,12 +188,14 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
       const code = `const [mode, host, ca, port] = process.argv.slice(1); const req = JSON.stringify({ op: 'getSpec', volume: 'cv' }) + '\\n';
         const s = mode === 'plain' ? require('net').connect(Number(port), host) : require('tls').connect({ host, port: Number(port), ca: require('fs').readFileSync(ca), minVersion: 'TLSv1.3' });
         let got = ''; s.on(mode === 'plain' ? 'connect' : 'secureConnect', () => s.write(req)); s.on('data', (d) => (got += d)); s.on('error', () => {}); s.on('close', () => console.log(JSON.stringify({ got })));`;
-      return JSON.parse(await new Promise<string>((resolve) => {
-        const p = admin.spawn(process.execPath, ['-e', code, mode, h1.address, path.join(clientHome, 'tls', 'client', 'ca.pem'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-        let out = '';
-        p.stdout!.on('data', (d) => (out += d));
-        p.once('exit', () => resolve(out));
-      })) as { got: string };
+      return JSON.parse(
+        await new Promise<string>((resolve) => {
+          const p = admin.spawn(process.execPath, ['-e', code, mode, h1.address, path.join(clientHome, 'tls', 'client', 'ca.pem'), String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+          let out = '';
+          p.stdout!.on('data', (d) => (out += d));
+          p.once('exit', () => resolve(out));
+        }),
+      ) as { got: string };
     };
     assert.equal((await probe('nocert')).got, '', 'no spec without a certificate');
     await logShows(h1, /mgmt: client 10\.213\.0\.4:\d+ refused: no client certificate/);
@@ -196,7 +211,11 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.equal(await cli(admin, bobHome, '-V', byHost, 'cat', '/f1'), 'file 1 written from the admin host\n');
     await run('cert', 'revoke', 'bob');
     let revoked = false;
-    for (let i = 0; i < 20 && !revoked; i++) revoked = await cli(admin, bobHome, '-V', byHost, 'cat', '/f1').then(() => false, () => true);
+    for (let i = 0; i < 20 && !revoked; i++)
+      revoked = await cli(admin, bobHome, '-V', byHost, 'cat', '/f1').then(
+        () => false,
+        () => true,
+      );
     assert.ok(revoked, 'a revoked client gets no spec');
     await logShows(h1, /mgmt: client 10\.213\.0\.4:\d+ refused: certificate revoked \(in the CA's CRL\) \(certificate bob\)/);
     // auth.ssl-allow: the volume's spec for alice only (she mounts it below); carol's good certificate gets none.
@@ -276,7 +295,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.equal((JSON.parse(await run('volume', 'info', 'cv', '--json')) as { bricks: unknown[] }).bricks.length, 3, 'the failed add-brick left the volume as it was');
     assert.match(await run('volume', 'add-brick', 'cv', `${h3.address}:${path.join(base, 'brick3')}`), /volume add-brick: cv: success \(cv-client-3 10\.213\.0\.3:\d+:/);
     const four = JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status;
-    assert.deepEqual(four.bricks.map((b) => [b.brick, b.online]), [0, 1, 2, 3].map((i) => [`cv-client-${i}`, true]));
+    assert.deepEqual(
+      four.bricks.map((b) => [b.brick, b.online]),
+      [0, 1, 2, 3].map((i) => [`cv-client-${i}`, true]),
+    );
     await run('volume', 'spec', 'cv', '-o', specFile);
     assert.deepEqual(await client(admin, specFile, files(8, 16)), expected(16));
 
@@ -292,7 +314,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.equal(rb?.state, 'completed', JSON.stringify(rb));
     assert.equal(rb!.counters.failed, 0);
     assert.ok(rb!.counters.migrated > 0, 'files moved to the new brick');
-    assert.ok(fs.readdirSync(path.join(base, 'brick3')).some((n) => /^f\d+$/.test(n)), 'the new brick holds files');
+    assert.ok(
+      fs.readdirSync(path.join(base, 'brick3')).some((n) => /^f\d+$/.test(n)),
+      'the new brick holds files',
+    );
     assert.deepEqual(await client(admin, specFile), expected(16));
 
     // remove-brick of a whole host (the second's one brick), its drain's process SIGKILLed in the middle of
@@ -300,7 +325,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     // SIGKILLed in the middle of a file's migration too; another daemon takes it over and finishes it;
     // commit takes the brick out (its node daemon stops it) and the host can leave the pool.
     const brick1 = path.join(base, 'brick1');
-    const onIt = fs.readdirSync(brick1).filter((n) => /^f\d+$/.test(n) && (fs.statSync(path.join(brick1, n)).mode & 0o1000) === 0).sort();
+    const onIt = fs
+      .readdirSync(brick1)
+      .filter((n) => /^f\d+$/.test(n) && (fs.statSync(path.join(brick1, n)).mode & 0o1000) === 0)
+      .sort();
     assert.ok(onIt.length >= 1, 'the second host holds files');
     const brick1Pid = (JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status).bricks[1].pid!;
     // A 2 s migration lease: each taker waits out what is left of the dead runner's (half a second here).
@@ -327,7 +355,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.deepEqual(await client(admin, specFile), expected(16), 'every file reads, with its content, after the takeover');
     assert.match(await run('volume', 'remove-brick', 'cv', 'cv-client-1', 'commit'), /volume remove-brick commit: cv: removed cv-client-1$/m);
     const left = JSON.parse(await run('volume', 'info', 'cv', '--json')) as { bricks: { name: string; host: string }[] };
-    assert.deepEqual(left.bricks.map((b) => b.name), ['cv-client-0', 'cv-client-2', 'cv-client-3']);
+    assert.deepEqual(
+      left.bricks.map((b) => b.name),
+      ['cv-client-0', 'cv-client-2', 'cv-client-3'],
+    );
     assert.ok(!left.bricks.some((b) => b.host === h2.address), 'no brick on the second host');
     for (let i = 0; i < 100 && running(brick1Pid); i++) await sleep(200);
     assert.ok(!running(brick1Pid), "the removed brick's node daemon stopped it");
@@ -355,7 +386,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.ok(replaced.online && replaced.node === (JSON.parse(await run('pool', 'list', '--json')) as { id: string; address: string }[]).find((p) => p.address === h1.address)!.id, JSON.stringify(replaced));
     await run('volume', 'spec', 'cv', '-o', specFile);
     await client(admin, specFile, Object.fromEntries([...Array(8).keys()].map((i) => [`/d/n${i}`, `n${i}\n`])));
-    assert.ok(fs.readdirSync(path.join(brick5, 'd')).some((n) => /^n\d$/.test(n) && fs.statSync(path.join(brick5, 'd', n)).size > 0), 'new files reach the new brick');
+    assert.ok(
+      fs.readdirSync(path.join(brick5, 'd')).some((n) => /^n\d$/.test(n) && fs.statSync(path.join(brick5, 'd', n)).size > 0),
+      'new files reach the new brick',
+    );
     assert.equal(await run('-V', 'cv', 'cat', '/d/n7'), 'n7\n');
 
     // etcd killed (every member): a client keeps reading and writing (the data path never reads the store); an admin
@@ -369,7 +403,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
 
     assert.match(await run('volume', 'stop', 'cv'), /volume stop: cv: success \(3 brick processes stopped\)/);
     const stopped = JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status;
-    assert.ok(stopped.bricks.every((b) => !b.online && b.state === 'stopped'), JSON.stringify(stopped));
+    assert.ok(
+      stopped.bricks.every((b) => !b.online && b.state === 'stopped'),
+      JSON.stringify(stopped),
+    );
     assert.match(await run('volume', 'delete', 'cv'), /volume delete: cv: success/);
     await assert.rejects(run('volume', 'info', 'cv'), /volume cv does not exist/);
   } finally {
@@ -377,14 +414,17 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     await Promise.all(daemons.map((d) => (d.exitCode === null ? once(d, 'exit') : null)));
     // Bricks still running (a failed test) go with their namespaces' processes.
     for (const h of net?.hosts ?? []) {
-      const pids = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-        try {
-          // /run/netns/NS is the namespace's file (not a link): its inode is the one /proc/PID/ns/net names.
-          return fs.readlinkSync(`/proc/${p}/ns/net`) === `net:[${fs.statSync(`/run/netns/${h.ns}`).ino}]` || fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(`DHTFS_HOME=${path.join(base, h.name)}`);
-        } catch {
-          return false;
-        }
-      });
+      const pids = fs
+        .readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            // /run/netns/NS is the namespace's file (not a link): its inode is the one /proc/PID/ns/net names.
+            return fs.readlinkSync(`/proc/${p}/ns/net`) === `net:[${fs.statSync(`/run/netns/${h.ns}`).ino}]` || fs.readFileSync(`/proc/${p}/environ`, 'utf8').includes(`DHTFS_HOME=${path.join(base, h.name)}`);
+          } catch {
+            return false;
+          }
+        });
       for (const p of pids) {
         try {
           process.kill(Number(p), 'SIGKILL');

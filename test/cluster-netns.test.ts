@@ -32,7 +32,10 @@ test('hosts in network namespaces: one host cut off costs its files only, and th
     const read = jsonLines(client);
     const filled = await read<{ step: string; where: Record<string, string>; error?: string }>();
     assert.equal(filled.step, 'filled', filled.error);
-    const on = (b: string) => Object.entries(filled.where).filter(([, w]) => w === b).map(([p]) => p);
+    const on = (b: string) =>
+      Object.entries(filled.where)
+        .filter(([, w]) => w === b)
+        .map(([p]) => p);
     assert.ok(on('nv-client-1').length > 0 && on('nv-client-0').length + on('nv-client-2').length > 0, JSON.stringify(filled.where));
 
     net.hosts[1].link(false);
@@ -51,7 +54,11 @@ test('hosts in network namespaces: one host cut off costs its files only, and th
     client.stdin!.write('restored\n');
     const back = await read<Reads>();
     assert.equal(back.step, 'restored', back.error);
-    assert.deepEqual(back.reads.filter((r) => r.byPath !== 'ok' || r.byFd !== 'ok'), [], 'every file reads again, by path and by its old fd');
+    assert.deepEqual(
+      back.reads.filter((r) => r.byPath !== 'ok' || r.byFd !== 'ok'),
+      [],
+      'every file reads again, by path and by its old fd',
+    );
     client.stdin!.end();
     await once(client, 'exit');
   } finally {

@@ -51,8 +51,7 @@ function child(where: Where, body: string) {
     ended = true;
     for (const w of waiting.splice(0)) w.fail(new Error(`the child process ended (${signal ?? `exit ${code}`}) without its line`));
   });
-  const line = () =>
-    queued.length ? Promise.resolve(queued.shift()!) : ended ? Promise.reject(new Error('the child process ended')) : new Promise<string>((ok, fail) => waiting.push({ ok, fail }));
+  const line = () => (queued.length ? Promise.resolve(queued.shift()!) : ended ? Promise.reject(new Error('the child process ended')) : new Promise<string>((ok, fail) => waiting.push({ ok, fail })));
   return { p, line };
 }
 
@@ -71,10 +70,27 @@ function contract(kind: string, setup: () => Promise<{ where: Where; done: () =>
       assert.equal((await s.get('vol/a'))!.value, '2');
       // Several keys: all or nothing.
       const a2 = (await s.get('vol/a'))!;
-      assert.ok(!(await s.commit([{ key: 'vol/b', value: 'b' }, { key: 'vol/a', value: 'x', ifRev: a2.rev + 1000 }])));
+      assert.ok(
+        !(await s.commit([
+          { key: 'vol/b', value: 'b' },
+          { key: 'vol/a', value: 'x', ifRev: a2.rev + 1000 },
+        ])),
+      );
       assert.equal(await s.get('vol/b'), null, 'nothing of a failed commit is applied');
-      assert.ok(await s.commit([{ key: 'vol/b', value: 'b', ifRev: 0 }, { key: 'vol/a', value: 'y', ifRev: a2.rev }, { key: 'other', value: 'o' }]));
-      assert.deepEqual((await s.list('vol/')).map((e) => [e.key, e.value]), [['vol/a', 'y'], ['vol/b', 'b']]);
+      assert.ok(
+        await s.commit([
+          { key: 'vol/b', value: 'b', ifRev: 0 },
+          { key: 'vol/a', value: 'y', ifRev: a2.rev },
+          { key: 'other', value: 'o' },
+        ]),
+      );
+      assert.deepEqual(
+        (await s.list('vol/')).map((e) => [e.key, e.value]),
+        [
+          ['vol/a', 'y'],
+          ['vol/b', 'b'],
+        ],
+      );
       // Watches see every change under their prefix, in order, deletes included.
       const seen: Event[] = [];
       const stop = await s.watch('vol/', (e) => seen.push(e));
@@ -82,10 +98,22 @@ function contract(kind: string, setup: () => Promise<{ where: Where; done: () =>
       await sleep(300);
       assert.ok(await s.commit([{ key: 'vol/c', value: 'c2' }]));
       await sleep(300);
-      assert.ok(await s.commit([{ key: 'vol/a', value: null }, { key: 'elsewhere', value: 'e' }]));
+      assert.ok(
+        await s.commit([
+          { key: 'vol/a', value: null },
+          { key: 'elsewhere', value: 'e' },
+        ]),
+      );
       for (let i = 0; i < 50 && seen.length < 3; i++) await sleep(100);
       await stop();
-      assert.deepEqual(seen.map((e) => [e.key, e.entry?.value ?? null]), [['vol/c', 'c1'], ['vol/c', 'c2'], ['vol/a', null]]);
+      assert.deepEqual(
+        seen.map((e) => [e.key, e.entry?.value ?? null]),
+        [
+          ['vol/c', 'c1'],
+          ['vol/c', 'c2'],
+          ['vol/a', null],
+        ],
+      );
       assert.equal(await s.get('vol/a'), null);
     } finally {
       await s.close();
@@ -136,18 +164,26 @@ function contract(kind: string, setup: () => Promise<{ where: Where; done: () =>
   });
 }
 
-contract('local', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-store-'));
-  return { where: `local:${path.join(dir, 'store.json')}`, done: async () => fs.rmSync(dir, { recursive: true, force: true }) };
-}, 2000);
+contract(
+  'local',
+  async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-store-'));
+    return { where: `local:${path.join(dir, 'store.json')}`, done: async () => fs.rmSync(dir, { recursive: true, force: true }) };
+  },
+  2000,
+);
 
 const avail = etcdAvailable();
 if (avail.ok) {
   // A fresh etcd for each test: the store's key prefix is fixed, and each test starts from no keys.
-  contract('etcd', async () => {
-    const e: TestEtcd = await startEtcd();
-    return { where: `etcd:${e.endpoint}`, done: () => e.stop() };
-  }, 10_000);
+  contract(
+    'etcd',
+    async () => {
+      const e: TestEtcd = await startEtcd();
+      return { where: `etcd:${e.endpoint}`, done: () => e.stop() };
+    },
+    10_000,
+  );
   test('etcd store: etcd away gives a clear error naming it, and it works again once back', async () => {
     const e = await startEtcd();
     const s = new EtcdStore([e.endpoint]);

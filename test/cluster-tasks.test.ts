@@ -86,7 +86,10 @@ test('task takeover: one watcher of two takes a running task whose claim is gone
     await sleep(1000);
     const bad = runs.filter((x) => x.vol === 'bad');
     assert.ok(bad.length >= 1 && bad.length <= 2 && new Set(bad.map((x) => x.by)).size === bad.length, `each watcher tried it at most once: ${JSON.stringify(bad)}`);
-    assert.ok(logs.some((l) => /the remove-brick of volume bad taken over here failed: the volume does not answer; trying again in 60 s/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /the remove-brick of volume bad taken over here failed: the volume does not answer; trying again in 60 s/.test(l)),
+      logs.join('\n'),
+    );
   } finally {
     for (const w of watchers) await w.close();
     await store.close();
@@ -105,9 +108,26 @@ test('a task whose runner died, over a real etcd: status says it awaits a takeov
   const store = new EtcdStore([e.endpoint]);
   try {
     const v: VolumeRecord = { name: 'dv', volumeId: randomUUID(), secret: 's', adminSecret: 'a', state: 'stopped', bricks: [], decommissioned: [], version: 1 };
-    const cp = { runId: 'r', mode: 'full', force: true, position: '/', counters: { scanned: 3, migrated: 1, skipped: 0, failed: 0, bytes: 10, dirs: 1, totalFiles: 4, totalBytes: 40 }, commitHash: 1, startedAt: Date.now() - 1000, elapsedMs: 1000, state: 'running', topologyVersion: 1 };
+    const cp = {
+      runId: 'r',
+      mode: 'full',
+      force: true,
+      position: '/',
+      counters: { scanned: 3, migrated: 1, skipped: 0, failed: 0, bytes: 10, dirs: 1, totalFiles: 4, totalBytes: 40 },
+      commitHash: 1,
+      startedAt: Date.now() - 1000,
+      elapsedMs: 1000,
+      state: 'running',
+      topologyVersion: 1,
+    };
     const task: TaskRecord = { kind: 'remove-brick', mode: 'full', force: true, throttle: 'normal', bricks: ['dv-client-1'] };
-    assert.ok(await store.commit([{ key: keys.volume('dv'), value: JSON.stringify(v) }, { key: keys.checkpoint('dv'), value: JSON.stringify(cp) }, { key: 'tasks/dv/task', value: JSON.stringify(task) }]));
+    assert.ok(
+      await store.commit([
+        { key: keys.volume('dv'), value: JSON.stringify(v) },
+        { key: keys.checkpoint('dv'), value: JSON.stringify(cp) },
+        { key: 'tasks/dv/task', value: JSON.stringify(task) },
+      ]),
+    );
 
     // No runner holds it, its checkpoint says running: not failed, awaiting a taker.
     const st = await clusterRebalanceStatus('dv');

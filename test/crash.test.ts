@@ -116,7 +116,11 @@ for (const kind of ['none', 'writer', 'readers-writers'] as WorkloadKind[]) {
       const initial = Buffer.alloc(SIZE);
       for (let i = 0; i < SIZE; i += 16) initial.write(`${dir}:${i}`.padEnd(16, '.').slice(0, 16), i);
       await vol.writeFile(p, initial, { mode: 0o640 });
-      rotateLayout(c.dirs, c.spec.bricks.map((b) => b.name), dir); // the file now belongs on the other brick
+      rotateLayout(
+        c.dirs,
+        c.spec.bricks.map((b) => b.name),
+        dir,
+      ); // the file now belongs on the other brick
       const w = await startWorkload(kind, vol, p, initial);
       let r: Awaited<ReturnType<typeof cli>>;
       try {
@@ -160,7 +164,11 @@ test('a hung migrator (SIGSTOP after freeze): client I/O goes on after its lease
   const vol = await Volume.connect(c.spec);
   await vol.mkdir(dir);
   await vol.writeFile(p, Buffer.alloc(SIZE, 7), { mode: 0o600 });
-  rotateLayout(c.dirs, c.spec.bricks.map((b) => b.name), dir);
+  rotateLayout(
+    c.dirs,
+    c.spec.bricks.map((b) => b.name),
+    dir,
+  );
   const h = await vol.open(p, 'r+');
   const mig = spawn(process.execPath, [MAIN_JS, 'volume', 'migrate', 'cv', p, '--lease-ms', '600'], {
     env: { ...process.env, DHTFS_HOME: home, DHTFS_FAULT_STOP_AFTER_STEP: 'freeze' },

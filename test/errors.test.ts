@@ -20,7 +20,10 @@ test('bestEffort is quiet on a race, logs another failure, and rethrows a bug', 
   assert.equal(logged.length, 1);
   assert.match(logged[0], /^unlink: EACCES/);
   assert.throws(() => h(new TypeError('cannot read properties of undefined')), TypeError);
-  assert.throws(() => h('a string'), (e) => e === 'a string');
+  assert.throws(
+    () => h('a string'),
+    (e) => e === 'a string',
+  );
   assert.equal(nullOnFailure('lookup')(new FsError('ENOENT')), null);
   assert.throws(() => nullOnFailure('lookup')(new RangeError('x')), RangeError);
 });

@@ -60,7 +60,10 @@ test('a write that fits only in part returns its short count, and the file holds
       // longer than the count says); the count's bytes are all there.
       assert.ok((await vol.stat('/big')).size >= (got as number));
       const back = await vol.readFile('/big');
-      assert.ok(back.subarray(0, got as number).every((b) => b === 2), 'the bytes counted are written');
+      assert.ok(
+        back.subarray(0, got as number).every((b) => b === 2),
+        'the bytes counted are written',
+      );
       // writeFile cannot return a count: it fails, as fs.writeFile does.
       await assert.rejects(vol.writeFile('/whole', Buffer.alloc(1_000_000, 3)), { code: 'ENOSPC' });
     } finally {

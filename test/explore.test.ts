@@ -13,7 +13,12 @@ test('safe protocol: every schedule with up to 2 preemptions keeps S1', { timeou
 });
 
 test('legacy protocol: the exploration finds the stale read with one preemption', { timeout: 600_000 }, async () => {
-  const r = await explore(1, Array.from({ length: 21 }, (_, i) => i), 'legacy', 1);
+  const r = await explore(
+    1,
+    Array.from({ length: 21 }, (_, i) => i),
+    'legacy',
+    1,
+  );
   console.log(`legacy protocol: ${r.schedules} schedules with at most 1 preemption; found: ${r.violations[0]}`);
   assert.equal(r.violations.length, 1);
   assert.match(r.violations[0], /S1: app1 read "OLD-"/);

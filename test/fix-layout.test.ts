@@ -31,8 +31,16 @@ test('fix-layout covers the ring and moves exactly the least possible, whatever 
 
 for (const n of [3, 4, 10]) {
   test(`adding one brick to ${n} equal bricks moves at most 1.1 x 1/${n + 1} of 100,000 files`, () => {
-    const old = newLayout(Array.from({ length: n }, (_, i) => ({ name: `v-client-${i}`, weight: 1000 })), '/', { commit: 1 });
-    const fixed = fixLayout(old, Array.from({ length: n + 1 }, (_, i) => ({ name: `v-client-${i}`, weight: 1000 })), { commit: 2 });
+    const old = newLayout(
+      Array.from({ length: n }, (_, i) => ({ name: `v-client-${i}`, weight: 1000 })),
+      '/',
+      { commit: 1 },
+    );
+    const fixed = fixLayout(
+      old,
+      Array.from({ length: n + 1 }, (_, i) => ({ name: `v-client-${i}`, weight: 1000 })),
+      { commit: 2 },
+    );
     let moved = 0;
     for (let i = 0; i < 100_000; i++) {
       const h = dhtHash(`file-${i}.dat`);
@@ -45,8 +53,21 @@ for (const n of [3, 4, 10]) {
 }
 
 test('with bricks of different sizes too', () => {
-  const old = newLayout([{ name: 'v-client-0', weight: 100 }, { name: 'v-client-1', weight: 300 }, { name: 'v-client-2', weight: 600 }], '/d', { commit: 1 });
-  const nb = [{ name: 'v-client-0', weight: 100 }, { name: 'v-client-1', weight: 300 }, { name: 'v-client-2', weight: 600 }, { name: 'v-client-3', weight: 250 }];
+  const old = newLayout(
+    [
+      { name: 'v-client-0', weight: 100 },
+      { name: 'v-client-1', weight: 300 },
+      { name: 'v-client-2', weight: 600 },
+    ],
+    '/d',
+    { commit: 1 },
+  );
+  const nb = [
+    { name: 'v-client-0', weight: 100 },
+    { name: 'v-client-1', weight: 300 },
+    { name: 'v-client-2', weight: 600 },
+    { name: 'v-client-3', weight: 250 },
+  ];
   const fixed = fixLayout(old, nb, { commit: 2 });
   const share = 250 / 1250;
   assert.ok(Math.abs(movedShare(old, fixed) / RING - share) < 1e-6);
@@ -63,10 +84,13 @@ test('removing a brick moves only its files; its ranges are spread over the othe
   assert.ok(Math.abs(movedShare(old, fixed) / RING - 0.25) < 1e-6);
 });
 
-test('several ranges round-trip; a single range is GlusterFS\'s 16 bytes', () => {
+test("several ranges round-trip; a single range is GlusterFS's 16 bytes", () => {
   const one = encodeRanges([{ commit: 5, type: 0, start: 0, stop: 99 }]);
   assert.equal(one.length, 16);
-  const two = [{ commit: 5, type: 0, start: 0, stop: 99 }, { commit: 5, type: 0, start: 500, stop: 999 }];
+  const two = [
+    { commit: 5, type: 0, start: 0, stop: 99 },
+    { commit: 5, type: 0, start: 500, stop: 999 },
+  ];
   assert.deepEqual(decodeRanges(encodeRanges(two)), two);
   assert.throws(() => decodeRanges(Buffer.alloc(20)));
 });

@@ -6,34 +6,30 @@ import { BufferPool } from '../src/wire/pool.js';
 
 test('frames round-trip whatever way the stream is cut, attachments included', () => {
   fc.assert(
-    fc.property(
-      fc.array(fc.tuple(fc.nat(1000), fc.string(), fc.uint8Array({ maxLength: 5000 })), { minLength: 1, maxLength: 8 }),
-      fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 20 }),
-      (msgs, cuts) => {
-        const frames = msgs.map(([id, op, data]): Message => [0, id, op, { data: Buffer.from(data), n: id }]);
-        const bytes = Buffer.concat(frames.flatMap((m) => encodeFrame(m)));
-        const dec = new FrameDecoder();
-        const got: Message[] = [];
-        let off = 0;
-        let i = 0;
-        while (off < bytes.length) {
-          const n = cuts[i++ % cuts.length];
-          // The transport reuses its read buffer: the decoder may not keep a pushed chunk.
-          const chunk = Buffer.from(bytes.subarray(off, off + n));
-          got.push(...dec.push(chunk));
-          chunk.fill(0xee);
-          off += n;
-        }
-        assert.equal(got.length, frames.length);
-        got.forEach((m, k) => {
-          assert.equal(m[1], frames[k][1]);
-          assert.equal(m[2], frames[k][2]);
-          const a = m[3] as { data: Uint8Array; n: number };
-          assert.deepEqual(Buffer.from(a.data), (frames[k][3] as { data: Buffer }).data);
-          assert.equal(a.n, msgs[k][0]);
-        });
-      },
-    ),
+    fc.property(fc.array(fc.tuple(fc.nat(1000), fc.string(), fc.uint8Array({ maxLength: 5000 })), { minLength: 1, maxLength: 8 }), fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 20 }), (msgs, cuts) => {
+      const frames = msgs.map(([id, op, data]): Message => [0, id, op, { data: Buffer.from(data), n: id }]);
+      const bytes = Buffer.concat(frames.flatMap((m) => encodeFrame(m)));
+      const dec = new FrameDecoder();
+      const got: Message[] = [];
+      let off = 0;
+      let i = 0;
+      while (off < bytes.length) {
+        const n = cuts[i++ % cuts.length];
+        // The transport reuses its read buffer: the decoder may not keep a pushed chunk.
+        const chunk = Buffer.from(bytes.subarray(off, off + n));
+        got.push(...dec.push(chunk));
+        chunk.fill(0xee);
+        off += n;
+      }
+      assert.equal(got.length, frames.length);
+      got.forEach((m, k) => {
+        assert.equal(m[1], frames[k][1]);
+        assert.equal(m[2], frames[k][2]);
+        const a = m[3] as { data: Uint8Array; n: number };
+        assert.deepEqual(Buffer.from(a.data), (frames[k][3] as { data: Buffer }).data);
+        assert.equal(a.n, msgs[k][0]);
+      });
+    }),
     { numRuns: 300 },
   );
 });
@@ -53,7 +49,7 @@ test('the decoder rejects oversized and inconsistent frames', () => {
   assert.throws(() => new FrameDecoder().push(Buffer.from([0, 0, 0, 5, 0, 0, 0, 1, 0x90])), FrameError, 'empty array is not a message');
 });
 
-test('a reply\'s attachment lands in the buffer its target names; others get a fresh one', () => {
+test("a reply's attachment lands in the buffer its target names; others get a fresh one", () => {
   const into = Buffer.alloc(300_000, 1);
   const dec = new FrameDecoder(undefined, (m, len) => (m[0] === 1 && m[1] === 7 ? into.subarray(1000, 1000 + len) : null));
   const a = Buffer.alloc(200_000);
@@ -98,7 +94,7 @@ test('a transport that reads into the landing zone delivers the attachment in pl
       }
       assert.equal(got.length, 2);
       const d = (got[0][3] as { data: Buffer }).data;
-      assert.equal(d.buffer, into.buffer, 'the data is the reader\'s buffer');
+      assert.equal(d.buffer, into.buffer, "the data is the reader's buffer");
       assert.deepEqual(Buffer.from(d), a);
       assert.deepEqual(got[1][3], { ok: true });
       assert.ok(landed > 0 || reads.every((x) => x >= a.length), 'some reads landed in place');

@@ -105,7 +105,10 @@ test('rename, link and errno semantics as POSIX has them', { skip }, async () =>
   fs.renameSync(m('px/f1'), m('px/f2'));
   assert.equal(fs.readFileSync(m('px/f2'), 'utf8'), 'one');
   assert.equal(fs.statSync(m('px/f2')).ino, ino);
-  assert.equal(code(() => fs.statSync(m('px/f1'))), 'ENOENT');
+  assert.equal(
+    code(() => fs.statSync(m('px/f1'))),
+    'ENOENT',
+  );
   fs.renameSync(m('px/f2'), m('px/f2'));
   assert.equal(fs.readFileSync(m('px/f2'), 'utf8'), 'one', 'rename onto itself changes nothing');
   // Directories: over an empty one, not over a non-empty one; never into themselves.
@@ -113,22 +116,64 @@ test('rename, link and errno semantics as POSIX has them', { skip }, async () =>
   fs.writeFileSync(m('px/d/in'), 'x');
   fs.renameSync(m('px/d'), m('px/empty'));
   assert.equal(fs.readFileSync(m('px/empty/in'), 'utf8'), 'x');
-  assert.equal(code(() => fs.renameSync(m('px/a'), m('px/empty'))), 'ENOTEMPTY');
-  assert.equal(code(() => fs.renameSync(m('px/f2'), m('px/a'))), 'EISDIR');
-  assert.equal(code(() => fs.renameSync(m('px/a'), m('px/f2'))), 'ENOTDIR');
-  assert.equal(code(() => fs.renameSync(m('px/a'), m('px/a/deep/a'))), 'EINVAL');
-  assert.equal(code(() => fs.renameSync(m('px/nope'), m('px/x'))), 'ENOENT');
+  assert.equal(
+    code(() => fs.renameSync(m('px/a'), m('px/empty'))),
+    'ENOTEMPTY',
+  );
+  assert.equal(
+    code(() => fs.renameSync(m('px/f2'), m('px/a'))),
+    'EISDIR',
+  );
+  assert.equal(
+    code(() => fs.renameSync(m('px/a'), m('px/f2'))),
+    'ENOTDIR',
+  );
+  assert.equal(
+    code(() => fs.renameSync(m('px/a'), m('px/a/deep/a'))),
+    'EINVAL',
+  );
+  assert.equal(
+    code(() => fs.renameSync(m('px/nope'), m('px/x'))),
+    'ENOENT',
+  );
   // Wrong kinds and missing parents.
-  assert.equal(code(() => fs.unlinkSync(m('px/a'))), 'EISDIR');
-  assert.equal(code(() => fs.rmdirSync(m('px/f2'))), 'ENOTDIR');
-  assert.equal(code(() => fs.mkdirSync(m('px/missing/x'))), 'ENOENT');
-  assert.equal(code(() => fs.writeFileSync(m('px/f2/x'), '')), 'ENOTDIR');
-  assert.equal(code(() => fs.openSync(m('px/a'), 'w')), 'EISDIR');
-  assert.equal(code(() => fs.truncateSync(m('px/a'))), 'EISDIR');
-  assert.equal(code(() => fs.writeFileSync(m(`px/${'n'.repeat(256)}`), '')), 'ENAMETOOLONG');
+  assert.equal(
+    code(() => fs.unlinkSync(m('px/a'))),
+    'EISDIR',
+  );
+  assert.equal(
+    code(() => fs.rmdirSync(m('px/f2'))),
+    'ENOTDIR',
+  );
+  assert.equal(
+    code(() => fs.mkdirSync(m('px/missing/x'))),
+    'ENOENT',
+  );
+  assert.equal(
+    code(() => fs.writeFileSync(m('px/f2/x'), '')),
+    'ENOTDIR',
+  );
+  assert.equal(
+    code(() => fs.openSync(m('px/a'), 'w')),
+    'EISDIR',
+  );
+  assert.equal(
+    code(() => fs.truncateSync(m('px/a'))),
+    'EISDIR',
+  );
+  assert.equal(
+    code(() => fs.writeFileSync(m(`px/${'n'.repeat(256)}`), '')),
+    'ENAMETOOLONG',
+  );
   // Hard links: not to directories, not onto an existing name; nlink and ctime follow.
-  assert.equal(code(() => fs.linkSync(m('px/a'), m('px/alink'))), 'EPERM');
-  assert.equal(code(() => fs.linkSync(m('px/f2'), m('px/empty/in'))), 'EEXIST');
+  assert.equal(
+    code(() => fs.linkSync(m('px/a'), m('px/alink'))),
+    'EPERM',
+  );
+  assert.equal(
+    code(() => fs.linkSync(m('px/f2'), m('px/empty/in'))),
+    'EEXIST',
+  );
   const ctime0 = fs.statSync(m('px/f2')).ctimeMs;
   await new Promise((r) => setTimeout(r, 20));
   fs.linkSync(m('px/f2'), m('px/a/f2link'));
@@ -141,10 +186,16 @@ test('rename, link and errno semantics as POSIX has them', { skip }, async () =>
   // Symlinks: dangling ones exist as links, loops are ELOOP.
   fs.symlinkSync('nowhere', m('px/dangling'));
   assert.equal(fs.lstatSync(m('px/dangling')).isSymbolicLink(), true);
-  assert.equal(code(() => fs.statSync(m('px/dangling'))), 'ENOENT');
+  assert.equal(
+    code(() => fs.statSync(m('px/dangling'))),
+    'ENOENT',
+  );
   fs.symlinkSync('loop2', m('px/loop1'));
   fs.symlinkSync('loop1', m('px/loop2'));
-  assert.equal(code(() => fs.readFileSync(m('px/loop1'))), 'ELOOP');
+  assert.equal(
+    code(() => fs.readFileSync(m('px/loop1'))),
+    'ELOOP',
+  );
   // Times: a write moves mtime and ctime, a chmod ctime only.
   const t0 = fs.statSync(m('px/f3'));
   await new Promise((r) => setTimeout(r, 20));
@@ -239,7 +290,7 @@ test('a file closed on the mount is closed on its brick (the kernel is answered 
   assert.equal(await settles(base), base);
   await Promise.all(Array.from({ length: 200 }, (_, i) => fs.promises.writeFile(m(`closes/f${i}`), `file ${i}`)));
   for (let i = 0; i < 200; i += 10) assert.equal(fs.readFileSync(m(`closes/f${i}`), 'utf8'), `file ${i}`);
-  assert.equal(await settles(base), base, 'no brick fd outlives its file\'s last close');
+  assert.equal(await settles(base), base, "no brick fd outlives its file's last close");
   fs.rmSync(m('closes'), { recursive: true });
 });
 
@@ -270,7 +321,7 @@ test('unmodified programs: cp -a, tar and git on the mount', { skip }, async () 
   assert.deepEqual(fs.readdirSync(mnt), []);
 });
 
-test('rsync and sqlite3 on the mount; rsync\'s temp files land on the final name\'s brick', { skip }, async () => {
+test("rsync and sqlite3 on the mount; rsync's temp files land on the final name's brick", { skip }, async () => {
   const src = path.join(path.dirname(MAIN_JS), '..', '..', '..', 'src');
   await run('rsync', ['-a', `${src}/`, m('rs')]);
   await run('diff', ['-r', src, m('rs')]);
@@ -340,7 +391,7 @@ test('permissions as other users: owners, modes, sticky directories', { skip: sk
   fs.mkdirSync(m('locked'), { mode: 0o755 });
   fs.mkdirSync(m('shared'));
   fs.chmodSync(m('shared'), 0o1777);
-  fs.writeFileSync(m('shared/roots'), 'root\'s');
+  fs.writeFileSync(m('shared/roots'), "root's");
   fs.chmodSync(m('shared/roots'), 0o644);
   // A root-owned 0755 directory refuses other users' creates.
   let r = asUser(A, 'echo x > locked/f');
@@ -411,7 +462,7 @@ test('caching: file sizes and bytes from another client show at once; directory 
   }
 });
 
-test('a name another client makes in a directory the mount made shows at once (the mount\'s cache of names not there is told)', { skip }, async () => {
+test("a name another client makes in a directory the mount made shows at once (the mount's cache of names not there is told)", { skip }, async () => {
   const other = await Volume.connect(c.spec);
   try {
     fs.mkdirSync(m('neg'));
@@ -429,7 +480,7 @@ test('a name another client makes in a directory the mount made shows at once (t
   }
 });
 
-test('a directory\'s times move with every name made or removed in it, whichever brick holds the name; writes through a write-only fd show at once to a reader', { skip }, async () => {
+test("a directory's times move with every name made or removed in it, whichever brick holds the name; writes through a write-only fd show at once to a reader", { skip }, async () => {
   fs.mkdirSync(m('times'));
   const mtime = () => fs.statSync(m('times')).mtimeMs;
   const sleep = () => new Promise((r) => setTimeout(r, 15));
@@ -480,7 +531,7 @@ async function until(what: string, ok: () => boolean): Promise<void> {
   assert.ok(ok(), what);
 }
 
-test('local reads: a reader on the mount reads its brick\'s file itself, and follows the file when it migrates', { skip }, async () => {
+test("local reads: a reader on the mount reads its brick's file itself, and follows the file when it migrates", { skip }, async () => {
   const other = await Volume.connect(c.spec);
   try {
     fs.mkdirSync(m('lr'));
@@ -494,7 +545,7 @@ test('local reads: a reader on the mount reads its brick\'s file itself, and fol
     assert.equal(fs.readSync(fd, b, 0, b.length, 0), a.length);
     assert.ok(b.subarray(0, a.length).equals(a));
     // The first read went through the brick; the mount then opened the brick's own file for the next ones.
-    await until('the mount holds the brick\'s data file', () => mountHolds().includes(handle(c.dirs[src])));
+    await until("the mount holds the brick's data file", () => mountHolds().includes(handle(c.dirs[src])));
     // Another client writes: the local reads and getattrs see it at once.
     await other.writeFile('/lr/f', 'short now');
     assert.equal(fs.fstatSync(fd).size, 9);
@@ -502,7 +553,11 @@ test('local reads: a reader on the mount reads its brick\'s file itself, and fol
     assert.equal(b.subarray(0, 9).toString(), 'short now');
     // The file migrates to another brick; then a write lands on its new brick. The reader, its fd open
     // all along, sees the new bytes and size, never the old copy's.
-    rotateLayout(c.dirs, c.spec.bricks.map((x) => x.name), '/lr');
+    rotateLayout(
+      c.dirs,
+      c.spec.bricks.map((x) => x.name),
+      '/lr',
+    );
     const migrator = await Volume.connect(c.spec); // one that learns the new layout
     assert.equal((await migrateFile(migrator.client, '/lr/f')).result, 'migrated');
     await migrator.close();
@@ -513,7 +568,7 @@ test('local reads: a reader on the mount reads its brick\'s file itself, and fol
     assert.equal(fs.readSync(fd, b, 0, b.length, 0), 22);
     assert.equal(b.subarray(0, 22).toString(), 'after the move, longer');
     // The mount now reads the new brick's file, and has let the old copy go.
-    await until('the mount holds the new brick\'s data file', () => mountHolds().includes(handle(c.dirs[dst])));
+    await until("the mount holds the new brick's data file", () => mountHolds().includes(handle(c.dirs[dst])));
     assert.ok(!mountHolds().some((l) => l.startsWith(handle(c.dirs[src]))), 'the old copy is closed');
     fs.closeSync(fd);
     await until('closing the fd closes the local one', () => !mountHolds().some((l) => l.includes(gfid)));
@@ -540,7 +595,7 @@ function writer(script: string, file: string): { proc: ChildProcess; said: (what
   return { proc, said: (what) => Promise.race([new Promise<void>((r) => (out.includes(what) ? r() : waiting.push([what, r]))), ended]) };
 }
 
-test('local writes: a writer on the mount writes its brick\'s file itself, even with the brick stopped, and follows the file when it migrates', { skip }, async () => {
+test("local writes: a writer on the mount writes its brick's file itself, even with the brick stopped, and follows the file when it migrates", { skip }, async () => {
   const other = await Volume.connect(c.spec);
   const pieces = 16;
   const piece = 64 * 1024;
@@ -556,7 +611,7 @@ test('local writes: a writer on the mount writes its brick\'s file itself, even 
     // The first writes go through the brick; the mount then opens the brick's own file, for writing.
     const w = writer(burst, m('lw/f'));
     await w.said('ready');
-    await until('the mount holds the brick\'s data file open for writing', () => mountModes(handle(c.dirs[src])).includes(2));
+    await until("the mount holds the brick's data file open for writing", () => mountModes(handle(c.dirs[src])).includes(2));
     // With the brick's process stopped, the writes still complete: the mount makes them itself (an fsync
     // would wait for the brick, which makes the file durable).
     c.procs[src]!.kill('SIGSTOP');
@@ -583,7 +638,11 @@ test('local writes: a writer on the mount writes its brick\'s file itself, even 
       let i = 0; const next = () => { if (i === ${lines}) { fs.closeSync(fd); console.log('done'); return; } fs.writeSync(fd, 'line ' + String(i).padStart(4, '0') + '\\n', i * 10); i++; if (i === 50) console.log('writing'); setTimeout(next, 2); }; next();`;
     const k = writer(keep, m('lw/f'));
     await k.said('writing');
-    rotateLayout(c.dirs, c.spec.bricks.map((x) => x.name), '/lw');
+    rotateLayout(
+      c.dirs,
+      c.spec.bricks.map((x) => x.name),
+      '/lw',
+    );
     const migrator = await Volume.connect(c.spec);
     assert.equal((await migrateFile(migrator.client, '/lw/f')).result, 'migrated');
     await migrator.close();
@@ -611,7 +670,10 @@ test('rebalance while a program keeps a file open on the mount and writes to it'
   await once(writer, 'exit');
   await once(readers, 'exit');
   const lines = fs.readFileSync(m('w/log'), 'utf8').trim().split('\n');
-  assert.deepEqual(lines, Array.from({ length: 300 }, (_, i) => `line ${i + 1}`));
+  assert.deepEqual(
+    lines,
+    Array.from({ length: 300 }, (_, i) => `line ${i + 1}`),
+  );
   for (let i = 0; i < 60; i++) assert.equal(fs.readFileSync(m(`w/f${i}`), 'utf8'), `file ${i}\n`);
   assert.equal(fs.readdirSync(m('w')).length, 61);
   // The new brick holds some of the files now.
@@ -635,10 +697,7 @@ test('SIGTERM unmounts cleanly, right after a burst of requests; after a crash, 
   );
   daemon!.kill('SIGTERM');
   let timer: NodeJS.Timeout | undefined;
-  const [code] = await Promise.race([
-    once(daemon!, 'exit'),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the mount process did not exit within 15 s of SIGTERM')), 15_000))),
-  ]);
+  const [code] = await Promise.race([once(daemon!, 'exit'), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the mount process did not exit within 15 s of SIGTERM')), 15_000)))]);
   clearTimeout(timer);
   assert.equal(code, 0);
   assert.ok(!mounted(mnt), 'unmounted');

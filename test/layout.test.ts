@@ -4,9 +4,7 @@ import fc from 'fast-check';
 import { newLayout, searchLayout, checkLayout, encodeRange, decodeRange, RING_MAX } from '../src/dht/layout.js';
 import { dhtHash } from '../src/dht/hash.js';
 
-const brickArb = fc
-  .array(fc.integer({ min: 1, max: 4_000_000 }), { minLength: 1, maxLength: 24 })
-  .map((ws) => ws.map((weight, i) => ({ name: `vol-client-${i}`, weight })));
+const brickArb = fc.array(fc.integer({ min: 1, max: 4_000_000 }), { minLength: 1, maxLength: 24 }).map((ws) => ws.map((weight, i) => ({ name: `vol-client-${i}`, weight })));
 
 test('new layouts cover the ring with no hole and no overlap', () => {
   fc.assert(

@@ -62,7 +62,7 @@ test('a client that never reads its replies cannot grow the brick without bound'
     const o2 = await r2.call('open', { path: '/big', flags: 0 });
     const fd2 = (o2[3] as { fd: number }).fd;
     const replies = await Promise.all(Array.from({ length: 20 }, () => r2.call('read', { fd: fd2, offset: 0, length: 8 * MiB })));
-    for (const m of replies) assert.equal(((m[3] as { data: Uint8Array }).data).length, 8 * MiB);
+    for (const m of replies) assert.equal((m[3] as { data: Uint8Array }).data.length, 8 * MiB);
     r2.sock.destroy();
     good.close();
   } finally {

@@ -23,7 +23,10 @@ const REC = 64;
 
 function record(file: number, seq: number): Buffer {
   const body = `f${file} seq ${String(seq).padStart(9, '0')} `;
-  const sum = createHash('sha256').update(body).digest('hex').slice(0, REC - body.length - 1);
+  const sum = createHash('sha256')
+    .update(body)
+    .digest('hex')
+    .slice(0, REC - body.length - 1);
   return Buffer.from(`${body}${sum}\n`);
 }
 
@@ -40,7 +43,13 @@ test(`rebalance under load: ${SMALL} small files, ${BIG} files of ${BIG_SIZE >> 
     const setup = await Volume.connect(c.spec);
     await setup.mkdir('/small');
     await setup.mkdir('/big');
-    const smallData = (i: number) => Buffer.from(createHash('sha256').update(`small ${i}`).digest('hex').repeat(SMALL_SIZE / 64));
+    const smallData = (i: number) =>
+      Buffer.from(
+        createHash('sha256')
+          .update(`small ${i}`)
+          .digest('hex')
+          .repeat(SMALL_SIZE / 64),
+      );
     let next = 0;
     await Promise.all(
       Array.from({ length: 16 }, async () => {

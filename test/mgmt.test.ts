@@ -22,12 +22,15 @@ test('HOST:/NAME addresses and backup server lists', () => {
   assert.deepEqual(parseVolumeAddress('10.0.0.1:24100:/gv'), { server: { host: '10.0.0.1', port: 24100 }, volume: 'gv' });
   assert.deepEqual(parseVolumeAddress('[fd00::1]:/gv'), { server: { host: 'fd00::1', port: MGMT_PORT }, volume: 'gv' });
   for (const not of ['gv', '/tmp/gv.json', 'host1:/a/b', 'host1:gv', 'host1:99999:/gv', ':/gv']) assert.equal(parseVolumeAddress(not), null, not);
-  assert.deepEqual(parseServerList('host2:host3'), [{ host: 'host2', port: MGMT_PORT }, { host: 'host3', port: MGMT_PORT }]);
+  assert.deepEqual(parseServerList('host2:host3'), [
+    { host: 'host2', port: MGMT_PORT },
+    { host: 'host3', port: MGMT_PORT },
+  ]);
   const o = parseMountOptions('ro,backup-volfile-servers=h2:h3,tls-dir=/etc/dhtfs/tls,_netdev');
   assert.deepEqual([o.fuse, o.volfileServers, o.tlsDir], [['ro'], 'h2:h3', '/etc/dhtfs/tls']);
 });
 
-test('a node daemon serves a started volume\'s client spec; a dead server is skipped, a missing or stopped volume is said', async () => {
+test("a node daemon serves a started volume's client spec; a dead server is skipped, a missing or stopped volume is said", async () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-mgmt-'));
   const store = new LocalStore(path.join(base, 'store.json'));
   const logs: string[] = [];
@@ -37,13 +40,27 @@ test('a node daemon serves a started volume\'s client spec; a dead server is ski
   await dead.close();
   try {
     const v: VolumeRecord = { name: 'gv', volumeId: 'id-1', secret: 's3cret', adminSecret: 'admin', state: 'started', bricks: [{ name: 'gv-client-0', node: 'n1', host: '10.0.0.1', dir: '/b0', port: 49152 }], decommissioned: [], version: 3 };
-    await store.commit([{ key: keys.volume('gv'), value: JSON.stringify(v) }, { key: keys.volume('off'), value: JSON.stringify({ ...v, name: 'off', state: 'stopped' }) }]);
+    await store.commit([
+      { key: keys.volume('gv'), value: JSON.stringify(v) },
+      { key: keys.volume('off'), value: JSON.stringify({ ...v, name: 'off', state: 'stopped' }) },
+    ]);
     const port = await srv.listen('127.0.0.1', 0);
     const timer = (ms: number, fn: () => void) => realClock.setTimer(ms, fn);
-    const got = await fetchSpec(tcpNetwork, [{ host: '127.0.0.1', port: deadPort }, { host: '127.0.0.1', port }], 'gv', timer);
+    const got = await fetchSpec(
+      tcpNetwork,
+      [
+        { host: '127.0.0.1', port: deadPort },
+        { host: '127.0.0.1', port },
+      ],
+      'gv',
+      timer,
+    );
     assert.equal(got.server.port, port);
     assert.deepEqual(got.spec, { name: 'gv', volumeId: 'id-1', secret: 's3cret', bricks: [{ name: 'gv-client-0', host: '10.0.0.1', port: 49152 }], decommissioned: [], version: 3 });
-    assert.ok(logs.some((l) => /mgmt: spec of gv given to 127\.0\.0\.1:\d+/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /mgmt: spec of gv given to 127\.0\.0\.1:\d+/.test(l)),
+      logs.join('\n'),
+    );
     await assert.rejects(fetchSpec(tcpNetwork, [{ host: '127.0.0.1', port }], 'nosuch', timer), /volume nosuch does not exist/);
     await assert.rejects(fetchSpec(tcpNetwork, [{ host: '127.0.0.1', port }], 'off', timer), /volume off is not started/);
     await assert.rejects(fetchSpec(tcpNetwork, [{ host: '127.0.0.1', port: deadPort }], 'gv', timer), /no volume server gave the spec of gv: 127\.0\.0\.1:\d+: /);
@@ -51,8 +68,22 @@ test('a node daemon serves a started volume\'s client spec; a dead server is ski
     await store.commit([{ key: keys.volume('gv'), value: JSON.stringify({ ...v, sslAllow: ['alice'] }) }]);
     assert.equal((await srv.answer({ op: 'getSpec', volume: 'gv' }, 'r:1', 'alice')).ok, true);
     assert.deepEqual(await srv.answer({ op: 'getSpec', volume: 'gv' }, 'r:1', 'carol'), { ok: false, error: "volume gv is not for this client's certificate (carol; auth.ssl-allow)", code: 'EACCES' });
-    await assert.rejects(fetchSpec(tcpNetwork, [{ host: '127.0.0.1', port }, { host: '127.0.0.1', port }], 'gv', timer), /not for this client's certificate \(none; auth\.ssl-allow\)/);
-    assert.ok(logs.some((l) => /mgmt: spec of gv refused to r:1 \(certificate carol\): not in the volume's auth\.ssl-allow/.test(l)), logs.join('\n'));
+    await assert.rejects(
+      fetchSpec(
+        tcpNetwork,
+        [
+          { host: '127.0.0.1', port },
+          { host: '127.0.0.1', port },
+        ],
+        'gv',
+        timer,
+      ),
+      /not for this client's certificate \(none; auth\.ssl-allow\)/,
+    );
+    assert.ok(
+      logs.some((l) => /mgmt: spec of gv refused to r:1 \(certificate carol\): not in the volume's auth\.ssl-allow/.test(l)),
+      logs.join('\n'),
+    );
   } finally {
     await srv.close();
     await store.close();
@@ -62,7 +93,13 @@ test('a node daemon serves a started volume\'s client spec; a dead server is ski
 
 test('the management server closes a connection that sends no request in time, and answers a malformed one with EINVAL', async () => {
   const fired: (() => void)[] = [];
-  const l = await serveMgmt(tcpNetwork, '127.0.0.1', 0, (_ms, fn) => (fired.push(fn), { cancel: () => {} }), async () => ({ ok: false, error: 'not reached' }));
+  const l = await serveMgmt(
+    tcpNetwork,
+    '127.0.0.1',
+    0,
+    (_ms, fn) => (fired.push(fn), { cancel: () => {} }),
+    async () => ({ ok: false, error: 'not reached' }),
+  );
   try {
     const idle = await tcpNetwork.connect('127.0.0.1', l.port);
     const closed = new Promise<void>((r) => idle.onClose(() => r()));

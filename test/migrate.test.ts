@@ -41,7 +41,12 @@ function assertMigrated(f: string, gfid: string | null): void {
   assert.equal(onDisk(c.dirs[0], f), null, 'nothing left on brick 0');
   for (const dir of c.dirs) {
     const tmp = path.join(dir, '.glusterfs', 'dhtfs-migrate');
-    if (fs.existsSync(tmp)) assert.deepEqual(fs.readdirSync(tmp).filter((n) => n.startsWith(gfid!)), [], 'no temp copy left');
+    if (fs.existsSync(tmp))
+      assert.deepEqual(
+        fs.readdirSync(tmp).filter((n) => n.startsWith(gfid!)),
+        [],
+        'no temp copy left',
+      );
   }
 }
 
@@ -67,7 +72,10 @@ test('a file migrates with its bytes, mode, owner, times and xattrs', async () =
   assert.equal((await v2.getxattr(`/${f}`, 'user.tag')).toString(), 'kept');
   assert.equal(st.gfid, before.gfid);
   assert.equal((await migrateFile(v2.client, `/${f}`)).result, 'nothing', 'already on its hashed brick');
-  assert.deepEqual((await v2.readdir('/')).filter((n) => n === f), [f]);
+  assert.deepEqual(
+    (await v2.readdir('/')).filter((n) => n === f),
+    [f],
+  );
   await v.close();
   await v2.close();
 });
@@ -97,8 +105,8 @@ SAFE_STEPS.forEach((pauseAt, i) => {
     const buf = Buffer.alloc(64);
     const { bytesRead } = await h1.read(buf, 0, 64, 0);
     assert.equal(bytesRead, 64);
-    assert.equal(buf.toString('utf8', 0, 4), 'NEW!', 'app1 sees app2\'s fsynced write');
-    assert.equal(buf.toString("utf8", 4, 4 + `content-of-${f}`.length), `content-of-${f}`, "bytes app2 did not write are intact");
+    assert.equal(buf.toString('utf8', 0, 4), 'NEW!', "app1 sees app2's fsynced write");
+    assert.equal(buf.toString('utf8', 4, 4 + `content-of-${f}`.length), `content-of-${f}`, 'bytes app2 did not write are intact');
     const r = await mig;
     assert.equal(r.result, 'migrated');
     // app1's fd now works on dst for writes too.
@@ -226,7 +234,7 @@ test('a migrator whose connection to dst was made again aborts: its old fd numbe
   await mig.close();
 });
 
-test('bricks of one host: dst reads the file from src\'s disk and no byte passes through the migrator; migPull takes nothing but this file of a brick of this volume', async () => {
+test("bricks of one host: dst reads the file from src's disk and no byte passes through the migrator; migPull takes nothing but this file of a brick of this volume", async () => {
   const v = await Volume.connect(c.spec);
   try {
     // What the migrator's own fds carry.
@@ -280,7 +288,10 @@ test('bricks of one host: dst reads the file from src\'s disk and no byte passes
     await v.client.sv(dst).call('close', { fd: other.fd });
     assert.equal((await pull(source)).copied, 8, 'the real source is copied');
     await v.client.sv(src).call('migAbort', { gfid, token: lease.token });
-    await v.client.sv(dst).call('close', { fd }).catch(() => {});
+    await v.client
+      .sv(dst)
+      .call('close', { fd })
+      .catch(() => {});
     fs.rmSync(fake, { recursive: true, force: true });
   } finally {
     await v.close();
@@ -290,7 +301,7 @@ test('bricks of one host: dst reads the file from src\'s disk and no byte passes
 /** Files of this host the test process holds open, as /proc shows them. */
 const held = (): string[] => openFiles('self');
 
-test('local reads: a library handle reads its brick\'s file itself, sees other clients\' writes, and follows the file when it migrates', async () => {
+test("local reads: a library handle reads its brick's file itself, sees other clients' writes, and follows the file when it migrates", async () => {
   const f = files[22];
   const other = await Volume.connect(c.spec);
   const h = await app1.open(`/${f}`, 'r');
@@ -301,7 +312,7 @@ test('local reads: a library handle reads its brick\'s file itself, sees other c
   assert.equal(await read(), `old-content-of-${f}`.padEnd(64, '.'));
   // After a read through the brick, the handle opens the brick's own file (brick 0 holds it).
   for (let i = 0; i < 100 && !held().includes(handle(c.dirs[0])); i++) await sleep(10);
-  assert.ok(held().includes(handle(c.dirs[0])), 'the client holds brick 0\'s data file');
+  assert.ok(held().includes(handle(c.dirs[0])), "the client holds brick 0's data file");
   await other.writeFile(`/${f}`, 'written by another client');
   assert.equal(await read(), 'written by another client');
   // The file migrates to brick 1 and is written there: the handle's next read has the new bytes.
@@ -309,7 +320,7 @@ test('local reads: a library handle reads its brick\'s file itself, sees other c
   await other.writeFile(`/${f}`, 'written on its new brick, longer');
   assert.equal(await read(), 'written on its new brick, longer');
   for (let i = 0; i < 100 && !held().includes(handle(c.dirs[1])); i++) await sleep(10);
-  assert.ok(held().includes(handle(c.dirs[1])), 'the client holds brick 1\'s data file now');
+  assert.ok(held().includes(handle(c.dirs[1])), "the client holds brick 1's data file now");
   assert.ok(!held().some((l) => l.startsWith(handle(c.dirs[0]))), 'and no longer the old copy');
   await h.close();
   for (let i = 0; i < 100 && held().some((l) => l.includes(gfid)); i++) await sleep(10);
@@ -320,7 +331,7 @@ test('local reads: a library handle reads its brick\'s file itself, sees other c
 /** The access modes (O_RDONLY, O_WRONLY or O_RDWR) of this process's descriptors of `file`. */
 const heldModes = (file: string): number[] => openModes('self', file);
 
-test('local writes: a library handle writes its brick\'s file itself, is shut out while a migration is live (its writes then go through the brick, which tracks them), and loses no write to a migration', async () => {
+test("local writes: a library handle writes its brick's file itself, is shut out while a migration is live (its writes then go through the brick, which tracks them), and loses no write to a migration", async () => {
   const f = files[23];
   const other = await Volume.connect(c.spec);
   const h = await app1.open(`/${f}`, 'r+');
@@ -341,7 +352,7 @@ test('local writes: a library handle writes its brick\'s file itself, is shut ou
     await h.write('first', 0, 5, 0);
     await h.write('second', 0, 6, 5);
     for (let i = 0; i < 100 && !heldModes(file(c.dirs[0])).includes(2); i++) await sleep(10);
-    assert.ok(heldModes(file(c.dirs[0])).includes(2), 'the client holds brick 0\'s data file open for writing');
+    assert.ok(heldModes(file(c.dirs[0])).includes(2), "the client holds brick 0's data file open for writing");
     // With brick 0's process stopped, a write completes: the client makes it itself.
     assert.ok(await stopped(() => h.write('LOCAL', 0, 5, 20), 3000), 'a local write needs no brick');
     const onDisk = fs.readFileSync(path.join(c.dirs[0], f), 'utf8');
@@ -352,7 +363,10 @@ test('local writes: a library handle writes its brick\'s file itself, is shut ou
     assert.equal(await stopped(() => w, 300), false, 'the write waits for the stopped brick');
     await w;
     const dirty = await other.client.sv(src).call('migDirty', { gfid, token: lease.token });
-    assert.ok(dirty.ranges.some(([a, b]) => a <= 30 && b >= 37), `the brick tracked the write: ${JSON.stringify(dirty.ranges)}`);
+    assert.ok(
+      dirty.ranges.some(([a, b]) => a <= 30 && b >= 37),
+      `the brick tracked the write: ${JSON.stringify(dirty.ranges)}`,
+    );
     await other.client.sv(src).call('migAbort', { gfid, token: lease.token });
     // The migration is gone: local writes again.
     assert.ok(await stopped(() => h.write('AGAIN', 0, 5, 40), 3000), 'local writes resume once the migration ends');
@@ -372,7 +386,7 @@ test('local writes: a library handle writes its brick\'s file itself, is shut ou
     assert.equal(back.subarray(30, 37).toString(), 'TRACKED');
     assert.equal(back.subarray(40, 45).toString(), 'AGAIN');
     for (let i = 0; i < 100 && !heldModes(file(c.dirs[1])).includes(2); i++) await sleep(10);
-    assert.ok(heldModes(file(c.dirs[1])).includes(2), 'the client writes brick 1\'s data file now');
+    assert.ok(heldModes(file(c.dirs[1])).includes(2), "the client writes brick 1's data file now");
   } finally {
     await h.close();
     await other.close();

@@ -70,7 +70,18 @@ test('the safe protocol passes an exhaustive check with crashes, restarts and le
   console.log(`safe protocol: ${r.states} states, 0 errors (crash at every step, up to 3 runs, lease expiry)`);
 });
 
-for (const m of ['MUT_NO_FREEZE_HOLD', 'MUT_NO_DIRTY_TRACKING', 'MUT_NO_FENCING', 'MUT_READ_IGNORES_MOVED', 'MUT_INSTALL_BEFORE_COMMIT', 'MUT_TRACK_AT_ENTER', 'MUT_FREEZE_NO_WAIT', 'MUT_LOCAL_READ_NO_CHECK', 'MUT_LEASE_IGNORES_WRITERS', 'MUT_LOCAL_WRITE_NO_CHECK']) {
+for (const m of [
+  'MUT_NO_FREEZE_HOLD',
+  'MUT_NO_DIRTY_TRACKING',
+  'MUT_NO_FENCING',
+  'MUT_READ_IGNORES_MOVED',
+  'MUT_INSTALL_BEFORE_COMMIT',
+  'MUT_TRACK_AT_ENTER',
+  'MUT_FREEZE_NO_WAIT',
+  'MUT_LOCAL_READ_NO_CHECK',
+  'MUT_LEASE_IGNORES_WRITERS',
+  'MUT_LOCAL_WRITE_NO_CHECK',
+]) {
   test(`the check catches a planted bug: ${m}`, () => {
     const r = check('safe.pml', [m], true);
     assert.ok(r.errors >= 1, `${m} was not caught:\n${r.output}`);

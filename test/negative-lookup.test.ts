@@ -44,7 +44,10 @@ function watcher(): Watcher & { told: Told[] } {
 }
 const settled = async (p: unknown) => {
   let done = false;
-  void Promise.resolve(p).then(() => (done = true), () => (done = true));
+  void Promise.resolve(p).then(
+    () => (done = true),
+    () => (done = true),
+  );
   for (let i = 0; i < 5; i++) await Promise.resolve();
   return done;
 };
@@ -62,13 +65,19 @@ test('a brick tells each watcher of a directory once, not the connection that ma
     return 'made';
   });
   assert.equal(b.told.length, 0);
-  assert.deepEqual(a.told.map((t) => [t.path, t.subtree]), [['/d', false]]);
+  assert.deepEqual(
+    a.told.map((t) => [t.path, t.subtree]),
+    [['/d', false]],
+  );
   assert.ok(r instanceof Promise);
   assert.equal(await settled(r), false);
   w.ack(a.told[0].id);
   assert.equal(await r, 'made');
   // a's watch is gone: a second change tells a nothing, and waits for nobody.
-  assert.equal(w.run(b, () => (w.changedIn('d'), 'again')), 'again');
+  assert.equal(
+    w.run(b, () => (w.changedIn('d'), 'again')),
+    'again',
+  );
   assert.equal(a.told.length, 1);
   // b still watches d; a change from a tells b.
   w.run(a, () => w.changedIn('d'));
@@ -104,8 +113,14 @@ test('renaming or removing a directory tells the watchers of it and of every dir
   for (const d of ['a', 'a/b', 'a/b/c', 'ab']) w.add(a, d);
   w.add(b, 'a/b');
   w.run(a, () => w.gone('a'));
-  assert.deepEqual(a.told.map((t) => [t.path, t.subtree]), [['/a', true]]);
-  assert.deepEqual(b.told.map((t) => [t.path, t.subtree]), [['/a', true]]);
+  assert.deepEqual(
+    a.told.map((t) => [t.path, t.subtree]),
+    [['/a', true]],
+  );
+  assert.deepEqual(
+    b.told.map((t) => [t.path, t.subtree]),
+    [['/a', true]],
+  );
   assert.deepEqual([...a.watching], ['ab']);
   assert.equal(b.watching.size, 0);
   w.drop(a);
@@ -115,7 +130,10 @@ test('renaming or removing a directory tells the watchers of it and of every dir
   const c = watcher();
   for (let i = 0; i <= MAX_WATCHES_PER_CONNECTION; i++) w.add(c, `x${i}`);
   assert.equal(c.watching.size, MAX_WATCHES_PER_CONNECTION);
-  assert.deepEqual(c.told.map((t) => t.path), ['/x0']);
+  assert.deepEqual(
+    c.told.map((t) => t.path),
+    ['/x0'],
+  );
 });
 
 test('a client answers lookups in a directory it made without a brick, and sees at once what another client makes there', async () => {

@@ -27,7 +27,6 @@ import { alive } from '../src/cluster/proc.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 test('node daemon: runs its bricks, restarts one that dies on its port, reports one that keeps dying, stops them with their volume, adopts them after its own restart', { timeout: 180_000 }, async () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-node-'));
   const store = new LocalStore(path.join(base, 'store.json'));
@@ -90,7 +89,11 @@ test('node daemon: runs its bricks, restarts one that dies on its port, reports 
     assert.ok(before.every(alive), 'the bricks outlive their daemon');
     daemon = new NodeDaemon(store, 'n1', runner, announceTopology, realClock, log, opts);
     await daemon.start();
-    assert.deepEqual(Object.values(daemon.bricks()).map((b) => b.pid), before, 'adopted, not started again');
+    assert.deepEqual(
+      Object.values(daemon.bricks()).map((b) => b.pid),
+      before,
+      'adopted, not started again',
+    );
     assert.ok(logs.some((l) => /adopted its running process/.test(l)));
 
     // A brick that cannot start (its folder is claimed by another volume's brick) is tried maxExits
@@ -157,8 +160,14 @@ test('dhtfs node serve on etcd: one daemon per node id, bricks placed on it star
     await once(b, 'exit');
     assert.match(err, /a node daemon with id .* already runs/);
     const v: VolumeRecord = {
-      name: 'ev', volumeId: randomUUID(), secret: randomBytes(16).toString('hex'), adminSecret: randomBytes(16).toString('hex'), state: 'started',
-      bricks: [0, 1].map((i) => ({ name: `ev-client-${i}`, node: ready.id, host: '127.0.0.1', dir: path.join(base, `b${i}`), port: 0 })), decommissioned: [], version: 0,
+      name: 'ev',
+      volumeId: randomUUID(),
+      secret: randomBytes(16).toString('hex'),
+      adminSecret: randomBytes(16).toString('hex'),
+      state: 'started',
+      bricks: [0, 1].map((i) => ({ name: `ev-client-${i}`, node: ready.id, host: '127.0.0.1', dir: path.join(base, `b${i}`), port: 0 })),
+      decommissioned: [],
+      version: 0,
     };
     assert.ok(await store.commit([{ key: keys.volume('ev'), value: JSON.stringify(v), ifRev: 0 }]));
     const statuses = async () => (await store.list(keys.brickStatuses('ev'))).map((e) => JSON.parse(e.value) as BrickStatus);
@@ -181,7 +190,7 @@ test('dhtfs node serve on etcd: one daemon per node id, bricks placed on it star
       if (l.includes('node-ready')) c = p;
       else await sleep(500);
     }
-    assert.ok(c, 'a daemon started once the dead one\'s presence expired');
+    assert.ok(c, "a daemon started once the dead one's presence expired");
     procs.push(c);
     await sleep(500);
     assert.deepEqual((await statuses()).map((s) => s.pid).sort(), [...brickPids].sort(), 'the running bricks were adopted');

@@ -45,7 +45,9 @@ function typeOf(st: fs.BigIntStats): string {
 }
 
 async function hashFile(p: string): Promise<string> {
-  return createHash('sha256').update(await fs.promises.readFile(p)).digest('hex');
+  return createHash('sha256')
+    .update(await fs.promises.readFile(p))
+    .digest('hex');
 }
 
 async function userXattrs(p: string): Promise<string> {
@@ -144,7 +146,11 @@ test('an operator session: cp -a, add-brick, rebalance, failed add-brick retried
   const brick = async (i: number) => `127.0.0.1:${await freePort()}:${path.join(home, `b${i}`)}`;
   const mnt = path.join(home, 'mnt');
   const src = path.join(home, 'src');
-  const mountedHere = () => fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+  const mountedHere = () =>
+    fs
+      .readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .some((l) => l.split(' ')[1] === mnt);
   const waitDone = async (verb: string[]) => {
     for (let i = 0; i < 1800; i++) {
       const s = JSON.parse(await cli('volume', ...verb, 'status', '--json'));
@@ -249,7 +255,10 @@ test('an operator session: cp -a, add-brick, rebalance, failed add-brick retried
     process.kill(victim.pid!, 'SIGKILL');
     await sleep(1500);
     const down = await cli('volume', 'status', 'sv', '--json');
-    assert.ok((JSON.parse(down) as { bricks: { brick: string; online: boolean }[] }).bricks.some((b) => b.brick === 'sv-client-1' && !b.online), down);
+    assert.ok(
+      (JSON.parse(down) as { bricks: { brick: string; online: boolean }[] }).bricks.some((b) => b.brick === 'sv-client-1' && !b.online),
+      down,
+    );
     await cli('volume', 'start', 'sv');
     // A client that found the brick down dials again a second after (RECONNECT_MS): until then ENOTCONN.
     await sleep(1500);

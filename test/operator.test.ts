@@ -62,7 +62,12 @@ test('CLI errors name the volume path once, with their code, and never a brick p
     assert.equal(await cliFails('-V', 'ev', 'mkdir', '/a'), 'dhtfs: mkdir /a: file already exists (EEXIST)\n');
     fs.writeFileSync(path.join(home, 'f'), 'x');
     await cli('-V', 'ev', 'put', path.join(home, 'f'), '/a/f');
-    for (const args of [['mkdir', '/a/f/x'], ['cat', '/nope'], ['rm', '/a'], ['mkdir', '/a/f']]) {
+    for (const args of [
+      ['mkdir', '/a/f/x'],
+      ['cat', '/nope'],
+      ['rm', '/a'],
+      ['mkdir', '/a/f'],
+    ]) {
       const err = await cliFails('-V', 'ev', ...args);
       assert.ok(!err.includes(home), `no brick path in: ${err}`);
       const code = /\((E[A-Z]+)\)\n$/.exec(err)?.[1];
@@ -113,7 +118,11 @@ test('statfs counts bricks that share one file system once', async () => {
 test('mount refuses a mount point that is not empty, unless -o nonempty', { skip: !fuseAvailable().ok && 'no FUSE here' }, async () => {
   const { home, cli, cliFails, cleanup } = operator('dhtfs-op-mnt-');
   const mnt = path.join(home, 'mnt');
-  const mountedHere = () => fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+  const mountedHere = () =>
+    fs
+      .readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .some((l) => l.split(' ')[1] === mnt);
   try {
     await cli('volume', 'create', 'mv', `127.0.0.1:${await freePort()}:${path.join(home, 'b0')}`);
     await cli('volume', 'start', 'mv');
@@ -181,11 +190,17 @@ test('bricks take ports from the brick port range, binding before anyone is told
     for (const p of ports) assert.ok(p > taken.port && p <= taken.port + 40, `port ${p} in ${range}, not the taken one`);
     assert.equal(new Set(ports).size, 3);
     const st = JSON.parse(await cli('volume', 'status', 'rv', '--json')) as { bricks: { online: boolean }[] };
-    assert.deepEqual(st.bricks.map((b) => b.online), [true, true, true]);
+    assert.deepEqual(
+      st.bricks.map((b) => b.online),
+      [true, true, true],
+    );
     // The port stays the brick's: a restart binds the same one.
     await cli('volume', 'stop', 'rv');
     await cli('volume', 'start', 'rv');
-    assert.deepEqual((JSON.parse(await cli('volume', 'info', 'rv', '--json')) as { bricks: InfoBrick[] }).bricks.map((b) => b.port), ports);
+    assert.deepEqual(
+      (JSON.parse(await cli('volume', 'info', 'rv', '--json')) as { bricks: InfoBrick[] }).bricks.map((b) => b.port),
+      ports,
+    );
     // add-brick HOST:/DIR: the same, the brick's own port in the spec.
     assert.match(await cli('volume', 'add-brick', 'rv', `127.0.0.1:${path.join(home, 'b3')}`), /success \(rv-client-3 127\.0\.0\.1:\d+:/);
     const after = JSON.parse(await cli('volume', 'info', 'rv', '--json')) as { bricks: InfoBrick[] };
@@ -230,7 +245,10 @@ test('a brick directory is claimed once: a second process on it, or another bric
     // Its own brick starts as before.
     await cli('volume', 'start', 'cv');
     const st = JSON.parse(await cli('volume', 'status', 'cv', '--json')) as { bricks: { online: boolean }[] };
-    assert.deepEqual(st.bricks.map((b) => b.online), [true, true]);
+    assert.deepEqual(
+      st.bricks.map((b) => b.online),
+      [true, true],
+    );
   } finally {
     await cleanup('cv');
   }
@@ -308,15 +326,26 @@ test('a failed add-brick (port taken, remote brick not serving) leaves the spec 
     fs.writeFileSync(path.join(home, 'secret'), spec.secret, { mode: 0o600 });
     fs.writeFileSync(path.join(home, 'admin-secret'), (spec as { adminSecret?: string }).adminSecret ?? '', { mode: 0o600 });
     fs.mkdirSync(remoteDir);
-    const remote = execFile(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', remoteDir, '--port', String(remotePort), '--name', 'av-client-3', '--volume-id', spec.volumeId, '--secret-file', path.join(home, 'secret'), '--admin-secret-file', path.join(home, 'admin-secret')], { env });
+    const remote = execFile(
+      process.execPath,
+      [MAIN_JS, 'brick', 'serve', '--dir', remoteDir, '--port', String(remotePort), '--name', 'av-client-3', '--volume-id', spec.volumeId, '--secret-file', path.join(home, 'secret'), '--admin-secret-file', path.join(home, 'admin-secret')],
+      { env },
+    );
     try {
       for (let i = 0; i < 100 && !(await canConnect(remotePort)); i++) await new Promise((r) => setTimeout(r, 50));
       assert.match(await cli('volume', 'add-brick', 'av', `127.0.0.1:${taken.port}:${newDir}`, `[::ffff:127.0.0.1]:${remotePort}:${remoteDir}`), /success \(av-client-2 127\.0\.0\.1:\d+:.*, av-client-3 ::ffff:127\.0\.0\.1:\d+:/);
       const info = JSON.parse(await cli('volume', 'info', 'av', '--json')) as { bricks: InfoBrick[] };
-      assert.deepEqual(info.bricks.map((b) => b.name), ['av-client-0', 'av-client-1', 'av-client-2', 'av-client-3']);
+      assert.deepEqual(
+        info.bricks.map((b) => b.name),
+        ['av-client-0', 'av-client-1', 'av-client-2', 'av-client-3'],
+      );
       const now = JSON.parse(fs.readFileSync(specFile, 'utf8')) as VolumeSpec;
       const topo = (await topologies(now)) as { bricks: { name: string }[] }[];
-      for (const t of topo) assert.deepEqual(t.bricks.map((b) => b.name), ['av-client-0', 'av-client-1', 'av-client-2', 'av-client-3']);
+      for (const t of topo)
+        assert.deepEqual(
+          t.bricks.map((b) => b.name),
+          ['av-client-0', 'av-client-1', 'av-client-2', 'av-client-3'],
+        );
       // The new bricks take their share of new files (the layout of a new directory), and everything reads.
       // (One library client, connected after the add-brick, for the 24 files: a CLI process each cost 10 s.)
       await cli('-V', 'av', 'mkdir', '/new');
@@ -349,7 +378,7 @@ async function canConnect(port: number): Promise<boolean> {
   });
 }
 
-test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a new empty directory; the other bricks\' files read, new files go everywhere', { timeout: 120_000 }, async () => {
+test("replace-brick NAME OLD NEW commit force: a dead brick's place goes to a new empty directory; the other bricks' files read, new files go everywhere", { timeout: 120_000 }, async () => {
   const { home, cli, cliFails, cleanup, client } = operator('dhtfs-op-replace-');
   try {
     await cli('volume', 'create', 'xv', ...[0, 1, 2].map((i) => `127.0.0.1:${path.join(home, `b${i}`)}`));
@@ -376,7 +405,14 @@ test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a n
     assert.match(await cliFails('volume', 'replace-brick', 'xv', 'xv-client-1', `127.0.0.1:${path.join(home, 'full')}`, 'commit', 'force'), /not empty/);
     assert.match(await cli('volume', 'replace-brick', 'xv', 'xv-client-1', `127.0.0.1:${newDir}`, 'commit', 'force'), /success \(xv-client-1 is now 127\.0\.0\.1:\d+:.*new1, 2 directories made there\)/);
     const info = JSON.parse(await cli('volume', 'info', 'xv', '--json')) as { bricks: InfoBrick[] };
-    assert.deepEqual(info.bricks.map((b) => [b.name, b.dir]), [['xv-client-0', path.join(home, 'b0')], ['xv-client-1', newDir], ['xv-client-2', path.join(home, 'b2')]]);
+    assert.deepEqual(
+      info.bricks.map((b) => [b.name, b.dir]),
+      [
+        ['xv-client-0', path.join(home, 'b0')],
+        ['xv-client-1', newDir],
+        ['xv-client-2', path.join(home, 'b2')],
+      ],
+    );
     assert.ok(fs.existsSync(path.join(newDir, 'd1', 'd2')), 'the new brick has every directory');
     // Files on the live bricks read; the dead brick's are gone with it (no copy in a distribute volume).
     const v1 = await client('xv');
@@ -406,7 +442,10 @@ test('replace-brick NAME OLD NEW commit force: a dead brick\'s place goes to a n
     assert.match(await cli('volume', 'replace-brick', 'xv', 'xv-client-2', `127.0.0.1:${path.join(home, 'new2')}`, 'commit', 'force'), /success \(xv-client-2 is now/);
     assert.throws(() => process.kill(pid2, 0), 'the old brick process was stopped');
     const st2 = JSON.parse(await cli('volume', 'status', 'xv', '--json')) as { bricks: { online: boolean; dir: string }[] };
-    assert.deepEqual(st2.bricks.map((b) => b.online), [true, true, true]);
+    assert.deepEqual(
+      st2.bricks.map((b) => b.online),
+      [true, true, true],
+    );
     assert.equal(st2.bricks[2].dir, path.join(home, 'new2'));
     fs.writeFileSync(path.join(home, 'f'), 'after\n');
     await cli('-V', 'xv', 'put', path.join(home, 'f'), '/d1/after');

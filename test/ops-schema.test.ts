@@ -75,10 +75,22 @@ test('decoders: -0 becomes +0, null optional fields are absent, paths become bri
   assert.equal(a.uid, undefined);
   assert.equal(a.keepTimes, false);
   assert.equal(Object.hasOwn(a, 'stray'), false);
-  assert.throws(() => decodeArgs('lookup', { path: '/.glusterfs/00' }), (e) => codeOf(e) === 'EPERM');
-  assert.throws(() => decodeArgs('lookup', { path: '/' + 'x'.repeat(256) }), (e) => codeOf(e) === 'ENAMETOOLONG');
-  assert.throws(() => decodeArgs('setxattr', { path: '/f', name: 'user.a', value: Buffer.alloc(64 * 1024 + 1) }), (e) => codeOf(e) === 'E2BIG');
-  assert.throws(() => decodeArgs('mkdir', { path: '/d', mode: 0o755, gfid: '00000000-0000-0000-0000-000000000001' }), (e) => codeOf(e) === 'EPERM');
+  assert.throws(
+    () => decodeArgs('lookup', { path: '/.glusterfs/00' }),
+    (e) => codeOf(e) === 'EPERM',
+  );
+  assert.throws(
+    () => decodeArgs('lookup', { path: '/' + 'x'.repeat(256) }),
+    (e) => codeOf(e) === 'ENAMETOOLONG',
+  );
+  assert.throws(
+    () => decodeArgs('setxattr', { path: '/f', name: 'user.a', value: Buffer.alloc(64 * 1024 + 1) }),
+    (e) => codeOf(e) === 'E2BIG',
+  );
+  assert.throws(
+    () => decodeArgs('mkdir', { path: '/d', mode: 0o755, gfid: '00000000-0000-0000-0000-000000000001' }),
+    (e) => codeOf(e) === 'EPERM',
+  );
   assert.equal(isOp('hasOwnProperty'), false);
 });
 

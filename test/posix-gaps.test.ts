@@ -48,7 +48,7 @@ test('through the mount: names past NAME_MAX and the I/O size, as on a local dis
       assert.throws(() => fs.statSync(path.join(root, 'd', long)), { code: 'ENAMETOOLONG' }, root);
     }
     fs.writeFileSync(path.join(mnt, 'io'), 'x');
-    assert.ok(fs.statSync(path.join(mnt, 'io')).blksize <= 128 * 1024, 'an I/O size that does not inflate programs\' writes');
+    assert.ok(fs.statSync(path.join(mnt, 'io')).blksize <= 128 * 1024, "an I/O size that does not inflate programs' writes");
   } finally {
     fs.rmSync(local, { recursive: true, force: true });
     await unmountCluster(c, mnt, daemon);
@@ -81,7 +81,10 @@ test('device nodes: mknod of block and character devices through the library, rd
           assert.equal((await v.lstat('/dev')).rdev, 0);
         }
         const listed = await fresh.readdir('/dev', { withFileTypes: true });
-        assert.deepEqual(listed.map((e) => [e.name, e.isCharacterDevice(), e.isBlockDevice()]).sort(), [['loop9', false, true], ['null2', true, false]]);
+        assert.deepEqual(listed.map((e) => [e.name, e.isCharacterDevice(), e.isBlockDevice()]).sort(), [
+          ['loop9', false, true],
+          ['null2', true, false],
+        ]);
         // The brick never opens one for a client.
         await assert.rejects(vol.open('/dev/null2', 'r'), { code: 'ENXIO' });
       } finally {
@@ -117,7 +120,10 @@ test('through the mount: mknod of devices, their stat and their use, as on a loc
       } finally {
         fs.closeSync(fd);
       }
-      out.listed = fs.readdirSync(root, { withFileTypes: true }).map((e) => [e.name, e.isCharacterDevice(), e.isBlockDevice()]).sort();
+      out.listed = fs
+        .readdirSync(root, { withFileTypes: true })
+        .map((e) => [e.name, e.isCharacterDevice(), e.isBlockDevice()])
+        .sort();
       fs.unlinkSync(path.join(root, 'zero'));
       out.after = fs.readdirSync(root).sort();
       return out;
@@ -238,12 +244,9 @@ test('RENAME_EXCHANGE: two names on one brick swap their files at once; director
 
 /** renameat2(2) from another process (Python's ctypes: Node has none): the errno's name, or null. */
 function renameat2(from: string, to: string, flags: number): string | null {
-  const py = [
-    'import ctypes, errno, sys',
-    'libc = ctypes.CDLL(None, use_errno=True)',
-    'r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), int(sys.argv[3]))',
-    "print(errno.errorcode[ctypes.get_errno()] if r else 'ok')",
-  ].join('\n');
+  const py = ['import ctypes, errno, sys', 'libc = ctypes.CDLL(None, use_errno=True)', 'r = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), int(sys.argv[3]))', "print(errno.errorcode[ctypes.get_errno()] if r else 'ok')"].join(
+    '\n',
+  );
   const out = execFileSync('python3', ['-c', py, from, to, String(flags)], { encoding: 'utf8' }).trim();
   return out === 'ok' ? null : out;
 }

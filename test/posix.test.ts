@@ -603,7 +603,10 @@ function snapshot(top: string, more: boolean): string[] {
       if (!st.isDirectory()) line += ` size=${st.size}`;
       if (st.isSymbolicLink()) line += ` -> ${fs.readlinkSync(p)}`;
       else {
-        const names = xattr.listAttributesSync(p).filter((n) => n.startsWith('user.')).sort();
+        const names = xattr
+          .listAttributesSync(p)
+          .filter((n) => n.startsWith('user.'))
+          .sort();
         line += ` xattrs=${names.map((n) => `${n}:${Buffer.from(xattr.getAttributeSync(p, n)!).toString()}`).join(',')}`;
       }
       if (more) line += ` ino=${st.ino} mtime=${st.mtimeNs}`;
@@ -621,7 +624,10 @@ for (const [name, steps] of Object.entries(groups)) {
     const diffs = steps.flatMap((s, i) => (want[i] === got[i] ? [] : [`  ${JSON.stringify(s).slice(0, 100)}: local ${want[i]}, mount ${got[i]}`]));
     assert.deepEqual(diffs, [], `steps that differ:\n${diffs.join('\n')}`);
     // The reference itself refused what it should (the steps test something).
-    assert.ok(want.some((r) => /^E[A-Z]+$/.test(r)), 'some step fails on the local disk');
+    assert.ok(
+      want.some((r) => /^E[A-Z]+$/.test(r)),
+      'some step fails on the local disk',
+    );
   });
 }
 
@@ -635,5 +641,9 @@ test('what the steps left is the same tree on the mount as on the local disk, an
   await rebalanceOntoNewBrick(c);
   const after = snapshot(mnt, true);
   const changed = [...after.filter((l) => !before.includes(l)).map((l) => `after:  ${l}`), ...before.filter((l) => !after.includes(l)).map((l) => `before: ${l}`)];
-  assert.deepEqual(changed.sort((x, y) => x.slice(8).localeCompare(y.slice(8))), [], `changed by the rebalance:\n${changed.join('\n')}`);
+  assert.deepEqual(
+    changed.sort((x, y) => x.slice(8).localeCompare(y.slice(8))),
+    [],
+    `changed by the rebalance:\n${changed.join('\n')}`,
+  );
 });

@@ -146,20 +146,29 @@ test('symlinks, FIFOs, sockets, device nodes and hard links: rebalance and remov
     watching = false;
     await watch;
     await watcher.close();
-    if (seenWrong.length) console.log(fs.readFileSync(path.join(home, 'volumes', 'kv', 'logs', 'rebalance.log'), 'utf8').split('\n').map((l) => '# ' + l).join('\n'));
+    if (seenWrong.length)
+      console.log(
+        fs
+          .readFileSync(path.join(home, 'volumes', 'kv', 'logs', 'rebalance.log'), 'utf8')
+          .split('\n')
+          .map((l) => '# ' + l)
+          .join('\n'),
+      );
     assert.deepEqual(seenWrong.slice(0, 10), [], `what a client saw during the rebalance (${rounds} rounds)`);
     assert.ok(rounds >= 2, `the client looked during the rebalance (${rounds} rounds)`);
     console.log(`# a client listed and looked up every special name ${rounds} times during the rebalance: nothing missing, nothing twice`);
     assert.equal(r.state, 'completed', r.error);
     assert.equal(r.counters.failed, 0);
     const onNew = (type: number) =>
-      names.filter((n) => n.type === type).filter((n) => {
-        try {
-          return (fs.lstatSync(path.join(home, 'b3', n.path)).mode & S_IFMT) === type;
-        } catch {
-          return false;
-        }
-      }).length;
+      names
+        .filter((n) => n.type === type)
+        .filter((n) => {
+          try {
+            return (fs.lstatSync(path.join(home, 'b3', n.path)).mode & S_IFMT) === type;
+          } catch {
+            return false;
+          }
+        }).length;
     assert.ok(onNew(S_IFLNK) > 0 && onNew(S_IFIFO) + onNew(S_IFSOCK) > 0, 'symlinks and special files moved to the new brick');
     assert.ok(onNew(S_IFCHR) + onNew(S_IFBLK) > 0, 'device nodes moved to the new brick');
     // Nothing special is left away from its hashed brick: each such name is on one brick only.

@@ -72,10 +72,12 @@ test('a directory renamed while a file in it migrates: the commit is refused, th
     const mig = await Volume.connect(c.spec);
     const pause = pauseAfter<SafeStep>('final-copy');
     let ended = false;
-    const run = migrateFile(mig.client, '/d/f', { afterStep: pause.hook }).then(
-      (r) => r.result,
-      (e: Error) => e.message,
-    ).finally(() => (ended = true));
+    const run = migrateFile(mig.client, '/d/f', { afterStep: pause.hook })
+      .then(
+        (r) => r.result,
+        (e: Error) => e.message,
+      )
+      .finally(() => (ended = true));
     await Promise.race([pause.paused, run]);
     if (ended) assert.fail(`the migration did not begin: ${await run}`);
     await vol.rename('/d', '/e');

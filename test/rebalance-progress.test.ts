@@ -44,7 +44,10 @@ test('the first pass estimates exactly what the run moves; the ETA after a tenth
     // Nothing changed meanwhile: the estimate is the truth (names, and bytes: no holes, no rewrites).
     assert.equal(r.counters.totalFiles, r.counters.migrated, 'names estimated = names moved');
     assert.equal(r.counters.totalBytes, r.counters.bytes, 'bytes estimated = bytes copied');
-    assert.ok(seen.some((s) => s.cp.estimating), 'the first pass shows as such');
+    assert.ok(
+      seen.some((s) => s.cp.estimating),
+      'the first pass shows as such',
+    );
     // The ETA once a tenth is done, against the time the run really took from there.
     if (process.env.SHOW_PROGRESS) for (const s of seen) console.log(`# ${s.at.toFixed(0)} ms ${s.cp.position} ${((progressOf(s.cp) ?? 0) * 100).toFixed(1)}% migrated ${s.cp.counters.migrated}`);
     const at = seen.find((s) => (progressOf(s.cp) ?? 0) >= 0.1);

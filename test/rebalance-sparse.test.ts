@@ -60,7 +60,7 @@ test('a 1 GiB sparse file migrates with its holes: few blocks allocated, same by
     for (const name of ['sparse-pull', 'sparse-through']) {
       const fh = await vol.open(`/${name}`, 'w+');
       await fh.truncate(GiB);
-      for (const [at, n] of pieces) await fh.write(Buffer.alloc(n, (at / MiB) & 0xff | 1), 0, n, at);
+      for (const [at, n] of pieces) await fh.write(Buffer.alloc(n, ((at / MiB) & 0xff) | 1), 0, n, at);
       await fh.close();
     }
     const names = c.spec.bricks.map((b) => b.name);

@@ -62,7 +62,10 @@ test('directories removed during the walk are skipped and logged; the run comple
     );
     // A fresh client sees exactly the directories that were kept, with all their files.
     const fresh = await Volume.connect(c.spec);
-    assert.deepEqual((await fresh.readdir('/')).sort(), dirs.slice(0, 4).map((d) => d.slice(1)));
+    assert.deepEqual(
+      (await fresh.readdir('/')).sort(),
+      dirs.slice(0, 4).map((d) => d.slice(1)),
+    );
     for (const d of dirs.slice(0, 4)) {
       for (let j = 0; j < 6; j++) assert.ok((await fresh.readFile(`${d}/f${j}`)).equals(content(`${d}/f${j}`)));
       assert.ok((await fresh.readFile(`${d}/sub/g`)).equals(content(`${d}/sub/g`)));

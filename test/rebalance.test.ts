@@ -21,7 +21,13 @@ function memStore(): CheckpointStore & { saved: Checkpoint | null } {
   };
 }
 
-const content = (p: string) => Buffer.from(createHash('sha256').update(p).digest('hex').repeat(8 + (p.length % 5)));
+const content = (p: string) =>
+  Buffer.from(
+    createHash('sha256')
+      .update(p)
+      .digest('hex')
+      .repeat(8 + (p.length % 5)),
+  );
 
 async function fill(vol: Volume, n: number): Promise<string[]> {
   const paths: string[] = [];

@@ -29,7 +29,9 @@ test(`the safe protocol: ${SEEDS} seeds, no violation of S1, S2, S4, S5`, { time
     if (r.violations.length) bad.push(`seed ${s}: ${r.violations[0]} (replay: npm run sim -- --seed ${s} --trace)`);
   }
   const secs = (performance.now() - t) / 1000;
-  console.log(`${SEEDS} seeds: ${ops} operations, ${migrated} files migrated under load, ${local} local reads and ${writes} local writes (${moved} checks found a commit record and went to the brick), ${(ops / secs).toFixed(0)} simulated operations/s`);
+  console.log(
+    `${SEEDS} seeds: ${ops} operations, ${migrated} files migrated under load, ${local} local reads and ${writes} local writes (${moved} checks found a commit record and went to the brick), ${(ops / secs).toFixed(0)} simulated operations/s`,
+  );
   assert.deepEqual(bad, []);
   assert.ok(migrated > SEEDS / 5, `migrations met the workload in enough seeds (${migrated})`);
   // Local reads (the FUSE mount's, on the bricks' host) met committed migrations too.

@@ -43,7 +43,10 @@ test('thousands of idle connections do not lock out a real client', async () => 
     const t = performance.now();
     await within(goodWork(b.spec, 'a'), 5000, 'a good client during the flood');
     console.log(`a good client beside 1,500 idle sockets: connected and wrote in ${(performance.now() - t).toFixed(0)} ms`);
-    const lines = b.log().split('\n').filter((l) => l.includes('maxUnauthenticated'));
+    const lines = b
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('maxUnauthenticated'));
     assert.ok(lines.length >= 1 && lines.length <= 2, `the limit is logged once per interval (${lines.length} lines)`);
     assert.match(lines[0], /127\.0\.0\.1:\d+/);
   } finally {
@@ -69,7 +72,10 @@ test('one source address cannot take every connection of a brick', async () => {
     assert.equal(refused, 10);
     // 127.0.0.1 is another address: served.
     await within(goodWork(b.spec, 'p'), 5000, 'a client from another address');
-    const lines = b.log().split('\n').filter((l) => l.includes('limit maxConnectionsPerAddress '));
+    const lines = b
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('limit maxConnectionsPerAddress '));
     assert.equal(lines.length, 1);
     assert.match(lines[0], /127\.0\.0\.2/);
   } finally {
@@ -104,7 +110,10 @@ test('a session opening files until it is refused leaves fds for everyone else',
     console.log(`fd hoarders refused after ${refusedAt.join(' and ')} opens (brick RLIMIT_NOFILE 600)`);
     assert.ok(refusedAt.every((n) => n < 2000));
     await within(goodWork(b.spec, 'g'), 5000, 'a good client after the hoarders');
-    const lines = b.log().split('\n').filter((l) => l.includes('maxFdsPerSession'));
+    const lines = b
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('maxFdsPerSession'));
     assert.equal(lines.length, 1);
     assert.match(lines[0], /hoarder0/);
     for (const r of hoarders) r.close();

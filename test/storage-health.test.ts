@@ -142,7 +142,10 @@ test('the health check: a disk that fails with EIO, and one that stops answering
         assert.match(c.logs[1], /"level":60.*health check of brick tv-client-1: (open|write|fsync) of \.glusterfs\/health_check failed with EIO; taking the brick down/);
       } else {
         assert.equal(run('fsfreeze', ['-f', lf.mnt]).status, 0);
-        await waitFor(() => `the brick logs its end (its log: ${c!.logs[1]})`, () => c!.logs[1].includes('"level":60'));
+        await waitFor(
+          () => `the brick logs its end (its log: ${c!.logs[1]})`,
+          () => c!.logs[1].includes('"level":60'),
+        );
         assert.match(c.logs[1], /"level":60.*health check of brick tv-client-1: a write and fsync of \.glusterfs\/health_check did not finish in 1500 ms \(health-check-timeout\): the file system below the brick hangs; taking the brick down/);
       }
       // Clients see one brick down (its sockets were shut before it could exit), the other serving.

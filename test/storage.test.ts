@@ -54,7 +54,10 @@ test('writes: small ones on the event loop and large ones off it land at their o
     assert.equal(got.length, 8192 + large.length);
     assert.equal(got.subarray(100, 103).toString(), 'mid');
     assert.ok(got.subarray(0, 100).every((b) => b === 1) && got.subarray(103, 4096).every((b) => b === 1));
-    assert.ok(got.subarray(4096, 8192).every((b) => b === 0), 'the hole reads as zeros');
+    assert.ok(
+      got.subarray(4096, 8192).every((b) => b === 0),
+      'the hole reads as zeros',
+    );
     assert.ok(got.subarray(8192).every((b) => b === 2));
     // A write the file refuses is a rejected promise, not an exception, whatever its size.
     const ro = st.open('f', O_RDONLY, 0);

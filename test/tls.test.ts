@@ -203,7 +203,11 @@ test('CLI: volume create --tls, cert issue client, a client with it, cert revoke
     cli('volume', 'create', 'sv', '--tls', `127.0.0.1:${base}/b0`, `127.0.0.1:${base}/b1`);
     cli('volume', 'start', 'sv');
     const status = JSON.parse(cli('volume', 'status', 'sv', '--json'));
-    assert.deepEqual(status.bricks.map((x: { online: boolean }) => x.online), [true, true], 'the CLI reaches its TLS bricks');
+    assert.deepEqual(
+      status.bricks.map((x: { online: boolean }) => x.online),
+      [true, true],
+      'the CLI reaches its TLS bricks',
+    );
     const key = fs.statSync(path.join(base, 'home', 'tls', 'private', 'ca-key.pem'));
     assert.equal(key.mode & 0o777, 0o600);
     cli('cert', 'issue', 'client', 'bob', '-o', `${base}/bob`);
@@ -227,7 +231,11 @@ test('CLI: volume create --tls, cert issue client, a client with it, cert revoke
     cli('volume', 'add-brick', 'pv', `127.0.0.1:${base}/p1`);
     assert.match(fs.readFileSync(path.join(base, 'home', 'volumes', 'pv', 'logs', 'pv-client-1.log'), 'utf8'), /"tls":true.*brick serving/);
     const st = JSON.parse(cli('volume', 'status', 'pv', '--json'));
-    assert.deepEqual(st.bricks.map((x: { online: boolean }) => x.online), [true, true], 'the CLI reaches the added brick over TLS');
+    assert.deepEqual(
+      st.bricks.map((x: { online: boolean }) => x.online),
+      [true, true],
+      'the CLI reaches the added brick over TLS',
+    );
     // A rebalance (its own process, a TLS client with the CLI's certificate) gives it hash ranges.
     cli('volume', 'rebalance', 'pv', 'start');
     let state = '';
@@ -239,7 +247,10 @@ test('CLI: volume create --tls, cert issue client, a client with it, cert revoke
     assert.equal(state, 'completed');
     for (let i = 0; i < 30; i++) await pv.writeFile(`/n${i}`, `n${i}`);
     for (let i = 0; i < 30; i++) assert.equal(await pv.readFile(`/n${i}`, 'utf8'), `n${i}`);
-    assert.ok(fs.readdirSync(`${base}/p1`).some((n) => n.startsWith('n')), 'new files reach the added brick');
+    assert.ok(
+      fs.readdirSync(`${base}/p1`).some((n) => n.startsWith('n')),
+      'new files reach the added brick',
+    );
     await pv.close();
     cli('volume', 'stop', 'pv');
     cli('cert', 'revoke', 'bob');

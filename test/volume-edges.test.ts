@@ -71,14 +71,20 @@ test('a client with a stale layout is told to refresh and then places files by t
       xattr.setAttributeSync(c.dirs[i], P + 'glusterfs.dht', encodeRanges(rs));
     }
     const now = diskLayout(c.dirs, names, '/');
-    assert.notDeepEqual(now.map((e) => e.start), old.map((e) => e.start));
+    assert.notDeepEqual(
+      now.map((e) => e.start),
+      old.map((e) => e.start),
+    );
     for (let i = 0; i < 12; i++) {
       await vol.writeFile(`/after${i}`, 'y');
       const h = hashedIndex(c.dirs, names, '/', `after${i}`);
       assert.ok(onDisk(c.dirs[h], `after${i}`), `after${i} is on the brick the new layout names`);
       assert.equal(onDisk(c.dirs[h], `after${i}`)!.linkto, null);
     }
-    assert.ok(logs.some((m) => m.includes('stale layout of /')), 'the brick refused the stale layout at least once');
+    assert.ok(
+      logs.some((m) => m.includes('stale layout of /')),
+      'the brick refused the stale layout at least once',
+    );
     await vol.close();
   } finally {
     await c.stop();
@@ -214,7 +220,14 @@ test('ping-timeout: a hung brick is cut off and its calls fail with ENOTCONN, no
   const c = await startCluster(2, { options: { pingTimeout: 1 } });
   const vol = await Volume.connect(c.spec);
   const vol2 = await Volume.connect(c.spec);
-  const within = <T>(p: Promise<T>, ms: number) => Promise.race([p.then((v) => ({ v }), (e: unknown) => ({ e })), new Promise<null>((r) => setTimeout(() => r(null), ms))]);
+  const within = <T>(p: Promise<T>, ms: number) =>
+    Promise.race([
+      p.then(
+        (v) => ({ v }),
+        (e: unknown) => ({ e }),
+      ),
+      new Promise<null>((r) => setTimeout(() => r(null), ms)),
+    ]);
   try {
     await vol.writeFile('/f', 'data');
     const i = c.dirs.findIndex((d) => fs.existsSync(path.join(d, 'f')));

@@ -38,7 +38,10 @@ test('files land on their hashed brick only, with a gfid', async () => {
   // Every brick got some of the 30 names, and the directory exists everywhere.
   for (const d of c.dirs) assert.ok(fs.statSync(path.join(d, 'place')).isDirectory());
   const counts = c.dirs.map((d) => fs.readdirSync(path.join(d, 'place')).length);
-  assert.ok(counts.every((n) => n > 0), `counts ${counts}`);
+  assert.ok(
+    counts.every((n) => n > 0),
+    `counts ${counts}`,
+  );
 });
 
 test('readdir merges bricks, lists every name once', async () => {
@@ -56,7 +59,7 @@ test('stat, chmod, chown, utimes, truncate', async () => {
   assert.ok(st.isFile());
   await vol.chmod('/attrs', 0o4755);
   st = await vol.stat('/attrs');
-  assert.equal(st.mode & 0o7777, 0o4755, 'the user may set S bits: they are the user\'s own');
+  assert.equal(st.mode & 0o7777, 0o4755, "the user may set S bits: they are the user's own");
   await vol.chown('/attrs', 1234, 5678);
   st = await vol.stat('/attrs');
   assert.equal(st.uid, 1234);
@@ -142,7 +145,13 @@ test('rename across bricks keeps data in place and adds a linkto (GlusterFS sche
   assert.equal(dataFiles.length, 1, 'one data file in the directory');
   // And unlink removes both data file and linkto.
   await vol.unlink(`/ren/${z}`);
-  assert.equal(c.dirs.map((d) => scanBrick(d)).flatMap((m) => [...m.keys()]).filter((p) => p.startsWith('ren/')).length, 0);
+  assert.equal(
+    c.dirs
+      .map((d) => scanBrick(d))
+      .flatMap((m) => [...m.keys()])
+      .filter((p) => p.startsWith('ren/')).length,
+    0,
+  );
 });
 
 test('a rename cut off between its steps is finished (switched) or undone (not switched) by the next client that meets the file', async () => {
@@ -239,7 +248,7 @@ test('hard links and symlinks', async () => {
   assert.deepEqual((await vol.readdir('/links')).sort(), [b, s].sort());
 });
 
-test('hard links whose names hash to one brick, not the data\'s: one linkto inode there, as many names', async () => {
+test("hard links whose names hash to one brick, not the data's: one linkto inode there, as many names", async () => {
   await vol.mkdir('/links2');
   const [a] = namesOn(c.dirs, names, '/links2', 0, 1, 'a');
   const [b1, b2, b3] = namesOn(c.dirs, names, '/links2', 2, 3, 'b');
@@ -265,7 +274,11 @@ test('hard links whose names hash to one brick, not the data\'s: one linkto inod
     c.dirs.map((d) => fs.readdirSync(path.join(d, 'links2'))),
     [[], [], []],
   );
-  assert.deepEqual(c.dirs.map((d) => fs.existsSync(handleFile(d, gfid))), [false, false, false], 'no gfid handle left');
+  assert.deepEqual(
+    c.dirs.map((d) => fs.existsSync(handleFile(d, gfid))),
+    [false, false, false],
+    'no gfid handle left',
+  );
 });
 
 test('FIFOs and sockets: made on the hashed brick, renamed across bricks, removed; device nodes made with their device', async () => {
@@ -300,10 +313,13 @@ test('FIFOs and sockets: made on the hashed brick, renamed across bricks, remove
   assert.deepEqual((await vol.readdir('/special')).sort(), [g, s].sort());
   await vol.unlink(`/special/${g}`);
   await vol.unlink(`/special/${s}`);
-  assert.deepEqual(c.dirs.map((d) => fs.readdirSync(path.join(d, 'special'))), [[], [], []]);
+  assert.deepEqual(
+    c.dirs.map((d) => fs.readdirSync(path.join(d, 'special'))),
+    [[], [], []],
+  );
 });
 
-test('a directory\'s times are its copies\' latest: a name made on a brick other than the directory\'s own moves them', async () => {
+test("a directory's times are its copies' latest: a name made on a brick other than the directory's own moves them", async () => {
   await vol.mkdir('/dtimes');
   const own = hashedIndex(c.dirs, names, '/', 'dtimes');
   const other = (own + 1) % names.length;
@@ -312,8 +328,8 @@ test('a directory\'s times are its copies\' latest: a name made on a brick other
   await new Promise((r) => setTimeout(r, 20));
   await vol.writeFile(`/dtimes/${f}`, 'x');
   const onOther = fs.statSync(path.join(c.dirs[other], 'dtimes'), { bigint: true }).mtimeNs;
-  assert.ok(onOther > t0, 'the other brick\'s copy moved');
-  assert.ok(fs.statSync(path.join(c.dirs[own], 'dtimes'), { bigint: true }).mtimeNs <= t0, 'the directory\'s own copy did not');
+  assert.ok(onOther > t0, "the other brick's copy moved");
+  assert.ok(fs.statSync(path.join(c.dirs[own], 'dtimes'), { bigint: true }).mtimeNs <= t0, "the directory's own copy did not");
   assert.equal((await vol.stat('/dtimes')).mtimeNs, onOther);
   const listed = (await vol.client.readdirAll('/')).find((e) => e.name === 'dtimes')!;
   assert.equal(BigInt(listed.attr.mtime[0]) * 1_000_000_000n + BigInt(listed.attr.mtime[1]), onOther, 'a listing of the parent gives the same times');
@@ -368,14 +384,14 @@ test('directories: nested mkdir, rename, rmdir rules', async () => {
   await assert.rejects(vol.readdir('/e1'), { code: 'ENOENT' });
 });
 
-test('statfs counts the bricks\' file system once when they share it', async () => {
+test("statfs counts the bricks' file system once when they share it", async () => {
   // The test's bricks are folders of one file system: the volume is as big as that, not three times it.
   const s = await vol.statfs();
   const one = fs.statfsSync(c.dirs[0]);
   assert.ok(Math.abs(s.blocks * s.bsize - one.blocks * one.bsize) <= 0.01 * one.blocks * one.bsize, `${s.blocks * s.bsize} vs ${one.blocks * one.bsize}`);
 });
 
-test('a second client sees the first one\'s files and directories', async () => {
+test("a second client sees the first one's files and directories", async () => {
   const v2 = await Volume.connect(c.spec);
   try {
     await vol.mkdir('/shared');

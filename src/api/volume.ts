@@ -227,10 +227,7 @@ export class FileHandle {
     this.fd = r.fd;
     this.generation = this.vol.client.sv(brick).generation;
     this.mirror = null;
-    await this.vol.client
-      .sv(old.brick)
-      .call('close', { fd: old.fd })
-      .catch(bestEffort('close', this.vol.client.log));
+    await this.vol.client.sv(old.brick).call('close', { fd: old.fd }).catch(bestEffort('close', this.vol.client.log));
   }
 
   /** @internal Reopens this handle on the brick a migration moved its file to. */
@@ -241,10 +238,7 @@ export class FileHandle {
     this.loc = { ...this.loc, path, attr, cached: dst };
     this.fd = r.fd;
     this.generation = this.vol.client.sv(dst).generation;
-    await this.vol.client
-      .sv(old.brick)
-      .call('close', { fd: old.fd })
-      .catch(bestEffort('close', this.vol.client.log));
+    await this.vol.client.sv(old.brick).call('close', { fd: old.fd }).catch(bestEffort('close', this.vol.client.log));
   }
 
   /** Reads up to `length` bytes at `position` (or the current position, which then advances). */
@@ -329,11 +323,7 @@ export class FileHandle {
    * longer `wants` it (what `open` gave is then closed with `close`). For FileHandle's own local reads
    * and writes, and the FUSE mount's addon. The legacy protocol leaves no commit record: never local.
    */
-  async openPlace<T>(
-    open: (src: LocalSource, gfid: string, writable: boolean) => Promise<T | null>,
-    close: (file: T) => void,
-    wants: () => boolean,
-  ): Promise<{ file: T; writable: boolean } | null> {
+  async openPlace<T>(open: (src: LocalSource, gfid: string, writable: boolean) => Promise<T | null>, close: (file: T) => void, wants: () => boolean): Promise<{ file: T; writable: boolean } | null> {
     const at = this.at();
     const src = await this.localSource();
     const gfid = this.gfid;
@@ -641,19 +631,19 @@ export class Volume {
   async writeFile(path: string, data: Uint8Array | string, opts: { mode?: number; flag?: OpenFlags } = {}): Promise<void> {
     const bytes = typeof data === 'string' ? Buffer.from(data) : data;
     const flags = parseFlags(opts.flag ?? 'w');
-    if ((flags & O_CREAT) && !(flags & O_APPEND) && bytes.length <= IO_CHUNK && (await this.client.createWithoutLookup(path))) {
+    if (flags & O_CREAT && !(flags & O_APPEND) && bytes.length <= IO_CHUNK && (await this.client.createWithoutLookup(path))) {
       // A new small file: create, write and close in one round trip.
       try {
         if (await this.client.tryCreate(path, flags & ~O_TRUNC, (opts.mode ?? 0o666) & ~this.umask, undefined, { data: bytes, close: true }, true)) return;
       } catch (e) {
-        if (codeOf(e) !== 'EEXIST' || (flags & O_EXCL)) throw e;
+        if (codeOf(e) !== 'EEXIST' || flags & O_EXCL) throw e;
       }
     }
     const h = await this.open(path, opts.flag ?? 'w', opts.mode ?? 0o666);
     try {
       const append = (h.flags & O_APPEND) !== 0;
       // A short write (a full disk) is followed by one for the rest, which says why it cannot be made.
-      for (let off = 0; off < bytes.length || off === 0; ) {
+      for (let off = 0; off < bytes.length || off === 0;) {
         const { bytesWritten } = await h.write(bytes, off, bytes.length - off, append ? null : off);
         off += bytesWritten;
         if (bytesWritten === 0) break;

@@ -99,7 +99,12 @@ export class BrickCore {
     this.limits = cfg.limits ?? { ...LIMIT_DEFAULTS };
     this.ownLimits = { ...this.limits };
     this.locks = new LockTable(clock, this.limits);
-    this.mig = new SrcMigrations(clock, random, (m) => log('info', m), (gfid) => unlockWriters(this, gfid));
+    this.mig = new SrcMigrations(
+      clock,
+      random,
+      (m) => log('info', m),
+      (gfid) => unlockWriters(this, gfid),
+    );
   }
 
   /** The volume root's mode and owner (closeRoot recorded them; setattr of the root changes them). */
@@ -278,7 +283,11 @@ export class BrickCore {
   makeWhole<T>(rel: string, gfid: string, uid: number | undefined, gid: number | undefined, make: (tmp: string) => T): T {
     this.ensureRenameDir();
     const tmp = `${RENAME_DIR}/${gfid}.new`;
-    const made = this.makeFresh(tmp, () => this.st.unlink(tmp), () => make(tmp));
+    const made = this.makeFresh(
+      tmp,
+      () => this.st.unlink(tmp),
+      () => make(tmp),
+    );
     try {
       this.setGfid(tmp, gfid);
       const g = this.newGid(rel, gid);
@@ -461,5 +470,4 @@ export class BrickCore {
     const t = getTopology(this).topology as { options?: unknown } | null;
     this.applyOptions(t?.options);
   }
-
 }

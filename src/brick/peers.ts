@@ -37,7 +37,10 @@ export function peerBricks(network: Network, auth: Omit<AuthInfo, 'brickName' | 
     if (held.size >= MAX_PEER_CONNECTIONS) {
       const [oldest, c] = held.entries().next().value as [string, Promise<RpcClient>];
       held.delete(oldest);
-      c.then((r) => r.close('peer connections at their limit'), () => {});
+      c.then(
+        (r) => r.close('peer connections at their limit'),
+        () => {},
+      );
       log('warn', `limit hit: peer connections (${MAX_PEER_CONNECTIONS}): closed the one to ${oldest}`, { limit: 'peer-connections', max: MAX_PEER_CONNECTIONS });
     }
     const made = new Promise<RpcClient>((resolve, reject) => {
@@ -81,7 +84,11 @@ export function peerBricks(network: Network, auth: Omit<AuthInfo, 'brickName' | 
       return Buffer.from(data);
     },
     close() {
-      for (const c of held.values()) c.then((r) => r.close('brick closing'), () => {});
+      for (const c of held.values())
+        c.then(
+          (r) => r.close('brick closing'),
+          () => {},
+        );
       held.clear();
     },
   };

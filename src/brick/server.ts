@@ -95,12 +95,8 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
   const budget = { owed: 0 };
   process.umask(0);
   const storage = new DiskStorage(o.dir);
-  const brick = new Brick(
-    storage,
-    { name: o.name, volumeId: o.volumeId, xattrPrefix: o.xattrPrefix ?? defaultXattrPrefix(), limits, ...(o.brickId ? { brickId: o.brickId } : {}) },
-    realClock,
-    realRandom,
-    (level, msg, extra) => log[level](extra ?? {}, msg),
+  const brick = new Brick(storage, { name: o.name, volumeId: o.volumeId, xattrPrefix: o.xattrPrefix ?? defaultXattrPrefix(), limits, ...(o.brickId ? { brickId: o.brickId } : {}) }, realClock, realRandom, (level, msg, extra) =>
+    log[level](extra ?? {}, msg),
   );
   // The directory is this process's alone before anything is written there; it is claimed as this
   // brick (init) once the port is bound: a brick that cannot bind leaves the directory as it was.
@@ -119,24 +115,25 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
     : tcpNetwork;
   // Migrations between hosts: dst reads src's file from src over the brick path, as a client of it.
   brick.peers = peerBricks(network, { volumeId: o.volumeId, secret: o.secret, self: o.name }, realClock, (level, msg, extra) => log[level](extra ?? {}, msg));
-  const listen = (port: number) => network.listen(o.host, port, (conn) => {
-    const g = gate.admit(conn);
-    if (!g) return;
-    serveConnection(conn, brick, {
-      volumeId: o.volumeId,
-      secret: o.secret,
-      adminSecret: o.adminSecret,
-      brickName: o.name,
-      maxFrame: o.maxFrame ?? DEFAULT_MAX_FRAME,
-      random: realRandom,
-      log: (level, msg, extra) => log[level](extra ?? {}, msg),
-      clock: realClock,
-      limits,
-      limitLog,
-      gate: g,
-      budget,
+  const listen = (port: number) =>
+    network.listen(o.host, port, (conn) => {
+      const g = gate.admit(conn);
+      if (!g) return;
+      serveConnection(conn, brick, {
+        volumeId: o.volumeId,
+        secret: o.secret,
+        adminSecret: o.adminSecret,
+        brickName: o.name,
+        maxFrame: o.maxFrame ?? DEFAULT_MAX_FRAME,
+        random: realRandom,
+        log: (level, msg, extra) => log[level](extra ?? {}, msg),
+        clock: realClock,
+        limits,
+        limitLog,
+        gate: g,
+        budget,
+      });
     });
-  });
   const listener = o.port === 0 ? await listenInRange(o.portRange ?? parsePortRange(), listen) : await listen(o.port);
   try {
     brick.init(); // before any connection is handled (those come in later turns of the event loop)
@@ -148,7 +145,8 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
   // A hung or failing file system below the brick takes the brick down (storage/health.ts).
   const health = startHealthCheck(storage, o.name, limits, (level, msg, extra) => log[level](extra ?? {}, msg));
   const names = resolution();
-  if (names === 'paths') log.warn({}, 'the native/copy addon is missing: names are resolved by path, not beneath the brick folder\'s descriptor (a folder swapped for a symlink on this disk during a request could lead outside the brick); run scripts/setup.sh');
+  if (names === 'paths')
+    log.warn({}, "the native/copy addon is missing: names are resolved by path, not beneath the brick folder's descriptor (a folder swapped for a symlink on this disk during a request could lead outside the brick); run scripts/setup.sh");
   log.info({ dir: o.dir, port: listener.port, tls: !!o.tls, limits, names, watchdog: health.watchdog }, 'brick serving');
   return {
     listener,

@@ -22,7 +22,6 @@ export interface Watcher {
   watching: Set<string>;
 }
 
-
 /** Watches one connection may hold; the oldest goes (and its watcher is told) to make room. */
 export const MAX_WATCHES_PER_CONNECTION = 4096;
 

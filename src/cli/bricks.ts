@@ -16,21 +16,7 @@ import { defaultXattrPrefix } from '../brick/server.js';
 import { codeOf, detailOf, ignoreCodes } from '../common/errors.js';
 import { pushTopology } from './rebalance.js';
 import { copyDirectories } from '../rebalance/replace-brick.js';
-import {
-  awaitBrick,
-  brickPid,
-  checkNewBricks,
-  isLocalHost,
-  parseBrickArg,
-  pidFile,
-  probeBrick,
-  saveVolume,
-  spawnBrick,
-  volDir,
-  type Spawned,
-  type StoredBrick,
-  type StoredVolume,
-} from './state.js';
+import { awaitBrick, brickPid, checkNewBricks, isLocalHost, parseBrickArg, pidFile, probeBrick, saveVolume, spawnBrick, volDir, type Spawned, type StoredBrick, type StoredVolume } from './state.js';
 
 const START_TIMEOUT_MS = 15_000;
 
@@ -80,13 +66,17 @@ function dirBefore(dir: string): DirBefore {
   let claimed = false;
   try {
     // A brick's directory of any kind, also one from before brick ids: its volume id is there.
-    claimed = existed && claimKeys().slice(0, 2).some((k) => {
-      try {
-        return xattr.getAttributeSync(dir, k) !== null;
-      } catch {
-        return false;
-      }
-    });
+    claimed =
+      existed &&
+      claimKeys()
+        .slice(0, 2)
+        .some((k) => {
+          try {
+            return xattr.getAttributeSync(dir, k) !== null;
+          } catch {
+            return false;
+          }
+        });
   } catch {
     /* no such xattr */
   }

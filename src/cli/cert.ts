@@ -68,7 +68,24 @@ export function ensureCa(): boolean {
   openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
   fs.chmodSync(key, 0o600);
   const tmp = path.join(d, 'ca.pem.tmp');
-  openssl(['req', '-x509', '-new', '-key', key, '-sha256', '-days', DAYS, '-subj', `/O=dhtfs/CN=dhtfs CA ${path.basename(home())} ${new Date().toISOString()}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-out', tmp]);
+  openssl([
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    key,
+    '-sha256',
+    '-days',
+    DAYS,
+    '-subj',
+    `/O=dhtfs/CN=dhtfs CA ${path.basename(home())} ${new Date().toISOString()}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-out',
+    tmp,
+  ]);
   makeCrl();
   fs.renameSync(tmp, path.join(d, 'ca.pem'));
   return true;
@@ -120,10 +137,7 @@ export function signCsr(kind: CertKind, name: string, csrPem: string, hosts: str
     const out = path.join(tmp, 'cert.pem');
     fs.writeFileSync(csr, csrPem);
     const sans = [...new Set(hosts)].map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`));
-    fs.writeFileSync(
-      ext,
-      `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${kind === 'client' ? 'clientAuth' : 'serverAuth,clientAuth'}\n${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}`,
-    );
+    fs.writeFileSync(ext, `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${kind === 'client' ? 'clientAuth' : 'serverAuth,clientAuth'}\n${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}`);
     openssl(['ca', '-batch', '-notext', '-config', path.join(d, 'ca.cnf'), '-extfile', ext, '-subj', `/O=dhtfs/OU=${kind}/CN=${name}`, '-in', csr, '-out', out]);
     return fs.readFileSync(out, 'utf8');
   } finally {
@@ -199,7 +213,9 @@ export function setVolumeTls(v: StoredVolume, on: boolean): void {
 }
 
 export function registerCertCommands(program: Command, action: (f: (...a: any[]) => void | Promise<void>) => (...a: any[]) => void): void {
-  const cert = program.command('cert').description("certificates for TLS on the brick path (volume set NAME transport.tls on) and, in a cluster, the management path (mount HOST:/NAME); in a cluster, run on the host holding the cluster's CA (the first to run cluster init)");
+  const cert = program
+    .command('cert')
+    .description("certificates for TLS on the brick path (volume set NAME transport.tls on) and, in a cluster, the management path (mount HOST:/NAME); in a cluster, run on the host holding the cluster's CA (the first to run cluster init)");
   cert
     .command('init')
     .description(`make this host's CA (${'$DHTFS_HOME'}/tls; made by itself when TLS is first turned on)`)
@@ -211,7 +227,7 @@ export function registerCertCommands(program: Command, action: (f: (...a: any[])
     );
   cert
     .command('issue <kind> <name>')
-    .description('issue a certificate: kind client (key.pem, cert.pem, ca.pem into -o DIR, for a spec\'s tls or --tls-dir; a client that mounts HOST:/NAME keeps them in $DHTFS_HOME/tls/client)')
+    .description("issue a certificate: kind client (key.pem, cert.pem, ca.pem into -o DIR, for a spec's tls or --tls-dir; a client that mounts HOST:/NAME keeps them in $DHTFS_HOME/tls/client)")
     .requiredOption('-o, --output <dir>', 'folder to write key.pem (0600), cert.pem and ca.pem to')
     .action(
       action((kind: string, name: string, o: { output: string }) => {

@@ -25,8 +25,14 @@ export async function initClusterCa(s: Store): Promise<string> {
     const made = ensureCa();
     const ca = fs.readFileSync(path.join(tlsHome(), 'ca.pem'), 'utf8');
     const crl = fs.readFileSync(path.join(tlsHome(), 'crl.pem'), 'utf8');
-    if (!(await s.commit([{ key: keys.pkiCa, value: ca, ifRev: 0 }, { key: keys.pkiCrl, value: crl }]))) return initClusterCa(s);
-    return `the cluster's CA: ${made ? 'made' : 'this host\'s'} in ${tlsHome()} (certificates are issued on this host)`;
+    if (
+      !(await s.commit([
+        { key: keys.pkiCa, value: ca, ifRev: 0 },
+        { key: keys.pkiCrl, value: crl },
+      ]))
+    )
+      return initClusterCa(s);
+    return `the cluster's CA: ${made ? 'made' : "this host's"} in ${tlsHome()} (certificates are issued on this host)`;
   }
   if (caHere() === there.value) return `the cluster's CA is this host's (${tlsHome()})`;
   return "the cluster's CA is on another host (the one that ran cluster init first): peer probe and cert issue/revoke run there";
@@ -132,7 +138,13 @@ export async function clusterSetTls(s: Store, name: string, on: boolean): Promis
  * the node daemons give the volume's spec to. Taken up by the next request: nothing to tell the bricks.
  */
 export async function clusterSetSslAllow(s: Store, name: string, value: string | null): Promise<string[] | null> {
-  const names = value === null ? null : value.split(',').map((x) => x.trim()).filter(Boolean);
+  const names =
+    value === null
+      ? null
+      : value
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
   if (names && (names.length === 0 || names.some((n) => n !== '*' && !/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(n)))) throw new Error(`auth.ssl-allow: certificate names (as cert issue client NAME made them), comma-separated, or '*'`);
   await update<VolumeRecord>(s, keys.volume(name), (cur) => {
     if (!cur) throw new Error(`volume ${name} does not exist`);

@@ -160,7 +160,15 @@ export function takeOverTask(s: Store, log: (level: 'info' | 'warn' | 'error', m
     // than find them busy (and skip them, which leaves a drain unfinished).
     const rest = (task.leaseMs ?? MIGRATION_LEASE_MS) + 500 - ((taskTtlSec() * 2) / 3) * 1000;
     if (rest > 0) await sleep(rest);
-    const cp = await runUnderClaim(s, vol, { mode: task.mode, force: task.force, throttle: task.throttle, leaseMs: task.leaseMs }, claim, true, (m) => log('info', `${task.kind} ${vol}: ${m}`), () => false);
+    const cp = await runUnderClaim(
+      s,
+      vol,
+      { mode: task.mode, force: task.force, throttle: task.throttle, leaseMs: task.leaseMs },
+      claim,
+      true,
+      (m) => log('info', `${task.kind} ${vol}: ${m}`),
+      () => false,
+    );
     return cp.state;
   };
 }

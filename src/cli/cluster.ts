@@ -101,7 +101,10 @@ export function registerClusterCommands(program: Command, action: <A extends unk
     .requiredOption('--etcd <urls>', 'etcd endpoints, comma-separated')
     .action(
       action(async (o: { etcd: string }) => {
-        const etcd = o.etcd.split(',').map((x) => x.trim()).filter(Boolean);
+        const etcd = o.etcd
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
         const s = await openStore(etcd.join(','));
         let ca: string;
         try {
@@ -160,8 +163,10 @@ export function registerClusterCommands(program: Command, action: <A extends unk
       action(async (o: { json?: boolean }) =>
         withStore(async (s) => {
           const ps = (await peers(s)).filter((p) => p.member);
-          out(!!o.json, ps.map(({ id, address, online }) => ({ id, address, state: online ? 'Connected' : 'Disconnected' })), () =>
-            ['UUID                                  Hostname         State', ...ps.map((p) => `${p.id.padEnd(37)} ${p.address.padEnd(16)} ${p.online ? 'Connected' : 'Disconnected'}`)].join('\n'),
+          out(
+            !!o.json,
+            ps.map(({ id, address, online }) => ({ id, address, state: online ? 'Connected' : 'Disconnected' })),
+            () => ['UUID                                  Hostname         State', ...ps.map((p) => `${p.id.padEnd(37)} ${p.address.padEnd(16)} ${p.online ? 'Connected' : 'Disconnected'}`)].join('\n'),
           );
         }),
       ),
@@ -221,7 +226,13 @@ export async function clusterStartStop(name: string, state: 'started' | 'stopped
       }
       const failed = rows.filter((r) => r.state === 'failed');
       if (failed.length) throw new Error(`bricks did not start: ${failed.map((r) => `${r.brick}: ${r.reason}`).join('; ')}`);
-      if (Date.now() > deadline) throw new Error(`bricks not ${want} after ${BRICKS_WAIT_MS / 1000} s: ${rows.filter((r) => r.state !== want).map((r) => `${r.brick} (${r.state}${r.reason ? `: ${r.reason}` : ''})`).join(', ')}; are their node daemons running?`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `bricks not ${want} after ${BRICKS_WAIT_MS / 1000} s: ${rows
+            .filter((r) => r.state !== want)
+            .map((r) => `${r.brick} (${r.state}${r.reason ? `: ${r.reason}` : ''})`)
+            .join(', ')}; are their node daemons running?`,
+        );
       await sleep(200);
     }
   });
@@ -275,7 +286,13 @@ export async function clusterAddBricks(name: string, args: string[]): Promise<Pl
         const failed = rows.filter((r) => r.st?.state === 'failed' || (r.st?.state === 'restarting' && r.st.exits >= 2));
         if (failed.length) throw new Error(`new bricks did not start: ${failed.map((r) => `${r.b.name} (${r.b.host}:${r.b.dir}): ${r.st!.reason}`).join('; ')}`);
         if (rows.every((r) => r.st?.state === 'online')) break;
-        if (Date.now() > deadline) throw new Error(`new bricks not online after ${BRICKS_WAIT_MS / 1000} s: ${rows.filter((r) => r.st?.state !== 'online').map((r) => `${r.b.name} (${r.st?.state ?? 'not seen by its node daemon'})`).join(', ')}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `new bricks not online after ${BRICKS_WAIT_MS / 1000} s: ${rows
+              .filter((r) => r.st?.state !== 'online')
+              .map((r) => `${r.b.name} (${r.st?.state ?? 'not seen by its node daemon'})`)
+              .join(', ')}`,
+          );
         await sleep(200);
       }
     } catch (e) {

@@ -12,22 +12,7 @@ import { formatStatus, localDrain, migratorOptions, pushTopology, rebalancePid, 
 import { migrateFile } from '../migration/migrator.js';
 import { migrateFileLegacy } from '../migration/legacy.js';
 import type { DirEntryAttr } from '../wire/types.js';
-import {
-  PACKAGE_ROOT,
-  brickPid,
-  createVolume,
-  isLocalHost,
-  listVolumes,
-  loadVolume,
-  probeBrick,
-  saveVolume,
-  specPath,
-  startBricks,
-  stopBricks,
-  volDir,
-  type StoredBrick,
-  type StoredVolume,
-} from './state.js';
+import { PACKAGE_ROOT, brickPid, createVolume, isLocalHost, listVolumes, loadVolume, probeBrick, saveVolume, specPath, startBricks, stopBricks, volDir, type StoredBrick, type StoredVolume } from './state.js';
 import { parsePortRange } from '../brick/ports.js';
 import { addBricks, findBrick, replaceBrick } from './bricks.js';
 import { clusterReplaceBrick } from './cluster-replace.js';
@@ -89,7 +74,7 @@ brick
   .option('--volume-id <uuid>', 'volume id')
   .option('--secret-file <file>', 'file holding the shared secret')
   .option('--admin-secret-file <file>', "file holding the volume's admin secret (without it no client may change the volume)")
-  .option('--tls-dir <dir>', 'TLS only (transport.tls on): folder with the brick\'s cert.pem, key.pem, the CA\'s ca.pem and crl.pem (reloaded when it changes)')
+  .option('--tls-dir <dir>', "TLS only (transport.tls on): folder with the brick's cert.pem, key.pem, the CA's ca.pem and crl.pem (reloaded when it changes)")
   .option('--xattr-prefix <prefix>', "xattr namespace for DHT metadata ('trusted.' as root, else 'user.')")
   .option('--log-level <level>', 'pino log level', 'info')
   .action(
@@ -101,10 +86,30 @@ brick
         const b = spec.bricks.find((x) => x.name === o.brick);
         if (!b) throw new Error(`brick ${o.brick} is not in ${o.spec}`);
         if (!b.dir) throw new Error(`brick ${o.brick} has no dir in the spec`);
-        opts = { dir: b.dir, host: b.host, port: b.port, name: b.name, brickId: (b as StoredBrick).id ?? o.brickId, volumeId: spec.volumeId, secret: spec.secret, adminSecret: spec.adminSecret, tls: spec.options?.tls ? tlsFilesIn(o.tlsDir ?? brickTlsDir(spec.name, b.name)) : undefined };
+        opts = {
+          dir: b.dir,
+          host: b.host,
+          port: b.port,
+          name: b.name,
+          brickId: (b as StoredBrick).id ?? o.brickId,
+          volumeId: spec.volumeId,
+          secret: spec.secret,
+          adminSecret: spec.adminSecret,
+          tls: spec.options?.tls ? tlsFilesIn(o.tlsDir ?? brickTlsDir(spec.name, b.name)) : undefined,
+        };
       } else {
         for (const k of ['dir', 'name', 'volumeId', 'secretFile']) if (o[k] === undefined) throw new Error(`--${k.replace(/[A-Z]/g, (c: string) => '-' + c.toLowerCase())} is required without --spec`);
-        opts = { dir: path.resolve(o.dir), host: o.host, port: o.port ?? 0, name: o.name, brickId: o.brickId, volumeId: o.volumeId, secret: fs.readFileSync(o.secretFile, 'utf8').trim(), adminSecret: o.adminSecretFile ? fs.readFileSync(o.adminSecretFile, 'utf8').trim() : undefined, tls: o.tlsDir ? tlsFilesIn(o.tlsDir) : undefined };
+        opts = {
+          dir: path.resolve(o.dir),
+          host: o.host,
+          port: o.port ?? 0,
+          name: o.name,
+          brickId: o.brickId,
+          volumeId: o.volumeId,
+          secret: fs.readFileSync(o.secretFile, 'utf8').trim(),
+          adminSecret: o.adminSecretFile ? fs.readFileSync(o.adminSecretFile, 'utf8').trim() : undefined,
+          tls: o.tlsDir ? tlsFilesIn(o.tlsDir) : undefined,
+        };
       }
       if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new Error('--port is a TCP port, or 0');
       const srv = await serveBrick({ ...opts, portRange: parsePortRange(o.portRange), xattrPrefix: o.xattrPrefix, logLevel: o.logLevel });
@@ -130,7 +135,7 @@ volume
   .option('--no-lookup-optimize', 'always look on every brick when a name is not on its hashed brick')
   .option('--ping-timeout <s>', 'seconds a brick with calls in flight may stay silent before clients cut it off (0: never)', (v) => Number(v), 42)
   .option('--migration-protocol <p>', "safe, or legacy: GlusterFS's order and client rules, to show its stale read (unsafe)", 'safe')
-  .option('--tls', 'transport.tls on: bricks take only TLS clients with a certificate of this host\'s CA (made now if absent; in a cluster: the cluster\'s CA, the bricks presenting their node\'s certificate)')
+  .option('--tls', "transport.tls on: bricks take only TLS clients with a certificate of this host's CA (made now if absent; in a cluster: the cluster's CA, the bricks presenting their node's certificate)")
   .option('--json', 'print the result as JSON')
   .action(
     action(async (name: string, bricks: string[], o) => {
@@ -259,7 +264,9 @@ async function changeOptions(name: string, option: string, change: (options: Vol
 
 volume
   .command('set <name> <option> <value>')
-  .description(`set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')}); transport.tls on|off (TLS on the brick path; the bricks take it up when they restart: volume stop and start); auth.ssl-allow CN,... or * (a cluster's: the client certificates node daemons give the spec to)`)
+  .description(
+    `set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')}); transport.tls on|off (TLS on the brick path; the bricks take it up when they restart: volume stop and start); auth.ssl-allow CN,... or * (a cluster's: the client certificates node daemons give the spec to)`,
+  )
   .action(
     action(async (name: string, option: string, value: string) => {
       if (option === 'auth.ssl-allow') {
@@ -280,7 +287,8 @@ volume
           saveVolume(sv);
           v = sv;
         }
-        const restart = v.state === 'started' ? `; the bricks take it up when they restart: dhtfs volume stop ${name} && dhtfs volume start ${name} (clients given the spec before need it again, with a client certificate: dhtfs cert issue client NAME -o DIR)` : '';
+        const restart =
+          v.state === 'started' ? `; the bricks take it up when they restart: dhtfs volume stop ${name} && dhtfs volume start ${name} (clients given the spec before need it again, with a client certificate: dhtfs cert issue client NAME -o DIR)` : '';
         return console.log(`volume set: ${name}: transport.tls = ${value}: success${restart}`);
       }
       const full = await changeOptions(name, option, (opts, o) => ({ ...opts, [o.key]: o.parse(value) }));
@@ -327,7 +335,11 @@ volume
   .option('--json', 'print as JSON')
   .action(
     action(async (name: string | undefined, o) => {
-      const res: { volume: string; state: string; bricks: { brick: string; address: string; dir: string; online: boolean; pid: number | null; freeBytes: number | null; totalBytes: number | null; node?: string; state?: string; reason?: string }[] }[] = [];
+      const res: {
+        volume: string;
+        state: string;
+        bricks: { brick: string; address: string; dir: string; online: boolean; pid: number | null; freeBytes: number | null; totalBytes: number | null; node?: string; state?: string; reason?: string }[];
+      }[] = [];
       if (clusterConfig()) {
         // Every brick of every host: what its node daemon reports, and whether it answers now.
         for (const { v, status, online } of await clusterVolumes(name)) {
@@ -335,7 +347,18 @@ volume
           for (const b of v.bricks) {
             const st = status.get(b.name);
             const answers = await probeBrick(v, b);
-            bricks.push({ brick: b.name, address: `${b.host}:${b.port}`, dir: b.dir, online: answers, pid: st?.pid ?? null, freeBytes: null, totalBytes: null, node: `${b.node}${online.has(b.node) ? '' : ' (daemon not running)'}`, state: st?.state ?? 'unknown', ...(st?.reason ? { reason: st.reason } : {}) });
+            bricks.push({
+              brick: b.name,
+              address: `${b.host}:${b.port}`,
+              dir: b.dir,
+              online: answers,
+              pid: st?.pid ?? null,
+              freeBytes: null,
+              totalBytes: null,
+              node: `${b.node}${online.has(b.node) ? '' : ' (daemon not running)'}`,
+              state: st?.state ?? 'unknown',
+              ...(st?.reason ? { reason: st.reason } : {}),
+            });
           }
           res.push({ volume: v.name, state: v.state, bricks });
         }
@@ -366,7 +389,9 @@ volume
             (r) =>
               `Status of volume: ${r.volume}\n${'Brick'.padEnd(40)} ${'Online'.padEnd(7)} ${'Pid'.padEnd(8)} Free${r.bricks.some((b) => b.node) ? '      Node' : ''}\n` +
               r.bricks
-                .map((b) => `${(b.address + ':' + b.dir).padEnd(40)} ${(b.online ? 'Y' : 'N').padEnd(7)} ${String(b.pid ?? 'N/A').padEnd(8)} ${(b.freeBytes === null ? 'N/A' : (b.freeBytes / 2 ** 30).toFixed(1) + ' GiB').padEnd(9)}${b.node ? ` ${b.node}${b.state && b.state !== 'online' ? ` [${b.state}${b.reason ? `: ${b.reason}` : ''}]` : ''}` : ''}`.trimEnd())
+                .map((b) =>
+                  `${(b.address + ':' + b.dir).padEnd(40)} ${(b.online ? 'Y' : 'N').padEnd(7)} ${String(b.pid ?? 'N/A').padEnd(8)} ${(b.freeBytes === null ? 'N/A' : (b.freeBytes / 2 ** 30).toFixed(1) + ' GiB').padEnd(9)}${b.node ? ` ${b.node}${b.state && b.state !== 'online' ? ` [${b.state}${b.reason ? `: ${b.reason}` : ''}]` : ''}` : ''}`.trimEnd(),
+                )
                 .join('\n'),
           )
           .join('\n\n'),
@@ -417,7 +442,11 @@ volume
     action(async (name: string, bricks: string[], o) => {
       const added = clusterConfig() ? await clusterAddBricks(name, bricks) : await addBricks(loadVolume(name), bricks);
       const names = added.map((b) => b.name);
-      out(o.json, { added: names, bricks: added.map(({ name: n, host, port, dir }) => ({ name: n, host, port, dir })) }, () => `volume add-brick: ${name}: success (${added.map((b) => `${b.name} ${b.host}:${b.port}:${b.dir}`).join(', ')}); start a rebalance to use them: dhtfs volume rebalance ${name} start`);
+      out(
+        o.json,
+        { added: names, bricks: added.map(({ name: n, host, port, dir }) => ({ name: n, host, port, dir })) },
+        () => `volume add-brick: ${name}: success (${added.map((b) => `${b.name} ${b.host}:${b.port}:${b.dir}`).join(', ')}); start a rebalance to use them: dhtfs volume rebalance ${name} start`,
+      );
     }),
   );
 
@@ -495,11 +524,20 @@ volume
         if (!o.force) {
           if (!bricks.every((b) => d.decommissioned.includes(b))) throw new Error(`run "volume remove-brick ${name} ${bricks.join(' ')} start" first`);
           if (!st || st.state !== 'completed') throw new Error(`the drain has not completed (rebalance ${st?.state ?? 'not started'}); commit refused`);
-          if (remaining > 0) throw new Error(`${remaining} names remain on ${Object.entries(left).filter(([, n]) => n > 0).map(([b, n]) => `${b} (${n}: ${leftNames[b].slice(0, 5).join(', ')}${n > 5 ? ', ...' : ''})`).join('; ')}; commit refused (see the rebalance log; --force leaves them in the brick directories)`);
+          if (remaining > 0)
+            throw new Error(
+              `${remaining} names remain on ${Object.entries(left)
+                .filter(([, n]) => n > 0)
+                .map(([b, n]) => `${b} (${n}: ${leftNames[b].slice(0, 5).join(', ')}${n > 5 ? ', ...' : ''})`)
+                .join('; ')}; commit refused (see the rebalance log; --force leaves them in the brick directories)`,
+            );
         }
         await d.remove(bricks);
         out(o.json, { removed: bricks, filesLeft: left, namesLeft: leftNames }, () =>
-          [`volume remove-brick commit: ${name}: removed ${bricks.join(', ')}${remaining ? ` (${remaining} names left in their directories, no longer in the volume:)` : ''}`, ...Object.entries(leftNames).flatMap(([b, ns]) => ns.map((n) => `  left on ${b}: ${n}`))].join('\n'),
+          [
+            `volume remove-brick commit: ${name}: removed ${bricks.join(', ')}${remaining ? ` (${remaining} names left in their directories, no longer in the volume:)` : ''}`,
+            ...Object.entries(leftNames).flatMap(([b, ns]) => ns.map((n) => `  left on ${b}: ${n}`)),
+          ].join('\n'),
         );
       } finally {
         await vol.close();
@@ -644,7 +682,7 @@ program
         }
       }
       process.stdout.write(
-        `volume ${v.name} is up: ${r.length} bricks (${r.map((x) => `${x.brick} pid ${x.pid}`).join(', ')}), ${(st.bavail * st.bsize / 2 ** 30).toFixed(1)} GiB free\n` +
+        `volume ${v.name} is up: ${r.length} bricks (${r.map((x) => `${x.brick} pid ${x.pid}`).join(', ')}), ${((st.bavail * st.bsize) / 2 ** 30).toFixed(1)} GiB free\n` +
           `spec: ${specPath(v.name)}\n` +
           mounted +
           `try:  ./bin/dhtfs put README.md /README.md && ./bin/dhtfs ls -l /\n` +
@@ -828,8 +866,24 @@ program
       await withVolume(cmd, async (vol) => {
         const loc = await vol.client.locate(p);
         const s = await vol.lstat(p);
-        const r = { path: loc.path, gfid: s.gfid, mode: '0' + (s.mode & 0o7777).toString(8), type: s.isDirectory() ? 'directory' : s.isSymbolicLink() ? 'symlink' : 'file', size: s.size, nlink: s.nlink, uid: s.uid, gid: s.gid, mtime: s.mtime.toISOString(), hashedBrick: loc.hashed, dataBrick: loc.isDir ? null : loc.cached };
-        out(o.json, r, () => Object.entries(r).map(([k, v]) => `${k.padEnd(12)} ${v}`).join('\n'));
+        const r = {
+          path: loc.path,
+          gfid: s.gfid,
+          mode: '0' + (s.mode & 0o7777).toString(8),
+          type: s.isDirectory() ? 'directory' : s.isSymbolicLink() ? 'symlink' : 'file',
+          size: s.size,
+          nlink: s.nlink,
+          uid: s.uid,
+          gid: s.gid,
+          mtime: s.mtime.toISOString(),
+          hashedBrick: loc.hashed,
+          dataBrick: loc.isDir ? null : loc.cached,
+        };
+        out(o.json, r, () =>
+          Object.entries(r)
+            .map(([k, v]) => `${k.padEnd(12)} ${v}`)
+            .join('\n'),
+        );
       });
     }),
   );
@@ -838,8 +892,13 @@ program
 
 program
   .command('mount <volume> <mountpoint>')
-  .description('mount a volume through FUSE: in the foreground (Ctrl-C or SIGTERM unmounts cleanly), or with --background as mount(8) does. <volume> is a volume name, the path of a spec file, or HOST:/NAME (a cluster volume: its spec from the node daemon of HOST over TLS, with the client certificate in $DHTFS_HOME/tls/client)')
-  .option('-o, --options <opts>', 'mount options, comma-separated: FUSE options (ro, allow_other, ...), home=DIR (the DHTFS_HOME holding the volume), entry_timeout=SECONDS (how long names stay looked up, default 1; 0: never), backup-volfile-servers=HOST2:HOST3 (HOST:/NAME: nodes asked when HOST does not answer), tls-dir=DIR (HOST:/NAME: the folder of the client certificate), nonempty (mount over a directory that holds files; refused otherwise); fstab-only ones (defaults, _netdev, noauto, ...) are ignored')
+  .description(
+    'mount a volume through FUSE: in the foreground (Ctrl-C or SIGTERM unmounts cleanly), or with --background as mount(8) does. <volume> is a volume name, the path of a spec file, or HOST:/NAME (a cluster volume: its spec from the node daemon of HOST over TLS, with the client certificate in $DHTFS_HOME/tls/client)',
+  )
+  .option(
+    '-o, --options <opts>',
+    'mount options, comma-separated: FUSE options (ro, allow_other, ...), home=DIR (the DHTFS_HOME holding the volume), entry_timeout=SECONDS (how long names stay looked up, default 1; 0: never), backup-volfile-servers=HOST2:HOST3 (HOST:/NAME: nodes asked when HOST does not answer), tls-dir=DIR (HOST:/NAME: the folder of the client certificate), nonempty (mount over a directory that holds files; refused otherwise); fstab-only ones (defaults, _netdev, noauto, ...) are ignored',
+  )
   .option('--background', 'start the mount as its own process and return once it is mounted (its log: DHTFS_HOME/logs/mount-*.log)')
   .action(
     action(async (name: string, mnt: string, o) => {
@@ -893,4 +952,3 @@ registerNodeCommands(program, action);
 registerCertCommands(program, action);
 registerClusterCommands(program, action, out);
 program.parseAsync(process.argv).catch(fail);
-

@@ -155,7 +155,11 @@ export async function mountBackground(name: string, mnt: string, list: string | 
 /** Unmounts `mnt`, also a mount whose process died ("Transport endpoint is not connected"). */
 export function unmount(mnt: string): void {
   const target = path.resolve(mnt);
-  for (const [cmd, args] of [['fusermount3', ['-u', target]], ['fusermount3', ['-uz', target]], ['umount', ['-l', target]]] as const) {
+  for (const [cmd, args] of [
+    ['fusermount3', ['-u', target]],
+    ['fusermount3', ['-uz', target]],
+    ['umount', ['-l', target]],
+  ] as const) {
     if (spawnSync(cmd, [...args], { stdio: 'pipe' }).status === 0) return;
   }
   throw new FsError('EINVAL', `${target} is not mounted (or cannot be unmounted)`);

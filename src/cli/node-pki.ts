@@ -132,34 +132,37 @@ export async function startManagement(store: Store, id: string, stateDir: string
   let server: MgmtServer | null = null;
   let closed = false;
   await pki.start(address);
-  pki.on(() => {
-    if (closed || server) return;
-    // One refusal line per reason and address per 10 s (the rest counted): a flood cannot fill the log.
-    const refusals = new LimitLog(realClock, (msg) => log('warn', msg));
-    const network = tlsNetwork({
-      files: pki.files(),
-      caName: "the cluster's CA",
-      maxSockets: MGMT_MAX_SOCKETS,
-      log: (msg, extra) => log('info', `mgmt: ${msg} ${JSON.stringify(extra)}`),
-      refused: (remote, reason, extra) => refusals.line(`${reason}:${addressOf(remote)}`, `mgmt: client ${remote} refused: ${reason}${extra.subject ? ` (certificate ${extra.subject})` : ''}`),
-    });
-    const s = new MgmtServer(store, network, realClock, log);
-    server = s;
-    s.listen(address, port).then(
-      async (bound) => {
-        log('info', `mgmt: serving volume specs on ${address}:${bound} (TLS, clients of the cluster's CA)`);
-        await update<PeerRecord>(store, keys.peer(id), (cur) => (cur && cur.mgmtPort !== bound ? { ...cur, mgmtPort: bound } : null)).catch((e) => log('warn', `mgmt: port not recorded: ${(e as Error).message}`));
-      },
-      (e) => {
-        if (server === s) server = null;
-        log('error', `mgmt: cannot listen on ${address}:${port}: ${(e as Error).message}; volume specs are not served by this node`);
-      },
-    );
-  }, () => {
-    const s = server;
-    server = null;
-    void s?.close().then(() => log('info', 'mgmt: stopped serving volume specs (this node has no certificate)'));
-  });
+  pki.on(
+    () => {
+      if (closed || server) return;
+      // One refusal line per reason and address per 10 s (the rest counted): a flood cannot fill the log.
+      const refusals = new LimitLog(realClock, (msg) => log('warn', msg));
+      const network = tlsNetwork({
+        files: pki.files(),
+        caName: "the cluster's CA",
+        maxSockets: MGMT_MAX_SOCKETS,
+        log: (msg, extra) => log('info', `mgmt: ${msg} ${JSON.stringify(extra)}`),
+        refused: (remote, reason, extra) => refusals.line(`${reason}:${addressOf(remote)}`, `mgmt: client ${remote} refused: ${reason}${extra.subject ? ` (certificate ${extra.subject})` : ''}`),
+      });
+      const s = new MgmtServer(store, network, realClock, log);
+      server = s;
+      s.listen(address, port).then(
+        async (bound) => {
+          log('info', `mgmt: serving volume specs on ${address}:${bound} (TLS, clients of the cluster's CA)`);
+          await update<PeerRecord>(store, keys.peer(id), (cur) => (cur && cur.mgmtPort !== bound ? { ...cur, mgmtPort: bound } : null)).catch((e) => log('warn', `mgmt: port not recorded: ${(e as Error).message}`));
+        },
+        (e) => {
+          if (server === s) server = null;
+          log('error', `mgmt: cannot listen on ${address}:${port}: ${(e as Error).message}; volume specs are not served by this node`);
+        },
+      );
+    },
+    () => {
+      const s = server;
+      server = null;
+      void s?.close().then(() => log('info', 'mgmt: stopped serving volume specs (this node has no certificate)'));
+    },
+  );
   return {
     tlsDir: pki.dir,
     tls: () => (pki.ready() ? pki.files() : null),

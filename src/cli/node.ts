@@ -44,7 +44,12 @@ export function nodeId(stateDir: string): string {
 export async function openStore(etcd: string | undefined): Promise<Store> {
   if (etcd) {
     const { EtcdStore } = await import('../cluster/etcd-store.js');
-    return new EtcdStore(etcd.split(',').map((e) => e.trim()).filter(Boolean));
+    return new EtcdStore(
+      etcd
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean),
+    );
   }
   return new LocalStore(path.join(home(), 'store.json'));
 }
@@ -115,7 +120,7 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
         const args = [process.execPath, MAIN_JS, 'node', 'serve', '--state-dir', o.stateDir, '--address', o.address, ...(o.etcd ? ['--etcd', o.etcd] : [])];
         const unit = [
           '[Unit]',
-          'Description=dhtfs node daemon (runs this host\'s bricks)',
+          "Description=dhtfs node daemon (runs this host's bricks)",
           'After=network-online.target',
           'Wants=network-online.target',
           '',

@@ -209,14 +209,21 @@ export function spawnBrick(v: StoredVolume, b: StoredBrick, specFile = specPath(
  */
 export async function awaitBrick(v: StoredVolume, s: Spawned, deadline: number): Promise<void> {
   const tail = () =>
-    fs.readFileSync(s.log, 'utf8').slice(s.from).trim().split('\n').slice(-3).map((l) => {
-      try {
-        const j = JSON.parse(l) as { msg?: string; err?: { message?: string } };
-        return j.err?.message ?? j.msg ?? l;
-      } catch {
-        return l.replace(/^dhtfs: /, '');
-      }
-    }).join('; ');
+    fs
+      .readFileSync(s.log, 'utf8')
+      .slice(s.from)
+      .trim()
+      .split('\n')
+      .slice(-3)
+      .map((l) => {
+        try {
+          const j = JSON.parse(l) as { msg?: string; err?: { message?: string } };
+          return j.err?.message ?? j.msg ?? l;
+        } catch {
+          return l.replace(/^dhtfs: /, '');
+        }
+      })
+      .join('; ');
   const ended = () => s.child.exitCode !== null || s.child.signalCode !== null;
   let bound = false;
   for (;;) {

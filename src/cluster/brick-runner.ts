@@ -27,7 +27,6 @@ const ADOPTED_POLL_MS = 500;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-
 async function stopPid(pid: number, gone: () => boolean): Promise<void> {
   try {
     process.kill(pid, 'SIGTERM');
@@ -111,14 +110,18 @@ export class ProcessBrickRunner implements BrickRunner {
         }
       }
       if (ended !== null) {
-        const tail = out.trim().split('\n').slice(-2).map((l) => {
-          try {
-            const j = JSON.parse(l) as { msg?: string; err?: { message?: string } };
-            return j.err?.message ?? j.msg ?? l;
-          } catch {
-            return l.replace(/^dhtfs: /, '');
-          }
-        });
+        const tail = out
+          .trim()
+          .split('\n')
+          .slice(-2)
+          .map((l) => {
+            try {
+              const j = JSON.parse(l) as { msg?: string; err?: { message?: string } };
+              return j.err?.message ?? j.msg ?? l;
+            } catch {
+              return l.replace(/^dhtfs: /, '');
+            }
+          });
         throw new Error(`${tail.join('; ') || ended} (log: ${log})`);
       }
       if (Date.now() > deadline) {

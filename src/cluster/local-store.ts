@@ -20,7 +20,6 @@ const LOCK_WAIT_MS = 10_000;
 /** How often a watch looks at the file. */
 const WATCH_POLL_MS = 200;
 
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class LocalStore implements Store {

@@ -24,7 +24,13 @@ export class MgmtServer {
 
   /** Listens on `host:port`; resolves with the port bound. */
   async listen(host: string, port: number): Promise<number> {
-    this.listener = await serveMgmt(this.network, host, port, (ms, fn) => this.clock.setTimer(ms, fn), (req, remote, peerName) => this.answer(req, remote, peerName));
+    this.listener = await serveMgmt(
+      this.network,
+      host,
+      port,
+      (ms, fn) => this.clock.setTimer(ms, fn),
+      (req, remote, peerName) => this.answer(req, remote, peerName),
+    );
     return this.listener.port;
   }
 

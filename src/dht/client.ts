@@ -182,7 +182,7 @@ export class DhtClient {
     await this.withLayoutLock('/', async () => {
       const infos = await this.all('rootInfo', {});
       const existing = infos.map((r) => r.value?.commitHash).find((h) => typeof h === 'number');
-      const value = existing ?? (((this.random.int(0x7fffffff) << 1) | 1) >>> 0);
+      const value = existing ?? ((this.random.int(0x7fffffff) << 1) | 1) >>> 0;
       // Bricks that lack it get it; one with another value (a rebalance cut short) keeps it unless this
       // client is the volume's admin (an ordinary one may not change it: EPERM), until the next rebalance.
       await this.everywhere('setCommitHash', { value }).catch((e) => {
@@ -361,9 +361,7 @@ export class DhtClient {
       return await fn();
     } finally {
       for (const n of held.reverse()) {
-        await this.sv(n)
-          .call('inodelk', { domain: DOMAIN_LAYOUT, path, type: 'un', owner })
-          .catch(bestEffort('inodelk', this.log));
+        await this.sv(n).call('inodelk', { domain: DOMAIN_LAYOUT, path, type: 'un', owner }).catch(bestEffort('inodelk', this.log));
       }
     }
   }
@@ -493,7 +491,6 @@ export class DhtClient {
     timer?.cancel();
     return rs;
   }
-
 
   /**
    * A directory missing on some bricks (one was down at mkdir, or a brick is new): create it there, no
@@ -719,12 +716,20 @@ export class DhtClient {
     }
     if (movedHit) {
       // Installed; src's old copy is a leftover of the migration.
-      await this.sv(movedHit.brick)
-        .call('migCleanup', { path, gfid: movedHit.value!.gfid! })
-        .catch(bestEffort('migCleanup', this.log));
+      await this.sv(movedHit.brick).call('migCleanup', { path, gfid: movedHit.value!.gfid! }).catch(bestEffort('migCleanup', this.log));
     }
     const dirHit = data.find((r) => isDirAttr(r.value!));
-    if (dirHit) return { path, attr: latestTimes(dirHit.value!, data.filter((r) => isDirAttr(r.value!)).map((r) => r.value!)), cached: dirHit.brick, hashed, isDir: true };
+    if (dirHit)
+      return {
+        path,
+        attr: latestTimes(
+          dirHit.value!,
+          data.filter((r) => isDirAttr(r.value!)).map((r) => r.value!),
+        ),
+        cached: dirHit.brick,
+        hashed,
+        isDir: true,
+      };
     if (data.length > 1) this.log('warn', `multiple bricks have ${path}: ${data.map((r) => r.brick).join(', ')}`);
     const found = data.find((r) => r.brick === hashed) ?? data[0];
     for (const l of links) {
@@ -810,50 +815,52 @@ export class DhtClient {
     // The new directory's negative-lookup cache: in place before the first brick makes it (so that an
     // event about it is not missed), of use once every brick has made it and watches it.
     const neg = this.neg.begin(path);
-    const attr = await this.withParent(parent, (d) => this.entryLock(this.hashedBrick(d, name), parent, name, async () => {
-      // Under the new directory's namespace lock (see healMissingDir): no heal makes copies of it (without
-      // a range) before this has made them, which failed the mkdir on those bricks with EEXIST.
-      const hashed = this.hashedBrick(d, name);
-      const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
-      const rangeFor = (b: string) => rangesOf(l, b);
-      const base = { path, mode: mode & 0o7777, gfid, uid: owner?.uid, gid: owner?.gid, watch: true };
-      const attr = await this.sv(hashed).call('mkdir', { ...base, layout: rangeFor(hashed), parentLayout: this.rangeOf(d, hashed) });
-      const others = this.names.filter((n) => n !== hashed);
-      const rs = await Promise.all(
-        others.map((n) =>
-          this.sv(n)
-            .call('mkdir', { ...base, layout: rangeFor(n) })
-            .then(
-              () => null,
-              (e: FsError) => ({ n, e }),
-            ),
-        ),
-      );
-      const failed = rs.filter((r) => r !== null);
-      if (failed.length > 0) {
-        // Leave no half-made directory behind if we can help it; a later lookup heals what remains.
-        this.log('warn', `mkdir ${path} failed on ${failed.map((f) => f!.n).join(', ')}: ${failed[0]!.e.message}`);
-        if (failed.some((f) => codeOf(f!.e) !== 'ENOTCONN')) {
-          // Every brick but those out of reach, those that failed included: an error after the copy was
-          // made there (an EIO on its last lstat) left it, and the directory a failed mkdir made showed up
-          // later, healed everywhere (--names-strict --errors seed 46). An error is tried again.
-          const undo = async (n: string) => {
-            for (let i = 0; ; i++) {
-              try {
-                return await this.sv(n).call('rmdir', { path });
-              } catch (e) {
-                if (codeOf(e) === 'ENOENT') return;
-                if (i >= 2 || brickUnreachable(e)) return bestEffort('rmdir', this.log)(e);
+    const attr = await this.withParent(parent, (d) =>
+      this.entryLock(this.hashedBrick(d, name), parent, name, async () => {
+        // Under the new directory's namespace lock (see healMissingDir): no heal makes copies of it (without
+        // a range) before this has made them, which failed the mkdir on those bricks with EEXIST.
+        const hashed = this.hashedBrick(d, name);
+        const l = newLayout(await this.brickWeights(), path, { commit: this.volCommitHash, weighted: this.spec.options?.weightedRebalance, hash: this.hashOpts });
+        const rangeFor = (b: string) => rangesOf(l, b);
+        const base = { path, mode: mode & 0o7777, gfid, uid: owner?.uid, gid: owner?.gid, watch: true };
+        const attr = await this.sv(hashed).call('mkdir', { ...base, layout: rangeFor(hashed), parentLayout: this.rangeOf(d, hashed) });
+        const others = this.names.filter((n) => n !== hashed);
+        const rs = await Promise.all(
+          others.map((n) =>
+            this.sv(n)
+              .call('mkdir', { ...base, layout: rangeFor(n) })
+              .then(
+                () => null,
+                (e: FsError) => ({ n, e }),
+              ),
+          ),
+        );
+        const failed = rs.filter((r) => r !== null);
+        if (failed.length > 0) {
+          // Leave no half-made directory behind if we can help it; a later lookup heals what remains.
+          this.log('warn', `mkdir ${path} failed on ${failed.map((f) => f!.n).join(', ')}: ${failed[0]!.e.message}`);
+          if (failed.some((f) => codeOf(f!.e) !== 'ENOTCONN')) {
+            // Every brick but those out of reach, those that failed included: an error after the copy was
+            // made there (an EIO on its last lstat) left it, and the directory a failed mkdir made showed up
+            // later, healed everywhere (--names-strict --errors seed 46). An error is tried again.
+            const undo = async (n: string) => {
+              for (let i = 0; ; i++) {
+                try {
+                  return await this.sv(n).call('rmdir', { path });
+                } catch (e) {
+                  if (codeOf(e) === 'ENOENT') return;
+                  if (i >= 2 || brickUnreachable(e)) return bestEffort('rmdir', this.log)(e);
+                }
               }
-            }
-          };
-          await Promise.all(this.names.filter((n) => !failed.some((f) => f!.n === n && codeOf(f!.e) === 'ENOTCONN')).map(undo));
-          throw failed[0]!.e;
+            };
+            await Promise.all(this.names.filter((n) => !failed.some((f) => f!.n === n && codeOf(f!.e) === 'ENOTCONN')).map(undo));
+            throw failed[0]!.e;
+          }
+          return { attr, everywhere: false };
         }
-        return { attr, everywhere: false };
-      }
-      return { attr, everywhere: others.length + 1 === this.names.length };
-    })).catch((e) => {
+        return { attr, everywhere: others.length + 1 === this.names.length };
+      }),
+    ).catch((e) => {
       this.neg.failed(path, neg);
       throw e;
     });
@@ -904,7 +911,16 @@ export class DhtClient {
     if (entries.length > 0) throw new FsError('ENOTEMPTY', `${path}: directory not empty`);
     const d = await this.dir(path);
     const others = this.names.filter((n) => n !== hashed);
-    const rs = await Promise.all(others.map((n) => this.sv(n).call('rmdir', { path, purgeLinktos: true }).then(() => null, (e: FsError) => ({ n, e }))));
+    const rs = await Promise.all(
+      others.map((n) =>
+        this.sv(n)
+          .call('rmdir', { path, purgeLinktos: true })
+          .then(
+            () => null,
+            (e: FsError) => ({ n, e }),
+          ),
+      ),
+    );
     const failed = rs.filter((r) => r !== null && codeOf(r.e) !== 'ENOENT');
     if (failed.length === 0) {
       try {
@@ -920,7 +936,9 @@ export class DhtClient {
       const removed = others.filter((n) => !failed.some((f) => f!.n === n));
       await this.makeMissingDir(path, d.gfid, d.attr, removed).catch(bestEffort('makeMissingDir', this.log));
       for (const n of removed) {
-        await this.sv(n).call('setLayout', { path, layout: this.rangeOf(d, n) }).catch(bestEffort('setLayout', this.log));
+        await this.sv(n)
+          .call('setLayout', { path, layout: this.rangeOf(d, n) })
+          .catch(bestEffort('setLayout', this.log));
       }
       throw failed[0]!.e;
     }
@@ -1003,12 +1021,12 @@ export class DhtClient {
   /** open(2): O_CREAT, O_EXCL and O_TRUNC as POSIX has them. */
   async open(path: string, flags: number, mode = 0o666, owner?: { uid: number; gid: number }): Promise<OpenResult> {
     path = normPath(path);
-    if ((flags & O_CREAT) && (await this.createWithoutLookup(path))) {
+    if (flags & O_CREAT && (await this.createWithoutLookup(path))) {
       try {
         const r = await this.tryCreate(path, flags & ~O_TRUNC, mode, owner, undefined, true);
         if (r) return r;
       } catch (e) {
-        if (codeOf(e) !== 'EEXIST' || (flags & O_EXCL)) throw e;
+        if (codeOf(e) !== 'EEXIST' || flags & O_EXCL) throw e;
       }
     }
     for (let attempt = 0; ; attempt++) {
@@ -1019,7 +1037,7 @@ export class DhtClient {
         if (codeOf(e) !== 'ENOENT' || !(flags & O_CREAT)) throw e;
       }
       if (loc) {
-        if ((flags & O_CREAT) && (flags & O_EXCL)) throw new FsError('EEXIST', `${path}: file exists`);
+        if (flags & O_CREAT && flags & O_EXCL) throw new FsError('EEXIST', `${path}: file exists`);
         if (loc.isDir && (flags & O_ACCMODE) !== 0) throw new FsError('EISDIR', `${path}: is a directory`);
         try {
           return await this.openLocated(loc, flags);
@@ -1105,9 +1123,7 @@ export class DhtClient {
     try {
       return await fn();
     } finally {
-      await this.sv(brick)
-        .call('entrylk', { domain: DOMAIN_ENTRY, path: dir, name, type: 'un', owner })
-        .catch(bestEffort('entrylk', this.log));
+      await this.sv(brick).call('entrylk', { domain: DOMAIN_ENTRY, path: dir, name, type: 'un', owner }).catch(bestEffort('entrylk', this.log));
     }
   }
 
@@ -1177,7 +1193,14 @@ export class DhtClient {
             // The file is moving to that very brick (a symlink's, FIFO's or socket's copy is made there
             // before its old name goes), so its gfid is in use there: looked up again (link), it is found
             // there and linked there. The simulator found it (names, seed 43).
-            if (codeOf(e) === 'EEXIST' && (await this.locateOnce(existing).then((l) => l.cached !== src.cached, () => false))) throw new FsError('ENOENT', `${existing}: moved meanwhile`);
+            if (
+              codeOf(e) === 'EEXIST' &&
+              (await this.locateOnce(existing).then(
+                (l) => l.cached !== src.cached,
+                () => false,
+              ))
+            )
+              throw new FsError('ENOENT', `${existing}: moved meanwhile`);
             throw e;
           });
         try {
@@ -1368,7 +1391,6 @@ export class DhtClient {
     const { parent, name } = splitPath(path);
     return this.hashedBrick(await this.dir(parent), name);
   }
-
 }
 
 /** A file operation's error that means the file is not where its lookup found it any more. */

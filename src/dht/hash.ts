@@ -29,8 +29,7 @@ export function dmHashBytes(msg: Uint8Array, signedChar = true): number {
   let pad = len >>> 0;
   pad = (pad | (pad << 8)) >>> 0;
   pad = (pad | (pad << 16)) >>> 0;
-  const word = (off: number) =>
-    (msg[off] | (msg[off + 1] << 8) | (msg[off + 2] << 16) | (msg[off + 3] << 24)) >>> 0;
+  const word = (off: number) => (msg[off] | (msg[off + 1] << 8) | (msg[off + 2] << 16) | (msg[off + 3] << 24)) >>> 0;
   let pos = 0;
   let fullWords = len >>> 2;
   let fullBytes = len;

@@ -7,20 +7,7 @@ import { dhtHash, type HashOptions } from './hash.js';
 
 export const RING_MAX = 0xffffffff;
 // The on-disk record format (shared with the brick): wire/layout-xattr.ts.
-export {
-  HASH_TYPE_DM,
-  HASH_TYPE_DM_USER,
-  COMMIT_HASH_INVALID,
-  MAX_RANGES_PER_BRICK,
-  isEmptyRange,
-  encodeRange,
-  decodeRange,
-  sameRange,
-  encodeRanges,
-  decodeRanges,
-  sameRanges,
-  type LayoutRange,
-} from '../wire/layout-xattr.js';
+export { HASH_TYPE_DM, HASH_TYPE_DM_USER, COMMIT_HASH_INVALID, MAX_RANGES_PER_BRICK, isEmptyRange, encodeRange, decodeRange, sameRange, encodeRanges, decodeRanges, sameRanges, type LayoutRange } from '../wire/layout-xattr.js';
 import { COMMIT_HASH_INVALID, EMPTY_RANGE, HASH_TYPE_DM, isEmptyRange, type LayoutRange } from '../wire/layout-xattr.js';
 
 export interface LayoutEntry extends LayoutRange {
@@ -195,8 +182,14 @@ function giveUp(ps: [number, number][], excess: number, seed: number | null, bri
   const total = ps.reduce((s, p) => s + len(p), 0);
   if (excess <= 0 || ps.length === 0) return { keep: ps, freed: [] };
   // Offsets into the brick's ranges taken end to end: [from, to) is freed, wrapping at `total`.
-  const from = seed === null ? total - excess : (((seed ^ dhtHash(brick)) >>> 0) % total);
-  const windows: [number, number][] = from + excess <= total ? [[from, from + excess]] : [[from, total], [0, from + excess - total]];
+  const from = seed === null ? total - excess : ((seed ^ dhtHash(brick)) >>> 0) % total;
+  const windows: [number, number][] =
+    from + excess <= total
+      ? [[from, from + excess]]
+      : [
+          [from, total],
+          [0, from + excess - total],
+        ];
   const keep: [number, number][] = [];
   const freed: [number, number][] = [];
   let at = 0;

@@ -83,7 +83,8 @@ export async function nameLeadsTo(c: DhtClient, path: string, gfid: string, anyD
   }
   const found = await Promise.all(
     c.names.map((b) =>
-      c.sv(b)
+      c
+        .sv(b)
         .call('lookup', { path })
         .then(
           (a) => ({ b, a }),
@@ -169,9 +170,7 @@ export async function exchange(c: DhtClient, from: string, to: string): Promise<
         c.withParent(t.parent, async (dt) => {
           if (c.hashedBrick(df, f.name) !== brick || c.hashedBrick(dt, t.name) !== brick) throw exdev('the names hash to other bricks now');
           await c.entryLock(brick, first.parent, first.name, () =>
-            c.entryLock(brick, second.parent, second.name, () =>
-              c.sv(brick).call('exchange', { from, to, gfid: needGfid(a.attr.gfid, from), toGfid: needGfid(b.attr.gfid, to), fromLayout: c.rangeOf(df, brick), parentLayout: c.rangeOf(dt, brick) }),
-            ),
+            c.entryLock(brick, second.parent, second.name, () => c.sv(brick).call('exchange', { from, to, gfid: needGfid(a.attr.gfid, from), toGfid: needGfid(b.attr.gfid, to), fromLayout: c.rangeOf(df, brick), parentLayout: c.rangeOf(dt, brick) })),
           );
         }),
       );
@@ -233,7 +232,11 @@ export async function dropReplaced(c: DhtClient, to: string, left: ReplacedFile)
     unlessGone(e);
     // The replaced file's migration committed meanwhile; its copy can never be installed at the name
     // (this rename holds it), so the commit record goes instead.
-    if (codeOf(e) === EMOVED) await c.sv(r.brick).call('migCleanup', { path: to, gfid: needGfid(r.gfid, `/${to}`) }).catch(unlessGone);
+    if (codeOf(e) === EMOVED)
+      await c
+        .sv(r.brick)
+        .call('migCleanup', { path: to, gfid: needGfid(r.gfid, `/${to}`) })
+        .catch(unlessGone);
   }
   left.at = null;
 }
@@ -269,7 +272,8 @@ export async function renameFile(c: DhtClient, src: Located, from: string, to: s
           const again = () => c.sv(src.cached).call('rename', { from, to, gfid }).catch(sourceMoved);
           if (dst && dst.cached === src.cached) await again();
           else {
-            linked = await c.sv(src.cached)
+            linked = await c
+              .sv(src.cached)
               .call('link', { from, to, gfid, intent: true, ...(left.at ? { replaced: left.at } : {}) })
               .then(
                 () => true,
@@ -287,14 +291,16 @@ export async function renameFile(c: DhtClient, src: Located, from: string, to: s
             return c.sv(dstHashed).call('mklinkto', link);
           });
         } else {
-          await c.sv(dstHashed)
+          await c
+            .sv(dstHashed)
             .call('mklinkto', link)
             .catch(async (e) => {
               // The switch failed: take the new name off the data again (best effort), so that it
               // cannot surface later. A layout change is retried by withParent with the name kept; a
               // lost brick leaves the outcome unknown, and the rename is taken up again from there.
               if (linked && codeOf(e) !== ELAYOUT && codeOf(e) !== 'ENOTCONN') {
-                await c.sv(src.cached)
+                await c
+                  .sv(src.cached)
                   .call('unlink', { path: to, gfid, ifOtherNames: true, clearIntent: true })
                   .then(() => (linked = renamed = false))
                   .catch(bestEffort('unlink', c.log));
@@ -303,13 +309,17 @@ export async function renameFile(c: DhtClient, src: Located, from: string, to: s
             });
         }
       } else if (!renamed) {
-        await c.sv(src.cached).call('rename', { from, to, gfid, parentLayout: c.rangeOf(d, dstHashed) }).catch(sourceMoved);
+        await c
+          .sv(src.cached)
+          .call('rename', { from, to, gfid, parentLayout: c.rangeOf(d, dstHashed) })
+          .catch(sourceMoved);
         renamed = true;
       }
       if (linked) {
         // The new name is in force: the old one goes.
         // Only while the data has another name: nothing is lost whatever happened meanwhile.
-        await c.sv(src.cached)
+        await c
+          .sv(src.cached)
           .call('unlink', { path: from, gfid, ifOtherNames: true, clearIntent: true })
           .catch((e) => {
             ignoreCodes(e, 'ENOENT');
@@ -365,7 +375,8 @@ async function renameDirLocked(c: DhtClient, src: Located, to: string): Promise<
         c.names
           .filter((n) => n !== dstHashed)
           .map((n) =>
-            c.sv(n)
+            c
+              .sv(n)
               .call('rename', { from: src.path, to })
               .catch((e) => {
                 if (codeOf(e) !== 'ENOENT') failed.push(e);

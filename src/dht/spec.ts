@@ -109,12 +109,7 @@ export const LIVE_OPTIONS: Record<string, { key: keyof LiveOptions; parse: (v: s
   'cluster.lookup-optimize': { key: 'lookupOptimize', parse: onOff, help: 'on: an absent name is looked for on its hashed brick only (on)' },
   'network.ping-timeout': { key: 'pingTimeout', parse: nonNegative, help: 'seconds a silent brick with calls in flight is waited for (42; 0: for ever)' },
   'features.lock-timeout': { key: 'lockTimeout', parse: nonNegative, help: 'seconds a brick lets a blocking lock request wait before EAGAIN (30; 0: for ever)' },
-  ...Object.fromEntries(
-    LIMIT_OPTION_KEYS.map((k) => [
-      `limit.${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`,
-      { key: k, parse: limitValue, help: `brick limit ${k} (docs/SECURITY.md; -1: the brick's own)` },
-    ]),
-  ),
+  ...Object.fromEntries(LIMIT_OPTION_KEYS.map((k) => [`limit.${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`, { key: k, parse: limitValue, help: `brick limit ${k} (docs/SECURITY.md; -1: the brick's own)` }])),
 };
 
 function limitValue(v: string): number {

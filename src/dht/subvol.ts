@@ -70,13 +70,20 @@ export class Subvol {
    * comes after all is closed.
    */
   private dial(): Promise<RpcClient> {
-    const d = RpcClient.connect(this.c.net, this.host, this.port, {
-      volumeId: this.c.spec.volumeId,
-      secret: this.c.spec.secret,
-      adminSecret: this.c.spec.adminSecret,
-      brickName: this.name,
-      clientName: this.c.clientName,
-    }, undefined, this.c.clock);
+    const d = RpcClient.connect(
+      this.c.net,
+      this.host,
+      this.port,
+      {
+        volumeId: this.c.spec.volumeId,
+        secret: this.c.spec.secret,
+        adminSecret: this.c.spec.adminSecret,
+        brickName: this.name,
+        clientName: this.c.clientName,
+      },
+      undefined,
+      this.c.clock,
+    );
     const timeout = this.c.pingTimeoutMs;
     if (timeout <= 0) return d;
     let late = false;

@@ -135,21 +135,27 @@ export class FuseMount {
   mount(): void {
     const opts = ['fsname=dhtfs', 'subtype=dhtfs', 'default_permissions', ...(process.getuid?.() === 0 ? ['allow_other'] : []), ...(this.o.options ?? [])];
     this.dropDirs(); // (the addon's are per process)
-    this.native.mount(this.mountpoint, opts, MAX_IO, (req, op, path, path2, nums, buf) => {
-      if (op === 'ended') {
-        this.mounted = false;
-        void this.closeHandles().finally(() => this.o.onEnded?.());
-        return;
-      }
-      this.handle(op, path, path2, nums, buf).then(
-        (r) => this.native.reply(req, r.result, r.extra),
-        (e) => {
-          const code = errnoOf(e);
-          if (code === -osConstants.errno.EIO) this.o.onError?.(op, path, e);
-          this.native.reply(req, code);
-        },
-      );
-    }, this.o.entryTimeout ?? ENTRY_TIMEOUT);
+    this.native.mount(
+      this.mountpoint,
+      opts,
+      MAX_IO,
+      (req, op, path, path2, nums, buf) => {
+        if (op === 'ended') {
+          this.mounted = false;
+          void this.closeHandles().finally(() => this.o.onEnded?.());
+          return;
+        }
+        this.handle(op, path, path2, nums, buf).then(
+          (r) => this.native.reply(req, r.result, r.extra),
+          (e) => {
+            const code = errnoOf(e);
+            if (code === -osConstants.errno.EIO) this.o.onError?.(op, path, e);
+            this.native.reply(req, code);
+          },
+        );
+      },
+      this.o.entryTimeout ?? ENTRY_TIMEOUT,
+    );
     this.mounted = true;
     this.raiseReadahead();
   }

@@ -152,7 +152,7 @@ export async function copyRanges(c: DhtClient, srcFd: BrickFd, dstFd: BrickFd, r
 /** The data segments of src's file below `size` (all of it from a brick that cannot tell). */
 export async function dataSegments(c: DhtClient, src: string, gfid: string, token: string, size: number): Promise<[number, number][]> {
   const out: [number, number][] = [];
-  for (let offset: number | null = 0; offset !== null && offset < size; ) {
+  for (let offset: number | null = 0; offset !== null && offset < size;) {
     let r: { segments: [number, number][]; next: number | null };
     try {
       r = await c.sv(src).call('migSegments', { gfid, token, offset });

@@ -46,10 +46,7 @@ export interface MigrateOptions {
   dst?: string;
 }
 
-export type MigrateOutcome =
-  | { result: 'migrated'; bytes: number; src: string; dst: string }
-  | { result: 'nothing'; reason: string }
-  | { result: 'skipped'; reason: string };
+export type MigrateOutcome = { result: 'migrated'; bytes: number; src: string; dst: string } | { result: 'nothing'; reason: string } | { result: 'skipped'; reason: string };
 
 /** How long a migration's lease on its source brick lasts without renewal, by default. */
 export const MIGRATION_LEASE_MS = 5000;
@@ -111,7 +108,14 @@ export async function migrateFile(c: DhtClient, path: string, opts: MigrateOptio
     // the same).
     const srcFd = (m.srcFd = c.fdOn(src, (await c.sv(src).call('open', { gfid, flags: O_RDONLY })).fd));
     const pull: Pull = { source: null, remote: o.pull !== false ? { from: src, token: m.token } : null };
-    if (o.pull !== false) pull.source = await c.sv(src).call('migSource', { gfid, token: m.token }).then((r) => r.source, () => null);
+    if (o.pull !== false)
+      pull.source = await c
+        .sv(src)
+        .call('migSource', { gfid, token: m.token })
+        .then(
+          (r) => r.source,
+          () => null,
+        );
     let bytes = await copyRanges(c, srcFd, dstFd, await dataSegments(c, src, gfid, m.token, m.owner.size), o, true, pull, false);
     await step(m, 'copy');
 
@@ -285,10 +289,7 @@ async function linkOtherNames(m: Migration): Promise<void> {
     const there = await c.sv(hashed).call('lookup', { path: name }).catch(nullOnFailure('lookup', c.log));
     if (there && (there.linkto === undefined || there.gfid !== gfid)) continue; // another file now
     if (there?.linkto === dst) continue;
-    await c
-      .sv(hashed)
-      .call('mklinkto', { path: name, gfid, target: dst, uid: m.owner.uid, gid: m.owner.gid, keepTimes: true, replace: !!there })
-      .catch(bestEffort('mklinkto', c.log)); // a lookup repairs it
+    await c.sv(hashed).call('mklinkto', { path: name, gfid, target: dst, uid: m.owner.uid, gid: m.owner.gid, keepTimes: true, replace: !!there }).catch(bestEffort('mklinkto', c.log)); // a lookup repairs it
   }
 }
 

@@ -25,7 +25,13 @@ export type SpecialOutcome = { result: 'migrated' } | { result: 'gone' } | { res
 
 async function userXattrs(c: DhtClient, brick: string, path: string): Promise<[string, Uint8Array][]> {
   // Linux allows user.* xattrs on regular files and directories only: usually none here.
-  const names = await c.sv(brick).call('listxattr', { path }).then((r) => r.names, () => [] as string[]);
+  const names = await c
+    .sv(brick)
+    .call('listxattr', { path })
+    .then(
+      (r) => r.names,
+      () => [] as string[],
+    );
   const out: [string, Uint8Array][] = [];
   for (const name of names) {
     const v = await c.sv(brick).call('getxattr', { path, name }).catch(nullOnFailure('getxattr', c.log));
@@ -37,10 +43,13 @@ async function userXattrs(c: DhtClient, brick: string, path: string): Promise<[s
 /** Moves the special file at `path` from brick `from` to brick `to` (its hashed brick). */
 export async function migrateSpecial(c: DhtClient, path: string, from: string, to: string, links?: string[]): Promise<SpecialOutcome> {
   const read = async (tries = 0): Promise<{ a: Attr; args: ArgsOf<'migSpecial'> } | null> => {
-    const a = await c.sv(from).call('lookup', { path }).catch((e) => {
-      if (codeOf(e) === 'ENOENT') return null;
-      throw e;
-    });
+    const a = await c
+      .sv(from)
+      .call('lookup', { path })
+      .catch((e) => {
+        if (codeOf(e) === 'ENOENT') return null;
+        throw e;
+      });
     if (!a || !a.gfid) return null;
     const target = (a.mode & S_IFMT) === S_IFLNK ? (await c.sv(from).call('readlink', { path })).target : undefined;
     const xattrs = await userXattrs(c, from, path);
@@ -66,13 +75,11 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
       await c.sv(from).call('migDropSpecial', { path, gfid, ctime: r.a.ctime, links: names.length > 1 ? names : undefined });
       // The other names' hashed bricks: a linkto to `to` (they had one to `from`; a lookup would repair it).
       for (const name of names) {
-          const hashed = await c.hashedOf(name).catch(nullOnFailure('hashedOf', c.log));
+        const hashed = await c.hashedOf(name).catch(nullOnFailure('hashedOf', c.log));
         if (!hashed || hashed === to) continue;
         const there = await c.sv(hashed).call('lookup', { path: name }).catch(nullOnFailure('lookup', c.log));
         if ((there && (there.linkto === undefined || there.gfid !== gfid)) || there?.linkto === to) continue;
-        await c.sv(hashed)
-          .call('mklinkto', { path: name, gfid, target: to, uid: r.a.uid, gid: r.a.gid, keepTimes: true, replace: !!there })
-          .catch(bestEffort('mklinkto', c.log));
+        await c.sv(hashed).call('mklinkto', { path: name, gfid, target: to, uid: r.a.uid, gid: r.a.gid, keepTimes: true, replace: !!there }).catch(bestEffort('mklinkto', c.log));
       }
       return { result: 'migrated' };
     } catch (e) {
@@ -88,9 +95,7 @@ export async function migrateSpecial(c: DhtClient, path: string, from: string, t
       } else if (code !== 'ENOENT' && code !== 'ESTALE') throw e;
       // Unlinked or renamed on src meanwhile: dst's copy has no source; it goes again (if still ours).
       for (const name of names) {
-        await c.sv(to)
-          .call('unlink', { path: name, gfid, keepTimes: true })
-          .catch(bestEffort('unlink', c.log));
+        await c.sv(to).call('unlink', { path: name, gfid, keepTimes: true }).catch(bestEffort('unlink', c.log));
       }
       return { result: 'gone' };
     }

@@ -115,7 +115,6 @@ export function dfsBefore(a: string, b: string): boolean {
   return x.length < y.length;
 }
 
-
 export class Rebalancer {
   private cp!: Checkpoint;
   private lastSave = 0;
@@ -438,7 +437,10 @@ export class Rebalancer {
         if (e.attr.linkto !== undefined) {
           // A linkto is of use only on the name's hashed brick (and never on a draining one).
           if (this.c.decommissioned.has(brick) || searchLayout(layout, dhtHash(e.name)) !== brick) {
-            await this.c.sv(brick).call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: e.attr.gfid ?? undefined, keepTimes: true }).catch(bestEffort('unlink', this.c.log));
+            await this.c
+              .sv(brick)
+              .call('unlink', { path, onlyIfLinkto: true, ifNotOpen: true, gfid: e.attr.gfid ?? undefined, keepTimes: true })
+              .catch(bestEffort('unlink', this.c.log));
           }
           continue;
         }
@@ -562,10 +564,13 @@ export class Rebalancer {
    * parent's layout as a precondition. Counted as skipped and logged, so that nothing is left silently.
    */
   private async keepReachable(path: string, from: string, to: string, a: Attr, layout: Layout, log = true): Promise<void> {
-    const there = await this.c.sv(to).call('lookup', { path }).catch((e) => {
-      if (codeOf(e) === 'ENOENT') return null;
-      throw e;
-    });
+    const there = await this.c
+      .sv(to)
+      .call('lookup', { path })
+      .catch((e) => {
+        if (codeOf(e) === 'ENOENT') return null;
+        throw e;
+      });
     let how = 'through its linkto';
     if (there && (there.linkto === undefined || there.gfid !== a.gfid)) how = `not through ${to}, which holds another file at the name`;
     else if (!there || there.linkto !== from) {

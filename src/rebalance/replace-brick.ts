@@ -62,7 +62,7 @@ export async function copyDirectories(others: RpcClient[], target: RpcClient, ag
     const subdirs = new Set<string>();
     for (const c of others) {
       try {
-        for (let offset = 0; ; ) {
+        for (let offset = 0; ;) {
           const r = await c.call('readdir', { path: dir, offset, limit: 1000 });
           for (const e of r.entries) if ((e.attr.mode & 0o170000) === 0o040000) subdirs.add(e.name);
           offset += r.entries.length;

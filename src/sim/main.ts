@@ -59,7 +59,10 @@ function report(f: Flags, r: SimResult, trace: boolean): string {
   const lines = [`seed ${r.seed}: ${r.violations.length} violations (${r.ops} operations, ${r.migrated} files migrated under load, ${r.events} events, ${r.virtualMs.toFixed(0)} virtual ms; ${k.topology}, disk ${k.disk.durability})`];
   for (const v of r.violations.slice(0, 10)) lines.push(`  ${v}`);
   if (trace) lines.push(r.trace.join('\n'));
-  if (r.violations.length) lines.push(`  replay: npm run sim -- --seed ${r.seed}${f.protocol !== 'safe' ? ` --protocol ${f.protocol}` : ''}${f.plant ? ` --plant ${f.plant}` : ''}${f.disk ? ` --disk ${f.disk}` : ''}${f.classic ? ' --classic' : ''}${f.names ? ' --names' : ''}${f.errors === true ? ' --errors' : f.errors === false ? ' --no-errors' : ''}${f.namesStrict ? ' --names-strict' : ''}${f.faults ? '' : ' --no-faults'} --trace`);
+  if (r.violations.length)
+    lines.push(
+      `  replay: npm run sim -- --seed ${r.seed}${f.protocol !== 'safe' ? ` --protocol ${f.protocol}` : ''}${f.plant ? ` --plant ${f.plant}` : ''}${f.disk ? ` --disk ${f.disk}` : ''}${f.classic ? ' --classic' : ''}${f.names ? ' --names' : ''}${f.errors === true ? ' --errors' : f.errors === false ? ' --no-errors' : ''}${f.namesStrict ? ' --names-strict' : ''}${f.faults ? '' : ' --no-faults'} --trace`,
+    );
   return lines.join('\n');
 }
 

@@ -256,7 +256,10 @@ export async function namer(v: Volume, m: NameModel, env: NamerEnv, count: numbe
           // expecting every byte of a file whose write had failed, seed 84 of --names-strict --errors.)
           let got: string | null = null;
           for (let i = 0; i < 100 && got === null; i++) {
-            const r = await v.readFile(op.path).then((b) => b.toString(), (e: unknown) => e);
+            const r = await v.readFile(op.path).then(
+              (b) => b.toString(),
+              (e: unknown) => e,
+            );
             if (typeof r === 'string') got = r;
             else if (codeOf(r) === 'ENOENT') break;
             else await env.sleep(10);

@@ -70,7 +70,11 @@ export class Operator {
   async changeTopology(): Promise<void> {
     const { cluster, log } = this.e;
     log(this.removeBrick ? `remove-brick ${this.drained}` : 'add-brick sv-client-2');
-    await cluster.setTopology(1, cluster.names.map((_, i) => cluster.brickSpec(i)), this.drained ? [this.drained] : []);
+    await cluster.setTopology(
+      1,
+      cluster.names.map((_, i) => cluster.brickSpec(i)),
+      this.drained ? [this.drained] : [],
+    );
     await this.checkNames(this.removeBrick ? 'remove-brick start' : 'add-brick');
   }
 

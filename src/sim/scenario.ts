@@ -148,7 +148,11 @@ class SeedRun {
     const log = this.log;
     this.operator = new Operator({ w, rng: this.rng, kn, cluster: this.cluster, log, violations: this.violations, tree: this.tree }, drained);
     this.history = new HistoryChecker(this.violations);
-    this.presence = new PresenceChecker(this.cluster.storages, this.fileNames.map((n) => `d/${n}`), this.cluster.names);
+    this.presence = new PresenceChecker(
+      this.cluster.storages,
+      this.fileNames.map((n) => `d/${n}`),
+      this.cluster.names,
+    );
     this.own = new OwnNames(ownNames, this.violations);
     const lossy = (t: number) => this.lossy(t);
     const rebalancing = () => this.operator.rebalancing();
@@ -202,7 +206,20 @@ class SeedRun {
 
   result(): SimResult {
     const { w, o, operator: op } = this;
-    return { seed: o.seed, migrated: op.migrated, lateMigrations: op.lateMigrations, local: this.local, violations: this.violations, ops: this.history.ops.length, events: w.events, virtualMs: w.now, trace: this.trace, storages: this.cluster.storages, knobs: this.kn, names: this.namerOps };
+    return {
+      seed: o.seed,
+      migrated: op.migrated,
+      lateMigrations: op.lateMigrations,
+      local: this.local,
+      violations: this.violations,
+      ops: this.history.ops.length,
+      events: w.events,
+      virtualMs: w.now,
+      trace: this.trace,
+      storages: this.cluster.storages,
+      knobs: this.kn,
+      names: this.namerOps,
+    };
   }
 
   /** The scenario, inside the world: set up, change the topology, load and faults while it rebalances, then check. */
@@ -259,14 +276,14 @@ class SeedRun {
     const clientSpec = { ...cluster.spec, bricks, version: 0, decommissioned: [] };
     const host = cluster.host;
     return Array.from({ length: kn.clients }, async (_, k) => {
-        // With the bricks on one host, the clients are on it too: they read some of their files' bytes
-        // from the bricks' files themselves (local reads).
-        const files = host ? simLocalFiles(host.name, host.storages, () => rng.chance(kn.local), this.local) : null;
-        const v = new Volume(new DhtClient(clientSpec, cluster.net.as(`app${k}`), w.clock, w.random, { clientName: `app${k}` }), files);
-        await v.client.connect();
-        const fds = [];
-        for (let f = 0; f < kn.files; f++) fds.push(await v.open(this.workload.fp(f), 'r+'));
-        return { v, fds };
+      // With the bricks on one host, the clients are on it too: they read some of their files' bytes
+      // from the bricks' files themselves (local reads).
+      const files = host ? simLocalFiles(host.name, host.storages, () => rng.chance(kn.local), this.local) : null;
+      const v = new Volume(new DhtClient(clientSpec, cluster.net.as(`app${k}`), w.clock, w.random, { clientName: `app${k}` }), files);
+      await v.client.connect();
+      const fds = [];
+      for (let f = 0; f < kn.files; f++) fds.push(await v.open(this.workload.fp(f), 'r+'));
+      return { v, fds };
     });
   }
 
@@ -360,37 +377,37 @@ class SeedRun {
   /** Debugging: the bricks' view of /d in the trace every `every` virtual ms, when it changed. */
   probe(every: number): void {
     const w = this.w;
-  let last = '';
-  const probe = () => {
-    const view = this.cluster.storages
-      .map((st, i) => {
-        const files = (() => {
-          try {
-            return st.readdir('d').map((e) => {
-              const p = `d/${e.name}`;
-              const s2 = st.lstat(p);
-              const mv = st.getxattr(p, 'trusted.dhtfs.migration') ? '@moved' : '';
-              const lt = st.getxattr(p, 'trusted.glusterfs.dht.linkto') && (s2.mode & 0o7777) === 0o1000 ? '>linkto' : '';
-              return `${e.name.slice(0, 3)}${lt}${mv}`;
-            });
-          } catch {
-            return [];
-          }
-        })();
-        const tmp = (() => {
-          try {
-            return st.readdir('.glusterfs/dhtfs-migrate').length;
-          } catch {
-            return 0;
-          }
-        })();
-        return `b${i}[${files.join(' ')}${tmp ? ` tmp:${tmp}` : ''}]`;
-      })
-      .join(' ');
-    if (view !== last) this.log(`probe ${view}`);
-    last = view;
-    if (!this.finished) w.at(every, probe);
-  };
-  w.at(0, probe);
+    let last = '';
+    const probe = () => {
+      const view = this.cluster.storages
+        .map((st, i) => {
+          const files = (() => {
+            try {
+              return st.readdir('d').map((e) => {
+                const p = `d/${e.name}`;
+                const s2 = st.lstat(p);
+                const mv = st.getxattr(p, 'trusted.dhtfs.migration') ? '@moved' : '';
+                const lt = st.getxattr(p, 'trusted.glusterfs.dht.linkto') && (s2.mode & 0o7777) === 0o1000 ? '>linkto' : '';
+                return `${e.name.slice(0, 3)}${lt}${mv}`;
+              });
+            } catch {
+              return [];
+            }
+          })();
+          const tmp = (() => {
+            try {
+              return st.readdir('.glusterfs/dhtfs-migrate').length;
+            } catch {
+              return 0;
+            }
+          })();
+          return `b${i}[${files.join(' ')}${tmp ? ` tmp:${tmp}` : ''}]`;
+        })
+        .join(' ');
+      if (view !== last) this.log(`probe ${view}`);
+      last = view;
+      if (!this.finished) w.at(every, probe);
+    };
+    w.at(0, probe);
   }
 }

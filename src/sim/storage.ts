@@ -607,9 +607,9 @@ export class SimStorage implements Storage {
       w.parent.entries.set(w.name, n.ino);
       this.created(w.parent, w.name, n, true);
     } else {
-      if ((flags & O_CREAT) && (flags & O_EXCL)) throw err('EEXIST', p);
-      if ((flags & O_NOFOLLOW) && n.target !== null) throw err('ELOOP', p);
-      if ((flags & O_DIRECTORY) && !n.entries) throw err('ENOTDIR', p);
+      if (flags & O_CREAT && flags & O_EXCL) throw err('EEXIST', p);
+      if (flags & O_NOFOLLOW && n.target !== null) throw err('ELOOP', p);
+      if (flags & O_DIRECTORY && !n.entries) throw err('ENOTDIR', p);
       if (n.entries && (flags & O_ACCMODE) !== O_RDONLY) throw err('EISDIR', p);
       if (flags & O_TRUNC) this.resize(n, 0);
     }

@@ -178,15 +178,20 @@ export class Workload {
     const { w, own, lossy, violations } = this.e;
     checkListing(k, list, this.e.fileNames, (n) => own.ownerOf.has(n), violations);
     const t1 = w.now;
-    own.defer(t1, own.models.map((m) => m.owner), () => {
-      if (lossy(t1)) return;
-      for (const n of own.all) {
-        const m = own.models[own.ownerOf.get(n)!];
-        const present = list.includes(n);
-        const allowed = [...m.allowed(n, issue, t1)];
-        if (!allowed.some((x) => (x !== null) === present)) violations.push(`S4 app${k} readdir ${present ? 'listed' : 'missed'} ${n} at ${t1.toFixed(2)}: app${m.owner}'s states allow only ${allowed.map((x) => (x === null ? 'absent' : 'present')).join('/')}`);
-      }
-    });
+    own.defer(
+      t1,
+      own.models.map((m) => m.owner),
+      () => {
+        if (lossy(t1)) return;
+        for (const n of own.all) {
+          const m = own.models[own.ownerOf.get(n)!];
+          const present = list.includes(n);
+          const allowed = [...m.allowed(n, issue, t1)];
+          if (!allowed.some((x) => (x !== null) === present))
+            violations.push(`S4 app${k} readdir ${present ? 'listed' : 'missed'} ${n} at ${t1.toFixed(2)}: app${m.owner}'s states allow only ${allowed.map((x) => (x === null ? 'absent' : 'present')).join('/')}`);
+        }
+      },
+    );
   }
 
   /** Another application learns, a little later, of everything `vc` covers (by default: app k's past). */

@@ -12,9 +12,25 @@ import { hostId } from '../common/real-env.js';
 import { gfidToBytes } from '../common/gfid.js';
 
 const ERRNO_NAMES: Record<number, string> = {
-  1: 'EPERM', 2: 'ENOENT', 5: 'EIO', 7: 'E2BIG', 13: 'EACCES', 17: 'EEXIST', 20: 'ENOTDIR', 21: 'EISDIR',
-  22: 'EINVAL', 27: 'EFBIG', 28: 'ENOSPC', 30: 'EROFS', 34: 'ERANGE', 36: 'ENAMETOOLONG', 39: 'ENOTEMPTY',
-  40: 'ELOOP', 61: 'ENODATA', 95: 'EOPNOTSUPP', 122: 'EDQUOT',
+  1: 'EPERM',
+  2: 'ENOENT',
+  5: 'EIO',
+  7: 'E2BIG',
+  13: 'EACCES',
+  17: 'EEXIST',
+  20: 'ENOTDIR',
+  21: 'EISDIR',
+  22: 'EINVAL',
+  27: 'EFBIG',
+  28: 'ENOSPC',
+  30: 'EROFS',
+  34: 'ERANGE',
+  36: 'ENAMETOOLONG',
+  39: 'ENOTEMPTY',
+  40: 'ELOOP',
+  61: 'ENODATA',
+  95: 'EOPNOTSUPP',
+  122: 'EDQUOT',
 };
 
 /** @napi-rs/xattr reports "... (os error N)"; turn it into an errno-coded error. */

@@ -45,10 +45,7 @@ export function startHealthCheck(storage: DiskStorage, brick: string, limits: Re
     inFlight = true;
     const timeout = limits.healthCheckTimeoutMs;
     const started = Date.now();
-    const timer =
-      timeout > 0
-        ? setTimeout(() => fail(`a write and fsync of ${HEALTH_CHECK_FILE} did not finish in ${timeout} ms (health-check-timeout): the file system below the brick hangs`), timeout)
-        : null;
+    const timer = timeout > 0 ? setTimeout(() => fail(`a write and fsync of ${HEALTH_CHECK_FILE} did not finish in ${timeout} ms (health-check-timeout): the file system below the brick hangs`), timeout) : null;
     const done = (e: NodeJS.ErrnoException | null, what: string) => {
       if (timer) clearTimeout(timer);
       inFlight = false;

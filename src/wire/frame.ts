@@ -24,10 +24,7 @@ export interface WireError {
   info?: Record<string, unknown>;
 }
 
-export type Message =
-  | [typeof REQ, number, string, Record<string, unknown>]
-  | [typeof REPLY, number, WireError | null, unknown]
-  | [typeof EVENT, string, unknown];
+export type Message = [typeof REQ, number, string, Record<string, unknown>] | [typeof REPLY, number, WireError | null, unknown] | [typeof EVENT, string, unknown];
 
 const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'number' } as never);
 

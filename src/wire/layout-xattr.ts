@@ -74,4 +74,3 @@ export function sameRanges(a: LayoutRange[] | null | undefined, b: LayoutRange[]
   const y = (b ?? []).filter((r) => !isEmptyRange(r));
   return x.length === y.length && x.every((r, i) => sameRange(r, y[i]));
 }
-

@@ -167,12 +167,7 @@ export function askMgmt(network: Network, server: MgmtServerAddress, req: MgmtRe
  * backup-volfile-servers). A server that answers that the volume does not exist, is not started or is not
  * for this client ends the search (every node reads one store); one that cannot be reached or refuses is skipped. Throws with each server's reason.
  */
-export async function fetchSpec(
-  network: Network,
-  servers: MgmtServerAddress[],
-  volume: string,
-  timer: SetTimer,
-): Promise<{ spec: VolumeSpec; server: MgmtServerAddress }> {
+export async function fetchSpec(network: Network, servers: MgmtServerAddress[], volume: string, timer: SetTimer): Promise<{ spec: VolumeSpec; server: MgmtServerAddress }> {
   const why: string[] = [];
   for (const server of servers) {
     let r: MgmtReply;

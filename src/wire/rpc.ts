@@ -61,7 +61,10 @@ export class RpcClient {
   /** The brick's clock less the caller's (from the challenge); null when the brick did not say. */
   brickClockOffset: number | null = null;
 
-  private constructor(private readonly conn: Conn, maxFrame: number) {
+  private constructor(
+    private readonly conn: Conn,
+    maxFrame: number,
+  ) {
     const dec = new FrameDecoder(maxFrame, (m, len) => {
       if (m[0] !== REPLY || m[2] !== null) return null;
       const into = this.pending.get(m[1])?.into;

@@ -81,7 +81,7 @@ function read(file: string, what: string): Buffer {
 function reasonOf(code: string | undefined, message: string, caName = "this volume's CA"): string {
   switch (code) {
     case 'CERT_REVOKED':
-      return 'certificate revoked (in the CA\'s CRL)';
+      return "certificate revoked (in the CA's CRL)";
     case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
     case 'UNABLE_TO_GET_ISSUER_CERT':
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':

@@ -90,7 +90,13 @@ function deepMap(depth: number): Buffer {
 }
 
 /** The fields the schema decodes as integers. */
-const NUMERIC = new Set(Object.values(SCHEMA).flatMap((o) => Object.entries(o.args as Record<string, { kind: string }>).filter(([, d]) => d.kind === 'int').map(([k]) => k)));
+const NUMERIC = new Set(
+  Object.values(SCHEMA).flatMap((o) =>
+    Object.entries(o.args as Record<string, { kind: string }>)
+      .filter(([, d]) => d.kind === 'int')
+      .map(([k]) => k),
+  ),
+);
 
 export interface Known {
   gfids: string[];
@@ -102,7 +108,34 @@ export interface Known {
 const FIELD_KIND = new Map<string, string>();
 for (const o of Object.values(SCHEMA)) for (const [f, d] of Object.entries(o.args as Record<string, { kind: string }>)) if (!FIELD_KIND.has(f)) FIELD_KIND.set(f, d.kind);
 /** The fields the near-valid values below know by name. */
-const NAMED = new Set(['path', 'from', 'to', 'gfid', 'expect', 'target', 'dst', 'src', 'fd', 'mode', 'flags', 'data', 'value', 'layout', 'parentLayout', 'topology', 'type', 'domain', 'owner', 'name', 'token', 'atime', 'mtime', 'source', 'xattrs', 'links']);
+const NAMED = new Set([
+  'path',
+  'from',
+  'to',
+  'gfid',
+  'expect',
+  'target',
+  'dst',
+  'src',
+  'fd',
+  'mode',
+  'flags',
+  'data',
+  'value',
+  'layout',
+  'parentLayout',
+  'topology',
+  'type',
+  'domain',
+  'owner',
+  'name',
+  'token',
+  'atime',
+  'mtime',
+  'source',
+  'xattrs',
+  'links',
+]);
 /** A field known by its schema kind only (a new operation's): the near-valid values of a field of that kind. */
 const KIND_AS: Record<string, string> = { path: 'path', gfid: 'gfid', bytes: 'data', ranges: 'layout', timespec: 'atime', list: 'xattrs', object: 'source', int: '(int)' };
 
@@ -166,7 +199,9 @@ export function hostileValue(r: Rng, field: string, k: Known, kind = r.int(100))
       case 'source':
         return packr.pack(r.pick([{ host: 'h', root: '/', path: '.glusterfs/00/00/' + ROOT_GFID }, { host: 'h', root: '/etc', path: 'shadow' }, null]));
       case 'xattrs':
-        return packr.pack(r.pick([[['user.a', Buffer.from('v')]], [['trusted.gfid', Buffer.alloc(16)]], [[1, 2]], 'x', new Array(2000).fill(['user.a', Buffer.alloc(1)]), [['user.' + 'n'.repeat(300), Buffer.alloc(1)]], [['user.big', Buffer.alloc(70_000)]]]));
+        return packr.pack(
+          r.pick([[['user.a', Buffer.from('v')]], [['trusted.gfid', Buffer.alloc(16)]], [[1, 2]], 'x', new Array(2000).fill(['user.a', Buffer.alloc(1)]), [['user.' + 'n'.repeat(300), Buffer.alloc(1)]], [['user.big', Buffer.alloc(70_000)]]]),
+        );
       default:
         return packr.pack(r.pick([true, false, 0, 1, 'x', null]));
     }
@@ -218,7 +253,6 @@ export function requestFrame(id: number, op: string | Buffer, fields: [string, B
   return frame(Buffer.concat(parts));
 }
 
-
 export interface RawSession {
   sock: net.Socket;
   replies: number;
@@ -260,7 +294,6 @@ export async function rawSession(host: string, port: number, volumeId: string, s
 
 class BrickDied extends Error {}
 
-
 /** A Network that records every frame a real client sends (for mutation). */
 export function recordingNetwork(sent: Buffer[]): Network {
   return {
@@ -297,7 +330,6 @@ const rssMiB = (pid: number): number => {
     return 0;
   }
 };
-
 
 /**
  * Runs every attack for about `seconds` in all, seeded; `rssBoundMiB` is the bound the brick's RSS must
@@ -382,7 +414,7 @@ export async function runAttacks(opts: { seconds: number; seed: number; rssBound
         s.sock.write(requestFrame(100 + i, op, fields));
         rep.frames++;
       }
-      for (const t0 = Date.now(); !s.closed && s.replies < 300 && Date.now() - t0 < 2000; ) await sleep(10);
+      for (const t0 = Date.now(); !s.closed && s.replies < 300 && Date.now() - t0 < 2000;) await sleep(10);
       rep.answered += s.replies;
       s.sock.destroy();
       await check('schema fuzzing');

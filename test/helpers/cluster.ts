@@ -28,10 +28,14 @@ export interface Cluster {
 }
 
 async function startBrick(dir: string, name: string, port: number, volumeId: string, secretFile: string, onLog: (s: string) => void = () => {}, extraArgs: string[] = [], hostId?: string): Promise<{ proc: ChildProcess; port: number }> {
-  const proc = spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--port', String(port), '--name', name, '--volume-id', volumeId, '--secret-file', secretFile, '--admin-secret-file', `${secretFile}.admin`, '--log-level', 'warn', ...extraArgs], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(hostId ? { env: { ...process.env, DHTFS_HOST_ID: hostId } } : {}),
-  });
+  const proc = spawn(
+    process.execPath,
+    [MAIN_JS, 'brick', 'serve', '--dir', dir, '--port', String(port), '--name', name, '--volume-id', volumeId, '--secret-file', secretFile, '--admin-secret-file', `${secretFile}.admin`, '--log-level', 'warn', ...extraArgs],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(hostId ? { env: { ...process.env, DHTFS_HOST_ID: hostId } } : {}),
+    },
+  );
   let stderr = '';
   proc.stderr!.on('data', (d) => {
     stderr += d;

@@ -29,7 +29,11 @@ export interface EtcdPlace {
 
 /** Whether an etcd answers its health check, asked from where it runs. */
 async function healthy(place: EtcdPlace | undefined, endpoint: string): Promise<boolean> {
-  if (!place) return fetch(`${endpoint}/health`).then((r) => r.ok, () => false);
+  if (!place)
+    return fetch(`${endpoint}/health`).then(
+      (r) => r.ok,
+      () => false,
+    );
   const p = place.spawn(process.execPath, ['-e', `fetch(${JSON.stringify(endpoint + '/health')}).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`], { stdio: 'ignore' });
   const [code] = await once(p, 'exit');
   return code === 0;
@@ -56,10 +60,24 @@ export async function startEtcdCluster(places: (EtcdPlace | undefined)[]): Promi
   }
   const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
   const argsOf = (m: (typeof members)[number]) => [
-    '--name', m.name, '--data-dir', path.join(dir, m.name),
-    '--listen-client-urls', m.endpoint, '--advertise-client-urls', m.endpoint,
-    '--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer,
-    '--initial-cluster', initial, '--log-level', 'error', '--logger', 'zap',
+    '--name',
+    m.name,
+    '--data-dir',
+    path.join(dir, m.name),
+    '--listen-client-urls',
+    m.endpoint,
+    '--advertise-client-urls',
+    m.endpoint,
+    '--listen-peer-urls',
+    m.peer,
+    '--initial-advertise-peer-urls',
+    m.peer,
+    '--initial-cluster',
+    initial,
+    '--log-level',
+    'error',
+    '--logger',
+    'zap',
   ];
   const procs: ChildProcess[] = [];
   const e: TestEtcd = {

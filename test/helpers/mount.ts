@@ -9,7 +9,10 @@ import { startCluster, type Cluster } from './cluster.js';
 export const MAIN_JS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
 export function mounted(dir: string): boolean {
-  return fs.readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === dir);
+  return fs
+    .readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === dir);
 }
 
 /** Mounts the volume of `specFile` on `mnt` (`-o options` if given); resolves once the mount answers a stat. */

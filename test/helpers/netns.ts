@@ -127,7 +127,31 @@ export async function startBricks(hosts: Host[], base: string, name: string, pro
     const dir = path.join(base, `b${i}`);
     fs.mkdirSync(dir);
     dirs.push(dir);
-    const p = h.spawn(process.execPath, [MAIN_JS, 'brick', 'serve', '--dir', dir, '--host', h.address, '--port', '0', '--name', `${name}-client-${i}`, '--volume-id', volumeId, '--secret-file', path.join(base, 'secret'), '--admin-secret-file', path.join(base, 'admin'), '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = h.spawn(
+      process.execPath,
+      [
+        MAIN_JS,
+        'brick',
+        'serve',
+        '--dir',
+        dir,
+        '--host',
+        h.address,
+        '--port',
+        '0',
+        '--name',
+        `${name}-client-${i}`,
+        '--volume-id',
+        volumeId,
+        '--secret-file',
+        path.join(base, 'secret'),
+        '--admin-secret-file',
+        path.join(base, 'admin'),
+        '--log-level',
+        'warn',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     procs.push(p);
     const ev = await jsonLines(p)<{ port: number }>();
     bricks.push({ name: `${name}-client-${i}`, host: h.address, port: ev.port });

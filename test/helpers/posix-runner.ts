@@ -57,8 +57,7 @@ function py(code: string, args: (string | number)[]): string {
   return r.stdout.trim();
 }
 
-const kind = (st: fs.Stats) =>
-  st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'other';
+const kind = (st: fs.Stats) => (st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'other');
 
 /** What a test may compare between two file systems: not inode numbers, block counts or times. */
 function describe(st: fs.Stats): string {

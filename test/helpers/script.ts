@@ -294,7 +294,12 @@ export class ScriptRunner {
         out.push(line);
         for (const x of st.listxattr(p).sort()) out.push(`  ${x}=${this.render(st.getxattr(p, x))}`);
       }
-      if (type === 'dir') for (const e of st.readdir(p).map((d) => d.name).sort()) walk(p ? `${p}/${e}` : e);
+      if (type === 'dir')
+        for (const e of st
+          .readdir(p)
+          .map((d) => d.name)
+          .sort())
+          walk(p ? `${p}/${e}` : e);
     };
     walk('');
     return out.join('\n');

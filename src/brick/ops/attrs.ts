@@ -105,7 +105,11 @@ export function setxattr(b: BrickCore, a: Decoded<'setxattr'>): Promise<Attr> {
   const rel = b.walk(a.path);
   const gfid = b.readGfid(rel);
   b.refuseMoved(rel, gfid);
-  return b.change(gfid, () => setxattrNow(b, rel, a), () => null);
+  return b.change(
+    gfid,
+    () => setxattrNow(b, rel, a),
+    () => null,
+  );
 }
 
 function setxattrNow(b: BrickCore, rel: string, a: Decoded<'setxattr'>): Attr {

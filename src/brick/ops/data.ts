@@ -3,7 +3,26 @@ import { planted } from '../../common/plant.js';
 import { FsError } from '../../common/errors.js';
 import { ioBuffers } from '../../wire/pool.js';
 import type { Attr } from '../../wire/types.js';
-import { O_ACCMODE, O_APPEND, O_RDONLY, O_CREAT, O_DIRECTORY, O_EXCL, O_TRUNC, O_WRONLY, S_ISGID, S_ISUID, S_IXGRP, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, type FdLocal, type Stat } from '../../storage/storage.js';
+import {
+  O_ACCMODE,
+  O_APPEND,
+  O_RDONLY,
+  O_CREAT,
+  O_DIRECTORY,
+  O_EXCL,
+  O_TRUNC,
+  O_WRONLY,
+  S_ISGID,
+  S_ISUID,
+  S_IXGRP,
+  FALLOC_FL_COLLAPSE_RANGE,
+  FALLOC_FL_INSERT_RANGE,
+  FALLOC_FL_KEEP_SIZE,
+  FALLOC_FL_PUNCH_HOLE,
+  FALLOC_FL_ZERO_RANGE,
+  type FdLocal,
+  type Stat,
+} from '../../storage/storage.js';
 import { LINKTO_MODE, handlePath, isReg, isDir, isLnk } from '../format.js';
 import { Refused, bad, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, OpenFile, Session } from '../core.js';
@@ -27,7 +46,7 @@ export function open(b: BrickCore, s: Session, a: Decoded<'open'>): { fd: number
   }
   // By path or by gfid, the commit record on disk counts (this process may have restarted since).
   b.refuseMoved(rel, gfid0);
-  if ((flags & O_TRUNC) && gfid0 && b.mig.isActive(gfid0)) throw new FsError('EBUSY', 'O_TRUNC on a file being migrated: truncate after open');
+  if (flags & O_TRUNC && gfid0 && b.mig.isActive(gfid0)) throw new FsError('EBUSY', 'O_TRUNC on a file being migrated: truncate after open');
   // FIFOs, sockets and devices are the kernel's to open (a mount never asks); a brick opens none: an
   // open of a FIFO would wait for a writer (Storage.open adds O_NONBLOCK too, and the type is checked
   // again on the descriptor).
@@ -130,15 +149,7 @@ export function ftruncate(b: BrickCore, s: Session, a: Decoded<'ftruncate'>): Pr
 }
 
 /** fallocate(2)'s modes ext4 has; others are EOPNOTSUPP (as Linux answers PUNCH_HOLE without KEEP_SIZE). */
-const FALLOC_MODES = new Set([
-  0,
-  FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_ZERO_RANGE,
-  FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-  FALLOC_FL_COLLAPSE_RANGE,
-  FALLOC_FL_INSERT_RANGE,
-]);
+const FALLOC_MODES = new Set([0, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_ZERO_RANGE, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, FALLOC_FL_COLLAPSE_RANGE, FALLOC_FL_INSERT_RANGE]);
 
 /**
  * fallocate(2) on an open file, under the migration rules of any change (docs/MIGRATION.md, "fallocate"):

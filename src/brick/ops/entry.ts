@@ -56,7 +56,11 @@ export function mkdir(b: BrickCore, a: Decoded<'mkdir'>, s?: Session): Attr | Pr
   // free just now, and this brick alone changes its directory's names, so the rename takes no one's.
   b.ensureRenameDir();
   const tmp = `${RENAME_DIR}/${gfid}.dir`;
-  b.makeFresh(tmp, () => b.st.rmdir(tmp), () => b.st.mkdir(tmp, mode));
+  b.makeFresh(
+    tmp,
+    () => b.st.rmdir(tmp),
+    () => b.st.mkdir(tmp, mode),
+  );
   try {
     // mkdir(2) takes no set-group-ID bit from its mode, only from the parent (here, the private
     // directory's: none): a copy of a directory made for a new brick must have all of its bits, and a
@@ -224,7 +228,11 @@ export function makeLinkto(b: BrickCore, rel: string, gfid: string, target: stri
   // where the name is taken.
   b.ensureRenameDir();
   const tmp = `${RENAME_DIR}/${gfid}.linkto`;
-  const h = b.makeFresh(tmp, () => b.st.unlink(tmp), () => b.st.open(tmp, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX));
+  const h = b.makeFresh(
+    tmp,
+    () => b.st.unlink(tmp),
+    () => b.st.open(tmp, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX),
+  );
   b.st.close(h);
   try {
     b.setGfid(tmp, gfid);

@@ -86,7 +86,10 @@ export class NsModel {
     }
     const mid = op.kind === 'put' ? before.map((s) => ({ ...s, [op.a]: 0 })) : [];
     if (after.length === 0) {
-      if (!this.lossy) this.violations.push(`S4 app${this.owner} ${op.kind} ${op.a}${op.kind === 'rename' ? ` -> ${op.b}` : ''} ${op.outcome === 'ok' ? 'succeeded' : 'failed with ENOENT'} at ${op.t0.toFixed(2)}, impossible in every state its own earlier operations left: ${before.map(key).join(' | ')}`);
+      if (!this.lossy)
+        this.violations.push(
+          `S4 app${this.owner} ${op.kind} ${op.a}${op.kind === 'rename' ? ` -> ${op.b}` : ''} ${op.outcome === 'ok' ? 'succeeded' : 'failed with ENOENT'} at ${op.t0.toFixed(2)}, impossible in every state its own earlier operations left: ${before.map(key).join(' | ')}`,
+        );
       after = before; // go on checking from the states before
     }
     this.states = uniq(after).slice(0, 256);
@@ -161,10 +164,11 @@ export class OwnNames {
   /** After every event: the checks whose owners have no operation begun at or before their read's return. */
   flush(): void {
     if (this.pending.length === 0) return;
-    const ready = (p: Pending) => p.owners.every((k) => {
-      const b = this.models[k].busySince;
-      return b === null || b > p.t1;
-    });
+    const ready = (p: Pending) =>
+      p.owners.every((k) => {
+        const b = this.models[k].busySince;
+        return b === null || b > p.t1;
+      });
     const keep: Pending[] = [];
     for (const p of this.pending) {
       if (ready(p)) p.check();

@@ -13,6 +13,7 @@ import { validateSpec, type BrickSpec, type VolumeOptions, type VolumeSpec } fro
 import { RpcClient } from '../wire/rpc.js';
 import { specNetwork } from '../api/network.js';
 import { ensureBrickCert } from './cert.js';
+import { lastLogLines } from '../cluster/proc.js';
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const MAIN_JS = path.join(PACKAGE_ROOT, 'dist/src/cli/main.js');
@@ -208,22 +209,7 @@ export function spawnBrick(v: StoredVolume, b: StoredBrick, specFile = specPath(
  * is written into `s.brick`) and answers a handshake; fails with its log's last lines if it ends first.
  */
 export async function awaitBrick(v: StoredVolume, s: Spawned, deadline: number): Promise<void> {
-  const tail = () =>
-    fs
-      .readFileSync(s.log, 'utf8')
-      .slice(s.from)
-      .trim()
-      .split('\n')
-      .slice(-3)
-      .map((l) => {
-        try {
-          const j = JSON.parse(l) as { msg?: string; err?: { message?: string } };
-          return j.err?.message ?? j.msg ?? l;
-        } catch {
-          return l.replace(/^dhtfs: /, '');
-        }
-      })
-      .join('; ');
+  const tail = () => lastLogLines(fs.readFileSync(s.log, 'utf8').slice(s.from), 3).join('; ');
   const ended = () => s.child.exitCode !== null || s.child.signalCode !== null;
   let bound = false;
   for (;;) {

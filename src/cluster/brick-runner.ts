@@ -14,7 +14,7 @@ import { tlsNetwork, type TlsFiles } from '../wire/tls.js';
 import type { Network } from '../wire/transport.js';
 import type { BrickRunner, RunningBrick } from './node.js';
 import type { BrickStatus, PlacedBrick, VolumeRecord } from './records.js';
-import { alive } from './proc.js';
+import { alive, lastLogLines } from './proc.js';
 import { codeOf } from '../common/errors.js';
 
 const MAIN_JS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
@@ -110,18 +110,7 @@ export class ProcessBrickRunner implements BrickRunner {
         }
       }
       if (ended !== null) {
-        const tail = out
-          .trim()
-          .split('\n')
-          .slice(-2)
-          .map((l) => {
-            try {
-              const j = JSON.parse(l) as { msg?: string; err?: { message?: string } };
-              return j.err?.message ?? j.msg ?? l;
-            } catch {
-              return l.replace(/^dhtfs: /, '');
-            }
-          });
+        const tail = lastLogLines(out, 2);
         throw new Error(`${tail.join('; ') || ended} (log: ${log})`);
       }
       if (Date.now() > deadline) {

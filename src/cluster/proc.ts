@@ -9,3 +9,22 @@ export function alive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * The last `n` lines of a brick process's output, each as a person reads it: a JSON log line's error
+ * message or message, another line without the CLI's "dhtfs: " prefix.
+ */
+export function lastLogLines(text: string, n: number): string[] {
+  return text
+    .trim()
+    .split('\n')
+    .slice(-n)
+    .map((l) => {
+      try {
+        const j = JSON.parse(l) as { msg?: string; err?: { message?: string } };
+        return j.err?.message ?? j.msg ?? l;
+      } catch {
+        return l.replace(/^dhtfs: /, '');
+      }
+    });
+}

@@ -13,9 +13,9 @@
  * Processes are the BrickRunner's (brick-runner.ts in the product, a fake in tests); the store and the
  * clock are injected too. Nothing here is on the data path: clients never wait for a node daemon.
  */
-import { every, type Clock, type Timer } from '../common/env.js';
+import type { Clock, Timer } from '../common/env.js';
 import type { Store } from './store.js';
-import { update } from './store.js';
+import { StoreLoop, update } from './store.js';
 import { keys, parseVolume, type BrickStatus, type PlacedBrick, type VolumeRecord } from './records.js';
 
 export interface RunningBrick {
@@ -68,9 +68,7 @@ interface Slot {
 
 export class NodeDaemon {
   private readonly slots = new Map<string, Slot>();
-  private stopWatch: (() => Promise<void>) | null = null;
-  private ticker: Timer | null = null;
-  private reconciling: Promise<void> = Promise.resolve();
+  private readonly loop: StoreLoop;
   private closed = false;
 
   constructor(
@@ -81,18 +79,25 @@ export class NodeDaemon {
     private readonly clock: Clock,
     private readonly log: NodeLog,
     private readonly opts: NodeOptions = NODE_DEFAULTS,
-  ) {}
+  ) {
+    this.loop = new StoreLoop(
+      store,
+      keys.volumes,
+      () => this.reconcile(),
+      clock,
+      opts.reconcileMs,
+      (e) => this.log('warn', `reconcile: ${e.message}`),
+    );
+  }
 
-  async start(): Promise<void> {
-    this.stopWatch = await this.store.watch(keys.volumes, () => this.kick());
-    await this.kick();
-    this.ticker = every(this.clock, this.opts.reconcileMs, () => void this.kick());
+  /** Reconciles at once, on every change under volumes/, and every reconcileMs besides. */
+  start(): Promise<void> {
+    return this.loop.start();
   }
 
   /** Reconciles now, after any reconciliation already running (never two at once). */
   kick(): Promise<void> {
-    this.reconciling = this.reconciling.then(() => this.reconcile()).catch((e) => this.log('warn', `reconcile: ${(e as Error).message}`));
-    return this.reconciling;
+    return this.loop.kick();
   }
 
   /** The bricks this node runs now, by "volume/brick", with their state. */
@@ -227,9 +232,7 @@ export class NodeDaemon {
   /** Stops watching; with `bricks`, stops the bricks too (otherwise they keep serving: the data path needs no daemon). */
   async close(opts: { bricks?: boolean } = {}): Promise<void> {
     this.closed = true;
-    this.ticker?.cancel();
-    await this.stopWatch?.();
-    await this.reconciling;
+    await this.loop.stop();
     for (const s of this.slots.values()) {
       s.timer?.cancel();
       s.stopping = true;

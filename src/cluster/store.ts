@@ -8,6 +8,8 @@
  * The data path never reads the store: clients and bricks keep working while it is away.
  */
 
+import { every, type Clock, type Timer } from '../common/env.js';
+
 /** A key, its value and the revision of its last change (1 and up; a key that does not exist has none). */
 export interface Entry {
   key: string;
@@ -82,3 +84,45 @@ export async function update<T>(store: Store, key: string, f: (cur: T | null) =>
 
 /** How often update() reads again after another change won. */
 export const UPDATE_ATTEMPTS = 20;
+
+/**
+ * A pass over the store, run once at start, on every change a watch on `prefix` sees that `wanted` lets
+ * through, and every `everyMs` besides (for what a watch missed): never two passes at once (a kick waits
+ * for the pass under way), a pass that throws goes to `failed`. The node daemon's bricks and its tasks.
+ */
+export class StoreLoop {
+  private stopWatch: (() => Promise<void>) | null = null;
+  private ticker: Timer | null = null;
+  private passing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly store: Store,
+    private readonly prefix: string,
+    private readonly pass: () => Promise<void>,
+    private readonly clock: Clock,
+    private readonly everyMs: number,
+    private readonly failed: (e: Error) => void,
+    private readonly wanted: (e: Event) => boolean = () => true,
+  ) {}
+
+  async start(): Promise<void> {
+    this.stopWatch = await this.store.watch(this.prefix, (e) => {
+      if (this.wanted(e)) void this.kick();
+    });
+    await this.kick();
+    this.ticker = every(this.clock, this.everyMs, () => void this.kick());
+  }
+
+  /** A pass now, after any pass already under way. */
+  kick(): Promise<void> {
+    this.passing = this.passing.then(() => this.pass()).catch((e) => this.failed(e as Error));
+    return this.passing;
+  }
+
+  /** No more passes started by the watch or the timer; resolves once the one under way (if any) ended. */
+  async stop(): Promise<void> {
+    this.ticker?.cancel();
+    await this.stopWatch?.();
+    await this.passing;
+  }
+}

@@ -10,8 +10,8 @@
  * What running a task means (a Rebalancer over a client of the volume) is injected (`TaskRun`), as are the
  * store and the clock: nothing here touches the network, files or processes.
  */
-import { every, type Clock, type Timer } from '../common/env.js';
-import type { Claim, Store } from './store.js';
+import type { Clock } from '../common/env.js';
+import { StoreLoop, type Claim, type Store } from './store.js';
 import { keys, parseVolume } from './records.js';
 
 /** What a task is, written by its first runner: enough for another node to run it on. */
@@ -61,9 +61,7 @@ function stateOf(value: string | undefined): string | null {
 }
 
 export class TaskWatcher {
-  private stopWatch: (() => Promise<void>) | null = null;
-  private ticker: Timer | null = null;
-  private scanning: Promise<void> = Promise.resolve();
+  private readonly loop: StoreLoop;
   /** Volumes whose task runs in this daemon now. */
   private readonly running = new Map<string, Promise<void>>();
   /** Volume -> clock time before which this daemon does not try it again (its run here threw). */
@@ -78,21 +76,26 @@ export class TaskWatcher {
     private readonly clock: Clock,
     private readonly log: TaskLog,
     private readonly opts: TaskWatcherOptions = TASK_DEFAULTS,
-  ) {}
-
-  async start(): Promise<void> {
+  ) {
     // A claim deleted (released or lapsed) is the moment to look; the poll catches what a watch missed.
-    this.stopWatch = await this.store.watch('tasks/', (e) => {
-      if (e.entry === null && e.key.endsWith('/owner')) void this.kick();
-    });
-    await this.kick();
-    this.ticker = every(this.clock, this.opts.pollMs, () => void this.kick());
+    this.loop = new StoreLoop(
+      store,
+      'tasks/',
+      () => this.scan(),
+      clock,
+      opts.pollMs,
+      (e) => this.log('warn', `tasks: ${e.message}`),
+      (e) => e.entry === null && e.key.endsWith('/owner'),
+    );
+  }
+
+  start(): Promise<void> {
+    return this.loop.start();
   }
 
   /** Looks at every volume's task now, after any look already under way. */
   kick(): Promise<void> {
-    this.scanning = this.scanning.then(() => this.scan()).catch((e) => this.log('warn', `tasks: ${(e as Error).message}`));
-    return this.scanning;
+    return this.loop.kick();
   }
 
   /** Volumes whose task runs here now. */
@@ -147,8 +150,6 @@ export class TaskWatcher {
    */
   async close(): Promise<void> {
     this.closed = true;
-    this.ticker?.cancel();
-    await this.stopWatch?.();
-    await this.scanning;
+    await this.loop.stop();
   }
 }

@@ -1,5 +1,5 @@
 /** The brick's shared state and helpers (see BrickCore). */
-import type { PeerBricks } from './peers.js';
+import { PEER_CALL_DEFAULT_S, type PeerBricks } from './peers.js';
 import { ELAYOUT, EMOVED, FsError, codeOf, ignoreCodes, rethrowBug } from '../common/errors.js';
 import type { Clock, Random } from '../common/env.js';
 import { ROOT_GFID, gfidFromBytes, gfidToBytes } from '../common/gfid.js';
@@ -84,6 +84,8 @@ export class BrickCore {
 
   /** Connections to the volume's other bricks (migFetch); none in a brick that was given none. */
   peers?: PeerBricks;
+  /** A call to a peer brick waits this long for its answer (the volume's network.ping-timeout; 0: for ever). */
+  peerTimeoutMs = PEER_CALL_DEFAULT_S * 1000;
 
   constructor(
     st: Storage,
@@ -452,11 +454,13 @@ export class BrickCore {
     throw new FsError('EPERM', `${op} needs the volume's admin credential`);
   }
 
-  /** The volume's options that bricks take up (`volume set`): the lock-timeout, and the limits (`limit.*`). */
+  /** The volume's options that bricks take up (`volume set`): the lock-timeout, the ping-timeout (calls to peer bricks), and the limits (`limit.*`). */
   applyOptions(o: unknown): void {
     const opts = (o && typeof o === 'object' ? o : {}) as Record<string, unknown>;
     const v = opts.lockTimeout;
     if (typeof v === 'number' && Number.isFinite(v) && v >= 0) this.limits.lockTimeoutMs = Math.round(v * 1000);
+    const ping = opts.pingTimeout;
+    this.peerTimeoutMs = typeof ping === 'number' && Number.isFinite(ping) && ping >= 0 ? Math.round(ping * 1000) : PEER_CALL_DEFAULT_S * 1000;
     for (const k of LIMIT_OPTION_KEYS) {
       const n = opts[k];
       const want = typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : this.ownLimits[k];

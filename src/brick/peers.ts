@@ -6,8 +6,10 @@
  * The brick is a client of its peers as any client is: the volume's secret (HMAC handshake), and on a TLS
  * volume its own certificate (the injected Network). Only bricks of the topology stored on this brick are
  * reached (a client names a brick, never an address), so a client cannot make a brick connect elsewhere.
- * Bounded: at most MAX_PEER_CONNECTIONS held (the oldest goes), each connect within PEER_CONNECT_MS; the
- * limit and every failure are logged.
+ * Bounded: at most MAX_PEER_CONNECTIONS held (the oldest goes), each connect within PEER_CONNECT_MS, each
+ * call within the volume's ping-timeout (network.ping-timeout, the brick's `pingTimeoutMs`): a peer that
+ * accepted and then says nothing is answered ENOTCONN (the migrator relays the bytes instead) and its
+ * connection is closed (the next call connects anew); the limit and every failure are logged.
  */
 import assert from 'node:assert/strict';
 import { FsError } from '../common/errors.js';
@@ -20,9 +22,13 @@ export const MAX_PEER_CONNECTIONS = 16;
 /** How long a connect to a peer brick may take before the copy goes through the migrator instead. */
 export const PEER_CONNECT_MS = 10_000;
 
+/** A peer call's deadline when the volume sets none: GlusterFS's network.ping-timeout default (seconds). */
+export const PEER_CALL_DEFAULT_S = 42;
+
 /** What the brick's migFetch needs: a call to a peer brick (by its address in the topology). */
 export interface PeerBricks {
-  read(peer: { name: string; host: string; port: number }, args: { gfid: string; token: string; offset: number; length: number }): Promise<Buffer>;
+  /** migRead at `peer`; past `timeoutMs` (0: none) without an answer, ENOTCONN and the connection closed. */
+  read(peer: { name: string; host: string; port: number }, args: { gfid: string; token: string; offset: number; length: number }, timeoutMs: number): Promise<Buffer>;
   close(): void;
 }
 
@@ -77,9 +83,24 @@ export function peerBricks(network: Network, auth: Omit<AuthInfo, 'brickName' | 
     return made;
   };
   return {
-    async read(p, args) {
+    async read(p, args, timeoutMs) {
       const r = await connect(p);
-      const { data } = await r.call('migRead', args);
+      let fail!: (e: Error) => void;
+      const late = new Promise<never>((_, reject) => (fail = reject));
+      const t =
+        timeoutMs > 0
+          ? clock.setTimer(timeoutMs, () => {
+              log('warn', `peer brick ${key(p)} did not answer within ${timeoutMs / 1000} s (ping-timeout): connection closed`, { peer: p.name });
+              r.close('no answer within the ping-timeout');
+              fail(new FsError('ENOTCONN', `peer brick ${key(p)} did not answer within ${timeoutMs / 1000} s (ping-timeout)`));
+            })
+          : null;
+      let data: Uint8Array;
+      try {
+        data = (await Promise.race([r.call('migRead', args), late])).data;
+      } finally {
+        t?.cancel();
+      }
       assert.ok(data.length <= args.length, 'a peer answered more than was asked');
       return Buffer.from(data);
     },

@@ -76,7 +76,7 @@ export async function migFetch(b: BrickCore, s: Session, a: Decoded<'migFetch'>)
   const t = getTopology(b).topology as { bricks?: unknown } | null;
   const peer = (Array.isArray(t?.bricks) ? (t.bricks as { name?: unknown; host?: unknown; port?: unknown }[]) : []).find((x) => x?.name === a.from);
   if (!peer || typeof peer.host !== 'string' || typeof peer.port !== 'number' || !Number.isInteger(peer.port)) throw new FsError('EXDEV', `brick ${a.from} is not in this brick's topology`);
-  const data = await b.peers.read({ name: a.from, host: peer.host, port: peer.port }, { gfid: f.gfid, token: a.token, offset: a.offset, length: a.length });
+  const data = await b.peers.read({ name: a.from, host: peer.host, port: peer.port }, { gfid: f.gfid, token: a.token, offset: a.offset, length: a.length }, b.peerTimeoutMs);
   let written = 0;
   while (written < data.length) {
     const n = await b.st.write(f.h, a.offset + written, data.subarray(written));

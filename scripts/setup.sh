@@ -41,7 +41,7 @@ for prog in /usr/bin/rsync /usr/bin/sqlite3 /usr/bin/python3; do
   fi
 done
 ADDON=native/build/Release/dhtfs_fuse.node
-if [ ! -f "$ADDON" ] || [ native/fuse.c -nt "$ADDON" ] || [ native/binding.gyp -nt "$ADDON" ]; then
+if [ ! -f "$ADDON" ] || [ native/fuse.c -nt "$ADDON" ] || [ native/check.h -nt "$ADDON" ] || [ native/binding.gyp -nt "$ADDON" ]; then
   GYP="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
   NODEDIR="$(dirname "$(dirname "$(command -v node)")")"
   (cd native && node "$GYP" rebuild --nodedir="$NODEDIR" >build.log 2>&1) || { echo "setup: the FUSE addon did not build (native/build.log); dhtfs mount is unavailable" >&2; tail -20 native/build.log >&2; }
@@ -50,7 +50,7 @@ fi
 # *at calls every brick resolves its names with (native/copy/at.c); without it, bricks copy through
 # memory and fall back to Node's path calls (logged).
 COPY_ADDON=native/copy/build/Release/dhtfs_copy.node
-if [ ! -f "$COPY_ADDON" ] || [ native/copy/copy.c -nt "$COPY_ADDON" ] || [ native/copy/at.c -nt "$COPY_ADDON" ] || [ native/copy/binding.gyp -nt "$COPY_ADDON" ]; then
+if [ ! -f "$COPY_ADDON" ] || [ native/copy/copy.c -nt "$COPY_ADDON" ] || [ native/check.h -nt "$COPY_ADDON" ] || [ native/copy/at.c -nt "$COPY_ADDON" ] || [ native/copy/binding.gyp -nt "$COPY_ADDON" ]; then
   GYP="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
   NODEDIR="$(dirname "$(dirname "$(command -v node)")")"
   (cd native/copy && node "$GYP" rebuild --nodedir="$NODEDIR" >build.log 2>&1) || { echo "setup: the copy addon did not build (native/copy/build.log); bricks copy through memory" >&2; tail -20 native/copy/build.log >&2; }

@@ -126,3 +126,59 @@ test("held parents: the brick's own rename, exchange or rmdir of a directory let
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("pinned folders: kept across stretches, never leading outside when swapped; the brick's own rename or rmdir lets them go, and pinning again replaces a folder that went", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
+  const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-outside-'));
+  try {
+    const st = new DiskStorage(dir);
+    st.mkdir('p', 0o700);
+    st.mkdir('p/q', 0o700);
+    st.pinDir('p');
+    st.pinDir('p/q');
+    await Promise.resolve();
+    // A pinned folder swapped for a symlink (a process of the host that can enter the brick): later
+    // stretches' calls still land in the folder pinned, wherever it now is, never where the symlink leads.
+    fs.renameSync(path.join(dir, 'p'), path.join(dir, 'p.real'));
+    fs.symlinkSync(outside, path.join(dir, 'p'));
+    st.close(st.open('p/a', O_RDWR | O_CREAT, 0o644));
+    st.close(st.open('p/q/b', O_RDWR | O_CREAT, 0o644));
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'p.real')).sort(), ['a', 'q']);
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'p.real', 'q')), ['b']);
+    assert.deepEqual(fs.readdirSync(outside), []);
+    fs.unlinkSync(path.join(dir, 'p'));
+    fs.renameSync(path.join(dir, 'p.real'), path.join(dir, 'p'));
+    await Promise.resolve();
+    // The brick's own rename of a folder above a pinned one: both pins go, the names are resolved again.
+    st.rename('p', 'r');
+    st.mkdir('p', 0o700);
+    st.mkdir('p/q', 0o700);
+    await Promise.resolve();
+    st.close(st.open('p/c', O_RDWR | O_CREAT, 0o644));
+    st.close(st.open('p/q/d', O_RDWR | O_CREAT, 0o644));
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'p')).sort(), ['c', 'q']);
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'p', 'q')), ['d']);
+    // And its rmdir of a pinned one.
+    st.pinDir('p/q');
+    st.unlink('p/q/d');
+    st.rmdir('p/q');
+    st.mkdir('p/q', 0o700);
+    await Promise.resolve();
+    st.close(st.open('p/q/e', O_RDWR | O_CREAT, 0o644));
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'p', 'q')), ['e']);
+    // A pinned folder removed behind the brick's back: its calls fail (ENOENT, the folder is gone) until
+    // the brick makes it again and pins it again, as BrickCore does for its private folder.
+    st.pinDir('p/q');
+    fs.rmSync(path.join(dir, 'p', 'q'), { recursive: true });
+    fs.mkdirSync(path.join(dir, 'p', 'q'));
+    await Promise.resolve();
+    assert.throws(() => st.open('p/q/f', O_RDWR | O_CREAT, 0o644), { code: 'ENOENT' });
+    st.pinDir('p/q');
+    st.close(st.open('p/q/f', O_RDWR | O_CREAT, 0o644));
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'p', 'q')), ['f']);
+    st.dispose();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(outside, { recursive: true, force: true });
+  }
+});

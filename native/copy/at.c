@@ -17,7 +17,7 @@
  * storage call has been in progress longer than a limit (see watchdogStart below).
  */
 #define _GNU_SOURCE
-#include <node_api.h>
+#include "../check.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -199,8 +199,103 @@ static void held_release(void) {
 }
 
 /*
+ * Pinned directories (pinDir): the brick's own folders under its private `.glusterfs` (the folder new
+ * names are made whole in, the gfid handle tree's first level), made 0700 by the brick, never named by a
+ * client (a volume path cannot start with `.glusterfs`) and never renamed by the brick. Each is resolved
+ * once beneath the root as any parent (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and its descriptor
+ * is kept for the storage's life: a create names two of them, and each resolution cost an openat2 and a
+ * close. A pinned descriptor pins its directory as a held one does (a swap of the folder leaves the calls
+ * in the directory itself); the brick's own rename, exchange or rmdir of a pinned folder or of a folder
+ * above one lets those pins go, and pinDir again replaces a pin (the brick makes its private folder again
+ * when it went). Volume folders are never pinned: a swap of one is refused from the next stretch on.
+ * An open-addressing index over a dense array; removal (rare) rebuilds the index. Per thread, as held_t.
+ */
+#define PIN_MAX 512
+#define PIN_SLOTS 1024 /* a power of two, twice PIN_MAX */
+#define PIN_FDS 65536  /* descriptors at or above this are not pinned (pinned_fd's bitmap) */
+typedef struct {
+  int root, fd;
+  size_t len;
+  char *dir;
+} pin_t;
+static __thread pin_t pins[PIN_MAX];
+static __thread int pin_n = 0;
+static __thread int16_t pin_index[PIN_SLOTS];
+static __thread int pin_index_ready = 0;
+static __thread unsigned char pinned_fd[PIN_FDS / 8];
+
+static uint32_t pin_hash(int root, const char *dir, size_t len) {
+  uint32_t h = 2166136261u ^ (uint32_t)root;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)dir[i]) * 16777619u;
+  return h;
+}
+
+static void pin_reindex(void) {
+  for (int i = 0; i < PIN_SLOTS; i++) pin_index[i] = -1;
+  for (int i = 0; i < pin_n; i++) {
+    uint32_t s = pin_hash(pins[i].root, pins[i].dir, pins[i].len) & (PIN_SLOTS - 1);
+    while (pin_index[s] >= 0) s = (s + 1) & (PIN_SLOTS - 1);
+    pin_index[s] = (int16_t)i;
+  }
+  pin_index_ready = 1;
+}
+
+/* The slot of pins[] holding (root, dir), or -1. */
+static int pin_slot(int root, const char *dir, size_t len) {
+  if (pin_n == 0) return -1;
+  assert(pin_index_ready);
+  uint32_t s = pin_hash(root, dir, len) & (PIN_SLOTS - 1);
+  for (int k = 0; k < PIN_SLOTS && pin_index[s] >= 0; k++, s = (s + 1) & (PIN_SLOTS - 1)) {
+    pin_t *p = &pins[pin_index[s]];
+    if (p->root == root && p->len == len && memcmp(p->dir, dir, len) == 0) return pin_index[s];
+  }
+  return -1;
+}
+
+static int is_pinned(int fd) { return fd >= 0 && fd < PIN_FDS && (pinned_fd[fd >> 3] & (1u << (fd & 7))); }
+
+static void pin_drop_at(int i) {
+  assert(i >= 0 && i < pin_n);
+  int fd = pins[i].fd;
+  assert(is_pinned(fd));
+  pinned_fd[fd >> 3] &= (unsigned char)~(1u << (fd & 7));
+  close(fd);
+  free(pins[i].dir);
+  pins[i] = pins[--pin_n];
+}
+
+/* Lets go every pin of `root` naming `dir` (len bytes) or a folder beneath it; every pin of root when dir is NULL. */
+static void pin_drop(int root, const char *dir, size_t len) {
+  int dropped = 0;
+  for (int i = pin_n - 1; i >= 0; i--) {
+    pin_t *p = &pins[i];
+    if (p->root != root) continue;
+    if (dir && !(p->len >= len && memcmp(p->dir, dir, len) == 0 && (p->len == len || p->dir[len] == '/' || len == 0))) continue;
+    pin_drop_at(i);
+    dropped = 1;
+  }
+  if (dropped) pin_reindex();
+}
+
+/* Pins `dir` (len bytes, relative to root) with its descriptor fd; false (fd not taken) when full. */
+static int pin_add(int root, const char *dir, size_t len, int fd) {
+  if (pin_n >= PIN_MAX || fd < 0 || fd >= PIN_FDS) return 0;
+  assert(!is_pinned(fd));
+  char *copy = malloc(len + 1);
+  if (!copy) return 0;
+  memcpy(copy, dir, len);
+  copy[len] = 0;
+  pins[pin_n++] = (pin_t){.root = root, .fd = fd, .len = len, .dir = copy};
+  pinned_fd[fd >> 3] |= (unsigned char)(1u << (fd & 7));
+  pin_reindex();
+  return 1;
+}
+
+/*
  * The parent directory of `rel` (opened O_PATH, or root itself) and its last component in `name`
- * (NAME_MAX + 1 bytes): "." for the root. Returns the descriptor, to release with put_dir, or -1.
+ * (NAME_MAX + 1 bytes): "." for the root. Returns the descriptor, to release with put_dir, or -1. A
+ * parent pinned or held is reused; one whose own parent is pinned is resolved beneath that one (one
+ * component, no symlink: the handle tree's second level), the others beneath the root.
  */
 static int parent_of(int root, const char *rel, char *name) {
   size_t len = strlen(rel);
@@ -222,15 +317,24 @@ static int parent_of(int root, const char *rel, char *name) {
   memcpy(name, rel + slash, n);
   name[n] = 0;
   if (slash == 0) return root;
-  int fd = held_find(root, rel, slash - 1);
+  size_t dlen = slash - 1;
+  int p = pin_slot(root, rel, dlen);
+  if (p >= 0) return pins[p].fd;
+  int fd = held_find(root, rel, dlen);
   if (fd >= 0) return fd;
-  fd = open_beneath(root, rel, slash - 1, O_PATH | O_DIRECTORY, 0);
-  if (fd >= 0) held_add(root, rel, slash - 1, fd);
+  size_t up = dlen;
+  while (up > 0 && rel[up - 1] != '/') up--;
+  int above = up > 0 ? pin_slot(root, rel, up - 1) : -1;
+  if (above >= 0)
+    fd = open_beneath(pins[above].fd, rel + up, dlen - up, O_PATH | O_DIRECTORY, 0);
+  else
+    fd = open_beneath(root, rel, dlen, O_PATH | O_DIRECTORY, 0);
+  if (fd >= 0) held_add(root, rel, dlen, fd);
   return fd;
 }
 
 static void put_dir(int root, int fd) {
-  if (fd >= 0 && fd != root && !is_held(fd)) close(fd);
+  if (fd >= 0 && fd != root && !is_held(fd) && !is_pinned(fd)) close(fd);
 }
 
 /* --- arguments ---------------------------------------------------------------------------------- */
@@ -297,6 +401,16 @@ static int resolve_args(napi_env env, napi_value vroot, napi_value vrel, int *ro
     at_throw(env, err);
   }
   return d;
+}
+
+/* Lets go the pins of the folder a path names and of those beneath it (the brick renamed or removed it). */
+static void unpin_arg(napi_env env, int root, napi_value vrel) {
+  if (pin_n == 0) return;
+  size_t len;
+  char *rel = str_arg(env, vrel, &len);
+  if (!rel) return;
+  pin_drop(root, rel, len);
+  free(rel);
 }
 
 /* --- the calls ---------------------------------------------------------------------------------- */
@@ -423,7 +537,10 @@ static napi_value at_unlink(napi_env env, napi_callback_info info) {
   int r = unlinkat(d, name, dir ? AT_REMOVEDIR : 0);
   int err = errno;
   put_dir(root, d);
-  if (dir) held_release(); /* a removed directory is held by no name any more */
+  if (dir) {
+    held_release(); /* a removed directory is held by no name any more */
+    unpin_arg(env, root, argv[1]);
+  }
   errno = err;
   return finish(env, root, -1, r);
 }
@@ -444,7 +561,11 @@ static napi_value two_names(napi_env env, napi_callback_info info, int link) {
   int err = errno;
   put_dir(root, da);
   put_dir(root, db);
-  if (link != 1) held_release(); /* a directory may have moved: its old name's held parent is no longer it */
+  if (link != 1) {
+    held_release(); /* a directory may have moved: its old name's held parent is no longer it */
+    unpin_arg(env, root, argv[1]);
+    unpin_arg(env, root, argv[2]);
+  }
   if (r != 0) {
     at_throw(env, err);
     return NULL;
@@ -847,6 +968,39 @@ static napi_value at_hold_dirs(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+/*
+ * pinDir(root, rel) -> boolean: `rel`, a folder of the brick's own (see pin_t), resolved beneath root
+ * (no symlink anywhere) and pinned for the storage's life, replacing a pin of that name; false where it
+ * cannot be (no such folder, the table full): its calls then resolve it as any parent.
+ */
+static napi_value at_pin_dir(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int32_t root;
+  if (!int_arg(env, argv[0], &root)) return NULL;
+  size_t len;
+  char *rel = str_arg(env, argv[1], &len);
+  if (!rel) return NULL;
+  int ok = 0;
+  if (len > 0 && rel[0] != '/') {
+    pin_drop(root, rel, len);
+    int fd = open_beneath(root, rel, len, O_PATH | O_DIRECTORY, 0);
+    if (fd >= 0 && !(ok = pin_add(root, rel, len, fd))) close(fd);
+  }
+  free(rel);
+  napi_value v;
+  NAPI_CALL(env, napi_get_boolean(env, ok, &v));
+  return v;
+}
+
+/* unpinAll(root): every pin of the root let go (the storage lets its root's descriptor go). */
+static napi_value at_unpin_all(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int32_t root;
+  if (!int_arg(env, argv[0], &root)) return NULL;
+  pin_drop(root, NULL, 0);
+  return undef(env);
+}
+
 /* releaseDirs(): every held parent let go, and none held until the next holdDirs(). */
 static napi_value at_release_dirs(napi_env env, napi_callback_info info) {
   (void)info;
@@ -1066,7 +1220,7 @@ void dhtfs_at_register(napi_env env, napi_value exports) {
       {"truncate", at_truncate},  {"getxattr", at_getxattr}, {"setxattr", at_setxattr},     {"removexattr", at_removexattr},
       {"listxattr", at_listxattr}, {"open", at_open},        {"mknod", at_mknod},           {"watchdogBlock", wd_get_block},
       {"watchdogStart", wd_start}, {"takeDown", wd_take_down}, {"exchange", at_exchange},
-      {"holdDirs", at_hold_dirs}, {"releaseDirs", at_release_dirs},
+      {"holdDirs", at_hold_dirs}, {"releaseDirs", at_release_dirs}, {"pinDir", at_pin_dir}, {"unpinAll", at_unpin_all},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
     napi_create_function(env, calls[i].name, NAPI_AUTO_LENGTH, calls[i].cb, NULL, &fn);

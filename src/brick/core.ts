@@ -142,6 +142,7 @@ export class BrickCore {
   ensureRenameDir(): void {
     if (this.handleDirs.has(RENAME_DIR)) return;
     this.ensureDir(RENAME_DIR, 0o700);
+    this.st.pinDir?.(RENAME_DIR); // again when made again: the pin was of the folder that went
     this.handleDirs.add(RENAME_DIR);
   }
 

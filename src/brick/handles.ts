@@ -12,6 +12,7 @@ export function ensureHandleDir(b: BrickCore, gfid: string): void {
   if (b.handleDirs.has(d)) return;
   if (!b.handleDirs.has(top)) {
     b.ensureDir(`${HANDLE_DIR}/${top}`, 0o700);
+    b.st.pinDir?.(`${HANDLE_DIR}/${top}`);
     b.handleDirs.add(top);
   }
   b.ensureDir(`${HANDLE_DIR}/${d}`, 0o700);

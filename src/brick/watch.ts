@@ -259,6 +259,7 @@ export function watchedStorage(st: Storage, watches: DirWatches, internal: (rel:
     };
   }
   if (st.fsetattr) w.fsetattr = (h, o) => st.fsetattr!(h, o);
+  if (st.pinDir) w.pinDir = (p) => st.pinDir!(p);
   if (st.fallocate) w.fallocate = (h, mode, offset, length) => st.fallocate!(h, mode, offset, length);
   if (st.mknod) {
     w.mknod = (p, mode, rdev) => {

@@ -102,6 +102,9 @@ interface AtCalls {
   /** Parents resolved from now on are held for reuse until releaseDirs (absent in older builds). */
   holdDirs?(): void;
   releaseDirs?(): void;
+  /** A private folder resolved once and kept for the storage's life (absent in older builds). */
+  pinDir?(root: number, rel: string): boolean;
+  unpinAll?(root: number): void;
   watchdogBlock(): ArrayBuffer | null;
   watchdogStart(brick: string, exitCode: number, logFd: number): void;
   takeDown(msg: string): never;
@@ -309,7 +312,10 @@ export class DiskStorage implements Storage {
   /** Lets the root's descriptor go (a later call opens it again). */
   dispose(): void {
     releaseDirs(); // held parents are keyed by the root's descriptor, whose number is free once closed
-    if (this.rootFd >= 0) fs.closeSync(this.rootFd);
+    if (this.rootFd >= 0) {
+      this.at?.unpinAll?.(this.rootFd);
+      fs.closeSync(this.rootFd);
+    }
     this.rootFd = -1;
   }
 
@@ -520,6 +526,13 @@ export class DiskStorage implements Storage {
       const st = fs.fstatSync(h, { bigint: true });
       fs.futimesSync(h, secs(o.atime ?? ts(st.atimeNs)), secs(o.mtime ?? ts(st.mtimeNs)));
     }
+  }
+  /**
+   * Keeps a private folder's descriptor (native/copy/at.c pin_t): its calls no longer resolve it, one
+   * openat2 and one close each. Nothing where the addon was not built.
+   */
+  pinDir(p: string): void {
+    this.at?.pinDir?.(this.r, p);
   }
   /** renameat2 RENAME_EXCHANGE through native/copy; EXDEV where it was not built. */
   exchange(from: string, to: string): void {

@@ -127,6 +127,13 @@ export interface Storage {
    * name left (unlinked while open), which the path-based calls cannot reach.
    */
   fsetattr?(h: number, o: { mode?: number; uid?: number; gid?: number; atime?: Timespec; mtime?: Timespec }): void;
+  /**
+   * Optional: `p` is a folder of the brick's own, under its private folder, that only the brick names and
+   * it never renames (the folder new names are made whole in, the gfid handle tree's first level): the
+   * storage may resolve it once and keep it (its descriptor) for later calls, until the brick renames or
+   * removes it, or pins it again (it made it anew). Never a folder of the volume.
+   */
+  pinDir?(p: string): void;
 }
 
 /** fallocate(2)'s mode bits (linux/falloc.h). */

@@ -391,11 +391,21 @@ static int resolve_args(napi_env env, napi_value vroot, napi_value vrel, int *ro
   resolve_err = EINVAL;
   if (!int_arg(env, vroot, &r)) return -1;
   *root = r;
-  char *rel = str_arg(env, vrel, NULL);
-  if (!rel) return -1;
+  /* The path copied once into the stack (a longer one, rare, through str_arg's heap copy). */
+  char small[1024];
+  size_t len = 0;
+  NAPI_CALL_RET(env, napi_get_value_string_utf8(env, vrel, small, sizeof small, &len), -1);
+  char *rel = small;
+  if (len >= sizeof small - 1) {
+    rel = str_arg(env, vrel, &len);
+    if (!rel) return -1;
+  } else if (strlen(small) != len) { /* a NUL inside */
+    napi_throw_error(env, "EINVAL", "NUL in a path");
+    return -1;
+  }
   int d = parent_of(r, rel, name);
   int err = errno;
-  free(rel);
+  if (rel != small) free(rel);
   if (d < 0) {
     resolve_err = err;
     at_throw(env, err);

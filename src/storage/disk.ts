@@ -201,13 +201,23 @@ export function takeBrickDown(msg: string): never {
   process.exit(STORAGE_HUNG_EXIT);
 }
 
+// The block keeps the last call's name and path: a call with the same ones (a create names its private
+// name three times) does not write them again.
+let wdOp = '';
+let wdPath: unknown = null;
 function markCall(op: string, p: unknown): void {
   if (wdDepth++ > 0 || !wdTimes) return;
   const b = wdBytes!;
-  const n = b.write(op, 16, 31, 'latin1');
-  b[16 + n] = 0;
-  const m = typeof p === 'string' ? b.write(p, 48, 511, 'utf8') : typeof p === 'number' ? b.write(`fd ${p}`, 48, 'latin1') : 0;
-  b[48 + m] = 0;
+  if (op !== wdOp) {
+    const n = b.write(op, 16, 31, 'latin1');
+    b[16 + n] = 0;
+    wdOp = op;
+  }
+  if (p !== wdPath) {
+    const m = typeof p === 'string' ? b.write(p, 48, 511, 'utf8') : typeof p === 'number' ? b.write(`fd ${p}`, 48, 'latin1') : 0;
+    b[48 + m] = 0;
+    wdPath = p;
+  }
   wdTimes[0] = Date.now();
 }
 
@@ -562,14 +572,16 @@ for (const key of Object.getOwnPropertyNames(DiskStorage.prototype)) {
   const proto = DiskStorage.prototype as unknown as Record<string, unknown>;
   const f = Object.getOwnPropertyDescriptor(proto, key)?.value as unknown;
   if (key === 'constructor' || typeof f !== 'function') continue;
-  proto[key] = function (this: DiskStorage, ...args: unknown[]): unknown {
-    markCall(key, key === 'symlink' ? args[1] : args[0]);
+  // Five parameters at most (copyRange's): no array of arguments per call, one only for an error's message.
+  const call = f as (this: DiskStorage, a: unknown, b: unknown, c: unknown, d: unknown, e: unknown) => unknown;
+  proto[key] = function (this: DiskStorage, a: unknown, b: unknown, c: unknown, d: unknown, e: unknown): unknown {
+    markCall(key, key === 'symlink' ? b : a);
     holdDirs();
     try {
-      const r = (f as (...a: unknown[]) => unknown).apply(this, args);
-      return r instanceof Promise ? r.catch((e: unknown) => Promise.reject(brickError(nativeError(e, key, args), this.root))) : r;
-    } catch (e) {
-      throw brickError(nativeError(e, key, args), this.root);
+      const r = call.call(this, a, b, c, d, e);
+      return r instanceof Promise ? r.catch((err: unknown) => Promise.reject(brickError(nativeError(err, key, [a, b]), this.root))) : r;
+    } catch (err) {
+      throw brickError(nativeError(err, key, [a, b]), this.root);
     } finally {
       unmarkCall();
     }

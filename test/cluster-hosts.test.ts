@@ -104,7 +104,7 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
   const daemonFault = { DHTFS_FAULT_KILL_AFTER_STEP: 'copy', DHTFS_FAULT_ONCE: path.join(base, 'daemon-fault') };
   /** A node daemon on `h`; `retry`: again every half second while it refuses (its id's presence not lapsed yet). */
   const startDaemon = async (h: Host, endpoint: string, retry = false): Promise<ChildProcess> => {
-    const d = h.spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', endpoint, '--address', h.address, '--state-dir', path.join(homeOf(h), 'node')], {
+    const d = h.spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', endpoint, '--etcd-tls', etcd!.tlsDir, '--address', h.address, '--state-dir', path.join(homeOf(h), 'node')], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { DHTFS_HOME: homeOf(h), ...TTL, ...daemonFault },
     });
@@ -131,7 +131,9 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     }
     const home = homeOf(admin);
     const run = (...a: string[]) => cli(admin, home, ...a);
-    await run('cluster', 'init', '--etcd', etcd.endpoint);
+    // etcd is on TLS with client certificates; a plaintext etcd on the network is refused unless the operator insists.
+    await assert.rejects(run('cluster', 'init', '--etcd', etcd.endpoint.replace(/https:/g, 'http:')), /etcd http:\/\/10\.213\.0\.1:2379,.* is plaintext on the network: .* --insecure-etcd/);
+    await run('cluster', 'init', '--etcd', etcd.endpoint, '--etcd-tls', etcd.tlsDir);
     // A host whose daemon is not in the cluster cannot be probed; the three can.
     await assert.rejects(run('peer', 'probe', '10.213.0.99'), /no node daemon at 10\.213\.0\.99 has joined/);
     for (const h of [h1, h2, h3]) assert.match(await run('peer', 'probe', h.address), /peer probe: success/);
@@ -281,7 +283,7 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
 
     // Two hosts change options at once: neither change is lost (compare-and-set on the record).
     const h1home = path.join(base, 'h1-admin');
-    await cli(h1, h1home, 'cluster', 'init', '--etcd', etcd.endpoint);
+    await cli(h1, h1home, 'cluster', 'init', '--etcd', etcd.endpoint, '--etcd-tls', etcd.tlsDir);
     await Promise.all([run('volume', 'set', 'cv', 'network.ping-timeout', '17'), cli(h1, h1home, 'volume', 'set', 'cv', 'cluster.min-free-disk', '7')]);
     const opts = JSON.parse(await cli(h1, h1home, 'volume', 'get', 'cv', '--json')) as { option: string; value: unknown }[];
     assert.equal(opts.find((o) => o.option === 'network.ping-timeout')?.value, 17);
@@ -397,7 +399,7 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     // carry on (they stop the bricks below).
     await etcd.kill();
     await client(admin, specFile, { '/d/e': 'written while etcd was away\n' });
-    await assert.rejects(run('volume', 'info', 'cv'), /cluster state \(etcd http:\/\/10\.213\.0\.1:2379,http:\/\/10\.213\.0\.2:2379,http:\/\/10\.213\.0\.3:2379\): /);
+    await assert.rejects(run('volume', 'info', 'cv'), /cluster state \(etcd https:\/\/10\.213\.0\.1:2379,https:\/\/10\.213\.0\.2:2379,https:\/\/10\.213\.0\.3:2379\): /);
     await etcd.start();
     assert.equal(await run('-V', 'cv', 'cat', '/d/e'), 'written while etcd was away\n');
 

@@ -2,14 +2,15 @@
  * The cluster state store's contract (src/cluster/store.ts), run against both implementations: a real
  * etcd (Debian's etcd-server on loopback) and the local file store. Compare-and-set on revisions, commits
  * of several keys all or nothing, claims held by a process while it lives (and freed when it dies),
- * watches in order, and read-modify-write by processes racing each other losing nothing.
+ * watches in order, and read-modify-write by processes racing each other losing nothing. etcd runs on TLS
+ * with client certificates (as a cluster runs it): a client without one, or with another CA's, is refused.
  */
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -17,14 +18,19 @@ import { EtcdStore } from '../src/cluster/etcd-store.js';
 import { LocalStore } from '../src/cluster/local-store.js';
 import { update, type Event, type Store } from '../src/cluster/store.js';
 import { etcdAvailable, startEtcd, type TestEtcd } from './helpers/etcd.js';
+import { issue, revoke } from '../src/cli/cert.js';
+import { MAIN_JS } from '../src/cli/state.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** How a child process opens the same store: `local:FILE` or `etcd:URL`. */
+/** How a child process opens the same store: `local:FILE` or `etcd:URL#DIR` (DIR: its client credentials, test/helpers/etcd.ts). */
 type Where = string;
+const tlsOf = (dir: string) => ({ ca: fs.readFileSync(path.join(dir, 'ca.pem')), cert: fs.readFileSync(path.join(dir, 'cert.pem')), key: fs.readFileSync(path.join(dir, 'key.pem')) });
 function open(where: Where): Store {
-  return where.startsWith('etcd:') ? new EtcdStore([where.slice(5)]) : new LocalStore(where.slice(6));
+  if (!where.startsWith('etcd:')) return new LocalStore(where.slice(6));
+  const [url, dir] = where.slice(5).split('#');
+  return new EtcdStore([url], { tls: tlsOf(dir) });
 }
 
 /** A node process that runs `body` (JS, with `store` and `update` in scope) against the store and prints what it prints. */
@@ -34,8 +40,11 @@ function child(where: Where, body: string) {
     const { EtcdStore } = await import(${JSON.stringify(path.join(storeJs, 'etcd-store.js'))});
     const { LocalStore } = await import(${JSON.stringify(path.join(storeJs, 'local-store.js'))});
     const { update } = await import(${JSON.stringify(path.join(storeJs, 'store.js'))});
+    const fs = await import('node:fs');
     const where = ${JSON.stringify(where)};
-    const store = where.startsWith('etcd:') ? new EtcdStore([where.slice(5)]) : new LocalStore(where.slice(6));
+    const [url, dir] = where.slice(5).split('#');
+    const tls = () => ({ ca: fs.readFileSync(dir + '/ca.pem'), cert: fs.readFileSync(dir + '/cert.pem'), key: fs.readFileSync(dir + '/key.pem') });
+    const store = where.startsWith('etcd:') ? new EtcdStore([url], { tls: tls() }) : new LocalStore(where.slice(6));
     ${body}
   `;
   const env = { ...process.env };
@@ -180,13 +189,13 @@ if (avail.ok) {
     'etcd',
     async () => {
       const e: TestEtcd = await startEtcd();
-      return { where: `etcd:${e.endpoint}`, done: () => e.stop() };
+      return { where: `etcd:${e.endpoint}#${e.tlsDir}`, done: () => e.stop() };
     },
     10_000,
   );
   test('etcd store: etcd away gives a clear error naming it, and it works again once back', async () => {
     const e = await startEtcd();
-    const s = new EtcdStore([e.endpoint]);
+    const s = new EtcdStore([e.endpoint], { tls: e.tls });
     try {
       assert.ok(await s.commit([{ key: 'k', value: 'v' }]));
       await e.kill();
@@ -201,6 +210,51 @@ if (avail.ok) {
     } finally {
       await s.close();
       await e.stop();
+    }
+  });
+  test("etcd on TLS refuses a client without a certificate, a plaintext one, one with another CA's certificate, and a revoked one; the CLI names the endpoint and the reason", async () => {
+    const e = await startEtcd();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-etcd-refused-'));
+    const where = `cluster state \\(etcd ${e.endpoint.replace(/[.]/g, '\\.')}\\)`;
+    const stores: Store[] = [];
+    try {
+      const good = new EtcdStore([e.endpoint], { tls: e.tls });
+      stores.push(good);
+      assert.ok(await good.commit([{ key: 'volumes/v', value: 'the secret' }]));
+      // It trusts etcd's CA but shows no certificate of its own: etcd ends the handshake.
+      const bare = new EtcdStore([e.endpoint], { tls: { ca: e.tls.ca } });
+      stores.push(bare);
+      await assert.rejects(bare.get('volumes/v'), new RegExp(`${where}: etcd refused this client's TLS certificate`));
+      // Plaintext to etcd's TLS port: nothing read either.
+      const plain = new EtcdStore([e.endpoint.replace('https:', 'http:')]);
+      stores.push(plain);
+      await assert.rejects(plain.get('volumes/v'), /cluster state \(etcd http:.*\(etcd away, or on TLS: https:\/\/ with a client certificate\)/);
+      // Another CA's client certificate, through the CLI (it trusts etcd's CA, as a thief of ca.pem would).
+      const home = path.join(dir, 'home');
+      const other = path.join(dir, 'other');
+      issue('etcd-client', 'mallory', other, [], false, path.join(dir, 'other-ca'));
+      fs.writeFileSync(path.join(other, 'ca.pem'), e.tls.ca);
+      fs.mkdirSync(home);
+      fs.writeFileSync(path.join(home, 'cluster.json'), JSON.stringify({ etcd: [e.endpoint], etcdTls: other }));
+      const r = spawnSync(process.execPath, [MAIN_JS, 'volume', 'info'], { env: { ...process.env, DHTFS_HOME: home }, encoding: 'utf8' });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, new RegExp(`^dhtfs: ${where}: etcd refused this client's TLS certificate \\(none, or one not signed by the CA etcd trusts`));
+      assert.doesNotMatch(r.stdout + r.stderr, /the secret/);
+      // A good certificate revoked (the CRL etcd reads at each new connection, --client-crl-file): read before, refused after.
+      const gone = issue('etcd-client', 'gone', path.join(dir, 'gone'), [], false, e.caDir);
+      const goneTls = { ca: fs.readFileSync(gone.ca), cert: fs.readFileSync(gone.cert), key: fs.readFileSync(gone.key) };
+      const before = new EtcdStore([e.endpoint], { tls: goneTls });
+      stores.push(before);
+      assert.equal((await before.get('volumes/v'))?.value, 'the secret');
+      revoke('gone', 'etcd-client', e.caDir);
+      const after = new EtcdStore([e.endpoint], { tls: goneTls });
+      stores.push(after);
+      await assert.rejects(after.get('volumes/v'), new RegExp(`${where}: .*a revoked certificate\\?`));
+      assert.equal((await good.get('volumes/v'))?.value, 'the secret', 'a good client reads on');
+    } finally {
+      for (const s of stores) await s.close();
+      await e.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 } else test('etcd store', { skip: avail.reason }, () => {});

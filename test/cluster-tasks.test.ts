@@ -104,8 +104,8 @@ test('a task whose runner died, over a real etcd: status says it awaits a takeov
   const home = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-tasks-home-'));
   const before = process.env.DHTFS_HOME;
   process.env.DHTFS_HOME = home;
-  fs.writeFileSync(path.join(home, 'cluster.json'), JSON.stringify({ etcd: [e.endpoint] }));
-  const store = new EtcdStore([e.endpoint]);
+  fs.writeFileSync(path.join(home, 'cluster.json'), JSON.stringify({ etcd: [e.endpoint], etcdTls: e.tlsDir }));
+  const store = new EtcdStore([e.endpoint], { tls: e.tls });
   try {
     const v: VolumeRecord = { name: 'dv', volumeId: randomUUID(), secret: 's', adminSecret: 'a', state: 'stopped', bricks: [], decommissioned: [], version: 1 };
     const cp = {

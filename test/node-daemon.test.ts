@@ -133,8 +133,10 @@ test('node daemon: runs its bricks, restarts one that dies on its port, reports 
 test('dhtfs node serve on etcd: one daemon per node id, bricks placed on it started, still serving after the daemon is killed, adopted by the next', { skip: !etcdAvailable().ok && 'no etcd here', timeout: 120_000 }, async () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-nodecli-'));
   const etcd = await startEtcd();
-  const store = new EtcdStore([etcd.endpoint]);
+  const store = new EtcdStore([etcd.endpoint], { tls: etcd.tls });
   const env = { ...process.env, DHTFS_HOME: base };
+  // etcd's client credentials where a host keeps them by default ($DHTFS_HOME/tls/etcd-client): no --etcd-tls.
+  fs.cpSync(etcd.tlsDir, path.join(base, 'tls', 'etcd-client'), { recursive: true });
   const serve = () => spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', etcd.endpoint, '--state-dir', path.join(base, 'node')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const firstLine = (p: ChildProcess) =>
     new Promise<string>((resolve) => {

@@ -17,6 +17,16 @@ export function tlsHome(): string {
   return path.join(home(), 'tls');
 }
 
+/**
+ * The etcd CA of this host (made by the first `cert issue etcd-server`): a CA of its own, not the
+ * cluster's, so that a client certificate of the cluster's CA (a mount) is no key to etcd, which holds
+ * the volumes' secrets; it signs etcd's member certificates and the etcd client certificates of the CLI
+ * and the node daemons.
+ */
+export function etcdCaHome(): string {
+  return path.join(tlsHome(), 'etcd-ca');
+}
+
 const DAYS = '3650';
 
 export function openssl(args: string[]): string {
@@ -53,9 +63,8 @@ commonName = supplied
 `;
 }
 
-/** The CA (made here when absent): true when it was made now. */
-export function ensureCa(): boolean {
-  const d = tlsHome();
+/** The CA in folder `d` (made there when absent): true when it was made now. */
+export function ensureCa(d = tlsHome()): boolean {
   if (fs.existsSync(path.join(d, 'ca.pem'))) return false;
   fs.mkdirSync(path.join(d, 'private'), { recursive: true, mode: 0o700 });
   fs.mkdirSync(path.join(d, 'issued'), { recursive: true, mode: 0o700 });
@@ -78,7 +87,7 @@ export function ensureCa(): boolean {
     '-days',
     DAYS,
     '-subj',
-    `/O=dhtfs/CN=dhtfs CA ${path.basename(home())} ${new Date().toISOString()}`,
+    `/O=dhtfs/CN=dhtfs ${d === etcdCaHome() ? 'etcd ' : ''}CA ${path.basename(home())} ${new Date().toISOString()}`,
     '-addext',
     'basicConstraints=critical,CA:TRUE',
     '-addext',
@@ -86,14 +95,13 @@ export function ensureCa(): boolean {
     '-out',
     tmp,
   ]);
-  makeCrl();
+  makeCrl(d);
   fs.renameSync(tmp, path.join(d, 'ca.pem'));
   return true;
 }
 
 /** Writes the CRL from the CA's index (atomically: a brick reading it sees the old one or the new one). */
-function makeCrl(): void {
-  const d = tlsHome();
+function makeCrl(d: string): void {
   const tmp = path.join(d, 'crl.pem.tmp');
   const caTmp = path.join(d, 'ca.pem.tmp');
   // During ensureCa the certificate is still at its temporary name.
@@ -103,8 +111,12 @@ function makeCrl(): void {
   fs.renameSync(tmp, path.join(d, 'crl.pem'));
 }
 
-/** brick: a brick of a one-host volume; node: a node daemon of a cluster (its management server and its bricks); client. */
-export type CertKind = 'brick' | 'node' | 'client';
+/**
+ * brick: a brick of a one-host volume; node: a node daemon of a cluster (its management server and its
+ * bricks); client; etcd-server: an etcd member (its client and peer URLs); etcd-client: the CLI or a
+ * node daemon reaching etcd (the last two of the etcd CA).
+ */
+export type CertKind = 'brick' | 'node' | 'client' | 'etcd-server' | 'etcd-client';
 
 /** A new P-256 private key at `file` (0600). */
 export function makeKey(file: string): void {
@@ -126,10 +138,9 @@ function checkName(name: string): void {
  * /O=dhtfs/OU=kind/CN=name whatever the request asked; a brick's or node's names its hosts (SANs), so
  * that clients check it. Resolves to the certificate (PEM).
  */
-export function signCsr(kind: CertKind, name: string, csrPem: string, hosts: string[] = []): string {
+export function signCsr(kind: CertKind, name: string, csrPem: string, hosts: string[] = [], d = tlsHome()): string {
   checkName(name);
-  ensureCa();
-  const d = tlsHome();
+  ensureCa(d);
   const tmp = fs.mkdtempSync(path.join(d, 'sign-'));
   try {
     const csr = path.join(tmp, 'req.csr');
@@ -137,7 +148,10 @@ export function signCsr(kind: CertKind, name: string, csrPem: string, hosts: str
     const out = path.join(tmp, 'cert.pem');
     fs.writeFileSync(csr, csrPem);
     const sans = [...new Set(hosts)].map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`));
-    fs.writeFileSync(ext, `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${kind === 'client' ? 'clientAuth' : 'serverAuth,clientAuth'}\n${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}`);
+    fs.writeFileSync(
+      ext,
+      `basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${kind === 'client' || kind === 'etcd-client' ? 'clientAuth' : 'serverAuth,clientAuth'}\n${sans.length ? `subjectAltName=${sans.join(',')}\n` : ''}`,
+    );
     openssl(['ca', '-batch', '-notext', '-config', path.join(d, 'ca.cnf'), '-extfile', ext, '-subj', `/O=dhtfs/OU=${kind}/CN=${name}`, '-in', csr, '-out', out]);
     return fs.readFileSync(out, 'utf8');
   } finally {
@@ -149,14 +163,13 @@ export function signCsr(kind: CertKind, name: string, csrPem: string, hosts: str
  * Issues a certificate (P-256 key) into `out`: key.pem (0600), cert.pem, ca.pem; a brick's names its
  * host (a SAN), so clients check it; crl.pem links to the CA's CRL when `withCrl`.
  */
-export function issue(kind: CertKind, name: string, out: string, hosts: string[] = [], withCrl = false): TlsFiles {
+export function issue(kind: CertKind, name: string, out: string, hosts: string[] = [], withCrl = false, d = tlsHome()): TlsFiles {
   checkName(name);
-  ensureCa();
-  const d = tlsHome();
+  ensureCa(d);
   fs.mkdirSync(out, { recursive: true, mode: 0o700 });
   const key = path.join(out, 'key.pem');
   makeKey(key);
-  fs.writeFileSync(path.join(out, 'cert.pem'), signCsr(kind, name, makeCsr(key, kind, name), hosts));
+  fs.writeFileSync(path.join(out, 'cert.pem'), signCsr(kind, name, makeCsr(key, kind, name), hosts, d));
   fs.copyFileSync(path.join(d, 'ca.pem'), path.join(out, 'ca.pem'));
   if (withCrl) {
     fs.rmSync(path.join(out, 'crl.pem'), { force: true });
@@ -166,8 +179,7 @@ export function issue(kind: CertKind, name: string, out: string, hosts: string[]
 }
 
 /** Revokes every valid certificate issued to client `name` and writes the CRL: the number revoked. */
-export function revoke(name: string, kind: CertKind = 'client'): number {
-  const d = tlsHome();
+export function revoke(name: string, kind: CertKind = 'client', d = tlsHome()): number {
   if (!fs.existsSync(path.join(d, 'ca.pem'))) throw new Error(`no CA here (${d}): nothing was issued`);
   let n = 0;
   for (const line of fs.readFileSync(path.join(d, 'index.txt'), 'utf8').split('\n')) {
@@ -177,7 +189,7 @@ export function revoke(name: string, kind: CertKind = 'client'): number {
     n++;
   }
   if (n === 0) throw new Error(`no valid ${kind} certificate named ${name}`);
-  makeCrl();
+  makeCrl(d);
   return n;
 }
 
@@ -227,20 +239,40 @@ export function registerCertCommands(program: Command, action: (f: (...a: any[])
     );
   cert
     .command('issue <kind> <name>')
-    .description("issue a certificate: kind client (key.pem, cert.pem, ca.pem into -o DIR, for a spec's tls or --tls-dir; a client that mounts HOST:/NAME keeps them in $DHTFS_HOME/tls/client)")
+    .description(
+      "issue a certificate into -o DIR (key.pem 0600, cert.pem, ca.pem). kind client: for a spec's tls or --tls-dir (a client that mounts HOST:/NAME keeps them in $DHTFS_HOME/tls/client). " +
+        "kind etcd-server: an etcd member's (--hosts names its addresses; for --cert-file, --key-file, --trusted-ca-file and their --peer- twins). kind etcd-client: the CLI's and node daemon's key to etcd (--etcd-tls DIR, or $DHTFS_HOME/tls/etcd-client). " +
+        `The etcd ones come from the etcd CA (${'$DHTFS_HOME'}/tls/etcd-ca, made by the first of them), not from the cluster's CA: a client's certificate is no key to etcd`,
+    )
     .requiredOption('-o, --output <dir>', 'folder to write key.pem (0600), cert.pem and ca.pem to')
+    .option('--hosts <list>', "etcd-server: the member's addresses and names, comma-separated (its subjectAltNames)")
     .action(
-      action((kind: string, name: string, o: { output: string }) => {
-        if (kind !== 'client') throw new Error(`kind is client (brick certificates are issued when a volume's TLS is turned on)`);
-        issue('client', name, path.resolve(o.output));
-        console.log(`cert issue: client ${name}: ${path.resolve(o.output)}/{key,cert,ca}.pem`);
+      action((kind: string, name: string, o: { output: string; hosts?: string }) => {
+        const out = path.resolve(o.output);
+        if (kind === 'client') issue('client', name, out);
+        else if (kind === 'etcd-server') {
+          const hosts = (o.hosts ?? '')
+            .split(',')
+            .map((h) => h.trim())
+            .filter(Boolean);
+          if (!hosts.length) throw new Error('etcd-server: --hosts ADDRESS[,NAME...] (the addresses its clients and peers reach it by)');
+          issue('etcd-server', name, out, hosts, false, etcdCaHome());
+        } else if (kind === 'etcd-client') issue('etcd-client', name, out, [], false, etcdCaHome());
+        else throw new Error(`kind is client, etcd-server or etcd-client (brick and node certificates are issued by volume TLS and peer probe)`);
+        console.log(`cert issue: ${kind} ${name}: ${out}/{key,cert,ca}.pem`);
       }),
     );
   cert
     .command('revoke <name>')
-    .description("revoke a client's certificate(s): added to the CRL, which bricks (and a cluster's node daemons) reload before their next connection")
+    .description("revoke a client's certificate(s): added to the CRL, which bricks (and a cluster's node daemons) reload before their next connection; --etcd: an etcd client's, in the etcd CA's CRL (copy it to each etcd member's --client-crl-file)")
+    .option('--etcd', 'an etcd-client certificate (of the etcd CA)')
     .action(
-      action(async (name: string) => {
+      action(async (name: string, o: { etcd?: boolean }) => {
+        if (o.etcd) {
+          const n = revoke(name, 'etcd-client', etcdCaHome());
+          console.log(`cert revoke: etcd-client ${name}: ${n} certificate${n === 1 ? '' : 's'} revoked; CRL ${path.join(etcdCaHome(), 'crl.pem')}: copy it to each etcd member's --client-crl-file (etcd reads it at each new connection)`);
+          return;
+        }
         const n = revoke(name);
         const { clusterConfig, withStore } = await import('./cluster.js');
         if (clusterConfig()) await withStore(async (s) => (await import('./cluster-pki.js')).publishCrl(s));

@@ -21,7 +21,7 @@ import { MIGRATION_LEASE_MS } from '../migration/migrator.js';
 import { home } from './state.js';
 import { REMOVED_BRICK_GRACE_MS, migratorOptions, parseThrottle, spawnRebalanceRun, statusOf, type DrainOps, type RebalanceStatus } from './rebalance.js';
 import { openStore } from './node.js';
-import { clusterConfig, sleep, specOf, volumeRecord, withStore } from './cluster.js';
+import { clusterConfig, etcdAccess, sleep, specOf, volumeRecord, withStore } from './cluster.js';
 
 /**
  * How long a dead runner's claim outlives it, in seconds: then a node daemon takes its task over.
@@ -134,7 +134,7 @@ async function runUnderClaim(s: Store, name: string, o: RunOptions, claim: Claim
 export async function clusterRunRebalance(name: string, o: RunOptions & { restart: boolean }): Promise<Checkpoint> {
   const c = clusterConfig();
   if (!c) throw new Error('not in a cluster');
-  const s = await openStore(c.etcd.join(','));
+  const s = await openStore(etcdAccess(c));
   const log = (m: string) => console.log(`${new Date().toISOString()} ${m}`);
   const claim = await s.claim(keys.task(name), JSON.stringify({ host: os.hostname(), pid: process.pid } satisfies TaskOwner), taskTtlSec());
   if (!claim) {

@@ -13,7 +13,7 @@ import { clientSpecOf, keys, parseVolume, type BrickStatus, type PeerRecord, typ
 import { update, type Store } from '../cluster/store.js';
 import type { VolumeOptions, VolumeSpec } from '../dht/spec.js';
 import { home } from './state.js';
-import { openStore } from './node.js';
+import { etcdAccessOf, etcdOptions, openStore, type EtcdAccess, type EtcdOptions } from './node.js';
 import { announceWith, initClusterCa, issueNodeCert, revokeNodeCert, withCliTls } from './cluster-pki.js';
 
 /** How long `volume start` and `stop` wait for the node daemons to report every brick. */
@@ -21,6 +21,10 @@ const BRICKS_WAIT_MS = 30_000;
 
 export interface ClusterConfig {
   etcd: string[];
+  /** etcd's client credentials (ca.pem, cert.pem, key.pem) when not in $DHTFS_HOME/tls/etcd-client. */
+  etcdTls?: string;
+  /** The operator allowed a plaintext etcd on the network (cluster init --insecure-etcd). */
+  insecureEtcd?: boolean;
 }
 
 function configFile(): string {
@@ -39,10 +43,15 @@ export function clusterConfig(): ClusterConfig | null {
   }
 }
 
+/** How this host reaches the cluster's etcd (cluster.json). */
+export function etcdAccess(c: ClusterConfig): EtcdAccess {
+  return etcdAccessOf({ etcd: c.etcd.join(','), etcdTls: c.etcdTls, insecureEtcd: c.insecureEtcd }, () => {})!;
+}
+
 export async function withStore<T>(fn: (s: Store) => Promise<T>): Promise<T> {
   const c = clusterConfig();
   if (!c) throw new Error('this host is not in a cluster: run "dhtfs cluster init --etcd URLS" first');
-  const s = await openStore(c.etcd.join(','));
+  const s = await openStore(etcdAccess(c));
   try {
     return await fn(s);
   } finally {
@@ -93,31 +102,32 @@ export async function statuses(s: Store, v: VolumeRecord): Promise<Map<string, B
 }
 
 export function registerClusterCommands(program: Command, action: <A extends unknown[]>(fn: (...args: A) => Promise<void> | void) => (...args: A) => Promise<void>, out: Out): void {
-  program
+  const init = program
     .command('cluster')
     .description('join this host to a cluster whose state is in etcd (being built, issue 19: docs/CLUSTER.md)')
     .command('init')
-    .description('make this host a member of the cluster kept in these etcd endpoints: volume commands work on the cluster from now on')
-    .requiredOption('--etcd <urls>', 'etcd endpoints, comma-separated')
-    .action(
-      action(async (o: { etcd: string }) => {
-        const etcd = o.etcd
-          .split(',')
-          .map((x) => x.trim())
-          .filter(Boolean);
-        const s = await openStore(etcd.join(','));
-        let ca: string;
-        try {
-          await s.list(keys.peers); // reachable, or a clear error now
-          ca = await initClusterCa(s);
-        } finally {
-          await s.close();
-        }
-        fs.mkdirSync(home(), { recursive: true, mode: 0o700 });
-        fs.writeFileSync(configFile(), JSON.stringify({ etcd }, null, 2) + '\n', { mode: 0o600 });
-        process.stdout.write(`cluster init: this host uses the cluster state in etcd ${etcd.join(',')}; ${ca}\n`);
-      }),
+    .description(
+      'make this host a member of the cluster kept in these etcd endpoints: volume commands work on the cluster from now on. etcd on TLS (https://) with a client certificate: --etcd-tls DIR, or issued here when this host holds the etcd CA (cert issue etcd-server made it)',
     );
+  etcdOptions(init, 'etcd endpoints, comma-separated (https://HOST:2379,...)').action(
+    action(async (o: EtcdOptions) => {
+      if (!o.etcd) throw new Error('--etcd URLS is needed');
+      const access = etcdAccessOf(o, (line) => process.stderr.write(`cluster init: ${line}\n`))!;
+      const etcd = access.endpoints;
+      const s = await openStore(access);
+      let ca: string;
+      try {
+        await s.list(keys.peers); // reachable, or a clear error now
+        ca = await initClusterCa(s);
+      } finally {
+        await s.close();
+      }
+      fs.mkdirSync(home(), { recursive: true, mode: 0o700 });
+      const config: ClusterConfig = { etcd, ...(o.etcdTls ? { etcdTls: path.resolve(o.etcdTls) } : {}), ...(o.insecureEtcd ? { insecureEtcd: true } : {}) };
+      fs.writeFileSync(configFile(), JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
+      process.stdout.write(`cluster init: this host uses the cluster state in etcd ${etcd.join(',')}${access.tls ? ' (TLS, client certificate)' : ' (plaintext)'}; ${ca}\n`);
+    }),
+  );
 
   const peer = program.command('peer').description('the hosts of the pool (as gluster peer)');
   peer

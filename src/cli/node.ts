@@ -17,6 +17,8 @@ import { realClock } from '../common/real-env.js';
 import { MAIN_JS, home } from './state.js';
 import { MGMT_PORT } from '../wire/mgmt.js';
 import { startManagement } from './node-pki.js';
+import type { EtcdTls } from '../cluster/etcd-store.js';
+import { etcdCredentials, etcdTransport, parseEndpoints } from './etcd-access.js';
 
 /** How long the store keeps a dead daemon's presence. */
 const PRESENCE_TTL_S = 10;
@@ -37,21 +39,43 @@ export function nodeId(stateDir: string): string {
   }
 }
 
+/** etcd's endpoints and, for https ones, this host's client credentials (src/cli/etcd-access.ts). */
+export interface EtcdAccess {
+  endpoints: string[];
+  tls?: EtcdTls;
+}
+
 /**
  * The cluster's store: etcd when endpoints are given, else the local file of this host's $DHTFS_HOME.
  * The etcd client (gRPC) is loaded only then: every other command starts without it.
  */
-export async function openStore(etcd: string | undefined): Promise<Store> {
+export async function openStore(etcd: EtcdAccess | undefined): Promise<Store> {
   if (etcd) {
     const { EtcdStore } = await import('../cluster/etcd-store.js');
-    return new EtcdStore(
-      etcd
-        .split(',')
-        .map((e) => e.trim())
-        .filter(Boolean),
-    );
+    return new EtcdStore(etcd.endpoints, { tls: etcd.tls });
   }
   return new LocalStore(path.join(home(), 'store.json'));
+}
+
+/** The etcd options of `node serve` and `cluster init`. */
+export interface EtcdOptions {
+  etcd?: string;
+  etcdTls?: string;
+  insecureEtcd?: boolean;
+}
+
+export function etcdOptions(c: Command, what = "etcd endpoints (comma-separated) holding the cluster's state"): Command {
+  return c
+    .option('--etcd <urls>', what)
+    .option('--etcd-tls <dir>', "etcd's client credentials for https endpoints: ca.pem (etcd's CA), cert.pem, key.pem (from cert issue etcd-client); default $DHTFS_HOME/tls/etcd-client")
+    .option('--insecure-etcd', 'allow a plaintext (http://) etcd on another host than this one: its secrets cross the network in clear');
+}
+
+/** What `--etcd`, `--etcd-tls` and `--insecure-etcd` say: how to reach etcd (checked: see etcd-access.ts), or undefined without --etcd. */
+export function etcdAccessOf(o: EtcdOptions, warn: (line: string) => void): EtcdAccess | undefined {
+  if (!o.etcd) return undefined;
+  const endpoints = parseEndpoints(o.etcd);
+  return { endpoints, tls: etcdCredentials(endpoints, { tlsDir: o.etcdTls, insecure: o.insecureEtcd, warn }) };
 }
 
 /** The daemon's part in long tasks: it takes over a rebalance or drain whose runner died (src/cluster/tasks.ts). */
@@ -64,21 +88,22 @@ async function startTaskWatcher(store: Store, id: string, log: (level: 'info' | 
 
 export function registerNodeCommands(program: Command, action: <A extends unknown[]>(fn: (...args: A) => Promise<void> | void) => (...args: A) => Promise<void>): void {
   const node = program.command('node').description("this host's node daemon: runs the bricks the cluster places here (being built, issue 19: docs/CLUSTER.md)");
-  node
+  const serve = node
     .command('serve')
     .description('run the node daemon in the foreground: start, supervise and restart the bricks placed on this node, report them in the cluster state, and take over a rebalance or drain whose runner died')
     .option('--state-dir <dir>', "the daemon's folder: its id, brick logs, volume secrets", path.join(home(), 'node'))
-    .option('--address <ip>', "the address this node's bricks listen on", '127.0.0.1')
-    .option('--etcd <urls>', "etcd endpoints (comma-separated) holding the cluster's state; without: $DHTFS_HOME/store.json (one host)")
+    .option('--address <ip>', "the address this node's bricks listen on", '127.0.0.1');
+  etcdOptions(serve, "etcd endpoints (comma-separated) holding the cluster's state; without: $DHTFS_HOME/store.json (one host)");
+  serve
     .option('--port-range <first-last>', 'the brick port range (default: $DHTFS_PORT_RANGE, else 49152-60999)')
     .option('--stop-bricks', 'stop the bricks when the daemon stops (by default they keep serving: clients never need the daemon)')
     .option('--mgmt-port <port>', 'the management port: volume specs for clients (mount HOST:/NAME), over TLS once peer probe gave this node its certificate', String(MGMT_PORT))
     .action(
-      action(async (o: { stateDir: string; address: string; etcd?: string; portRange?: string; stopBricks?: boolean; mgmtPort: string }) => {
+      action(async (o: EtcdOptions & { stateDir: string; address: string; portRange?: string; stopBricks?: boolean; mgmtPort: string }) => {
         const stateDir = path.resolve(o.stateDir);
         const id = nodeId(stateDir);
-        const store = await openStore(o.etcd);
         const log = (level: 'info' | 'warn' | 'error', msg: string) => process.stderr.write(JSON.stringify({ level, time: new Date().toISOString(), node: id, msg }) + '\n');
+        const store = await openStore(etcdAccessOf(o, (line) => log('warn', line)));
         const presence = await store.claim(keys.presence(id), JSON.stringify({ pid: process.pid, address: o.address }), PRESENCE_TTL_S);
         if (!presence) throw new Error(`a node daemon with id ${id} already runs (its presence is in ${store.where}); stop it first`);
         const peer = await store.get(keys.peer(id));
@@ -108,40 +133,42 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
         process.exit(0);
       }),
     );
-  node
+  const install = node
     .command('install-service')
     .description('write the systemd unit that runs `dhtfs node serve` at boot (then: systemctl daemon-reload; systemctl enable --now dhtfs-node)')
     .option('--unit-dir <dir>', 'where to write dhtfs-node.service', '/etc/systemd/system')
     .option('--address <ip>', "the address this node's bricks listen on", '127.0.0.1')
-    .option('--etcd <urls>', 'etcd endpoints (comma-separated)')
-    .option('--state-dir <dir>', "the daemon's folder", '/var/lib/dhtfs/node')
-    .action(
-      action((o: { unitDir: string; address: string; etcd?: string; stateDir: string }) => {
-        const args = [process.execPath, MAIN_JS, 'node', 'serve', '--state-dir', o.stateDir, '--address', o.address, ...(o.etcd ? ['--etcd', o.etcd] : [])];
-        const unit = [
-          '[Unit]',
-          "Description=dhtfs node daemon (runs this host's bricks)",
-          'After=network-online.target',
-          'Wants=network-online.target',
-          '',
-          '[Service]',
-          'Type=simple',
-          `Environment=DHTFS_HOME=${path.dirname(o.stateDir)}`,
-          `ExecStart=${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`,
-          // The bricks are the data path: a daemon restart must not take them down with it.
-          'KillMode=process',
-          'Restart=on-failure',
-          'RestartSec=2',
-          'LimitNOFILE=65536',
-          '',
-          '[Install]',
-          'WantedBy=multi-user.target',
-          '',
-        ].join('\n');
-        fs.mkdirSync(o.unitDir, { recursive: true });
-        const f = path.join(o.unitDir, 'dhtfs-node.service');
-        fs.writeFileSync(f, unit);
-        process.stdout.write(`wrote ${f}; then: systemctl daemon-reload && systemctl enable --now dhtfs-node\n`);
-      }),
-    );
+    .option('--state-dir <dir>', "the daemon's folder", '/var/lib/dhtfs/node');
+  etcdOptions(install).action(
+    action((o: EtcdOptions & { unitDir: string; address: string; stateDir: string }) => {
+      // Checked now (a plaintext etcd on the network refused without --insecure-etcd), not at the first boot.
+      if (o.etcd) etcdTransport(parseEndpoints(o.etcd), !!o.insecureEtcd, (line) => process.stderr.write(`${line}\n`));
+      const etcdArgs = o.etcd ? ['--etcd', o.etcd, ...(o.etcdTls ? ['--etcd-tls', path.resolve(o.etcdTls)] : []), ...(o.insecureEtcd ? ['--insecure-etcd'] : [])] : [];
+      const args = [process.execPath, MAIN_JS, 'node', 'serve', '--state-dir', o.stateDir, '--address', o.address, ...etcdArgs];
+      const unit = [
+        '[Unit]',
+        "Description=dhtfs node daemon (runs this host's bricks)",
+        'After=network-online.target',
+        'Wants=network-online.target',
+        '',
+        '[Service]',
+        'Type=simple',
+        `Environment=DHTFS_HOME=${path.dirname(o.stateDir)}`,
+        `ExecStart=${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`,
+        // The bricks are the data path: a daemon restart must not take them down with it.
+        'KillMode=process',
+        'Restart=on-failure',
+        'RestartSec=2',
+        'LimitNOFILE=65536',
+        '',
+        '[Install]',
+        'WantedBy=multi-user.target',
+        '',
+      ].join('\n');
+      fs.mkdirSync(o.unitDir, { recursive: true });
+      const f = path.join(o.unitDir, 'dhtfs-node.service');
+      fs.writeFileSync(f, unit);
+      process.stdout.write(`wrote ${f}; then: systemctl daemon-reload && systemctl enable --now dhtfs-node\n`);
+    }),
+  );
 }

@@ -1,13 +1,27 @@
-/** A real etcd (Debian's etcd-server) for tests: one member on loopback, or one per host, its data in a temp folder. */
+/**
+ * A real etcd (Debian's etcd-server) for tests: one member on loopback, or one per host, its data in a temp
+ * folder; on TLS with client certificates, as a cluster runs it (docs/SECURITY.md "etcd"): client and peer
+ * URLs https, --client-cert-auth and --peer-client-cert-auth against an etcd CA made once per test process
+ * with dhtfs's own `cert issue etcd-server/etcd-client` code.
+ */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
+import https from 'node:https';
 import { freePort } from '../../src/cli/state.js';
+import { issue } from '../../src/cli/cert.js';
+import type { EtcdTls } from '../../src/cluster/etcd-store.js';
 
 export interface TestEtcd {
   endpoint: string;
+  /** A folder of etcd client credentials (ca.pem, cert.pem, key.pem): `--etcd-tls` of the CLI and the node daemon. */
+  tlsDir: string;
+  /** The same, read: for an EtcdStore made in the test's process. */
+  tls: EtcdTls;
+  /** The etcd CA's folder (an `openssl ca` folder as cert.ts keeps it); etcd reads its crl.pem as --client-crl-file. */
+  caDir: string;
   proc: ChildProcess;
   /** Stops it (SIGKILL) and keeps its data, so that start() brings the same cluster back. */
   kill(): Promise<void>;
@@ -27,14 +41,49 @@ export interface EtcdPlace {
   spawn(cmd: string, args: string[], opts: SpawnOptions): ChildProcess;
 }
 
-/** Whether an etcd answers its health check, asked from where it runs. */
-async function healthy(place: EtcdPlace | undefined, endpoint: string): Promise<boolean> {
-  if (!place)
-    return fetch(`${endpoint}/health`).then(
-      (r) => r.ok,
-      () => false,
+/** The test process's etcd CA (made once): its folder, and its client credentials. */
+let testCa: { dir: string; client: string } | null = null;
+const serverCerts = new Map<string, string>();
+
+function etcdCa(): { dir: string; client: string } {
+  if (!testCa) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-etcd-ca-'));
+    const client = path.join(dir, 'client');
+    issue('etcd-client', 'test-client', client, [], false, path.join(dir, 'ca'));
+    testCa = { dir, client };
+    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  }
+  return testCa;
+}
+
+/** A member's certificate for `address` (one per address in this process). */
+function serverCert(address: string): string {
+  let d = serverCerts.get(address);
+  if (!d) {
+    const ca = etcdCa();
+    d = path.join(ca.dir, `server-${address}`);
+    issue('etcd-server', `etcd-${address}`, d, [address, 'localhost'], false, path.join(ca.dir, 'ca'));
+    serverCerts.set(address, d);
+  }
+  return d;
+}
+
+/** Whether an etcd answers its health check (over TLS, with the test's client certificate), asked from where it runs. */
+async function healthy(place: EtcdPlace | undefined, endpoint: string, tlsDir: string): Promise<boolean> {
+  const script = `const fs = require('node:fs'), https = require('node:https'), d = ${JSON.stringify(tlsDir)};
+https.get(${JSON.stringify(endpoint + '/health')}, { ca: fs.readFileSync(d + '/ca.pem'), cert: fs.readFileSync(d + '/cert.pem'), key: fs.readFileSync(d + '/key.pem') }, (r) => { r.resume(); process.exit(r.statusCode === 200 ? 0 : 1); }).on('error', () => process.exit(1));`;
+  if (!place) {
+    const f = (n: string) => fs.readFileSync(path.join(tlsDir, n));
+    return new Promise((resolve) =>
+      https
+        .get(`${endpoint}/health`, { ca: f('ca.pem'), cert: f('cert.pem'), key: f('key.pem') }, (r) => {
+          r.resume();
+          resolve(r.statusCode === 200);
+        })
+        .on('error', () => resolve(false)),
     );
-  const p = place.spawn(process.execPath, ['-e', `fetch(${JSON.stringify(endpoint + '/health')}).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`], { stdio: 'ignore' });
+  }
+  const p = place.spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
   const [code] = await once(p, 'exit');
   return code === 0;
 }
@@ -50,13 +99,14 @@ export async function startEtcd(place?: EtcdPlace): Promise<TestEtcd> {
  */
 export async function startEtcdCluster(places: (EtcdPlace | undefined)[]): Promise<TestEtcd> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-etcd-'));
-  const members: { name: string; place: EtcdPlace | undefined; endpoint: string; peer: string }[] = [];
+  const members: { name: string; place: EtcdPlace | undefined; endpoint: string; peer: string; certs: string }[] = [];
+  const ca = etcdCa();
   for (const [i, place] of places.entries()) {
     const address = place?.address ?? '127.0.0.1';
     // In a namespace of its own, any port is free; on loopback, free ones.
     const cport = place ? 2379 : await freePort();
     const pport = place ? 2380 : await freePort();
-    members.push({ name: `m${i}`, place, endpoint: `http://${address}:${cport}`, peer: `http://${address}:${pport}` });
+    members.push({ name: `m${i}`, place, endpoint: `https://${address}:${cport}`, peer: `https://${address}:${pport}`, certs: serverCert(address) });
   }
   const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
   const argsOf = (m: (typeof members)[number]) => [
@@ -74,6 +124,9 @@ export async function startEtcdCluster(places: (EtcdPlace | undefined)[]): Promi
     m.peer,
     '--initial-cluster',
     initial,
+    ...['', 'peer-'].flatMap((p) => [`--${p}cert-file`, path.join(m.certs, 'cert.pem'), `--${p}key-file`, path.join(m.certs, 'key.pem'), `--${p}trusted-ca-file`, path.join(m.certs, 'ca.pem'), `--${p}client-cert-auth`]),
+    '--client-crl-file',
+    path.join(ca.dir, 'ca', 'crl.pem'),
     '--log-level',
     'error',
     '--logger',
@@ -82,6 +135,9 @@ export async function startEtcdCluster(places: (EtcdPlace | undefined)[]): Promi
   const procs: ChildProcess[] = [];
   const e: TestEtcd = {
     endpoint: members.map((m) => m.endpoint).join(','),
+    tlsDir: ca.client,
+    caDir: path.join(ca.dir, 'ca'),
+    tls: { ca: fs.readFileSync(path.join(ca.client, 'ca.pem')), cert: fs.readFileSync(path.join(ca.client, 'cert.pem')), key: fs.readFileSync(path.join(ca.client, 'key.pem')) },
     proc: null as unknown as ChildProcess,
     async start() {
       // Every member at once: a cluster of several is healthy only once a quorum runs.
@@ -96,7 +152,7 @@ export async function startEtcdCluster(places: (EtcdPlace | undefined)[]): Promi
       for (const [i, m] of members.entries()) {
         for (let k = 0; ; k++) {
           if (procs[i].exitCode !== null) throw new Error(`etcd ${m.name} exited: ${errs[i]}`);
-          if (await healthy(m.place, m.endpoint)) break;
+          if (await healthy(m.place, m.endpoint, ca.client)) break;
           if (k >= 200) throw new Error(`etcd ${m.name} did not come up: ${errs[i]}`);
           await new Promise((r) => setTimeout(r, 50));
         }

@@ -18,7 +18,9 @@ import { EtcdStore } from '../src/cluster/etcd-store.js';
 import { LocalStore } from '../src/cluster/local-store.js';
 import { update, type Event, type Store } from '../src/cluster/store.js';
 import { etcdAvailable, startEtcd, type TestEtcd } from './helpers/etcd.js';
-import { issue, revoke } from '../src/cli/cert.js';
+import { X509Certificate } from 'node:crypto';
+import { etcdCaHome, issue, revoke } from '../src/cli/cert.js';
+import { etcdCredentials, etcdTransport } from '../src/cli/etcd-access.js';
 import { MAIN_JS } from '../src/cli/state.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -181,6 +183,40 @@ contract(
   },
   2000,
 );
+
+test('how the CLI and the node daemon reach etcd: plaintext on loopback only (else --insecure-etcd, warned), https with a client certificate, issued where the etcd CA is', () => {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-etcd-access-'));
+  const before = process.env.DHTFS_HOME;
+  process.env.DHTFS_HOME = home;
+  try {
+    assert.equal(etcdTransport(['http://127.0.0.1:2379', 'http://localhost:2379'], false), 'plain');
+    assert.throws(() => etcdTransport(['http://10.0.0.1:2379'], false), /etcd http:\/\/10\.0\.0\.1:2379 is plaintext on the network: .*--insecure-etcd/);
+    const warned: string[] = [];
+    assert.equal(
+      etcdTransport(['http://10.0.0.1:2379'], true, (l) => warned.push(l)),
+      'plain',
+    );
+    assert.match(warned.join('\n'), /^WARNING: etcd http:\/\/10\.0\.0\.1:2379 is reached in plaintext/);
+    assert.throws(() => etcdTransport(['https://10.0.0.1:2379', 'http://10.0.0.2:2379'], false), /every endpoint https:\/\/, or none/);
+    // On TLS, no credentials and no etcd CA here: what is missing, and how to get it.
+    assert.throws(() => etcdCredentials(['https://10.0.0.1:2379'], {}), /etcd https:\/\/10\.0\.0\.1:2379 is on TLS and this host has no etcd client certificate .*dhtfs cert issue etcd-client NAME -o DIR/);
+    // The etcd CA here (made by the first etcd-server certificate): this host's client certificate is issued when first needed, once.
+    issue('etcd-server', 'm0', path.join(home, 'm0'), ['10.0.0.1'], false, etcdCaHome());
+    const notes: string[] = [];
+    const tls = etcdCredentials(['https://10.0.0.1:2379'], { note: (l) => notes.push(l) })!;
+    const cert = new X509Certificate(tls.cert!);
+    assert.ok(cert.verify(new X509Certificate(tls.ca).publicKey), 'signed by the etcd CA');
+    assert.equal(tls.ca.toString(), fs.readFileSync(path.join(etcdCaHome(), 'ca.pem'), 'utf8'));
+    assert.match(cert.subject, /OU=etcd-client/);
+    assert.match(notes.join('\n'), /etcd client certificate .* issued into .*tls\/etcd-client/);
+    assert.deepEqual(etcdCredentials(['https://10.0.0.1:2379'], { note: (l) => notes.push(l) })!.cert, tls.cert);
+    assert.equal(notes.length, 1);
+  } finally {
+    if (before === undefined) delete process.env.DHTFS_HOME;
+    else process.env.DHTFS_HOME = before;
+    fs.rmSync(home, { recursive: true, force: true });
+  }
+});
 
 const avail = etcdAvailable();
 if (avail.ok) {

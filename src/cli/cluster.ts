@@ -112,7 +112,11 @@ export function registerClusterCommands(program: Command, action: <A extends unk
   etcdOptions(init, 'etcd endpoints, comma-separated (https://HOST:2379,...)').action(
     action(async (o: EtcdOptions) => {
       if (!o.etcd) throw new Error('--etcd URLS is needed');
-      const access = etcdAccessOf(o, (line) => process.stderr.write(`cluster init: ${line}\n`))!;
+      const access = etcdAccessOf(
+        o,
+        (line) => process.stderr.write(`cluster init: ${line}\n`),
+        (line) => process.stdout.write(`cluster init: ${line}\n`),
+      )!;
       const etcd = access.endpoints;
       const s = await openStore(access);
       let ca: string;

@@ -63,20 +63,17 @@ export function etcdTransport(endpoints: string[], insecure: boolean, warn?: (li
  * The credentials for `endpoints`: undefined for plaintext ones (after the checks above), else the
  * client certificate of `tlsDir` (issued there first when this host holds the etcd CA and it has none).
  */
-export function etcdCredentials(endpoints: string[], o: { tlsDir?: string; insecure?: boolean; warn?: (line: string) => void }): EtcdTls | undefined {
+export function etcdCredentials(endpoints: string[], o: { tlsDir?: string; insecure?: boolean; warn?: (line: string) => void; note?: (line: string) => void }): EtcdTls | undefined {
   if (etcdTransport(endpoints, !!o.insecure, o.warn) === 'plain') return undefined;
   const dir = path.resolve(o.tlsDir ?? defaultEtcdTlsDir());
-  if (!fs.existsSync(path.join(dir, 'cert.pem')) && fs.existsSync(path.join(etcdCaHome(), 'ca.pem')))
-    issue(
-      'etcd-client',
+  if (!fs.existsSync(path.join(dir, 'cert.pem')) && fs.existsSync(path.join(etcdCaHome(), 'ca.pem'))) {
+    const name =
       os
         .hostname()
         .replace(/[^A-Za-z0-9_.@-]/g, '-')
-        .slice(0, 64) || 'cli',
-      dir,
-      [],
-      false,
-      etcdCaHome(),
-    );
+        .slice(0, 64) || 'cli';
+    issue('etcd-client', name, dir, [], false, etcdCaHome());
+    o.note?.(`etcd client certificate ${name} issued into ${dir} (this host holds the etcd CA)`);
+  }
   return readTls(dir, endpoints);
 }

@@ -72,10 +72,10 @@ export function etcdOptions(c: Command, what = "etcd endpoints (comma-separated)
 }
 
 /** What `--etcd`, `--etcd-tls` and `--insecure-etcd` say: how to reach etcd (checked: see etcd-access.ts), or undefined without --etcd. */
-export function etcdAccessOf(o: EtcdOptions, warn: (line: string) => void): EtcdAccess | undefined {
+export function etcdAccessOf(o: EtcdOptions, warn: (line: string) => void, note?: (line: string) => void): EtcdAccess | undefined {
   if (!o.etcd) return undefined;
   const endpoints = parseEndpoints(o.etcd);
-  return { endpoints, tls: etcdCredentials(endpoints, { tlsDir: o.etcdTls, insecure: o.insecureEtcd, warn }) };
+  return { endpoints, tls: etcdCredentials(endpoints, { tlsDir: o.etcdTls, insecure: o.insecureEtcd, warn, note }) };
 }
 
 /** The daemon's part in long tasks: it takes over a rebalance or drain whose runner died (src/cluster/tasks.ts). */
@@ -103,7 +103,13 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
         const stateDir = path.resolve(o.stateDir);
         const id = nodeId(stateDir);
         const log = (level: 'info' | 'warn' | 'error', msg: string) => process.stderr.write(JSON.stringify({ level, time: new Date().toISOString(), node: id, msg }) + '\n');
-        const store = await openStore(etcdAccessOf(o, (line) => log('warn', line)));
+        const store = await openStore(
+          etcdAccessOf(
+            o,
+            (line) => log('warn', line),
+            (line) => log('info', line),
+          ),
+        );
         const presence = await store.claim(keys.presence(id), JSON.stringify({ pid: process.pid, address: o.address }), PRESENCE_TTL_S);
         if (!presence) throw new Error(`a node daemon with id ${id} already runs (its presence is in ${store.where}); stop it first`);
         const peer = await store.get(keys.peer(id));

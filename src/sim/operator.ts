@@ -199,9 +199,9 @@ export class Operator {
 /** The gfids of the names on a disk that hold a file's data (not a directory, not a linkto), as the disk is now. */
 function dataGfids(st: SimStorage): Set<string> {
   const out = new Set<string>();
-  st.peekNames((p) => {
-    if ((st.peekStat(p).mode & 0o7777) === 0o1000 && st.peek(p, LINKTO)) return;
-    const g = st.peek(p, GFID);
+  st.peekFiles((_, mode, x) => {
+    if ((mode & 0o7777) === 0o1000 && x.get(LINKTO)) return;
+    const g = x.get(GFID);
     if (g?.length === 16) out.add(gfidFromBytes(g));
   });
   return out;

@@ -536,48 +536,32 @@ export class SimStorage implements Storage {
   fgetxattr(h: number, name: string): Buffer | null {
     return this.fd(h).n.xattrs.get(name) ?? null;
   }
-  /** Checkers' reads: no injected errors, no delay. */
-  peek(p: string, name: string): Buffer | null {
-    const { node } = this.walk(p);
-    return node?.xattrs.get(name) ?? null;
-  }
-  /** A name's mode, or null when there is none. */
-  peekMode(p: string): number | null {
-    let dir = this.inodes.get(1)!;
-    const parts = p.split('/');
-    for (const part of parts) {
-      const ino = dir.entries?.get(part);
+  /** Checkers' reads (no injected errors, no delay): a name's mode and xattrs, or null when there is none. */
+  peekAt(p: string): { mode: number; xattrs: ReadonlyMap<string, Buffer> } | null {
+    let n = this.inodes.get(1)!;
+    for (const part of p.split('/')) {
+      const ino = n.entries?.get(part);
       if (ino === undefined) return null;
-      dir = this.inodes.get(ino)!;
+      n = this.inodes.get(ino)!;
     }
-    return dir.mode;
-  }
-  peekStat(p: string): Stat {
-    return this.stat(this.get(p));
+    return n;
   }
   /**
    * Every name below the brick's root that is not a directory, as the disk is now (the handle and
-   * private directories under .glusterfs left out), for the checkers and the operator's view.
+   * private directories under .glusterfs left out), with its mode and xattrs, read from its inode as the
+   * walk meets it: for the always-on checkers (after every event that changed a disk) and the operator's view.
    */
-  peekNames(each: (path: string, e: DirEntry) => void, dir = ''): void {
-    for (const e of this.peekDir(dir)) {
-      const p = dir ? `${dir}/${e.name}` : e.name;
-      if (p === '.glusterfs') continue;
-      if (e.type === 'dir') this.peekNames(each, p);
-      else each(p, e);
-    }
-  }
-  peekDir(p: string): DirEntry[] {
-    const f = this.faulty;
-    this.faulty = false;
-    try {
-      return this.readdir(p);
-    } finally {
-      this.faulty = f;
-    }
-  }
-  peekLink(p: string): string | null {
-    return this.get(p).target;
+  peekFiles(each: (path: string, mode: number, xattrs: ReadonlyMap<string, Buffer>) => void): void {
+    const walk = (dir: Inode, at: string) => {
+      for (const [name, ino] of dir.entries!) {
+        const n = this.inodes.get(ino)!;
+        const p = at ? `${at}/${name}` : name;
+        if (n.entries) {
+          if (p !== '.glusterfs') walk(n, p);
+        } else each(p, n.mode, n.xattrs);
+      }
+    };
+    walk(this.inodes.get(1)!, '');
   }
   setxattr(p: string, name: string, value: Uint8Array): void {
     this.fault('setxattr', true);

@@ -39,15 +39,15 @@ export class PresenceChecker {
 
   /** Whether `st` holds p's authoritative copy, or a commit record whose committed copy is there. */
   private copyAt(st: SimStorage, p: string): boolean {
-    const mode = st.peekMode(p);
-    if (mode === null || (mode & S_IFMT) !== S_IFREG) return false;
-    if ((mode & 0o7777) === 0o1000 && st.peek(p, LINKTO)) return false;
-    const rec = st.peek(p, RECORD);
+    const at = st.peekAt(p);
+    if (at === null || (at.mode & S_IFMT) !== S_IFREG) return false;
+    if ((at.mode & 0o7777) === 0o1000 && at.xattrs.get(LINKTO)) return false;
+    const rec = at.xattrs.get(RECORD);
     if (!rec) return true;
     const m = parseMoved(rec);
-    const g = st.peek(p, GFID);
+    const g = at.xattrs.get(GFID);
     const dst = m ? this.names.indexOf(m.dst) : -1;
     if (!m || !g || g.length !== 16 || dst < 0) return false;
-    return this.storages[dst].peekMode(`${COPIES}/${gfidFromBytes(g)}.${m.token}`) !== null;
+    return this.storages[dst].peekAt(`${COPIES}/${gfidFromBytes(g)}.${m.token}`) !== null;
   }
 }

@@ -29,13 +29,11 @@ export class S3Checker {
     this.checks++;
     const holder = new Map<string, number>();
     this.storages.forEach((st, i) => {
-      st.peekNames((p, e) => {
-        if (e.type !== 'file') return;
-        const s = st.peekStat(p);
-        if ((s.mode & S_IFMT) !== S_IFREG) return;
-        if ((s.mode & 0o7777) === 0o1000 && st.peek(p, LINKTO)) return;
-        if (st.peek(p, RECORD)) return;
-        const g = st.peek(p, GFID);
+      st.peekFiles((p, mode, x) => {
+        if ((mode & S_IFMT) !== S_IFREG) return;
+        if ((mode & 0o7777) === 0o1000 && x.get(LINKTO)) return;
+        if (x.get(RECORD)) return;
+        const g = x.get(GFID);
         if (!g) return;
         const gfid = g.toString('hex');
         const other = holder.get(gfid);

@@ -40,7 +40,7 @@ export class SimNetwork implements Network {
       remote,
       write: (bufs, onSent) => {
         if (e.closed || !e.peer) return false;
-        const data = Buffer.concat(bufs.map((b) => Buffer.from(b))); // the sender may reuse its buffers
+        const data = Buffer.concat(bufs); // a copy: the sender may reuse its buffers
         onSent?.();
         const peer = e.peer;
         // In order on this connection; independent of other connections.

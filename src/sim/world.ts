@@ -4,6 +4,7 @@
  * Runs are replayable: the same seed gives the same schedule.
  */
 import type { Clock, Random, Timer } from '../common/env.js';
+import { EventQueue, type Ev } from './event-queue.js';
 
 /** SplitMix32-style PRNG: small, fast, good enough for scheduling. */
 export class Prng {
@@ -30,15 +31,6 @@ export class Prng {
   }
 }
 
-interface Ev {
-  t: number;
-  seq: number;
-  fn: () => void;
-  dead: boolean;
-  /** Events of one channel (bytes of one connection) keep their order, even when exploring. */
-  ch?: object;
-}
-
 const EPOCH_MS = 1_800_000_000_000;
 /** Events queued as immediates at a time by run(). */
 const RUN_BATCH = 64;
@@ -46,7 +38,7 @@ const RUN_BATCH = 64;
 export class World {
   now = 0;
   private seq = 0;
-  private queue: Ev[] = [];
+  private queue = new EventQueue();
   readonly rng: Prng;
   events = 0;
   /**
@@ -69,16 +61,7 @@ export class World {
   /** Runs `fn` after `delay` virtual ms. */
   at(delay: number, fn: () => void, ch?: object): Ev {
     const ev: Ev = { t: this.now + Math.max(0, delay), seq: this.seq++, fn, dead: false, ch };
-    // Insert keeping (t, seq) order; queues stay small, a binary search suffices.
-    let lo = 0;
-    let hi = this.queue.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      const q = this.queue[mid];
-      if (q.t < ev.t || (q.t === ev.t && q.seq < ev.seq)) lo = mid + 1;
-      else hi = mid;
-    }
-    this.queue.splice(lo, 0, ev);
+    this.queue.push(ev);
     return ev;
   }
 
@@ -134,21 +117,7 @@ export class World {
 
   /** Runs the next event (the chooser's pick when exploring); false when none is left. */
   private step(limitMs: number): boolean {
-    while (this.queue.length && this.queue[0].dead) this.queue.shift();
-    let idx = 0;
-    if (this.chooser) {
-      const cands: number[] = [];
-      const seen = new Set<object>();
-      for (let i = 0; i < this.queue.length && cands.length < this.window; i++) {
-        const q = this.queue[i];
-        if (q.dead) continue;
-        if (q.ch && seen.has(q.ch)) continue; // an earlier event of its channel is still pending
-        if (q.ch) seen.add(q.ch);
-        cands.push(i);
-      }
-      if (cands.length > 1) idx = cands[Math.min(cands.length - 1, this.chooser(cands.length))];
-    }
-    const ev = idx === 0 ? this.queue.shift() : this.queue.splice(idx, 1)[0];
+    const ev = this.chooser ? this.choose(this.chooser) : this.queue.popLive();
     if (!ev) return false;
     if (ev.t > limitMs) throw new Error(`simulation passed ${limitMs} virtual ms without finishing (seed ${this.seed})`);
     this.now = Math.max(this.now, ev.t);
@@ -156,5 +125,26 @@ export class World {
     ev.fn();
     this.afterEvent?.();
     return true;
+  }
+
+  /**
+   * Exploration's pick among the first `window` live events, each the earliest of its channel (an earlier
+   * event of a channel is still pending: a later one of it is not a candidate); the others go back.
+   */
+  private choose(chooser: (candidates: number) => number): Ev | undefined {
+    const cands: Ev[] = [];
+    const passed: Ev[] = [];
+    const seen = new Set<object>();
+    while (cands.length < this.window) {
+      const q = this.queue.popLive();
+      if (!q) break;
+      passed.push(q);
+      if (q.ch && seen.has(q.ch)) continue;
+      if (q.ch) seen.add(q.ch);
+      cands.push(q);
+    }
+    const ev = cands.length > 1 ? cands[Math.min(cands.length - 1, chooser(cands.length))] : cands[0];
+    for (const q of passed) if (q !== ev) this.queue.push(q);
+    return ev;
   }
 }

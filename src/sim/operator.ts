@@ -41,7 +41,8 @@ export class Operator {
   migrated = 0;
   lateMigrations = 0;
   private saved: Checkpoint | null = null;
-  private readonly store = { load: () => this.saved, save: (c: Checkpoint) => void (this.saved = structuredClone(c)) };
+  /** The rebalancer's checkpoint store: a JSON copy, as the CLI's file and the cluster's etcd key hold it. */
+  private readonly store = { load: () => this.saved, save: (c: Checkpoint) => void (this.saved = JSON.parse(JSON.stringify(c)) as Checkpoint) };
 
   constructor(
     private readonly e: OperatorEnv,

@@ -5,7 +5,8 @@
  * `volume status`, and `volume set` from two hosts at once. A brick killed on one host is restarted by its node daemon on its port and its files
  * read again; add-brick and a rebalance onto the new brick; remove-brick of a whole host whose drain's
  * process is SIGKILLed mid-way (a node daemon takes the drain over and is SIGKILLed mid-way too; another
- * daemon takes it over and finishes it: every file reads with
+ * daemon takes it over and is stopped by SIGTERM mid-way: it hands the drain on, and the third daemon
+ * takes it over at once and finishes it: every file reads with
  * its checksum, the brick leaves the volume and its daemon stops it, the host leaves the pool);
  * replace-brick onto another host; etcd killed (clients go on, admin commands fail naming the store and
  * work again when it is back); `volume stop` stops the bricks on every host. One cluster for all of
@@ -100,8 +101,9 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
   /** Each host's node daemon log (stderr), kept: the management path's refusals are read there. */
   const logs = new Map<string, string>();
   const homeOf = (h: Host) => path.join(base, h.name);
-  // The first node daemon that migrates a file of a task it took over SIGKILLs itself after the copy.
-  const daemonFault = { DHTFS_FAULT_KILL_AFTER_STEP: 'copy', DHTFS_FAULT_ONCE: path.join(base, 'daemon-fault') };
+  // The first node daemon that migrates a file of a task it took over SIGKILLs itself after the copy; the
+  // second SIGTERMs itself there (stopped on purpose: it hands the task on).
+  const daemonFault = { DHTFS_FAULT_KILL_AFTER_STEP: 'copy', DHTFS_FAULT_ONCE: path.join(base, 'daemon-fault'), DHTFS_FAULT_TERM_AFTER_STEP: 'copy', DHTFS_FAULT_TERM_ONCE: path.join(base, 'daemon-term') };
   /** A node daemon on `h`; `retry`: again every half second while it refuses (its id's presence not lapsed yet). */
   const startDaemon = async (h: Host, endpoint: string, retry = false): Promise<ChildProcess> => {
     const d = h.spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', endpoint, '--etcd-tls', etcd!.tlsDir, '--address', h.address, '--state-dir', path.join(homeOf(h), 'node')], {
@@ -324,8 +326,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
 
     // remove-brick of a whole host (the second's one brick), its drain's process SIGKILLed in the middle of
     // a file's migration: a node daemon takes the drain over once the process's claim lapses, and is
-    // SIGKILLed in the middle of a file's migration too; another daemon takes it over and finishes it;
-    // commit takes the brick out (its node daemon stops it) and the host can leave the pool.
+    // SIGKILLed in the middle of a file's migration too; another daemon takes it over, and is stopped by
+    // SIGTERM in the middle of a file: it finishes that file and hands the drain on, and the third daemon
+    // takes it over at once and finishes it; commit takes the brick out (its node daemon stops it) and the
+    // host can leave the pool.
     const brick1 = path.join(base, 'brick1');
     const onIt = fs
       .readdirSync(brick1)
@@ -349,10 +353,18 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.equal(dr!.rebalance!.counters.failed, 0);
     assert.ok(!running(drain.pid), 'the drain process killed itself (fault injection)');
     const takers = [...logs.values()].join('').split('taking over the remove-brick of volume cv').length - 1;
-    assert.ok(takers >= 2, `two node daemons took the drain over, one after the other:\n${[...logs.values()].join('\n')}`);
+    assert.ok(takers >= 3, `three node daemons took the drain over, one after the other:\n${[...logs.values()].join('\n')}`);
     const killed = daemons.findIndex((d) => d.signalCode === 'SIGKILL');
     assert.ok(killed >= 0 && Number(fs.readFileSync(daemonFault.DHTFS_FAULT_ONCE, 'utf8')) === daemons[killed].pid, 'the first daemon to take it over was SIGKILLed mid-migration');
+    const termed = daemons.findIndex((d) => d.pid === Number(fs.readFileSync(daemonFault.DHTFS_FAULT_TERM_ONCE, 'utf8')));
+    assert.ok(termed >= 0 && termed !== killed, 'the second daemon to take it over was sent SIGTERM mid-migration');
+    for (let i = 0; i < 100 && daemons[termed].exitCode === null; i++) await sleep(100);
+    assert.equal(daemons[termed].exitCode, 0, 'and exited by itself');
+    const termedHost = [h1, h2, h3][termed];
+    assert.match(logs.get(termedHost.name) ?? '', /handed the remove-brick of volume cv on \(this daemon is stopping\)/);
+    assert.match([...logs.values()].join(''), /taking over the remove-brick of volume cv \(handed on by [0-9a-f-]+\): on from its checkpoint at once/);
     daemons[killed] = await startDaemon([h1, h2, h3][killed], etcd.endpoint, true);
+    daemons[termed] = await startDaemon(termedHost, etcd.endpoint, true);
     assert.ok(fs.readFileSync(path.join(home, 'logs', 'rebalance-cv.log'), 'utf8').includes(`fault injection: SIGKILL after copy of /${onIt[0]}`));
     assert.deepEqual(await client(admin, specFile), expected(16), 'every file reads, with its content, after the takeover');
     assert.match(await run('volume', 'remove-brick', 'cv', 'cv-client-1', 'commit'), /volume remove-brick commit: cv: removed cv-client-1$/m);

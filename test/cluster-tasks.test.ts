@@ -2,7 +2,8 @@
  * The node daemons' takeover of long tasks (src/cluster/tasks.ts) on the local store, with a fake task
  * run: a task whose claim is held is left to its holder; once the claim is gone while the checkpoint says
  * running, exactly one of two watchers takes it (its claim names it) and runs it; a task that completed,
- * was stopped, or whose volume is not started is not taken; a run that throws is not retried at once.
+ * was stopped, or whose volume is not started is not taken; a run that throws is not retried at once; a
+ * watcher closed to hand on (SIGTERM) ends its run and the other takes it over at once.
  * Over a real etcd (no root needed): a task whose runner died shows as awaiting a takeover (not failed),
  * `stop` stops it there, and `volume delete` forgets the task.
  */
@@ -30,13 +31,18 @@ test('task takeover: one watcher of two takes a running task whose claim is gone
   const vol = (name: string, state: VolumeRecord['state']): VolumeRecord => ({ name, volumeId: randomUUID(), secret: 's', adminSecret: 'a', state, bricks: [], decommissioned: [], version: 1 });
   const task: TaskRecord = { kind: 'remove-brick', mode: 'full', force: true, throttle: 'normal', bricks: ['tv-client-1'] };
   const put = (key: string, value: unknown) => store.commit([{ key, value: JSON.stringify(value) }]);
-  const runs: { by: string; vol: string; task: TaskRecord; owner: string | null }[] = [];
+  const runs: { by: string; vol: string; task: TaskRecord; owner: string | null; handedOn: boolean }[] = [];
   let finish = (): void => {};
   const run =
     (by: string): TaskRun =>
-    async (v, t) => {
-      runs.push({ by, vol: v, task: t, owner: (await store.get(keys.task(v)))?.value ?? null });
+    async (v, t, _claim, { handedOn, handOn }) => {
+      runs.push({ by, vol: v, task: t, owner: (await store.get(keys.task(v)))?.value ?? null, handedOn });
       if (v === 'bad') throw new Error('the volume does not answer');
+      if (v === 'ho' && !handedOn) {
+        // Runs until its daemon stops, then ends at a "file boundary" with its checkpoint still running.
+        for (let i = 0; i < 500 && !handOn(); i++) await sleep(20);
+        return 'running';
+      }
       await new Promise<void>((r) => (finish = r));
       await put(keys.checkpoint(v), { state: 'completed' });
       return 'completed';
@@ -90,6 +96,27 @@ test('task takeover: one watcher of two takes a running task whose claim is gone
       logs.some((l) => /the remove-brick of volume bad taken over here failed: the volume does not answer; trying again in 60 s/.test(l)),
       logs.join('\n'),
     );
+
+    // A daemon stopping on purpose (SIGTERM) hands its run on: it ends the run, marks it handed on and
+    // releases the claim, and the other daemon takes it over at once (no lapse, no lease wait).
+    await put(`tasks/ho/task`, task);
+    await put(keys.volume('ho'), vol('ho', 'started'));
+    await put(keys.checkpoint('ho'), { state: 'running' });
+    for (let i = 0; i < 100 && !runs.some((x) => x.vol === 'ho'); i++) await sleep(50);
+    const first = runs.find((x) => x.vol === 'ho');
+    assert.ok(first && !first.handedOn, `one watcher took the task: ${JSON.stringify(runs)}`);
+    const stopping = watchers.find((w) => w.tasks().includes('ho'))!;
+    const other = watchers.find((w) => w !== stopping)!;
+    await stopping.close({ handOn: true });
+    assert.deepEqual(stopping.tasks(), [], 'the stopping watcher ended its run');
+    for (let i = 0; i < 100 && !runs.some((x) => x.vol === 'ho' && x.by !== first.by); i++) await sleep(50);
+    const second = runs.find((x) => x.vol === 'ho' && x.by !== first.by);
+    assert.ok(second?.handedOn, `the other watcher took it over as handed on: ${JSON.stringify(runs)}\n${logs.join('\n')}`);
+    assert.deepEqual(other.tasks(), ['ho']);
+    assert.ok(logs.some((l) => l.startsWith(`${first.by} info: handed the remove-brick of volume ho on (this daemon is stopping)`)));
+    assert.ok(logs.some((l) => l.startsWith(`${second.by} info: taking over the remove-brick of volume ho (handed on by ${first.by}): on from its checkpoint at once`)));
+    assert.equal(await store.get(keys.handedOn('ho')), null, 'the taker cleared the mark');
+    finish();
   } finally {
     for (const w of watchers) await w.close();
     await store.close();

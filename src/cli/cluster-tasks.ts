@@ -60,7 +60,10 @@ export async function clusterRebalanceStart(name: string, o: RunOptions, kind: T
       throw new Error(`a rebalance of ${name} is already running (pid ${w.pid} on ${w.host})`);
     }
     const task: TaskRecord = { kind, mode: o.mode, force: o.force, throttle: o.throttle, ...(o.leaseMs ? { leaseMs: o.leaseMs } : {}), ...(bricks ? { bricks } : {}) };
-    await s.commit([{ key: taskKey(name), value: JSON.stringify(task) }]);
+    await s.commit([
+      { key: taskKey(name), value: JSON.stringify(task) },
+      { key: keys.handedOn(name), value: null },
+    ]);
   });
   const logs = path.join(home(), 'logs');
   fs.mkdirSync(logs, { recursive: true });
@@ -83,22 +86,26 @@ export async function clusterRebalanceStart(name: string, o: RunOptions, kind: T
 /**
  * A run of the volume's task under `claim` (held by the caller, released by it): a first run clears a
  * stop left from before; a run taken over keeps it (a run stopped while its runner died stops at once).
+ * `handOn` true (its node daemon is stopping) stops it at a file boundary with its checkpoint still
+ * `running` (unless a stop was asked too), for another daemon to take over.
  */
-async function runUnderClaim(s: Store, name: string, o: RunOptions, claim: Claim, takeover: boolean, log: (m: string) => void, stopped: () => boolean): Promise<Checkpoint> {
+async function runUnderClaim(s: Store, name: string, o: RunOptions, claim: Claim, takeover: boolean, log: (m: string) => void, stopped: () => boolean, handOn: () => boolean = () => false): Promise<Checkpoint> {
   // The checkpoint: read once, written behind (the last one wins; flushed at the end).
   const ck = keys.checkpoint(name);
   const first = await s.get(ck);
   let cached: Checkpoint | null = first ? (JSON.parse(first.value) as Checkpoint) : null;
   let writing: Promise<unknown> = Promise.resolve();
+  let stop = false;
   const store: CheckpointStore = {
     load: () => cached,
     save: (cp) => {
+      // Stopped to be handed on: the next runner goes on from here, as after a takeover.
+      if (cp.state === 'stopped' && handOn() && !stop) cp = { ...cp, state: 'running' };
       cached = cp;
       const value = JSON.stringify(cp);
       writing = writing.then(() => s.commit([{ key: ck, value }]).catch((e) => log(`checkpoint not saved: ${(e as Error).message}`)));
     },
   };
-  let stop = false;
   if (takeover) stop = (await s.get(stopKey(name))) !== null;
   else await s.commit([{ key: stopKey(name), value: null }]);
   const unwatch = await s.watch(stopKey(name), (e) => (stop = stop || e.entry !== null));
@@ -119,8 +126,9 @@ async function runUnderClaim(s: Store, name: string, o: RunOptions, claim: Claim
       return cp;
     }
     try {
-      const r = new Rebalancer(vol.client, { mode: o.mode, force: o.force, throttle: parseThrottle(o.throttle), restart: !takeover && !!o.restart, store, migrate: migratorOptions(o.leaseMs), shouldStop: () => stop || stopped(), log });
-      return await r.run();
+      const r = new Rebalancer(vol.client, { mode: o.mode, force: o.force, throttle: parseThrottle(o.throttle), restart: !takeover && !!o.restart, store, migrate: migratorOptions(o.leaseMs), shouldStop: () => stop || stopped() || handOn(), log });
+      const end = await r.run();
+      return cached ?? end; // as saved: `running` when handed on
     } finally {
       await vol.close();
     }
@@ -153,13 +161,14 @@ export async function clusterRunRebalance(name: string, o: RunOptions & { restar
 
 /** What a node daemon runs when it takes a task over (src/cluster/tasks.ts): the task on from its checkpoint. */
 export function takeOverTask(s: Store, log: (level: 'info' | 'warn' | 'error', m: string) => void): TaskRun {
-  return async (vol, task, claim) => {
+  return async (vol, task, claim, { handedOn, handOn }) => {
     // The old runner's migrations in flight hold their files' leases on the bricks until leaseMs after it
     // last renewed them; its claim lapsed a TTL after its last renewal, which was at most a third of the
     // TTL before it died. Waiting out the rest (and half a second) lets this run move those files rather
-    // than find them busy (and skip them, which leaves a drain unfinished).
-    const rest = (task.leaseMs ?? MIGRATION_LEASE_MS) + 500 - ((taskTtlSec() * 2) / 3) * 1000;
-    if (rest > 0) await sleep(rest);
+    // than find them busy (and skip them, which leaves a drain unfinished). A run handed on left none.
+    const rest = handedOn ? 0 : (task.leaseMs ?? MIGRATION_LEASE_MS) + 500 - ((taskTtlSec() * 2) / 3) * 1000;
+    for (const until = Date.now() + rest; Date.now() < until && !handOn();) await sleep(Math.min(100, until - Date.now()));
+    if (handOn()) return 'running'; // this daemon stops before the run began: on as it was
     const cp = await runUnderClaim(
       s,
       vol,
@@ -168,6 +177,7 @@ export function takeOverTask(s: Store, log: (level: 'info' | 'warn' | 'error', m
       true,
       (m) => log('info', `${task.kind} ${vol}: ${m}`),
       () => false,
+      handOn,
     );
     return cp.state;
   };

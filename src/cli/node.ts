@@ -123,16 +123,19 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
         await daemon.start();
         const tasks = await startTaskWatcher(store, id, log);
         process.stdout.write(JSON.stringify({ event: 'node-ready', id, address: o.address, store: store.where, pid: process.pid }) + '\n');
-        await new Promise<void>((resolve) => {
-          process.once('SIGTERM', resolve);
-          process.once('SIGINT', resolve);
+        // Stopped on purpose (SIGTERM, SIGINT): its tasks handed on at a file boundary, for another daemon
+        // to take over at once. Its presence lost: the store is away, the tasks' claims lapse by themselves.
+        const why = await new Promise<'signal' | 'lost'>((resolve) => {
+          process.once('SIGTERM', () => resolve('signal'));
+          process.once('SIGINT', () => resolve('signal'));
           void presence.lost.then(() => {
             log('error', `lost this node's presence in ${store.where} (away for more than ${PRESENCE_TTL_S} s); stopping`);
-            resolve();
+            resolve('lost');
           });
         });
         await mgmt.close();
-        await tasks.close();
+        if (why === 'signal' && tasks.tasks().length > 0) log('info', `stopping: handing on ${tasks.tasks().join(', ')}'s task at the next file boundary`);
+        await tasks.close({ handOn: why === 'signal' });
         await daemon.close({ bricks: !!o.stopBricks });
         await presence.release().catch(() => {});
         await store.close();

@@ -109,11 +109,12 @@ export function parseThrottle(t: string): number {
  * DHTFS_FAULT_KILL_AFTER_STEP=<step> the process kills itself with SIGKILL right after that step; with
  * DHTFS_FAULT_STOP_AFTER_STEP=<step> it stops itself (SIGSTOP) there, as a hung migrator; both only for
  * DHTFS_FAULT_KILL_PATH=<path> if set, and with DHTFS_FAULT_ONCE=<file> only in the first process to make
- * that file (node daemons that take a task over: the first one dies, the next one finishes).
+ * that file (node daemons that take a task over: the first one dies, the next one finishes). With
+ * DHTFS_FAULT_TERM_AFTER_STEP=<step> and DHTFS_FAULT_TERM_ONCE=<file>, the first process to make that file
+ * (of those the faults above spared) sends itself SIGTERM there (a node daemon stopped on purpose).
  */
-/** DHTFS_FAULT_ONCE: whether this process is the one whose fault fires (the first to make the file). */
-function firstToFault(): boolean {
-  const once = process.env.DHTFS_FAULT_ONCE;
+/** Whether this process is the one whose fault fires: the first to make `once` (no file: every process). */
+function firstToFault(once = process.env.DHTFS_FAULT_ONCE): boolean {
   if (!once) return true;
   try {
     fs.writeFileSync(once, String(process.pid), { flag: 'wx' });
@@ -126,21 +127,20 @@ function firstToFault(): boolean {
 export function migratorOptions(leaseMs?: number): MigrateOptions {
   const kill = process.env.DHTFS_FAULT_KILL_AFTER_STEP;
   const hang = process.env.DHTFS_FAULT_STOP_AFTER_STEP;
+  const term = process.env.DHTFS_FAULT_TERM_AFTER_STEP;
   const only = process.env.DHTFS_FAULT_KILL_PATH;
   return {
     leaseMs,
     afterStep:
-      kill || hang
+      kill || hang || term
         ? (s, p) => {
             if (only && only !== p) return;
-            if ((s === kill || s === hang) && !firstToFault()) return;
-            if (s === kill) {
-              console.log(`${new Date().toISOString()} fault injection: SIGKILL after ${s} of ${p}`);
-              process.kill(process.pid, 'SIGKILL');
-            }
-            if (s === hang) {
-              console.log(`${new Date().toISOString()} fault injection: SIGSTOP after ${s} of ${p}`);
-              process.kill(process.pid, 'SIGSTOP');
+            if ((s === kill || s === hang) && firstToFault()) {
+              console.log(`${new Date().toISOString()} fault injection: ${s === kill ? 'SIGKILL' : 'SIGSTOP'} after ${s} of ${p}`);
+              process.kill(process.pid, s === kill ? 'SIGKILL' : 'SIGSTOP');
+            } else if (s === term && firstToFault(process.env.DHTFS_FAULT_TERM_ONCE)) {
+              console.log(`${new Date().toISOString()} fault injection: SIGTERM after ${s} of ${p}`);
+              process.kill(process.pid, 'SIGTERM');
             }
           }
         : undefined,

@@ -69,6 +69,8 @@ export const keys = {
   brickStatuses: (vol: string) => `status/${vol}/`,
   task: (vol: string) => `tasks/${vol}/owner`,
   checkpoint: (vol: string) => `tasks/${vol}/checkpoint`,
+  /** Written by a node daemon that handed the task on as it stopped (SIGTERM): the next runner need not wait for leases. */
+  handedOn: (vol: string) => `tasks/${vol}/handed-on`,
   /** The cluster CA's certificate and CRL (PEM; public), written by `cluster init` and `cert revoke`. */
   pki: 'pki/',
   pkiCa: 'pki/ca',

@@ -122,7 +122,9 @@ export class StoreLoop {
   /** No more passes started by the watch or the timer; resolves once the one under way (if any) ended. */
   async stop(): Promise<void> {
     this.ticker?.cancel();
-    await this.stopWatch?.();
+    const unwatch = this.stopWatch;
+    this.stopWatch = null;
+    await unwatch?.();
     await this.passing;
   }
 }

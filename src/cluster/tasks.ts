@@ -7,6 +7,11 @@
  * its checkpoint. The old runner, if it still lives, is fenced per file by the bricks' migration lease and
  * stops when it learns its claim is lost.
  *
+ * A daemon that stops on purpose (SIGTERM: `close({ handOn: true })`) hands its runs on instead of leaving
+ * them to lapse: each stops at a file boundary (the migrations under way end, so their leases go), its
+ * checkpoint still says running, tasks/<vol>/handed-on says so, and its claim is released: another
+ * daemon's watch sees the claim go and takes the task over at once, without waiting for leases.
+ *
  * What running a task means (a Rebalancer over a client of the volume) is injected (`TaskRun`), as are the
  * store and the clock: nothing here touches the network, files or processes.
  */
@@ -33,8 +38,19 @@ export interface TaskOwner {
   node?: string;
 }
 
-/** Runs `task` of volume `vol` on from its checkpoint under `claim` (held by the caller); resolves with the run's end state. */
-export type TaskRun = (vol: string, task: TaskRecord, claim: Claim) => Promise<string>;
+/** How a run was taken, and how it learns that its daemon is stopping. */
+export interface TaskRunControl {
+  /** The previous runner handed it on (no migration lease of its is left to wait out). */
+  handedOn: boolean;
+  /** True once this daemon stops: the run should end at the next file boundary with its checkpoint still `running`. */
+  handOn: () => boolean;
+}
+
+/**
+ * Runs `task` of volume `vol` on from its checkpoint under `claim` (held by the caller); resolves with the
+ * run's end state (`running`: it stopped to be handed on).
+ */
+export type TaskRun = (vol: string, task: TaskRecord, claim: Claim, control: TaskRunControl) => Promise<string>;
 
 export type TaskLog = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
@@ -67,6 +83,8 @@ export class TaskWatcher {
   /** Volume -> clock time before which this daemon does not try it again (its run here threw). */
   private readonly backoff = new Map<string, number>();
   private closed = false;
+  /** This daemon is stopping and hands its runs on. */
+  private handingOn = false;
 
   constructor(
     private readonly store: Store,
@@ -126,30 +144,42 @@ export class TaskWatcher {
       }
       const claim = await this.store.claim(keys.task(vol), JSON.stringify(this.owner), this.opts.ttlSec);
       if (!claim) continue; // another daemon won it
-      this.log('info', `taking over the ${task.kind} of volume ${vol} (its runner's claim lapsed while it was running): on from its checkpoint`);
-      this.running.set(vol, this.runOne(vol, task, claim));
+      const handed = t.get('handed-on');
+      if (handed !== undefined) {
+        await this.store.commit([{ key: keys.handedOn(vol), value: null }]);
+        this.log('info', `taking over the ${task.kind} of volume ${vol} (handed on by ${handed}): on from its checkpoint at once`);
+      } else this.log('info', `taking over the ${task.kind} of volume ${vol} (its runner's claim lapsed while it was running): on from its checkpoint`);
+      this.running.set(vol, this.runOne(vol, task, claim, handed !== undefined));
     }
   }
 
-  private async runOne(vol: string, task: TaskRecord, claim: Claim): Promise<void> {
+  private async runOne(vol: string, task: TaskRecord, claim: Claim, handedOn: boolean): Promise<void> {
     try {
-      const end = await this.run(vol, task, claim);
-      this.log('info', `the ${task.kind} of volume ${vol} taken over here ended: ${end}`);
+      const end = await this.run(vol, task, claim, { handedOn, handOn: () => this.handingOn });
+      if (this.handingOn && end === 'running') {
+        await this.store.commit([{ key: keys.handedOn(vol), value: this.owner.node ?? `${this.owner.host}:${this.owner.pid}` }]);
+        this.log('info', `handed the ${task.kind} of volume ${vol} on (this daemon is stopping): stopped at a file boundary, its checkpoint says running, its claim released`);
+      } else this.log('info', `the ${task.kind} of volume ${vol} taken over here ended: ${end}`);
     } catch (e) {
       this.log('error', `the ${task.kind} of volume ${vol} taken over here failed: ${(e as Error).message}; trying again in ${this.opts.retryMs / 1000} s`);
       this.backoff.set(vol, this.clock.now() + this.opts.retryMs);
     } finally {
       this.running.delete(vol);
-      if (!this.closed) await claim.release().catch(() => {});
+      if (!this.closed || this.handingOn) await claim.release().catch(() => {});
     }
   }
 
   /**
-   * Stops looking. A run under way here is left as it is (the daemon's process ends with it): its claim
-   * lapses within the TTL and another node's daemon takes it over, as after a crash.
+   * Stops looking. With `handOn` (the daemon stops on purpose), every run under way here stops at a file
+   * boundary and is handed on (above); resolves once each has released its claim. Without, a run under way
+   * is left as it is (the daemon's process ends with it): its claim lapses within the TTL and another
+   * node's daemon takes it over, as after a crash.
    */
-  async close(): Promise<void> {
+  async close(o: { handOn?: boolean } = {}): Promise<void> {
     this.closed = true;
     await this.loop.stop();
+    if (!o.handOn) return;
+    this.handingOn = true;
+    await Promise.all(this.running.values());
   }
 }

@@ -345,19 +345,21 @@ export class SimStorage implements Storage {
     return u;
   }
 
+  /** A path's parent directory, last component and inode (null: no such name); its components read in place, not split. */
   private walk(p: string): { parent: Inode; name: string; node: Inode | null } {
-    const parts = p === '' ? [] : p.split('/');
     let dir = this.inodes.get(1)!;
-    for (let i = 0; i < parts.length - 1; i++) {
-      const ino = dir.entries!.get(parts[i]);
+    if (p === '') return { parent: dir, name: '', node: dir };
+    let from = 0;
+    for (let slash = p.indexOf('/'); slash >= 0; slash = p.indexOf('/', from)) {
+      const ino = dir.entries!.get(p.slice(from, slash));
       if (ino === undefined) throw err('ENOENT', p);
       const n = this.inodes.get(ino)!;
       if ((n.mode & S_IFMT) === S_IFLNK) throw err('ELOOP', p);
       if (!n.entries) throw err('ENOTDIR', p);
       dir = n;
+      from = slash + 1;
     }
-    if (parts.length === 0) return { parent: dir, name: '', node: dir };
-    const name = parts[parts.length - 1];
+    const name = p.slice(from);
     const ino = dir.entries!.get(name);
     return { parent: dir, name, node: ino === undefined ? null : this.inodes.get(ino)! };
   }

@@ -32,7 +32,6 @@ export const key = (s: NsState) => {
   for (const k of Object.keys(s).sort()) out += `${k}=${s[k]};`;
   return out;
 };
-const uniq = (ss: NsState[]) => [...new Map(ss.map((s) => [key(s), s])).values()];
 
 /** The operation applied to one state; null when it fails with ENOENT there. */
 function applyNs(s: NsState, op: { kind: NsKind; a: string; b: string; token: number }): NsState | null {
@@ -65,11 +64,32 @@ export class NsModel {
   lossy = false;
   /** When the owner's operation in progress began (null: none): reads overlapping it wait for its end. */
   busySince: number | null = null;
+  /** The owner's names in key() order: a state holds no other names, so its key is read in this order without sorting. */
+  private readonly sorted: string[];
   constructor(
     readonly owner: number,
     readonly names: string[],
     private readonly violations: string[],
-  ) {}
+  ) {
+    this.sorted = [...names].sort();
+  }
+
+  /** key(s), for a state of these names. */
+  private keyOf(s: NsState): string {
+    let out = '';
+    for (const k of this.sorted) if (k in s) out += `${k}=${s[k]};`;
+    return out;
+  }
+
+  /** The states without repeats (the first of each), as the map of their keys. */
+  private uniq(ss: NsState[]): NsState[] {
+    const m = new Map<string, NsState>();
+    for (const s of ss) {
+      const k = this.keyOf(s);
+      if (!m.has(k)) m.set(k, s);
+    }
+    return [...m.values()];
+  }
 
   /** Records a finished operation; returns false when its result fits no possible state. */
   record(op: Omit<NsOp, 'mid' | 'after'>): void {
@@ -92,7 +112,7 @@ export class NsModel {
         );
       after = before; // go on checking from the states before
     }
-    this.states = uniq(after).slice(0, 256);
+    this.states = this.uniq(after).slice(0, 256);
     this.ops.push({ ...op, mid, after: this.states });
     this.busySince = null;
   }

@@ -2,7 +2,8 @@
  * TLS on the brick path (issue 19 item 5), on real brick processes: a client with a certificate of the
  * volume's CA reads and writes; a client without a certificate, one with a certificate of another CA,
  * one whose certificate was revoked (the brick reloads the CRL without a restart) and a plaintext client
- * are refused, each with one short log line at the brick naming why; a recording proxy between client
+ * are refused, each with one short log line at the brick naming why, and so is a good certificate not in
+ * the brick's auth.ssl-allow (unless its session proves the admin secret); a recording proxy between client
  * and bricks finds a file's content and name on the wire without TLS and not with it. Then the same
  * through the CLI: volume create --tls, cert issue client, cert revoke.
  */
@@ -112,7 +113,7 @@ test('TLS bricks: a good client works; no certificate, another CA, a revoked cer
   const brickDir = (i: number) => path.join(base, `tls-b${i}`);
   const certs = inHome(home, () => {
     for (let i = 0; i < 2; i++) issue('brick', `tv-client-${i}`, brickDir(i), ['127.0.0.1'], true);
-    return { alice: issue('client', 'alice', path.join(base, 'alice')), mallory: issue('client', 'mallory', path.join(base, 'mallory')) };
+    return { alice: issue('client', 'alice', path.join(base, 'alice')), mallory: issue('client', 'mallory', path.join(base, 'mallory')), bob: issue('client', 'bob', path.join(base, 'bob')) };
   });
   const eve = inHome(otherHome, () => issue('client', 'eve', path.join(base, 'eve')));
   // A plaintext client waits for the brick's challenge, which a TLS brick never sends: cut at this.
@@ -167,11 +168,25 @@ test('TLS bricks: a good client works; no certificate, another CA, a revoked cer
     const a = await RpcClient.connect(tlsNetwork({ files: certs.alice }), b.host, b.port, auth);
     a.close();
 
+    // auth.ssl-allow on the brick (from its topology, as a cluster's volume set tells it): only alice's
+    // certificate is served; bob's, good and proving the secret, is refused with a line naming it; a
+    // session that proves the admin secret (the cluster's own tools) is served whatever its certificate.
+    const admin = { ...auth, adminSecret: c.spec.adminSecret };
+    const t = await RpcClient.connect(tlsNetwork({ files: certs.alice }), b.host, b.port, admin);
+    await t.call('setTopology', { topology: { version: 1, bricks: c.spec.bricks.map(({ name, host, port }) => ({ name, host, port })), decommissioned: [], sslAllow: ['alice'] } });
+    t.close();
+    await assert.rejects(RpcClient.connect(tlsNetwork({ files: certs.bob }), b.host, b.port, { ...auth, clientName: 'bob-laptop' }), /authentication failed/);
+    const notAllowed = await logLine(c, 0, /certificate bob is not in the volume's auth\.ssl-allow \(alice\)/);
+    (await RpcClient.connect(tlsNetwork({ files: certs.alice }), b.host, b.port, auth)).close();
+    (await RpcClient.connect(tlsNetwork({ files: certs.bob }), b.host, b.port, admin)).close();
+    // The other brick was not told: it serves bob.
+    (await RpcClient.connect(tlsNetwork({ files: certs.bob }), c.spec.bricks[1].host, c.spec.bricks[1].port, auth)).close();
+
     // Plaintext: the HMAC client over TCP gets nowhere.
     await assert.rejects(RpcClient.connect(tcpNetwork, b.host, b.port, auth));
     const plain = await logLine(c, 0, /plaintext.*TLS client refused/);
 
-    for (const line of [noCert, otherCa, revoked, plain]) assert.ok(line.length < 400, `a short line: ${line}`);
+    for (const line of [noCert, otherCa, revoked, plain, notAllowed]) assert.ok(line.length < 400, `a short line: ${line}`);
     assert.equal(await vol.readFile('/f3', 'utf8'), 'content 3', 'the good client was not disturbed');
     await vol.close();
 

@@ -84,6 +84,11 @@ export class BrickCore {
 
   /** Connections to the volume's other bricks (migFetch); none in a brick that was given none. */
   peers?: PeerBricks;
+  /**
+   * auth.ssl-allow from the topology: the certificate names (CN) whose clients this brick serves on a TLS
+   * volume; null: every certificate of the CA (GlusterFS's `*`).
+   */
+  sslAllow: string[] | null = null;
   /** A call to a peer brick waits this long for its answer (the volume's network.ping-timeout; 0: for ever). */
   peerTimeoutMs = PEER_CALL_DEFAULT_S * 1000;
 
@@ -472,7 +477,27 @@ export class BrickCore {
 
   /** Takes up the options of the topology stored on this brick (at start). */
   loadOptions(): void {
-    const t = getTopology(this).topology as { options?: unknown } | null;
-    this.applyOptions(t?.options);
+    this.applyTopology(getTopology(this).topology);
+  }
+
+  /** Takes up what a topology sets beyond its bricks: its options, and auth.ssl-allow. */
+  applyTopology(t: unknown): void {
+    const o = (t && typeof t === 'object' ? t : {}) as { options?: unknown; sslAllow?: unknown };
+    this.applyOptions(o.options);
+    const allow = Array.isArray(o.sslAllow) && o.sslAllow.every((x) => typeof x === 'string') ? (o.sslAllow as string[]) : null;
+    const next = allow && !allow.includes('*') ? allow : null;
+    if (JSON.stringify(next) !== JSON.stringify(this.sslAllow)) this.log('info', `auth.ssl-allow: ${next ? next.join(',') : '*'}`);
+    this.sslAllow = next;
+  }
+
+  /**
+   * Whether a session of a TLS client with certificate `name` (of unit `unit`) is served: GlusterFS's
+   * auth.ssl-allow on the brick. The pool's own certificates (unit `node`: node daemons and peer bricks)
+   * and sessions that proved the volume's admin secret (the CLI, a rebalance) are always; a connection
+   * without a certificate (plain TCP) is not concerned. A reason to refuse, or null.
+   */
+  certRefused(name: string | undefined, unit: string | undefined, admin: boolean): string | null {
+    if (name === undefined || this.sslAllow === null || admin || unit === 'node' || this.sslAllow.includes(name)) return null;
+    return `certificate ${name} is not in the volume's auth.ssl-allow (${this.sslAllow.join(',')})`;
   }
 }

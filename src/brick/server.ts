@@ -132,6 +132,7 @@ export async function serveBrick(o: BrickServeOptions): Promise<{ listener: List
         limitLog,
         gate: g,
         budget,
+        admit: (admin) => brick.certRefused(conn.peerName, conn.peerUnit, admin),
       });
     });
   const listener = o.port === 0 ? await listenInRange(o.portRange ?? parsePortRange(), listen) : await listen(o.port);

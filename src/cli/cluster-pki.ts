@@ -135,7 +135,8 @@ export async function clusterSetTls(s: Store, name: string, on: boolean): Promis
 
 /**
  * volume set NAME auth.ssl-allow CN,CN... (or '*'; reset: absent) in a cluster: which client certificates
- * the node daemons give the volume's spec to. Taken up by the next request: nothing to tell the bricks.
+ * the node daemons give the volume's spec to (taken up by the next request), and, on a TLS volume, which
+ * ones its bricks serve: a started volume's topology goes one version up and is told to its bricks.
  */
 export async function clusterSetSslAllow(s: Store, name: string, value: string | null): Promise<string[] | null> {
   const names =
@@ -146,10 +147,12 @@ export async function clusterSetSslAllow(s: Store, name: string, value: string |
           .map((x) => x.trim())
           .filter(Boolean);
   if (names && (names.length === 0 || names.some((n) => n !== '*' && !/^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/.test(n)))) throw new Error(`auth.ssl-allow: certificate names (as cert issue client NAME made them), comma-separated, or '*'`);
-  await update<VolumeRecord>(s, keys.volume(name), (cur) => {
+  const v = await update<VolumeRecord>(s, keys.volume(name), (cur) => {
     if (!cur) throw new Error(`volume ${name} does not exist`);
     const { sslAllow: _, ...rest } = cur;
-    return names && !names.includes('*') ? { ...rest, sslAllow: names } : rest;
+    const version = cur.state === 'started' ? cur.version + 1 : cur.version;
+    return names && !names.includes('*') ? { ...rest, sslAllow: names, version } : { ...rest, version };
   });
+  if (v!.state === 'started') await announceWith(s)(v!);
   return names;
 }

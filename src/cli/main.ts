@@ -265,7 +265,7 @@ async function changeOptions(name: string, option: string, change: (options: Vol
 volume
   .command('set <name> <option> <value>')
   .description(
-    `set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')}); transport.tls on|off (TLS on the brick path; the bricks take it up when they restart: volume stop and start); auth.ssl-allow CN,... or * (a cluster's: the client certificates node daemons give the spec to)`,
+    `set an option of a volume; clients connected take it up at once (${Object.keys(LIVE_OPTIONS).join(', ')}); transport.tls on|off (TLS on the brick path; the bricks take it up when they restart: volume stop and start); auth.ssl-allow CN,... or * (a cluster's: the client certificates node daemons give the spec to, and a TLS volume's bricks serve)`,
   )
   .action(
     action(async (name: string, option: string, value: string) => {

@@ -154,6 +154,8 @@ export function announcer(tls: () => TlsFiles | null | Promise<TlsFiles | null>)
       bricks: v.bricks.map((b) => ({ name: b.name, host: b.host, port: b.port })),
       decommissioned: v.decommissioned,
       options: liveOptionsIn(v.options),
+      // auth.ssl-allow: the bricks of a TLS volume serve only these certificates' clients (absent: every one).
+      ...(v.sslAllow ? { sslAllow: v.sslAllow } : {}),
     };
     let network: Network = tcpNetwork;
     if (v.options?.tls) {

@@ -211,6 +211,11 @@ export interface ServeOptions {
   budget?: { owed: number };
   /** The brick's count of connections (ConnectionGate.admit), told of this one's authentication and end. */
   gate?: { authenticated(): void; closed(): void };
+  /**
+   * Checked once the secret (and the admin credential, `admin`) is proven: a reason to refuse the session
+   * anyway (the brick's auth.ssl-allow against the connection's certificate), or null.
+   */
+  admit?: (admin: boolean) => string | null;
 }
 
 /** Bytes a reply to `args` is expected to take: a read's length, else a small reply. */
@@ -332,7 +337,7 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
               ? 'no client nonce'
               : args.admin !== undefined && !(opts.adminSecret && macOk(args.admin, adminMac(opts.adminSecret, nonce, opts.volumeId)))
                 ? 'bad admin credential'
-                : null;
+                : (opts.admit?.(args.admin !== undefined) ?? null);
     if (why !== null) {
       reply(id, { code: 'EACCES', message: 'authentication failed' }, null);
       // The refusal reaches the client before the connection ends.

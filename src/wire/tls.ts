@@ -184,7 +184,7 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
             s.destroy();
             return;
           }
-          onConn(Object.assign(wrap(s), { peerName: peer.subject?.CN }));
+          onConn(Object.assign(wrap(s), { peerName: peer.subject?.CN, peerUnit: peer.subject?.OU }));
         });
         if (o.maxSockets) srv.maxConnections = o.maxSockets;
         srv.on('drop', (d?: { remoteAddress?: string; remotePort?: number }) => refuse(`${d?.remoteAddress}:${d?.remotePort}`, `too many sockets (limit ${o.maxSockets})`, {}));

@@ -29,6 +29,8 @@ export interface Conn {
   readonly remote: string;
   /** TLS server side: the common name of the client's certificate (verified against the CA). */
   readonly peerName?: string;
+  /** TLS server side: its organizational unit (`node` for the pool's node daemons and their bricks, `client`). */
+  readonly peerUnit?: string;
 }
 
 export interface Listener {

@@ -41,7 +41,7 @@ export async function setTopology(b: BrickCore, a: Decoded<'setTopology'>, s?: S
   // brick has already (another change made it first) with other contents; only the same one is taken again.
   if (cur && cur.version === v && JSON.stringify(cur) !== json) throw new FsError('ESTALE', `topology version ${v as number} was made by another change first: read the volume's topology again`);
   b.st.setxattr('', b.X.topology, Buffer.from(json));
-  b.applyOptions((t as { options?: unknown }).options);
+  b.applyTopology(t);
   // Clients connected now read it at once (new bricks, options set with `volume set`).
   for (const s of b.sessions.values()) s.notify(TOPOLOGY_CHANGED, { version: v });
   await b.fsyncDir('');

@@ -3,7 +3,9 @@
  * volume's CA reads and writes; a client without a certificate, one with a certificate of another CA,
  * one whose certificate was revoked (the brick reloads the CRL without a restart) and a plaintext client
  * are refused, each with one short log line at the brick naming why, and so is a good certificate not in
- * the brick's auth.ssl-allow (unless its session proves the admin secret); a recording proxy between client
+ * the brick's auth.ssl-allow (unless its session proves the admin secret); a client with the CA's CRL
+ * refuses a revoked brick, and a client by host keeps the CRL each node daemon sends with a spec and
+ * refuses a revoked node once a node told it; a recording proxy between client
  * and bricks finds a file's content and name on the wire without TLS and not with it. Then the same
  * through the CLI: volume create --tls, cert issue client, cert revoke.
  */
@@ -27,6 +29,11 @@ import type { VolumeSpec } from '../src/dht/spec.js';
 import { startCluster, type Cluster } from './helpers/cluster.js';
 import { sleep } from './helpers/raw.js';
 import { startMount, unmountCluster } from './helpers/mount.js';
+import { LocalStore } from '../src/cluster/local-store.js';
+import { MgmtServer } from '../src/cluster/mgmt-server.js';
+import { keys, type VolumeRecord } from '../src/cluster/records.js';
+import { realClock } from '../src/common/real-env.js';
+import { specByHost } from '../src/api/network.js';
 
 /** Runs `f` with DHTFS_HOME set to `home` (the CA functions read it). */
 function inHome<T>(home: string, f: () => T): T {
@@ -181,6 +188,40 @@ test('TLS bricks: a good client works; no certificate, another CA, a revoked cer
     (await RpcClient.connect(tlsNetwork({ files: certs.bob }), b.host, b.port, admin)).close();
     // The other brick was not told: it serves bob.
     (await RpcClient.connect(tlsNetwork({ files: certs.bob }), c.spec.bricks[1].host, c.spec.bricks[1].port, auth)).close();
+
+    // A client given the CA's CRL refuses a brick whose certificate it revokes (a detached node's bricks).
+    const crl = path.join(home, 'tls', 'crl.pem');
+    inHome(home, () => revoke('tv-client-1', 'brick'));
+    const withCrl = tlsNetwork({ files: { ...certs.alice, crl } });
+    await assert.rejects(RpcClient.connect(withCrl, c.spec.bricks[1].host, c.spec.bricks[1].port, auth), /TLS connect .*: the server's certificate is revoked \(in the CA's CRL\)/);
+    (await RpcClient.connect(withCrl, b.host, b.port, auth)).close();
+
+    // A client by host gets the CRL with the spec and keeps the newest in its TLS folder: a node revoked
+    // (peer detach) is refused from the next connection on, once any node told the client.
+    const store = new LocalStore(path.join(base, 'store.json'));
+    const nodeFiles = inHome(home, () => issue('node', 'n1', path.join(base, 'n1'), ['127.0.0.1'], true));
+    const srv = new MgmtServer(store, tlsNetwork({ files: nodeFiles, caName: "the cluster's CA" }), realClock, () => {});
+    const byHost = path.join(base, 'alice-by-host');
+    fs.mkdirSync(byHost);
+    for (const f of ['ca.pem', 'cert.pem', 'key.pem']) fs.copyFileSync(path.join(base, 'alice', f), path.join(byHost, f));
+    try {
+      const rec: VolumeRecord = { name: 'gv', volumeId: 'id-1', secret: 's', adminSecret: 'a', state: 'started', bricks: [{ name: 'gv-client-0', node: 'n1', host: '127.0.0.1', dir: '/b0', port: 1 }], decommissioned: [], version: 1 };
+      const publish = () => store.commit([{ key: keys.pkiCrl, value: fs.readFileSync(crl, 'utf8') }]);
+      await store.commit([{ key: keys.volume('gv'), value: JSON.stringify(rec) }]);
+      await publish();
+      const mport = await srv.listen('127.0.0.1', 0);
+      const addr = `127.0.0.1:${mport}:/gv`;
+      assert.equal((await specByHost(addr, realClock, { tlsDir: byHost })).name, 'gv');
+      assert.equal(fs.readFileSync(path.join(byHost, 'crl.pem'), 'utf8'), fs.readFileSync(crl, 'utf8'), 'the CRL came with the spec');
+      inHome(home, () => revoke('n1', 'node'));
+      await publish();
+      assert.equal((await specByHost(addr, realClock, { tlsDir: byHost })).name, 'gv', 'served once more: the client had the older CRL');
+      assert.equal(fs.readFileSync(path.join(byHost, 'crl.pem'), 'utf8'), fs.readFileSync(crl, 'utf8'), 'the newer CRL replaced it');
+      await assert.rejects(specByHost(addr, realClock, { tlsDir: byHost }), /the server's certificate is revoked \(in the CA's CRL\)/);
+    } finally {
+      await srv.close();
+      await store.close();
+    }
 
     // Plaintext: the HMAC client over TCP gets nowhere.
     await assert.rejects(RpcClient.connect(tcpNetwork, b.host, b.port, auth));

@@ -3,7 +3,8 @@ import type { VolumeSpec } from '../dht/spec.js';
 import type { Clock } from '../common/env.js';
 import { FsError } from '../common/errors.js';
 import { tcpNetwork } from '../wire/tcp.js';
-import { clientTlsFiles, defaultClientTlsDir, tlsFilesIn, tlsNetwork } from '../wire/tls.js';
+import path from 'node:path';
+import { clientTlsFiles, defaultClientTlsDir, keepNewerCrl, tlsFilesIn, tlsNetwork } from '../wire/tls.js';
 import { fetchSpec, parseServerList, parseVolumeAddress } from '../wire/mgmt.js';
 import type { Network } from '../wire/transport.js';
 
@@ -21,12 +22,15 @@ export interface ByHostOptions {
   volfileServers?: string | string[];
   /** Their management port (default: the one in the address, else 24007). */
   mgmtPort?: number;
+  log?: (level: 'warn', msg: string) => void;
 }
 
 /**
  * The spec of a volume given as `HOST:/NAME`, from the node daemon of HOST or, when it does not answer,
  * of the backup servers, over the management path's TLS with this client's certificate; for a volume
- * with transport.tls on, the spec's `tls` is that certificate too.
+ * with transport.tls on, the spec's `tls` is that certificate too. The cluster CA's CRL comes with the
+ * spec and is kept in the TLS folder (crl.pem, when newer than the one there): from then on the client
+ * refuses a node or brick whose certificate it revokes (a host `peer detach` took out of the pool).
  */
 export async function specByHost(address: string, clock: Clock, o: ByHostOptions = {}): Promise<VolumeSpec> {
   const a = parseVolumeAddress(address);
@@ -36,7 +40,16 @@ export async function specByHost(address: string, clock: Clock, o: ByHostOptions
   const dir = o.tlsDir ?? defaultClientTlsDir();
   const c = clientTlsFiles(dir);
   if ('missing' in c) throw new FsError('EACCES', `${address}: no client certificate: ${c.missing} is missing (on the host of the cluster's CA: dhtfs cert issue client NAME -o DIR; then copy DIR to ${dir}, or give tls-dir=DIR)`);
-  const { files } = c;
-  const { spec } = await fetchSpec(tlsNetwork({ files }), [{ host: a.server.host, port }, ...backups], a.volume, (ms, fn) => clock.setTimer(ms, fn));
-  return spec.options?.tls ? { ...spec, tls: { ca: files.ca, cert: files.cert, key: files.key } } : spec;
+  const crl = path.join(dir, 'crl.pem');
+  const files = { ...c.files, crl };
+  const got = await fetchSpec(tlsNetwork({ files }), [{ host: a.server.host, port }, ...backups], a.volume, (ms, fn) => clock.setTimer(ms, fn));
+  if (got.crl !== undefined) {
+    try {
+      keepNewerCrl(crl, got.crl);
+    } catch (e) {
+      o.log?.('warn', `the cluster's CRL could not be kept in ${crl}: ${(e as Error).message}; the one there (if any) is checked`);
+    }
+  }
+  const { spec } = got;
+  return spec.options?.tls ? { ...spec, tls: { ca: files.ca, cert: files.cert, key: files.key, crl } } : spec;
 }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { Command } from 'commander';
 import { home, isLocalHost, type StoredVolume } from './state.js';
-import { tlsFilesIn, type TlsFiles } from '../wire/tls.js';
+import { keepNewerCrl, tlsFilesIn, type TlsFiles } from '../wire/tls.js';
 
 export function tlsHome(): string {
   return path.join(home(), 'tls');
@@ -240,7 +240,7 @@ export function registerCertCommands(program: Command, action: (f: (...a: any[])
   cert
     .command('issue <kind> <name>')
     .description(
-      "issue a certificate into -o DIR (key.pem 0600, cert.pem, ca.pem). kind client: for a spec's tls or --tls-dir (a client that mounts HOST:/NAME keeps them in $DHTFS_HOME/tls/client). " +
+      "issue a certificate into -o DIR (key.pem 0600, cert.pem, ca.pem). kind client: for a spec's tls or --tls-dir (a client that mounts HOST:/NAME keeps them in $DHTFS_HOME/tls/client), with the CA's crl.pem (kept current by the client from the node daemons). " +
         "kind etcd-server: an etcd member's (--hosts names its addresses; for --cert-file, --key-file, --trusted-ca-file and their --peer- twins). kind etcd-client: the CLI's and node daemon's key to etcd (--etcd-tls DIR, or $DHTFS_HOME/tls/etcd-client). " +
         `The etcd ones come from the etcd CA (${'$DHTFS_HOME'}/tls/etcd-ca, made by the first of them), not from the cluster's CA: a client's certificate is no key to etcd`,
     )
@@ -249,8 +249,11 @@ export function registerCertCommands(program: Command, action: (f: (...a: any[])
     .action(
       action((kind: string, name: string, o: { output: string; hosts?: string }) => {
         const out = path.resolve(o.output);
-        if (kind === 'client') issue('client', name, out);
-        else if (kind === 'etcd-server') {
+        if (kind === 'client') {
+          issue('client', name, out);
+          // The CA's CRL as it is now (a copy: the folder goes to another host); a client by host keeps it current.
+          if (fs.existsSync(path.join(tlsHome(), 'crl.pem'))) keepNewerCrl(path.join(out, 'crl.pem'), fs.readFileSync(path.join(tlsHome(), 'crl.pem'), 'utf8'));
+        } else if (kind === 'etcd-server') {
           const hosts = (o.hosts ?? '')
             .split(',')
             .map((h) => h.trim())

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { keys, type PeerRecord, type PlacedBrick, type VolumeRecord } from '../cluster/records.js';
 import { update, type Store } from '../cluster/store.js';
 import type { SpecTls, VolumeOptions } from '../dht/spec.js';
-import { clientTlsFiles, defaultClientTlsDir, tlsFilesIn, type TlsFiles } from '../wire/tls.js';
+import { clientTlsFiles, defaultClientTlsDir, keepNewerCrl, tlsFilesIn, type TlsFiles } from '../wire/tls.js';
 import { cliTlsDir, ensureCa, issue, revoke, signCsr, tlsHome } from './cert.js';
 import { announcer } from '../cluster/brick-runner.js';
 import { home } from './state.js';
@@ -91,9 +91,20 @@ export async function publishCrl(s: Store): Promise<void> {
 /**
  * This host's client certificate for the bricks of cluster volumes with transport.tls on (the CLI's
  * probes, topology pushes, file commands, rebalance runs): the CLI's own (issued here on the CA's host),
- * else the client certificate in $DHTFS_HOME/tls/client; null when there is none.
+ * else the client certificate in $DHTFS_HOME/tls/client; null when there is none. With the cluster CA's
+ * CRL from the store (kept in $DHTFS_HOME/tls/pool-crl.pem): a brick of a detached node is refused.
  */
 export async function cliTlsFiles(s: Store): Promise<TlsFiles | null> {
+  const f = await cliCertFiles(s);
+  const crl = await s.get(keys.pkiCrl);
+  if (!f || !crl) return f;
+  const file = path.join(home(), 'tls', 'pool-crl.pem');
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  keepNewerCrl(file, crl.value);
+  return { ...f, crl: file };
+}
+
+async function cliCertFiles(s: Store): Promise<TlsFiles | null> {
   const dir = cliTlsDir();
   if (fs.existsSync(path.join(dir, 'cert.pem'))) return tlsFilesIn(dir);
   const ca = await s.get(keys.pkiCa);
@@ -114,7 +125,7 @@ export function announceWith(s: Store): (v: VolumeRecord, leaving?: PlacedBrick[
 export async function withCliTls<T extends { options?: VolumeOptions }>(s: Store, spec: T): Promise<T & { tls?: SpecTls }> {
   if (!spec.options?.tls) return spec;
   const f = await cliTlsFiles(s);
-  return f ? { ...spec, tls: { ca: f.ca, cert: f.cert, key: f.key } } : spec;
+  return f ? { ...spec, tls: { ca: f.ca, cert: f.cert, key: f.key, ...(f.crl ? { crl: f.crl } : {}) } } : spec;
 }
 
 /**

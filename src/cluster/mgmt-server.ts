@@ -50,8 +50,10 @@ export class MgmtServer {
       this.log('warn', `mgmt: spec of ${v.name} refused to ${remote} (certificate ${peerName ?? 'none'}): not in the volume's auth.ssl-allow`);
       return { ok: false, error: `volume ${v.name} is not for this client's certificate (${peerName ?? 'none'}; auth.ssl-allow)`, code: 'EACCES' };
     }
+    // The CA's CRL with it: the client refuses a node or brick it revokes (a detached host) from now on.
+    const crl = await this.store.get(keys.pkiCrl).catch(() => null);
     this.log('info', `mgmt: spec of ${v.name} given to ${remote}`);
-    return { ok: true, spec: clientSpecOf(v) };
+    return { ok: true, spec: clientSpecOf(v), ...(crl ? { crl: crl.value } : {}) };
   }
 
   async close(): Promise<void> {

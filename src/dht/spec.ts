@@ -51,6 +51,8 @@ export interface SpecTls {
   ca: string;
   cert: string;
   key: string;
+  /** The CA's CRL: a brick whose certificate it revokes is refused. */
+  crl?: string;
 }
 
 export interface VolumeSpec {

@@ -6,7 +6,9 @@
  *
  * The protocol is one request and one reply per connection, each one line of JSON:
  *   client: {"op":"getSpec","volume":"NAME"}
- *   server: {"ok":true,"spec":{...}}  or  {"ok":false,"error":"...","code":"ENOENT"}
+ *   server: {"ok":true,"spec":{...},"crl":"PEM"}  or  {"ok":false,"error":"...","code":"ENOENT"}
+ * The reply carries the cluster CA's current CRL: clients keep it (the newest they saw) and refuse a node or
+ * brick whose certificate it revokes.
  * The transport is injected (a Network): the server and the client here touch no socket themselves.
  */
 import type { VolumeSpec } from '../dht/spec.js';
@@ -24,7 +26,7 @@ export interface MgmtRequest {
   volume: string;
 }
 
-export type MgmtReply = { ok: true; spec: VolumeSpec } | { ok: false; error: string; code?: string };
+export type MgmtReply = { ok: true; spec: VolumeSpec; crl?: string } | { ok: false; error: string; code?: string };
 
 /** A node to ask: `host` and its management port. */
 export interface MgmtServerAddress {
@@ -167,7 +169,7 @@ export function askMgmt(network: Network, server: MgmtServerAddress, req: MgmtRe
  * backup-volfile-servers). A server that answers that the volume does not exist, is not started or is not
  * for this client ends the search (every node reads one store); one that cannot be reached or refuses is skipped. Throws with each server's reason.
  */
-export async function fetchSpec(network: Network, servers: MgmtServerAddress[], volume: string, timer: SetTimer): Promise<{ spec: VolumeSpec; server: MgmtServerAddress }> {
+export async function fetchSpec(network: Network, servers: MgmtServerAddress[], volume: string, timer: SetTimer): Promise<{ spec: VolumeSpec; server: MgmtServerAddress; crl?: string }> {
   const why: string[] = [];
   for (const server of servers) {
     let r: MgmtReply;
@@ -177,7 +179,7 @@ export async function fetchSpec(network: Network, servers: MgmtServerAddress[], 
       why.push(`${server.host}:${server.port}: ${(e as Error).message}`);
       continue;
     }
-    if (r.ok) return { spec: r.spec, server };
+    if (r.ok) return { spec: r.spec, server, ...(typeof r.crl === 'string' ? { crl: r.crl } : {}) };
     const err = new Error(`${server.host}:${server.port}: ${r.error}`) as Error & { code?: string };
     err.code = r.code;
     if (r.code === 'ENOENT' || r.code === 'EAGAIN' || r.code === 'EACCES') throw err;

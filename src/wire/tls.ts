@@ -2,13 +2,15 @@
  * The brick path over TLS 1.3 with mutual authentication (edge code, next to ./tcp.ts): a brick presents
  * a certificate signed by the volume's CA and accepts only clients presenting one signed by the same CA
  * and not revoked by the CA's CRL; a client verifies the brick's certificate against the CA and the
- * brick's host. The RPC's HMAC handshake runs inside the session as before (defense in depth).
+ * brick's host, and, given the CA's CRL, refuses a brick or node whose certificate it revokes. The RPC's
+ * HMAC handshake runs inside the session as before (defense in depth).
  */
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { wrap } from './tcp.js';
 import type { Listener, Network } from './transport.js';
 
@@ -18,8 +20,113 @@ export interface TlsFiles {
   ca: string;
   cert: string;
   key: string;
-  /** The CA's revocation list (bricks): read again whenever the file changes, before a new connection. */
+  /**
+   * The CA's revocation list: read again whenever the file changes, before a new connection. A server
+   * refuses a client whose certificate it lists; a client refuses such a server (a detached node, its bricks).
+   */
   crl?: string;
+}
+
+/** A DER element at `at` of `der`: its tag and where its content starts and ends. */
+function tlv(der: Buffer, at: number): { tag: number; start: number; end: number } {
+  if (at + 2 > der.length) throw new Error('short');
+  const tag = der[at];
+  let len = der[at + 1];
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n < 1 || n > 4) throw new Error('length');
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + der[start + i];
+    start += n;
+  }
+  if (start + len > der.length) throw new Error('short');
+  return { tag, start, end: start + len };
+}
+
+/**
+ * What a CRL (PEM) says of itself: its issuer (the DER of its Name) and when it was made (thisUpdate, ms
+ * since the epoch); null when it is not a CRL.
+ */
+export function crlInfo(pem: string | Buffer): { issuer: Buffer; madeAt: number } | null {
+  const m = /-----BEGIN X509 CRL-----([\s\S]*?)-----END X509 CRL-----/.exec(String(pem));
+  if (!m) return null;
+  const der = Buffer.from(m[1].replace(/\s+/g, ''), 'base64');
+  try {
+    // CertificateList { TBSCertList { [version INTEGER], signature SEQ, issuer Name, thisUpdate Time, ... } ... }
+    const tbs = tlv(der, tlv(der, 0).start);
+    let e = tlv(der, tbs.start);
+    if (e.tag === 0x02) e = tlv(der, e.end);
+    const issuer = tlv(der, e.end);
+    const t = tlv(der, issuer.end);
+    const s = der.subarray(t.start, t.end).toString('latin1');
+    // UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ)
+    const d = t.tag === 0x17 ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s) : t.tag === 0x18 ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s) : null;
+    if (!d) return null;
+    const year = t.tag === 0x17 ? (Number(d[1]) < 50 ? 2000 : 1900) + Number(d[1]) : Number(d[1]);
+    return { issuer: der.subarray(issuer.start, issuer.end), madeAt: Date.UTC(year, Number(d[2]) - 1, Number(d[3]), Number(d[4]), Number(d[5]), Number(d[6])) };
+  } catch {
+    return null;
+  }
+}
+
+/** The DER of a certificate's subject Name (the CA's: what its CRLs name as their issuer). */
+function subjectOf(certPem: Buffer): Buffer | null {
+  try {
+    const der = new X509Certificate(certPem).raw;
+    // Certificate { TBSCertificate { [0] version, serial, signature, issuer, validity, subject, ... } ... }
+    let e = tlv(der, tlv(der, tlv(der, 0).start).start);
+    if (e.tag === 0xa0) e = tlv(der, e.end);
+    for (let i = 0; i < 4; i++) e = tlv(der, e.end); // signature, issuer, validity, subject
+    return der.subarray(e.start, e.end);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Keeps `pem` in `file` when it is a CRL newer than the one there (made later, or as late and longer: the
+ * CA only adds to its list) or of another issuer (a CA made again), atomically; true when it wrote it.
+ * Revocations are never taken back, so a newer CRL never lets in what an older one refused.
+ */
+export function keepNewerCrl(file: string, pem: string): boolean {
+  const got = crlInfo(pem);
+  if (!got) return false;
+  let old: string | null = null;
+  try {
+    old = fs.readFileSync(file, 'utf8');
+  } catch {
+    // none yet
+  }
+  const had = old === null ? null : crlInfo(old);
+  if (old !== null && had !== null && had.issuer.equals(got.issuer) && (had.madeAt > got.madeAt || (had.madeAt === got.madeAt && old.length >= pem.length))) return false;
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, pem, { mode: 0o644 });
+  fs.renameSync(tmp, file);
+  return true;
+}
+
+/** A CRL file read again when it changed (a stamp of its mtime, size and inode): `load()` says whether it did. */
+function crlFile(file: string | undefined): { load(): boolean; pem(): Buffer | undefined } {
+  let stamp = '';
+  let crl: Buffer | undefined;
+  return {
+    load() {
+      if (!file) return false;
+      let now: string;
+      try {
+        const st = fs.statSync(file);
+        now = `${st.mtimeMs}:${st.size}:${st.ino}`;
+      } catch {
+        now = 'absent';
+      }
+      if (now === stamp) return false;
+      stamp = now;
+      crl = now === 'absent' ? undefined : read(file, 'CRL');
+      return true;
+    },
+    pem: () => crl,
+  };
 }
 
 /** The files of a TLS folder as `dhtfs cert issue` writes it: ca.pem, cert.pem, key.pem (and crl.pem). */
@@ -111,20 +218,43 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
   const key = read(o.files.key, 'key');
   const log = o.log ?? (() => {});
   const refuse = o.refused ?? ((remote: string, reason: string, extra: Record<string, unknown>) => log('TLS client refused', { remote, reason, ...extra }));
+  // The client side's CRL: the server's certificate is checked against it too (read again when it changes),
+  // when it is the CA's (one of another CA would make OpenSSL refuse every server: no CRL of their issuer).
+  const clientCrl = crlFile(o.files.crl);
+  const caSubject = subjectOf(ca);
+  let crlOk = false;
   return {
     connect(host, port) {
       return new Promise((resolve, reject) => {
+        let crl: Buffer | undefined;
+        try {
+          if (clientCrl.load()) {
+            const pem = clientCrl.pem();
+            const info = pem ? crlInfo(pem) : null;
+            crlOk = !!info && !!caSubject && info.issuer.equals(caSubject);
+            if (pem && !crlOk) log("TLS: the CRL is not the CA's: not checked", { crl: o.files.crl });
+          }
+          crl = crlOk ? clientCrl.pem() : undefined;
+        } catch (e) {
+          return reject(Object.assign(new Error(`TLS connect ${host}:${port}: ${(e as Error).message}`), { code: 'ENOTCONN' }));
+        }
         const s = tls.connect({
           host,
           port,
           ca,
           cert,
           key,
+          ...(crl ? { crl } : {}),
           minVersion: 'TLSv1.3',
           ...(net.isIP(host) ? {} : { servername: host }),
           ...(o.checkHost === false ? { checkServerIdentity: () => undefined } : {}),
         });
-        const onErr = (e: Error & { code?: string }) => reject(Object.assign(new Error(`TLS connect ${host}:${port}: ${reasonOf(e.code, e.message)}`), { code: 'ENOTCONN' }));
+        const onErr = (e: Error & { code?: string }) => {
+          const revoked = e.code === 'CERT_REVOKED';
+          const reason = revoked ? "the server's certificate is revoked (in the CA's CRL): a node detached from the pool, or its brick" : reasonOf(e.code, e.message);
+          if (revoked) log('TLS server refused', { remote: `${host}:${port}`, reason });
+          reject(Object.assign(new Error(`TLS connect ${host}:${port}: ${reason}`), { code: 'ENOTCONN' }));
+        };
         s.once('error', onErr);
         s.once('secureConnect', () => {
           s.off('error', onErr);
@@ -133,24 +263,13 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
       });
     },
     listen(host, port, onConn) {
-      let crlStamp = '';
-      let crl: Buffer | undefined;
-      const loadCrl = (): boolean => {
-        if (!o.files.crl) return false;
-        let stamp: string;
-        try {
-          const st = fs.statSync(o.files.crl);
-          stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
-        } catch {
-          stamp = 'absent';
-        }
-        if (stamp === crlStamp) return false;
-        crlStamp = stamp;
-        crl = stamp === 'absent' ? undefined : read(o.files.crl, 'CRL');
-        return true;
-      };
+      const crlFromFile = crlFile(o.files.crl);
+      const loadCrl = () => crlFromFile.load();
       loadCrl();
-      const context = () => ({ ca, cert, key, minVersion: 'TLSv1.3' as const, ...(crl ? { crl } : {}) });
+      const context = () => {
+        const crl = crlFromFile.pem();
+        return { ca, cert, key, minVersion: 'TLSv1.3' as const, ...(crl ? { crl } : {}) };
+      };
       return new Promise((resolve, reject) => {
         const srv = tls.createServer({ ...context(), requestCert: true, rejectUnauthorized: false, handshakeTimeout: o.handshakeMs ?? 10_000 });
         // Before tls makes the connection's socket with the server's context: a changed CRL is in it.

@@ -261,7 +261,7 @@ export class FileHandle {
         }
       }
       const r = await this.call('read', { offset: at + off, length: len }, dst);
-      void this.openLocal();
+      this.openLocal();
       // The bytes are normally received straight into the caller's buffer.
       if (r.data.buffer !== dst.buffer || r.data.byteOffset !== dst.byteOffset) dst.set(r.data);
       got[i] = r.data.length;
@@ -296,24 +296,34 @@ export class FileHandle {
    * After a read or write through the brick: opens the brick's file for the next reads and writes when
    * it is on this host (once per place of the handle; a handle that moved opens its new place's file).
    */
-  private async openLocal(): Promise<void> {
+  private openLocal(): void {
     const lfs = this.vol.localFiles;
-    if (!lfs || this.closed) return;
+    if (!lfs || this.closed || this.closing) return;
     const at = this.at();
     if (this.local?.at === at) return;
-    this.local?.file?.close();
+    void this.local?.file?.close();
     const mine: NonNullable<FileHandle['local']> = { at, file: null, writable: false, writing: 0 };
     this.local = mine;
-    const r = await this.openPlace(
+    const opening = this.openPlace(
       (src, gfid, writable) => lfs.open(src, gfid, writable),
       (f) => f.close(),
       () => this.local === mine,
-    ).catch(() => null); // the reads and writes go through the brick
-    if (r) {
-      mine.file = r.file;
-      mine.writable = r.writable;
-    }
+    )
+      .catch(() => null) // the reads and writes go through the brick
+      .then((r) => {
+        if (r) {
+          mine.file = r.file;
+          mine.writable = r.writable;
+        }
+      });
+    this.opening.add(opening);
+    void opening.finally(() => this.opening.delete(opening));
   }
+
+  /** Local opens in flight: close() waits for them, so that no descriptor of the brick's file outlives it. */
+  private opening = new Set<Promise<void>>();
+  /** close() has begun: no more local opens. */
+  private closing = false;
 
   /**
    * Opens, with `open`, the brick's data file of this handle's place for local reads, and for local
@@ -323,7 +333,7 @@ export class FileHandle {
    * longer `wants` it (what `open` gave is then closed with `close`). For FileHandle's own local reads
    * and writes, and the FUSE mount's addon. The legacy protocol leaves no commit record: never local.
    */
-  async openPlace<T>(open: (src: LocalSource, gfid: string, writable: boolean) => Promise<T | null>, close: (file: T) => void, wants: () => boolean): Promise<{ file: T; writable: boolean } | null> {
+  async openPlace<T>(open: (src: LocalSource, gfid: string, writable: boolean) => Promise<T | null>, close: (file: T) => void | Promise<void>, wants: () => boolean): Promise<{ file: T; writable: boolean } | null> {
     const at = this.at();
     const src = await this.localSource();
     const gfid = this.gfid;
@@ -332,7 +342,7 @@ export class FileHandle {
     const file = await open(src, gfid, writable);
     if (file === null) return null;
     if (this.closed || this.at() !== at || !wants()) {
-      close(file);
+      await close(file);
       return null;
     }
     return { file, writable };
@@ -426,7 +436,7 @@ export class FileHandle {
     }
     if (written === 0 && len > 0) throw new FsError('EIO', 'the brick wrote nothing and said no error');
     this.brickWrites += len >= LOCAL_AFTER_BYTES ? 2 : 1;
-    if (this.writesMuch) void this.openLocal();
+    if (this.writesMuch) this.openLocal();
     if (position === null) this.pos += written;
     return { bytesWritten: written };
   }
@@ -500,8 +510,13 @@ export class FileHandle {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.local?.file?.close();
+    this.closing = true;
+    const local = this.local?.file;
     this.local = null;
+    // The brick's file as this host opened it is closed first (a local open still in flight sees the
+    // handle no longer wants it, and closes what it opened): once close() resolves, no descriptor of the
+    // file is left here, and an unlinked file's blocks are free.
+    await Promise.all([local?.close(), ...this.opening]);
     try {
       await this.call('close', {});
     } finally {

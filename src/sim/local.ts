@@ -89,13 +89,14 @@ class SimLocalFile implements LocalFile {
     return r;
   }
 
-  close(): void {
-    if (this.closed) return;
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
     try {
       this.st.close(this.h);
     } catch {
       /* gone with a power loss */
     }
+    return Promise.resolve();
   }
 }

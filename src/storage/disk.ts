@@ -628,6 +628,9 @@ class DiskLocalFile implements LocalFile {
   /** Reads and writes in flight. */
   private busy = 0;
   private closing = false;
+  /** Resolved once the descriptor is closed (an unlinked file's blocks are freed then). */
+  private closed: Promise<void> | null = null;
+  private descriptorClosed = () => {};
   constructor(
     private readonly fd: number,
     private readonly record: string,
@@ -640,7 +643,7 @@ class DiskLocalFile implements LocalFile {
     this.busy++;
     return new Promise<number>((res, rej) => run((e, n) => (e ? rej(e) : res(n)))).finally(() => {
       // The descriptor is closed only once nothing uses it: its number could name another file next.
-      if (--this.busy === 0 && this.closing) fs.close(this.fd, () => {});
+      if (--this.busy === 0 && this.closing) fs.close(this.fd, () => this.descriptorClosed());
     });
   }
 
@@ -672,9 +675,11 @@ class DiskLocalFile implements LocalFile {
     }
   }
 
-  close(): void {
-    if (this.closing) return;
+  close(): Promise<void> {
+    if (this.closed) return this.closed;
     this.closing = true;
-    if (this.busy === 0) fs.close(this.fd, () => {});
+    this.closed = new Promise<void>((res) => (this.descriptorClosed = res));
+    if (this.busy === 0) fs.close(this.fd, () => this.descriptorClosed());
+    return this.closed;
   }
 }

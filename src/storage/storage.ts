@@ -185,8 +185,8 @@ export interface LocalFile {
   recorded(): boolean;
   /** A lock on byte LOCK_GATE or LOCK_WRITERS of the file, as Storage.lock (false: held elsewhere, or no locks here). */
   lock(byte: number, mode: FileLockMode): boolean;
-  /** Closed once the reads and writes in flight are done. */
-  close(): void;
+  /** Closes the file once the reads and writes in flight are done; resolves when its descriptor is closed. */
+  close(): Promise<void>;
 }
 
 /** A storage as bricks of one host name it: the host's identity and the storage's root there. */

@@ -217,7 +217,9 @@ test('TLS bricks: a good client works; no certificate, another CA, a revoked cer
       await publish();
       assert.equal((await specByHost(addr, realClock, { tlsDir: byHost })).name, 'gv', 'served once more: the client had the older CRL');
       assert.equal(fs.readFileSync(path.join(byHost, 'crl.pem'), 'utf8'), fs.readFileSync(crl, 'utf8'), 'the newer CRL replaced it');
-      await assert.rejects(specByHost(addr, realClock, { tlsDir: byHost }), /the server's certificate is revoked \(in the CA's CRL\)/);
+      const said: string[] = [];
+      await assert.rejects(specByHost(addr, realClock, { tlsDir: byHost, log: (_l, m) => said.push(m) }), /the server's certificate is revoked \(in the CA's CRL\)/);
+      assert.match(said.join('\n'), /^TLS server refused 127\.0\.0\.1:\d+: the server's certificate is revoked \(in the CA's CRL\)/m, 'the client logs it');
     } finally {
       await srv.close();
       await store.close();

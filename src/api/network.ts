@@ -8,11 +8,16 @@ import { clientTlsFiles, defaultClientTlsDir, keepNewerCrl, tlsFilesIn, tlsNetwo
 import { fetchSpec, parseServerList, parseVolumeAddress } from '../wire/mgmt.js';
 import type { Network } from '../wire/transport.js';
 
-export function specNetwork(spec: VolumeSpec, tlsDir?: string): Network {
+/** The client's log for its TLS transport: a server refused (its certificate revoked), a CRL not the CA's. */
+function tlsLog(log?: (level: 'warn', msg: string) => void): ((msg: string, extra: Record<string, unknown>) => void) | undefined {
+  return log && ((msg, extra) => log('warn', `${msg}${extra.remote ? ` ${String(extra.remote)}` : ''}: ${String(extra.reason ?? JSON.stringify(extra))}`));
+}
+
+export function specNetwork(spec: VolumeSpec, tlsDir?: string, log?: (level: 'warn', msg: string) => void): Network {
   if (!spec.options?.tls) return tcpNetwork;
   const files = tlsDir ? tlsFilesIn(tlsDir) : spec.tls;
   if (!files) throw new FsError('EACCES', `volume ${spec.name} takes TLS clients only (transport.tls on): give a client certificate (dhtfs cert issue client NAME -o DIR; the spec's tls {ca, cert, key}, or --tls-dir DIR)`);
-  return tlsNetwork({ files });
+  return tlsNetwork({ files, log: tlsLog(log) });
 }
 
 export interface ByHostOptions {
@@ -42,7 +47,7 @@ export async function specByHost(address: string, clock: Clock, o: ByHostOptions
   if ('missing' in c) throw new FsError('EACCES', `${address}: no client certificate: ${c.missing} is missing (on the host of the cluster's CA: dhtfs cert issue client NAME -o DIR; then copy DIR to ${dir}, or give tls-dir=DIR)`);
   const crl = path.join(dir, 'crl.pem');
   const files = { ...c.files, crl };
-  const got = await fetchSpec(tlsNetwork({ files }), [{ host: a.server.host, port }, ...backups], a.volume, (ms, fn) => clock.setTimer(ms, fn));
+  const got = await fetchSpec(tlsNetwork({ files, log: tlsLog(o.log) }), [{ host: a.server.host, port }, ...backups], a.volume, (ms, fn) => clock.setTimer(ms, fn));
   if (got.crl !== undefined) {
     try {
       keepNewerCrl(crl, got.crl);

@@ -563,7 +563,7 @@ export class Volume {
    */
   static async connect(spec: VolumeSpec | string, opts: ConnectOptions & ByHostOptions = {}): Promise<Volume> {
     if (typeof spec === 'string') spec = await specByHost(spec, opts.clock ?? realClock, opts);
-    const c = new DhtClient(spec, opts.network ?? specNetwork(spec, opts.tlsDir), opts.clock ?? realClock, opts.random ?? realRandom, {
+    const c = new DhtClient(spec, opts.network ?? specNetwork(spec, opts.tlsDir, opts.log), opts.clock ?? realClock, opts.random ?? realRandom, {
       clientName: opts.clientName,
       log: opts.log,
       negativeCache: opts.negativeCache,

@@ -167,8 +167,9 @@ export function takeOverTask(s: Store, log: (level: 'info' | 'warn' | 'error', m
     // TTL before it died. Waiting out the rest (and half a second) lets this run move those files rather
     // than find them busy (and skip them, which leaves a drain unfinished). A run handed on left none.
     const rest = handedOn ? 0 : (task.leaseMs ?? MIGRATION_LEASE_MS) + 500 - ((taskTtlSec() * 2) / 3) * 1000;
-    for (const until = Date.now() + rest; Date.now() < until && !handOn();) await sleep(Math.min(100, until - Date.now()));
-    if (handOn()) return 'running'; // this daemon stops before the run began: on as it was
+    // Not cut short by a stop of this daemon: a task handed on must leave no lease of the old runner's.
+    if (rest > 0) await sleep(rest);
+    if (handOn()) return 'running'; // this daemon stopped before the run began: on as it was
     const cp = await runUnderClaim(
       s,
       vol,

@@ -135,6 +135,7 @@ async function main(): Promise<void> {
     process.exit(r.violations.length ? 1 : 0);
   }
   const t = performance.now();
+  const cpu0 = process.cpuUsage();
   let ran = 0;
   let ops = 0;
   let failed = 0;
@@ -159,8 +160,11 @@ async function main(): Promise<void> {
     return !f.stopAtFirst;
   });
   const secs = (performance.now() - t) / 1000;
+  // CPU time of the process (every worker thread's too): the throughput per core, on a machine shared or not.
+  const c = process.cpuUsage(cpu0);
+  const cpu = (c.user + c.system) / 1e6;
   console.log(
-    `${ran} seeds from ${f.from}: ${failed} with violations${firstBad !== null ? ` (first: seed ${firstBad})` : ''}; ${ops} operations, ${migrated} files migrated under load, ${local.reads} local reads and ${local.writes} local writes (${local.recorded} checks found a commit record and went to the brick), ${errors} injected EIO/ENOSPC, ${dropped} metadata changes dropped by power losses; ${(ops / secs).toFixed(0)} simulated operations/s, ${(ran / secs).toFixed(1)} seeds/s, ${secs.toFixed(1)} s${f.jobs > 1 ? ` (${f.jobs} jobs)` : ''}`,
+    `${ran} seeds from ${f.from}: ${failed} with violations${firstBad !== null ? ` (first: seed ${firstBad})` : ''}; ${ops} operations, ${migrated} files migrated under load, ${local.reads} local reads and ${local.writes} local writes (${local.recorded} checks found a commit record and went to the brick), ${errors} injected EIO/ENOSPC, ${dropped} metadata changes dropped by power losses; ${(ops / secs).toFixed(0)} simulated operations/s, ${(ran / secs).toFixed(1)} seeds/s, ${secs.toFixed(1)} s${f.jobs > 1 ? ` (${f.jobs} jobs)` : ''}; per CPU second ${(ops / cpu).toFixed(0)} operations and ${(ran / cpu).toFixed(1)} seeds (${cpu.toFixed(1)} CPU s)`,
   );
   process.exit(failed ? 1 : 0);
 }

@@ -10,6 +10,12 @@ import type { VC } from './history.js';
 /** A client's own names and their contents: name -> token (0 = empty file); a missing name is absent. */
 export type NsState = Record<string, number>;
 export type NsKind = 'put' | 'trunc' | 'rename' | 'unlink';
+/**
+ * A state inside a model: the token of each of the owner's names, in key() order, ABSENT for a name
+ * that is not there (an array of a fixed shape: the states are many after operations of unknown outcome).
+ */
+type Vals = number[];
+const ABSENT = -1;
 interface NsOp {
   kind: NsKind;
   a: string;
@@ -21,9 +27,9 @@ interface NsOp {
   t1: number;
   outcome: 'ok' | 'ENOENT' | 'unknown';
   /** What a reader may see while the operation runs (put: the truncated file before the data). */
-  mid: NsState[];
+  mid: Vals[];
   /** The possible states after it. */
-  after: NsState[];
+  after: Vals[];
 }
 
 /** A state's identity: its names in order with their tokens (a hot path: no JSON, no array sort). */
@@ -33,20 +39,20 @@ export const key = (s: NsState) => {
   return out;
 };
 
-/** The operation applied to one state; null when it fails with ENOENT there. */
-function applyNs(s: NsState, op: { kind: NsKind; a: string; b: string; token: number }): NsState | null {
-  const n = { ...s };
-  if (op.kind === 'put') {
-    n[op.a] = op.token;
-    return n;
-  }
-  if (!(op.a in n)) return null;
-  if (op.kind === 'trunc') n[op.a] = 0;
-  else if (op.kind === 'unlink') delete n[op.a];
-  else {
-    n[op.b] = n[op.a];
-    delete n[op.a];
-  }
+/** A copy of `s` with name `i` set to `v`. */
+function withVal(s: Vals, i: number, v: number): Vals {
+  const n = s.slice();
+  n[i] = v;
+  return n;
+}
+
+/** The operation applied to one state (`ia`, `ib`: its names' places); null when it fails with ENOENT there. */
+function applyNs(s: Vals, kind: NsKind, ia: number, ib: number, token: number): Vals | null {
+  if (kind === 'put') return withVal(s, ia, token);
+  if (s[ia] === ABSENT) return null;
+  if (kind === 'trunc') return withVal(s, ia, 0);
+  const n = withVal(s, ia, ABSENT);
+  if (kind === 'rename') n[ib] = s[ia];
   return n;
 }
 
@@ -59,33 +65,38 @@ function applyNs(s: NsState, op: { kind: NsKind; a: string; b: string; token: nu
  */
 export class NsModel {
   readonly ops: NsOp[] = [];
-  private states: NsState[] = [{}];
+  /** The owner's names in key() order, and each one's place in a state. */
+  private readonly sorted: string[];
+  private readonly place: Map<string, number>;
+  private states: Vals[];
   /** A power loss may have taken back some of the owner's changes: operations are no longer checked. */
   lossy = false;
   /** When the owner's operation in progress began (null: none): reads overlapping it wait for its end. */
   busySince: number | null = null;
-  /** The owner's names in key() order: a state holds no other names, so its key is read in this order without sorting. */
-  private readonly sorted: string[];
   constructor(
     readonly owner: number,
     readonly names: string[],
     private readonly violations: string[],
   ) {
     this.sorted = [...names].sort();
+    this.place = new Map(this.sorted.map((n, i) => [n, i]));
+    this.states = [this.sorted.map(() => ABSENT)];
   }
 
-  /** key(s), for a state of these names. */
-  private keyOf(s: NsState): string {
-    let out = '';
-    for (const k of this.sorted) if (k in s) out += `${k}=${s[k]};`;
+  /** A state as names and tokens. */
+  private named(s: Vals): NsState {
+    const out: NsState = {};
+    this.sorted.forEach((n, i) => {
+      if (s[i] !== ABSENT) out[n] = s[i];
+    });
     return out;
   }
 
-  /** The states without repeats (the first of each), as the map of their keys. */
-  private uniq(ss: NsState[]): NsState[] {
-    const m = new Map<string, NsState>();
+  /** The states without repeats, each where it first came. */
+  private uniq(ss: Vals[]): Vals[] {
+    const m = new Map<string, Vals>();
     for (const s of ss) {
-      const k = this.keyOf(s);
+      const k = s.join();
       if (!m.has(k)) m.set(k, s);
     }
     return [...m.values()];
@@ -93,22 +104,24 @@ export class NsModel {
 
   /** Records a finished operation; returns false when its result fits no possible state. */
   record(op: Omit<NsOp, 'mid' | 'after'>): void {
+    const ia = this.place.get(op.a)!;
+    const ib = this.place.get(op.b)!;
     const before = this.states;
-    const applied = before.map((s) => applyNs(s, op));
-    let after: NsState[];
-    if (op.outcome === 'ok') after = applied.filter((s): s is NsState => s !== null);
+    const applied = before.map((s) => applyNs(s, op.kind, ia, ib, op.token));
+    let after: Vals[];
+    if (op.outcome === 'ok') after = applied.filter((s): s is Vals => s !== null);
     else if (op.outcome === 'ENOENT') after = before.filter((_, i) => applied[i] === null);
     else {
       // Not known whether it happened. A put may have truncated without writing; a rename interrupted
       // between its steps may leave the file under both names (never under neither: nothing is lost).
-      const partial = op.kind === 'put' ? before.map((s) => ({ ...s, [op.a]: 0 })) : op.kind === 'rename' ? before.filter((s) => op.a in s).map((s) => ({ ...s, [op.b]: s[op.a] })) : [];
-      after = [...before, ...applied.filter((s): s is NsState => s !== null), ...partial];
+      const partial = op.kind === 'put' ? before.map((s) => withVal(s, ia, 0)) : op.kind === 'rename' ? before.filter((s) => s[ia] !== ABSENT).map((s) => withVal(s, ib, s[ia])) : [];
+      after = [...before, ...applied.filter((s): s is Vals => s !== null), ...partial];
     }
-    const mid = op.kind === 'put' ? before.map((s) => ({ ...s, [op.a]: 0 })) : [];
+    const mid = op.kind === 'put' ? before.map((s) => withVal(s, ia, 0)) : [];
     if (after.length === 0) {
       if (!this.lossy)
         this.violations.push(
-          `S4 app${this.owner} ${op.kind} ${op.a}${op.kind === 'rename' ? ` -> ${op.b}` : ''} ${op.outcome === 'ok' ? 'succeeded' : 'failed with ENOENT'} at ${op.t0.toFixed(2)}, impossible in every state its own earlier operations left: ${before.map(key).join(' | ')}`,
+          `S4 app${this.owner} ${op.kind} ${op.a}${op.kind === 'rename' ? ` -> ${op.b}` : ''} ${op.outcome === 'ok' ? 'succeeded' : 'failed with ENOENT'} at ${op.t0.toFixed(2)}, impossible in every state its own earlier operations left: ${before.map((s) => key(this.named(s))).join(' | ')}`,
         );
       after = before; // go on checking from the states before
     }
@@ -124,8 +137,12 @@ export class NsModel {
       if (o.ack[this.owner] <= issue[this.owner]) j0 = j;
     });
     const out = new Set<number | null>();
-    const add = (ss: NsState[]) => ss.forEach((s) => out.add(name in s ? s[name] : null));
-    add(j0 < 0 ? [{}] : this.ops[j0].after);
+    const i = this.place.get(name);
+    const add = (ss: Vals[]) => {
+      for (const s of ss) out.add(i === undefined || s[i] === ABSENT ? null : s[i]);
+    };
+    if (j0 < 0) out.add(null);
+    else add(this.ops[j0].after);
     for (let j = j0 + 1; j < this.ops.length && this.ops[j].t0 <= t1; j++) {
       add(this.ops[j].mid);
       add(this.ops[j].after);
@@ -147,7 +164,7 @@ export class NsModel {
 
   /** The states the names may be in now. */
   get current(): NsState[] {
-    return this.states;
+    return this.states.map((s) => this.named(s));
   }
 }
 

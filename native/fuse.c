@@ -24,7 +24,7 @@
 #define FUSE_USE_VERSION 312
 #define _GNU_SOURCE
 #include <fuse3/fuse_lowlevel.h>
-#include <node_api.h>
+#include "check.h"
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -1290,13 +1290,12 @@ static const struct fuse_lowlevel_ops ops = {
 
 /* --- JavaScript side -------------------------------------------------------------------------------- */
 
-#define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
 
+/* A string, or null; NULL (no exception) where N-API fails (call_js answers EIO then). */
 static napi_value str_or_null(napi_env env, const char *s) {
   napi_value v;
-  if (s) napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
-  else napi_get_null(env, &v);
-  return v;
+  napi_status st = s ? napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v) : napi_get_null(env, &v);
+  return st == napi_ok ? v : NULL;
 }
 
 static void noop_finalize(napi_env env, void *data, void *hint) { (void)env; (void)data; (void)hint; }
@@ -1311,7 +1310,10 @@ static void answer(req_t *r, int result) {
   }
 }
 
-/* Runs on the JS thread: calls handler(req, op, path, path2, nums, buf). */
+/*
+ * Runs on the JS thread: calls handler(req, op, path, path2, nums, buf). Every N-API status is checked:
+ * where one fails, the request is answered EIO (the kernel never waits for a call that was not made).
+ */
 static void call_js(napi_env env, napi_value handler, void *context, void *data) {
   (void)context;
   req_t *r = data;
@@ -1319,16 +1321,13 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
     /* The loop ended: handler(null, "ended", ...) tells the JS side the file system is unmounted. */
     if (!env) return;
     napi_value argv[6], undefined;
-    napi_get_null(env, &argv[0]);
-    napi_create_string_utf8(env, "ended", NAPI_AUTO_LENGTH, &argv[1]);
-    napi_get_null(env, &argv[2]);
-    napi_get_null(env, &argv[3]);
-    napi_create_array_with_length(env, 0, &argv[4]);
-    napi_get_null(env, &argv[5]);
-    napi_get_undefined(env, &undefined);
-    if (napi_call_function(env, undefined, handler, 6, argv, NULL) != napi_ok) {
+    bool ok = napi_get_null(env, &argv[0]) == napi_ok && napi_create_string_utf8(env, "ended", NAPI_AUTO_LENGTH, &argv[1]) == napi_ok &&
+              napi_get_null(env, &argv[2]) == napi_ok && napi_get_null(env, &argv[3]) == napi_ok &&
+              napi_create_array_with_length(env, 0, &argv[4]) == napi_ok && napi_get_null(env, &argv[5]) == napi_ok &&
+              napi_get_undefined(env, &undefined) == napi_ok;
+    if (ok && napi_call_function(env, undefined, handler, 6, argv, NULL) != napi_ok) {
       napi_value exc;
-      napi_get_and_clear_last_exception(env, &exc);
+      NAPI_OK(napi_get_and_clear_last_exception(env, &exc));
     }
     return;
   }
@@ -1336,28 +1335,29 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
     answer(r, -ENOTCONN);
     return;
   }
+  assert((int)r->op >= 0 && r->op < OP_COUNT);
   napi_value argv[6], undefined, nums;
-  napi_create_external(env, r, NULL, NULL, &argv[0]);
-  napi_create_string_utf8(env, op_names[r->op], NAPI_AUTO_LENGTH, &argv[1]);
-  argv[2] = str_or_null(env, r->path);
-  argv[3] = str_or_null(env, r->path2);
-  napi_create_array_with_length(env, MAX_NUMS, &nums);
-  for (int i = 0; i < MAX_NUMS; i++) {
+  bool ok = napi_create_external(env, r, NULL, NULL, &argv[0]) == napi_ok && napi_create_string_utf8(env, op_names[r->op], NAPI_AUTO_LENGTH, &argv[1]) == napi_ok &&
+            (argv[2] = str_or_null(env, r->path)) != NULL && (argv[3] = str_or_null(env, r->path2)) != NULL &&
+            napi_create_array_with_length(env, MAX_NUMS, &nums) == napi_ok;
+  for (int i = 0; ok && i < MAX_NUMS; i++) {
     napi_value n;
-    napi_create_double(env, r->nums[i], &n);
-    napi_set_element(env, nums, i, n);
+    ok = napi_create_double(env, r->nums[i], &n) == napi_ok && napi_set_element(env, nums, i, n) == napi_ok;
   }
   argv[4] = nums;
-  if (r->buf && r->size > 0) {
-    napi_create_external_buffer(env, r->size, r->buf, noop_finalize, NULL, &argv[5]);
-  } else {
-    napi_get_null(env, &argv[5]);
+  if (ok && r->buf && r->size > 0) {
+    ok = napi_create_external_buffer(env, r->size, r->buf, noop_finalize, NULL, &argv[5]) == napi_ok;
+  } else if (ok) {
+    ok = napi_get_null(env, &argv[5]) == napi_ok;
   }
-  napi_get_undefined(env, &undefined);
-  if (napi_call_function(env, undefined, handler, 6, argv, NULL) != napi_ok) {
-    /* The handler threw: answer EIO rather than leave the kernel waiting. */
-    napi_value exc;
-    napi_get_and_clear_last_exception(env, &exc);
+  ok = ok && napi_get_undefined(env, &undefined) == napi_ok;
+  if (!ok || napi_call_function(env, undefined, handler, 6, argv, NULL) != napi_ok) {
+    /* N-API failed, or the handler threw: answer EIO rather than leave the kernel waiting. */
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value exc;
+      NAPI_OK(napi_get_and_clear_last_exception(env, &exc));
+    }
     answer(r, -EIO);
   }
 }
@@ -1365,7 +1365,7 @@ static void call_js(napi_env env, napi_value handler, void *context, void *data)
 static double num_at(napi_env env, napi_value arr, uint32_t i) {
   napi_value v;
   double d = 0;
-  if (napi_get_element(env, arr, i, &v) == napi_ok) napi_get_value_double(env, v, &d);
+  if (napi_get_element(env, arr, i, &v) != napi_ok || napi_get_value_double(env, v, &d) != napi_ok) d = 0; /* not a number: 0 */
   return d;
 }
 
@@ -1393,7 +1393,7 @@ static void stat_from(napi_env env, napi_value a, uint32_t at, struct stat *st) 
  * type and inode number go with each entry, and READDIRPLUS gives the kernel all of its attributes. */
 static void listing_from(napi_env env, napi_value a, listing_t *l) {
   uint32_t n = 0;
-  napi_get_array_length(env, a, &n);
+  NAPI_OK(napi_get_array_length(env, a, &n));
   l->names = calloc(n ? n : 1, sizeof(char *));
   l->sts = calloc(n ? n : 1, sizeof(struct stat));
   l->full = calloc(n ? n : 1, 1);
@@ -1401,8 +1401,8 @@ static void listing_from(napi_env env, napi_value a, listing_t *l) {
   for (uint32_t i = 0; i < n; i++) {
     napi_value v, nv;
     bool entry = false;
-    napi_get_element(env, a, i, &v);
-    napi_is_array(env, v, &entry);
+    NAPI_OK(napi_get_element(env, a, i, &v));
+    NAPI_OK(napi_is_array(env, v, &entry));
     nv = v;
     struct stat st;
     memset(&st, 0, sizeof st);
@@ -1410,15 +1410,15 @@ static void listing_from(napi_env env, napi_value a, listing_t *l) {
     st.st_ino = 0xffffffff; /* FUSE_UNKNOWN_INO, as libfuse gives '.' and '..' */
     uint32_t len_a = 0;
     if (entry) {
-      napi_get_element(env, v, 0, &nv);
-      napi_get_array_length(env, v, &len_a);
+      NAPI_OK(napi_get_element(env, v, 0, &nv));
+      NAPI_OK(napi_get_array_length(env, v, &len_a));
       if (len_a >= 15) stat_from(env, v, 1, &st);
     }
     size_t len = 0;
     if (napi_get_value_string_utf8(env, nv, NULL, 0, &len) != napi_ok) continue;
     char *name = malloc(len + 1);
     if (!name) continue;
-    napi_get_value_string_utf8(env, nv, name, len + 1, &len);
+    NAPI_OK(napi_get_value_string_utf8(env, nv, name, len + 1, &len));
     l->names[l->n] = name;
     l->sts[l->n] = st;
     l->full[l->n] = len_a >= 15;
@@ -1430,12 +1430,12 @@ static void listing_from(napi_env env, napi_value a, listing_t *l) {
 static napi_value js_keep_dir(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char path[4096];
   size_t len = 0;
   double ms = 0;
   if (argc < 3 || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &len) != napi_ok || len >= sizeof path - 1) return NULL;
-  CHECK(napi_get_value_double(env, argv[2], &ms));
+  NAPI_CALL(env, napi_get_value_double(env, argv[2], &ms));
   struct stat st;
   stat_from(env, argv[1], 0, &st);
   struct timespec until = after_ns((long long)(ms * 1e6));
@@ -1455,11 +1455,11 @@ static napi_value js_keep_dir(napi_env env, napi_callback_info info) {
 static napi_value js_drop_dir(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char path[4096];
   size_t len = 0;
   napi_valuetype t = napi_undefined;
-  if (argc >= 1) napi_typeof(env, argv[0], &t);
+  if (argc >= 1) NAPI_CALL(env, napi_typeof(env, argv[0], &t));
   pthread_mutex_lock(&dcache_lock);
   if (t != napi_string) {
     for (int i = 0; i < DCACHE_SLOTS; i++) dcache_drop_locked(&dcache[i]);
@@ -1480,21 +1480,21 @@ static napi_value js_drop_dir(napi_env env, napi_callback_info info) {
 static napi_value js_set_local(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   double fhd = 0, fdd = -1, inod = 0;
   bool writable = false;
   if (argc < 1) return NULL;
-  CHECK(napi_get_value_double(env, argv[0], &fhd));
+  NAPI_CALL(env, napi_get_value_double(env, argv[0], &fhd));
   uint64_t fh = (uint64_t)fhd;
   napi_value ok;
-  napi_get_boolean(env, false, &ok);
+  NAPI_CALL(env, napi_get_boolean(env, false, &ok));
   if (argc < 5) {
     local_drop(fh);
     return ok;
   }
-  CHECK(napi_get_value_double(env, argv[1], &fdd));
-  CHECK(napi_get_value_double(env, argv[3], &inod));
-  CHECK(napi_get_value_bool(env, argv[4], &writable));
+  NAPI_CALL(env, napi_get_value_double(env, argv[1], &fdd));
+  NAPI_CALL(env, napi_get_value_double(env, argv[3], &inod));
+  NAPI_CALL(env, napi_get_value_bool(env, argv[4], &writable));
   int fd = (int)fdd;
   char record[256];
   size_t len = 0;
@@ -1516,7 +1516,7 @@ static napi_value js_set_local(napi_env env, napi_callback_info info) {
   e->next = locals[fh % LOCAL_SLOTS];
   locals[fh % LOCAL_SLOTS] = e;
   pthread_mutex_unlock(&locals_lock);
-  napi_get_boolean(env, true, &ok);
+  NAPI_CALL(env, napi_get_boolean(env, true, &ok));
   return ok;
 }
 
@@ -1524,19 +1524,26 @@ static napi_value js_set_local(napi_env env, napi_callback_info info) {
 static napi_value js_reply(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   req_t *r;
-  CHECK(napi_get_value_external(env, argv[0], (void **)&r));
+  NAPI_CALL(env, napi_get_value_external(env, argv[0], (void **)&r));
+  assert(r);
+  /* From here on the request is answered whatever fails (EIO): the kernel never waits for ever. */
   int32_t result;
-  CHECK(napi_get_value_int32(env, argv[1], &result));
+  if (argc < 2 || napi_get_value_int32(env, argv[1], &result) != napi_ok) {
+    answer(r, -EIO);
+    napi_throw_type_error(env, NULL, "reply(req, result, extra): result is an integer");
+    return NULL;
+  }
   napi_valuetype t = napi_undefined;
-  if (argc >= 3) napi_typeof(env, argv[2], &t);
+  if (argc >= 3 && napi_typeof(env, argv[2], &t) != napi_ok) t = napi_undefined;
   if (result >= 0 && t == napi_object && !r->detached) {
     napi_value extra = argv[2];
     bool isbuf = false, isarr = false;
-    napi_is_buffer(env, extra, &isbuf);
-    napi_is_array(env, extra, &isarr);
-    if (r->op == OP_STATFS && isarr) {
+    if (napi_is_buffer(env, extra, &isbuf) != napi_ok || napi_is_array(env, extra, &isarr) != napi_ok) result = -EIO;
+    if (result < 0) {
+      /* N-API failed: answered EIO below */
+    } else if (r->op == OP_STATFS && isarr) {
       /* [bsize, blocks, bfree, bavail, files, ffree, namemax] */
       struct statvfs *sv = &r->sv;
       memset(sv, 0, sizeof *sv);
@@ -1554,7 +1561,7 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
       r->fh = (uint64_t)num_at(env, extra, 0);
       r->direct_io = num_at(env, extra, 1) != 0;
       uint32_t n = 0;
-      napi_get_array_length(env, extra, &n);
+      if (napi_get_array_length(env, extra, &n) != napi_ok) n = 0; /* an array: cannot fail */
       if (r->op == OP_CREATE && n >= 16) {
         stat_from(env, extra, 2, &r->st);
         r->has_st = 1;
@@ -1566,9 +1573,8 @@ static napi_value js_reply(napi_env env, napi_callback_info info) {
     } else if (isbuf && (r->op == OP_READLINK || r->op == OP_GETXATTR || r->op == OP_LISTXATTR)) {
       void *data;
       size_t len;
-      napi_get_buffer_info(env, extra, &data, &len);
-      r->out = malloc(len + 1);
-      if (r->out) {
+      if (napi_get_buffer_info(env, extra, &data, &len) != napi_ok) result = -EIO;
+      else if ((r->out = malloc(len + 1))) {
         memcpy(r->out, data, len);
         r->out[len] = 0;
         r->out_len = len;
@@ -1589,8 +1595,11 @@ static void *loop_thread(void *arg) {
   m->running = 0;
   unmount_once(m);
   /* Lets the JS side know the loop ended (an unmount from outside, or exit()), then lets it go. */
-  napi_call_threadsafe_function(m->tsfn, NULL, napi_tsfn_blocking);
-  napi_release_threadsafe_function(m->tsfn, napi_tsfn_release);
+  napi_status st = napi_call_threadsafe_function(m->tsfn, NULL, napi_tsfn_blocking);
+  assert(st == napi_ok || st == napi_closing); /* closing: the process is ending, nobody to tell */
+  st = napi_release_threadsafe_function(m->tsfn, napi_tsfn_release);
+  assert(st == napi_ok || st == napi_closing);
+  (void)st;
   return NULL;
 }
 
@@ -1624,15 +1633,15 @@ static unsigned splice_read_size(unsigned max_io) {
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (current) { napi_throw_error(env, "EBUSY", "already mounted"); return NULL; }
   char mnt[4096];
   size_t len;
-  CHECK(napi_get_value_string_utf8(env, argv[0], mnt, sizeof mnt, &len));
+  NAPI_CALL(env, napi_get_value_string_utf8(env, argv[0], mnt, sizeof mnt, &len));
   uint32_t nopts = 0;
-  CHECK(napi_get_array_length(env, argv[1], &nopts));
+  NAPI_CALL(env, napi_get_array_length(env, argv[1], &nopts));
   int32_t maxio = 1 << 20;
-  napi_get_value_int32(env, argv[2], &maxio);
+  NAPI_CALL(env, napi_get_value_int32(env, argv[2], &maxio));
   unsigned spliced = splice_read_size((unsigned)maxio);
   unsigned max_read_n = spliced ? spliced : (unsigned)maxio;
   char **fargv = calloc(nopts * 2 + 4, sizeof(char *));
@@ -1645,8 +1654,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   for (uint32_t i = 0; i < nopts; i++) {
     napi_value v;
     char buf[1024];
-    napi_get_element(env, argv[1], i, &v);
-    napi_get_value_string_utf8(env, v, buf, sizeof buf, &len);
+    NAPI_CALL(env, napi_get_element(env, argv[1], i, &v));
+    NAPI_CALL(env, napi_get_value_string_utf8(env, v, buf, sizeof buf, &len));
     fargv[fargc++] = strdup("-o");
     fargv[fargc++] = strdup(buf);
   }
@@ -1656,9 +1665,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   m->max_read = max_read_n;
   m->splice = spliced > 0;
   m->entry_timeout = 0;
-  if (argc >= 5) napi_get_value_double(env, argv[4], &m->entry_timeout);
+  if (argc >= 5 && napi_get_value_double(env, argv[4], &m->entry_timeout) != napi_ok) m->entry_timeout = 0;
   napi_value name;
-  napi_create_string_utf8(env, "dhtfs-fuse", NAPI_AUTO_LENGTH, &name);
+  NAPI_CALL(env, napi_create_string_utf8(env, "dhtfs-fuse", NAPI_AUTO_LENGTH, &name));
   if (napi_create_threadsafe_function(env, argv[3], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &m->tsfn) != napi_ok) {
     free(m);
     napi_throw_error(env, NULL, "cannot create the request queue");
@@ -1671,7 +1680,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   free(fargv);
   if (!m->se) {
     current = NULL;
-    napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
+    NAPI_OK(napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort));
     free(m);
     napi_throw_error(env, "EINVAL", "fuse_session_new failed (bad mount options?)");
     return NULL;
@@ -1679,7 +1688,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (fuse_session_mount(m->se, mnt) != 0) {
     fuse_session_destroy(m->se);
     current = NULL;
-    napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
+    NAPI_OK(napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort));
     free(m);
     napi_throw_error(env, "EIO", "fuse_mount failed (is /dev/fuse there, and the mount point an empty directory?)");
     return NULL;
@@ -1693,7 +1702,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     fuse_session_unmount(m->se);
     fuse_session_destroy(m->se);
     current = NULL;
-    napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort);
+    NAPI_OK(napi_release_threadsafe_function(m->tsfn, napi_tsfn_abort));
     free(m);
     napi_throw_error(env, NULL, "cannot start the FUSE loop thread");
     return NULL;
@@ -1706,7 +1715,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 static napi_value js_direct_mmap(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value v;
-  napi_get_boolean(env, current && current->direct_mmap, &v);
+  NAPI_CALL(env, napi_get_boolean(env, current && current->direct_mmap, &v));
   return v;
 }
 
@@ -1734,7 +1743,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"directMmap", NULL, js_direct_mmap, NULL, NULL, NULL, napi_default, NULL},
     {"setLocal", NULL, js_set_local, NULL, NULL, NULL, napi_default, NULL},
   };
-  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  NAPI_CALL(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
 }
 

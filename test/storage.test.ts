@@ -5,6 +5,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as xattr from '@napi-rs/xattr';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { DiskStorage } from '../src/storage/disk.js';
 import { O_CREAT, O_RDONLY, O_RDWR } from '../src/storage/storage.js';
 
@@ -181,4 +183,23 @@ test("pinned folders: kept across stretches, never leading outside when swapped;
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(outside, { recursive: true, force: true });
   }
+});
+
+test('native addons: built with assertions on (native/check.h), and a call with a negative descriptor is refused before it is made', async () => {
+  const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const copyNode = path.join(root, 'native', 'copy', 'build', 'Release', 'dhtfs_copy.node');
+  const fuseNode = path.join(root, 'native', 'build', 'Release', 'dhtfs_fuse.node');
+  for (const f of [copyNode, fuseNode]) {
+    if (!fs.existsSync(f)) continue; // not built here (scripts/setup.sh logs why)
+    const bin = fs.readFileSync(f);
+    // assert() compiled in keeps its expression's text and calls __assert_fail (NDEBUG would drop both).
+    assert.ok(bin.includes('__assert_fail'), `${path.basename(f)} calls assert`);
+    assert.ok(bin.includes('napi_check_st_ == napi_ok'), `${path.basename(f)} asserts N-API statuses`);
+  }
+  if (!fs.existsSync(copyNode)) return;
+  const copy = createRequire(import.meta.url)(copyNode) as { syncFs(fd: number): Promise<number>; copyRange(a: number, b: number, o: number, l: number): Promise<number> };
+  // Before, both went to the thread pool and failed there with EBADF (copyRange's job asserts now).
+  assert.throws(() => copy.syncFs(-1), TypeError);
+  assert.throws(() => copy.copyRange(-1, 1, 0, 10), TypeError);
+  assert.throws(() => copy.copyRange(0, -5, 0, 10), TypeError);
 });

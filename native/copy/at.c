@@ -181,6 +181,7 @@ static int is_held(int fd) {
 }
 
 static void held_add(int root, const char *dir, size_t len, int fd) {
+  assert(fd >= 0 && fd != root);
   if (!holding || held_n >= HELD_MAX) return;
   char *copy = malloc(len + 1);
   if (!copy) return;
@@ -314,6 +315,7 @@ static int parent_of(int root, const char *rel, char *name) {
     errno = EINVAL; /* the brick never asks this (relPath): refuse rather than resolve */
     return -1;
   }
+  assert(n > 0 && n <= NAME_MAX && slash <= len);
   memcpy(name, rel + slash, n);
   name[n] = 0;
   if (slash == 0) return root;
@@ -350,7 +352,7 @@ static char *str_arg(napi_env env, napi_value v, size_t *out_len) {
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
-  napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  NAPI_OK(napi_get_value_string_utf8(env, v, s, len + 1, &len));
   if (strlen(s) != len) { /* a NUL inside */
     free(s);
     napi_throw_error(env, "EINVAL", "NUL in a path");
@@ -378,7 +380,7 @@ static int int_arg(napi_env env, napi_value v, int32_t *out) {
 
 static napi_value undef(napi_env env) {
   napi_value u;
-  napi_get_undefined(env, &u);
+  NAPI_CALL(env, napi_get_undefined(env, &u));
   return u;
 }
 
@@ -445,7 +447,7 @@ static napi_value at_open_root(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value v;
-  napi_create_int32(env, fd, &v);
+  NAPI_CALL(env, napi_create_int32(env, fd, &v));
   return v;
 }
 
@@ -470,11 +472,11 @@ static napi_value at_lstat(napi_env env, napi_callback_info info) {
   if (d < 0) {
     /* A missing directory above is a missing name too; the exception stands for anything else. */
     bool pending = false;
-    napi_is_exception_pending(env, &pending);
+    NAPI_CALL(env, napi_is_exception_pending(env, &pending));
     if (resolve_err == ENOENT && pending) {
       napi_value e;
-      napi_get_and_clear_last_exception(env, &e);
-      napi_get_boolean(env, false, &v);
+      NAPI_CALL(env, napi_get_and_clear_last_exception(env, &e));
+      NAPI_CALL(env, napi_get_boolean(env, false, &v));
       return v;
     }
     return NULL;
@@ -485,7 +487,7 @@ static napi_value at_lstat(napi_env env, napi_callback_info info) {
   put_dir(root, d);
   if (r != 0) {
     if (err == ENOENT) {
-      napi_get_boolean(env, false, &v);
+      NAPI_CALL(env, napi_get_boolean(env, false, &v));
       return v;
     }
     at_throw(env, err);
@@ -505,7 +507,7 @@ static napi_value at_lstat(napi_env env, napi_callback_info info) {
   out[11] = (double)st.st_ctim.tv_sec;
   out[12] = (double)st.st_ctim.tv_nsec;
   out[13] = (double)st.st_rdev;
-  napi_get_boolean(env, true, &v);
+  NAPI_CALL(env, napi_get_boolean(env, true, &v));
   return v;
 }
 
@@ -567,6 +569,7 @@ static napi_value two_names(napi_env env, napi_callback_info info, int link) {
     put_dir(root, da);
     return NULL;
   }
+  assert(da >= 0 && db >= 0);
   int r = link == 1 ? linkat(da, a, db, b, 0) : link == 2 ? renameat2(da, a, db, b, RENAME_EXCHANGE) : renameat(da, a, db, b);
   int err = errno;
   put_dir(root, da);
@@ -622,7 +625,7 @@ static napi_value at_readlink(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value v;
-  napi_create_string_utf8(env, buf, (size_t)n, &v);
+  NAPI_CALL(env, napi_create_string_utf8(env, buf, (size_t)n, &v));
   return v;
 }
 
@@ -653,7 +656,7 @@ static napi_value at_readdir(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value arr;
-  napi_create_array(env, &arr);
+  NAPI_CALL(env, napi_create_array(env, &arr));
   uint32_t i = 0;
   char buf[NAME_MAX + 2];
   for (;;) {
@@ -671,8 +674,8 @@ static napi_value at_readdir(napi_env env, napi_callback_info info) {
     size_t n = strlen(e->d_name);
     memcpy(buf + 1, e->d_name, n);
     napi_value s;
-    napi_create_string_utf8(env, buf, n + 1, &s);
-    napi_set_element(env, arr, i++, s);
+    NAPI_CALL(env, napi_create_string_utf8(env, buf, n + 1, &s));
+    NAPI_CALL(env, napi_set_element(env, arr, i++, s));
   }
   err = errno;
   closedir(dir);
@@ -801,6 +804,7 @@ typedef struct {
 static int xat_open(napi_env env, napi_value vroot, napi_value vrel, xat_t *x) {
   x->d = resolve_args(env, vroot, vrel, &x->root, x->name);
   if (x->d < 0) return 0;
+  assert(x->root >= 0);
   snprintf(x->path, sizeof x->path, "/proc/self/fd/%d/%s", x->d, x->name);
   return 1;
 }
@@ -881,17 +885,19 @@ static napi_value at_getxattr(napi_env env, napi_callback_info info) {
     err = errno;
     if (n >= 0) {
       void *data;
+      assert(n <= size);
       napi_status st = napi_create_buffer_copy(env, (size_t)n, buf, &data, &out);
       if (buf != small) free(buf);
       put_dir(x.root, x.d);
-      return st == napi_ok ? out : NULL;
+      NAPI_CALL(env, st);
+      return out;
     }
     if (buf != small) free(buf);
     if (err != ERANGE) break;
   }
   put_dir(x.root, x.d);
   if (err == ENODATA) {
-    napi_get_null(env, &out);
+    NAPI_CALL(env, napi_get_null(env, &out));
     return out;
   }
   at_throw(env, err);
@@ -946,6 +952,7 @@ static napi_value at_listxattr(napi_env env, napi_callback_info info) {
       break;
     }
     n = x_list(&x, buf, (size_t)size);
+    assert(n <= size);
     err = errno;
     if (n >= 0 || err != ERANGE) break;
   }
@@ -956,14 +963,14 @@ static napi_value at_listxattr(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value arr;
-  napi_create_array(env, &arr);
+  NAPI_CALL(env, napi_create_array(env, &arr));
   uint32_t i = 0;
   for (ssize_t at = 0; at < n;) {
     size_t l = strnlen(buf + at, (size_t)(n - at));
     if (l > 0) {
       napi_value s;
-      napi_create_string_utf8(env, buf + at, l, &s);
-      napi_set_element(env, arr, i++, s);
+      NAPI_CALL(env, napi_create_string_utf8(env, buf + at, l, &s));
+      NAPI_CALL(env, napi_set_element(env, arr, i++, s));
     }
     at += (ssize_t)l + 1;
   }
@@ -1036,7 +1043,7 @@ static napi_value at_open(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value v;
-  napi_create_int32(env, fd, &v);
+  NAPI_CALL(env, napi_create_int32(env, fd, &v));
   return v;
 }
 
@@ -1084,6 +1091,7 @@ static napi_value at_mknod(napi_env env, napi_callback_info info) {
 #define WD_OP_LEN 32
 #define WD_PATH 48
 #define WD_PATH_LEN 512
+_Static_assert(WD_OP + WD_OP_LEN <= WD_PATH && WD_PATH + WD_PATH_LEN <= WD_SIZE, "the watchdog block's fields fit it");
 static _Alignas(8) unsigned char wd_block[WD_SIZE];
 static pthread_t wd_thread;
 static int wd_started = 0;
@@ -1176,7 +1184,7 @@ static napi_value wd_get_block(napi_env env, napi_callback_info info) {
   if (napi_create_external_arraybuffer(env, wd_block, WD_SIZE, NULL, NULL, &ab) != napi_ok) {
     /* Runtimes that refuse external buffers: no watchdog. */
     napi_value n;
-    napi_get_null(env, &n);
+    NAPI_CALL(env, napi_get_null(env, &n));
     return n;
   }
   return ab;
@@ -1219,7 +1227,7 @@ static napi_value wd_take_down(napi_env env, napi_callback_info info) {
 /* Registers the calls above on `exports.at` (native/copy's module init calls this). */
 void dhtfs_at_register(napi_env env, napi_value exports) {
   napi_value at, fn;
-  napi_create_object(env, &at);
+  NAPI_OK(napi_create_object(env, &at));
   static const struct {
     const char *name;
     napi_callback cb;
@@ -1233,8 +1241,8 @@ void dhtfs_at_register(napi_env env, napi_value exports) {
       {"holdDirs", at_hold_dirs}, {"releaseDirs", at_release_dirs}, {"pinDir", at_pin_dir}, {"unpinAll", at_unpin_all},
   };
   for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
-    napi_create_function(env, calls[i].name, NAPI_AUTO_LENGTH, calls[i].cb, NULL, &fn);
-    napi_set_named_property(env, at, calls[i].name, fn);
+    NAPI_OK(napi_create_function(env, calls[i].name, NAPI_AUTO_LENGTH, calls[i].cb, NULL, &fn));
+    NAPI_OK(napi_set_named_property(env, at, calls[i].name, fn));
   }
-  napi_set_named_property(env, exports, "at", at);
+  NAPI_OK(napi_set_named_property(env, exports, "at", at));
 }

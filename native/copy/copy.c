@@ -10,7 +10,7 @@
  * lock(fd, byte, mode): see below (local writes: the gate and writers' locks).
  */
 #define _GNU_SOURCE
-#include <node_api.h>
+#include "../check.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -36,6 +36,7 @@ typedef struct {
 static void execute(napi_env env, void *data) {
   (void)env;
   job_t *j = data;
+  assert(j && j->in >= 0 && (j->syncfs || (j->out >= 0 && j->offset >= 0 && j->length >= 0)));
   if (j->syncfs) {
     if (syncfs(j->in) != 0) j->err = errno;
     return;
@@ -101,27 +102,27 @@ static void complete(napi_env env, napi_status status, void *data) {
   /* A failure part way fails the whole range: the caller must not take a partial copy for a whole one. */
   if (j->err) {
     napi_value msg, code, err;
-    napi_create_string_utf8(env, strerror(j->err), NAPI_AUTO_LENGTH, &msg);
-    napi_create_string_utf8(env, errno_name(j->err), NAPI_AUTO_LENGTH, &code);
-    napi_create_error(env, code, msg, &err);
-    napi_set_named_property(env, err, "code", code);
-    napi_reject_deferred(env, j->deferred, err);
+    NAPI_OK(napi_create_string_utf8(env, strerror(j->err), NAPI_AUTO_LENGTH, &msg));
+    NAPI_OK(napi_create_string_utf8(env, errno_name(j->err), NAPI_AUTO_LENGTH, &code));
+    NAPI_OK(napi_create_error(env, code, msg, &err));
+    NAPI_OK(napi_set_named_property(env, err, "code", code));
+    NAPI_OK(napi_reject_deferred(env, j->deferred, err));
   } else {
     napi_value v;
-    napi_create_double(env, (double)j->copied, &v);
-    napi_resolve_deferred(env, j->deferred, v);
+    NAPI_OK(napi_create_double(env, (double)j->copied, &v));
+    NAPI_OK(napi_resolve_deferred(env, j->deferred, v));
   }
-  napi_delete_async_work(env, j->work);
+  NAPI_OK(napi_delete_async_work(env, j->work));
   free(j);
 }
 
 /* Runs the job on a worker thread; its promise. */
 static napi_value queue(napi_env env, job_t *j, const char *what) {
   napi_value promise, name;
-  napi_create_promise(env, &j->deferred, &promise);
-  napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, j, &j->work);
-  napi_queue_async_work(env, j->work);
+  NAPI_CALL(env, napi_create_promise(env, &j->deferred, &promise));
+  NAPI_CALL(env, napi_create_string_utf8(env, what, NAPI_AUTO_LENGTH, &name));
+  NAPI_CALL(env, napi_create_async_work(env, NULL, name, execute, complete, j, &j->work));
+  NAPI_CALL(env, napi_queue_async_work(env, j->work));
   return promise;
 }
 
@@ -133,11 +134,14 @@ static napi_value copy_range(napi_env env, napi_callback_info info) {
     return NULL;
   }
   job_t *j = calloc(1, sizeof *j);
-  if (!j) return NULL;
+  if (!j) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
   int32_t in, out;
   if (napi_get_value_int32(env, argv[0], &in) != napi_ok || napi_get_value_int32(env, argv[1], &out) != napi_ok ||
       napi_get_value_int64(env, argv[2], &j->offset) != napi_ok || napi_get_value_int64(env, argv[3], &j->length) != napi_ok ||
-      j->offset < 0 || j->length < 0) {
+      in < 0 || out < 0 || j->offset < 0 || j->length < 0) {
     free(j);
     napi_throw_type_error(env, NULL, "copyRange(fdIn, fdOut, offset, length): numbers >= 0");
     return NULL;
@@ -152,12 +156,15 @@ static napi_value sync_fs(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
     napi_throw_type_error(env, NULL, "syncFs(fd)");
     return NULL;
   }
   job_t *j = calloc(1, sizeof *j);
-  if (!j) return NULL;
+  if (!j) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
   j->syncfs = 1;
   j->in = fd;
   return queue(env, j, "dhtfs_syncfs");
@@ -193,16 +200,18 @@ static napi_value get_xattr(napi_env env, int fd, const char *path, const char *
     int err = errno;
     if (n >= 0) {
       void *data;
+      assert(n <= size);
       napi_status st = napi_create_buffer_copy(env, (size_t)n, buf, &data, &out);
       if (buf != small) free(buf);
-      return st == napi_ok ? out : NULL;
+      NAPI_CALL(env, st);
+      return out;
     }
     if (buf != small) free(buf);
     errno = err;
     if (errno != ERANGE) break; /* ERANGE: larger than the buffer (or it grew meanwhile) */
   }
   if (errno == ENODATA) {
-    napi_get_null(env, &out);
+    NAPI_CALL(env, napi_get_null(env, &out));
     return out;
   }
   if (!path) {
@@ -239,7 +248,7 @@ static char *path_arg(napi_env env, napi_value v) {
     napi_throw_error(env, "ENOMEM", "out of memory");
     return NULL;
   }
-  napi_get_value_string_utf8(env, v, path, plen + 1, &plen);
+  NAPI_OK(napi_get_value_string_utf8(env, v, path, plen + 1, &plen));
   return path;
 }
 
@@ -284,11 +293,11 @@ static napi_value ofd_lock(napi_env env, napi_callback_info info) {
   }
   napi_value out;
   if (byte_lock(fd, byte, mode == 0 ? F_UNLCK : mode == 1 ? F_RDLCK : F_WRLCK) == 0) {
-    napi_get_boolean(env, true, &out);
+    NAPI_CALL(env, napi_get_boolean(env, true, &out));
     return out;
   }
   if (errno == EAGAIN || errno == EACCES) {
-    napi_get_boolean(env, false, &out);
+    NAPI_CALL(env, napi_get_boolean(env, false, &out));
     return out;
   }
   napi_throw_error(env, errno == EBADF ? "EBADF" : "EIO", "lock failed");
@@ -372,7 +381,7 @@ static napi_value seek_data(napi_env env, napi_callback_info info) {
   if (r < 0) {
     int err = errno;
     if (err == ENXIO) {
-      napi_create_double(env, -1, &v);
+      NAPI_CALL(env, napi_create_double(env, -1, &v));
       return v;
     }
     if (err == EINVAL || err == EOPNOTSUPP) {
@@ -388,7 +397,7 @@ static napi_value seek_data(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  napi_create_double(env, (double)r, &v);
+  NAPI_CALL(env, napi_create_double(env, (double)r, &v));
   return v;
 }
 
@@ -446,25 +455,25 @@ void dhtfs_at_register(napi_env env, napi_value exports);
 NAPI_MODULE_INIT() {
   napi_value fn;
   dhtfs_at_register(env, exports);
-  napi_create_function(env, "fallocate", NAPI_AUTO_LENGTH, fallocate_fd, NULL, &fn);
-  napi_set_named_property(env, exports, "fallocate", fn);
-  napi_create_function(env, "exchange", NAPI_AUTO_LENGTH, exchange_names, NULL, &fn);
-  napi_set_named_property(env, exports, "exchange", fn);
-  napi_create_function(env, "seekData", NAPI_AUTO_LENGTH, seek_data, NULL, &fn);
-  napi_set_named_property(env, exports, "seekData", fn);
-  napi_create_function(env, "lock", NAPI_AUTO_LENGTH, ofd_lock, NULL, &fn);
-  napi_set_named_property(env, exports, "lock", fn);
-  napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &fn);
-  napi_set_named_property(env, exports, "copyRange", fn);
-  napi_create_function(env, "syncFs", NAPI_AUTO_LENGTH, sync_fs, NULL, &fn);
-  napi_set_named_property(env, exports, "syncFs", fn);
-  napi_create_function(env, "fgetxattr", NAPI_AUTO_LENGTH, fget_xattr, NULL, &fn);
-  napi_set_named_property(env, exports, "fgetxattr", fn);
-  napi_create_function(env, "lgetxattr", NAPI_AUTO_LENGTH, lget_xattr, NULL, &fn);
-  napi_set_named_property(env, exports, "lgetxattr", fn);
-  napi_create_function(env, "mknod", NAPI_AUTO_LENGTH, make_node, NULL, &fn);
-  napi_set_named_property(env, exports, "mknod", fn);
-  napi_create_function(env, "lutimes", NAPI_AUTO_LENGTH, lutimes_ns, NULL, &fn);
-  napi_set_named_property(env, exports, "lutimes", fn);
+  NAPI_CALL(env, napi_create_function(env, "fallocate", NAPI_AUTO_LENGTH, fallocate_fd, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "fallocate", fn));
+  NAPI_CALL(env, napi_create_function(env, "exchange", NAPI_AUTO_LENGTH, exchange_names, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "exchange", fn));
+  NAPI_CALL(env, napi_create_function(env, "seekData", NAPI_AUTO_LENGTH, seek_data, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "seekData", fn));
+  NAPI_CALL(env, napi_create_function(env, "lock", NAPI_AUTO_LENGTH, ofd_lock, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "lock", fn));
+  NAPI_CALL(env, napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "copyRange", fn));
+  NAPI_CALL(env, napi_create_function(env, "syncFs", NAPI_AUTO_LENGTH, sync_fs, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "syncFs", fn));
+  NAPI_CALL(env, napi_create_function(env, "fgetxattr", NAPI_AUTO_LENGTH, fget_xattr, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "fgetxattr", fn));
+  NAPI_CALL(env, napi_create_function(env, "lgetxattr", NAPI_AUTO_LENGTH, lget_xattr, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "lgetxattr", fn));
+  NAPI_CALL(env, napi_create_function(env, "mknod", NAPI_AUTO_LENGTH, make_node, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "mknod", fn));
+  NAPI_CALL(env, napi_create_function(env, "lutimes", NAPI_AUTO_LENGTH, lutimes_ns, NULL, &fn));
+  NAPI_CALL(env, napi_set_named_property(env, exports, "lutimes", fn));
   return exports;
 }

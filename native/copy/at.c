@@ -214,11 +214,7 @@ static void held_release(void) {
 #define PIN_MAX 512
 #define PIN_SLOTS 1024 /* a power of two, twice PIN_MAX */
 #define PIN_FDS 65536  /* descriptors at or above this are not pinned (pinned_fd's bitmap) */
-typedef struct {
-  int root, fd;
-  size_t len;
-  char *dir;
-} pin_t;
+typedef held_t pin_t; /* the same record: the root, the folder's descriptor, its path */
 static __thread pin_t pins[PIN_MAX];
 static __thread int pin_n = 0;
 static __thread int16_t pin_index[PIN_SLOTS];
@@ -384,6 +380,24 @@ static napi_value undef(napi_env env) {
   return u;
 }
 
+/* A boolean or an int32 as a JavaScript value (NULL after throwing). */
+static napi_value js_bool(napi_env env, bool b) {
+  napi_value v;
+  NAPI_CALL(env, napi_get_boolean(env, b, &v));
+  return v;
+}
+static napi_value js_int(napi_env env, int32_t n) {
+  napi_value v;
+  NAPI_CALL(env, napi_create_int32(env, n, &v));
+  return v;
+}
+
+/* argv[0], a root's descriptor, and argv[1], a path under it (to free), NULL after throwing. */
+static char *root_and_path(napi_env env, napi_value *argv, int32_t *root, size_t *len) {
+  if (!int_arg(env, argv[0], root)) return NULL;
+  return str_arg(env, argv[1], len);
+}
+
 /* errno of the last failed resolve_args (after throwing; the main thread's only). */
 static int resolve_err = 0;
 
@@ -446,9 +460,7 @@ static napi_value at_open_root(napi_env env, napi_callback_info info) {
     at_throw(env, err);
     return NULL;
   }
-  napi_value v;
-  NAPI_CALL(env, napi_create_int32(env, fd, &v));
-  return v;
+  return js_int(env, fd);
 }
 
 /*
@@ -468,7 +480,6 @@ static napi_value at_lstat(napi_env env, napi_callback_info info) {
   int root;
   char name[NAME_MAX + 1];
   int d = resolve_args(env, argv[0], argv[1], &root, name);
-  napi_value v;
   if (d < 0) {
     /* A missing directory above is a missing name too; the exception stands for anything else. */
     bool pending = false;
@@ -476,8 +487,7 @@ static napi_value at_lstat(napi_env env, napi_callback_info info) {
     if (resolve_err == ENOENT && pending) {
       napi_value e;
       NAPI_CALL(env, napi_get_and_clear_last_exception(env, &e));
-      NAPI_CALL(env, napi_get_boolean(env, false, &v));
-      return v;
+      return js_bool(env, false);
     }
     return NULL;
   }
@@ -487,8 +497,7 @@ static napi_value at_lstat(napi_env env, napi_callback_info info) {
   put_dir(root, d);
   if (r != 0) {
     if (err == ENOENT) {
-      NAPI_CALL(env, napi_get_boolean(env, false, &v));
-      return v;
+      return js_bool(env, false);
     }
     at_throw(env, err);
     return NULL;
@@ -507,8 +516,7 @@ static napi_value at_lstat(napi_env env, napi_callback_info info) {
   out[11] = (double)st.st_ctim.tv_sec;
   out[12] = (double)st.st_ctim.tv_nsec;
   out[13] = (double)st.st_rdev;
-  NAPI_CALL(env, napi_get_boolean(env, true, &v));
-  return v;
+  return js_bool(env, true);
 }
 
 /* Runs `r` (the result of a call on the parent d), releases d, throws on failure. */
@@ -637,9 +645,8 @@ static napi_value at_readlink(napi_env env, napi_callback_info info) {
 static napi_value at_readdir(napi_env env, napi_callback_info info) {
   ARGS(2);
   int32_t root;
-  if (!int_arg(env, argv[0], &root)) return NULL;
   size_t len;
-  char *rel = str_arg(env, argv[1], &len);
+  char *rel = root_and_path(env, argv, &root, &len);
   if (!rel) return NULL;
   int fd = open_beneath(root, rel, len, O_RDONLY | O_DIRECTORY | O_NONBLOCK, 0);
   int err = errno;
@@ -993,9 +1000,8 @@ static napi_value at_hold_dirs(napi_env env, napi_callback_info info) {
 static napi_value at_pin_dir(napi_env env, napi_callback_info info) {
   ARGS(2);
   int32_t root;
-  if (!int_arg(env, argv[0], &root)) return NULL;
   size_t len;
-  char *rel = str_arg(env, argv[1], &len);
+  char *rel = root_and_path(env, argv, &root, &len);
   if (!rel) return NULL;
   int ok = 0;
   if (len > 0 && rel[0] != '/') {
@@ -1004,9 +1010,7 @@ static napi_value at_pin_dir(napi_env env, napi_callback_info info) {
     if (fd >= 0 && !(ok = pin_add(root, rel, len, fd))) close(fd);
   }
   free(rel);
-  napi_value v;
-  NAPI_CALL(env, napi_get_boolean(env, ok, &v));
-  return v;
+  return js_bool(env, ok);
 }
 
 /* unpinAll(root): every pin of the root let go (the storage lets its root's descriptor go). */
@@ -1042,9 +1046,7 @@ static napi_value at_open(napi_env env, napi_callback_info info) {
     at_throw(env, err);
     return NULL;
   }
-  napi_value v;
-  NAPI_CALL(env, napi_create_int32(env, fd, &v));
-  return v;
+  return js_int(env, fd);
 }
 
 /*

@@ -453,27 +453,26 @@ static napi_value exchange_names(napi_env env, napi_callback_info info) {
 void dhtfs_at_register(napi_env env, napi_value exports);
 
 NAPI_MODULE_INIT() {
-  napi_value fn;
   dhtfs_at_register(env, exports);
-  NAPI_CALL(env, napi_create_function(env, "fallocate", NAPI_AUTO_LENGTH, fallocate_fd, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "fallocate", fn));
-  NAPI_CALL(env, napi_create_function(env, "exchange", NAPI_AUTO_LENGTH, exchange_names, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "exchange", fn));
-  NAPI_CALL(env, napi_create_function(env, "seekData", NAPI_AUTO_LENGTH, seek_data, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "seekData", fn));
-  NAPI_CALL(env, napi_create_function(env, "lock", NAPI_AUTO_LENGTH, ofd_lock, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "lock", fn));
-  NAPI_CALL(env, napi_create_function(env, "copyRange", NAPI_AUTO_LENGTH, copy_range, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "copyRange", fn));
-  NAPI_CALL(env, napi_create_function(env, "syncFs", NAPI_AUTO_LENGTH, sync_fs, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "syncFs", fn));
-  NAPI_CALL(env, napi_create_function(env, "fgetxattr", NAPI_AUTO_LENGTH, fget_xattr, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "fgetxattr", fn));
-  NAPI_CALL(env, napi_create_function(env, "lgetxattr", NAPI_AUTO_LENGTH, lget_xattr, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "lgetxattr", fn));
-  NAPI_CALL(env, napi_create_function(env, "mknod", NAPI_AUTO_LENGTH, make_node, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "mknod", fn));
-  NAPI_CALL(env, napi_create_function(env, "lutimes", NAPI_AUTO_LENGTH, lutimes_ns, NULL, &fn));
-  NAPI_CALL(env, napi_set_named_property(env, exports, "lutimes", fn));
+  static const struct {
+    const char *name;
+    napi_callback cb;
+  } calls[] = {
+      {"fallocate", fallocate_fd},
+      {"exchange", exchange_names},
+      {"seekData", seek_data},
+      {"lock", ofd_lock},
+      {"copyRange", copy_range},
+      {"syncFs", sync_fs},
+      {"fgetxattr", fget_xattr},
+      {"lgetxattr", lget_xattr},
+      {"mknod", make_node},
+      {"lutimes", lutimes_ns},
+  };
+  for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+    napi_value fn;
+    NAPI_CALL(env, napi_create_function(env, calls[i].name, NAPI_AUTO_LENGTH, calls[i].cb, NULL, &fn));
+    NAPI_CALL(env, napi_set_named_property(env, exports, calls[i].name, fn));
+  }
   return exports;
 }

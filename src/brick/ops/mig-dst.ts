@@ -181,13 +181,13 @@ export async function migInstall(b: BrickCore, a: Decoded<'migInstall'>): Promis
     // Installed already (by another client, or an earlier try).
     if (!handleOf(b, gfid, b.st.lstat(rel))) pointHandleAt(b, rel, gfid); // an earlier try failed between the rename and this
     const dirs = installLinks(b, rel, gfid); // a brick that died part way through them
-    if (durable) for (const d of new Set([parentOf(rel), ...dirs])) await fsyncDir(b, d);
+    if (durable) for (const d of new Set([parentOf(rel), ...dirs, ...handleDirs(gfid)])) await fsyncDir(b, d);
     return dirs.length > 0 ? b.attrOf(rel) : cur!;
   }
   b.keepingTimes(rel, true, () => b.st.rename(tmp, rel));
   pointHandleAt(b, rel, gfid); // it named the linkto's inode
   const dirs = installLinks(b, rel, gfid);
-  if (durable && !planted.has('install-skips-dir-fsync')) for (const d of new Set([parentOf(rel), ...dirs])) await fsyncDir(b, d);
+  if (durable && !planted.has('install-skips-dir-fsync')) for (const d of new Set([parentOf(rel), ...dirs, ...handleDirs(gfid)])) await fsyncDir(b, d);
   return b.attrOf(rel);
 }
 
@@ -265,7 +265,7 @@ export async function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Promis
   if (specialAt(attrIfThere(b, rel), gfid, same, { name: `/${rel} on ${b.cfg.name}` }) === 'there') {
     apply(rel);
     if (!handleOf(b, gfid, b.st.lstat(rel))) pointHandleAt(b, rel, gfid); // made before the handle came first
-    await durable(b, rel, installLinks(b, rel, gfid)); // (a retry: made, maybe not durable yet)
+    await durable(b, rel, installLinks(b, rel, gfid), gfid); // (a retry: made, maybe not durable yet)
     return b.attrOf(rel);
   }
   b.ensureDir(MIGRATE_DIR, 0o700);
@@ -299,17 +299,28 @@ export async function migSpecial(b: BrickCore, a: Decoded<'migSpecial'>): Promis
     }
     throw e;
   }
-  await durable(b, rel, installLinks(b, rel, gfid));
+  await durable(b, rel, installLinks(b, rel, gfid), gfid);
   return b.attrOf(rel);
 }
 
 /**
- * The copy's names made durable before the reply: the migrator removes src's copy next, and a power loss
- * that took back a rename not yet durable lost the name (the simulator's journal disk, --names --errors
- * seed 140: a FIFO gone after the rebalance).
+ * The copy's names and its gfid handle made durable before the reply: the migrator removes src's copy
+ * next, and a power loss that took back a rename not yet durable lost the name (the simulator's journal
+ * disk, --names --errors seed 140: a FIFO gone after the rebalance).
  */
-async function durable(b: BrickCore, rel: string, dirs: string[]): Promise<void> {
-  for (const d of new Set([parentOf(rel), ...dirs])) await fsyncDir(b, d);
+async function durable(b: BrickCore, rel: string, dirs: string[], gfid: string): Promise<void> {
+  for (const d of new Set([parentOf(rel), ...dirs, ...handleDirs(gfid)])) await fsyncDir(b, d);
+}
+
+/**
+ * The directories whose entries make a gfid handle durable: the handle's own and the two above it, which
+ * the brick may have made for it. An install points the handle at the copy (and a linkto's handle may be
+ * new): a power loss that took them back left the installed file at its name without a handle, and every
+ * fd reopened by gfid answered ENOENT (the simulator's strict disk, seed 79).
+ */
+function handleDirs(gfid: string): string[] {
+  const d = parentOf(handlePath(gfid));
+  return [d, parentOf(d), parentOf(parentOf(d))];
 }
 
 /**

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { Volume } from '../src/api/volume.js';
 import { RpcClient } from '../src/wire/rpc.js';
 import { tcpNetwork, wrap } from '../src/wire/tcp.js';
-import { tlsFilesIn, tlsNetwork, type TlsFiles } from '../src/wire/tls.js';
+import { checkCrl, crlInfo, keepNewerCrl, tlsFilesIn, tlsNetwork, type TlsFiles } from '../src/wire/tls.js';
 import type { Network } from '../src/wire/transport.js';
 import { issue, revoke } from '../src/cli/cert.js';
 import { MAIN_JS } from '../src/cli/state.js';
@@ -323,6 +323,60 @@ test('CLI: volume create --tls, cert issue client, a client with it, cert revoke
         /* not made, or stopped */
       }
     }
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+});
+
+test("a CRL is used only with the CA's signature: one of another key with the CA's name is refused and logged (client, server, kept copy), the CA's own used", async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-crlsig-'));
+  const ca = path.join(base, 'ca');
+  const srv = issue('node', 'srv', path.join(base, 'srv'), ['127.0.0.1'], false, ca);
+  const cli = issue('client', 'cli', path.join(base, 'cli'), [], false, ca);
+  // The forger: a copy of the CA's folder whose certificate has the CA's subject but another key, which
+  // then revokes everything the CA issued (a CRL that would refuse the server and the client).
+  const forged = path.join(base, 'forged');
+  fs.cpSync(ca, forged, { recursive: true });
+  fs.writeFileSync(path.join(forged, 'ca.cnf'), fs.readFileSync(path.join(ca, 'ca.cnf'), 'utf8').replace(`dir = ${ca}`, `dir = ${forged}`));
+  const key = path.join(forged, 'private', 'ca-key.pem');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
+  execFileSync('openssl', ['x509', '-in', path.join(ca, 'ca.pem'), '-signkey', key, '-out', path.join(forged, 'ca.pem')]);
+  revoke('srv', 'node', forged);
+  revoke('cli', 'client', forged);
+  const bad = fs.readFileSync(path.join(forged, 'crl.pem'), 'utf8');
+  const caPem = fs.readFileSync(path.join(ca, 'ca.pem'));
+  assert.equal(crlInfo(bad)!.issuer.equals(crlInfo(fs.readFileSync(path.join(ca, 'crl.pem'), 'utf8'))!.issuer), true, 'the forged CRL names the CA as its issuer');
+  assert.match((checkCrl(bad, caPem) as { reason: string }).reason, /its signature is not the CA's/);
+  assert.equal(checkCrl(fs.readFileSync(path.join(ca, 'crl.pem')), caPem).ok, true);
+  // Kept copies (a client by host, the CLI, a node daemon): the forged one is not written.
+  const kept = path.join(base, 'kept-crl.pem');
+  fs.copyFileSync(path.join(ca, 'crl.pem'), kept);
+  const before = fs.readFileSync(kept, 'utf8');
+  assert.match(keepNewerCrl(kept, bad, caPem).refused ?? '', /its signature is not the CA's/);
+  assert.equal(fs.readFileSync(kept, 'utf8'), before);
+  // Server and client each given the forged CRL: both refuse it, say so, and the session goes through.
+  const srvLog: string[] = [];
+  const cliLog: string[] = [];
+  const srvCrl = path.join(base, 'srv-crl.pem');
+  const cliCrl = path.join(base, 'cli-crl.pem');
+  fs.writeFileSync(srvCrl, bad);
+  fs.writeFileSync(cliCrl, bad);
+  const server = tlsNetwork({ files: { ...srv, crl: srvCrl }, log: (m) => srvLog.push(m) });
+  const l = await server.listen('127.0.0.1', 0, (c) => c.close());
+  try {
+    const client = tlsNetwork({ files: { ...cli, crl: cliCrl }, log: (m) => cliLog.push(m) });
+    (await client.connect('127.0.0.1', l.port)).close();
+    assert.match(srvLog.join('\n'), /TLS: the CRL is refused: its signature is not the CA's.*none is checked/);
+    assert.match(cliLog.join('\n'), /TLS: the CRL is refused: its signature is not the CA's.*none is checked/);
+    // The CA's own CRL, revoking the server: the client uses it (and refuses the server).
+    revoke('srv', 'node', ca);
+    fs.copyFileSync(path.join(ca, 'crl.pem'), cliCrl);
+    await assert.rejects(client.connect('127.0.0.1', l.port), /the server's certificate is revoked/);
+    // A forged one over it: the verified one stays in use.
+    fs.writeFileSync(cliCrl, bad + '\n');
+    await assert.rejects(client.connect('127.0.0.1', l.port), /the server's certificate is revoked/);
+    assert.match(cliLog.join('\n'), /the one verified before stays/);
+  } finally {
+    await l.close();
     fs.rmSync(base, { recursive: true, force: true });
   }
 });

@@ -252,7 +252,7 @@ export function registerCertCommands(program: Command, action: (f: (...a: any[])
         if (kind === 'client') {
           issue('client', name, out);
           // The CA's CRL as it is now (a copy: the folder goes to another host); a client by host keeps it current.
-          if (fs.existsSync(path.join(tlsHome(), 'crl.pem'))) keepNewerCrl(path.join(out, 'crl.pem'), fs.readFileSync(path.join(tlsHome(), 'crl.pem'), 'utf8'));
+          if (fs.existsSync(path.join(tlsHome(), 'crl.pem'))) keepNewerCrl(path.join(out, 'crl.pem'), fs.readFileSync(path.join(tlsHome(), 'crl.pem'), 'utf8'), fs.readFileSync(path.join(tlsHome(), 'ca.pem')));
         } else if (kind === 'etcd-server') {
           const hosts = (o.hosts ?? '')
             .split(',')

@@ -100,7 +100,8 @@ export async function cliTlsFiles(s: Store): Promise<TlsFiles | null> {
   if (!f || !crl) return f;
   const file = path.join(home(), 'tls', 'pool-crl.pem');
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  keepNewerCrl(file, crl.value);
+  const r = keepNewerCrl(file, crl.value, fs.readFileSync(f.ca));
+  if (r.refused) process.stderr.write(`dhtfs: the cluster's CRL in the store (${keys.pkiCrl}) is refused: ${r.refused}; ${file} (if any) stays\n`);
   return { ...f, crl: file };
 }
 

@@ -11,7 +11,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { keys, type PeerRecord } from '../cluster/records.js';
 import { update, type Store } from '../cluster/store.js';
 import { MgmtServer } from '../cluster/mgmt-server.js';
-import { tlsNetwork } from '../wire/tls.js';
+import { checkCrl, tlsNetwork } from '../wire/tls.js';
 import { LimitLog, addressOf } from '../wire/limits.js';
 import { realClock } from '../common/real-env.js';
 
@@ -106,8 +106,12 @@ export class NodePki {
     const f = this.files();
     const was = this.ready();
     if (key === keys.pkiCa) this.write(f.ca, value);
-    else if (key === keys.pkiCrl) this.write(f.crl!, value);
-    else if (key === keys.nodeCert(this.id)) {
+    else if (key === keys.pkiCrl) {
+      // Used by the management server and the bricks only when the CA signed it (a forged one would refuse every peer).
+      const c = fs.existsSync(f.ca) ? checkCrl(value, fs.readFileSync(f.ca)) : ({ ok: false, reason: "the CA's certificate is not here yet" } as const);
+      if (!c.ok) return this.log('warn', `tls: ${key} is refused: ${c.reason}; the CRL here (if any) stays`);
+      this.write(f.crl!, value);
+    } else if (key === keys.nodeCert(this.id)) {
       if (!this.matches(value)) return this.log('warn', `tls: ${key} is not a certificate for this node's key (its key was made again?): ignored`);
       this.write(f.cert, value);
     } else return;

@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, verify as verifySignature } from 'node:crypto';
 import { wrap } from './tcp.js';
 import type { Listener, Network } from './transport.js';
 
@@ -44,14 +44,19 @@ function tlv(der: Buffer, at: number): { tag: number; start: number; end: number
   return { tag, start, end: start + len };
 }
 
+/** The DER of the first CRL in `pem`, or null. */
+function crlDer(pem: string | Buffer): Buffer | null {
+  const m = /-----BEGIN X509 CRL-----([\s\S]*?)-----END X509 CRL-----/.exec(String(pem));
+  return m ? Buffer.from(m[1].replace(/\s+/g, ''), 'base64') : null;
+}
+
 /**
  * What a CRL (PEM) says of itself: its issuer (the DER of its Name) and when it was made (thisUpdate, ms
  * since the epoch); null when it is not a CRL.
  */
 export function crlInfo(pem: string | Buffer): { issuer: Buffer; madeAt: number } | null {
-  const m = /-----BEGIN X509 CRL-----([\s\S]*?)-----END X509 CRL-----/.exec(String(pem));
-  if (!m) return null;
-  const der = Buffer.from(m[1].replace(/\s+/g, ''), 'base64');
+  const der = crlDer(pem);
+  if (!der) return null;
   try {
     // CertificateList { TBSCertList { [version INTEGER], signature SEQ, issuer Name, thisUpdate Time, ... } ... }
     const tbs = tlv(der, tlv(der, 0).start);
@@ -84,14 +89,69 @@ function subjectOf(certPem: Buffer): Buffer | null {
   }
 }
 
+/** The hash of a CRL's signature algorithm (by the DER of its OID; null: the key type names it, EdDSA). */
+const SIG_HASH: Record<string, string | null> = {
+  '2a864886f70d01010b': 'sha256', // sha256WithRSAEncryption
+  '2a864886f70d01010c': 'sha384',
+  '2a864886f70d01010d': 'sha512',
+  '2a8648ce3d040302': 'sha256', // ecdsa-with-SHA256 (cert.ts's CAs: P-256)
+  '2a8648ce3d040303': 'sha384',
+  '2a8648ce3d040304': 'sha512',
+  '2b6570': null, // Ed25519
+  '2b6571': null, // Ed448
+};
+
+/** What checkCrl says of a CRL: the CA's, signed by its key (what it says of itself), or why not. */
+export type CrlCheck = { ok: true; issuer: Buffer; madeAt: number } | { ok: false; reason: string };
+
 /**
- * Keeps `pem` in `file` when it is a CRL newer than the one there (made later, or as late and longer: the
- * CA only adds to its list) or of another issuer (a CA made again), atomically; true when it wrote it.
- * Revocations are never taken back, so a newer CRL never lets in what an older one refused.
+ * Whether `pem` is a CRL of the CA in `caPem` (one of its certificates, when it holds several): its issuer
+ * is the CA's subject and its signature verifies with the CA's public key (node:crypto over the DER:
+ * Node has no CRL API, and OpenSSL itself checks a CRL's signature only when it uses it, refusing every
+ * peer on a bad one). A CRL with the CA's name but another key's signature is refused: whoever could
+ * write it would otherwise make a client refuse every server, or a brick let in a revoked client.
  */
-export function keepNewerCrl(file: string, pem: string): boolean {
-  const got = crlInfo(pem);
-  if (!got) return false;
+export function checkCrl(pem: string | Buffer, caPem: string | Buffer): CrlCheck {
+  const info = crlInfo(pem);
+  if (!info) return { ok: false, reason: 'not a CRL' };
+  const der = crlDer(pem)!;
+  let tbs: Buffer, hash: string | null | undefined, sig: Buffer;
+  try {
+    // CertificateList { tbsCertList SEQ, signatureAlgorithm SEQ { OID, ... }, signatureValue BIT STRING }
+    const outer = tlv(der, 0);
+    const t = tlv(der, outer.start);
+    tbs = der.subarray(outer.start, t.end);
+    const alg = tlv(der, t.end);
+    const oid = tlv(der, alg.start);
+    const bits = tlv(der, alg.end);
+    if (oid.tag !== 0x06 || bits.tag !== 0x03 || der[bits.start] !== 0) return { ok: false, reason: 'not a CRL' };
+    hash = SIG_HASH[der.subarray(oid.start, oid.end).toString('hex')];
+    sig = der.subarray(bits.start + 1, bits.end);
+  } catch {
+    return { ok: false, reason: 'not a CRL' };
+  }
+  if (hash === undefined) return { ok: false, reason: 'its signature algorithm is not one dhtfs checks' };
+  const cas = (String(caPem).match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []).filter((c) => subjectOf(Buffer.from(c))?.equals(info.issuer));
+  if (!cas.length) return { ok: false, reason: "not the CA's (another issuer)" };
+  for (const c of cas) {
+    try {
+      if (verifySignature(hash, tbs, new X509Certificate(c).publicKey, sig)) return { ok: true, ...info };
+    } catch {
+      // a key of another type than the signature's: not this one
+    }
+  }
+  return { ok: false, reason: "its signature is not the CA's (the CA's name, another key: forged?)" };
+}
+
+/**
+ * Keeps `pem` in `file` when it is a CRL of the CA in `caPem` (checkCrl: its signature verified) newer
+ * than the one there (made later, or as late and longer: the CA only adds to its list) or of another
+ * issuer (a CA made again), atomically. Revocations are never taken back, so a newer CRL never lets in
+ * what an older one refused. `kept`: it wrote it; `refused`: why it is not the CA's (not written).
+ */
+export function keepNewerCrl(file: string, pem: string, caPem: string | Buffer): { kept: boolean; refused?: string } {
+  const got = checkCrl(pem, caPem);
+  if (!got.ok) return { kept: false, refused: got.reason };
   let old: string | null = null;
   try {
     old = fs.readFileSync(file, 'utf8');
@@ -99,15 +159,19 @@ export function keepNewerCrl(file: string, pem: string): boolean {
     // none yet
   }
   const had = old === null ? null : crlInfo(old);
-  if (old !== null && had !== null && had.issuer.equals(got.issuer) && (had.madeAt > got.madeAt || (had.madeAt === got.madeAt && old.length >= pem.length))) return false;
+  if (old !== null && had !== null && had.issuer.equals(got.issuer) && (had.madeAt > got.madeAt || (had.madeAt === got.madeAt && old.length >= pem.length))) return { kept: false };
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, pem, { mode: 0o644 });
   fs.renameSync(tmp, file);
-  return true;
+  return { kept: true };
 }
 
-/** A CRL file read again when it changed (a stamp of its mtime, size and inode): `load()` says whether it did. */
-function crlFile(file: string | undefined): { load(): boolean; pem(): Buffer | undefined } {
+/**
+ * A CRL file read again when it changed (a stamp of its mtime, size and inode), used only once checkCrl
+ * verified it against `ca`: a changed file that is not the CA's is logged and the CRL verified before
+ * stays in use. `load()` says whether the CRL in use changed.
+ */
+function crlFile(file: string | undefined, ca: Buffer, log: (msg: string, extra: Record<string, unknown>) => void): { load(): boolean; pem(): Buffer | undefined } {
   let stamp = '';
   let crl: Buffer | undefined;
   return {
@@ -122,7 +186,18 @@ function crlFile(file: string | undefined): { load(): boolean; pem(): Buffer | u
       }
       if (now === stamp) return false;
       stamp = now;
-      crl = now === 'absent' ? undefined : read(file, 'CRL');
+      if (now === 'absent') {
+        const had = crl !== undefined;
+        crl = undefined;
+        return had;
+      }
+      const pem = read(file, 'CRL');
+      const c = checkCrl(pem, ca);
+      if (!c.ok) {
+        log(`TLS: the CRL is refused: ${c.reason}; ${crl ? 'the one verified before stays' : 'none is checked'}`, { crl: file });
+        return false;
+      }
+      crl = pem;
       return true;
     },
     pem: () => crl,
@@ -219,22 +294,16 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
   const log = o.log ?? (() => {});
   const refuse = o.refused ?? ((remote: string, reason: string, extra: Record<string, unknown>) => log('TLS client refused', { remote, reason, ...extra }));
   // The client side's CRL: the server's certificate is checked against it too (read again when it changes),
-  // when it is the CA's (one of another CA would make OpenSSL refuse every server: no CRL of their issuer).
-  const clientCrl = crlFile(o.files.crl);
-  const caSubject = subjectOf(ca);
-  let crlOk = false;
+  // when it is the CA's, its signature verified (one of another CA, or a forged one, would make OpenSSL
+  // refuse every server).
+  const clientCrl = crlFile(o.files.crl, ca, log);
   return {
     connect(host, port) {
       return new Promise((resolve, reject) => {
         let crl: Buffer | undefined;
         try {
-          if (clientCrl.load()) {
-            const pem = clientCrl.pem();
-            const info = pem ? crlInfo(pem) : null;
-            crlOk = !!info && !!caSubject && info.issuer.equals(caSubject);
-            if (pem && !crlOk) log("TLS: the CRL is not the CA's: not checked", { crl: o.files.crl });
-          }
-          crl = crlOk ? clientCrl.pem() : undefined;
+          clientCrl.load();
+          crl = clientCrl.pem();
         } catch (e) {
           return reject(Object.assign(new Error(`TLS connect ${host}:${port}: ${(e as Error).message}`), { code: 'ENOTCONN' }));
         }
@@ -263,7 +332,7 @@ export function tlsNetwork(o: TlsNetworkOptions): Network {
       });
     },
     listen(host, port, onConn) {
-      const crlFromFile = crlFile(o.files.crl);
+      const crlFromFile = crlFile(o.files.crl, ca, log);
       const loadCrl = () => crlFromFile.load();
       loadCrl();
       const context = () => {

@@ -3,9 +3,8 @@ import type { VolumeSpec } from '../dht/spec.js';
 import type { Clock } from '../common/env.js';
 import { FsError } from '../common/errors.js';
 import { tcpNetwork } from '../wire/tcp.js';
-import fs from 'node:fs';
 import path from 'node:path';
-import { clientTlsFiles, defaultClientTlsDir, keepNewerCrl, tlsFilesIn, tlsNetwork } from '../wire/tls.js';
+import { clientTlsFiles, defaultClientTlsDir, keepNewerCrl, read, tlsFilesIn, tlsNetwork } from '../wire/tls.js';
 import { fetchSpec, parseServerList, parseVolumeAddress } from '../wire/mgmt.js';
 import type { Network } from '../wire/transport.js';
 
@@ -51,7 +50,7 @@ export async function specByHost(address: string, clock: Clock, o: ByHostOptions
   const got = await fetchSpec(tlsNetwork({ files, log: tlsLog(o.log) }), [{ host: a.server.host, port }, ...backups], a.volume, (ms, fn) => clock.setTimer(ms, fn));
   if (got.crl !== undefined) {
     try {
-      const r = keepNewerCrl(crl, got.crl, fs.readFileSync(files.ca));
+      const r = keepNewerCrl(crl, got.crl, read(files.ca, 'CA'));
       if (r.refused) o.log?.('warn', `the CRL node ${got.server.host}:${got.server.port} sent is refused (${r.refused}): the one in ${crl} (if any) stays`);
     } catch (e) {
       o.log?.('warn', `the cluster's CRL could not be kept in ${crl}: ${(e as Error).message}; the one there (if any) is checked`);

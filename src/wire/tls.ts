@@ -251,7 +251,8 @@ export interface TlsNetworkOptions {
   caName?: string;
 }
 
-function read(file: string, what: string): Buffer {
+/** A PEM file of the TLS material, read (an error names what and where). */
+export function read(file: string, what: string): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (e) {

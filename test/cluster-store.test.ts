@@ -22,6 +22,8 @@ import { X509Certificate } from 'node:crypto';
 import { etcdCaHome, issue, revoke } from '../src/cli/cert.js';
 import { etcdCredentials, etcdTransport } from '../src/cli/etcd-access.js';
 import { MAIN_JS } from '../src/cli/state.js';
+import { followEtcdCrl, reportEtcdCert, revokeEtcdCert } from '../src/cli/etcd-pki.js';
+import { keys, type PeerRecord } from '../src/cluster/records.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -288,6 +290,58 @@ if (avail.ok) {
       await assert.rejects(after.get('volumes/v'), new RegExp(`${where}: .*a revoked certificate\\?`));
       assert.equal((await good.get('volumes/v'))?.value, 'the secret', 'a good client reads on');
     } finally {
+      for (const s of stores) await s.close();
+      await e.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  test("peer detach revokes the detached host's etcd client certificate: published in the store, written to etcd's --client-crl-file by a node daemon's follower, refused at its next connection", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-etcd-detach-'));
+    const crlFile = path.join(dir, 'etcd-client-crl.pem');
+    const e = await startEtcd(undefined, { crlFile });
+    const where = `cluster state \\(etcd ${e.endpoint.replace(/[.]/g, '\\.')}\\)`;
+    const stores: Store[] = [];
+    let stopFollow: (() => Promise<void>) | null = null;
+    try {
+      const good = new EtcdStore([e.endpoint], { tls: e.tls });
+      stores.push(good);
+      assert.ok(await good.commit([{ key: 'volumes/v', value: 'the secret' }]));
+      // Three node daemons report the certificate they reach etcd with: n2 its own, n1 and n3 the test's (shared).
+      issue('etcd-client', 'host2', path.join(dir, 'host2'), [], false, e.caDir);
+      const h2Tls = tlsOf(path.join(dir, 'host2'));
+      for (const [id, tls] of [
+        ['n1', e.tls],
+        ['n2', h2Tls],
+        ['n3', e.tls],
+      ] as const) {
+        await good.commit([{ key: keys.peer(id), value: JSON.stringify({ id, address: '127.0.0.1', mgmtPort: 0 }) }]);
+        await reportEtcdCert(good, id, tls);
+      }
+      const peer = async (id: string) => JSON.parse((await good.get(keys.peer(id)))!.value) as PeerRecord;
+      assert.equal((await peer('n2')).etcdCert?.name, 'host2');
+      // A certificate another host uses too is not revoked (it would lose etcd as well): said, and why.
+      assert.match((await revokeEtcdCert(good, await peer('n3'), e.tls, e.caDir))!, /keeps its etcd client certificate test-client .*: n1, this CLI use it too/);
+      // Where the etcd CA is not: said, nothing revoked.
+      assert.match((await revokeEtcdCert(good, await peer('n2'), e.tls, path.join(dir, 'no-ca')))!, /the etcd CA is not on this host/);
+      // n2's connection, open before the detach.
+      const held = new EtcdStore([e.endpoint], { tls: h2Tls });
+      stores.push(held);
+      assert.equal((await held.get('volumes/v'))?.value, 'the secret');
+      assert.equal(await revokeEtcdCert(good, await peer('n2'), e.tls, e.caDir), null);
+      const published = (await good.get(keys.pkiEtcdCrl))!.value;
+      assert.equal(published, fs.readFileSync(path.join(e.caDir, 'crl.pem'), 'utf8'), "the etcd CA's new CRL is in the store");
+      assert.notEqual(fs.readFileSync(crlFile, 'utf8'), published, "etcd's file is not the CA's: nothing copied it there yet");
+      // A node daemon on the etcd member's host (node serve --etcd-crl-file) writes it where etcd reads it.
+      stopFollow = await followEtcdCrl(good, crlFile, e.tls.ca, () => {});
+      assert.equal(fs.readFileSync(crlFile, 'utf8'), published);
+      const after = new EtcdStore([e.endpoint], { tls: h2Tls });
+      stores.push(after);
+      await assert.rejects(after.get('volumes/v'), new RegExp(`${where}: .*a revoked certificate\\?`));
+      // etcd checks the CRL at TLS handshakes only: the connection n2 had open still reads (docs/SECURITY.md "etcd").
+      assert.equal((await held.get('volumes/v'))?.value, 'the secret');
+      assert.equal((await good.get('volumes/v'))?.value, 'the secret', 'the other hosts read on');
+    } finally {
+      await stopFollow?.();
       for (const s of stores) await s.close();
       await e.stop();
       fs.rmSync(dir, { recursive: true, force: true });

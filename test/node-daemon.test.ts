@@ -14,7 +14,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { LocalStore } from '../src/cluster/local-store.js';
 import { NodeDaemon, NODE_DEFAULTS } from '../src/cluster/node.js';
 import { ProcessBrickRunner, announceTopology } from '../src/cluster/brick-runner.js';
-import { keys, type BrickStatus, type VolumeRecord } from '../src/cluster/records.js';
+import { keys, type BrickStatus, type PeerRecord, type VolumeRecord } from '../src/cluster/records.js';
 import { realClock } from '../src/common/real-env.js';
 import { Volume } from '../src/api/volume.js';
 import type { VolumeSpec } from '../src/dht/spec.js';
@@ -137,7 +137,9 @@ test('dhtfs node serve on etcd: one daemon per node id, bricks placed on it star
   const env = { ...process.env, DHTFS_HOME: base };
   // etcd's client credentials where a host keeps them by default ($DHTFS_HOME/tls/etcd-client): no --etcd-tls.
   fs.cpSync(etcd.tlsDir, path.join(base, 'tls', 'etcd-client'), { recursive: true });
-  const serve = () => spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', etcd.endpoint, '--state-dir', path.join(base, 'node')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // As on an etcd member's host: the daemon keeps the file etcd's --client-crl-file reads.
+  const etcdCrl = path.join(base, 'etcd-client-crl.pem');
+  const serve = () => spawn(process.execPath, [MAIN_JS, 'node', 'serve', '--etcd', etcd.endpoint, '--state-dir', path.join(base, 'node'), '--etcd-crl-file', etcdCrl], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const firstLine = (p: ChildProcess) =>
     new Promise<string>((resolve) => {
       let out = '';
@@ -150,11 +152,15 @@ test('dhtfs node serve on etcd: one daemon per node id, bricks placed on it star
   const procs: ChildProcess[] = [];
   let brickPids: number[] = [];
   try {
+    const published = fs.readFileSync(path.join(etcd.caDir, 'crl.pem'), 'utf8');
+    await store.commit([{ key: keys.pkiEtcdCrl, value: published }]);
     const a = serve();
     procs.push(a);
     const ready = JSON.parse(await firstLine(a)) as { event: string; id: string };
     assert.equal(ready.event, 'node-ready');
-    assert.ok(await store.get(keys.peer(ready.id)), 'the node is a peer of the pool');
+    const peer = JSON.parse((await store.get(keys.peer(ready.id)))!.value) as PeerRecord;
+    assert.equal(peer.etcdCert?.name, 'test-client', 'the node reports its etcd client certificate (for peer detach)');
+    assert.equal(fs.readFileSync(etcdCrl, 'utf8'), published, "the etcd CA's CRL from the store, where etcd reads it");
     // A second daemon with the same id is refused while the first runs.
     const b = serve();
     let err = '';

@@ -178,19 +178,31 @@ export function issue(kind: CertKind, name: string, out: string, hosts: string[]
   return tlsFilesIn(out);
 }
 
-/** Revokes every valid certificate issued to client `name` and writes the CRL: the number revoked. */
-export function revoke(name: string, kind: CertKind = 'client', d = tlsHome()): number {
+/** Revokes every valid certificate of the CA in `d` whose index line (serial, subject) `which` picks, and writes the CRL when any: the number revoked. */
+function revokeWhere(d: string, which: (serial: string, subject: string[]) => boolean): number {
   if (!fs.existsSync(path.join(d, 'ca.pem'))) throw new Error(`no CA here (${d}): nothing was issued`);
   let n = 0;
   for (const line of fs.readFileSync(path.join(d, 'index.txt'), 'utf8').split('\n')) {
     const f = line.split('\t');
-    if (f[0] !== 'V' || !f[5]?.split('/').includes(`OU=${kind}`) || !f[5].split('/').includes(`CN=${name}`)) continue;
+    if (f[0] !== 'V' || !f[5] || !which(f[3], f[5].split('/'))) continue;
     openssl(['ca', '-batch', '-config', path.join(d, 'ca.cnf'), '-revoke', path.join(d, 'issued', `${f[3]}.pem`)]);
     n++;
   }
-  if (n === 0) throw new Error(`no valid ${kind} certificate named ${name}`);
-  makeCrl(d);
+  if (n > 0) makeCrl(d);
   return n;
+}
+
+/** Revokes every valid certificate issued to client `name` and writes the CRL: the number revoked. */
+export function revoke(name: string, kind: CertKind = 'client', d = tlsHome()): number {
+  const n = revokeWhere(d, (_serial, subject) => subject.includes(`OU=${kind}`) && subject.includes(`CN=${name}`));
+  if (n === 0) throw new Error(`no valid ${kind} certificate named ${name}`);
+  return n;
+}
+
+/** Revokes the certificate of serial `serial` (hex) of the CA in `d`, and writes the CRL: whether it was valid there. */
+export function revokeSerial(serial: string, d: string): boolean {
+  const norm = (x: string) => x.toUpperCase().replace(/^0+(?=.)/, '');
+  return revokeWhere(d, (s) => norm(s) === norm(serial)) > 0;
 }
 
 /** A brick's folder of TLS files on this host. */
@@ -267,13 +279,22 @@ export function registerCertCommands(program: Command, action: (f: (...a: any[])
     );
   cert
     .command('revoke <name>')
-    .description("revoke a client's certificate(s): added to the CRL, which bricks (and a cluster's node daemons) reload before their next connection; --etcd: an etcd client's, in the etcd CA's CRL (copy it to each etcd member's --client-crl-file)")
+    .description(
+      "revoke a client's certificate(s): added to the CRL, which bricks (and a cluster's node daemons) reload before their next connection; --etcd: an etcd client's, in the etcd CA's CRL, published in a cluster's store for node daemons with --etcd-crl-file (else copy it to each etcd member's --client-crl-file)",
+    )
     .option('--etcd', 'an etcd-client certificate (of the etcd CA)')
     .action(
       action(async (name: string, o: { etcd?: boolean }) => {
         if (o.etcd) {
           const n = revoke(name, 'etcd-client', etcdCaHome());
-          console.log(`cert revoke: etcd-client ${name}: ${n} certificate${n === 1 ? '' : 's'} revoked; CRL ${path.join(etcdCaHome(), 'crl.pem')}: copy it to each etcd member's --client-crl-file (etcd reads it at each new connection)`);
+          const { clusterConfig, withStore } = await import('./cluster.js');
+          const published = !!clusterConfig();
+          if (published) await withStore(async (s) => (await import('./etcd-pki.js')).publishEtcdCrl(s));
+          console.log(
+            `cert revoke: etcd-client ${name}: ${n} certificate${n === 1 ? '' : 's'} revoked; CRL ${path.join(etcdCaHome(), 'crl.pem')}` +
+              (published ? ' published (pki/etcd-crl): node daemons with --etcd-crl-file write it for etcd' : `: copy it to each etcd member's --client-crl-file`) +
+              ' (etcd reads it at each new connection)',
+          );
           return;
         }
         const n = revoke(name);

@@ -151,7 +151,9 @@ export function registerClusterCommands(program: Command, action: <A extends unk
     );
   peer
     .command('detach <host>')
-    .description('take a host out of the pool (refused while it holds bricks of a volume)')
+    .description(
+      "take a host out of the pool (refused while it holds bricks of a volume); on the host holding the cluster's CA it revokes the node's certificate, and where the etcd CA is the etcd client certificate its daemon reported (published for node daemons with --etcd-crl-file); elsewhere it says what it left",
+    )
     .action(
       action(async (host: string) =>
         withStore(async (s) => {
@@ -163,6 +165,12 @@ export function registerClusterCommands(program: Command, action: <A extends unk
           await update<PeerRecord & { member?: boolean }>(s, keys.peer(p.id), (cur) => (cur?.member ? { ...cur, member: false } : null));
           const kept = await revokeNodeCert(s, p);
           if (kept) process.stderr.write(`peer detach: ${kept}\n`);
+          // Its key to etcd too (every volume's secret is there), where the etcd CA is.
+          const { revokeEtcdCert } = await import('./etcd-pki.js');
+          const c = clusterConfig();
+          const etcdKept = await revokeEtcdCert(s, p, c ? etcdAccess(c).tls : undefined);
+          if (etcdKept) process.stderr.write(`peer detach: ${etcdKept}\n`);
+          else process.stdout.write(`peer detach: ${p.id}'s etcd client certificate ${p.etcdCert!.name} revoked; node daemons with --etcd-crl-file give etcd the new CRL (its open connection stays until it ends: docs/SECURITY.md)\n`);
           process.stdout.write(`peer detach: success (${host})\n`);
         }),
       ),

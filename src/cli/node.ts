@@ -97,19 +97,20 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
   serve
     .option('--port-range <first-last>', 'the brick port range (default: $DHTFS_PORT_RANGE, else 49152-60999)')
     .option('--stop-bricks', 'stop the bricks when the daemon stops (by default they keep serving: clients never need the daemon)')
+    .option('--etcd-crl-file <path>', "on an etcd member's host: keep this file (etcd's --client-crl-file) the etcd CA's CRL from the store, so that a certificate peer detach or cert revoke --etcd revoked is refused at its next connection")
     .option('--mgmt-port <port>', 'the management port: volume specs for clients (mount HOST:/NAME), over TLS once peer probe gave this node its certificate', String(MGMT_PORT))
     .action(
-      action(async (o: EtcdOptions & { stateDir: string; address: string; portRange?: string; stopBricks?: boolean; mgmtPort: string }) => {
+      action(async (o: EtcdOptions & { stateDir: string; address: string; portRange?: string; stopBricks?: boolean; mgmtPort: string; etcdCrlFile?: string }) => {
         const stateDir = path.resolve(o.stateDir);
         const id = nodeId(stateDir);
         const log = (level: 'info' | 'warn' | 'error', msg: string) => process.stderr.write(JSON.stringify({ level, time: new Date().toISOString(), node: id, msg }) + '\n');
-        const store = await openStore(
-          etcdAccessOf(
-            o,
-            (line) => log('warn', line),
-            (line) => log('info', line),
-          ),
+        const access = etcdAccessOf(
+          o,
+          (line) => log('warn', line),
+          (line) => log('info', line),
         );
+        if (o.etcdCrlFile && !access?.tls?.ca) throw new Error('--etcd-crl-file: for an etcd on TLS (https endpoints and their etcd CA in --etcd-tls)');
+        const store = await openStore(access);
         const presence = await store.claim(keys.presence(id), JSON.stringify({ pid: process.pid, address: o.address }), PRESENCE_TTL_S);
         if (!presence) throw new Error(`a node daemon with id ${id} already runs (its presence is in ${store.where}); stop it first`);
         const peer = await store.get(keys.peer(id));
@@ -117,6 +118,10 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
           const rec: PeerRecord = { id, address: o.address, mgmtPort: 0 };
           await store.commit([{ key: keys.peer(id), value: JSON.stringify(rec), ifRev: 0 }]);
         }
+        const { followEtcdCrl, reportEtcdCert } = await import('./etcd-pki.js');
+        // Its key to etcd, for peer detach to revoke; the etcd CA's CRL kept where this host's etcd reads it.
+        await reportEtcdCert(store, id, access?.tls);
+        const stopEtcdCrl = o.etcdCrlFile ? await followEtcdCrl(store, path.resolve(o.etcdCrlFile), access!.tls!.ca!, log) : null;
         // Its certificate first: the bricks of volumes with transport.tls on present it.
         const mgmt = await startManagement(store, id, stateDir, o.address, Number(o.mgmtPort), log);
         const daemon = new NodeDaemon(store, id, new ProcessBrickRunner(stateDir, o.address, o.portRange, mgmt.tlsDir), announcer(mgmt.tls), realClock, log);
@@ -134,6 +139,7 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
           });
         });
         await mgmt.close();
+        await stopEtcdCrl?.();
         if (why === 'signal' && tasks.tasks().length > 0) log('info', `stopping: handing on ${tasks.tasks().join(', ')}'s task at the next file boundary`);
         await tasks.close({ handOn: why === 'signal' });
         await daemon.close({ bricks: !!o.stopBricks });
@@ -148,36 +154,38 @@ export function registerNodeCommands(program: Command, action: <A extends unknow
     .option('--unit-dir <dir>', 'where to write dhtfs-node.service', '/etc/systemd/system')
     .option('--address <ip>', "the address this node's bricks listen on", '127.0.0.1')
     .option('--state-dir <dir>', "the daemon's folder", '/var/lib/dhtfs/node');
-  etcdOptions(install).action(
-    action((o: EtcdOptions & { unitDir: string; address: string; stateDir: string }) => {
-      // Checked now (a plaintext etcd on the network refused without --insecure-etcd), not at the first boot.
-      if (o.etcd) etcdTransport(parseEndpoints(o.etcd), !!o.insecureEtcd, (line) => process.stderr.write(`${line}\n`));
-      const etcdArgs = o.etcd ? ['--etcd', o.etcd, ...(o.etcdTls ? ['--etcd-tls', path.resolve(o.etcdTls)] : []), ...(o.insecureEtcd ? ['--insecure-etcd'] : [])] : [];
-      const args = [process.execPath, MAIN_JS, 'node', 'serve', '--state-dir', o.stateDir, '--address', o.address, ...etcdArgs];
-      const unit = [
-        '[Unit]',
-        "Description=dhtfs node daemon (runs this host's bricks)",
-        'After=network-online.target',
-        'Wants=network-online.target',
-        '',
-        '[Service]',
-        'Type=simple',
-        `Environment=DHTFS_HOME=${path.dirname(o.stateDir)}`,
-        `ExecStart=${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`,
-        // The bricks are the data path: a daemon restart must not take them down with it.
-        'KillMode=process',
-        'Restart=on-failure',
-        'RestartSec=2',
-        'LimitNOFILE=65536',
-        '',
-        '[Install]',
-        'WantedBy=multi-user.target',
-        '',
-      ].join('\n');
-      fs.mkdirSync(o.unitDir, { recursive: true });
-      const f = path.join(o.unitDir, 'dhtfs-node.service');
-      fs.writeFileSync(f, unit);
-      process.stdout.write(`wrote ${f}; then: systemctl daemon-reload && systemctl enable --now dhtfs-node\n`);
-    }),
-  );
+  etcdOptions(install)
+    .option('--etcd-crl-file <path>', "on an etcd member's host: the file etcd's --client-crl-file reads, kept current by the daemon (node serve --etcd-crl-file)")
+    .action(
+      action((o: EtcdOptions & { unitDir: string; address: string; stateDir: string; etcdCrlFile?: string }) => {
+        // Checked now (a plaintext etcd on the network refused without --insecure-etcd), not at the first boot.
+        if (o.etcd) etcdTransport(parseEndpoints(o.etcd), !!o.insecureEtcd, (line) => process.stderr.write(`${line}\n`));
+        const etcdArgs = o.etcd ? ['--etcd', o.etcd, ...(o.etcdTls ? ['--etcd-tls', path.resolve(o.etcdTls)] : []), ...(o.insecureEtcd ? ['--insecure-etcd'] : []), ...(o.etcdCrlFile ? ['--etcd-crl-file', path.resolve(o.etcdCrlFile)] : [])] : [];
+        const args = [process.execPath, MAIN_JS, 'node', 'serve', '--state-dir', o.stateDir, '--address', o.address, ...etcdArgs];
+        const unit = [
+          '[Unit]',
+          "Description=dhtfs node daemon (runs this host's bricks)",
+          'After=network-online.target',
+          'Wants=network-online.target',
+          '',
+          '[Service]',
+          'Type=simple',
+          `Environment=DHTFS_HOME=${path.dirname(o.stateDir)}`,
+          `ExecStart=${args.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a)).join(' ')}`,
+          // The bricks are the data path: a daemon restart must not take them down with it.
+          'KillMode=process',
+          'Restart=on-failure',
+          'RestartSec=2',
+          'LimitNOFILE=65536',
+          '',
+          '[Install]',
+          'WantedBy=multi-user.target',
+          '',
+        ].join('\n');
+        fs.mkdirSync(o.unitDir, { recursive: true });
+        const f = path.join(o.unitDir, 'dhtfs-node.service');
+        fs.writeFileSync(f, unit);
+        process.stdout.write(`wrote ${f}; then: systemctl daemon-reload && systemctl enable --now dhtfs-node\n`);
+      }),
+    );
 }

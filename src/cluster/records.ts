@@ -11,6 +11,15 @@ export interface PeerRecord {
   address: string;
   /** The management port its node daemon serves on (0: none yet). */
   mgmtPort: number;
+  /** The etcd client certificate its node daemon reaches etcd with (what `peer detach` revokes); absent on a plaintext etcd. */
+  etcdCert?: EtcdCertId;
+}
+
+/** An etcd client certificate: its issuer (the etcd CA's subject), serial (hex) and name (CN). */
+export interface EtcdCertId {
+  issuer: string;
+  serial: string;
+  name: string;
 }
 
 /** One brick of a volume: which node runs it, its address and folder there, the port it was given (0: none yet). */
@@ -75,6 +84,8 @@ export const keys = {
   pki: 'pki/',
   pkiCa: 'pki/ca',
   pkiCrl: 'pki/crl',
+  /** The etcd CA's CRL (PEM; public), written by `peer detach` and `cert revoke --etcd` where the etcd CA is; node daemons given --etcd-crl-file write it for etcd. */
+  pkiEtcdCrl: 'pki/etcd-crl',
   /** A node's certificate request (its key stays on its host), and the certificate `peer probe` signs for it. */
   nodeCsr: (id: string) => `pki/csr/${id}`,
   nodeCert: (id: string) => `pki/cert/${id}`,

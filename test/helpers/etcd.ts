@@ -88,8 +88,13 @@ https.get(${JSON.stringify(endpoint + '/health')}, { ca: fs.readFileSync(d + '/c
   return code === 0;
 }
 
-export async function startEtcd(place?: EtcdPlace): Promise<TestEtcd> {
-  return startEtcdCluster(place ? [place] : [undefined]);
+/** Options of a test etcd: `crlFile`, the file its --client-crl-file names (default: the etcd CA's own crl.pem). */
+export interface EtcdOptions {
+  crlFile?: string;
+}
+
+export async function startEtcd(place?: EtcdPlace, o: EtcdOptions = {}): Promise<TestEtcd> {
+  return startEtcdCluster(place ? [place] : [undefined], o);
 }
 
 /**
@@ -97,10 +102,12 @@ export async function startEtcd(place?: EtcdPlace): Promise<TestEtcd> {
  * test/helpers/netns.ts, one member per host): `endpoint` names every member, comma-separated; `kill`
  * stops them all (etcd entirely away) and `start` brings the same cluster back.
  */
-export async function startEtcdCluster(places: (EtcdPlace | undefined)[]): Promise<TestEtcd> {
+export async function startEtcdCluster(places: (EtcdPlace | undefined)[], o: EtcdOptions = {}): Promise<TestEtcd> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-etcd-'));
   const members: { name: string; place: EtcdPlace | undefined; endpoint: string; peer: string; certs: string }[] = [];
   const ca = etcdCa();
+  // etcd reads its --client-crl-file at each handshake: one of its own starts as the CA's CRL.
+  if (o.crlFile && !fs.existsSync(o.crlFile)) fs.copyFileSync(path.join(ca.dir, 'ca', 'crl.pem'), o.crlFile);
   for (const [i, place] of places.entries()) {
     const address = place?.address ?? '127.0.0.1';
     // In a namespace of its own, any port is free; on loopback, free ones.
@@ -126,7 +133,7 @@ export async function startEtcdCluster(places: (EtcdPlace | undefined)[]): Promi
     initial,
     ...['', 'peer-'].flatMap((p) => [`--${p}cert-file`, path.join(m.certs, 'cert.pem'), `--${p}key-file`, path.join(m.certs, 'key.pem'), `--${p}trusted-ca-file`, path.join(m.certs, 'ca.pem'), `--${p}client-cert-auth`]),
     '--client-crl-file',
-    path.join(ca.dir, 'ca', 'crl.pem'),
+    o.crlFile ?? path.join(ca.dir, 'ca', 'crl.pem'),
     '--log-level',
     'error',
     '--logger',

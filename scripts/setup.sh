@@ -31,6 +31,14 @@ if ! command -v etcd >/dev/null 2>&1; then
     echo "setup: etcd is missing; install Debian's 'etcd-server' (a cluster keeps its state in it)" >&2
   fi
 fi
+# The openssl command makes certificates and CRLs (src/cli/cert.ts; CRLs are verified with node:crypto).
+if ! command -v openssl >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get install -y --no-install-recommends openssl >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y --no-install-recommends openssl >/dev/null)) || echo "setup: could not install openssl (TLS and cluster tests need it)" >&2
+  else
+    echo "setup: openssl is missing; install Debian's 'openssl' (certificates for TLS are made with it)" >&2
+  fi
+fi
 # Programs the FUSE tests run unmodified on the mount (git, tar and coreutils are in the base system), and
 # Debian's python3 (test/helpers/posix-runner.ts: mkfifo, utimensat and xattrs as other users, who may
 # not run a python3 under /root).

@@ -380,3 +380,35 @@ test("a CRL is used only with the CA's signature: one of another key with the CA
     fs.rmSync(base, { recursive: true, force: true });
   }
 });
+
+test('a CRL file is used as the one CRL that was verified: a block before it that OpenSSL skips cannot make it load an older CRL of the CA', async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-crlone-'));
+  const ca = path.join(base, 'ca');
+  const srv = issue('node', 'srv', path.join(base, 'srv'), ['127.0.0.1'], false, ca);
+  const cli = issue('client', 'cli', path.join(base, 'cli'), [], false, ca);
+  const older = fs.readFileSync(path.join(ca, 'crl.pem'), 'utf8');
+  revoke('srv', 'node', ca);
+  const newer = fs.readFileSync(path.join(ca, 'crl.pem'), 'utf8');
+  // The newer CRL behind text on its BEGIN line (OpenSSL's PEM reader skips such a line and its block), then the
+  // older one: checkCrl read the newer, OpenSSL would load the older, which does not revoke the server.
+  const crafted = `x${newer}\n${older}`;
+  const caPem = fs.readFileSync(path.join(ca, 'ca.pem'));
+  assert.equal(checkCrl(crafted, caPem).ok, true);
+  const cliCrl = path.join(base, 'cli-crl.pem');
+  fs.writeFileSync(cliCrl, crafted);
+  const server = tlsNetwork({ files: srv });
+  const l = await server.listen('127.0.0.1', 0, (c) => c.close());
+  try {
+    const client = tlsNetwork({ files: { ...cli, crl: cliCrl } });
+    await assert.rejects(client.connect('127.0.0.1', l.port), /the server's certificate is revoked/);
+    // A kept copy holds the one CRL verified, nothing else.
+    const kept = path.join(base, 'kept-crl.pem');
+    fs.writeFileSync(kept, older);
+    assert.equal(keepNewerCrl(kept, crafted, caPem).kept, true);
+    assert.equal((fs.readFileSync(kept, 'utf8').match(/BEGIN X509 CRL/g) ?? []).length, 1);
+    assert.equal(crlInfo(fs.readFileSync(kept, 'utf8'))!.madeAt, crlInfo(newer)!.madeAt);
+  } finally {
+    await l.close();
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+});

@@ -110,7 +110,7 @@ export class NodePki {
       // Used by the management server and the bricks only when the CA signed it (a forged one would refuse every peer).
       const c = fs.existsSync(f.ca) ? checkCrl(value, fs.readFileSync(f.ca)) : ({ ok: false, reason: "the CA's certificate is not here yet" } as const);
       if (!c.ok) return this.log('warn', `tls: ${key} is refused: ${c.reason}; the CRL here (if any) stays`);
-      this.write(f.crl!, value);
+      this.write(f.crl!, c.pem);
     } else if (key === keys.nodeCert(this.id)) {
       if (!this.matches(value)) return this.log('warn', `tls: ${key} is not a certificate for this node's key (its key was made again?): ignored`);
       this.write(f.cert, value);

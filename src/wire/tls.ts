@@ -50,6 +50,11 @@ function crlDer(pem: string | Buffer): Buffer | null {
   return m ? Buffer.from(m[1].replace(/\s+/g, ''), 'base64') : null;
 }
 
+/** A CRL's DER as PEM (64 characters a line, as OpenSSL writes it). */
+function crlPem(der: Buffer): string {
+  return `-----BEGIN X509 CRL-----\n${der.toString('base64').replace(/.{64}/g, '$&\n').replace(/\n$/, '')}\n-----END X509 CRL-----\n`;
+}
+
 /**
  * What a CRL (PEM) says of itself: its issuer (the DER of its Name) and when it was made (thisUpdate, ms
  * since the epoch); null when it is not a CRL.
@@ -101,24 +106,30 @@ const SIG_HASH: Record<string, string | null> = {
   '2b6571': null, // Ed448
 };
 
-/** What checkCrl says of a CRL: the CA's, signed by its key (what it says of itself), or why not. */
-export type CrlCheck = { ok: true; issuer: Buffer; madeAt: number } | { ok: false; reason: string };
+/**
+ * What checkCrl says of a CRL: the CA's, signed by its key (what it says of itself, and `pem`: the one CRL
+ * verified, alone, to be used and kept rather than the text given), or why not.
+ */
+export type CrlCheck = { ok: true; issuer: Buffer; madeAt: number; pem: string } | { ok: false; reason: string };
 
 /**
  * Whether `pem` is a CRL of the CA in `caPem` (one of its certificates, when it holds several): its issuer
  * is the CA's subject and its signature verifies with the CA's public key (node:crypto over the DER:
  * Node has no CRL API, and OpenSSL itself checks a CRL's signature only when it uses it, refusing every
  * peer on a bad one). A CRL with the CA's name but another key's signature is refused: whoever could
- * write it would otherwise make a client refuse every server, or a brick let in a revoked client.
+ * write it would otherwise make a client refuse every server, or a brick let in a revoked client. Only the
+ * verified CRL may go to OpenSSL (`pem`): its PEM reader finds blocks by other rules than crlDer (it skips
+ * a BEGIN line with text before it), so the text given could make it load another CRL, an older one.
  */
 export function checkCrl(pem: string | Buffer, caPem: string | Buffer): CrlCheck {
   const info = crlInfo(pem);
   if (!info) return { ok: false, reason: 'not a CRL' };
   const der = crlDer(pem)!;
-  let tbs: Buffer, hash: string | null | undefined, sig: Buffer;
+  let tbs: Buffer, hash: string | null | undefined, sig: Buffer, whole: Buffer;
   try {
     // CertificateList { tbsCertList SEQ, signatureAlgorithm SEQ { OID, ... }, signatureValue BIT STRING }
     const outer = tlv(der, 0);
+    whole = der.subarray(0, outer.end);
     const t = tlv(der, outer.start);
     tbs = der.subarray(outer.start, t.end);
     const alg = tlv(der, t.end);
@@ -135,7 +146,7 @@ export function checkCrl(pem: string | Buffer, caPem: string | Buffer): CrlCheck
   if (!cas.length) return { ok: false, reason: "not the CA's (another issuer)" };
   for (const c of cas) {
     try {
-      if (verifySignature(hash, tbs, new X509Certificate(c).publicKey, sig)) return { ok: true, ...info };
+      if (verifySignature(hash, tbs, new X509Certificate(c).publicKey, sig)) return { ok: true, ...info, pem: crlPem(whole) };
     } catch {
       // a key of another type than the signature's: not this one
     }
@@ -144,7 +155,7 @@ export function checkCrl(pem: string | Buffer, caPem: string | Buffer): CrlCheck
 }
 
 /**
- * Keeps `pem` in `file` when it is a CRL of the CA in `caPem` (checkCrl: its signature verified) newer
+ * Keeps the CRL verified in `pem` (it alone) in `file` when it is a CRL of the CA in `caPem` (checkCrl: its signature verified) newer
  * than the one there (made later, or as late and longer: the CA only adds to its list) or of another
  * issuer (a CA made again), atomically. Revocations are never taken back, so a newer CRL never lets in
  * what an older one refused. `kept`: it wrote it; `refused`: why it is not the CA's (not written).
@@ -159,9 +170,9 @@ export function keepNewerCrl(file: string, pem: string, caPem: string | Buffer):
     // none yet
   }
   const had = old === null ? null : crlInfo(old);
-  if (old !== null && had !== null && had.issuer.equals(got.issuer) && (had.madeAt > got.madeAt || (had.madeAt === got.madeAt && old.length >= pem.length))) return { kept: false };
+  if (old !== null && had !== null && had.issuer.equals(got.issuer) && (had.madeAt > got.madeAt || (had.madeAt === got.madeAt && old.length >= got.pem.length))) return { kept: false };
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, pem, { mode: 0o644 });
+  fs.writeFileSync(tmp, got.pem, { mode: 0o644 });
   fs.renameSync(tmp, file);
   return { kept: true };
 }
@@ -197,7 +208,7 @@ function crlFile(file: string | undefined, ca: Buffer, log: (msg: string, extra:
         log(`TLS: the CRL is refused: ${c.reason}; ${crl ? 'the one verified before stays' : 'none is checked'}`, { crl: file });
         return false;
       }
-      crl = pem;
+      crl = Buffer.from(c.pem);
       return true;
     },
     pem: () => crl,

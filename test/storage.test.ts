@@ -203,3 +203,22 @@ test('native addons: built with assertions on (native/check.h), and a call with 
   assert.throws(() => copy.copyRange(-1, 1, 0, 10), TypeError);
   assert.throws(() => copy.copyRange(0, -5, 0, 10), TypeError);
 });
+
+test('a path of over 1 KiB whose multibyte character straddles the first KiB is used whole, not cut at that character', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
+  try {
+    const st = new DiskStorage(dir);
+    // Four folders of 250 bytes (1,004 bytes with their slashes), then a name whose 4-byte character
+    // begins at byte 1,021: the first 1,023 bytes end inside it, and V8 copies no part of a character.
+    const folders = ['a', 'b', 'c', 'd'].map((c) => c.repeat(250));
+    for (let i = 1; i <= folders.length; i++) fs.mkdirSync(path.join(dir, ...folders.slice(0, i)));
+    const name = `${'n'.repeat(17)}\u{1F600}x`;
+    const rel = [...folders, name].join('/');
+    assert.ok(Buffer.byteLength(rel) > 1024);
+    st.close(st.open(rel, O_RDWR | O_CREAT, 0o644));
+    assert.deepEqual(fs.readdirSync(path.join(dir, ...folders)), [name]);
+    assert.equal(st.lstat(rel).size, 0);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});

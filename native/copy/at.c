@@ -412,7 +412,9 @@ static int resolve_args(napi_env env, napi_value vroot, napi_value vrel, int *ro
   size_t len = 0;
   NAPI_CALL_RET(env, napi_get_value_string_utf8(env, vrel, small, sizeof small, &len), -1);
   char *rel = small;
-  if (len >= sizeof small - 1) {
+  /* V8 copies no part of a character that does not fit: the whole path is here only when a 4-byte
+     character would still have fitted after it (a longer one, cut up to 3 bytes early, is read again). */
+  if (len >= sizeof small - 4) {
     rel = str_arg(env, vrel, &len);
     if (!rel) return -1;
   } else if (strlen(small) != len) { /* a NUL inside */

@@ -79,6 +79,79 @@ async function client(h: Host, specFile: string, writes: Record<string, string> 
   return JSON.parse(out) as Record<string, string>;
 }
 
+/**
+ * A writer and a reader on host `h` while files migrate (as load.test on one host): the writer appends
+ * checksummed records to /w0../w15 (one at a time, each acknowledged before the next), the reader reads a
+ * file whole and checks every record, and that it holds at least the records acknowledged before the read
+ * began (none lost, stale or torn). It runs until `stop` ends its stdin, then checks every file once more.
+ */
+async function recordWriter(h: Host, specFile: string): Promise<{ stop: () => Promise<{ acked: number; reads: number; problems: string[] }> }> {
+  const code = `
+    import { Volume } from ${JSON.stringify(pathToFileURL(VOLUME_JS).href)};
+    import { createHash } from 'node:crypto';
+    import fs from 'node:fs';
+    const vol = await Volume.connect(JSON.parse(fs.readFileSync(process.argv[1], 'utf8')));
+    const N = 16;
+    const rec = (f, i) => { const b = 'w' + f + ':' + i + ':'; return b + createHash('sha256').update(b).digest('hex').slice(0, 16) + '\\n'; };
+    const acked = new Array(N).fill(0);
+    const problems = [];
+    let reads = 0;
+    const check = (f, text, atLeast) => {
+      const lines = text.split('\\n');
+      const tail = lines.pop();
+      if (tail && !rec(f, lines.length).startsWith(tail)) problems.push('w' + f + ': torn tail ' + JSON.stringify(tail));
+      lines.forEach((l, i) => { if (l + '\\n' !== rec(f, i)) problems.push('w' + f + ': record ' + i + ' is ' + JSON.stringify(l)); });
+      if (lines.length < atLeast) problems.push('w' + f + ': ' + lines.length + ' records read, ' + atLeast + ' acknowledged before the read (stale)');
+    };
+    const handles = [];
+    for (let f = 0; f < N; f++) handles.push(await vol.open('/w' + f, 'a'));
+    let stop = false;
+    process.stdin.on('end', () => (stop = true)).resume();
+    console.log('ready');
+    const writer = (async () => {
+      for (let n = 0; !stop; n++) {
+        const f = n % N;
+        await handles[f].write(rec(f, acked[f]));
+        acked[f]++;
+      }
+    })();
+    const reader = (async () => {
+      for (let n = 0; !stop; n++) {
+        const f = (n * 7) % N;
+        const want = acked[f];
+        check(f, await vol.readFile('/w' + f, 'utf8'), want);
+        reads++;
+      }
+    })();
+    await Promise.all([writer, reader]);
+    for (const h of handles) await h.close();
+    for (let f = 0; f < N; f++) {
+      const text = await vol.readFile('/w' + f, 'utf8');
+      check(f, text, acked[f]);
+      if (text.split('\\n').length - 1 !== acked[f]) problems.push('w' + f + ': ' + (text.split('\\n').length - 1) + ' records, ' + acked[f] + ' written');
+    }
+    await vol.close();
+    console.log(JSON.stringify({ acked: acked.reduce((a, b) => a + b, 0), reads, problems: problems.slice(0, 20) }));`;
+  const p = h.spawn(process.execPath, ['--input-type=module', '-e', code, specFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  p.stdout!.on('data', (d) => (out += d));
+  p.stderr!.on('data', (d) => (err += d));
+  const exited = once(p, 'exit');
+  while (!out.includes('ready\n')) {
+    if (p.exitCode !== null) throw new Error(`writer on ${h.name}: ${err.trim()}`);
+    await sleep(50);
+  }
+  return {
+    stop: async () => {
+      p.stdin!.end();
+      const [rc] = await exited;
+      if (rc !== 0) throw new Error(`writer on ${h.name}: ${err.trim()}`);
+      return JSON.parse(out.split('\n').filter(Boolean).pop()!) as { acked: number; reads: number; problems: string[] };
+    },
+  };
+}
+
 /** Whether process `pid` runs (a zombie, dead but not reaped by its new parent, does not). */
 function running(pid: number): boolean {
   try {
@@ -124,8 +197,11 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.match(logs.get(h.name) ?? '', re);
   };
   try {
-    net = makeNet(4);
-    const [h1, h2, h3, admin] = net.hosts;
+    net = makeNet(5);
+    // Three node hosts, a client and admin host, and a fifth host that joins the pool later.
+    const [h1, h2, h3, admin, h5] = net.hosts;
+    /** The hosts of the node daemons, in the order of `daemons`. */
+    const nodeHosts = [h1, h2, h3];
     // A 3-member etcd, one member on each of the three node hosts.
     etcd = await startEtcdCluster([h1, h2, h3].map((h) => ({ address: h.address, spawn: h.spawn })));
     for (const h of [h1, h2, h3]) {
@@ -291,13 +367,19 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.equal(opts.find((o) => o.option === 'network.ping-timeout')?.value, 17);
     assert.equal(opts.find((o) => o.option === 'cluster.min-free-disk')?.value, 7);
 
+    // A new host joins: its node daemon starts with the cluster's etcd, and a probe makes it a member.
+    daemons.push(await startDaemon(h5, etcd.endpoint));
+    nodeHosts.push(h5);
+    assert.match(await run('peer', 'probe', h5.address), /peer probe: success/);
+
     // add-brick, all or nothing: a folder inside a brick's is refused before anything; a brick whose
-    // folder cannot be made (a file is there) takes itself out again; a good one is started by its node.
+    // folder cannot be made (a file is there) takes itself out again; a good one on the new host is
+    // started by its node.
     await assert.rejects(run('volume', 'add-brick', 'cv', `${h3.address}:${path.join(base, 'brick2', 'inner')}`), /is, holds or is inside the folder of brick cv-client-2/);
     fs.writeFileSync(path.join(base, 'a-file'), '');
     await assert.rejects(run('volume', 'add-brick', 'cv', `${h2.address}:${path.join(base, 'a-file')}`), /new bricks did not start: cv-client-3/);
     assert.equal((JSON.parse(await run('volume', 'info', 'cv', '--json')) as { bricks: unknown[] }).bricks.length, 3, 'the failed add-brick left the volume as it was');
-    assert.match(await run('volume', 'add-brick', 'cv', `${h3.address}:${path.join(base, 'brick3')}`), /volume add-brick: cv: success \(cv-client-3 10\.213\.0\.3:\d+:/);
+    assert.match(await run('volume', 'add-brick', 'cv', `${h5.address}:${path.join(base, 'brick3')}`), /volume add-brick: cv: success \(cv-client-3 10\.213\.0\.5:\d+:/);
     const four = JSON.parse(await run('volume', 'status', 'cv', '--json')) as Status;
     assert.deepEqual(
       four.bricks.map((b) => [b.brick, b.online]),
@@ -307,7 +389,9 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.deepEqual(await client(admin, specFile, files(8, 16)), expected(16));
 
     // A rebalance started on the admin host moves files onto the new brick, across hosts (its run holds the
-    // volume's task claim and keeps its checkpoint in the store); another host follows it with status.
+    // volume's task claim and keeps its checkpoint in the store); another host follows it with status. A
+    // writer and a reader on the client host meanwhile: no record lost, stale or torn.
+    const writer = await recordWriter(admin, specFile);
     assert.match(await run('volume', 'rebalance', 'cv', 'start', '--throttle', 'lazy'), /volume rebalance: cv: started/);
     let rb: { state: string; counters: { migrated: number; failed: number } } | null = null;
     for (let i = 0; i < 300; i++) {
@@ -318,6 +402,12 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.equal(rb?.state, 'completed', JSON.stringify(rb));
     assert.equal(rb!.counters.failed, 0);
     assert.ok(rb!.counters.migrated > 0, 'files moved to the new brick');
+    const written = await writer.stop();
+    assert.deepEqual(written.problems, [], 'no record lost, stale or torn');
+    assert.ok(written.acked > 50 && written.reads > 10, `records written ${written.acked}, files read ${written.reads}`);
+    const movedWritten = fs.readdirSync(path.join(base, 'brick3')).filter((n) => /^w\d+$/.test(n) && (fs.statSync(path.join(base, 'brick3', n)).mode & 0o1000) === 0);
+    assert.ok(movedWritten.length > 0, 'files being written moved to the new host');
+    console.log(`rebalance across hosts under a writer: ${written.acked} records written, ${written.reads} files read whole, ${movedWritten.length} of the written files moved`);
     assert.ok(
       fs.readdirSync(path.join(base, 'brick3')).some((n) => /^f\d+$/.test(n)),
       'the new brick holds files',
@@ -360,10 +450,10 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     assert.ok(termed >= 0 && termed !== killed, 'the second daemon to take it over was sent SIGTERM mid-migration');
     for (let i = 0; i < 100 && daemons[termed].exitCode === null; i++) await sleep(100);
     assert.equal(daemons[termed].exitCode, 0, 'and exited by itself');
-    const termedHost = [h1, h2, h3][termed];
+    const termedHost = nodeHosts[termed];
     assert.match(logs.get(termedHost.name) ?? '', /handed the remove-brick of volume cv on \(this daemon is stopping\)/);
     assert.match([...logs.values()].join(''), /taking over the remove-brick of volume cv \(handed on by [0-9a-f-]+\): on from its checkpoint at once/);
-    daemons[killed] = await startDaemon([h1, h2, h3][killed], etcd.endpoint, true);
+    daemons[killed] = await startDaemon(nodeHosts[killed], etcd.endpoint, true);
     daemons[termed] = await startDaemon(termedHost, etcd.endpoint, true);
     assert.ok(fs.readFileSync(path.join(home, 'logs', 'rebalance-cv.log'), 'utf8').includes(`fault injection: SIGKILL after copy of /${onIt[0]}`));
     assert.deepEqual(await client(admin, specFile), expected(16), 'every file reads, with its content, after the takeover');
@@ -387,7 +477,7 @@ test('a cluster of four hosts through the CLI: pool, a volume with a brick on ea
     await run('volume', 'spec', 'cv', '-o', specFile);
     assert.deepEqual(await client(admin, specFile), expected(16), 'every file reads after the commit');
 
-    // replace-brick: the third host's second brick's place given to a new, empty folder on the first host;
+    // replace-brick: the new host's brick's place given to a new, empty folder on the first host;
     // it gets the directory before any client meets it, the old brick is stopped by its node daemon, and
     // the volume's new files reach it (the old brick's files are out of the volume: no copy is kept).
     await run('-V', 'cv', 'mkdir', '/d');

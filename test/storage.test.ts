@@ -185,6 +185,34 @@ test("pinned folders: kept across stretches, never leading outside when swapped;
   }
 });
 
+test('pinned folders: one moved out of the brick (by a process that can enter it) is let go, and its calls resolve the name beneath the root again, never following it out', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
+  const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-outside-'));
+  try {
+    const st = new DiskStorage(dir);
+    st.mkdir('p', 0o700);
+    st.mkdir('p/q', 0o700);
+    st.pinDir('p');
+    st.pinDir('p/q');
+    st.close(st.open('p/q/a', O_RDWR | O_CREAT, 0o644));
+    await Promise.resolve();
+    // The pinned folder (and the one pinned beneath it) renamed to a folder outside the brick, on the same
+    // file system, and a folder of that name made again in the brick.
+    fs.renameSync(path.join(dir, 'p'), path.join(outside, 'p'));
+    fs.mkdirSync(path.join(dir, 'p', 'q'), { recursive: true });
+    st.close(st.open('p/b', O_RDWR | O_CREAT, 0o644));
+    st.close(st.open('p/q/c', O_RDWR | O_CREAT, 0o644));
+    assert.deepEqual(fs.readdirSync(path.join(outside, 'p')), ['q']);
+    assert.deepEqual(fs.readdirSync(path.join(outside, 'p', 'q')), ['a'], 'nothing made outside the brick');
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'p')).sort(), ['b', 'q']);
+    assert.deepEqual(fs.readdirSync(path.join(dir, 'p', 'q')), ['c']);
+    st.dispose();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(outside, { recursive: true, force: true });
+  }
+});
+
 test('native addons: built with assertions on (native/check.h), and a call with a negative descriptor is refused before it is made', async () => {
   const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
   const copyNode = path.join(root, 'native', 'copy', 'build', 'Release', 'dhtfs_copy.node');

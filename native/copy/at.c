@@ -206,7 +206,7 @@ static void held_release(void) {
  * once beneath the root as any parent (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and its descriptor
  * is kept for the storage's life: a create names two of them, and each resolution cost an openat2 and a
  * close. A pinned descriptor pins its directory as a held one does (a swap of the folder leaves the calls
- * in the directory itself); the brick's own rename, exchange or rmdir of a pinned folder or of a folder
+ * in the directory itself, as long as it is beneath the root: see pin_at_t); the brick's own rename, exchange or rmdir of a pinned folder or of a folder
  * above one lets those pins go, and pinDir again replaces a pin (the brick makes its private folder again
  * when it went). Volume folders are never pinned: a swap of one is refused from the next stretch on.
  * An open-addressing index over a dense array; removal (rare) rebuilds the index. Per thread, as held_t.
@@ -220,6 +220,24 @@ static __thread int pin_n = 0;
 static __thread int16_t pin_index[PIN_SLOTS];
 static __thread int pin_index_ready = 0;
 static __thread unsigned char pinned_fd[PIN_FDS / 8];
+/*
+ * A pinned folder is checked to be still beneath its root once per stretch before it is used: whoever can
+ * enter the brick (its owner, root) could rename it, or a folder above it, out of the brick on the same
+ * file system, and its descriptor would follow. The check climbs one ".." per component of its name
+ * (one fstatat) and must reach the root's inode; a pin that fails it is let go, and its name is resolved
+ * beneath the root again as any parent's (its descriptor, which the call may be using, is closed when
+ * the stretch ends). pin_at: the root's device and inode, the stretch checked, and whether it failed.
+ */
+#define PIN_DEPTH_MAX 16
+typedef struct {
+  dev_t dev;
+  ino_t ino;
+  unsigned stretch;
+  int gone;
+} pin_at_t;
+static __thread pin_at_t pin_at[PIN_MAX];
+static __thread int pins_gone = 0;
+static __thread unsigned stretch_n = 1; /* counts holdDirs: a pin checked in this stretch has it */
 
 static uint32_t pin_hash(int root, const char *dir, size_t len) {
   uint32_t h = 2166136261u ^ (uint32_t)root;
@@ -237,8 +255,8 @@ static void pin_reindex(void) {
   pin_index_ready = 1;
 }
 
-/* The slot of pins[] holding (root, dir), or -1. */
-static int pin_slot(int root, const char *dir, size_t len) {
+/* The slot of pins[] holding (root, dir), or -1 (see pin_slot, which checks it). */
+static int pin_find(int root, const char *dir, size_t len) {
   if (pin_n == 0) return -1;
   assert(pin_index_ready);
   uint32_t s = pin_hash(root, dir, len) & (PIN_SLOTS - 1);
@@ -251,6 +269,29 @@ static int pin_slot(int root, const char *dir, size_t len) {
 
 static int is_pinned(int fd) { return fd >= 0 && fd < PIN_FDS && (pinned_fd[fd >> 3] & (1u << (fd & 7))); }
 
+/* The slot of pins[] holding (root, dir), still beneath root (checked once a stretch, see pin_at_t), or -1. */
+static int pin_slot(int root, const char *dir, size_t len) {
+  int i = pin_find(root, dir, len);
+  if (i < 0 || pin_at[i].gone) return -1;
+  if (holding && pin_at[i].stretch == stretch_n) return i;
+  char up[3 * PIN_DEPTH_MAX];
+  size_t n = 0;
+  for (size_t k = 0; k <= len; k++)
+    if (k == len || dir[k] == '/') {
+      assert(n + 3 <= sizeof up);
+      memcpy(up + n, "../", 3);
+      n += 3;
+    }
+  up[n - 1] = 0;
+  struct stat st;
+  if (fstatat(pins[i].fd, up, &st, 0) == 0 && st.st_dev == pin_at[i].dev && st.st_ino == pin_at[i].ino) {
+    pin_at[i].stretch = holding ? stretch_n : 0;
+    return i;
+  }
+  pin_at[i].gone = pins_gone = 1;
+  return -1;
+}
+
 static void pin_drop_at(int i) {
   assert(i >= 0 && i < pin_n);
   int fd = pins[i].fd;
@@ -259,6 +300,7 @@ static void pin_drop_at(int i) {
   close(fd);
   free(pins[i].dir);
   pins[i] = pins[--pin_n];
+  pin_at[i] = pin_at[pin_n];
 }
 
 /* Lets go every pin of `root` naming `dir` (len bytes) or a folder beneath it; every pin of root when dir is NULL. */
@@ -274,10 +316,18 @@ static void pin_drop(int root, const char *dir, size_t len) {
   if (dropped) pin_reindex();
 }
 
-/* Pins `dir` (len bytes, relative to root) with its descriptor fd; false (fd not taken) when full. */
+/*
+ * Pins `dir` (len bytes, relative to root) with its descriptor fd, just resolved beneath root; false (fd
+ * not taken) when full or too deep.
+ */
 static int pin_add(int root, const char *dir, size_t len, int fd) {
   if (pin_n >= PIN_MAX || fd < 0 || fd >= PIN_FDS) return 0;
   assert(!is_pinned(fd));
+  int depth = 1;
+  for (size_t i = 0; i < len; i++) depth += dir[i] == '/';
+  struct stat rst;
+  if (depth > PIN_DEPTH_MAX || fstat(root, &rst) != 0) return 0;
+  pin_at[pin_n] = (pin_at_t){.dev = rst.st_dev, .ino = rst.st_ino, .stretch = holding ? stretch_n : 0, .gone = 0};
   char *copy = malloc(len + 1);
   if (!copy) return 0;
   memcpy(copy, dir, len);
@@ -991,6 +1041,7 @@ static napi_value at_listxattr(napi_env env, napi_callback_info info) {
 static napi_value at_hold_dirs(napi_env env, napi_callback_info info) {
   (void)info;
   holding = 1;
+  if (++stretch_n == 0) stretch_n = 1; /* 0: checked in no stretch */
   return undef(env);
 }
 
@@ -1029,6 +1080,12 @@ static napi_value at_release_dirs(napi_env env, napi_callback_info info) {
   (void)info;
   holding = 0;
   held_release();
+  if (pins_gone) { /* pins found moved out of the brick (pin_slot): their descriptors are used no more */
+    for (int i = pin_n - 1; i >= 0; i--)
+      if (pin_at[i].gone) pin_drop_at(i);
+    pin_reindex();
+    pins_gone = 0;
+  }
   return undef(env);
 }
 

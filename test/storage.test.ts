@@ -129,7 +129,8 @@ test("held parents: the brick's own rename, exchange or rmdir of a directory let
   }
 });
 
-test("pinned folders: kept across stretches, never leading outside when swapped; the brick's own rename or rmdir lets them go, and pinning again replaces a folder that went", async () => {
+/** A brick's storage in a new folder with folders p and p/q pinned, and a folder outside it; both removed after `f`. */
+async function withPinnedPQ(f: (st: DiskStorage, dir: string, outside: string) => Promise<void>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
   const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-outside-'));
   try {
@@ -138,6 +139,16 @@ test("pinned folders: kept across stretches, never leading outside when swapped;
     st.mkdir('p/q', 0o700);
     st.pinDir('p');
     st.pinDir('p/q');
+    await f(st, dir, outside);
+    st.dispose();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(outside, { recursive: true, force: true });
+  }
+}
+
+test("pinned folders: kept across stretches, never leading outside when swapped; the brick's own rename or rmdir lets them go, and pinning again replaces a folder that went", () =>
+  withPinnedPQ(async (st, dir, outside) => {
     await Promise.resolve();
     // A pinned folder swapped for a symlink (a process of the host that can enter the brick): later
     // stretches' calls still land in the folder pinned, wherever it now is, never where the symlink leads.
@@ -178,22 +189,10 @@ test("pinned folders: kept across stretches, never leading outside when swapped;
     st.pinDir('p/q');
     st.close(st.open('p/q/f', O_RDWR | O_CREAT, 0o644));
     assert.deepEqual(fs.readdirSync(path.join(dir, 'p', 'q')), ['f']);
-    st.dispose();
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.rmSync(outside, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('pinned folders: one moved out of the brick (by a process that can enter it) is let go, and its calls resolve the name beneath the root again, never following it out', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-storage-'));
-  const outside = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-outside-'));
-  try {
-    const st = new DiskStorage(dir);
-    st.mkdir('p', 0o700);
-    st.mkdir('p/q', 0o700);
-    st.pinDir('p');
-    st.pinDir('p/q');
+test('pinned folders: one moved out of the brick (by a process that can enter it) is let go, and its calls resolve the name beneath the root again, never following it out', () =>
+  withPinnedPQ(async (st, dir, outside) => {
     st.close(st.open('p/q/a', O_RDWR | O_CREAT, 0o644));
     await Promise.resolve();
     // The pinned folder (and the one pinned beneath it) renamed to a folder outside the brick, on the same
@@ -206,12 +205,7 @@ test('pinned folders: one moved out of the brick (by a process that can enter it
     assert.deepEqual(fs.readdirSync(path.join(outside, 'p', 'q')), ['a'], 'nothing made outside the brick');
     assert.deepEqual(fs.readdirSync(path.join(dir, 'p')).sort(), ['b', 'q']);
     assert.deepEqual(fs.readdirSync(path.join(dir, 'p', 'q')), ['c']);
-    st.dispose();
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.rmSync(outside, { recursive: true, force: true });
-  }
-});
+  }));
 
 test('native addons: built with assertions on (native/check.h), and a call with a negative descriptor is refused before it is made', async () => {
   const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -327,11 +327,17 @@ test('CLI: volume create --tls, cert issue client, a client with it, cert revoke
   }
 });
 
-test("a CRL is used only with the CA's signature: one of another key with the CA's name is refused and logged (client, server, kept copy), the CA's own used", async () => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-crlsig-'));
+/** A CA of its own in a new folder, with a node certificate for a server on 127.0.0.1 and a client's. */
+function caWithServerAndClient(name: string): { base: string; ca: string; srv: TlsFiles; cli: TlsFiles } {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), `dhtfs-${name}-`));
   const ca = path.join(base, 'ca');
   const srv = issue('node', 'srv', path.join(base, 'srv'), ['127.0.0.1'], false, ca);
   const cli = issue('client', 'cli', path.join(base, 'cli'), [], false, ca);
+  return { base, ca, srv, cli };
+}
+
+test("a CRL is used only with the CA's signature: one of another key with the CA's name is refused and logged (client, server, kept copy), the CA's own used", async () => {
+  const { base, ca, srv, cli } = caWithServerAndClient('crlsig');
   // The forger: a copy of the CA's folder whose certificate has the CA's subject but another key, which
   // then revokes everything the CA issued (a CRL that would refuse the server and the client).
   const forged = path.join(base, 'forged');
@@ -382,10 +388,7 @@ test("a CRL is used only with the CA's signature: one of another key with the CA
 });
 
 test('a CRL file is used as the one CRL that was verified: a block before it that OpenSSL skips cannot make it load an older CRL of the CA', async () => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-crlone-'));
-  const ca = path.join(base, 'ca');
-  const srv = issue('node', 'srv', path.join(base, 'srv'), ['127.0.0.1'], false, ca);
-  const cli = issue('client', 'cli', path.join(base, 'cli'), [], false, ca);
+  const { base, ca, srv, cli } = caWithServerAndClient('crlone');
   const older = fs.readFileSync(path.join(ca, 'crl.pem'), 'utf8');
   revoke('srv', 'node', ca);
   const newer = fs.readFileSync(path.join(ca, 'crl.pem'), 'utf8');

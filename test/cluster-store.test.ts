@@ -193,6 +193,9 @@ test('how the CLI and the node daemon reach etcd: plaintext on loopback only (el
   try {
     assert.equal(etcdTransport(['http://127.0.0.1:2379', 'http://localhost:2379'], false), 'plain');
     assert.throws(() => etcdTransport(['http://10.0.0.1:2379'], false), /etcd http:\/\/10\.0\.0\.1:2379 is plaintext on the network: .*--insecure-etcd/);
+    // A name that only begins like a loopback address is another host's.
+    assert.throws(() => etcdTransport(['http://127.example.com:2379'], false), /is plaintext on the network/);
+    assert.equal(etcdTransport(['http://[::1]:2379', 'http://127.1.2.3:2379'], false), 'plain');
     const warned: string[] = [];
     assert.equal(
       etcdTransport(['http://10.0.0.1:2379'], true, (l) => warned.push(l)),

@@ -7,6 +7,7 @@
  * another address they are refused unless the operator says --insecure-etcd, and then warned about.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { EtcdTls } from '../cluster/etcd-store.js';
@@ -27,9 +28,10 @@ export function parseEndpoints(urls: string): string[] {
   return eps;
 }
 
+/** Whether an endpoint is on this host: localhost, ::1, or an IPv4 address in 127/8 (not a name that begins with 127.). */
 function loopback(endpoint: string): boolean {
   const host = new URL(endpoint).hostname.replace(/^\[|\]$/g, '');
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  return host === 'localhost' || host === '::1' || (net.isIPv4(host) && host.startsWith('127.'));
 }
 
 /** The files of an etcd client folder, read; an error that says what is missing and how to get it. */

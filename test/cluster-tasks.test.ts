@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { LocalStore } from '../src/cluster/local-store.js';
+import type { Claim, Store } from '../src/cluster/store.js';
 import { TaskWatcher, TASK_DEFAULTS, type TaskRecord, type TaskRun } from '../src/cluster/tasks.js';
 import { keys, type VolumeRecord } from '../src/cluster/records.js';
 import { realClock } from '../src/common/real-env.js';
@@ -125,6 +126,53 @@ test('task takeover: one watcher of two takes a running task whose claim is gone
 });
 
 const etcdHere = etcdAvailable();
+
+test('a daemon stopping whose claim was lost meanwhile does not mark the task handed on: the runner that took it over since would be told so wrongly', { timeout: 60_000 }, async () => {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-tasks-lost-'));
+  const store = new LocalStore(path.join(base, 'store.json'));
+  // The store's claims, with a way to lose one (its lease expired: the store away for a TTL).
+  const lose = new Map<string, () => void>();
+  const claimStore: Store = Object.assign(Object.create(store) as Store, {
+    claim: async (key: string, value: string, ttl: number): Promise<Claim | null> => {
+      const c = await store.claim(key, value, ttl);
+      if (!c) return null;
+      let lost!: () => void;
+      const p = new Promise<void>((r) => (lost = r));
+      lose.set(key, lost);
+      return { key: c.key, lost: Promise.race([c.lost, p]), release: () => c.release() };
+    },
+  });
+  const logs: string[] = [];
+  let started = false;
+  const run: TaskRun = async (_v, _t, _c, { handOn }) => {
+    started = true;
+    for (let i = 0; i < 500 && !handOn(); i++) await sleep(20);
+    return 'running';
+  };
+  const w = new TaskWatcher(claimStore, { host: 'h', pid: 1, node: 'n1' }, run, realClock, (l, m) => logs.push(`${l}: ${m}`), { ...TASK_DEFAULTS, pollMs: 100 });
+  try {
+    const rec: VolumeRecord = { name: 'lv', volumeId: randomUUID(), secret: 's', adminSecret: 'a', state: 'started', bricks: [], decommissioned: [], version: 1 };
+    await store.commit([
+      { key: keys.volume('lv'), value: JSON.stringify(rec) },
+      { key: 'tasks/lv/task', value: JSON.stringify({ kind: 'rebalance', mode: 'full', force: false, throttle: 'normal' }) },
+      { key: keys.checkpoint('lv'), value: JSON.stringify({ state: 'running' }) },
+    ]);
+    await w.start();
+    for (let i = 0; i < 100 && !started; i++) await sleep(50);
+    assert.ok(started, 'the watcher took the task');
+    // Its claim lapses, and another daemon takes the task over (its claim names it).
+    lose.get(keys.task('lv'))!();
+    await store.commit([{ key: keys.task('lv'), value: null }]);
+    assert.ok(await store.claim(keys.task('lv'), JSON.stringify({ host: 'h2', pid: 2, node: 'n2' }), 10));
+    await w.close({ handOn: true });
+    assert.equal(await store.get(keys.handedOn('lv')), null, `not marked handed on: ${logs.join('\n')}`);
+    assert.match((await store.get(keys.task('lv')))!.value, /"n2"/, "the other daemon's claim stays");
+  } finally {
+    await w.close();
+    await store.close();
+    fs.rmSync(base, { recursive: true, force: true });
+  }
+});
 
 test('a task whose runner died, over a real etcd: status says it awaits a takeover, stop stops it there, delete forgets it', { skip: etcdHere.ok ? false : etcdHere.reason, timeout: 60_000 }, async () => {
   const e = await startEtcd();

@@ -154,9 +154,15 @@ export class TaskWatcher {
   }
 
   private async runOne(vol: string, task: TaskRecord, claim: Claim, handedOn: boolean): Promise<void> {
+    // A claim lost while the run went on (the store away for its TTL): another daemon may hold the task
+    // now, so this one neither marks it handed on (that runner would be told, wrongly, that no lease of
+    // the old one's is left) nor releases it.
+    let lost = false;
+    void claim.lost.then(() => (lost = true));
     try {
       const end = await this.run(vol, task, claim, { handedOn, handOn: () => this.handingOn });
-      if (this.handingOn && end === 'running') {
+      if (this.handingOn && end === 'running' && lost) this.log('warn', `the ${task.kind} of volume ${vol} stopped here with its claim lost meanwhile: not marked handed on (another daemon may run it now)`);
+      else if (this.handingOn && end === 'running') {
         await this.store.commit([{ key: keys.handedOn(vol), value: this.owner.node ?? `${this.owner.host}:${this.owner.pid}` }]);
         this.log('info', `handed the ${task.kind} of volume ${vol} on (this daemon is stopping): stopped at a file boundary, its checkpoint says running, its claim released`);
       } else this.log('info', `the ${task.kind} of volume ${vol} taken over here ended: ${end}`);
@@ -165,7 +171,7 @@ export class TaskWatcher {
       this.backoff.set(vol, this.clock.now() + this.opts.retryMs);
     } finally {
       this.running.delete(vol);
-      if (!this.closed || this.handingOn) await claim.release().catch(() => {});
+      if ((!this.closed || this.handingOn) && !lost) await claim.release().catch(() => {});
     }
   }
 

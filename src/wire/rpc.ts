@@ -218,6 +218,11 @@ export interface ServeOptions {
   admit?: (admin: boolean) => string | null;
 }
 
+/** A request's pooled data (a write's bytes) goes back to the pool once its handler has finished. */
+function giveBack(args: Record<string, unknown>): void {
+  ioBuffers.give(args.data as Uint8Array | undefined);
+}
+
 /** Bytes a reply to `args` is expected to take: a read's length, else a small reply. */
 function expectedReply(args: Record<string, unknown>): number {
   const n = args.length;
@@ -377,14 +382,13 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
       return hello(id, args);
     }
     const c = ctx;
-    const done = () => ioBuffers.give(args.data as Uint8Array | undefined);
     const expected = expectedReply(args);
     owe(expected, 0);
     // A request past its deadline (`dl`, in this brick's clock: the moment its client may have given up
     // on it, see DhtClient's ping-timeout) is not applied: it waited in a stopped process or a queue
     // longer than its client waits, and the client may already have reported it failed.
     if (typeof args.dl === 'number' && opts.clock && opts.clock.now() > args.dl) {
-      done();
+      giveBack(args);
       fail(id, new FsError('ETIMEDOUT', `'${op.slice(0, 40)}' arrived after its deadline and was not applied`), expected);
       return true;
     }
@@ -392,23 +396,23 @@ export function serveConnection<Ctx>(conn: Conn, handler: RequestHandler<Ctx>, o
     try {
       res = handler.handle(c, op, args);
     } catch (e) {
-      done();
+      giveBack(args);
       fail(id, e, expected);
       return true;
     }
     if (res instanceof Promise) {
       res.then(
         (v) => {
-          done();
+          giveBack(args);
           reply(id, null, v, expected);
         },
         (e) => {
-          done();
+          giveBack(args);
           fail(id, e, expected);
         },
       );
     } else {
-      done();
+      giveBack(args);
       reply(id, null, res, expected);
     }
     return true;

@@ -40,15 +40,16 @@ export function wrap(sock: net.Socket, reads: SocketReads | null = null): Conn {
     remote: `${sock.remoteAddress}:${sock.remotePort}`,
     write: (bufs, onSent) => {
       if (closed) return false;
-      const cb = onSent ? (e?: Error | null) => void (e ? undefined : onSent()) : undefined;
       if (!corked) {
         corked = true;
         sock.cork();
         setImmediate(uncork);
       }
+      // A loop, and a callback only for the last buffer when one is asked for: this runs for every reply.
+      const last = bufs.length - 1;
       let ok = true;
-      bufs.forEach((b, i) => (ok = sock.write(b, i === bufs.length - 1 ? cb : undefined) && ok));
-      return ok;
+      for (let i = 0; i < last; i++) ok = sock.write(bufs[i]) && ok;
+      return sock.write(bufs[last], onSent ? (e?: Error | null) => void (e ? undefined : onSent()) : undefined) && ok;
     },
     onData: (fn) => {
       if (reads) reads.fns.push(fn);

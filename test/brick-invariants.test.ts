@@ -43,6 +43,36 @@ test('an open refused at the fd cap leaves the open count of the file the other 
   }
 });
 
+test('the brick-wide fd cap counts the fds of every session as they open, close and go with their session', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-inv-'));
+  try {
+    const b = new Brick(new DiskStorage(dir), { name: 'v-client-0', volumeId: VID, xattrPrefix: 'user.', limits: { ...LIMIT_DEFAULTS, maxFds: 2 } }, realClock, realRandom);
+    b.init();
+    const s1 = b.openSession({ remote: 'test1', client: 'one' });
+    const s2 = b.openSession({ remote: 'test2', client: 'two' });
+    const { fd } = (await b.handle(s1, 'create', { path: '/a', mode: 0o644, flags: 2, gfid: randomUUID() })) as { fd: number };
+    // A create that closes its fd at once (compound create) leaves none behind.
+    await b.handle(s2, 'create', { path: '/b', mode: 0o644, flags: 2, gfid: randomUUID(), data: Buffer.alloc(4, 1), close: true });
+    await b.handle(s2, 'open', { path: '/b', flags: 0 });
+    checkFdTable(b);
+    await assert.rejects(
+      Promise.resolve().then(() => b.handle(s1, 'open', { path: '/b', flags: 0 })),
+      (e) => codeOf(e) === 'EMFILE',
+    );
+    await b.handle(s1, 'close', { fd });
+    await b.handle(s1, 'open', { path: '/a', flags: 0 });
+    checkFdTable(b);
+    b.closeSession(s2);
+    await b.handle(s1, 'open', { path: '/b', flags: 0 });
+    checkFdTable(b);
+    b.closeSession(s1);
+    assert.equal(b.fdsOpen, 0);
+    checkFdTable(b);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a tracked change exits once: a second exit is a bug, asserted', () => {
   const clock = { now: () => 0, wallNow: () => 0, setTimer: () => ({ cancel: () => {} }), sleep: async () => {} };
   const m = new SrcMigrations(clock, { bytes: (k) => Buffer.alloc(k, 1), int: () => 0 }, () => {});

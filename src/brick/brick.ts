@@ -15,7 +15,7 @@ import type { Storage } from '../storage/storage.js';
 import { HANDLE_DIR, handlePath, isDir } from './format.js';
 import { Refused, decodeArgs, isOp, type Decoded, type OpName, type Reply } from '../wire/ops.js';
 import { BrickCore, type BrickConfig, type LogFn, type Session } from './core.js';
-import { checkFdTable, release } from './fds.js';
+import { checkFdTable, releaseAll } from './fds.js';
 import { ensureHandleDir } from './handles.js';
 import { getxattr, listxattr, removexattr, setattr, setxattr } from './ops/attrs.js';
 import { closeFd, fallocate, fdLocal, fstat, fsync, ftruncate, open, read, seek, write } from './ops/data.js';
@@ -150,8 +150,7 @@ export class Brick extends BrickCore implements RequestHandler<Session> {
   }
 
   closeSession(s: Session): void {
-    for (const f of s.fds.values()) release(this, f);
-    s.fds.clear();
+    releaseAll(this, s);
     this.locks.releaseSession(s.id);
     this.mig.sessionClosed(s.id);
     this.watches.drop(s);

@@ -74,6 +74,8 @@ export class BrickCore {
   nextSession = 1;
   /** The fds open on each gfid, across sessions (fds.ts keeps it; asserted against the sessions' fds). */
   readonly openCount = new Map<string, number>();
+  /** The fds open across every session (fds.ts keeps it; asserted against the sessions' fds). */
+  fdsOpen = 0;
   /** The handle directories (`.glusterfs/ab`, `.glusterfs/ab/cd`, and RENAME_DIR) known to exist. */
   readonly handleDirs = new Set<string>();
   /** Clients' watches of directories (watch.ts): every change of a name goes through `st`, which reports it. */

@@ -8,11 +8,14 @@ import type { Attr } from '../wire/types.js';
 import { handlePath } from './format.js';
 import type { BrickCore, OpenFile, Session } from './core.js';
 
-/** Per session and brick-wide caps (wire/limits.ts), well below the process's fd limit. */
+/**
+ * Per session and brick-wide caps (wire/limits.ts), well below the process's fd limit. The brick-wide
+ * count is kept as fds come and go (not summed over the sessions at each open: a brick may serve
+ * thousands of connections).
+ */
 export function addFd(b: BrickCore, s: Session, f: OpenFile): number {
   const L = b.limits;
-  let total = 0;
-  if (s.fds.size < L.maxFdsPerSession) for (const x of b.sessions.values()) total += x.fds.size;
+  const total = b.fdsOpen;
   const hit = s.fds.size >= L.maxFdsPerSession ? 'maxFdsPerSession' : total >= L.maxFds ? 'maxFds' : null;
   if (hit !== null) {
     // Never counted: the file is closed, and its gfid's count stays the other fds'.
@@ -22,8 +25,21 @@ export function addFd(b: BrickCore, s: Session, f: OpenFile): number {
   }
   const fd = s.nextFd++;
   s.fds.set(fd, f);
+  b.fdsOpen++;
   if (f.gfid) b.openCount.set(f.gfid, (b.openCount.get(f.gfid) ?? 0) + 1);
   return fd;
+}
+
+/** An fd leaves its session's table (its file is then released). */
+export function forgetFd(b: BrickCore, s: Session, fd: number): void {
+  if (s.fds.delete(fd)) b.fdsOpen--;
+}
+
+/** A session's fds all go (it closed): each file is released. */
+export function releaseAll(b: BrickCore, s: Session): void {
+  for (const f of s.fds.values()) release(b, f);
+  b.fdsOpen -= s.fds.size;
+  s.fds.clear();
 }
 
 /** An fd goes: its file is closed and its gfid counts one fd less. */
@@ -50,7 +66,12 @@ export function closeQuietly(b: BrickCore, h: number): void {
 /** Checks the fd table against the open counts (tests, and a session's end): every count is its fds'. */
 export function checkFdTable(b: BrickCore): void {
   const want = new Map<string, number>();
-  for (const s of b.sessions.values()) for (const f of s.fds.values()) if (f.gfid) want.set(f.gfid, (want.get(f.gfid) ?? 0) + 1);
+  let total = 0;
+  for (const s of b.sessions.values()) {
+    total += s.fds.size;
+    for (const f of s.fds.values()) if (f.gfid) want.set(f.gfid, (want.get(f.gfid) ?? 0) + 1);
+  }
+  assert.equal(b.fdsOpen, total, 'fd table: the brick-wide count differs from the fds open');
   assert.deepStrictEqual(new Map([...b.openCount].sort()), new Map([...want].sort()), 'fd table: open counts differ from the fds open');
 }
 

@@ -26,7 +26,7 @@ import {
 import { LINKTO_MODE, handlePath, isReg, isDir, isLnk } from '../format.js';
 import { Refused, bad, type Decoded } from '../../wire/ops.js';
 import type { BrickCore, OpenFile, Session } from '../core.js';
-import { addFd, fattr, fdOf, release } from '../fds.js';
+import { addFd, fattr, fdOf, forgetFd, release } from '../fds.js';
 import { resolveGfid } from '../handles.js';
 
 export function open(b: BrickCore, s: Session, a: Decoded<'open'>): { fd: number; attr: Attr } {
@@ -232,7 +232,7 @@ export function seek(b: BrickCore, s: Session, a: Decoded<'seek'>): { offset: nu
 
 export function closeFd(b: BrickCore, s: Session, a: Decoded<'close'>): Record<string, never> {
   const f = fdOf(b, s, a.fd, true);
-  s.fds.delete(a.fd);
+  forgetFd(b, s, a.fd);
   release(b, f);
   return {};
 }

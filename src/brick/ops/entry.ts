@@ -6,7 +6,7 @@ import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_WRONLY, S_IFMT, S_IFIFO
 import { HANDLE_DIR, RENAME_DIR, LINKTO_MODE, parentOf, handlePath, isDir, isLnk, deviceOf, encodeLinkto } from '../format.js';
 import type { Decoded } from '../../wire/ops.js';
 import type { BrickCore, OpenFile, Session } from '../core.js';
-import { addFd, release } from '../fds.js';
+import { addFd, forgetFd, release } from '../fds.js';
 import { dirOfHandle, dropHandleIfLast, linkHandle, resolveGfid, setDirHandle } from '../handles.js';
 
 /**
@@ -151,7 +151,7 @@ export async function createWrite(b: BrickCore, s: Session, fd: number, f: OpenF
     return { fd: close ? -1 : fd, attr: b.attr(rel, b.st.fstat(f.h), gfid) };
   } finally {
     if (close && s.fds.get(fd) === f) {
-      s.fds.delete(fd);
+      forgetFd(b, s, fd);
       release(b, f);
     }
   }

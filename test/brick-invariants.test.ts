@@ -10,16 +10,25 @@ import { checkFdTable } from '../src/brick/fds.js';
 import { SrcMigrations } from '../src/migration/src-state.js';
 import { DiskStorage } from '../src/storage/disk.js';
 import { realClock, realRandom } from '../src/common/real-env.js';
-import { LIMIT_DEFAULTS } from '../src/wire/limits.js';
+import { LIMIT_DEFAULTS, type BrickLimits } from '../src/wire/limits.js';
 import { codeOf } from '../src/common/errors.js';
 
 const VID = '5f0e8a4c-1d2b-4c3a-9e8f-0a1b2c3d4e5f';
 
-test('an open refused at the fd cap leaves the open count of the file the other fds hold', async () => {
+/** Runs `fn` on a brick in a folder of its own, with these limits over the defaults; the folder goes after. */
+async function withBrick(limits: Partial<BrickLimits>, fn: (b: Brick, dir: string) => Promise<void>): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-inv-'));
   try {
-    const b = new Brick(new DiskStorage(dir), { name: 'v-client-0', volumeId: VID, xattrPrefix: 'user.', limits: { ...LIMIT_DEFAULTS, maxFdsPerSession: 1 } }, realClock, realRandom);
+    const b = new Brick(new DiskStorage(dir), { name: 'v-client-0', volumeId: VID, xattrPrefix: 'user.', limits: { ...LIMIT_DEFAULTS, ...limits } }, realClock, realRandom);
     b.init();
+    await fn(b, dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('an open refused at the fd cap leaves the open count of the file the other fds hold', async () => {
+  await withBrick({ maxFdsPerSession: 1 }, async (b) => {
     const s = b.openSession({ remote: 'test', client: 'test' });
     const gfid = randomUUID();
     await b.handle(s, 'create', { path: '/f', mode: 0o644, flags: 2, gfid });
@@ -38,16 +47,11 @@ test('an open refused at the fd cap leaves the open count of the file the other 
     b.closeSession(s);
     assert.equal(b.openFdCount(gfid), 0);
     checkFdTable(b);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('the brick-wide fd cap counts the fds of every session as they open, close and go with their session', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-inv-'));
-  try {
-    const b = new Brick(new DiskStorage(dir), { name: 'v-client-0', volumeId: VID, xattrPrefix: 'user.', limits: { ...LIMIT_DEFAULTS, maxFds: 2 } }, realClock, realRandom);
-    b.init();
+  await withBrick({ maxFds: 2 }, async (b) => {
     const s1 = b.openSession({ remote: 'test1', client: 'one' });
     const s2 = b.openSession({ remote: 'test2', client: 'two' });
     const { fd } = (await b.handle(s1, 'create', { path: '/a', mode: 0o644, flags: 2, gfid: randomUUID() })) as { fd: number };
@@ -68,9 +72,7 @@ test('the brick-wide fd cap counts the fds of every session as they open, close 
     b.closeSession(s1);
     assert.equal(b.fdsOpen, 0);
     checkFdTable(b);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a tracked change exits once: a second exit is a bug, asserted', () => {
@@ -83,10 +85,7 @@ test('a tracked change exits once: a second exit is a bug, asserted', () => {
 });
 
 test('a private name a crash left behind is made again: create, mkdir and mklinkto succeed over it and leave none', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-inv-'));
-  try {
-    const b = new Brick(new DiskStorage(dir), { name: 'v-client-0', volumeId: VID, xattrPrefix: 'user.', limits: { ...LIMIT_DEFAULTS } }, realClock, realRandom);
-    b.init();
+  await withBrick({}, async (b, dir) => {
     const s = b.openSession({ remote: 'test', client: 'test' });
     const priv = path.join(dir, '.glusterfs', 'dhtfs-rename');
     // The names made whole under a private name (core.ts makeWhole, which symlinks and mknod share with
@@ -114,7 +113,5 @@ test('a private name a crash left behind is made again: create, mkdir and mklink
     const r2 = (await b.handle(s, 'create', { path: '/f2', mode: 0o644, flags: 2, close: true, gfid: g2 })) as { attr: { gfid: string } };
     assert.equal(r2.attr.gfid, g2);
     b.closeSession(s);
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -16,7 +16,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { EtcdStore } from '../src/cluster/etcd-store.js';
 import { LocalStore } from '../src/cluster/local-store.js';
-import { update, type Event, type Store } from '../src/cluster/store.js';
+import { StoreLoop, update, type Event, type Store } from '../src/cluster/store.js';
 import { etcdAvailable, startEtcd, type TestEtcd } from './helpers/etcd.js';
 import { X509Certificate } from 'node:crypto';
 import { etcdCaHome, issue, revoke } from '../src/cli/cert.js';
@@ -351,3 +351,30 @@ if (avail.ok) {
     }
   });
 } else test('etcd store', { skip: avail.reason }, () => {});
+
+test('a StoreLoop stopped while its start() still sets up the watch starts nothing: the watch is undone, no pass runs, no timer is set', async () => {
+  let release!: () => void;
+  let unwatched = 0;
+  const timers: number[] = [];
+  const store = {
+    watch: async () => {
+      await new Promise<void>((r) => (release = r));
+      return async () => void unwatched++;
+    },
+  } as unknown as Store;
+  const clock = { now: () => 0, wallNow: () => 0, sleep: async () => {}, setTimer: (ms: number) => (timers.push(ms), { cancel() {} }) };
+  let passes = 0;
+  const loop = new StoreLoop(
+    store,
+    'x/',
+    async () => void passes++,
+    clock,
+    1000,
+    () => {},
+  );
+  const started = loop.start();
+  const stopped = loop.stop();
+  release();
+  await Promise.all([started, stopped]);
+  assert.deepEqual({ unwatched, passes, timers }, { unwatched: 1, passes: 0, timers: [] });
+});

@@ -8,6 +8,7 @@
  * The data path never reads the store: clients and bricks keep working while it is away.
  */
 
+import assert from 'node:assert/strict';
 import { every, type Clock, type Timer } from '../common/env.js';
 
 /** A key, its value and the revision of its last change (1 and up; a key that does not exist has none). */
@@ -94,6 +95,8 @@ export class StoreLoop {
   private stopWatch: (() => Promise<void>) | null = null;
   private ticker: Timer | null = null;
   private passing: Promise<void> = Promise.resolve();
+  /** stop() was called: nothing more is started, also by a start() still under way. */
+  private stopped = false;
 
   constructor(
     private readonly store: Store,
@@ -106,21 +109,28 @@ export class StoreLoop {
   ) {}
 
   async start(): Promise<void> {
-    this.stopWatch = await this.store.watch(this.prefix, (e) => {
-      if (this.wanted(e)) void this.kick();
+    assert(!this.stopWatch && !this.ticker, 'StoreLoop started twice');
+    const unwatch = await this.store.watch(this.prefix, (e) => {
+      if (!this.stopped && this.wanted(e)) void this.kick();
     });
+    // A stop() while the watch was being set up: it is undone here, and no pass or timer starts.
+    if (this.stopped) return unwatch();
+    this.stopWatch = unwatch;
     await this.kick();
+    if (this.stopped) return;
     this.ticker = every(this.clock, this.everyMs, () => void this.kick());
   }
 
-  /** A pass now, after any pass already under way. */
+  /** A pass now, after any pass already under way (none once stopped). */
   kick(): Promise<void> {
+    if (this.stopped) return this.passing;
     this.passing = this.passing.then(() => this.pass()).catch((e) => this.failed(e as Error));
     return this.passing;
   }
 
   /** No more passes started by the watch or the timer; resolves once the one under way (if any) ended. */
   async stop(): Promise<void> {
+    this.stopped = true;
     this.ticker?.cancel();
     const unwatch = this.stopWatch;
     this.stopWatch = null;

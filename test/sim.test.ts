@@ -127,6 +127,11 @@ const regressions: [string, number, Partial<SimOptions>][] = [
   // new for a linkto's handle): a power loss on the strict disk left the installed file without one, and
   // the clients' fds reopened by gfid answered ENOENT. Now the install fsyncs the handle's directories too.
   ['the gfid handle of a migrated file lost at a power loss', 79, { pin: (k) => void (k.disk.durability = 'strict') }],
+  // A create whose private name's unlink failed (EIO) after the link into place answered the EIO and left
+  // the file with two links: the rebalancer took it for a hard link and left its linkto for good (5756),
+  // and a rename marked it and left the mark (6476). Now the name goes again when that unlink fails.
+  ['a create whose private name could not be unlinked, left as a hard link', 5756, { errors: true }],
+  ['a create whose private name could not be unlinked, then renamed', 6476, { errors: true }],
 ];
 for (const [what, seed, opts] of regressions) {
   test(`regression: ${what} (seed ${seed})`, async () => {

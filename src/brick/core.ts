@@ -288,7 +288,9 @@ export class BrickCore {
    * opened, if anything), which gets its gfid and owner and is then linked into place (link(2) fails with
    * EEXIST where the name is taken, as O_EXCL does); then its handle. So a power loss or a failed call
    * never leaves the name without its gfid (a file no rebalance could move, and that a drain left on its
-   * brick: the simulator found it, seed 33).
+   * brick: the simulator found it, seed 33). The private name goes before the reply: where its unlink fails
+   * after the link (an EIO), the name goes again, as the call failed; left, the file kept two links, and
+   * the rebalancer left it as a hard link (a linkto for good, seed 5756) and renames marked it (seed 6476).
    */
   makeWhole<T>(rel: string, gfid: string, uid: number | undefined, gid: number | undefined, make: (tmp: string) => T): T {
     this.ensureRenameDir();
@@ -303,10 +305,16 @@ export class BrickCore {
       const g = this.newGid(rel, gid);
       if (uid !== undefined || g !== undefined) this.st.lchown(tmp, uid ?? -1, g ?? -1);
       this.st.link(tmp, rel);
-    } finally {
-      this.st.unlink(tmp);
+    } catch (e) {
+      try {
+        this.st.unlink(tmp);
+      } catch {
+        /* keep the original error */
+      }
+      throw e;
     }
     try {
+      this.st.unlink(tmp);
       linkHandle(this, rel, gfid);
     } catch (e) {
       try {

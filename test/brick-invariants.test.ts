@@ -11,15 +11,15 @@ import { SrcMigrations } from '../src/migration/src-state.js';
 import { DiskStorage } from '../src/storage/disk.js';
 import { realClock, realRandom } from '../src/common/real-env.js';
 import { LIMIT_DEFAULTS, type BrickLimits } from '../src/wire/limits.js';
-import { codeOf } from '../src/common/errors.js';
+import { codeOf, FsError } from '../src/common/errors.js';
 
 const VID = '5f0e8a4c-1d2b-4c3a-9e8f-0a1b2c3d4e5f';
 
-/** Runs `fn` on a brick in a folder of its own, with these limits over the defaults; the folder goes after. */
-async function withBrick(limits: Partial<BrickLimits>, fn: (b: Brick, dir: string) => Promise<void>): Promise<void> {
+/** Runs `fn` on a brick in a folder of its own (on `disk`'s storage), with these limits over the defaults; the folder goes after. */
+async function withBrick(limits: Partial<BrickLimits>, fn: (b: Brick, dir: string) => Promise<void>, disk: (dir: string) => DiskStorage = (d) => new DiskStorage(d)): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dhtfs-inv-'));
   try {
-    const b = new Brick(new DiskStorage(dir), { name: 'v-client-0', volumeId: VID, xattrPrefix: 'user.', limits: { ...LIMIT_DEFAULTS, ...limits } }, realClock, realRandom);
+    const b = new Brick(disk(dir), { name: 'v-client-0', volumeId: VID, xattrPrefix: 'user.', limits: { ...LIMIT_DEFAULTS, ...limits } }, realClock, realRandom);
     b.init();
     await fn(b, dir);
   } finally {
@@ -88,13 +88,13 @@ test('a private name a crash left behind is made again: create, mkdir and mklink
   await withBrick({}, async (b, dir) => {
     const s = b.openSession({ remote: 'test', client: 'test' });
     const priv = path.join(dir, '.glusterfs', 'dhtfs-rename');
-    // The names made whole under a private name (core.ts makeWhole, which symlinks and mknod share with
-    // create; entry.ts mkdir and makeLinkto) and a leftover of each, as a crash before the link or rename
+    // The names made whole under a private name (core.ts makeWhole, which symlinks, mknod and makeLinkto
+    // share with create; entry.ts mkdir) and a leftover of each, as a crash before the link or rename
     // into place leaves it.
     const cases: [string, string, Record<string, unknown>, (p: string) => void][] = [
       ['create', '.new', { path: '/f', mode: 0o644, flags: 2, close: true, data: Buffer.from('x') }, (p) => fs.writeFileSync(p, 'old')],
       ['mkdir', '.dir', { path: '/d', mode: 0o755 }, (p) => fs.mkdirSync(p)],
-      ['mklinkto', '.linkto', { path: '/t', target: 'v-client-1' }, (p) => fs.writeFileSync(p, 'old')],
+      ['mklinkto', '.new', { path: '/t', target: 'v-client-1' }, (p) => fs.writeFileSync(p, 'old')],
     ];
     for (const [op, suffix, args, leave] of cases) {
       // The private directory exists once the brick made its first name there.
@@ -114,4 +114,44 @@ test('a private name a crash left behind is made again: create, mkdir and mklink
     assert.equal(r2.attr.gfid, g2);
     b.closeSession(s);
   });
+});
+
+/** A disk whose unlinks of private names (the ones made whole, core.ts makeWhole) fail with EIO while `failing` is set. */
+class PrivateUnlinkFails extends DiskStorage {
+  failing = false;
+  override unlink(p: string): void {
+    if (this.failing && p.startsWith('.glusterfs/dhtfs-rename/')) throw new FsError('EIO', `test: unlink ${p}`);
+    super.unlink(p);
+  }
+}
+
+test('a create or mklinkto whose private name cannot be unlinked after the link fails, leaving no name of two links', async () => {
+  let disk: PrivateUnlinkFails | null = null;
+  await withBrick(
+    {},
+    async (b, dir) => {
+      const s = b.openSession({ remote: 'test', client: 'test' });
+      const cases: [string, Record<string, unknown>][] = [
+        ['create', { path: '/f', mode: 0o644, flags: 2, close: true }],
+        ['mklinkto', { path: '/t', target: 'v-client-1' }],
+      ];
+      for (const [op, args] of cases) {
+        disk!.failing = true;
+        await assert.rejects(
+          Promise.resolve().then(() => b.handle(s, op, { ...args, gfid: randomUUID() })),
+          (e) => codeOf(e) === 'EIO',
+          op,
+        );
+        disk!.failing = false;
+        // Left, the name's inode had a second link (the private name): the rebalancer took the file for
+        // a hard link and left it where it was, and renames marked it (simulator seeds 5756 and 6476).
+        assert.equal(fs.existsSync(path.join(dir, String(args.path))), false, `${op}: the name went again`);
+        // Made again, the call succeeds.
+        await b.handle(s, op, { ...args, gfid: randomUUID() });
+        assert.equal(fs.statSync(path.join(dir, String(args.path))).nlink, 2, `${op}: its name and its handle`);
+      }
+      b.closeSession(s);
+    },
+    (d) => (disk = new PrivateUnlinkFails(d)),
+  );
 });

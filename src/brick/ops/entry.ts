@@ -222,37 +222,23 @@ export function makeLinkto(b: BrickCore, rel: string, gfid: string, target: stri
   } catch (e) {
     ignoreCodes(e, 'ENOENT');
   }
-  // Made whole under a private name and then linked into place, so that a power loss never leaves the
-  // name as an empty file of mode 01000 without its xattrs: a data file to everyone, hiding the file it
-  // stood for (the simulator's journal disk found it, seed 218). link(2), as O_EXCL, fails with EEXIST
-  // where the name is taken.
-  b.ensureRenameDir();
-  const tmp = `${RENAME_DIR}/${gfid}.linkto`;
-  const h = b.makeFresh(
-    tmp,
-    () => b.st.unlink(tmp),
-    () => b.st.open(tmp, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX),
-  );
-  b.st.close(h);
-  try {
-    b.setGfid(tmp, gfid);
-    setLinkto(b, tmp, target);
-    const g = b.newGid(rel, gid);
-    if (uid !== undefined || g !== undefined) b.st.lchown(tmp, uid ?? -1, g ?? -1);
-    b.st.link(tmp, rel);
-  } finally {
-    b.st.unlink(tmp);
-  }
-  try {
-    linkHandle(b, rel, gfid);
-  } catch (e) {
+  // Made whole under a private name and then linked into place (core.ts makeWhole), so that a power loss
+  // never leaves the name as an empty file of mode 01000 without its xattrs: a data file to everyone,
+  // hiding the file it stood for (the simulator's journal disk found it, seed 218). link(2), as O_EXCL,
+  // fails with EEXIST where the name is taken.
+  b.makeWhole(rel, gfid, uid, gid, (tmp) => {
+    b.st.close(b.st.open(tmp, O_WRONLY | O_CREAT | O_EXCL, S_ISVTX));
     try {
-      b.st.unlink(rel);
-    } catch {
-      /* keep the original error */
+      setLinkto(b, tmp, target);
+    } catch (e) {
+      try {
+        b.st.unlink(tmp);
+      } catch {
+        /* keep the original error */
+      }
+      throw e;
     }
-    throw e;
-  }
+  });
   return b.attr(rel, b.st.lstat(rel), gfid);
 }
 

@@ -306,25 +306,26 @@ export class BrickCore {
       if (uid !== undefined || g !== undefined) this.st.lchown(tmp, uid ?? -1, g ?? -1);
       this.st.link(tmp, rel);
     } catch (e) {
-      try {
-        this.st.unlink(tmp);
-      } catch {
-        /* keep the original error */
-      }
+      this.unlinkQuietly(tmp);
       throw e;
     }
     try {
       this.st.unlink(tmp);
       linkHandle(this, rel, gfid);
     } catch (e) {
-      try {
-        this.st.unlink(rel);
-      } catch {
-        /* keep the original error */
-      }
+      this.unlinkQuietly(rel);
       throw e;
     }
     return made;
+  }
+
+  /** Undoes a name made by a call that is failing: an error here is dropped, the call's own one matters. */
+  unlinkQuietly(rel: string): void {
+    try {
+      this.st.unlink(rel);
+    } catch {
+      /* keep the original error */
+    }
   }
 
   /** A new name was just made: its gfid, `more`, its handle and owner; if any fails, the name goes again. */
@@ -336,11 +337,7 @@ export class BrickCore {
       gid = this.newGid(rel, gid);
       if (uid !== undefined || gid !== undefined) this.st.lchown(rel, uid ?? -1, gid ?? -1);
     } catch (e) {
-      try {
-        this.st.unlink(rel);
-      } catch {
-        /* keep the original error */
-      }
+      this.unlinkQuietly(rel);
       throw e;
     }
   }

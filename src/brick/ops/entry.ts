@@ -231,11 +231,7 @@ export function makeLinkto(b: BrickCore, rel: string, gfid: string, target: stri
     try {
       setLinkto(b, tmp, target);
     } catch (e) {
-      try {
-        b.st.unlink(tmp);
-      } catch {
-        /* keep the original error */
-      }
+      b.unlinkQuietly(tmp);
       throw e;
     }
   });

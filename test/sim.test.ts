@@ -136,6 +136,11 @@ const regressions: [string, number, Partial<SimOptions>][] = [
   // name cut off by an EIO: taken up again, the old name's lookup found nothing, and the rename was taken
   // as done with the old name left on the data's brick, listed but found by no lookup. Now it goes then.
   ['a rename taken up again after its old name was cut off', 7236, { names: true, errors: true }],
+  // A rename's switch (the new name's linkto replacing the old file on its hashed brick) answered an EIO
+  // from after it was made: the rename took it as failed and took the new name off the data again, so the
+  // name led nowhere and the replaced file was gone (a listing missed the name). Now an EIO leaves the
+  // outcome unknown, as a lost brick does, and the rename is taken up again.
+  ['a rename whose switch answered an EIO after it was made', 12468, { errors: true }],
 ];
 for (const [what, seed, opts] of regressions) {
   test(`regression: ${what} (seed ${seed})`, async () => {

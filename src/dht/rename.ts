@@ -317,8 +317,11 @@ export async function renameFile(c: DhtClient, src: Located, from: string, to: s
             .catch(async (e) => {
               // The switch failed: take the new name off the data again (best effort), so that it
               // cannot surface later. A layout change is retried by withParent with the name kept; a
-              // lost brick leaves the outcome unknown, and the rename is taken up again from there.
-              if (linked && codeOf(e) !== ELAYOUT && codeOf(e) !== 'ENOTCONN') {
+              // lost brick or an EIO leaves the outcome unknown (an EIO can come after the linkto
+              // replaced the old file there: undone then, the new name led nowhere and the replaced
+              // file was gone, a name missing from listings until the rename was taken up again, sim
+              // seed 12468), and the rename is taken up again from there.
+              if (linked && codeOf(e) !== ELAYOUT && codeOf(e) !== 'ENOTCONN' && codeOf(e) !== 'EIO') {
                 await c
                   .sv(src.cached)
                   .call('unlink', { path: to, gfid, ifOtherNames: true, clearIntent: true })

@@ -145,6 +145,11 @@ const regressions: [string, number, Partial<SimOptions>][] = [
   // on the draining brick with no linkto on its hashed brick, and a lookup trusting the settled layout
   // answered ENOENT. Now a directory with a file that failed to move or was skipped is not settled.
   ['a directory settled with a file that failed to move', 12099, { names: true, errors: true }],
+  // A drain moved a socket of three names off its brick (migSpecial, then migDropSpecial's unlinks), and a
+  // power loss on the drained brick took back one unlink (the journal disk): the old name came back beside
+  // the copy, and the final rebalance moved it over the name's linkto, two copies of one file. Now
+  // migDropSpecial makes its removal durable before it answers.
+  ["a special file's removal from src taken back by a power loss", 30186, { names: true, errors: true }],
 ];
 for (const [what, seed, opts] of regressions) {
   test(`regression: ${what} (seed ${seed})`, async () => {

@@ -326,9 +326,12 @@ function handleDirs(gfid: string): string[] {
 /**
  * The old name of a special file whose copy is on its hashed brick now (migSpecial): removed if it is
  * still that file (gfid) and unchanged since the migrator read it (`ctime`; changed: EAGAIN, the
- * migrator copies the attributes again first). Its directory keeps its times.
+ * migrator copies the attributes again first). Its directory keeps its times. The removal is made durable
+ * before the reply: the copy on dst is the file from then on, and a power loss that took back an unlink
+ * brought the old name back beside it, a second copy a later rebalance moved over dst's linkto (the
+ * simulator's journal disk, --names --errors seed 30186: a socket of three names drained off a brick).
  */
-export function migDropSpecial(b: BrickCore, a: Decoded<'migDropSpecial'>): Record<string, never> {
+export async function migDropSpecial(b: BrickCore, a: Decoded<'migDropSpecial'>): Promise<Record<string, never>> {
   const rel = b.walk(a.path);
   const { gfid, ctime } = a;
   const st = b.st.lstat(rel);
@@ -342,6 +345,7 @@ export function migDropSpecial(b: BrickCore, a: Decoded<'migDropSpecial'>): Reco
   }
   for (const l of links) b.keepingTimes(l, true, () => b.st.unlink(l));
   dropHandleIfLast(b, gfid);
+  for (const d of new Set([...links.map(parentOf), ...handleDirs(gfid)])) await fsyncDir(b, d);
   return {};
 }
 

@@ -150,6 +150,10 @@ const regressions: [string, number, Partial<SimOptions>][] = [
   // the copy, and the final rebalance moved it over the name's linkto, two copies of one file. Now
   // migDropSpecial makes its removal durable before it answers.
   ["a special file's removal from src taken back by a power loss", 30186, { names: true, errors: true }],
+  // A rename whose two names' data were on one brick renamed over the new name's old copy after that
+  // file's migration had committed and installed elsewhere; the switch then failed (an EIO) and the resumed
+  // rename took itself as done, the name leading to the replaced file. Now the brick refuses (EMOVED).
+  ['a rename over the old copy of a file whose migration committed', 30133, { names: true, errors: true }],
 ];
 for (const [what, seed, opts] of regressions) {
   test(`regression: ${what} (seed ${seed})`, async () => {

@@ -5,7 +5,7 @@
  * rename on every brick; RENAME_EXCHANGE where one brick can swap both names at once. Functions of a
  * DhtClient.
  */
-import { ELAYOUT, EMOVED, FsError, codeOf, ignoreCodes, bestEffort } from '../common/errors.js';
+import { ELAYOUT, EMOVED, FsError, codeOf, ignoreCodes, bestEffort, infoOf } from '../common/errors.js';
 import { needGfid } from '../common/gfid.js';
 import { DhtClient, RACE_RETRIES, movedAway, type Located } from './client.js';
 import { normPath, splitPath } from './paths.js';
@@ -289,7 +289,7 @@ export async function renameFile(c: DhtClient, src: Located, from: string, to: s
         // (Linked on an earlier try, whose entry lock has been let go since: made again, idempotently,
         // as the rebalancer may have removed the then unreachable name meanwhile.)
         if (!renamed || linked) {
-          const again = () => c.sv(src.cached).call('rename', { from, to, gfid }).catch(sourceMoved);
+          const again = () => c.sv(src.cached).call('rename', { from, to, gfid }).catch((e) => targetMoved(c, src.cached, to, e).then(() => sourceMoved(e)));
           if (dst && dst.cached === src.cached) await again();
           else {
             linked = await c
@@ -463,6 +463,20 @@ class Interrupted extends Error {
 function interrupted(e: unknown, gfid: string): unknown {
   const code = codeOf(e);
   return code === 'ENOTCONN' || code === 'EIO' ? new Interrupted(e, gfid) : e;
+}
+
+/**
+ * A brick refused to rename over the name's old copy of a file that moved (EMOVED with `replaced`: its
+ * migration committed, the copy not cleaned up yet): the copy goes (the migration's own cleanup, which
+ * is idempotent), and the rename looks the name up again (its file is the installed copy elsewhere).
+ */
+async function targetMoved(c: DhtClient, brick: string, to: string, e: unknown): Promise<void> {
+  const replaced = codeOf(e) === EMOVED ? infoOf(e)?.replaced : undefined;
+  if (typeof replaced !== 'string') return;
+  await c
+    .sv(brick)
+    .call('migCleanup', { path: to, gfid: replaced })
+    .catch((e2) => ignoreCodes(e2, 'ENOENT', 'ESTALE', 'EINVAL'));
 }
 
 function sourceMoved(e: unknown): never {

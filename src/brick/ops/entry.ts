@@ -1,5 +1,5 @@
 /** Entry operations: lookups, names made and removed (files, directories, linktos, symlinks, FIFOs), renames and links, listings. */
-import { FsError, codeOf, ignoreCodes } from '../../common/errors.js';
+import { EMOVED, FsError, codeOf, ignoreCodes } from '../../common/errors.js';
 import { encodeRanges } from '../../wire/layout-xattr.js';
 import type { Attr, DirEntryAttr } from '../../wire/types.js';
 import { O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDWR, O_WRONLY, S_IFMT, S_IFIFO, S_IFSOCK, S_IFBLK, S_IFCHR, S_ISGID, S_ISVTX } from '../../storage/storage.js';
@@ -340,6 +340,16 @@ export function rename(b: BrickCore, a: Decoded<'rename'>): Attr | Promise<Attr>
   const wait = b.mig.whenSettled(gfid) ?? b.mig.whenSettled(replaced);
   if (wait) return wait.then(b.watches.resumed(() => rename(b, a)));
   if (!isDir(st)) b.refuseMoved(from, gfid);
+  // Nor over the old copy of a file that moved (its migration committed, not cleaned up yet): the name's
+  // file is the installed copy on another brick, which this rename would not replace; a client that took
+  // the old copy for the name's data would switch the name to nothing it replaced, and if the switch
+  // then failed, a resume would see the new name's data here and call the rename done while the name
+  // still led to the old file (sim --names --errors seed 30133). EMOVED with `replaced`: the client
+  // cleans the old copy up and looks the name up again.
+  if (replaced && replaced !== gfid) {
+    const m = b.movedOf(to, replaced);
+    if (m) throw new FsError(EMOVED, `/${to} was migrated to ${m.dst}`, { ...m, replaced });
+  }
   b.mig.entryChanged(gfid);
   if (replaced) b.mig.entryChanged(replaced);
   b.st.rename(from, to);

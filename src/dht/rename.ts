@@ -289,7 +289,11 @@ export async function renameFile(c: DhtClient, src: Located, from: string, to: s
         // (Linked on an earlier try, whose entry lock has been let go since: made again, idempotently,
         // as the rebalancer may have removed the then unreachable name meanwhile.)
         if (!renamed || linked) {
-          const again = () => c.sv(src.cached).call('rename', { from, to, gfid }).catch((e) => targetMoved(c, src.cached, to, e).then(() => sourceMoved(e)));
+          const again = () =>
+            c
+              .sv(src.cached)
+              .call('rename', { from, to, gfid })
+              .catch((e) => targetMoved(c, src.cached, to, e).then(() => sourceMoved(e)));
           if (dst && dst.cached === src.cached) await again();
           else {
             linked = await c

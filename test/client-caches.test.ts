@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { NegativeCache } from '../src/dht/neg-cache.js';
 import { DirCache, DIR_HINT_MS, type DirInfo } from '../src/dht/dir-cache.js';
 import { Volume } from '../src/api/volume.js';
+import * as xattr from '@napi-rs/xattr';
 import { startCluster } from './helpers/cluster.js';
+import { P, namesOn } from './helpers/disk.js';
 
 test('a directory made everywhere answers for the names not made in it, and only while every brick is fresh', () => {
   let fresh = true;
@@ -108,6 +110,28 @@ test('a volume with both caches off makes, finds, renames and lists names as one
       await v.close();
     }
   } finally {
+    await c.stop();
+  }
+});
+
+test("the root's ranges read while a fix-layout rewrote them (a hole) are not cached: once whole again, every name works", async () => {
+  const c = await startCluster(2);
+  const vol = await Volume.connect(c.spec);
+  try {
+    const names = c.spec.bricks.map((b) => b.name);
+    const onB0 = namesOn(c.dirs, names, '/', 0, 1, 'a')[0];
+    const onB1 = namesOn(c.dirs, names, '/', 1, 1, 'b')[0];
+    // Brick 1's ranges of / gone for a moment, as between a fix-layout's writes to the two bricks.
+    const b1Root = c.dirs[1];
+    const saved = xattr.getAttributeSync(b1Root, P + 'glusterfs.dht')!;
+    xattr.removeAttributeSync(b1Root, P + 'glusterfs.dht');
+    vol.client.dirs.drop('/');
+    await vol.writeFile(`/${onB0}`, 'a name outside the hole');
+    xattr.setAttributeSync(b1Root, P + 'glusterfs.dht', saved);
+    await vol.writeFile(`/${onB1}`, 'a name where the hole was');
+    assert.equal(await vol.readFile(`/${onB1}`, 'utf8'), 'a name where the hole was');
+  } finally {
+    await vol.close();
     await c.stop();
   }
 });

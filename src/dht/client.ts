@@ -449,6 +449,9 @@ export class DhtClient {
         await this.healDirLayout(path);
         return this.dir(path, rereads + 1);
       }
+      // The root's ranges read while a fix-layout rewrote them brick by brick: read again, and never
+      // cache a hole (every name under it would answer EIO until the cache let it go).
+      return this.dir(path, rereads + 1);
     }
     this.dirs.set(path, info);
     return info;

@@ -111,7 +111,7 @@ export class StoreLoop {
   async start(): Promise<void> {
     assert(!this.stopWatch && !this.ticker, 'StoreLoop started twice');
     const unwatch = await this.store.watch(this.prefix, (e) => {
-      if (!this.stopped && this.wanted(e)) void this.kick();
+      if (this.wanted(e)) void this.kick();
     });
     // A stop() while the watch was being set up: it is undone here, and no pass or timer starts.
     if (this.stopped) return unwatch();
